@@ -1,0 +1,266 @@
+//! The report model: what experiments produce and renderers consume.
+//!
+//! Experiments return a [`Section`] each; [`crate::run`] gathers them, with the
+//! [`Machine`] they ran on, into a [`Report`]. Renderers (table, JSON, Markdown,
+//! HTML) only read this model, so nothing here measures and nothing here prints.
+//!
+//! The JSON form is stable: [`SCHEMA_VERSION`] changes whenever a field is removed
+//! or changes meaning. Serialized field names carry their unit (`median_ns`) or the
+//! value carries a [`Unit`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+
+/// Version of the JSON schema of [`Report`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole lab run: the machine, one section per experiment, and the verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// Version of proctor that produced the report.
+    pub proctor_version: String,
+    /// The exact command line that produced the report.
+    pub command_line: String,
+    pub profile: Profile,
+    pub machine: Machine,
+    /// The classic comparison table, one row per aspect (filled by the verdict step).
+    pub headline: Vec<HeadlineRow>,
+    /// Classic claims, each with its verdict and the measurement behind it.
+    pub claims: Vec<Claim>,
+    /// One section per experiment, in the order they ran.
+    pub sections: Vec<Section>,
+}
+
+/// How much measuring to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A few samples, for tests: checks shapes, not figures.
+    Tiny,
+    /// The default: every experiment in seconds.
+    #[default]
+    Quick,
+    /// More samples, sizes and footprints.
+    Full,
+}
+
+/// The result of one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    /// The experiment id (`spawn`, `switch`, ...): file name, CLI value, JSON key, HTML anchor.
+    pub id: String,
+    pub title: String,
+    /// How it was measured, in a few sentences: what one op is, placement, what is subtracted.
+    pub method: String,
+    pub status: Status,
+    /// Wall time the experiment took.
+    pub elapsed_ms: f64,
+    /// Named figures the verdicts and the headline look up by key, e.g. `spawn.thread`.
+    pub figures: Vec<Figure>,
+    pub tables: Vec<Table>,
+    pub charts: Vec<Chart>,
+    /// Figures from established tools next to ours.
+    pub cross_checks: Vec<CrossCheck>,
+    /// Warnings and explanations worth showing with the section.
+    pub notes: Vec<String>,
+    /// The experiment's typed result, serialized, for readers who want every sample.
+    pub data: serde_json::Value,
+}
+
+impl Section {
+    /// An empty, successful section for experiment `id`.
+    pub fn new(id: &str, title: &str, method: &str) -> Section {
+        Section {
+            id: id.to_string(),
+            title: title.to_string(),
+            method: method.to_string(),
+            status: Status::Ok,
+            elapsed_ms: 0.0,
+            figures: Vec::new(),
+            tables: Vec::new(),
+            charts: Vec::new(),
+            cross_checks: Vec::new(),
+            notes: Vec::new(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// The figure with this key, if the experiment produced it.
+    pub fn figure(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.key == key)
+    }
+}
+
+/// Whether an experiment produced its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// The experiment failed; the rest of the report still stands.
+    Failed { error: String },
+    /// The experiment did not run (interrupted, unsupported here, not selected).
+    Skipped { reason: String },
+}
+
+/// A unit for a figure. Renderers scale times and sizes for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Nanoseconds.
+    Ns,
+    Bytes,
+    BytesPerSec,
+    /// Operations (messages, tasks, increments) per second.
+    PerSec,
+    /// A plain count (tasks survived, lost updates).
+    Count,
+    /// A dimensionless ratio (speed-up, efficiency).
+    Ratio,
+    Percent,
+}
+
+/// One measured value with its unit and spread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Stable lookup key, `<experiment>.<name>`, e.g. `switch.futex.thread.pinned`.
+    pub key: String,
+    /// Human label, e.g. "thread switch (futex, same CPU)".
+    pub label: String,
+    /// The central value (median unless the label says otherwise).
+    pub value: f64,
+    pub unit: Unit,
+    pub spread: Option<Spread>,
+    /// Where it ran, e.g. "same CPU (cpu 0)" or "unpinned": every latency says which.
+    pub placement: Option<String>,
+}
+
+impl Figure {
+    pub fn new(key: &str, label: &str, value: f64, unit: Unit) -> Figure {
+        Figure {
+            key: key.to_string(),
+            label: label.to_string(),
+            value,
+            unit,
+            spread: None,
+            placement: None,
+        }
+    }
+
+    pub fn with_spread(mut self, spread: Spread) -> Figure {
+        self.spread = Some(spread);
+        self
+    }
+
+    pub fn placed(mut self, placement: &str) -> Figure {
+        self.placement = Some(placement.to_string());
+        self
+    }
+}
+
+/// Spread of the samples behind a figure, in the figure's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: f64,
+    pub p1: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// Number of samples (batches or per-op timestamps) behind the figure.
+    pub samples: u64,
+    /// Samples flagged as outliers by the declared rule (kept in the data).
+    pub outliers: u64,
+}
+
+/// A table of preformatted cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A chart, described as data; the HTML renderer draws it as inline SVG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// Unique within the section; the HTML element id is `<section>-<id>`.
+    pub id: String,
+    pub title: String,
+    pub kind: ChartKind,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_log: bool,
+    pub y_log: bool,
+    /// For bar charts: the category names, indexed by the points' x (0, 1, 2...).
+    pub categories: Vec<String>,
+    pub series: Vec<Series>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartKind {
+    Line,
+    Bar,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// An established tool's figure beside ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossCheck {
+    /// e.g. "perf bench sched pipe".
+    pub tool: String,
+    /// The exact command that was run.
+    pub command: String,
+    /// Our matching figure's key.
+    pub ours_key: String,
+    pub ours: Option<f64>,
+    pub theirs: Option<f64>,
+    pub unit: Unit,
+    /// Why there is no figure ("perf not installed: apt install linux-perf"), or an explanation
+    /// of a gap over 30%.
+    pub note: Option<String>,
+}
+
+/// A verdict on a classic claim, on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Confirmed,
+    Refuted,
+    Depends,
+    /// The experiment behind it did not run or failed.
+    NotMeasured,
+}
+
+/// One row of the classic comparison table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineRow {
+    /// e.g. "context switching".
+    pub aspect: String,
+    pub thread: Option<String>,
+    pub process: Option<String>,
+    pub async_task: Option<String>,
+    /// process / thread, where both are numbers.
+    pub ratio: Option<f64>,
+    /// The textbook claim, e.g. "switching between threads is faster".
+    pub claim: String,
+    pub verdict: Verdict,
+    /// The figure that decides the verdict, in words.
+    pub deciding: String,
+}
+
+/// A classic claim with its verdict and evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub id: String,
+    pub statement: String,
+    pub verdict: Verdict,
+    pub evidence: String,
+    /// Keys of the figures the verdict was computed from.
+    pub figure_keys: Vec<String>,
+}
