@@ -1,1 +1,188 @@
-//! proctor
+//! Run the same function over many inputs in worker **threads** or worker **processes**,
+//! switching with one word. Process mode gives real crash isolation: a task that panics,
+//! aborts, segfaults, runs out of memory or hangs yields a typed [`TaskError`] for that task
+//! alone; the pool replaces the worker and every other task completes.
+//!
+//! ```no_run
+//! fn square(n: u64) -> u64 { n * n }
+//!
+//! fn main() -> Result<(), proctor::Error> {
+//!     proctor::init(); // first line of main; in a worker process it never returns
+//!     let pool = proctor::Pool::processes(5).build()?;        // or Pool::threads(5)
+//!     let squares: Vec<u64> = pool.try_map(square, vec![1, 2, 3, 4, 5])?;
+//!     assert_eq!(squares, [1, 4, 9, 16, 25]);
+//!     let outcomes: Vec<Result<u64, proctor::TaskError>> = pool.map(square, vec![6, 7]);
+//!     let task = pool.submit(square, 8);                      // proctor::Task<u64>
+//!     let r: Result<u64, proctor::TaskError> = task.join();
+//!     assert_eq!(r, Ok(64));
+//!     pool.shutdown();                                         // drains; Drop kills leftover workers
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Modes
+//!
+//! [`Pool::threads`] runs tasks on worker threads of this process: cheap to start, values move
+//! without copying, and a panic is caught per task. [`Pool::processes`] runs them in worker
+//! processes: arguments and results cross as bytes (any serde type), and anything a task does
+//! to its process — abort, segfault, exit, leak, hang — stays in that process.
+//!
+//! The task function is a plain `fn` or a closure that captures nothing: it must be the same
+//! code in every worker, so it cannot carry data from the caller. A capturing closure is a
+//! compile-time error:
+//!
+//! ```compile_fail
+//! let offset = 3u64;
+//! let pool = proctor::Pool::threads(2).build().unwrap();
+//! let _ = pool.map(move |n: u64| n + offset, vec![1, 2]);
+//! ```
+//!
+//! Arguments and results must be serde types, in both modes, so switching the mode never
+//! breaks the build:
+//!
+//! ```compile_fail
+//! struct NotSerde(u64);
+//! let pool = proctor::Pool::threads(2).build().unwrap();
+//! let _ = pool.map(|n: NotSerde| n.0, vec![NotSerde(1)]);
+//! ```
+//!
+//! # Errors
+//!
+//! [`Pool::map`] returns one `Result<R, TaskError>` per item, in input order. [`TaskError`]
+//! says what happened to a task in one sentence ("worker 3 was killed by SIGSEGV (segmentation
+//! fault) while running task 17"). [`Error`] is for the pool itself: it could not be built,
+//! or [`Pool::try_map`] met a failed task.
+//!
+//! # Crash isolation
+//!
+//! In process mode each worker is a process forked from a *fork server* that [`init`] starts
+//! while the program is still single-threaded (forking a multi-threaded program is unsafe: a
+//! lock held by another thread stays locked in the child). Each worker leads its own process
+//! group, so a task's own child processes are killed with it on crash, timeout and shutdown.
+//! Workers die with the program, even mid-task and even if it is killed with SIGKILL.
+//!
+//! In thread mode a panic is caught per task, but a hard crash (abort, segfault) takes the
+//! whole program down, and a timed-out thread cannot be killed: the task reports
+//! [`TaskError::TimedOut`], the pool starts a replacement thread, and the stuck thread leaks
+//! until its task returns. That difference is the point of the lab in this repository.
+//!
+//! # Testing
+//!
+//! The test harness starts threads before any test runs, too late for [`init`]. Put this one
+//! line in the test crate (or in `tests/it/main.rs`), and process pools work in tests:
+//!
+//! ```ignore
+//! proctor::init_before_main!();
+//! ```
+//!
+//! # Platform support
+//!
+//! Thread mode works everywhere Rust's std does. Process mode is Linux-only (it relies on
+//! `PR_SET_PDEATHSIG`, memfd, `close_range` and child subreapers); elsewhere building a process
+//! pool returns an [`Error`] whose [`Error::is_unsupported`] is true.
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod error;
+mod pool;
+pub mod wire;
+
+#[cfg(target_os = "linux")]
+mod arena;
+mod panic;
+#[cfg(target_os = "linux")]
+mod server;
+#[cfg(target_os = "linux")]
+mod sys;
+#[cfg(target_os = "linux")]
+mod worker;
+
+pub use error::{Error, ErrorKind, TaskError};
+pub use pool::{Mode, Pool, PoolBuilder, Task};
+
+use std::sync::OnceLock;
+
+/// The fork server, or why there is none.
+#[cfg(target_os = "linux")]
+static FORK_SERVER: OnceLock<Result<server::ForkServer, String>> = OnceLock::new();
+#[cfg(not(target_os = "linux"))]
+static FORK_SERVER: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Prepares process mode: starts the fork server that will fork every worker process.
+///
+/// Call it as the first line of `main`, before any thread starts: forking is only safe while
+/// the program has one thread. Calling it again does nothing. If threads already exist, it
+/// starts nothing and process pools report why when built; thread pools are unaffected.
+/// Workers are forked from the server and never return from this call's caller.
+///
+/// In tests, use [`init_before_main!`] instead.
+pub fn init() {
+    FORK_SERVER.get_or_init(start_fork_server);
+}
+
+#[cfg(target_os = "linux")]
+fn start_fork_server() -> Result<server::ForkServer, String> {
+    match sys::thread_count() {
+        Some(1) => {}
+        Some(n) => {
+            return Err(format!(
+                "proctor::init() ran after {n} threads had started, when forking is no longer safe"
+            ));
+        }
+        None => {
+            return Err("/proc/self/task is unreadable, so forking safely cannot be checked".into());
+        }
+    }
+    server::ForkServer::start(random_secret())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_fork_server() -> Result<(), String> {
+    Err("process pools are supported on Linux only".into())
+}
+
+/// A random 64-bit value from std's randomly seeded hasher (no extra dependency needed).
+#[cfg(target_os = "linux")]
+fn random_secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() | 1
+}
+
+/// The fork server, if [`init`] started one.
+#[cfg(target_os = "linux")]
+pub(crate) fn fork_server() -> Result<&'static server::ForkServer, Error> {
+    match FORK_SERVER.get() {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(reason)) => Err(Error::new(ErrorKind::NotInitialized {
+            reason: reason.clone(),
+        })),
+        None => Err(Error::new(ErrorKind::NotInitialized {
+            reason: "proctor::init() was not called".into(),
+        })),
+    }
+}
+
+/// Runs [`init`] before `main`, from the program's constructor list (`.init_array`), while
+/// the program is certainly single-threaded. Meant for test crates, whose harness starts
+/// threads before any test runs. Write it once, at the top level of the crate:
+///
+/// ```ignore
+/// proctor::init_before_main!();
+/// ```
+#[macro_export]
+macro_rules! init_before_main {
+    () => {
+        const _: () = {
+            extern "C" fn __proctor_init_before_main() {
+                $crate::init();
+            }
+            // SAFETY: .init_array entries are called by the loader with no arguments before
+            // main; `init` needs nothing main sets up (it reads /proc, forks and creates a
+            // socketpair), and a function pointer of the right ABI is what the section holds.
+            #[used]
+            #[unsafe(link_section = ".init_array")]
+            static __PROCTOR_INIT_BEFORE_MAIN: extern "C" fn() = __proctor_init_before_main;
+        };
+    };
+}

@@ -1,0 +1,170 @@
+//! The result arena: a memfd shared by the parent and one worker, where the worker appends
+//! an outcome record (see `wire.rs`) as each task of a job finishes.
+//!
+//! Why shared memory rather than the socket: records written before a crash survive it, so a
+//! worker that dies in the middle of a job of many small tasks loses none of the results it
+//! had already produced, and the parent knows exactly which task was running. It also keeps
+//! per-task system calls off the hot path: a job of ten thousand tasks costs one frame each
+//! way.
+//!
+//! Layout: a header page of 8-byte atomic words, then the records.
+//!
+//! | word | written by | meaning |
+//! |---|---|---|
+//! | STARTED | worker | tasks of the current job started so far |
+//! | STARTED_AT | worker | CLOCK_MONOTONIC ns when the last one started (the timeout clock) |
+//! | NEXT_ARG | worker | offset in the job's arguments where the next unstarted task's begin |
+//! | COMMITTED | worker | records complete so far |
+//! | COMMITTED_LEN | worker | bytes of those records |
+//!
+//! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
+//! record's bytes and COMMITTED_LEN before COMMITTED (release); the parent loads STARTED and
+//! COMMITTED with acquire. The parent resets the header before sending a job; it reads records
+//! only after the worker reported the job done or died, so the byte ranges are never shared
+//! with a writer.
+
+use std::sync::atomic::Ordering;
+
+use crate::sys::SharedMapping;
+use crate::wire::{RECORD_HEADER, RecordTag, record_header};
+
+const STARTED: usize = 0;
+const STARTED_AT: usize = 1;
+const NEXT_ARG: usize = 2;
+const COMMITTED: usize = 3;
+const COMMITTED_LEN: usize = 4;
+
+/// Bytes before the first record.
+pub(crate) const DATA_START: usize = 4096;
+/// Initial size of an arena (sparse: untouched pages cost nothing).
+pub(crate) const INITIAL_LEN: usize = DATA_START + (1 << 20);
+/// Largest arena: a job's results beyond this fail with a codec error.
+pub(crate) const MAX_LEN: usize = 1 << 30;
+
+/// The header as the parent reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub started: u64,
+    pub started_at_ns: u64,
+    pub next_arg: u64,
+    pub committed: u64,
+    pub committed_len: u64,
+}
+
+/// Reads the header.
+pub(crate) fn progress(map: &SharedMapping) -> Progress {
+    let started = map.word(STARTED).load(Ordering::Acquire);
+    let committed = map.word(COMMITTED).load(Ordering::Acquire);
+    Progress {
+        started,
+        started_at_ns: map.word(STARTED_AT).load(Ordering::Relaxed),
+        next_arg: map.word(NEXT_ARG).load(Ordering::Relaxed),
+        committed,
+        committed_len: map.word(COMMITTED_LEN).load(Ordering::Relaxed),
+    }
+}
+
+/// Clears the header for a new job (parent side, worker idle).
+pub(crate) fn reset(map: &SharedMapping) {
+    for w in [STARTED, STARTED_AT, NEXT_ARG, COMMITTED, COMMITTED_LEN] {
+        map.word(w).store(0, Ordering::Relaxed);
+    }
+    map.word(COMMITTED).store(0, Ordering::Release);
+}
+
+/// The committed records (parent side). None if the header is inconsistent with the mapping.
+pub(crate) fn records<'a>(map: &'a SharedMapping, p: &Progress) -> Option<&'a [u8]> {
+    map.bytes(DATA_START, usize::try_from(p.committed_len).ok()?)
+}
+
+/// The worker's side of its arena.
+#[derive(Debug)]
+pub(crate) struct WorkerArena {
+    map: SharedMapping,
+    committed: u64,
+    len: usize,
+    started: u64,
+}
+
+impl WorkerArena {
+    pub(crate) fn new(map: SharedMapping) -> WorkerArena {
+        WorkerArena {
+            map,
+            committed: 0,
+            len: 0,
+            started: 0,
+        }
+    }
+
+    /// A new job begins (the parent already reset the header).
+    pub(crate) fn start_job(&mut self) {
+        self.committed = 0;
+        self.len = 0;
+        self.started = 0;
+    }
+
+    /// A task starts; `next_arg` is where the following task's argument begins.
+    pub(crate) fn begin(&mut self, next_arg: usize) {
+        self.started += 1;
+        self.map
+            .word(NEXT_ARG)
+            .store(next_arg as u64, Ordering::Relaxed);
+        self.map
+            .word(STARTED_AT)
+            .store(crate::sys::monotonic_ns(), Ordering::Relaxed);
+        self.map
+            .word(STARTED)
+            .store(self.started, Ordering::Release);
+    }
+
+    /// Appends a record whose payload `encode` writes into the slice it is given, returning
+    /// the payload length, or `None` if the slice was too small.
+    pub(crate) fn commit_with(
+        &mut self,
+        tag: RecordTag,
+        mut encode: impl FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), String> {
+        loop {
+            let at = DATA_START + self.len;
+            let tail = self.map.tail_mut(at);
+            if tail.len() > RECORD_HEADER {
+                if let Some(n) = encode(&mut tail[RECORD_HEADER..]) {
+                    record_header(tail, tag, n);
+                    self.len += RECORD_HEADER + n;
+                    self.committed += 1;
+                    self.map
+                        .word(COMMITTED_LEN)
+                        .store(self.len as u64, Ordering::Relaxed);
+                    self.map
+                        .word(COMMITTED)
+                        .store(self.committed, Ordering::Release);
+                    return Ok(());
+                }
+            }
+            let want = (self.map.len() * 2).max(INITIAL_LEN);
+            if want > MAX_LEN || self.map.len() >= MAX_LEN {
+                return Err(format!(
+                    "the job's results exceed the {} MiB result limit",
+                    MAX_LEN >> 20
+                ));
+            }
+            self.map
+                .grow(want)
+                .map_err(|e| format!("could not grow the result arena: {e}"))?;
+        }
+    }
+
+    /// Appends a record whose payload is `bytes`.
+    pub(crate) fn commit_bytes(&mut self, tag: RecordTag, bytes: &[u8]) {
+        let r = self.commit_with(tag, |buf| {
+            let dst = buf.get_mut(..bytes.len())?;
+            dst.copy_from_slice(bytes);
+            Some(bytes.len())
+        });
+        if r.is_err() {
+            // Even a short error record does not fit: the arena is at its limit. Commit an
+            // empty codec record, which always fits after growth failed only for big payloads.
+            let _ = self.commit_with(RecordTag::Codec, |_| Some(0));
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Errors: [`Error`] for the pool itself, [`TaskError`] for one task.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a single task produced no result.
+///
+/// Every submitted task ends with exactly one outcome: its value or one of these.
+/// The `Display` form is one plain sentence that names the worker and the task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked. The panic was caught and the worker lives on.
+    #[error("task {task} panicked on worker {worker}{}: {message}", at(location))]
+    Panicked {
+        /// The panic message (`panic!("...")`'s text, or a placeholder for other payloads).
+        message: String,
+        /// `file:line:column` of the panic, where it was captured.
+        location: Option<String>,
+        /// The worker that ran the task.
+        worker: usize,
+        /// The task's id.
+        task: u64,
+    },
+    /// The worker process died while running the task (process mode only): a signal such as
+    /// SIGSEGV or SIGABRT (an `abort()`, a failed allocation, a stack overflow), or an `exit`.
+    #[error("{}", crash_sentence(*worker, *task, *signal, *exit_code, stderr_tail))]
+    Crashed {
+        /// The signal that killed the worker, if a signal did.
+        signal: Option<i32>,
+        /// The worker's exit code, if it exited.
+        exit_code: Option<i32>,
+        /// The last lines the worker wrote to stderr (up to a few KiB).
+        stderr_tail: String,
+        /// The worker that died.
+        worker: usize,
+        /// The task it was running.
+        task: u64,
+    },
+    /// The task ran longer than the pool's `task_timeout`, measured from the moment it started
+    /// on a worker. In process mode the worker was killed and replaced; in thread mode the
+    /// thread cannot be killed and was abandoned (it leaks until the task returns).
+    #[error("task {task} timed out after {} on worker {worker}", human(*after))]
+    TimedOut {
+        /// How long the task had run when it was stopped.
+        after: Duration,
+        /// The worker that ran it.
+        worker: usize,
+        /// The task's id.
+        task: u64,
+    },
+    /// The pool was dropped before the task finished.
+    #[error("task {task} was cancelled because its pool was dropped before it finished")]
+    Cancelled {
+        /// The task's id.
+        task: u64,
+    },
+    /// The task's argument or result could not be carried between processes
+    /// (it failed to serialize, or exceeds the size limit).
+    #[error("task {task} could not be carried to or from its worker: {message}")]
+    Codec {
+        /// What went wrong.
+        message: String,
+        /// The task's id.
+        task: u64,
+    },
+}
+
+impl TaskError {
+    /// The id of the task this error belongs to.
+    pub fn task(&self) -> u64 {
+        match self {
+            TaskError::Panicked { task, .. }
+            | TaskError::Crashed { task, .. }
+            | TaskError::TimedOut { task, .. }
+            | TaskError::Cancelled { task }
+            | TaskError::Codec { task, .. } => *task,
+        }
+    }
+
+    /// True if the task panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, TaskError::Panicked { .. })
+    }
+
+    /// True if the worker process died under the task.
+    pub fn is_crashed(&self) -> bool {
+        matches!(self, TaskError::Crashed { .. })
+    }
+
+    /// True if the task ran past the pool's timeout.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, TaskError::TimedOut { .. })
+    }
+
+    /// True if the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled { .. })
+    }
+}
+
+fn at(location: &Option<String>) -> String {
+    match location {
+        Some(l) => format!(" at {l}"),
+        None => String::new(),
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn crash_sentence(
+    worker: usize,
+    task: u64,
+    signal: Option<i32>,
+    exit_code: Option<i32>,
+    stderr_tail: &str,
+) -> String {
+    let how = match (signal, exit_code) {
+        (Some(sig), _) => format!("was killed by {}", signal_description(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "vanished".to_string(),
+    };
+    let mut s = format!("worker {worker} {how} while running task {task}");
+    if stderr_tail.contains("memory allocation of") {
+        s.push_str(" (out of memory)");
+    }
+    if let Some(last) = stderr_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+        s.push_str(&format!("; its last words: {:?}", last.trim()));
+    }
+    s
+}
+
+/// `SIGSEGV (segmentation fault)` for a signal number.
+pub(crate) fn signal_description(sig: i32) -> String {
+    let (name, what) = match sig {
+        libc::SIGSEGV => ("SIGSEGV", "segmentation fault"),
+        libc::SIGABRT => ("SIGABRT", "abort"),
+        libc::SIGKILL => ("SIGKILL", "killed"),
+        libc::SIGTERM => ("SIGTERM", "terminated"),
+        libc::SIGBUS => ("SIGBUS", "bus error"),
+        libc::SIGILL => ("SIGILL", "illegal instruction"),
+        libc::SIGFPE => ("SIGFPE", "arithmetic error"),
+        libc::SIGXCPU => ("SIGXCPU", "CPU time limit exceeded"),
+        libc::SIGPIPE => ("SIGPIPE", "broken pipe"),
+        libc::SIGINT => ("SIGINT", "interrupted"),
+        _ => return format!("signal {sig}"),
+    };
+    format!("{name} ({what})")
+}
+
+/// An error of the pool itself: it could not be built, or a whole call failed.
+///
+/// Query it with [`Error::kind`] or the `is_*` helpers.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+}
+
+/// What kind of [`Error`] happened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Process mode is not supported on this platform (Linux only).
+    Unsupported,
+    /// A process pool was built but [`crate::init`] never ran (or ran too late, after
+    /// threads had started, so forking was not safe).
+    NotInitialized {
+        /// Why the fork server is not available.
+        reason: String,
+    },
+    /// The builder was given an invalid option (`Pool::processes(0)`, a memory limit in
+    /// thread mode...).
+    InvalidConfig(String),
+    /// Starting a worker failed.
+    Spawn(std::io::Error),
+    /// A task failed during [`crate::Pool::try_map`].
+    Task(TaskError),
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Error {
+        Error { kind }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidConfig(message.into()))
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// True when process mode is not available on this platform.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unsupported)
+    }
+
+    /// True when a process pool was built without [`crate::init`] having run in time.
+    pub fn is_not_initialized(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotInitialized { .. })
+    }
+
+    /// True when a builder option was invalid.
+    pub fn is_invalid_config(&self) -> bool {
+        matches!(self.kind, ErrorKind::InvalidConfig(_))
+    }
+
+    /// The task error, when a task failed inside `try_map`.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        match &self.kind {
+            ErrorKind::Task(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Unsupported => {
+                write!(
+                    f,
+                    "process pools are supported on Linux only; use Pool::threads here"
+                )
+            }
+            ErrorKind::NotInitialized { reason } => write!(
+                f,
+                "process pool unavailable: {reason} (call proctor::init() as the first line of \
+                 main, or proctor::init_before_main!() in tests)"
+            ),
+            ErrorKind::InvalidConfig(msg) => write!(f, "invalid pool configuration: {msg}"),
+            ErrorKind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
+            ErrorKind::Task(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Spawn(e) => Some(e),
+            ErrorKind::Task(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TaskError> for Error {
+    fn from(e: TaskError) -> Error {
+        Error::new(ErrorKind::Task(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_sentence_names_worker_signal_and_task() {
+        let e = TaskError::Crashed {
+            signal: Some(libc::SIGSEGV),
+            exit_code: None,
+            stderr_tail: String::new(),
+            worker: 3,
+            task: 17,
+        };
+        assert_eq!(
+            e.to_string(),
+            "worker 3 was killed by SIGSEGV (segmentation fault) while running task 17"
+        );
+    }
+
+    #[test]
+    fn crash_sentence_mentions_oom_and_last_words() {
+        let e = TaskError::Crashed {
+            signal: Some(libc::SIGABRT),
+            exit_code: None,
+            stderr_tail: "memory allocation of 1024 bytes failed\n".into(),
+            worker: 1,
+            task: 2,
+        };
+        let s = e.to_string();
+        assert!(s.contains("(out of memory)"), "{s}");
+        assert!(s.contains("memory allocation of 1024 bytes failed"), "{s}");
+    }
+
+    #[test]
+    fn exit_and_timeout_sentences() {
+        let e = TaskError::Crashed {
+            signal: None,
+            exit_code: Some(3),
+            stderr_tail: String::new(),
+            worker: 0,
+            task: 4,
+        };
+        assert_eq!(
+            e.to_string(),
+            "worker 0 exited with code 3 while running task 4"
+        );
+        let t = TaskError::TimedOut {
+            after: Duration::from_millis(250),
+            worker: 2,
+            task: 9,
+        };
+        assert_eq!(t.to_string(), "task 9 timed out after 250ms on worker 2");
+    }
+}

@@ -1,0 +1,46 @@
+//! Panic details (message and location) for tasks whose panics are caught.
+
+use std::cell::{Cell, RefCell};
+
+thread_local! {
+    static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that records each panic's location for [`details`],
+/// then defers to the previous hook unless this thread asked for quiet panics.
+pub(crate) fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The message and location of a caught panic.
+pub(crate) fn details(payload: &(dyn std::any::Any + Send)) -> (String, Option<String>) {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    };
+    let location = LAST_PANIC_LOCATION.with(|c| c.borrow_mut().take());
+    (message, location)
+}
+
+/// Silences the printing of caught panics on this thread (worker processes, where the panic
+/// travels to the parent as a typed error instead).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET_PANICS.with(|q| q.set(quiet));
+}

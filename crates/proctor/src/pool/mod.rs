@@ -1,0 +1,327 @@
+//! [`Pool`], its builder, and [`Task`] handles. The two backends live in `thread.rs` and
+//! `process.rs`; this file is the one dispatch point between them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, TaskError};
+
+#[cfg(target_os = "linux")]
+mod process;
+mod thread;
+
+/// Where a pool runs its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Worker threads of this process.
+    Threads,
+    /// Worker processes forked from the fork server (see [`crate::init`]).
+    Processes,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Threads => "threads",
+            Mode::Processes => "processes",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) workers: usize,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_tasks_per_worker: Option<usize>,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) chunk_size: Option<usize>,
+}
+
+impl Config {
+    /// How many items `map` puts in one job: about four jobs per worker so the load
+    /// balances, at most 16 384 so results stream back, never more than a worker may run
+    /// before it is recycled.
+    pub(crate) fn chunk_for(&self, items: usize) -> usize {
+        let auto = (items / (self.workers * 4)).clamp(1, 16_384);
+        let chunk = self.chunk_size.unwrap_or(auto);
+        match self.max_tasks_per_worker {
+            Some(max) => chunk.min(max),
+            None => chunk,
+        }
+    }
+}
+
+/// Configures and builds a [`Pool`]. Made by [`Pool::threads`] or [`Pool::processes`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct PoolBuilder {
+    config: Config,
+}
+
+impl PoolBuilder {
+    /// Stops a task that runs longer than `timeout`, counted from the moment it starts on a
+    /// worker (not from `join`). Its outcome is [`TaskError::TimedOut`].
+    ///
+    /// Process mode kills the worker (SIGTERM, a 100 ms grace, then SIGKILL, to its whole
+    /// process group) and starts a replacement. Thread mode cannot kill a thread: it starts a
+    /// replacement worker and the stuck thread leaks until its task returns (the classic
+    /// "thread leak"). In thread mode, `map` then runs one item per job so each item is timed.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.config.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces a worker after it ran `n` tasks (a fresh process or thread), which bounds what a
+    /// leaky task can accumulate.
+    pub fn max_tasks_per_worker(mut self, n: usize) -> Self {
+        self.config.max_tasks_per_worker = Some(n);
+        self
+    }
+
+    /// Limits each worker process's data segment (heap and private mappings,
+    /// `RLIMIT_DATA`) to `bytes`. A task that allocates past it fails with
+    /// [`TaskError::Crashed`] (out of memory) and the worker is replaced. Process mode only.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.config.memory_limit = Some(bytes);
+        self
+    }
+
+    /// How many items [`Pool::map`] sends to a worker at a time. By default it is chosen
+    /// from the number of items and workers.
+    pub fn chunk_size(mut self, n: usize) -> Self {
+        self.config.chunk_size = Some(n);
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit in thread
+    /// mode); in process mode, [`crate::init`] not having run in time, an unsupported
+    /// platform, or a worker that could not be started.
+    pub fn build(self) -> Result<Pool, Error> {
+        let c = &self.config;
+        if c.workers == 0 {
+            return Err(Error::invalid(format!(
+                "a pool needs at least one worker, got Pool::{}(0)",
+                c.mode
+            )));
+        }
+        if c.chunk_size == Some(0) {
+            return Err(Error::invalid("chunk_size must be at least 1"));
+        }
+        if c.max_tasks_per_worker == Some(0) {
+            return Err(Error::invalid("max_tasks_per_worker must be at least 1"));
+        }
+        if c.task_timeout == Some(Duration::ZERO) {
+            return Err(Error::invalid("task_timeout must be longer than zero"));
+        }
+        if c.mode == Mode::Threads && c.memory_limit.is_some() {
+            return Err(Error::invalid(
+                "memory_limit applies to worker processes only; threads share one address space",
+            ));
+        }
+        crate::panic::install_hook();
+        let backend = match c.mode {
+            Mode::Threads => Backend::Threads(thread::ThreadPool::new(self.config)),
+            #[cfg(target_os = "linux")]
+            Mode::Processes => Backend::Processes(process::ProcessPool::new(self.config)?),
+            #[cfg(not(target_os = "linux"))]
+            Mode::Processes => return Err(Error::new(ErrorKind::Unsupported)),
+        };
+        Ok(Pool { backend })
+    }
+}
+
+/// A pool of workers, threads or processes, that runs one function over many inputs.
+///
+/// ```
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// let pool = proctor::Pool::threads(2).build().unwrap();
+/// assert_eq!(pool.try_map(square, vec![1, 2, 3]).unwrap(), vec![1, 4, 9]);
+/// ```
+#[derive(Debug)]
+pub struct Pool {
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Threads(thread::ThreadPool),
+    #[cfg(target_os = "linux")]
+    Processes(process::ProcessPool),
+}
+
+impl Pool {
+    /// A builder for a pool of `workers` threads.
+    pub fn threads(workers: usize) -> PoolBuilder {
+        Pool::builder(Mode::Threads, workers)
+    }
+
+    /// A builder for a pool of `workers` processes. [`crate::init`] must have run.
+    pub fn processes(workers: usize) -> PoolBuilder {
+        Pool::builder(Mode::Processes, workers)
+    }
+
+    /// A builder for a pool in `mode`: the one word that switches between threads and
+    /// processes.
+    pub fn builder(mode: Mode, workers: usize) -> PoolBuilder {
+        PoolBuilder {
+            config: Config {
+                mode,
+                workers,
+                task_timeout: None,
+                max_tasks_per_worker: None,
+                memory_limit: None,
+                chunk_size: None,
+            },
+        }
+    }
+
+    /// The pool's mode.
+    pub fn mode(&self) -> Mode {
+        match &self.backend {
+            Backend::Threads(_) => Mode::Threads,
+            #[cfg(target_os = "linux")]
+            Backend::Processes(_) => Mode::Processes,
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        match &self.backend {
+            Backend::Threads(p) => p.workers(),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.workers(),
+        }
+    }
+
+    /// The process ids of the current worker processes (empty in thread mode).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        match &self.backend {
+            Backend::Threads(_) => Vec::new(),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.worker_pids(),
+        }
+    }
+
+    /// Runs `f` on every item and returns one outcome per item, in input order.
+    ///
+    /// Every item gets exactly one outcome: its result or the [`TaskError`] that stopped it.
+    /// A failed task never stops the others. Items are sent to workers in chunks (see
+    /// [`PoolBuilder::chunk_size`]).
+    pub fn map<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        let items: Vec<A> = items.into_iter().collect();
+        match &self.backend {
+            Backend::Threads(p) => p.map(f, items),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.map(f, items),
+        }
+    }
+
+    /// Like [`Pool::map`], but returns the results alone, or the first failure in input
+    /// order. All tasks run to completion either way.
+    ///
+    /// # Errors
+    ///
+    /// An [`Error`] of kind [`ErrorKind::Task`] holding the first failed task's error.
+    pub fn try_map<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, Error>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map(f, items)
+            .into_iter()
+            .map(|r| r.map_err(|e| Error::new(ErrorKind::Task(e))))
+            .collect()
+    }
+
+    /// Starts `f(arg)` on a worker and returns a handle to its outcome.
+    pub fn submit<A, R, F>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        let inner = match &self.backend {
+            Backend::Threads(p) => TaskInner::Thread(p.submit(f, arg)),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.submit(f, arg),
+        };
+        Task { inner }
+    }
+
+    /// Waits for every submitted task to finish, then stops the workers.
+    pub fn shutdown(self) {
+        match self.backend {
+            Backend::Threads(p) => p.shutdown(),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.shutdown(),
+        }
+    }
+}
+
+/// Rejects, at compile time, task functions that carry data: a worker process could not
+/// receive it. Fn items and non-capturing closures are zero-sized.
+fn assert_plain_fn<F>() {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "proctor runs a plain fn or a closure that captures nothing"
+        )
+    };
+}
+
+/// A handle to one submitted task. [`Task::join`] waits for its outcome.
+///
+/// Dropping a `Task` does not cancel it; its outcome is discarded.
+#[derive(Debug)]
+#[must_use = "a task's outcome is lost unless it is joined"]
+pub struct Task<R> {
+    inner: TaskInner<R>,
+}
+
+#[derive(Debug)]
+pub(crate) enum TaskInner<R> {
+    Thread(thread::ThreadTask<R>),
+    #[cfg(target_os = "linux")]
+    Process(process::ProcessTask<R>),
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Ready(Result<R, TaskError>),
+}
+
+impl<R> Task<R> {
+    /// Waits for the task's outcome.
+    ///
+    /// With a `task_timeout`, a task that runs too long ends in [`TaskError::TimedOut`]; the
+    /// timeout counts from when the task started on a worker.
+    pub fn join(self) -> Result<R, TaskError> {
+        match self.inner {
+            TaskInner::Thread(t) => t.join(),
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t.join(),
+            TaskInner::Ready(r) => r,
+        }
+    }
+}

@@ -1,0 +1,982 @@
+//! Process mode: worker processes forked by the fork server, driven from the caller's thread.
+//!
+//! There is no dispatcher thread. `submit` writes a job straight to an idle worker's socket,
+//! and whichever thread waits for an outcome (`join`, `map`, `shutdown`) becomes the *driver*:
+//! it polls the busy workers' sockets and stderr pipes, reads finished jobs' outcomes from
+//! their arenas, hands queued jobs to idle workers, enforces timeouts and replaces dead
+//! workers. Other waiting threads sleep on a condition variable until their outcome arrives or
+//! the driver role is free (the leader/followers pattern). A `submit(f, x).join()` round trip
+//! is therefore one write and one read on each side, like a bare pipe ping-pong, with no extra
+//! thread hand-off.
+//!
+//! When a worker dies, the outcomes it committed to its arena are delivered, the task that
+//! was running gets [`TaskError::Crashed`] (or [`TaskError::TimedOut`]), and the tasks of the
+//! job it had not started go back to the front of the queue: they never ran, so this is no
+//! retry.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::Signal;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Config, TaskInner};
+use crate::arena::{self, Progress};
+use crate::error::{Error, ErrorKind, TaskError};
+use crate::server::{Exit, ForkServer};
+use crate::sys::SharedMapping;
+use crate::wire::{self, Frame, MAX_FRAME, RecordTag};
+use crate::worker::{EntryFn, FrameReader, entry};
+
+/// Time between SIGTERM and SIGKILL for a timed-out worker.
+const KILL_GRACE: Duration = Duration::from_millis(100);
+/// How long to wait for the fork server to report a worker's end.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+/// With a timeout set, how often the driver looks at tasks that started since it last polled.
+const TIMEOUT_TICK: Duration = Duration::from_millis(20);
+/// A `map` job is cut when its arguments reach this size, so large items stream.
+const JOB_BYTES: usize = 8 << 20;
+/// Bytes of a worker's stderr kept for [`TaskError::Crashed::stderr_tail`].
+const TAIL: usize = 4096;
+
+/// One outcome read from an arena, before the sink decodes it into its type.
+pub(crate) enum RawOutcome<'a> {
+    Ok(&'a [u8]),
+    Err(TaskError),
+}
+
+/// Receives the outcomes of one `map` call or one submitted task.
+pub(crate) trait Sink: Send + Sync {
+    /// Outcomes for items `first_index..`, in order.
+    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>);
+}
+
+struct Job {
+    first_task: u64,
+    first_index: usize,
+    count: usize,
+    entry: u64,
+    /// A complete `Run` frame: header, then the arguments.
+    frame: Vec<u8>,
+    sink: Arc<dyn Sink>,
+}
+
+impl Job {
+    fn args(&self) -> &[u8] {
+        &self.frame[wire::RUN_HEADER_LEN..]
+    }
+
+    /// Every task of the job from `from` on gets `err(task)`.
+    fn fail_from(&self, from: usize, err: impl Fn(u64) -> TaskError) {
+        let base = self.first_task;
+        let mut it = (from..self.count).map(|k| RawOutcome::Err(err(base + k as u64)));
+        self.sink.deliver(self.first_index + from, &mut it);
+    }
+}
+
+struct Worker {
+    id: usize,
+    pid: i32,
+    stream: UnixStream,
+    stderr: File,
+    arena: SharedMapping,
+    reader: FrameReader,
+    job: Option<Job>,
+    done_tasks: usize,
+    tail: Vec<u8>,
+}
+
+impl Worker {
+    /// Reads what the worker wrote to stderr: forwarded to ours, and the end kept.
+    fn drain_stderr(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stderr.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    self.tail.extend_from_slice(&buf[..n]);
+                    if self.tail.len() > 2 * TAIL {
+                        let cut = self.tail.len() - TAIL;
+                        self.tail.drain(..cut);
+                    }
+                }
+            }
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let start = self.tail.len().saturating_sub(TAIL);
+        String::from_utf8_lossy(&self.tail[start..]).into_owned()
+    }
+}
+
+struct State {
+    workers: Vec<Worker>,
+    pending: VecDeque<Job>,
+    driving: bool,
+    closed: bool,
+    next_worker_id: usize,
+}
+
+impl State {
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.workers.iter().all(|w| w.job.is_none())
+    }
+}
+
+struct Shared {
+    config: Config,
+    server: &'static ForkServer,
+    state: Mutex<State>,
+    cond: Condvar,
+    /// Nudges the driver out of `poll` when a job went to a worker it is not watching.
+    wake: EventFd,
+    next_task: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ProcessPool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(e: nix::Error) -> std::io::Error {
+    std::io::Error::from(e)
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("process pool state poisoned")
+    }
+
+    fn spawn_worker(&self, id: usize) -> std::io::Result<Worker> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(io_error)?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
+        fcntl(&err_r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io_error)?;
+        let arena = SharedMapping::create("proctor-arena", arena::INITIAL_LEN)?;
+        let fds: [RawFd; 3] = [theirs.as_raw_fd(), err_w.as_raw_fd(), arena.fd()];
+        let pid = self.server.spawn(self.config.memory_limit, fds)?;
+        Ok(Worker {
+            id,
+            pid,
+            stream: UnixStream::from(ours),
+            stderr: File::from(err_r),
+            arena,
+            reader: FrameReader::default(),
+            job: None,
+            done_tasks: 0,
+            tail: Vec::new(),
+        })
+    }
+
+    /// Puts a fresh worker in slot `idx`, or removes the slot if none can be started.
+    fn replace(&self, st: &mut State, idx: usize) {
+        let id = st.next_worker_id;
+        st.next_worker_id += 1;
+        match self.spawn_worker(id) {
+            Ok(w) => st.workers[idx] = w,
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "proctor: could not replace a worker: {e}"
+                );
+                st.workers.remove(idx);
+            }
+        }
+    }
+
+    /// Stops worker `idx` (idle) and puts a fresh one in its place.
+    fn recycle(&self, st: &mut State, idx: usize) {
+        let pid = st.workers[idx].pid;
+        self.server.kill(pid, Signal::SIGKILL);
+        self.server.forget(pid);
+        self.replace(st, idx);
+    }
+
+    /// Hands queued jobs to idle workers.
+    fn dispatch(&self, st: &mut State) {
+        if st.closed {
+            return;
+        }
+        if st.workers.is_empty() {
+            while let Some(job) = st.pending.pop_front() {
+                job.fail_from(0, |task| TaskError::Crashed {
+                    signal: None,
+                    exit_code: None,
+                    stderr_tail: "no worker process could be started".into(),
+                    worker: 0,
+                    task,
+                });
+            }
+            return;
+        }
+        let mut idx = 0;
+        while idx < st.workers.len() && !st.pending.is_empty() {
+            if st.workers[idx].job.is_some() {
+                idx += 1;
+                continue;
+            }
+            let job = st.pending.pop_front().expect("pending is not empty");
+            if let Some(max) = self.config.max_tasks_per_worker {
+                let done = st.workers[idx].done_tasks;
+                if done > 0 && done + job.count > max {
+                    self.recycle(st, idx);
+                    if idx >= st.workers.len() {
+                        st.pending.push_front(job);
+                        break;
+                    }
+                }
+            }
+            let w = &mut st.workers[idx];
+            arena::reset(&w.arena);
+            let sent = w.stream.write_all(&job.frame);
+            w.job = Some(job);
+            if sent.is_err() {
+                self.on_death(st, idx, None);
+                continue;
+            }
+            idx += 1;
+        }
+    }
+
+    /// Runs the pool until `done(state)` holds or nothing is left to drive.
+    fn drive<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        done: &dyn Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        loop {
+            self.dispatch(&mut st);
+            if done(&st) || st.closed || st.workers.iter().all(|w| w.job.is_none()) {
+                return st;
+            }
+            let mut watch: Vec<(usize, i32, RawFd, RawFd)> = Vec::new();
+            let mut wait = None::<Duration>;
+            let now_ns = crate::sys::monotonic_ns();
+            for (idx, w) in st.workers.iter().enumerate() {
+                if w.job.is_none() {
+                    continue;
+                }
+                watch.push((idx, w.pid, w.stream.as_raw_fd(), w.stderr.as_raw_fd()));
+                if let Some(limit) = self.config.task_timeout {
+                    let p = arena::progress(&w.arena);
+                    let tick = if p.started > p.committed {
+                        let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
+                        Duration::from_nanos(ends.saturating_sub(now_ns)).min(TIMEOUT_TICK)
+                    } else {
+                        TIMEOUT_TICK
+                    };
+                    wait = Some(wait.map_or(tick, |w| w.min(tick)));
+                }
+            }
+            drop(st);
+            let ready = self.poll(&watch, wait);
+            st = self.lock();
+            if st.closed {
+                return st;
+            }
+            for (idx, pid, sock_ready, err_ready) in ready {
+                if st.workers.get(idx).is_none_or(|w| w.pid != pid) {
+                    continue;
+                }
+                if err_ready {
+                    st.workers[idx].drain_stderr();
+                }
+                if sock_ready {
+                    self.on_readable(&mut st, idx);
+                }
+            }
+            if let Some(limit) = self.config.task_timeout {
+                self.check_timeouts(&mut st, limit);
+            }
+        }
+    }
+
+    /// Polls the watched workers and the wake-up eventfd; returns per worker whether its
+    /// socket and its stderr are ready.
+    fn poll(
+        &self,
+        watch: &[(usize, i32, RawFd, RawFd)],
+        wait: Option<Duration>,
+    ) -> Vec<(usize, i32, bool, bool)> {
+        let mut fds = Vec::with_capacity(1 + 2 * watch.len());
+        fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+        for &(_, _, sock, err) in watch {
+            // SAFETY: these descriptors belong to workers in the pool state. Only the driver
+            // (this thread, while `driving` is set) replaces or closes a worker, and Drop
+            // waits for the driver to finish, so they stay open for the whole poll.
+            let (sock, err) =
+                unsafe { (BorrowedFd::borrow_raw(sock), BorrowedFd::borrow_raw(err)) };
+            fds.push(PollFd::new(sock, PollFlags::POLLIN));
+            fds.push(PollFd::new(err, PollFlags::POLLIN));
+        }
+        let timeout = match wait {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                PollTimeout::try_from(d.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(_) => return Vec::new(),
+        }
+        if ready(&fds[0]) {
+            let _ = self.wake.read();
+        }
+        watch
+            .iter()
+            .enumerate()
+            .map(|(k, &(idx, pid, _, _))| {
+                (idx, pid, ready(&fds[1 + 2 * k]), ready(&fds[2 + 2 * k]))
+            })
+            .filter(|&(_, _, s, e)| s || e)
+            .collect()
+    }
+
+    fn on_readable(&self, st: &mut State, idx: usize) {
+        let w = &mut st.workers[idx];
+        if w.reader.fill(&mut w.stream).is_err() {
+            self.on_death(st, idx, None);
+            return;
+        }
+        loop {
+            let w = &mut st.workers[idx];
+            match w.reader.complete() {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
+                Err(_) => return self.kill_and_bury(st, idx),
+            }
+            let count = match w.reader.next(&mut w.stream) {
+                Ok(Frame::Done { count }) => count as usize,
+                _ => return self.kill_and_bury(st, idx),
+            };
+            if !self.finish_job(st, idx, count) {
+                return self.kill_and_bury(st, idx);
+            }
+        }
+    }
+
+    /// A worker broke the protocol: treat it as crashed.
+    fn kill_and_bury(&self, st: &mut State, idx: usize) {
+        self.server.kill(st.workers[idx].pid, Signal::SIGKILL);
+        self.on_death(st, idx, None);
+    }
+
+    /// The worker reported its job done: deliver every outcome. False on a protocol error.
+    fn finish_job(&self, st: &mut State, idx: usize, count: usize) -> bool {
+        let w = &mut st.workers[idx];
+        let Some(job) = w.job.take() else {
+            return false;
+        };
+        if w.arena.refresh().is_err() {
+            w.job = Some(job);
+            return false;
+        }
+        let p = arena::progress(&w.arena);
+        if count != job.count || p.committed != job.count as u64 {
+            w.job = Some(job);
+            return false;
+        }
+        deliver_committed(&job, &w.arena, &p, w.id);
+        w.drain_stderr();
+        w.done_tasks += job.count;
+        if self
+            .config
+            .max_tasks_per_worker
+            .is_some_and(|max| w.done_tasks >= max)
+        {
+            self.recycle(st, idx);
+        }
+        true
+    }
+
+    fn check_timeouts(&self, st: &mut State, limit: Duration) {
+        let now_ns = crate::sys::monotonic_ns();
+        let mut idx = 0;
+        while idx < st.workers.len() {
+            let w = &st.workers[idx];
+            if let Some(job) = &w.job {
+                let p = arena::progress(&w.arena);
+                let ran = Duration::from_nanos(now_ns.saturating_sub(p.started_at_ns));
+                if p.started > p.committed && ran >= limit {
+                    let task = job.first_task + p.committed;
+                    let err = TaskError::TimedOut {
+                        after: ran,
+                        worker: w.id,
+                        task,
+                    };
+                    let pid = w.pid;
+                    self.server.kill(pid, Signal::SIGTERM);
+                    let mut exit = self.server.wait_exit(pid, KILL_GRACE);
+                    if exit.is_none() {
+                        self.server.kill(pid, Signal::SIGKILL);
+                        exit = self.server.wait_exit(pid, EXIT_WAIT);
+                    }
+                    self.bury(st, idx, Some(err), exit);
+                }
+            }
+            idx += 1;
+        }
+    }
+
+    /// The worker's socket closed: it died. Deliver what it finished, report the task it
+    /// was running, queue the rest, replace it.
+    fn on_death(&self, st: &mut State, idx: usize, running: Option<TaskError>) {
+        let exit = self.server.wait_exit(st.workers[idx].pid, EXIT_WAIT);
+        self.bury(st, idx, running, exit);
+    }
+
+    fn bury(&self, st: &mut State, idx: usize, running: Option<TaskError>, exit: Option<Exit>) {
+        let w = &mut st.workers[idx];
+        if exit.is_none() {
+            self.server.kill(w.pid, Signal::SIGKILL);
+            self.server.forget(w.pid);
+        }
+        w.drain_stderr();
+        if let Some(job) = w.job.take() {
+            let _ = w.arena.refresh();
+            let p = arena::progress(&w.arena);
+            let committed = deliver_committed(&job, &w.arena, &p, w.id);
+            let started = (p.started as usize).min(job.count).max(committed);
+            let crashed = |task: u64| {
+                let (signal, exit_code) = match exit {
+                    Some(Exit::Signal(s)) => (Some(s), None),
+                    Some(Exit::Code(c)) => (None, Some(c)),
+                    None => (None, None),
+                };
+                TaskError::Crashed {
+                    signal,
+                    exit_code,
+                    stderr_tail: w.stderr_tail(),
+                    worker: w.id,
+                    task,
+                }
+            };
+            let mut rest = committed;
+            if started > committed {
+                let task = job.first_task + committed as u64;
+                let err = match running {
+                    Some(e) => e,
+                    None => crashed(task),
+                };
+                job.sink.deliver(
+                    job.first_index + committed,
+                    &mut std::iter::once(RawOutcome::Err(err)),
+                );
+                rest = committed + 1;
+            }
+            if rest < job.count {
+                let off = p.next_arg as usize;
+                if started > committed + 1 || off > job.args().len() {
+                    // The header is not what a live worker writes: the remaining arguments
+                    // cannot be located, so those tasks share the crash.
+                    job.fail_from(rest, crashed);
+                } else {
+                    st.pending
+                        .push_front(requeue(&job, rest, off, self.server.secret));
+                }
+            }
+        }
+        self.replace(st, idx);
+    }
+
+    /// Waits until `done` holds, driving the pool when no other thread does.
+    fn wait_until(&self, done: &dyn Fn(&State) -> bool) {
+        let mut st = self.lock();
+        loop {
+            if done(&st) {
+                return;
+            }
+            if !st.driving {
+                st.driving = true;
+                st = self.drive(st, done);
+                st.driving = false;
+                self.cond.notify_all();
+                if done(&st) || st.closed {
+                    return;
+                }
+                if st.is_idle() {
+                    // Nothing left to drive yet not done: wait for another thread's news.
+                    st = self
+                        .cond
+                        .wait_timeout(st, Duration::from_millis(10))
+                        .expect("poisoned")
+                        .0;
+                }
+                continue;
+            }
+            st = self.cond.wait(st).expect("process pool state poisoned");
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
+        let mut st = self.lock();
+        if st.closed {
+            job.fail_from(0, |task| TaskError::Cancelled { task });
+            return;
+        }
+        st.pending.push_back(job);
+        self.dispatch(&mut st);
+        if st.driving {
+            let _ = self.wake.write(1);
+        }
+    }
+}
+
+/// Delivers the records a worker committed for `job`; returns how many.
+fn deliver_committed(job: &Job, arena: &SharedMapping, p: &Progress, worker: usize) -> usize {
+    let committed = (p.committed as usize).min(job.count);
+    let Some(records) = arena::records(arena, p) else {
+        job.fail_from(0, |task| TaskError::Codec {
+            message: "the worker's result arena is inconsistent".into(),
+            task,
+        });
+        return job.count;
+    };
+    let mut it = RecordIter {
+        buf: records,
+        worker,
+        task: job.first_task,
+        left: committed,
+        broken: false,
+    };
+    job.sink.deliver(job.first_index, &mut it);
+    committed
+}
+
+/// A job for tasks `from..` of `job`, whose arguments start at byte `off` of its arguments.
+fn requeue(job: &Job, from: usize, off: usize, secret: u64) -> Job {
+    let mut frame = Vec::new();
+    wire::begin_run(&mut frame);
+    frame.extend_from_slice(&job.args()[off..]);
+    let first_task = job.first_task + from as u64;
+    let count = job.count - from;
+    wire::finish_run(
+        &mut frame,
+        first_task,
+        job.entry,
+        job.entry ^ secret,
+        count as u32,
+    );
+    Job {
+        first_task,
+        first_index: job.first_index + from,
+        count,
+        entry: job.entry,
+        frame,
+        sink: Arc::clone(&job.sink),
+    }
+}
+
+/// Decodes outcome records into [`RawOutcome`]s; after a corrupt record, every remaining
+/// task gets a codec error.
+struct RecordIter<'a> {
+    buf: &'a [u8],
+    worker: usize,
+    task: u64,
+    left: usize,
+    broken: bool,
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = RawOutcome<'a>;
+
+    fn next(&mut self) -> Option<RawOutcome<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let task = self.task;
+        self.task += 1;
+        if self.broken {
+            return Some(RawOutcome::Err(corrupt(
+                task,
+                "an earlier record was corrupt",
+            )));
+        }
+        let (tag, payload, used) = match wire::decode_record(self.buf) {
+            Ok(r) => r,
+            Err(e) => {
+                self.broken = true;
+                return Some(RawOutcome::Err(corrupt(task, &e.to_string())));
+            }
+        };
+        self.buf = &self.buf[used..];
+        Some(match tag {
+            RecordTag::Ok => RawOutcome::Ok(payload),
+            RecordTag::Panicked => {
+                let (message, location): (String, Option<String>) = postcard::from_bytes(payload)
+                    .unwrap_or_else(|_| ("(unreadable panic message)".into(), None));
+                RawOutcome::Err(TaskError::Panicked {
+                    message,
+                    location,
+                    worker: self.worker,
+                    task,
+                })
+            }
+            RecordTag::Codec => {
+                let message: String =
+                    postcard::from_bytes(payload).unwrap_or_else(|_| "unknown codec error".into());
+                RawOutcome::Err(TaskError::Codec { message, task })
+            }
+        })
+    }
+}
+
+fn corrupt(task: u64, why: &str) -> TaskError {
+    TaskError::Codec {
+        message: format!("its outcome record is corrupt: {why}"),
+        task,
+    }
+}
+
+fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, TaskError> {
+    postcard::from_bytes(bytes).map_err(|e| TaskError::Codec {
+        message: format!("its result could not be decoded: {e}"),
+        task,
+    })
+}
+
+/// Collects the outcomes of one `map` call.
+struct MapSink<R> {
+    first_task: u64,
+    results: Mutex<Vec<Option<Result<R, TaskError>>>>,
+    remaining: AtomicUsize,
+}
+
+impl<R: DeserializeOwned + Send> Sink for MapSink<R> {
+    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+        let mut results = self.results.lock().expect("map results poisoned");
+        let mut n = 0;
+        for (k, o) in outcomes.enumerate() {
+            let i = first_index + k;
+            let task = self.first_task + i as u64;
+            results[i] = Some(match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, task),
+                RawOutcome::Err(e) => Err(e),
+            });
+            n += 1;
+        }
+        self.remaining.fetch_sub(n, Ordering::Release);
+    }
+}
+
+/// Holds the outcome of one submitted task.
+struct SlotSink<R> {
+    task: u64,
+    outcome: Mutex<Option<Result<R, TaskError>>>,
+    done: AtomicBool,
+}
+
+impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
+    fn deliver(&self, _first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+        if let Some(o) = outcomes.next() {
+            let r = match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, self.task),
+                RawOutcome::Err(e) => Err(e),
+            };
+            *self.outcome.lock().expect("task outcome poisoned") = Some(r);
+            self.done.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The process-mode side of a [`crate::Task`].
+pub(crate) struct ProcessTask<R> {
+    shared: Arc<Shared>,
+    sink: Arc<SlotSink<R>>,
+}
+
+impl<R> std::fmt::Debug for ProcessTask<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessTask")
+            .field("task", &self.sink.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> ProcessTask<R> {
+    pub(crate) fn join(self) -> Result<R, TaskError> {
+        let sink = &self.sink;
+        self.shared
+            .wait_until(&|_| sink.done.load(Ordering::Acquire));
+        sink.outcome
+            .lock()
+            .expect("task outcome poisoned")
+            .take()
+            .unwrap_or(Err(TaskError::Cancelled { task: sink.task }))
+    }
+}
+
+fn entry_address<A, R, F>() -> u64
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let f: EntryFn = entry::<A, R, F>;
+    f as usize as u64
+}
+
+fn too_big(len: usize, task: u64) -> TaskError {
+    TaskError::Codec {
+        message: format!(
+            "its argument of {len} bytes exceeds the {} MiB frame limit",
+            MAX_FRAME >> 20
+        ),
+        task,
+    }
+}
+
+impl ProcessPool {
+    pub(crate) fn new(config: Config) -> Result<ProcessPool, Error> {
+        let server = crate::fork_server()?;
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
+        let shared = Arc::new(Shared {
+            server,
+            state: Mutex::new(State {
+                workers: Vec::new(),
+                pending: VecDeque::new(),
+                driving: false,
+                closed: false,
+                next_worker_id: config.workers,
+            }),
+            cond: Condvar::new(),
+            wake,
+            next_task: AtomicU64::new(0),
+            config,
+        });
+        let pool = ProcessPool { shared };
+        for id in 0..pool.shared.config.workers {
+            let w = pool
+                .shared
+                .spawn_worker(id)
+                .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
+            pool.shared.lock().workers.push(w);
+        }
+        Ok(pool)
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.shared
+            .lock()
+            .workers
+            .iter()
+            .map(|w| w.pid as u32)
+            .collect()
+    }
+
+    pub(crate) fn submit<A, R, F>(&self, _f: F, arg: A) -> TaskInner<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        wire::begin_run(&mut frame);
+        let mut frame = match postcard::to_extend(&arg, frame) {
+            Ok(f) => f,
+            Err(e) => {
+                return TaskInner::Ready(Err(TaskError::Codec {
+                    message: format!("its argument could not be encoded: {e}"),
+                    task,
+                }));
+            }
+        };
+        let len = frame.len() - wire::RUN_HEADER_LEN;
+        if len > MAX_FRAME - wire::RUN_HEADER_LEN {
+            return TaskInner::Ready(Err(too_big(len, task)));
+        }
+        let entry = entry_address::<A, R, F>();
+        wire::finish_run(
+            &mut frame,
+            task,
+            entry,
+            entry ^ self.shared.server.secret,
+            1,
+        );
+        let sink = Arc::new(SlotSink {
+            task,
+            outcome: Mutex::new(None),
+            done: AtomicBool::new(false),
+        });
+        self.shared.enqueue(Job {
+            first_task: task,
+            first_index: 0,
+            count: 1,
+            entry,
+            frame,
+            sink: Arc::clone(&sink) as Arc<dyn Sink>,
+        });
+        TaskInner::Process(ProcessTask {
+            shared: Arc::clone(&self.shared),
+            sink,
+        })
+    }
+
+    pub(crate) fn map<A, R, F>(&self, _f: F, items: Vec<A>) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let n = items.len();
+        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let sink = Arc::new(MapSink::<R> {
+            first_task,
+            results: Mutex::new((0..n).map(|_| None).collect()),
+            remaining: AtomicUsize::new(n),
+        });
+        let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
+        let entry = entry_address::<A, R, F>();
+        let check = entry ^ self.shared.server.secret;
+        let chunk = self.shared.config.chunk_for(n);
+
+        let mut frame = Vec::new();
+        let mut job_start = 0usize;
+        let mut in_job = 0usize;
+        wire::begin_run(&mut frame);
+        let flush = |frame: &mut Vec<u8>, start: usize, count: usize| {
+            if count == 0 {
+                return;
+            }
+            let mut f = std::mem::take(frame);
+            let first = first_task + start as u64;
+            wire::finish_run(&mut f, first, entry, check, count as u32);
+            self.shared.enqueue(Job {
+                first_task: first,
+                first_index: start,
+                count,
+                entry,
+                frame: f,
+                sink: Arc::clone(&dyn_sink),
+            });
+            wire::begin_run(frame);
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let before = frame.len();
+            let encoded = postcard::to_extend(&item, std::mem::take(&mut frame));
+            let failure = match encoded {
+                Ok(f) => {
+                    frame = f;
+                    let len = frame.len() - before;
+                    (len > MAX_FRAME - wire::RUN_HEADER_LEN)
+                        .then(|| too_big(len, first_task + i as u64))
+                }
+                Err(e) => Some(TaskError::Codec {
+                    message: format!("its argument could not be encoded: {e}"),
+                    task: first_task + i as u64,
+                }),
+            };
+            if let Some(err) = failure {
+                // Send what came before, then record this item's error on its own.
+                frame.truncate(before.max(wire::RUN_HEADER_LEN));
+                if frame.len() < wire::RUN_HEADER_LEN {
+                    wire::begin_run(&mut frame);
+                }
+                flush(&mut frame, job_start, in_job);
+                dyn_sink.deliver(i, &mut std::iter::once(RawOutcome::Err(err)));
+                job_start = i + 1;
+                in_job = 0;
+                continue;
+            }
+            in_job += 1;
+            if in_job == chunk || frame.len() >= JOB_BYTES {
+                flush(&mut frame, job_start, in_job);
+                job_start = i + 1;
+                in_job = 0;
+            }
+        }
+        flush(&mut frame, job_start, in_job);
+
+        self.shared
+            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
+        let results = std::mem::take(&mut *sink.results.lock().expect("map results poisoned"));
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or(Err(TaskError::Cancelled {
+                    task: first_task + i as u64,
+                }))
+            })
+            .collect()
+    }
+
+    pub(crate) fn shutdown(self) {
+        self.shared.wait_until(&State::is_idle);
+        // Drop stops the (now idle) workers.
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        let mut st = shared.lock();
+        st.closed = true;
+        while st.driving {
+            let _ = shared.wake.write(1);
+            st = shared
+                .cond
+                .wait_timeout(st, Duration::from_millis(20))
+                .expect("poisoned")
+                .0;
+        }
+        for job in st.pending.drain(..) {
+            job.fail_from(0, |task| TaskError::Cancelled { task });
+        }
+        // Kill every worker's group at once, then collect the reports.
+        for w in &st.workers {
+            shared.server.kill(w.pid, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + EXIT_WAIT;
+        for w in st.workers.iter_mut() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if shared.server.wait_exit(w.pid, left).is_none() {
+                shared.server.forget(w.pid);
+            }
+            if let Some(job) = w.job.take() {
+                let _ = w.arena.refresh();
+                let p = arena::progress(&w.arena);
+                let committed = deliver_committed(&job, &w.arena, &p, w.id);
+                job.fail_from(committed, |task| TaskError::Cancelled { task });
+            }
+        }
+        st.workers.clear();
+        shared.cond.notify_all();
+        let _ = PhantomData::<()>;
+    }
+}

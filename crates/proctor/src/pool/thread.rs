@@ -1,0 +1,373 @@
+//! Thread mode: worker threads pulling jobs from one channel.
+//!
+//! Values move between threads without serialization. A panic is caught per task. A task
+//! past its timeout cannot be stopped: the joiner reports [`TaskError::TimedOut`], marks the
+//! worker abandoned and starts a replacement; the stuck thread exits when its task returns.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::Config;
+use crate::error::TaskError;
+
+enum Job {
+    /// Run (Some) or cancel (None) `count` tasks.
+    Run(Box<dyn FnOnce(Option<&WorkerCtx>) + Send>, usize),
+    /// One worker should exit.
+    Exit,
+}
+
+pub(crate) struct WorkerCtx {
+    id: usize,
+    status: Arc<WorkerStatus>,
+}
+
+#[derive(Debug, Default)]
+struct WorkerStatus {
+    /// A joiner gave up on this worker's task; the thread exits when the task returns.
+    abandoned: AtomicBool,
+}
+
+struct Shared {
+    config: Config,
+    sender: Sender<Job>,
+    receiver: Receiver<Job>,
+    next_worker: AtomicUsize,
+    next_task: AtomicU64,
+    /// Workers that will consume one `Exit` each.
+    live: AtomicUsize,
+    cancelled: AtomicBool,
+    handles: Mutex<HashMap<usize, JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn spawn_worker(self: &Arc<Self>) {
+        let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(self);
+        let status = Arc::new(WorkerStatus::default());
+        let handle = std::thread::Builder::new()
+            .name(format!("proctor-worker-{id}"))
+            .spawn(move || worker_loop(shared, WorkerCtx { id, status }))
+            .expect("spawning a pool thread");
+        self.handles
+            .lock()
+            .expect("handles poisoned")
+            .insert(id, handle);
+    }
+
+    fn send(&self, job: Job) {
+        // The receiver lives in `self`, so the channel is never disconnected here.
+        let _ = self.sender.send(job);
+    }
+}
+
+fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx) {
+    let mut done = 0usize;
+    while let Ok(job) = shared.receiver.recv() {
+        let (run, count) = match job {
+            Job::Exit => return,
+            Job::Run(run, count) => (run, count),
+        };
+        if shared.cancelled.load(Ordering::Acquire) {
+            run(None);
+            continue;
+        }
+        run(Some(&ctx));
+        if ctx.status.abandoned.load(Ordering::Acquire) {
+            // A replacement took this worker's place (and its `Exit`).
+            shared
+                .handles
+                .lock()
+                .expect("handles poisoned")
+                .remove(&ctx.id);
+            return;
+        }
+        done += count;
+        if shared
+            .config
+            .max_tasks_per_worker
+            .is_some_and(|max| done >= max)
+        {
+            shared.spawn_worker();
+            return;
+        }
+    }
+}
+
+fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: usize, task: u64) -> Result<R, TaskError> {
+    catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
+        let (message, location) = crate::panic::details(payload.as_ref());
+        TaskError::Panicked {
+            message,
+            location,
+            worker,
+            task,
+        }
+    })
+}
+
+#[derive(Debug)]
+pub(crate) struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl ThreadPool {
+    pub(crate) fn new(config: Config) -> ThreadPool {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let workers = config.workers;
+        let shared = Arc::new(Shared {
+            config,
+            sender,
+            receiver,
+            next_worker: AtomicUsize::new(0),
+            next_task: AtomicU64::new(0),
+            live: AtomicUsize::new(workers),
+            cancelled: AtomicBool::new(false),
+            handles: Mutex::new(HashMap::new()),
+        });
+        for _ in 0..workers {
+            shared.spawn_worker();
+        }
+        ThreadPool { shared }
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+
+    pub(crate) fn submit<A, R, F>(&self, f: F, arg: A) -> ThreadTask<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot::new());
+        let timed = self.shared.config.task_timeout.is_some();
+        let s = Arc::clone(&slot);
+        let run = move |ctx: Option<&WorkerCtx>| match ctx {
+            None => s.finish(Err(TaskError::Cancelled { task })),
+            Some(ctx) => {
+                if timed {
+                    s.start(ctx);
+                }
+                s.finish(run_one(f, arg, ctx.id, task));
+            }
+        };
+        self.shared.send(Job::Run(Box::new(run), 1));
+        ThreadTask {
+            shared: Arc::clone(&self.shared),
+            slot,
+            task,
+        }
+    }
+
+    pub(crate) fn map<A, R, F>(&self, f: F, items: Vec<A>) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        if self.shared.config.task_timeout.is_some() {
+            // Each item must be timed and abandonable on its own.
+            let tasks: Vec<_> = items.into_iter().map(|a| self.submit(f, a)).collect();
+            return tasks.into_iter().map(ThreadTask::join).collect();
+        }
+        let n = items.len();
+        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let chunk = self.shared.config.chunk_for(n);
+        let (tx, rx) = crossbeam_channel::unbounded::<(usize, Vec<Result<R, TaskError>>)>();
+        let mut iter = items.into_iter();
+        let mut start = 0;
+        let mut chunks = 0;
+        while start < n {
+            let part: Vec<A> = iter.by_ref().take(chunk).collect();
+            let len = part.len();
+            let tx = tx.clone();
+            let run = move |ctx: Option<&WorkerCtx>| {
+                let base = first_task + start as u64;
+                let out: Vec<Result<R, TaskError>> = match ctx {
+                    None => (0..len)
+                        .map(|k| {
+                            Err(TaskError::Cancelled {
+                                task: base + k as u64,
+                            })
+                        })
+                        .collect(),
+                    Some(ctx) => part
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, a)| run_one(f, a, ctx.id, base + k as u64))
+                        .collect(),
+                };
+                let _ = tx.send((start, out));
+            };
+            self.shared.send(Job::Run(Box::new(run), len));
+            start += len;
+            chunks += 1;
+        }
+        drop(tx);
+        let mut parts: Vec<(usize, Vec<Result<R, TaskError>>)> = Vec::with_capacity(chunks);
+        while let Ok(part) = rx.recv() {
+            parts.push(part);
+        }
+        parts.sort_unstable_by_key(|(start, _)| *start);
+        let mut out = Vec::with_capacity(n);
+        for (_, part) in parts {
+            out.extend(part);
+        }
+        out
+    }
+
+    pub(crate) fn shutdown(self) {
+        for _ in 0..self.shared.live.load(Ordering::Acquire) {
+            self.shared.send(Job::Exit);
+        }
+        loop {
+            let handles: Vec<_> = self
+                .shared
+                .handles
+                .lock()
+                .expect("handles poisoned")
+                .drain()
+                .collect();
+            if handles.is_empty() {
+                break;
+            }
+            for (_, h) in handles {
+                let _ = h.join();
+            }
+        }
+        // Drop now finds no worker to stop.
+        self.shared.live.store(0, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        // Tasks still queued are cancelled; running ones finish (a thread cannot be killed).
+        let live = self.shared.live.swap(0, Ordering::AcqRel);
+        if live > 0 {
+            self.shared.cancelled.store(true, Ordering::Release);
+            for _ in 0..live {
+                self.shared.send(Job::Exit);
+            }
+        }
+    }
+}
+
+/// One task's outcome, filled exactly once.
+struct Slot<R> {
+    state: Mutex<SlotState<R>>,
+    cond: Condvar,
+}
+
+struct SlotState<R> {
+    outcome: Option<Result<R, TaskError>>,
+    finished: bool,
+    started: Option<(Instant, usize, Arc<WorkerStatus>)>,
+}
+
+impl<R> Slot<R> {
+    fn new() -> Slot<R> {
+        Slot {
+            state: Mutex::new(SlotState {
+                outcome: None,
+                finished: false,
+                started: None,
+            }),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn start(&self, ctx: &WorkerCtx) {
+        let mut st = self.state.lock().expect("slot poisoned");
+        st.started = Some((Instant::now(), ctx.id, Arc::clone(&ctx.status)));
+        self.cond.notify_all();
+    }
+
+    /// First outcome wins: a task that returns after it timed out is ignored.
+    fn finish(&self, outcome: Result<R, TaskError>) {
+        let mut st = self.state.lock().expect("slot poisoned");
+        if !st.finished {
+            st.finished = true;
+            st.outcome = Some(outcome);
+            self.cond.notify_all();
+        }
+    }
+}
+
+/// The thread-mode side of a [`crate::Task`].
+pub(crate) struct ThreadTask<R> {
+    shared: Arc<Shared>,
+    slot: Arc<Slot<R>>,
+    task: u64,
+}
+
+impl<R> std::fmt::Debug for ThreadTask<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadTask")
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> ThreadTask<R> {
+    pub(crate) fn join(self) -> Result<R, TaskError> {
+        let timeout = self.shared.config.task_timeout;
+        let mut st = self.slot.state.lock().expect("slot poisoned");
+        loop {
+            if let Some(outcome) = st.outcome.take() {
+                return outcome;
+            }
+            let (Some(limit), Some((at, worker, status))) = (timeout, st.started.as_ref()) else {
+                st = self.slot.cond.wait(st).expect("slot poisoned");
+                continue;
+            };
+            let elapsed = at.elapsed();
+            if elapsed < limit {
+                st = self
+                    .slot
+                    .cond
+                    .wait_timeout(st, limit - elapsed)
+                    .expect("slot poisoned")
+                    .0;
+                continue;
+            }
+            // The thread cannot be stopped: abandon it and put a fresh worker in its place.
+            let worker = *worker;
+            status.abandoned.store(true, Ordering::Release);
+            st.finished = true;
+            drop(st);
+            // Detach the stuck thread: shutdown must not wait for it.
+            self.shared
+                .handles
+                .lock()
+                .expect("handles poisoned")
+                .remove(&worker);
+            if self.shared.live.load(Ordering::Acquire) > 0 {
+                self.shared.spawn_worker();
+            }
+            return Err(TaskError::TimedOut {
+                after: elapsed,
+                worker,
+                task: self.task,
+            });
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The fork server: a small process forked by [`crate::init`] while the program is still
+//! single-threaded, which forks every worker process on request.
+//!
+//! Why: `fork` in a multi-threaded process copies only the calling thread, so a lock held
+//! by another thread at that instant (the allocator's, stdout's) stays locked forever in the
+//! child. Forking workers from a process that never has more than one thread avoids that
+//! hazard, and is fast (the server's address space is small and stays so).
+//!
+//! Protocol: a `SOCK_SEQPACKET` socketpair between parent and server carries fixed 25-byte
+//! messages `[tag: u8][a: u64][b: u64][c: u64]` (little-endian):
+//!
+//! | tag | direction | meaning |
+//! |---|---|---|
+//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's socket, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
+//! | KILL | parent → server | send signal `b` to the process group of worker `a` |
+//! | SPAWNED | server → parent | token `a` became worker pid `b` (or failed with errno `c` when `b` = 0) |
+//! | EXITED | server → parent | worker `a` ended: `b` = 0 exit code `c`, `b` = 1 killed by signal `c` |
+//!
+//! Lifetimes: each worker leads its own process group; when a worker dies the server kills
+//! the rest of its group (its own children) before reaping it, so a task's child processes
+//! die with it. The server is a child subreaper, so orphaned grandchildren are reaped too and
+//! no zombie is left. Workers set `PR_SET_PDEATHSIG(SIGKILL)`; their parent is the server's
+//! only thread, so it fires when the server dies. The server in turn sees EOF on its control
+//! socket the moment the parent process dies (however it died), kills every worker group and
+//! exits.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, setpgid};
+
+const SPAWN: u8 = 1;
+const KILL: u8 = 2;
+const SPAWNED: u8 = 3;
+const EXITED: u8 = 4;
+const MSG_LEN: usize = 25;
+
+type Msg = [u8; MSG_LEN];
+
+fn encode(tag: u8, a: u64, b: u64, c: u64) -> Msg {
+    let mut m = [0u8; MSG_LEN];
+    m[0] = tag;
+    m[1..9].copy_from_slice(&a.to_le_bytes());
+    m[9..17].copy_from_slice(&b.to_le_bytes());
+    m[17..25].copy_from_slice(&c.to_le_bytes());
+    m
+}
+
+fn decode(m: &Msg) -> (u8, u64, u64, u64) {
+    let w = |o: usize| u64::from_le_bytes(m[o..o + 8].try_into().expect("8 bytes"));
+    (m[0], w(1), w(9), w(17))
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// The parent's handle on the fork server.
+#[derive(Debug)]
+pub(crate) struct ForkServer {
+    ctrl: OwnedFd,
+    /// Mixed into every job frame, so a corrupt frame cannot name a bogus entry point.
+    pub(crate) secret: u64,
+    state: Mutex<ClientState>,
+    cond: Condvar,
+    reader: OnceLock<()>,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    next_token: u64,
+    spawned: HashMap<u64, Result<i32, Errno>>,
+    exited: HashMap<i32, Exit>,
+    forgotten: HashSet<i32>,
+    dead: bool,
+}
+
+impl ForkServer {
+    /// Forks the server. Must run while this process has a single thread.
+    pub(crate) fn start(secret: u64) -> Result<ForkServer, String> {
+        let (parent_end, server_end) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("could not create the fork server's socket: {e}"))?;
+        // SAFETY: the caller guarantees this process is single-threaded (init checks
+        // /proc/self/task), so the child is a complete copy and may run any code.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(parent_end);
+                server_main(server_end, secret)
+            }
+            Ok(ForkResult::Parent { .. }) => {
+                drop(server_end);
+                Ok(ForkServer {
+                    ctrl: parent_end,
+                    secret,
+                    state: Mutex::new(ClientState::default()),
+                    cond: Condvar::new(),
+                    reader: OnceLock::new(),
+                })
+            }
+            Err(e) => Err(format!("could not fork the fork server: {e}")),
+        }
+    }
+
+    /// Starts the thread that reads the server's replies (lazily: `init` may run before
+    /// `main`, where starting threads is unwise).
+    fn ensure_reader(&'static self) {
+        self.reader.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("proctor-fork-server".into())
+                .spawn(move || self.read_loop())
+                .expect("spawning the fork server reader thread");
+        });
+    }
+
+    fn read_loop(&self) {
+        let mut m = [0u8; MSG_LEN];
+        loop {
+            let n = match nix::unistd::read(&self.ctrl, &mut m) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            let mut st = self.state.lock().expect("fork server state poisoned");
+            if n != MSG_LEN {
+                st.dead = true;
+                self.cond.notify_all();
+                return;
+            }
+            match decode(&m) {
+                (SPAWNED, token, pid, errno) => {
+                    let r = if pid == 0 {
+                        Err(Errno::from_raw(errno as i32))
+                    } else {
+                        Ok(pid as i32)
+                    };
+                    st.spawned.insert(token, r);
+                }
+                (EXITED, pid, kind, value) => {
+                    let pid = pid as i32;
+                    let exit = if kind == 0 {
+                        Exit::Code(value as i32)
+                    } else {
+                        Exit::Signal(value as i32)
+                    };
+                    if !st.forgotten.remove(&pid) {
+                        st.exited.insert(pid, exit);
+                    }
+                }
+                _ => {}
+            }
+            self.cond.notify_all();
+        }
+    }
+
+    /// Asks the server for a worker that will use `fds` (socket, stderr, arena).
+    pub(crate) fn spawn(
+        &'static self,
+        memory_limit: Option<u64>,
+        fds: [RawFd; 3],
+    ) -> std::io::Result<i32> {
+        self.ensure_reader();
+        let token = {
+            let mut st = self.state.lock().expect("fork server state poisoned");
+            if st.dead {
+                return Err(std::io::Error::other("the fork server is gone"));
+            }
+            st.next_token += 1;
+            st.next_token
+        };
+        let msg = encode(SPAWN, token, memory_limit.unwrap_or(0), 0);
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(
+            self.ctrl.as_raw_fd(),
+            &[IoSlice::new(&msg)],
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut st = self.state.lock().expect("fork server state poisoned");
+        loop {
+            if let Some(r) = st.spawned.remove(&token) {
+                return r.map_err(std::io::Error::from);
+            }
+            if st.dead {
+                return Err(std::io::Error::other("the fork server is gone"));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(std::io::Error::other(
+                    "the fork server did not answer within 10s",
+                ));
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .expect("poisoned")
+                .0;
+        }
+    }
+
+    /// Sends `sig` to worker `pid`'s process group (the worker and its children).
+    pub(crate) fn kill(&self, pid: i32, sig: Signal) {
+        let msg = encode(KILL, pid as u64, sig as i32 as u64, 0);
+        let _ = nix::unistd::write(&self.ctrl, &msg);
+    }
+
+    /// Waits up to `timeout` for worker `pid` to be reaped; returns how it ended.
+    pub(crate) fn wait_exit(&self, pid: i32, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock().expect("fork server state poisoned");
+        loop {
+            if let Some(e) = st.exited.remove(&pid) {
+                return Some(e);
+            }
+            let now = Instant::now();
+            if st.dead || now >= deadline {
+                return None;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .expect("poisoned")
+                .0;
+        }
+    }
+
+    /// We no longer care how `pid` ends; drop its status when it arrives.
+    pub(crate) fn forget(&self, pid: i32) {
+        let mut st = self.state.lock().expect("fork server state poisoned");
+        if st.exited.remove(&pid).is_none() {
+            st.forgotten.insert(pid);
+        }
+    }
+}
+
+/// The server process: never returns.
+fn server_main(ctrl: OwnedFd, secret: u64) -> ! {
+    let code = match serve(ctrl, secret) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    // SAFETY: _exit ends this process without running the parent's atexit handlers or
+    // flushing its stdio buffers, which belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+fn serve(ctrl: OwnedFd, secret: u64) -> nix::Result<()> {
+    // Orphaned grandchildren are re-parented to us, so we reap them: no zombies.
+    nix::sys::prctl::set_child_subreaper(true)?;
+    // The server lives exactly as long as the parent (EOF on ctrl): a Ctrl-C aimed at the
+    // parent's process group must not take it down first.
+    // SAFETY: SIG_IGN installs no handler code; this process is single-threaded.
+    unsafe {
+        signal(Signal::SIGINT, SigHandler::SigIgn)?;
+        signal(Signal::SIGQUIT, SigHandler::SigIgn)?;
+    }
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None)?;
+    let sfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    crate::sys::close_fds_except(&[ctrl.as_raw_fd(), sfd.as_fd().as_raw_fd()]);
+
+    let mut workers: HashSet<i32> = HashSet::new();
+    let server_pid = getpid();
+    loop {
+        let mut fds = [
+            PollFd::new(ctrl.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        let ctrl_ready = fds[0].any().unwrap_or(false);
+        let chld_ready = fds[1].any().unwrap_or(false);
+        if chld_ready {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            reap(&ctrl, &mut workers);
+        }
+        if ctrl_ready && !handle_request(&ctrl, &mut workers, server_pid, secret) {
+            // The parent is gone: take every worker group down with it, then leave.
+            for &pid in &workers {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Reaps every child that ended, killing a dead worker's group before reaping the worker
+/// (while the zombie leader exists its group id cannot be reused).
+fn reap(ctrl: &OwnedFd, workers: &mut HashSet<i32>) {
+    loop {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let pid = match waitid(Id::All, flags) {
+            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid,
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(other) => match other.pid() {
+                Some(pid) => pid,
+                None => return,
+            },
+        };
+        let is_worker = workers.remove(&pid.as_raw());
+        if is_worker {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        let status = waitpid(pid, None);
+        if is_worker {
+            let (kind, value) = match status {
+                Ok(WaitStatus::Exited(_, code)) => (0, code as u64),
+                Ok(WaitStatus::Signaled(_, sig, _)) => (1, sig as i32 as u64),
+                _ => (1, Signal::SIGKILL as i32 as u64),
+            };
+            let _ = nix::unistd::write(ctrl, &encode(EXITED, pid.as_raw() as u64, kind, value));
+        }
+    }
+}
+
+/// Handles one request; false when the parent is gone.
+fn handle_request(
+    ctrl: &OwnedFd,
+    workers: &mut HashSet<i32>,
+    server_pid: Pid,
+    secret: u64,
+) -> bool {
+    let mut m = [0u8; MSG_LEN];
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 3]);
+    let (n, fds) = {
+        let mut iov = [IoSliceMut::new(&mut m)];
+        match recvmsg::<()>(
+            ctrl.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: SCM_RIGHTS just installed these descriptors in this
+                            // process; nothing else owns them.
+                            fds.extend(
+                                raw.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
+                    }
+                }
+                (msg.bytes, fds)
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        }
+    };
+    if n == 0 {
+        return false;
+    }
+    if n != MSG_LEN {
+        return true;
+    }
+    match decode(&m) {
+        (SPAWN, token, memory_limit, _) => {
+            let reply = match <[OwnedFd; 3]>::try_from(fds) {
+                Ok(fds) => match spawn_worker(fds, memory_limit, server_pid, secret) {
+                    Ok(pid) => {
+                        workers.insert(pid.as_raw());
+                        encode(SPAWNED, token, pid.as_raw() as u64, 0)
+                    }
+                    Err(e) => encode(SPAWNED, token, 0, e as i32 as u64),
+                },
+                Err(_) => encode(SPAWNED, token, 0, Errno::EINVAL as i32 as u64),
+            };
+            let _ = nix::unistd::write(ctrl, &reply);
+        }
+        (KILL, pid, sig, _) => {
+            let pid = pid as i32;
+            if workers.contains(&pid) {
+                if let Ok(sig) = Signal::try_from(sig as i32) {
+                    if killpg(Pid::from_raw(pid), sig).is_err() {
+                        let _ = kill(Pid::from_raw(pid), sig);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    true
+}
+
+fn spawn_worker(
+    fds: [OwnedFd; 3],
+    memory_limit: u64,
+    server_pid: Pid,
+    secret: u64,
+) -> nix::Result<Pid> {
+    // SAFETY: the server is single-threaded, so the child is a complete copy of it.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            // Set the group from both sides so a KILL that arrives before the child ran
+            // its own setpgid still reaches the right group.
+            let _ = setpgid(child, child);
+            Ok(child)
+        }
+        ForkResult::Child => {
+            let [sock, stderr, arena] = fds;
+            let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
+            if !ok {
+                // SAFETY: see server_main.
+                unsafe { libc::_exit(71) }
+            }
+            drop(stderr);
+            crate::sys::close_fds_except(&[sock.as_raw_fd(), arena.as_raw_fd()]);
+            crate::worker::worker_main(sock, arena, secret)
+        }
+    }
+}
+
+fn prepare_worker(stderr: &OwnedFd, memory_limit: u64, server_pid: Pid) -> nix::Result<()> {
+    setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    // Die with the server. PR_SET_PDEATHSIG fires when the *thread* that forked us exits;
+    // the server has exactly one thread, so that is the server's death.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if getppid() != server_pid {
+        // The server died between fork and prctl.
+        return Err(Errno::ESRCH);
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // SAFETY: SIG_DFL installs no handler code; this process is single-threaded.
+    unsafe {
+        signal(Signal::SIGINT, SigHandler::SigDfl)?;
+        signal(Signal::SIGQUIT, SigHandler::SigDfl)?;
+    }
+    nix::unistd::dup2_stderr(stderr)?;
+    if memory_limit > 0 {
+        // RLIMIT_DATA counts the heap and private mappings but not the shared arena, so the
+        // limit is about what the task allocates.
+        nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_DATA,
+            memory_limit,
+            memory_limit,
+        )?;
+    }
+    Ok(())
+}

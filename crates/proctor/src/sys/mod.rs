@@ -1,0 +1,190 @@
+//! Safe wrappers over the system calls the pool needs: shared mappings, file-descriptor
+//! hygiene after `fork`, clocks. Most of the crate's `unsafe` lives here.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+use nix::sys::stat::fstat;
+use nix::unistd::ftruncate;
+
+/// Closes every file descriptor from 3 up, except those in `keep`.
+///
+/// Used right after `fork`, so a worker holds no descriptor of its parent's (the fork
+/// server's control socket above all: its EOF is how the server learns the parent died).
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    let mut next: u32 = 3;
+    for &fd in &keep {
+        let fd = fd as u32;
+        if fd > next {
+            close_range(next, fd - 1);
+        }
+        next = fd + 1;
+    }
+    close_range(next, u32::MAX);
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range(2) only closes descriptors; it takes no pointers. It is called
+    // in a freshly forked, single-threaded child (or the fork server), where no Rust object
+    // still uses the descriptors being closed (the caller lists every one it keeps).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if rc != 0 {
+        // Kernels before 5.9 lack close_range: close the range the slow way, bounded by the
+        // descriptor limit.
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(1 << 16) as u32)
+            .unwrap_or(1024);
+        for fd in first..=last.min(limit) {
+            // SAFETY: as above; closing a descriptor that is not open returns EBADF, harmless.
+            unsafe { libc::close(fd as i32) };
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine, so a
+/// worker's "task started at" is comparable with the parent's now.
+pub(crate) fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available on Linux");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// Number of threads in this process, from /proc (None if unreadable).
+pub(crate) fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
+}
+
+/// A memfd mapped `MAP_SHARED`: the same bytes in every process that maps the descriptor.
+///
+/// The mapping can grow (`ftruncate` then remap); another process that shares the memfd
+/// sees the new size with [`SharedMapping::refresh`].
+#[derive(Debug)]
+pub(crate) struct SharedMapping {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; all access to it goes through atomics or
+// through byte copies whose exclusivity the owner (the arena protocol) guarantees.
+unsafe impl Send for SharedMapping {}
+// SAFETY: as above; `&SharedMapping` only hands out atomics and bounds-checked copies.
+unsafe impl Sync for SharedMapping {}
+
+impl SharedMapping {
+    /// Creates an anonymous memfd of `len` bytes (sparse: untouched pages cost nothing).
+    pub(crate) fn create(name: &str, len: usize) -> std::io::Result<SharedMapping> {
+        let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        ftruncate(&fd, len as i64)?;
+        Self::map(fd, len)
+    }
+
+    /// Maps an existing memfd at its current size.
+    pub(crate) fn from_fd(fd: OwnedFd) -> std::io::Result<SharedMapping> {
+        let len = fstat(fd.as_fd())?.st_size as usize;
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> std::io::Result<SharedMapping> {
+        let size = std::num::NonZeroUsize::new(len)
+            .ok_or_else(|| std::io::Error::other("shared mapping of zero bytes"))?;
+        // SAFETY: a fresh mapping chosen by the kernel (no address hint), of a memfd we own;
+        // it aliases no Rust object.
+        let ptr = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Ok(SharedMapping {
+            fd,
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The memfd, to hand to another process.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Mapped length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Grows the file to `new_len` and remaps it.
+    pub(crate) fn grow(&mut self, new_len: usize) -> std::io::Result<()> {
+        if new_len <= self.len {
+            return Ok(());
+        }
+        ftruncate(&self.fd, new_len as i64)?;
+        self.remap(new_len)
+    }
+
+    /// Remaps if another process grew the file.
+    pub(crate) fn refresh(&mut self) -> std::io::Result<()> {
+        let len = fstat(self.fd.as_fd())?.st_size as usize;
+        if len > self.len {
+            self.remap(len)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn remap(&mut self, new_len: usize) -> std::io::Result<()> {
+        let fd = self.fd.try_clone()?;
+        let new = Self::map(fd, new_len)?;
+        let old = std::mem::replace(self, new);
+        drop(old);
+        Ok(())
+    }
+
+    /// The `index`-th 8-byte word of the mapping, as an atomic.
+    pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
+        assert!(
+            (index + 1) * 8 <= self.len,
+            "shared word {index} outside the mapping"
+        );
+        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), and only
+        // ever accessed as AtomicU64 by every process that maps it.
+        unsafe { &*(self.ptr.as_ptr().add(index * 8) as *const AtomicU64) }
+    }
+
+    /// Copies `len` bytes at `offset` out of the mapping, or None when out of bounds.
+    ///
+    /// The caller guarantees that no other process writes the range meanwhile (the arena
+    /// protocol: a worker only writes results of the job it runs, and the parent reads them
+    /// after the worker reported the job done, or died).
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked); no concurrent writer by the protocol above.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// The bytes from `offset` to the end, writable. Same exclusivity contract as `bytes`.
+    pub(crate) fn tail_mut(&mut self, offset: usize) -> &mut [u8] {
+        assert!(offset <= self.len, "offset {offset} outside the mapping");
+        // SAFETY: in bounds (checked); `&mut self` and the arena protocol give exclusivity.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), self.len - offset) }
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, and no reference into the mapping
+        // outlives `self` (every accessor borrows `self`).
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}

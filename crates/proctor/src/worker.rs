@@ -1,0 +1,194 @@
+//! The worker process: its main loop and the entry points that run tasks.
+//!
+//! A worker is forked from the fork server (see `server.rs`), so it is a copy of the program
+//! as it was when [`crate::init`] ran: the same code at the same addresses. A job names the
+//! function to run by the address of a monomorphized entry point (`entry::<A, R, F>`); the
+//! worker calls it with the job's serialized arguments. The task function itself is a
+//! zero-sized type (a fn item or a non-capturing closure), so the entry point can make one
+//! out of nothing.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::arena::WorkerArena;
+use crate::sys::SharedMapping;
+use crate::wire::{self, Frame, RecordTag};
+
+/// A monomorphized entry point: runs `count` tasks whose arguments are in `args`.
+pub(crate) type EntryFn = fn(args: &[u8], count: u32, arena: &mut WorkerArena);
+
+/// The entry point for tasks of type `F: Fn(A) -> R`.
+pub(crate) fn entry<A, R, F>(args: &[u8], count: u32, arena: &mut WorkerArena)
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let f: F = conjure::<F>();
+    let mut rest = args;
+    for _ in 0..count {
+        match postcard::take_from_bytes::<A>(rest) {
+            Ok((a, tail)) => {
+                rest = tail;
+                arena.begin(args.len() - rest.len());
+                match catch_unwind(AssertUnwindSafe(|| f(a))) {
+                    Ok(r) => {
+                        let res = arena.commit_with(RecordTag::Ok, |buf| {
+                            postcard::to_slice(&r, buf).ok().map(|s| s.len())
+                        });
+                        if let Err(e) = res {
+                            arena.commit_bytes(RecordTag::Codec, &encode_str(&e));
+                        }
+                    }
+                    Err(payload) => {
+                        let (message, location) = crate::panic::details(payload.as_ref());
+                        let bytes = postcard::to_allocvec(&(message, location)).unwrap_or_default();
+                        arena.commit_bytes(RecordTag::Panicked, &bytes);
+                    }
+                }
+            }
+            Err(e) => {
+                // Past an argument that does not decode, the next ones cannot be located.
+                rest = &[];
+                arena.begin(args.len());
+                let msg = format!("its argument could not be decoded: {e}");
+                arena.commit_bytes(RecordTag::Codec, &encode_str(&msg));
+            }
+        }
+    }
+}
+
+fn encode_str(s: &str) -> Vec<u8> {
+    postcard::to_allocvec(s).unwrap_or_default()
+}
+
+/// Makes a value of the zero-sized task type `F`.
+fn conjure<F: Copy>() -> F {
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    // SAFETY: `F` is zero-sized (asserted at compile time), so a value of it has no bytes
+    // and reading one from a dangling, well-aligned pointer is defined. Every value of a fn
+    // item or closure type without captures is the same value. The pool only accepts
+    // `F: Fn(A) -> R + Copy`, which on stable Rust only fn items, fn pointers and closures
+    // implement; the zero-size assertion rules out fn pointers and capturing closures.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// Reads frames from a stream, reusing one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    /// The next frame, reading as needed. EOF before a whole frame is `UnexpectedEof`;
+    /// an invalid frame is `InvalidData`.
+    pub(crate) fn next(&mut self, r: &mut impl Read) -> std::io::Result<Frame<'_>> {
+        loop {
+            if let Some(n) = self.complete()? {
+                let s = self.start;
+                self.start += n;
+                let (frame, _) = wire::decode(&self.buf[s..s + n])
+                    .ok()
+                    .flatten()
+                    .expect("a frame that decoded once decodes again");
+                return Ok(frame);
+            }
+            self.fill(r)?;
+        }
+    }
+
+    /// The size of a complete frame at the front of the buffer, if there is one.
+    pub(crate) fn complete(&self) -> std::io::Result<Option<usize>> {
+        match wire::decode(&self.buf[self.start..self.end]) {
+            Ok(Some((_, n))) => Ok(Some(n)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+    }
+
+    /// Reads once more from `r` (one `read` call).
+    pub(crate) fn fill(&mut self, r: &mut impl Read) -> std::io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let want = match self.buf.get(..4) {
+            Some(p) if self.end >= 4 => {
+                4 + u32::from_le_bytes(p.try_into().expect("4 bytes")) as usize
+            }
+            _ => 4,
+        }
+        .max(self.end + 4096)
+        .max(64 << 10);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let n = r.read(&mut self.buf[self.end..])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+/// The worker's main loop: run jobs until the parent closes the socket.
+pub(crate) fn worker_main(sock: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
+    crate::panic::install_hook();
+    // Panics become typed errors in the parent; printing them here too would be noise.
+    crate::panic::set_quiet(true);
+    let code = match run_jobs(sock, arena, secret) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "proctor worker: {e}");
+            70
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit skips atexit handlers registered by the parent before the fork, which
+    // must not run twice; stdout was flushed above.
+    unsafe { libc::_exit(code) }
+}
+
+fn run_jobs(sock: OwnedFd, arena: OwnedFd, secret: u64) -> std::io::Result<()> {
+    let mut stream = UnixStream::from(sock);
+    let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?);
+    let mut reader = FrameReader::default();
+    loop {
+        let frame = match reader.next(&mut stream) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Frame::Run {
+            entry,
+            check,
+            count,
+            args,
+            ..
+        } = frame
+        else {
+            return Err(std::io::Error::other("unexpected frame from the parent"));
+        };
+        if entry ^ secret != check || entry == 0 {
+            return Err(std::io::Error::other(
+                "job frame names no valid entry point",
+            ));
+        }
+        // SAFETY: `entry` is the address of an `EntryFn` taken in the parent, vouched for by
+        // `check` (only the parent and its fork server know `secret`). The worker is a fork
+        // of the parent's image, so the same address holds the same function.
+        let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(entry as usize) };
+        arena.start_job();
+        f(args, count, &mut arena);
+        stream.write_all(&wire::encode_done(count))?;
+    }
+}
