@@ -130,10 +130,37 @@ fn crash_sentence(
     if stderr_tail.contains("memory allocation of") {
         s.push_str(" (out of memory)");
     }
-    if let Some(last) = stderr_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+    if let Some(last) = last_words(stderr_tail) {
         s.push_str(&format!("; its last words: {:?}", last.trim()));
     }
     s
+}
+
+/// The most telling line of a dead worker's stderr: an out-of-memory or stack-overflow note
+/// if there is one, else the last line that is not part of a backtrace.
+fn last_words(tail: &str) -> Option<&str> {
+    let telling = [
+        "memory allocation of",
+        "has overflowed its stack",
+        "panicked at",
+        "fatal runtime error",
+    ];
+    let lines = || {
+        tail.lines()
+            .rev()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+    };
+    lines()
+        .find(|l| telling.iter().any(|t| l.contains(t)))
+        .or_else(|| {
+            lines().find(|l| {
+                !l.starts_with(char::is_whitespace)
+                    && !l.starts_with("stack backtrace:")
+                    && !l.starts_with("note: ")
+            })
+        })
+        .map(str::trim)
 }
 
 /// `SIGSEGV (segmentation fault)` for a signal number.

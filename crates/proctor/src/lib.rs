@@ -129,7 +129,9 @@ fn start_fork_server() -> Result<server::ForkServer, String> {
             ));
         }
         None => {
-            return Err("/proc/self/task is unreadable, so forking safely cannot be checked".into());
+            return Err(
+                "/proc/self/task is unreadable, so forking safely cannot be checked".into(),
+            );
         }
     }
     server::ForkServer::start(random_secret())

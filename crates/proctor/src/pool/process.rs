@@ -49,7 +49,7 @@ const TIMEOUT_TICK: Duration = Duration::from_millis(20);
 /// A `map` job is cut when its arguments reach this size, so large items stream.
 const JOB_BYTES: usize = 8 << 20;
 /// Bytes of a worker's stderr kept for [`TaskError::Crashed::stderr_tail`].
-const TAIL: usize = 4096;
+const TAIL: usize = 16 << 10;
 
 /// One outcome read from an arena, before the sink decodes it into its type.
 pub(crate) enum RawOutcome<'a> {

@@ -16,9 +16,12 @@ use crossbeam_channel::{Receiver, Sender};
 use super::Config;
 use crate::error::TaskError;
 
+/// Runs its tasks on a worker (`Some`), or cancels them (`None`).
+type RunFn = Box<dyn FnOnce(Option<&WorkerCtx>) + Send>;
+
 enum Job {
-    /// Run (Some) or cancel (None) `count` tasks.
-    Run(Box<dyn FnOnce(Option<&WorkerCtx>) + Send>, usize),
+    /// Run or cancel `count` tasks.
+    Run(RunFn, usize),
     /// One worker should exit.
     Exit,
 }
