@@ -1,0 +1,2 @@
+pub(crate) mod futex;
+pub(crate) mod memfd;
