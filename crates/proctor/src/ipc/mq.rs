@@ -244,3 +244,42 @@ impl Transport for Mq {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_frames_are_rejected() {
+        let (a, mut b) = Mq::pair(1024).expect("pair");
+        let mut buf = Vec::new();
+
+        a.send_part(&u32::MAX.to_le_bytes()).expect("send");
+        match b.recv(&mut buf) {
+            Err(Error::FrameTooLarge { len, max: 1024, .. }) => {
+                assert_eq!(len, u64::from(u32::MAX));
+            }
+            other => panic!("oversized header gave {other:?}"),
+        }
+
+        // The header announces 10 bytes but the part carries 3.
+        a.send_part(&[10, 0, 0, 0, 1, 2, 3]).expect("send");
+        assert!(matches!(b.recv(&mut buf), Err(Error::CorruptFrame { .. })));
+
+        // Shorter than a header.
+        a.send_part(&[1, 2]).expect("send");
+        assert!(matches!(b.recv(&mut buf), Err(Error::CorruptFrame { .. })));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_queue_is_split_into_parts() {
+        let (mut a, mut b) = Mq::pair(100_000).expect("pair");
+        assert!(a.part < 100_000, "the queue's message size is capped");
+        let msg: Vec<u8> = (0..100_000).map(|i| i as u8).collect();
+        let sender = std::thread::spawn(move || a.send(&msg).map(|()| msg));
+        let mut buf = Vec::new();
+        b.recv(&mut buf).expect("recv");
+        let msg = sender.join().expect("thread").expect("send");
+        assert!(buf == msg);
+    }
+}

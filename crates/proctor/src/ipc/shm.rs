@@ -353,3 +353,48 @@ impl Drop for Shm {
         futex::wake(&ctl.rings[1 - self.side].producer_sleeping.0, 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_length_is_rejected() {
+        let (a, mut b) = Shm::pair(1024).expect("pair");
+        a.write_all(&[&u32::MAX.to_le_bytes()]).expect("write");
+        match b.recv(&mut Vec::new()) {
+            Err(Error::FrameTooLarge { len, max: 1024, .. }) => {
+                assert_eq!(len, u64::from(u32::MAX));
+            }
+            other => panic!("oversized header gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sleeping_receiver_is_woken_once_and_counted() {
+        let (mut a, mut b) = Shm::pair(64).expect("pair");
+        let receiver = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            b.recv(&mut buf).map(|()| buf)
+        });
+        // Long enough for the receiver to pass its spin and yield phases and sleep.
+        std::thread::sleep(Duration::from_millis(200));
+        a.send(b"wake up").expect("send");
+        let buf = receiver.join().expect("thread").expect("recv");
+        assert_eq!(buf, b"wake up");
+        assert_eq!(a.futex_wakes(), 1);
+    }
+
+    #[test]
+    fn ring_sizes_are_powers_of_two_within_bounds() {
+        for (max, cap) in [
+            (0, MIN_RING),
+            (4092, 4096),
+            (4093, 8192),
+            (1 << 20, MAX_RING),
+        ] {
+            let (a, _b) = Shm::pair(max).expect("pair");
+            assert_eq!(a.cap, cap, "max_message {max}");
+        }
+    }
+}
