@@ -386,3 +386,62 @@ fn no_shm_or_mqueue_entry_survives() {
     let after = (proctor_entries("/dev/shm"), proctor_entries("/dev/mqueue"));
     assert_eq!(before, after, "entries left in /dev/shm or /dev/mqueue");
 }
+
+/// A quick latency check, not a benchmark: 64-byte round trips between two processes for
+/// every kind, median and 99th percentile. Run it in release mode, pinned and unpinned:
+/// `cargo test --release -p proctor --test it rtt_64b -- --ignored --nocapture`, then the same
+/// under `taskset -c 0`; `PROCTOR_RTT_SPLIT=1` pins the parent to CPU 0 and the child to
+/// CPU 1, the cross-CPU case. The lab's ipc experiment is the real measurement.
+#[test]
+#[ignore = "measurement, run by hand"]
+fn rtt_64b_processes() {
+    const WARMUP: usize = 2_000;
+    const ROUNDS: usize = 20_000;
+    let _serial = serial();
+    let split = std::env::var_os("PROCTOR_RTT_SPLIT").is_some();
+    let pin = |cpu: usize| {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).expect("cpu index");
+        nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+    };
+    if split {
+        pin(0).expect("pin the parent to CPU 0");
+    }
+    for kind in TransportKind::ALL {
+        if !kind.supports_processes() {
+            continue;
+        }
+        let (a, b) = pair(kind, 64);
+        let (mut a, pid) = fork_child(a, b, |mut b| {
+            if split && pin(1).is_err() {
+                return 31;
+            }
+            let mut buf = Vec::with_capacity(64);
+            for _ in 0..WARMUP + ROUNDS {
+                if b.recv(&mut buf).is_err() || b.send(&buf).is_err() {
+                    return 30;
+                }
+            }
+            0
+        });
+        let msg = [42u8; 64];
+        let mut buf = Vec::with_capacity(64);
+        let mut rtts = Vec::with_capacity(ROUNDS);
+        for i in 0..WARMUP + ROUNDS {
+            let start = std::time::Instant::now();
+            a.send(&msg).expect("send");
+            a.recv(&mut buf).expect("recv");
+            if i >= WARMUP {
+                rtts.push(start.elapsed());
+            }
+        }
+        expect_exit(pid, 0);
+        rtts.sort();
+        println!(
+            "{kind:>5}: 64 B round trip p50 {:>8.2?} p99 {:>8.2?}  futex wakes/msg {:.3}",
+            rtts[ROUNDS / 2],
+            rtts[ROUNDS * 99 / 100],
+            a.futex_wakes() as f64 / (2 * (WARMUP + ROUNDS)) as f64,
+        );
+    }
+}
