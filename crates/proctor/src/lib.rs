@@ -83,6 +83,8 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod error;
+#[cfg(unix)]
+pub mod ipc;
 mod pool;
 pub mod wire;
 

@@ -1,6 +1,8 @@
 //! Safe wrappers over the system calls the pool needs: shared mappings, file-descriptor
 //! hygiene after `fork`, clocks. Most of the crate's `unsafe` lives here.
 
+pub(crate) mod futex;
+
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -114,6 +116,11 @@ impl SharedMapping {
     /// The memfd, to hand to another process.
     pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// The first byte of the mapping (page aligned), for code that lays out its own atomics.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
     }
 
     /// Mapped length in bytes.

@@ -5,3 +5,4 @@
 proctor::init_before_main!();
 
 mod pool;
+mod transport;
