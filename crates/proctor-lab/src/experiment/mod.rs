@@ -2,6 +2,8 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+mod sync;
+
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
     /// The id: file name, CLI value, JSON key and HTML anchor (`spawn`, `switch`, ...).
@@ -13,7 +15,7 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[];
+pub static ALL: &[&dyn Experiment] = &[&sync::SyncCost];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {
