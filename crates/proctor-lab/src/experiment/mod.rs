@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+mod race;
 mod sync;
 
 /// A lab experiment: measures one row of the comparison table.
@@ -15,7 +16,7 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[&sync::SyncCost];
+pub static ALL: &[&dyn Experiment] = &[&race::Race, &sync::SyncCost];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {

@@ -63,3 +63,104 @@ fn sync_reports_every_cost() {
         );
     }
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn race_fixes_are_exact_and_processes_do_not_share() {
+    let s = run_tiny("race");
+    let expected = positive(&s, "race.expected", Unit::Count);
+    for key in [
+        "race.final.mutex",
+        "race.final.atomic",
+        "race.final.per_thread",
+        "race.final.process_shared_atomic",
+    ] {
+        assert_eq!(figure(&s, key, Unit::Count), expected, "{key}");
+    }
+    let unsync = figure(&s, "race.final.unsync", Unit::Count);
+    assert!(
+        unsync > 0.0 && unsync <= expected,
+        "unsync final {unsync} of {expected}"
+    );
+    let lost = figure(&s, "race.lost.unsync", Unit::Count);
+    assert!(lost >= 0.0, "lost {lost}");
+    assert_eq!(
+        figure(&s, "race.parent_after.process_copy", Unit::Count),
+        0.0
+    );
+    for v in ["unsync", "mutex", "atomic", "per_thread"] {
+        positive(&s, &format!("race.ns_per_inc.{v}"), Unit::Ns);
+    }
+
+    // Every repetition, not only the medians, must be exact.
+    let runs = s.data["runs"].as_array().expect("runs");
+    for r in runs {
+        if r["variant"] != "unsync" {
+            let want = r["expected"].as_u64().expect("expected");
+            for f in r["finals"].as_array().expect("finals") {
+                assert_eq!(f.as_u64(), Some(want), "{r}");
+            }
+        }
+    }
+    let p = &s.data["processes"];
+    let half = expected as u64 / 2;
+    for v in p["parent_after_copy"].as_array().expect("copy") {
+        assert_eq!(v.as_u64(), Some(0));
+    }
+    for v in p["child_saw_copy"].as_array().expect("children") {
+        assert_eq!(v.as_u64(), Some(half), "each child counted its own copy");
+    }
+    for v in p["shared_atomic_final"].as_array().expect("shared") {
+        assert_eq!(v.as_u64(), Some(expected as u64));
+    }
+}
+
+/// Runs the experiments named in `PROCTOR_LAB_EXPERIMENTS` (comma-separated; default all four)
+/// in the quick profile and prints their figures. Measures for real, so it is ignored:
+/// `cargo test --release -p proctor-lab --test it quick_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "measures for real; run by hand in a release build"]
+fn quick_figures() {
+    let _guard = super::serial();
+    let ids = std::env::var("PROCTOR_LAB_EXPERIMENTS")
+        .unwrap_or_else(|_| "race,sync,memory,scaling".to_string());
+    let config = LabConfig {
+        profile: Profile::Quick,
+        ..LabConfig::default()
+    };
+    for id in ids.split(',') {
+        let experiment = find(id).unwrap_or_else(|| panic!("experiment {id} is registered"));
+        let s = experiment
+            .run(&config, &mut NoProgress)
+            .unwrap_or_else(|e| panic!("{id}: {e:#}"));
+        println!("== {id}: {:.2} s", s.elapsed_ms / 1e3);
+        for f in &s.figures {
+            let spread = f
+                .spread
+                .as_ref()
+                .map(|s| {
+                    format!(
+                        " [min {:.4} p99 {:.4} max {:.4}, n={}]",
+                        s.min, s.p99, s.max, s.samples
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "{:<45} {:>14.4} {:?}{spread} {}",
+                f.key,
+                f.value,
+                f.unit,
+                f.placement.as_deref().unwrap_or("")
+            );
+        }
+        for t in &s.tables {
+            println!("-- {}: {}", t.title, t.columns.join(" | "));
+            for r in &t.rows {
+                println!("   {}", r.join(" | "));
+            }
+        }
+        for n in &s.notes {
+            println!("note: {n}");
+        }
+    }
+}
