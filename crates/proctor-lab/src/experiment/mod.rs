@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+mod memory;
 mod race;
 mod sync;
 
@@ -16,7 +17,7 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[&race::Race, &sync::SyncCost];
+pub static ALL: &[&dyn Experiment] = &[&memory::Memory, &race::Race, &sync::SyncCost];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {

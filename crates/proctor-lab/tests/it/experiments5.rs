@@ -164,3 +164,56 @@ fn quick_figures() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn memory_reports_per_worker_and_leaves_nothing_behind() {
+    use nix::errno::Errno;
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    use nix::unistd::Pid;
+
+    let s = run_tiny("memory");
+    for n in [1, 10] {
+        for kind in ["uss", "pss", "rss"] {
+            // A child's private copy of the working set is always there.
+            positive(
+                &s,
+                &format!("memory.{kind}_per_worker.process.{n}"),
+                Unit::Bytes,
+            );
+            // A thread's growth is measured on a live process: finite, not necessarily positive.
+            figure(
+                &s,
+                &format!("memory.{kind}_per_worker.thread.{n}"),
+                Unit::Bytes,
+            );
+        }
+        let t = figure(&s, &format!("memory.per_task.async.{n}"), Unit::Bytes);
+        assert!(t >= 0.0 || n == 1, "async task {n}: {t}");
+    }
+    let many = figure(&s, "memory.per_task.async.10000", Unit::Bytes);
+    assert!(many > 0.0, "10 000 parked tasks take memory: {many}");
+    // USS is the private part of RSS, so never larger.
+    let uss = figure(&s, "memory.uss_per_worker.process.10", Unit::Bytes);
+    let rss = figure(&s, "memory.rss_per_worker.process.10", Unit::Bytes);
+    assert!(uss <= rss, "uss {uss} <= rss {rss}");
+
+    // No child left behind: each was reaped, and none is left at all.
+    let pids = s.data["child_pids"].as_array().expect("child pids");
+    assert_eq!(pids.len(), 1 + 10);
+    for pid in pids {
+        let pid = Pid::from_raw(pid.as_i64().expect("pid") as i32);
+        assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
+    }
+    assert_eq!(
+        waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)),
+        Err(Errno::ECHILD)
+    );
+    // Every worker thread was joined.
+    let tids = s.data["thread_ids"].as_array().expect("thread ids");
+    assert_eq!(tids.len(), 1 + 10);
+    for tid in tids {
+        let path = format!("/proc/self/task/{}", tid.as_i64().expect("tid"));
+        assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
+    }
+}
