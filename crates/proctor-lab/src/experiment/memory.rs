@@ -514,6 +514,12 @@ fn section_from(result: &MemoryResult) -> Section {
         result.thread_stack_reserved_bytes / 1024
     ));
     section.notes.push(
+        "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
+         hands them to new threads: rounds after the first can reuse them, so the thread figures \
+         at larger N are a slight lower bound."
+            .to_string(),
+    );
+    section.notes.push(
         "KernelStack is system-wide: other processes starting or ending during the sample move \
          it, so the kernel-stack column is noisy on a shared machine. Figures for one worker are \
          page-granular and noisy; the per-worker figures at larger N are the ones to read."

@@ -4,6 +4,7 @@ use crate::{LabConfig, Progress, report::Section};
 
 mod memory;
 mod race;
+mod scaling;
 mod sync;
 
 /// A lab experiment: measures one row of the comparison table.
@@ -17,7 +18,12 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[&memory::Memory, &race::Race, &sync::SyncCost];
+pub static ALL: &[&dyn Experiment] = &[
+    &memory::Memory,
+    &race::Race,
+    &scaling::Scaling,
+    &sync::SyncCost,
+];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {

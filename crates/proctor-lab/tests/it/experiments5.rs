@@ -217,3 +217,32 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
         assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
     }
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn scaling_reports_cpu_and_io_sweeps() {
+    let s = run_tiny("scaling");
+    let cpus = s.data["cpus"].as_u64().expect("cpus") as usize;
+    for m in ["thread", "process"] {
+        for w in 1..=2 * cpus {
+            positive(&s, &format!("scaling.throughput.{m}.{w}"), Unit::PerSec);
+            positive(&s, &format!("scaling.speedup.{m}.{w}"), Unit::Ratio);
+        }
+        assert_eq!(
+            figure(&s, &format!("scaling.speedup.{m}.1"), Unit::Ratio),
+            1.0
+        );
+        positive(&s, &format!("scaling.speedup.{m}.cores"), Unit::Ratio);
+        positive(&s, &format!("scaling.efficiency.{m}.max"), Unit::Ratio);
+    }
+    for m in ["thread", "process", "async"] {
+        for n in [10, 100] {
+            // Every unit sleeps 3 × 10 ms, so no run can finish sooner.
+            let ns = positive(&s, &format!("scaling.io.completion.{m}.{n}"), Unit::Ns);
+            assert!(ns >= 30e6, "{m} {n}: {ns} ns");
+        }
+    }
+    for p in s.data["io"].as_array().expect("io points") {
+        assert!(p["max_alive"].as_i64().expect("max_alive") >= 1, "{p}");
+    }
+}
