@@ -116,7 +116,8 @@ fn race_fixes_are_exact_and_processes_do_not_share() {
 }
 
 /// Runs the experiments named in `PROCTOR_LAB_EXPERIMENTS` (comma-separated; default all four)
-/// in the quick profile and prints their figures. Measures for real, so it is ignored:
+/// in the quick profile (`PROCTOR_LAB_PROFILE=tiny` or `full` to change it) and prints their
+/// figures. Measures for real, so it is ignored:
 /// `cargo test --release -p proctor-lab --test it quick_figures -- --ignored --nocapture`.
 #[test]
 #[ignore = "measures for real; run by hand in a release build"]
@@ -124,8 +125,13 @@ fn quick_figures() {
     let _guard = super::serial();
     let ids = std::env::var("PROCTOR_LAB_EXPERIMENTS")
         .unwrap_or_else(|_| "race,sync,memory,scaling".to_string());
+    let profile = match std::env::var("PROCTOR_LAB_PROFILE").as_deref() {
+        Ok("tiny") => Profile::Tiny,
+        Ok("full") => Profile::Full,
+        _ => Profile::Quick,
+    };
     let config = LabConfig {
-        profile: Profile::Quick,
+        profile,
         ..LabConfig::default()
     };
     for id in ids.split(',') {
