@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod machine;
 pub mod progress;
 pub mod report;
+pub mod shared_mem;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;

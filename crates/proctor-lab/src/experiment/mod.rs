@@ -2,6 +2,11 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+mod memory;
+mod race;
+mod scaling;
+mod sync;
+
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
     /// The id: file name, CLI value, JSON key and HTML anchor (`spawn`, `switch`, ...).
@@ -13,7 +18,12 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[];
+pub static ALL: &[&dyn Experiment] = &[
+    &memory::Memory,
+    &race::Race,
+    &scaling::Scaling,
+    &sync::SyncCost,
+];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {

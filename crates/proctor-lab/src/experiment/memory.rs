@@ -1,0 +1,543 @@
+//! `memory`: what an idle worker costs, as a process, a thread and an async task.
+//!
+//! N workers each touch the same small working set, say they are ready over a pipe, and block
+//! reading another pipe. Then the lab reads `/proc`: for processes `smaps_rollup` of every child
+//! (summed, then divided by N), for threads and tasks the growth of this process. The headline
+//! is USS (`Private_Clean + Private_Dirty`, what the worker alone holds) and PSS (its fair share
+//! of pages it shares); RSS is shown but never summed as a headline, since it counts every
+//! shared page once per process (LAB-METHODS rule 8). Kernel-side costs are reported apart:
+//! page tables (`VmPTE`) and kernel stacks (`KernelStack` in /proc/meminfo), and for threads the
+//! reserved (virtual) stack against what is resident.
+
+use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::{gettid, pipe, read, write};
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::shared_mem::{Children, fork_child};
+use crate::{LabConfig, Progress};
+
+/// The idle-worker memory experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory;
+
+/// Bytes each worker writes before it parks: a small, representative working set.
+const WORKING_SET: usize = 64 * 1024;
+
+/// The task count every run includes for async tasks, whatever the worker counts.
+const MANY_TASKS: usize = 10_000;
+
+/// Everything measured, for `Section::data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryResult {
+    pub working_set_bytes: u64,
+    /// Rust's default thread stack (2 MiB unless `RUST_MIN_STACK` says otherwise): reserved
+    /// address space, mostly not resident.
+    pub thread_stack_reserved_bytes: u64,
+    pub workers: Vec<WorkerPoint>,
+    pub tasks: Vec<TaskPoint>,
+    /// Pids of every child this run forked (all killed and reaped before returning).
+    pub child_pids: Vec<i32>,
+    /// Thread ids of every worker thread (all joined before returning).
+    pub thread_ids: Vec<i32>,
+}
+
+/// N idle processes or threads, per worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerPoint {
+    /// `process` or `thread`.
+    pub model: String,
+    pub workers: usize,
+    pub rss_bytes: f64,
+    pub pss_bytes: f64,
+    pub uss_bytes: f64,
+    /// Page tables (`VmPTE`).
+    pub page_table_bytes: f64,
+    /// Growth of the system-wide `KernelStack` (noisy: other processes count too).
+    pub kernel_stack_bytes: f64,
+    /// Growth of this process's virtual size (threads only: stacks are reserved, not resident).
+    pub virtual_bytes: Option<f64>,
+}
+
+/// N tokio tasks parked on a oneshot channel, per task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPoint {
+    pub tasks: usize,
+    pub rss_bytes: f64,
+    pub pss_bytes: f64,
+    pub uss_bytes: f64,
+}
+
+/// Memory figures of one process, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    rss: f64,
+    pss: f64,
+    uss: f64,
+    pte: f64,
+    vsize: f64,
+}
+
+fn kib_field(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+        let kib: f64 = rest.split_whitespace().next()?.parse().ok()?;
+        Some(kib * 1024.0)
+    })
+}
+
+/// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
+fn usage(pid: &str) -> Result<Usage> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let rollup = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let status_path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&status_path).with_context(|| format!("read {status_path}"))?;
+    let field = |t: &str, n: &str| kib_field(t, n).unwrap_or(0.0);
+    Ok(Usage {
+        rss: field(&rollup, "Rss"),
+        pss: field(&rollup, "Pss"),
+        uss: field(&rollup, "Private_Clean") + field(&rollup, "Private_Dirty"),
+        pte: field(&status, "VmPTE"),
+        vsize: field(&status, "VmSize"),
+    })
+}
+
+fn kernel_stack() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| kib_field(&m, "KernelStack"))
+        .unwrap_or(0.0)
+}
+
+/// Reads exactly `n` bytes from `fd` (ready signals), looping over partial reads.
+fn read_n(fd: &OwnedFd, mut n: usize) -> Result<()> {
+    let mut buf = [0u8; 512];
+    while n > 0 {
+        let want = n.min(buf.len());
+        match read(fd, &mut buf[..want]) {
+            Ok(0) => bail!("ready pipe closed with {n} workers missing"),
+            Ok(k) => n -= k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("read ready pipe"),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `n` bytes to `fd` (release signals).
+fn write_n(fd: &OwnedFd, mut n: usize) -> Result<()> {
+    let buf = [b'g'; 512];
+    while n > 0 {
+        match write(fd, &buf[..n.min(buf.len())]) {
+            Ok(k) => n -= k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("write release pipe"),
+        }
+    }
+    Ok(())
+}
+
+/// Writes every word of a working set, so each of its pages is resident and private.
+fn touch(ws: &[AtomicU64]) {
+    for (i, w) in ws.iter().enumerate() {
+        w.store(i as u64, Ordering::Relaxed);
+    }
+}
+
+fn new_working_set() -> Box<[AtomicU64]> {
+    (0..WORKING_SET / 8).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// N forked children, each writing its copy of the working set; returns per-worker figures.
+fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
+    // Allocated and written by the parent: each child's writes copy these pages (copy-on-write).
+    let ws = new_working_set();
+    touch(&ws);
+    let (ready_r, ready_w) = pipe().context("pipe")?;
+    let (go_r, go_w) = pipe().context("pipe")?;
+    let kstack_before = kernel_stack();
+    let mut children = Children::new();
+    for _ in 0..n {
+        let (ws, ready_w, go_r) = (&*ws, &ready_w, &go_r);
+        // Atomics, write and read only: async-signal-safe after fork.
+        let pid = fork_child(|| {
+            touch(ws);
+            std::hint::black_box(ws);
+            let _ = write(ready_w, b"r");
+            let mut b = [0u8; 1];
+            let _ = read(go_r, &mut b);
+            0
+        })
+        .context("fork an idle worker")?;
+        children.push(pid);
+        pids.push(pid.as_raw());
+    }
+    read_n(&ready_r, n)?;
+    let kstack_after = kernel_stack();
+    let mut sum = Usage::default();
+    for pid in children.pids() {
+        let u = usage(&pid.to_string())?;
+        sum.rss += u.rss;
+        sum.pss += u.pss;
+        sum.uss += u.uss;
+        sum.pte += u.pte;
+    }
+    // The children block until killed (each also holds the release pipe's write end, so closing
+    // ours would not wake them). On an early return above, dropping `children` does the same.
+    drop(go_w);
+    children.kill_all();
+    let per = |x: f64| x / n as f64;
+    Ok(WorkerPoint {
+        model: "process".to_string(),
+        workers: n,
+        rss_bytes: per(sum.rss),
+        pss_bytes: per(sum.pss),
+        uss_bytes: per(sum.uss),
+        page_table_bytes: per(sum.pte),
+        kernel_stack_bytes: per(kstack_after - kstack_before),
+        virtual_bytes: None,
+    })
+}
+
+/// N threads, each writing its own working set; returns the process's growth per worker.
+fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
+    let (ready_r, ready_w) = pipe().context("pipe")?;
+    let (go_r, go_w) = pipe().context("pipe")?;
+    let ids = Mutex::new(Vec::with_capacity(n));
+    let before = usage("self")?;
+    let kstack_before = kernel_stack();
+    let measured = std::thread::scope(|s| -> Result<(Usage, f64)> {
+        let mut spawned = 0;
+        let mut failure = None;
+        for _ in 0..n {
+            let (ready_w, go_r, ids) = (&ready_w, &go_r, &ids);
+            let spawn = std::thread::Builder::new().spawn_scoped(s, move || {
+                let ws = new_working_set();
+                touch(&ws);
+                // Without this the optimizer drops the unread buffer, stores and all, and the
+                // thread looks 64 KiB cheaper than it is.
+                std::hint::black_box(&ws);
+                ids.lock().expect("never poisoned").push(gettid().as_raw());
+                let _ = write(ready_w, b"r");
+                let mut b = [0u8; 1];
+                let _ = read(go_r, &mut b);
+                drop(ws);
+            });
+            match spawn {
+                Ok(_) => spawned += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let sample = read_n(&ready_r, spawned).and_then(|()| {
+            let after = usage("self")?;
+            Ok((after, kernel_stack()))
+        });
+        // Release every thread that started, whatever happened, so the scope can join them.
+        write_n(&go_w, spawned)?;
+        if let Some(e) = failure {
+            return Err(e).context(format!("spawn thread {} of {n}", spawned + 1));
+        }
+        sample
+    })?;
+    tids.extend(ids.into_inner().expect("never poisoned"));
+    let (after, kstack_after) = measured;
+    let per = |a: f64, b: f64| (a - b) / n as f64;
+    Ok(WorkerPoint {
+        model: "thread".to_string(),
+        workers: n,
+        rss_bytes: per(after.rss, before.rss),
+        pss_bytes: per(after.pss, before.pss),
+        uss_bytes: per(after.uss, before.uss),
+        page_table_bytes: per(after.pte, before.pte),
+        kernel_stack_bytes: per(kstack_after, kstack_before),
+        virtual_bytes: Some(per(after.vsize, before.vsize)),
+    })
+}
+
+/// N tokio tasks, each parked on a oneshot receiver; returns the process's growth per task.
+fn idle_tasks(runtime: &tokio::runtime::Runtime, n: usize) -> Result<TaskPoint> {
+    runtime.block_on(async {
+        let started = std::sync::Arc::new(AtomicUsize::new(0));
+        let before = usage("self")?;
+        let mut senders = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let started = started.clone();
+            handles.push(tokio::spawn(async move {
+                started.fetch_add(1, Ordering::Relaxed);
+                let _ = rx.await;
+            }));
+            senders.push(tx);
+        }
+        // Let every task run up to its await, so each holds its parked state.
+        while started.load(Ordering::Relaxed) < n {
+            tokio::task::yield_now().await;
+        }
+        let after = usage("self")?;
+        for tx in senders {
+            let _ = tx.send(());
+        }
+        for h in handles {
+            h.await.context("join an idle task")?;
+        }
+        let per = |a: f64, b: f64| (a - b) / n as f64;
+        Ok(TaskPoint {
+            tasks: n,
+            rss_bytes: per(after.rss, before.rss),
+            pss_bytes: per(after.pss, before.pss),
+            uss_bytes: per(after.uss, before.uss),
+        })
+    })
+}
+
+fn thread_stack_reserved() -> u64 {
+    std::env::var("RUST_MIN_STACK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2 * 1024 * 1024)
+}
+
+impl Experiment for Memory {
+    fn id(&self) -> &'static str {
+        "memory"
+    }
+
+    fn title(&self) -> &'static str {
+        "Memory per worker"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let started = Instant::now();
+        let counts: Vec<usize> = match (&config.workers, config.profile) {
+            (Some(w), _) => w.iter().copied().filter(|&n| n > 0).collect(),
+            (None, Profile::Tiny) => vec![1, 10],
+            (None, Profile::Quick) => vec![1, 10, 100],
+            (None, Profile::Full) => vec![1, 10, 100, 1000],
+        };
+        let task_counts: Vec<usize> = counts
+            .iter()
+            .copied()
+            .chain([MANY_TASKS])
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+
+        progress.begin("memory", (2 * counts.len() + task_counts.len()) as u64);
+        let mut result = MemoryResult {
+            working_set_bytes: WORKING_SET as u64,
+            thread_stack_reserved_bytes: thread_stack_reserved(),
+            workers: Vec::new(),
+            tasks: Vec::new(),
+            child_pids: Vec::new(),
+            thread_ids: Vec::new(),
+        };
+        for &n in &counts {
+            result
+                .workers
+                .push(idle_processes(n, &mut result.child_pids)?);
+            progress.advance(1, &format!("{n} idle processes"));
+            result
+                .workers
+                .push(idle_threads(n, &mut result.thread_ids)?);
+            progress.advance(1, &format!("{n} idle threads"));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .context("start a tokio runtime")?;
+        // One throw-away round, so the runtime's own first allocations are not billed to tasks.
+        idle_tasks(&runtime, 16)?;
+        for &n in &task_counts {
+            result.tasks.push(idle_tasks(&runtime, n)?);
+            progress.advance(1, &format!("{n} idle tasks"));
+        }
+        progress.end();
+
+        let mut section = section_from(&result);
+        section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(section)
+    }
+}
+
+fn section_from(result: &MemoryResult) -> Section {
+    let ws_kib = result.working_set_bytes / 1024;
+    let mut section = Section::new(
+        "memory",
+        "Memory per worker",
+        &format!(
+            "N idle workers each write a {ws_kib} KiB working set, report ready over a pipe and \
+             block reading another. Processes are forked children writing their copy of a buffer \
+             the parent allocated (so those pages are copied on write); the figures are the sum \
+             over the children of /proc/PID/smaps_rollup (Rss, Pss, Private_Clean+Private_Dirty = \
+             USS) and VmPTE, divided by N. Threads allocate and write their own {ws_kib} KiB; the \
+             figures are this process's growth divided by N. Async tasks are tokio tasks on a \
+             current-thread runtime, each parked on a oneshot receiver with no working set of its \
+             own; figures are the process's growth per task. Kernel stacks are the growth of \
+             KernelStack in /proc/meminfo, which is system-wide. Sampled once, after every worker \
+             said it was ready; every child is killed and reaped, every thread joined."
+        ),
+    );
+    for p in &result.workers {
+        let n = p.workers;
+        let m = &p.model;
+        for (kind, v, what) in [
+            ("uss", p.uss_bytes, "USS"),
+            ("pss", p.pss_bytes, "PSS"),
+            ("rss", p.rss_bytes, "RSS (not additive)"),
+            ("pte", p.page_table_bytes, "page tables"),
+            ("kernel_stack", p.kernel_stack_bytes, "kernel stack"),
+        ] {
+            section.figures.push(Figure::new(
+                &format!("memory.{kind}_per_worker.{m}.{n}"),
+                &format!("{what} per idle {m}, {n} workers"),
+                v,
+                Unit::Bytes,
+            ));
+        }
+        if let Some(v) = p.virtual_bytes {
+            section.figures.push(Figure::new(
+                &format!("memory.virtual_per_worker.{m}.{n}"),
+                &format!("virtual size per idle {m}, {n} workers (reserved, not resident)"),
+                v,
+                Unit::Bytes,
+            ));
+        }
+    }
+    for t in &result.tasks {
+        section.figures.push(Figure::new(
+            &format!("memory.per_task.async.{}", t.tasks),
+            &format!("USS per idle tokio task, {} tasks", t.tasks),
+            t.uss_bytes,
+            Unit::Bytes,
+        ));
+    }
+    section.figures.push(Figure::new(
+        "memory.thread_stack_reserved",
+        "default thread stack reservation (virtual)",
+        result.thread_stack_reserved_bytes as f64,
+        Unit::Bytes,
+    ));
+
+    let kib = |v: f64| format!("{:.1}", v / 1024.0);
+    let mut rows: Vec<Vec<String>> = result
+        .workers
+        .iter()
+        .map(|p| {
+            vec![
+                p.model.clone(),
+                p.workers.to_string(),
+                kib(p.uss_bytes),
+                kib(p.pss_bytes),
+                kib(p.rss_bytes),
+                kib(p.page_table_bytes),
+                kib(p.kernel_stack_bytes),
+                p.virtual_bytes.map_or("-".to_string(), kib),
+            ]
+        })
+        .collect();
+    rows.extend(result.tasks.iter().map(|t| {
+        vec![
+            "async task".to_string(),
+            t.tasks.to_string(),
+            kib(t.uss_bytes),
+            kib(t.pss_bytes),
+            kib(t.rss_bytes),
+            "-".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+        ]
+    }));
+    section.tables.push(Table {
+        title: "Per idle worker (KiB)".to_string(),
+        columns: [
+            "model",
+            "N",
+            "USS",
+            "PSS",
+            "RSS",
+            "page tables",
+            "kernel stack",
+            "virtual",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    });
+
+    let series = |model: &str| Series {
+        name: model.to_string(),
+        points: result
+            .workers
+            .iter()
+            .filter(|p| p.model == model)
+            .map(|p| (p.workers as f64, p.uss_bytes.max(1.0)))
+            .collect(),
+    };
+    section.charts.push(Chart {
+        id: "uss-per-worker".to_string(),
+        title: "USS per idle worker".to_string(),
+        kind: ChartKind::Line,
+        x_label: "workers".to_string(),
+        y_label: "bytes per worker".to_string(),
+        x_log: true,
+        y_log: true,
+        categories: Vec::new(),
+        series: vec![
+            series("process"),
+            series("thread"),
+            Series {
+                name: "async task".to_string(),
+                points: result
+                    .tasks
+                    .iter()
+                    .map(|t| (t.tasks as f64, t.uss_bytes.max(1.0)))
+                    .collect(),
+            },
+        ],
+    });
+    section.notes.push(format!(
+        "Threads reserve a {} KiB stack each (Rust's default; glibc's pthread default is 8 MiB, \
+         `ulimit -s`), but only the pages they touch are resident: compare the virtual column \
+         with USS. A thread's first malloc may also create a new glibc arena, which reserves \
+         address space, not memory.",
+        result.thread_stack_reserved_bytes / 1024
+    ));
+    section.notes.push(
+        "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
+         hands them to new threads: rounds after the first can reuse them, so the thread figures \
+         at larger N are a slight lower bound."
+            .to_string(),
+    );
+    section.notes.push(
+        "KernelStack is system-wide: other processes starting or ending during the sample move \
+         it, so the kernel-stack column is noisy on a shared machine. Figures for one worker are \
+         page-granular and noisy; the per-worker figures at larger N are the ones to read."
+            .to_string(),
+    );
+    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kib_fields() {
+        let text = "Rss:                1024 kB\nPss:                 512 kB\n";
+        assert_eq!(kib_field(text, "Rss"), Some(1024.0 * 1024.0));
+        assert_eq!(kib_field(text, "Pss"), Some(512.0 * 1024.0));
+        assert_eq!(kib_field(text, "Pss_Anon"), None);
+    }
+}

@@ -1,0 +1,596 @@
+//! `race`: threads share memory, so an unsynchronized counter loses updates; processes share
+//! nothing unless given shared memory.
+//!
+//! The classic experiment: 2 threads × 100 000 increments of one counter. The unsynchronized
+//! read-modify-write is an atomic load followed by an atomic store (both `Relaxed`): it loses
+//! updates exactly like `counter += 1` on a plain integer would, without the undefined behaviour
+//! of a data race in Rust. The fixes: a `Mutex`, `fetch_add`, and per-thread sums added up at the
+//! end. Then the same with two forked processes: a counter in ordinary (copy-on-write) memory
+//! stays 0 in the parent; an `AtomicU64` in a `MAP_SHARED` mapping counts exactly.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use super::sync::interim_stats::{allowed_cpus, pin_current_thread, summarize};
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::shared_mem::{Children, SharedMem, fork_child};
+use crate::{LabConfig, Progress};
+
+/// The race-condition experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Race;
+
+/// How the threads add to the shared counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Atomic load then atomic store: a lost-update race without undefined behaviour.
+    Unsync,
+    Mutex,
+    /// `fetch_add`.
+    Atomic,
+    /// Each thread counts in a local, the sums are added once at the end.
+    PerThread,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::Unsync,
+        Variant::Mutex,
+        Variant::Atomic,
+        Variant::PerThread,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Unsync => "unsync",
+            Variant::Mutex => "mutex",
+            Variant::Atomic => "atomic",
+            Variant::PerThread => "per_thread",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Unsync => "unsynchronized load+store",
+            Variant::Mutex => "Mutex",
+            Variant::Atomic => "fetch_add",
+            Variant::PerThread => "per-thread sums",
+        }
+    }
+}
+
+/// Every repetition, for `Section::data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaceResult {
+    pub increments_per_worker: u64,
+    pub repetitions: usize,
+    pub runs: Vec<ThreadRuns>,
+    pub processes: ProcessRuns,
+}
+
+/// One variant at one thread count, over all repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadRuns {
+    pub variant: Variant,
+    pub threads: usize,
+    pub expected: u64,
+    pub finals: Vec<u64>,
+    /// Wall time from the first thread leaving the barrier to the last finish / all increments.
+    pub ns_per_increment: Vec<f64>,
+}
+
+/// Two forked processes, over all repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessRuns {
+    pub workers: usize,
+    pub expected: u64,
+    /// What the parent read from the counter in ordinary memory after both children finished.
+    pub parent_after_copy: Vec<u64>,
+    /// What each child read from its own copy of that counter before exiting.
+    pub child_saw_copy: Vec<u64>,
+    /// The `AtomicU64` in a `MAP_SHARED` page, `fetch_add` by both children.
+    pub shared_atomic_final: Vec<u64>,
+    /// The same page, unsynchronized load+store by both children: processes race too once
+    /// they share memory.
+    pub shared_unsync_final: Vec<u64>,
+}
+
+fn median_u64(xs: &[u64]) -> f64 {
+    summarize(&xs.iter().map(|&x| x as f64).collect::<Vec<_>>()).0
+}
+
+/// Runs `variant` on `threads` threads, each adding `increments`; returns the final count and
+/// the time from the common start to the last finish.
+fn run_threads(
+    variant: Variant,
+    threads: usize,
+    increments: u64,
+    cpus: &[usize],
+) -> (u64, Duration) {
+    let counter = AtomicU64::new(0);
+    let mutex = Mutex::new(0u64);
+    let barrier = Barrier::new(threads);
+    let arrived = AtomicUsize::new(0);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (counter, mutex, barrier, arrived) = (&counter, &mutex, &barrier, &arrived);
+                s.spawn(move || {
+                    // Unpinned, the scheduler often parks a fresh thread on the CPU of the one
+                    // already running, and the two barely overlap; pinned, they run together.
+                    if let Some(&cpu) = cpus.get(i % cpus.len().max(1)) {
+                        pin_current_thread(cpu);
+                    }
+                    barrier.wait();
+                    // The barrier wakes its sleepers one by one, tens of µs apart: longer than
+                    // 100 000 increments take. A spinning rendezvous after it makes the threads
+                    // really overlap, so the race has a chance to strike.
+                    rendezvous(arrived, threads);
+                    let start = Instant::now();
+                    match variant {
+                        Variant::Unsync => {
+                            for _ in 0..increments {
+                                let v = counter.load(Ordering::Relaxed);
+                                counter.store(v + 1, Ordering::Relaxed);
+                            }
+                        }
+                        Variant::Mutex => {
+                            for _ in 0..increments {
+                                *mutex.lock().expect("never poisoned") += 1;
+                            }
+                        }
+                        Variant::Atomic => {
+                            for _ in 0..increments {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Variant::PerThread => {
+                            let mut local = 0u64;
+                            for _ in 0..increments {
+                                // black_box keeps the loop a loop instead of `local += n`.
+                                local = std::hint::black_box(local + 1);
+                            }
+                            counter.fetch_add(local, Ordering::Relaxed);
+                        }
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("race worker does not panic"))
+            .collect()
+    });
+    // From the first thread leaving the barrier to the last one finishing.
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    let total = match variant {
+        Variant::Mutex => mutex.into_inner().expect("never poisoned"),
+        _ => counter.load(Ordering::Relaxed),
+    };
+    (total, last.saturating_duration_since(first))
+}
+
+/// Counts in and spins until `n` parties are in; yields now and then so that oversubscribed
+/// parties still get to arrive. Only atomics and sched_yield: usable after fork.
+fn rendezvous(arrived: &AtomicUsize, n: usize) {
+    arrived.fetch_add(1, Ordering::AcqRel);
+    let mut spins = 0u32;
+    while arrived.load(Ordering::Acquire) < n {
+        spins = spins.wrapping_add(1);
+        if spins % 1024 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The page both children see in the shared-memory runs.
+#[derive(Debug, Default)]
+struct SharedCounters {
+    arrived: AtomicUsize,
+    counter: AtomicU64,
+    seen: [AtomicU64; 2],
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProcessVariant {
+    /// A counter in ordinary memory: each child increments its own copy.
+    Copy,
+    SharedAtomic,
+    SharedUnsync,
+}
+
+/// Two children add `increments` each; returns (what the parent reads, what each child read).
+fn run_processes(
+    variant: ProcessVariant,
+    increments: u64,
+    cpus: &[usize],
+) -> Result<(u64, [u64; 2])> {
+    let shared = SharedMem::new(SharedCounters::default()).context("map shared memory")?;
+    // Ordinary heap memory: after fork each child writes to its own copy of this page.
+    let private = Box::new(AtomicU64::new(0));
+    let mut children = Children::new();
+    for side in 0..2 {
+        let (shared, private) = (&*shared, &*private);
+        // Only an affinity syscall, atomics and sched_yield in the child: async-signal-safe
+        // after fork.
+        let pid = fork_child(|| {
+            if let Some(&cpu) = cpus.get(side % cpus.len().max(1)) {
+                pin_current_thread(cpu);
+            }
+            rendezvous(&shared.arrived, 2);
+            match variant {
+                ProcessVariant::Copy => {
+                    for _ in 0..increments {
+                        private.fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared.seen[side].store(private.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                ProcessVariant::SharedAtomic => {
+                    for _ in 0..increments {
+                        shared.counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                ProcessVariant::SharedUnsync => {
+                    for _ in 0..increments {
+                        let v = shared.counter.load(Ordering::Relaxed);
+                        shared.counter.store(v + 1, Ordering::Relaxed);
+                    }
+                }
+            }
+            0
+        })
+        .context("fork a race worker")?;
+        children.push(pid);
+    }
+    if children.wait_all() != 2 {
+        bail!("a race worker process did not exit cleanly");
+    }
+    let parent = match variant {
+        ProcessVariant::Copy => private.load(Ordering::Relaxed),
+        _ => shared.counter.load(Ordering::Relaxed),
+    };
+    let seen = [0, 1].map(|i| shared.seen[i].load(Ordering::Relaxed));
+    Ok((parent, seen))
+}
+
+/// 2 threads, then every power of two up to the CPU count, the CPU count, and twice it
+/// (oversubscribed).
+fn thread_counts(cpus: usize) -> Vec<usize> {
+    let mut counts = vec![2];
+    let mut n = 4;
+    while n <= cpus {
+        counts.push(n);
+        n *= 2;
+    }
+    counts.extend([cpus, 2 * cpus]);
+    counts.retain(|&n| n >= 2);
+    counts.sort_unstable();
+    counts.dedup();
+    counts
+}
+
+impl Experiment for Race {
+    fn id(&self) -> &'static str {
+        "race"
+    }
+
+    fn title(&self) -> &'static str {
+        "Shared data and race conditions"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let started = Instant::now();
+        let (default_increments, repetitions) = match config.profile {
+            Profile::Tiny => (20_000, 3),
+            Profile::Quick => (100_000, 11),
+            Profile::Full => (100_000, 31),
+        };
+        let increments = config.iterations.unwrap_or(default_increments).max(1);
+        let allowed = allowed_cpus();
+        let cpus = allowed.len().max(1);
+        let counts = thread_counts(cpus);
+
+        progress.begin("race", (counts.len() * Variant::ALL.len() + 3) as u64);
+        let mut runs = Vec::new();
+        for &threads in &counts {
+            for variant in Variant::ALL {
+                let mut r = ThreadRuns {
+                    variant,
+                    threads,
+                    expected: threads as u64 * increments,
+                    finals: Vec::new(),
+                    ns_per_increment: Vec::new(),
+                };
+                run_threads(variant, threads, increments.min(1_000), &allowed); // warm-up
+                for _ in 0..repetitions {
+                    let (total, elapsed) = run_threads(variant, threads, increments, &allowed);
+                    r.finals.push(total);
+                    r.ns_per_increment
+                        .push(elapsed.as_nanos() as f64 / r.expected as f64);
+                }
+                runs.push(r);
+                progress.advance(1, &format!("{} × {threads} threads", variant.label()));
+            }
+        }
+
+        let mut processes = ProcessRuns {
+            workers: 2,
+            expected: 2 * increments,
+            parent_after_copy: Vec::new(),
+            child_saw_copy: Vec::new(),
+            shared_atomic_final: Vec::new(),
+            shared_unsync_final: Vec::new(),
+        };
+        // Fork costs more than a thread run: fewer repetitions are enough for exact values.
+        let process_reps = repetitions.min(5);
+        for _ in 0..process_reps {
+            let (parent, seen) = run_processes(ProcessVariant::Copy, increments, &allowed)?;
+            processes.parent_after_copy.push(parent);
+            processes.child_saw_copy.extend(seen);
+        }
+        progress.advance(1, "2 processes, ordinary memory");
+        for _ in 0..process_reps {
+            let (v, _) = run_processes(ProcessVariant::SharedAtomic, increments, &allowed)?;
+            processes.shared_atomic_final.push(v);
+        }
+        progress.advance(1, "2 processes, shared atomic");
+        for _ in 0..process_reps {
+            let (v, _) = run_processes(ProcessVariant::SharedUnsync, increments, &allowed)?;
+            processes.shared_unsync_final.push(v);
+        }
+        progress.advance(1, "2 processes, shared unsynchronized");
+        progress.end();
+
+        let result = RaceResult {
+            increments_per_worker: increments,
+            repetitions,
+            runs,
+            processes,
+        };
+        let mut section = section_from(&result, cpus);
+        section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(section)
+    }
+}
+
+fn section_from(result: &RaceResult, cpus: usize) -> Section {
+    let n = result.increments_per_worker;
+    let placement = format!("thread (or process) i pinned to allowed CPU i mod {cpus}");
+    let mut section = Section::new(
+        "race",
+        "Shared data and race conditions",
+        &format!(
+            "Threads, thread i pinned to allowed CPU i mod the CPU count, start together (a Barrier, then a spinning rendezvous) and each add {n} to one counter. \
+             Unsynchronized = an atomic load then an atomic store (Relaxed): the lost-update race \
+             of `counter += 1` without undefined behaviour. Fixes: Mutex, fetch_add, and per-thread \
+             sums added once at the end. ns per increment = wall time from the first thread leaving the \
+             barrier to the last thread's finish / all increments (so it is the inverse of the aggregate \
+             throughput). Figures are medians over {} repetitions after one warm-up run. Then two \
+             forked processes add {n} each: to a counter in ordinary memory (copied on write, so \
+             the parent still reads 0), and to an AtomicU64 in a MAP_SHARED page.",
+            result.repetitions
+        ),
+    );
+    let two = |v: Variant| {
+        result
+            .runs
+            .iter()
+            .find(|r| r.variant == v && r.threads == 2)
+            .expect("2 threads are always measured")
+    };
+    section.figures.push(Figure::new(
+        "race.expected",
+        "expected final count (2 threads)",
+        (2 * n) as f64,
+        Unit::Count,
+    ));
+    for v in Variant::ALL {
+        let r = two(v);
+        section.figures.push(
+            Figure::new(
+                &format!("race.final.{}", v.name()),
+                &format!("final count, {} (2 threads, median)", v.label()),
+                median_u64(&r.finals),
+                Unit::Count,
+            )
+            .placed(&placement),
+        );
+    }
+    let unsync = two(Variant::Unsync);
+    let lost: Vec<u64> = unsync.finals.iter().map(|f| unsync.expected - f).collect();
+    section.figures.push(
+        Figure::new(
+            "race.lost.unsync",
+            "lost updates, unsynchronized (2 threads, median)",
+            median_u64(&lost),
+            Unit::Count,
+        )
+        .placed(&placement),
+    );
+    for v in Variant::ALL {
+        let r = two(v);
+        let (median, spread) = summarize(&r.ns_per_increment);
+        let mut f = Figure::new(
+            &format!("race.ns_per_inc.{}", v.name()),
+            &format!("ns per increment, {} (2 threads)", v.label()),
+            median,
+            Unit::Ns,
+        )
+        .placed(&placement);
+        if let Some(s) = spread {
+            f = f.with_spread(s);
+        }
+        section.figures.push(f);
+    }
+    let p = &result.processes;
+    section.figures.push(Figure::new(
+        "race.parent_after.process_copy",
+        "parent's counter after 2 forked processes incremented their copies",
+        median_u64(&p.parent_after_copy),
+        Unit::Count,
+    ));
+    section.figures.push(Figure::new(
+        "race.final.process_shared_atomic",
+        "AtomicU64 in MAP_SHARED memory after 2 processes (fetch_add)",
+        median_u64(&p.shared_atomic_final),
+        Unit::Count,
+    ));
+    section.figures.push(
+        Figure::new(
+            "race.final.process_shared_unsync",
+            "MAP_SHARED counter after 2 processes, unsynchronized load+store",
+            median_u64(&p.shared_unsync_final),
+            Unit::Count,
+        )
+        .placed(&placement),
+    );
+
+    section.tables.push(Table {
+        title: "Threads: final count and cost (medians)".to_string(),
+        columns: [
+            "variant",
+            "threads",
+            "expected",
+            "final",
+            "lost",
+            "ns/increment",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: result
+            .runs
+            .iter()
+            .map(|r| {
+                let fin = median_u64(&r.finals);
+                vec![
+                    r.variant.label().to_string(),
+                    r.threads.to_string(),
+                    r.expected.to_string(),
+                    format!("{fin:.0}"),
+                    format!("{:.0}", r.expected as f64 - fin),
+                    format!("{:.2}", summarize(&r.ns_per_increment).0),
+                ]
+            })
+            .collect(),
+    });
+    section.tables.push(Table {
+        title: "Two processes".to_string(),
+        columns: ["counter", "expected", "parent reads", "each child saw"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            vec![
+                "ordinary memory (copy-on-write)".to_string(),
+                p.expected.to_string(),
+                format!("{:.0}", median_u64(&p.parent_after_copy)),
+                format!("{:.0}", median_u64(&p.child_saw_copy)),
+            ],
+            vec![
+                "AtomicU64 in MAP_SHARED, fetch_add".to_string(),
+                p.expected.to_string(),
+                format!("{:.0}", median_u64(&p.shared_atomic_final)),
+                "-".to_string(),
+            ],
+            vec![
+                "MAP_SHARED, unsynchronized".to_string(),
+                p.expected.to_string(),
+                format!("{:.0}", median_u64(&p.shared_unsync_final)),
+                "-".to_string(),
+            ],
+        ],
+    });
+
+    let mut counts: Vec<usize> = result.runs.iter().map(|r| r.threads).collect();
+    counts.dedup();
+    section.charts.push(Chart {
+        id: "ns-per-increment".to_string(),
+        title: "Cost per increment by fix and thread count".to_string(),
+        kind: ChartKind::Bar,
+        x_label: "variant".to_string(),
+        y_label: "ns per increment".to_string(),
+        x_log: false,
+        y_log: true,
+        categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
+        series: counts
+            .iter()
+            .map(|&t| Series {
+                name: format!("{t} threads"),
+                points: Variant::ALL
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &v)| {
+                        let r = result
+                            .runs
+                            .iter()
+                            .find(|r| r.variant == v && r.threads == t)?;
+                        Some((i as f64, summarize(&r.ns_per_increment).0))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    });
+    section.charts.push(Chart {
+        id: "lost-updates".to_string(),
+        title: "Final count as a share of the expected count".to_string(),
+        kind: ChartKind::Bar,
+        x_label: "variant".to_string(),
+        y_label: "final / expected".to_string(),
+        x_log: false,
+        y_log: false,
+        categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
+        series: counts
+            .iter()
+            .map(|&t| Series {
+                name: format!("{t} threads"),
+                points: Variant::ALL
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &v)| {
+                        let r = result
+                            .runs
+                            .iter()
+                            .find(|r| r.variant == v && r.threads == t)?;
+                        Some((i as f64, median_u64(&r.finals) / r.expected as f64))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    });
+    if cpus < 2 {
+        section.notes.push(
+            "Only one CPU is allowed: threads never run at the same time, so the unsynchronized \
+             counter loses updates only when a thread is preempted between load and store."
+                .to_string(),
+        );
+    }
+    if unsync.finals.iter().all(|&f| f == unsync.expected) {
+        section.notes.push(
+            "The unsynchronized counter lost no update in this run: the race is real but did not \
+             strike (more increments or more CPUs make it likelier)."
+                .to_string(),
+        );
+    }
+    section.notes.push(format!(
+        "Thread counts above {cpus} (the CPUs allowed here) are oversubscribed."
+    ));
+    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section
+}

@@ -1,0 +1,827 @@
+//! `scaling`: how processes, threads and async tasks use the machine.
+//!
+//! CPU-bound: a fixed total amount of hashing (xorshift feeding FNV-1a) is split evenly over W
+//! workers, W = 1…2×CPUs. All workers are created first and report ready over a pipe; the timed
+//! window runs from writing the release bytes to reading the last result, so creation stays out
+//! of it. Threads and processes use the very same pipes and the same worker body; only the
+//! address space differs (LAB-METHODS rule 4). The checksums of both models must match.
+//!
+//! I/O-bound: N units that each sleep 10 ms three times, as threads, forked processes and tokio
+//! tasks on one thread, for N = 10…10 000. Completion time includes creating every unit: that is
+//! what launching N concurrent waits costs. Memory is sampled when the last unit was created.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::resource::{Resource, getrlimit};
+use nix::unistd::{pipe, read, write};
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use super::sync::interim_stats::{allowed_cpus, summarize};
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::shared_mem::{Children, SharedMem, fork_child, sleep_ns};
+use crate::{LabConfig, Progress};
+
+/// The CPU- and I/O-bound scaling experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scaling;
+
+/// How a worker or unit is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    Thread,
+    Process,
+    Async,
+}
+
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Model::Thread => "thread",
+            Model::Process => "process",
+            Model::Async => "async",
+        }
+    }
+}
+
+/// Everything measured, for `Section::data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScalingResult {
+    pub cpus: usize,
+    pub physical_cores: Option<usize>,
+    /// Kernel iterations in total, the same for every W.
+    pub total_iterations: u64,
+    pub cpu: Vec<CpuPoint>,
+    pub io: Vec<IoPoint>,
+    /// Points that were not measured, and why.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CpuPoint {
+    pub model: Model,
+    pub workers: usize,
+    /// Release to last result, per repetition.
+    pub elapsed_ns: Vec<f64>,
+    pub median_ns: f64,
+    pub throughput_per_sec: f64,
+    pub speedup: f64,
+    pub efficiency: f64,
+    pub checksum: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IoPoint {
+    pub model: Model,
+    pub units: usize,
+    /// Creation of the first unit to the end of the last, per repetition.
+    pub completion_ns: Vec<f64>,
+    pub median_ns: f64,
+    /// Added USS when the last unit was created (processes: estimated, see the notes).
+    pub memory_bytes: Option<f64>,
+    /// Most units alive at once: below `units` when creating them took longer than one lives.
+    pub max_alive: i64,
+}
+
+/// The CPU-bound kernel: `iters` rounds of xorshift64 feeding FNV-1a. No memory traffic, no
+/// closed form, so the optimizer must run every round.
+pub fn kernel(seed: u64, iters: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    let mut x = seed | 1;
+    for _ in 0..std::hint::black_box(iters) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        h = (h ^ x).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read(fd, &mut buf[done..]) {
+            Ok(0) => bail!("pipe closed after {done} of {} bytes", buf.len()),
+            Ok(k) => done += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("read pipe"),
+        }
+    }
+    Ok(())
+}
+
+fn write_all(fd: &OwnedFd, buf: &[u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match write(fd, &buf[done..]) {
+            Ok(k) => done += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("write pipe"),
+        }
+    }
+    Ok(())
+}
+
+/// The pipes of one CPU-bound run: ready (worker → lab), go (lab → worker), result.
+struct Pipes {
+    ready: (OwnedFd, OwnedFd),
+    go: (OwnedFd, OwnedFd),
+    result: (OwnedFd, OwnedFd),
+}
+
+impl Pipes {
+    fn new() -> Result<Pipes> {
+        Ok(Pipes {
+            ready: pipe().context("pipe")?,
+            go: pipe().context("pipe")?,
+            result: pipe().context("pipe")?,
+        })
+    }
+
+    /// The worker body, the same for threads and processes: only read, write and arithmetic,
+    /// so it is async-signal-safe in a forked child. Returns false if a pipe failed.
+    fn work(&self, seed: u64, iters: u64) -> bool {
+        if write(&self.ready.1, b"r") != Ok(1) {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        if read(&self.go.0, &mut b) != Ok(1) {
+            return false;
+        }
+        let h = kernel(seed, iters);
+        // 8 bytes < PIPE_BUF: one write, never interleaved with another worker's.
+        write(&self.result.1, &h.to_le_bytes()) == Ok(8)
+    }
+
+    /// Waits for `w` ready workers, releases them, and collects `w` results: returns the
+    /// release-to-last-result time and the xor of the results.
+    fn release_and_collect(&self, w: usize) -> Result<(Duration, u64)> {
+        read_exact(&self.ready.0, &mut vec![0u8; w])?;
+        let t0 = Instant::now();
+        write_all(&self.go.1, &vec![b'g'; w])?;
+        let mut results = vec![0u8; 8 * w];
+        read_exact(&self.result.0, &mut results)?;
+        let elapsed = t0.elapsed();
+        let checksum = results
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks of 8")))
+            .fold(0, |a, b| a ^ b);
+        Ok((elapsed, checksum))
+    }
+}
+
+/// Iterations of each of `w` workers: `total` split evenly, the remainder to the first ones.
+fn shares(total: u64, w: usize) -> Vec<u64> {
+    let w64 = w as u64;
+    (0..w64)
+        .map(|i| total / w64 + u64::from(i < total % w64))
+        .collect()
+}
+
+/// One CPU-bound run with `w` workers of `model`.
+fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
+    let pipes = Pipes::new()?;
+    let shares = shares(total, w);
+    match model {
+        Model::Thread => std::thread::scope(|s| {
+            for (i, &iters) in shares.iter().enumerate() {
+                let pipes = &pipes;
+                s.spawn(move || pipes.work(i as u64, iters));
+            }
+            pipes.release_and_collect(w)
+        }),
+        Model::Process => {
+            let mut children = Children::new();
+            for (i, &iters) in shares.iter().enumerate() {
+                let pipes = &pipes;
+                let pid = fork_child(|| if pipes.work(i as u64, iters) { 0 } else { 1 })
+                    .context("fork a CPU-bound worker")?;
+                children.push(pid);
+            }
+            let r = pipes.release_and_collect(w)?;
+            if children.wait_all() != w {
+                bail!("a CPU-bound worker process failed");
+            }
+            Ok(r)
+        }
+        Model::Async => bail!("the CPU-bound sweep runs threads and processes only"),
+    }
+}
+
+/// Added USS of this process, in bytes, from `/proc/self/smaps_rollup`.
+fn uss(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib * 1024.0)
+    };
+    Some(field("Private_Clean") + field("Private_Dirty"))
+}
+
+/// Units alive now and the most alive at once; lives in shared memory for processes.
+#[derive(Debug, Default)]
+struct Alive {
+    now: AtomicI64,
+    max: AtomicI64,
+}
+
+impl Alive {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max.fetch_max(n, Ordering::AcqRel);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+const IO_WAIT_NS: u64 = 10_000_000;
+const IO_WAITS: usize = 3;
+
+/// Units that mostly wait: three 10 ms sleeps.
+fn io_unit(alive: &Alive) {
+    alive.enter();
+    for _ in 0..IO_WAITS {
+        sleep_ns(IO_WAIT_NS);
+    }
+    alive.leave();
+}
+
+/// One I/O-bound run: returns (completion time, added memory, most alive at once).
+fn io_run(
+    model: Model,
+    n: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Duration, Option<f64>, i64)> {
+    match model {
+        Model::Thread => {
+            let alive = Alive::default();
+            let before = uss("self");
+            let t0 = Instant::now();
+            let (memory, failure) = std::thread::scope(|s| {
+                let mut failure = None;
+                for i in 0..n {
+                    let alive = &alive;
+                    if let Err(e) =
+                        std::thread::Builder::new().spawn_scoped(s, move || io_unit(alive))
+                    {
+                        failure = Some(format!("thread {} of {n} could not start: {e}", i + 1));
+                        break;
+                    }
+                }
+                let memory = uss("self").zip(before).map(|(a, b)| a - b);
+                (memory, failure)
+            });
+            let elapsed = t0.elapsed();
+            if let Some(f) = failure {
+                bail!(f);
+            }
+            Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
+        }
+        Model::Process => {
+            let alive = SharedMem::new(Alive::default()).context("map shared memory")?;
+            let mut children = Children::new();
+            let t0 = Instant::now();
+            for i in 0..n {
+                let alive = &*alive;
+                // Atomics and nanosleep only: async-signal-safe after fork.
+                match fork_child(|| {
+                    io_unit(alive);
+                    0
+                }) {
+                    Ok(pid) => children.push(pid),
+                    // Dropping `children` kills and reaps the ones already started.
+                    Err(e) => bail!("process {} of {n} could not start: {e}", i + 1),
+                }
+            }
+            // The most recent children are still sleeping: their mean USS times the units
+            // alive now estimates the memory in use (reading every child would outlast them).
+            let alive_now = alive.now.load(Ordering::Acquire);
+            let sampled: Vec<f64> = children
+                .pids()
+                .iter()
+                .rev()
+                .take(16)
+                .filter_map(|p| uss(&p.to_string()))
+                .filter(|&u| u > 0.0)
+                .collect();
+            let memory = (!sampled.is_empty())
+                .then(|| sampled.iter().sum::<f64>() / sampled.len() as f64 * alive_now as f64);
+            let ok = children.wait_all();
+            let elapsed = t0.elapsed();
+            if ok != n {
+                bail!("{} of {n} I/O-bound processes failed", n - ok);
+            }
+            Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
+        }
+        Model::Async => runtime.block_on(async {
+            let alive = Arc::new(Alive::default());
+            let before = uss("self");
+            let t0 = Instant::now();
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let alive = alive.clone();
+                    tokio::spawn(async move {
+                        alive.enter();
+                        for _ in 0..IO_WAITS {
+                            tokio::time::sleep(Duration::from_nanos(IO_WAIT_NS)).await;
+                        }
+                        alive.leave();
+                    })
+                })
+                .collect();
+            let memory = uss("self").zip(before).map(|(a, b)| a - b);
+            for h in handles {
+                h.await.context("join an I/O-bound task")?;
+            }
+            Ok((t0.elapsed(), memory, alive.max.load(Ordering::Acquire)))
+        }),
+    }
+}
+
+/// Distinct physical cores among `cpus`, where sysfs shows the topology.
+fn physical_cores(cpus: &[usize]) -> Option<usize> {
+    let mut cores = std::collections::BTreeSet::new();
+    for c in cpus {
+        let base = format!("/sys/devices/system/cpu/cpu{c}/topology");
+        let package = std::fs::read_to_string(format!("{base}/physical_package_id")).ok()?;
+        let core = std::fs::read_to_string(format!("{base}/core_id")).ok()?;
+        cores.insert((package.trim().to_string(), core.trim().to_string()));
+    }
+    Some(cores.len())
+}
+
+/// 1…8 one by one, then a few points up to 2×CPUs; always 1, the CPU count and 2×CPUs.
+fn worker_counts(cpus: usize) -> Vec<usize> {
+    let top = 2 * cpus;
+    let mut w: Vec<usize> = (1..=top.min(8)).collect();
+    let mut n = 12;
+    while n <= top {
+        w.push(n);
+        n = if n < 16 { 16 } else { n + n / 2 };
+    }
+    w.extend([cpus, top]);
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
+/// How many processes the I/O sweep may fork at once, and why not more.
+fn process_cap(profile: Profile) -> (usize, String) {
+    let (mut cap, mut why) = match profile {
+        Profile::Full => (10_000, String::new()),
+        _ => (
+            1_000,
+            "processes are capped at 1 000 outside the full profile, to keep the run short"
+                .to_string(),
+        ),
+    };
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC) {
+        // Other processes of this user count against the same limit: keep a margin.
+        let limit = soft.saturating_sub(512) as usize;
+        if limit < cap {
+            cap = limit;
+            why = format!("RLIMIT_NPROC (ulimit -u) is {soft}");
+        }
+    }
+    if let Some(pid_max) = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+    {
+        let limit = pid_max / 2;
+        if limit < cap {
+            cap = limit;
+            why = format!("kernel.pid_max is {pid_max}");
+        }
+    }
+    (cap, why)
+}
+
+impl Experiment for Scaling {
+    fn id(&self) -> &'static str {
+        "scaling"
+    }
+
+    fn title(&self) -> &'static str {
+        "Multi-core and I/O-bound scaling"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let started = Instant::now();
+        let allowed = allowed_cpus();
+        let cpus = allowed.len().max(1);
+        let (target, reps, io_sizes): (Duration, usize, Vec<usize>) = match config.profile {
+            Profile::Tiny => (Duration::from_millis(10), 1, vec![10, 100]),
+            Profile::Quick => (Duration::from_millis(120), 3, vec![10, 100, 1_000, 10_000]),
+            Profile::Full => (Duration::from_secs(1), 5, vec![10, 100, 1_000, 10_000]),
+        };
+        let mut counts = match &config.workers {
+            Some(w) => w.iter().copied().filter(|&n| n > 0).collect(),
+            None => worker_counts(cpus),
+        };
+        // Speed-up needs W = 1, and the at-the-CPU-count figure needs W = cpus.
+        counts.extend([1, cpus]);
+        counts.sort_unstable();
+        counts.dedup();
+
+        // Calibrate the fixed total: `target` of work for one worker on this machine.
+        let calib_iters = 1_000_000;
+        kernel(0, calib_iters);
+        let t = Instant::now();
+        std::hint::black_box(kernel(1, calib_iters));
+        let ns_per_iter = t.elapsed().as_nanos().max(1) as f64 / calib_iters as f64;
+        let total = config
+            .iterations
+            .unwrap_or((target.as_nanos() as f64 / ns_per_iter) as u64)
+            .max(counts.iter().copied().max().unwrap_or(1) as u64);
+
+        progress.begin("scaling", (2 * counts.len() + 3 * io_sizes.len()) as u64);
+        let mut result = ScalingResult {
+            cpus,
+            physical_cores: physical_cores(&allowed),
+            total_iterations: total,
+            cpu: Vec::new(),
+            io: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for model in [Model::Thread, Model::Process] {
+            cpu_run(model, 1, total / 20)?; // warm-up
+            let mut baseline = None;
+            for &w in &counts {
+                let mut elapsed = Vec::with_capacity(reps);
+                let mut checksum = 0;
+                for _ in 0..reps {
+                    let (d, c) = cpu_run(model, w, total)?;
+                    elapsed.push(d.as_nanos() as f64);
+                    checksum = c;
+                }
+                let median_ns = summarize(&elapsed).0;
+                let base = *baseline.get_or_insert(median_ns);
+                let speedup = base / median_ns;
+                result.cpu.push(CpuPoint {
+                    model,
+                    workers: w,
+                    elapsed_ns: elapsed,
+                    median_ns,
+                    throughput_per_sec: total as f64 / (median_ns / 1e9),
+                    speedup,
+                    efficiency: speedup / w as f64,
+                    checksum,
+                });
+                progress.advance(1, &format!("{w} {} workers, CPU-bound", model.name()));
+            }
+        }
+        for t in result.cpu.iter().filter(|p| p.model == Model::Thread) {
+            let p = result
+                .cpu
+                .iter()
+                .find(|p| p.model == Model::Process && p.workers == t.workers);
+            if p.is_some_and(|p| p.checksum != t.checksum) {
+                bail!(
+                    "threads and processes computed different checksums at W = {}",
+                    t.workers
+                );
+            }
+        }
+
+        let (cap, why) = process_cap(config.profile);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("start a tokio runtime")?;
+        for &n in &io_sizes {
+            for model in [Model::Thread, Model::Process, Model::Async] {
+                if model == Model::Process && n > cap {
+                    result
+                        .skipped
+                        .push(format!("{n} processes not measured: {why}"));
+                    progress.advance(1, &format!("{n} processes skipped"));
+                    continue;
+                }
+                // 10 000 threads take most of a second to create: once is enough outside full.
+                let reps = if n >= 10_000 && config.profile != Profile::Full {
+                    1
+                } else {
+                    reps
+                };
+                let mut completion = Vec::with_capacity(reps);
+                let mut memory = Vec::new();
+                let mut max_alive = 0;
+                let mut failed = None;
+                for _ in 0..reps {
+                    match io_run(model, n, &runtime) {
+                        Ok((d, m, a)) => {
+                            completion.push(d.as_nanos() as f64);
+                            memory.extend(m);
+                            max_alive = max_alive.max(a);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    result
+                        .skipped
+                        .push(format!("{n} {} units not measured: {e:#}", model.name()));
+                } else {
+                    result.io.push(IoPoint {
+                        model,
+                        units: n,
+                        median_ns: summarize(&completion).0,
+                        completion_ns: completion,
+                        memory_bytes: (!memory.is_empty()).then(|| summarize(&memory).0),
+                        max_alive,
+                    });
+                }
+                progress.advance(1, &format!("{n} {} units, I/O-bound", model.name()));
+            }
+        }
+        progress.end();
+
+        let mut section = section_from(&result);
+        section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(section)
+    }
+}
+
+fn section_from(r: &ScalingResult) -> Section {
+    let cpus = r.cpus;
+    let mut section = Section::new(
+        "scaling",
+        "Multi-core and I/O-bound scaling",
+        &format!(
+            "CPU-bound: {} rounds of xorshift64 into FNV-1a in total, split evenly over W workers \
+             (threads or forked processes, unpinned). Every worker is created and reports ready \
+             over a pipe first; the timed window runs from writing the release bytes to reading \
+             the last 8-byte result, so creation is outside it. Threads and processes run the \
+             same body over the same pipes, and their checksums must agree. Throughput = rounds \
+             per second; speed-up = T(1)/T(W) for the same model; efficiency = speed-up / W. \
+             Medians over the repetitions. I/O-bound: N units each sleep 10 ms three times, as \
+             threads (default stack), forked processes, and tokio tasks on one current-thread \
+             runtime; completion time runs from creating the first unit to the end of the last, \
+             creation included. Memory is the added USS when the last unit was created (for \
+             processes: the mean USS of up to 16 of the newest live children × the units alive \
+             then).",
+            r.total_iterations
+        ),
+    );
+    for p in &r.cpu {
+        let (m, w) = (p.model.name(), p.workers);
+        let spread = summarize(&p.elapsed_ns).1;
+        let mut t = Figure::new(
+            &format!("scaling.throughput.{m}.{w}"),
+            &format!("CPU-bound throughput, {w} {m}s"),
+            p.throughput_per_sec,
+            Unit::PerSec,
+        )
+        .placed("unpinned");
+        if let Some(s) = spread {
+            // In elapsed ns, converted to throughput (the order flips).
+            let conv = |ns: f64| r.total_iterations as f64 / (ns / 1e9);
+            t = t.with_spread(crate::report::Spread {
+                min: conv(s.max),
+                p1: conv(s.p99),
+                p99: conv(s.p1),
+                max: conv(s.min),
+                ..s
+            });
+        }
+        section.figures.push(t);
+        section.figures.push(
+            Figure::new(
+                &format!("scaling.speedup.{m}.{w}"),
+                &format!("speed-up over 1 {m}, {w} {m}s"),
+                p.speedup,
+                Unit::Ratio,
+            )
+            .placed("unpinned"),
+        );
+    }
+    for model in [Model::Thread, Model::Process] {
+        let m = model.name();
+        let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
+        if let Some(p) = points.iter().find(|p| p.workers == cpus) {
+            section.figures.push(
+                Figure::new(
+                    &format!("scaling.speedup.{m}.cores"),
+                    &format!("speed-up with one {m} per CPU ({cpus})"),
+                    p.speedup,
+                    Unit::Ratio,
+                )
+                .placed("unpinned"),
+            );
+        }
+        if let Some(p) = points.iter().max_by_key(|p| p.workers) {
+            section.figures.push(
+                Figure::new(
+                    &format!("scaling.efficiency.{m}.max"),
+                    &format!("efficiency at {} {m}s (largest W)", p.workers),
+                    p.efficiency,
+                    Unit::Ratio,
+                )
+                .placed("unpinned"),
+            );
+        }
+    }
+    for p in &r.io {
+        let (m, n) = (p.model.name(), p.units);
+        let spread = summarize(&p.completion_ns).1;
+        let mut f = Figure::new(
+            &format!("scaling.io.completion.{m}.{n}"),
+            &format!("{n} I/O-bound {m} units (3 × 10 ms sleeps), creation to last finish"),
+            p.median_ns,
+            Unit::Ns,
+        )
+        .placed("unpinned");
+        if let Some(s) = spread {
+            f = f.with_spread(s);
+        }
+        section.figures.push(f);
+        if let Some(bytes) = p.memory_bytes {
+            section.figures.push(Figure::new(
+                &format!("scaling.io.memory.{m}.{n}"),
+                &format!("added USS with {n} I/O-bound {m} units, at the last creation"),
+                bytes,
+                Unit::Bytes,
+            ));
+        }
+    }
+
+    section.tables.push(Table {
+        title: "CPU-bound: fixed total work".to_string(),
+        columns: [
+            "model",
+            "W",
+            "median ms",
+            "Mrounds/s",
+            "speed-up",
+            "efficiency",
+            "oversubscribed",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: r
+            .cpu
+            .iter()
+            .map(|p| {
+                vec![
+                    p.model.name().to_string(),
+                    p.workers.to_string(),
+                    format!("{:.1}", p.median_ns / 1e6),
+                    format!("{:.1}", p.throughput_per_sec / 1e6),
+                    format!("{:.2}", p.speedup),
+                    format!("{:.2}", p.efficiency),
+                    if p.workers > cpus { "yes" } else { "" }.to_string(),
+                ]
+            })
+            .collect(),
+    });
+    section.tables.push(Table {
+        title: "I/O-bound: 3 × 10 ms waits per unit".to_string(),
+        columns: [
+            "model",
+            "N",
+            "completion ms",
+            "added USS KiB",
+            "most alive at once",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: r
+            .io
+            .iter()
+            .map(|p| {
+                vec![
+                    p.model.name().to_string(),
+                    p.units.to_string(),
+                    format!("{:.1}", p.median_ns / 1e6),
+                    p.memory_bytes
+                        .map_or("-".to_string(), |b| format!("{:.0}", b / 1024.0)),
+                    p.max_alive.to_string(),
+                ]
+            })
+            .collect(),
+    });
+
+    let speedup_series = |model: Model| Series {
+        name: model.name().to_string(),
+        points: r
+            .cpu
+            .iter()
+            .filter(|p| p.model == model)
+            .map(|p| (p.workers as f64, p.speedup))
+            .collect(),
+    };
+    let mut ideal: Vec<(f64, f64)> = r
+        .cpu
+        .iter()
+        .filter(|p| p.model == Model::Thread)
+        .map(|p| (p.workers as f64, p.workers.min(cpus) as f64))
+        .collect();
+    ideal.dedup();
+    section.charts.push(Chart {
+        id: "speedup".to_string(),
+        title: format!("CPU-bound speed-up ({cpus} CPUs; beyond that, oversubscribed)"),
+        kind: ChartKind::Line,
+        x_label: "workers".to_string(),
+        y_label: "speed-up over one worker".to_string(),
+        x_log: false,
+        y_log: false,
+        categories: Vec::new(),
+        series: vec![
+            speedup_series(Model::Thread),
+            speedup_series(Model::Process),
+            Series {
+                name: "ideal (min(W, CPUs))".to_string(),
+                points: ideal,
+            },
+        ],
+    });
+    let io_series = |model: Model| Series {
+        name: model.name().to_string(),
+        points: r
+            .io
+            .iter()
+            .filter(|p| p.model == model)
+            .map(|p| (p.units as f64, p.median_ns / 1e6))
+            .collect(),
+    };
+    section.charts.push(Chart {
+        id: "io-completion".to_string(),
+        title: "I/O-bound completion time (ideal: 30 ms)".to_string(),
+        kind: ChartKind::Line,
+        x_label: "concurrent units".to_string(),
+        y_label: "ms, creation to last finish".to_string(),
+        x_log: true,
+        y_log: true,
+        categories: Vec::new(),
+        series: vec![
+            io_series(Model::Thread),
+            io_series(Model::Process),
+            io_series(Model::Async),
+        ],
+    });
+
+    section.notes.push(format!(
+        "Oversubscription starts above W = {cpus} (the CPUs this process may use){}.",
+        match r.physical_cores {
+            Some(p) if p < cpus => format!("; SMT starts above W = {p} physical cores"),
+            Some(_) => "; no SMT siblings among them".to_string(),
+            None => String::new(),
+        }
+    ));
+    section.notes.extend(r.skipped.iter().cloned());
+    section.notes.push(
+        "glibc keeps the stacks and malloc arenas of exited threads for reuse, with their pages \
+         still resident: after earlier rounds, thread memory figures are a lower bound."
+            .to_string(),
+    );
+    if let Some(p) = r.io.iter().find(|p| p.max_alive < p.units as i64) {
+        section.notes.push(format!(
+            "Where 'most alive at once' is below N (e.g. {} {} units: {}), creating the units \
+             took longer than one lives (30 ms): the run never had N waits in flight, and the \
+             memory figure covers the units alive at the last creation.",
+            p.units,
+            p.model.name(),
+            p.max_alive
+        ));
+    }
+    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(shares(10, 3), vec![4, 3, 3]);
+        assert_eq!(shares(10, 3).iter().sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn worker_counts_cover_the_range() {
+        assert_eq!(worker_counts(2), vec![1, 2, 3, 4]);
+        let w = worker_counts(16);
+        assert_eq!((w[0], *w.last().expect("non-empty")), (1, 32));
+        assert!(w.contains(&16) && w.contains(&8));
+    }
+
+    #[test]
+    fn split_work_gives_the_same_checksum_in_any_model() {
+        let a = cpu_run(Model::Thread, 2, 1000).expect("threads");
+        let b = cpu_run(Model::Process, 2, 1000).expect("processes");
+        assert_eq!(a.1, b.1);
+    }
+}

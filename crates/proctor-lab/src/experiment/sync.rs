@@ -1,0 +1,753 @@
+//! `sync`: what synchronization costs, between threads and between processes.
+//!
+//! Uncontended: one thread pinned to the first allowed CPU locks and unlocks (or adds) in a
+//! loop. Contended: two threads, or two forked processes, each pinned to its own CPU, hammer the
+//! same lock or atomic; one op is one lock+unlock pair (or one `fetch_add`) and the figure is
+//! wall time / all ops of both sides, i.e. the inverse of the aggregate throughput. Between
+//! processes the lock is Drepper's three-state futex mutex in a `MAP_SHARED` page
+//! ([`crate::shared_mem::FutexMutex`]); between threads it is `std::sync::Mutex` (itself a futex
+//! mutex of the same design). Both sides start from the same spin gate, so thread or process
+//! creation is outside the timed window. Each figure is the median of per-batch means; batches
+//! are calibrated to last at least 10 ms (quick) and the calibration runs count as warm-up.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::shared_mem::{Children, FutexMutex, SharedMem, fork_child, mono_ns};
+use crate::{LabConfig, Progress};
+
+use self::interim_stats::summarize;
+
+use super::Experiment;
+
+/// The synchronization experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncCost;
+
+/// Every sample behind the section, for `Section::data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub scenarios: Vec<ScenarioResult>,
+    /// `FUTEX_WAIT` / `FUTEX_WAKE` calls made by the process-shared mutex over all contended
+    /// process batches (warm-up included): how often contention actually reached the kernel.
+    pub process_mutex_futex_waits: u64,
+    pub process_mutex_futex_wakes: u64,
+    /// Total lock+unlock pairs behind those counts.
+    pub process_mutex_ops: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub key: String,
+    pub label: String,
+    pub placement: String,
+    /// Ops per side per batch, after calibration.
+    pub iterations_per_batch: u64,
+    /// Mean ns per op of each batch (warm-up batches excluded).
+    pub samples_ns: Vec<f64>,
+    pub median_ns: f64,
+}
+
+/// How many samples and how long a batch.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    samples: usize,
+    /// `None`: no calibration, a fixed batch (tiny profile).
+    target: Option<Duration>,
+    start_iters: u64,
+}
+
+impl Plan {
+    fn for_profile(config: &LabConfig) -> Plan {
+        let start_iters = config.iterations.unwrap_or(1_000).max(1);
+        match config.profile {
+            Profile::Tiny => Plan {
+                samples: 3,
+                target: None,
+                start_iters: config.iterations.unwrap_or(500).max(1),
+            },
+            Profile::Quick => Plan {
+                samples: 11,
+                target: Some(Duration::from_millis(10)),
+                start_iters,
+            },
+            Profile::Full => Plan {
+                samples: 31,
+                target: Some(Duration::from_millis(20)),
+                start_iters,
+            },
+        }
+    }
+
+    /// Calibrates a batch size (the calibration batches are the warm-up), then takes the
+    /// samples. `batch(iters)` runs `iters` ops per side and returns the elapsed time and the
+    /// number of ops in total.
+    fn run(
+        &self,
+        mut batch: impl FnMut(u64) -> Result<(Duration, u64)>,
+    ) -> Result<(u64, Vec<f64>)> {
+        let mut iters = self.start_iters;
+        if let Some(target) = self.target {
+            batch(iters)?; // first touch: page faults, lazy binding, cold caches
+            loop {
+                let (elapsed, _) = batch(iters)?;
+                if elapsed >= target || iters >= 1 << 32 {
+                    break;
+                }
+                // Grow towards the target in one step where the estimate allows, at most ×16.
+                let factor =
+                    (target.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)).clamp(1.2, 16.0);
+                iters = (iters as f64 * factor).ceil() as u64;
+            }
+        } else {
+            batch(iters)?;
+        }
+        let mut samples = Vec::with_capacity(self.samples);
+        for _ in 0..self.samples {
+            let (elapsed, ops) = batch(iters)?;
+            samples.push(elapsed.as_nanos() as f64 / ops.max(1) as f64);
+        }
+        Ok((iters, samples))
+    }
+}
+
+/// A start line both threads and processes wait at: each side bumps `ready` and spins until the
+/// coordinator sets `go`, so the timed window starts with both sides running.
+#[derive(Debug, Default)]
+struct Gate {
+    ready: AtomicU32,
+    go: AtomicU32,
+    end_ns: [AtomicU64; 2],
+}
+
+impl Gate {
+    fn arrive_and_wait(&self) {
+        self.ready.fetch_add(1, Ordering::AcqRel);
+        while self.go.load(Ordering::Acquire) == 0 {
+            // Yield rather than pure spinning: on a small machine the coordinator needs a CPU to
+            // open the gate. sched_yield is a plain syscall, safe after fork.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits for `n` sides, opens the gate, returns the opening time (`mono_ns`).
+    fn open_when_ready(&self, n: u32) -> u64 {
+        while self.ready.load(Ordering::Acquire) < n {
+            std::thread::yield_now();
+        }
+        let t0 = mono_ns();
+        self.go.store(1, Ordering::Release);
+        t0
+    }
+
+    fn finished(&self, side: usize) {
+        self.end_ns[side].store(mono_ns(), Ordering::Release);
+    }
+
+    fn elapsed_since(&self, t0: u64) -> Duration {
+        let end = self
+            .end_ns
+            .iter()
+            .map(|e| e.load(Ordering::Acquire))
+            .max()
+            .unwrap_or(t0);
+        Duration::from_nanos(end.saturating_sub(t0))
+    }
+}
+
+/// Process-shared state for the contended process scenarios.
+#[derive(Debug, Default)]
+struct ProcShared {
+    gate: Gate,
+    mutex: FutexMutex<u64>,
+    counter: AtomicU64,
+}
+
+/// Runs `op(side, i)` `iters` times on two threads pinned to `cpus` (when given).
+fn contended_threads(
+    iters: u64,
+    cpus: Option<(usize, usize)>,
+    op: &(dyn Fn(usize, u64) + Sync),
+) -> Duration {
+    let gate = Gate::default();
+    let t0 = std::thread::scope(|s| {
+        for side in 0..2 {
+            let gate = &gate;
+            s.spawn(move || {
+                if let Some((a, b)) = cpus {
+                    interim_stats::pin_current_thread(if side == 0 { a } else { b });
+                }
+                gate.arrive_and_wait();
+                for i in 0..iters {
+                    op(side, i);
+                }
+                gate.finished(side);
+            });
+        }
+        gate.open_when_ready(2)
+    });
+    // The scope joined both threads, so both end times are in.
+    gate.elapsed_since(t0)
+}
+
+/// Runs `op(shared, i)` `iters` times in two forked children pinned to `cpus` (when given).
+fn contended_processes(
+    shared: &ProcShared,
+    iters: u64,
+    cpus: Option<(usize, usize)>,
+    op: fn(&ProcShared, u64),
+) -> Result<Duration> {
+    shared.gate.ready.store(0, Ordering::Release);
+    shared.gate.go.store(0, Ordering::Release);
+    let mut children = Children::new();
+    for side in 0..2 {
+        let pid = fork_child(|| {
+            // Async-signal-safe only: affinity syscall, atomics, futex calls, clock_gettime.
+            if let Some((a, b)) = cpus {
+                interim_stats::pin_current_thread(if side == 0 { a } else { b });
+            }
+            shared.gate.arrive_and_wait();
+            for i in 0..iters {
+                op(shared, i);
+            }
+            shared.gate.finished(side);
+            0
+        })
+        .context("fork a sync worker")?;
+        children.push(pid);
+    }
+    let t0 = shared.gate.open_when_ready(2);
+    if children.wait_all() != 2 {
+        bail!("a sync worker process did not exit cleanly");
+    }
+    Ok(shared.gate.elapsed_since(t0))
+}
+
+/// A counting semaphore from a mutex and a condition variable (the monitor pattern).
+#[derive(Debug)]
+struct Semaphore {
+    permits: Mutex<u64>,
+    available: Condvar,
+}
+
+impl Semaphore {
+    fn new(permits: u64) -> Semaphore {
+        Semaphore {
+            permits: Mutex::new(permits),
+            available: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) {
+        let mut p = self
+            .permits
+            .lock()
+            .expect("semaphore mutex is never poisoned");
+        while *p == 0 {
+            p = self
+                .available
+                .wait(p)
+                .expect("semaphore mutex is never poisoned");
+        }
+        *p -= 1;
+    }
+
+    fn release(&self) {
+        *self
+            .permits
+            .lock()
+            .expect("semaphore mutex is never poisoned") += 1;
+        self.available.notify_one();
+    }
+}
+
+/// One producer hands `iters` values to one consumer through a one-slot monitor.
+fn condvar_handoff(iters: u64, cpus: Option<(usize, usize)>) -> Result<Duration> {
+    let slot: Mutex<Option<u64>> = Mutex::new(None);
+    let not_empty = Condvar::new();
+    let not_full = Condvar::new();
+    let gate = Gate::default();
+    let received = AtomicU64::new(0);
+    let t0 = std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some((a, _)) = cpus {
+                interim_stats::pin_current_thread(a);
+            }
+            gate.arrive_and_wait();
+            for i in 0..iters {
+                let mut g = slot.lock().expect("slot mutex is never poisoned");
+                while g.is_some() {
+                    g = not_full.wait(g).expect("slot mutex is never poisoned");
+                }
+                *g = Some(i);
+                drop(g);
+                not_empty.notify_one();
+            }
+            gate.finished(0);
+        });
+        s.spawn(|| {
+            if let Some((_, b)) = cpus {
+                interim_stats::pin_current_thread(b);
+            }
+            gate.arrive_and_wait();
+            let mut n = 0;
+            for _ in 0..iters {
+                let mut g = slot.lock().expect("slot mutex is never poisoned");
+                let v = loop {
+                    match g.take() {
+                        Some(v) => break v,
+                        None => g = not_empty.wait(g).expect("slot mutex is never poisoned"),
+                    }
+                };
+                drop(g);
+                not_full.notify_one();
+                std::hint::black_box(v);
+                n += 1;
+            }
+            received.store(n, Ordering::Relaxed);
+            gate.finished(1);
+        });
+        gate.open_when_ready(2)
+    });
+    let n = received.load(Ordering::Relaxed);
+    if n != iters {
+        bail!("condvar hand-off delivered {n} of {iters} values");
+    }
+    Ok(gate.elapsed_since(t0))
+}
+
+/// Runs `f` on a fresh thread pinned to `cpu`, so the caller's affinity is left alone.
+fn on_pinned_thread<R: Send>(cpu: usize, f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            interim_stats::pin_current_thread(cpu);
+            f()
+        })
+        .join()
+        .expect("measurement thread does not panic")
+    })
+}
+
+fn time_loop(iters: u64, mut op: impl FnMut(u64)) -> (Duration, u64) {
+    let t = Instant::now();
+    for i in 0..iters {
+        op(i);
+    }
+    (t.elapsed(), iters)
+}
+
+impl Experiment for SyncCost {
+    fn id(&self) -> &'static str {
+        "sync"
+    }
+
+    fn title(&self) -> &'static str {
+        "Synchronization cost"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let started = Instant::now();
+        let plan = Plan::for_profile(config);
+        let cpus = interim_stats::allowed_cpus();
+        let first = cpus.first().copied().unwrap_or(0);
+        let pair = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+        let pinned = format!("pinned to cpu {first}");
+        let two = match pair {
+            Some((a, b)) => format!("two CPUs (cpu {a} and cpu {b})"),
+            None => "unpinned (only one CPU allowed)".to_string(),
+        };
+
+        progress.begin("sync", 11);
+        let mut scenarios = Vec::new();
+        let mut push =
+            |key: &str, label: &str, placement: &str, (iters, samples): (u64, Vec<f64>)| {
+                let median_ns = summarize(&samples).0;
+                scenarios.push(ScenarioResult {
+                    key: key.to_string(),
+                    label: label.to_string(),
+                    placement: placement.to_string(),
+                    iterations_per_batch: iters,
+                    samples_ns: samples,
+                    median_ns,
+                });
+            };
+
+        // Uncontended: one pinned thread, no other side.
+        let (m, fm, at) = on_pinned_thread(first, || -> Result<_> {
+            let mutex = Mutex::new(0u64);
+            let m = plan.run(|n| {
+                Ok(time_loop(n, |_| {
+                    *mutex.lock().expect("never poisoned") += 1;
+                }))
+            })?;
+            let shared = SharedMem::new(FutexMutex::new(0u64)).context("map shared memory")?;
+            let fm = plan.run(|n| {
+                Ok(time_loop(n, |_| {
+                    let mut g = shared.lock();
+                    *g = std::hint::black_box(*g + 1);
+                }))
+            })?;
+            let atomic = AtomicU64::new(0);
+            let at = plan.run(|n| {
+                Ok(time_loop(n, |_| {
+                    std::hint::black_box(atomic.fetch_add(1, Ordering::Relaxed));
+                }))
+            })?;
+            Ok((m, fm, at))
+        })?;
+        push(
+            "sync.mutex.uncontended.thread",
+            "Mutex lock+unlock, uncontended",
+            &pinned,
+            m,
+        );
+        progress.advance(1, "mutex, uncontended");
+        push(
+            "sync.mutex.uncontended.process",
+            "futex mutex in shared memory, lock+unlock, uncontended",
+            &pinned,
+            fm,
+        );
+        progress.advance(1, "futex mutex, uncontended");
+        push(
+            "sync.atomic.uncontended",
+            "fetch_add, uncontended",
+            &pinned,
+            at,
+        );
+        progress.advance(1, "atomic, uncontended");
+
+        // Contended between two threads.
+        let mutex = Mutex::new(0u64);
+        let r = plan.run(|n| {
+            let d = contended_threads(n, pair, &|_, _| {
+                *mutex.lock().expect("never poisoned") += 1;
+            });
+            Ok((d, 2 * n))
+        })?;
+        push(
+            "sync.mutex.contended.thread",
+            "Mutex lock+unlock, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "mutex, 2 threads");
+
+        let rw = &RwLock::new(0u64);
+        let rwop = |write_every: u64, writes_are_rare: bool| {
+            move |_: usize, i: u64| {
+                let write = if writes_are_rare {
+                    i % write_every == 0
+                } else {
+                    i % write_every != 0
+                };
+                if write {
+                    *rw.write().expect("never poisoned") += 1;
+                } else {
+                    std::hint::black_box(*rw.read().expect("never poisoned"));
+                }
+            }
+        };
+        let read_heavy = rwop(10, true);
+        let r = plan.run(|n| Ok((contended_threads(n, pair, &read_heavy), 2 * n)))?;
+        push(
+            "sync.rwlock.read_heavy.thread",
+            "RwLock, 9 reads : 1 write, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "rwlock, read-heavy");
+        let write_heavy = rwop(10, false);
+        let r = plan.run(|n| Ok((contended_threads(n, pair, &write_heavy), 2 * n)))?;
+        push(
+            "sync.rwlock.write_heavy.thread",
+            "RwLock, 1 read : 9 writes, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "rwlock, write-heavy");
+
+        let r = plan.run(|n| Ok((condvar_handoff(n, pair)?, n)))?;
+        push(
+            "sync.condvar.handoff.thread",
+            "Condvar hand-off through a one-slot monitor, 1 producer + 1 consumer (per hand-off)",
+            &two,
+            r,
+        );
+        progress.advance(1, "condvar hand-off");
+
+        let sem = Semaphore::new(1);
+        let r = plan.run(|n| {
+            let d = contended_threads(n, pair, &|_, _| {
+                sem.acquire();
+                sem.release();
+            });
+            Ok((d, 2 * n))
+        })?;
+        push(
+            "sync.semaphore.thread",
+            "counting semaphore (Mutex+Condvar, 1 permit) acquire+release, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "semaphore");
+
+        let atomic = AtomicU64::new(0);
+        let r = plan.run(|n| {
+            let d = contended_threads(n, pair, &|_, _| {
+                std::hint::black_box(atomic.fetch_add(1, Ordering::Relaxed));
+            });
+            Ok((d, 2 * n))
+        })?;
+        push(
+            "sync.atomic.contended.thread",
+            "fetch_add, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "atomic, 2 threads");
+
+        // Contended between two processes, through a MAP_SHARED page.
+        let shared = SharedMem::new(ProcShared::default()).context("map shared memory")?;
+        let mut mutex_ops = 0;
+        let r = plan.run(|n| {
+            let before = *shared.mutex.lock();
+            let d = contended_processes(&shared, n, pair, |s, _| {
+                let mut g = s.mutex.lock();
+                *g = std::hint::black_box(*g + 1);
+            })?;
+            // The mutex is only worth timing if it excluded: every increment must be there.
+            let after = *shared.mutex.lock();
+            if after - before != 2 * n {
+                bail!("futex mutex lost updates: {} of {}", after - before, 2 * n);
+            }
+            mutex_ops += 2 * n;
+            Ok((d, 2 * n))
+        })?;
+        let (waits, wakes) = shared.mutex.futex_calls();
+        push(
+            "sync.mutex.contended.process",
+            "futex mutex in shared memory, lock+unlock, 2 processes",
+            &two,
+            r,
+        );
+        progress.advance(1, "futex mutex, 2 processes");
+        let r = plan.run(|n| {
+            let d = contended_processes(&shared, n, pair, |s, _| {
+                std::hint::black_box(s.counter.fetch_add(1, Ordering::Relaxed));
+            })?;
+            Ok((d, 2 * n))
+        })?;
+        push(
+            "sync.atomic.contended.process",
+            "fetch_add in shared memory, 2 processes",
+            &two,
+            r,
+        );
+        progress.advance(1, "atomic, 2 processes");
+        progress.end();
+
+        let result = SyncResult {
+            scenarios,
+            process_mutex_futex_waits: waits,
+            process_mutex_futex_wakes: wakes,
+            process_mutex_ops: mutex_ops,
+        };
+        let mut section = section_from(&result, pair.is_some());
+        section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(section)
+    }
+}
+
+fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
+    let mut section = Section::new(
+        "sync",
+        "Synchronization cost",
+        "Uncontended: one thread pinned to one CPU runs lock+unlock (or fetch_add) in a loop. \
+         Contended: two threads, or two forked processes, each pinned to its own CPU, run the \
+         same op on one shared lock or atomic; one op is one lock+unlock pair (one fetch_add, \
+         one acquire+release, one read or write lock+unlock), and the figure is wall time from \
+         the common start to the last finish divided by the ops of both sides. The Condvar \
+         figure is per hand-off from a producer to a consumer through a one-slot monitor. \
+         Between processes the lock is Drepper's three-state futex mutex in a MAP_SHARED page \
+         (shared, not private, futex operations); std's Mutex is the same design between \
+         threads. Batches are calibrated to at least 10 ms (the calibration runs are the \
+         warm-up); figures are medians of the batch means with min/p1/p99/max over the batches.",
+    );
+    for s in &result.scenarios {
+        let (median, spread) = summarize(&s.samples_ns);
+        let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns).placed(&s.placement);
+        if let Some(spread) = spread {
+            f = f.with_spread(spread);
+        }
+        section.figures.push(f);
+    }
+    section.tables.push(Table {
+        title: "Cost per op (ns)".to_string(),
+        columns: [
+            "op",
+            "placement",
+            "median ns",
+            "min",
+            "max",
+            "batches",
+            "ops/side/batch",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: result
+            .scenarios
+            .iter()
+            .map(|s| {
+                let min = s.samples_ns.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = s.samples_ns.iter().copied().fold(0.0, f64::max);
+                vec![
+                    s.label.clone(),
+                    s.placement.clone(),
+                    format!("{:.1}", s.median_ns),
+                    format!("{min:.1}"),
+                    format!("{max:.1}"),
+                    s.samples_ns.len().to_string(),
+                    s.iterations_per_batch.to_string(),
+                ]
+            })
+            .collect(),
+    });
+    section.charts.push(Chart {
+        id: "cost".to_string(),
+        title: "Cost per synchronization op".to_string(),
+        kind: ChartKind::Bar,
+        x_label: "op".to_string(),
+        y_label: "ns per op".to_string(),
+        x_log: false,
+        y_log: true,
+        categories: result
+            .scenarios
+            .iter()
+            .map(|s| s.key.trim_start_matches("sync.").to_string())
+            .collect(),
+        series: vec![Series {
+            name: "median".to_string(),
+            points: result
+                .scenarios
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i as f64, s.median_ns))
+                .collect(),
+        }],
+    });
+    if result.process_mutex_ops > 0 {
+        section.notes.push(format!(
+            "The process-shared futex mutex made {} FUTEX_WAIT and {} FUTEX_WAKE calls over {} \
+             contended lock+unlock pairs ({:.2}% of ops slept in the kernel).",
+            result.process_mutex_futex_waits,
+            result.process_mutex_futex_wakes,
+            result.process_mutex_ops,
+            100.0 * result.process_mutex_futex_waits as f64 / result.process_mutex_ops as f64
+        ));
+    }
+    if !two_cpus {
+        section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
+    }
+    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section
+}
+
+/// Small statistics and placement helpers used by this experiment and by `race`, `memory` and
+/// `scaling`.
+///
+/// Interim: these are to be folded into the shared `stats.rs` (median, percentiles, outliers)
+/// and `measure.rs` (pinning) once those modules land; keep them pure and small until then.
+pub(super) mod interim_stats {
+    use crate::report::Spread;
+
+    /// The value at quantile `q` (0..=1) of sorted `xs`, by linear interpolation.
+    pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = pos.ceil() as usize;
+        sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    }
+
+    /// Median, and the spread where there are at least 10 samples. Outliers are flagged by the
+    /// modified Z-score (|0.6745 (x - median) / MAD| > 3.5, Iglewicz and Hoaglin), and kept.
+    pub(crate) fn summarize(samples: &[f64]) -> (f64, Option<Spread>) {
+        let mut sorted: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let median = quantile(&sorted, 0.5);
+        if sorted.len() < 10 {
+            return (median, None);
+        }
+        let mut dev: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let mad = quantile(&dev, 0.5);
+        let outliers = if mad > 0.0 {
+            sorted
+                .iter()
+                .filter(|x| (0.6745 * (*x - median) / mad).abs() > 3.5)
+                .count() as u64
+        } else {
+            0
+        };
+        let spread = Spread {
+            min: sorted[0],
+            p1: quantile(&sorted, 0.01),
+            p99: quantile(&sorted, 0.99),
+            max: sorted[sorted.len() - 1],
+            samples: sorted.len() as u64,
+            outliers,
+        };
+        (median, Some(spread))
+    }
+
+    /// The CPUs this process may run on, in order.
+    pub(crate) fn allowed_cpus() -> Vec<usize> {
+        match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+            Ok(set) => (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect(),
+            Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+        }
+    }
+
+    /// Pins the calling thread to `cpu`; returns whether that worked. A plain syscall on a stack
+    /// value, so it is safe in a forked child.
+    pub(crate) fn pin_current_thread(cpu: usize) -> bool {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).is_ok()
+            && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn median_and_spread() {
+            let xs: Vec<f64> = (1..=11).map(f64::from).collect();
+            let (m, s) = summarize(&xs);
+            assert_eq!(m, 6.0);
+            let s = s.expect("11 samples give a spread");
+            assert_eq!((s.min, s.max, s.samples), (1.0, 11.0, 11));
+            assert_eq!(summarize(&[3.0, 1.0, 2.0]), (2.0, None));
+        }
+
+        #[test]
+        fn outlier_is_flagged_not_dropped() {
+            let xs = [
+                8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 12.0, 9.0, 11.0, 10.0, 1000.0,
+            ];
+            let (_, s) = summarize(&xs);
+            let s = s.expect("spread");
+            assert_eq!((s.outliers, s.max), (1, 1000.0));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! proctor-lab's integration tests: one binary, one module per area.
+
+use std::sync::{Mutex, MutexGuard};
+
+mod experiments5;
+
+/// Tests that fork children or count threads take this lock, so that one test's children and
+/// threads cannot show up in another test's "nothing left behind" checks.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes [`SERIAL`], ignoring poison from a failed test so that one failure does not fail all.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
