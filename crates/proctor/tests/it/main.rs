@@ -4,5 +4,6 @@
 // test harness starts threads before any test runs, so start it before main.
 proctor::init_before_main!();
 
+mod examples;
 mod pool;
 mod transport;
