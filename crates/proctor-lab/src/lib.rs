@@ -5,10 +5,13 @@
 //! renderers. Experiments never print; progress goes through the [`Progress`] trait.
 #![warn(missing_debug_implementations)]
 
+pub mod crosscheck;
 pub mod experiment;
 pub mod machine;
+pub mod measure;
 pub mod progress;
 pub mod report;
+pub mod stats;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;

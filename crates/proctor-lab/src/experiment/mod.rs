@@ -2,6 +2,9 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+pub mod spawn;
+pub mod switch;
+
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
     /// The id: file name, CLI value, JSON key and HTML anchor (`spawn`, `switch`, ...).
@@ -13,7 +16,7 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in report order.
-pub static ALL: &[&dyn Experiment] = &[];
+pub static ALL: &[&dyn Experiment] = &[&spawn::Spawn, &switch::Switch];
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {
