@@ -98,7 +98,10 @@ impl Sampler {
     fn new(active: bool) -> Sampler {
         Sampler {
             active,
-            histogram: Histogram::new(3).expect("3 significant digits are valid"),
+            // Fixed bounds (1 ns to 1 h): `saturating_record` clamps to the upper bound rather
+            // than growing an auto-resizing histogram.
+            histogram: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("bounds 1 ns..=1 h with 3 significant digits are valid"),
         }
     }
 
@@ -363,6 +366,29 @@ mod tests {
         assert_eq!(m.batch_ns.len(), plan.batches as usize);
         assert!(m.value() > 0.0 && m.value().is_finite());
         assert!(m.ops_per_batch >= 1 && m.ops_per_batch <= plan.max_ops);
+    }
+
+    #[test]
+    fn per_op_percentiles_bracket_the_batch_median() {
+        let plan = Plan::for_profile(Profile::Tiny);
+        let m = measure(&plan, |n, s| {
+            time_ops(n, s, || {
+                std::thread::sleep(Duration::from_micros(50));
+                Ok(())
+            })
+        })
+        .expect("sleeping cannot fail");
+        let per_op = m.per_op.expect("a 50 µs op is long enough to timestamp");
+        assert!(per_op.min >= 50_000.0, "{per_op:?}");
+        assert!(
+            per_op.p1 <= per_op.median && per_op.median <= per_op.p99 && per_op.p99 <= per_op.max
+        );
+        assert!(
+            per_op.median > 0.5 * m.value() && per_op.median < 2.0 * m.value(),
+            "{per_op:?} vs {}",
+            m.value()
+        );
+        assert_eq!(per_op.samples, m.ops_per_batch * u64::from(plan.batches));
     }
 
     #[test]

@@ -93,6 +93,13 @@ impl Partner {
             Partner::Process => "process",
         }
     }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Partner::Thread => "threads",
+            Partner::Process => "processes",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,9 +248,9 @@ impl Experiment for Switch {
                     let r =
                         ping_pong(t, p, Placement::SameCpu(cpu), fp, &plan).with_context(|| {
                             format!(
-                                "{} ping-pong between {}s on cpu {cpu}, footprint {fp} B",
+                                "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
                                 t.key(),
-                                p.key()
+                                p.plural()
                             )
                         })?;
                     runs.push(r);
@@ -257,9 +264,9 @@ impl Experiment for Switch {
                     progress.advance(0, &format!("{} {} cross-CPU", t.key(), p.key()));
                     let r = ping_pong(t, p, place, 0, &plan).with_context(|| {
                         format!(
-                            "{} ping-pong between {}s, {}",
+                            "{} ping-pong between {}, {}",
                             t.key(),
-                            p.key(),
+                            p.plural(),
                             place.describe()
                         )
                     })?;
@@ -365,9 +372,9 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         );
         let place = r.placement.describe();
         let what = format!(
-            "{} {}s{}",
+            "{} {}{}",
             r.transport.key(),
-            r.partner.key(),
+            r.partner.plural(),
             fp_words(r.footprint_bytes)
         );
         let same_cpu = matches!(r.placement, Placement::SameCpu(_));
@@ -506,7 +513,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
                 })
                 .collect();
             series.push(Series {
-                name: format!("{} {}s", t.key(), p.key()),
+                name: format!("{} {}", t.key(), p.plural()),
                 points,
             });
         }
