@@ -109,6 +109,8 @@ enum Placement {
     SameCpu(usize),
     /// Main pinned to the first CPU, the partner to the second.
     CrossCpu(usize, usize),
+    /// Neither pinned: the scheduler decides, as `perf bench sched pipe` without `taskset`.
+    Unpinned,
 }
 
 impl Placement {
@@ -116,6 +118,7 @@ impl Placement {
         match self {
             Placement::SameCpu(_) => "pinned",
             Placement::CrossCpu(..) => "cross_cpu",
+            Placement::Unpinned => "unpinned",
         }
     }
 
@@ -123,13 +126,16 @@ impl Placement {
         match self {
             Placement::SameCpu(c) => format!("same CPU (cpu {c})"),
             Placement::CrossCpu(a, b) => format!("cpu {a} <-> cpu {b} (cross-CPU wake-up latency)"),
+            Placement::Unpinned => "unpinned (the scheduler's choice)".to_string(),
         }
     }
 
-    fn cpus(self) -> (usize, usize) {
+    /// (main's CPU, the partner's CPU), or `None` when unpinned.
+    fn cpus(self) -> Option<(usize, usize)> {
         match self {
-            Placement::SameCpu(c) => (c, c),
-            Placement::CrossCpu(a, b) => (a, b),
+            Placement::SameCpu(c) => Some((c, c)),
+            Placement::CrossCpu(a, b) => Some((a, b)),
+            Placement::Unpinned => None,
         }
     }
 }
@@ -222,6 +228,7 @@ impl Experiment for Switch {
             } else {
                 0
             }
+            + partners.len()
             + 1;
         progress.begin("switch", steps as u64);
 
@@ -275,6 +282,14 @@ impl Experiment for Switch {
                 }
             }
         }
+        // Unpinned pipe runs, to compare with `perf bench sched pipe` as it runs by default.
+        for p in partners {
+            progress.advance(0, &format!("pipe {} unpinned", p.key()));
+            let r = ping_pong(Transport::Pipe, p, Placement::Unpinned, 0, &plan)
+                .with_context(|| format!("pipe ping-pong between {}, unpinned", p.plural()))?;
+            runs.push(r);
+            progress.advance(1, "");
+        }
         progress.advance(0, "cross-checks (perf bench sched pipe...)");
         let data = Data {
             timer_ns,
@@ -282,7 +297,14 @@ impl Experiment for Switch {
             ping_pong: runs,
         };
         let mut s = section(&plan, &data, cpus.len());
-        s.cross_checks = cross_checks(&s, config.profile, cpu, cross.is_some());
+        s.cross_checks = cross_checks(&s, config.profile, cpu);
+        if cross.is_some() {
+            s.notes.push(
+                "the cross-CPU rows (each task pinned to its own CPU) have no cross-check: \
+                 perf bench sched pipe cannot pin its two tasks apart"
+                    .to_string(),
+            );
+        }
         for c in &s.cross_checks {
             if let Some(n) = &c.note {
                 s.notes.push(format!("cross-check `{}`: {n}", c.command));
@@ -384,10 +406,10 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
                 .figure(&format!("{base}.rtt"), &format!("round trip, {what}"))
                 .placed(&place),
         );
-        let one = if same_cpu {
-            "switch"
-        } else {
-            "cross-CPU wake-up"
+        let one = match r.placement {
+            Placement::SameCpu(_) => "switch",
+            Placement::CrossCpu(..) => "cross-CPU wake-up",
+            Placement::Unpinned => "switch or wake-up, unpinned",
         };
         s.figures.push(
             half.figure(&base, &format!("{} {one} (RTT/2), {what}", r.partner.key()))
@@ -398,6 +420,13 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         } else {
             None
         };
+        if let Some(net) = net.filter(|&n| n < 0.05 * r.rtt.value()) {
+            s.notes.push(format!(
+                "{what} on {place}: the net switch cost ({net:.0} ns) is under 5% of the round trip, \
+                 within noise: the one-sided baseline (which includes touching both footprints) \
+                 takes nearly the whole round trip"
+            ));
+        }
         if let Some(net) = net {
             s.figures.push(
                 Figure::new(
@@ -538,7 +567,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
     s
 }
 
-fn cross_checks(s: &Section, profile: Profile, cpu: usize, cross: bool) -> Vec<CrossCheck> {
+fn cross_checks(s: &Section, profile: Profile, cpu: usize) -> Vec<CrossCheck> {
     let (pinned, unpinned) = perf_loops(profile);
     let ours = |k: &str| s.figure(k).map(|f| f.value);
     let mut v = Vec::new();
@@ -553,27 +582,23 @@ fn cross_checks(s: &Section, profile: Profile, cpu: usize, cross: bool) -> Vec<C
             Unit::Ns,
         ));
     }
-    if cross {
-        for (threads, partner) in [(false, "process"), (true, "thread")] {
-            let key = format!("switch.pipe.{partner}.cross_cpu.rtt");
-            let run = crosscheck::perf_sched_pipe(None, threads, unpinned);
-            let mut c = crosscheck::compare(
-                "perf bench sched pipe (unpinned)",
-                &key,
-                ours(&key),
-                run,
-                Unit::Ns,
-            );
-            if c.theirs.is_some() {
-                let why = "perf runs unpinned, so the scheduler may put both tasks on one CPU part of \
-                           the time; ours pins them to two CPUs";
-                c.note = Some(match c.note {
-                    Some(n) => format!("{n}; {why}"),
-                    None => why.to_string(),
-                });
-            }
-            v.push(c);
+    for (threads, partner) in [(false, "process"), (true, "thread")] {
+        let key = format!("switch.pipe.{partner}.unpinned.rtt");
+        let run = crosscheck::perf_sched_pipe(None, threads, unpinned);
+        let mut c = crosscheck::compare(
+            "perf bench sched pipe (unpinned)",
+            &key,
+            ours(&key),
+            run,
+            Unit::Ns,
+        );
+        if let Some(n) = c.note.take() {
+            c.note = Some(format!(
+                "{n}; both sides are unpinned, so each run gets the scheduler's placement \
+                 (same CPU or not, changing over time): compare the pinned rows instead"
+            ));
         }
+        v.push(c);
     }
     let key = "switch.pipe.process.pinned";
     v.push(crosscheck::compare(
@@ -819,13 +844,18 @@ fn ping_pong(
     let (partner_rx, partner_tx) = (to_partner_rx.as_raw_fd(), to_main_tx.as_raw_fd());
     let mut main_buf = vec![0u8; footprint];
     let mut partner_buf = vec![0u8; footprint];
-    let (main_cpu, partner_cpu) = placement.cpus();
-    // The partner inherits the pin of the thread that creates it.
-    let _restore = measure::pin_current_thread(partner_cpu)?;
+    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
+    // after creating it.
+    let _restore = match placement.cpus() {
+        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
+        None => None,
+    };
 
     let mut round_trips = 0u64;
     let mut main_side = |main_buf: &mut [u8]| -> Result<(Measurement, u64)> {
-        measure::pin_to(main_cpu)?;
+        if let Some((main_cpu, _)) = placement.cpus() {
+            measure::pin_to(main_cpu)?;
+        }
         let before = measure::context_switches(false);
         let m = measure::measure(plan, |n, sampler| {
             round_trips += n;
