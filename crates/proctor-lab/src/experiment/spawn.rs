@@ -162,7 +162,9 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          Tokio: tokio::spawn + .await on a current-thread runtime. The parent first allocates and \
          touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
          mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
-         where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. The first op \
+         where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
+         measurement, the batch means absorb the preemption and the figure can sit above the \
+         per-op p99. The first op \
          of each kind is reported apart as the cold start. Unpinned.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,

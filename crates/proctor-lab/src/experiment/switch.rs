@@ -330,7 +330,9 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
          its own buffer (the footprint) every round trip. Figure = median over {} batches of the \
          batch mean (batches >= {} ms after {} warm-up batches); spread = per-op (per round trip) \
          timestamps when the timer costs < 5% of an op, which adds one clock read (~{:.0} ns) per op; \
-         outliers by modified Z-score > 3.5, kept.",
+         outliers by modified Z-score > 3.5, kept. When other load preempts the \
+         measurement, the batch means absorb the preemption and the figure can sit above the \
+         per-op p99.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,
         plan.warmup_batches,
