@@ -58,7 +58,7 @@ pub fn detect() -> Machine {
         frequency_mhz,
         virtualization,
         mitigations: mitigations(),
-        memory_bytes: meminfo_kib("MemTotal").map_or(0, |k| k * 1024),
+        memory_bytes: total_memory_bytes().unwrap_or(0),
         warnings: Vec::new(),
     };
     m.warnings = warnings(&m);
@@ -244,6 +244,11 @@ fn mitigations() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Total memory in bytes (`MemTotal` in /proc/meminfo), without the rest of [`detect`].
+pub fn total_memory_bytes() -> Option<u64> {
+    meminfo_kib("MemTotal").map(|k| k * 1024)
 }
 
 fn meminfo_kib(field: &str) -> Option<u64> {

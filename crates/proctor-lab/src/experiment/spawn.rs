@@ -90,7 +90,7 @@ impl Spawn {
             Profile::Full => vec![0, 16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB],
         };
         // Never ask for more than a quarter of the machine's memory.
-        let limit = crate::machine::detect().memory_bytes as usize / 4;
+        let limit = crate::machine::total_memory_bytes().unwrap_or(0) as usize / 4;
         sizes
             .into_iter()
             .filter(|&s| s == 0 || limit == 0 || s <= limit)
