@@ -5,11 +5,14 @@
 //! renderers. Experiments never print; progress goes through the [`Progress`] trait.
 #![warn(missing_debug_implementations)]
 
+pub mod crosscheck;
 pub mod experiment;
 pub mod machine;
+pub mod measure;
 pub mod progress;
 pub mod report;
 pub mod shared_mem;
+pub mod stats;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;
@@ -26,4 +29,26 @@ pub struct LabConfig {
     pub transports: Option<Vec<String>>,
     /// Worker counts for memory/scaling experiments.
     pub workers: Option<Vec<usize>>,
+}
+
+/// Runs one experiment and returns its section, timed. A failing experiment becomes a section
+/// with [`report::Status::Failed`], so a report can keep the other experiments' figures.
+pub fn run_experiment(
+    experiment: &dyn experiment::Experiment,
+    config: &LabConfig,
+    progress: &mut dyn Progress,
+) -> report::Section {
+    let start = std::time::Instant::now();
+    let mut section = match experiment.run(config, progress) {
+        Ok(section) => section,
+        Err(err) => {
+            let mut s = report::Section::new(experiment.id(), experiment.title(), "");
+            s.status = report::Status::Failed {
+                error: format!("{err:#}"),
+            };
+            s
+        }
+    };
+    section.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+    section
 }

@@ -2,10 +2,12 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
-mod memory;
-mod race;
-mod scaling;
-mod sync;
+pub mod memory;
+pub mod race;
+pub mod scaling;
+pub mod spawn;
+pub mod switch;
+pub mod sync;
 
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
@@ -19,6 +21,8 @@ pub trait Experiment: Sync {
 
 /// Every experiment, in report order.
 pub static ALL: &[&dyn Experiment] = &[
+    &spawn::Spawn,
+    &switch::Switch,
     &memory::Memory,
     &race::Race,
     &scaling::Scaling,

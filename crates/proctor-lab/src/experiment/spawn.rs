@@ -1,0 +1,492 @@
+//! `spawn`: creation overhead of a thread, a forked process, a `posix_spawn`ed program and an
+//! async task, against the parent's resident memory (LAB-METHODS rules 6 and 7).
+//!
+//! **The interval** starts just before the create call and ends when the reap returns
+//! (`join`, `waitpid`, `.await`): create + the child's first instruction + exit + reap. The
+//! child's first instruction is its exit (or returning a value to `join`), and the reap checks
+//! it ran: the join value or an exit status of 0. The first op of each kind is timed alone
+//! and reported apart as the cold start.
+//!
+//! **Parent size**: before each row set, the parent allocates and touches a ballast (every
+//! page written), so `fork` has that many more page-table entries to copy and the child's exit
+//! that many to tear down. `posix_spawn` (glibc: `clone(CLONE_VM | CLONE_VFORK)` then `exec`)
+//! and threads share the address space, so they should stay flat.
+//!
+//! The forked child lives in a process that may have other threads (the test harness, a
+//! progress bar), so it only calls `_exit`, which is async-signal-safe.
+
+use std::ffi::CString;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+use serde::Serialize;
+
+use crate::experiment::Experiment;
+use crate::measure::{self, Measurement, Plan, Sampler, time_ops};
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::{LabConfig, Progress};
+
+/// The creation-overhead experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spawn;
+
+const MIB: usize = 1 << 20;
+
+/// The tiny program `posix_spawn` starts.
+const TRUE_PATH: &str = "/bin/true";
+
+/// What is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Method {
+    Thread,
+    Fork,
+    PosixSpawn,
+    TokioTask,
+    // TODO(pool): a fifth row, "worker started by the pool's fork server" (key
+    // `spawn.pool_worker`), measured at each parent size like `Fork`, once `proctor::Pool`
+    // exists. Add the variant here, its op in `measure_method`, and it to `RSS_METHODS`.
+}
+
+impl Method {
+    fn key(self) -> &'static str {
+        match self {
+            Method::Thread => "thread",
+            Method::Fork => "fork",
+            Method::PosixSpawn => "posix_spawn",
+            Method::TokioTask => "tokio_task",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Method::Thread => "thread spawn + join",
+            Method::Fork => "fork + _exit + waitpid",
+            Method::PosixSpawn => "posix_spawn(/bin/true) + waitpid",
+            Method::TokioTask => "tokio task spawn + await (current-thread runtime)",
+        }
+    }
+}
+
+/// The methods measured at every parent size; an async task does not depend on it.
+const RSS_METHODS: [Method; 3] = [Method::Thread, Method::Fork, Method::PosixSpawn];
+
+#[derive(Debug, Serialize)]
+struct Row {
+    method: Method,
+    ballast_bytes: usize,
+    parent_rss_bytes: u64,
+    measurement: Measurement,
+}
+
+impl Spawn {
+    fn ballast_sizes(profile: Profile) -> Vec<usize> {
+        let sizes = match profile {
+            Profile::Tiny => vec![0],
+            Profile::Quick => vec![0, 64 * MIB, 256 * MIB],
+            Profile::Full => vec![0, 16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB],
+        };
+        // Never ask for more than a quarter of the machine's memory.
+        let limit = crate::machine::total_memory_bytes().unwrap_or(0) as usize / 4;
+        sizes
+            .into_iter()
+            .filter(|&s| s == 0 || limit == 0 || s <= limit)
+            .collect()
+    }
+}
+
+impl Experiment for Spawn {
+    fn id(&self) -> &'static str {
+        "spawn"
+    }
+
+    fn title(&self) -> &'static str {
+        "Creation overhead"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let plan = Plan::for_profile(config.profile).with_iterations(config.iterations);
+        let sizes = Spawn::ballast_sizes(config.profile);
+        let spawn_true = PosixSpawn::new(TRUE_PATH)?;
+        progress.begin("spawn", (sizes.len() * RSS_METHODS.len() + 1) as u64);
+
+        let mut rows = Vec::new();
+        for &size in &sizes {
+            let ballast = Ballast::new(size);
+            let rss = measure::process_rss_bytes().unwrap_or(0);
+            for method in RSS_METHODS {
+                progress.advance(0, &format!("{} at {} MiB parent", method.key(), size / MIB));
+                let m = measure_method(method, &plan, &spawn_true).with_context(|| {
+                    format!(
+                        "measuring {} with a {} MiB parent",
+                        method.label(),
+                        size / MIB
+                    )
+                })?;
+                rows.push(Row {
+                    method,
+                    ballast_bytes: size,
+                    parent_rss_bytes: rss,
+                    measurement: m,
+                });
+                progress.advance(1, "");
+            }
+            drop(ballast);
+        }
+        progress.advance(0, "tokio task");
+        let tokio = measure_method(Method::TokioTask, &plan, &spawn_true)
+            .context("measuring tokio task spawn")?;
+        let rss = measure::process_rss_bytes().unwrap_or(0);
+        rows.push(Row {
+            method: Method::TokioTask,
+            ballast_bytes: 0,
+            parent_rss_bytes: rss,
+            measurement: tokio,
+        });
+        progress.advance(1, "");
+        progress.end();
+
+        Ok(section(&plan, &rows))
+    }
+}
+
+fn section(plan: &Plan, rows: &[Row]) -> Section {
+    let method = format!(
+        "One op = create + first instruction + exit + reap: the interval starts before the create \
+         call and ends when join/waitpid/.await returns, and the reap checks the child ran (join value \
+         or exit status 0). Thread: std::thread::spawn + join. Fork: fork, the child calls _exit(0), \
+         the parent waitpid()s. posix_spawn: {TRUE_PATH} with an empty environment, then waitpid. \
+         Tokio: tokio::spawn + .await on a current-thread runtime. The parent first allocates and \
+         touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
+         mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
+         where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
+         measurement, the batch means absorb the preemption and the figure can sit above the \
+         per-op p99. The first op \
+         of each kind is reported apart as the cold start. Unpinned.",
+        plan.batches,
+        plan.min_batch.as_secs_f64() * 1e3,
+        plan.warmup_batches,
+    );
+    let mut s = Section::new("spawn", "Creation overhead", &method);
+
+    for r in rows {
+        let base = format!("spawn.{}", r.method.key());
+        if r.ballast_bytes == 0 {
+            s.figures.push(
+                r.measurement
+                    .figure(&base, r.method.label())
+                    .placed("unpinned"),
+            );
+            s.figures.push(
+                Figure::new(
+                    &format!("{base}.cold"),
+                    &format!("{} (cold start, first op)", r.method.label()),
+                    r.measurement.cold_ns,
+                    Unit::Ns,
+                )
+                .placed("unpinned"),
+            );
+        } else {
+            let mib = r.ballast_bytes / MIB;
+            s.figures.push(
+                r.measurement
+                    .figure(
+                        &format!("{base}.rss_{mib}mib"),
+                        &format!("{} with a {mib} MiB parent", r.method.label()),
+                    )
+                    .placed("unpinned"),
+            );
+        }
+    }
+    let ratio = |a: &str, b: &str| -> Option<f64> { Some(s.figure(a)?.value / s.figure(b)?.value) };
+    let ratios: Vec<Figure> = [
+        (
+            "spawn.fork_over_thread",
+            "fork / thread spawn (small parent)",
+            "spawn.fork",
+            "spawn.thread",
+        ),
+        (
+            "spawn.posix_spawn_over_thread",
+            "posix_spawn / thread spawn",
+            "spawn.posix_spawn",
+            "spawn.thread",
+        ),
+        (
+            "spawn.thread_over_tokio_task",
+            "thread spawn / tokio task",
+            "spawn.thread",
+            "spawn.tokio_task",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, l, a, b)| Some(Figure::new(k, l, ratio(a, b)?, Unit::Ratio)))
+    .collect();
+    s.figures.extend(ratios);
+
+    s.tables.push(Table {
+        title: "Creation cost against the parent's resident memory".into(),
+        columns: [
+            "method",
+            "ballast",
+            "parent RSS",
+            "median",
+            "p1",
+            "p99",
+            "cold start",
+            "outliers",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                let sum = r.measurement.summary();
+                vec![
+                    r.method.label().to_string(),
+                    format!("{} MiB", r.ballast_bytes / MIB),
+                    format!("{:.0} MiB", r.parent_rss_bytes as f64 / MIB as f64),
+                    fmt_us(r.measurement.value()),
+                    fmt_us(sum.p1),
+                    fmt_us(sum.p99),
+                    fmt_us(r.measurement.cold_ns),
+                    format!("{}/{}", sum.outliers, sum.samples),
+                ]
+            })
+            .collect(),
+    });
+
+    let series = RSS_METHODS
+        .iter()
+        .map(|&m| Series {
+            name: m.label().to_string(),
+            points: rows
+                .iter()
+                .filter(|r| r.method == m)
+                .map(|r| {
+                    (
+                        r.parent_rss_bytes as f64 / MIB as f64,
+                        r.measurement.value(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    s.charts.push(Chart {
+        id: "cost-vs-rss".into(),
+        title: "Creation cost against parent RSS".into(),
+        kind: ChartKind::Line,
+        x_label: "parent RSS (MiB)".into(),
+        y_label: "ns per create + exit + reap".into(),
+        x_log: false,
+        y_log: true,
+        categories: Vec::new(),
+        series,
+    });
+
+    let fork_small = rows
+        .iter()
+        .find(|r| r.method == Method::Fork && r.ballast_bytes == 0);
+    let fork_big = rows
+        .iter()
+        .filter(|r| r.method == Method::Fork && r.ballast_bytes > 0)
+        .max_by_key(|r| r.ballast_bytes);
+    if let (Some(small), Some(big)) = (fork_small, fork_big) {
+        s.notes.push(format!(
+            "fork grows with the parent: {} at {:.0} MiB RSS vs {} at {:.0} MiB ({:.1}x)",
+            fmt_us(big.measurement.value()),
+            big.parent_rss_bytes as f64 / MIB as f64,
+            fmt_us(small.measurement.value()),
+            small.parent_rss_bytes as f64 / MIB as f64,
+            big.measurement.value() / small.measurement.value(),
+        ));
+    }
+    s.notes.push(
+        "the pool's fork-server worker start is not measured yet (it needs proctor::Pool)"
+            .to_string(),
+    );
+    s.data = serde_json::to_value(rows).unwrap_or(serde_json::Value::Null);
+    s
+}
+
+fn fmt_us(ns: f64) -> String {
+    format!("{:.1} µs", ns / 1e3)
+}
+
+fn measure_method(method: Method, plan: &Plan, spawn_true: &PosixSpawn) -> Result<Measurement> {
+    match method {
+        Method::Thread => measure::measure(plan, |n, s| time_ops(n, s, spawn_thread)),
+        Method::Fork => measure::measure(plan, |n, s| time_ops(n, s, fork_exit_wait)),
+        Method::PosixSpawn => measure::measure(plan, |n, s| time_ops(n, s, || spawn_true.run())),
+        Method::TokioTask => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .context("building a current-thread tokio runtime")?;
+            measure::measure(plan, |n, s| rt.block_on(tokio_batch(n, s)))
+        }
+    }
+}
+
+fn spawn_thread() -> Result<()> {
+    let input = black_box(7u64);
+    let h = std::thread::Builder::new()
+        .spawn(move || black_box(input) + 1)
+        .context("spawning a thread")?;
+    let out = h
+        .join()
+        .map_err(|_| anyhow::anyhow!("the spawned thread panicked"))?;
+    if black_box(out) != 8 {
+        bail!("the spawned thread returned {out}, not 8");
+    }
+    Ok(())
+}
+
+fn fork_exit_wait() -> Result<()> {
+    // SAFETY: the child calls only `_exit`, which is async-signal-safe, so forking a
+    // multi-threaded process is sound here.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            // SAFETY: `_exit` ends the child at once without running destructors or atexit
+            // handlers, which could touch locks held by threads that do not exist in the child.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => reap(child),
+    }
+}
+
+fn reap(child: Pid) -> Result<()> {
+    match waitpid(child, None).context("waitpid")? {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        other => bail!("the child did not exit cleanly: {other:?}"),
+    }
+}
+
+async fn tokio_batch(n: u64, sampler: &mut Sampler) -> Result<Duration> {
+    let start = Instant::now();
+    let mut last = start;
+    for i in 0..n {
+        let input = black_box(i);
+        let out = tokio::spawn(async move { black_box(input) + 1 })
+            .await
+            .context("the tokio task failed")?;
+        black_box(out);
+        if sampler.is_active() {
+            let now = Instant::now();
+            sampler.record(now - last);
+            last = now;
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// `posix_spawn` of one program with no arguments and an empty environment.
+#[derive(Debug)]
+struct PosixSpawn {
+    path: CString,
+}
+
+impl PosixSpawn {
+    fn new(path: &str) -> Result<PosixSpawn> {
+        if !std::path::Path::new(path).exists() {
+            bail!("{path} does not exist: posix_spawn has nothing to start");
+        }
+        Ok(PosixSpawn {
+            path: CString::new(path).context("program path has a NUL byte")?,
+        })
+    }
+
+    fn run(&self) -> Result<()> {
+        let argv: [*mut libc::c_char; 2] = [self.path.as_ptr().cast_mut(), std::ptr::null_mut()];
+        let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: `path` is a NUL-terminated string; argv and envp are NULL-terminated arrays
+        // of NUL-terminated strings that outlive the call; null file actions and attributes
+        // mean the defaults. posix_spawn does not write through argv or envp.
+        let rc = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.path.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            bail!(
+                "posix_spawn({}): {}",
+                self.path.to_string_lossy(),
+                std::io::Error::from_raw_os_error(rc)
+            );
+        }
+        reap(Pid::from_raw(pid))
+    }
+}
+
+/// Touched memory that makes the parent bigger, freed on drop.
+#[derive(Debug)]
+struct Ballast {
+    _memory: Vec<u8>,
+}
+
+impl Ballast {
+    fn new(bytes: usize) -> Ballast {
+        // A non-zero fill writes every byte, so every page is resident and private (a zeroed
+        // allocation could stay untouched).
+        Ballast {
+            _memory: black_box(vec![0xA5u8; bytes]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoProgress;
+
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore)]
+    fn tiny_profile_gives_positive_finite_figures() {
+        let config = LabConfig {
+            profile: Profile::Tiny,
+            ..LabConfig::default()
+        };
+        let s = Spawn.run(&config, &mut NoProgress).expect("spawn runs");
+        assert_eq!(s.id, "spawn");
+        for key in [
+            "spawn.thread",
+            "spawn.fork",
+            "spawn.posix_spawn",
+            "spawn.tokio_task",
+            "spawn.fork.cold",
+        ] {
+            let f = s
+                .figure(key)
+                .unwrap_or_else(|| panic!("figure {key} is missing"));
+            assert!(f.value > 0.0 && f.value.is_finite(), "{key} = {}", f.value);
+            assert_eq!(f.unit, Unit::Ns);
+        }
+        assert!(
+            s.figures
+                .iter()
+                .all(|f| f.value.is_finite() && f.value > 0.0)
+        );
+        assert_eq!(s.charts.len(), 1);
+        assert_eq!(s.charts[0].series.len(), RSS_METHODS.len());
+        assert_eq!(s.tables[0].rows.len(), RSS_METHODS.len() + 1);
+        assert!(
+            s.method
+                .contains("create + first instruction + exit + reap")
+        );
+    }
+
+    #[test]
+    fn quick_profile_sweeps_parent_size() {
+        let sizes = Spawn::ballast_sizes(Profile::Quick);
+        assert_eq!(sizes[0], 0);
+        assert!(sizes.len() >= 2, "{sizes:?}");
+    }
+}

@@ -1,0 +1,273 @@
+//! Statistics over samples: median, percentiles and outliers. Pure functions only.
+//!
+//! Outliers follow the rule hyperfine uses (Iglewicz and Hoaglin's modified Z-score):
+//! `M = 0.6745 · (x − median) / MAD`, and a sample with `|M| > 3.5` is flagged. Flagged
+//! samples are counted and reported, never dropped.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::report::Spread;
+
+/// The modified Z-score above which a sample is flagged as an outlier.
+pub const OUTLIER_THRESHOLD: f64 = 3.5;
+
+/// The constant that makes the MAD comparable with a standard deviation for normal data.
+const MAD_SCALE: f64 = 0.6745;
+
+/// A summary of a set of samples, in the samples' unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub median: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub p1: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+    /// Samples whose modified Z-score exceeds [`OUTLIER_THRESHOLD`].
+    pub outliers: u64,
+}
+
+impl Summary {
+    /// The spread in the report's form.
+    pub fn spread(&self) -> Spread {
+        Spread {
+            min: self.min,
+            p1: self.p1,
+            p99: self.p99,
+            max: self.max,
+            samples: self.samples,
+            outliers: self.outliers,
+        }
+    }
+
+    /// Every field scaled by `factor` (e.g. a round trip halved into one switch).
+    pub fn scaled(&self, factor: f64) -> Summary {
+        Summary {
+            median: self.median * factor,
+            mean: self.mean * factor,
+            min: self.min * factor,
+            p1: self.p1 * factor,
+            p99: self.p99 * factor,
+            max: self.max * factor,
+            ..*self
+        }
+    }
+}
+
+/// The `p`-th percentile (0..=100) of already sorted samples, interpolating linearly
+/// between the two nearest ranks. `NaN` for no samples.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p.clamp(0.0, 100.0) / 100.0) * (sorted.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    let frac = rank - lo as f64;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+}
+
+/// The samples, sorted ascending (NaNs last).
+pub fn sorted(samples: &[f64]) -> Vec<f64> {
+    let mut v = samples.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// The median; `NaN` for no samples.
+pub fn median(samples: &[f64]) -> f64 {
+    percentile_sorted(&sorted(samples), 50.0)
+}
+
+/// The arithmetic mean; `NaN` for no samples.
+pub fn mean(samples: &[f64]) -> f64 {
+    samples.iter().sum::<f64>() / samples.len() as f64
+}
+
+/// The median absolute deviation from the median (unscaled).
+pub fn mad(samples: &[f64]) -> f64 {
+    let m = median(samples);
+    let deviations: Vec<f64> = samples.iter().map(|x| (x - m).abs()).collect();
+    median(&deviations)
+}
+
+/// The modified Z-score of every sample. When the MAD is zero (more than half the samples
+/// are equal), samples equal to the median score 0 and every other sample scores infinity,
+/// so they are flagged: with half the data identical, any different value stands out.
+pub fn modified_z_scores(samples: &[f64]) -> Vec<f64> {
+    let m = median(samples);
+    let d = mad(samples);
+    samples
+        .iter()
+        .map(|x| {
+            let dev = (x - m).abs();
+            if d > 0.0 {
+                MAD_SCALE * dev / d
+            } else if dev == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
+/// How many samples are outliers by the declared rule (modified Z-score > 3.5).
+pub fn count_outliers(samples: &[f64]) -> u64 {
+    modified_z_scores(samples)
+        .into_iter()
+        .filter(|z| *z > OUTLIER_THRESHOLD)
+        .count() as u64
+}
+
+/// Median, mean, min, p1, p99, max and outliers of the samples; `None` for no samples.
+pub fn summarize(samples: &[f64]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    let s = sorted(samples);
+    Some(Summary {
+        median: percentile_sorted(&s, 50.0),
+        mean: mean(&s),
+        min: s[0],
+        p1: percentile_sorted(&s, 1.0),
+        p99: percentile_sorted(&s, 99.0),
+        max: s[s.len() - 1],
+        samples: s.len() as u64,
+        outliers: count_outliers(&s),
+    })
+}
+
+/// The same summary from a histogram of per-op values (e.g. nanoseconds per op), so that
+/// millions of per-op timestamps need not be kept. Outliers use the same modified Z-score
+/// rule, with the median and MAD read from the histogram (to its precision).
+pub fn summarize_histogram(h: &Histogram<u64>) -> Option<Summary> {
+    if h.is_empty() {
+        return None;
+    }
+    let med = h.value_at_quantile(0.5) as f64;
+    // The MAD is the median of |x - median|: build that distribution from the recorded values.
+    let mut dev = Histogram::<u64>::new_with_bounds(1, h.high().max(2), 3)
+        .expect("bounds 1..=high with 3 significant digits are valid");
+    for v in h.iter_recorded() {
+        let d = (v.value_iterated_to() as f64 - med).abs().round() as u64;
+        dev.saturating_record_n(d.max(1), v.count_at_value());
+    }
+    let mad = dev.value_at_quantile(0.5) as f64;
+    let outliers = h
+        .iter_recorded()
+        .filter(|v| {
+            let d = (v.value_iterated_to() as f64 - med).abs();
+            mad > 0.0 && MAD_SCALE * d / mad > OUTLIER_THRESHOLD
+        })
+        .map(|v| v.count_at_value())
+        .sum();
+    Some(Summary {
+        median: med,
+        mean: h.mean(),
+        min: h.min() as f64,
+        p1: h.value_at_quantile(0.01) as f64,
+        p99: h.value_at_quantile(0.99) as f64,
+        max: h.max() as f64,
+        samples: h.len(),
+        outliers,
+    })
+}
+
+/// `ours / theirs - 1`: +0.25 means ours is 25% higher.
+pub fn relative_gap(ours: f64, theirs: f64) -> f64 {
+    ours / theirs - 1.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let s: Vec<f64> = (0..=100).map(f64::from).collect();
+        assert_eq!(percentile_sorted(&s, 0.0), 0.0);
+        assert_eq!(percentile_sorted(&s, 1.0), 1.0);
+        assert_eq!(percentile_sorted(&s, 99.0), 99.0);
+        assert_eq!(percentile_sorted(&s, 100.0), 100.0);
+        assert_eq!(percentile_sorted(&[10.0, 20.0], 50.0), 15.0);
+    }
+
+    #[test]
+    fn mad_matches_a_hand_computation() {
+        // median 3; deviations 2 1 0 1 6 -> sorted 0 1 1 2 6 -> MAD 1.
+        assert_eq!(mad(&[1.0, 2.0, 3.0, 4.0, 9.0]), 1.0);
+    }
+
+    #[test]
+    fn one_far_sample_is_flagged_but_kept() {
+        let mut samples = vec![10.0, 10.5, 9.5, 10.2, 9.8, 10.1, 9.9, 10.3, 9.7, 10.0];
+        samples.push(50.0);
+        let s = summarize(&samples).expect("samples are not empty");
+        assert_eq!(s.outliers, 1);
+        assert_eq!(s.samples, 11);
+        assert_eq!(s.max, 50.0, "the outlier stays in the data");
+        assert_eq!(s.median, 10.0);
+    }
+
+    #[test]
+    fn no_outliers_in_tight_data_and_zero_mad_flags_only_differing_samples() {
+        assert_eq!(count_outliers(&[1.0, 2.0, 3.0, 4.0, 5.0]), 0);
+        assert_eq!(count_outliers(&[7.0, 7.0, 7.0, 7.0, 8.0]), 1);
+        assert_eq!(count_outliers(&[7.0; 5]), 0);
+    }
+
+    #[test]
+    fn summary_of_nothing_is_none() {
+        assert!(summarize(&[]).is_none());
+        let h = Histogram::<u64>::new(3).expect("3 significant digits are valid");
+        assert!(summarize_histogram(&h).is_none());
+    }
+
+    #[test]
+    fn histogram_summary_agrees_with_exact_summary() {
+        let mut h = Histogram::<u64>::new(3).expect("3 significant digits are valid");
+        let mut exact = Vec::new();
+        for i in 0..1000u64 {
+            let v = 1000 + i % 100;
+            h.record(v).expect("value fits the auto-resizing histogram");
+            exact.push(v as f64);
+        }
+        h.record(1_000_000)
+            .expect("value fits the auto-resizing histogram");
+        exact.push(1_000_000.0);
+        let a = summarize_histogram(&h).expect("histogram is not empty");
+        let b = summarize(&exact).expect("samples are not empty");
+        assert!((a.median - b.median).abs() <= 2.0, "{a:?} vs {b:?}");
+        assert!((a.p99 - b.p99).abs() <= 2.0, "{a:?} vs {b:?}");
+        assert_eq!(a.min, b.min);
+        assert_eq!(a.samples, 1001);
+        assert_eq!(a.outliers, 1);
+        assert_eq!(b.outliers, 1);
+    }
+
+    #[test]
+    fn scaling_keeps_counts() {
+        let s = summarize(&[2.0, 4.0, 6.0])
+            .expect("samples are not empty")
+            .scaled(0.5);
+        assert_eq!(s.median, 2.0);
+        assert_eq!(s.max, 3.0);
+        assert_eq!(s.samples, 3);
+    }
+
+    #[test]
+    fn relative_gap_is_signed() {
+        assert!((relative_gap(1.25, 1.0) - 0.25).abs() < 1e-12);
+        assert!((relative_gap(0.8, 1.0) + 0.2).abs() < 1e-12);
+    }
+}

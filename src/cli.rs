@@ -1,0 +1,211 @@
+//! The command line: `Cli` mirrors the arguments; `into_config` turns them into a `LabConfig`.
+//!
+//! Every value is validated by clap while parsing, so a bad value is a usage error (exit 2)
+//! with a message that names the flag.
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use proctor_lab::{LabConfig, Profile, experiment};
+
+/// Transport names the IPC experiment knows.
+pub const TRANSPORTS: &[&str] = &["pipe", "unix", "tcp", "mq", "shm", "channel"];
+
+/// Processes or threads? Measures the difference on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "proctor", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one experiment and print its figures.
+    #[command(long_about = "Run one experiment and print its figures.\n\n\
+        Example: proctor bench switch --quick\n\
+        Example: proctor bench spawn --json > spawn.json")]
+    Bench(BenchArgs),
+    /// List the experiments.
+    List,
+}
+
+/// Arguments of `proctor bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The experiment to run (see `proctor list`).
+    #[arg(value_parser = experiment_ids())]
+    pub experiment: String,
+
+    /// Print the experiment's section as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Quick profile: each experiment in seconds (the default).
+    #[arg(long, conflicts_with_all = ["full", "profile"])]
+    pub quick: bool,
+
+    /// Full profile: more batches, sizes and footprints.
+    #[arg(long, conflicts_with = "profile")]
+    pub full: bool,
+
+    /// Measuring profile; `tiny` checks shapes in milliseconds, for tests.
+    #[arg(long, hide = true, value_enum)]
+    pub profile: Option<ProfileArg>,
+
+    /// Ops per batch, instead of calibrating batches to at least 10 ms.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: Option<u64>,
+
+    /// Message sizes for the IPC experiment, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = parse_size,
+        long_help = "Message sizes for the IPC experiment, comma-separated, with an optional \
+                     K/KiB, M/MiB or G/GiB suffix (powers of 1024).\n\nExample: --sizes 64,4096,1MiB"
+    )]
+    pub sizes: Option<Vec<usize>>,
+
+    /// Transports for the IPC experiment, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(TRANSPORTS))]
+    pub transports: Option<Vec<String>>,
+
+    /// Worker counts for the memory and scaling experiments, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub workers: Option<Vec<u64>>,
+}
+
+/// `--profile` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    Tiny,
+    Quick,
+    Full,
+}
+
+fn experiment_ids() -> PossibleValuesParser {
+    PossibleValuesParser::new(experiment::ALL.iter().map(|e| e.id()))
+}
+
+impl BenchArgs {
+    /// The lab configuration these arguments ask for.
+    pub fn into_config(self) -> LabConfig {
+        let profile = match (self.profile, self.full) {
+            (Some(ProfileArg::Tiny), _) => Profile::Tiny,
+            (Some(ProfileArg::Full), _) | (None, true) => Profile::Full,
+            (Some(ProfileArg::Quick), _) | (None, false) => Profile::Quick,
+        };
+        LabConfig {
+            profile,
+            iterations: self.iterations,
+            sizes: self.sizes,
+            transports: self.transports,
+            workers: self
+                .workers
+                .map(|w| w.into_iter().map(|n| n as usize).collect()),
+        }
+    }
+}
+
+/// Parses a size such as `64`, `4K`, `4KiB`, `1MiB` or `2G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "`{s}` is not a size: expected a number with an optional K/KiB/M/MiB/G/GiB suffix"
+        ));
+    }
+    let mult: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown size suffix in `{s}`: use K, KiB, M, MiB, G or GiB"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{s}` is not a size: expected a number with an optional K/KiB/M/MiB/G/GiB suffix")
+    })?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|&b| b <= usize::MAX as u64)
+        .ok_or_else(|| format!("size `{s}` is too large"))?;
+    if bytes == 0 {
+        return Err("a size must be at least 1 byte".to_string());
+    }
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn profile_flags_map_to_profiles() {
+        let cfg = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("valid arguments");
+            match cli.command {
+                Command::Bench(b) => b.into_config(),
+                Command::List => panic!("expected bench"),
+            }
+        };
+        assert_eq!(cfg(&["proctor", "bench", "spawn"]).profile, Profile::Quick);
+        assert_eq!(
+            cfg(&["proctor", "bench", "spawn", "--full"]).profile,
+            Profile::Full
+        );
+        assert_eq!(
+            cfg(&["proctor", "bench", "spawn", "--profile", "tiny"]).profile,
+            Profile::Tiny
+        );
+        let c = cfg(&[
+            "proctor",
+            "bench",
+            "spawn",
+            "--sizes",
+            "64,1MiB",
+            "--iterations",
+            "5",
+        ]);
+        assert_eq!(c.sizes, Some(vec![64, 1 << 20]));
+        assert_eq!(c.iterations, Some(5));
+        assert!(Cli::try_parse_from(["proctor", "bench", "spawn", "--quick", "--full"]).is_err());
+        assert!(Cli::try_parse_from(["proctor", "bench", "nope"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "proctor",
+                "bench",
+                "spawn",
+                "--transports",
+                "carrier-pigeon"
+            ])
+            .is_err()
+        );
+    }
+}
