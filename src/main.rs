@@ -17,6 +17,8 @@ use proctor_lab::{Progress, experiment};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Before any thread exists: the fork server that process-mode pools fork workers from.
+    proctor::init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`proctor bench spawn | head`) means the reader has all it wants.
