@@ -16,6 +16,7 @@
 //! | NEXT_ARG | worker | offset in the job's arguments where the next unstarted task's begin |
 //! | COMMITTED | worker | records complete so far |
 //! | COMMITTED_LEN | worker | bytes of those records |
+//! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
 //! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
 //! record's bytes and COMMITTED_LEN before COMMITTED (release); the parent loads STARTED and
@@ -33,6 +34,7 @@ const STARTED_AT: usize = 1;
 const NEXT_ARG: usize = 2;
 const COMMITTED: usize = 3;
 const COMMITTED_LEN: usize = 4;
+const TIMED: usize = 5;
 
 /// Bytes before the first record.
 pub(crate) const DATA_START: usize = 4096;
@@ -65,7 +67,8 @@ pub(crate) fn progress(map: &SharedMapping) -> Progress {
 }
 
 /// Clears the header for a new job (parent side, worker idle).
-pub(crate) fn reset(map: &SharedMapping) {
+pub(crate) fn reset(map: &SharedMapping, timed: bool) {
+    map.word(TIMED).store(timed as u64, Ordering::Relaxed);
     for w in [STARTED, STARTED_AT, NEXT_ARG, COMMITTED, COMMITTED_LEN] {
         map.word(w).store(0, Ordering::Relaxed);
     }
@@ -84,6 +87,7 @@ pub(crate) struct WorkerArena {
     committed: u64,
     len: usize,
     started: u64,
+    timed: bool,
 }
 
 impl WorkerArena {
@@ -93,11 +97,13 @@ impl WorkerArena {
             committed: 0,
             len: 0,
             started: 0,
+            timed: false,
         }
     }
 
     /// A new job begins (the parent already reset the header).
     pub(crate) fn start_job(&mut self) {
+        self.timed = self.map.word(TIMED).load(Ordering::Relaxed) != 0;
         self.committed = 0;
         self.len = 0;
         self.started = 0;
@@ -109,9 +115,10 @@ impl WorkerArena {
         self.map
             .word(NEXT_ARG)
             .store(next_arg as u64, Ordering::Relaxed);
-        self.map
-            .word(STARTED_AT)
-            .store(crate::sys::monotonic_ns(), Ordering::Relaxed);
+        if self.timed {
+            let now = crate::sys::monotonic_ns();
+            self.map.word(STARTED_AT).store(now, Ordering::Relaxed);
+        }
         self.map
             .word(STARTED)
             .store(self.started, Ordering::Release);

@@ -282,6 +282,49 @@ impl Pool {
     }
 }
 
+/// Puts outcomes that arrive in runs, in any order, into one vector in input order.
+///
+/// Runs that continue the vector are appended at once (so assembly overlaps with the
+/// workers' progress); runs that arrive early wait in a map until their turn.
+#[derive(Debug)]
+pub(crate) struct Assembler<T> {
+    out: Vec<T>,
+    parked: std::collections::BTreeMap<usize, Vec<T>>,
+}
+
+impl<T> Assembler<T> {
+    pub(crate) fn new(n: usize) -> Assembler<T> {
+        Assembler {
+            out: Vec::with_capacity(n),
+            parked: Default::default(),
+        }
+    }
+
+    /// Adds the run of items that starts at index `first`.
+    pub(crate) fn add(&mut self, first: usize, items: impl IntoIterator<Item = T>) {
+        if first == self.out.len() {
+            self.out.extend(items);
+            while let Some(next) = self.parked.remove(&self.out.len()) {
+                self.out.extend(next);
+            }
+        } else {
+            self.parked.insert(first, items.into_iter().collect());
+        }
+    }
+
+    /// The assembled vector; items never delivered are filled in by `missing(index)`.
+    pub(crate) fn finish(mut self, n: usize, missing: impl Fn(usize) -> T) -> Vec<T> {
+        while self.out.len() < n {
+            let i = self.out.len();
+            match self.parked.remove(&i) {
+                Some(run) => self.out.extend(run),
+                None => self.out.push(missing(i)),
+            }
+        }
+        self.out
+    }
+}
+
 /// Rejects, at compile time, task functions that carry data: a worker process could not
 /// receive it. Fn items and non-capturing closures are zero-sized.
 fn assert_plain_fn<F>() {
@@ -323,5 +366,21 @@ impl<R> Task<R> {
             TaskInner::Process(t) => t.join(),
             TaskInner::Ready(r) => r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Assembler;
+
+    #[test]
+    fn assembler_orders_runs_and_fills_gaps() {
+        let mut a = Assembler::new(8);
+        a.add(3, vec![3, 4]);
+        assert_eq!(a.out.len(), 0);
+        a.add(0, vec![0, 1, 2]);
+        assert_eq!(a.out.len(), 5);
+        a.add(6, vec![6]);
+        assert_eq!(a.finish(8, |i| 100 + i), vec![0, 1, 2, 3, 4, 105, 6, 107]);
     }
 }

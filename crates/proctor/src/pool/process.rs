@@ -254,7 +254,7 @@ impl Shared {
                 }
             }
             let w = &mut st.workers[idx];
-            arena::reset(&w.arena);
+            arena::reset(&w.arena, self.config.task_timeout.is_some());
             let sent = w.stream.write_all(&job.frame);
             w.job = Some(job);
             if sent.is_err() {
@@ -664,26 +664,28 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, Task
     })
 }
 
-/// Collects the outcomes of one `map` call.
+/// Collects the outcomes of one `map` call, in input order.
 struct MapSink<R> {
     first_task: u64,
-    results: Mutex<Vec<Option<Result<R, TaskError>>>>,
+    results: Mutex<super::Assembler<Result<R, TaskError>>>,
     remaining: AtomicUsize,
 }
 
 impl<R: DeserializeOwned + Send> Sink for MapSink<R> {
     fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
-        let mut results = self.results.lock().expect("map results poisoned");
+        let base = self.first_task + first_index as u64;
         let mut n = 0;
-        for (k, o) in outcomes.enumerate() {
-            let i = first_index + k;
-            let task = self.first_task + i as u64;
-            results[i] = Some(match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, task),
-                RawOutcome::Err(e) => Err(e),
-            });
+        let decoded = outcomes.enumerate().map(|(k, o)| {
             n += 1;
-        }
+            match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
+                RawOutcome::Err(e) => Err(e),
+            }
+        });
+        self.results
+            .lock()
+            .expect("map results poisoned")
+            .add(first_index, decoded);
         self.remaining.fetch_sub(n, Ordering::Release);
     }
 }
@@ -807,8 +809,8 @@ impl ProcessPool {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
         wire::begin_run(&mut frame);
-        let mut frame = match postcard::to_extend(&arg, frame) {
-            Ok(f) => f,
+        match wire::append(&arg, &mut frame) {
+            Ok(()) => {}
             Err(e) => {
                 return TaskInner::Ready(Err(TaskError::Codec {
                     message: format!("its argument could not be encoded: {e}"),
@@ -857,7 +859,7 @@ impl ProcessPool {
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let sink = Arc::new(MapSink::<R> {
             first_task,
-            results: Mutex::new((0..n).map(|_| None).collect()),
+            results: Mutex::new(super::Assembler::new(n)),
             remaining: AtomicUsize::new(n),
         });
         let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
@@ -888,10 +890,8 @@ impl ProcessPool {
         };
         for (i, item) in items.into_iter().enumerate() {
             let before = frame.len();
-            let encoded = postcard::to_extend(&item, std::mem::take(&mut frame));
-            let failure = match encoded {
-                Ok(f) => {
-                    frame = f;
+            let failure = match wire::append(&item, &mut frame) {
+                Ok(()) => {
                     let len = frame.len() - before;
                     (len > MAX_FRAME - wire::RUN_HEADER_LEN)
                         .then(|| too_big(len, first_task + i as u64))
@@ -924,16 +924,15 @@ impl ProcessPool {
 
         self.shared
             .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
-        let results = std::mem::take(&mut *sink.results.lock().expect("map results poisoned"));
-        results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.unwrap_or(Err(TaskError::Cancelled {
-                    task: first_task + i as u64,
-                }))
+        let results = std::mem::replace(
+            &mut *sink.results.lock().expect("map results poisoned"),
+            super::Assembler::new(0),
+        );
+        results.finish(n, |i| {
+            Err(TaskError::Cancelled {
+                task: first_task + i as u64,
             })
-            .collect()
+        })
     }
 
     pub(crate) fn shutdown(self) {

@@ -225,16 +225,16 @@ impl ThreadPool {
             chunks += 1;
         }
         drop(tx);
-        let mut parts: Vec<(usize, Vec<Result<R, TaskError>>)> = Vec::with_capacity(chunks);
-        while let Ok(part) = rx.recv() {
-            parts.push(part);
+        let mut out = super::Assembler::new(n);
+        while let Ok((start, part)) = rx.recv() {
+            out.add(start, part);
         }
-        parts.sort_unstable_by_key(|(start, _)| *start);
-        let mut out = Vec::with_capacity(n);
-        for (_, part) in parts {
-            out.extend(part);
-        }
-        out
+        let _ = chunks;
+        out.finish(n, |i| {
+            Err(TaskError::Cancelled {
+                task: first_task + i as u64,
+            })
+        })
     }
 
     pub(crate) fn shutdown(self) {
