@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+mod isolation;
 mod memory;
 mod race;
 mod scaling;
@@ -20,6 +21,7 @@ pub trait Experiment: Sync {
 /// Every experiment, in report order.
 pub static ALL: &[&dyn Experiment] = &[
     &memory::Memory,
+    &isolation::Isolation,
     &race::Race,
     &scaling::Scaling,
     &sync::SyncCost,
