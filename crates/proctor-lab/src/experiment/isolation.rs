@@ -146,6 +146,9 @@ enum Job {
         fault: Fault,
         hang_ns: u64,
         alloc_bytes: u64,
+        /// Silence this process's stderr first (the repeated faults of the recovery probe: the
+        /// batch's fault already showed what a crash prints).
+        quiet: bool,
     },
 }
 
@@ -157,7 +160,13 @@ fn task(job: Job) -> u64 {
             fault,
             hang_ns,
             alloc_bytes,
-        } => inject(fault, Duration::from_nanos(hang_ns), alloc_bytes),
+            quiet,
+        } => {
+            if quiet {
+                silence_stderr();
+            }
+            inject(fault, Duration::from_nanos(hang_ns), alloc_bytes)
+        }
     }
 }
 
@@ -202,6 +211,14 @@ fn recurse(depth: u64) -> u64 {
         pad[3]
     } else {
         recurse(depth - 1).wrapping_add(pad[7])
+    }
+}
+
+/// Points this process's stderr at /dev/null. Only ever called in a worker process or in the
+/// sacrificial child, which are thrown away after the cell.
+fn silence_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(&null);
     }
 }
 
@@ -270,6 +287,9 @@ pub struct IsolationResult {
     /// Descendant processes of the lab that appeared during the experiment and were still
     /// there after it (expected: none).
     pub leftover_processes: Vec<u32>,
+    /// Whether `/proc/<pid>/task/<tid>/children` could be read, so the check above means
+    /// something (the kernel needs `CONFIG_PROC_CHILDREN`).
+    pub leftover_check: bool,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -291,6 +311,13 @@ fn run_cell(mode: Mode, plan: &Plan, fault: Fault) -> Result<CellOutcome, String
         fault,
         hang_ns: plan.hang_ns,
         alloc_bytes: plan.oom_alloc_bytes,
+        quiet: false,
+    };
+    let fail_quietly = Job::Fail {
+        fault,
+        hang_ns: plan.hang_ns,
+        alloc_bytes: plan.oom_alloc_bytes,
+        quiet: true,
     };
     let expected = work(plan.work);
     let fine = |n: usize| vec![Job::Work(plan.work); n];
@@ -341,7 +368,7 @@ fn run_cell(mode: Mode, plan: &Plan, fault: Fault) -> Result<CellOutcome, String
         if recovery_error.is_some() {
             break;
         }
-        let failed = recovery_pool.submit(task, fail).join();
+        let failed = recovery_pool.submit(task, fail_quietly).join();
         let reported = Instant::now();
         let probe = recovery_pool.submit(task, Job::Work(plan.work)).join();
         let recovered = reported.elapsed();
@@ -543,7 +570,9 @@ fn plan_for(profile: Profile) -> Plan {
         fault_index: 3,
         workers: 2,
         timeout_ns: ns(Duration::from_millis(200)),
-        hang_ns: ns(Duration::from_secs(2)),
+        // Far past the timeout, yet finite. Nothing waits for it: process mode kills the worker
+        // at the timeout, and a thread abandoned in thread mode dies with the sacrificial child.
+        hang_ns: ns(Duration::from_secs(10)),
         memory_limit_bytes: 256 << 20,
         oom_alloc_bytes: 1 << 30,
         recovery_reps,
@@ -588,6 +617,11 @@ impl Experiment for Isolation {
             plan,
             cells,
             leftover_processes: leftovers(&before),
+            leftover_check: std::fs::metadata(format!(
+                "/proc/self/task/{}/children",
+                std::process::id()
+            ))
+            .is_ok(),
         };
         let mut section = section_from(&result);
         section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -595,8 +629,12 @@ impl Experiment for Isolation {
     }
 }
 
-fn ms(ns: f64) -> String {
-    format!("{:.2} ms", ns / 1e6)
+fn time_text(ns: f64) -> String {
+    if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
 }
 
 fn section_from(result: &IsolationResult) -> Section {
@@ -752,10 +790,16 @@ fn section_from(result: &IsolationResult) -> Section {
                         _ => "no".to_string(),
                     },
                     c.verdict(),
-                    c.recovery_median_ns().map_or("-".to_string(), ms),
-                    o.map_or("-".to_string(), |o| ms(o.healthy_round_trip_ns as f64)),
+                    c.recovery_median_ns().map_or("-".to_string(), time_text),
                     o.map_or("-".to_string(), |o| {
-                        format!("{} / {}", ms(o.batch_ns as f64), ms(o.baseline_ns as f64))
+                        time_text(o.healthy_round_trip_ns as f64)
+                    }),
+                    o.map_or("-".to_string(), |o| {
+                        format!(
+                            "{} / {}",
+                            time_text(o.batch_ns as f64),
+                            time_text(o.baseline_ns as f64)
+                        )
                     }),
                 ]
             })
@@ -841,6 +885,13 @@ fn section_from(result: &IsolationResult) -> Section {
             failed.join("; ")
         ));
     }
+    if !result.leftover_check {
+        section.notes.push(
+            "/proc/<pid>/task/<tid>/children is not readable here, so leftover processes could \
+             not be looked for."
+                .to_string(),
+        );
+    }
     if !result.leftover_processes.is_empty() {
         section.notes.push(format!(
             "Processes left behind by the experiment: {:?}.",
@@ -851,7 +902,8 @@ fn section_from(result: &IsolationResult) -> Section {
         "A stack overflow ends with SIGABRT after Rust's overflow handler prints its note, or with \
          a plain SIGSEGV where that handler is not installed (a fork server started before main). \
          Crashing workers' stderr (the overflow note, \"memory allocation of N bytes failed\", a \
-         thread-mode panic message) is forwarded to the lab's stderr. A caught panic is printed \
+         thread-mode panic message) is forwarded to the lab's stderr, for the batch's fault \
+         only: the recovery repetitions fault with their stderr silenced. A caught panic is printed \
          by the default panic hook in thread mode (with a backtrace when RUST_BACKTRACE is set, \
          which can dominate that batch's time) and kept quiet in worker processes."
             .to_string(),
