@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+pub mod isolation;
 pub mod memory;
 pub mod race;
 pub mod scaling;
@@ -24,6 +25,7 @@ pub static ALL: &[&dyn Experiment] = &[
     &spawn::Spawn,
     &switch::Switch,
     &memory::Memory,
+    &isolation::Isolation,
     &race::Race,
     &scaling::Scaling,
     &sync::SyncCost,

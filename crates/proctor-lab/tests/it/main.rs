@@ -2,7 +2,12 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+// Process pools need the fork server started while the program is single-threaded; the test
+// harness starts threads before any test runs, so start it before main.
+proctor::init_before_main!();
+
 mod experiments5;
+mod isolation;
 
 /// Tests that fork children or count threads take this lock, so that one test's children and
 /// threads cannot show up in another test's "nothing left behind" checks.

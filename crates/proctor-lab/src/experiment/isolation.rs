@@ -1,0 +1,917 @@
+//! `isolation`: what one faulty task does to a pool of threads and to a pool of processes.
+//!
+//! A fault matrix: panic, `abort()`, a null-pointer read (segfault), a stack overflow, running out
+//! of memory under a limit, a hang past the pool's timeout and `exit(3)`, each injected into one
+//! task of a batch whose other tasks are fine, once on a process pool and once on a thread pool.
+//! The same task function runs in both modes; only the word passed to [`Pool::builder`] differs.
+//!
+//! A thread-mode fault that kills the whole program (everything but a panic and a hang) must
+//! not kill the lab, so every thread-mode cell runs inside a *sacrificial child process*: a
+//! one-worker process pool whose single task builds the thread pool and runs the cell. When the
+//! fault takes the whole program down, that outer pool reports the worker's death
+//! ([`TaskError::Crashed`] with its signal or exit code): "whole program died (SIGABRT)". The
+//! child is an ordinary proctor worker, a copy of this program, so no re-execution and no
+//! hidden command-line hook is needed; the outer pool's memory limit doubles as the
+//! `RLIMIT_DATA` of the whole thread-mode program, the limit that makes the OOM fault fail.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use proctor::{Mode, Pool, TaskError};
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use super::sync::interim_stats::summarize;
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::{LabConfig, Progress};
+
+/// The fault-isolation experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Isolation;
+
+/// A way for a task to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// `panic!`: unwinds, caught per task in both modes.
+    Panic,
+    /// `std::process::abort()`: SIGABRT.
+    Abort,
+    /// A read through a dangling (non-null, aligned) pointer into the unmapped first page.
+    Segfault,
+    /// Unbounded recursion into the guard page.
+    StackOverflow,
+    /// An allocation past `RLIMIT_DATA`: the allocator fails and Rust aborts.
+    Oom,
+    /// A sleep far past the pool's `task_timeout`.
+    Timeout,
+    /// `std::process::exit(3)` in the middle of the task.
+    Exit,
+}
+
+impl Fault {
+    const ALL: [Fault; 7] = [
+        Fault::Panic,
+        Fault::Abort,
+        Fault::Segfault,
+        Fault::StackOverflow,
+        Fault::Oom,
+        Fault::Timeout,
+        Fault::Exit,
+    ];
+
+    /// The key fragment: `isolation.completed.process.<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Panic => "panic",
+            Fault::Abort => "abort",
+            Fault::Segfault => "segfault",
+            Fault::StackOverflow => "stack_overflow",
+            Fault::Oom => "oom",
+            Fault::Timeout => "timeout",
+            Fault::Exit => "exit",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Fault::Panic => "panic",
+            Fault::Abort => "abort()",
+            Fault::Segfault => "null-pointer read",
+            Fault::StackOverflow => "stack overflow",
+            Fault::Oom => "out of memory",
+            Fault::Timeout => "hang past timeout",
+            Fault::Exit => "exit(3)",
+        }
+    }
+}
+
+/// Which kind of pool a cell ran on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Process,
+    Thread,
+}
+
+impl Side {
+    const ALL: [Side; 2] = [Side::Process, Side::Thread];
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Process => "process",
+            Side::Thread => "thread",
+        }
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            Side::Process => Mode::Processes,
+            Side::Thread => Mode::Threads,
+        }
+    }
+}
+
+/// The sizes and limits of one run; travels to the sacrificial child with each thread cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// Tasks per batch, one of them the fault.
+    pub batch: usize,
+    /// Where in the batch the faulty task sits.
+    pub fault_index: usize,
+    /// Workers of the pool that runs the batch.
+    pub workers: usize,
+    /// The pool's `task_timeout`.
+    pub timeout_ns: u64,
+    /// How long the hanging task sleeps (far past the timeout).
+    pub hang_ns: u64,
+    /// `RLIMIT_DATA` of each worker process (process mode) or of the whole sacrificial program
+    /// (thread mode).
+    pub memory_limit_bytes: u64,
+    /// What the OOM task asks for, past the limit. Never touched, so without a limit the
+    /// allocation would simply succeed.
+    pub oom_alloc_bytes: u64,
+    /// Fault-then-probe repetitions on the one-worker recovery pool.
+    pub recovery_reps: usize,
+    /// Size of a fine task's work (a sum of squares).
+    pub work: u64,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Job {
+    Work(u64),
+    Fail {
+        fault: Fault,
+        hang_ns: u64,
+        alloc_bytes: u64,
+        /// Silence this process's stderr first (the repeated faults of the recovery probe: the
+        /// batch's fault already showed what a crash prints).
+        quiet: bool,
+    },
+}
+
+/// The one task function of the experiment, the same in both modes.
+fn task(job: Job) -> u64 {
+    match job {
+        Job::Work(n) => work(n),
+        Job::Fail {
+            fault,
+            hang_ns,
+            alloc_bytes,
+            quiet,
+        } => {
+            if quiet {
+                silence_stderr();
+            }
+            inject(fault, Duration::from_nanos(hang_ns), alloc_bytes)
+        }
+    }
+}
+
+fn work(n: u64) -> u64 {
+    (0..std::hint::black_box(n)).fold(0u64, |acc, i| acc.wrapping_add(i.wrapping_mul(i)))
+}
+
+fn inject(fault: Fault, hang: Duration, alloc_bytes: u64) -> u64 {
+    if !matches!(fault, Fault::Panic | Fault::Timeout) {
+        no_core_dump();
+    }
+    match fault {
+        Fault::Panic => panic!("deliberate panic (isolation experiment)"),
+        Fault::Abort => std::process::abort(),
+        Fault::Segfault => {
+            // A dangling pointer is aligned and non-null, so no debug assertion fires first,
+            // and it points into the first page, which is never mapped: the read faults.
+            let p = std::ptr::dangling::<u64>();
+            // SAFETY: not safe at all, deliberately: the point is the SIGSEGV. This only runs
+            // in a worker process or in the sacrificial child, never in the lab itself.
+            unsafe { p.read_volatile() }
+        }
+        Fault::StackOverflow => recurse(u64::MAX),
+        Fault::Oom => {
+            // `with_capacity` allocates without touching; past RLIMIT_DATA the allocator fails
+            // and `handle_alloc_error` prints "memory allocation of N bytes failed" and aborts.
+            let v = Vec::<u8>::with_capacity(alloc_bytes as usize);
+            std::hint::black_box(&v).capacity() as u64
+        }
+        Fault::Timeout => {
+            std::thread::sleep(hang);
+            0
+        }
+        Fault::Exit => std::process::exit(3),
+    }
+}
+
+/// Recursion that the compiler cannot turn into a loop: each frame keeps a live array.
+fn recurse(depth: u64) -> u64 {
+    let pad = std::hint::black_box([depth; 64]);
+    if depth == 0 {
+        pad[3]
+    } else {
+        recurse(depth - 1).wrapping_add(pad[7])
+    }
+}
+
+/// Points this process's stderr at /dev/null. Only ever called in a worker process or in the
+/// sacrificial child, which are thrown away after the cell.
+fn silence_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+/// A deliberate crash needs no core file: writing one (or piping it to a crash collector)
+/// would only slow the measurement down. Affects the dying process alone.
+fn no_core_dump() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CORE) {
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, hard);
+    }
+}
+
+/// What one cell measured on a pool that was still there to measure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellOutcome {
+    /// Tasks of the batch that returned their correct result.
+    pub completed: usize,
+    /// The faulty task's error (`Display`), or `None` if it returned a value after all.
+    pub fault_error: Option<String>,
+    /// Errors of tasks that should have been fine.
+    pub other_errors: Vec<String>,
+    /// The pool ran a small fault-free map after the batch, every task correct.
+    pub pool_alive: bool,
+    /// The same batch without the fault, on the same (warm) pool.
+    pub baseline_ns: u64,
+    /// The batch with the fault.
+    pub batch_ns: u64,
+    /// One fine task's round trip on the warm one-worker recovery pool before any fault
+    /// (median of as many as the recovery repetitions).
+    pub healthy_round_trip_ns: u64,
+    /// Per repetition: from the faulty task's error being returned to the next task's result
+    /// being returned, on the one-worker pool.
+    pub recovery_ns: Vec<u64>,
+    /// Why the recovery probe failed, if it did.
+    pub recovery_error: Option<String>,
+    /// Threads still alive in the program after both pools were shut down (thread mode only):
+    /// timed-out threads cannot be killed.
+    pub leaked_threads: Option<i64>,
+}
+
+/// One cell of the matrix: a fault on a kind of pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    pub side: Side,
+    pub fault: Fault,
+    /// "the lab process" or "a sacrificial child process".
+    pub ran_in: String,
+    /// The whole program died: "SIGABRT", "exit code 3" (thread mode only).
+    pub program_death: Option<String>,
+    /// The outer pool's report of that death.
+    pub program_death_error: Option<String>,
+    /// Present when the pool was still there to ask.
+    pub outcome: Option<CellOutcome>,
+    /// The cell could not run as planned (a pool failed to build, the child hung).
+    pub error: Option<String>,
+    /// Tasks of the batch that completed (0 when the program died: their results died with it).
+    pub completed: usize,
+    /// The pool survived and every other task of the batch completed.
+    pub survived: bool,
+}
+
+/// Everything the experiment measured, for `Section::data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolationResult {
+    pub plan: Plan,
+    pub cells: Vec<Cell>,
+    /// Descendant processes of the lab that appeared during the experiment and were still
+    /// there after it (expected: none).
+    pub leftover_processes: Vec<u32>,
+    /// Whether `/proc/<pid>/task/<tid>/children` could be read, so the check above means
+    /// something (the kernel needs `CONFIG_PROC_CHILDREN`).
+    pub leftover_check: bool,
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+/// Runs one cell on a pool of `mode` in the current process. In thread mode, that is the
+/// sacrificial child (see [`thread_cell_in_child`]).
+fn run_cell(mode: Mode, plan: &Plan, fault: Fault) -> Result<CellOutcome, String> {
+    let threads_before = (mode == Mode::Threads).then(thread_count).flatten();
+    let builder = |workers| {
+        let b = Pool::builder(mode, workers).task_timeout(Duration::from_nanos(plan.timeout_ns));
+        match mode {
+            Mode::Processes => b.memory_limit(plan.memory_limit_bytes),
+            Mode::Threads => b,
+        }
+    };
+    let fail = Job::Fail {
+        fault,
+        hang_ns: plan.hang_ns,
+        alloc_bytes: plan.oom_alloc_bytes,
+        quiet: false,
+    };
+    let fail_quietly = Job::Fail {
+        fault,
+        hang_ns: plan.hang_ns,
+        alloc_bytes: plan.oom_alloc_bytes,
+        quiet: true,
+    };
+    let expected = work(plan.work);
+    let fine = |n: usize| vec![Job::Work(plan.work); n];
+    let all_fine = |out: &[Result<u64, TaskError>]| out.iter().all(|r| r.as_ref() == Ok(&expected));
+
+    let pool = builder(plan.workers)
+        .build()
+        .map_err(|e| format!("build the {mode} pool: {e}"))?;
+    let _ = pool.map(task, fine(plan.batch)); // warm-up
+    let t = Instant::now();
+    let _ = pool.map(task, fine(plan.batch));
+    let baseline = t.elapsed();
+
+    let mut batch = fine(plan.batch);
+    batch[plan.fault_index] = fail;
+    let t = Instant::now();
+    let out = pool.map(task, batch);
+    let batch_time = t.elapsed();
+    let mut completed = 0;
+    let mut fault_error = None;
+    let mut other_errors = Vec::new();
+    for (i, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) if *v == expected && i != plan.fault_index => completed += 1,
+            Ok(_) => {}
+            Err(e) if i == plan.fault_index => fault_error = Some(e.to_string()),
+            Err(e) => other_errors.push(e.to_string()),
+        }
+    }
+    let pool_alive = all_fine(&pool.map(task, fine(plan.workers * 2)));
+    pool.shutdown();
+
+    // Recovery: on a one-worker pool the task after the fault must run on the worker that
+    // replaced the faulty one (or on the same worker, if the fault did not take it down).
+    let mut recovery_ns = Vec::new();
+    let mut recovery_error = None;
+    let recovery_pool = builder(1)
+        .build()
+        .map_err(|e| format!("build the one-worker {mode} pool: {e}"))?;
+    let _ = recovery_pool.submit(task, Job::Work(plan.work)).join(); // warm-up
+    let mut healthy_ns = Vec::new();
+    for _ in 0..plan.recovery_reps.max(1) {
+        let t = Instant::now();
+        let healthy = recovery_pool.submit(task, Job::Work(plan.work)).join();
+        healthy_ns.push(t.elapsed().as_nanos() as f64);
+        if healthy != Ok(expected) {
+            recovery_error = Some(format!("a fine task failed before any fault: {healthy:?}"));
+        }
+    }
+    for _ in 0..plan.recovery_reps {
+        if recovery_error.is_some() {
+            break;
+        }
+        let failed = recovery_pool.submit(task, fail_quietly).join();
+        let reported = Instant::now();
+        let probe = recovery_pool.submit(task, Job::Work(plan.work)).join();
+        let recovered = reported.elapsed();
+        match (failed, probe) {
+            (Err(_), Ok(v)) if v == expected => recovery_ns.push(ns(recovered)),
+            (failed, probe) => {
+                recovery_error = Some(format!(
+                    "fault gave {failed:?}, the task after it gave {probe:?}"
+                ));
+            }
+        }
+    }
+    recovery_pool.shutdown();
+
+    let leaked_threads = threads_before.map(|before| {
+        // Joined threads leave /proc/self/task a moment after `join` returns.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        loop {
+            let now = thread_count().unwrap_or(before);
+            if now <= before || Instant::now() >= deadline {
+                return now as i64 - before as i64;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    Ok(CellOutcome {
+        completed,
+        fault_error,
+        other_errors,
+        pool_alive,
+        baseline_ns: ns(baseline),
+        batch_ns: ns(batch_time),
+        healthy_round_trip_ns: summarize(&healthy_ns).0 as u64,
+        recovery_ns,
+        recovery_error,
+        leaked_threads,
+    })
+}
+
+/// The sacrificial child's task: run a thread-mode cell in this (worker) process. If the fault
+/// kills the process, the outer pool sees the death; otherwise the outcome travels back.
+fn thread_cell_in_child(request: (Plan, Fault)) -> Result<CellOutcome, String> {
+    let (plan, fault) = request;
+    run_cell(Mode::Threads, &plan, fault)
+}
+
+fn process_cell(plan: &Plan, fault: Fault) -> Cell {
+    let mut cell = Cell {
+        side: Side::Process,
+        fault,
+        ran_in: "the lab process".to_string(),
+        program_death: None,
+        program_death_error: None,
+        outcome: None,
+        error: None,
+        completed: 0,
+        survived: false,
+    };
+    match run_cell(Mode::Processes, plan, fault) {
+        Ok(o) => cell.set_outcome(o, plan),
+        Err(e) => cell.error = Some(e),
+    }
+    cell
+}
+
+fn thread_cell(plan: &Plan, fault: Fault) -> Result<Cell> {
+    let mut cell = Cell {
+        side: Side::Thread,
+        fault,
+        ran_in: "a sacrificial child process".to_string(),
+        program_death: None,
+        program_death_error: None,
+        outcome: None,
+        error: None,
+        completed: 0,
+        survived: false,
+    };
+    // Generous: the cell's own timeouts end every hang well before this.
+    let guard = Duration::from_secs(30)
+        + Duration::from_nanos(plan.timeout_ns) * (4 + plan.recovery_reps as u32);
+    let child = Pool::processes(1)
+        .memory_limit(plan.memory_limit_bytes)
+        .task_timeout(guard)
+        .build()
+        .context("start the sacrificial child process for a thread-mode cell")?;
+    match child
+        .submit(thread_cell_in_child, (plan.clone(), fault))
+        .join()
+    {
+        Ok(Ok(o)) => cell.set_outcome(o, plan),
+        Ok(Err(e)) => cell.error = Some(e),
+        Err(
+            e @ TaskError::Crashed {
+                signal, exit_code, ..
+            },
+        ) => {
+            cell.program_death = Some(match (signal, exit_code) {
+                (Some(sig), _) => signal_name(sig),
+                (None, Some(code)) => format!("exit code {code}"),
+                (None, None) => "vanished".to_string(),
+            });
+            cell.program_death_error = Some(e.to_string());
+        }
+        Err(e) => cell.error = Some(format!("the sacrificial child process failed: {e}")),
+    }
+    child.shutdown();
+    Ok(cell)
+}
+
+impl Cell {
+    fn set_outcome(&mut self, o: CellOutcome, plan: &Plan) {
+        self.completed = o.completed;
+        self.survived = o.pool_alive && o.completed == plan.batch - 1;
+        self.outcome = Some(o);
+    }
+
+    /// What the faulty task got, in words.
+    fn verdict(&self) -> String {
+        if let Some(death) = &self.program_death {
+            return format!("whole program died ({death})");
+        }
+        if let Some(e) = &self.error {
+            return format!("cell failed: {e}");
+        }
+        match self.outcome.as_ref().and_then(|o| o.fault_error.as_ref()) {
+            Some(e) => e.clone(),
+            None => "the faulty task returned a value".to_string(),
+        }
+    }
+
+    fn recovery_median_ns(&self) -> Option<f64> {
+        let o = self.outcome.as_ref()?;
+        if o.recovery_ns.is_empty() {
+            return None;
+        }
+        let xs: Vec<f64> = o.recovery_ns.iter().map(|&x| x as f64).collect();
+        Some(summarize(&xs).0)
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+fn thread_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+/// Every process below `pid`, from `/proc/<pid>/task/<tid>/children` (the fork server, its
+/// workers, their children...).
+fn descendants(pid: u32) -> BTreeSet<u32> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let path = t.path().join("children");
+            let Ok(list) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in list.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if found.insert(child) {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The descendants that appeared since `before` and are still there, after giving the fork
+/// server a moment to reap the workers it just killed.
+fn leftovers(before: &BTreeSet<u32>) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let new: Vec<u32> = descendants(std::process::id())
+            .difference(before)
+            .copied()
+            .collect();
+        if new.is_empty() || Instant::now() >= deadline {
+            return new;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn plan_for(profile: Profile) -> Plan {
+    let recovery_reps = match profile {
+        Profile::Tiny => 1,
+        Profile::Quick => 11,
+        Profile::Full => 31,
+    };
+    Plan {
+        batch: 8,
+        fault_index: 3,
+        workers: 2,
+        timeout_ns: ns(Duration::from_millis(200)),
+        // Far past the timeout, yet finite. Nothing waits for it: process mode kills the worker
+        // at the timeout, and a thread abandoned in thread mode dies with the sacrificial child.
+        hang_ns: ns(Duration::from_secs(10)),
+        memory_limit_bytes: 256 << 20,
+        oom_alloc_bytes: 1 << 30,
+        recovery_reps,
+        work: 10_000,
+    }
+}
+
+impl Experiment for Isolation {
+    fn id(&self) -> &'static str {
+        "isolation"
+    }
+
+    fn title(&self) -> &'static str {
+        "Fault isolation"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let started = Instant::now();
+        let plan = plan_for(config.profile);
+        // Every cell needs worker processes: fail early, and clearly, if there are none.
+        Pool::processes(1)
+            .build()
+            .context("the isolation experiment runs its faults in worker processes")?
+            .shutdown();
+        let before = descendants(std::process::id());
+
+        progress.begin("isolation", (Side::ALL.len() * Fault::ALL.len()) as u64);
+        let mut cells = Vec::new();
+        for side in Side::ALL {
+            for fault in Fault::ALL {
+                let cell = match side {
+                    Side::Process => process_cell(&plan, fault),
+                    Side::Thread => thread_cell(&plan, fault)?,
+                };
+                cells.push(cell);
+                progress.advance(1, &format!("{} × {}", side.mode(), fault.label()));
+            }
+        }
+        progress.end();
+
+        let result = IsolationResult {
+            plan,
+            cells,
+            leftover_processes: leftovers(&before),
+            leftover_check: std::fs::metadata(format!(
+                "/proc/self/task/{}/children",
+                std::process::id()
+            ))
+            .is_ok(),
+        };
+        let mut section = section_from(&result);
+        section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(section)
+    }
+}
+
+fn time_text(ns: f64) -> String {
+    if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+fn section_from(result: &IsolationResult) -> Section {
+    let p = &result.plan;
+    let mut section = Section::new(
+        "isolation",
+        "Fault isolation",
+        &format!(
+            "Each fault (panic, abort(), a read through a dangling pointer into the unmapped first \
+             page, unbounded recursion, an allocation of {alloc} MiB under a {limit} MiB \
+             RLIMIT_DATA, a {hang} s sleep past a {timeout} ms task_timeout, exit(3)) is task {idx} \
+             of a batch of {batch} on a pool of {workers} workers; the other tasks compute a small \
+             sum and count as completed when their result is correct. The same task function runs \
+             on Pool::processes and Pool::threads. Process pools run in the lab process, with a \
+             {limit} MiB memory_limit per worker. Every thread-mode cell runs inside a sacrificial \
+             child process (a one-worker process pool with the same {limit} MiB limit, whose task \
+             builds the thread pool and runs the cell), so a fault that kills the whole program \
+             kills only that child and is reported as \"whole program died\" with its signal; \
+             the batch's results die with it and count as 0 completed. The pool survived when a \
+             further fault-free map of {probe} tasks all completed. Recovery time: on a warm \
+             one-worker pool of the same mode, from the faulty task's error being returned by \
+             join to the next task's result being returned, so that task ran on the replacement \
+             worker (a fresh process, or a fresh thread after a timeout); median of {reps}. It \
+             includes one task round trip, shown apart as the healthy round trip. Batch times \
+             with the fault are shown beside the same batch without it.",
+            alloc = p.oom_alloc_bytes >> 20,
+            limit = p.memory_limit_bytes >> 20,
+            hang = Duration::from_nanos(p.hang_ns).as_secs_f64(),
+            timeout = Duration::from_nanos(p.timeout_ns).as_millis(),
+            idx = p.fault_index,
+            batch = p.batch,
+            workers = p.workers,
+            probe = p.workers * 2,
+            reps = p.recovery_reps,
+        ),
+    );
+    let cell = |side: Side, fault: Fault| {
+        result
+            .cells
+            .iter()
+            .find(|c| c.side == side && c.fault == fault)
+            .expect("every cell of the matrix is run")
+    };
+
+    section.figures.push(Figure::new(
+        "isolation.faults",
+        "fault kinds tried",
+        Fault::ALL.len() as f64,
+        Unit::Count,
+    ));
+    section.figures.push(Figure::new(
+        "isolation.batch",
+        "tasks per batch (one of them faulty)",
+        p.batch as f64,
+        Unit::Count,
+    ));
+    for side in Side::ALL {
+        let survived = Fault::ALL
+            .iter()
+            .filter(|&&f| cell(side, f).survived)
+            .count();
+        section.figures.push(Figure::new(
+            &format!("isolation.survived.{}", side.name()),
+            &format!(
+                "fault kinds the {} pool survived, the rest of its batch completed",
+                side.name()
+            ),
+            survived as f64,
+            Unit::Count,
+        ));
+    }
+    let died = Fault::ALL
+        .iter()
+        .filter(|&&f| cell(Side::Thread, f).program_death.is_some())
+        .count();
+    section.figures.push(Figure::new(
+        "isolation.whole_program_died.thread",
+        "fault kinds that killed the whole program in thread mode",
+        died as f64,
+        Unit::Count,
+    ));
+    for side in Side::ALL {
+        for fault in Fault::ALL {
+            section.figures.push(Figure::new(
+                &format!("isolation.completed.{}.{}", side.name(), fault.name()),
+                &format!(
+                    "tasks completed of {} with one {} ({} pool)",
+                    p.batch,
+                    fault.label(),
+                    side.name()
+                ),
+                cell(side, fault).completed as f64,
+                Unit::Count,
+            ));
+        }
+    }
+    for fault in Fault::ALL {
+        let c = cell(Side::Process, fault);
+        let Some(o) = &c.outcome else { continue };
+        if o.recovery_ns.is_empty() {
+            continue;
+        }
+        let xs: Vec<f64> = o.recovery_ns.iter().map(|&x| x as f64).collect();
+        let (median, spread) = summarize(&xs);
+        let mut f = Figure::new(
+            &format!("isolation.recovery.process.{}", fault.name()),
+            &format!(
+                "process pool: from the {} error to the replacement's first result",
+                fault.label()
+            ),
+            median,
+            Unit::Ns,
+        )
+        .placed("unpinned");
+        if let Some(s) = spread {
+            f = f.with_spread(s);
+        }
+        section.figures.push(f);
+    }
+    section.figures.push(Figure::new(
+        "isolation.leftover_processes",
+        "processes left behind by the experiment",
+        result.leftover_processes.len() as f64,
+        Unit::Count,
+    ));
+
+    section.tables.push(Table {
+        title: "Fault matrix".to_string(),
+        columns: [
+            "fault",
+            "pool",
+            "completed",
+            "pool survived",
+            "what the faulty task got",
+            "recovery (median)",
+            "healthy round trip",
+            "batch: fault / no fault",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: Fault::ALL
+            .iter()
+            .flat_map(|&f| Side::ALL.map(|s| cell(s, f)))
+            .map(|c| {
+                let o = c.outcome.as_ref();
+                vec![
+                    c.fault.label().to_string(),
+                    c.side.name().to_string(),
+                    format!("{} of {}", c.completed, p.batch),
+                    match (&c.program_death, o) {
+                        (Some(_), _) => "no (program died)".to_string(),
+                        (None, Some(o)) if o.pool_alive => "yes".to_string(),
+                        _ => "no".to_string(),
+                    },
+                    c.verdict(),
+                    c.recovery_median_ns().map_or("-".to_string(), time_text),
+                    o.map_or("-".to_string(), |o| {
+                        time_text(o.healthy_round_trip_ns as f64)
+                    }),
+                    o.map_or("-".to_string(), |o| {
+                        format!(
+                            "{} / {}",
+                            time_text(o.batch_ns as f64),
+                            time_text(o.baseline_ns as f64)
+                        )
+                    }),
+                ]
+            })
+            .collect(),
+    });
+
+    let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
+    section.charts.push(Chart {
+        id: "completed".to_string(),
+        title: format!(
+            "Tasks completed out of a batch of {} with one fault",
+            p.batch
+        ),
+        kind: ChartKind::Bar,
+        x_label: "fault".to_string(),
+        y_label: "tasks completed".to_string(),
+        x_log: false,
+        y_log: false,
+        categories: categories.clone(),
+        series: Side::ALL
+            .iter()
+            .map(|&s| Series {
+                name: format!("{} pool", s.name()),
+                points: Fault::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| (i as f64, cell(s, f).completed as f64))
+                    .collect(),
+            })
+            .collect(),
+    });
+    section.charts.push(Chart {
+        id: "recovery".to_string(),
+        title: "Recovery: from the fault's error to the next task's result".to_string(),
+        kind: ChartKind::Bar,
+        x_label: "fault".to_string(),
+        y_label: "recovery (µs)".to_string(),
+        x_log: false,
+        y_log: true,
+        categories,
+        series: Side::ALL
+            .iter()
+            .map(|&s| Series {
+                name: format!("{} pool", s.name()),
+                points: Fault::ALL
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &f)| Some((i as f64, cell(s, f).recovery_median_ns()? / 1e3)))
+                    .collect(),
+            })
+            .collect(),
+    });
+
+    let leaked: Vec<String> = Fault::ALL
+        .iter()
+        .filter_map(|&f| {
+            let n = cell(Side::Thread, f).outcome.as_ref()?.leaked_threads?;
+            (n > 0).then(|| format!("{} thread(s) after the {}", n, f.label()))
+        })
+        .collect();
+    if !leaked.is_empty() {
+        section.notes.push(format!(
+            "Thread mode cannot kill a stuck thread: it reports TimedOut, starts a replacement and \
+             abandons the old thread, which runs on until its task returns. Still running after \
+             both pools were shut down: {}. In process mode the stuck worker is killed.",
+            leaked.join(", ")
+        ));
+    }
+    let failed: Vec<String> = result
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let e = c
+                .error
+                .as_ref()
+                .or(c.outcome.as_ref().and_then(|o| o.recovery_error.as_ref()))?;
+            Some(format!("{} pool, {}: {e}", c.side.name(), c.fault.label()))
+        })
+        .collect();
+    if !failed.is_empty() {
+        section.notes.push(format!(
+            "Cells that did not run as planned: {}.",
+            failed.join("; ")
+        ));
+    }
+    if !result.leftover_check {
+        section.notes.push(
+            "/proc/<pid>/task/<tid>/children is not readable here, so leftover processes could \
+             not be looked for."
+                .to_string(),
+        );
+    }
+    if !result.leftover_processes.is_empty() {
+        section.notes.push(format!(
+            "Processes left behind by the experiment: {:?}.",
+            result.leftover_processes
+        ));
+    }
+    section.notes.push(
+        "A stack overflow ends with SIGABRT after Rust's overflow handler prints its note, or with \
+         a plain SIGSEGV where that handler is not installed (a fork server started before main). \
+         Crashing workers' stderr (the overflow note, \"memory allocation of N bytes failed\", a \
+         thread-mode panic message) is forwarded to the lab's stderr, for the batch's fault \
+         only: the recovery repetitions fault with their stderr silenced. A caught panic is printed \
+         by the default panic hook in thread mode (with a backtrace when RUST_BACKTRACE is set, \
+         which can dominate that batch's time) and kept quiet in worker processes."
+            .to_string(),
+    );
+    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section
+}
