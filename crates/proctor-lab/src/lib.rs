@@ -8,7 +8,12 @@
 pub mod experiment;
 pub mod machine;
 pub mod progress;
+pub mod render;
 pub mod report;
+pub mod verdict;
+
+#[doc(hidden)]
+pub mod fixture;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;

@@ -99,9 +99,13 @@ impl Section {
 pub enum Status {
     Ok,
     /// The experiment failed; the rest of the report still stands.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// The experiment did not run (interrupted, unsupported here, not selected).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// A unit for a figure. Renderers scale times and sizes for display.
