@@ -1007,7 +1007,9 @@ mod tests {
     #[test]
     fn each_rule_flips_or_holds_as_declared() {
         use Verdict::*;
-        let cases: &[(&str, &[(&str, f64)], Verdict)] = &[
+        // (claim id, figures to change, the verdict after the change)
+        type Case<'a> = (&'a str, &'a [(&'a str, f64)], Verdict);
+        let cases: &[Case] = &[
             // Shared memory between processes as fast as the channel: it depends on transport.
             (
                 "communication",

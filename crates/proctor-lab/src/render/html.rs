@@ -23,20 +23,21 @@ p { margin: 0.4em 0; }
 .muted, .method { color: var(--muted); }
 code { font: 0.88em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   background: var(--alt); padding: 1px 4px; border-radius: 3px; }
-nav { margin: 12px 0 4px; font-size: 0.92em; }
-nav a { color: #0b5cad; text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav { margin: 12px 0 4px; font-size: 0.92em; display: flex; flex-wrap: wrap; gap: 4px 16px; }
+nav a { color: #0b5cad; text-decoration: none; white-space: nowrap; }
 nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; width: 100%; margin: 0.4em 0 1.1em; font-size: 0.92em; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--alt); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.wrap { white-space: normal; }
 td.ratio { white-space: nowrap; font-weight: 600; }
 tbody tr:hover { background: #fafbfd; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 0.8em;
   font-weight: 600; white-space: nowrap; color: #fff; }
-.confirmed { background: var(--ok); } .refuted, .failed { background: var(--bad); }
-.depends { background: var(--mid); } .not-measured, .skipped { background: var(--na); }
+.badge.confirmed { background: var(--ok); } .badge.refuted, .badge.failed { background: var(--bad); }
+.badge.depends { background: var(--mid); } .badge.not-measured, .badge.skipped { background: var(--na); }
 dl.machine { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px; margin: 0.5em 0; }
 dl.machine dt { color: var(--muted); } dl.machine dd { margin: 0; }
 .warnings { background: #fff8e5; border: 1px solid #f0d48a; border-radius: 6px; padding: 8px 14px 8px 30px; }
@@ -46,9 +47,8 @@ ul.claims .evidence { color: var(--muted); font-size: 0.92em; margin-left: 0.2em
 section.failed, section.skipped { border-left: 4px solid var(--bad); padding-left: 16px; }
 section.skipped { border-left-color: var(--na); }
 .error { color: var(--bad); font-weight: 600; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 14px; }
-figure.chart { margin: 0.6em 0; padding: 8px; border: 1px solid var(--line); border-radius: 6px; }
-figure.chart svg { display: block; width: 100%; height: auto; }
+figure.chart { max-width: 760px; margin: 0.8em 0; padding: 10px; border: 1px solid var(--line); border-radius: 6px; }
+figure.chart svg { display: block; width: 100%; max-width: 720px; height: auto; margin: 0 auto; }
 footer { margin-top: 3em; color: var(--muted); font-size: 0.85em; }
 "#;
 
@@ -110,15 +110,13 @@ fn headline(out: &mut String, report: &Report) {
          <th>verdict</th></tr></thead>\n<tbody>\n",
     );
     for r in &report.headline {
-        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "–".to_string(), esc);
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num ratio\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td>{}{}{}<td class=\"num ratio\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.aspect),
-            opt(&r.thread),
-            opt(&r.process),
-            opt(&r.async_task),
+            value_cell(&r.thread),
+            value_cell(&r.process),
+            value_cell(&r.async_task),
             esc(&format_ratio(r.ratio)),
             esc(&r.claim),
             badge(r.verdict, &format!("decided by {}", r.deciding)),
@@ -254,11 +252,9 @@ fn section(out: &mut String, s: &Section) {
     }
 
     if !s.charts.is_empty() {
-        out.push_str("<div class=\"charts\">\n");
         for c in &s.charts {
             chart(out, s, c);
         }
-        out.push_str("</div>\n");
     }
 
     for t in &s.tables {
@@ -328,6 +324,18 @@ fn chart(out: &mut String, s: &Section, c: &Chart) {
         esc(&c.title),
         drawn.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
     );
+}
+
+/// A headline value cell: a figure stays on one line, a sentence ("7 of 7 faults contained")
+/// may wrap.
+fn value_cell(value: &Option<String>) -> String {
+    let text = value.as_deref().unwrap_or("–");
+    let class = if text.chars().count() > 12 {
+        "num wrap"
+    } else {
+        "num"
+    };
+    format!("<td class=\"{class}\">{}</td>", esc(text))
 }
 
 fn num_class(column: usize) -> &'static str {

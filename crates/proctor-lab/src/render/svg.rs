@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Chart, ChartKind};
 
@@ -129,6 +130,12 @@ impl Axis {
         }
     }
 
+    /// Light grid lines between labels: none on a log axis, where evenly spaced lines between
+    /// decades would read as wrong minor ticks.
+    fn light_lines(self) -> usize {
+        if self.log { 0 } else { 1 }
+    }
+
     /// The label at plot coordinate `v`: decades only on a log axis.
     fn label(self, v: f64) -> String {
         if !self.log {
@@ -245,6 +252,8 @@ fn draw_line(root: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> DrawResult
         .y_desc(chart.y_label.as_str())
         .x_labels(xn)
         .y_labels(yn)
+        .x_max_light_lines(xa.light_lines())
+        .y_max_light_lines(ya.light_lines())
         .x_label_formatter(&|v| xa.label(*v))
         .y_label_formatter(&|v| ya.label(*v))
         .light_line_style(RGBColor(240, 242, 245))
@@ -332,6 +341,7 @@ fn draw_bar(root: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> DrawResult 
         .y_desc(chart.y_label.as_str())
         .x_labels(count.max(1))
         .y_labels(yn)
+        .y_max_light_lines(ya.light_lines())
         .x_label_formatter(&x_label)
         .y_label_formatter(&|v| ya.label(*v))
         .light_line_style(RGBColor(240, 242, 245))
@@ -352,6 +362,16 @@ fn draw_bar(root: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> DrawResult 
         }))?
         .label(*name)
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        // The value above each bar, so that a bar too short to see still reads.
+        let value_style = (FONT, 12)
+            .into_font()
+            .color(&RGBColor(60, 66, 76))
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        ctx.draw_series(bars.iter().map(|&(i, y)| {
+            let center = i as f64 - group / 2.0 + (s as f64 + 0.5) * width;
+            let shown = if chart.y_log { 10f64.powf(y) } else { y };
+            Text::new(compact(shown), (center, y.max(base)), value_style.clone())
+        }))?;
     }
     if series.len() > 1 {
         ctx.configure_series_labels()

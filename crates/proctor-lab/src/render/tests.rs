@@ -530,5 +530,10 @@ fn dispatch_matches_the_renderers() {
 #[ignore = "writes the fixture's HTML for a visual check"]
 fn write_fixture_html() {
     let path = std::env::var("PROCTOR_FIXTURE_HTML").unwrap_or_else(|_| "report.html".to_string());
-    std::fs::write(path, html::render(&fixture::report())).expect("writable path");
+    std::fs::write(&path, html::render(&fixture::report())).expect("writable path");
+    // The same page with every experiment's figures, for a full headline table.
+    let mut full = fixture::report();
+    full.sections = fixture::all_sections();
+    (full.headline, full.claims) = crate::verdict::judge(&full.sections);
+    std::fs::write(format!("{path}.full.html"), html::render(&full)).expect("writable path");
 }
