@@ -10,9 +10,14 @@ pub mod experiment;
 pub mod machine;
 pub mod measure;
 pub mod progress;
+pub mod render;
 pub mod report;
 pub mod shared_mem;
 pub mod stats;
+pub mod verdict;
+
+#[doc(hidden)]
+pub mod fixture;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;

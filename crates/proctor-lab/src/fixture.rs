@@ -1,0 +1,502 @@
+//! A fixed, realistic [`Report`] for renderer, verdict and CLI tests.
+//!
+//! The figures are plausible for a small virtual machine, but they were typed in, not measured:
+//! nothing here runs an experiment. The report has four sections (spawn, switch, ipc, and a
+//! failed memory section), charts of both kinds and cross-checks. [`all_sections`] adds figure-only
+//! sections so that every key in [`crate::verdict::KEYS`] is present.
+
+use crate::machine::Machine;
+use crate::report::{
+    Chart, ChartKind, CrossCheck, Figure, Profile, Report, SCHEMA_VERSION, Section, Series, Spread,
+    Status, Table, Unit,
+};
+use crate::verdict;
+
+/// A figure with a spread of ±`spread_pct` % around its value from 30 samples.
+fn fig(key: &str, label: &str, value: f64, unit: Unit, spread_pct: f64) -> Figure {
+    let d = value * spread_pct / 100.0;
+    Figure::new(key, label, value, unit).with_spread(Spread {
+        min: value - 1.2 * d,
+        p1: value - d,
+        p99: value + 2.0 * d,
+        max: value + 3.0 * d,
+        samples: 30,
+        outliers: if spread_pct > 10.0 { 2 } else { 0 },
+    })
+}
+
+fn series(name: &str, points: &[(f64, f64)]) -> Series {
+    Series {
+        name: name.to_string(),
+        points: points.to_vec(),
+    }
+}
+
+/// The machine the fixture pretends to have run on.
+pub fn machine() -> Machine {
+    Machine {
+        cpu_model: "AMD EPYC 7B13".to_string(),
+        logical_cpus: 2,
+        physical_cores: Some(1),
+        kernel: "6.8.0-1015-gcp".to_string(),
+        governor: None,
+        frequency_mhz: Some(2450.0),
+        virtualization: Some("kvm".to_string()),
+        mitigations: vec![
+            "spectre_v2: Mitigation: Retpolines; IBPB: conditional".to_string(),
+            "retbleed: Mitigation: untrained return thunk".to_string(),
+        ],
+        memory_bytes: 8 * 1024 * 1024 * 1024,
+        warnings: vec![
+            "virtualized (kvm): switch and wake-up latencies include hypervisor exits".to_string(),
+            "cpufreq governor not readable: frequency scaling unknown".to_string(),
+        ],
+    }
+}
+
+fn spawn() -> Section {
+    let mut s = Section::new(
+        "spawn",
+        "Creation overhead",
+        "One op is create + first instruction + exit + reap, timed by a handshake over a pipe. \
+         Warm median of 30 batches; the first (cold) creation is reported apart.",
+    );
+    s.elapsed_ms = 4_310.0;
+    s.figures = vec![
+        fig(
+            "spawn.thread",
+            "thread spawn + join",
+            18_400.0,
+            Unit::Ns,
+            6.0,
+        ),
+        fig(
+            "spawn.fork",
+            "fork + _exit + waitpid",
+            112_000.0,
+            Unit::Ns,
+            9.0,
+        ),
+        fig(
+            "spawn.posix_spawn",
+            "posix_spawn + exec + wait",
+            486_000.0,
+            Unit::Ns,
+            12.0,
+        ),
+        fig(
+            "spawn.pool_worker",
+            "pool worker from the fork server",
+            74_000.0,
+            Unit::Ns,
+            8.0,
+        ),
+        fig(
+            "spawn.async",
+            "async task spawn + await",
+            1_150.0,
+            Unit::Ns,
+            4.0,
+        ),
+    ];
+    s.tables = vec![Table {
+        title: "Creation cost against the parent's resident memory".to_string(),
+        columns: ["parent RSS", "fork", "posix_spawn", "thread"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            ["4 MiB", "112 µs", "486 µs", "18.4 µs"]
+                .map(String::from)
+                .to_vec(),
+            ["64 MiB", "431 µs", "490 µs", "18.6 µs"]
+                .map(String::from)
+                .to_vec(),
+            ["1 GiB", "5.82 ms", "494 µs", "18.5 µs"]
+                .map(String::from)
+                .to_vec(),
+        ],
+    }];
+    s.charts = vec![
+        Chart {
+            id: "by-method".to_string(),
+            title: "Creation cost by method".to_string(),
+            kind: ChartKind::Bar,
+            x_label: "method".to_string(),
+            y_label: "time per creation (µs)".to_string(),
+            x_log: false,
+            y_log: false,
+            categories: ["thread", "async task", "fork", "posix_spawn", "pool worker"]
+                .map(String::from)
+                .to_vec(),
+            series: vec![series(
+                "median",
+                &[
+                    (0.0, 18.4),
+                    (1.0, 1.15),
+                    (2.0, 112.0),
+                    (3.0, 486.0),
+                    (4.0, 74.0),
+                ],
+            )],
+        },
+        Chart {
+            id: "fork-vs-rss".to_string(),
+            title: "Creation cost against parent RSS".to_string(),
+            kind: ChartKind::Line,
+            x_label: "parent RSS (MiB)".to_string(),
+            y_label: "time per creation (µs)".to_string(),
+            x_log: true,
+            y_log: true,
+            categories: Vec::new(),
+            series: vec![
+                series("fork", &[(4.0, 112.0), (64.0, 431.0), (1024.0, 5820.0)]),
+                series(
+                    "posix_spawn",
+                    &[(4.0, 486.0), (64.0, 490.0), (1024.0, 494.0)],
+                ),
+                series("thread", &[(4.0, 18.4), (64.0, 18.6), (1024.0, 18.5)]),
+            ],
+        },
+    ];
+    s.notes = vec![
+        "The cold first fork took 412 µs and is excluded from the median.".to_string(),
+        "fork grows with the parent's page tables; posix_spawn (vfork) does not.".to_string(),
+    ];
+    s
+}
+
+fn switch() -> Section {
+    let mut s = Section::new(
+        "switch",
+        "Context switching",
+        "Two threads, then two processes, ping-pong on one pinned CPU through a futex and \
+         through pipes. One switch is half a round trip, with the same syscalls timed in one \
+         task subtracted. Switch counts verified with getrusage.",
+    );
+    s.elapsed_ms = 6_020.0;
+    s.figures = vec![
+        fig(
+            "switch.futex.thread.pinned",
+            "thread switch (futex)",
+            1_180.0,
+            Unit::Ns,
+            5.0,
+        )
+        .placed("same CPU (cpu 0)"),
+        fig(
+            "switch.futex.process.pinned",
+            "process switch (futex)",
+            1_420.0,
+            Unit::Ns,
+            5.0,
+        )
+        .placed("same CPU (cpu 0)"),
+        fig(
+            "switch.pipe.thread.pinned",
+            "thread switch (pipe)",
+            2_700.0,
+            Unit::Ns,
+            7.0,
+        )
+        .placed("same CPU (cpu 0)"),
+        fig(
+            "switch.pipe.process.pinned",
+            "process switch (pipe)",
+            2_900.0,
+            Unit::Ns,
+            7.0,
+        )
+        .placed("same CPU (cpu 0)"),
+        fig(
+            "switch.futex.thread.cross",
+            "thread wake-up (futex)",
+            4_900.0,
+            Unit::Ns,
+            15.0,
+        )
+        .placed("across CPUs (cpu 0 → cpu 1)"),
+        fig(
+            "switch.counted",
+            "switches counted / expected",
+            99.6,
+            Unit::Percent,
+            0.0,
+        ),
+    ];
+    s.charts = vec![Chart {
+        id: "placements".to_string(),
+        title: "Switch cost: threads vs processes".to_string(),
+        kind: ChartKind::Bar,
+        x_label: "mechanism and placement".to_string(),
+        y_label: "ns per switch".to_string(),
+        x_log: false,
+        y_log: false,
+        categories: ["futex, same CPU", "pipe, same CPU", "futex, across CPUs"]
+            .map(String::from)
+            .to_vec(),
+        series: vec![
+            series("thread", &[(0.0, 1180.0), (1.0, 2700.0), (2.0, 4900.0)]),
+            series("process", &[(0.0, 1420.0), (1.0, 2900.0), (2.0, 5150.0)]),
+        ],
+    }];
+    s.cross_checks = vec![
+        CrossCheck {
+            tool: "perf bench sched pipe".to_string(),
+            command: "taskset -c 0 perf bench sched pipe -l 100000".to_string(),
+            ours_key: "switch.pipe.process.pinned".to_string(),
+            ours: Some(2_900.0),
+            theirs: Some(3_050.0),
+            unit: Unit::Ns,
+            note: Some("perf's usecs/op is a round trip; halved here".to_string()),
+        },
+        CrossCheck {
+            tool: "perf bench sched pipe -T".to_string(),
+            command: "taskset -c 0 perf bench sched pipe -T -l 100000".to_string(),
+            ours_key: "switch.pipe.thread.pinned".to_string(),
+            ours: Some(2_700.0),
+            theirs: Some(2_840.0),
+            unit: Unit::Ns,
+            note: None,
+        },
+        CrossCheck {
+            tool: "lmbench lat_ctx".to_string(),
+            command: "lat_ctx -s 0 2".to_string(),
+            ours_key: "switch.pipe.process.pinned".to_string(),
+            ours: Some(2_900.0),
+            theirs: None,
+            unit: Unit::Ns,
+            note: Some("lat_ctx not installed: apt install lmbench".to_string()),
+        },
+    ];
+    s.notes = vec![
+        "Virtualized: a switch may include a VM exit; compare the ratio, not the absolute figure."
+            .to_string(),
+    ];
+    s
+}
+
+fn ipc() -> Section {
+    let mut s = Section::new(
+        "ipc",
+        "Communication",
+        "Round trip of one message and its reply between two threads (channel) or two \
+         processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op \
+         timestamps; unpinned.",
+    );
+    s.elapsed_ms = 9_870.0;
+    s.figures = vec![
+        fig(
+            "ipc.rtt.channel.thread.64",
+            "channel, 64 B",
+            2_350.0,
+            Unit::Ns,
+            8.0,
+        )
+        .placed("unpinned"),
+        fig(
+            "ipc.rtt.pipe.process.64",
+            "pipe, 64 B",
+            9_800.0,
+            Unit::Ns,
+            11.0,
+        )
+        .placed("unpinned"),
+        fig(
+            "ipc.rtt.unix.process.64",
+            "unix socket, 64 B",
+            11_200.0,
+            Unit::Ns,
+            12.0,
+        )
+        .placed("unpinned"),
+        fig(
+            "ipc.rtt.shm.process.64",
+            "shm ring (futex), 64 B",
+            3_100.0,
+            Unit::Ns,
+            9.0,
+        )
+        .placed("unpinned"),
+        fig(
+            "ipc.throughput.pipe.process.1m",
+            "pipe throughput, 1 MiB messages",
+            2.9e9,
+            Unit::BytesPerSec,
+            5.0,
+        ),
+    ];
+    s.tables = vec![Table {
+        title: "Round trip, p50 / p99".to_string(),
+        columns: ["transport", "64 B", "4 KiB", "64 KiB", "1 MiB"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            [
+                "channel (threads)",
+                "2.35 / 4.10 µs",
+                "2.61 / 4.52 µs",
+                "9.80 / 14.1 µs",
+                "210 / 260 µs",
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "pipe",
+                "9.80 / 21.3 µs",
+                "11.2 / 24.0 µs",
+                "48.0 / 71.5 µs",
+                "720 / 910 µs",
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "unix socket",
+                "11.2 / 23.9 µs",
+                "12.0 / 25.1 µs",
+                "41.3 / 60.2 µs",
+                "650 / 820 µs",
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "shm ring (futex)",
+                "3.10 / 6.20 µs",
+                "3.40 / 6.60 µs",
+                "12.9 / 19.0 µs",
+                "240 / 300 µs",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ],
+    }];
+    let sizes = [64.0, 4096.0, 65536.0, 1048576.0];
+    let line =
+        |name: &str, us: [f64; 4]| series(name, &sizes.iter().copied().zip(us).collect::<Vec<_>>());
+    s.charts = vec![Chart {
+        id: "rtt-by-size".to_string(),
+        title: "Round trip against message size".to_string(),
+        kind: ChartKind::Line,
+        x_label: "message size (bytes)".to_string(),
+        y_label: "round trip p50 (µs)".to_string(),
+        x_log: true,
+        y_log: true,
+        categories: Vec::new(),
+        series: vec![
+            line("channel (threads)", [2.35, 2.61, 9.8, 210.0]),
+            line("pipe", [9.8, 11.2, 48.0, 720.0]),
+            line("unix socket", [11.2, 12.0, 41.3, 650.0]),
+            line("shm ring", [3.1, 3.4, 12.9, 240.0]),
+        ],
+    }];
+    s.notes = vec![
+        "TCP loopback and POSIX mq were not selected in this run.".to_string(),
+        "Message sizes straddle 4 KiB (page), 64 KiB (pipe capacity) and the socket buffer."
+            .to_string(),
+    ];
+    s
+}
+
+/// The memory section as it came out of a failed run: status and error, no figures.
+fn memory_failed() -> Section {
+    let mut s = Section::new(
+        "memory",
+        "Resource usage",
+        "N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker \
+         from /proc/PID/smaps_rollup.",
+    );
+    s.status = Status::Failed {
+        error: "reading /proc/4242/smaps_rollup: Permission denied (os error 13)".to_string(),
+    };
+    s.elapsed_ms = 380.0;
+    s
+}
+
+/// The fixed report: machine, four sections (memory failed), headline and claims from
+/// [`verdict::judge`].
+pub fn report() -> Report {
+    let sections = vec![spawn(), switch(), ipc(), memory_failed()];
+    let (headline, claims) = verdict::judge(&sections);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        proctor_version: "0.1.0".to_string(),
+        command_line: "proctor report --profile quick".to_string(),
+        profile: Profile::Quick,
+        machine: machine(),
+        headline,
+        claims,
+        sections,
+    }
+}
+
+fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
+    let mut s = Section::new(id, title, "figures only, for verdict tests");
+    s.figures = figures;
+    s
+}
+
+/// Every experiment as an `Ok` section, with every key [`verdict::judge`] reads.
+///
+/// With these figures every claim has a definite verdict: most are confirmed, over-threading and
+/// synchronization are within the tolerance (depends).
+pub fn all_sections() -> Vec<Section> {
+    let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
+    vec![
+        spawn(),
+        switch(),
+        ipc(),
+        figures_only(
+            "memory",
+            "Resource usage",
+            vec![
+                n("memory.uss_per_worker.thread.10", 12_288.0, Unit::Bytes),
+                n("memory.uss_per_worker.process.10", 1_153_433.0, Unit::Bytes),
+                n("memory.per_task.async.10000", 412.0, Unit::Bytes),
+            ],
+        ),
+        figures_only(
+            "isolation",
+            "Fault isolation",
+            vec![
+                n("isolation.faults", 7.0, Unit::Count),
+                n("isolation.survived.process", 7.0, Unit::Count),
+                n("isolation.survived.thread", 3.0, Unit::Count),
+                n("isolation.whole_program_died.thread", 4.0, Unit::Count),
+            ],
+        ),
+        figures_only(
+            "race",
+            "Memory space and shared data",
+            vec![
+                n("race.expected", 200_000.0, Unit::Count),
+                n("race.final.unsync", 113_482.0, Unit::Count),
+                n("race.final.mutex", 200_000.0, Unit::Count),
+                n("race.final.atomic", 200_000.0, Unit::Count),
+                n("race.ns_per_inc.unsync", 1.9, Unit::Ns),
+                n("race.ns_per_inc.mutex", 41.0, Unit::Ns),
+                n("race.ns_per_inc.atomic", 12.3, Unit::Ns),
+                n("race.parent_after.process_copy", 0.0, Unit::Count),
+            ],
+        ),
+        figures_only(
+            "scaling",
+            "Multi-core use",
+            vec![
+                n("scaling.cores", 2.0, Unit::Count),
+                n("scaling.speedup.thread.cores", 1.96, Unit::Ratio),
+                n("scaling.speedup.process.cores", 1.93, Unit::Ratio),
+                n("scaling.efficiency.thread.max", 0.97, Unit::Ratio),
+                n("scaling.io.completion.thread.1000", 48e6, Unit::Ns),
+                n("scaling.io.completion.process.1000", 610e6, Unit::Ns),
+                n("scaling.io.completion.async.1000", 12.6e6, Unit::Ns),
+            ],
+        ),
+        figures_only(
+            "sync",
+            "Synchronization",
+            vec![
+                n("sync.mutex.uncontended.thread", 17.9, Unit::Ns),
+                n("sync.mutex.uncontended.process", 18.6, Unit::Ns),
+            ],
+        ),
+    ]
+}

@@ -1,0 +1,265 @@
+//! The terminal form: the headline table, the claims, then one block per section.
+//!
+//! Built with comfy-table. `color` switches ANSI styling on (verdicts green, red, yellow); off,
+//! the output is plain text for pipes and snapshot tests.
+
+use comfy_table::presets::{UTF8_FULL, UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
+
+use super::{cell, cross_check_ratio, figure_spread, format_ratio, format_value, verdict_label};
+use crate::report::{Report, Section, Status, Verdict};
+
+/// Width the tables wrap to unless told otherwise.
+pub const DEFAULT_WIDTH: u16 = 120;
+
+/// How to draw the terminal form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableOptions {
+    /// ANSI colors and bold headings.
+    pub color: bool,
+    /// Width the tables wrap to, in columns (the terminal's width, for example).
+    pub width: u16,
+}
+
+/// The terminal form at [`DEFAULT_WIDTH`] columns, with or without color.
+pub fn render(report: &Report, color: bool) -> String {
+    render_with(
+        report,
+        TableOptions {
+            color,
+            width: DEFAULT_WIDTH,
+        },
+    )
+}
+
+/// The terminal form with explicit options.
+pub fn render_with(report: &Report, options: TableOptions) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let heading = |text: &str| heading(text, options.color);
+    out.push_str(&heading(&format!(
+        "Processes vs threads on {} ({} logical CPUs, kernel {})",
+        m.cpu_model, m.logical_cpus, m.kernel
+    )));
+    out.push_str(&format!(
+        "proctor {} · profile {} · {}\n",
+        report.proctor_version,
+        profile_name(report),
+        report.command_line
+    ));
+    for warning in &m.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+
+    out.push('\n');
+    out.push_str(&heading("Comparison"));
+    let mut t = new_table(
+        options,
+        &[
+            "aspect", "thread", "process", "async", "ratio", "claim", "verdict",
+        ],
+    );
+    right_align(&mut t, &[1, 2, 3, 4]);
+    for row in &report.headline {
+        t.add_row(vec![
+            Cell::new(&row.aspect),
+            Cell::new(cell(&row.thread)),
+            Cell::new(cell(&row.process)),
+            Cell::new(cell(&row.async_task)),
+            Cell::new(format_ratio(row.ratio)),
+            Cell::new(&row.claim),
+            verdict_cell(row.verdict, options.color),
+        ]);
+    }
+    out.push_str(&format!("{t}\n"));
+    out.push_str("ratio = process / thread\n");
+
+    if !report.claims.is_empty() {
+        out.push('\n');
+        out.push_str(&heading("Claims"));
+        let mut t = wrapping_table(options, &["verdict", "claim", "evidence"]);
+        for claim in &report.claims {
+            t.add_row(vec![
+                verdict_cell(claim.verdict, options.color),
+                Cell::new(&claim.statement),
+                Cell::new(&claim.evidence),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+
+    for section in &report.sections {
+        out.push('\n');
+        out.push_str(&render_section(section, options));
+    }
+    out
+}
+
+fn render_section(section: &Section, options: TableOptions) -> String {
+    let mut out = heading(
+        &format!(
+            "{} [{}] ({})",
+            section.title,
+            section.id,
+            format_value(section.elapsed_ms * 1e6, crate::report::Unit::Ns)
+        ),
+        options.color,
+    );
+    match &section.status {
+        Status::Ok => {}
+        Status::Failed { error } => {
+            out.push_str(&format!(
+                "{}: {error}\n",
+                paint("FAILED", Color::Red, options.color)
+            ));
+        }
+        Status::Skipped { reason } => {
+            out.push_str(&format!(
+                "{}: {reason}\n",
+                paint("skipped", Color::Yellow, options.color)
+            ));
+        }
+    }
+    out.push_str(&format!("method: {}\n", section.method));
+
+    if !section.figures.is_empty() {
+        let mut t = new_table(
+            options,
+            &["figure", "value", "p1 – p99", "placement", "key"],
+        );
+        right_align(&mut t, &[1, 2]);
+        for f in &section.figures {
+            t.add_row(vec![
+                f.label.clone(),
+                format_value(f.value, f.unit),
+                figure_spread(f),
+                f.placement.clone().unwrap_or_default(),
+                f.key.clone(),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+
+    for table in &section.tables {
+        out.push_str(&format!("{}\n", table.title));
+        let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+        let mut t = new_table(options, &columns);
+        right_align(&mut t, &(1..columns.len()).collect::<Vec<_>>());
+        for row in &table.rows {
+            t.add_row(row);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+
+    for chart in &section.charts {
+        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
+    }
+
+    if !section.cross_checks.is_empty() {
+        out.push_str("cross-checks\n");
+        let mut t = new_table(
+            options,
+            &["tool", "command", "ours", "theirs", "ours / theirs", "note"],
+        );
+        right_align(&mut t, &[2, 3, 4]);
+        for c in &section.cross_checks {
+            let value = |v: Option<f64>| {
+                v.map(|v| format_value(v, c.unit))
+                    .unwrap_or_else(|| "–".to_string())
+            };
+            t.add_row(vec![
+                c.tool.clone(),
+                c.command.clone(),
+                value(c.ours),
+                value(c.theirs),
+                format_ratio(cross_check_ratio(c.ours, c.theirs)),
+                c.note.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+
+    for note in &section.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn profile_name(report: &Report) -> &'static str {
+    match report.profile {
+        crate::report::Profile::Tiny => "tiny",
+        crate::report::Profile::Quick => "quick",
+        crate::report::Profile::Full => "full",
+    }
+}
+
+/// A table whose rows may wrap over several lines: separators between rows keep them apart.
+fn wrapping_table(options: TableOptions, header: &[&str]) -> Table {
+    let mut t = new_table(options, header);
+    t.load_style(UTF8_FULL);
+    t
+}
+
+fn new_table(options: TableOptions, header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(options.width)
+        .set_header(header.to_vec());
+    if options.color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t
+}
+
+fn right_align(t: &mut Table, columns: &[usize]) {
+    for &i in columns {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+fn verdict_color(verdict: Verdict) -> Color {
+    match verdict {
+        Verdict::Confirmed => Color::Green,
+        Verdict::Refuted => Color::Red,
+        Verdict::Depends => Color::Yellow,
+        Verdict::NotMeasured => Color::DarkGrey,
+    }
+}
+
+fn verdict_cell(verdict: Verdict, color: bool) -> Cell {
+    let c = Cell::new(verdict_label(verdict));
+    if color {
+        c.fg(verdict_color(verdict))
+    } else {
+        c
+    }
+}
+
+/// `text` in an ANSI color when `color` is on.
+fn paint(text: &str, color: Color, on: bool) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let code = match color {
+        Color::Green => 32,
+        Color::Red => 31,
+        Color::Yellow => 33,
+        _ => 90,
+    };
+    format!("\x1b[1;{code}m{text}\x1b[0m")
+}
+
+/// A heading line, underlined; bold when `color` is on.
+fn heading(text: &str, color: bool) -> String {
+    let line = "─".repeat(text.chars().count());
+    if color {
+        format!("\x1b[1m{text}\x1b[0m\n{line}\n")
+    } else {
+        format!("{text}\n{line}\n")
+    }
+}
