@@ -25,8 +25,78 @@ pub enum Command {
         Example: proctor bench switch --quick\n\
         Example: proctor bench spawn --json > spawn.json")]
     Bench(BenchArgs),
+    /// Run every experiment, print the comparison table, write proctor-report/.
+    #[command(
+        long_about = "Run the lab's experiments, print the classic processes-vs-threads \
+        table with this machine's figures and a verdict on each classic claim, and write the \
+        report as report.html (self-contained, with charts), report.json and report.md.\n\n\
+        The partial report is written after every experiment, so an interruption loses only \
+        the experiment that was running.\n\n\
+        Example: proctor report\n\
+        Example: proctor report --only spawn,switch --out /tmp/r"
+    )]
+    Report(ReportArgs),
     /// List the experiments.
     List,
+}
+
+/// Arguments of `proctor report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Quick profile: the whole report in about a minute on 2 cores (the default).
+    #[arg(long, conflicts_with_all = ["full", "profile"])]
+    pub quick: bool,
+
+    /// Full profile: more batches, sizes and footprints (several minutes).
+    #[arg(long, conflicts_with = "profile")]
+    pub full: bool,
+
+    /// Measuring profile; `tiny` checks shapes in milliseconds, for tests.
+    #[arg(long, hide = true, value_enum)]
+    pub profile: Option<ProfileArg>,
+
+    /// Run only these experiments, comma-separated (see `proctor list`).
+    #[arg(long, value_delimiter = ',', value_parser = experiment_ids())]
+    pub only: Option<Vec<String>>,
+
+    /// Folder to write report.html, report.json and report.md into.
+    #[arg(long, default_value = "proctor-report")]
+    pub out: std::path::PathBuf,
+
+    /// Never color the terminal table (also: the NO_COLOR environment variable).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+impl ReportArgs {
+    /// The lab configuration these arguments ask for.
+    pub fn config(&self) -> LabConfig {
+        LabConfig {
+            profile: profile(self.profile, self.full),
+            ..LabConfig::default()
+        }
+    }
+
+    /// The experiment ids to run, in report order.
+    pub fn ids(&self) -> Vec<&'static str> {
+        experiment::ALL
+            .iter()
+            .map(|e| e.id())
+            .filter(|id| {
+                self.only
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|o| o == id))
+            })
+            .collect()
+    }
+}
+
+fn profile(arg: Option<ProfileArg>, full: bool) -> Profile {
+    match (arg, full) {
+        (Some(ProfileArg::Tiny), _) => Profile::Tiny,
+        (Some(ProfileArg::Full), _) | (None, true) => Profile::Full,
+        (Some(ProfileArg::Quick), _) | (None, false) => Profile::Quick,
+    }
 }
 
 /// Arguments of `proctor bench`.
@@ -90,13 +160,8 @@ fn experiment_ids() -> PossibleValuesParser {
 impl BenchArgs {
     /// The lab configuration these arguments ask for.
     pub fn into_config(self) -> LabConfig {
-        let profile = match (self.profile, self.full) {
-            (Some(ProfileArg::Tiny), _) => Profile::Tiny,
-            (Some(ProfileArg::Full), _) | (None, true) => Profile::Full,
-            (Some(ProfileArg::Quick), _) | (None, false) => Profile::Quick,
-        };
         LabConfig {
-            profile,
+            profile: profile(self.profile, self.full),
             iterations: self.iterations,
             sizes: self.sizes,
             transports: self.transports,
@@ -172,7 +237,7 @@ mod tests {
             let cli = Cli::try_parse_from(args).expect("valid arguments");
             match cli.command {
                 Command::Bench(b) => b.into_config(),
-                Command::List => panic!("expected bench"),
+                _ => panic!("expected bench"),
             }
         };
         assert_eq!(cfg(&["proctor", "bench", "spawn"]).profile, Profile::Quick);
@@ -197,6 +262,19 @@ mod tests {
         assert_eq!(c.iterations, Some(5));
         assert!(Cli::try_parse_from(["proctor", "bench", "spawn", "--quick", "--full"]).is_err());
         assert!(Cli::try_parse_from(["proctor", "bench", "nope"]).is_err());
+        let report = |args: &[&str]| match Cli::try_parse_from(args).expect("valid").command {
+            Command::Report(r) => r,
+            _ => panic!("expected report"),
+        };
+        let r = report(&["proctor", "report", "--only", "switch,spawn"]);
+        assert_eq!(r.ids(), vec!["spawn", "switch"]);
+        assert_eq!(r.config().profile, Profile::Quick);
+        assert_eq!(r.out, std::path::PathBuf::from("proctor-report"));
+        assert_eq!(
+            report(&["proctor", "report"]).ids().len(),
+            experiment::ALL.len()
+        );
+        assert!(Cli::try_parse_from(["proctor", "report", "--only", "nope"]).is_err());
         assert!(
             Cli::try_parse_from([
                 "proctor",

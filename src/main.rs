@@ -1,6 +1,7 @@
 //! `proctor`: the lab's command line. `main` maps errors to exit codes; `run` lists the stages.
 
 mod cli;
+mod report;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::List => return print(&list()),
+        Command::Report(args) => return report::run(&args),
         Command::Bench(args) => args,
     };
     let json = args.json;
@@ -57,7 +59,7 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-fn print(text: &str) -> Result<()> {
+pub(crate) fn print(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

@@ -5,7 +5,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 /// The `proctor` binary with the given arguments.
-fn proctor(args: &[&str]) -> Command {
+pub fn proctor(args: &[&str]) -> Command {
     let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("proctor");
     cmd.args(args);
     cmd

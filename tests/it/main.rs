@@ -1,3 +1,6 @@
 //! The root package's one integration-test binary (one link on 2 cores).
 
 mod cli;
+mod report;
+
+pub use cli::proctor;

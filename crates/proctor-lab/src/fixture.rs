@@ -484,7 +484,7 @@ pub fn all_sections() -> Vec<Section> {
                 n("scaling.cores", 2.0, Unit::Count),
                 n("scaling.speedup.thread.cores", 1.96, Unit::Ratio),
                 n("scaling.speedup.process.cores", 1.93, Unit::Ratio),
-                n("scaling.efficiency.thread.max", 0.97, Unit::Ratio),
+                n("scaling.oversubscription.thread", 0.97, Unit::Ratio),
                 n("scaling.io.completion.thread.1000", 48e6, Unit::Ns),
                 n("scaling.io.completion.process.1000", 610e6, Unit::Ns),
                 n("scaling.io.completion.async.1000", 12.6e6, Unit::Ns),

@@ -57,3 +57,65 @@ pub fn run_experiment(
     section.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     section
 }
+
+/// Runs the experiments `ids` (in [`experiment::ALL`] order) into one [`report::Report`].
+///
+/// The report starts with every selected section marked "not run yet"; after each
+/// experiment, its section replaces that mark, the verdicts are recomputed, and `after_each`
+/// sees the partial report (the CLI writes it to disk, so an interruption loses only the
+/// experiment that was running). A failed or panicking experiment becomes a failed section;
+/// the others still run.
+pub fn run_report(
+    config: &LabConfig,
+    ids: &[&str],
+    command_line: &str,
+    progress: &mut dyn Progress,
+    after_each: &mut dyn FnMut(&report::Report, &report::Section) -> anyhow::Result<()>,
+) -> anyhow::Result<report::Report> {
+    let selected: Vec<&'static dyn experiment::Experiment> = experiment::ALL
+        .iter()
+        .copied()
+        .filter(|e| ids.contains(&e.id()))
+        .collect();
+    let mut report = report::Report {
+        schema_version: report::SCHEMA_VERSION,
+        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: command_line.to_string(),
+        profile: config.profile,
+        machine: machine::detect(),
+        headline: Vec::new(),
+        claims: Vec::new(),
+        sections: selected
+            .iter()
+            .map(|e| {
+                let mut s = report::Section::new(e.id(), e.title(), "");
+                s.status = report::Status::Skipped {
+                    reason: "not run yet: the run was interrupted before this experiment".into(),
+                };
+                s
+            })
+            .collect(),
+    };
+    (report.headline, report.claims) = verdict::judge(&report.sections);
+    for (i, e) in selected.iter().enumerate() {
+        let section = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_experiment(*e, config, progress)
+        }))
+        .unwrap_or_else(|payload| {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let mut s = report::Section::new(e.id(), e.title(), "");
+            s.status = report::Status::Failed {
+                error: format!("the experiment panicked: {why}"),
+            };
+            s
+        });
+        report.sections[i] = section;
+        (report.headline, report.claims) = verdict::judge(&report.sections);
+        after_each(&report, &report.sections[i])?;
+    }
+    Ok(report)
+}

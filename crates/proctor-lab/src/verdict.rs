@@ -39,7 +39,7 @@
 //! | `scaling.cores` | count | logical CPUs, the worker count of the `.cores` speed-ups |
 //! | `scaling.speedup.thread.cores` | ratio | CPU-bound speed-up over one worker, threads, workers = cores |
 //! | `scaling.speedup.process.cores` | ratio | the same with processes |
-//! | `scaling.efficiency.thread.max` | ratio | throughput with 2 × cores threads / throughput with cores threads |
+//! | `scaling.oversubscription.thread` | ratio | throughput with 2 × cores threads / throughput with one thread per CPU |
 //! | `scaling.io.completion.thread.1000` | ns | wall time until 1 000 concurrent waits (10 ms each) complete, one thread per wait |
 //! | `scaling.io.completion.process.1000` | ns | the same, one process per wait |
 //! | `scaling.io.completion.async.1000` | ns | the same, one async task per wait |
@@ -197,7 +197,7 @@ pub const KEYS: &[Key] = &[
         "CPU-bound speed-up, processes = cores",
     ),
     key(
-        "scaling.efficiency.thread.max",
+        "scaling.oversubscription.thread",
         Unit::Ratio,
         "throughput at 2x cores / at cores, threads",
     ),
@@ -611,7 +611,7 @@ fn over_threading(f: &Figures) -> Claim {
         "over-threading",
         "more CPU-bound threads than cores costs throughput (over-threading)",
     );
-    let keys = ["scaling.efficiency.thread.max"];
+    let keys = ["scaling.oversubscription.thread"];
     let Some(ratio) = f.value(keys[0]) else {
         return not_measured(id, statement, &keys, f);
     };
@@ -619,7 +619,7 @@ fn over_threading(f: &Figures) -> Claim {
     let (verdict, _) = costs_more(1.0, ratio);
     let evidence = format!(
         "2 × cores threads reach {:.0} % of the throughput of cores threads; \
-         a loss beyond ±10 % decides; decided by scaling.efficiency.thread.max",
+         a loss beyond ±10 % decides; decided by scaling.oversubscription.thread",
         ratio * 100.0
     );
     claim(id, statement, &keys, verdict, evidence)
@@ -1059,12 +1059,12 @@ mod tests {
             ("multi-core", &[("scaling.cores", 1.0)], Depends),
             (
                 "over-threading",
-                &[("scaling.efficiency.thread.max", 0.8)],
+                &[("scaling.oversubscription.thread", 0.8)],
                 Confirmed,
             ),
             (
                 "over-threading",
-                &[("scaling.efficiency.thread.max", 1.2)],
+                &[("scaling.oversubscription.thread", 1.2)],
                 Refuted,
             ),
             (

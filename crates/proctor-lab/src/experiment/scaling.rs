@@ -607,6 +607,12 @@ fn section_from(r: &ScalingResult) -> Section {
             .placed("unpinned"),
         );
     }
+    section.figures.push(Figure::new(
+        "scaling.cores",
+        "CPUs this process may use (the worker count of the `.cores` figures)",
+        cpus as f64,
+        Unit::Count,
+    ));
     for model in [Model::Thread, Model::Process] {
         let m = model.name();
         let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
@@ -620,6 +626,24 @@ fn section_from(r: &ScalingResult) -> Section {
                 )
                 .placed("unpinned"),
             );
+        }
+        let at_cores = points.iter().find(|p| p.workers == cpus);
+        let most = points.iter().max_by_key(|p| p.workers);
+        if let (Some(c), Some(o)) = (at_cores, most) {
+            if o.workers >= 2 * cpus && c.throughput_per_sec > 0.0 {
+                section.figures.push(
+                    Figure::new(
+                        &format!("scaling.oversubscription.{m}"),
+                        &format!(
+                            "throughput with {} {m}s / with {} (one per CPU)",
+                            o.workers, c.workers
+                        ),
+                        o.throughput_per_sec / c.throughput_per_sec,
+                        Unit::Ratio,
+                    )
+                    .placed("unpinned"),
+                );
+            }
         }
         if let Some(p) = points.iter().max_by_key(|p| p.workers) {
             section.figures.push(

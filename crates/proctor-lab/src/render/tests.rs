@@ -218,7 +218,7 @@ fn markdown() {
         - **not measured**: an unsynchronized shared counter loses updates, and locks or atomics fix it. not measured: race did not run (figures: `race.expected`, `race.final.unsync`, `race.final.mutex`, `race.final.atomic`, `race.ns_per_inc.unsync`, `race.ns_per_inc.mutex`, `race.ns_per_inc.atomic`)
         - **not measured**: processes do not share ordinary memory. not measured: race did not run (figures: `race.parent_after.process_copy`)
         - **not measured**: both processes and threads use many cores for CPU-bound work (no GIL in Rust). not measured: scaling did not run (figures: `scaling.cores`, `scaling.speedup.thread.cores`, `scaling.speedup.process.cores`)
-        - **not measured**: more CPU-bound threads than cores costs throughput (over-threading). not measured: scaling did not run (figures: `scaling.efficiency.thread.max`)
+        - **not measured**: more CPU-bound threads than cores costs throughput (over-threading). not measured: scaling did not run (figures: `scaling.oversubscription.thread`)
         - **not measured**: threads or async tasks suit many concurrent waits better than processes. not measured: scaling did not run (figures: `scaling.io.completion.process.1000`, `scaling.io.completion.thread.1000`, `scaling.io.completion.async.1000`)
         - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
 

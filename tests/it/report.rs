@@ -1,0 +1,123 @@
+//! `proctor report` end to end, in the hidden tiny profile.
+
+use predicates::prelude::*;
+
+use crate::proctor;
+
+const ASPECTS: [&str; 8] = [
+    "memory space",
+    "communication",
+    "creation overhead",
+    "context switching",
+    "fault isolation",
+    "resource usage",
+    "multi-core use",
+    "synchronization",
+];
+
+#[test]
+fn report_writes_every_format_with_the_table_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let assert = proctor(&[
+        "report",
+        "--profile",
+        "tiny",
+        "--no-color",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("report written to"));
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for aspect in ASPECTS {
+        assert!(
+            stdout.contains(aspect),
+            "the terminal table lacks `{aspect}`"
+        );
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    let ids: Vec<&str> = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    let listed = String::from_utf8(proctor(&["list"]).output().unwrap().stdout).unwrap();
+    let expected: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, expected, "one section per experiment, in order");
+    for s in json["sections"].as_array().unwrap() {
+        assert_eq!(
+            s["status"]["state"], "ok",
+            "section {} did not succeed: {}",
+            s["id"], s["status"]
+        );
+    }
+    let rows: Vec<&str> = json["headline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["aspect"].as_str().unwrap())
+        .collect();
+    for aspect in ASPECTS {
+        assert!(
+            rows.contains(&aspect),
+            "headline lacks `{aspect}`: {rows:?}"
+        );
+    }
+    assert!(json["claims"].as_array().unwrap().len() >= 10);
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| aspect") || md.contains("|aspect"),
+        "markdown headline table"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"));
+    for bad in ["http://", "https://", "<script src"] {
+        assert!(!html.contains(bad), "report.html loads `{bad}`");
+    }
+    assert!(html.contains("<svg"), "report.html has charts");
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn report_only_runs_the_chosen_experiments() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    proctor(&[
+        "report",
+        "--profile",
+        "tiny",
+        "--only",
+        "race",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("race"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["sections"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn report_rejects_unknown_experiments_with_usage_error() {
+    proctor(&["report", "--only", "teleport"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("teleport"));
+}
