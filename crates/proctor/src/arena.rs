@@ -16,6 +16,7 @@
 //! | NEXT_ARG | worker | offset in the job's arguments where the next unstarted task's begin |
 //! | COMMITTED | worker | records complete so far |
 //! | COMMITTED_LEN | worker | bytes of those records |
+//! | LEN | worker | the arena's length after the worker grew it (the parent remaps when it changes) |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
 //! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
@@ -35,6 +36,7 @@ const NEXT_ARG: usize = 2;
 const COMMITTED: usize = 3;
 const COMMITTED_LEN: usize = 4;
 const TIMED: usize = 5;
+const LEN: usize = 6;
 
 /// Bytes before the first record.
 pub(crate) const DATA_START: usize = 4096;
@@ -73,6 +75,16 @@ pub(crate) fn reset(map: &SharedMapping, timed: bool) {
         map.word(w).store(0, Ordering::Relaxed);
     }
     map.word(COMMITTED).store(0, Ordering::Release);
+}
+
+/// Remaps the parent's view if the worker grew the arena (parent side).
+pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
+    let len = map.word(LEN).load(Ordering::Acquire) as usize;
+    if len > map.len() {
+        map.refresh()
+    } else {
+        Ok(())
+    }
 }
 
 /// The committed records (parent side). None if the header is inconsistent with the mapping.
@@ -158,6 +170,9 @@ impl WorkerArena {
             self.map
                 .grow(want)
                 .map_err(|e| format!("could not grow the result arena: {e}"))?;
+            self.map
+                .word(LEN)
+                .store(self.map.len() as u64, Ordering::Release);
         }
     }
 

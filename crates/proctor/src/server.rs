@@ -11,7 +11,7 @@
 //!
 //! | tag | direction | meaning |
 //! |---|---|---|
-//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's socket, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
+//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request and reply pipes, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
 //! | KILL | parent → server | send signal `b` to the process group of worker `a` |
 //! | SPAWNED | server → parent | token `a` became worker pid `b` (or failed with errno `c` when `b` = 0) |
 //! | EXITED | server → parent | worker `a` ended: `b` = 0 exit code `c`, `b` = 1 killed by signal `c` |
@@ -172,11 +172,11 @@ impl ForkServer {
         }
     }
 
-    /// Asks the server for a worker that will use `fds` (socket, stderr, arena).
+    /// Asks the server for a worker that will use `fds` (request pipe, reply pipe, stderr, arena).
     pub(crate) fn spawn(
         &'static self,
         memory_limit: Option<u64>,
-        fds: [RawFd; 3],
+        fds: [RawFd; 4],
     ) -> std::io::Result<i32> {
         self.ensure_reader();
         let token = {
@@ -354,7 +354,7 @@ fn handle_request(
     secret: u64,
 ) -> bool {
     let mut m = [0u8; MSG_LEN];
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; 3]);
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut m)];
         match recvmsg::<()>(
@@ -391,7 +391,7 @@ fn handle_request(
     }
     match decode(&m) {
         (SPAWN, token, memory_limit, _) => {
-            let reply = match <[OwnedFd; 3]>::try_from(fds) {
+            let reply = match <[OwnedFd; 4]>::try_from(fds) {
                 Ok(fds) => match spawn_worker(fds, memory_limit, server_pid, secret) {
                     Ok(pid) => {
                         workers.insert(pid.as_raw());
@@ -419,7 +419,7 @@ fn handle_request(
 }
 
 fn spawn_worker(
-    fds: [OwnedFd; 3],
+    fds: [OwnedFd; 4],
     memory_limit: u64,
     server_pid: Pid,
     secret: u64,
@@ -433,15 +433,16 @@ fn spawn_worker(
             Ok(child)
         }
         ForkResult::Child => {
-            let [sock, stderr, arena] = fds;
+            let [requests, replies, stderr, arena] = fds;
             let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
             if !ok {
                 // SAFETY: see server_main.
                 unsafe { libc::_exit(71) }
             }
             drop(stderr);
-            crate::sys::close_fds_except(&[sock.as_raw_fd(), arena.as_raw_fd()]);
-            crate::worker::worker_main(sock, arena, secret)
+            let keep = [requests.as_raw_fd(), replies.as_raw_fd(), arena.as_raw_fd()];
+            crate::sys::close_fds_except(&keep);
+            crate::worker::worker_main(requests, replies, arena, secret)
         }
     }
 }

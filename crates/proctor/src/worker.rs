@@ -7,9 +7,9 @@
 //! zero-sized type (a fn item or a non-capturing closure), so the entry point can make one
 //! out of nothing.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Serialize;
@@ -140,12 +140,12 @@ impl FrameReader {
     }
 }
 
-/// The worker's main loop: run jobs until the parent closes the socket.
-pub(crate) fn worker_main(sock: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
+/// The worker's main loop: run jobs until the parent closes the request pipe.
+pub(crate) fn worker_main(requests: OwnedFd, replies: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.
     crate::panic::set_quiet(true);
-    let code = match run_jobs(sock, arena, secret) {
+    let code = match run_jobs(requests, replies, arena, secret) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "proctor worker: {e}");
@@ -158,12 +158,18 @@ pub(crate) fn worker_main(sock: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn run_jobs(sock: OwnedFd, arena: OwnedFd, secret: u64) -> std::io::Result<()> {
-    let mut stream = UnixStream::from(sock);
+fn run_jobs(
+    requests: OwnedFd,
+    replies: OwnedFd,
+    arena: OwnedFd,
+    secret: u64,
+) -> std::io::Result<()> {
+    let mut requests = File::from(requests);
+    let mut replies = File::from(replies);
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?);
     let mut reader = FrameReader::default();
     loop {
-        let frame = match reader.next(&mut stream) {
+        let frame = match reader.next(&mut requests) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
@@ -189,6 +195,6 @@ fn run_jobs(sock: OwnedFd, arena: OwnedFd, secret: u64) -> std::io::Result<()> {
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(entry as usize) };
         arena.start_job();
         f(args, count, &mut arena);
-        stream.write_all(&wire::encode_done(count))?;
+        replies.write_all(&wire::encode_done(count))?;
     }
 }
