@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+pub mod ipc;
 pub mod memory;
 pub mod race;
 pub mod scaling;
@@ -23,6 +24,7 @@ pub trait Experiment: Sync {
 pub static ALL: &[&dyn Experiment] = &[
     &spawn::Spawn,
     &switch::Switch,
+    &ipc::Ipc,
     &memory::Memory,
     &race::Race,
     &scaling::Scaling,

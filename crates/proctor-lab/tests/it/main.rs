@@ -1,8 +1,11 @@
 //! proctor-lab's integration tests: one binary, one module per area.
 
+proctor::init_before_main!();
+
 use std::sync::{Mutex, MutexGuard};
 
 mod experiments5;
+mod ipc;
 
 /// Tests that fork children or count threads take this lock, so that one test's children and
 /// threads cannot show up in another test's "nothing left behind" checks.
