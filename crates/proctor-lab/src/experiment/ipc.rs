@@ -437,7 +437,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                             ),
                             &format!("shm FUTEX_WAKE calls per message, {size} round trips between {between}"),
                             r.futex_wakes_per_msg(),
-                            Unit::Ratio,
+                            Unit::Count,
                         )
                         .placed(&r.placement.describe()),
                     );
@@ -660,6 +660,17 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
     if d.transports.contains(&TransportKind::Mq) {
         notes.push(
             "mq: messages longer than the queue's msgsize_max travel as several queue messages"
+                .to_string(),
+        );
+    }
+    if d.runs
+        .iter()
+        .any(|r| matches!(r.placement, Placement::Split(..)))
+    {
+        notes.push(
+            "unpinned round trips mix same-CPU and cross-CPU exchanges (the scheduler places and \
+             moves both sides), so their per-op spread can be bimodal; the pinned and split rows \
+             separate the two cases"
                 .to_string(),
         );
     }
