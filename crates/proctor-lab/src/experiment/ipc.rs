@@ -18,7 +18,7 @@
 //! **Placement** (rule 3): every round trip is measured pinned (both sides on one CPU:
 //! context switches), unpinned (the scheduler's choice) and, where two CPUs are allowed and the
 //! profile is not `tiny`, split (main on the first allowed CPU, the partner on the second:
-//! cross-CPU wake-up latency). Throughput runs unpinned.
+//! cross-CPU wake-up latency). Throughput runs at the same placements.
 //!
 //! **shm** (rule 9): the ring spins for at most a few µs (only when the peer last ran on
 //! another CPU), yields a few times, then sleeps on a futex; `FUTEX_WAKE` calls per message are
@@ -68,7 +68,7 @@ fn default_sizes(profile: Profile) -> Vec<usize> {
 }
 
 /// The measuring plan. Quick keeps rule 13's 10 batches and per-op timestamps but shortens
-/// each batch to 2 ms so that about 180 measurements fit in a few seconds; tiny runs a fixed
+/// each batch to 1 ms so that about 260 measurements fit in under 10 s; tiny runs a fixed
 /// 10 ops per batch.
 fn plan(profile: Profile, iterations: Option<u64>) -> Plan {
     let base = Plan::for_profile(profile);
@@ -79,7 +79,7 @@ fn plan(profile: Profile, iterations: Option<u64>) -> Plan {
         },
         Profile::Quick => Plan {
             warmup_batches: 1,
-            min_batch: Duration::from_millis(2),
+            min_batch: Duration::from_millis(1),
             ..base
         },
         Profile::Full => Plan {
@@ -175,6 +175,15 @@ enum Mode {
     Echo,
     /// Drains, acknowledging marked messages: one-way throughput.
     Sink,
+}
+
+impl Mode {
+    fn words(self) -> &'static str {
+        match self {
+            Mode::Echo => "round trips",
+            Mode::Sink => "one-way throughput",
+        }
+    }
 }
 
 /// One measured run: a pair, a partner, a placement and a size.
@@ -306,42 +315,36 @@ impl Experiment for Ipc {
         }
 
         let combos: usize = kinds.iter().map(|k| partners(*k).len()).sum();
-        let steps = combos * sizes.len() * (placements.len() + 1);
+        let steps = combos * sizes.len() * placements.len() * 2;
         progress.begin("ipc", steps as u64);
         let mut runs = Vec::new();
         for &kind in &kinds {
             for &partner in partners(kind) {
                 for &size in &sizes {
-                    for &placement in &placements {
-                        progress.advance(
-                            0,
-                            &format!(
-                                "{kind} {} {size} B round trip, {}",
-                                partner.key(),
-                                placement.short()
-                            ),
-                        );
-                        let r = run_pair(kind, partner, placement, Mode::Echo, size, &plan)
-                            .with_context(|| {
-                                format!(
-                                    "{kind} round trips of {size} bytes between {}, {}",
-                                    partner.plural(),
-                                    placement.describe()
-                                )
-                            })?;
-                        runs.push(r);
-                        progress.advance(1, "");
+                    for mode in [Mode::Echo, Mode::Sink] {
+                        for &placement in &placements {
+                            progress.advance(
+                                0,
+                                &format!(
+                                    "{kind} {} {size} B {}, {}",
+                                    partner.key(),
+                                    mode.words(),
+                                    placement.short()
+                                ),
+                            );
+                            let r = run_pair(kind, partner, placement, mode, size, &plan)
+                                .with_context(|| {
+                                    format!(
+                                        "{kind} {} of {size}-byte messages between {}, {}",
+                                        mode.words(),
+                                        partner.plural(),
+                                        placement.describe()
+                                    )
+                                })?;
+                            runs.push(r);
+                            progress.advance(1, "");
+                        }
                     }
-                    progress.advance(0, &format!("{kind} {} {size} B throughput", partner.key()));
-                    let r = run_pair(kind, partner, Placement::Unpinned, Mode::Sink, size, &plan)
-                        .with_context(|| {
-                        format!(
-                            "{kind} one-way throughput of {size}-byte messages between {}",
-                            partner.plural()
-                        )
-                    })?;
-                    runs.push(r);
-                    progress.advance(1, "");
                 }
             }
         }
@@ -394,7 +397,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
          is a thread or a process forked after the pair was created; transport, buffers, sizes and \
          placement are identical. Placement: pinned = both sides on one CPU (context switches); \
          unpinned = the scheduler's choice; split = main and partner each pinned to its own CPU \
-         (cross-CPU wake-up latency). Throughput runs unpinned. shm waits by spinning up to {} ns \
+         (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning up to {} ns \
          (only when the peer last ran on another CPU), then sched_yield, then FUTEX_WAIT, and its \
          FUTEX_WAKE calls per message are counted; tcp has TCP_NODELAY and its connect/accept happen \
          before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
@@ -447,7 +450,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 let t = r.throughput();
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.throughput.{base}"),
+                        &format!("ipc.throughput.{base}{}", r.placement.suffix()),
                         &format!(
                             "{} one-way throughput, {size} messages between {between}",
                             r.transport.name()
@@ -461,7 +464,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 let m = r.messages_per_sec();
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.msgs.{base}"),
+                        &format!("ipc.msgs.{base}{}", r.placement.suffix()),
                         &format!(
                             "{} one-way messages per second, {size} messages between {between}",
                             r.transport.name()
@@ -511,13 +514,15 @@ fn table(d: &Data) -> Table {
                 };
                 let unpinned = find_run(d, kind, partner, size, Mode::Echo, "unpinned");
                 let p99 = unpinned.map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
-                let sink = find_run(d, kind, partner, size, Mode::Sink, "unpinned");
-                let mbs = sink.map_or("-".to_string(), |r| {
-                    format!("{:.1}", r.throughput().median / 1e6)
-                });
-                let msgs = sink.map_or("-".to_string(), |r| {
-                    format!("{:.0}", r.messages_per_sec().median)
-                });
+                let mbs = |p: &str| {
+                    find_run(d, kind, partner, size, Mode::Sink, p).map_or("-".to_string(), |r| {
+                        format!("{:.1}", r.throughput().median / 1e6)
+                    })
+                };
+                let msgs = find_run(d, kind, partner, size, Mode::Sink, "unpinned")
+                    .map_or("-".to_string(), |r| {
+                        format!("{:.0}", r.messages_per_sec().median)
+                    });
                 let wakes = if kind == TransportKind::Shm {
                     unpinned.map_or("-".to_string(), |r| {
                         format!("{:.3}", r.futex_wakes_per_msg())
@@ -533,7 +538,9 @@ fn table(d: &Data) -> Table {
                     rtt("unpinned"),
                     p99,
                     rtt("split"),
-                    mbs,
+                    mbs("pinned"),
+                    mbs("unpinned"),
+                    mbs("split"),
                     msgs,
                     wakes,
                 ]);
@@ -550,8 +557,10 @@ fn table(d: &Data) -> Table {
             "RTT unpinned",
             "p99 unpinned",
             "RTT split",
-            "MB/s",
-            "msgs/s",
+            "MB/s pinned",
+            "MB/s unpinned",
+            "MB/s split",
+            "msgs/s unpinned",
             "FUTEX_WAKE/msg (unpinned)",
         ]
         .map(String::from)
@@ -589,29 +598,30 @@ fn charts(d: &Data) -> Vec<Chart> {
             })
             .collect()
     };
-    let throughput_series: Vec<Series> = d
-        .transports
-        .iter()
-        .map(|&k| {
-            let partner = if k.supports_processes() {
-                Partner::Process
-            } else {
-                Partner::Thread
-            };
-            Series {
-                name: format!("{} ({})", k.name(), partner.plural()),
-                points: d
-                    .sizes
-                    .iter()
-                    .filter_map(|&size| {
-                        let r = find_run(d, k, partner, size, Mode::Sink, "unpinned")?;
-                        Some((size as f64, r.throughput().median))
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    vec![
+    let throughput_series = |placement: &str| -> Vec<Series> {
+        d.transports
+            .iter()
+            .map(|&k| {
+                let partner = if k.supports_processes() {
+                    Partner::Process
+                } else {
+                    Partner::Thread
+                };
+                Series {
+                    name: format!("{} ({})", k.name(), partner.plural()),
+                    points: d
+                        .sizes
+                        .iter()
+                        .filter_map(|&size| {
+                            let r = find_run(d, k, partner, size, Mode::Sink, placement)?;
+                            Some((size as f64, r.throughput().median))
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    };
+    let mut charts = vec![
         line(
             "rtt-process-unpinned",
             "Round trip between processes by message size (unpinned)",
@@ -628,9 +638,21 @@ fn charts(d: &Data) -> Vec<Chart> {
             "throughput",
             "One-way throughput by message size (unpinned)",
             "bytes per second",
-            throughput_series,
+            throughput_series("unpinned"),
         ),
-    ]
+    ];
+    if d.runs
+        .iter()
+        .any(|r| matches!(r.placement, Placement::Split(..)))
+    {
+        charts.push(line(
+            "throughput-split",
+            "One-way throughput by message size (each side on its own CPU)",
+            "bytes per second",
+            throughput_series("split"),
+        ));
+    }
+    charts
 }
 
 fn notes(s: &Section, d: &Data) -> Vec<String> {
@@ -684,11 +706,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
                 continue;
             };
             if size == 64 {
-                let placement = match suffix {
-                    "" => "unpinned",
-                    ".pinned" => "pinned to one CPU",
-                    _ => "split across two CPUs",
-                };
+                let placement = placement_words(suffix);
                 notes.push(format!(
                     "{} round trip between processes, {placement}: shm {} vs pipe {} (pipe / shm = {:.1}x)",
                     size_words(size),
@@ -698,20 +716,31 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
                 ));
             }
         }
-        if let (true, Some(pipe), Some(shm)) = (
-            size == MIB,
-            value(&format!("ipc.throughput.pipe.process.{size}")),
-            value(&format!("ipc.throughput.shm.process.{size}")),
-        ) {
-            notes.push(format!(
-                "1 MiB one-way throughput between processes: shm {:.0} MB/s vs pipe {:.0} MB/s (shm / pipe = {:.1}x)",
-                shm / 1e6,
-                pipe / 1e6,
-                shm / pipe
-            ));
+        for suffix in ["", ".pinned", ".split"] {
+            if let (true, Some(pipe), Some(shm)) = (
+                size == MIB,
+                value(&format!("ipc.throughput.pipe.process.{size}{suffix}")),
+                value(&format!("ipc.throughput.shm.process.{size}{suffix}")),
+            ) {
+                notes.push(format!(
+                    "1 MiB one-way throughput between processes, {}: shm {:.0} MB/s vs pipe {:.0} MB/s (shm / pipe = {:.1}x)",
+                    placement_words(suffix),
+                    shm / 1e6,
+                    pipe / 1e6,
+                    shm / pipe
+                ));
+            }
         }
     }
     notes
+}
+
+fn placement_words(suffix: &str) -> &'static str {
+    match suffix {
+        "" => "unpinned",
+        ".pinned" => "pinned to one CPU",
+        _ => "split across two CPUs",
+    }
 }
 
 /// Creates a pair, starts the partner (thread or forked process) with the placement, measures

@@ -52,8 +52,14 @@ fn ipc_has_every_transport_partner_and_size() {
                 assert!(unpinned.is_some_and(|p| p.contains("unpinned")), "{base}");
                 let pinned = positive(&s, &format!("ipc.rtt.{base}.pinned"), Unit::Ns);
                 assert!(pinned.is_some_and(|p| p.contains("same CPU")), "{base}");
-                positive(&s, &format!("ipc.throughput.{base}"), Unit::BytesPerSec);
-                positive(&s, &format!("ipc.msgs.{base}"), Unit::PerSec);
+                for suffix in ["", ".pinned"] {
+                    positive(
+                        &s,
+                        &format!("ipc.throughput.{base}{suffix}"),
+                        Unit::BytesPerSec,
+                    );
+                    positive(&s, &format!("ipc.msgs.{base}{suffix}"), Unit::PerSec);
+                }
                 let rtt = s.figure(&format!("ipc.rtt.{base}")).expect("checked above");
                 let spread = rtt.spread.as_ref().expect("a round trip has a spread");
                 assert!(spread.min <= spread.p99 && spread.samples > 0, "{base}");
