@@ -5,10 +5,8 @@
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use proctor::ipc::TransportKind;
 use proctor_lab::{LabConfig, Profile, experiment};
-
-/// Transport names the IPC experiment knows.
-pub const TRANSPORTS: &[&str] = &["pipe", "unix", "tcp", "mq", "shm", "channel"];
 
 /// Processes or threads? Measures the difference on this machine.
 #[derive(Debug, Parser)]
@@ -137,7 +135,7 @@ pub struct BenchArgs {
     pub sizes: Option<Vec<usize>>,
 
     /// Transports for the IPC experiment, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(TRANSPORTS))]
+    #[arg(long, value_delimiter = ',', value_parser = transport_names())]
     pub transports: Option<Vec<String>>,
 
     /// Worker counts for the memory and scaling experiments, comma-separated.
@@ -151,6 +149,11 @@ pub enum ProfileArg {
     Tiny,
     Quick,
     Full,
+}
+
+/// The transport names, from the one list the IPC experiment also uses.
+fn transport_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(TransportKind::ALL.map(TransportKind::name))
 }
 
 fn experiment_ids() -> PossibleValuesParser {
@@ -285,5 +288,21 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn every_transport_kind_is_accepted() {
+        let all = TransportKind::ALL.map(TransportKind::name).join(",");
+        let cli = Cli::try_parse_from(["proctor", "bench", "ipc", "--transports", &all])
+            .expect("every kind's name is a valid --transports value");
+        let Command::Bench(b) = cli.command else {
+            panic!("expected bench");
+        };
+        let names = b.into_config().transports.expect("transports were given");
+        let kinds: Vec<TransportKind> = names
+            .iter()
+            .map(|n| n.parse().expect("a name clap accepted is a kind"))
+            .collect();
+        assert_eq!(kinds, TransportKind::ALL);
     }
 }

@@ -261,13 +261,14 @@ pub fn timer_cost() -> Duration {
     Duration::from_nanos(runs[runs.len() / 2].round() as u64)
 }
 
-/// The CPUs this thread may run on, in order.
+/// The CPUs this thread may run on, in order; every CPU std reports when the affinity mask
+/// cannot be read.
 pub fn allowed_cpus() -> Vec<usize> {
     match sched_getaffinity(Pid::from_raw(0)) {
         Ok(set) => (0..CpuSet::count())
             .filter(|&c| set.is_set(c).unwrap_or(false))
             .collect(),
-        Err(_) => Vec::new(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
     }
 }
 
@@ -306,6 +307,14 @@ pub fn pin_to(cpu: usize) -> Result<()> {
     set.set(cpu)
         .with_context(|| format!("cpu {cpu} is out of range"))?;
     sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to cpu {cpu}"))
+}
+
+/// Pins the calling thread to `cpu` for good; whether that worked. Only `sched_setaffinity` on
+/// a stack value, with no error to build, so it is safe in a forked child of a multi-threaded
+/// process, where [`pin_to`]'s error path would allocate.
+pub fn pin_to_raw(cpu: usize) -> bool {
+    let mut set = CpuSet::new();
+    set.set(cpu).is_ok() && sched_setaffinity(Pid::from_raw(0), &set).is_ok()
 }
 
 /// Context switches (voluntary + involuntary) so far, of the calling thread or the whole

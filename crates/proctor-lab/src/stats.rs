@@ -176,6 +176,24 @@ pub fn summarize_histogram(h: &Histogram<u64>) -> Option<Summary> {
     })
 }
 
+/// Fewer samples than this give [`median_and_spread`] no spread: a p1 or p99 over a handful of
+/// batches would only repeat the min and the max.
+pub const MIN_SPREAD_SAMPLES: usize = 10;
+
+/// The median of the finite samples, and their spread when there are at least
+/// [`MIN_SPREAD_SAMPLES`] of them (`NaN` and no spread for none). For experiments that keep
+/// one value per batch rather than a [`Summary`].
+pub fn median_and_spread(samples: &[f64]) -> (f64, Option<Spread>) {
+    let finite: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    match summarize(&finite) {
+        None => (f64::NAN, None),
+        Some(s) => (
+            s.median,
+            (finite.len() >= MIN_SPREAD_SAMPLES).then(|| s.spread()),
+        ),
+    }
+}
+
 /// `ours / theirs - 1`: +0.25 means ours is 25% higher.
 pub fn relative_gap(ours: f64, theirs: f64) -> f64 {
     ours / theirs - 1.0
@@ -263,6 +281,23 @@ mod tests {
         assert_eq!(s.median, 2.0);
         assert_eq!(s.max, 3.0);
         assert_eq!(s.samples, 3);
+    }
+
+    #[test]
+    fn median_and_spread_needs_ten_finite_samples_for_a_spread() {
+        let xs: Vec<f64> = (1..=11).map(f64::from).collect();
+        let (m, s) = median_and_spread(&xs);
+        assert_eq!(m, 6.0);
+        let s = s.expect("11 samples give a spread");
+        assert_eq!((s.min, s.max, s.samples), (1.0, 11.0, 11));
+        assert_eq!(median_and_spread(&[3.0, 1.0, 2.0]), (2.0, None));
+        assert_eq!(median_and_spread(&[3.0, f64::NAN, 1.0]), (2.0, None));
+        assert!(median_and_spread(&[]).0.is_nan());
+        let outlier = [
+            8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 12.0, 9.0, 11.0, 10.0, 1000.0,
+        ];
+        let s = median_and_spread(&outlier).1.expect("spread");
+        assert_eq!((s.outliers, s.max), (1, 1000.0), "flagged, not dropped");
     }
 
     #[test]

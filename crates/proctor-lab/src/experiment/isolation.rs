@@ -22,8 +22,8 @@ use proctor::{Mode, Pool, TaskError};
 use serde::{Deserialize, Serialize};
 
 use super::Experiment;
-use super::sync::interim_stats::summarize;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::stats::median_and_spread as summarize;
 use crate::{LabConfig, Progress};
 
 /// The fault-isolation experiment.

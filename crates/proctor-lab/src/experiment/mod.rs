@@ -2,6 +2,7 @@
 
 use crate::{LabConfig, Progress, report::Section};
 
+pub mod ipc;
 pub mod isolation;
 pub mod memory;
 pub mod race;
@@ -24,6 +25,7 @@ pub trait Experiment: Sync {
 pub static ALL: &[&dyn Experiment] = &[
     &spawn::Spawn,
     &switch::Switch,
+    &ipc::Ipc,
     &memory::Memory,
     &isolation::Isolation,
     &race::Race,

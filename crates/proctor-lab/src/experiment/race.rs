@@ -16,9 +16,10 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Experiment;
-use super::sync::interim_stats::{allowed_cpus, pin_current_thread, summarize};
+use crate::measure::{allowed_cpus, pin_to_raw};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, fork_child};
+use crate::stats::median_and_spread;
 use crate::{LabConfig, Progress};
 
 /// The race-condition experiment.
@@ -102,7 +103,7 @@ pub struct ProcessRuns {
 }
 
 fn median_u64(xs: &[u64]) -> f64 {
-    summarize(&xs.iter().map(|&x| x as f64).collect::<Vec<_>>()).0
+    median_and_spread(&xs.iter().map(|&x| x as f64).collect::<Vec<_>>()).0
 }
 
 /// Runs `variant` on `threads` threads, each adding `increments`; returns the final count and
@@ -125,7 +126,7 @@ fn run_threads(
                     // Unpinned, the scheduler often parks a fresh thread on the CPU of the one
                     // already running, and the two barely overlap; pinned, they run together.
                     if let Some(&cpu) = cpus.get(i % cpus.len().max(1)) {
-                        pin_current_thread(cpu);
+                        pin_to_raw(cpu);
                     }
                     barrier.wait();
                     // The barrier wakes its sleepers one by one, tens of µs apart: longer than
@@ -233,7 +234,7 @@ fn run_processes(
         // after fork.
         let pid = fork_child(|| {
             if let Some(&cpu) = cpus.get(side % cpus.len().max(1)) {
-                pin_current_thread(cpu);
+                pin_to_raw(cpu);
             }
             rendezvous(&shared.arrived, 2);
             match variant {
@@ -427,7 +428,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
     );
     for v in Variant::ALL {
         let r = two(v);
-        let (median, spread) = summarize(&r.ns_per_increment);
+        let (median, spread) = median_and_spread(&r.ns_per_increment);
         let mut f = Figure::new(
             &format!("race.ns_per_inc.{}", v.name()),
             &format!("ns per increment, {} (2 threads)", v.label()),
@@ -486,7 +487,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
                     r.expected.to_string(),
                     format!("{fin:.0}"),
                     format!("{:.0}", r.expected as f64 - fin),
-                    format!("{:.2}", summarize(&r.ns_per_increment).0),
+                    format!("{:.2}", median_and_spread(&r.ns_per_increment).0),
                 ]
             })
             .collect(),
@@ -541,7 +542,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
                             .runs
                             .iter()
                             .find(|r| r.variant == v && r.threads == t)?;
-                        Some((i as f64, summarize(&r.ns_per_increment).0))
+                        Some((i as f64, median_and_spread(&r.ns_per_increment).0))
                     })
                     .collect(),
             })

@@ -21,9 +21,10 @@ use nix::unistd::{pipe, read, write};
 use serde::{Deserialize, Serialize};
 
 use super::Experiment;
-use super::sync::interim_stats::{allowed_cpus, summarize};
+use crate::measure::allowed_cpus;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, fork_child, sleep_ns};
+use crate::stats::median_and_spread;
 use crate::{LabConfig, Progress};
 
 /// The CPU- and I/O-bound scaling experiment.
@@ -463,7 +464,7 @@ impl Experiment for Scaling {
                     elapsed.push(d.as_nanos() as f64);
                     checksum = c;
                 }
-                let median_ns = summarize(&elapsed).0;
+                let median_ns = median_and_spread(&elapsed).0;
                 let base = *baseline.get_or_insert(median_ns);
                 let speedup = base / median_ns;
                 result.cpu.push(CpuPoint {
@@ -537,9 +538,9 @@ impl Experiment for Scaling {
                     result.io.push(IoPoint {
                         model,
                         units: n,
-                        median_ns: summarize(&completion).0,
+                        median_ns: median_and_spread(&completion).0,
                         completion_ns: completion,
-                        memory_bytes: (!memory.is_empty()).then(|| summarize(&memory).0),
+                        memory_bytes: (!memory.is_empty()).then(|| median_and_spread(&memory).0),
                         max_alive,
                     });
                 }
@@ -577,7 +578,7 @@ fn section_from(r: &ScalingResult) -> Section {
     );
     for p in &r.cpu {
         let (m, w) = (p.model.name(), p.workers);
-        let spread = summarize(&p.elapsed_ns).1;
+        let spread = median_and_spread(&p.elapsed_ns).1;
         let mut t = Figure::new(
             &format!("scaling.throughput.{m}.{w}"),
             &format!("CPU-bound throughput, {w} {m}s"),
@@ -659,7 +660,7 @@ fn section_from(r: &ScalingResult) -> Section {
     }
     for p in &r.io {
         let (m, n) = (p.model.name(), p.units);
-        let spread = summarize(&p.completion_ns).1;
+        let spread = median_and_spread(&p.completion_ns).1;
         let mut f = Figure::new(
             &format!("scaling.io.completion.{m}.{n}"),
             &format!("{n} I/O-bound {m} units (3 × 10 ms sleeps), creation to last finish"),

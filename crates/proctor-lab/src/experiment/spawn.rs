@@ -12,6 +12,12 @@
 //! that many to tear down. `posix_spawn` (glibc: `clone(CLONE_VM | CLONE_VFORK)` then `exec`)
 //! and threads share the address space, so they should stay flat.
 //!
+//! **Pool worker**: `proctor::Pool::processes(1).build()`, one trivial task submitted and
+//! joined, then the pool dropped, which kills and reaps the worker. The worker is forked by
+//! the pool's fork server, a small process started before `main`, so its cost should not grow
+//! with this parent's size. Without a fork server (`proctor::init()` did not run in time) the
+//! row is skipped with a note.
+//!
 //! The forked child lives in a process that may have other threads (the test harness, a
 //! progress bar), so it only calls `_exit`, which is async-signal-safe.
 
@@ -46,9 +52,8 @@ enum Method {
     Fork,
     PosixSpawn,
     TokioTask,
-    // TODO(pool): a fifth row, "worker started by the pool's fork server" (key
-    // `spawn.pool_worker`), measured at each parent size like `Fork`, once `proctor::Pool`
-    // exists. Add the variant here, its op in `measure_method`, and it to `RSS_METHODS`.
+    /// A one-worker process pool: build, one task, drop.
+    PoolWorker,
 }
 
 impl Method {
@@ -57,7 +62,8 @@ impl Method {
             Method::Thread => "thread",
             Method::Fork => "fork",
             Method::PosixSpawn => "posix_spawn",
-            Method::TokioTask => "tokio_task",
+            Method::TokioTask => "async",
+            Method::PoolWorker => "pool_worker",
         }
     }
 
@@ -67,12 +73,20 @@ impl Method {
             Method::Fork => "fork + _exit + waitpid",
             Method::PosixSpawn => "posix_spawn(/bin/true) + waitpid",
             Method::TokioTask => "tokio task spawn + await (current-thread runtime)",
+            Method::PoolWorker => {
+                "Pool::processes(1).build + one task + drop (worker forked by the fork server)"
+            }
         }
     }
 }
 
 /// The methods measured at every parent size; an async task does not depend on it.
-const RSS_METHODS: [Method; 3] = [Method::Thread, Method::Fork, Method::PosixSpawn];
+const RSS_METHODS: [Method; 4] = [
+    Method::Thread,
+    Method::Fork,
+    Method::PosixSpawn,
+    Method::PoolWorker,
+];
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -111,13 +125,24 @@ impl Experiment for Spawn {
         let plan = Plan::for_profile(config.profile).with_iterations(config.iterations);
         let sizes = Spawn::ballast_sizes(config.profile);
         let spawn_true = PosixSpawn::new(TRUE_PATH)?;
-        progress.begin("spawn", (sizes.len() * RSS_METHODS.len() + 1) as u64);
+        let mut notes = Vec::new();
+        let methods: Vec<Method> = match pool_availability()? {
+            None => RSS_METHODS.to_vec(),
+            Some(reason) => {
+                notes.push(format!("the pool-worker row is skipped: {reason}"));
+                RSS_METHODS
+                    .into_iter()
+                    .filter(|&m| m != Method::PoolWorker)
+                    .collect()
+            }
+        };
+        progress.begin("spawn", (sizes.len() * methods.len() + 1) as u64);
 
         let mut rows = Vec::new();
         for &size in &sizes {
             let ballast = Ballast::new(size);
             let rss = measure::process_rss_bytes().unwrap_or(0);
-            for method in RSS_METHODS {
+            for &method in &methods {
                 progress.advance(0, &format!("{} at {} MiB parent", method.key(), size / MIB));
                 let m = measure_method(method, &plan, &spawn_true).with_context(|| {
                     format!(
@@ -149,7 +174,9 @@ impl Experiment for Spawn {
         progress.advance(1, "");
         progress.end();
 
-        Ok(section(&plan, &rows))
+        let mut s = section(&plan, &rows);
+        s.notes.extend(notes);
+        Ok(s)
     }
 }
 
@@ -159,7 +186,9 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          call and ends when join/waitpid/.await returns, and the reap checks the child ran (join value \
          or exit status 0). Thread: std::thread::spawn + join. Fork: fork, the child calls _exit(0), \
          the parent waitpid()s. posix_spawn: {TRUE_PATH} with an empty environment, then waitpid. \
-         Tokio: tokio::spawn + .await on a current-thread runtime. The parent first allocates and \
+         Tokio: tokio::spawn + .await on a current-thread runtime. Pool worker: \
+         proctor::Pool::processes(1).build(), submit(trivial fn).join(), drop (kills and reaps the \
+         worker); the worker is forked by the pool's fork server, not by this parent. The parent first allocates and \
          touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
          mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
          where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
@@ -216,10 +245,16 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             "spawn.thread",
         ),
         (
-            "spawn.thread_over_tokio_task",
+            "spawn.thread_over_async",
             "thread spawn / tokio task",
             "spawn.thread",
-            "spawn.tokio_task",
+            "spawn.async",
+        ),
+        (
+            "spawn.pool_worker_over_fork",
+            "pool worker (fork server) / fork (small parent)",
+            "spawn.pool_worker",
+            "spawn.fork",
         ),
     ]
     .into_iter()
@@ -261,6 +296,7 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
 
     let series = RSS_METHODS
         .iter()
+        .filter(|&&m| rows.iter().any(|r| r.method == m))
         .map(|&m| Series {
             name: m.label().to_string(),
             points: rows
@@ -304,10 +340,6 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             big.measurement.value() / small.measurement.value(),
         ));
     }
-    s.notes.push(
-        "the pool's fork-server worker start is not measured yet (it needs proctor::Pool)"
-            .to_string(),
-    );
     s.data = serde_json::to_value(rows).unwrap_or(serde_json::Value::Null);
     s
 }
@@ -321,6 +353,7 @@ fn measure_method(method: Method, plan: &Plan, spawn_true: &PosixSpawn) -> Resul
         Method::Thread => measure::measure(plan, |n, s| time_ops(n, s, spawn_thread)),
         Method::Fork => measure::measure(plan, |n, s| time_ops(n, s, fork_exit_wait)),
         Method::PosixSpawn => measure::measure(plan, |n, s| time_ops(n, s, || spawn_true.run())),
+        Method::PoolWorker => measure::measure(plan, |n, s| time_ops(n, s, pool_worker)),
         Method::TokioTask => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -355,6 +388,41 @@ fn fork_exit_wait() -> Result<()> {
         }
         ForkResult::Parent { child } => reap(child),
     }
+}
+
+/// `None` when process pools work here, else why not (no fork server, not Linux).
+///
+/// # Errors
+/// When the pool fails for another reason (a worker could not be started).
+fn pool_availability() -> Result<Option<String>> {
+    match proctor::Pool::processes(1).build() {
+        Ok(pool) => {
+            drop(pool);
+            Ok(None)
+        }
+        Err(e) if e.is_not_initialized() || e.is_unsupported() => Ok(Some(e.to_string())),
+        Err(e) => Err(anyhow::Error::new(e).context("building a one-worker process pool")),
+    }
+}
+
+fn add_one(n: u64) -> u64 {
+    n + 1
+}
+
+/// A one-worker process pool: build, run one task, drop (kill and reap the worker).
+fn pool_worker() -> Result<()> {
+    let pool = proctor::Pool::processes(1)
+        .build()
+        .context("building a one-worker process pool")?;
+    let out = pool
+        .submit(add_one, black_box(7u64))
+        .join()
+        .context("the pool worker's task")?;
+    drop(pool);
+    if black_box(out) != 8 {
+        bail!("the pool worker returned {out}, not 8");
+    }
+    Ok(())
 }
 
 fn reap(child: Pid) -> Result<()> {
@@ -460,7 +528,7 @@ mod tests {
             "spawn.thread",
             "spawn.fork",
             "spawn.posix_spawn",
-            "spawn.tokio_task",
+            "spawn.async",
             "spawn.fork.cold",
         ] {
             let f = s
@@ -475,8 +543,17 @@ mod tests {
                 .all(|f| f.value.is_finite() && f.value > 0.0)
         );
         assert_eq!(s.charts.len(), 1);
-        assert_eq!(s.charts[0].series.len(), RSS_METHODS.len());
-        assert_eq!(s.tables[0].rows.len(), RSS_METHODS.len() + 1);
+        // The lib's unit-test binary starts no fork server, so the pool row is skipped there.
+        let pool = usize::from(s.figure("spawn.pool_worker").is_some());
+        if pool == 0 {
+            assert!(
+                s.notes
+                    .iter()
+                    .any(|n| n.contains("pool-worker row is skipped"))
+            );
+        }
+        assert_eq!(s.charts[0].series.len(), RSS_METHODS.len() - 1 + pool);
+        assert_eq!(s.tables[0].rows.len(), RSS_METHODS.len() + pool);
         assert!(
             s.method
                 .contains("create + first instruction + exit + reap")

@@ -21,7 +21,8 @@ use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, U
 use crate::shared_mem::{Children, FutexMutex, SharedMem, fork_child, mono_ns};
 use crate::{LabConfig, Progress};
 
-use self::interim_stats::summarize;
+use crate::measure::{allowed_cpus, pin_to_raw};
+use crate::stats::median_and_spread;
 
 use super::Experiment;
 
@@ -180,7 +181,7 @@ fn contended_threads(
             let gate = &gate;
             s.spawn(move || {
                 if let Some((a, b)) = cpus {
-                    interim_stats::pin_current_thread(if side == 0 { a } else { b });
+                    pin_to_raw(if side == 0 { a } else { b });
                 }
                 gate.arrive_and_wait();
                 for i in 0..iters {
@@ -209,7 +210,7 @@ fn contended_processes(
         let pid = fork_child(|| {
             // Async-signal-safe only: affinity syscall, atomics, futex calls, clock_gettime.
             if let Some((a, b)) = cpus {
-                interim_stats::pin_current_thread(if side == 0 { a } else { b });
+                pin_to_raw(if side == 0 { a } else { b });
             }
             shared.gate.arrive_and_wait();
             for i in 0..iters {
@@ -276,7 +277,7 @@ fn condvar_handoff(iters: u64, cpus: Option<(usize, usize)>) -> Result<Duration>
     let t0 = std::thread::scope(|s| {
         s.spawn(|| {
             if let Some((a, _)) = cpus {
-                interim_stats::pin_current_thread(a);
+                pin_to_raw(a);
             }
             gate.arrive_and_wait();
             for i in 0..iters {
@@ -292,7 +293,7 @@ fn condvar_handoff(iters: u64, cpus: Option<(usize, usize)>) -> Result<Duration>
         });
         s.spawn(|| {
             if let Some((_, b)) = cpus {
-                interim_stats::pin_current_thread(b);
+                pin_to_raw(b);
             }
             gate.arrive_and_wait();
             let mut n = 0;
@@ -325,7 +326,7 @@ fn condvar_handoff(iters: u64, cpus: Option<(usize, usize)>) -> Result<Duration>
 fn on_pinned_thread<R: Send>(cpu: usize, f: impl FnOnce() -> R + Send) -> R {
     std::thread::scope(|s| {
         s.spawn(|| {
-            interim_stats::pin_current_thread(cpu);
+            pin_to_raw(cpu);
             f()
         })
         .join()
@@ -353,7 +354,7 @@ impl Experiment for SyncCost {
     fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
         let started = Instant::now();
         let plan = Plan::for_profile(config);
-        let cpus = interim_stats::allowed_cpus();
+        let cpus = allowed_cpus();
         let first = cpus.first().copied().unwrap_or(0);
         let pair = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
         let pinned = format!("pinned to cpu {first}");
@@ -366,7 +367,7 @@ impl Experiment for SyncCost {
         let mut scenarios = Vec::new();
         let mut push =
             |key: &str, label: &str, placement: &str, (iters, samples): (u64, Vec<f64>)| {
-                let median_ns = summarize(&samples).0;
+                let median_ns = median_and_spread(&samples).0;
                 scenarios.push(ScenarioResult {
                     key: key.to_string(),
                     label: label.to_string(),
@@ -580,7 +581,7 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
          warm-up); figures are medians of the batch means with min/p1/p99/max over the batches.",
     );
     for s in &result.scenarios {
-        let (median, spread) = summarize(&s.samples_ns);
+        let (median, spread) = median_and_spread(&s.samples_ns);
         let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns).placed(&s.placement);
         if let Some(spread) = spread {
             f = f.with_spread(spread);
@@ -656,98 +657,4 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     }
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
-}
-
-/// Small statistics and placement helpers used by this experiment and by `race`, `memory` and
-/// `scaling`.
-///
-/// Interim: these are to be folded into the shared `stats.rs` (median, percentiles, outliers)
-/// and `measure.rs` (pinning) once those modules land; keep them pure and small until then.
-pub(super) mod interim_stats {
-    use crate::report::Spread;
-
-    /// The value at quantile `q` (0..=1) of sorted `xs`, by linear interpolation.
-    pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-        let lo = pos.floor() as usize;
-        let hi = pos.ceil() as usize;
-        sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-    }
-
-    /// Median, and the spread where there are at least 10 samples. Outliers are flagged by the
-    /// modified Z-score (|0.6745 (x - median) / MAD| > 3.5, Iglewicz and Hoaglin), and kept.
-    pub(crate) fn summarize(samples: &[f64]) -> (f64, Option<Spread>) {
-        let mut sorted: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
-        sorted.sort_by(f64::total_cmp);
-        let median = quantile(&sorted, 0.5);
-        if sorted.len() < 10 {
-            return (median, None);
-        }
-        let mut dev: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
-        dev.sort_by(f64::total_cmp);
-        let mad = quantile(&dev, 0.5);
-        let outliers = if mad > 0.0 {
-            sorted
-                .iter()
-                .filter(|x| (0.6745 * (*x - median) / mad).abs() > 3.5)
-                .count() as u64
-        } else {
-            0
-        };
-        let spread = Spread {
-            min: sorted[0],
-            p1: quantile(&sorted, 0.01),
-            p99: quantile(&sorted, 0.99),
-            max: sorted[sorted.len() - 1],
-            samples: sorted.len() as u64,
-            outliers,
-        };
-        (median, Some(spread))
-    }
-
-    /// The CPUs this process may run on, in order.
-    pub(crate) fn allowed_cpus() -> Vec<usize> {
-        match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-            Ok(set) => (0..nix::sched::CpuSet::count())
-                .filter(|&c| set.is_set(c).unwrap_or(false))
-                .collect(),
-            Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
-        }
-    }
-
-    /// Pins the calling thread to `cpu`; returns whether that worked. A plain syscall on a stack
-    /// value, so it is safe in a forked child.
-    pub(crate) fn pin_current_thread(cpu: usize) -> bool {
-        let mut set = nix::sched::CpuSet::new();
-        set.set(cpu).is_ok()
-            && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn median_and_spread() {
-            let xs: Vec<f64> = (1..=11).map(f64::from).collect();
-            let (m, s) = summarize(&xs);
-            assert_eq!(m, 6.0);
-            let s = s.expect("11 samples give a spread");
-            assert_eq!((s.min, s.max, s.samples), (1.0, 11.0, 11));
-            assert_eq!(summarize(&[3.0, 1.0, 2.0]), (2.0, None));
-        }
-
-        #[test]
-        fn outlier_is_flagged_not_dropped() {
-            let xs = [
-                8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 12.0, 9.0, 11.0, 10.0, 1000.0,
-            ];
-            let (_, s) = summarize(&xs);
-            let s = s.expect("spread");
-            assert_eq!((s.outliers, s.max), (1, 1000.0));
-        }
-    }
 }

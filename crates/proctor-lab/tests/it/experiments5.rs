@@ -175,9 +175,12 @@ fn quick_figures() {
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn memory_reports_per_worker_and_leaves_nothing_behind() {
     use nix::errno::Errno;
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::sys::wait::{WaitPidFlag, waitpid};
     use nix::unistd::Pid;
 
+    // The fork server that `proctor::init_before_main!` starts is a child of this process from
+    // before main; it is the only child allowed to outlive the experiment.
+    let before = live_children();
     let s = run_tiny("memory");
     for n in [1, 10] {
         for kind in ["uss", "pss", "rss"] {
@@ -211,12 +214,12 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
         let pid = Pid::from_raw(pid.as_i64().expect("pid") as i32);
         assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
     }
-    // Nothing is left to reap. The fork server that `proctor::init_before_main!` starts is a
-    // child for the test binary's whole life, so "no child at all" cannot hold.
-    assert!(matches!(
-        waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)),
-        Err(Errno::ECHILD) | Ok(WaitStatus::StillAlive)
-    ));
+    let left = live_children();
+    assert!(
+        left.is_subset(&before),
+        "children left behind: {:?}",
+        left.difference(&before).collect::<Vec<_>>()
+    );
     // Every worker thread was joined.
     let tids = s.data["thread_ids"].as_array().expect("thread ids");
     assert_eq!(tids.len(), 1 + 10);
@@ -253,4 +256,31 @@ fn scaling_reports_cpu_and_io_sweeps() {
     for p in s.data["io"].as_array().expect("io points") {
         assert!(p["max_alive"].as_i64().expect("max_alive") >= 1, "{p}");
     }
+}
+
+/// The pids of this process's live (or unreaped) children, from each process's parent pid in
+/// /proc/PID/stat.
+fn live_children() -> std::collections::BTreeSet<i32> {
+    let me = std::process::id() as i32;
+    let mut children = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name (field 2) may hold spaces and parentheses: parse after its last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(me) {
+            children.insert(pid);
+        }
+    }
+    children
 }

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 proctor::init_before_main!();
 
 mod experiments5;
+mod ipc;
 mod isolation;
 
 /// Tests that fork children or count threads take this lock, so that one test's children and

@@ -1,0 +1,978 @@
+//! `ipc`: round-trip latency and one-way throughput of every `proctor::ipc` transport,
+//! between two threads and between two processes (LAB-METHODS rules 3, 4, 9, 10, 11 and 13).
+//!
+//! **Round trip** (one op): main sends a message of `size` bytes, the partner receives it
+//! into a buffer sized beforehand and sends the same bytes back, main receives them. That is
+//! two messages of `size` bytes, at least 2 sends + 2 receives, and on one CPU 2 context
+//! switches, as `lat_pipe` / `lat_unix` / `lat_tcp` count it. Figures are per round trip.
+//!
+//! **Throughput** (one op): main sends one message of `size` bytes; the partner drains. Main
+//! marks the last message of each batch and the partner answers it with a 1-byte
+//! acknowledgement, so a batch ends when every message has been *received*, not just queued.
+//!
+//! **Partner**: a scoped thread or a child forked after the pair was created; nothing else
+//! differs (rule 4): same transport, buffers, sizes, placement. The child of a possibly
+//! multi-threaded process only uses the transport with pre-sized buffers (no allocation),
+//! never unwinds and leaves with `_exit`, as the transports' own tests do.
+//!
+//! **Placement** (rule 3): every round trip is measured pinned (both sides on one CPU:
+//! context switches), unpinned (the scheduler's choice) and, where two CPUs are allowed and the
+//! profile is not `tiny`, split (main on the first allowed CPU, the partner on the second:
+//! cross-CPU wake-up latency). Throughput runs at the same placements.
+//!
+//! **shm** (rule 9): the ring spins for at most a few µs (only when the peer last ran on
+//! another CPU), yields a few times, then sleeps on a futex; `FUTEX_WAKE` calls per message are
+//! read from the pair's counter. **tcp** (rule 10): `TCP_NODELAY` is set; connect and accept
+//! happen when the pair is created, outside every timed window.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+use proctor::ipc::{self, Endpoint, TransportKind};
+use serde::Serialize;
+
+use crate::experiment::Experiment;
+use crate::measure::{self, Measurement, Plan, time_ops};
+use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::stats::{self, Summary};
+use crate::{LabConfig, Progress};
+
+/// The IPC experiment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ipc;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// The first byte of the message that asks a draining partner for an acknowledgement.
+const ACK: u8 = 1;
+/// The first byte of every other throughput message.
+const NO_ACK: u8 = 0;
+
+/// Exit codes of a forked partner.
+const EXIT_OK: i32 = 0;
+const EXIT_RECV: i32 = 10;
+const EXIT_SEND: i32 = 11;
+
+/// The default message sizes: below, at and above a page, the default pipe capacity (64 KiB,
+/// also the shm ring's largest size) and far above the socket buffers (rule 11).
+fn default_sizes(profile: Profile) -> Vec<usize> {
+    match profile {
+        Profile::Tiny => vec![64, 4 * KIB],
+        Profile::Quick | Profile::Full => vec![64, 4 * KIB, 64 * KIB, MIB],
+    }
+}
+
+/// The measuring plan. Quick keeps rule 13's 10 batches and per-op timestamps but shortens
+/// each batch to 1 ms so that about 260 measurements fit in under 10 s; tiny runs a fixed
+/// 10 ops per batch.
+fn plan(profile: Profile, iterations: Option<u64>) -> Plan {
+    let base = Plan::for_profile(profile);
+    let plan = match profile {
+        Profile::Tiny => Plan {
+            fixed_ops: Some(10),
+            ..base
+        },
+        Profile::Quick => Plan {
+            warmup_batches: 1,
+            min_batch: Duration::from_millis(1),
+            ..base
+        },
+        Profile::Full => Plan {
+            warmup_batches: 2,
+            batches: 20,
+            min_batch: Duration::from_millis(10),
+            ..base
+        },
+    };
+    match iterations {
+        Some(_) => plan.with_iterations(iterations),
+        None => plan,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Partner {
+    Thread,
+    Process,
+}
+
+impl Partner {
+    fn key(self) -> &'static str {
+        match self {
+            Partner::Thread => "thread",
+            Partner::Process => "process",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Partner::Thread => "threads",
+            Partner::Process => "processes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Placement {
+    /// Neither side pinned.
+    Unpinned,
+    /// Both sides pinned to this CPU.
+    Pinned(usize),
+    /// Main on the first CPU, the partner on the second.
+    Split(usize, usize),
+}
+
+impl Placement {
+    /// The figure key suffix.
+    fn suffix(self) -> &'static str {
+        match self {
+            Placement::Unpinned => "",
+            Placement::Pinned(_) => ".pinned",
+            Placement::Split(..) => ".split",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Placement::Unpinned => "unpinned (the scheduler's choice)".to_string(),
+            Placement::Pinned(c) => format!("same CPU (cpu {c})"),
+            Placement::Split(a, b) => {
+                format!("cpu {a} <-> cpu {b} (cross-CPU wake-up latency)")
+            }
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Placement::Unpinned => "unpinned",
+            Placement::Pinned(_) => "pinned",
+            Placement::Split(..) => "split",
+        }
+    }
+
+    /// (main's CPU, the partner's CPU), or `None` when unpinned.
+    fn cpus(self) -> Option<(usize, usize)> {
+        match self {
+            Placement::Unpinned => None,
+            Placement::Pinned(c) => Some((c, c)),
+            Placement::Split(a, b) => Some((a, b)),
+        }
+    }
+}
+
+/// What the partner does with each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    /// Sends every message back: round trips.
+    Echo,
+    /// Drains, acknowledging marked messages: one-way throughput.
+    Sink,
+}
+
+impl Mode {
+    fn words(self) -> &'static str {
+        match self {
+            Mode::Echo => "round trips",
+            Mode::Sink => "one-way throughput",
+        }
+    }
+}
+
+/// One measured run: a pair, a partner, a placement and a size.
+#[derive(Debug, Serialize)]
+struct Run {
+    #[serde(serialize_with = "serialize_kind")]
+    transport: TransportKind,
+    partner: Partner,
+    placement: Placement,
+    mode: Mode,
+    size_bytes: usize,
+    /// Per round trip (echo) or per message (sink), in ns.
+    measurement: Measurement,
+    /// Messages in the measured window of the run (both directions for round trips; the
+    /// acknowledgements of a sink run are not counted), cold start to last batch.
+    messages: u64,
+    /// `FUTEX_WAKE` calls over those messages (shm only; 0 elsewhere).
+    futex_wakes: u64,
+}
+
+impl Run {
+    fn futex_wakes_per_msg(&self) -> f64 {
+        self.futex_wakes as f64 / self.messages.max(1) as f64
+    }
+
+    /// Bytes per second, per batch, summarized (sink runs).
+    fn throughput(&self) -> Summary {
+        let per_batch: Vec<f64> = self
+            .measurement
+            .batch_ns
+            .iter()
+            .map(|ns| self.size_bytes as f64 * 1e9 / ns)
+            .collect();
+        stats::summarize(&per_batch).expect("a measurement has at least one batch")
+    }
+
+    /// Messages per second, per batch, summarized (sink runs).
+    fn messages_per_sec(&self) -> Summary {
+        let per_batch: Vec<f64> = self
+            .measurement
+            .batch_ns
+            .iter()
+            .map(|ns| 1e9 / ns)
+            .collect();
+        stats::summarize(&per_batch).expect("a measurement has at least one batch")
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Data {
+    sizes: Vec<usize>,
+    #[serde(serialize_with = "serialize_kinds")]
+    transports: Vec<TransportKind>,
+    shm_spin_ns: u128,
+    runs: Vec<Run>,
+}
+
+/// A transport by its name, as the CLI and the figure keys spell it.
+fn serialize_kind<S: serde::Serializer>(kind: &TransportKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+fn serialize_kinds<S: serde::Serializer>(kinds: &[TransportKind], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(kinds.iter().map(|k| k.name()))
+}
+
+/// The transports to measure: `config.transports` by name, or every kind.
+fn transports(config: &LabConfig) -> Result<Vec<TransportKind>> {
+    match &config.transports {
+        None => Ok(TransportKind::ALL.to_vec()),
+        Some(names) => {
+            let mut kinds = Vec::new();
+            for name in names {
+                let kind: TransportKind = name.parse()?;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            Ok(kinds)
+        }
+    }
+}
+
+/// The message sizes: `config.sizes` or the profile's, each at least one byte.
+fn sizes(config: &LabConfig) -> Result<Vec<usize>> {
+    let sizes = config
+        .sizes
+        .clone()
+        .unwrap_or_else(|| default_sizes(config.profile));
+    if sizes.contains(&0) {
+        bail!("an IPC message size of 0 bytes cannot be measured: give sizes of at least 1 byte");
+    }
+    Ok(sizes)
+}
+
+/// The partners a transport can have.
+fn partners(kind: TransportKind) -> &'static [Partner] {
+    if kind.supports_processes() {
+        &[Partner::Thread, Partner::Process]
+    } else {
+        &[Partner::Thread]
+    }
+}
+
+impl Experiment for Ipc {
+    fn id(&self) -> &'static str {
+        "ipc"
+    }
+
+    fn title(&self) -> &'static str {
+        "Communication (IPC)"
+    }
+
+    fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
+        let plan = plan(config.profile, config.iterations);
+        let kinds = transports(config)?;
+        let sizes = sizes(config)?;
+        let cpus = measure::allowed_cpus();
+        let Some(&cpu) = cpus.first() else {
+            bail!("no CPU is allowed for this process (sched_getaffinity failed)");
+        };
+        let mut placements = vec![Placement::Pinned(cpu), Placement::Unpinned];
+        // Split needs a second CPU; the tiny profile keeps to the two placements it checks.
+        match cpus.get(1) {
+            Some(&other) if config.profile != Profile::Tiny => {
+                placements.push(Placement::Split(cpu, other));
+            }
+            _ => {}
+        }
+
+        let combos: usize = kinds.iter().map(|k| partners(*k).len()).sum();
+        let steps = combos * sizes.len() * placements.len() * 2;
+        progress.begin("ipc", steps as u64);
+        let mut runs = Vec::new();
+        for &kind in &kinds {
+            for &partner in partners(kind) {
+                for &size in &sizes {
+                    for mode in [Mode::Echo, Mode::Sink] {
+                        for &placement in &placements {
+                            progress.advance(
+                                0,
+                                &format!(
+                                    "{kind} {} {size} B {}, {}",
+                                    partner.key(),
+                                    mode.words(),
+                                    placement.short()
+                                ),
+                            );
+                            let r = run_pair(kind, partner, placement, mode, size, &plan)
+                                .with_context(|| {
+                                    format!(
+                                        "{kind} {} of {size}-byte messages between {}, {}",
+                                        mode.words(),
+                                        partner.plural(),
+                                        placement.describe()
+                                    )
+                                })?;
+                            runs.push(r);
+                            progress.advance(1, "");
+                        }
+                    }
+                }
+            }
+        }
+        progress.end();
+        let data = Data {
+            sizes,
+            transports: kinds,
+            shm_spin_ns: shm_spin().as_nanos(),
+            runs,
+        };
+        Ok(section(&plan, &data))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn shm_spin() -> Duration {
+    ipc::shm::SPIN
+}
+
+#[cfg(not(target_os = "linux"))]
+fn shm_spin() -> Duration {
+    Duration::ZERO
+}
+
+fn size_words(size: usize) -> String {
+    if size >= MIB && size % MIB == 0 {
+        format!("{} MiB", size / MIB)
+    } else if size >= KIB && size % KIB == 0 {
+        format!("{} KiB", size / KIB)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn fmt_us(ns: f64) -> String {
+    format!("{:.2} µs", ns / 1e3)
+}
+
+fn section(plan: &Plan, d: &Data) -> Section {
+    let batches = match plan.fixed_ops {
+        Some(n) => format!("{n} ops"),
+        None => format!("calibrated to >= {} ms", plan.min_batch.as_secs_f64() * 1e3),
+    };
+    let method = format!(
+        "Round trip (one op): main sends a message of the given size, the partner receives it into a \
+         buffer sized beforehand and sends the same bytes back, main receives them: 2 messages, at \
+         least 2 sends + 2 receives, and on one CPU 2 context switches. Throughput (one op): main \
+         sends one message one way; the partner drains, and answers the last message of each batch \
+         with a 1-byte acknowledgement, so a batch ends when every message was received. The partner \
+         is a thread or a process forked after the pair was created; transport, buffers, sizes and \
+         placement are identical. Placement: pinned = both sides on one CPU (context switches); \
+         unpinned = the scheduler's choice; split = main and partner each pinned to its own CPU \
+         (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning up to {} ns \
+         (only when the peer last ran on another CPU), then sched_yield, then FUTEX_WAIT, and its \
+         FUTEX_WAKE calls per message are counted; tcp has TCP_NODELAY and its connect/accept happen \
+         before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
+         warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
+         spread = per-op (per round trip) timestamps when the timer costs < 5% of an op, else over \
+         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second.",
+        d.shm_spin_ns, plan.batches, plan.warmup_batches,
+    );
+    let mut s = Section::new("ipc", "Communication (IPC)", &method);
+
+    for r in &d.runs {
+        let base = format!(
+            "{}.{}.{}",
+            r.transport.name(),
+            r.partner.key(),
+            r.size_bytes
+        );
+        let between = r.partner.plural();
+        let size = size_words(r.size_bytes);
+        match r.mode {
+            Mode::Echo => {
+                let key = format!("ipc.rtt.{base}{}", r.placement.suffix());
+                let label = format!(
+                    "{} round trip of {size} between {between}",
+                    r.transport.name()
+                );
+                s.figures.push(
+                    r.measurement
+                        .figure(&key, &label)
+                        .placed(&r.placement.describe()),
+                );
+                if r.transport == TransportKind::Shm {
+                    s.figures.push(
+                        Figure::new(
+                            &format!(
+                                "ipc.futex_wakes_per_msg.shm.{}.{}{}",
+                                r.partner.key(),
+                                r.size_bytes,
+                                r.placement.suffix()
+                            ),
+                            &format!("shm FUTEX_WAKE calls per message, {size} round trips between {between}"),
+                            r.futex_wakes_per_msg(),
+                            Unit::Count,
+                        )
+                        .placed(&r.placement.describe()),
+                    );
+                }
+            }
+            Mode::Sink => {
+                let t = r.throughput();
+                s.figures.push(
+                    Figure::new(
+                        &format!("ipc.throughput.{base}{}", r.placement.suffix()),
+                        &format!(
+                            "{} one-way throughput, {size} messages between {between}",
+                            r.transport.name()
+                        ),
+                        t.median,
+                        Unit::BytesPerSec,
+                    )
+                    .with_spread(t.spread())
+                    .placed(&r.placement.describe()),
+                );
+                let m = r.messages_per_sec();
+                s.figures.push(
+                    Figure::new(
+                        &format!("ipc.msgs.{base}{}", r.placement.suffix()),
+                        &format!(
+                            "{} one-way messages per second, {size} messages between {between}",
+                            r.transport.name()
+                        ),
+                        m.median,
+                        Unit::PerSec,
+                    )
+                    .with_spread(m.spread())
+                    .placed(&r.placement.describe()),
+                );
+            }
+        }
+    }
+
+    s.tables.push(table(d));
+    s.charts.extend(charts(d));
+    s.notes.extend(notes(&s, d));
+    s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
+    s
+}
+
+fn find_run<'a>(
+    d: &'a Data,
+    kind: TransportKind,
+    partner: Partner,
+    size: usize,
+    mode: Mode,
+    placement: &str,
+) -> Option<&'a Run> {
+    d.runs.iter().find(|r| {
+        r.transport == kind
+            && r.partner == partner
+            && r.size_bytes == size
+            && r.mode == mode
+            && r.placement.short() == placement
+    })
+}
+
+fn table(d: &Data) -> Table {
+    let mut rows = Vec::new();
+    for &kind in &d.transports {
+        for &partner in partners(kind) {
+            for &size in &d.sizes {
+                let rtt = |p: &str| {
+                    find_run(d, kind, partner, size, Mode::Echo, p)
+                        .map_or("-".to_string(), |r| fmt_us(r.measurement.value()))
+                };
+                let unpinned = find_run(d, kind, partner, size, Mode::Echo, "unpinned");
+                let p99 = unpinned.map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+                let mbs = |p: &str| {
+                    find_run(d, kind, partner, size, Mode::Sink, p).map_or("-".to_string(), |r| {
+                        format!("{:.1}", r.throughput().median / 1e6)
+                    })
+                };
+                let msgs = find_run(d, kind, partner, size, Mode::Sink, "unpinned")
+                    .map_or("-".to_string(), |r| {
+                        format!("{:.0}", r.messages_per_sec().median)
+                    });
+                let wakes = if kind == TransportKind::Shm {
+                    unpinned.map_or("-".to_string(), |r| {
+                        format!("{:.3}", r.futex_wakes_per_msg())
+                    })
+                } else {
+                    "-".to_string()
+                };
+                rows.push(vec![
+                    kind.name().to_string(),
+                    partner.plural().to_string(),
+                    size_words(size),
+                    rtt("pinned"),
+                    rtt("unpinned"),
+                    p99,
+                    rtt("split"),
+                    mbs("pinned"),
+                    mbs("unpinned"),
+                    mbs("split"),
+                    msgs,
+                    wakes,
+                ]);
+            }
+        }
+    }
+    Table {
+        title: "Round trip (median) and one-way throughput per transport".into(),
+        columns: [
+            "transport",
+            "between",
+            "size",
+            "RTT pinned",
+            "RTT unpinned",
+            "p99 unpinned",
+            "RTT split",
+            "MB/s pinned",
+            "MB/s unpinned",
+            "MB/s split",
+            "msgs/s unpinned",
+            "FUTEX_WAKE/msg (unpinned)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
+fn charts(d: &Data) -> Vec<Chart> {
+    let line = |id: &str, title: &str, y_label: &str, series: Vec<Series>| Chart {
+        id: id.into(),
+        title: title.into(),
+        kind: ChartKind::Line,
+        x_label: "message size (bytes)".into(),
+        y_label: y_label.into(),
+        x_log: true,
+        y_log: true,
+        categories: Vec::new(),
+        series,
+    };
+    let rtt_series = |placement: &str| -> Vec<Series> {
+        d.transports
+            .iter()
+            .filter(|k| k.supports_processes())
+            .map(|&k| Series {
+                name: k.name().to_string(),
+                points: d
+                    .sizes
+                    .iter()
+                    .filter_map(|&size| {
+                        let r = find_run(d, k, Partner::Process, size, Mode::Echo, placement)?;
+                        Some((size as f64, r.measurement.value()))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let throughput_series = |placement: &str| -> Vec<Series> {
+        d.transports
+            .iter()
+            .map(|&k| {
+                let partner = if k.supports_processes() {
+                    Partner::Process
+                } else {
+                    Partner::Thread
+                };
+                Series {
+                    name: format!("{} ({})", k.name(), partner.plural()),
+                    points: d
+                        .sizes
+                        .iter()
+                        .filter_map(|&size| {
+                            let r = find_run(d, k, partner, size, Mode::Sink, placement)?;
+                            Some((size as f64, r.throughput().median))
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    };
+    let mut charts = vec![
+        line(
+            "rtt-process-unpinned",
+            "Round trip between processes by message size (unpinned)",
+            "ns per round trip",
+            rtt_series("unpinned"),
+        ),
+        line(
+            "rtt-process-pinned",
+            "Round trip between processes by message size (both on one CPU)",
+            "ns per round trip",
+            rtt_series("pinned"),
+        ),
+        line(
+            "throughput",
+            "One-way throughput by message size (unpinned)",
+            "bytes per second",
+            throughput_series("unpinned"),
+        ),
+    ];
+    if d.runs
+        .iter()
+        .any(|r| matches!(r.placement, Placement::Split(..)))
+    {
+        charts.push(line(
+            "throughput-split",
+            "One-way throughput by message size (each side on its own CPU)",
+            "bytes per second",
+            throughput_series("split"),
+        ));
+    }
+    charts
+}
+
+fn notes(s: &Section, d: &Data) -> Vec<String> {
+    let mut notes = Vec::new();
+    if d.transports.contains(&TransportKind::Channel) {
+        notes.push(
+            "channel is an in-process crossbeam channel: it cannot cross a process boundary, so it \
+             has thread figures only"
+                .to_string(),
+        );
+    }
+    if d.transports.contains(&TransportKind::Shm) {
+        notes.push(format!(
+            "shm wait strategy: spin-then-futex (spin up to {} ns only when the peer last ran on \
+             another CPU, then up to 4 sched_yield calls, then FUTEX_WAIT); FUTEX_WAKE calls per \
+             message are in the ipc.futex_wakes_per_msg.shm.* figures",
+            d.shm_spin_ns
+        ));
+    }
+    if d.transports.contains(&TransportKind::Tcp) {
+        notes.push(
+            "tcp: 127.0.0.1 with TCP_NODELAY; connect and accept happen when the pair is created, \
+             so connect time is excluded"
+                .to_string(),
+        );
+    }
+    if d.transports.contains(&TransportKind::Mq) {
+        notes.push(
+            "mq: messages longer than the queue's msgsize_max travel as several queue messages"
+                .to_string(),
+        );
+    }
+    if d.runs
+        .iter()
+        .any(|r| matches!(r.placement, Placement::Split(..)))
+    {
+        notes.push(
+            "unpinned round trips mix same-CPU and cross-CPU exchanges (the scheduler places and \
+             moves both sides), so their per-op spread can be bimodal; the pinned and split rows \
+             separate the two cases"
+                .to_string(),
+        );
+    }
+    let value = |key: &str| s.figure(key).map(|f| f.value);
+    for &size in &d.sizes {
+        for suffix in ["", ".pinned", ".split"] {
+            let (Some(pipe), Some(shm)) = (
+                value(&format!("ipc.rtt.pipe.process.{size}{suffix}")),
+                value(&format!("ipc.rtt.shm.process.{size}{suffix}")),
+            ) else {
+                continue;
+            };
+            if size == 64 {
+                let placement = placement_words(suffix);
+                notes.push(format!(
+                    "{} round trip between processes, {placement}: shm {} vs pipe {} (pipe / shm = {:.1}x)",
+                    size_words(size),
+                    fmt_us(shm),
+                    fmt_us(pipe),
+                    pipe / shm
+                ));
+            }
+        }
+        for suffix in ["", ".pinned", ".split"] {
+            if let (true, Some(pipe), Some(shm)) = (
+                size == MIB,
+                value(&format!("ipc.throughput.pipe.process.{size}{suffix}")),
+                value(&format!("ipc.throughput.shm.process.{size}{suffix}")),
+            ) {
+                notes.push(format!(
+                    "1 MiB one-way throughput between processes, {}: shm {:.0} MB/s vs pipe {:.0} MB/s (shm / pipe = {:.1}x)",
+                    placement_words(suffix),
+                    shm / 1e6,
+                    pipe / 1e6,
+                    shm / pipe
+                ));
+            }
+        }
+    }
+    notes
+}
+
+fn placement_words(suffix: &str) -> &'static str {
+    match suffix {
+        "" => "unpinned",
+        ".pinned" => "pinned to one CPU",
+        _ => "split across two CPUs",
+    }
+}
+
+/// Creates a pair, starts the partner (thread or forked process) with the placement, measures
+/// round trips or one-way messages, then stops the partner and checks it ended cleanly.
+fn run_pair(
+    kind: TransportKind,
+    partner: Partner,
+    placement: Placement,
+    mode: Mode,
+    size: usize,
+    plan: &Plan,
+) -> Result<Run> {
+    let (mut main, peer) = ipc::pair(kind, size).context("creating the pair")?;
+    // Everything the partner touches is allocated before the fork.
+    let mut peer_buf: Vec<u8> = Vec::with_capacity(size);
+    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
+    // afterwards.
+    let _restore = match placement.cpus() {
+        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
+        None => None,
+    };
+    let main_cpu = placement.cpus().map(|(c, _)| c);
+
+    match partner {
+        Partner::Thread => std::thread::scope(|scope| {
+            let h = scope.spawn(move || serve(mode, peer, &mut peer_buf));
+            let r = main_side(&mut main, mode, size, main_cpu, plan);
+            let stopped = stop(&mut main);
+            let code = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the partner thread panicked"))?;
+            let r = r?;
+            stopped?;
+            if code != EXIT_OK {
+                bail!("the partner thread failed with code {code}");
+            }
+            Ok(r.into_run(kind, partner, placement, mode, size))
+        }),
+        Partner::Process => {
+            // SAFETY: the child only runs `serve`, which uses the transport with a buffer sized
+            // before the fork (no allocation, no lock another thread could hold), then calls
+            // `_exit`; it forgets main's endpoint instead of dropping it, so nothing is freed.
+            match unsafe { fork() }.context("fork")? {
+                ForkResult::Child => {
+                    std::mem::forget(main);
+                    let code = serve(mode, peer, &mut peer_buf);
+                    // SAFETY: `_exit` ends the child without running destructors or atexit
+                    // handlers, which could touch locks held by threads absent in the child.
+                    unsafe { libc::_exit(code) }
+                }
+                ForkResult::Parent { child } => {
+                    drop(peer);
+                    let r = main_side(&mut main, mode, size, main_cpu, plan);
+                    let stopped = stop(&mut main);
+                    if r.is_err() || stopped.is_err() {
+                        // The partner may be blocked on a half-finished exchange.
+                        let _ = kill(child, Signal::SIGKILL);
+                    }
+                    let status = waitpid(child, None).context("waitpid for the partner")?;
+                    let r = r?;
+                    stopped?;
+                    match status {
+                        WaitStatus::Exited(_, EXIT_OK) => {}
+                        other => bail!("the partner process ended badly: {other:?}"),
+                    }
+                    Ok(r.into_run(kind, partner, placement, mode, size))
+                }
+            }
+        }
+    }
+}
+
+/// Main's result before it is labelled.
+struct MainResult {
+    measurement: Measurement,
+    messages: u64,
+    futex_wakes: u64,
+}
+
+impl MainResult {
+    fn into_run(
+        self,
+        transport: TransportKind,
+        partner: Partner,
+        placement: Placement,
+        mode: Mode,
+        size_bytes: usize,
+    ) -> Run {
+        Run {
+            transport,
+            partner,
+            placement,
+            mode,
+            size_bytes,
+            measurement: self.measurement,
+            messages: self.messages,
+            futex_wakes: self.futex_wakes,
+        }
+    }
+}
+
+/// Main's side: measures round trips (echo) or one-way batches (sink).
+fn main_side(
+    main: &mut Endpoint,
+    mode: Mode,
+    size: usize,
+    cpu: Option<usize>,
+    plan: &Plan,
+) -> Result<MainResult> {
+    if let Some(cpu) = cpu {
+        measure::pin_to(cpu)?;
+    }
+    let mut msg = vec![0x5Au8; size];
+    let mut buf: Vec<u8> = Vec::with_capacity(size);
+    let wakes_before = main.futex_wakes();
+    let mut messages = 0u64;
+    let measurement = match mode {
+        Mode::Echo => measure::measure(plan, |n, sampler| {
+            messages += 2 * n;
+            time_ops(n, sampler, || {
+                main.send(black_box(&msg))?;
+                main.recv(&mut buf)?;
+                if black_box(&buf).len() != size {
+                    bail!("the echo has {} bytes, not {size}", buf.len());
+                }
+                Ok(())
+            })
+        })?,
+        Mode::Sink => measure::measure(plan, |n, _sampler| {
+            // Sends return once the bytes are queued, so per-message timestamps would say
+            // little: only the batch, ended by the acknowledgement, is timed.
+            messages += n;
+            let start = Instant::now();
+            for i in 0..n {
+                msg[0] = if i + 1 == n { ACK } else { NO_ACK };
+                main.send(black_box(&msg))?;
+            }
+            main.recv(&mut buf)?;
+            let elapsed = start.elapsed();
+            if buf.as_slice() != [ACK] {
+                bail!("the partner acknowledged with {} bytes", buf.len());
+            }
+            Ok(elapsed)
+        })?,
+    };
+    Ok(MainResult {
+        measurement,
+        messages,
+        futex_wakes: main.futex_wakes().saturating_sub(wakes_before),
+    })
+}
+
+/// Tells the partner to stop: an empty message, which no measurement sends.
+fn stop(main: &mut Endpoint) -> Result<()> {
+    main.send(&[]).context("telling the partner to stop")
+}
+
+/// The partner's loop, until an empty message. Returns an exit code instead of failing, and
+/// allocates nothing while `buf` has room for the largest message: it may run in a forked
+/// child of a multi-threaded process.
+fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
+    loop {
+        if end.recv(buf).is_err() {
+            return EXIT_RECV;
+        }
+        if buf.is_empty() {
+            return EXIT_OK;
+        }
+        let reply: &[u8] = match mode {
+            Mode::Echo => &buf[..],
+            Mode::Sink if buf[0] == ACK => &[ACK],
+            Mode::Sink => continue,
+        };
+        if end.send(reply).is_err() {
+            return EXIT_SEND;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_default_to_all_and_reject_unknown_names() {
+        let config = LabConfig::default();
+        assert_eq!(
+            transports(&config).expect("the default is valid"),
+            TransportKind::ALL
+        );
+        let config = LabConfig {
+            transports: Some(vec!["shm".into(), "pipe".into(), "shm".into()]),
+            ..LabConfig::default()
+        };
+        assert_eq!(
+            transports(&config).expect("known names"),
+            [TransportKind::Shm, TransportKind::Pipe]
+        );
+        let config = LabConfig {
+            transports: Some(vec!["carrier-pigeon".into()]),
+            ..LabConfig::default()
+        };
+        assert!(transports(&config).is_err());
+    }
+
+    #[test]
+    fn zero_sizes_are_rejected() {
+        let config = LabConfig {
+            sizes: Some(vec![64, 0]),
+            ..LabConfig::default()
+        };
+        assert!(sizes(&config).is_err());
+        assert_eq!(
+            sizes(&LabConfig::default()).expect("defaults"),
+            [64, 4096, 65536, 1 << 20]
+        );
+    }
+
+    #[test]
+    fn throughput_round_trip_between_threads() {
+        let plan = plan(Profile::Tiny, None);
+        let r = run_pair(
+            TransportKind::Pipe,
+            Partner::Thread,
+            Placement::Unpinned,
+            Mode::Sink,
+            4096,
+            &plan,
+        )
+        .expect("a pipe between threads works");
+        assert!(r.throughput().median > 0.0);
+        assert!(r.messages >= 10);
+        assert_eq!(r.futex_wakes, 0);
+    }
+}

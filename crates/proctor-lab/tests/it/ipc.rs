@@ -1,0 +1,138 @@
+//! Shape tests for the ipc experiment and the spawn experiment's pool-worker row in the tiny
+//! profile: keys, units, placements and positive finite values; never timings.
+
+use proctor::ipc::TransportKind;
+use proctor_lab::experiment::find;
+use proctor_lab::report::{Section, Unit};
+use proctor_lab::{LabConfig, NoProgress, Profile};
+
+fn run_tiny(id: &str) -> Section {
+    let _guard = super::serial();
+    let config = LabConfig {
+        profile: Profile::Tiny,
+        ..LabConfig::default()
+    };
+    let experiment = find(id).unwrap_or_else(|| panic!("experiment {id} is registered"));
+    experiment
+        .run(&config, &mut NoProgress)
+        .unwrap_or_else(|e| panic!("{id} runs in the tiny profile: {e:#}"))
+}
+
+/// The figure `key`: present, in `unit`, positive and finite; returns its placement.
+fn positive(section: &Section, key: &str, unit: Unit) -> Option<String> {
+    let f = section
+        .figure(key)
+        .unwrap_or_else(|| panic!("figure {key} is present"));
+    assert_eq!(f.unit, unit, "unit of {key}");
+    assert!(
+        f.value.is_finite() && f.value > 0.0,
+        "{key} is positive and finite: {}",
+        f.value
+    );
+    f.placement.clone()
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn ipc_has_every_transport_partner_and_size() {
+    let s = run_tiny("ipc");
+    assert_eq!(s.id, "ipc");
+    assert_eq!(s.title, "Communication (IPC)");
+    assert!(s.method.contains("one op"), "{}", s.method);
+    for kind in TransportKind::ALL {
+        let partners: &[&str] = if kind.supports_processes() {
+            &["thread", "process"]
+        } else {
+            &["thread"]
+        };
+        for partner in partners {
+            for size in [64, 4096] {
+                let base = format!("{}.{partner}.{size}", kind.name());
+                let unpinned = positive(&s, &format!("ipc.rtt.{base}"), Unit::Ns);
+                assert!(unpinned.is_some_and(|p| p.contains("unpinned")), "{base}");
+                let pinned = positive(&s, &format!("ipc.rtt.{base}.pinned"), Unit::Ns);
+                assert!(pinned.is_some_and(|p| p.contains("same CPU")), "{base}");
+                for suffix in ["", ".pinned"] {
+                    positive(
+                        &s,
+                        &format!("ipc.throughput.{base}{suffix}"),
+                        Unit::BytesPerSec,
+                    );
+                    positive(&s, &format!("ipc.msgs.{base}{suffix}"), Unit::PerSec);
+                }
+                let rtt = s.figure(&format!("ipc.rtt.{base}")).expect("checked above");
+                let spread = rtt.spread.as_ref().expect("a round trip has a spread");
+                assert!(spread.min <= spread.p99 && spread.samples > 0, "{base}");
+            }
+        }
+        // A channel cannot cross processes: no process figures, and a note says so.
+        if !kind.supports_processes() {
+            assert!(
+                s.figure(&format!("ipc.rtt.{}.process.64", kind.name()))
+                    .is_none()
+            );
+            assert!(s.notes.iter().any(|n| n.contains(kind.name())));
+        }
+    }
+    for size in [64, 4096] {
+        let key = format!("ipc.futex_wakes_per_msg.shm.process.{size}");
+        let f = s
+            .figure(&key)
+            .unwrap_or_else(|| panic!("figure {key} is present"));
+        assert!(f.value.is_finite() && f.value >= 0.0, "{key} = {}", f.value);
+    }
+    assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
+    assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
+    assert_eq!(s.charts.len(), 3);
+    assert!(s.charts.iter().all(|c| c.x_log && c.y_log));
+    assert!(!s.tables.is_empty());
+    assert!(!s.data.is_null());
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn ipc_honours_sizes_and_transports() {
+    let _guard = super::serial();
+    let config = LabConfig {
+        profile: Profile::Tiny,
+        sizes: Some(vec![100]),
+        transports: Some(vec!["pipe".into()]),
+        ..LabConfig::default()
+    };
+    let s = find("ipc")
+        .expect("ipc is registered")
+        .run(&config, &mut NoProgress)
+        .expect("ipc runs with one transport and one size");
+    let keys: Vec<&str> = s.figures.iter().map(|f| f.key.as_str()).collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.contains(".pipe.") && k.contains(".100")),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"ipc.rtt.pipe.process.100.pinned"));
+    let bad = LabConfig {
+        transports: Some(vec!["carrier-pigeon".into()]),
+        ..config
+    };
+    assert!(
+        find("ipc")
+            .expect("registered")
+            .run(&bad, &mut NoProgress)
+            .is_err()
+    );
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn spawn_has_the_pool_worker_row() {
+    let s = run_tiny("spawn");
+    for key in [
+        "spawn.thread",
+        "spawn.fork",
+        "spawn.posix_spawn",
+        "spawn.async",
+        "spawn.pool_worker",
+    ] {
+        positive(&s, key, Unit::Ns);
+    }
+}
