@@ -17,6 +17,8 @@
 //! | COMMITTED | worker | records complete so far |
 //! | COMMITTED_LEN | worker | bytes of those records |
 //! | LEN | worker | the arena's length after the worker grew it (the parent remaps when it changes) |
+//! | REQ_SEQ, PARENT_CPU | parent | jobs sent so far, and the CPU the parent sent the last from |
+//! | DONE_SEQ, WORKER_CPU | worker | jobs reported done (bumped after the `Done` frame is written), and the worker's CPU |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
 //! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
@@ -37,6 +39,15 @@ const COMMITTED: usize = 3;
 const COMMITTED_LEN: usize = 4;
 const TIMED: usize = 5;
 const LEN: usize = 6;
+const REQ_SEQ: usize = 7;
+const DONE_SEQ: usize = 8;
+const PARENT_CPU: usize = 9;
+const WORKER_CPU: usize = 10;
+
+/// How long a side spins for the other's next move before it sleeps, when the two run on
+/// different CPUs (where a sleeping side costs a cross-CPU wake-up, tens of µs on a VM). On
+/// one CPU spinning cannot help (the other side needs this CPU to move), so nobody spins.
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
 
 /// Bytes before the first record.
 pub(crate) const DATA_START: usize = 4096;
@@ -77,6 +88,23 @@ pub(crate) fn reset(map: &SharedMapping, timed: bool) {
     map.word(COMMITTED).store(0, Ordering::Release);
 }
 
+/// Records that a job was written to the worker's request pipe (parent side).
+pub(crate) fn sent(map: &SharedMapping) -> u64 {
+    map.word(PARENT_CPU)
+        .store(crate::sys::current_cpu(), Ordering::Relaxed);
+    map.word(REQ_SEQ).fetch_add(1, Ordering::Release) + 1
+}
+
+/// Jobs the worker reported done so far (parent side).
+pub(crate) fn done_seq(map: &SharedMapping) -> u64 {
+    map.word(DONE_SEQ).load(Ordering::Acquire)
+}
+
+/// True if the worker last ran on another CPU than the caller (parent side).
+pub(crate) fn worker_elsewhere(map: &SharedMapping) -> bool {
+    map.word(WORKER_CPU).load(Ordering::Relaxed) != crate::sys::current_cpu()
+}
+
 /// Remaps the parent's view if the worker grew the arena (parent side).
 pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
     let len = map.word(LEN).load(Ordering::Acquire) as usize;
@@ -111,6 +139,31 @@ impl WorkerArena {
             started: 0,
             timed: false,
         }
+    }
+
+    /// The job's `Done` frame is written: tell a spinning parent.
+    pub(crate) fn done(&mut self) {
+        self.map.word(DONE_SEQ).fetch_add(1, Ordering::Release);
+    }
+
+    /// Spins up to [`SPIN`] for the parent's next job when the parent runs on another CPU;
+    /// true if one was sent (it is then in the pipe, and reading it will not sleep).
+    pub(crate) fn await_job(&mut self, jobs_seen: u64) -> bool {
+        let cpu = crate::sys::current_cpu();
+        self.map.word(WORKER_CPU).store(cpu, Ordering::Relaxed);
+        if self.map.word(PARENT_CPU).load(Ordering::Relaxed) == cpu {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < SPIN {
+            for _ in 0..64 {
+                if self.map.word(REQ_SEQ).load(Ordering::Acquire) != jobs_seen {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        false
     }
 
     /// A new job begins (the parent already reset the header).

@@ -168,12 +168,19 @@ fn run_jobs(
     let mut replies = File::from(replies);
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?);
     let mut reader = FrameReader::default();
+    let mut jobs_seen = 0u64;
     loop {
+        if reader.complete()?.is_none() {
+            // Between jobs: when the parent runs on another CPU, watch for the next job a
+            // moment before sleeping in read (a sleeping worker costs a cross-CPU wake-up).
+            arena.await_job(jobs_seen);
+        }
         let frame = match reader.next(&mut requests) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
+        jobs_seen += 1;
         let Frame::Run {
             entry,
             check,
@@ -196,5 +203,6 @@ fn run_jobs(
         arena.start_job();
         f(args, count, &mut arena);
         replies.write_all(&wire::encode_done(count))?;
+        arena.done();
     }
 }

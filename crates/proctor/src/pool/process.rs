@@ -18,13 +18,14 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -46,6 +47,9 @@ const EXIT_WAIT: Duration = Duration::from_secs(2);
 const TIMEOUT_TICK: Duration = Duration::from_millis(20);
 /// A `map` job is cut when its arguments reach this size, so large items stream.
 const JOB_BYTES: usize = 8 << 20;
+/// The epoll token of the wake-up eventfd; workers' tokens are `pid << 1 | is_stderr`.
+const WAKE_TOKEN: u64 = u64::MAX;
+
 /// Bytes of a worker's stderr kept for [`TaskError::Crashed::stderr_tail`].
 const TAIL: usize = 16 << 10;
 
@@ -93,8 +97,12 @@ struct Worker {
     replies: File,
     stderr: File,
     arena: SharedMapping,
+    /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
+    header: Arc<SharedMapping>,
     reader: FrameReader,
     job: Option<Job>,
+    /// The arena's job counter when the current job was sent.
+    sent_seq: u64,
     done_tasks: usize,
     tail: Vec<u8>,
 }
@@ -146,7 +154,10 @@ struct Shared {
     server: &'static ForkServer,
     state: Mutex<State>,
     cond: Condvar,
-    /// Nudges the driver out of `poll` when a job went to a worker it is not watching.
+    /// Every worker's reply and stderr pipes, and `wake`, registered once: waiting costs one
+    /// `epoll_wait` however many workers there are.
+    epoll: Epoll,
+    /// Nudges the driver out of `epoll_wait` (a job was queued, the pool is closing).
     wake: EventFd,
     next_task: AtomicU64,
 }
@@ -187,24 +198,70 @@ impl Shared {
             arena.fd(),
         ];
         let pid = self.server.spawn(self.config.memory_limit, fds)?;
+        let token = (pid as u64) << 1;
+        self.epoll
+            .add(&rep_r, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .map_err(io_error)?;
+        self.epoll
+            .add(&err_r, EpollEvent::new(EpollFlags::EPOLLIN, token | 1))
+            .map_err(io_error)?;
+        let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
             pid,
+            header,
             requests: File::from(req_w),
             replies: File::from(rep_r),
             stderr: File::from(err_r),
             arena,
             reader: FrameReader::default(),
             job: None,
+            sent_seq: 0,
             done_tasks: 0,
             tail: Vec::new(),
         })
+    }
+
+    /// Spins (unlocked) up to [`arena::SPIN`] until one of `workers` reports its job done.
+    fn spin_for_done(
+        &self,
+        st: MutexGuard<'_, State>,
+        workers: &[(usize, i32)],
+    ) -> Option<(usize, i32)> {
+        let targets: Vec<(usize, i32, Arc<SharedMapping>, u64)> = workers
+            .iter()
+            .map(|&(idx, pid)| {
+                let w = &st.workers[idx];
+                (idx, pid, Arc::clone(&w.header), w.sent_seq)
+            })
+            .collect();
+        drop(st);
+        let start = Instant::now();
+        while start.elapsed() < arena::SPIN {
+            for _ in 0..32 {
+                for (idx, pid, header, sent) in &targets {
+                    if arena::done_seq(header) >= *sent {
+                        return Some((*idx, *pid));
+                    }
+                }
+                std::hint::spin_loop();
+            }
+        }
+        None
+    }
+
+    /// Takes a worker's pipes out of the epoll set before they close (a forked child of this
+    /// process may hold copies, which would keep the registration alive).
+    fn forget_fds(&self, w: &Worker) {
+        let _ = self.epoll.delete(&w.replies);
+        let _ = self.epoll.delete(&w.stderr);
     }
 
     /// Puts a fresh worker in slot `idx`, or removes the slot if none can be started.
     fn replace(&self, st: &mut State, idx: usize) {
         let id = st.next_worker_id;
         st.next_worker_id += 1;
+        self.forget_fds(&st.workers[idx]);
         match self.spawn_worker(id) {
             Ok(w) => st.workers[idx] = w,
             Err(e) => {
@@ -262,6 +319,7 @@ impl Shared {
             let w = &mut st.workers[idx];
             arena::reset(&w.arena, self.config.task_timeout.is_some());
             let sent = w.requests.write_all(&job.frame);
+            w.sent_seq = arena::sent(&w.arena);
             w.job = Some(job);
             if sent.is_err() {
                 self.on_death(st, idx, None);
@@ -282,15 +340,10 @@ impl Shared {
             if done(&st) || st.closed || st.workers.iter().all(|w| w.job.is_none()) {
                 return st;
             }
-            let mut watch: Vec<(usize, i32, RawFd, RawFd)> = Vec::new();
             let mut wait = None::<Duration>;
-            let now_ns = crate::sys::monotonic_ns();
-            for (idx, w) in st.workers.iter().enumerate() {
-                if w.job.is_none() {
-                    continue;
-                }
-                watch.push((idx, w.pid, w.replies.as_raw_fd(), w.stderr.as_raw_fd()));
-                if let Some(limit) = self.config.task_timeout {
+            if let Some(limit) = self.config.task_timeout {
+                let now_ns = crate::sys::monotonic_ns();
+                for w in st.workers.iter().filter(|w| w.job.is_some()) {
                     let p = arena::progress(&w.arena);
                     let tick = if p.started > p.committed {
                         let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
@@ -301,20 +354,54 @@ impl Shared {
                     wait = Some(wait.map_or(tick, |w| w.min(tick)));
                 }
             }
+            let spinners: Vec<(usize, i32)> = st
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.job.is_some() && arena::worker_elsewhere(&w.header))
+                .map(|(idx, w)| (idx, w.pid))
+                .collect();
+            if !spinners.is_empty() {
+                // A worker on another CPU: watch its arena a moment for the job to finish,
+                // rather than sleep and pay a cross-CPU wake-up.
+                let finished = self.spin_for_done(st, &spinners);
+                st = self.lock();
+                if st.closed {
+                    return st;
+                }
+                if let Some((idx, pid)) = finished {
+                    if st.workers.get(idx).is_some_and(|w| w.pid == pid) {
+                        self.on_readable(&mut st, idx);
+                        continue;
+                    }
+                }
+            }
             drop(st);
-            let ready = self.poll(&watch, wait);
+            let mut events = [EpollEvent::empty(); 16];
+            let timeout = match wait {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    PollTimeout::try_from(d.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let n = self.epoll.wait(&mut events, timeout).unwrap_or(0);
             st = self.lock();
             if st.closed {
                 return st;
             }
-            for (idx, pid, sock_ready, err_ready) in ready {
-                if st.workers.get(idx).is_none_or(|w| w.pid != pid) {
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token == WAKE_TOKEN {
+                    let _ = self.wake.read();
                     continue;
                 }
-                if err_ready {
+                let pid = (token >> 1) as i32;
+                let Some(idx) = st.workers.iter().position(|w| w.pid == pid) else {
+                    continue;
+                };
+                if token & 1 == 1 {
                     st.workers[idx].drain_stderr();
-                }
-                if sock_ready {
+                } else {
                     self.on_readable(&mut st, idx);
                 }
             }
@@ -325,48 +412,6 @@ impl Shared {
             // driver is done.
             self.notify(&st);
         }
-    }
-
-    /// Polls the watched workers and the wake-up eventfd; returns per worker whether its
-    /// socket and its stderr are ready.
-    fn poll(
-        &self,
-        watch: &[(usize, i32, RawFd, RawFd)],
-        wait: Option<Duration>,
-    ) -> Vec<(usize, i32, bool, bool)> {
-        let mut fds = Vec::with_capacity(1 + 2 * watch.len());
-        fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-        for &(_, _, sock, err) in watch {
-            // SAFETY: these descriptors belong to workers in the pool state. Only the driver
-            // (this thread, while `driving` is set) replaces or closes a worker, and Drop
-            // waits for the driver to finish, so they stay open for the whole poll.
-            let (sock, err) =
-                unsafe { (BorrowedFd::borrow_raw(sock), BorrowedFd::borrow_raw(err)) };
-            fds.push(PollFd::new(sock, PollFlags::POLLIN));
-            fds.push(PollFd::new(err, PollFlags::POLLIN));
-        }
-        let timeout = match wait {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                PollTimeout::try_from(d.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(_) => return Vec::new(),
-        }
-        if ready(&fds[0]) {
-            let _ = self.wake.read();
-        }
-        watch
-            .iter()
-            .enumerate()
-            .map(|(k, &(idx, pid, _, _))| {
-                (idx, pid, ready(&fds[1 + 2 * k]), ready(&fds[2 + 2 * k]))
-            })
-            .filter(|&(_, _, s, e)| s || e)
-            .collect()
     }
 
     fn on_readable(&self, st: &mut State, idx: usize) {
@@ -793,8 +838,14 @@ impl ProcessPool {
         let server = crate::fork_server()?;
         let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
+        epoll
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
         let shared = Arc::new(Shared {
             server,
+            epoll,
             state: Mutex::new(State {
                 workers: Vec::new(),
                 pending: VecDeque::new(),
@@ -1005,6 +1056,9 @@ impl Drop for ProcessPool {
                 let committed = deliver_committed(&job, &w.arena, &p, w.id);
                 job.fail_from(committed, |task| TaskError::Cancelled { task });
             }
+        }
+        for w in &st.workers {
+            shared.forget_fds(w);
         }
         st.workers.clear();
         shared.cond.notify_all();

@@ -55,6 +55,14 @@ pub(crate) fn monotonic_ns() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
+/// The CPU the calling thread runs on (u64::MAX if unknown).
+pub(crate) fn current_cpu() -> u64 {
+    // SAFETY: sched_getcpu takes no arguments and only reads the calling thread's state
+    // (through rseq or the vDSO).
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { u64::MAX } else { cpu as u64 }
+}
+
 /// Number of threads in this process, from /proc (None if unreadable).
 pub(crate) fn thread_count() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
@@ -111,6 +119,12 @@ impl SharedMapping {
             ptr: ptr.cast(),
             len,
         })
+    }
+
+    /// A second mapping of the first `len` bytes of the same memfd: its address never
+    /// changes when this mapping grows, so other threads can watch it without a lock.
+    pub(crate) fn prefix(&self, len: usize) -> std::io::Result<SharedMapping> {
+        Self::map(self.fd.try_clone()?, len.min(self.len))
     }
 
     /// The memfd, to hand to another process.
