@@ -186,7 +186,7 @@ impl<T> Drop for FutexGuard<'_, T> {
 }
 
 /// Sleeps while `*word == expected` (shared futex, so it works across processes).
-fn futex_wait(word: &AtomicU32, expected: u32) {
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
     // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference and sleeps; a null timeout
     // means no timeout. EAGAIN (value changed) and EINTR are fine: the caller re-checks.
     unsafe {
@@ -201,7 +201,8 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
 }
 
 /// Wakes up to `n` waiters on `word`.
-fn futex_wake(word: &AtomicU32, n: u32) {
+/// Wakes up to `n` waiters on `word` (shared futex, so it works across processes).
+pub fn futex_wake(word: &AtomicU32, n: u32) {
     // SAFETY: FUTEX_WAKE only uses the address of the aligned u32 as a key.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);

@@ -35,6 +35,7 @@ use nix::unistd::{ForkResult, fork};
 use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
+use super::Partner;
 use crate::experiment::Experiment;
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
@@ -92,29 +93,6 @@ fn plan(profile: Profile, iterations: Option<u64>) -> Plan {
     match iterations {
         Some(_) => plan.with_iterations(iterations),
         None => plan,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Partner {
-    Thread,
-    Process,
-}
-
-impl Partner {
-    fn key(self) -> &'static str {
-        match self {
-            Partner::Thread => "thread",
-            Partner::Process => "process",
-        }
-    }
-
-    fn plural(self) -> &'static str {
-        match self {
-            Partner::Thread => "threads",
-            Partner::Process => "processes",
-        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! One module per experiment; each implements [`Experiment`] and is listed once in [`ALL`].
 
+use serde::Serialize;
+
 use crate::{LabConfig, Progress, report::Section};
 
 pub mod ipc;
@@ -32,6 +34,30 @@ pub static ALL: &[&dyn Experiment] = &[
     &scaling::Scaling,
     &sync::SyncCost,
 ];
+
+/// The other side of a two-party measurement: a thread of this process, or a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Partner {
+    Thread,
+    Process,
+}
+
+impl Partner {
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Partner::Thread => "thread",
+            Partner::Process => "process",
+        }
+    }
+
+    pub(crate) fn plural(self) -> &'static str {
+        match self {
+            Partner::Thread => "threads",
+            Partner::Process => "processes",
+        }
+    }
+}
 
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {

@@ -38,10 +38,12 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe};
 use serde::Serialize;
 
+use super::Partner;
 use crate::crosscheck;
 use crate::experiment::Experiment;
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
+use crate::shared_mem::{futex_wait, futex_wake};
 use crate::{LabConfig, Progress};
 
 /// The context-switch experiment.
@@ -75,29 +77,6 @@ impl Transport {
         match self {
             Transport::Pipe => "pipe",
             Transport::Futex => "futex",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Partner {
-    Thread,
-    Process,
-}
-
-impl Partner {
-    fn key(self) -> &'static str {
-        match self {
-            Partner::Thread => "thread",
-            Partner::Process => "process",
-        }
-    }
-
-    fn plural(self) -> &'static str {
-        match self {
-            Partner::Thread => "threads",
-            Partner::Process => "processes",
         }
     }
 }
@@ -677,38 +656,6 @@ impl Drop for SharedPage {
     }
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word` (valid for the call) and sleeps
-    // while it equals `expected`; a null timeout waits without limit. Returns early on a
-    // changed value (EAGAIN) or a signal (EINTR); callers re-check the word in a loop.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE only uses the address as a key to wake at most one waiter.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            1i32,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
-}
-
 fn write_u32(fd: RawFd, v: u32) -> bool {
     let bytes = black_box(v).to_ne_bytes();
     let mut off = 0;
@@ -777,7 +724,7 @@ fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut 
             }
             touch(buf);
             st.word.store(IDLE, Ordering::Release);
-            futex_wake(&st.word);
+            futex_wake(&st.word, 1);
             round_trips += 1;
         },
     }
@@ -810,7 +757,7 @@ fn main_round_trip(
         }
         Transport::Futex => {
             st.word.store(PING, Ordering::Release);
-            futex_wake(&st.word);
+            futex_wake(&st.word, 1);
             while st.word.load(Ordering::Acquire) == PING {
                 futex_wait(&st.word, PING);
             }
@@ -826,7 +773,7 @@ fn stop_partner(t: Transport, st: &SharedState, tx: RawFd) {
         }
         Transport::Futex => {
             st.word.store(QUIT, Ordering::Release);
-            futex_wake(&st.word);
+            futex_wake(&st.word, 1);
         }
     }
 }
@@ -959,7 +906,7 @@ fn measure_one_sided(
             let half = |buf: &mut [u8], store: u32, stale: u32| {
                 touch(buf);
                 word.store(store, Ordering::Release);
-                futex_wake(word);
+                futex_wake(word, 1);
                 futex_wait(word, stale);
             };
             measure::measure(plan, |n, s| {
