@@ -4,8 +4,9 @@
 //!
 //! One anonymous `memfd` mapped `MAP_SHARED` (see `sys/memfd.rs`): no name in `/dev/shm`,
 //! nothing outlives the processes. It holds a control page, then two byte rings of `cap`
-//! bytes (a power of two, `HEADER_LEN + max_message` rounded up, between 4 KiB and 64 KiB —
-//! the default pipe capacity). Ring 0 carries A→B, ring 1 carries B→A. Each ring is
+//! bytes each: a power of two, `HEADER_LEN + max_message` rounded up, between 4 KiB and
+//! 256 KiB (4× the default pipe capacity; see `MAX_RING` for why not larger). Pages are only
+//! allocated when first touched, so a small message never pays for the whole ring. Ring 0 carries A→B, ring 1 carries B→A. Each ring is
 //! single-producer/single-consumer: the producer alone writes `tail`, the consumer alone
 //! writes `head`; both are ever-increasing byte positions, so `tail - head` is the fill level
 //! and the slot is `pos & (cap - 1)`. Publishing is a release store of `tail` (or `head`),
@@ -15,16 +16,30 @@
 //! # Protocol
 //!
 //! The ring carries a byte stream: each message is a 4-byte little-endian length, then the
-//! payload. A message larger than the ring **streams through it in pieces**: the producer
-//! publishes what fits and waits for space while the consumer drains. The consumer validates
-//! the length against `max_message` before copying anything.
+//! payload. Both sides copy in pieces of at most `CHUNK` (32 KiB) and publish their position
+//! after each, so a long message is **pipelined**: the consumer copies out the first piece
+//! while the producer copies in the next, and a message larger than the ring streams through
+//! it. The consumer validates the length against `max_message` before copying anything.
 //!
-//! # Wait strategy: spin briefly, yield, then sleep on a futex
+//! # Wait strategy: spin while the peer makes progress, yield, then sleep on a futex
 //!
-//! 1. **Spin** with [`std::hint::spin_loop`] for at most [`SPIN`], but only if the peer last
-//!    ran on another CPU (each side records `sched_getcpu()` in the control page): on the same
-//!    CPU the peer cannot make progress while we spin, so spinning only burns its time slice.
-//! 2. **Yield** (`sched_yield`) a few times: on a shared CPU this hands the CPU to the peer.
+//! 1. **Spin** with [`std::hint::spin_loop`] only if the peer last ran on another CPU (each
+//!    side records `sched_getcpu()` in the control page), and only while it is working: every
+//!    64 iterations the waiter reads the peer's positions (its `head` on our ring, its `tail`
+//!    on the ring we read) and gives up after [`SPIN`] without any change, or at once when the
+//!    peer announced that it sleeps (its flag below is 1: it waits for us, nothing will come).
+//!    So a 1 MiB message, whose 32 KiB pieces move the positions every few µs, never puts a
+//!    side to sleep however long it takes, and [`SPIN`] (50 µs) covers a cross-CPU wake-up:
+//!    a side woken by `FUTEX_WAKE` finds its peer still spinning, so one sleep does not start a
+//!    chain of sleeps, each paying a wake-up. Spinning as long as blocking costs is the
+//!    2-competitive rule of Karlin et al., "Empirical studies of competitive spinning for a
+//!    shared-memory multiprocessor" (SOSP 1991); the progress test is the idea of Linux's
+//!    adaptive mutex spinning (spin while the lock owner runs).
+//! 2. **Yield** (`sched_yield`) a few times when the peer last ran on our CPU: it cannot make
+//!    progress while we spin, and yielding hands it the CPU. Sleeping instead, so that the
+//!    wake-up might place one side on the other CPU, was measured and rejected: the kernel woke
+//!    the sleeper on the same CPU almost every time, and a futex round trip there costs about
+//!    twice the yield's.
 //! 3. **Sleep** with `FUTEX_WAIT` on a per-ring "sleeping" word, following the waiter-flag
 //!    protocol of Drepper, "Futexes Are Tricky" (2011): store 1 in the word (SeqCst), re-check
 //!    the ring, then `FUTEX_WAIT(word, 1)`. The other side publishes its position (SeqCst),
@@ -32,6 +47,9 @@
 //!    single total order either the sleeper sees the new position or the publisher sees the
 //!    flag, so no wake-up is lost, and **the fast path makes no system call**. Futexes are not
 //!    `FUTEX_PRIVATE_FLAG` because the word is shared across processes (futex(2)).
+//!
+//! The CPU cost: a waiter whose peer runs elsewhere burns up to [`SPIN`] of CPU per wait
+//! beyond the peer's last progress before it sleeps.
 //!
 //! [`Transport::futex_wakes`] counts the `FUTEX_WAKE` calls made by `send` and `recv` (an
 //! atomic counter in the control page, so either process reads the pair's total).
@@ -62,15 +80,26 @@ use crate::sys::futex;
 
 const KIND: TransportKind = TransportKind::Shm;
 
-/// Longest busy-wait before yielding, when the peer runs on another CPU.
-pub const SPIN: Duration = Duration::from_micros(4);
-/// `sched_yield` calls before sleeping.
+/// Longest busy-wait without progress from the peer, when the peer runs on another CPU and is
+/// not asleep. About the cost of one cross-CPU wake-up (tens of µs in a VM): spinning as long
+/// as blocking would cost is the classic 2-competitive rule, and it lets a side woken by a
+/// `FUTEX_WAKE` find its peer still spinning instead of asleep in turn.
+pub const SPIN: Duration = Duration::from_micros(50);
+/// `sched_yield` calls before sleeping, when the peer last ran on our CPU.
 const YIELDS: u32 = 4;
 /// Longest single futex sleep: the bound on noticing a crashed peer.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 const MIN_RING: usize = 4096;
-const MAX_RING: usize = 64 * 1024;
+/// The largest ring per direction: 4× the default pipe capacity. Measured against 64 KiB and
+/// 1–2 MiB rings for 1 MiB messages: as fast across CPUs as the larger rings, and faster than
+/// them on one CPU, where ring, source and destination still fit in the L2 cache together.
+const MAX_RING: usize = 256 * 1024;
+/// Largest piece copied before publishing it: the peer starts on the first piece of a long
+/// message while the rest is still being copied.
+const CHUNK: usize = 32 * 1024;
+/// Spin iterations between two looks at the clock and the peer's state.
+const SPIN_CHECK: u32 = 64;
 const CONTROL_LEN: usize = 4096;
 
 /// Keeps a value on its own cache line pair (adjacent-line prefetch on x86 pulls 128 bytes).
@@ -95,7 +124,7 @@ struct RingControl {
 struct Control {
     rings: [RingControl; 2],
     /// CPU each side last waited on, for the spin decision. Stale values are harmless: a wrong
-    /// guess costs one bounded spin or one yield.
+    /// guess costs one bounded spin or one sleep.
     cpu: [AtomicI32; 2],
     /// `FUTEX_WAKE` calls made by `send`/`recv` of both endpoints.
     wakes: AtomicU64,
@@ -127,6 +156,14 @@ enum Waiting {
     Space,
 }
 
+/// The ring size for a `max_message`: one whole frame fits, within the bounds.
+fn ring_size(max_message: usize) -> usize {
+    (HEADER_LEN + max_message)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_RING)
+        .clamp(MIN_RING, MAX_RING)
+}
+
 impl Shm {
     /// Creates two connected endpoints.
     ///
@@ -134,10 +171,7 @@ impl Shm {
     ///
     /// [`Error::Io`] if the shared memory or the liveness socket cannot be created.
     pub fn pair(max_message: usize) -> Result<(Shm, Shm), Error> {
-        let cap = (HEADER_LEN + max_message)
-            .checked_next_power_of_two()
-            .unwrap_or(MAX_RING)
-            .clamp(MIN_RING, MAX_RING);
+        let cap = ring_size(max_message);
         let len = NonZeroUsize::new(CONTROL_LEN + 2 * cap).expect("CONTROL_LEN is not zero");
         let map = Arc::new(
             SharedMapping::create("proctor-ipc", len.get())
@@ -179,6 +213,33 @@ impl Shm {
         }
     }
 
+    /// Whether the peer announced that it sleeps (waiting for data from us, or for space in
+    /// the ring we read): then it makes no progress until we do, and spinning is pointless.
+    fn peer_sleeping(&self) -> bool {
+        let ctl = self.control();
+        ctl.rings[self.side]
+            .consumer_sleeping
+            .0
+            .load(Ordering::Relaxed)
+            == 1
+            || ctl.rings[1 - self.side]
+                .producer_sleeping
+                .0
+                .load(Ordering::Relaxed)
+                == 1
+    }
+
+    /// Everything the peer moves forward: how far it read our ring plus how far it wrote
+    /// the one we read. A change means the peer is running and working.
+    fn peer_progress(&self) -> u64 {
+        let ctl = self.control();
+        ctl.rings[self.side]
+            .head
+            .0
+            .load(Ordering::Relaxed)
+            .wrapping_add(ctl.rings[1 - self.side].tail.0.load(Ordering::Relaxed))
+    }
+
     /// Publishes a position, then wakes the other side if (and only if) it announced sleep.
     fn publish(&self, pos: &AtomicU64, value: u64, sleeping: &AtomicU32) {
         pos.store(value, Ordering::SeqCst);
@@ -188,14 +249,17 @@ impl Shm {
         }
     }
 
-    /// Waits until `ready()` holds: spin (peer on another CPU), yield, then futex sleep.
+    /// Waits until `ready()` holds: spin while the peer works on another CPU, yield when it
+    /// last ran on ours, then sleep on the futex (see the module doc).
     fn wait(&self, ring: usize, what: Waiting, ready: impl Fn() -> bool) -> Result<(), Error> {
         let ctl = self.control();
         // SAFETY: sched_getcpu has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() };
         ctl.cpu[self.side].store(cpu, Ordering::Relaxed);
         if cpu != ctl.cpu[1 - self.side].load(Ordering::Relaxed) {
-            let start = Instant::now();
+            // The peer runs (or last ran) elsewhere: spin as long as it is awake and moves.
+            let mut last_progress = Instant::now();
+            let mut progress = self.peer_progress();
             let mut spins = 0u32;
             loop {
                 if ready() {
@@ -203,16 +267,27 @@ impl Shm {
                 }
                 std::hint::spin_loop();
                 spins += 1;
-                if spins % 32 == 0 && start.elapsed() >= SPIN {
-                    break;
+                if spins % SPIN_CHECK == 0 {
+                    if self.peer_sleeping() {
+                        break;
+                    }
+                    let now = self.peer_progress();
+                    if now != progress {
+                        progress = now;
+                        last_progress = Instant::now();
+                    } else if last_progress.elapsed() >= SPIN {
+                        break;
+                    }
                 }
             }
-        }
-        for _ in 0..YIELDS {
-            if ready() {
-                return Ok(());
+        } else {
+            // Same CPU: the peer cannot progress while we spin; yielding hands it the CPU.
+            for _ in 0..YIELDS {
+                if ready() {
+                    return Ok(());
+                }
+                std::thread::yield_now();
             }
-            std::thread::yield_now();
         }
         let flag = match what {
             Waiting::Data => &ctl.rings[ring].consumer_sleeping.0,
@@ -238,27 +313,34 @@ impl Shm {
         }
     }
 
-    /// Streams `parts` into the send ring, publishing when the ring is full and at the end.
+    /// Streams `parts` into the send ring, publishing every [`CHUNK`] bytes, when the ring is
+    /// full and at the end.
     fn write_all(&self, parts: &[&[u8]]) -> Result<(), Error> {
         let ring = self.side;
         let rc = &self.control().rings[ring];
         let data = self.data(ring);
         let mask = self.cap as u64 - 1;
         let mut tail = rc.tail.0.load(Ordering::Relaxed);
+        let mut published = tail;
         let mut head = rc.head.0.load(Ordering::Acquire);
         for part in parts {
             let mut src = *part;
             while !src.is_empty() {
-                let free = self.cap - (tail - head) as usize;
+                let mut free = self.cap - (tail - head) as usize;
+                if free == 0 {
+                    head = rc.head.0.load(Ordering::Acquire);
+                    free = self.cap - (tail - head) as usize;
+                }
                 if free == 0 {
                     self.publish(&rc.tail.0, tail, &rc.consumer_sleeping.0);
+                    published = tail;
                     self.wait(ring, Waiting::Space, || {
                         rc.head.0.load(Ordering::Acquire) != head
                     })?;
                     head = rc.head.0.load(Ordering::Acquire);
                     continue;
                 }
-                let n = free.min(src.len());
+                let n = free.min(src.len()).min(CHUNK);
                 let off = (tail & mask) as usize;
                 let first = n.min(self.cap - off);
                 // SAFETY: [tail, tail + n) is free (the consumer finished it, acquire-loaded
@@ -270,6 +352,10 @@ impl Shm {
                 }
                 tail += n as u64;
                 src = &src[n..];
+                if tail - published >= CHUNK as u64 {
+                    self.publish(&rc.tail.0, tail, &rc.consumer_sleeping.0);
+                    published = tail;
+                }
             }
         }
         self.publish(&rc.tail.0, tail, &rc.consumer_sleeping.0);
@@ -277,16 +363,21 @@ impl Shm {
     }
 
     /// Fills `dst` from the receive ring; `head` is the local read position, published by the
-    /// caller (and here, before waiting, so the producer can make room).
+    /// caller, here every [`CHUNK`] bytes and before waiting, so the producer can make room.
     fn read_exact(&self, head: &mut u64, mut dst: &mut [u8]) -> Result<(), Error> {
         let ring = 1 - self.side;
         let rc = &self.control().rings[ring];
         let data = self.data(ring);
         let mask = self.cap as u64 - 1;
+        let mut published = rc.head.0.load(Ordering::Relaxed);
         let mut tail = rc.tail.0.load(Ordering::Acquire);
         while !dst.is_empty() {
             if tail == *head {
+                tail = rc.tail.0.load(Ordering::Acquire);
+            }
+            if tail == *head {
                 self.publish(&rc.head.0, *head, &rc.producer_sleeping.0);
+                published = *head;
                 let h = *head;
                 self.wait(ring, Waiting::Data, || {
                     rc.tail.0.load(Ordering::Acquire) != h
@@ -294,7 +385,7 @@ impl Shm {
                 tail = rc.tail.0.load(Ordering::Acquire);
                 continue;
             }
-            let n = ((tail - *head) as usize).min(dst.len());
+            let n = ((tail - *head) as usize).min(dst.len()).min(CHUNK);
             let off = (*head & mask) as usize;
             let first = n.min(self.cap - off);
             // SAFETY: [head, head + n) was published by the producer (acquire-loaded `tail`)
@@ -305,6 +396,10 @@ impl Shm {
             }
             *head += n as u64;
             dst = &mut dst[n..];
+            if *head - published >= CHUNK as u64 {
+                self.publish(&rc.head.0, *head, &rc.producer_sleeping.0);
+                published = *head;
+            }
         }
         Ok(())
     }
@@ -394,6 +489,8 @@ mod tests {
             (0, MIN_RING),
             (4092, 4096),
             (4093, 8192),
+            (65532, 65536),
+            (65533, 131_072),
             (1 << 20, MAX_RING),
         ] {
             let (a, _b) = Shm::pair(max).expect("pair");
