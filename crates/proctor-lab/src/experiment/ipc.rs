@@ -59,8 +59,8 @@ const EXIT_OK: i32 = 0;
 const EXIT_RECV: i32 = 10;
 const EXIT_SEND: i32 = 11;
 
-/// The default message sizes: below, at and above a page, the default pipe capacity (64 KiB,
-/// also the shm ring's largest size) and far above the socket buffers (rule 11).
+/// The default message sizes: below, at and above a page, the default pipe capacity (64 KiB)
+/// and far above the socket buffers and the shm ring (at most 256 KiB) (rule 11).
 fn default_sizes(profile: Profile) -> Vec<usize> {
     match profile {
         Profile::Tiny => vec![64, 4 * KIB],
@@ -375,8 +375,9 @@ fn section(plan: &Plan, d: &Data) -> Section {
          is a thread or a process forked after the pair was created; transport, buffers, sizes and \
          placement are identical. Placement: pinned = both sides on one CPU (context switches); \
          unpinned = the scheduler's choice; split = main and partner each pinned to its own CPU \
-         (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning up to {} ns \
-         (only when the peer last ran on another CPU), then sched_yield, then FUTEX_WAIT, and its \
+         (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning while the peer \
+         makes progress, up to {} ns without progress (only when the peer last ran on another \
+         CPU), then sched_yield, then FUTEX_WAIT, and its \
          FUTEX_WAKE calls per message are counted; tcp has TCP_NODELAY and its connect/accept happen \
          before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
          warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
@@ -644,8 +645,9 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
     }
     if d.transports.contains(&TransportKind::Shm) {
         notes.push(format!(
-            "shm wait strategy: spin-then-futex (spin up to {} ns only when the peer last ran on \
-             another CPU, then up to 4 sched_yield calls, then FUTEX_WAIT); FUTEX_WAKE calls per \
+            "shm wait strategy: spin-then-futex (spin while the peer makes progress, up to {} ns \
+             without progress, only when the peer last ran on another CPU; then up to 4 \
+             sched_yield calls, then FUTEX_WAIT); FUTEX_WAKE calls per \
              message are in the ipc.futex_wakes_per_msg.shm.* figures",
             d.shm_spin_ns
         ));

@@ -20,8 +20,11 @@ use proctor::ipc::{self, Endpoint, Error, TransportKind};
 
 /// The pair limit for round trips: the largest size tested.
 const MAX: usize = 1 << 20;
-/// Around the page size, the mq part size (8192) and the shm ring (64 KiB), and the limit.
-const SIZES: &[usize] = &[0, 1, 64, 4095, 4096, 4097, 8192, 65536, 65537, MAX];
+/// Around the page size, the mq part size (8192), the pipe capacity (64 KiB), the largest shm
+/// ring (256 KiB), and the limit.
+const SIZES: &[usize] = &[
+    0, 1, 64, 4095, 4096, 4097, 8192, 65536, 65537, 262143, 262144, 262145, MAX,
+];
 /// How long a blocking call may take before the test calls it a hang.
 const WATCHDOG: Duration = Duration::from_secs(30);
 
