@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -81,7 +81,7 @@ impl Shared {
 
 fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx) {
     let mut done = 0usize;
-    while let Ok(job) = shared.receiver.recv() {
+    while let Ok(job) = recv_spinning(&shared.receiver) {
         let (run, count) = match job {
             Job::Exit => return,
             Job::Run(run, count) => (run, count),
@@ -108,6 +108,28 @@ fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx) {
         {
             shared.spawn_worker();
             return;
+        }
+    }
+}
+
+/// How long a thread waiting for a job or an outcome keeps checking before it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
+
+/// Receives, checking for up to [`SPIN`] before sleeping. Each check yields the CPU: on a
+/// shared CPU that lets the other side run at once; on an idle one it returns at once and the
+/// loop is a spin that saves a cross-CPU wake-up (tens of µs on a VM).
+fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError> {
+    let start = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(crossbeam_channel::RecvError);
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < SPIN => {
+                std::thread::yield_now();
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv(),
         }
     }
 }
@@ -160,7 +182,8 @@ impl ThreadPool {
         R: Send + 'static,
     {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::new());
+        let (slot, rx) = Slot::new();
+        let slot = Arc::new(slot);
         let timed = self.shared.config.task_timeout.is_some();
         let s = Arc::clone(&slot);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
@@ -176,6 +199,7 @@ impl ThreadPool {
         ThreadTask {
             shared: Arc::clone(&self.shared),
             slot,
+            rx,
             task,
         }
     }
@@ -274,44 +298,36 @@ impl Drop for ThreadPool {
     }
 }
 
-/// One task's outcome, filled exactly once.
+/// One task's outcome channel, and when and where it started.
+///
+/// The outcome travels through a one-slot crossbeam channel rather than a Mutex and Condvar:
+/// its receiver spins and yields briefly before it sleeps, so a joiner on another CPU usually
+/// sees a short task's result without a cross-CPU wake-up.
 struct Slot<R> {
-    state: Mutex<SlotState<R>>,
-    cond: Condvar,
-}
-
-struct SlotState<R> {
-    outcome: Option<Result<R, TaskError>>,
-    finished: bool,
-    started: Option<(Instant, usize, Arc<WorkerStatus>)>,
+    tx: Sender<Result<R, TaskError>>,
+    started: Mutex<Option<(Instant, usize, Arc<WorkerStatus>)>>,
 }
 
 impl<R> Slot<R> {
-    fn new() -> Slot<R> {
-        Slot {
-            state: Mutex::new(SlotState {
-                outcome: None,
-                finished: false,
-                started: None,
-            }),
-            cond: Condvar::new(),
-        }
+    fn new() -> (Slot<R>, Receiver<Result<R, TaskError>>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (
+            Slot {
+                tx,
+                started: Mutex::new(None),
+            },
+            rx,
+        )
     }
 
     fn start(&self, ctx: &WorkerCtx) {
-        let mut st = self.state.lock().expect("slot poisoned");
-        st.started = Some((Instant::now(), ctx.id, Arc::clone(&ctx.status)));
-        self.cond.notify_all();
+        *self.started.lock().expect("slot poisoned") =
+            Some((Instant::now(), ctx.id, Arc::clone(&ctx.status)));
     }
 
-    /// First outcome wins: a task that returns after it timed out is ignored.
+    /// The one outcome. After a timeout the joiner has gone and the late outcome is dropped.
     fn finish(&self, outcome: Result<R, TaskError>) {
-        let mut st = self.state.lock().expect("slot poisoned");
-        if !st.finished {
-            st.finished = true;
-            st.outcome = Some(outcome);
-            self.cond.notify_all();
-        }
+        let _ = self.tx.try_send(outcome);
     }
 }
 
@@ -319,6 +335,7 @@ impl<R> Slot<R> {
 pub(crate) struct ThreadTask<R> {
     shared: Arc<Shared>,
     slot: Arc<Slot<R>>,
+    rx: Receiver<Result<R, TaskError>>,
     task: u64,
 }
 
@@ -330,47 +347,48 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
     }
 }
 
+/// How often a joiner with a timeout looks whether its task has started.
+const START_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl<R> ThreadTask<R> {
     pub(crate) fn join(self) -> Result<R, TaskError> {
-        let timeout = self.shared.config.task_timeout;
-        let mut st = self.slot.state.lock().expect("slot poisoned");
+        use crossbeam_channel::RecvTimeoutError;
+        let cancelled = || Err(TaskError::Cancelled { task: self.task });
+        let Some(limit) = self.shared.config.task_timeout else {
+            return recv_spinning(&self.rx).unwrap_or_else(|_| cancelled());
+        };
         loop {
-            if let Some(outcome) = st.outcome.take() {
-                return outcome;
-            }
-            let (Some(limit), Some((at, worker, status))) = (timeout, st.started.as_ref()) else {
-                st = self.slot.cond.wait(st).expect("slot poisoned");
-                continue;
+            let started = self.slot.started.lock().expect("slot poisoned").clone();
+            let Some((at, worker, status)) = started else {
+                match self.rx.recv_timeout(START_TICK) {
+                    Ok(outcome) => return outcome,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return cancelled(),
+                }
             };
-            let elapsed = at.elapsed();
-            if elapsed < limit {
-                st = self
-                    .slot
-                    .cond
-                    .wait_timeout(st, limit - elapsed)
-                    .expect("slot poisoned")
-                    .0;
-                continue;
+            match self.rx.recv_deadline(at + limit) {
+                Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Disconnected) => return cancelled(),
+                Err(RecvTimeoutError::Timeout) => {
+                    // The thread cannot be stopped: abandon it and put a fresh worker in its
+                    // place.
+                    status.abandoned.store(true, Ordering::Release);
+                    // Detach the stuck thread: shutdown must not wait for it.
+                    self.shared
+                        .handles
+                        .lock()
+                        .expect("handles poisoned")
+                        .remove(&worker);
+                    if self.shared.live.load(Ordering::Acquire) > 0 {
+                        self.shared.spawn_worker();
+                    }
+                    return Err(TaskError::TimedOut {
+                        after: at.elapsed(),
+                        worker,
+                        task: self.task,
+                    });
+                }
             }
-            // The thread cannot be stopped: abandon it and put a fresh worker in its place.
-            let worker = *worker;
-            status.abandoned.store(true, Ordering::Release);
-            st.finished = true;
-            drop(st);
-            // Detach the stuck thread: shutdown must not wait for it.
-            self.shared
-                .handles
-                .lock()
-                .expect("handles poisoned")
-                .remove(&worker);
-            if self.shared.live.load(Ordering::Acquire) > 0 {
-                self.shared.spawn_worker();
-            }
-            return Err(TaskError::TimedOut {
-                after: elapsed,
-                worker,
-                task: self.task,
-            });
         }
     }
 }
