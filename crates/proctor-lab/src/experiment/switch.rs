@@ -177,7 +177,7 @@ fn footprints(profile: Profile) -> Vec<usize> {
 fn perf_loops(profile: Profile) -> (u64, u64) {
     match profile {
         Profile::Tiny => (2_000, 200),
-        Profile::Quick => (200_000, 20_000),
+        Profile::Quick => (200_000, 5_000),
         Profile::Full => (1_000_000, 100_000),
     }
 }
