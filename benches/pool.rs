@@ -3,7 +3,8 @@
 //! * `roundtrip`: one trivial task, submitted and joined, in a loop: process mode and thread
 //!   mode, next to a raw pipe ping-pong between two processes (the floor for process mode)
 //!   and a channel ping-pong between two threads (the floor for thread mode).
-//! * `map_1m`: `map` over 1 000 000 trivial `u64` items with two workers, both modes.
+//! * `map_1m`: `map` and `try_map` over 1 000 000 trivial `u64` items with two workers, both
+//!   modes.
 //!
 //! Run it twice, pinned and unpinned (see `benches/README.md`):
 //!
@@ -121,9 +122,18 @@ fn map_1m(c: &mut Criterion) {
         ("threads", Pool::threads(2)),
     ] {
         let pool = builder.build().expect("pool");
-        g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+        g.bench_with_input(BenchmarkId::new(format!("{name}_map"), n), &n, |b, &n| {
             b.iter(|| {
                 let out = pool.map(trivial, 0..n);
+                assert_eq!(out.len() as u64, n);
+                out
+            })
+        });
+        // try_map keeps only the values (8 bytes each here, against 64 for a Result): the
+        // closest match to Python's Pool.map, which returns values or raises.
+        g.bench_with_input(BenchmarkId::new(format!("{name}_try_map"), n), &n, |b, &n| {
+            b.iter(|| {
+                let out = pool.try_map(trivial, 0..n).expect("trivial tasks succeed");
                 assert_eq!(out.len() as u64, n);
                 out
             })

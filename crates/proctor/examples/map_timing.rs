@@ -4,17 +4,21 @@ fn trivial(n: u64) -> u64 {
 }
 fn main() {
     proctor::init();
-    let modes: Vec<proctor::Mode> = match std::env::args().nth(1).as_deref() {
-        Some("t") => vec![proctor::Mode::Threads],
-        Some("p") => vec![proctor::Mode::Processes],
-        _ => vec![proctor::Mode::Threads, proctor::Mode::Processes],
-    };
-    for mode in modes {
+    for mode in [proctor::Mode::Threads, proctor::Mode::Processes] {
         let pool = proctor::Pool::builder(mode, 2).build().unwrap();
-        for _ in 0..5 {
+        for _ in 0..4 {
             let t = Instant::now();
             let out = pool.map(trivial, 0..1_000_000u64);
-            println!("{mode}: {:?} {}", t.elapsed(), out.len());
+            let m = t.elapsed();
+            let t = Instant::now();
+            let v = pool.try_map(trivial, 0..1_000_000u64).unwrap();
+            println!(
+                "{mode}: map {:?} try_map {:?} {} {}",
+                m,
+                t.elapsed(),
+                out.len(),
+                v.len()
+            );
         }
     }
 }

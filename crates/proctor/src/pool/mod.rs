@@ -225,17 +225,28 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.collect::<A, R, F, All<R>>(f, items)
+    }
+
+    fn collect<A, R, F, C>(&self, f: F, items: impl IntoIterator<Item = A>) -> C::Output
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Collect<R>,
+    {
         assert_plain_fn::<F>();
         let items: Vec<A> = items.into_iter().collect();
         match &self.backend {
-            Backend::Threads(p) => p.map(f, items),
+            Backend::Threads(p) => p.map::<A, R, F, C>(f, items),
             #[cfg(target_os = "linux")]
-            Backend::Processes(p) => p.map(f, items),
+            Backend::Processes(p) => p.map::<A, R, F, C>(f, items),
         }
     }
 
     /// Like [`Pool::map`], but returns the results alone, or the first failure in input
-    /// order. All tasks run to completion either way.
+    /// order. All tasks run to completion either way. It keeps only the values (no room for
+    /// errors), so it needs less memory than `map` for many small results.
     ///
     /// # Errors
     ///
@@ -250,10 +261,8 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map(f, items)
-            .into_iter()
-            .map(|r| r.map_err(|e| Error::new(ErrorKind::Task(e))))
-            .collect()
+        self.collect::<A, R, F, UntilError<R>>(f, items)
+            .map_err(|e| Error::new(ErrorKind::Task(e)))
     }
 
     /// Starts `f(arg)` on a worker and returns a handle to its outcome.
@@ -325,6 +334,120 @@ impl<T> Assembler<T> {
     }
 }
 
+impl<T> Assembler<T> {
+    /// The assembled vector, or the index of the first item never delivered.
+    pub(crate) fn complete(mut self, n: usize) -> Result<Vec<T>, usize> {
+        while self.out.len() < n {
+            let i = self.out.len();
+            match self.parked.remove(&i) {
+                Some(run) => self.out.extend(run),
+                None => return Err(i),
+            }
+        }
+        Ok(self.out)
+    }
+}
+
+/// What a map-like call keeps of its outcomes: [`All`] of them (`map`), or the values until a
+/// task fails ([`UntilError`], `try_map`, which then needs no room for errors: 8 bytes per
+/// `u64` result instead of 64).
+pub(crate) trait Collect<R>: Send + 'static {
+    /// What the call returns.
+    type Output;
+    /// Room for `n` outcomes.
+    fn with_len(n: usize) -> Self;
+    /// Outcomes for items `first..`, in order.
+    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>);
+    /// The result; `first_task` numbers the items for a `Cancelled` error if one is missing.
+    fn finish(self, n: usize, first_task: u64) -> Self::Output;
+}
+
+/// Every outcome, in input order.
+#[derive(Debug)]
+pub(crate) struct All<R>(Assembler<Result<R, TaskError>>);
+
+impl<R: Send + 'static> Collect<R> for All<R> {
+    type Output = Vec<Result<R, TaskError>>;
+
+    fn with_len(n: usize) -> Self {
+        All(Assembler::new(n))
+    }
+
+    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>) {
+        self.0.add(first, outcomes);
+    }
+
+    fn finish(self, n: usize, first_task: u64) -> Self::Output {
+        self.0.finish(n, |i| {
+            Err(TaskError::Cancelled {
+                task: first_task + i as u64,
+            })
+        })
+    }
+}
+
+/// The values in input order, or the failure with the lowest index.
+#[derive(Debug)]
+pub(crate) struct UntilError<R> {
+    values: Assembler<R>,
+    error: Option<(usize, TaskError)>,
+}
+
+impl<R: Send + 'static> Collect<R> for UntilError<R> {
+    type Output = Result<Vec<R>, TaskError>;
+
+    fn with_len(n: usize) -> Self {
+        UntilError {
+            values: Assembler::new(n),
+            error: None,
+        }
+    }
+
+    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>) {
+        let lower = |i: usize, error: &Option<(usize, TaskError)>| {
+            error.as_ref().is_none_or(|(e, _)| i < *e)
+        };
+        if self.error.is_some() {
+            // Values no longer matter; only an earlier failure would.
+            for (k, o) in outcomes.enumerate() {
+                if let Err(e) = o {
+                    if lower(first + k, &self.error) {
+                        self.error = Some((first + k, e));
+                    }
+                    break;
+                }
+            }
+            return;
+        }
+        let mut failed = None;
+        let mut k = 0;
+        let values = outcomes.map_while(|o| match o {
+            Ok(v) => {
+                k += 1;
+                Some(v)
+            }
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        self.values.add(first, values);
+        if let Some(e) = failed {
+            self.error = Some((first + k, e));
+            self.values = Assembler::new(0);
+        }
+    }
+
+    fn finish(self, n: usize, first_task: u64) -> Self::Output {
+        if let Some((_, e)) = self.error {
+            return Err(e);
+        }
+        self.values.complete(n).map_err(|i| TaskError::Cancelled {
+            task: first_task + i as u64,
+        })
+    }
+}
+
 /// Rejects, at compile time, task functions that carry data: a worker process could not
 /// receive it. Fn items and non-capturing closures are zero-sized.
 fn assert_plain_fn<F>() {
@@ -382,5 +505,31 @@ mod tests {
         assert_eq!(a.out.len(), 5);
         a.add(6, vec![6]);
         assert_eq!(a.finish(8, |i| 100 + i), vec![0, 1, 2, 3, 4, 105, 6, 107]);
+    }
+}
+
+#[cfg(test)]
+mod collect_tests {
+    use super::*;
+
+    #[test]
+    fn until_error_keeps_the_lowest_failure() {
+        let mut c = UntilError::<u32>::with_len(6);
+        c.add(
+            3,
+            &mut vec![Ok(3), Err(TaskError::Cancelled { task: 4 }), Ok(5)].into_iter(),
+        );
+        c.add(
+            0,
+            &mut vec![Ok(0), Err(TaskError::Cancelled { task: 1 }), Ok(2)].into_iter(),
+        );
+        assert_eq!(c.finish(6, 0), Err(TaskError::Cancelled { task: 1 }));
+        let mut c = UntilError::<u32>::with_len(4);
+        c.add(2, &mut vec![Ok(2), Ok(3)].into_iter());
+        c.add(0, &mut vec![Ok(0), Ok(1)].into_iter());
+        assert_eq!(c.finish(4, 0), Ok(vec![0, 1, 2, 3]));
+        let mut c = UntilError::<u32>::with_len(3);
+        c.add(0, &mut vec![Ok(0)].into_iter());
+        assert_eq!(c.finish(3, 10), Err(TaskError::Cancelled { task: 11 }));
     }
 }

@@ -740,28 +740,33 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, Task
     })
 }
 
-/// Collects the outcomes of one `map` call, in input order.
-struct MapSink<R> {
+/// Collects the outcomes of one `map` or `try_map` call, in input order.
+struct MapSink<R, C> {
     first_task: u64,
-    results: Mutex<super::Assembler<Result<R, TaskError>>>,
+    results: Mutex<Option<C>>,
     remaining: AtomicUsize,
+    _result: PhantomData<fn() -> R>,
 }
 
-impl<R: DeserializeOwned + Send> Sink for MapSink<R> {
+impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> Sink for MapSink<R, C> {
     fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
         let base = self.first_task + first_index as u64;
         let mut n = 0;
-        let decoded = outcomes.enumerate().map(|(k, o)| {
+        let mut decoded = outcomes.enumerate().map(|(k, o)| {
             n += 1;
             match o {
                 RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
                 RawOutcome::Err(e) => Err(e),
             }
         });
-        self.results
-            .lock()
-            .expect("map results poisoned")
-            .add(first_index, decoded);
+        {
+            let mut results = self.results.lock().expect("map results poisoned");
+            if let Some(c) = results.as_mut() {
+                c.add(first_index, &mut decoded);
+            }
+        }
+        // A collector may stop early (try_map after a failure): count every outcome anyway.
+        decoded.for_each(drop);
         self.remaining.fetch_sub(n, Ordering::Release);
     }
 }
@@ -932,18 +937,20 @@ impl ProcessPool {
         })
     }
 
-    pub(crate) fn map<A, R, F>(&self, _f: F, items: Vec<A>) -> Vec<Result<R, TaskError>>
+    pub(crate) fn map<A, R, F, C>(&self, _f: F, items: Vec<A>) -> C::Output
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
+        C: super::Collect<R>,
     {
         let n = items.len();
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
-        let sink = Arc::new(MapSink::<R> {
+        let sink = Arc::new(MapSink::<R, C> {
             first_task,
-            results: Mutex::new(super::Assembler::new(n)),
+            results: Mutex::new(Some(C::with_len(n))),
             remaining: AtomicUsize::new(n),
+            _result: PhantomData,
         });
         let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
         let entry = entry_address::<A, R, F>();
@@ -1007,15 +1014,10 @@ impl ProcessPool {
 
         self.shared
             .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
-        let results = std::mem::replace(
-            &mut *sink.results.lock().expect("map results poisoned"),
-            super::Assembler::new(0),
-        );
-        results.finish(n, |i| {
-            Err(TaskError::Cancelled {
-                task: first_task + i as u64,
-            })
-        })
+        let results = sink.results.lock().expect("map results poisoned").take();
+        results
+            .expect("map results are taken once")
+            .finish(n, first_task)
     }
 
     pub(crate) fn shutdown(self) {
@@ -1062,6 +1064,5 @@ impl Drop for ProcessPool {
         }
         st.workers.clear();
         shared.cond.notify_all();
-        let _ = PhantomData::<()>;
     }
 }

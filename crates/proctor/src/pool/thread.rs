@@ -204,18 +204,24 @@ impl ThreadPool {
         }
     }
 
-    pub(crate) fn map<A, R, F>(&self, f: F, items: Vec<A>) -> Vec<Result<R, TaskError>>
+    pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Send + 'static,
         R: Send + 'static,
+        C: super::Collect<R>,
     {
+        let n = items.len();
         if self.shared.config.task_timeout.is_some() {
             // Each item must be timed and abandonable on its own.
             let tasks: Vec<_> = items.into_iter().map(|a| self.submit(f, a)).collect();
-            return tasks.into_iter().map(ThreadTask::join).collect();
+            let first_task = tasks.first().map_or(0, |t| t.task);
+            let mut out = C::with_len(n);
+            for (i, t) in tasks.into_iter().enumerate() {
+                out.add(i, &mut std::iter::once(t.join()));
+            }
+            return out.finish(n, first_task);
         }
-        let n = items.len();
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let chunk = self.shared.config.chunk_for(n);
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, Vec<Result<R, TaskError>>)>();
@@ -249,16 +255,12 @@ impl ThreadPool {
             chunks += 1;
         }
         drop(tx);
-        let mut out = super::Assembler::new(n);
+        let mut out = C::with_len(n);
         while let Ok((start, part)) = rx.recv() {
-            out.add(start, part);
+            out.add(start, &mut part.into_iter());
         }
         let _ = chunks;
-        out.finish(n, |i| {
-            Err(TaskError::Cancelled {
-                task: first_task + i as u64,
-            })
-        })
+        out.finish(n, first_task)
     }
 
     pub(crate) fn shutdown(self) {

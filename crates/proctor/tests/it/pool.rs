@@ -556,3 +556,31 @@ fn try_map_returns_the_first_failure() {
         .unwrap_err();
     assert!(e.task_error().is_some_and(TaskError::is_panicked), "{e}");
 }
+
+fn odd_fails(n: u64) -> u64 {
+    if n % 2 == 1 {
+        panic!("item {n} is odd");
+    }
+    n
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn try_map_reports_the_first_failure_in_input_order_in_both_modes() {
+    for mode in [Mode::Threads, Mode::Processes] {
+        for chunk in [1, 2, 100] {
+            let pool = Pool::builder(mode, 2).chunk_size(chunk).build().unwrap();
+            let e = pool.try_map(odd_fails, vec![0, 2, 5, 4, 7, 9]).unwrap_err();
+            match e.task_error() {
+                Some(TaskError::Panicked { message, .. }) => {
+                    assert_eq!(message, "item 5 is odd", "{mode}, chunk {chunk}")
+                }
+                other => panic!("{mode}, chunk {chunk}: {other:?}"),
+            }
+            assert_eq!(
+                pool.try_map(odd_fails, vec![0, 2, 4]).unwrap(),
+                vec![0, 2, 4]
+            );
+        }
+    }
+}
