@@ -131,13 +131,17 @@ fn map_1m(c: &mut Criterion) {
         });
         // try_map keeps only the values (8 bytes each here, against 64 for a Result): the
         // closest match to Python's Pool.map, which returns values or raises.
-        g.bench_with_input(BenchmarkId::new(format!("{name}_try_map"), n), &n, |b, &n| {
-            b.iter(|| {
-                let out = pool.try_map(trivial, 0..n).expect("trivial tasks succeed");
-                assert_eq!(out.len() as u64, n);
-                out
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new(format!("{name}_try_map"), n),
+            &n,
+            |b, &n| {
+                b.iter(|| {
+                    let out = pool.try_map(trivial, 0..n).expect("trivial tasks succeed");
+                    assert_eq!(out.len() as u64, n);
+                    out
+                })
+            },
+        );
         pool.shutdown();
     }
     g.finish();
