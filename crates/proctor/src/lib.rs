@@ -90,6 +90,8 @@ pub mod wire;
 
 #[cfg(target_os = "linux")]
 mod arena;
+#[cfg(target_os = "linux")]
+mod doorbell;
 mod panic;
 #[cfg(target_os = "linux")]
 mod server;

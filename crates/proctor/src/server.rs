@@ -11,7 +11,7 @@
 //!
 //! | tag | direction | meaning |
 //! |---|---|---|
-//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request and reply pipes, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
+//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request pipe, the pool's doorbell memfd, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
 //! | KILL | parent → server | send signal `b` to the process group of worker `a` |
 //! | SPAWNED | server → parent | token `a` became worker pid `b` (or failed with errno `c` when `b` = 0) |
 //! | EXITED | server → parent | worker `a` ended: `b` = 0 exit code `c`, `b` = 1 killed by signal `c` |
@@ -79,6 +79,11 @@ pub(crate) struct ForkServer {
     state: Mutex<ClientState>,
     cond: Condvar,
     reader: OnceLock<()>,
+    /// The pools' doorbells, rung whenever a worker ends (so a pool's driver, asleep on its
+    /// doorbell, learns of the death at once).
+    bells: Mutex<Vec<std::sync::Weak<crate::doorbell::Doorbell>>>,
+    /// Counts worker ends: a driver looks for dead workers only when it moved.
+    deaths: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +120,8 @@ impl ForkServer {
                     state: Mutex::new(ClientState::default()),
                     cond: Condvar::new(),
                     reader: OnceLock::new(),
+                    bells: Mutex::new(Vec::new()),
+                    deaths: std::sync::atomic::AtomicU64::new(0),
                 })
             }
             Err(e) => Err(format!("could not fork the fork server: {e}")),
@@ -144,6 +151,8 @@ impl ForkServer {
             if n != MSG_LEN {
                 st.dead = true;
                 self.cond.notify_all();
+                drop(st);
+                self.ring_all();
                 return;
             }
             match decode(&m) {
@@ -164,6 +173,12 @@ impl ForkServer {
                     };
                     if !st.forgotten.remove(&pid) {
                         st.exited.insert(pid, exit);
+                        self.deaths
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        self.cond.notify_all();
+                        drop(st);
+                        self.ring_all();
+                        continue;
                     }
                 }
                 _ => {}
@@ -172,7 +187,43 @@ impl ForkServer {
         }
     }
 
-    /// Asks the server for a worker that will use `fds` (request pipe, reply pipe, stderr, arena).
+    fn ring_all(&self) {
+        let mut bells = self.bells.lock().expect("doorbells poisoned");
+        bells.retain(|b| match b.upgrade() {
+            Some(bell) => {
+                bell.ring();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Rings `bell` whenever a worker ends, for as long as it lives.
+    pub(crate) fn register(&'static self, bell: &std::sync::Arc<crate::doorbell::Doorbell>) {
+        self.ensure_reader();
+        self.bells
+            .lock()
+            .expect("doorbells poisoned")
+            .push(std::sync::Arc::downgrade(bell));
+    }
+
+    /// How many worker ends were reported so far.
+    pub(crate) fn deaths(&self) -> u64 {
+        self.deaths.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How worker `pid` ended, if it did (without waiting).
+    pub(crate) fn try_exit(&self, pid: i32) -> Option<Exit> {
+        let mut st = self.state.lock().expect("fork server state poisoned");
+        let exit = st.exited.remove(&pid);
+        if exit.is_none() && st.dead {
+            // The server is gone, and its workers with it (PR_SET_PDEATHSIG).
+            return Some(Exit::Signal(libc::SIGKILL));
+        }
+        exit
+    }
+
+    /// Asks the server for a worker that will use `fds` (request pipe, doorbell, stderr, arena).
     pub(crate) fn spawn(
         &'static self,
         memory_limit: Option<u64>,
@@ -433,16 +484,20 @@ fn spawn_worker(
             Ok(child)
         }
         ForkResult::Child => {
-            let [requests, replies, stderr, arena] = fds;
+            let [requests, doorbell, stderr, arena] = fds;
             let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
             if !ok {
                 // SAFETY: see server_main.
                 unsafe { libc::_exit(71) }
             }
             drop(stderr);
-            let keep = [requests.as_raw_fd(), replies.as_raw_fd(), arena.as_raw_fd()];
+            let keep = [
+                requests.as_raw_fd(),
+                doorbell.as_raw_fd(),
+                arena.as_raw_fd(),
+            ];
             crate::sys::close_fds_except(&keep);
-            crate::worker::worker_main(requests, replies, arena, secret)
+            crate::worker::worker_main(requests, doorbell, arena, secret)
         }
     }
 }

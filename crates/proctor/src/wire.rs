@@ -2,11 +2,13 @@
 //!
 //! Two channels per worker:
 //!
-//! * **Frames** over a unix stream socket (one socketpair per worker). A frame is a
-//!   little-endian `u32` body length followed by the body; the body's first byte is its kind.
-//!   `Run` carries a job (a run of consecutive tasks and their serialized arguments), `Done`
-//!   says the worker finished it. Frames are validated before use: an unknown kind, a body
-//!   too short for its kind, or a length over [`MAX_FRAME`] is an error, never a panic.
+//! * **Frames** over a pipe (one per worker, parent to worker). A frame is a little-endian
+//!   `u32` body length followed by the body; the body's first byte is its kind. `Run` carries a
+//!   job (a run of consecutive tasks and their serialized arguments). `Done` (a job finished)
+//!   is part of the format but travels no pipe today: a worker reports a finished job through
+//!   its arena's header and the pool's doorbell (`doorbell.rs`), which costs no system call
+//!   when the parent is awake. Frames are validated before use: an unknown kind, a body too
+//!   short for its kind, or a length over [`MAX_FRAME`] is an error, never a panic.
 //! * **Outcome records** in the worker's result arena (a memfd mapped in both processes, see
 //!   `arena.rs`): `[tag: u8][len: u32 LE][payload]` per task, appended as each task finishes.
 //!   Because they live in shared memory, records written before a crash survive it.
@@ -122,6 +124,7 @@ pub(crate) fn encode_run(
 }
 
 /// A `Done` frame.
+#[cfg(test)]
 pub(crate) fn encode_done(count: u32) -> [u8; 4 + DONE_FIXED] {
     let mut f = [0u8; 4 + DONE_FIXED];
     f[..4].copy_from_slice(&(DONE_FIXED as u32).to_le_bytes());

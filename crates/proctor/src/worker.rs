@@ -141,11 +141,11 @@ impl FrameReader {
 }
 
 /// The worker's main loop: run jobs until the parent closes the request pipe.
-pub(crate) fn worker_main(requests: OwnedFd, replies: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
+pub(crate) fn worker_main(requests: OwnedFd, doorbell: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.
     crate::panic::set_quiet(true);
-    let code = match run_jobs(requests, replies, arena, secret) {
+    let code = match run_jobs(requests, doorbell, arena, secret) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "proctor worker: {e}");
@@ -160,12 +160,12 @@ pub(crate) fn worker_main(requests: OwnedFd, replies: OwnedFd, arena: OwnedFd, s
 
 fn run_jobs(
     requests: OwnedFd,
-    replies: OwnedFd,
+    doorbell: OwnedFd,
     arena: OwnedFd,
     secret: u64,
 ) -> std::io::Result<()> {
     let mut requests = File::from(requests);
-    let mut replies = File::from(replies);
+    let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?);
     let mut reader = FrameReader::default();
     let mut jobs_seen = 0u64;
@@ -202,7 +202,9 @@ fn run_jobs(
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(entry as usize) };
         arena.start_job();
         f(args, count, &mut arena);
-        replies.write_all(&wire::encode_done(count))?;
+        // The results are committed: publish the job as done, then ring the driver.
+        let _ = count;
         arena.done();
+        doorbell.ring();
     }
 }

@@ -357,7 +357,7 @@ pub(crate) trait Collect<R>: Send + 'static {
     /// Room for `n` outcomes.
     fn with_len(n: usize) -> Self;
     /// Outcomes for items `first..`, in order.
-    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>);
+    fn add(&mut self, first: usize, outcomes: impl Iterator<Item = Result<R, TaskError>>);
     /// The result; `first_task` numbers the items for a `Cancelled` error if one is missing.
     fn finish(self, n: usize, first_task: u64) -> Self::Output;
 }
@@ -373,7 +373,7 @@ impl<R: Send + 'static> Collect<R> for All<R> {
         All(Assembler::new(n))
     }
 
-    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>) {
+    fn add(&mut self, first: usize, outcomes: impl Iterator<Item = Result<R, TaskError>>) {
         self.0.add(first, outcomes);
     }
 
@@ -403,7 +403,7 @@ impl<R: Send + 'static> Collect<R> for UntilError<R> {
         }
     }
 
-    fn add(&mut self, first: usize, outcomes: &mut dyn Iterator<Item = Result<R, TaskError>>) {
+    fn add(&mut self, first: usize, outcomes: impl Iterator<Item = Result<R, TaskError>>) {
         let lower = |i: usize, error: &Option<(usize, TaskError)>| {
             error.as_ref().is_none_or(|(e, _)| i < *e)
         };
@@ -421,7 +421,8 @@ impl<R: Send + 'static> Collect<R> for UntilError<R> {
         }
         let mut failed = None;
         let mut k = 0;
-        let values = outcomes.map_while(|o| match o {
+        let mut outcomes = outcomes;
+        let values = outcomes.by_ref().map_while(|o| match o {
             Ok(v) => {
                 k += 1;
                 Some(v)

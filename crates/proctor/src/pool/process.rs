@@ -24,31 +24,28 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::PollTimeout;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Config, TaskInner};
 use crate::arena::{self, Progress};
+use crate::doorbell::Doorbell;
 use crate::error::{Error, ErrorKind, TaskError};
 use crate::server::{Exit, ForkServer};
 use crate::sys::SharedMapping;
-use crate::wire::{self, Frame, MAX_FRAME, RecordTag};
-use crate::worker::{EntryFn, FrameReader, entry};
+use crate::wire::{self, MAX_FRAME, RecordTag};
+use crate::worker::{EntryFn, entry};
 
 /// Time between SIGTERM and SIGKILL for a timed-out worker.
 const KILL_GRACE: Duration = Duration::from_millis(100);
 /// How long to wait for the fork server to report a worker's end.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
-/// With a timeout set, how often the driver looks at tasks that started since it last polled.
-const TIMEOUT_TICK: Duration = Duration::from_millis(20);
 /// A `map` job is cut when its arguments reach this size, so large items stream.
 const JOB_BYTES: usize = 8 << 20;
-/// The epoll token of the wake-up eventfd; workers' tokens are `pid << 1 | is_stderr`.
-const WAKE_TOKEN: u64 = u64::MAX;
+/// How often a driver that waits forwards the busy workers' stderr (and so the longest a
+/// worker blocked on a full stderr pipe waits).
+const STDERR_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of a worker's stderr kept for [`TaskError::Crashed::stderr_tail`].
 const TAIL: usize = 16 << 10;
@@ -63,6 +60,12 @@ pub(crate) enum RawOutcome<'a> {
 pub(crate) trait Sink: Send + Sync {
     /// Outcomes for items `first_index..`, in order.
     fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>);
+
+    /// Outcome records read from an arena, for items `first_index..`. A sink may override it
+    /// to decode without a virtual call per item (`map` of a million small results).
+    fn deliver_records(&self, first_index: usize, mut records: RecordIter<'_>) {
+        self.deliver(first_index, &mut records);
+    }
 }
 
 struct Job {
@@ -93,13 +96,10 @@ struct Worker {
     pid: i32,
     /// Job frames to the worker.
     requests: File,
-    /// `Done` frames from the worker; EOF when it dies.
-    replies: File,
     stderr: File,
     arena: SharedMapping,
     /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
     header: Arc<SharedMapping>,
-    reader: FrameReader,
     job: Option<Job>,
     /// The arena's job counter when the current job was sent.
     sent_seq: u64,
@@ -138,6 +138,10 @@ struct State {
     driving: bool,
     closed: bool,
     next_worker_id: usize,
+    /// The fork server's death count when this pool last looked for dead workers.
+    deaths_seen: u64,
+    /// When the busy workers' stderr was last forwarded.
+    last_drain: Instant,
     /// Threads asleep on the condition variable (std's `notify_all` always makes a system
     /// call, so it is skipped when nobody waits).
     waiters: usize,
@@ -154,11 +158,8 @@ struct Shared {
     server: &'static ForkServer,
     state: Mutex<State>,
     cond: Condvar,
-    /// Every worker's reply and stderr pipes, and `wake`, registered once: waiting costs one
-    /// `epoll_wait` however many workers there are.
-    epoll: Epoll,
-    /// Nudges the driver out of `epoll_wait` (a job was queued, the pool is closing).
-    wake: EventFd,
+    /// Where workers, other threads and the fork server's reader ring the driver.
+    doorbell: Arc<Doorbell>,
     next_task: AtomicU64,
 }
 
@@ -185,36 +186,25 @@ impl Shared {
     }
 
     fn spawn_worker(&self, id: usize) -> std::io::Result<Worker> {
-        // Pipes, not a socketpair: a pipe round trip costs about half a unix socket's.
         let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
-        let (rep_r, rep_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
         fcntl(&err_r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io_error)?;
         let arena = SharedMapping::create("proctor-arena", arena::INITIAL_LEN)?;
         let fds: [RawFd; 4] = [
             req_r.as_raw_fd(),
-            rep_w.as_raw_fd(),
+            self.doorbell.fd(),
             err_w.as_raw_fd(),
             arena.fd(),
         ];
         let pid = self.server.spawn(self.config.memory_limit, fds)?;
-        let token = (pid as u64) << 1;
-        self.epoll
-            .add(&rep_r, EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .map_err(io_error)?;
-        self.epoll
-            .add(&err_r, EpollEvent::new(EpollFlags::EPOLLIN, token | 1))
-            .map_err(io_error)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
             pid,
             header,
             requests: File::from(req_w),
-            replies: File::from(rep_r),
             stderr: File::from(err_r),
             arena,
-            reader: FrameReader::default(),
             job: None,
             sent_seq: 0,
             done_tasks: 0,
@@ -250,18 +240,10 @@ impl Shared {
         None
     }
 
-    /// Takes a worker's pipes out of the epoll set before they close (a forked child of this
-    /// process may hold copies, which would keep the registration alive).
-    fn forget_fds(&self, w: &Worker) {
-        let _ = self.epoll.delete(&w.replies);
-        let _ = self.epoll.delete(&w.stderr);
-    }
-
     /// Puts a fresh worker in slot `idx`, or removes the slot if none can be started.
     fn replace(&self, st: &mut State, idx: usize) {
         let id = st.next_worker_id;
         st.next_worker_id += 1;
-        self.forget_fds(&st.workers[idx]);
         match self.spawn_worker(id) {
             Ok(w) => st.workers[idx] = w,
             Err(e) => {
@@ -336,22 +318,28 @@ impl Shared {
         done: &dyn Fn(&State) -> bool,
     ) -> MutexGuard<'a, State> {
         loop {
+            // Read the doorbell before looking for news: news that lands after the look
+            // moves it, and the wait below then returns at once.
+            let seq = self.doorbell.seq();
             self.dispatch(&mut st);
+            if self.collect_news(&mut st) {
+                // Outcomes delivered for other waiting threads: let them go now, not when
+                // this driver is done.
+                self.notify(&st);
+                continue;
+            }
             if done(&st) || st.closed || st.workers.iter().all(|w| w.job.is_none()) {
                 return st;
             }
-            let mut wait = None::<Duration>;
+            let mut wait = STDERR_TICK;
             if let Some(limit) = self.config.task_timeout {
                 let now_ns = crate::sys::monotonic_ns();
                 for w in st.workers.iter().filter(|w| w.job.is_some()) {
                     let p = arena::progress(&w.arena);
-                    let tick = if p.started > p.committed {
+                    if p.started > p.committed {
                         let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
-                        Duration::from_nanos(ends.saturating_sub(now_ns)).min(TIMEOUT_TICK)
-                    } else {
-                        TIMEOUT_TICK
-                    };
-                    wait = Some(wait.map_or(tick, |w| w.min(tick)));
+                        wait = wait.min(Duration::from_nanos(ends.saturating_sub(now_ns)));
+                    }
                 }
             }
             let spinners: Vec<(usize, i32)> = st
@@ -369,72 +357,71 @@ impl Shared {
                 if st.closed {
                     return st;
                 }
-                if let Some((idx, pid)) = finished {
-                    if st.workers.get(idx).is_some_and(|w| w.pid == pid) {
-                        self.on_readable(&mut st, idx);
-                        continue;
-                    }
+                if finished.is_some() {
+                    continue;
                 }
             }
             drop(st);
-            let mut events = [EpollEvent::empty(); 16];
-            let timeout = match wait {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    PollTimeout::try_from(d.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            let n = self.epoll.wait(&mut events, timeout).unwrap_or(0);
+            self.doorbell
+                .wait(seq, wait.max(Duration::from_micros(100)));
             st = self.lock();
             if st.closed {
                 return st;
             }
-            for ev in &events[..n] {
-                let token = ev.data();
-                if token == WAKE_TOKEN {
-                    let _ = self.wake.read();
-                    continue;
+            if self.doorbell.seq() == seq {
+                // A quiet tick: forward what the busy workers wrote to stderr (a worker whose
+                // stderr pipe is full would otherwise block until its job's end), and look at
+                // the clocks.
+                for w in st.workers.iter_mut().filter(|w| w.job.is_some()) {
+                    w.drain_stderr();
                 }
-                let pid = (token >> 1) as i32;
-                let Some(idx) = st.workers.iter().position(|w| w.pid == pid) else {
-                    continue;
-                };
-                if token & 1 == 1 {
-                    st.workers[idx].drain_stderr();
-                } else {
-                    self.on_readable(&mut st, idx);
-                }
+                st.last_drain = Instant::now();
             }
             if let Some(limit) = self.config.task_timeout {
                 self.check_timeouts(&mut st, limit);
             }
-            // Outcomes delivered for other waiting threads: let them go now, not when this
-            // driver is done.
-            self.notify(&st);
         }
     }
 
-    fn on_readable(&self, st: &mut State, idx: usize) {
-        let w = &mut st.workers[idx];
-        if w.reader.fill(&mut w.replies).is_err() {
-            self.on_death(st, idx, None);
-            return;
-        }
-        loop {
-            let w = &mut st.workers[idx];
-            match w.reader.complete() {
-                Ok(None) => return,
-                Ok(Some(_)) => {}
-                Err(_) => return self.kill_and_bury(st, idx),
+    /// Finishes the jobs workers reported done, and buries workers the fork server reported
+    /// dead. True if anything happened.
+    fn collect_news(&self, st: &mut State) -> bool {
+        let mut news = false;
+        let mut idx = 0;
+        while idx < st.workers.len() {
+            let w = &st.workers[idx];
+            if w.job.is_some() && arena::done_seq(&w.header) >= w.sent_seq {
+                news = true;
+                if !self.finish_job(st, idx) {
+                    self.kill_and_bury(st, idx);
+                }
             }
-            let count = match w.reader.next(&mut w.replies) {
-                Ok(Frame::Done { count }) => count as usize,
-                _ => return self.kill_and_bury(st, idx),
-            };
-            if !self.finish_job(st, idx, count) {
-                return self.kill_and_bury(st, idx);
+            idx += 1;
+        }
+        let deaths = self.server.deaths();
+        if deaths != st.deaths_seen {
+            st.deaths_seen = deaths;
+            let mut idx = 0;
+            while idx < st.workers.len() {
+                let pid = st.workers[idx].pid;
+                if let Some(exit) = self.server.try_exit(pid) {
+                    news = true;
+                    let before = st.workers.len();
+                    self.bury(st, idx, None, Some(exit));
+                    if st.workers.len() < before {
+                        continue;
+                    }
+                }
+                idx += 1;
             }
         }
+        if news && st.last_drain.elapsed() >= STDERR_TICK {
+            for w in st.workers.iter_mut() {
+                w.drain_stderr();
+            }
+            st.last_drain = Instant::now();
+        }
+        news
     }
 
     /// A worker broke the protocol: treat it as crashed.
@@ -444,7 +431,7 @@ impl Shared {
     }
 
     /// The worker reported its job done: deliver every outcome. False on a protocol error.
-    fn finish_job(&self, st: &mut State, idx: usize, count: usize) -> bool {
+    fn finish_job(&self, st: &mut State, idx: usize) -> bool {
         let w = &mut st.workers[idx];
         let Some(job) = w.job.take() else {
             return false;
@@ -454,7 +441,7 @@ impl Shared {
             return false;
         }
         let p = arena::progress(&w.arena);
-        if count != job.count || p.committed != job.count as u64 {
+        if p.committed != job.count as u64 {
             w.job = Some(job);
             return false;
         }
@@ -621,7 +608,7 @@ impl Shared {
         st.pending.push_back(job);
         self.dispatch(&mut st);
         if st.driving {
-            let _ = self.wake.write(1);
+            self.doorbell.ring();
         }
     }
 }
@@ -636,14 +623,14 @@ fn deliver_committed(job: &Job, arena: &SharedMapping, p: &Progress, worker: usi
         });
         return job.count;
     };
-    let mut it = RecordIter {
+    let it = RecordIter {
         buf: records,
         worker,
         task: job.first_task,
         left: committed,
         broken: false,
     };
-    job.sink.deliver(job.first_index, &mut it);
+    job.sink.deliver_records(job.first_index, it);
     committed
 }
 
@@ -673,7 +660,7 @@ fn requeue(job: &Job, from: usize, off: usize, secret: u64) -> Job {
 
 /// Decodes outcome records into [`RawOutcome`]s; after a corrupt record, every remaining
 /// task gets a codec error.
-struct RecordIter<'a> {
+pub(crate) struct RecordIter<'a> {
     buf: &'a [u8],
     worker: usize,
     task: u64,
@@ -748,8 +735,8 @@ struct MapSink<R, C> {
     _result: PhantomData<fn() -> R>,
 }
 
-impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> Sink for MapSink<R, C> {
-    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> MapSink<R, C> {
+    fn take_in<'a>(&self, first_index: usize, outcomes: impl Iterator<Item = RawOutcome<'a>>) {
         let base = self.first_task + first_index as u64;
         let mut n = 0;
         let mut decoded = outcomes.enumerate().map(|(k, o)| {
@@ -762,12 +749,22 @@ impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> Sink for MapSin
         {
             let mut results = self.results.lock().expect("map results poisoned");
             if let Some(c) = results.as_mut() {
-                c.add(first_index, &mut decoded);
+                c.add(first_index, decoded.by_ref());
             }
         }
         // A collector may stop early (try_map after a failure): count every outcome anyway.
         decoded.for_each(drop);
         self.remaining.fetch_sub(n, Ordering::Release);
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> Sink for MapSink<R, C> {
+    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+        self.take_in(first_index, outcomes);
+    }
+
+    fn deliver_records(&self, first_index: usize, records: RecordIter<'_>) {
+        self.take_in(first_index, records);
     }
 }
 
@@ -841,26 +838,22 @@ fn too_big(len: usize, task: u64) -> TaskError {
 impl ProcessPool {
     pub(crate) fn new(config: Config) -> Result<ProcessPool, Error> {
         let server = crate::fork_server()?;
-        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
-        epoll
-            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
-            .map_err(|e| Error::new(ErrorKind::Spawn(io_error(e))))?;
+        let doorbell = Arc::new(Doorbell::new().map_err(|e| Error::new(ErrorKind::Spawn(e)))?);
+        server.register(&doorbell);
         let shared = Arc::new(Shared {
             server,
-            epoll,
+            doorbell,
             state: Mutex::new(State {
                 workers: Vec::new(),
                 pending: VecDeque::new(),
                 driving: false,
                 closed: false,
                 waiters: 0,
+                deaths_seen: server.deaths(),
+                last_drain: Instant::now(),
                 next_worker_id: config.workers,
             }),
             cond: Condvar::new(),
-            wake,
             next_task: AtomicU64::new(0),
             config,
         });
@@ -1032,7 +1025,7 @@ impl Drop for ProcessPool {
         let mut st = shared.lock();
         st.closed = true;
         while st.driving {
-            let _ = shared.wake.write(1);
+            shared.doorbell.ring();
             st = shared
                 .cond
                 .wait_timeout(st, Duration::from_millis(20))
@@ -1058,9 +1051,6 @@ impl Drop for ProcessPool {
                 let committed = deliver_committed(&job, &w.arena, &p, w.id);
                 job.fail_from(committed, |task| TaskError::Cancelled { task });
             }
-        }
-        for w in &st.workers {
-            shared.forget_fds(w);
         }
         st.workers.clear();
         shared.cond.notify_all();

@@ -218,7 +218,7 @@ impl ThreadPool {
             let first_task = tasks.first().map_or(0, |t| t.task);
             let mut out = C::with_len(n);
             for (i, t) in tasks.into_iter().enumerate() {
-                out.add(i, &mut std::iter::once(t.join()));
+                out.add(i, std::iter::once(t.join()));
             }
             return out.finish(n, first_task);
         }
@@ -257,7 +257,7 @@ impl ThreadPool {
         drop(tx);
         let mut out = C::with_len(n);
         while let Ok((start, part)) = rx.recv() {
-            out.add(start, &mut part.into_iter());
+            out.add(start, part.into_iter());
         }
         let _ = chunks;
         out.finish(n, first_task)

@@ -180,6 +180,17 @@ impl SharedMapping {
         unsafe { &*(self.ptr.as_ptr().add(index * 8) as *const AtomicU64) }
     }
 
+    /// The `index`-th 4-byte word of the mapping, as an atomic (a futex word).
+    pub(crate) fn word32(&self, index: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(
+            (index + 1) * 4 <= self.len,
+            "shared word {index} outside the mapping"
+        );
+        // SAFETY: in bounds (checked), 4-aligned (the mapping is page-aligned), and only ever
+        // accessed as AtomicU32 (or by the kernel's futex code) by every process mapping it.
+        unsafe { &*(self.ptr.as_ptr().add(index * 4) as *const std::sync::atomic::AtomicU32) }
+    }
+
     /// Copies `len` bytes at `offset` out of the mapping, or None when out of bounds.
     ///
     /// The caller guarantees that no other process writes the range meanwhile (the arena
