@@ -212,32 +212,33 @@ impl Shared {
         })
     }
 
-    /// Spins (unlocked) up to [`arena::SPIN`] until one of `workers` reports its job done.
-    fn spin_for_done(
-        &self,
-        st: MutexGuard<'_, State>,
-        workers: &[(usize, i32)],
-    ) -> Option<(usize, i32)> {
-        let targets: Vec<(usize, i32, Arc<SharedMapping>, u64)> = workers
+    /// Spins (unlocked) up to [`arena::SPIN`] until one of `workers` reports its job done;
+    /// true if one did.
+    fn spin_for_done(&self, st: MutexGuard<'_, State>, workers: &[usize]) -> bool {
+        // The header mappings stay valid while we spin unlocked: they are reference-counted.
+        let targets: Vec<(Arc<SharedMapping>, u64)> = workers
             .iter()
-            .map(|&(idx, pid)| {
-                let w = &st.workers[idx];
-                (idx, pid, Arc::clone(&w.header), w.sent_seq)
+            .map(|&idx| {
+                (
+                    Arc::clone(&st.workers[idx].header),
+                    st.workers[idx].sent_seq,
+                )
             })
             .collect();
         drop(st);
         let start = Instant::now();
         while start.elapsed() < arena::SPIN {
             for _ in 0..32 {
-                for (idx, pid, header, sent) in &targets {
-                    if arena::done_seq(header) >= *sent {
-                        return Some((*idx, *pid));
-                    }
+                if targets
+                    .iter()
+                    .any(|(header, sent)| arena::done_seq(header) >= *sent)
+                {
+                    return true;
                 }
                 std::hint::spin_loop();
             }
         }
-        None
+        false
     }
 
     /// Puts a fresh worker in slot `idx`, or removes the slot if none can be started.
@@ -342,12 +343,11 @@ impl Shared {
                     }
                 }
             }
-            let spinners: Vec<(usize, i32)> = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.job.is_some() && arena::worker_elsewhere(&w.header))
-                .map(|(idx, w)| (idx, w.pid))
+            let spinners: Vec<usize> = (0..st.workers.len())
+                .filter(|&i| {
+                    let w = &st.workers[i];
+                    w.job.is_some() && arena::worker_elsewhere(&w.header)
+                })
                 .collect();
             if !spinners.is_empty() {
                 // A worker on another CPU: watch its arena a moment for the job to finish,
@@ -357,7 +357,7 @@ impl Shared {
                 if st.closed {
                     return st;
                 }
-                if finished.is_some() {
+                if finished {
                     continue;
                 }
             }
