@@ -530,23 +530,9 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         x_log: false,
         y_log: true,
         categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
-        series: counts
-            .iter()
-            .map(|&t| Series {
-                name: format!("{t} threads"),
-                points: Variant::ALL
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &v)| {
-                        let r = result
-                            .runs
-                            .iter()
-                            .find(|r| r.variant == v && r.threads == t)?;
-                        Some((i as f64, median_and_spread(&r.ns_per_increment).0))
-                    })
-                    .collect(),
-            })
-            .collect(),
+        series: variant_series(result, &counts, |r| {
+            median_and_spread(&r.ns_per_increment).0
+        }),
     });
     section.charts.push(Chart {
         id: "lost-updates".to_string(),
@@ -557,23 +543,9 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         x_log: false,
         y_log: false,
         categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
-        series: counts
-            .iter()
-            .map(|&t| Series {
-                name: format!("{t} threads"),
-                points: Variant::ALL
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &v)| {
-                        let r = result
-                            .runs
-                            .iter()
-                            .find(|r| r.variant == v && r.threads == t)?;
-                        Some((i as f64, median_u64(&r.finals) / r.expected as f64))
-                    })
-                    .collect(),
-            })
-            .collect(),
+        series: variant_series(result, &counts, |r| {
+            median_u64(&r.finals) / r.expected as f64
+        }),
     });
     if cpus < 2 {
         section.notes.push(
@@ -594,4 +566,29 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
     ));
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
+}
+
+/// One bar series per thread count, one bar per variant, valued by `value`.
+fn variant_series(
+    result: &RaceResult,
+    counts: &[usize],
+    value: impl Fn(&ThreadRuns) -> f64,
+) -> Vec<Series> {
+    counts
+        .iter()
+        .map(|&t| Series {
+            name: format!("{t} threads"),
+            points: Variant::ALL
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &v)| {
+                    let r = result
+                        .runs
+                        .iter()
+                        .find(|r| r.variant == v && r.threads == t)?;
+                    Some((i as f64, value(r)))
+                })
+                .collect(),
+        })
+        .collect()
 }
