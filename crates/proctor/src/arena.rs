@@ -100,9 +100,9 @@ pub(crate) fn done_seq(map: &SharedMapping) -> u64 {
     map.word(DONE_SEQ).load(Ordering::Acquire)
 }
 
-/// True if the worker last ran on another CPU than the caller (parent side).
-pub(crate) fn worker_elsewhere(map: &SharedMapping) -> bool {
-    map.word(WORKER_CPU).load(Ordering::Relaxed) != crate::sys::current_cpu()
+/// True if the worker last ran on another CPU than `cpu`, the caller's (parent side).
+pub(crate) fn worker_elsewhere(map: &SharedMapping, cpu: u64) -> bool {
+    map.word(WORKER_CPU).load(Ordering::Relaxed) != cpu
 }
 
 /// Remaps the parent's view if the worker grew the arena (parent side).

@@ -343,10 +343,11 @@ impl Shared {
                     }
                 }
             }
+            let cpu = crate::sys::current_cpu();
             let spinners: Vec<usize> = (0..st.workers.len())
                 .filter(|&i| {
                     let w = &st.workers[i];
-                    w.job.is_some() && arena::worker_elsewhere(&w.header)
+                    w.job.is_some() && arena::worker_elsewhere(&w.header, cpu)
                 })
                 .collect();
             if !spinners.is_empty() {
