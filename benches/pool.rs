@@ -129,7 +129,7 @@ fn map_1m(c: &mut Criterion) {
                 out
             })
         });
-        // try_map keeps only the values (8 bytes each here, against 64 for a Result): the
+        // try_map keeps only the values (8 bytes each here, against 32 for a Result): the
         // closest match to Python's Pool.map, which returns values or raises.
         g.bench_with_input(
             BenchmarkId::new(format!("{name}_try_map"), n),

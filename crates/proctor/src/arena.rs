@@ -175,6 +175,7 @@ impl WorkerArena {
     }
 
     /// A task starts; `next_arg` is where the following task's argument begins.
+    #[inline]
     pub(crate) fn begin(&mut self, next_arg: usize) {
         self.started += 1;
         self.map

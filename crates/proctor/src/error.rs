@@ -3,10 +3,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use arcstr::ArcStr;
+
 /// Why a single task produced no result.
 ///
 /// Every submitted task ends with exactly one outcome: its value or one of these.
 /// The `Display` form is one plain sentence that names the worker and the task.
+///
+/// It is four words (32 bytes), so `Result<u64, TaskError>` is too: [`crate::Pool::map`]
+/// returns one per item, and for a million small items the error's size is paid a million
+/// times, failed or not. Hence the one-word [`ArcStr`] texts, `u32` worker numbers and a
+/// `u8` exit code (all the kernel keeps of one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -14,11 +21,11 @@ pub enum TaskError {
     #[error("task {task} panicked on worker {worker}{}: {message}", at(location))]
     Panicked {
         /// The panic message (`panic!("...")`'s text, or a placeholder for other payloads).
-        message: String,
+        message: ArcStr,
         /// `file:line:column` of the panic, where it was captured.
-        location: Option<String>,
+        location: Option<ArcStr>,
         /// The worker that ran the task.
-        worker: usize,
+        worker: u32,
         /// The task's id.
         task: u64,
     },
@@ -28,12 +35,12 @@ pub enum TaskError {
     Crashed {
         /// The signal that killed the worker, if a signal did.
         signal: Option<i32>,
-        /// The worker's exit code, if it exited.
-        exit_code: Option<i32>,
+        /// The worker's exit code, if it exited (`exit(n)` keeps the low 8 bits of `n`).
+        exit_code: Option<u8>,
         /// The last lines the worker wrote to stderr (up to a few KiB).
-        stderr_tail: String,
+        stderr_tail: ArcStr,
         /// The worker that died.
-        worker: usize,
+        worker: u32,
         /// The task it was running.
         task: u64,
     },
@@ -45,7 +52,7 @@ pub enum TaskError {
         /// How long the task had run when it was stopped.
         after: Duration,
         /// The worker that ran it.
-        worker: usize,
+        worker: u32,
         /// The task's id.
         task: u64,
     },
@@ -60,7 +67,7 @@ pub enum TaskError {
     #[error("task {task} could not be carried to or from its worker: {message}")]
     Codec {
         /// What went wrong.
-        message: String,
+        message: ArcStr,
         /// The task's id.
         task: u64,
     },
@@ -99,7 +106,7 @@ impl TaskError {
     }
 }
 
-fn at(location: &Option<String>) -> String {
+fn at(location: &Option<ArcStr>) -> String {
     match location {
         Some(l) => format!(" at {l}"),
         None => String::new(),
@@ -115,10 +122,10 @@ fn human(d: Duration) -> String {
 }
 
 fn crash_sentence(
-    worker: usize,
+    worker: u32,
     task: u64,
     signal: Option<i32>,
-    exit_code: Option<i32>,
+    exit_code: Option<u8>,
     stderr_tail: &str,
 ) -> String {
     let how = match (signal, exit_code) {
@@ -290,11 +297,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_outcome_of_a_small_value_is_four_words() {
+        assert_eq!(std::mem::size_of::<TaskError>(), 32);
+        assert_eq!(std::mem::size_of::<Result<u64, TaskError>>(), 32);
+        assert_eq!(std::mem::size_of::<Result<String, TaskError>>(), 32);
+    }
+
+    #[test]
     fn crash_sentence_names_worker_signal_and_task() {
         let e = TaskError::Crashed {
             signal: Some(libc::SIGSEGV),
             exit_code: None,
-            stderr_tail: String::new(),
+            stderr_tail: ArcStr::new(),
             worker: 3,
             task: 17,
         };
@@ -323,7 +337,7 @@ mod tests {
         let e = TaskError::Crashed {
             signal: None,
             exit_code: Some(3),
-            stderr_tail: String::new(),
+            stderr_tail: ArcStr::new(),
             worker: 0,
             task: 4,
         };

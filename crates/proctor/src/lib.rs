@@ -100,6 +100,8 @@ mod sys;
 #[cfg(target_os = "linux")]
 mod worker;
 
+/// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
+pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
 pub use pool::{Mode, Pool, PoolBuilder, Task};
 

@@ -66,7 +66,8 @@ fn decode(m: &Msg) -> (u8, u64, u64, u64) {
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
-    Code(i32),
+    /// The exit status: the low 8 bits of what the worker passed to `exit`.
+    Code(u8),
     Signal(i32),
 }
 
@@ -167,7 +168,7 @@ impl ForkServer {
                 (EXITED, pid, kind, value) => {
                     let pid = pid as i32;
                     let exit = if kind == 0 {
-                        Exit::Code(value as i32)
+                        Exit::Code(value as u8)
                     } else {
                         Exit::Signal(value as i32)
                     };

@@ -38,9 +38,7 @@ where
                 arena.begin(args.len() - rest.len());
                 match catch_unwind(AssertUnwindSafe(|| f(a))) {
                     Ok(r) => {
-                        let res = arena.commit_with(RecordTag::Ok, |buf| {
-                            postcard::to_slice(&r, buf).ok().map(|s| s.len())
-                        });
+                        let res = arena.commit_with(RecordTag::Ok, |buf| wire::write_into(&r, buf));
                         if let Err(e) = res {
                             arena.commit_bytes(RecordTag::Codec, &encode_str(&e));
                         }

@@ -111,6 +111,13 @@ impl PoolBuilder {
                 c.mode
             )));
         }
+        if u32::try_from(c.workers).is_err() {
+            return Err(Error::invalid(format!(
+                "a pool has at most {} workers, got {}",
+                u32::MAX,
+                c.workers
+            )));
+        }
         if c.chunk_size == Some(0) {
             return Err(Error::invalid("chunk_size must be at least 1"));
         }
@@ -312,12 +319,29 @@ impl<T> Assembler<T> {
     /// Adds the run of items that starts at index `first`.
     pub(crate) fn add(&mut self, first: usize, items: impl IntoIterator<Item = T>) {
         if first == self.out.len() {
-            self.out.extend(items);
-            while let Some(next) = self.parked.remove(&self.out.len()) {
-                self.out.extend(next);
-            }
+            // `for_each`, not `extend`: it runs the iterator's own `fold`, which the process
+            // pool's record decoder makes fast.
+            items.into_iter().for_each(|item| self.out.push(item));
+            self.unpark();
         } else {
             self.parked.insert(first, items.into_iter().collect());
+        }
+    }
+
+    /// Adds a run held in a vector (moved in one copy).
+    pub(crate) fn add_run(&mut self, first: usize, mut run: Vec<T>) {
+        if first == self.out.len() {
+            self.out.append(&mut run);
+            self.unpark();
+        } else {
+            self.parked.insert(first, run);
+        }
+    }
+
+    /// Appends the parked runs that now continue the vector.
+    fn unpark(&mut self) {
+        while let Some(mut next) = self.parked.remove(&self.out.len()) {
+            self.out.append(&mut next);
         }
     }
 
@@ -350,7 +374,7 @@ impl<T> Assembler<T> {
 
 /// What a map-like call keeps of its outcomes: [`All`] of them (`map`), or the values until a
 /// task fails ([`UntilError`], `try_map`, which then needs no room for errors: 8 bytes per
-/// `u64` result instead of 64).
+/// `u64` result instead of 32).
 pub(crate) trait Collect<R>: Send + 'static {
     /// What the call returns.
     type Output;
@@ -358,6 +382,10 @@ pub(crate) trait Collect<R>: Send + 'static {
     fn with_len(n: usize) -> Self;
     /// Outcomes for items `first..`, in order.
     fn add(&mut self, first: usize, outcomes: impl Iterator<Item = Result<R, TaskError>>);
+    /// Outcomes for items `first..`, in order, held in a vector.
+    fn add_run(&mut self, first: usize, outcomes: Vec<Result<R, TaskError>>) {
+        self.add(first, outcomes.into_iter());
+    }
     /// The result; `first_task` numbers the items for a `Cancelled` error if one is missing.
     fn finish(self, n: usize, first_task: u64) -> Self::Output;
 }
@@ -375,6 +403,10 @@ impl<R: Send + 'static> Collect<R> for All<R> {
 
     fn add(&mut self, first: usize, outcomes: impl Iterator<Item = Result<R, TaskError>>) {
         self.0.add(first, outcomes);
+    }
+
+    fn add_run(&mut self, first: usize, outcomes: Vec<Result<R, TaskError>>) {
+        self.0.add_run(first, outcomes);
     }
 
     fn finish(self, n: usize, first_task: u64) -> Self::Output {

@@ -29,6 +29,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Config, TaskInner};
+use arcstr::ArcStr;
+
 use crate::arena::{self, Progress};
 use crate::doorbell::Doorbell;
 use crate::error::{Error, ErrorKind, TaskError};
@@ -92,7 +94,7 @@ impl Job {
 }
 
 struct Worker {
-    id: usize,
+    id: u32,
     pid: i32,
     /// Job frames to the worker.
     requests: File,
@@ -126,9 +128,9 @@ impl Worker {
         }
     }
 
-    fn stderr_tail(&self) -> String {
+    fn stderr_tail(&self) -> ArcStr {
         let start = self.tail.len().saturating_sub(TAIL);
-        String::from_utf8_lossy(&self.tail[start..]).into_owned()
+        String::from_utf8_lossy(&self.tail[start..]).into()
     }
 }
 
@@ -137,7 +139,7 @@ struct State {
     pending: VecDeque<Job>,
     driving: bool,
     closed: bool,
-    next_worker_id: usize,
+    next_worker_id: u32,
     /// The fork server's death count when this pool last looked for dead workers.
     deaths_seen: u64,
     /// When the busy workers' stderr was last forwarded.
@@ -145,6 +147,9 @@ struct State {
     /// Threads asleep on the condition variable (std's `notify_all` always makes a system
     /// call, so it is skipped when nobody waits).
     waiters: usize,
+    /// A finished job's outcome records, copied out of its worker's arena so the worker
+    /// can start its next job while they are decoded (kept to reuse its allocation).
+    records: Vec<u8>,
 }
 
 impl State {
@@ -185,7 +190,7 @@ impl Shared {
         self.state.lock().expect("process pool state poisoned")
     }
 
-    fn spawn_worker(&self, id: usize) -> std::io::Result<Worker> {
+    fn spawn_worker(&self, id: u32) -> std::io::Result<Worker> {
         let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
         fcntl(&err_r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io_error)?;
@@ -244,7 +249,7 @@ impl Shared {
     /// Puts a fresh worker in slot `idx`, or removes the slot if none can be started.
     fn replace(&self, st: &mut State, idx: usize) {
         let id = st.next_worker_id;
-        st.next_worker_id += 1;
+        st.next_worker_id = st.next_worker_id.wrapping_add(1);
         match self.spawn_worker(id) {
             Ok(w) => st.workers[idx] = w,
             Err(e) => {
@@ -446,7 +451,13 @@ impl Shared {
             w.job = Some(job);
             return false;
         }
-        deliver_committed(&job, &w.arena, &p, w.id);
+        // Copy the outcomes out and give the worker its next job before decoding them: the
+        // decoding then overlaps with the worker's next job instead of idling it.
+        let mut records = std::mem::take(&mut st.records);
+        records.clear();
+        let w = &mut st.workers[idx];
+        let intact = arena::records(&w.arena, &p).map(|r| records.extend_from_slice(r));
+        let worker = w.id;
         w.done_tasks += job.count;
         if self
             .config
@@ -455,6 +466,9 @@ impl Shared {
         {
             self.recycle(st, idx);
         }
+        self.dispatch(st);
+        deliver(&job, intact.map(|()| &records[..]), job.count, worker);
+        st.records = records;
         true
     }
 
@@ -610,14 +624,24 @@ impl Shared {
         self.dispatch(&mut st);
         if st.driving {
             self.doorbell.ring();
+        } else if self.collect_news(&mut st) {
+            // Nobody is driving (a `map` enqueues all its jobs before it waits): take in
+            // what finished workers have, which hands them the next jobs now.
+            self.notify(&st);
         }
     }
 }
 
 /// Delivers the records a worker committed for `job`; returns how many.
-fn deliver_committed(job: &Job, arena: &SharedMapping, p: &Progress, worker: usize) -> usize {
+fn deliver_committed(job: &Job, arena: &SharedMapping, p: &Progress, worker: u32) -> usize {
     let committed = (p.committed as usize).min(job.count);
-    let Some(records) = arena::records(arena, p) else {
+    deliver(job, arena::records(arena, p), committed, worker)
+}
+
+/// Delivers the first `committed` outcome records of `job` (`None`: they could not be
+/// read); returns how many outcomes were delivered.
+fn deliver(job: &Job, records: Option<&[u8]>, committed: usize, worker: u32) -> usize {
+    let Some(records) = records else {
         job.fail_from(0, |task| TaskError::Codec {
             message: "the worker's result arena is inconsistent".into(),
             task,
@@ -663,15 +687,37 @@ fn requeue(job: &Job, from: usize, off: usize, secret: u64) -> Job {
 /// task gets a codec error.
 pub(crate) struct RecordIter<'a> {
     buf: &'a [u8],
-    worker: usize,
+    worker: u32,
     task: u64,
     left: usize,
     broken: bool,
 }
 
+impl<'a> RecordIter<'a> {
+    /// The next record's task and payload if it is an intact `Ok` record (the common case,
+    /// kept free of the error type); otherwise `None`, and `next` has the record.
+    #[inline]
+    fn next_ok(&mut self) -> Option<(u64, &'a [u8])> {
+        if self.left == 0 || self.broken {
+            return None;
+        }
+        match wire::decode_record(self.buf) {
+            Ok((RecordTag::Ok, payload, used)) => {
+                let task = self.task;
+                self.left -= 1;
+                self.task += 1;
+                self.buf = &self.buf[used..];
+                Some((task, payload))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl<'a> Iterator for RecordIter<'a> {
     type Item = RawOutcome<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<RawOutcome<'a>> {
         if self.left == 0 {
             return None;
@@ -695,37 +741,58 @@ impl<'a> Iterator for RecordIter<'a> {
         self.buf = &self.buf[used..];
         Some(match tag {
             RecordTag::Ok => RawOutcome::Ok(payload),
-            RecordTag::Panicked => {
-                let (message, location): (String, Option<String>) = postcard::from_bytes(payload)
-                    .unwrap_or_else(|_| ("(unreadable panic message)".into(), None));
-                RawOutcome::Err(TaskError::Panicked {
-                    message,
-                    location,
-                    worker: self.worker,
-                    task,
-                })
-            }
-            RecordTag::Codec => {
-                let message: String =
-                    postcard::from_bytes(payload).unwrap_or_else(|_| "unknown codec error".into());
-                RawOutcome::Err(TaskError::Codec { message, task })
-            }
+            tag => RawOutcome::Err(failed(tag, payload, self.worker, task)),
         })
     }
 }
 
+/// The error a `Panicked` or `Codec` record carries. Out of line: the hot loop decodes
+/// `Ok` records.
+#[cold]
+#[inline(never)]
+fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
+    match tag {
+        RecordTag::Panicked => {
+            let (message, location): (&str, Option<&str>) =
+                postcard::from_bytes(payload).unwrap_or(("(unreadable panic message)", None));
+            TaskError::Panicked {
+                message: message.into(),
+                location: location.map(ArcStr::from),
+                worker,
+                task,
+            }
+        }
+        RecordTag::Codec | RecordTag::Ok => {
+            let message: &str = postcard::from_bytes(payload).unwrap_or("unknown codec error");
+            TaskError::Codec {
+                message: message.into(),
+                task,
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
 fn corrupt(task: u64, why: &str) -> TaskError {
     TaskError::Codec {
-        message: format!("its outcome record is corrupt: {why}"),
+        message: arcstr::format!("its outcome record is corrupt: {why}"),
         task,
     }
 }
 
+#[inline]
 fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, TaskError> {
-    postcard::from_bytes(bytes).map_err(|e| TaskError::Codec {
-        message: format!("its result could not be decoded: {e}"),
+    postcard::from_bytes(bytes).map_err(|e| undecodable(&e, task))
+}
+
+#[cold]
+#[inline(never)]
+fn undecodable(e: &postcard::Error, task: u64) -> TaskError {
+    TaskError::Codec {
+        message: arcstr::format!("its result could not be decoded: {e}"),
         task,
-    })
+    }
 }
 
 /// Collects the outcomes of one `map` or `try_map` call, in input order.
@@ -737,35 +804,104 @@ struct MapSink<R, C> {
 }
 
 impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> MapSink<R, C> {
-    fn take_in<'a>(&self, first_index: usize, outcomes: impl Iterator<Item = RawOutcome<'a>>) {
-        let base = self.first_task + first_index as u64;
-        let mut n = 0;
-        let mut decoded = outcomes.enumerate().map(|(k, o)| {
-            n += 1;
-            match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
-                RawOutcome::Err(e) => Err(e),
-            }
-        });
+    /// Takes in the `n` outcomes of items `first_index..`.
+    fn take_in(
+        &self,
+        first_index: usize,
+        n: usize,
+        outcomes: impl Iterator<Item = Result<R, TaskError>>,
+    ) {
         {
             let mut results = self.results.lock().expect("map results poisoned");
             if let Some(c) = results.as_mut() {
-                c.add(first_index, decoded.by_ref());
+                c.add(first_index, outcomes);
             }
         }
-        // A collector may stop early (try_map after a failure): count every outcome anyway.
-        decoded.for_each(drop);
         self.remaining.fetch_sub(n, Ordering::Release);
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static, C: super::Collect<R>> Sink for MapSink<R, C> {
     fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
-        self.take_in(first_index, outcomes);
+        let base = self.first_task + first_index as u64;
+        let decoded: Vec<Result<R, TaskError>> = outcomes
+            .enumerate()
+            .map(|(k, o)| match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
+                RawOutcome::Err(e) => Err(e),
+            })
+            .collect();
+        self.take_in(first_index, decoded.len(), decoded.into_iter());
     }
 
     fn deliver_records(&self, first_index: usize, records: RecordIter<'_>) {
-        self.take_in(first_index, records);
+        self.take_in(first_index, records.left, Decoded::<R>::new(records));
+    }
+}
+
+/// The outcomes in a run of records, decoded to `R`.
+struct Decoded<'a, R> {
+    records: RecordIter<'a>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<'a, R> Decoded<'a, R> {
+    fn new(records: RecordIter<'a>) -> Self {
+        Decoded {
+            records,
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Decoded<'_, R> {
+    /// A failed, corrupt or missing record.
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<R, TaskError>> {
+        let task = self.records.task;
+        Some(match self.records.next()? {
+            RawOutcome::Ok(bytes) => decode_result(bytes, task),
+            RawOutcome::Err(e) => Err(e),
+        })
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Decoded<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        match self.records.next_ok() {
+            Some((task, bytes)) => Some(decode_result(bytes, task)),
+            None => self.next_slow(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.records.left, Some(self.records.left))
+    }
+
+    /// The hot loop of a big `map`: `Ok` records go straight to `g` as `Ok` values (one
+    /// branch per outcome kind, so the compiler writes each in place).
+    #[inline]
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        loop {
+            while let Some((task, bytes)) = self.records.next_ok() {
+                acc = match postcard::from_bytes(bytes) {
+                    Ok(v) => g(acc, Ok(v)),
+                    Err(e) => g(acc, Err(undecodable(&e, task))),
+                };
+            }
+            match self.next_slow() {
+                Some(outcome) => acc = g(acc, outcome),
+                None => return acc,
+            }
+        }
     }
 }
 
@@ -828,7 +964,7 @@ where
 
 fn too_big(len: usize, task: u64) -> TaskError {
     TaskError::Codec {
-        message: format!(
+        message: arcstr::format!(
             "its argument of {len} bytes exceeds the {} MiB frame limit",
             MAX_FRAME >> 20
         ),
@@ -852,14 +988,15 @@ impl ProcessPool {
                 waiters: 0,
                 deaths_seen: server.deaths(),
                 last_drain: Instant::now(),
-                next_worker_id: config.workers,
+                records: Vec::new(),
+                next_worker_id: config.workers as u32, // checked by `build`
             }),
             cond: Condvar::new(),
             next_task: AtomicU64::new(0),
             config,
         });
         let pool = ProcessPool { shared };
-        for id in 0..pool.shared.config.workers {
+        for id in 0..pool.shared.config.workers as u32 {
             let w = pool
                 .shared
                 .spawn_worker(id)
@@ -895,7 +1032,7 @@ impl ProcessPool {
             Ok(()) => {}
             Err(e) => {
                 return TaskInner::Ready(Err(TaskError::Codec {
-                    message: format!("its argument could not be encoded: {e}"),
+                    message: arcstr::format!("its argument could not be encoded: {e}"),
                     task,
                 }));
             }
@@ -981,7 +1118,7 @@ impl ProcessPool {
                         .then(|| too_big(len, first_task + i as u64))
                 }
                 Err(e) => Some(TaskError::Codec {
-                    message: format!("its argument could not be encoded: {e}"),
+                    message: arcstr::format!("its argument could not be encoded: {e}"),
                     task: first_task + i as u64,
                 }),
             };

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -27,7 +27,7 @@ enum Job {
 }
 
 pub(crate) struct WorkerCtx {
-    id: usize,
+    id: u32,
     status: Arc<WorkerStatus>,
 }
 
@@ -41,12 +41,12 @@ struct Shared {
     config: Config,
     sender: Sender<Job>,
     receiver: Receiver<Job>,
-    next_worker: AtomicUsize,
+    next_worker: AtomicU32,
     next_task: AtomicU64,
     /// Workers that will consume one `Exit` each.
     live: AtomicUsize,
     cancelled: AtomicBool,
-    handles: Mutex<HashMap<usize, JoinHandle<()>>>,
+    handles: Mutex<HashMap<u32, JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -134,12 +134,12 @@ fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError>
     }
 }
 
-fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: usize, task: u64) -> Result<R, TaskError> {
+fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R, TaskError> {
     catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
         let (message, location) = crate::panic::details(payload.as_ref());
         TaskError::Panicked {
-            message,
-            location,
+            message: message.into(),
+            location: location.map(Into::into),
             worker,
             task,
         }
@@ -159,7 +159,7 @@ impl ThreadPool {
             config,
             sender,
             receiver,
-            next_worker: AtomicUsize::new(0),
+            next_worker: AtomicU32::new(0),
             next_task: AtomicU64::new(0),
             live: AtomicUsize::new(workers),
             cancelled: AtomicBool::new(false),
@@ -257,7 +257,7 @@ impl ThreadPool {
         drop(tx);
         let mut out = C::with_len(n);
         while let Ok((start, part)) = rx.recv() {
-            out.add(start, part.into_iter());
+            out.add_run(start, part);
         }
         let _ = chunks;
         out.finish(n, first_task)
@@ -307,7 +307,7 @@ impl Drop for ThreadPool {
 /// sees a short task's result without a cross-CPU wake-up.
 struct Slot<R> {
     tx: Sender<Result<R, TaskError>>,
-    started: Mutex<Option<(Instant, usize, Arc<WorkerStatus>)>>,
+    started: Mutex<Option<(Instant, u32, Arc<WorkerStatus>)>>,
 }
 
 impl<R> Slot<R> {

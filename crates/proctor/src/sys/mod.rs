@@ -170,6 +170,7 @@ impl SharedMapping {
     }
 
     /// The `index`-th 8-byte word of the mapping, as an atomic.
+    #[inline]
     pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
         assert!(
             (index + 1) * 8 <= self.len,
@@ -181,6 +182,7 @@ impl SharedMapping {
     }
 
     /// The `index`-th 4-byte word of the mapping, as an atomic (a futex word).
+    #[inline]
     pub(crate) fn word32(&self, index: usize) -> &std::sync::atomic::AtomicU32 {
         assert!(
             (index + 1) * 4 <= self.len,
@@ -196,6 +198,7 @@ impl SharedMapping {
     /// The caller guarantees that no other process writes the range meanwhile (the arena
     /// protocol: a worker only writes results of the job it runs, and the parent reads them
     /// after the worker reported the job done, or died).
+    #[inline]
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
         let end = offset.checked_add(len)?;
         if end > self.len {
@@ -206,6 +209,7 @@ impl SharedMapping {
     }
 
     /// The bytes from `offset` to the end, writable. Same exclusivity contract as `bytes`.
+    #[inline]
     pub(crate) fn tail_mut(&mut self, offset: usize) -> &mut [u8] {
         assert!(offset <= self.len, "offset {offset} outside the mapping");
         // SAFETY: in bounds (checked); `&mut self` and the arena protocol give exclusivity.

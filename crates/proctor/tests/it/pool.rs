@@ -546,6 +546,15 @@ fn bad_options_are_clear_errors() {
             .unwrap_err()
             .is_invalid_config()
     );
+    // Worker numbers are u32 (they keep TaskError small); the builder says so.
+    let e = Pool::builder(Mode::Threads, usize::MAX)
+        .build()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a pool has at most 4294967295 workers"),
+        "{e}"
+    );
 }
 
 #[test]
