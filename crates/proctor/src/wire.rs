@@ -228,30 +228,64 @@ pub(crate) fn append<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> postcard::Result<()> {
-    struct AppendVec<'a>(&'a mut Vec<u8>);
+    append_capped(value, out, usize::MAX)
+}
+
+/// [`append`], failing with `SerializeBufferFull` (and `out` partly written) as soon as `out`
+/// would grow past `cap` bytes.
+pub(crate) fn append_capped<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> postcard::Result<()> {
+    struct AppendVec<'a> {
+        out: &'a mut Vec<u8>,
+        cap: usize,
+    }
     impl postcard::ser_flavors::Flavor for AppendVec<'_> {
         type Output = ();
         #[inline]
         fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            if data.len() > self.cap.saturating_sub(self.out.len()) {
+                return Err(postcard::Error::SerializeBufferFull);
+            }
             if data.len() <= SHORT {
                 for &b in data {
-                    self.0.push(b);
+                    self.out.push(b);
                 }
             } else {
-                self.0.extend_from_slice(data);
+                self.out.extend_from_slice(data);
             }
             Ok(())
         }
         #[inline]
         fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-            self.0.push(data);
+            if self.out.len() >= self.cap {
+                return Err(postcard::Error::SerializeBufferFull);
+            }
+            self.out.push(data);
             Ok(())
         }
         fn finalize(self) -> postcard::Result<()> {
             Ok(())
         }
     }
-    postcard::serialize_with_flavor(value, AppendVec(out))
+    postcard::serialize_with_flavor(value, AppendVec { out, cap })
+}
+
+/// Serializes the items one after another, with no length prefix: the bytes of appending
+/// each in turn, in one serializer call (postcard writes no length for a tuple).
+pub(crate) struct Concat<'a, T>(pub &'a [T]);
+
+impl<T: serde::Serialize> serde::Serialize for Concat<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for item in self.0 {
+            t.serialize_element(item)?;
+        }
+        t.end()
+    }
 }
 
 /// Writes the postcard encoding of `value` at the start of `buf`; its length, or `None` if
@@ -346,6 +380,41 @@ mod tests {
         let mut v = Vec::new();
         encode_run(&mut v, 7, 0xdead, 0xbeef, 3, args);
         v
+    }
+
+    #[test]
+    fn concat_writes_what_appending_each_item_writes() {
+        let items: Vec<(u64, String)> = (0..300)
+            .map(|i| (i * 977, "x".repeat(i as usize % 5)))
+            .collect();
+        let mut one_by_one = Vec::new();
+        for item in &items {
+            append(item, &mut one_by_one).unwrap();
+        }
+        let mut at_once = Vec::new();
+        append(&Concat(&items), &mut at_once).unwrap();
+        assert_eq!(at_once, one_by_one);
+    }
+
+    #[test]
+    fn append_capped_stops_at_its_cap() {
+        let mut out = vec![0u8; 10];
+        assert!(append_capped(&[7u8; 32][..], &mut out, 20).is_err());
+        let mut out = vec![0u8; 10];
+        append_capped(&300u64, &mut out, 12).unwrap();
+        assert_eq!(out.len(), 12);
+        assert!(append_capped(&1u8, &mut out, 12).is_err());
+    }
+
+    #[test]
+    fn write_into_matches_append_and_reports_a_short_buffer() {
+        let value = (u64::MAX, "hello".to_string());
+        let mut appended = Vec::new();
+        append(&value, &mut appended).unwrap();
+        let mut buf = [0u8; 64];
+        let n = write_into(&value, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &appended[..]);
+        assert_eq!(write_into(&value, &mut buf[..n - 1]), None);
     }
 
     #[test]

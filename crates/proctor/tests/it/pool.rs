@@ -94,6 +94,49 @@ fn chunked_map_keeps_input_order() {
     }
 }
 
+/// An argument that refuses to be serialized when its number ends in 999.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Picky(u64);
+
+impl Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 1000 == 999 {
+            return Err(serde::ser::Error::custom("picky refuses"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+fn double_picky(p: Picky) -> u64 {
+    p.0 * 2
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn an_argument_that_cannot_be_encoded_fails_only_its_task() {
+    // Arguments are encoded in runs; a failure anywhere in a run must still be pinned on
+    // its own item, in every chunking.
+    for chunk in [None, Some(1), Some(300)] {
+        let mut builder = Pool::processes(2);
+        if let Some(c) = chunk {
+            builder = builder.chunk_size(c);
+        }
+        let pool = builder.build().unwrap();
+        let out = pool.map(double_picky, (0..5_000).map(Picky));
+        assert_eq!(out.len(), 5_000);
+        for (i, o) in out.iter().enumerate() {
+            match o {
+                // (postcard keeps no custom message: "Serde Serialization Error")
+                Err(TaskError::Codec { message, .. }) if i % 1000 == 999 => {
+                    assert!(message.contains("could not be encoded"), "{message}")
+                }
+                Ok(v) if i % 1000 != 999 => assert_eq!(*v, 2 * i as u64),
+                other => panic!("item {i} (chunk {chunk:?}): {other:?}"),
+            }
+        }
+    }
+}
+
 /// What a task in the fault matrix does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Fault {
