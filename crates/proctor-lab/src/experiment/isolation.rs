@@ -304,7 +304,10 @@ fn run_cell(mode: Mode, plan: &Plan, fault: Fault) -> Result<CellOutcome, String
     let builder = |workers| {
         let b = Pool::builder(mode, workers).task_timeout(Duration::from_nanos(plan.timeout_ns));
         match mode {
-            Mode::Processes => b.memory_limit(plan.memory_limit_bytes),
+            // The crashes' stderr stays off the terminal; its end is in each TaskError.
+            Mode::Processes => b
+                .memory_limit(plan.memory_limit_bytes)
+                .forward_stderr(false),
             Mode::Threads => b,
         }
     };
@@ -456,6 +459,7 @@ fn thread_cell(plan: &Plan, fault: Fault) -> Result<Cell> {
     let child = Pool::processes(1)
         .memory_limit(plan.memory_limit_bytes)
         .task_timeout(guard)
+        .forward_stderr(false)
         .build()
         .context("start the sacrificial child process for a thread-mode cell")?;
     match child
@@ -906,10 +910,11 @@ fn section_from(result: &IsolationResult) -> Section {
         "A stack overflow ends with SIGABRT after Rust's overflow handler prints its note, or with \
          a plain SIGSEGV where that handler is not installed (a fork server started before main). \
          Crashing workers' stderr (the overflow note, \"memory allocation of N bytes failed\", a \
-         thread-mode panic message) is forwarded to the lab's stderr, for the batch's fault \
-         only: the recovery repetitions fault with their stderr silenced. A caught panic is printed \
-         by the default panic hook in thread mode (with a backtrace when RUST_BACKTRACE is set, \
-         which can dominate that batch's time) and kept quiet in worker processes."
+         thread-mode panic message) is kept off the lab's terminal (pools built with \
+         forward_stderr(false)); its last lines are in each crash's error. The recovery \
+         repetitions fault with their stderr silenced. A caught panic is printed by the default \
+         panic hook in thread mode (with a backtrace when RUST_BACKTRACE is set, which can \
+         dominate that batch's time) and kept quiet in worker processes."
             .to_string(),
     );
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);

@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_worker: Option<usize>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) chunk_size: Option<usize>,
+    pub(crate) forward_stderr: bool,
 }
 
 impl Config {
@@ -96,12 +97,22 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether what worker processes write to stderr reaches this program's stderr (the
+    /// default). Either way the last few KiB are kept for [`TaskError::Crashed`]'s
+    /// `stderr_tail`, so turning it off keeps a crashing worker's panic message, backtrace or
+    /// "memory allocation failed" off the terminal without losing it. Process mode only:
+    /// threads write to the program's own stderr.
+    pub fn forward_stderr(mut self, forward: bool) -> Self {
+        self.config.forward_stderr = forward;
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
     ///
-    /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit in thread
-    /// mode); in process mode, [`crate::init`] not having run in time, an unsupported
+    /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit or
+    /// unforwarded stderr in thread mode); in process mode, [`crate::init`] not having run in time, an unsupported
     /// platform, or a worker that could not be started.
     pub fn build(self) -> Result<Pool, Error> {
         let c = &self.config;
@@ -126,6 +137,12 @@ impl PoolBuilder {
         }
         if c.task_timeout == Some(Duration::ZERO) {
             return Err(Error::invalid("task_timeout must be longer than zero"));
+        }
+        if c.mode == Mode::Threads && !c.forward_stderr {
+            return Err(Error::invalid(
+                "forward_stderr applies to worker processes only; threads write to this \
+                 program's own stderr",
+            ));
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
             return Err(Error::invalid(
@@ -186,6 +203,7 @@ impl Pool {
                 max_tasks_per_worker: None,
                 memory_limit: None,
                 chunk_size: None,
+                forward_stderr: true,
             },
         }
     }

@@ -110,17 +110,22 @@ struct Worker {
     sent_seq: u64,
     done_tasks: usize,
     tail: Vec<u8>,
+    /// Copy what the worker writes to stderr to ours (`PoolBuilder::forward_stderr`).
+    forward: bool,
 }
 
 impl Worker {
-    /// Reads what the worker wrote to stderr: forwarded to ours, and the end kept.
+    /// Reads what the worker wrote to stderr: forwarded to ours (unless the pool says not
+    /// to), and the end kept.
     fn drain_stderr(&mut self) {
         let mut buf = [0u8; 4096];
         loop {
             match self.stderr.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    if self.forward {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
                     self.tail.extend_from_slice(&buf[..n]);
                     if self.tail.len() > 2 * TAIL {
                         let cut = self.tail.len() - TAIL;
@@ -217,6 +222,7 @@ impl Shared {
             sent_seq: 0,
             done_tasks: 0,
             tail: Vec::new(),
+            forward: self.config.forward_stderr,
         })
     }
 

@@ -465,6 +465,60 @@ fn a_workers_grandchild_dies_with_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn shout_then_abort(_: u64) -> u64 {
+    eprintln!("MARKER-FROM-WORKER");
+    std::process::abort();
+}
+
+/// Not a test on its own: the body of the child process in `forward_stderr_...`.
+#[test]
+#[ignore = "helper run as a child process by another test"]
+fn helper_pool_with_a_noisy_crash() {
+    let Some(forward) = std::env::var_os("PROCTOR_TEST_FORWARD") else {
+        return;
+    };
+    let pool = Pool::processes(1)
+        .forward_stderr(forward == "1")
+        .build()
+        .unwrap();
+    match pool.submit(shout_then_abort, 0).join() {
+        Err(TaskError::Crashed { stderr_tail, .. })
+            if stderr_tail.contains("MARKER-FROM-WORKER") =>
+        {
+            println!("TAIL-KEPT");
+        }
+        other => panic!("expected a crash with the marker in its tail: {other:?}"),
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn forward_stderr_false_keeps_worker_output_off_the_terminal_but_in_the_tail() {
+    for (forward, on_terminal) in [("1", true), ("0", false)] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pool::helper_pool_with_a_noisy_crash",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PROCTOR_TEST_FORWARD", forward)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("TAIL-KEPT"), "{stdout}");
+        assert_eq!(
+            stderr.contains("MARKER-FROM-WORKER"),
+            on_terminal,
+            "forward_stderr({}): {stderr}",
+            forward == "1"
+        );
+    }
+}
+
 /// Not a test on its own: the body of the child process in `sigkill_of_the_parent_...`.
 #[test]
 #[ignore = "helper run as a child process by another test"]
@@ -588,6 +642,12 @@ fn bad_options_are_clear_errors() {
             .build()
             .unwrap_err()
             .is_invalid_config()
+    );
+    let e = Pool::threads(1).forward_stderr(false).build().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("forward_stderr applies to worker processes only"),
+        "{e}"
     );
     // Worker numbers are u32 (they keep TaskError small); the builder says so.
     let e = Pool::builder(Mode::Threads, usize::MAX)
