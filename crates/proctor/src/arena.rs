@@ -18,7 +18,7 @@
 //! | COMMITTED_LEN | worker | bytes of those records |
 //! | LEN | worker | the arena's length after the worker grew it (the parent remaps when it changes) |
 //! | REQ_SEQ, PARENT_CPU | parent | jobs sent so far, and the CPU the parent sent the last from |
-//! | DONE_SEQ, WORKER_CPU | worker | jobs reported done (bumped after the `Done` frame is written), and the worker's CPU |
+//! | DONE_SEQ, WORKER_CPU | worker | jobs reported done (bumped after the job's last record is committed), and the worker's CPU |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
 //! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
@@ -141,7 +141,7 @@ impl WorkerArena {
         }
     }
 
-    /// The job's `Done` frame is written: tell a spinning parent.
+    /// The job is finished (every record committed): tell a spinning parent.
     pub(crate) fn done(&mut self) {
         self.map.word(DONE_SEQ).fetch_add(1, Ordering::Release);
     }

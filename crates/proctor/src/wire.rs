@@ -3,12 +3,12 @@
 //! Two channels per worker:
 //!
 //! * **Frames** over a pipe (one per worker, parent to worker). A frame is a little-endian
-//!   `u32` body length followed by the body; the body's first byte is its kind. `Run` carries a
-//!   job (a run of consecutive tasks and their serialized arguments). `Done` (a job finished)
-//!   is part of the format but travels no pipe today: a worker reports a finished job through
-//!   its arena's header and the pool's doorbell (`doorbell.rs`), which costs no system call
-//!   when the parent is awake. Frames are validated before use: an unknown kind, a body too
-//!   short for its kind, or a length over [`MAX_FRAME`] is an error, never a panic.
+//!   `u32` body length followed by the body; the body's first byte is its kind. The one kind,
+//!   `Run`, carries a job (a run of consecutive tasks and their serialized arguments). No
+//!   frame travels back: a worker reports a finished job through its arena's header and the
+//!   pool's doorbell (`doorbell.rs`), which costs no system call when the parent is awake.
+//!   Frames are validated before use: an unknown kind, a body too short for its kind, or a
+//!   length over [`MAX_FRAME`] is an error, never a panic.
 //! * **Outcome records** in the worker's result arena (a memfd mapped in both processes, see
 //!   `arena.rs`): `[tag: u8][len: u32 LE][payload]` per task, appended as each task finishes.
 //!   Because they live in shared memory, records written before a crash survive it.
@@ -29,9 +29,7 @@ use thiserror::Error;
 pub(crate) const MAX_FRAME: usize = 256 << 20;
 
 const KIND_RUN: u8 = 1;
-const KIND_DONE: u8 = 2;
 const RUN_FIXED: usize = 1 + 8 + 8 + 8 + 4;
-const DONE_FIXED: usize = 1 + 4;
 
 /// A decoded frame, borrowing from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,8 +43,6 @@ pub(crate) enum Frame<'a> {
         count: u32,
         args: &'a [u8],
     },
-    /// The worker finished the job: `count` outcome records are in its arena.
-    Done { count: u32 },
 }
 
 /// Why bytes are not a valid frame or record.
@@ -123,16 +119,6 @@ pub(crate) fn encode_run(
     out.extend_from_slice(args);
 }
 
-/// A `Done` frame.
-#[cfg(test)]
-pub(crate) fn encode_done(count: u32) -> [u8; 4 + DONE_FIXED] {
-    let mut f = [0u8; 4 + DONE_FIXED];
-    f[..4].copy_from_slice(&(DONE_FIXED as u32).to_le_bytes());
-    f[4] = KIND_DONE;
-    f[5..].copy_from_slice(&count.to_le_bytes());
-    f
-}
-
 /// Decodes one frame from the front of `buf`.
 ///
 /// Returns `Ok(None)` if `buf` holds only part of a frame (read more), or the frame and the
@@ -152,11 +138,6 @@ pub enum FrameInfo {
         /// Bytes of serialized arguments.
         args_len: usize,
     },
-    /// A `Done` frame.
-    Done {
-        /// Tasks reported done.
-        count: u32,
-    },
 }
 
 impl FrameInfo {
@@ -166,7 +147,6 @@ impl FrameInfo {
                 count: *count,
                 args_len: args.len(),
             },
-            Frame::Done { count } => FrameInfo::Done { count: *count },
         }
     }
 }
@@ -189,30 +169,24 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError
         return Ok(None);
     };
     let kind = body[0];
-    let need = match kind {
-        KIND_RUN => RUN_FIXED,
-        KIND_DONE => DONE_FIXED,
-        k => return Err(WireError::UnknownKind(k)),
-    };
-    if len < need {
-        return Err(WireError::Truncated { kind, len, need });
+    if kind != KIND_RUN {
+        return Err(WireError::UnknownKind(kind));
+    }
+    if len < RUN_FIXED {
+        return Err(WireError::Truncated {
+            kind,
+            len,
+            need: RUN_FIXED,
+        });
     }
     let u64_at = |o: usize| u64::from_le_bytes(body[o..o + 8].try_into().expect("8 bytes"));
     let u32_at = |o: usize| u32::from_le_bytes(body[o..o + 4].try_into().expect("4 bytes"));
-    let frame = match kind {
-        KIND_RUN => Frame::Run {
-            first_task: u64_at(1),
-            entry: u64_at(9),
-            check: u64_at(17),
-            count: u32_at(25),
-            args: &body[RUN_FIXED..],
-        },
-        _ => {
-            if len != DONE_FIXED {
-                return Err(WireError::Truncated { kind, len, need });
-            }
-            Frame::Done { count: u32_at(1) }
-        }
+    let frame = Frame::Run {
+        first_task: u64_at(1),
+        entry: u64_at(9),
+        check: u64_at(17),
+        count: u32_at(25),
+        args: &body[RUN_FIXED..],
     };
     Ok(Some((frame, 4 + len)))
 }
@@ -432,11 +406,6 @@ mod tests {
                 args: b"abc"
             }
         );
-        let d = encode_done(5);
-        assert_eq!(
-            decode(&d).unwrap().unwrap(),
-            (Frame::Done { count: 5 }, d.len())
-        );
     }
 
     #[test]
@@ -468,11 +437,9 @@ mod tests {
         assert_eq!(decode(&[0, 0, 0, 0]), Err(WireError::Empty));
         let short = [2u8, 0, 0, 0, KIND_RUN, 0];
         assert!(matches!(decode(&short), Err(WireError::Truncated { .. })));
-        let long_done = [6u8, 0, 0, 0, KIND_DONE, 0, 0, 0, 0, 0];
-        assert!(matches!(
-            decode(&long_done),
-            Err(WireError::Truncated { .. })
-        ));
+        // Kind 2 was a `Done` frame, retired: workers report through their arena.
+        let retired = [5u8, 0, 0, 0, 2, 0, 0, 0, 0];
+        assert_eq!(decode(&retired), Err(WireError::UnknownKind(2)));
     }
 
     #[test]

@@ -185,10 +185,7 @@ fn run_jobs(
             count,
             args,
             ..
-        } = frame
-        else {
-            return Err(std::io::Error::other("unexpected frame from the parent"));
-        };
+        } = frame;
         if entry ^ secret != check || entry == 0 {
             return Err(std::io::Error::other(
                 "job frame names no valid entry point",
