@@ -1,6 +1,6 @@
 //! The report model: what experiments produce and renderers consume.
 //!
-//! Experiments return a [`Section`] each; [`crate::run`] gathers them, with the
+//! Experiments return a [`Section`] each; [`crate::run_report`] gathers them, with the
 //! [`Machine`] they ran on, into a [`Report`]. Renderers (table, JSON, Markdown,
 //! HTML) only read this model, so nothing here measures and nothing here prints.
 //!
