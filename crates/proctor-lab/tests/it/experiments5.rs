@@ -6,15 +6,7 @@ use proctor_lab::report::{Section, Unit};
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
 fn run_tiny(id: &str) -> Section {
-    let _guard = super::serial();
-    let config = LabConfig {
-        profile: Profile::Tiny,
-        ..LabConfig::default()
-    };
-    let experiment = find(id).unwrap_or_else(|| panic!("experiment {id} is registered"));
-    let section = experiment
-        .run(&config, &mut NoProgress)
-        .unwrap_or_else(|e| panic!("{id} runs in the tiny profile: {e:#}"));
+    let section = super::run_tiny(id);
     assert_eq!(section.id, id);
     assert!(!section.method.is_empty(), "{id} says how it measured");
     assert!(!section.charts.is_empty(), "{id} has a chart");

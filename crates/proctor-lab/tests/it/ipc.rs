@@ -6,17 +6,7 @@ use proctor_lab::experiment::find;
 use proctor_lab::report::{Section, Unit};
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
-fn run_tiny(id: &str) -> Section {
-    let _guard = super::serial();
-    let config = LabConfig {
-        profile: Profile::Tiny,
-        ..LabConfig::default()
-    };
-    let experiment = find(id).unwrap_or_else(|| panic!("experiment {id} is registered"));
-    experiment
-        .run(&config, &mut NoProgress)
-        .unwrap_or_else(|e| panic!("{id} runs in the tiny profile: {e:#}"))
-}
+use super::run_tiny;
 
 /// The figure `key`: present, in `unit`, positive and finite; returns its placement.
 fn positive(section: &Section, key: &str, unit: Unit) -> Option<String> {

@@ -1,8 +1,6 @@
 //! The fault-isolation matrix in the tiny profile: counts, never timings.
 
-use proctor_lab::experiment::find;
 use proctor_lab::report::{Section, Unit};
-use proctor_lab::{LabConfig, NoProgress, Profile};
 
 fn count(s: &Section, key: &str) -> u64 {
     let f = s
@@ -30,15 +28,7 @@ fn thread_cell<'a>(s: &'a Section, fault: &str) -> &'a serde_json::Value {
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn processes_survive_every_fault_threads_only_panics_and_timeouts() {
-    let _guard = super::serial();
-    let config = LabConfig {
-        profile: Profile::Tiny,
-        ..LabConfig::default()
-    };
-    let s = find("isolation")
-        .expect("isolation is registered")
-        .run(&config, &mut NoProgress)
-        .unwrap_or_else(|e| panic!("isolation runs in the tiny profile: {e:#}"));
+    let s = super::run_tiny("isolation");
     assert_eq!(s.id, "isolation");
     assert!(!s.method.is_empty());
     assert!(!s.charts.is_empty());

@@ -2,6 +2,10 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use proctor_lab::experiment::find;
+use proctor_lab::report::Section;
+use proctor_lab::{LabConfig, NoProgress, Profile};
+
 // Process pools need the fork server started while the program is single-threaded; the test
 // harness starts threads before any test runs, so start it before main.
 proctor::init_before_main!();
@@ -17,4 +21,17 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Takes [`SERIAL`], ignoring poison from a failed test so that one failure does not fail all.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs experiment `id` in the tiny profile, holding [`SERIAL`] while it runs.
+fn run_tiny(id: &str) -> Section {
+    let _guard = serial();
+    let config = LabConfig {
+        profile: Profile::Tiny,
+        ..LabConfig::default()
+    };
+    let experiment = find(id).unwrap_or_else(|| panic!("experiment {id} is registered"));
+    experiment
+        .run(&config, &mut NoProgress)
+        .unwrap_or_else(|e| panic!("{id} runs in the tiny profile: {e:#}"))
 }
