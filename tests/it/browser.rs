@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::proctor;
+use crate::report::tiny_report;
 
 /// Chromium gets this long per run, then its whole process group is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,16 +94,7 @@ fn report_html_renders_every_chart_in_chromium() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    proctor(&[
-        "report",
-        "--profile",
-        "tiny",
-        "--no-color",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .assert()
-    .success();
+    tiny_report(&out).assert().success();
 
     let expected = expected_charts(&out.join("report.json"));
     let html = fs::read_to_string(out.join("report.html")).unwrap();

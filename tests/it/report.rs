@@ -15,11 +15,9 @@ const ASPECTS: [&str; 8] = [
     "synchronization",
 ];
 
-#[test]
-fn report_writes_every_format_with_the_table_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r");
-    let assert = proctor(&[
+/// `proctor report` of every experiment in the tiny profile, uncolored, into `out`.
+pub fn tiny_report(out: &std::path::Path) -> assert_cmd::Command {
+    proctor(&[
         "report",
         "--profile",
         "tiny",
@@ -27,9 +25,16 @@ fn report_writes_every_format_with_the_table_rows() {
         "--out",
         out.to_str().unwrap(),
     ])
-    .assert()
-    .success()
-    .stderr(predicate::str::contains("report written to"));
+}
+
+#[test]
+fn report_writes_every_format_with_the_table_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let assert = tiny_report(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("report written to"));
     let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
     for aspect in ASPECTS {
         assert!(
