@@ -365,28 +365,22 @@ impl<T> Assembler<T> {
 
     /// The assembled vector; items never delivered are filled in by `missing(index)`.
     pub(crate) fn finish(mut self, n: usize, missing: impl Fn(usize) -> T) -> Vec<T> {
+        self.unpark();
         while self.out.len() < n {
-            let i = self.out.len();
-            match self.parked.remove(&i) {
-                Some(run) => self.out.extend(run),
-                None => self.out.push(missing(i)),
-            }
+            self.out.push(missing(self.out.len()));
+            self.unpark();
         }
         self.out
     }
-}
 
-impl<T> Assembler<T> {
     /// The assembled vector, or the index of the first item never delivered.
     pub(crate) fn complete(mut self, n: usize) -> Result<Vec<T>, usize> {
-        while self.out.len() < n {
-            let i = self.out.len();
-            match self.parked.remove(&i) {
-                Some(run) => self.out.extend(run),
-                None => return Err(i),
-            }
+        self.unpark();
+        if self.out.len() < n {
+            Err(self.out.len())
+        } else {
+            Ok(self.out)
         }
-        Ok(self.out)
     }
 }
 
