@@ -13,7 +13,6 @@
 //! |---|---|---|
 //! | STARTED | worker | tasks of the current job started so far |
 //! | STARTED_AT | worker | CLOCK_MONOTONIC ns when the last one started (the timeout clock) |
-//! | NEXT_ARG | worker | offset in the job's arguments where the next unstarted task's begin |
 //! | COMMITTED | worker | records complete so far |
 //! | COMMITTED_LEN | worker | bytes of those records |
 //! | LEN | worker | the arena's length after the worker grew it (the parent remaps when it changes) |
@@ -21,20 +20,29 @@
 //! | DONE_SEQ, WORKER_CPU | worker | jobs reported done (bumped after the job's last record is committed), and the worker's CPU |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
-//! Ordering: the worker stores NEXT_ARG and STARTED_AT before STARTED (release), and a
-//! record's bytes and COMMITTED_LEN before COMMITTED (release); the parent loads STARTED and
-//! COMMITTED with acquire. The parent resets the header before sending a job; it reads records
-//! only after the worker reported the job done or died, so the byte ranges are never shared
-//! with a writer.
+//! Ordering: the worker stores STARTED_AT before STARTED (release), and a record's bytes and
+//! COMMITTED_LEN before COMMITTED (release); the parent loads STARTED and COMMITTED with
+//! acquire. The parent resets the header before sending a job; it reads records only after
+//! the worker reported the job done or died, so the byte ranges are never shared with a
+//! writer.
+//!
+//! The header says *how many* tasks started and committed, never *where* the next argument
+//! is: when a worker dies, the parent re-encodes the unfinished tasks' arguments from the
+//! caller's items. (It once requeued from an offset the worker published, and a kill between
+//! that store and STARTED's made the requeue skip an argument: every later task of the job
+//! then returned its neighbour's result.)
+//!
+//! Nothing in the header is trusted: a task can scribble on it. The recovery machine
+//! (`pool/process/recovery.rs`) clamps the counts to the job; the memfd is sealed against
+//! shrinking, so the parent's reads never fault; and its size is capped at [`MAX_LEN`].
 
 use std::sync::atomic::Ordering;
 
 use crate::sys::SharedMapping;
-use crate::wire::{RECORD_HEADER, RecordTag, record_header};
+use crate::wire::{RECORD_HEADER, RecordTag, WriteError, record_header};
 
 const STARTED: usize = 0;
 const STARTED_AT: usize = 1;
-const NEXT_ARG: usize = 2;
 const COMMITTED: usize = 3;
 const COMMITTED_LEN: usize = 4;
 const TIMED: usize = 5;
@@ -61,7 +69,6 @@ pub(crate) const MAX_LEN: usize = 1 << 30;
 pub(crate) struct Progress {
     pub started: u64,
     pub started_at_ns: u64,
-    pub next_arg: u64,
     pub committed: u64,
     pub committed_len: u64,
 }
@@ -73,7 +80,6 @@ pub(crate) fn progress(map: &SharedMapping) -> Progress {
     Progress {
         started,
         started_at_ns: map.word(STARTED_AT).load(Ordering::Relaxed),
-        next_arg: map.word(NEXT_ARG).load(Ordering::Relaxed),
         committed,
         committed_len: map.word(COMMITTED_LEN).load(Ordering::Relaxed),
     }
@@ -82,7 +88,7 @@ pub(crate) fn progress(map: &SharedMapping) -> Progress {
 /// Clears the header for a new job (parent side, worker idle).
 pub(crate) fn reset(map: &SharedMapping, timed: bool) {
     map.word(TIMED).store(timed as u64, Ordering::Relaxed);
-    for w in [STARTED, STARTED_AT, NEXT_ARG, COMMITTED, COMMITTED_LEN] {
+    for w in [STARTED, STARTED_AT, COMMITTED, COMMITTED_LEN] {
         map.word(w).store(0, Ordering::Relaxed);
     }
     map.word(COMMITTED).store(0, Ordering::Release);
@@ -105,11 +111,16 @@ pub(crate) fn worker_elsewhere(map: &SharedMapping, cpu: u64) -> bool {
     map.word(WORKER_CPU).load(Ordering::Relaxed) != cpu
 }
 
+/// A new arena: sealed so that it can grow but never shrink under the parent's mapping.
+pub(crate) fn create() -> std::io::Result<SharedMapping> {
+    SharedMapping::create("proctor-arena", INITIAL_LEN, crate::sys::Seals::GrowOnly)
+}
+
 /// Remaps the parent's view if the worker grew the arena (parent side).
 pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
     let len = map.word(LEN).load(Ordering::Acquire) as usize;
-    if len > map.len() {
-        map.refresh()
+    if len != map.len() {
+        map.refresh(MAX_LEN)
     } else {
         Ok(())
     }
@@ -174,13 +185,10 @@ impl WorkerArena {
         self.started = 0;
     }
 
-    /// A task starts; `next_arg` is where the following task's argument begins.
+    /// A task starts.
     #[inline]
-    pub(crate) fn begin(&mut self, next_arg: usize) {
+    pub(crate) fn begin(&mut self) {
         self.started += 1;
-        self.map
-            .word(NEXT_ARG)
-            .store(next_arg as u64, Ordering::Relaxed);
         if self.timed {
             let now = crate::sys::monotonic_ns();
             self.map.word(STARTED_AT).store(now, Ordering::Relaxed);
@@ -191,17 +199,24 @@ impl WorkerArena {
     }
 
     /// Appends a record whose payload `encode` writes into the slice it is given, returning
-    /// the payload length, or `None` if the slice was too small.
+    /// the payload length; the arena grows while it reports [`WriteError::Full`].
     pub(crate) fn commit_with(
         &mut self,
         tag: RecordTag,
-        mut encode: impl FnMut(&mut [u8]) -> Option<usize>,
+        mut encode: impl FnMut(&mut [u8]) -> Result<usize, WriteError>,
     ) -> Result<(), String> {
         loop {
             let at = DATA_START + self.len;
             let tail = self.map.tail_mut(at);
             if tail.len() > RECORD_HEADER {
-                if let Some(n) = encode(&mut tail[RECORD_HEADER..]) {
+                let written = match encode(&mut tail[RECORD_HEADER..]) {
+                    Ok(n) => Some(n),
+                    Err(WriteError::Full) => None,
+                    Err(WriteError::Failed(why)) => {
+                        return Err(format!("its result could not be encoded: {why}"));
+                    }
+                };
+                if let Some(n) = written {
                     record_header(tail, tag, n);
                     self.len += RECORD_HEADER + n;
                     self.committed += 1;
@@ -233,14 +248,14 @@ impl WorkerArena {
     /// Appends a record whose payload is `bytes`.
     pub(crate) fn commit_bytes(&mut self, tag: RecordTag, bytes: &[u8]) {
         let r = self.commit_with(tag, |buf| {
-            let dst = buf.get_mut(..bytes.len())?;
+            let dst = buf.get_mut(..bytes.len()).ok_or(WriteError::Full)?;
             dst.copy_from_slice(bytes);
-            Some(bytes.len())
+            Ok(bytes.len())
         });
         if r.is_err() {
             // Even a short error record does not fit: the arena is at its limit. Commit an
             // empty codec record, which always fits after growth failed only for big payloads.
-            let _ = self.commit_with(RecordTag::Codec, |_| Some(0));
+            let _ = self.commit_with(RecordTag::Codec, |_| Ok(0));
         }
     }
 }

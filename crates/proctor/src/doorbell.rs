@@ -27,7 +27,7 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     pub(crate) fn new() -> std::io::Result<Doorbell> {
         Ok(Doorbell {
-            map: SharedMapping::create("proctor-doorbell", LEN)?,
+            map: SharedMapping::create("proctor-doorbell", LEN, crate::sys::Seals::FixedSize)?,
         })
     }
 

@@ -56,6 +56,42 @@ pub enum TaskError {
         /// The task's id.
         task: u64,
     },
+    /// The task allocated past the pool's `memory_limit` and its worker process was
+    /// replaced (process mode only).
+    #[error("task {task} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
+    OutOfMemory {
+        /// The pool's memory limit, in bytes.
+        limit: u64,
+        /// The last lines the worker wrote to stderr during the task's job.
+        stderr_tail: ArcStr,
+        /// The worker that died.
+        worker: u32,
+        /// The task's id.
+        task: u64,
+    },
+    /// The task never ran: its job killed `attempts` workers in a row before any task
+    /// started (an argument whose decoding aborts the worker, say), so the pool blamed this,
+    /// its first unstarted task, rather than try for ever (process mode only).
+    #[error("task {task} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}", said(stderr_tail))]
+    Poisoned {
+        /// How many workers died in a row.
+        attempts: u32,
+        /// The last lines the last of those workers wrote to stderr.
+        stderr_tail: ArcStr,
+        /// The last worker that died.
+        worker: u32,
+        /// The task's id.
+        task: u64,
+    },
+    /// No worker process could be started to run the task (the fork server is gone, or
+    /// the system refused a new process).
+    #[error("task {task} could not run: {reason}")]
+    NoWorker {
+        /// Why no worker could be started.
+        reason: ArcStr,
+        /// The task's id.
+        task: u64,
+    },
     /// The pool was dropped before the task finished.
     #[error("task {task} was cancelled because its pool was dropped before it finished")]
     Cancelled {
@@ -81,6 +117,9 @@ impl TaskError {
             | TaskError::Crashed { task, .. }
             | TaskError::TimedOut { task, .. }
             | TaskError::Cancelled { task }
+            | TaskError::OutOfMemory { task, .. }
+            | TaskError::Poisoned { task, .. }
+            | TaskError::NoWorker { task, .. }
             | TaskError::Codec { task, .. } => *task,
         }
     }
@@ -100,6 +139,16 @@ impl TaskError {
         matches!(self, TaskError::TimedOut { .. })
     }
 
+    /// True if the task ran past the pool's memory limit.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, TaskError::OutOfMemory { .. })
+    }
+
+    /// True if the task was blamed for its job killing workers before any task started.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, TaskError::Poisoned { .. })
+    }
+
     /// True if the task was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, TaskError::Cancelled { .. })
@@ -109,6 +158,23 @@ impl TaskError {
 fn at(location: &Option<ArcStr>) -> String {
     match location {
         Some(l) => format!(" at {l}"),
+        None => String::new(),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn said(tail: &str) -> String {
+    match last_words(tail) {
+        Some(last) => format!("; its last words: {:?}", last.trim()),
         None => String::new(),
     }
 }

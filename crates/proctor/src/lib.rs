@@ -100,12 +100,30 @@ mod sys;
 #[cfg(target_os = "linux")]
 mod worker;
 
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API; may change at any time).
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Runs the parent's outcome-record decoder over `buf` as if a worker had committed
+    /// `count` records, decoding `Ok` payloads as `(u64, String)`. Returns how many outcomes
+    /// were `Ok`. It must never panic, whatever `buf` holds.
+    #[cfg(target_os = "linux")]
+    pub fn decode_records(buf: &[u8], count: usize) -> usize {
+        crate::pool::decode_records_for_fuzz(buf, count)
+    }
+}
+
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
 pub use pool::{Mode, Pool, PoolBuilder, Task};
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+
+/// True in a worker process: there `init` does nothing and process pools cannot be built
+/// (the worker is a fork of the fork server, whose `FORK_SERVER` cell was still being
+/// initialised when it was forked, so touching the cell would wait for ever).
+pub(crate) static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
 /// The fork server, or why there is none.
 #[cfg(target_os = "linux")]
@@ -122,6 +140,9 @@ static FORK_SERVER: OnceLock<Result<(), String>> = OnceLock::new();
 ///
 /// In tests, use [`init_before_main!`] instead.
 pub fn init() {
+    if IN_WORKER.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     FORK_SERVER.get_or_init(start_fork_server);
 }
 
@@ -160,6 +181,13 @@ fn random_secret() -> u64 {
 /// The fork server, if [`init`] started one.
 #[cfg(target_os = "linux")]
 pub(crate) fn fork_server() -> Result<&'static server::ForkServer, Error> {
+    if IN_WORKER.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::new(ErrorKind::NotInitialized {
+            reason: "this task runs inside a proctor worker process, where process pools \
+                     cannot be nested (use Pool::threads inside a task)"
+                .into(),
+        }));
+    }
     match FORK_SERVER.get() {
         Some(Ok(s)) => Ok(s),
         Some(Err(reason)) => Err(Error::new(ErrorKind::NotInitialized {

@@ -151,6 +151,10 @@ impl ForkServer {
             let mut st = self.state.lock().expect("fork server state poisoned");
             if n != MSG_LEN {
                 st.dead = true;
+                // Every worker died with the server (PR_SET_PDEATHSIG): count that as news,
+                // so each pool's driver looks for its dead workers and buries their jobs.
+                self.deaths
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.cond.notify_all();
                 drop(st);
                 self.ring_all();
@@ -326,6 +330,11 @@ fn serve(ctrl: OwnedFd, secret: u64) -> nix::Result<()> {
     unsafe {
         signal(Signal::SIGINT, SigHandler::SigIgn)?;
         signal(Signal::SIGQUIT, SigHandler::SigIgn)?;
+        // A write to the parent's closed socket must be an EPIPE, not our death: the server
+        // still has every worker group to kill. (Rust's runtime ignores SIGPIPE before
+        // `main`, but `init_before_main!` forks us before that; workers inherit this, as
+        // every Rust program's threads would.)
+        signal(Signal::SIGPIPE, SigHandler::SigIgn)?;
     }
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);

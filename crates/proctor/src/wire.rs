@@ -262,9 +262,21 @@ impl<T: serde::Serialize> serde::Serialize for Concat<'_, T> {
     }
 }
 
-/// Writes the postcard encoding of `value` at the start of `buf`; its length, or `None` if
-/// it failed or did not fit (postcard's `to_slice`, without a `memcpy` call per varint).
-pub(crate) fn write_into<T: serde::Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Option<usize> {
+/// Why [`write_into`] wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// The buffer is too short: retry with a longer one.
+    Full,
+    /// The value's `Serialize` failed: a longer buffer will not help.
+    Failed(String),
+}
+
+/// Writes the postcard encoding of `value` at the start of `buf` and returns its length
+/// (postcard's `to_slice`, without a `memcpy` call per varint).
+pub(crate) fn write_into<T: serde::Serialize + ?Sized>(
+    value: &T,
+    buf: &mut [u8],
+) -> Result<usize, WriteError> {
     struct Cursor<'a> {
         buf: &'a mut [u8],
         at: usize,
@@ -302,7 +314,10 @@ pub(crate) fn write_into<T: serde::Serialize + ?Sized>(value: &T, buf: &mut [u8]
             Ok(self.at)
         }
     }
-    postcard::serialize_with_flavor(value, Cursor { buf, at: 0 }).ok()
+    postcard::serialize_with_flavor(value, Cursor { buf, at: 0 }).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => WriteError::Full,
+        e => WriteError::Failed(e.to_string()),
+    })
 }
 
 /// Tag of an outcome record.
@@ -388,7 +403,7 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = write_into(&value, &mut buf).unwrap();
         assert_eq!(&buf[..n], &appended[..]);
-        assert_eq!(write_into(&value, &mut buf[..n - 1]), None);
+        assert_eq!(write_into(&value, &mut buf[..n - 1]), Err(WriteError::Full));
     }
 
     #[test]

@@ -32,30 +32,42 @@ where
     let f: F = conjure::<F>();
     let mut rest = args;
     for _ in 0..count {
-        match postcard::take_from_bytes::<A>(rest) {
-            Ok((a, tail)) => {
+        // A `Deserialize` that panics is the task's codec error, like one that fails; the
+        // worker lives on.
+        let decoded = catch_unwind(AssertUnwindSafe(|| postcard::take_from_bytes::<A>(rest)));
+        arena.begin();
+        let a = match decoded {
+            Ok(Ok((a, tail))) => {
                 rest = tail;
-                arena.begin(args.len() - rest.len());
-                match catch_unwind(AssertUnwindSafe(|| f(a))) {
-                    Ok(r) => {
-                        let res = arena.commit_with(RecordTag::Ok, |buf| wire::write_into(&r, buf));
-                        if let Err(e) = res {
-                            arena.commit_bytes(RecordTag::Codec, &encode_str(&e));
-                        }
-                    }
+                a
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
                     Err(payload) => {
-                        let (message, location) = crate::panic::details(payload.as_ref());
-                        let bytes = postcard::to_allocvec(&(message, location)).unwrap_or_default();
-                        arena.commit_bytes(RecordTag::Panicked, &bytes);
+                        let (message, _) = crate::panic::details(payload.as_ref());
+                        format!("Deserialize panicked: {message}")
                     }
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                let msg = format!("its argument could not be decoded: {why}");
+                arena.commit_bytes(RecordTag::Codec, &encode_str(&msg));
+                // Past an argument that does not decode, the next ones cannot be located:
+                // end the job here. The parent sends the rest again, encoded afresh.
+                return;
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(a))) {
+            Ok(r) => {
+                let res = arena.commit_with(RecordTag::Ok, |buf| wire::write_into(&r, buf));
+                if let Err(e) = res {
+                    arena.commit_bytes(RecordTag::Codec, &encode_str(&e));
                 }
             }
-            Err(e) => {
-                // Past an argument that does not decode, the next ones cannot be located.
-                rest = &[];
-                arena.begin(args.len());
-                let msg = format!("its argument could not be decoded: {e}");
-                arena.commit_bytes(RecordTag::Codec, &encode_str(&msg));
+            Err(payload) => {
+                let (message, location) = crate::panic::details(payload.as_ref());
+                let bytes = postcard::to_allocvec(&(message, location)).unwrap_or_default();
+                arena.commit_bytes(RecordTag::Panicked, &bytes);
             }
         }
     }
@@ -140,6 +152,7 @@ impl FrameReader {
 
 /// The worker's main loop: run jobs until the parent closes the request pipe.
 pub(crate) fn worker_main(requests: OwnedFd, doorbell: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
+    crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.
     crate::panic::set_quiet(true);
@@ -197,8 +210,11 @@ fn run_jobs(
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(entry as usize) };
         arena.start_job();
         f(args, count, &mut arena);
+        // What the tasks printed leaves before the job is reported done (and so before the
+        // worker can be recycled or killed): a flush with nothing buffered costs no system
+        // call.
+        let _ = std::io::stdout().flush();
         // The results are committed: publish the job as done, then ring the driver.
-        let _ = count;
         arena.done();
         doorbell.ring();
     }

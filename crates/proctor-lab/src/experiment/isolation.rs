@@ -480,6 +480,10 @@ fn thread_cell(plan: &Plan, fault: Fault) -> Result<Cell> {
             });
             cell.program_death_error = Some(e.to_string());
         }
+        Err(e @ TaskError::OutOfMemory { .. }) => {
+            cell.program_death = Some("out of memory (SIGABRT)".to_string());
+            cell.program_death_error = Some(e.to_string());
+        }
         Err(e) => cell.error = Some(format!("the sacrificial child process failed: {e}")),
     }
     child.shutdown();

@@ -174,7 +174,7 @@ impl Shm {
         let cap = ring_size(max_message);
         let len = NonZeroUsize::new(CONTROL_LEN + 2 * cap).expect("CONTROL_LEN is not zero");
         let map = Arc::new(
-            SharedMapping::create("proctor-ipc", len.get())
+            SharedMapping::create("proctor-ipc", len.get(), crate::sys::Seals::FixedSize)
                 .map_err(|e| Error::io(KIND, "memfd mmap", e))?,
         );
         let (live_a, live_b) = UnixStream::pair().map_err(|e| Error::io(KIND, "socketpair", e))?;

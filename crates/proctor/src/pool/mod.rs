@@ -10,6 +10,8 @@ use crate::error::{Error, ErrorKind, TaskError};
 
 #[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
+pub(crate) use process::decode_records_for_fuzz;
 mod thread;
 
 /// Where a pool runs its tasks.
@@ -39,6 +41,7 @@ pub(crate) struct Config {
     pub(crate) memory_limit: Option<u64>,
     pub(crate) chunk_size: Option<usize>,
     pub(crate) forward_stderr: bool,
+    pub(crate) retries: u32,
 }
 
 impl Config {
@@ -84,7 +87,8 @@ impl PoolBuilder {
 
     /// Limits each worker process's data segment (heap and private mappings,
     /// `RLIMIT_DATA`) to `bytes`. A task that allocates past it fails with
-    /// [`TaskError::Crashed`] (out of memory) and the worker is replaced. Process mode only.
+    /// [`TaskError::OutOfMemory`] and the worker is replaced. A limit too small for an idle
+    /// worker is an error from `build()`. Process mode only.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.config.memory_limit = Some(bytes);
         self
@@ -104,6 +108,25 @@ impl PoolBuilder {
     /// threads write to the program's own stderr.
     pub fn forward_stderr(mut self, forward: bool) -> Self {
         self.config.forward_stderr = forward;
+        self
+    }
+
+    /// Reruns, on a fresh worker, a task whose worker process died under it (a crash, an
+    /// out-of-memory kill, a kill from outside) up to `n` times before it ends with that
+    /// error. Off by default (0), since a task that ran halfway may not be safe to run again.
+    ///
+    /// A task that panicked or timed out is never rerun: its outcome is its own doing. Apart
+    /// from this option, a job whose worker dies twice in a row *before any of its tasks
+    /// started* (an argument whose decoding aborts, a memory limit too small to decode it)
+    /// is never retried in a loop either: its first unstarted task ends with
+    /// [`TaskError::Poisoned`] and the rest of the job runs. For comparison, Dask marks a
+    /// task that killed 3 workers as `KilledWorker` (its `allowed-failures`), and Ray reruns
+    /// a task whose worker died `max_retries` times (3 by default); proctor reruns nothing
+    /// unless asked, and blames a task after two deaths.
+    ///
+    /// Process mode only (a thread cannot die alone).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.config.retries = n;
         self
     }
 
@@ -142,6 +165,11 @@ impl PoolBuilder {
             return Err(Error::invalid(
                 "forward_stderr applies to worker processes only; threads write to this \
                  program's own stderr",
+            ));
+        }
+        if c.mode == Mode::Threads && c.retries > 0 {
+            return Err(Error::invalid(
+                "retries applies to worker processes only; a thread cannot die alone",
             ));
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
@@ -204,6 +232,7 @@ impl Pool {
                 memory_limit: None,
                 chunk_size: None,
                 forward_stderr: true,
+                retries: 0,
             },
         }
     }

@@ -68,6 +68,15 @@ pub(crate) fn thread_count() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
 }
 
+/// Which size changes a sealed memfd still allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seals {
+    /// It may grow (a result arena), never shrink.
+    GrowOnly,
+    /// Neither (a doorbell).
+    FixedSize,
+}
+
 /// A memfd mapped `MAP_SHARED`: the same bytes in every process that maps the descriptor.
 ///
 /// The mapping can grow (`ftruncate` then remap); another process that shares the memfd
@@ -86,10 +95,23 @@ unsafe impl Send for SharedMapping {}
 unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
-    /// Creates an anonymous memfd of `len` bytes (sparse: untouched pages cost nothing).
-    pub(crate) fn create(name: &str, len: usize) -> std::io::Result<SharedMapping> {
-        let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    /// Creates an anonymous memfd of `len` bytes (sparse: untouched pages cost nothing),
+    /// sealed with `seals` before anyone else sees it.
+    ///
+    /// The seals are what keeps a hostile worker from turning the shared memory against the
+    /// parent: with `F_SEAL_SHRINK` no process can truncate the file under the parent's
+    /// mapping, which would make the parent's next read of it a SIGBUS (memfd_create(2),
+    /// fcntl(2) "File Sealing").
+    pub(crate) fn create(name: &str, len: usize, seals: Seals) -> std::io::Result<SharedMapping> {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        use nix::sys::memfd::MFdFlags;
+        let fd = nix::sys::memfd::memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
         ftruncate(&fd, len as i64)?;
+        let mut flags = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL;
+        if seals == Seals::FixedSize {
+            flags |= SealFlag::F_SEAL_GROW;
+        }
+        fcntl(fd.as_fd(), FcntlArg::F_ADD_SEALS(flags))?;
         Self::map(fd, len)
     }
 
@@ -151,9 +173,15 @@ impl SharedMapping {
         self.remap(new_len)
     }
 
-    /// Remaps if another process grew the file.
-    pub(crate) fn refresh(&mut self) -> std::io::Result<()> {
+    /// Remaps if another process grew the file; an error if it grew past `max` bytes (the
+    /// other process is not to be trusted with the size of our address space).
+    pub(crate) fn refresh(&mut self, max: usize) -> std::io::Result<()> {
         let len = fstat(self.fd.as_fd())?.st_size as usize;
+        if len > max {
+            return Err(std::io::Error::other(format!(
+                "shared memory grew to {len} bytes, past its {max}-byte limit"
+            )));
+        }
         if len > self.len {
             self.remap(len)
         } else {

@@ -1,0 +1,190 @@
+//! One worker process as the parent holds it: its request pipe, its stderr pipe, its arena,
+//! and what it wrote to stderr.
+//!
+//! Output is never lost: whatever a worker writes to stderr is read from its pipe on every
+//! tick of the pool and when its job ends, and after the worker is gone its pipe is kept
+//! ([`Retired`]) and read until end of file, so the last lines before a crash, a recycle or
+//! the pool's drop reach the terminal too.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arcstr::ArcStr;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+use crate::arena;
+use crate::server::ForkServer;
+use crate::sys::SharedMapping;
+
+/// Bytes of a worker's stderr kept for a crash report's last words.
+const TAIL: usize = 16 << 10;
+
+/// How long a retired worker's stderr pipe is read for end of file before it is dropped
+/// (a grandchild that left the worker's process group may hold it open for ever).
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
+
+/// What happened when a pipe was read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Drained {
+    /// Nothing more to read for now.
+    Open,
+    /// Every writer is gone.
+    Eof,
+}
+
+/// Reads what is in `pipe` now (it is non-blocking), forwarding it to our stderr when
+/// `forward`, and keeping the end in `tail`.
+fn drain(pipe: &mut File, forward: bool, mut keep: impl FnMut(&[u8])) -> Drained {
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return Drained::Eof,
+            Ok(n) => {
+                if forward {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                }
+                keep(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Drained::Open,
+            Err(_) => return Drained::Eof,
+        }
+    }
+}
+
+/// The parent's side of one worker process.
+pub(super) struct Worker {
+    pub(super) id: u32,
+    pub(super) pid: i32,
+    /// Job frames to the worker.
+    pub(super) requests: File,
+    stderr: File,
+    pub(super) arena: SharedMapping,
+    /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
+    pub(super) header: Arc<SharedMapping>,
+    /// The arena's job counter when the current job was sent.
+    pub(super) sent_seq: u64,
+    /// The end of what the worker wrote to stderr.
+    tail: Vec<u8>,
+    /// Where in `tail` the current job's output begins: a crash quotes only that.
+    mark: usize,
+    /// Copy what the worker writes to stderr to ours (`PoolBuilder::forward_stderr`).
+    forward: bool,
+}
+
+impl Worker {
+    /// Asks the fork server for a worker process.
+    pub(super) fn spawn(
+        server: &'static ForkServer,
+        doorbell: RawFd,
+        id: u32,
+        memory_limit: Option<u64>,
+        forward: bool,
+    ) -> std::io::Result<Worker> {
+        let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        let arena = arena::create()?;
+        let fds: [RawFd; 4] = [
+            req_r.as_raw_fd(),
+            doorbell,
+            err_w.as_raw_fd(),
+            arena.fd(),
+        ];
+        let pid = server.spawn(memory_limit, fds)?;
+        let header = Arc::new(arena.prefix(arena::DATA_START)?);
+        Ok(Worker {
+            id,
+            pid,
+            header,
+            requests: File::from(req_w),
+            stderr: File::from(err_r),
+            arena,
+            sent_seq: 0,
+            tail: Vec::new(),
+            mark: 0,
+            forward,
+        })
+    }
+
+    /// Reads what the worker wrote to stderr so far.
+    pub(super) fn drain_stderr(&mut self) -> Drained {
+        let (tail, mark) = (&mut self.tail, &mut self.mark);
+        drain(&mut self.stderr, self.forward, |bytes| {
+            tail.extend_from_slice(bytes);
+            if tail.len() > 2 * TAIL {
+                let cut = tail.len() - TAIL;
+                tail.drain(..cut);
+                *mark = mark.saturating_sub(cut);
+            }
+        })
+    }
+
+    /// A new job starts: a crash from now on quotes only what follows.
+    pub(super) fn mark_job_start(&mut self) {
+        self.mark = self.tail.len();
+    }
+
+    /// What the worker wrote to stderr during its current job (its last `TAIL` bytes).
+    pub(super) fn job_stderr(&self) -> ArcStr {
+        let out = &self.tail[self.mark.min(self.tail.len())..];
+        let start = out.len().saturating_sub(TAIL);
+        String::from_utf8_lossy(&out[start..]).into()
+    }
+
+    /// The worker is gone or going: keep reading its stderr until end of file.
+    pub(super) fn retire(self, pid_to_kill_late: Option<i32>) -> Retired {
+        Retired {
+            stderr: self.stderr,
+            forward: self.forward,
+            until: Instant::now() + RETIRE_WAIT,
+            pid: pid_to_kill_late,
+        }
+    }
+}
+
+/// The stderr pipe of a worker that was stopped, read until every writer is gone.
+pub(super) struct Retired {
+    stderr: File,
+    forward: bool,
+    until: Instant,
+    /// An idle worker asked to exit (recycled): killed if it has not exited by `until`.
+    pub(super) pid: Option<i32>,
+}
+
+impl Retired {
+    /// Reads what is there; true when the pipe is finished with (end of file, or given up).
+    pub(super) fn drain(&mut self, server: &ForkServer) -> bool {
+        if drain(&mut self.stderr, self.forward, |_| {}) == Drained::Eof {
+            return true;
+        }
+        if Instant::now() >= self.until {
+            if let Some(pid) = self.pid.take() {
+                // It ignored the closed request pipe: stop it, and give its pipe another go.
+                server.kill(pid, nix::sys::signal::Signal::SIGKILL);
+                self.until = Instant::now() + RETIRE_WAIT;
+                return false;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Reads until end of file or `deadline`, sleeping between reads.
+    pub(super) fn finish(mut self, server: &ForkServer, deadline: Instant) {
+        self.until = self.until.min(deadline);
+        while !self.drain(server) {
+            if Instant::now() >= deadline {
+                return;
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                self.stderr.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u16));
+        }
+    }
+}

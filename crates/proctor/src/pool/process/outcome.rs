@@ -1,0 +1,309 @@
+//! Outcome delivery: the sinks that collect a call's outcomes, and the decoder of the
+//! outcome records a worker commits to its arena (`wire.rs` has the record format).
+//!
+//! Everything here reads bytes a worker wrote, so nothing here trusts them: a corrupt record
+//! is a codec error for its task (and the tasks after it, which can no longer be located),
+//! and a result whose `Deserialize` panics is a codec error too, not a panic in the caller.
+
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use arcstr::ArcStr;
+use serde::de::DeserializeOwned;
+
+use super::lock;
+use crate::error::TaskError;
+use crate::wire::{self, RecordTag};
+
+/// One outcome read from an arena, before the sink decodes it into its type.
+pub(crate) enum RawOutcome<'a> {
+    Ok(&'a [u8]),
+    Err(TaskError),
+}
+
+/// Receives the outcomes of one `map` call or one submitted task.
+pub(crate) trait Sink: Send + Sync {
+    /// Outcomes for items `first_index..`, in order.
+    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>);
+
+    /// Outcome records read from an arena, for items `first_index..`. A sink may override it
+    /// to decode without a virtual call per item (`map` of a million small results).
+    fn deliver_records(&self, first_index: usize, mut records: RecordIter<'_>) {
+        self.deliver(first_index, &mut records);
+    }
+}
+
+/// The parent's record decoder over arbitrary bytes (the fuzz target's entry point).
+pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
+    let it = RecordIter {
+        buf,
+        worker: 0,
+        task: 0,
+        left: count.min(1 << 20),
+        broken: false,
+    };
+    Decoded::<(u64, String)>::new(it)
+        .filter(Result::is_ok)
+        .count()
+}
+
+/// Decodes outcome records into [`RawOutcome`]s; after a corrupt record, every remaining
+/// task gets a codec error.
+pub(crate) struct RecordIter<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) worker: u32,
+    pub(super) task: u64,
+    pub(super) left: usize,
+    pub(super) broken: bool,
+}
+
+impl<'a> RecordIter<'a> {
+    /// The next record's task and payload if it is an intact `Ok` record (the common case,
+    /// kept free of the error type); otherwise `None`, and `next` has the record.
+    #[inline]
+    fn next_ok(&mut self) -> Option<(u64, &'a [u8])> {
+        if self.left == 0 || self.broken {
+            return None;
+        }
+        match wire::decode_record(self.buf) {
+            Ok((RecordTag::Ok, payload, used)) => {
+                let task = self.task;
+                self.left -= 1;
+                self.task += 1;
+                self.buf = &self.buf[used..];
+                Some((task, payload))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = RawOutcome<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RawOutcome<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let task = self.task;
+        self.task += 1;
+        if self.broken {
+            return Some(RawOutcome::Err(corrupt(
+                task,
+                "an earlier record was corrupt",
+            )));
+        }
+        let (tag, payload, used) = match wire::decode_record(self.buf) {
+            Ok(r) => r,
+            Err(e) => {
+                self.broken = true;
+                return Some(RawOutcome::Err(corrupt(task, &e.to_string())));
+            }
+        };
+        self.buf = &self.buf[used..];
+        Some(match tag {
+            RecordTag::Ok => RawOutcome::Ok(payload),
+            tag => RawOutcome::Err(failed(tag, payload, self.worker, task)),
+        })
+    }
+}
+
+/// The error a `Panicked` or `Codec` record carries. Out of line: the hot loop decodes
+/// `Ok` records.
+#[cold]
+#[inline(never)]
+fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
+    match tag {
+        RecordTag::Panicked => {
+            let (message, location): (&str, Option<&str>) =
+                postcard::from_bytes(payload).unwrap_or(("(unreadable panic message)", None));
+            TaskError::Panicked {
+                message: message.into(),
+                location: location.map(ArcStr::from),
+                worker,
+                task,
+            }
+        }
+        RecordTag::Codec | RecordTag::Ok => {
+            let message: &str = postcard::from_bytes(payload).unwrap_or("unknown codec error");
+            TaskError::Codec {
+                message: message.into(),
+                task,
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupt(task: u64, why: &str) -> TaskError {
+    TaskError::Codec {
+        message: arcstr::format!("its outcome record is corrupt: {why}"),
+        task,
+    }
+}
+
+/// Decodes one result. A `Deserialize` that panics is the task's codec error: the panic is
+/// the result type's, it must not take down the caller (or poison the pool's locks).
+#[inline]
+fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, TaskError> {
+    match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(undecodable(&e, task)),
+        Err(payload) => Err(decode_panicked(payload.as_ref(), task)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn undecodable(e: &postcard::Error, task: u64) -> TaskError {
+    TaskError::Codec {
+        message: arcstr::format!("its result could not be decoded: {e}"),
+        task,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decode_panicked(payload: &(dyn std::any::Any + Send), task: u64) -> TaskError {
+    let (message, _) = crate::panic::details(payload);
+    TaskError::Codec {
+        message: arcstr::format!("its result could not be decoded: Deserialize panicked: {message}"),
+        task,
+    }
+}
+
+/// Collects the outcomes of one `map` or `try_map` call, in input order.
+pub(super) struct MapSink<R, C> {
+    pub(super) first_task: u64,
+    pub(super) results: Mutex<Option<C>>,
+    pub(super) remaining: AtomicUsize,
+    pub(super) _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned + Send + 'static, C: crate::pool::Collect<R>> MapSink<R, C> {
+    /// Takes in the `n` outcomes of items `first_index..`.
+    fn take_in(
+        &self,
+        first_index: usize,
+        n: usize,
+        outcomes: impl Iterator<Item = Result<R, TaskError>>,
+    ) {
+        {
+            let mut results = lock(&self.results);
+            if let Some(c) = results.as_mut() {
+                c.add(first_index, outcomes);
+            }
+        }
+        self.remaining.fetch_sub(n, Ordering::Release);
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static, C: crate::pool::Collect<R>> Sink for MapSink<R, C> {
+    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+        let base = self.first_task + first_index as u64;
+        let decoded: Vec<Result<R, TaskError>> = outcomes
+            .enumerate()
+            .map(|(k, o)| match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
+                RawOutcome::Err(e) => Err(e),
+            })
+            .collect();
+        self.take_in(first_index, decoded.len(), decoded.into_iter());
+    }
+
+    fn deliver_records(&self, first_index: usize, records: RecordIter<'_>) {
+        self.take_in(first_index, records.left, Decoded::<R>::new(records));
+    }
+}
+
+/// The outcomes in a run of records, decoded to `R`.
+struct Decoded<'a, R> {
+    records: RecordIter<'a>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<'a, R> Decoded<'a, R> {
+    fn new(records: RecordIter<'a>) -> Self {
+        Decoded {
+            records,
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Decoded<'_, R> {
+    /// A failed, corrupt or missing record.
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<R, TaskError>> {
+        let task = self.records.task;
+        Some(match self.records.next()? {
+            RawOutcome::Ok(bytes) => decode_result(bytes, task),
+            RawOutcome::Err(e) => Err(e),
+        })
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Decoded<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        match self.records.next_ok() {
+            Some((task, bytes)) => Some(decode_result(bytes, task)),
+            None => self.next_slow(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.records.left, Some(self.records.left))
+    }
+
+    /// The hot loop of a big `map`: `Ok` records go straight to `g` as `Ok` values (one
+    /// branch per outcome kind, so the compiler writes each in place).
+    #[inline]
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        loop {
+            while let Some((task, bytes)) = self.records.next_ok() {
+                acc = match decode_result(bytes, task) {
+                    Ok(v) => g(acc, Ok(v)),
+                    Err(e) => g(acc, Err(e)),
+                };
+            }
+            match self.next_slow() {
+                Some(outcome) => acc = g(acc, outcome),
+                None => return acc,
+            }
+        }
+    }
+}
+
+/// Holds the outcome of one submitted task.
+pub(super) struct SlotSink<R> {
+    pub(super) task: u64,
+    pub(super) outcome: Mutex<Option<Result<R, TaskError>>>,
+    pub(super) done: AtomicBool,
+}
+
+impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
+    fn deliver(&self, _first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+        if let Some(o) = outcomes.next() {
+            let r = match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, self.task),
+                RawOutcome::Err(e) => Err(e),
+            };
+            *lock(&self.outcome) = Some(r);
+            self.done.store(true, Ordering::Release);
+        }
+    }
+}
+
