@@ -38,9 +38,8 @@ pub(crate) fn details(payload: &(dyn std::any::Any + Send)) -> (String, Option<S
     (message, location)
 }
 
-/// Silences the printing of caught panics on this thread (worker processes, where the panic
-/// travels to the parent as a typed error instead).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+/// Silences the printing of caught panics on this thread (worker processes and pool threads,
+/// where the panic becomes a typed error instead).
 pub(crate) fn set_quiet(quiet: bool) {
     QUIET_PANICS.with(|q| q.set(quiet));
 }

@@ -59,18 +59,54 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn spawn_worker(self: &Arc<Self>) {
+    /// Starts a worker, or gives `first` back when no thread can be started.
+    ///
+    /// A worker that retires passes its own id as `retiring`, and the job it may not run
+    /// itself as `first`. The new thread removes the retiring one's handle and joins it
+    /// (it only returns after this call), so a retired thread is neither kept as a handle
+    /// nor left unjoined. Until then both handles are in the map, so `shutdown`, which joins
+    /// until the map stays empty, never sees neither.
+    fn spawn_worker(
+        self: &Arc<Self>,
+        retiring: Option<u32>,
+        first: Option<(RunFn, usize)>,
+    ) -> Result<(), Option<(RunFn, usize)>> {
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(self);
         let status = Arc::new(WorkerStatus::default());
-        let handle = std::thread::Builder::new()
+        // The job is sent once the thread exists: a failed spawn must not take it along.
+        let (hand_over, handed) = crossbeam_channel::bounded::<(RunFn, usize)>(1);
+        let spawned = std::thread::Builder::new()
             .name(format!("proctor-worker-{id}"))
-            .spawn(move || worker_loop(shared, WorkerCtx { id, status }))
-            .expect("spawning a pool thread");
+            .spawn(move || {
+                if let Some(old) = retiring {
+                    let predecessor = shared
+                        .handles
+                        .lock()
+                        .expect("handles poisoned")
+                        .remove(&old);
+                    if let Some(predecessor) = predecessor {
+                        // Its tasks' panics were caught: there is none to pass on.
+                        let _ = predecessor.join();
+                    }
+                }
+                // Fails when there is no job to hand over and the sender has gone.
+                let first = handed.recv().ok();
+                worker_loop(shared, WorkerCtx { id, status }, first);
+            });
+        let Ok(handle) = spawned else {
+            return Err(first);
+        };
         self.handles
             .lock()
             .expect("handles poisoned")
             .insert(id, handle);
+        match first {
+            // The new thread waits for this job, so it cannot have gone unless it panicked;
+            // then the job comes back.
+            Some(job) => hand_over.send(job).map_err(|back| Some(back.0)),
+            None => Ok(()),
+        }
     }
 
     fn send(&self, job: Job) {
@@ -79,20 +115,48 @@ impl Shared {
     }
 }
 
-fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx) {
+/// Runs jobs until an `Exit`, until it is abandoned, or until it has run as many tasks as a
+/// worker may. `first` is a job handed over by the worker this one replaces.
+fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx, mut first: Option<(RunFn, usize)>) {
+    let max = shared.config.max_tasks_per_worker;
     let mut done = 0usize;
-    while let Ok(job) = recv_spinning(&shared.receiver) {
-        let (run, count) = match job {
-            Job::Exit => return,
-            Job::Run(run, count) => (run, count),
+    loop {
+        let (run, count) = match first.take() {
+            Some(job) => job,
+            None => match recv_spinning(&shared.receiver) {
+                Ok(Job::Run(run, count)) => (run, count),
+                Ok(Job::Exit) => return,
+                // The receiver lives in `shared`, so this does not happen; leave all the same.
+                Err(_) => return,
+            },
         };
         if shared.cancelled.load(Ordering::Acquire) {
             run(None);
             continue;
         }
+        let (run, count) = if max.is_some_and(|max| done > 0 && done + count > max) {
+            // Running the job would take this worker past its limit: a fresh worker runs it.
+            // A fresh worker always may (`done` is 0 there), so the job is run exactly once,
+            // and no worker waits on another, however many retire at once.
+            match shared.spawn_worker(Some(ctx.id), Some((run, count))) {
+                Ok(()) => return,
+                // No thread can be started: this worker runs past its limit rather than the
+                // pool losing a worker (with one worker, it would stall).
+                Err(back) => back.expect("a failed spawn gives back the job it was handed"),
+            }
+        } else {
+            (run, count)
+        };
+        // Tasks' panics are caught and become `TaskError::Panicked`, which carries the message
+        // and location, so the panic hook keeps them off stderr. Only while a job runs: a
+        // panic in this loop itself would be a bug in the pool, and should be seen.
+        crate::panic::set_quiet(true);
         run(Some(&ctx));
+        crate::panic::set_quiet(false);
         if ctx.status.abandoned.load(Ordering::Acquire) {
-            // A replacement took this worker's place (and its `Exit`).
+            // A replacement took this worker's place (and its `Exit`). Dropping the handle,
+            // here or in the joiner that gave up on this worker, detaches the thread: a
+            // thread that may be stuck must not hold up `shutdown`.
             shared
                 .handles
                 .lock()
@@ -101,12 +165,9 @@ fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx) {
             return;
         }
         done += count;
-        if shared
-            .config
-            .max_tasks_per_worker
-            .is_some_and(|max| done >= max)
-        {
-            shared.spawn_worker();
+        // When no replacement can be started the worker goes on, and tries again before its
+        // next job.
+        if max.is_some_and(|max| done >= max) && shared.spawn_worker(Some(ctx.id), None).is_ok() {
             return;
         }
     }
@@ -166,7 +227,10 @@ impl ThreadPool {
             handles: Mutex::new(HashMap::new()),
         });
         for _ in 0..workers {
-            shared.spawn_worker();
+            // The builder cannot report this yet: `new` returns no `Result`.
+            if shared.spawn_worker(None, None).is_err() {
+                panic!("could not start a pool thread");
+            }
         }
         ThreadPool { shared }
     }
@@ -372,17 +436,18 @@ impl<R> ThreadTask<R> {
                 Ok(outcome) => return outcome,
                 Err(RecvTimeoutError::Disconnected) => return cancelled(),
                 Err(RecvTimeoutError::Timeout) => {
-                    // The thread cannot be stopped: abandon it and put a fresh worker in its
-                    // place.
-                    status.abandoned.store(true, Ordering::Release);
-                    // Detach the stuck thread: shutdown must not wait for it.
-                    self.shared
-                        .handles
-                        .lock()
-                        .expect("handles poisoned")
-                        .remove(&worker);
-                    if self.shared.live.load(Ordering::Acquire) > 0 {
-                        self.shared.spawn_worker();
+                    // The thread cannot be stopped: put a fresh worker in its place (unless
+                    // the pool is stopping) and abandon it. When no thread can be started
+                    // the stuck worker stays one, and goes on once its task returns.
+                    let stopping = self.shared.live.load(Ordering::Acquire) == 0;
+                    if stopping || self.shared.spawn_worker(None, None).is_ok() {
+                        status.abandoned.store(true, Ordering::Release);
+                        // Detach the stuck thread: shutdown must not wait for it.
+                        self.shared
+                            .handles
+                            .lock()
+                            .expect("handles poisoned")
+                            .remove(&worker);
                     }
                     return Err(TaskError::TimedOut {
                         after: at.elapsed(),
@@ -392,5 +457,29 @@ impl<R> ThreadTask<R> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{All, Pool};
+
+    fn double(n: u64) -> u64 {
+        2 * n
+    }
+
+    #[test]
+    fn retired_workers_leave_no_handle_behind() {
+        // The builder's defaults, whatever fields `Config` gains.
+        let config = Pool::threads(2).max_tasks_per_worker(1).config;
+        let pool = ThreadPool::new(config);
+        let out = pool.map::<u64, u64, _, All<u64>>(double, (0..2000).collect());
+        assert!(out.iter().enumerate().all(|(i, r)| *r == Ok(2 * i as u64)));
+        let kept = pool.shared.handles.lock().expect("handles poisoned").len();
+        // One per live worker, and one per worker that retired just now, until its
+        // replacement has joined it.
+        assert!(kept <= 4, "{kept} handles kept for 2 workers");
+        pool.shutdown();
     }
 }
