@@ -17,7 +17,7 @@
 //! | COMMITTED_LEN | worker | bytes of those records |
 //! | LEN | worker | the arena's length after the worker grew it (the parent remaps when it changes) |
 //! | REQ_SEQ, PARENT_CPU | parent | jobs sent so far, and the CPU the parent sent the last from |
-//! | DONE_SEQ, WORKER_CPU | worker | jobs reported done (bumped after the job's last record is committed), and the worker's CPU |
+//! | DONE_SEQ, WORKER_CPU | worker | the number of the last job done (stored after the job's last record is committed), and the worker's CPU |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
 //!
 //! Ordering: the worker stores STARTED_AT before STARTED (release), and a record's bytes and
@@ -94,14 +94,17 @@ pub(crate) fn reset(map: &SharedMapping, timed: bool) {
     map.word(COMMITTED).store(0, Ordering::Release);
 }
 
-/// Records that a job was written to the worker's request pipe (parent side).
-pub(crate) fn sent(map: &SharedMapping) -> u64 {
+/// Records that job number `seq` (counted by the parent, from 1) was written to the
+/// worker's request pipe (parent side). The parent keeps its own count rather than trust the
+/// word: a task may have scribbled on it.
+pub(crate) fn sent(map: &SharedMapping, seq: u64) {
     map.word(PARENT_CPU)
         .store(crate::sys::current_cpu(), Ordering::Relaxed);
-    map.word(REQ_SEQ).fetch_add(1, Ordering::Release) + 1
+    map.word(REQ_SEQ).store(seq, Ordering::Release);
 }
 
-/// Jobs the worker reported done so far (parent side).
+/// The number of the job the worker last reported done (parent side): the job sent as
+/// number `seq` is done when this equals `seq`.
 pub(crate) fn done_seq(map: &SharedMapping) -> u64 {
     map.word(DONE_SEQ).load(Ordering::Acquire)
 }
@@ -152,9 +155,11 @@ impl WorkerArena {
         }
     }
 
-    /// The job is finished (every record committed): tell a spinning parent.
-    pub(crate) fn done(&mut self) {
-        self.map.word(DONE_SEQ).fetch_add(1, Ordering::Release);
+    /// Job number `seq` (the frames this worker read) is finished, every record committed:
+    /// tell a spinning parent. A store, not an increment, so whatever a task scribbled on the
+    /// word is overwritten with the truth.
+    pub(crate) fn done(&mut self, seq: u64) {
+        self.map.word(DONE_SEQ).store(seq, Ordering::Release);
     }
 
     /// Spins up to [`SPIN`] for the parent's next job when the parent runs on another CPU;

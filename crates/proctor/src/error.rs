@@ -72,7 +72,10 @@ pub enum TaskError {
     /// The task never ran: its job killed `attempts` workers in a row before any task
     /// started (an argument whose decoding aborts the worker, say), so the pool blamed this,
     /// its first unstarted task, rather than try for ever (process mode only).
-    #[error("task {task} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}", said(stderr_tail))]
+    #[error(
+        "task {task} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}",
+        said(stderr_tail)
+    )]
     Poisoned {
         /// How many workers died in a row.
         attempts: u32,

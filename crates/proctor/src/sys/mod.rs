@@ -105,7 +105,10 @@ impl SharedMapping {
     pub(crate) fn create(name: &str, len: usize, seals: Seals) -> std::io::Result<SharedMapping> {
         use nix::fcntl::{FcntlArg, SealFlag, fcntl};
         use nix::sys::memfd::MFdFlags;
-        let fd = nix::sys::memfd::memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        let fd = nix::sys::memfd::memfd_create(
+            name,
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
         ftruncate(&fd, len as i64)?;
         let mut flags = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL;
         if seals == Seals::FixedSize {

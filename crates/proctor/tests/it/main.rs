@@ -5,5 +5,8 @@
 proctor::init_before_main!();
 
 mod examples;
+mod faults;
 mod pool;
+mod soak;
+mod thread_mode;
 mod transport;

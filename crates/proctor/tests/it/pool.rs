@@ -345,7 +345,10 @@ fn memory_limit_turns_oom_into_a_typed_error_of_one_task() {
 fn a_memory_limit_too_small_for_an_idle_worker_is_a_build_error() {
     let e = Pool::processes(1).memory_limit(1).build().unwrap_err();
     assert!(e.is_invalid_config(), "{e}");
-    assert!(e.to_string().contains("too small for an idle worker"), "{e}");
+    assert!(
+        e.to_string().contains("too small for an idle worker"),
+        "{e}"
+    );
 }
 
 fn recurse(depth: u64) -> u64 {

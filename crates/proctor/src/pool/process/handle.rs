@@ -65,7 +65,8 @@ pub(super) struct Worker {
     pub(super) arena: SharedMapping,
     /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
     pub(super) header: Arc<SharedMapping>,
-    /// The arena's job counter when the current job was sent.
+    /// How many jobs were sent to this worker (the last one is done when the arena says
+    /// this number).
     pub(super) sent_seq: u64,
     /// The end of what the worker wrote to stderr.
     tail: Vec<u8>,
@@ -88,12 +89,7 @@ impl Worker {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let arena = arena::create()?;
-        let fds: [RawFd; 4] = [
-            req_r.as_raw_fd(),
-            doorbell,
-            err_w.as_raw_fd(),
-            arena.fd(),
-        ];
+        let fds: [RawFd; 4] = [req_r.as_raw_fd(), doorbell, err_w.as_raw_fd(), arena.fd()];
         let pid = server.spawn(memory_limit, fds)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {

@@ -139,7 +139,13 @@ impl JobData {
         wire::begin_run(&mut frame);
         items.reencode(self.first_index + run.from, run.count, &mut frame)?;
         let first = self.first_task + run.from as u64;
-        wire::finish_run(&mut frame, first, self.entry, self.entry ^ secret, run.count as u32);
+        wire::finish_run(
+            &mut frame,
+            first,
+            self.entry,
+            self.entry ^ secret,
+            run.count as u32,
+        );
         Ok(Cow::Owned(frame))
     }
 
@@ -296,14 +302,17 @@ impl Shared {
                 arena::reset(&w.arena, self.config.task_timeout.is_some());
                 w.mark_job_start();
                 let sent = w.requests.write_all(&frame);
-                w.sent_seq = arena::sent(&w.arena);
+                w.sent_seq += 1;
+                arena::sent(&w.arena, w.sent_seq);
                 if sent.is_err() {
                     // The worker is gone (its end of the pipe closed).
                     self.on_death(st, slot, Death::Died, out);
                 }
             }
             Action::Deliver { slot, job, from, n } => {
-                let w = st.workers[slot].as_mut().expect("records come from a worker");
+                let w = st.workers[slot]
+                    .as_mut()
+                    .expect("records come from a worker");
                 let bytes = match arena::refresh(&mut w.arena) {
                     Ok(()) => {
                         let p = arena::progress(&w.arena);
@@ -472,7 +481,7 @@ impl Shared {
             for _ in 0..32 {
                 if targets
                     .iter()
-                    .any(|(header, sent)| arena::done_seq(header) >= *sent)
+                    .any(|(header, sent)| arena::done_seq(header) == *sent)
                 {
                     return true;
                 }
@@ -581,7 +590,7 @@ impl Shared {
             let Some(w) = st.workers[s].as_mut() else {
                 continue;
             };
-            if arena::done_seq(&w.header) < w.sent_seq {
+            if arena::done_seq(&w.header) != w.sent_seq {
                 continue;
             }
             let accepted = arena::refresh(&mut w.arena).is_ok()
@@ -937,12 +946,15 @@ impl ProcessPool {
         wire::finish_run(&mut frame, 0, entry, entry ^ shared.server.secret, 1);
         let st = shared.lock();
         let deadline = Instant::now() + EXIT_WAIT;
-        for w in st.workers.iter().flatten() {
+        let mut st = st;
+        for w in st.workers.iter_mut().flatten() {
             arena::reset(&w.arena, false);
             let sent = (&w.requests).write_all(&frame).is_ok();
-            let want = arena::sent(&w.arena);
+            w.sent_seq += 1;
+            let want = w.sent_seq;
+            arena::sent(&w.arena, want);
             loop {
-                if sent && arena::done_seq(&w.header) >= want {
+                if sent && arena::done_seq(&w.header) == want {
                     if arena::progress(&w.arena).committed == 1 && probe_ok(&w.arena) {
                         break;
                     }

@@ -7,8 +7,8 @@
 
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arcstr::ArcStr;
 use serde::de::DeserializeOwned;
@@ -172,7 +172,9 @@ fn undecodable(e: &postcard::Error, task: u64) -> TaskError {
 fn decode_panicked(payload: &(dyn std::any::Any + Send), task: u64) -> TaskError {
     let (message, _) = crate::panic::details(payload);
     TaskError::Codec {
-        message: arcstr::format!("its result could not be decoded: Deserialize panicked: {message}"),
+        message: arcstr::format!(
+            "its result could not be decoded: Deserialize panicked: {message}"
+        ),
         task,
     }
 }
@@ -306,4 +308,3 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
         }
     }
 }
-

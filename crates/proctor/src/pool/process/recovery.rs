@@ -219,7 +219,10 @@ impl<J: Clone> Machine<J> {
 
     /// True if `slot` holds a live worker (idle or busy).
     pub(crate) fn has_worker(&self, slot: usize) -> bool {
-        matches!(self.slots[slot], SlotState::Idle { .. } | SlotState::Busy { .. })
+        matches!(
+            self.slots[slot],
+            SlotState::Idle { .. } | SlotState::Busy { .. }
+        )
     }
 
     /// True if nothing is queued and no slot is busy (or being replaced).
@@ -364,7 +367,14 @@ impl<J: Clone> Machine<J> {
         }
     }
 
-    fn bury(&mut self, slot: usize, run: Run<J>, seen: Seen, death: Death, out: &mut Vec<Action<J>>) {
+    fn bury(
+        &mut self,
+        slot: usize,
+        run: Run<J>,
+        seen: Seen,
+        death: Death,
+        out: &mut Vec<Action<J>>,
+    ) {
         let count = run.count;
         // A live worker keeps committed <= started <= committed + 1 <= count; clamp whatever
         // a hostile or torn header says into that range.

@@ -142,7 +142,11 @@ impl Sim {
                             .as_ref()
                             .expect("records delivered from an empty slot"),
                     };
-                    assert_eq!((w.run.job, w.run.from), (job, from), "records of another run");
+                    assert_eq!(
+                        (w.run.job, w.run.from),
+                        (job, from),
+                        "records of another run"
+                    );
                     assert!(
                         n <= w.records.len() || w.hostile,
                         "more records delivered than committed"
@@ -160,7 +164,10 @@ impl Sim {
                     fate,
                 } => {
                     for i in from..from + count {
-                        self.outcomes.entry((job, i)).or_default().push(Outcome::Fate(fate));
+                        self.outcomes
+                            .entry((job, i))
+                            .or_default()
+                            .push(Outcome::Fate(fate));
                     }
                 }
                 Action::Respawn { slot, .. } => {
@@ -170,7 +177,10 @@ impl Sim {
                         dead = Some((slot, w));
                     }
                     if let Some(max) = self.max_tasks {
-                        assert!(self.ran_by_worker[slot] <= max, "a worker ran past max_tasks");
+                        assert!(
+                            self.ran_by_worker[slot] <= max,
+                            "a worker ran past max_tasks"
+                        );
                     }
                     self.ran_by_worker[slot] = 0;
                     let ok = !self.break_spawn;
@@ -256,7 +266,10 @@ impl Sim {
                     return;
                 }
                 let index = w.committed as usize;
-                *self.timed.entry((w.run.job, w.run.from + index)).or_default() += 1;
+                *self
+                    .timed
+                    .entry((w.run.job, w.run.from + index))
+                    .or_default() += 1;
                 if finish_first {
                     self.run_event(Event::Commit(slot, true));
                     self.run_event(Event::Start(slot));
@@ -300,7 +313,10 @@ impl Sim {
             committed: w.committed,
         };
         let mut out = Vec::new();
-        assert!(self.m.done(slot, seen, &mut out), "a true done report was refused");
+        assert!(
+            self.m.done(slot, seen, &mut out),
+            "a true done report was refused"
+        );
         self.apply(out, None);
         self.vacate_if_idle(slot);
     }

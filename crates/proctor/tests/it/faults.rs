@@ -1,0 +1,392 @@
+//! Regression tests for the faults that once broke process mode's promise (one outcome per
+//! task, never a hang, nothing lost). Each failed before its fix.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use proctor::{Pool, TaskError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+fn double(n: u64) -> u64 {
+    2 * n
+}
+
+/// A `u64` whose `Deserialize` panics on 13.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Touchy(u64);
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        assert!(n != 13, "13 does not decode");
+        Ok(Touchy(n))
+    }
+}
+
+fn untouchy(t: Touchy) -> u64 {
+    2 * t.0
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn an_argument_whose_deserialize_panics_fails_alone_and_map_returns() {
+    let pool = Pool::processes(2).build().unwrap();
+    for chunk in [1, 4] {
+        let out = pool.map(untouchy, [1, 13, 3, 4].map(Touchy));
+        assert_eq!(out.len(), 4, "chunk {chunk}");
+        assert_eq!(out[0], Ok(2));
+        let e = out[1].as_ref().unwrap_err();
+        assert!(e.to_string().contains("13 does not decode"), "{e}");
+        assert_eq!((out[2].clone(), out[3].clone()), (Ok(6), Ok(8)));
+    }
+}
+
+fn length(v: Vec<u8>) -> usize {
+    v.len()
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped() {
+    let pool = Pool::processes(1)
+        .memory_limit(64 << 20)
+        .forward_stderr(false)
+        .build()
+        .unwrap();
+    let out = pool.map(
+        length,
+        vec![vec![1u8; 10], vec![2u8; 96 << 20], vec![3u8; 20]],
+    );
+    assert_eq!(out[0], Ok(10));
+    assert!(
+        matches!(
+            out[1],
+            Err(TaskError::Poisoned {
+                attempts: 2,
+                task: 1,
+                ..
+            })
+        ),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(out[2], Ok(20));
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn map_never_builds_a_frame_over_the_limit_from_items_that_fit_alone() {
+    let pool = Pool::processes(1).build().unwrap();
+    let out = pool.map(
+        length,
+        vec![vec![0u8; 1024], vec![1u8; 200 << 20], vec![2u8; 100 << 20]],
+    );
+    assert_eq!(out, vec![Ok(1024), Ok(200 << 20), Ok(100 << 20)]);
+}
+
+/// A result whose `Serialize` always fails.
+#[derive(Debug, Deserialize)]
+struct Unsendable;
+
+impl Serialize for Unsendable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("never on the wire"))
+    }
+}
+
+fn unsendable(_: u64) -> Unsendable {
+    Unsendable
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_result_that_fails_to_serialize_is_a_codec_error_of_its_own() {
+    let pool = Pool::processes(1).build().unwrap();
+    let out = pool.map(unsendable, vec![1, 2]);
+    for o in &out {
+        let e = o.as_ref().unwrap_err();
+        assert!(e.to_string().contains("could not be encoded"), "{e}");
+        assert!(!e.to_string().contains("limit"), "{e}");
+    }
+    assert_eq!(pool.submit(double, 4).join(), Ok(8));
+}
+
+/// A result whose `Deserialize` panics in the parent.
+#[derive(Debug, Serialize)]
+struct Fragile(u64);
+
+impl<'de> Deserialize<'de> for Fragile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        assert!(n != 7, "7 breaks on arrival");
+        Ok(Fragile(n))
+    }
+}
+
+fn fragile(n: u64) -> Fragile {
+    Fragile(n)
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_result_whose_deserialize_panics_leaves_the_pool_usable() {
+    let pool = Pool::processes(2).build().unwrap();
+    let out = pool.map(fragile, vec![6, 7, 8]);
+    assert_eq!(out[0].as_ref().map(|f| f.0), Ok(6));
+    assert!(
+        out[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("7 breaks on arrival")
+    );
+    assert_eq!(out[2].as_ref().map(|f| f.0), Ok(8));
+    let e = pool.submit(fragile, 7).join().unwrap_err();
+    assert!(matches!(e, TaskError::Codec { .. }), "{e:?}");
+    assert_eq!(pool.try_map(double, vec![1, 2]).unwrap(), vec![2, 4]);
+    pool.shutdown();
+}
+
+fn nested(_: u64) -> String {
+    proctor::init();
+    match Pool::processes(1).build() {
+        Ok(_) => "built".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn init_inside_a_task_returns_and_a_nested_process_pool_says_why_not() {
+    let pool = Pool::processes(1)
+        .task_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let said = pool.submit(nested, 0).join().unwrap();
+    assert!(said.contains("cannot be nested"), "{said}");
+}
+
+fn sigpipe_ignored_by_server_and_worker(_: u64) -> (bool, bool) {
+    let ignored = |status: String| {
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap_or(0))
+            .unwrap_or(0);
+        mask & (1 << (libc::SIGPIPE - 1)) != 0
+    };
+    let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    // SAFETY: getppid takes no arguments and cannot fail.
+    let server = unsafe { libc::getppid() };
+    let parent = std::fs::read_to_string(format!("/proc/{server}/status")).unwrap_or_default();
+    (ignored(parent), ignored(me))
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn the_fork_server_ignores_sigpipe_even_when_started_before_main() {
+    // This test binary starts the server with init_before_main!, before Rust's runtime
+    // ignores SIGPIPE: the server must ignore it itself, or a write to a dead parent kills
+    // it before it kills its worker groups.
+    let pool = Pool::processes(1).build().unwrap();
+    assert_eq!(
+        pool.submit(sigpipe_ignored_by_server_and_worker, 0).join(),
+        Ok((true, true))
+    );
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_timeout_fires_while_nobody_waits() {
+    let pool = Pool::processes(1)
+        .task_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let before = pool.worker_pids();
+    let task = pool.submit(sleep_ms, 60_000);
+    // Nobody joins: the pool's supervisor must stop the task and replace its worker.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pool.worker_pids() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(
+        pool.worker_pids(),
+        before,
+        "the overrunning worker was not replaced"
+    );
+    assert!(task.join().unwrap_err().is_timed_out());
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_timeout_wakes_the_thread_waiting_for_it_while_another_drives() {
+    let pool = Pool::processes(2)
+        .task_timeout(Duration::from_millis(500))
+        .chunk_size(1)
+        .build()
+        .unwrap();
+    let hung = pool.submit(sleep_ms, 60_000);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || {
+            let r = hung.join();
+            (r, Instant::now())
+        });
+        // Ten tasks of 300 ms on the other worker: this thread drives for about 3 s.
+        let out = pool.map(sleep_ms, vec![300; 10]);
+        let map_done = Instant::now();
+        assert!(out.iter().all(|o| *o == Ok(300)), "{out:?}");
+        let (r, hung_done) = waiter.join().unwrap();
+        assert!(r.unwrap_err().is_timed_out());
+        // Whichever thread drove, the timed-out task's waiter got its outcome first.
+        assert!(
+            hung_done < map_done,
+            "the timeout's waiter slept until the map ended"
+        );
+    });
+}
+
+fn truncate_shared_memory(_: u64) -> u64 {
+    // A hostile task: truncate every memfd this worker holds (its arena, the doorbell).
+    let mut hit = 0;
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.to_string_lossy().contains("memfd:proctor") {
+            if let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() {
+                // SAFETY: ftruncate(2) on a descriptor number; it takes no pointers.
+                unsafe { libc::ftruncate(fd, 0) };
+                hit += 1;
+            }
+        }
+    }
+    hit
+}
+
+fn scribble_on_the_arena(pattern: u8) -> u64 {
+    // A hostile task: overwrite its arena (header and records) through a mapping of its own.
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.to_string_lossy().contains("memfd:proctor-arena") {
+            let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap_or(-1);
+            let len = 1 << 16;
+            // SAFETY: a fresh shared mapping of a memfd this process holds; written below
+            // within its length, then unmapped. It aliases no Rust object.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    std::ptr::write_bytes(p as *mut u8, pattern, len);
+                    libc::munmap(p, len);
+                }
+            }
+        }
+    }
+    7
+}
+
+fn close_my_pipes(_: u64) -> u64 {
+    for fd in 0..64 {
+        // SAFETY: close(2) on descriptor numbers; at worst EBADF.
+        unsafe { libc::close(fd) };
+    }
+    1
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_hostile_task_spoils_at_most_its_own_job() {
+    let pool = Pool::processes(2).forward_stderr(false).build().unwrap();
+    // Truncating the memfds is refused (they are sealed): no SIGBUS in the parent.
+    let hit = pool.submit(truncate_shared_memory, 0).join().unwrap();
+    assert!(hit >= 2, "the task found {hit} memfds");
+    for pattern in [0xFF, 0x00, 0x7F] {
+        let out = pool.map(scribble_on_the_arena, vec![pattern; 3]);
+        assert_eq!(out.len(), 3);
+        for o in &out {
+            // Garbage is never an Ok of another value: an error, or the task's own 7.
+            assert!(matches!(o, Ok(7) | Err(_)), "{o:?}");
+        }
+    }
+    let closed = pool.submit(close_my_pipes, 0).join();
+    assert!(matches!(closed, Ok(1) | Err(_)));
+    // The pool is whole: the next calls are all right.
+    let out = pool.map(double, (0..1000).collect::<Vec<u64>>());
+    assert!(out.iter().enumerate().all(|(i, o)| *o == Ok(2 * i as u64)));
+    assert_eq!(pool.submit(double, 21).join(), Ok(42));
+}
+
+fn chatty(n: u64) -> u64 {
+    let mut err = std::io::stderr().lock();
+    for k in 0..1000 {
+        let _ = writeln!(err, "line {n}-{k}");
+    }
+    drop(err);
+    let raw = format!("raw {n}\n");
+    // SAFETY: write(2) of a live buffer's bytes to fd 2.
+    unsafe { libc::write(2, raw.as_ptr().cast(), raw.len()) };
+    print!("out {n}");
+    n
+}
+
+/// Not a test on its own: the child process of `nothing_a_task_writes_is_lost`.
+#[test]
+#[ignore = "helper run as a child process by another test"]
+fn helper_chatty_pool() {
+    let Ok(how) = std::env::var("PROCTOR_TEST_CHATTY") else {
+        return;
+    };
+    let mut b = Pool::processes(2);
+    if how.contains("recycle") {
+        b = b.max_tasks_per_worker(1);
+    }
+    let pool = b.build().unwrap();
+    let out = pool.map(chatty, (0..10).collect::<Vec<u64>>());
+    assert!(out.iter().all(Result::is_ok));
+    if how.contains("shutdown") {
+        pool.shutdown();
+    } else {
+        drop(pool);
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn nothing_a_task_writes_is_lost() {
+    for how in ["shutdown", "drop", "recycle,shutdown", "recycle,drop"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "faults::helper_chatty_pool",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("PROCTOR_TEST_CHATTY", how)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{how}: {stderr}");
+        let lines = stderr.lines().filter(|l| l.starts_with("line ")).count();
+        let raw = stderr.lines().filter(|l| l.starts_with("raw ")).count();
+        let printed = stdout.matches("out ").count();
+        assert_eq!((lines, raw, printed), (10_000, 10, 10), "{how}");
+    }
+}

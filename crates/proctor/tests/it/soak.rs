@@ -1,0 +1,257 @@
+//! The fault soak of process mode: many tasks, about 1 % of them faulty in every way a task
+//! can be, while another thread SIGKILLs random workers from outside. Every outcome is
+//! checked: exactly one per task, every `Ok` the task's own value, every error on a faulty
+//! task (of its fault's kind) or on a task that a kill hit.
+//!
+//! `PROCTOR_SOAK_TASKS` sets the size of the CI-sized run; the full run is
+//! `cargo test --release -p proctor --test it soak_full -- --ignored --nocapture`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proctor::{Pool, TaskError};
+
+/// What item `n` does (about 1 % are faulty, spread by a hash so faults land anywhere in a
+/// chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Abort,
+    Segfault,
+    Exit,
+    Hang,
+    Oom,
+}
+
+fn fault_of(n: u64, hangs: bool) -> Fault {
+    let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+    match h {
+        0..=1 => Fault::Panic,
+        2..=3 => Fault::Abort,
+        4..=5 => Fault::Segfault,
+        6..=7 => Fault::Exit,
+        8 if hangs => Fault::Hang,
+        9 => Fault::Oom,
+        _ => Fault::None,
+    }
+}
+
+const MEMORY_LIMIT: u64 = 256 << 20;
+
+/// The soak's task: `2n`, unless item `n` is faulty.
+fn soak_task((n, hangs): (u64, bool)) -> u64 {
+    match fault_of(n, hangs) {
+        Fault::None => 2 * n,
+        Fault::Panic => panic!("item {n} panics"),
+        Fault::Abort => std::process::abort(),
+        Fault::Segfault => {
+            // SAFETY: none: the point is to segfault (a null read the compiler cannot see).
+            let p = std::hint::black_box(std::ptr::null::<u64>());
+            unsafe { std::ptr::read_volatile(p) }
+        }
+        Fault::Exit => std::process::exit(3),
+        Fault::Hang => {
+            std::thread::sleep(Duration::from_secs(30));
+            2 * n
+        }
+        Fault::Oom => {
+            let v = vec![1u8; 1 << 30];
+            std::hint::black_box(&v).len() as u64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    timeout: bool,
+    chunk: Option<usize>,
+    max_tasks: Option<usize>,
+    retries: u32,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    fault_errors: u64,
+    /// Errors on tasks that were not faulty: a kill from outside hit them (or a neighbour's
+    /// timeout, whose kill can land on the next task when the first commits just in time).
+    collateral: u64,
+    kills: u64,
+    hangs: u64,
+}
+
+fn run_soak(n: u64, setup: Setup) -> Tally {
+    let mut b = Pool::processes(2)
+        .memory_limit(MEMORY_LIMIT)
+        .forward_stderr(false);
+    if setup.timeout {
+        b = b.task_timeout(Duration::from_millis(100));
+    }
+    if let Some(c) = setup.chunk {
+        b = b.chunk_size(c);
+    }
+    if let Some(m) = setup.max_tasks {
+        b = b.max_tasks_per_worker(m);
+    }
+    let pool = b.retries(setup.retries).build().unwrap();
+    let items: Vec<(u64, bool)> = (0..n).map(|i| (i, setup.timeout)).collect();
+    let stop = AtomicBool::new(false);
+    let kills = AtomicU64::new(0);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            // A killer from outside: SIGKILL a random worker every 3–8 ms.
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            while !stop.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                std::thread::sleep(Duration::from_millis(3 + x % 6));
+                let pids = pool.worker_pids();
+                if pids.is_empty() {
+                    continue;
+                }
+                let pid = pids[(x >> 8) as usize % pids.len()];
+                // SAFETY: kill(2) takes no pointers; the pid is one of the pool's workers
+                // (at worst one that just exited, whose pid the fork server has not reaped).
+                if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                    kills.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let out = pool.map(soak_task, items);
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    let mut t = Tally {
+        kills: kills.load(Ordering::Relaxed),
+        ..Tally::default()
+    };
+    assert_eq!(out.len() as u64, n, "{setup:?}: one outcome per task");
+    for (i, o) in out.iter().enumerate() {
+        let i = i as u64;
+        let fault = fault_of(i, setup.timeout);
+        if fault == Fault::Hang {
+            t.hangs += 1;
+        }
+        match o {
+            Ok(v) => {
+                assert_eq!(
+                    *v,
+                    2 * i,
+                    "{setup:?}: item {i} returned another item's value"
+                );
+                assert!(
+                    matches!(fault, Fault::None | Fault::Hang),
+                    "{setup:?}: faulty item {i} ({fault:?}) returned Ok"
+                );
+                t.ok += 1;
+            }
+            Err(e) => {
+                let killed = matches!(
+                    e,
+                    TaskError::Crashed { signal: Some(s), .. }
+                        if *s == libc::SIGKILL || *s == libc::SIGTERM
+                ) || e.is_poisoned();
+                let own = match fault {
+                    Fault::None => false,
+                    Fault::Panic => e.is_panicked(),
+                    Fault::Abort => matches!(
+                        e,
+                        TaskError::Crashed {
+                            signal: Some(libc::SIGABRT),
+                            ..
+                        }
+                    ),
+                    Fault::Segfault => matches!(
+                        e,
+                        TaskError::Crashed {
+                            signal: Some(libc::SIGSEGV),
+                            ..
+                        }
+                    ),
+                    Fault::Exit => matches!(
+                        e,
+                        TaskError::Crashed {
+                            exit_code: Some(3),
+                            ..
+                        }
+                    ),
+                    Fault::Hang => e.is_timed_out(),
+                    Fault::Oom => e.is_out_of_memory(),
+                };
+                assert!(
+                    own || killed,
+                    "{setup:?}: item {i} ({fault:?}) got an error it did not earn: {e}"
+                );
+                if fault == Fault::None {
+                    t.collateral += 1;
+                } else {
+                    t.fault_errors += 1;
+                }
+            }
+        }
+    }
+    // Each kill from outside ends at most one running task, and each timeout's kill at
+    // most one more (the next task, when the overrunning one commits just in time).
+    assert!(
+        t.collateral <= t.kills + t.hangs,
+        "{setup:?}: {} non-faulty tasks failed but only {} kills and {} timeouts happened",
+        t.collateral,
+        t.kills,
+        t.hangs
+    );
+    pool.shutdown();
+    t
+}
+
+fn setups() -> Vec<Setup> {
+    let s = |timeout, chunk, max_tasks, retries| Setup {
+        timeout,
+        chunk,
+        max_tasks,
+        retries,
+    };
+    vec![
+        s(true, None, None, 0),
+        s(false, None, None, 0),
+        s(true, Some(1), None, 0),
+        s(false, None, Some(50), 0),
+        s(true, None, None, 2),
+    ]
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn soak_every_task_gets_one_right_outcome_under_faults_and_kills() {
+    let n: u64 = std::env::var("PROCTOR_SOAK_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    for setup in setups() {
+        let t = run_soak(n, setup);
+        assert!(t.ok > 0 && t.fault_errors > 0, "{setup:?}: {t:?}");
+    }
+}
+
+#[test]
+#[ignore = "the full soak: a million tasks per setup, minutes; run it by hand with --release"]
+fn soak_full() {
+    let n: u64 = std::env::var("PROCTOR_SOAK_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    for setup in setups() {
+        let start = Instant::now();
+        let t = run_soak(n, setup);
+        println!(
+            "{setup:?}: {n} tasks in {:.1}s: {} ok, {} faulty errors, {} collateral, {} kills, {} hang items",
+            start.elapsed().as_secs_f64(),
+            t.ok,
+            t.fault_errors,
+            t.collateral,
+            t.kills,
+            t.hangs
+        );
+    }
+}
