@@ -50,8 +50,19 @@
 //!
 //! [`Pool::map`] returns one `Result<R, TaskError>` per item, in input order. [`TaskError`]
 //! says what happened to a task in one sentence ("worker 3 was killed by SIGSEGV (segmentation
-//! fault) while running task 17"). [`Error`] is for the pool itself: it could not be built,
-//! or [`Pool::try_map`] met a failed task.
+//! fault) while running task 17"): it [`Panicked`](TaskError::Panicked), its worker
+//! [`Crashed`](TaskError::Crashed) under it, it ran [`OutOfMemory`](TaskError::OutOfMemory)
+//! under the pool's `memory_limit`, it [`TimedOut`](TaskError::TimedOut), its job was
+//! [`Poisoned`](TaskError::Poisoned) (it killed workers before any task started), no worker
+//! could be started for it ([`NoWorker`](TaskError::NoWorker)), its argument or result could
+//! not cross between processes ([`Codec`](TaskError::Codec)), or the pool was dropped first
+//! ([`Cancelled`](TaskError::Cancelled)). [`Error`] is for the pool itself: it could not be
+//! built, or [`Pool::try_map`] met a failed task.
+//!
+//! Every task ends with exactly one outcome, and an `Ok` is always the result of that task's
+//! own argument, whatever happens to the workers: a worker killed at any instant, a fork
+//! server gone, a replacement that cannot start, a task scribbling on the pool's shared
+//! memory. Nothing is run again unless [`PoolBuilder::retries`] asks for it.
 //!
 //! # Crash isolation
 //!
@@ -60,6 +71,10 @@
 //! lock held by another thread stays locked in the child). Each worker leads its own process
 //! group, so a task's own child processes are killed with it on crash, timeout and shutdown.
 //! Workers die with the program, even mid-task and even if it is killed with SIGKILL.
+//!
+//! Because workers are forked from the fork server, which [`init`] starts, a worker is a copy
+//! of the program *as it was when `init` ran*: a `static` or environment change made later
+//! in `main` is not seen by process workers. Pass what tasks need as their argument.
 //!
 //! In thread mode a panic is caught per task, but a hard crash (abort, segfault) takes the
 //! whole program down, and a timed-out thread cannot be killed: the task reports

@@ -248,15 +248,30 @@ impl ThreadPool {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
         let (slot, rx) = Slot::new();
         let slot = Arc::new(slot);
-        let timed = self.shared.config.task_timeout.is_some();
+        let limit = self.shared.config.task_timeout;
+        let timed = limit.is_some();
         let s = Arc::clone(&slot);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
             None => s.finish(Err(TaskError::Cancelled { task })),
             Some(ctx) => {
-                if timed {
-                    s.start(ctx);
+                if !timed {
+                    s.finish(run_one(f, arg, ctx.id, task));
+                    return;
                 }
-                s.finish(run_one(f, arg, ctx.id, task));
+                s.start(ctx);
+                let started = Instant::now();
+                let outcome = run_one(f, arg, ctx.id, task);
+                let after = started.elapsed();
+                // A task that overran ends TimedOut even when nobody was waiting to abandon
+                // it (a joiner that gave up already delivered TimedOut: this one is dropped).
+                match limit {
+                    Some(limit) if after >= limit => s.finish(Err(TaskError::TimedOut {
+                        after,
+                        worker: ctx.id,
+                        task,
+                    })),
+                    _ => s.finish(outcome),
+                }
             }
         };
         self.shared.send(Job::Run(Box::new(run), 1));

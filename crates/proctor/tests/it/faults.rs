@@ -227,7 +227,7 @@ fn a_timeout_fires_while_nobody_waits() {
 fn a_timeout_wakes_the_thread_waiting_for_it_while_another_drives() {
     let pool = Pool::processes(2)
         .task_timeout(Duration::from_millis(500))
-        .chunk_size(1)
+        .chunk_size(10)
         .build()
         .unwrap();
     let hung = pool.submit(sleep_ms, 60_000);
@@ -236,7 +236,8 @@ fn a_timeout_wakes_the_thread_waiting_for_it_while_another_drives() {
             let r = hung.join();
             (r, Instant::now())
         });
-        // Ten tasks of 300 ms on the other worker: this thread drives for about 3 s.
+        // Ten tasks of 300 ms in one job on the other worker: this thread drives for about
+        // 3 s, with no news until the job ends.
         let out = pool.map(sleep_ms, vec![300; 10]);
         let map_done = Instant::now();
         assert!(out.iter().all(|o| *o == Ok(300)), "{out:?}");
@@ -389,4 +390,142 @@ fn nothing_a_task_writes_is_lost() {
         let printed = stdout.matches("out ").count();
         assert_eq!((lines, raw, printed), (10_000, 10, 10), "{how}");
     }
+}
+
+/// Crashes the first time it runs for `dir`, succeeds after (a marker file remembers).
+fn crash_once(dir: String) -> u64 {
+    let marker = std::path::Path::new(&dir).join("ran");
+    let runs = std::fs::read_to_string(&marker).map_or(0, |s| s.len() as u64);
+    let _ = std::fs::write(&marker, "x".repeat(runs as usize + 1));
+    if runs == 0 {
+        std::process::abort();
+    }
+    runs + 1
+}
+
+/// Panics every time, counting its runs in a marker file.
+fn panic_counting(dir: String) -> u64 {
+    let marker = std::path::Path::new(&dir).join("ran");
+    let runs = std::fs::read_to_string(&marker).map_or(0, |s| s.len());
+    let _ = std::fs::write(&marker, "x".repeat(runs + 1));
+    panic!("run {}", runs + 1);
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn retries_rerun_a_crashed_task_only_when_asked_and_never_a_panicked_one() {
+    let dir = |name: &str| {
+        let d = std::env::temp_dir().join(format!("proctor-retries-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.to_string_lossy().into_owned()
+    };
+    let plain = Pool::processes(1).forward_stderr(false).build().unwrap();
+    let e = plain.submit(crash_once, dir("off")).join().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TaskError::Crashed {
+                signal: Some(libc::SIGABRT),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    let retrying = Pool::processes(1)
+        .retries(2)
+        .forward_stderr(false)
+        .build()
+        .unwrap();
+    assert_eq!(retrying.submit(crash_once, dir("on")).join(), Ok(2));
+    let out = retrying.map(crash_once, vec![dir("map0"), dir("map1"), dir("map2")]);
+    assert_eq!(out, vec![Ok(2), Ok(2), Ok(2)]);
+
+    let d = dir("panic");
+    let e = retrying
+        .submit(panic_counting, d.clone())
+        .join()
+        .unwrap_err();
+    assert!(e.is_panicked(), "{e:?}");
+    let runs = std::fs::read_to_string(std::path::Path::new(&d).join("ran")).unwrap();
+    assert_eq!(runs.len(), 1, "a panicked task was rerun");
+    assert!(
+        Pool::threads(1)
+            .retries(1)
+            .build()
+            .unwrap_err()
+            .is_invalid_config()
+    );
+}
+
+/// Not a test on its own: the child process of `a_dead_fork_server_ends_tasks_not_the_program`.
+#[test]
+#[ignore = "helper run as a child process by another test"]
+fn helper_fork_server_dies() {
+    if std::env::var_os("PROCTOR_TEST_SERVER_DIES").is_none() {
+        return;
+    }
+    let pool = Pool::processes(2).forward_stderr(false).build().unwrap();
+    assert_eq!(pool.submit(double, 1).join(), Ok(2));
+    let worker = pool.worker_pids()[0];
+    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap();
+    let server: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let busy = pool.submit(sleep_ms, 60_000);
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: kill(2) takes no pointers; `server` is this program's fork server.
+    assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
+    // No task timeout: only the server's death can end this join.
+    let e = busy.join().unwrap_err();
+    assert!(e.is_crashed(), "{e:?}");
+    let later = pool.submit(double, 2).join().unwrap_err();
+    assert!(matches!(later, TaskError::NoWorker { .. }), "{later:?}");
+    let out = pool.map(double, vec![1, 2, 3]);
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, Err(TaskError::NoWorker { .. }))),
+        "{out:?}"
+    );
+    println!("SERVER-DEATH-HANDLED");
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_dead_fork_server_ends_tasks_not_the_program() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "faults::helper_fork_server_dies",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PROCTOR_TEST_SERVER_DIES", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the pool hung after its fork server died");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SERVER-DEATH-HANDLED"), "{stdout}");
 }
