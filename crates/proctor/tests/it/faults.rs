@@ -50,6 +50,7 @@ fn length(v: Vec<u8>) -> usize {
 fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped() {
     let pool = Pool::processes(1)
         .memory_limit(64 << 20)
+        .chunk_size(3)
         .forward_stderr(false)
         .build()
         .unwrap();
@@ -57,6 +58,8 @@ fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped()
         length,
         vec![vec![1u8; 10], vec![2u8; 96 << 20], vec![3u8; 20]],
     );
+    // The three share one frame, too big to read under the limit: the strikes halve the job
+    // until they isolate the big argument, and the others run.
     assert_eq!(out[0], Ok(10));
     assert!(
         matches!(
@@ -76,12 +79,11 @@ fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped()
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn map_never_builds_a_frame_over_the_limit_from_items_that_fit_alone() {
-    let pool = Pool::processes(1).build().unwrap();
-    let out = pool.map(
-        length,
-        vec![vec![0u8; 1024], vec![1u8; 200 << 20], vec![2u8; 100 << 20]],
-    );
-    assert_eq!(out, vec![Ok(1024), Ok(200 << 20), Ok(100 << 20)]);
+    let pool = Pool::processes(1).chunk_size(2).build().unwrap();
+    // The first item starts a job (it is under the 8 MiB cut); the second fits in a frame
+    // alone, but not after the first.
+    let out = pool.map(length, vec![vec![0u8; 7 << 20], vec![1u8; 250 << 20]]);
+    assert_eq!(out, vec![Ok(7 << 20), Ok(250 << 20)]);
 }
 
 /// A result whose `Serialize` always fails.
@@ -232,20 +234,22 @@ fn a_timeout_wakes_the_thread_waiting_for_it_while_another_drives() {
         .unwrap();
     let hung = pool.submit(sleep_ms, 60_000);
     std::thread::scope(|s| {
-        let waiter = s.spawn(move || {
-            let r = hung.join();
-            (r, Instant::now())
-        });
-        // Ten tasks of 300 ms in one job on the other worker: this thread drives for about
+        // Ten tasks of 300 ms in one job on the other worker: that thread drives for about
         // 3 s, with no news until the job ends.
-        let out = pool.map(sleep_ms, vec![300; 10]);
-        let map_done = Instant::now();
+        let driver = s.spawn(|| {
+            let out = pool.map(sleep_ms, vec![300; 10]);
+            (out, Instant::now())
+        });
+        // Join only once the map's thread has taken the driver's role: this one follows.
+        std::thread::sleep(Duration::from_millis(100));
+        let r = hung.join();
+        let hung_done = Instant::now();
+        let (out, map_done) = driver.join().unwrap();
         assert!(out.iter().all(|o| *o == Ok(300)), "{out:?}");
-        let (r, hung_done) = waiter.join().unwrap();
         assert!(r.unwrap_err().is_timed_out());
-        // Whichever thread drove, the timed-out task's waiter got its outcome first.
+        // The timed-out task's waiter got its outcome when it timed out, not at the map's end.
         assert!(
-            hung_done < map_done,
+            hung_done + Duration::from_secs(1) < map_done,
             "the timeout's waiter slept until the map ended"
         );
     });

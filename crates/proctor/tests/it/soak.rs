@@ -227,7 +227,7 @@ fn soak_every_task_gets_one_right_outcome_under_faults_and_kills() {
     let n: u64 = std::env::var("PROCTOR_SOAK_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
+        .unwrap_or(50_000);
     for setup in setups() {
         let t = run_soak(n, setup);
         assert!(t.ok > 0 && t.fault_errors > 0, "{setup:?}: {t:?}");

@@ -35,22 +35,65 @@ pub(super) enum Drained {
     Eof,
 }
 
-/// Reads what is in `pipe` now (it is non-blocking), forwarding it to our stderr when
-/// `forward`, and keeping the end in `tail`.
-fn drain(pipe: &mut File, forward: bool, mut keep: impl FnMut(&[u8])) -> Drained {
+/// Copies a worker's stderr to ours a line at a time, so that lines from different workers
+/// never interleave mid-line on the terminal.
+struct Forward {
+    on: bool,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+}
+
+impl Forward {
+    /// The longest partial line held back before it is written anyway.
+    const MAX_PARTIAL: usize = 64 << 10;
+
+    fn take(&mut self, bytes: &[u8]) {
+        if !self.on {
+            return;
+        }
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(end) => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(&self.partial);
+                let _ = err.write_all(&bytes[..=end]);
+                self.partial.clear();
+                self.partial.extend_from_slice(&bytes[end + 1..]);
+            }
+            None => self.partial.extend_from_slice(bytes),
+        }
+        if self.partial.len() > Self::MAX_PARTIAL {
+            self.flush();
+        }
+    }
+
+    /// Writes the held-back partial line (the worker is gone: no end will come).
+    fn flush(&mut self) {
+        if !self.partial.is_empty() {
+            let _ = std::io::stderr().write_all(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// Reads what is in `pipe` now (it is non-blocking), forwarding it and handing it to `keep`.
+fn drain(pipe: &mut File, forward: &mut Forward, mut keep: impl FnMut(&[u8])) -> Drained {
     let mut buf = [0u8; 8192];
     loop {
         match pipe.read(&mut buf) {
-            Ok(0) => return Drained::Eof,
+            Ok(0) => {
+                forward.flush();
+                return Drained::Eof;
+            }
             Ok(n) => {
-                if forward {
-                    let _ = std::io::stderr().write_all(&buf[..n]);
-                }
+                forward.take(&buf[..n]);
                 keep(&buf[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Drained::Open,
-            Err(_) => return Drained::Eof,
+            Err(_) => {
+                forward.flush();
+                return Drained::Eof;
+            }
         }
     }
 }
@@ -72,8 +115,8 @@ pub(super) struct Worker {
     tail: Vec<u8>,
     /// Where in `tail` the current job's output begins: a crash quotes only that.
     mark: usize,
-    /// Copy what the worker writes to stderr to ours (`PoolBuilder::forward_stderr`).
-    forward: bool,
+    /// Copies what the worker writes to stderr to ours (`PoolBuilder::forward_stderr`).
+    forward: Forward,
 }
 
 impl Worker {
@@ -102,14 +145,17 @@ impl Worker {
             sent_seq: 0,
             tail: Vec::new(),
             mark: 0,
-            forward,
+            forward: Forward {
+                on: forward,
+                partial: Vec::new(),
+            },
         })
     }
 
     /// Reads what the worker wrote to stderr so far.
     pub(super) fn drain_stderr(&mut self) -> Drained {
         let (tail, mark) = (&mut self.tail, &mut self.mark);
-        drain(&mut self.stderr, self.forward, |bytes| {
+        drain(&mut self.stderr, &mut self.forward, |bytes| {
             tail.extend_from_slice(bytes);
             if tail.len() > 2 * TAIL {
                 let cut = tail.len() - TAIL;
@@ -145,7 +191,7 @@ impl Worker {
 /// The stderr pipe of a worker that was stopped, read until every writer is gone.
 pub(super) struct Retired {
     stderr: File,
-    forward: bool,
+    forward: Forward,
     until: Instant,
     /// An idle worker asked to exit (recycled): killed if it has not exited by `until`.
     pub(super) pid: Option<i32>,
@@ -154,7 +200,7 @@ pub(super) struct Retired {
 impl Retired {
     /// Reads what is there; true when the pipe is finished with (end of file, or given up).
     pub(super) fn drain(&mut self, server: &ForkServer) -> bool {
-        if drain(&mut self.stderr, self.forward, |_| {}) == Drained::Eof {
+        if drain(&mut self.stderr, &mut self.forward, |_| {}) == Drained::Eof {
             return true;
         }
         if Instant::now() >= self.until {
@@ -164,6 +210,7 @@ impl Retired {
                 self.until = Instant::now() + RETIRE_WAIT;
                 return false;
             }
+            self.forward.flush();
             return true;
         }
         false
@@ -174,6 +221,7 @@ impl Retired {
         self.until = self.until.min(deadline);
         while !self.drain(server) {
             if Instant::now() >= deadline {
+                self.forward.flush();
                 return;
             }
             let mut fds = [nix::poll::PollFd::new(

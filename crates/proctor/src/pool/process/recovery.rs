@@ -38,9 +38,11 @@
 //! the pool killed it for overrunning, `Crashed` otherwise — or, if the caller allowed
 //! [`retries`](crate::PoolBuilder::retries) and the death was a crash, it goes back to the
 //! queue with one attempt used. The tasks after it never started and go back to the queue
-//! (that is no retry). If no task was running, the death is a *strike* against the run's
-//! first unstarted task; two strikes in a row (a job whose argument kills the worker while it
-//! is decoded, say) and that task ends `Poisoned` instead of looping forever.
+//! (that is no retry). If no task was running, the death is a *strike* against the rest of
+//! the run. After two strikes in a row (a job whose argument kills the worker while it is
+//! decoded, say) a run of one task ends `Poisoned` instead of looping forever, and a longer
+//! run is halved, so the strikes close in on the task at fault in a few deaths (about two per
+//! halving) and the others run.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -424,13 +426,20 @@ impl<J: Clone> Machine<J> {
         if committed == count {
             return;
         }
-        // No task was running: a strike against the first unstarted one.
+        // No task was running: a strike against the run from its first unstarted task on.
         let strikes = if committed == 0 { run.strikes } else { 0 } + 1;
-        if strikes >= POISON_LIMIT {
+        let left = count - committed;
+        if strikes >= POISON_LIMIT && left == 1 {
             fail(1, Fate::Poisoned { attempts: strikes }, out);
-            if committed + 1 < count {
-                self.requeue(rest(&run, committed + 1, 0, 0), out);
-            }
+        } else if strikes >= POISON_LIMIT {
+            // Something in the run kills its worker before any task starts (its frame is too
+            // big to read under the memory limit, say). Halve it, so the strikes close in on
+            // the task at fault in a few deaths, and the innocent ones run.
+            let half = left / 2;
+            let second = part(&run, committed + half, left - half);
+            let first = part(&run, committed, half);
+            self.requeue(second, out);
+            self.requeue(first, out);
         } else {
             let head = if committed == 0 { run.head_attempts } else { 0 };
             self.requeue(rest(&run, committed, head, strikes), out);
@@ -485,6 +494,17 @@ fn rest<J: Clone>(run: &Run<J>, k: usize, head_attempts: u32, strikes: u32) -> R
         count: run.count - k,
         head_attempts,
         strikes,
+    }
+}
+
+/// Tasks `k..k + count` of `run` as a new run with no history.
+fn part<J: Clone>(run: &Run<J>, k: usize, count: usize) -> Run<J> {
+    Run {
+        job: run.job.clone(),
+        from: run.from + k,
+        count,
+        head_attempts: 0,
+        strikes: 0,
     }
 }
 

@@ -460,7 +460,7 @@ proptest! {
 #[test]
 fn a_run_that_kills_its_worker_before_starting_is_poisoned_after_two_tries() {
     let mut sim = Sim::new(1, None, 0);
-    sim.run_event(Event::Enqueue(3));
+    sim.run_event(Event::Enqueue(1));
     sim.run_event(Event::Dispatch);
     sim.run_event(Event::Die(0));
     sim.run_event(Event::Dispatch);
@@ -471,7 +471,43 @@ fn a_run_that_kills_its_worker_before_starting_is_poisoned_after_two_tries() {
         sim.outcomes[&(0, 0)],
         [Outcome::Fate(Fate::Poisoned { attempts: 2 })]
     );
-    assert_eq!(sim.outcomes[&(0, 1)], [Outcome::Ok(value_of(0, 1))]);
+}
+
+#[test]
+fn strikes_halve_a_run_until_they_find_the_task_at_fault() {
+    // Task 2 of 4 kills every worker that reads its run; the others are fine.
+    let mut sim = Sim::new(1, None, 0);
+    sim.run_event(Event::Enqueue(4));
+    let mut deaths = 0;
+    for _ in 0..50 {
+        sim.run_event(Event::Dispatch);
+        let Some(w) = &sim.workers[0] else { break };
+        let (from, count) = (w.run.from, w.run.count);
+        if (from..from + count).contains(&2) {
+            sim.run_event(Event::Die(0));
+            deaths += 1;
+        } else {
+            for _ in 0..count {
+                sim.run_event(Event::Start(0));
+                sim.run_event(Event::Commit(0, true));
+            }
+            sim.run_event(Event::Finish(0));
+        }
+    }
+    sim.drain();
+    sim.check();
+    assert_eq!(
+        sim.outcomes[&(0, 2)],
+        [Outcome::Fate(Fate::Poisoned { attempts: 2 })]
+    );
+    for i in [0, 1, 3] {
+        assert_eq!(
+            sim.outcomes[&(0, i)],
+            [Outcome::Ok(value_of(0, i))],
+            "task {i}"
+        );
+    }
+    assert!(deaths <= 6, "{deaths} deaths to find the task at fault");
 }
 
 #[test]
