@@ -121,8 +121,11 @@ pub(crate) fn create() -> std::io::Result<SharedMapping> {
 
 /// Remaps the parent's view if the worker grew the arena (parent side).
 pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
+    // The word says when the worker grew the arena; only then is the size asked of the
+    // kernel (an fstat per job was a third of a round trip). A word scribbled larger than
+    // the truth costs a look; the size itself comes from the kernel, capped.
     let len = map.word(LEN).load(Ordering::Acquire) as usize;
-    if len != map.len() {
+    if len > map.len() {
         map.refresh(MAX_LEN)
     } else {
         Ok(())
@@ -190,6 +193,11 @@ impl WorkerArena {
         self.started = 0;
     }
 
+    /// True if a task started and has no record yet.
+    pub(crate) fn is_running(&self) -> bool {
+        self.started > self.committed
+    }
+
     /// A task starts.
     #[inline]
     pub(crate) fn begin(&mut self) {
@@ -218,6 +226,7 @@ impl WorkerArena {
                     Ok(n) => Some(n),
                     Err(WriteError::Full) => None,
                     Err(WriteError::Failed(why)) => {
+                        let why = why.to_string();
                         return Err(format!("its result could not be encoded: {why}"));
                     }
                 };

@@ -262,13 +262,15 @@ impl<T: serde::Serialize> serde::Serialize for Concat<'_, T> {
     }
 }
 
-/// Why [`write_into`] wrote nothing.
+/// Why [`write_into`] wrote nothing. One byte (postcard's error kinds carry no data), so
+/// the result comes back in registers: a `String` here cost a store-forwarding stall per
+/// item in a worker's hot loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WriteError {
     /// The buffer is too short: retry with a longer one.
     Full,
     /// The value's `Serialize` failed: a longer buffer will not help.
-    Failed(String),
+    Failed(postcard::Error),
 }
 
 /// Writes the postcard encoding of `value` at the start of `buf` and returns its length
@@ -316,7 +318,7 @@ pub(crate) fn write_into<T: serde::Serialize + ?Sized>(
     }
     postcard::serialize_with_flavor(value, Cursor { buf, at: 0 }).map_err(|e| match e {
         postcard::Error::SerializeBufferFull => WriteError::Full,
-        e => WriteError::Failed(e.to_string()),
+        e => WriteError::Failed(e),
     })
 }
 

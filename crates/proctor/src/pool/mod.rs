@@ -371,7 +371,11 @@ impl<T> Assembler<T> {
             items.into_iter().for_each(|item| self.out.push(item));
             self.unpark();
         } else {
-            self.parked.insert(first, items.into_iter().collect());
+            // `for_each` again (not `collect`), for the same fast decode.
+            let items = items.into_iter();
+            let mut run = Vec::with_capacity(items.size_hint().0);
+            items.for_each(|item| run.push(item));
+            self.parked.insert(first, run);
         }
     }
 

@@ -533,3 +533,36 @@ fn a_dead_fork_server_ends_tasks_not_the_program() {
     );
     assert!(stdout.contains("SERVER-DEATH-HANDLED"), "{stdout}");
 }
+
+/// A result whose `Serialize` panics on 5, in the worker.
+#[derive(Debug, Deserialize, PartialEq)]
+struct Explosive(u64);
+
+impl Serialize for Explosive {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(self.0 != 5, "5 explodes on the way out");
+        s.serialize_u64(self.0)
+    }
+}
+
+fn explosive(n: u64) -> Explosive {
+    Explosive(n)
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_result_whose_serialize_panics_fails_alone_and_its_job_goes_on() {
+    let pool = Pool::processes(1).chunk_size(10).build().unwrap();
+    let before = pool.worker_pids();
+    let out = pool.map(explosive, (0..10).collect::<Vec<u64>>());
+    for (i, o) in out.iter().enumerate() {
+        if i == 5 {
+            let e = o.as_ref().unwrap_err();
+            assert!(e.to_string().contains("5 explodes on the way out"), "{e}");
+        } else {
+            assert_eq!(o.as_ref().ok(), Some(&Explosive(i as u64)));
+        }
+    }
+    // The same worker did it all: the panic did not cost it its life.
+    assert_eq!(pool.worker_pids(), before);
+}

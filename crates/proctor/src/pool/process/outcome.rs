@@ -51,6 +51,7 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
 
 /// Decodes outcome records into [`RawOutcome`]s; after a corrupt record, every remaining
 /// task gets a codec error.
+#[derive(Clone, Copy)]
 pub(crate) struct RecordIter<'a> {
     pub(super) buf: &'a [u8],
     pub(super) worker: u32,
@@ -266,27 +267,67 @@ impl<R: DeserializeOwned> Iterator for Decoded<'_, R> {
         (self.records.left, Some(self.records.left))
     }
 
-    /// The hot loop of a big `map`: `Ok` records go straight to `g` as `Ok` values (one
-    /// branch per outcome kind, so the compiler writes each in place).
+    /// The hot loop of a big `map` (`Assembler::add` drives it): `Ok` records go straight
+    /// to `f` as `Ok` values (one branch per outcome kind, so the compiler writes each in
+    /// place). A `Deserialize` that panics must not unwind into the pool, but a
+    /// `catch_unwind` per item keeps the decoder from being inlined (a quarter of a
+    /// million-item map's time): so one `catch_unwind` covers a whole batch, and after a
+    /// panic the item that panicked — the one just taken — becomes a codec error and the loop
+    /// goes on from the next.
     #[inline]
-    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    fn for_each<G>(self, mut f: G)
     where
-        G: FnMut(B, Self::Item) -> B,
+        G: FnMut(Self::Item),
     {
-        let mut acc = init;
+        let mut records = self.records;
         loop {
-            while let Some((task, bytes)) = self.records.next_ok() {
-                acc = match decode_result(bytes, task) {
-                    Ok(v) => g(acc, Ok(v)),
-                    Err(e) => g(acc, Err(e)),
-                };
+            // The iterator moves into the batch by value and comes back out: behind a
+            // reference its fields went through memory on every item.
+            let resume = records;
+            let at = std::cell::Cell::new(records.task);
+            let batch = catch_unwind(AssertUnwindSafe(|| {
+                decode_oks::<R, G>(records, &mut f, &at)
+            }));
+            match batch {
+                Ok(rest) => records = rest,
+                Err(payload) => {
+                    let task = at.get();
+                    f(Err(decode_panicked(payload.as_ref(), task)));
+                    // Go on after the item that panicked.
+                    records = resume;
+                    while records.task <= task && records.next_ok().is_some() {}
+                    continue;
+                }
             }
-            match self.next_slow() {
-                Some(outcome) => acc = g(acc, outcome),
-                None => return acc,
+            let mut slow = Decoded::<R>::new(records);
+            match slow.next_slow() {
+                Some(outcome) => {
+                    records = slow.records;
+                    f(outcome);
+                }
+                None => return,
             }
         }
     }
+}
+
+/// Decodes the `Ok` records at the front of `records` into `f`, noting each one's task in
+/// `at` before decoding it; returns where it stopped. Out of line, so that it compiles to
+/// the same tight loop whether or not a `catch_unwind` is around it.
+#[inline(never)]
+fn decode_oks<'a, R: DeserializeOwned, G: FnMut(Result<R, TaskError>)>(
+    mut records: RecordIter<'a>,
+    f: &mut G,
+    at: &std::cell::Cell<u64>,
+) -> RecordIter<'a> {
+    while let Some((task, bytes)) = records.next_ok() {
+        at.set(task);
+        match postcard::from_bytes(bytes) {
+            Ok(v) => f(Ok(v)),
+            Err(e) => f(Err(undecodable(&e, task))),
+        }
+    }
+    records
 }
 
 /// Holds the outcome of one submitted task.
