@@ -376,14 +376,7 @@ fn helper_chatty_pool() {
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn nothing_a_task_writes_is_lost() {
     for how in ["shutdown", "drop", "recycle,shutdown", "recycle,drop"] {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "faults::helper_chatty_pool",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("PROCTOR_TEST_CHATTY", how)
+        let out = crate::helper("faults::helper_chatty_pool", ("PROCTOR_TEST_CHATTY", how))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -504,18 +497,14 @@ fn helper_fork_server_dies() {
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn a_dead_fork_server_ends_tasks_not_the_program() {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "faults::helper_fork_server_dies",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("PROCTOR_TEST_SERVER_DIES", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::helper(
+        "faults::helper_fork_server_dies",
+        ("PROCTOR_TEST_SERVER_DIES", "1"),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

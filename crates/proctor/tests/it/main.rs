@@ -4,6 +4,21 @@
 // test harness starts threads before any test runs, so start it before main.
 proctor::init_before_main!();
 
+/// This test binary, set to run only the ignored helper test `name` (a child-process test's
+/// body) with `env` set.
+pub(crate) fn helper(name: &str, env: (&str, &str)) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(env.0, env.1);
+    cmd
+}
+
 mod examples;
 mod faults;
 mod pool;

@@ -502,17 +502,12 @@ fn helper_pool_with_a_noisy_crash() {
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn forward_stderr_false_keeps_worker_output_off_the_terminal_but_in_the_tail() {
     for (forward, on_terminal) in [("1", true), ("0", false)] {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "pool::helper_pool_with_a_noisy_crash",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PROCTOR_TEST_FORWARD", forward)
-            .output()
-            .unwrap();
+        let out = crate::helper(
+            "pool::helper_pool_with_a_noisy_crash",
+            ("PROCTOR_TEST_FORWARD", forward),
+        )
+        .output()
+        .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -547,18 +542,13 @@ fn helper_pool_parent_that_waits_to_be_killed() {
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn sigkill_of_the_parent_leaves_no_worker_alive() {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "pool::helper_pool_parent_that_waits_to_be_killed",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PROCTOR_TEST_HELPER", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::helper(
+        "pool::helper_pool_parent_that_waits_to_be_killed",
+        ("PROCTOR_TEST_HELPER", "1"),
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut pids = Vec::new();
     for line in std::io::BufReader::new(stdout).lines() {

@@ -205,6 +205,14 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     t
 }
 
+/// Tasks per setup: `PROCTOR_SOAK_TASKS`, or `default`.
+fn soak_tasks(default: u64) -> u64 {
+    std::env::var("PROCTOR_SOAK_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn setups() -> Vec<Setup> {
     let s = |timeout, chunk, max_tasks, retries| Setup {
         timeout,
@@ -224,10 +232,7 @@ fn setups() -> Vec<Setup> {
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn soak_every_task_gets_one_right_outcome_under_faults_and_kills() {
-    let n: u64 = std::env::var("PROCTOR_SOAK_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
+    let n = soak_tasks(50_000);
     for setup in setups() {
         let t = run_soak(n, setup);
         assert!(t.ok > 0 && t.fault_errors > 0, "{setup:?}: {t:?}");
@@ -237,10 +242,7 @@ fn soak_every_task_gets_one_right_outcome_under_faults_and_kills() {
 #[test]
 #[ignore = "the full soak: a million tasks per setup, minutes; run it by hand with --release"]
 fn soak_full() {
-    let n: u64 = std::env::var("PROCTOR_SOAK_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = soak_tasks(1_000_000);
     for setup in setups() {
         let start = Instant::now();
         let t = run_soak(n, setup);
