@@ -436,8 +436,10 @@ impl<J: Clone> Machine<J> {
             // big to read under the memory limit, say). Halve it, so the strikes close in on
             // the task at fault in a few deaths, and the innocent ones run.
             let half = left / 2;
-            let second = part(&run, committed + half, left - half);
-            let first = part(&run, committed, half);
+            let second = part(&run, committed + half, left - half, 0);
+            // The first half keeps its head's attempts: the head is the same task.
+            let head = if committed == 0 { run.head_attempts } else { 0 };
+            let first = part(&run, committed, half, head);
             self.requeue(second, out);
             self.requeue(first, out);
         } else {
@@ -497,13 +499,13 @@ fn rest<J: Clone>(run: &Run<J>, k: usize, head_attempts: u32, strikes: u32) -> R
     }
 }
 
-/// Tasks `k..k + count` of `run` as a new run with no history.
-fn part<J: Clone>(run: &Run<J>, k: usize, count: usize) -> Run<J> {
+/// Tasks `k..k + count` of `run` as a new run with no strikes.
+fn part<J: Clone>(run: &Run<J>, k: usize, count: usize, head_attempts: u32) -> Run<J> {
     Run {
         job: run.job.clone(),
         from: run.from + k,
         count,
-        head_attempts: 0,
+        head_attempts,
         strikes: 0,
     }
 }

@@ -93,6 +93,8 @@ struct Sim {
     timed: HashMap<(usize, usize), u32>,
     /// Tasks run by each worker incarnation, to check recycling.
     ran_by_worker: Vec<usize>,
+    /// The slot's worker lied in its header: the machine can only count what it reports.
+    liar: Vec<bool>,
     break_spawn: bool,
     spawn_failed: bool,
     /// Tasks of runs whose worker lied in its header: it can make them run again (it spoils
@@ -114,6 +116,7 @@ impl Sim {
             hit: HashMap::new(),
             timed: HashMap::new(),
             ran_by_worker: vec![0; slots],
+            liar: vec![false; slots],
             break_spawn: false,
             spawn_failed: false,
             tainted: Default::default(),
@@ -176,13 +179,14 @@ impl Sim {
                         assert_eq!(w.committed as usize, w.records.len());
                         dead = Some((slot, w));
                     }
-                    if let Some(max) = self.max_tasks {
+                    if let (Some(max), false) = (self.max_tasks, self.liar[slot]) {
                         assert!(
                             self.ran_by_worker[slot] <= max,
                             "a worker ran past max_tasks"
                         );
                     }
                     self.ran_by_worker[slot] = 0;
+                    self.liar[slot] = false;
                     let ok = !self.break_spawn;
                     if !ok {
                         self.spawn_failed = true;
@@ -216,7 +220,7 @@ impl Sim {
                         *self.starts.entry(key).or_default() += 1;
                         w.started += 1;
                         self.ran_by_worker[slot] += 1;
-                        if let Some(max) = self.max_tasks {
+                        if let (Some(max), false) = (self.max_tasks, self.liar[slot]) {
                             assert!(self.ran_by_worker[slot] <= max, "a worker ran past max");
                         }
                     }
@@ -282,6 +286,7 @@ impl Sim {
                     return;
                 };
                 w.hostile = true;
+                self.liar[slot] = true;
                 for i in w.run.from..w.run.from + w.run.count {
                     self.tainted.insert((w.run.job, i));
                 }
@@ -425,7 +430,7 @@ impl Sim {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
-        std::env::var("PROCTOR_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+        std::env::var("PROCTOR_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000)
     ))]
 
     /// Every task ends with exactly one outcome, an `Ok` is its own argument's value,
