@@ -1,0 +1,601 @@
+//! The driver: what a waiting thread (or the supervisor) does to move the pool along —
+//! collect finished jobs, bury dead workers, enforce timeouts, read stderr — and how it
+//! carries out the recovery machine's actions with system calls.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::handle::Worker;
+use super::job::{Delivery, Job};
+use super::outcome::RecordIter;
+use super::recovery::{Action, Death, Fate, Run, Seen};
+use super::{EXIT_WAIT, KILL_GRACE, PARK_AFTER, STDERR_TICK, Shared, State, lock};
+use crate::arena;
+use crate::error::TaskError;
+use crate::server::Exit;
+use crate::sys::SharedMapping;
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub(super) fn spawn_worker(&self, id: u32) -> std::io::Result<Worker> {
+        Worker::spawn(
+            self.server,
+            self.doorbell.fd(),
+            id,
+            self.config.memory_limit,
+            self.config.forward_stderr,
+        )
+    }
+
+    /// Carries out the machine's actions, and those they lead to, until the pool is quiet;
+    /// then decodes the records it copied out.
+    pub(super) fn act(&self, st: &mut State, first: Vec<Action<Job>>) {
+        let mut queue: VecDeque<Action<Job>> = VecDeque::from(first);
+        let mut out = std::mem::take(&mut st.actions);
+        let mut records = std::mem::take(&mut st.records);
+        records.clear();
+        loop {
+            while let Some(action) = queue.pop_front() {
+                out.clear();
+                self.perform(st, action, &mut records, &mut out);
+                queue.extend(out.drain(..));
+            }
+            // Whatever changed may let queued runs go to idle workers.
+            st.machine.dispatch(&mut out);
+            if out.is_empty() {
+                break;
+            }
+            queue.extend(out.drain(..));
+        }
+        st.actions = out;
+        // Decode last: every worker that could start its next job has it by now.
+        let deliveries = std::mem::take(&mut st.deliveries);
+        if !deliveries.is_empty() {
+            st.delivered = true;
+        }
+        for d in deliveries.iter() {
+            deliver(d, &records);
+        }
+        st.deliveries = deliveries;
+        st.deliveries.clear();
+        st.records = records;
+    }
+
+    fn perform(
+        &self,
+        st: &mut State,
+        action: Action<Job>,
+        records: &mut Vec<u8>,
+        out: &mut Vec<Action<Job>>,
+    ) {
+        match action {
+            Action::Send { slot, run } => {
+                let frame = match run.job.frame_for(&run, self.server.secret) {
+                    Ok(frame) => frame,
+                    Err(why) => {
+                        log::warn!("proctor: could not encode a resumed job again: {why}");
+                        st.machine.unsent(slot, out);
+                        return;
+                    }
+                };
+                let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
+                arena::reset(&w.arena, self.config.task_timeout.is_some());
+                w.mark_job_start();
+                let sent = w.requests.write_all(&frame);
+                w.sent_seq += 1;
+                arena::sent(&w.arena, w.sent_seq);
+                if sent.is_err() {
+                    // The worker is gone (its end of the pipe closed).
+                    self.on_death(st, slot, Death::Died, out);
+                }
+            }
+            Action::Deliver { slot, job, from, n } => {
+                let w = st.workers[slot]
+                    .as_mut()
+                    .expect("records come from a worker");
+                let bytes = match arena::refresh(&mut w.arena) {
+                    Ok(()) => {
+                        let p = arena::progress(&w.arena);
+                        arena::records(&w.arena, &p).map(|r| {
+                            let start = records.len();
+                            records.extend_from_slice(r);
+                            start..records.len()
+                        })
+                    }
+                    Err(_) => None,
+                };
+                st.deliveries.push(Delivery {
+                    job,
+                    from,
+                    n,
+                    bytes,
+                    worker: w.id,
+                });
+            }
+            Action::Fail {
+                slot,
+                job,
+                from,
+                count,
+                fate,
+            } => {
+                st.delivered = true;
+                let cause = slot.and_then(|s| Some((st.workers[s].as_ref()?, st.exits[s])));
+                job.fail(from, count, |task| self.task_error(cause, fate, task, st));
+            }
+            Action::Respawn { slot, graceful } => {
+                if let Some(mut old) = st.workers[slot].take() {
+                    if graceful {
+                        // An idle worker being recycled: closing its request pipe lets it
+                        // exit by itself, after its output is flushed.
+                        self.server.forget(old.pid);
+                        let pid = old.pid;
+                        st.retired.push(old.retire(Some(pid)));
+                    } else {
+                        old.drain_stderr();
+                        st.retired.push(old.retire(None));
+                    }
+                }
+                st.exits[slot] = None;
+                let id = st.next_worker_id;
+                st.next_worker_id = st.next_worker_id.wrapping_add(1);
+                match self.spawn_worker(id) {
+                    Ok(w) => {
+                        st.workers[slot] = Some(w);
+                        st.machine.replaced(slot, true, out);
+                    }
+                    Err(e) => {
+                        log::warn!("proctor: could not start a replacement worker: {e}");
+                        st.spawn_error = Some(e.to_string());
+                        st.machine.replaced(slot, false, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The worker in `slot` is gone or must go: learn how it ended, read what it left, and
+    /// let the machine decide its run's fate.
+    pub(super) fn on_death(
+        &self,
+        st: &mut State,
+        slot: usize,
+        death: Death,
+        out: &mut Vec<Action<Job>>,
+    ) {
+        let Some(w) = st.workers[slot].as_mut() else {
+            return;
+        };
+        if st.exits[slot].is_none() {
+            let exit = self.server.wait_exit(w.pid, EXIT_WAIT);
+            if exit.is_none() {
+                self.server.kill(w.pid, Signal::SIGKILL);
+                self.server.forget(w.pid);
+            }
+            st.exits[slot] = exit;
+        }
+        w.drain_stderr();
+        let seen = match arena::refresh(&mut w.arena) {
+            Ok(()) => seen(&w.arena),
+            // An arena we cannot map: nothing it says can be read.
+            Err(_) => Seen::default(),
+        };
+        st.machine.died(slot, seen, death, out);
+    }
+
+    /// The error of a task whose fate the machine decided; `cause` is the worker whose end
+    /// decided it, and how it ended.
+    fn task_error(
+        &self,
+        cause: Option<(&Worker, Option<Exit>)>,
+        fate: Fate,
+        task: u64,
+        st: &State,
+    ) -> TaskError {
+        let worker = cause.map_or(0, |(w, _)| w.id);
+        match fate {
+            Fate::Crashed => {
+                let (signal, exit_code) = match cause.and_then(|(_, e)| e) {
+                    Some(Exit::Signal(s)) => (Some(s), None),
+                    Some(Exit::Code(c)) => (None, Some(c)),
+                    None => (None, None),
+                };
+                let stderr_tail = cause.map(|(w, _)| w.job_stderr()).unwrap_or_default();
+                match self.config.memory_limit {
+                    Some(limit) if stderr_tail.contains("memory allocation of") => {
+                        TaskError::OutOfMemory {
+                            limit,
+                            stderr_tail,
+                            worker,
+                            task,
+                        }
+                    }
+                    _ => TaskError::Crashed {
+                        signal,
+                        exit_code,
+                        stderr_tail,
+                        worker,
+                        task,
+                    },
+                }
+            }
+            Fate::TimedOut { after } => TaskError::TimedOut {
+                after,
+                worker,
+                task,
+            },
+            Fate::Poisoned { attempts } => TaskError::Poisoned {
+                attempts,
+                stderr_tail: cause.map(|(w, _)| w.job_stderr()).unwrap_or_default(),
+                worker,
+                task,
+            },
+            Fate::Violation => TaskError::Codec {
+                message: "its worker broke the pool's protocol (an impossible arena header) \
+                          and was killed"
+                    .into(),
+                task,
+            },
+            Fate::Unencodable => TaskError::Codec {
+                message: "its argument could not be encoded again to resume its job".into(),
+                task,
+            },
+            Fate::Cancelled => TaskError::Cancelled { task },
+            Fate::NoWorker => TaskError::NoWorker {
+                reason: st
+                    .spawn_error
+                    .as_deref()
+                    .unwrap_or("no worker process could be started")
+                    .into(),
+                task,
+            },
+        }
+    }
+
+    /// Spins (unlocked) up to [`arena::SPIN`] until one of `slots` reports its job done;
+    /// true if one did.
+    fn spin_for_done(&self, st: MutexGuard<'_, State>, slots: &[usize]) -> bool {
+        // The header mappings stay valid while we spin unlocked: they are reference-counted.
+        let targets: Vec<(Arc<SharedMapping>, u64)> = slots
+            .iter()
+            .filter_map(|&s| st.workers[s].as_ref())
+            .map(|w| (Arc::clone(&w.header), w.sent_seq))
+            .collect();
+        drop(st);
+        let start = Instant::now();
+        while start.elapsed() < arena::SPIN {
+            for _ in 0..32 {
+                if targets
+                    .iter()
+                    .any(|(header, sent)| arena::done_seq(header) == *sent)
+                {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        false
+    }
+
+    /// Runs the pool until `done(state)` holds or nothing is left to drive.
+    fn drive<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        done: &dyn Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        loop {
+            // Read the doorbell before looking for news: news that lands after the look
+            // moves it, and the wait below then returns at once.
+            let seq = self.doorbell.seq();
+            if self.collect_news(&mut st) {
+                // Outcomes delivered for other waiting threads: let them go now, not when
+                // this driver is done.
+                self.notify(&mut st);
+                continue;
+            }
+            if done(&st) || st.machine.is_closed() || !st.machine.any_busy() {
+                return st;
+            }
+            let wait = self.next_deadline(&st).min(STDERR_TICK);
+            let cpu = crate::sys::current_cpu();
+            let spinners: Vec<usize> = (0..st.workers.len())
+                .filter(|&s| {
+                    st.machine.busy(s).is_some()
+                        && st.workers[s]
+                            .as_ref()
+                            .is_some_and(|w| arena::worker_elsewhere(&w.header, cpu))
+                })
+                .collect();
+            if !spinners.is_empty() {
+                // A worker on another CPU: watch its arena a moment for the job to finish,
+                // rather than sleep and pay a cross-CPU wake-up.
+                let finished = self.spin_for_done(st, &spinners);
+                st = self.lock();
+                if st.machine.is_closed() || st.stopping {
+                    return st;
+                }
+                if finished {
+                    continue;
+                }
+            }
+            drop(st);
+            self.doorbell
+                .wait(seq, wait.max(Duration::from_micros(100)));
+            st = self.lock();
+            if st.machine.is_closed() || st.stopping {
+                return st;
+            }
+            if self.doorbell.seq() == seq {
+                self.tick(&mut st);
+            }
+        }
+    }
+
+    /// What a quiet moment is for: read busy and retired workers' stderr (a worker whose
+    /// stderr pipe is full would otherwise block), and look at the clocks.
+    fn tick(&self, st: &mut State) {
+        for w in st.workers.iter_mut().flatten() {
+            w.drain_stderr();
+        }
+        let server = self.server;
+        st.retired.retain_mut(|r| !r.drain(server));
+        st.last_drain = Instant::now();
+        if let Some(limit) = self.config.task_timeout {
+            self.check_timeouts(st, limit);
+        }
+    }
+
+    /// How long until the next running task's timeout is due.
+    fn next_deadline(&self, st: &State) -> Duration {
+        let mut wait = Duration::MAX;
+        if let Some(limit) = self.config.task_timeout {
+            let now_ns = crate::sys::monotonic_ns();
+            for s in 0..st.workers.len() {
+                let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
+                    continue;
+                };
+                let p = arena::progress(&w.arena);
+                if p.started > p.committed {
+                    let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
+                    wait = wait.min(Duration::from_nanos(ends.saturating_sub(now_ns)));
+                }
+            }
+        }
+        wait
+    }
+
+    /// Finishes the jobs workers reported done, and buries workers the fork server reported
+    /// dead. True if any outcome was delivered.
+    pub(super) fn collect_news(&self, st: &mut State) -> bool {
+        let mut out = std::mem::take(&mut st.actions);
+        out.clear();
+        for s in 0..st.workers.len() {
+            if st.machine.busy(s).is_none() {
+                continue;
+            }
+            let Some(w) = st.workers[s].as_mut() else {
+                continue;
+            };
+            if arena::done_seq(&w.header) != w.sent_seq {
+                continue;
+            }
+            let accepted = arena::refresh(&mut w.arena).is_ok()
+                && st.machine.done(s, seen(&w.arena), &mut out);
+            if !accepted {
+                self.server.kill(w.pid, Signal::SIGKILL);
+                self.on_death(st, s, Death::Violation, &mut out);
+            }
+        }
+        let deaths = self.server.deaths();
+        if deaths != st.deaths_seen {
+            st.deaths_seen = deaths;
+            for s in 0..st.workers.len() {
+                let Some(w) = st.workers[s].as_ref() else {
+                    continue;
+                };
+                if !st.machine.has_worker(s) {
+                    continue;
+                }
+                if let Some(exit) = self.server.try_exit(w.pid) {
+                    st.exits[s] = Some(exit);
+                    self.on_death(st, s, Death::Died, &mut out);
+                }
+            }
+        }
+        if out.is_empty() {
+            st.actions = out;
+            return std::mem::take(&mut st.delivered);
+        }
+        let first = std::mem::take(&mut out);
+        st.actions = out;
+        self.act(st, first);
+        if st.last_drain.elapsed() >= STDERR_TICK {
+            for w in st.workers.iter_mut().flatten() {
+                w.drain_stderr();
+            }
+            st.last_drain = Instant::now();
+        }
+        std::mem::take(&mut st.delivered)
+    }
+
+    fn check_timeouts(&self, st: &mut State, limit: Duration) {
+        let now_ns = crate::sys::monotonic_ns();
+        let mut out = Vec::new();
+        for s in 0..st.workers.len() {
+            let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
+                continue;
+            };
+            let p = arena::progress(&w.arena);
+            let ran = Duration::from_nanos(now_ns.saturating_sub(p.started_at_ns));
+            if p.started <= p.committed || ran < limit {
+                continue;
+            }
+            // The task that overran; if it commits before the kill lands, the machine sees
+            // that and blames it on no one.
+            let index = p.committed as usize;
+            let pid = w.pid;
+            self.server.kill(pid, Signal::SIGTERM);
+            let mut exit = self.server.wait_exit(pid, KILL_GRACE);
+            if exit.is_none() {
+                self.server.kill(pid, Signal::SIGKILL);
+                exit = self.server.wait_exit(pid, EXIT_WAIT);
+            }
+            if exit.is_none() {
+                self.server.forget(pid);
+            }
+            st.exits[s] = Some(exit.unwrap_or(Exit::Signal(libc::SIGKILL)));
+            self.on_death(st, s, Death::TimedOut { index, after: ran }, &mut out);
+        }
+        if !out.is_empty() {
+            self.act(st, out);
+            // A timeout is an outcome too: wake whoever waits for it.
+            self.notify(st);
+        }
+    }
+
+    /// Wakes the threads waiting for outcomes, if any.
+    fn notify(&self, st: &mut State) {
+        st.delivered = false;
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
+    }
+
+    /// Sleeps on the condition variable, at most `limit`.
+    fn sleep<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        st.waiters += 1;
+        let mut st = match limit {
+            Some(d) => {
+                self.cond
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+            None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
+        };
+        st.waiters -= 1;
+        st
+    }
+
+    /// Waits until `done` holds, driving the pool when no other thread does.
+    pub(super) fn wait_until(&self, done: &dyn Fn(&State) -> bool) {
+        let mut st = self.lock();
+        loop {
+            if done(&st) {
+                return;
+            }
+            if !st.driving {
+                st.driving = true;
+                st = self.drive(st, done);
+                st.driving = false;
+                self.notify(&mut st);
+                if done(&st) || st.machine.is_closed() {
+                    return;
+                }
+                if !st.machine.any_busy() {
+                    // Nothing left to drive yet not done: wait for another thread's news.
+                    st = self.sleep(st, Some(Duration::from_millis(10)));
+                }
+                continue;
+            }
+            st = self.sleep(st, None);
+        }
+    }
+
+    pub(super) fn enqueue(&self, job: Job) {
+        let mut st = self.lock();
+        let mut out = std::mem::take(&mut st.actions);
+        out.clear();
+        let count = job.count;
+        st.machine.enqueue(Run::new(job, count), &mut out);
+        st.machine.dispatch(&mut out);
+        self.act(&mut st, out);
+        if st.driving {
+            self.doorbell.ring();
+        } else if self.collect_news(&mut st) {
+            // Nobody is driving (a `map` enqueues all its jobs before it waits): take in
+            // what finished workers have, which hands them the next jobs now.
+            self.notify(&mut st);
+        } else if st.delivered {
+            self.notify(&mut st);
+        }
+        if st.supervisor_parked {
+            st.supervisor_parked = false;
+            self.supervisor.notify_one();
+        }
+    }
+
+    /// The supervisor: drives the pool when nobody waits (see the module doc).
+    pub(super) fn supervise(&self) {
+        let mut st = self.lock();
+        let mut quiet = 0u32;
+        loop {
+            if st.stopping {
+                return;
+            }
+            let busy = st.machine.any_busy() || !st.retired.is_empty();
+            if busy && !st.driving {
+                st.driving = true;
+                let _ = self.collect_news(&mut st);
+                self.tick(&mut st);
+                st.driving = false;
+                self.notify(&mut st);
+            }
+            quiet = if busy { 0 } else { quiet + 1 };
+            if quiet > PARK_AFTER {
+                st.supervisor_parked = true;
+                st = self
+                    .supervisor
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+                quiet = 0;
+            } else {
+                let wait = self.next_deadline(&st).min(STDERR_TICK);
+                st = self
+                    .supervisor
+                    .wait_timeout(st, wait.max(Duration::from_millis(1)))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+    }
+}
+
+/// The header as the recovery machine sees it.
+fn seen(arena: &SharedMapping) -> Seen {
+    let p = arena::progress(arena);
+    Seen {
+        started: p.started,
+        committed: p.committed,
+    }
+}
+
+/// Decodes one delivery's records into its job's sink.
+fn deliver(d: &Delivery, records: &[u8]) {
+    let Some(range) = d.bytes.clone() else {
+        d.job.fail(d.from, d.n, |task| TaskError::Codec {
+            message: "its worker's result arena is inconsistent".into(),
+            task,
+        });
+        return;
+    };
+    let it = RecordIter {
+        buf: &records[range],
+        worker: d.worker,
+        task: d.job.first_task + d.from as u64,
+        left: d.n,
+        broken: false,
+    };
+    d.job.sink.deliver_records(d.job.first_index + d.from, it);
+}

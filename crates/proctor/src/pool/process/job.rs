@@ -1,0 +1,102 @@
+//! A job as the pool holds it: the frame sent to a worker, the sink its outcomes go to, and
+//! the caller's items, to encode again the part of a job a dead worker left unfinished.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::lock;
+use super::outcome::{RawOutcome, Sink};
+use super::recovery::Run;
+use crate::error::TaskError;
+use crate::wire::{self, MAX_FRAME};
+
+/// Encodes again the arguments of tasks of a job, for a run that resumes it after its worker
+/// died. (The worker's header says how many tasks were done, never where their arguments
+/// ended, so a torn header cannot shift an argument onto another task.)
+pub(super) trait Reencode: Send + Sync {
+    /// Appends the arguments of items `first..first + count` of the call.
+    fn reencode(&self, first: usize, count: usize, out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// A `map` call's items, kept until the call returns.
+pub(super) struct Items<A>(pub(super) Mutex<Vec<A>>);
+
+impl<A: Serialize + Send> Reencode for Items<A> {
+    fn reencode(&self, first: usize, count: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        let items = lock(&self.0);
+        let run = items
+            .get(first..first + count)
+            .ok_or_else(|| "a resumed run lies outside its call's items".to_string())?;
+        wire::append_capped(&wire::Concat(run), out, MAX_FRAME).map_err(|e| e.to_string())
+    }
+}
+
+/// One job: consecutive tasks of one call, sent to a worker as one frame.
+pub(super) struct JobData {
+    pub(super) first_task: u64,
+    /// The first task's index in its call (and sink).
+    pub(super) first_index: usize,
+    pub(super) count: usize,
+    pub(super) entry: u64,
+    /// The whole job's `Run` frame.
+    pub(super) frame: Vec<u8>,
+    pub(super) sink: Arc<dyn Sink>,
+    /// The call's items, to encode a resumed run (`None` for a single task: its frame is
+    /// the only one it ever needs).
+    pub(super) items: Option<Arc<dyn Reencode>>,
+}
+
+pub(super) type Job = Arc<JobData>;
+
+impl std::fmt::Debug for JobData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("first_task", &self.first_task)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobData {
+    /// The frame of `run`: the job's own, or one encoded afresh for a resumed part of it.
+    pub(super) fn frame_for(&self, run: &Run<Job>, secret: u64) -> Result<Cow<'_, [u8]>, String> {
+        if run.from == 0 && run.count == self.count {
+            return Ok(Cow::Borrowed(&self.frame));
+        }
+        let items = self
+            .items
+            .as_ref()
+            .ok_or_else(|| "a single task's job cannot be split".to_string())?;
+        let mut frame = Vec::new();
+        wire::begin_run(&mut frame);
+        items.reencode(self.first_index + run.from, run.count, &mut frame)?;
+        let first = self.first_task + run.from as u64;
+        wire::finish_run(
+            &mut frame,
+            first,
+            self.entry,
+            self.entry ^ secret,
+            run.count as u32,
+        );
+        Ok(Cow::Owned(frame))
+    }
+
+    /// Tasks `from..from + count` get `err(task)`.
+    pub(super) fn fail(&self, from: usize, count: usize, err: impl Fn(u64) -> TaskError) {
+        let base = self.first_task;
+        let mut it = (from..from + count).map(|k| RawOutcome::Err(err(base + k as u64)));
+        self.sink.deliver(self.first_index + from, &mut it);
+    }
+}
+
+/// Records copied out of an arena, waiting to be decoded once the worker has its next job.
+pub(super) struct Delivery {
+    pub(super) job: Job,
+    pub(super) from: usize,
+    pub(super) n: usize,
+    pub(super) bytes: Option<Range<usize>>,
+    pub(super) worker: u32,
+}
