@@ -2,7 +2,6 @@
 //! collect finished jobs, bury dead workers, enforce timeouts, read stderr — and how it
 //! carries out the recovery machine's actions with system calls.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,9 +35,11 @@ impl Shared {
 
     /// Carries out the machine's actions, and those they lead to, until the pool is quiet;
     /// then decodes the records it copied out.
-    pub(super) fn act(&self, st: &mut State, first: Vec<Action<Job>>) {
-        let mut queue: VecDeque<Action<Job>> = VecDeque::from(first);
-        let mut out = std::mem::take(&mut st.actions);
+    pub(super) fn act(&self, st: &mut State, first: &mut Vec<Action<Job>>) {
+        // Scratch space kept in the state: a round trip allocates nothing here.
+        let mut queue = std::mem::take(&mut st.queue);
+        queue.extend(first.drain(..));
+        let mut out = std::mem::take(&mut st.out);
         let mut records = std::mem::take(&mut st.records);
         records.clear();
         loop {
@@ -54,17 +55,17 @@ impl Shared {
             }
             queue.extend(out.drain(..));
         }
-        st.actions = out;
+        st.queue = queue;
+        st.out = out;
         // Decode last: every worker that could start its next job has it by now.
-        let deliveries = std::mem::take(&mut st.deliveries);
+        let mut deliveries = std::mem::take(&mut st.deliveries);
         if !deliveries.is_empty() {
             st.delivered = true;
         }
-        for d in deliveries.iter() {
-            deliver(d, &records);
+        for d in deliveries.drain(..) {
+            deliver(&d, &records);
         }
         st.deliveries = deliveries;
-        st.deliveries.clear();
         st.records = records;
     }
 
@@ -76,8 +77,9 @@ impl Shared {
         out: &mut Vec<Action<Job>>,
     ) {
         match action {
-            Action::Send { slot, run } => {
-                let frame = match run.job.frame_for(&run, self.server.secret) {
+            Action::Send { slot } => {
+                let run = st.machine.busy(slot).expect("a run is sent to a busy slot");
+                let frame = match run.job.frame_for(run, self.server.secret) {
                     Ok(frame) => frame,
                     Err(why) => {
                         log::warn!("proctor: could not encode a resumed job again: {why}");
@@ -88,10 +90,11 @@ impl Shared {
                 let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
                 arena::reset(&w.arena, self.config.task_timeout.is_some());
                 w.mark_job_start();
-                let sent = w.requests.write_all(&frame);
+                let sent = w.requests.write_all(&frame).is_ok();
+                drop(frame);
                 w.sent_seq += 1;
                 arena::sent(&w.arena, w.sent_seq);
-                if sent.is_err() {
+                if !sent {
                     // The worker is gone (its end of the pipe closed).
                     self.on_death(st, slot, Death::Died, out);
                 }
@@ -413,9 +416,8 @@ impl Shared {
             st.actions = out;
             return std::mem::take(&mut st.delivered);
         }
-        let first = std::mem::take(&mut out);
+        self.act(st, &mut out);
         st.actions = out;
-        self.act(st, first);
         if st.last_drain.elapsed() >= STDERR_TICK {
             for w in st.workers.iter_mut().flatten() {
                 w.drain_stderr();
@@ -454,7 +456,7 @@ impl Shared {
             self.on_death(st, s, Death::TimedOut { index, after: ran }, &mut out);
         }
         if !out.is_empty() {
-            self.act(st, out);
+            self.act(st, &mut out);
             // A timeout is an outcome too: wake whoever waits for it.
             self.notify(st);
         }
@@ -520,7 +522,8 @@ impl Shared {
         let count = job.count;
         st.machine.enqueue(Run::new(job, count), &mut out);
         st.machine.dispatch(&mut out);
-        self.act(&mut st, out);
+        self.act(&mut st, &mut out);
+        st.actions = out;
         if st.driving {
             self.doorbell.ring();
         } else if self.collect_news(&mut st) {

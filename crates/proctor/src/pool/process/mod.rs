@@ -103,8 +103,10 @@ struct State {
     /// their next jobs while these are decoded (kept to reuse the allocation).
     records: Vec<u8>,
     deliveries: Vec<Delivery>,
-    /// Scratch space for the machine's actions.
+    /// Scratch space for the machine's actions, and for carrying them out.
     actions: Vec<Action<Job>>,
+    queue: std::collections::VecDeque<Action<Job>>,
+    out: Vec<Action<Job>>,
     /// Why the last replacement worker could not be started.
     spawn_error: Option<String>,
     /// The supervisor sleeps until woken (the pool was quiet for a while).
@@ -241,6 +243,8 @@ impl ProcessPool {
                 records: Vec::new(),
                 deliveries: Vec::new(),
                 actions: Vec::new(),
+                queue: Default::default(),
+                out: Vec::new(),
                 spawn_error: None,
                 supervisor_parked: false,
                 stopping: false,
@@ -523,7 +527,7 @@ impl Drop for ProcessPool {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        shared.act(&mut st, out);
+        shared.act(&mut st, &mut out);
         // Kill every worker's group at once, then collect the reports.
         for w in st.workers.iter().flatten() {
             shared.server.kill(w.pid, Signal::SIGKILL);
@@ -548,8 +552,7 @@ impl Drop for ProcessPool {
                 shared.on_death(&mut st, s, Death::Cancelled, &mut out);
             }
         }
-        let first = std::mem::take(&mut out);
-        shared.act(&mut st, first);
+        shared.act(&mut st, &mut out);
         // Read every pipe to its end: what the workers wrote last is not lost.
         let mut retired: Vec<Retired> = st.retired.drain(..).collect();
         for w in st.workers.iter_mut().filter_map(Option::take) {

@@ -135,12 +135,11 @@ pub(crate) enum Fate {
 /// What the backend must do, in order.
 #[derive(Debug, Clone)]
 pub(crate) enum Action<J> {
-    /// Send `run` to the worker in `slot` (its arena reset first).
+    /// Send the run `slot` is now busy with ([`Machine::busy`]) to its worker (its arena
+    /// reset first).
     Send {
-        /// The slot, now `Busy` with this run.
+        /// The slot, now `Busy`.
         slot: usize,
-        /// The run to encode and write.
-        run: Run<J>,
     },
     /// Deliver the first `n` outcome records in `slot`'s arena, as the outcomes of tasks
     /// `from..from + n` of `job`.
@@ -291,11 +290,8 @@ impl<J: Clone> Machine<J> {
                     run.count = max;
                 }
             }
-            self.slots[slot] = SlotState::Busy {
-                run: run.clone(),
-                done,
-            };
-            out.push(Action::Send { slot, run });
+            self.slots[slot] = SlotState::Busy { run, done };
+            out.push(Action::Send { slot });
         }
     }
 

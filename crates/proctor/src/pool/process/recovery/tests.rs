@@ -127,7 +127,12 @@ impl Sim {
         let mut queue: VecDeque<Action<usize>> = actions.into();
         while let Some(a) = queue.pop_front() {
             match a {
-                Action::Send { slot, run } => {
+                Action::Send { slot } => {
+                    let run = self
+                        .m
+                        .busy(slot)
+                        .expect("a run sent to an idle slot")
+                        .clone();
                     assert!(self.workers[slot].is_none(), "a run sent to a busy slot");
                     assert!(run.count > 0 && run.from + run.count <= self.jobs[run.job]);
                     self.workers[slot] = Some(SimWorker {
