@@ -44,9 +44,20 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         left: count.min(1 << 20),
         broken: false,
     };
-    Decoded::<(u64, String)>::new(it)
+    // Both decoding paths: item by item (`try_map`, `submit`), and the batched `for_each`
+    // of `map`, which must agree.
+    let one_by_one = Decoded::<(u64, String)>::new(it)
         .filter(Result::is_ok)
-        .count()
+        .count();
+    let mut batched = 0;
+    let mut outcomes = 0;
+    Decoded::<(u64, String)>::new(it).for_each(|o| {
+        outcomes += 1;
+        batched += usize::from(o.is_ok());
+    });
+    assert_eq!(outcomes, it.left, "one outcome per record");
+    assert_eq!(batched, one_by_one, "the two decoding paths disagree");
+    one_by_one
 }
 
 /// Decodes outcome records into [`RawOutcome`]s; after a corrupt record, every remaining
@@ -347,5 +358,36 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
             *lock(&self.outcome) = Some(r);
             self.done.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_records_for_fuzz;
+    use crate::wire::{RecordTag, record_header};
+
+    fn record(tag: RecordTag, payload: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; 5];
+        record_header(&mut r, tag, payload.len());
+        r.extend_from_slice(payload);
+        r
+    }
+
+    #[test]
+    fn both_decoding_paths_agree_on_good_bad_and_cut_records() {
+        let ok = postcard::to_allocvec(&(7u64, "seven".to_string())).unwrap();
+        let panicked = postcard::to_allocvec(&("boom", None::<&str>)).unwrap();
+        let mut buf = record(RecordTag::Ok, &ok);
+        buf.extend(record(RecordTag::Panicked, &panicked));
+        buf.extend(record(RecordTag::Ok, &[0xFF, 0xFF])); // not a (u64, String)
+        buf.extend(record(RecordTag::Ok, &ok));
+        assert_eq!(decode_records_for_fuzz(&buf, 4), 2);
+        // More records claimed than present, a cut payload, an unknown tag: no panic, and
+        // every claimed record still gets one outcome (checked inside).
+        assert_eq!(decode_records_for_fuzz(&buf, 9), 2);
+        assert_eq!(decode_records_for_fuzz(&buf[..buf.len() - 3], 4), 1);
+        let mut bad = buf.clone();
+        bad[0] = 9;
+        assert_eq!(decode_records_for_fuzz(&bad, 4), 0);
     }
 }
