@@ -339,7 +339,7 @@ impl fmt::Display for Error {
                  main, or proctor::init_before_main!() in tests)"
             ),
             ErrorKind::InvalidConfig(msg) => write!(f, "invalid pool configuration: {msg}"),
-            ErrorKind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
+            ErrorKind::Spawn(e) => write!(f, "could not start a worker: {e}"),
             ErrorKind::Task(e) => write!(f, "{e}"),
         }
     }

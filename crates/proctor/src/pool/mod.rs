@@ -182,7 +182,7 @@ impl PoolBuilder {
         }
         crate::panic::install_hook();
         let backend = match c.mode {
-            Mode::Threads => Backend::Threads(thread::ThreadPool::new(self.config)),
+            Mode::Threads => Backend::Threads(thread::ThreadPool::new(self.config)?),
             #[cfg(target_os = "linux")]
             Mode::Processes => Backend::Processes(process::ProcessPool::new(self.config)?),
             #[cfg(not(target_os = "linux"))]

@@ -213,7 +213,7 @@ pub(crate) struct ThreadPool {
 }
 
 impl ThreadPool {
-    pub(crate) fn new(config: Config) -> ThreadPool {
+    pub(crate) fn new(config: Config) -> Result<ThreadPool, crate::error::Error> {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let workers = config.workers;
         let shared = Arc::new(Shared {
@@ -226,13 +226,20 @@ impl ThreadPool {
             cancelled: AtomicBool::new(false),
             handles: Mutex::new(HashMap::new()),
         });
-        for _ in 0..workers {
-            // The builder cannot report this yet: `new` returns no `Result`.
-            if shared.spawn_worker(None, None).is_err() {
-                panic!("could not start a pool thread");
+        let pool = ThreadPool { shared };
+        for started in 0..workers {
+            if pool.shared.spawn_worker(None, None).is_err() {
+                // Dropping the pool sends the threads already started their `Exit`.
+                pool.shared.live.store(started, Ordering::Release);
+                return Err(crate::error::Error::new(crate::error::ErrorKind::Spawn(
+                    std::io::Error::other(format!(
+                        "could not start pool thread {} of {workers}",
+                        started + 1
+                    )),
+                )));
             }
         }
-        ThreadPool { shared }
+        Ok(pool)
     }
 
     pub(crate) fn workers(&self) -> usize {
@@ -488,7 +495,7 @@ mod tests {
     fn retired_workers_leave_no_handle_behind() {
         // The builder's defaults, whatever fields `Config` gains.
         let config = Pool::threads(2).max_tasks_per_worker(1).config;
-        let pool = ThreadPool::new(config);
+        let pool = ThreadPool::new(config).unwrap();
         let out = pool.map::<u64, u64, _, All<u64>>(double, (0..2000).collect());
         assert!(out.iter().enumerate().all(|(i, r)| *r == Ok(2 * i as u64)));
         let kept = pool.shared.handles.lock().expect("handles poisoned").len();
