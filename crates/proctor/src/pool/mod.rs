@@ -72,10 +72,9 @@ impl PoolBuilder {
     /// Process mode kills the worker (SIGTERM, a 100 ms grace, then SIGKILL, to its whole
     /// process group) and starts a replacement, on time whether or not a thread is waiting
     /// for the task (the pool's supervisor thread watches the clocks). Thread mode cannot kill
-    /// a thread: when the waiting thread gives up it starts a replacement worker, and the
-    /// stuck thread leaks until its task returns (the classic "thread leak"); a task that
-    /// overran while nobody waited ends `TimedOut` all the same. In thread mode, `map` then
-    /// runs one item per job so each item is timed.
+    /// a thread: a watchdog thread delivers `TimedOut` on time and starts a replacement
+    /// worker, and the stuck thread leaks until its task returns (the classic "thread
+    /// leak"). In thread mode, `map` then runs one item per job so each item is timed.
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.config.task_timeout = Some(timeout);
         self

@@ -1,15 +1,18 @@
 //! Thread mode: worker threads pulling jobs from one channel.
 //!
 //! Values move between threads without serialization. A panic is caught per task. A task
-//! past its timeout cannot be stopped: the joiner reports [`TaskError::TimedOut`], marks the
-//! worker abandoned and starts a replacement; the stuck thread exits when its task returns.
+//! past its timeout cannot be stopped: the pool's watchdog thread (started only with a
+//! `task_timeout`) delivers [`TaskError::TimedOut`] on time, whether or not anyone waits,
+//! marks the worker abandoned and starts a replacement; the stuck thread exits when its task
+//! returns. Whether a task finished or was abandoned is decided under one lock (the
+//! `running` table), so exactly one of the two delivers its outcome.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -29,6 +32,29 @@ enum Job {
 pub(crate) struct WorkerCtx {
     id: u32,
     status: Arc<WorkerStatus>,
+    shared: Arc<Shared>,
+}
+
+/// A timed task that is running: when it must end, and how to end it if it does not.
+struct Running {
+    at: Instant,
+    worker: u32,
+    status: Arc<WorkerStatus>,
+    /// Delivers `TimedOut` to the task's handle.
+    expire: Box<dyn FnOnce(Duration) + Send>,
+}
+
+/// The watchdog's table of timed tasks that are running, and its wake-up.
+#[derive(Default)]
+struct Watch {
+    running: Mutex<WatchState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    tasks: HashMap<u64, Running>,
+    stop: bool,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +73,7 @@ struct Shared {
     live: AtomicUsize,
     cancelled: AtomicBool,
     handles: Mutex<HashMap<u32, JoinHandle<()>>>,
+    watch: Watch,
 }
 
 impl std::fmt::Debug for Shared {
@@ -92,7 +119,12 @@ impl Shared {
                 }
                 // Fails when there is no job to hand over and the sender has gone.
                 let first = handed.recv().ok();
-                worker_loop(shared, WorkerCtx { id, status }, first);
+                let ctx = WorkerCtx {
+                    id,
+                    status,
+                    shared: Arc::clone(&shared),
+                };
+                worker_loop(shared, ctx, first);
             });
         let Ok(handle) = spawned else {
             return Err(first);
@@ -107,6 +139,97 @@ impl Shared {
             Some(job) => hand_over.send(job).map_err(|back| Some(back.0)),
             None => Ok(()),
         }
+    }
+
+    /// A timed task starts on `ctx`'s worker.
+    fn start_running(&self, task: u64, ctx: &WorkerCtx, expire: Box<dyn FnOnce(Duration) + Send>) {
+        let mut w = self.watch.running.lock().expect("watch poisoned");
+        w.tasks.insert(
+            task,
+            Running {
+                at: Instant::now(),
+                worker: ctx.id,
+                status: Arc::clone(&ctx.status),
+                expire,
+            },
+        );
+    }
+
+    /// A timed task returned: true if its outcome is still wanted (it was not abandoned).
+    fn finish_running(&self, task: u64) -> bool {
+        let mut w = self.watch.running.lock().expect("watch poisoned");
+        w.tasks.remove(&task).is_some()
+    }
+
+    /// Ends the running task `task` with `TimedOut` and puts a fresh worker in its thread's
+    /// place. The thread cannot be stopped: it is abandoned and leaks until its task returns.
+    fn abandon(self: &Arc<Self>, task: u64) {
+        let Some(r) = self
+            .watch
+            .running
+            .lock()
+            .expect("watch poisoned")
+            .tasks
+            .remove(&task)
+        else {
+            return;
+        };
+        let after = r.at.elapsed();
+        // Put a fresh worker in its place (unless the pool is stopping). When no thread can
+        // be started the stuck worker stays one, and goes on once its task returns.
+        let stopping = self.live.load(Ordering::Acquire) == 0;
+        if stopping || self.spawn_worker(None, None).is_ok() {
+            r.status.abandoned.store(true, Ordering::Release);
+            // Detach the stuck thread: shutdown must not wait for it.
+            self.handles
+                .lock()
+                .expect("handles poisoned")
+                .remove(&r.worker);
+        }
+        (r.expire)(after);
+    }
+
+    /// The watchdog: ends every timed task that runs past the limit, on time.
+    fn watchdog(self: Arc<Self>, limit: Duration) {
+        let mut w = self.watch.running.lock().expect("watch poisoned");
+        loop {
+            if w.stop {
+                return;
+            }
+            let now = Instant::now();
+            let expired: Vec<u64> = w
+                .tasks
+                .iter()
+                .filter(|(_, r)| now.duration_since(r.at) >= limit)
+                .map(|(&t, _)| t)
+                .collect();
+            if !expired.is_empty() {
+                drop(w);
+                for task in expired {
+                    self.abandon(task);
+                }
+                w = self.watch.running.lock().expect("watch poisoned");
+                continue;
+            }
+            // Sleep until the next task is due; a task that starts later is due later.
+            let next = w
+                .tasks
+                .values()
+                .map(|r| (r.at + limit).saturating_duration_since(now))
+                .min()
+                .unwrap_or(limit);
+            w = self
+                .watch
+                .wake
+                .wait_timeout(w, next.max(Duration::from_millis(1)))
+                .expect("watch poisoned")
+                .0;
+        }
+    }
+
+    fn stop_watchdog(&self) {
+        self.watch.running.lock().expect("watch poisoned").stop = true;
+        self.watch.wake.notify_all();
     }
 
     fn send(&self, job: Job) {
@@ -210,6 +333,17 @@ fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R,
 #[derive(Debug)]
 pub(crate) struct ThreadPool {
     shared: Arc<Shared>,
+    /// Started when the pool has a task timeout.
+    watchdog: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ThreadPool {
+    fn stop_watchdog(&self) {
+        self.shared.stop_watchdog();
+        if let Some(h) = self.watchdog.lock().expect("watchdog poisoned").take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl ThreadPool {
@@ -225,8 +359,27 @@ impl ThreadPool {
             live: AtomicUsize::new(workers),
             cancelled: AtomicBool::new(false),
             handles: Mutex::new(HashMap::new()),
+            watch: Watch::default(),
         });
-        let pool = ThreadPool { shared };
+        let watchdog = match shared.config.task_timeout {
+            Some(limit) => {
+                let shared = Arc::clone(&shared);
+                let spawned = std::thread::Builder::new()
+                    .name("proctor-watchdog".into())
+                    .spawn(move || shared.watchdog(limit));
+                match spawned {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        return Err(crate::error::Error::new(crate::error::ErrorKind::Spawn(e)));
+                    }
+                }
+            }
+            None => None,
+        };
+        let pool = ThreadPool {
+            shared,
+            watchdog: Mutex::new(watchdog),
+        };
         for started in 0..workers {
             if pool.shared.spawn_worker(None, None).is_err() {
                 // Dropping the pool sends the threads already started their `Exit`.
@@ -265,12 +418,27 @@ impl ThreadPool {
                     s.finish(run_one(f, arg, ctx.id, task));
                     return;
                 }
-                s.start(ctx);
+                let expiring = Arc::clone(&s);
+                let worker = ctx.id;
+                ctx.shared.start_running(
+                    task,
+                    ctx,
+                    Box::new(move |after| {
+                        expiring.finish(Err(TaskError::TimedOut {
+                            after,
+                            worker,
+                            task,
+                        }))
+                    }),
+                );
                 let started = Instant::now();
                 let outcome = run_one(f, arg, ctx.id, task);
                 let after = started.elapsed();
-                // A task that overran ends TimedOut even when nobody was waiting to abandon
-                // it (a joiner that gave up already delivered TimedOut: this one is dropped).
+                if !ctx.shared.finish_running(task) {
+                    // The watchdog gave up on it and delivered TimedOut.
+                    return;
+                }
+                // It overran but returned before the watchdog looked: TimedOut all the same.
                 match limit {
                     Some(limit) if after >= limit => s.finish(Err(TaskError::TimedOut {
                         after,
@@ -282,12 +450,8 @@ impl ThreadPool {
             }
         };
         self.shared.send(Job::Run(Box::new(run), 1));
-        ThreadTask {
-            shared: Arc::clone(&self.shared),
-            slot,
-            rx,
-            task,
-        }
+        drop(slot);
+        ThreadTask { rx, task }
     }
 
     pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
@@ -370,6 +534,7 @@ impl ThreadPool {
         }
         // Drop now finds no worker to stop.
         self.shared.live.store(0, Ordering::Release);
+        self.stop_watchdog();
     }
 }
 
@@ -383,6 +548,7 @@ impl Drop for ThreadPool {
                 self.shared.send(Job::Exit);
             }
         }
+        self.stop_watchdog();
     }
 }
 
@@ -393,24 +559,12 @@ impl Drop for ThreadPool {
 /// sees a short task's result without a cross-CPU wake-up.
 struct Slot<R> {
     tx: Sender<Result<R, TaskError>>,
-    started: Mutex<Option<(Instant, u32, Arc<WorkerStatus>)>>,
 }
 
 impl<R> Slot<R> {
     fn new() -> (Slot<R>, Receiver<Result<R, TaskError>>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        (
-            Slot {
-                tx,
-                started: Mutex::new(None),
-            },
-            rx,
-        )
-    }
-
-    fn start(&self, ctx: &WorkerCtx) {
-        *self.started.lock().expect("slot poisoned") =
-            Some((Instant::now(), ctx.id, Arc::clone(&ctx.status)));
+        (Slot { tx }, rx)
     }
 
     /// The one outcome. After a timeout the joiner has gone and the late outcome is dropped.
@@ -421,8 +575,6 @@ impl<R> Slot<R> {
 
 /// The thread-mode side of a [`crate::Task`].
 pub(crate) struct ThreadTask<R> {
-    shared: Arc<Shared>,
-    slot: Arc<Slot<R>>,
     rx: Receiver<Result<R, TaskError>>,
     task: u64,
 }
@@ -435,50 +587,11 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
     }
 }
 
-/// How often a joiner with a timeout looks whether its task has started.
-const START_TICK: std::time::Duration = std::time::Duration::from_millis(5);
-
 impl<R> ThreadTask<R> {
+    /// Waits for the task's outcome. With a task timeout the pool's watchdog delivers
+    /// `TimedOut` on time, so this needs no clock of its own.
     pub(crate) fn join(self) -> Result<R, TaskError> {
-        use crossbeam_channel::RecvTimeoutError;
-        let cancelled = || Err(TaskError::Cancelled { task: self.task });
-        let Some(limit) = self.shared.config.task_timeout else {
-            return recv_spinning(&self.rx).unwrap_or_else(|_| cancelled());
-        };
-        loop {
-            let started = self.slot.started.lock().expect("slot poisoned").clone();
-            let Some((at, worker, status)) = started else {
-                match self.rx.recv_timeout(START_TICK) {
-                    Ok(outcome) => return outcome,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return cancelled(),
-                }
-            };
-            match self.rx.recv_deadline(at + limit) {
-                Ok(outcome) => return outcome,
-                Err(RecvTimeoutError::Disconnected) => return cancelled(),
-                Err(RecvTimeoutError::Timeout) => {
-                    // The thread cannot be stopped: put a fresh worker in its place (unless
-                    // the pool is stopping) and abandon it. When no thread can be started
-                    // the stuck worker stays one, and goes on once its task returns.
-                    let stopping = self.shared.live.load(Ordering::Acquire) == 0;
-                    if stopping || self.shared.spawn_worker(None, None).is_ok() {
-                        status.abandoned.store(true, Ordering::Release);
-                        // Detach the stuck thread: shutdown must not wait for it.
-                        self.shared
-                            .handles
-                            .lock()
-                            .expect("handles poisoned")
-                            .remove(&worker);
-                    }
-                    return Err(TaskError::TimedOut {
-                        after: at.elapsed(),
-                        worker,
-                        task: self.task,
-                    });
-                }
-            }
-        }
+        recv_spinning(&self.rx).unwrap_or_else(|_| Err(TaskError::Cancelled { task: self.task }))
     }
 }
 

@@ -292,3 +292,26 @@ fn fault_soak() {
 fn fault_soak_full_size() {
     soak(16, 1_000_000);
 }
+
+fn nap_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_timeout_replaces_a_stuck_thread_while_nobody_waits_for_it() {
+    // One worker, stuck for a minute: the queued task behind it runs only if the watchdog
+    // replaces the stuck thread on time, since nobody joins the stuck task.
+    let pool = Pool::threads(1)
+        .task_timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let stuck = pool.submit(nap_ms, 60_000);
+    let start = std::time::Instant::now();
+    assert_eq!(pool.submit(nap_ms, 1).join(), Ok(1));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "the queued task waited for the stuck one"
+    );
+    assert!(stuck.join().unwrap_err().is_timed_out());
+}
