@@ -558,6 +558,59 @@ pub(crate) enum TaskInner<R> {
 }
 
 impl<R> Task<R> {
+    /// True once the task's outcome is ready: [`Task::join`] will not wait.
+    ///
+    /// ```
+    /// # fn square(n: u64) -> u64 { n * n }
+    /// let pool = proctor::Pool::threads(1).build().unwrap();
+    /// let task = pool.submit(square, 3);
+    /// while !task.is_finished() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(task.join(), Ok(9));
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            TaskInner::Thread(t) => t.is_finished(),
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t.is_finished(),
+            TaskInner::Ready(_) => true,
+        }
+    }
+
+    /// The task's outcome if it has finished, without waiting; otherwise the task back.
+    ///
+    /// # Errors
+    ///
+    /// `Err(task)` when the outcome is not ready yet: join it later.
+    pub fn try_join(self) -> Result<Result<R, TaskError>, Task<R>> {
+        self.join_deadline(std::time::Instant::now())
+    }
+
+    /// Waits up to `timeout` for the task's outcome; the task back if it has none by then.
+    /// The task itself goes on either way (its own limit is the pool's `task_timeout`).
+    ///
+    /// # Errors
+    ///
+    /// `Err(task)` when `timeout` passed first: join it later.
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<R, TaskError>, Task<R>> {
+        self.join_deadline(std::time::Instant::now() + timeout)
+    }
+
+    fn join_deadline(self, deadline: std::time::Instant) -> Result<Result<R, TaskError>, Task<R>> {
+        let back = |inner| Task { inner };
+        match self.inner {
+            TaskInner::Thread(t) => t
+                .join_deadline(deadline)
+                .map_err(|t| back(TaskInner::Thread(t))),
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t
+                .join_deadline(deadline)
+                .map_err(|t| back(TaskInner::Process(t))),
+            TaskInner::Ready(r) => Ok(r),
+        }
+    }
+
     /// Waits for the task's outcome.
     ///
     /// With a `task_timeout`, a task that runs too long ends in [`TaskError::TimedOut`]; the

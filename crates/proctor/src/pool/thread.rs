@@ -588,6 +588,22 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
 }
 
 impl<R> ThreadTask<R> {
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// The outcome, if it arrives by `deadline`; the task back otherwise.
+    pub(crate) fn join_deadline(self, deadline: Instant) -> Result<Result<R, TaskError>, Self> {
+        use crossbeam_channel::RecvTimeoutError;
+        match self.rx.recv_deadline(deadline) {
+            Ok(outcome) => Ok(outcome),
+            Err(RecvTimeoutError::Timeout) => Err(self),
+            Err(RecvTimeoutError::Disconnected) => {
+                Ok(Err(TaskError::Cancelled { task: self.task }))
+            }
+        }
+    }
+
     /// Waits for the task's outcome. With a task timeout the pool's watchdog delivers
     /// `TimedOut` on time, so this needs no clock of its own.
     pub(crate) fn join(self) -> Result<R, TaskError> {

@@ -693,3 +693,35 @@ fn try_map_reports_the_first_failure_in_input_order_in_both_modes() {
         }
     }
 }
+
+fn nap_then(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_task_handle_can_be_polled_and_waited_on_with_a_timeout_in_both_modes() {
+    for mode in [Mode::Threads, Mode::Processes] {
+        let pool = Pool::builder(mode, 1).build().unwrap();
+        let slow = pool.submit(nap_then, 300);
+        assert!(!slow.is_finished(), "{mode}");
+        let slow = slow.try_join().expect_err("not finished yet");
+        let slow = slow
+            .join_timeout(Duration::from_millis(10))
+            .expect_err("not within 10 ms");
+        assert_eq!(
+            slow.join_timeout(Duration::from_secs(30)).ok(),
+            Some(Ok(300)),
+            "{mode}"
+        );
+        let quick = pool.submit(square, 4);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !quick.is_finished() {
+            assert!(Instant::now() < deadline, "{mode}: never finished");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(quick.try_join().ok(), Some(Ok(16)), "{mode}");
+        pool.shutdown();
+    }
+}

@@ -292,6 +292,7 @@ impl Shared {
         &'a self,
         mut st: MutexGuard<'a, State>,
         done: &dyn Fn(&State) -> bool,
+        deadline: Option<Instant>,
     ) -> MutexGuard<'a, State> {
         loop {
             // Read the doorbell before looking for news: news that lands after the look
@@ -306,7 +307,14 @@ impl Shared {
             if done(&st) || st.machine.is_closed() || !st.machine.any_busy() {
                 return st;
             }
-            let wait = self.next_deadline(&st).min(STDERR_TICK);
+            let mut wait = self.next_deadline(&st).min(STDERR_TICK);
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return st;
+                }
+                wait = wait.min(left);
+            }
             let cpu = crate::sys::current_cpu();
             let spinners: Vec<usize> = (0..st.workers.len())
                 .filter(|&s| {
@@ -492,26 +500,56 @@ impl Shared {
 
     /// Waits until `done` holds, driving the pool when no other thread does.
     pub(super) fn wait_until(&self, done: &dyn Fn(&State) -> bool) {
+        self.wait_until_deadline(done, None);
+    }
+
+    /// Waits until `done` holds or `deadline` passes, driving the pool when no other thread
+    /// does. True if `done` holds.
+    pub(super) fn wait_until_deadline(
+        &self,
+        done: &dyn Fn(&State) -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut st = self.lock();
         loop {
             if done(&st) {
-                return;
+                return true;
+            }
+            if left() == Some(Duration::ZERO) {
+                return false;
             }
             if !st.driving {
                 st.driving = true;
-                st = self.drive(st, done);
+                st = self.drive(st, done, deadline);
                 st.driving = false;
                 self.notify(&mut st);
-                if done(&st) || st.machine.is_closed() {
-                    return;
+                if done(&st) {
+                    return true;
+                }
+                if st.machine.is_closed() {
+                    return false;
                 }
                 if !st.machine.any_busy() {
                     // Nothing left to drive yet not done: wait for another thread's news.
-                    st = self.sleep(st, Some(Duration::from_millis(10)));
+                    let nap = Duration::from_millis(10);
+                    st = self.sleep(st, Some(left().map_or(nap, |l| l.min(nap))));
                 }
                 continue;
             }
-            st = self.sleep(st, None);
+            st = self.sleep(st, left());
+        }
+    }
+
+    /// Takes in what finished workers have, if no thread is driving (for a look at a task
+    /// that does not wait).
+    pub(super) fn poll(&self) {
+        let mut st = self.lock();
+        if !st.driving && !st.machine.is_closed() {
+            st.driving = true;
+            let _ = self.collect_news(&mut st);
+            st.driving = false;
+            self.notify(&mut st);
         }
     }
 

@@ -163,6 +163,27 @@ impl<R> std::fmt::Debug for ProcessTask<R> {
 }
 
 impl<R> ProcessTask<R> {
+    pub(crate) fn is_finished(&self) -> bool {
+        if !self.sink.done.load(Ordering::Acquire) {
+            self.shared.poll();
+        }
+        self.sink.done.load(Ordering::Acquire)
+    }
+
+    /// The outcome, if it arrives by `deadline`; the task back otherwise.
+    pub(crate) fn join_deadline(self, deadline: Instant) -> Result<Result<R, TaskError>, Self> {
+        if !self.is_finished() {
+            let sink = &self.sink;
+            let done = self
+                .shared
+                .wait_until_deadline(&|_| sink.done.load(Ordering::Acquire), Some(deadline));
+            if !done {
+                return Err(self);
+            }
+        }
+        Ok(self.join())
+    }
+
     pub(crate) fn join(self) -> Result<R, TaskError> {
         let sink = &self.sink;
         self.shared
