@@ -539,7 +539,9 @@ fn assert_plain_fn<F>() {
     };
 }
 
-/// A handle to one submitted task. [`Task::join`] waits for its outcome.
+/// A handle to one submitted task. [`Task::join`] waits for its outcome; [`Task::is_finished`],
+/// [`Task::try_join`] and [`Task::join_timeout`] look without waiting or for a while, and
+/// [`Task::cancel`] stops it.
 ///
 /// Dropping a `Task` does not cancel it; its outcome is discarded.
 #[derive(Debug)]
@@ -575,6 +577,29 @@ impl<R> Task<R> {
             #[cfg(target_os = "linux")]
             TaskInner::Process(t) => t.is_finished(),
             TaskInner::Ready(_) => true,
+        }
+    }
+
+    /// Cancels the task. A task still queued never runs. A running one: process mode kills
+    /// its worker (and starts a replacement); thread mode cannot stop a thread, so the task
+    /// runs on and this returns false. True if the task's outcome is now
+    /// [`TaskError::Cancelled`] (false too when it had already finished).
+    ///
+    /// ```
+    /// # fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// let pool = proctor::Pool::threads(1).build().unwrap();
+    /// let busy = pool.submit(nap, 200);
+    /// let queued = pool.submit(nap, 1);
+    /// assert!(queued.cancel());
+    /// assert!(queued.join().unwrap_err().is_cancelled());
+    /// assert_eq!(busy.join(), Ok(200));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        match &self.inner {
+            TaskInner::Thread(t) => t.cancel(),
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t.cancel(),
+            TaskInner::Ready(_) => false,
         }
     }
 

@@ -413,6 +413,7 @@ impl ThreadPool {
         let s = Arc::clone(&slot);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
             None => s.finish(Err(TaskError::Cancelled { task })),
+            Some(_) if !s.claim() => {} // cancelled while queued: it already has its outcome
             Some(ctx) => {
                 if !timed {
                     s.finish(run_one(f, arg, ctx.id, task));
@@ -450,8 +451,7 @@ impl ThreadPool {
             }
         };
         self.shared.send(Job::Run(Box::new(run), 1));
-        drop(slot);
-        ThreadTask { rx, task }
+        ThreadTask { rx, task, slot }
     }
 
     pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
@@ -559,12 +559,43 @@ impl Drop for ThreadPool {
 /// sees a short task's result without a cross-CPU wake-up.
 struct Slot<R> {
     tx: Sender<Result<R, TaskError>>,
+    /// `QUEUED`, then `RUNNING` (a worker took it) or `CANCELLED` (the caller did first).
+    state: std::sync::atomic::AtomicU8,
 }
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
 
 impl<R> Slot<R> {
     fn new() -> (Slot<R>, Receiver<Result<R, TaskError>>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        (Slot { tx }, rx)
+        (
+            Slot {
+                tx,
+                state: std::sync::atomic::AtomicU8::new(QUEUED),
+            },
+            rx,
+        )
+    }
+
+    /// A worker takes the task: false if the caller cancelled it first.
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The caller cancels the task: true if no worker had taken it (it then never runs).
+    fn cancel(&self, task: u64) -> bool {
+        let won = self
+            .state
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.finish(Err(TaskError::Cancelled { task }));
+        }
+        won
     }
 
     /// The one outcome. After a timeout the joiner has gone and the late outcome is dropped.
@@ -577,6 +608,7 @@ impl<R> Slot<R> {
 pub(crate) struct ThreadTask<R> {
     rx: Receiver<Result<R, TaskError>>,
     task: u64,
+    slot: Arc<Slot<R>>,
 }
 
 impl<R> std::fmt::Debug for ThreadTask<R> {
@@ -588,6 +620,11 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
 }
 
 impl<R> ThreadTask<R> {
+    /// Cancels the task if no worker has taken it yet; a running thread cannot be stopped.
+    pub(crate) fn cancel(&self) -> bool {
+        self.slot.cancel(self.task)
+    }
+
     pub(crate) fn is_finished(&self) -> bool {
         !self.rx.is_empty()
     }

@@ -725,3 +725,47 @@ fn a_task_handle_can_be_polled_and_waited_on_with_a_timeout_in_both_modes() {
         pool.shutdown();
     }
 }
+
+static NAPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sleeps `ms`, after saying so (visible to the caller in thread mode only).
+fn flagged_nap(ms: u64) -> u64 {
+    NAPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    nap_then(ms)
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn cancel_stops_a_queued_task_in_both_modes_and_a_running_one_in_process_mode() {
+    for mode in [Mode::Threads, Mode::Processes] {
+        let pool = Pool::builder(mode, 1).build().unwrap();
+        let busy = pool.submit(flagged_nap, 2_000);
+        let queued = pool.submit(nap_then, 5);
+        assert!(queued.cancel(), "{mode}");
+        assert!(queued.join().unwrap_err().is_cancelled(), "{mode}");
+        let before = pool.worker_pids();
+        match mode {
+            Mode::Processes => {
+                // A worker process starts its task within microseconds.
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(busy.cancel(), "a running process task is killed");
+                assert!(busy.join().unwrap_err().is_cancelled());
+                assert_ne!(pool.worker_pids(), before, "its worker was replaced");
+            }
+            Mode::Threads => {
+                while !NAPPING.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert!(!busy.cancel(), "a running thread cannot be stopped");
+                assert_eq!(busy.join(), Ok(2_000));
+            }
+        }
+        // The pool goes on, and a finished task cannot be cancelled.
+        let done = pool.submit(square, 6);
+        while !done.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!done.cancel(), "{mode}");
+        assert_eq!(done.join(), Ok(36));
+    }
+}

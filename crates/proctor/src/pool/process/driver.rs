@@ -471,7 +471,7 @@ impl Shared {
     }
 
     /// Wakes the threads waiting for outcomes, if any.
-    fn notify(&self, st: &mut State) {
+    pub(super) fn notify(&self, st: &mut State) {
         st.delivered = false;
         if st.waiters > 0 {
             self.cond.notify_all();

@@ -184,6 +184,33 @@ impl<R> ProcessTask<R> {
         Ok(self.join())
     }
 
+    /// Cancels the task: a queued one never runs; a running one has its worker killed (and
+    /// replaced). True if its outcome is `Cancelled` (false: it had finished first).
+    pub(crate) fn cancel(&self) -> bool {
+        let shared = &self.shared;
+        let me = Arc::as_ptr(&self.sink) as *const ();
+        let is_mine = |job: &Job| Arc::as_ptr(&job.sink) as *const () == me;
+        let mut st = shared.lock();
+        let mut out = Vec::new();
+        match st.machine.cancel(is_mine, &mut out) {
+            recovery::Cancel::Queued => shared.act(&mut st, &mut out),
+            recovery::Cancel::Running(slot) => {
+                if let Some(w) = st.workers[slot].as_ref() {
+                    shared.server.kill(w.pid, Signal::SIGKILL);
+                }
+                shared.on_death(&mut st, slot, Death::Cancelled, &mut out);
+                shared.act(&mut st, &mut out);
+            }
+            recovery::Cancel::Gone => {}
+        }
+        shared.notify(&mut st);
+        drop(st);
+        matches!(
+            *lock(&self.sink.outcome),
+            Some(Err(TaskError::Cancelled { .. }))
+        )
+    }
+
     pub(crate) fn join(self) -> Result<R, TaskError> {
         let sink = &self.sink;
         self.shared

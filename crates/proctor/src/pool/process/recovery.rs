@@ -132,6 +132,17 @@ pub(crate) enum Fate {
     Unencodable,
 }
 
+/// Where a job was when the caller cancelled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// It was queued: it failed `Cancelled` and never runs.
+    Queued,
+    /// It is running in this slot: kill the worker.
+    Running(usize),
+    /// It is not in the pool any more (it finished).
+    Gone,
+}
+
 /// What the backend must do, in order.
 #[derive(Debug, Clone)]
 pub(crate) enum Action<J> {
@@ -458,6 +469,30 @@ impl<J: Clone> Machine<J> {
                 out.push(fail_all(run, Fate::NoWorker));
             }
         }
+    }
+
+    /// The caller cancels the job `is_job` picks (a submitted task: one run). A queued run
+    /// fails `Cancelled` at once; for a running one the slot comes back, and the backend
+    /// kills its worker and reports [`Death::Cancelled`] (a record committed just before the
+    /// kill is still delivered).
+    pub(crate) fn cancel(
+        &mut self,
+        is_job: impl Fn(&J) -> bool,
+        out: &mut Vec<Action<J>>,
+    ) -> Cancel {
+        if let Some(i) = self.queue.iter().position(|r| is_job(&r.job)) {
+            let run = self.queue.remove(i).expect("the position is in the queue");
+            out.push(fail_all(run, Fate::Cancelled));
+            return Cancel::Queued;
+        }
+        for (slot, state) in self.slots.iter().enumerate() {
+            if let SlotState::Busy { run, .. } = state {
+                if is_job(&run.job) {
+                    return Cancel::Running(slot);
+                }
+            }
+        }
+        Cancel::Gone
     }
 
     /// The pool is dropped: queued runs are cancelled. Busy slots stay busy until the

@@ -565,3 +565,31 @@ fn a_failed_replacement_never_overwrites_a_busy_slot() {
     sim.drain();
     sim.check();
 }
+
+#[test]
+fn a_cancelled_task_never_runs_when_queued_and_is_killed_when_running() {
+    let mut sim = Sim::new(1, None, 0);
+    sim.run_event(Event::Enqueue(1));
+    sim.run_event(Event::Enqueue(1));
+    sim.run_event(Event::Dispatch);
+    // Job 1 is queued behind job 0: cancelling it fails it at once.
+    let mut out = Vec::new();
+    assert_eq!(sim.m.cancel(|&j| j == 1, &mut out), Cancel::Queued);
+    sim.apply(out, None);
+    // Job 0 runs: cancelling it names its slot; the backend kills the worker and reports it.
+    sim.run_event(Event::Start(0));
+    let mut out = Vec::new();
+    assert_eq!(sim.m.cancel(|&j| j == 0, &mut out), Cancel::Running(0));
+    assert!(out.is_empty());
+    sim.die(0, Death::Cancelled);
+    sim.drain();
+    assert_eq!(sim.outcomes[&(0, 0)], [Outcome::Fate(Fate::Cancelled)]);
+    assert_eq!(sim.outcomes[&(1, 0)], [Outcome::Fate(Fate::Cancelled)]);
+    assert_eq!(sim.starts.get(&(1, 0)), None, "a cancelled queued task ran");
+    // The pool goes on, and a finished job is gone.
+    sim.run_event(Event::Enqueue(1));
+    sim.drain();
+    assert_eq!(sim.outcomes[&(2, 0)], [Outcome::Ok(value_of(2, 0))]);
+    let mut out = Vec::new();
+    assert_eq!(sim.m.cancel(|&j| j == 2, &mut out), Cancel::Gone);
+}
