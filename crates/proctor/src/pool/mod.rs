@@ -557,7 +557,11 @@ pub(crate) enum TaskInner<R> {
     Process(process::ProcessTask<R>),
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Ready(Result<R, TaskError>),
+    /// Its outcome went to an `await`.
+    Taken,
 }
+
+const TAKEN: &str = "a proctor::Task was used after an `await` on it completed";
 
 impl<R> Task<R> {
     /// True once the task's outcome is ready: [`Task::join`] will not wait.
@@ -576,7 +580,7 @@ impl<R> Task<R> {
             TaskInner::Thread(t) => t.is_finished(),
             #[cfg(target_os = "linux")]
             TaskInner::Process(t) => t.is_finished(),
-            TaskInner::Ready(_) => true,
+            TaskInner::Ready(_) | TaskInner::Taken => true,
         }
     }
 
@@ -599,7 +603,7 @@ impl<R> Task<R> {
             TaskInner::Thread(t) => t.cancel(),
             #[cfg(target_os = "linux")]
             TaskInner::Process(t) => t.cancel(),
-            TaskInner::Ready(_) => false,
+            TaskInner::Ready(_) | TaskInner::Taken => false,
         }
     }
 
@@ -633,6 +637,7 @@ impl<R> Task<R> {
                 .join_deadline(deadline)
                 .map_err(|t| back(TaskInner::Process(t))),
             TaskInner::Ready(r) => Ok(r),
+            TaskInner::Taken => panic!("{TAKEN}"),
         }
     }
 
@@ -646,7 +651,44 @@ impl<R> Task<R> {
             #[cfg(target_os = "linux")]
             TaskInner::Process(t) => t.join(),
             TaskInner::Ready(r) => r,
+            TaskInner::Taken => panic!("{TAKEN}"),
         }
+    }
+}
+
+// The task never pins its outcome in place (it is moved out whole), so a `Task` may move
+// while awaited whatever `R` is.
+impl<R> Unpin for Task<R> {}
+
+/// `pool.submit(f, x).await` waits for the outcome without blocking the thread: the task's
+/// handle is a `Future`, woken through the standard `Waker` (no runtime is assumed).
+///
+/// Polling it again after it returned `Ready` panics, as the `Future` contract allows.
+impl<R> std::future::Future for Task<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let poll = match &mut self.inner {
+            TaskInner::Thread(t) => t.poll_outcome(cx),
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t.poll_outcome(cx),
+            TaskInner::Ready(_) => {
+                let TaskInner::Ready(r) = std::mem::replace(&mut self.inner, TaskInner::Taken)
+                else {
+                    unreachable!("matched Ready above")
+                };
+                return Poll::Ready(r);
+            }
+            TaskInner::Taken => panic!("{TAKEN}"),
+        };
+        if poll.is_ready() {
+            self.inner = TaskInner::Taken;
+        }
+        poll
     }
 }
 

@@ -561,6 +561,10 @@ struct Slot<R> {
     tx: Sender<Result<R, TaskError>>,
     /// `QUEUED`, then `RUNNING` (a worker took it) or `CANCELLED` (the caller did first).
     state: std::sync::atomic::AtomicU8,
+    /// The waker of an `await` on the task, woken with the outcome.
+    waker: Mutex<Option<std::task::Waker>>,
+    /// A waker was registered (so a plain `join` never takes the waker's lock).
+    awaited: AtomicBool,
 }
 
 const QUEUED: u8 = 0;
@@ -574,6 +578,8 @@ impl<R> Slot<R> {
             Slot {
                 tx,
                 state: std::sync::atomic::AtomicU8::new(QUEUED),
+                waker: Mutex::new(None),
+                awaited: AtomicBool::new(false),
             },
             rx,
         )
@@ -601,6 +607,14 @@ impl<R> Slot<R> {
     /// The one outcome. After a timeout the joiner has gone and the late outcome is dropped.
     fn finish(&self, outcome: Result<R, TaskError>) {
         let _ = self.tx.try_send(outcome);
+        // A fence on each side (here after the send, in the poll after `awaited`): either
+        // this sees the waker, or the poll that registered it finds the outcome.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.awaited.load(Ordering::SeqCst) {
+            if let Some(w) = self.waker.lock().expect("slot poisoned").take() {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -627,6 +641,30 @@ impl<R> ThreadTask<R> {
 
     pub(crate) fn is_finished(&self) -> bool {
         !self.rx.is_empty()
+    }
+
+    /// The `Future` side: ready once the outcome is in the channel.
+    pub(crate) fn poll_outcome(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R, TaskError>> {
+        use crossbeam_channel::TryRecvError;
+        use std::task::Poll;
+        let cancelled = || Err(TaskError::Cancelled { task: self.task });
+        match self.rx.try_recv() {
+            Ok(outcome) => return Poll::Ready(outcome),
+            Err(TryRecvError::Disconnected) => return Poll::Ready(cancelled()),
+            Err(TryRecvError::Empty) => {}
+        }
+        *self.slot.waker.lock().expect("slot poisoned") = Some(cx.waker().clone());
+        self.slot.awaited.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // The outcome may have landed between the look and the waker's registration.
+        match self.rx.try_recv() {
+            Ok(outcome) => Poll::Ready(outcome),
+            Err(TryRecvError::Disconnected) => Poll::Ready(cancelled()),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
     }
 
     /// The outcome, if it arrives by `deadline`; the task back otherwise.

@@ -769,3 +769,42 @@ fn cancel_stops_a_queued_task_in_both_modes_and_a_running_one_in_process_mode() 
         assert_eq!(done.join(), Ok(36));
     }
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_task_is_a_future_under_tokio_in_both_modes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    for mode in [Mode::Threads, Mode::Processes] {
+        let pool = Pool::builder(mode, 2).build().unwrap();
+        rt.block_on(async {
+            assert_eq!(pool.submit(square, 7).await, Ok(49), "{mode}");
+            // Many at once, awaited together while the runtime's threads stay free.
+            let tasks: Vec<_> = (0..200u64).map(|n| pool.submit(square, n)).collect();
+            let joined = tokio::spawn(async move {
+                let mut out = Vec::new();
+                for t in tasks {
+                    out.push(t.await);
+                }
+                out
+            });
+            // The runtime is not blocked meanwhile: a timer still fires.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let out = joined.await.unwrap();
+            assert!(
+                out.iter()
+                    .enumerate()
+                    .all(|(n, o)| *o == Ok((n * n) as u64)),
+                "{mode}"
+            );
+            // A slower task's await, under a runtime timeout.
+            let slow = pool.submit(nap_then, 50);
+            let r = tokio::time::timeout(Duration::from_secs(30), slow).await;
+            assert_eq!(r.ok(), Some(Ok(50)), "{mode}");
+        });
+        pool.shutdown();
+    }
+}

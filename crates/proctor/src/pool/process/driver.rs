@@ -585,6 +585,7 @@ impl Shared {
             if st.stopping {
                 return;
             }
+            let seq = self.doorbell.seq();
             let busy = st.machine.any_busy() || !st.retired.is_empty();
             if busy && !st.driving {
                 st.driving = true;
@@ -593,8 +594,19 @@ impl Shared {
                 st.driving = false;
                 self.notify(&mut st);
             }
-            quiet = if busy { 0 } else { quiet + 1 };
-            if quiet > PARK_AFTER {
+            quiet = if busy || st.awaiting > 0 {
+                0
+            } else {
+                quiet + 1
+            };
+            if st.awaiting > 0 && busy {
+                // Someone awaits an outcome: sleep on the doorbell, which the worker rings.
+                let wait = self.next_deadline(&st).min(STDERR_TICK);
+                drop(st);
+                self.doorbell
+                    .wait(seq, wait.max(Duration::from_micros(100)));
+                st = self.lock();
+            } else if quiet > PARK_AFTER {
                 st.supervisor_parked = true;
                 st = self
                     .supervisor

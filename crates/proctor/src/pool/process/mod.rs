@@ -111,6 +111,9 @@ struct State {
     spawn_error: Option<String>,
     /// The supervisor sleeps until woken (the pool was quiet for a while).
     supervisor_parked: bool,
+    /// Tasks with a pending `await`: while there are any, the supervisor also wakes on the
+    /// doorbell, so an awaited outcome is delivered as soon as its worker is done.
+    awaiting: usize,
     /// The pool is being dropped: the supervisor leaves.
     stopping: bool,
 }
@@ -152,6 +155,16 @@ impl std::fmt::Debug for Shared {
 pub(crate) struct ProcessTask<R> {
     shared: Arc<Shared>,
     sink: Arc<SlotSink<R>>,
+    /// Counted in `State::awaiting` (an `await` on it is pending).
+    awaited: bool,
+}
+
+impl<R> Drop for ProcessTask<R> {
+    fn drop(&mut self) {
+        if self.awaited {
+            self.shared.lock().awaiting -= 1;
+        }
+    }
 }
 
 impl<R> std::fmt::Debug for ProcessTask<R> {
@@ -209,6 +222,40 @@ impl<R> ProcessTask<R> {
             *lock(&self.sink.outcome),
             Some(Err(TaskError::Cancelled { .. }))
         )
+    }
+
+    /// The `Future` side: ready once the outcome arrived. Until then the supervisor watches
+    /// the doorbell (not only its 10 ms clock) so that the waker runs as soon as the worker is
+    /// done.
+    pub(crate) fn poll_outcome(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R, TaskError>> {
+        use std::task::Poll;
+        let take = |sink: &SlotSink<R>| {
+            lock(&sink.outcome)
+                .take()
+                .unwrap_or(Err(TaskError::Cancelled { task: sink.task }))
+        };
+        if self.is_finished() {
+            return Poll::Ready(take(&self.sink));
+        }
+        *lock(&self.sink.waker) = Some(cx.waker().clone());
+        self.sink.awaited.store(true, Ordering::SeqCst);
+        if !self.awaited {
+            self.awaited = true;
+            let mut st = self.shared.lock();
+            st.awaiting += 1;
+            if st.supervisor_parked {
+                st.supervisor_parked = false;
+                self.shared.supervisor.notify_one();
+            }
+        }
+        // The outcome may have landed between the look and the waker's registration.
+        if self.sink.done.load(Ordering::SeqCst) {
+            return Poll::Ready(take(&self.sink));
+        }
+        Poll::Pending
     }
 
     pub(crate) fn join(self) -> Result<R, TaskError> {
@@ -295,6 +342,7 @@ impl ProcessPool {
                 out: Vec::new(),
                 spawn_error: None,
                 supervisor_parked: false,
+                awaiting: 0,
                 stopping: false,
                 next_worker_id: n as u32, // checked by `build`
             }),
@@ -420,6 +468,8 @@ impl ProcessPool {
             task,
             outcome: Mutex::new(None),
             done: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            awaited: AtomicBool::new(false),
         });
         self.shared.enqueue(Arc::new(JobData {
             first_task: task,
@@ -433,6 +483,7 @@ impl ProcessPool {
         TaskInner::Process(ProcessTask {
             shared: Arc::clone(&self.shared),
             sink,
+            awaited: false,
         })
     }
 

@@ -346,6 +346,10 @@ pub(super) struct SlotSink<R> {
     pub(super) task: u64,
     pub(super) outcome: Mutex<Option<Result<R, TaskError>>>,
     pub(super) done: AtomicBool,
+    /// The waker of an `await` on the task, woken when the outcome arrives.
+    pub(super) waker: Mutex<Option<std::task::Waker>>,
+    /// A waker was registered (so a plain `join` never takes the waker's lock).
+    pub(super) awaited: AtomicBool,
 }
 
 impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
@@ -356,7 +360,14 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
                 RawOutcome::Err(e) => Err(e),
             };
             *lock(&self.outcome) = Some(r);
-            self.done.store(true, Ordering::Release);
+            // SeqCst with `awaited`: either this sees the waker, or the poll that registered
+            // it sees `done` (each side stores, then loads the other's flag).
+            self.done.store(true, Ordering::SeqCst);
+            if self.awaited.load(Ordering::SeqCst) {
+                if let Some(w) = lock(&self.waker).take() {
+                    w.wake();
+                }
+            }
         }
     }
 }
