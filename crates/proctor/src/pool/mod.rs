@@ -59,6 +59,19 @@ impl Config {
 }
 
 /// Configures and builds a [`Pool`]. Made by [`Pool::threads`] or [`Pool::processes`].
+///
+/// Every option, in each mode (switching the mode is one word, so an option that means
+/// something in both modes is accepted in both; one that cannot be honoured is an error from
+/// [`PoolBuilder::build`] that says why):
+///
+/// | option | processes | threads |
+/// |---|---|---|
+/// | [`task_timeout`](PoolBuilder::task_timeout) | the worker is killed and replaced, on time | `TimedOut` on time; the stuck thread is replaced and leaks until its task returns |
+/// | [`max_tasks_per_worker`](PoolBuilder::max_tasks_per_worker) | a fresh process after `n` tasks | a fresh thread after `n` tasks |
+/// | [`chunk_size`](PoolBuilder::chunk_size) | items per job sent to a worker | items per job (one per job under a timeout) |
+/// | [`memory_limit`](PoolBuilder::memory_limit) | `RLIMIT_DATA` per worker; `OutOfMemory` | error: threads share one address space |
+/// | [`retries`](PoolBuilder::retries) | reruns a task whose worker died | error: a thread cannot die alone |
+/// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder {
@@ -106,8 +119,12 @@ impl PoolBuilder {
     /// Whether what worker processes write to stderr reaches this program's stderr (the
     /// default). Either way the last few KiB are kept for [`TaskError::Crashed`]'s
     /// `stderr_tail`, so turning it off keeps a crashing worker's panic message, backtrace or
-    /// "memory allocation failed" off the terminal without losing it. Process mode only:
-    /// threads write to the program's own stderr.
+    /// "memory allocation failed" off the terminal without losing it.
+    ///
+    /// In thread mode tasks write to this program's own stderr, which no pool can filter;
+    /// the option is accepted, so that switching the mode stays one word, and the pool's own
+    /// output is quiet either way (a caught panic becomes `TaskError::Panicked` and prints
+    /// nothing).
     pub fn forward_stderr(mut self, forward: bool) -> Self {
         self.config.forward_stderr = forward;
         self
@@ -137,7 +154,7 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit or
-    /// unforwarded stderr in thread mode); in process mode, [`crate::init`] not having run in time, an unsupported
+    /// retries in thread mode); in process mode, [`crate::init`] not having run in time, an unsupported
     /// platform, or a worker that could not be started.
     pub fn build(self) -> Result<Pool, Error> {
         let c = &self.config;
@@ -162,12 +179,6 @@ impl PoolBuilder {
         }
         if c.task_timeout == Some(Duration::ZERO) {
             return Err(Error::invalid("task_timeout must be longer than zero"));
-        }
-        if c.mode == Mode::Threads && !c.forward_stderr {
-            return Err(Error::invalid(
-                "forward_stderr applies to worker processes only; threads write to this \
-                 program's own stderr",
-            ));
         }
         if c.mode == Mode::Threads && c.retries > 0 {
             return Err(Error::invalid(

@@ -640,12 +640,10 @@ fn bad_options_are_clear_errors() {
             .unwrap_err()
             .is_invalid_config()
     );
-    let e = Pool::threads(1).forward_stderr(false).build().unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("forward_stderr applies to worker processes only"),
-        "{e}"
-    );
+    // Switching the mode stays one word: forward_stderr is accepted by threads too.
+    assert!(Pool::threads(1).forward_stderr(false).build().is_ok());
+    let e = Pool::threads(1).memory_limit(1 << 30).build().unwrap_err();
+    assert!(e.to_string().contains("one address space"), "{e}");
     // Worker numbers are u32 (they keep TaskError small); the builder says so.
     let e = Pool::builder(Mode::Threads, usize::MAX)
         .build()
