@@ -232,13 +232,8 @@ impl<R> ProcessTask<R> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<R, TaskError>> {
         use std::task::Poll;
-        let take = |sink: &SlotSink<R>| {
-            lock(&sink.outcome)
-                .take()
-                .unwrap_or(Err(TaskError::Cancelled { task: sink.task }))
-        };
         if self.is_finished() {
-            return Poll::Ready(take(&self.sink));
+            return Poll::Ready(self.sink.take());
         }
         *lock(&self.sink.waker) = Some(cx.waker().clone());
         self.sink.awaited.store(true, Ordering::SeqCst);
@@ -253,7 +248,7 @@ impl<R> ProcessTask<R> {
         }
         // The outcome may have landed between the look and the waker's registration.
         if self.sink.done.load(Ordering::SeqCst) {
-            return Poll::Ready(take(&self.sink));
+            return Poll::Ready(self.sink.take());
         }
         Poll::Pending
     }
@@ -262,13 +257,21 @@ impl<R> ProcessTask<R> {
         let sink = &self.sink;
         self.shared
             .wait_until(&|_| sink.done.load(Ordering::Acquire));
-        lock(&sink.outcome)
-            .take()
-            .unwrap_or(Err(TaskError::Cancelled { task: sink.task }))
+        sink.take()
     }
 }
 
-fn entry_address<A, R, F>() -> u64
+/// True if the probe committed one record, its `Ok` result.
+fn probe_ok(arena: &SharedMapping) -> bool {
+    let p = arena::progress(arena);
+    p.committed == 1
+        && arena::records(arena, &p)
+            .and_then(|r| wire::decode_record(r).ok())
+            .is_some_and(|(tag, _, _)| tag == wire::RecordTag::Ok)
+}
+
+/// The address of the entry point for tasks of the fn item (or non-capturing closure) `f`.
+fn entry_of<A, R, F>(_f: F) -> u64
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned,
@@ -276,24 +279,6 @@ where
 {
     let f: EntryFn = entry::<A, R, F>;
     f as usize as u64
-}
-
-/// True if the probe's one record is its `Ok` result.
-fn probe_ok(arena: &SharedMapping) -> bool {
-    let p = arena::progress(arena);
-    arena::records(arena, &p)
-        .and_then(|r| wire::decode_record(r).ok())
-        .is_some_and(|(tag, _, _)| tag == wire::RecordTag::Ok)
-}
-
-/// The entry point for the fn item `f`.
-fn entry_of<A, R, F>(_f: F) -> u64
-where
-    F: Fn(A) -> R + Copy + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    entry_address::<A, R, F>()
 }
 
 fn too_big(len: usize, task: u64) -> TaskError {
@@ -374,8 +359,8 @@ impl ProcessPool {
         Ok(pool)
     }
 
-    /// Runs an empty job on every worker, so that a memory limit too small for an idle worker
-    /// is an error from `build()` rather than a respawn loop later.
+    /// Runs the probe (a 1 MiB allocation) on every worker, so that a memory limit too small
+    /// for an idle worker is an error from `build()` rather than a respawn loop later.
     fn probe_workers(&self, limit: u64) -> Result<(), Error> {
         let shared = &self.shared;
         let entry = entry_of(probe);
@@ -383,9 +368,8 @@ impl ProcessPool {
         wire::begin_run(&mut frame);
         wire::append(&PROBE_BYTES, &mut frame).expect("a usize encodes");
         wire::finish_run(&mut frame, 0, entry, entry ^ shared.server.secret, 1);
-        let st = shared.lock();
+        let mut st = shared.lock();
         let deadline = Instant::now() + EXIT_WAIT;
-        let mut st = st;
         for w in st.workers.iter_mut().flatten() {
             arena::reset(&w.arena, false);
             let sent = (&w.requests).write_all(&frame).is_ok();
@@ -394,7 +378,7 @@ impl ProcessPool {
             arena::sent(&w.arena, want);
             loop {
                 if sent && arena::done_seq(&w.header) == want {
-                    if arena::progress(&w.arena).committed == 1 && probe_ok(&w.arena) {
+                    if probe_ok(&w.arena) {
                         break;
                     }
                     return Err(Error::invalid(format!(
@@ -437,7 +421,7 @@ impl ProcessPool {
             .collect()
     }
 
-    pub(crate) fn submit<A, R, F>(&self, _f: F, arg: A) -> TaskInner<R>
+    pub(crate) fn submit<A, R, F>(&self, f: F, arg: A) -> TaskInner<R>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned,
@@ -456,7 +440,7 @@ impl ProcessPool {
         if len > MAX_FRAME - wire::RUN_HEADER_LEN {
             return TaskInner::Ready(Err(too_big(len, task)));
         }
-        let entry = entry_address::<A, R, F>();
+        let entry = entry_of(f);
         wire::finish_run(
             &mut frame,
             task,
@@ -487,7 +471,7 @@ impl ProcessPool {
         })
     }
 
-    pub(crate) fn map<A, R, F, C>(&self, _f: F, items: Vec<A>) -> C::Output
+    pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -503,7 +487,7 @@ impl ProcessPool {
             _result: PhantomData,
         });
         let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
-        let entry = entry_address::<A, R, F>();
+        let entry = entry_of(f);
         let check = entry ^ self.shared.server.secret;
         let chunk = self.shared.config.chunk_for(n);
         // The items stay with the jobs until the call returns, so that a job whose worker
@@ -639,13 +623,11 @@ impl Drop for ProcessPool {
             };
             if st.exits[s].is_none() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match shared.server.wait_exit(pid, left) {
-                    Some(exit) => st.exits[s] = Some(exit),
-                    None => shared.server.forget(pid),
-                }
-                if st.exits[s].is_none() {
-                    st.exits[s] = Some(Exit::Signal(libc::SIGKILL));
-                }
+                let exit = shared.server.wait_exit(pid, left).unwrap_or_else(|| {
+                    shared.server.forget(pid);
+                    Exit::Signal(libc::SIGKILL)
+                });
+                st.exits[s] = Some(exit);
             }
             if st.machine.busy(s).is_some() {
                 shared.on_death(&mut st, s, Death::Cancelled, &mut out);

@@ -352,6 +352,15 @@ pub(super) struct SlotSink<R> {
     pub(super) awaited: AtomicBool,
 }
 
+impl<R> SlotSink<R> {
+    /// The outcome, taken out (`Cancelled` if none ever came: the pool was dropped).
+    pub(super) fn take(&self) -> Result<R, TaskError> {
+        lock(&self.outcome)
+            .take()
+            .unwrap_or(Err(TaskError::Cancelled { task: self.task }))
+    }
+}
+
 impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
     fn deliver(&self, _first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
         if let Some(o) = outcomes.next() {
