@@ -352,15 +352,20 @@ impl Shared {
     /// What a quiet moment is for: read busy and retired workers' stderr (a worker whose
     /// stderr pipe is full would otherwise block), and look at the clocks.
     fn tick(&self, st: &mut State) {
+        self.read_stderr(st);
+        if let Some(limit) = self.config.task_timeout {
+            self.check_timeouts(st, limit);
+        }
+    }
+
+    /// Reads what every worker, live or retired, wrote to stderr so far.
+    fn read_stderr(&self, st: &mut State) {
         for w in st.workers.iter_mut().flatten() {
             w.drain_stderr();
         }
         let server = self.server;
         st.retired.retain_mut(|r| !r.drain(server));
         st.last_drain = Instant::now();
-        if let Some(limit) = self.config.task_timeout {
-            self.check_timeouts(st, limit);
-        }
     }
 
     /// How long until the next running task's timeout is due.
@@ -427,10 +432,7 @@ impl Shared {
         self.act(st, &mut out);
         st.actions = out;
         if st.last_drain.elapsed() >= STDERR_TICK {
-            for w in st.workers.iter_mut().flatten() {
-                w.drain_stderr();
-            }
-            st.last_drain = Instant::now();
+            self.read_stderr(st);
         }
         std::mem::take(&mut st.delivered)
     }
