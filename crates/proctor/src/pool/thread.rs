@@ -59,7 +59,7 @@ struct WatchState {
 
 #[derive(Debug, Default)]
 struct WorkerStatus {
-    /// A joiner gave up on this worker's task; the thread exits when the task returns.
+    /// The watchdog gave up on this worker's task; the thread exits when the task returns.
     abandoned: AtomicBool,
 }
 
@@ -119,12 +119,7 @@ impl Shared {
                 }
                 // Fails when there is no job to hand over and the sender has gone.
                 let first = handed.recv().ok();
-                let ctx = WorkerCtx {
-                    id,
-                    status,
-                    shared: Arc::clone(&shared),
-                };
-                worker_loop(shared, ctx, first);
+                worker_loop(WorkerCtx { id, status, shared }, first);
             });
         let Ok(handle) = spawned else {
             return Err(first);
@@ -240,7 +235,8 @@ impl Shared {
 
 /// Runs jobs until an `Exit`, until it is abandoned, or until it has run as many tasks as a
 /// worker may. `first` is a job handed over by the worker this one replaces.
-fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx, mut first: Option<(RunFn, usize)>) {
+fn worker_loop(ctx: WorkerCtx, mut first: Option<(RunFn, usize)>) {
+    let shared = &ctx.shared;
     let max = shared.config.max_tasks_per_worker;
     let mut done = 0usize;
     loop {
@@ -278,7 +274,7 @@ fn worker_loop(shared: Arc<Shared>, ctx: WorkerCtx, mut first: Option<(RunFn, us
         crate::panic::set_quiet(false);
         if ctx.status.abandoned.load(Ordering::Acquire) {
             // A replacement took this worker's place (and its `Exit`). Dropping the handle,
-            // here or in the joiner that gave up on this worker, detaches the thread: a
+            // here or in the watchdog that gave up on this worker, detaches the thread: a
             // thread that may be stuck must not hold up `shutdown`.
             shared
                 .handles
