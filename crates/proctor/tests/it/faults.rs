@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use proctor::{Pool, TaskError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::sleep_ms;
+
 fn double(n: u64) -> u64 {
     2 * n
 }
@@ -195,11 +197,6 @@ fn the_fork_server_ignores_sigpipe_even_when_started_before_main() {
         pool.submit(sigpipe_ignored_by_server_and_worker, 0).join(),
         Ok((true, true))
     );
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 #[test]

@@ -19,6 +19,12 @@ pub(crate) fn helper(name: &str, env: (&str, &str)) -> std::process::Command {
     cmd
 }
 
+/// A task that sleeps `ms` milliseconds and returns `ms` (shared by the modules' tests).
+pub(crate) fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 mod examples;
 mod faults;
 mod pool;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use proctor::{Mode, Pool, TaskError};
 use serde::{Deserialize, Serialize};
 
+use crate::sleep_ms;
+
 fn square(n: u64) -> u64 {
     n * n
 }
@@ -692,17 +694,12 @@ fn try_map_reports_the_first_failure_in_input_order_in_both_modes() {
     }
 }
 
-fn nap_then(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
-
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn a_task_handle_can_be_polled_and_waited_on_with_a_timeout_in_both_modes() {
     for mode in [Mode::Threads, Mode::Processes] {
         let pool = Pool::builder(mode, 1).build().unwrap();
-        let slow = pool.submit(nap_then, 300);
+        let slow = pool.submit(sleep_ms, 300);
         assert!(!slow.is_finished(), "{mode}");
         let slow = slow.try_join().expect_err("not finished yet");
         let slow = slow
@@ -729,7 +726,7 @@ static NAPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// Sleeps `ms`, after saying so (visible to the caller in thread mode only).
 fn flagged_nap(ms: u64) -> u64 {
     NAPPING.store(true, std::sync::atomic::Ordering::SeqCst);
-    nap_then(ms)
+    sleep_ms(ms)
 }
 
 #[test]
@@ -738,7 +735,7 @@ fn cancel_stops_a_queued_task_in_both_modes_and_a_running_one_in_process_mode() 
     for mode in [Mode::Threads, Mode::Processes] {
         let pool = Pool::builder(mode, 1).build().unwrap();
         let busy = pool.submit(flagged_nap, 2_000);
-        let queued = pool.submit(nap_then, 5);
+        let queued = pool.submit(sleep_ms, 5);
         assert!(queued.cancel(), "{mode}");
         assert!(queued.join().unwrap_err().is_cancelled(), "{mode}");
         let before = pool.worker_pids();
@@ -799,7 +796,7 @@ fn a_task_is_a_future_under_tokio_in_both_modes() {
                 "{mode}"
             );
             // A slower task's await, under a runtime timeout.
-            let slow = pool.submit(nap_then, 50);
+            let slow = pool.submit(sleep_ms, 50);
             let r = tokio::time::timeout(Duration::from_secs(30), slow).await;
             assert_eq!(r.ok(), Some(Ok(50)), "{mode}");
         });

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use proctor::{Pool, TaskError};
 
+use crate::sleep_ms;
+
 /// How many memory mappings the process has (one line each in `/proc/self/maps`).
 fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
@@ -293,11 +295,6 @@ fn fault_soak_full_size() {
     soak(16, 1_000_000);
 }
 
-fn nap_ms(ms: u64) -> u64 {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    ms
-}
-
 #[test]
 fn a_timeout_replaces_a_stuck_thread_while_nobody_waits_for_it() {
     // One worker, stuck for a minute: the queued task behind it runs only if the watchdog
@@ -306,9 +303,9 @@ fn a_timeout_replaces_a_stuck_thread_while_nobody_waits_for_it() {
         .task_timeout(std::time::Duration::from_millis(100))
         .build()
         .unwrap();
-    let stuck = pool.submit(nap_ms, 60_000);
+    let stuck = pool.submit(sleep_ms, 60_000);
     let start = std::time::Instant::now();
-    assert_eq!(pool.submit(nap_ms, 1).join(), Ok(1));
+    assert_eq!(pool.submit(sleep_ms, 1).join(), Ok(1));
     assert!(
         start.elapsed() < std::time::Duration::from_secs(30),
         "the queued task waited for the stuck one"
