@@ -12,7 +12,10 @@ use crate::error::{Error, ErrorKind, TaskError};
 mod process;
 #[cfg(target_os = "linux")]
 pub(crate) use process::decode_records_for_fuzz;
+mod stream;
 mod thread;
+
+pub use stream::{Stream, Unordered};
 
 /// Where a pool runs its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -330,6 +333,70 @@ impl Pool {
     {
         self.collect::<A, R, F, UntilError<R>>(f, items)
             .map_err(|e| Error::new(ErrorKind::Task(e)))
+    }
+
+    /// Runs `f` on every item of `items`, which may be endless, and yields the outcomes in
+    /// input order as they are ready, with at most a window of items in flight (see
+    /// [`Stream`]): for inputs too big to hold, for progress, and to stop early. Dropping the
+    /// stream cancels the items not yet started.
+    ///
+    /// ```
+    /// fn parse(line: String) -> usize { line.len() }
+    ///
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let lines = (0..10_000).map(|i| format!("line {i}"));
+    /// let mut done = 0;
+    /// for outcome in pool.stream(parse, lines).window(512) {
+    ///     assert!(outcome.unwrap() >= 6);
+    ///     done += 1; // progress
+    /// }
+    /// assert_eq!(done, 10_000);
+    /// ```
+    pub fn stream<'p, A, R, F, I>(&'p self, f: F, items: I) -> Stream<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        Stream::new(self.batches(f, items.into_iter()), self.config())
+    }
+
+    /// Like [`Pool::stream`], but yields each outcome as soon as its task finishes, with the
+    /// index of its item: a slow item never holds up the others (see [`Unordered`]).
+    pub fn stream_unordered<'p, A, R, F, I>(&'p self, f: F, items: I) -> Unordered<'p, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'p,
+    {
+        Unordered::new(self.batches(f, items.into_iter()), self.config())
+    }
+
+    fn batches<'p, A, R, F, I>(&'p self, f: F, items: I) -> Box<dyn stream::Batches<R> + 'p>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: Iterator<Item = A> + 'p,
+    {
+        assert_plain_fn::<F>();
+        match &self.backend {
+            Backend::Threads(p) => p.stream(f, items),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.stream(f, items),
+        }
+    }
+
+    fn config(&self) -> &Config {
+        match &self.backend {
+            Backend::Threads(p) => p.config(),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.config(),
+        }
     }
 
     /// Starts `f(arg)` on a worker and returns a handle to its outcome.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Config;
+use super::stream::OutcomeRun;
 use crate::error::TaskError;
 
 /// Runs its tasks on a worker (`Some`), or cancels them (`None`).
@@ -314,6 +315,56 @@ fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, crossbeam_channel::RecvError>
     }
 }
 
+/// Runs one task on `ctx`'s worker and hands its outcome to `finish`, exactly once: under a
+/// `limit` the watchdog may give up on it first and hand over `TimedOut` instead.
+fn run_task<A, R, F, D>(
+    ctx: &WorkerCtx,
+    f: F,
+    arg: A,
+    task: u64,
+    limit: Option<Duration>,
+    finish: D,
+) where
+    F: Fn(A) -> R,
+    D: Fn(Result<R, TaskError>) + Send + Sync + 'static,
+{
+    let Some(limit) = limit else {
+        finish(run_one(f, arg, ctx.id, task));
+        return;
+    };
+    let finish = Arc::new(finish);
+    let expiring = Arc::clone(&finish);
+    let worker = ctx.id;
+    ctx.shared.start_running(
+        task,
+        ctx,
+        Box::new(move |after| {
+            expiring(Err(TaskError::TimedOut {
+                after,
+                worker,
+                task,
+            }))
+        }),
+    );
+    let started = Instant::now();
+    let outcome = run_one(f, arg, ctx.id, task);
+    let after = started.elapsed();
+    if !ctx.shared.finish_running(task) {
+        // The watchdog gave up on it and delivered TimedOut.
+        return;
+    }
+    // It overran but returned before the watchdog looked: TimedOut all the same.
+    if after >= limit {
+        finish(Err(TaskError::TimedOut {
+            after,
+            worker,
+            task,
+        }));
+    } else {
+        finish(outcome);
+    }
+}
+
 fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R, TaskError> {
     catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
         let (message, location) = crate::panic::details(payload.as_ref());
@@ -391,6 +442,10 @@ impl ThreadPool {
         Ok(pool)
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     pub(crate) fn workers(&self) -> usize {
         self.shared.config.workers
     }
@@ -405,46 +460,11 @@ impl ThreadPool {
         let (slot, rx) = Slot::new();
         let slot = Arc::new(slot);
         let limit = self.shared.config.task_timeout;
-        let timed = limit.is_some();
         let s = Arc::clone(&slot);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
             None => s.finish(Err(TaskError::Cancelled { task })),
             Some(_) if !s.claim() => {} // cancelled while queued: it already has its outcome
-            Some(ctx) => {
-                if !timed {
-                    s.finish(run_one(f, arg, ctx.id, task));
-                    return;
-                }
-                let expiring = Arc::clone(&s);
-                let worker = ctx.id;
-                ctx.shared.start_running(
-                    task,
-                    ctx,
-                    Box::new(move |after| {
-                        expiring.finish(Err(TaskError::TimedOut {
-                            after,
-                            worker,
-                            task,
-                        }))
-                    }),
-                );
-                let started = Instant::now();
-                let outcome = run_one(f, arg, ctx.id, task);
-                let after = started.elapsed();
-                if !ctx.shared.finish_running(task) {
-                    // The watchdog gave up on it and delivered TimedOut.
-                    return;
-                }
-                // It overran but returned before the watchdog looked: TimedOut all the same.
-                match limit {
-                    Some(limit) if after >= limit => s.finish(Err(TaskError::TimedOut {
-                        after,
-                        worker: ctx.id,
-                        task,
-                    })),
-                    _ => s.finish(outcome),
-                }
-            }
+            Some(ctx) => run_task(ctx, f, arg, task, limit, move |o| s.finish(o)),
         };
         self.shared.send(Job::Run(Box::new(run), 1));
         ThreadTask { rx, task, slot }
@@ -509,6 +529,29 @@ impl ThreadPool {
         out.finish(n, first_task)
     }
 
+    /// Starts a stream of `f` over `items` (see [`crate::Stream`]).
+    pub(crate) fn stream<'p, A, R, F, I>(
+        &'p self,
+        f: F,
+        items: I,
+    ) -> Box<dyn super::stream::Batches<R> + 'p>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: Iterator<Item = A> + 'p,
+    {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Box::new(ThreadStream {
+            shared: &self.shared,
+            f,
+            items,
+            tx,
+            rx,
+            dropped: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
     pub(crate) fn shutdown(self) {
         for _ in 0..self.shared.live.load(Ordering::Acquire) {
             self.shared.send(Job::Exit);
@@ -545,6 +588,94 @@ impl Drop for ThreadPool {
             }
         }
         self.stop_watchdog();
+    }
+}
+
+/// The thread-mode side of a [`crate::Stream`]: each batch is a job whose outcomes come back
+/// through one channel (or, under a task timeout, one job per item, each timed on its own).
+struct ThreadStream<'p, F, I, R> {
+    shared: &'p Arc<Shared>,
+    f: F,
+    items: I,
+    tx: Sender<OutcomeRun<R>>,
+    rx: Receiver<OutcomeRun<R>>,
+    /// The stream was dropped: jobs not yet started are cancelled, not run.
+    dropped: Arc<AtomicBool>,
+}
+
+impl<A, R, F, I> super::stream::Batches<R> for ThreadStream<'_, F, I, R>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+    I: Iterator<Item = A>,
+{
+    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> usize {
+        let limit = self.shared.config.task_timeout;
+        // Under a timeout each item is timed and abandoned on its own.
+        let chunk = if limit.is_some() { 1 } else { chunk.max(1) };
+        let mut taken = 0;
+        while taken < max {
+            let part: Vec<A> = self.items.by_ref().take(chunk.min(max - taken)).collect();
+            let len = part.len();
+            if len == 0 {
+                break;
+            }
+            let start = base + taken;
+            let first_task = self
+                .shared
+                .next_task
+                .fetch_add(len as u64, Ordering::Relaxed);
+            let tx = self.tx.clone();
+            let dropped = Arc::clone(&self.dropped);
+            let f = self.f;
+            let run = move |ctx: Option<&WorkerCtx>| {
+                let cancelled = || {
+                    (0..len)
+                        .map(|k| {
+                            Err(TaskError::Cancelled {
+                                task: first_task + k as u64,
+                            })
+                        })
+                        .collect()
+                };
+                let ctx = match ctx {
+                    Some(ctx) if !dropped.load(Ordering::Acquire) => ctx,
+                    _ => {
+                        let _ = tx.send((start, cancelled()));
+                        return;
+                    }
+                };
+                if limit.is_some() {
+                    let arg = part.into_iter().next().expect("a timed job holds one item");
+                    let finish = move |o| {
+                        let _ = tx.send((start, vec![o]));
+                    };
+                    run_task(ctx, f, arg, first_task, limit, finish);
+                    return;
+                }
+                let out = part
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, a)| run_one(f, a, ctx.id, first_task + k as u64))
+                    .collect();
+                let _ = tx.send((start, out));
+            };
+            self.shared.send(Job::Run(Box::new(run), len));
+            taken += len;
+        }
+        taken
+    }
+
+    fn next_run(&mut self) -> Option<OutcomeRun<R>> {
+        // The stream holds a sender, so this waits until a run arrives.
+        self.rx.recv().ok()
+    }
+}
+
+impl<F, I, R> Drop for ThreadStream<'_, F, I, R> {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
     }
 }
 

@@ -29,5 +29,6 @@ mod examples;
 mod faults;
 mod pool;
 mod soak;
+mod stream;
 mod thread_mode;
 mod transport;

@@ -21,14 +21,19 @@ pub(super) trait Reencode: Send + Sync {
     fn reencode(&self, first: usize, count: usize, out: &mut Vec<u8>) -> Result<(), String>;
 }
 
-/// A `map` call's items, kept until the call returns.
-pub(super) struct Items<A>(pub(super) Mutex<Vec<A>>);
+/// A `map` call's items (or one batch of a stream's), kept until their jobs are done.
+pub(super) struct Items<A> {
+    pub(super) items: Mutex<Vec<A>>,
+    /// The index in its call of the first item.
+    pub(super) base: usize,
+}
 
 impl<A: Serialize + Send> Reencode for Items<A> {
     fn reencode(&self, first: usize, count: usize, out: &mut Vec<u8>) -> Result<(), String> {
-        let items = lock(&self.0);
-        let run = items
-            .get(first..first + count)
+        let items = lock(&self.items);
+        let run = first
+            .checked_sub(self.base)
+            .and_then(|at| items.get(at..at + count))
             .ok_or_else(|| "a resumed run lies outside its call's items".to_string())?;
         wire::append_capped(&wire::Concat(run), out, MAX_FRAME).map_err(|e| e.to_string())
     }
@@ -88,7 +93,8 @@ impl JobData {
     pub(super) fn fail(&self, from: usize, count: usize, err: impl Fn(u64) -> TaskError) {
         let base = self.first_task;
         let mut it = (from..from + count).map(|k| RawOutcome::Err(err(base + k as u64)));
-        self.sink.deliver(self.first_index + from, &mut it);
+        self.sink
+            .deliver(self.first_index + from, base + from as u64, &mut it);
     }
 }
 

@@ -54,7 +54,7 @@ use crate::worker::{EntryFn, entry};
 use handle::{Retired, Worker};
 use job::{Delivery, Items, Job, JobData, Reencode};
 pub(crate) use outcome::decode_records_for_fuzz;
-use outcome::{MapSink, RawOutcome, Sink, SlotSink};
+use outcome::{MapSink, RawOutcome, Sink, SlotSink, StreamSink};
 use recovery::{Action, Death, Machine};
 
 /// Time between SIGTERM and SIGKILL for a timed-out worker.
@@ -281,10 +281,12 @@ where
     f as usize as u64
 }
 
-fn too_big(len: usize, task: u64) -> TaskError {
+/// The error of an argument whose encoding outgrew the frame limit (serializing stops
+/// there: a huge argument is rejected without being encoded whole).
+fn too_big(task: u64) -> TaskError {
     TaskError::Codec {
         message: arcstr::format!(
-            "its argument of {len} bytes exceeds the {} MiB frame limit",
+            "its argument exceeds the {} MiB frame limit",
             MAX_FRAME >> 20
         ),
         task,
@@ -407,6 +409,10 @@ impl ProcessPool {
         Ok(())
     }
 
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     pub(crate) fn workers(&self) -> usize {
         self.shared.config.workers
     }
@@ -430,15 +436,17 @@ impl ProcessPool {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
         wire::begin_run(&mut frame);
-        if let Err(e) = wire::append(&arg, &mut frame) {
-            return TaskInner::Ready(Err(TaskError::Codec {
-                message: arcstr::format!("its argument could not be encoded: {e}"),
-                task,
-            }));
-        }
-        let len = frame.len() - wire::RUN_HEADER_LEN;
-        if len > MAX_FRAME - wire::RUN_HEADER_LEN {
-            return TaskInner::Ready(Err(too_big(len, task)));
+        match wire::append_capped(&arg, &mut frame, 4 + MAX_FRAME) {
+            Ok(()) => {}
+            Err(postcard::Error::SerializeBufferFull) => {
+                return TaskInner::Ready(Err(too_big(task)));
+            }
+            Err(e) => {
+                return TaskInner::Ready(Err(TaskError::Codec {
+                    message: arcstr::format!("its argument could not be encoded: {e}"),
+                    task,
+                }));
+            }
         }
         let entry = entry_of(f);
         wire::finish_run(
@@ -481,18 +489,70 @@ impl ProcessPool {
         let n = items.len();
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let sink = Arc::new(MapSink::<R, C> {
-            first_task,
             results: Mutex::new(Some(C::with_len(n))),
             remaining: AtomicUsize::new(n),
             _result: PhantomData,
         });
         let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
-        let entry = entry_of(f);
-        let check = entry ^ self.shared.server.secret;
         let chunk = self.shared.config.chunk_for(n);
-        // The items stay with the jobs until the call returns, so that a job whose worker
-        // died can be resumed by encoding its remaining arguments again.
-        let items = Arc::new(Items(Mutex::new(items)));
+        self.shared
+            .enqueue_items(entry_of(f), first_task, 0, items, &dyn_sink, chunk);
+        self.shared
+            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
+        let results = lock(&sink.results).take();
+        results
+            .expect("map results are taken once")
+            .finish(n, first_task)
+    }
+
+    /// Starts a stream of `f` over `items` (see [`crate::Stream`]).
+    pub(crate) fn stream<'p, A, R, F, I>(
+        &'p self,
+        f: F,
+        items: I,
+    ) -> Box<dyn super::stream::Batches<R> + 'p>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: Iterator<Item = A> + 'p,
+    {
+        Box::new(ProcessStream {
+            shared: &self.shared,
+            entry: entry_of(f),
+            items,
+            sink: Arc::new(StreamSink::new()),
+        })
+    }
+
+    pub(crate) fn shutdown(self) {
+        self.shared.wait_until(&State::is_idle);
+        // Drop stops the (now idle) workers and reads their last output.
+    }
+}
+
+impl Shared {
+    /// Encodes `items` (tasks `first_task..`, indices `base..` of their call) into jobs of
+    /// at most `chunk` items and queues them, their outcomes going to `sink`.
+    fn enqueue_items<A>(
+        &self,
+        entry: u64,
+        first_task: u64,
+        base: usize,
+        items: Vec<A>,
+        sink: &Arc<dyn Sink>,
+        chunk: usize,
+    ) where
+        A: Serialize + Send + 'static,
+    {
+        let n = items.len();
+        let check = entry ^ self.server.secret;
+        // The items stay with the jobs until they are done, so that a job whose worker died
+        // can be resumed by encoding its remaining arguments again.
+        let items = Arc::new(Items {
+            items: Mutex::new(items),
+            base,
+        });
         let reencode: Arc<dyn Reencode> = Arc::clone(&items) as Arc<dyn Reencode>;
 
         let mut frame = Vec::new();
@@ -507,13 +567,13 @@ impl ProcessPool {
             let mut f = std::mem::replace(frame, Vec::with_capacity(frame.len()));
             let first = first_task + start as u64;
             wire::finish_run(&mut f, first, entry, check, count as u32);
-            self.shared.enqueue(Arc::new(JobData {
+            self.enqueue(Arc::new(JobData {
                 first_task: first,
-                first_index: start,
+                first_index: base + start,
                 count,
                 entry,
                 frame: f,
-                sink: Arc::clone(&dyn_sink),
+                sink: Arc::clone(sink),
                 items: Some(Arc::clone(&reencode)),
             }));
             wire::begin_run(frame);
@@ -528,7 +588,7 @@ impl ProcessPool {
             let end = n.min(i + ENCODE_RUN).min(i + chunk - in_job);
             let before = frame.len();
             let fast = {
-                let items = lock(&items.0);
+                let items = lock(&items.items);
                 wire::append_capped(&wire::Concat(&items[i..end]), &mut frame, MAX_FRAME).is_ok()
             };
             if fast {
@@ -544,20 +604,20 @@ impl ProcessPool {
             frame.truncate(before);
             for k in i..end {
                 one.clear();
-                let failure = match wire::append(&lock(&items.0)[k], &mut one) {
-                    Ok(()) if one.len() > MAX_FRAME - wire::RUN_HEADER_LEN => {
-                        Some(too_big(one.len(), first_task + k as u64))
-                    }
+                let task = first_task + k as u64;
+                let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
+                let failure = match wire::append_capped(&lock(&items.items)[k], &mut one, limit) {
                     Ok(()) => None,
+                    Err(postcard::Error::SerializeBufferFull) => Some(too_big(task)),
                     Err(e) => Some(TaskError::Codec {
                         message: arcstr::format!("its argument could not be encoded: {e}"),
-                        task: first_task + k as u64,
+                        task,
                     }),
                 };
                 if let Some(err) = failure {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
-                    dyn_sink.deliver(k, &mut std::iter::once(RawOutcome::Err(err)));
+                    sink.deliver(base + k, task, &mut std::iter::once(RawOutcome::Err(err)));
                     job_start = k + 1;
                     in_job = 0;
                     continue;
@@ -579,18 +639,58 @@ impl ProcessPool {
             i = end;
         }
         flush(&mut frame, job_start, in_job);
+    }
+}
 
-        self.shared
-            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
-        let results = lock(&sink.results).take();
-        results
-            .expect("map results are taken once")
-            .finish(n, first_task)
+/// The process-mode side of a [`crate::Stream`]: batches of items become jobs whose
+/// outcomes arrive in a [`StreamSink`].
+struct ProcessStream<'p, I, R> {
+    shared: &'p Arc<Shared>,
+    entry: u64,
+    items: I,
+    sink: Arc<StreamSink<R>>,
+}
+
+impl<A, R, I> super::stream::Batches<R> for ProcessStream<'_, I, R>
+where
+    A: Serialize + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
+    I: Iterator<Item = A>,
+{
+    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> usize {
+        let batch: Vec<A> = self.items.by_ref().take(max).collect();
+        let n = batch.len();
+        if n > 0 {
+            let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+            let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
+            self.shared
+                .enqueue_items(self.entry, first_task, base, batch, &sink, chunk);
+        }
+        n
     }
 
-    pub(crate) fn shutdown(self) {
-        self.shared.wait_until(&State::is_idle);
-        // Drop stops the (now idle) workers and reads their last output.
+    fn next_run(&mut self) -> Option<super::stream::OutcomeRun<R>> {
+        if let Some(run) = self.sink.pop() {
+            return Some(run);
+        }
+        let sink = &self.sink;
+        let ready = |st: &State| sink.ready.load(Ordering::Acquire) > 0 || st.machine.is_closed();
+        self.shared.wait_until(&ready);
+        self.sink.pop()
+    }
+}
+
+impl<I, R> Drop for ProcessStream<'_, I, R> {
+    /// What is queued never runs; what runs finishes, into a sink nobody reads.
+    fn drop(&mut self) {
+        let shared = self.shared;
+        let me = Arc::as_ptr(&self.sink) as *const ();
+        let is_mine = |job: &Job| Arc::as_ptr(&job.sink) as *const () == me;
+        let mut st = shared.lock();
+        let mut out = Vec::new();
+        while let recovery::Cancel::Queued = st.machine.cancel(is_mine, &mut out) {}
+        shared.act(&mut st, &mut out);
+        shared.notify(&mut st);
     }
 }
 

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::lock;
 use crate::error::TaskError;
+use crate::pool::stream::OutcomeRun;
 use crate::wire::{self, RecordTag};
 
 /// One outcome read from an arena, before the sink decodes it into its type.
@@ -25,13 +26,19 @@ pub(crate) enum RawOutcome<'a> {
 
 /// Receives the outcomes of one `map` call or one submitted task.
 pub(crate) trait Sink: Send + Sync {
-    /// Outcomes for items `first_index..`, in order.
-    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>);
+    /// Outcomes for items `first_index..` (tasks `first_task..`), in order.
+    fn deliver(
+        &self,
+        first_index: usize,
+        first_task: u64,
+        outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
+    );
 
     /// Outcome records read from an arena, for items `first_index..`. A sink may override it
     /// to decode without a virtual call per item (`map` of a million small results).
     fn deliver_records(&self, first_index: usize, mut records: RecordIter<'_>) {
-        self.deliver(first_index, &mut records);
+        let task = records.task;
+        self.deliver(first_index, task, &mut records);
     }
 }
 
@@ -193,7 +200,6 @@ fn decode_panicked(payload: &(dyn std::any::Any + Send), task: u64) -> TaskError
 
 /// Collects the outcomes of one `map` or `try_map` call, in input order.
 pub(super) struct MapSink<R, C> {
-    pub(super) first_task: u64,
     pub(super) results: Mutex<Option<C>>,
     pub(super) remaining: AtomicUsize,
     pub(super) _result: PhantomData<fn() -> R>,
@@ -218,8 +224,12 @@ impl<R: DeserializeOwned + Send + 'static, C: crate::pool::Collect<R>> MapSink<R
 }
 
 impl<R: DeserializeOwned + Send + 'static, C: crate::pool::Collect<R>> Sink for MapSink<R, C> {
-    fn deliver(&self, first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
-        let base = self.first_task + first_index as u64;
+    fn deliver(
+        &self,
+        first_index: usize,
+        base: u64,
+        outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
+    ) {
         let decoded: Vec<Result<R, TaskError>> = outcomes
             .enumerate()
             .map(|(k, o)| match o {
@@ -362,7 +372,12 @@ impl<R> SlotSink<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
-    fn deliver(&self, _first_index: usize, outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>) {
+    fn deliver(
+        &self,
+        _first_index: usize,
+        _first_task: u64,
+        outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
+    ) {
         if let Some(o) = outcomes.next() {
             let r = match o {
                 RawOutcome::Ok(bytes) => decode_result(bytes, self.task),
@@ -378,6 +393,66 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
                 }
             }
         }
+    }
+}
+
+/// Collects a stream's outcomes in the runs they arrive in, for its iterator to take.
+pub(super) struct StreamSink<R> {
+    pub(super) runs: Mutex<std::collections::VecDeque<OutcomeRun<R>>>,
+    /// Runs waiting in `runs` (read without the lock by the waiting iterator).
+    pub(super) ready: AtomicUsize,
+}
+
+impl<R> StreamSink<R> {
+    pub(super) fn new() -> Self {
+        StreamSink {
+            runs: Mutex::new(Default::default()),
+            ready: AtomicUsize::new(0),
+        }
+    }
+
+    fn push(&self, first_index: usize, run: Vec<Result<R, TaskError>>) {
+        if run.is_empty() {
+            return;
+        }
+        lock(&self.runs).push_back((first_index, run));
+        self.ready.fetch_add(1, Ordering::Release);
+    }
+
+    /// The oldest run that arrived, if any.
+    pub(super) fn pop(&self) -> Option<OutcomeRun<R>> {
+        if self.ready.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let run = lock(&self.runs).pop_front();
+        if run.is_some() {
+            self.ready.fetch_sub(1, Ordering::Release);
+        }
+        run
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
+    fn deliver(
+        &self,
+        first_index: usize,
+        base: u64,
+        outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
+    ) {
+        let run = outcomes
+            .enumerate()
+            .map(|(k, o)| match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
+                RawOutcome::Err(e) => Err(e),
+            })
+            .collect();
+        self.push(first_index, run);
+    }
+
+    fn deliver_records(&self, first_index: usize, records: RecordIter<'_>) {
+        let mut run = Vec::with_capacity(records.left);
+        Decoded::<R>::new(records).for_each(|o| run.push(o));
+        self.push(first_index, run);
     }
 }
 
