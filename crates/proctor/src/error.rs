@@ -282,6 +282,12 @@ pub enum ErrorKind {
     InvalidConfig(String),
     /// Starting a worker failed.
     Spawn(std::io::Error),
+    /// A worker initializer ([`crate::PoolBuilder::init_worker`]) panicked, or its worker
+    /// crashed, while the pool was being built.
+    WorkerInit {
+        /// What happened, with the panic's message.
+        message: String,
+    },
     /// A task failed during [`crate::Pool::try_map`].
     Task(TaskError),
 }
@@ -340,6 +346,9 @@ impl fmt::Display for Error {
             ),
             ErrorKind::InvalidConfig(msg) => write!(f, "invalid pool configuration: {msg}"),
             ErrorKind::Spawn(e) => write!(f, "could not start a worker: {e}"),
+            ErrorKind::WorkerInit { message } => {
+                write!(f, "a worker could not be initialized: {message}")
+            }
             ErrorKind::Task(e) => write!(f, "{e}"),
         }
     }

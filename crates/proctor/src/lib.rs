@@ -74,7 +74,25 @@
 //!
 //! Because workers are forked from the fork server, which [`init`] starts, a worker is a copy
 //! of the program *as it was when `init` ran*: a `static` or environment change made later
-//! in `main` is not seen by process workers. Pass what tasks need as their argument.
+//! in `main` is not seen by process workers (thread workers do see it, so code that relies on
+//! it breaks only when the mode is switched). Pass what tasks need instead:
+//!
+//! * per item: as the task's argument;
+//! * the same for every item of a call: as a context, [`Pool::map_with`]`(&ctx, f, items)`,
+//!   sent to each worker once per call;
+//! * made once per worker (a connection, a loaded model): with a worker initializer,
+//!   [`PoolBuilder::init_worker`]`(open)`, whose value [`Pool::map_state`] lends to each task.
+//!
+//! ```
+//! fn open() -> Vec<u64> { (0..10).collect() }       // runs once in each worker
+//! fn pick(table: &Vec<u64>, i: usize) -> u64 { table[i] }
+//! fn add(offset: &u64, n: u64) -> u64 { n + offset }
+//!
+//! let pool = proctor::Pool::threads(2).init_worker(open).build().unwrap();
+//! assert_eq!(pool.map_state(pick, vec![3, 4]), vec![Ok(3), Ok(4)]);
+//! let offset = 100u64;                                 // known only at run time
+//! assert_eq!(pool.map_with(&offset, add, vec![1, 2]), vec![Ok(101), Ok(102)]);
+//! ```
 //!
 //! In thread mode a panic is caught per task, but a hard crash (abort, segfault) takes the
 //! whole program down, and a timed-out thread cannot be killed: the task reports
@@ -110,6 +128,7 @@ mod doorbell;
 mod panic;
 #[cfg(target_os = "linux")]
 mod server;
+mod state;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -152,6 +171,10 @@ static FORK_SERVER: OnceLock<Result<(), String>> = OnceLock::new();
 /// the program has one thread. Calling it again does nothing. If threads already exist, it
 /// starts nothing and process pools report why when built; thread pools are unaffected.
 /// Workers are forked from the server and never return from this call's caller.
+///
+/// Each process worker is a copy of the program as it was when `init` ran: what `main` sets
+/// up after it (statics, environment) is not seen there. Send it with [`Pool::map_with`] or
+/// make it per worker with [`PoolBuilder::init_worker`].
 ///
 /// In tests, use [`init_before_main!`] instead.
 pub fn init() {

@@ -3,9 +3,10 @@
 //! Two channels per worker:
 //!
 //! * **Frames** over a pipe (one per worker, parent to worker). A frame is a little-endian
-//!   `u32` body length followed by the body; the body's first byte is its kind. The one kind,
-//!   `Run`, carries a job (a run of consecutive tasks and their serialized arguments). No
-//!   frame travels back: a worker reports a finished job through its arena's header and the
+//!   `u32` body length followed by the body; the body's first byte is its kind. `Run`
+//!   carries a job (a run of consecutive tasks and their serialized arguments); `Init` names
+//!   the worker initializer to run before any job; `Context` carries a `map_with` call's
+//!   context, kept by the worker for the jobs that follow. No frame travels back: a worker reports a finished job through its arena's header and the
 //!   pool's doorbell (`doorbell.rs`), which costs no system call when the parent is awake.
 //!   Frames are validated before use: an unknown kind, a body too short for its kind, or a
 //!   length over the frame limit (256 MiB) is an error, never a panic.
@@ -29,7 +30,12 @@ use thiserror::Error;
 pub(crate) const MAX_FRAME: usize = 256 << 20;
 
 const KIND_RUN: u8 = 1;
+/// Kind 2 was a `Done` frame, retired: workers report through their arena.
+const KIND_INIT: u8 = 3;
+const KIND_CONTEXT: u8 = 4;
 const RUN_FIXED: usize = 1 + 8 + 8 + 8 + 4;
+/// Kind, entry, check: the body of an `Init` frame, and the header of a `Context` frame's.
+const CALL_FIXED: usize = 1 + 8 + 8;
 
 /// A decoded frame, borrowing from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +48,15 @@ pub(crate) enum Frame<'a> {
         check: u64,
         count: u32,
         args: &'a [u8],
+    },
+    /// Run the worker initializer at `entry` (an `InitFn`) before any job.
+    Init { entry: u64, check: u64 },
+    /// Keep `bytes`, decoded by the `ContextFn` at `entry`, as the context of the jobs that
+    /// follow.
+    Context {
+        entry: u64,
+        check: u64,
+        bytes: &'a [u8],
     },
 }
 
@@ -98,6 +113,21 @@ pub(crate) fn finish_run(out: &mut [u8], first_task: u64, entry: u64, check: u64
     out[29..33].copy_from_slice(&count.to_le_bytes());
 }
 
+/// Appends an `Init` frame (no `bytes`) or a `Context` frame to `out`.
+pub(crate) fn encode_call(out: &mut Vec<u8>, entry: u64, check: u64, bytes: Option<&[u8]>) {
+    let (kind, bytes) = match bytes {
+        None => (KIND_INIT, &[][..]),
+        Some(b) => (KIND_CONTEXT, b),
+    };
+    let body = CALL_FIXED + bytes.len();
+    out.reserve(4 + body);
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&entry.to_le_bytes());
+    out.extend_from_slice(&check.to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
 /// Appends a `Run` frame to `out`.
 #[cfg(test)]
 pub(crate) fn encode_run(
@@ -138,6 +168,13 @@ pub enum FrameInfo {
         /// Bytes of serialized arguments.
         args_len: usize,
     },
+    /// An `Init` frame: run the worker initializer.
+    Init,
+    /// A `Context` frame with this many bytes of serialized context.
+    Context {
+        /// Bytes of the serialized context.
+        len: usize,
+    },
 }
 
 impl FrameInfo {
@@ -147,6 +184,8 @@ impl FrameInfo {
                 count: *count,
                 args_len: args.len(),
             },
+            Frame::Init { .. } => FrameInfo::Init,
+            Frame::Context { bytes, .. } => FrameInfo::Context { len: bytes.len() },
         }
     }
 }
@@ -169,24 +208,34 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError
         return Ok(None);
     };
     let kind = body[0];
-    if kind != KIND_RUN {
-        return Err(WireError::UnknownKind(kind));
-    }
-    if len < RUN_FIXED {
-        return Err(WireError::Truncated {
-            kind,
-            len,
-            need: RUN_FIXED,
-        });
+    let need = match kind {
+        KIND_RUN => RUN_FIXED,
+        KIND_INIT | KIND_CONTEXT => CALL_FIXED,
+        _ => return Err(WireError::UnknownKind(kind)),
+    };
+    if len < need {
+        return Err(WireError::Truncated { kind, len, need });
     }
     let u64_at = |o: usize| u64::from_le_bytes(body[o..o + 8].try_into().expect("8 bytes"));
     let u32_at = |o: usize| u32::from_le_bytes(body[o..o + 4].try_into().expect("4 bytes"));
-    let frame = Frame::Run {
-        first_task: u64_at(1),
-        entry: u64_at(9),
-        check: u64_at(17),
-        count: u32_at(25),
-        args: &body[RUN_FIXED..],
+    let frame = match kind {
+        KIND_RUN => Frame::Run {
+            first_task: u64_at(1),
+            entry: u64_at(9),
+            check: u64_at(17),
+            count: u32_at(25),
+            args: &body[RUN_FIXED..],
+        },
+        KIND_INIT if len == CALL_FIXED => Frame::Init {
+            entry: u64_at(1),
+            check: u64_at(9),
+        },
+        KIND_INIT => return Err(WireError::CorruptRecord("an init frame carries no bytes")),
+        _ => Frame::Context {
+            entry: u64_at(1),
+            check: u64_at(9),
+            bytes: &body[CALL_FIXED..],
+        },
     };
     Ok(Some((frame, 4 + len)))
 }
@@ -454,9 +503,40 @@ mod tests {
         assert_eq!(decode(&[0, 0, 0, 0]), Err(WireError::Empty));
         let short = [2u8, 0, 0, 0, KIND_RUN, 0];
         assert!(matches!(decode(&short), Err(WireError::Truncated { .. })));
-        // Kind 2 was a `Done` frame, retired: workers report through their arena.
         let retired = [5u8, 0, 0, 0, 2, 0, 0, 0, 0];
         assert_eq!(decode(&retired), Err(WireError::UnknownKind(2)));
+    }
+
+    #[test]
+    fn init_and_context_frames_round_trip() {
+        let mut v = Vec::new();
+        encode_call(&mut v, 0xabc, 0xdef, None);
+        encode_call(&mut v, 0x123, 0x456, Some(b"ctx"));
+        let (f, n) = decode(&v).unwrap().unwrap();
+        assert_eq!(
+            f,
+            Frame::Init {
+                entry: 0xabc,
+                check: 0xdef
+            }
+        );
+        let (g, m) = decode(&v[n..]).unwrap().unwrap();
+        assert_eq!(
+            g,
+            Frame::Context {
+                entry: 0x123,
+                check: 0x456,
+                bytes: b"ctx"
+            }
+        );
+        assert_eq!(n + m, v.len());
+        // An init frame with bytes, and one cut short, are errors.
+        let mut bad = Vec::new();
+        encode_call(&mut bad, 1, 2, Some(b"x"));
+        bad[4] = KIND_INIT;
+        assert!(decode(&bad).is_err());
+        let short = [3u8, 0, 0, 0, KIND_CONTEXT, 0, 0];
+        assert!(matches!(decode(&short), Err(WireError::Truncated { .. })));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::arena::WorkerArena;
+use crate::state::{ContextFn, InitFn};
 use crate::sys::SharedMapping;
 use crate::wire::{self, Frame, RecordTag};
 
@@ -29,7 +30,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let f: F = conjure::<F>();
+    let f: F = crate::state::conjure::<F>();
     let mut rest = args;
     let mut left = count;
     // A `Deserialize` or `Serialize` that panics is the task's codec error, and the worker
@@ -99,17 +100,6 @@ fn encode_str(s: &str) -> Vec<u8> {
     postcard::to_allocvec(s).unwrap_or_default()
 }
 
-/// Makes a value of the zero-sized task type `F`.
-fn conjure<F: Copy>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0) };
-    // SAFETY: `F` is zero-sized (asserted at compile time), so a value of it has no bytes
-    // and reading one from a dangling, well-aligned pointer is defined. Every value of a fn
-    // item or closure type without captures is the same value. The pool only accepts
-    // `F: Fn(A) -> R + Copy`, which on stable Rust only fn items, fn pointers and closures
-    // implement; the zero-size assertion rules out fn pointers and capturing closures.
-    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
-}
-
 /// Reads frames from a stream, reusing one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
@@ -172,6 +162,25 @@ impl FrameReader {
     }
 }
 
+/// The exit code of a worker whose initializer panicked.
+pub(crate) const INIT_FAILED: i32 = 87;
+
+/// The function at address `entry`, which the frame's `check` vouches for.
+fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
+    const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<usize>()) };
+    if entry ^ secret != check || entry == 0 {
+        return Err(std::io::Error::other(
+            "job frame names no valid entry point",
+        ));
+    }
+    // SAFETY: `T` is one of the pool's fn-pointer types (`EntryFn`, `InitFn`, `ContextFn`),
+    // the size of an address (asserted above), and `entry` is the address of a function of
+    // that type taken in the parent for a frame of this kind, vouched for by `check` (only
+    // the parent and its fork server know `secret`). The worker is a fork of the parent's
+    // image, so the same address holds the same function.
+    Ok(unsafe { std::mem::transmute_copy::<usize, T>(&(entry as usize)) })
+}
+
 /// The worker's main loop: run jobs until the parent closes the request pipe.
 pub(crate) fn worker_main(requests: OwnedFd, doorbell: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
     crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -213,23 +222,41 @@ fn run_jobs(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
+        let (entry, check, count, args) = match frame {
+            Frame::Run {
+                entry,
+                check,
+                count,
+                args,
+                ..
+            } => (entry, check, count, args),
+            Frame::Init { entry, check } => {
+                let init: InitFn = vouched(entry, check, secret)?;
+                if let Err(why) = init() {
+                    // The parent reads this line from the worker's stderr and the exit code
+                    // as "the initializer failed": a clear error, not a respawn loop.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "proctor: the worker initializer panicked: {why}"
+                    );
+                    let _ = std::io::stdout().flush();
+                    // SAFETY: as in `worker_main`: skip the parent's atexit handlers.
+                    unsafe { libc::_exit(INIT_FAILED) }
+                }
+                continue;
+            }
+            Frame::Context {
+                entry,
+                check,
+                bytes,
+            } => {
+                let keep: ContextFn = vouched(entry, check, secret)?;
+                keep(bytes);
+                continue;
+            }
+        };
         jobs_seen += 1;
-        let Frame::Run {
-            entry,
-            check,
-            count,
-            args,
-            ..
-        } = frame;
-        if entry ^ secret != check || entry == 0 {
-            return Err(std::io::Error::other(
-                "job frame names no valid entry point",
-            ));
-        }
-        // SAFETY: `entry` is the address of an `EntryFn` taken in the parent, vouched for by
-        // `check` (only the parent and its fork server know `secret`). The worker is a fork
-        // of the parent's image, so the same address holds the same function.
-        let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(entry as usize) };
+        let f: EntryFn = vouched(entry, check, secret)?;
         arena.start_job();
         f(args, count, &mut arena);
         // What the tasks printed leaves before the job is reported done (and so before the

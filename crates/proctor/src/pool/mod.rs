@@ -1,6 +1,7 @@
 //! [`Pool`], its builder, and [`Task`] handles. The two backends live in `thread.rs` and
 //! `process.rs`; this file is the one dispatch point between them.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -45,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) chunk_size: Option<usize>,
     pub(crate) forward_stderr: bool,
     pub(crate) retries: u32,
+    /// The worker initializer, run once in each worker before its first task.
+    pub(crate) init: Option<crate::state::InitFn>,
 }
 
 impl Config {
@@ -75,13 +78,75 @@ impl Config {
 /// | [`memory_limit`](PoolBuilder::memory_limit) | `RLIMIT_DATA` per worker; `OutOfMemory` | error: threads share one address space |
 /// | [`retries`](PoolBuilder::retries) | reruns a task whose worker died | error: a thread cannot die alone |
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
-#[derive(Debug, Clone)]
+/// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
 #[must_use = "a builder does nothing until .build() is called"]
-pub struct PoolBuilder {
+pub struct PoolBuilder<S = ()> {
     config: Config,
+    _state: PhantomData<fn() -> S>,
 }
 
-impl PoolBuilder {
+impl<S> Clone for PoolBuilder<S> {
+    fn clone(&self) -> Self {
+        PoolBuilder {
+            config: self.config.clone(),
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for PoolBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .field("state", &std::any::type_name::<S>())
+            .finish()
+    }
+}
+
+impl<S: 'static> PoolBuilder<S> {
+    /// Runs `init` once in each worker, before its first task, and keeps what it returns as
+    /// that worker's state, which [`Pool::map_state`] and [`Pool::submit_state`] lend to
+    /// every task it runs: a database connection, a compiled regex, a loaded model — made
+    /// once per worker, not once per item (Python's `Pool(initializer=...)`, typed).
+    ///
+    /// Like a task, `init` is a plain `fn` (or a closure that captures nothing). In process
+    /// mode it runs in the worker process, so the state never crosses between processes and
+    /// needs no serde. `build()` returns once every worker has run it; if it panics (or its
+    /// worker crashes) there, `build()` fails with the panic's message
+    /// ([`ErrorKind::WorkerInit`]). If it fails later, in a replacement worker, the pool
+    /// starts no more replacements (no respawn loop): tasks that find no worker end with
+    /// [`TaskError::NoWorker`], whose reason is the initializer's panic.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// fn load_table() -> HashMap<u64, &'static str> {
+    ///     HashMap::from([(1, "one"), (2, "two")])
+    /// }
+    /// fn name(table: &HashMap<u64, &'static str>, n: u64) -> String {
+    ///     table.get(&n).copied().unwrap_or("many").to_string()
+    /// }
+    ///
+    /// let pool = proctor::Pool::threads(2).init_worker(load_table).build().unwrap();
+    /// let names = pool.map_state(name, vec![1, 2, 3]);
+    /// assert_eq!(names, vec![Ok("one".into()), Ok("two".into()), Ok("many".into())]);
+    /// ```
+    pub fn init_worker<T, I>(self, init: I) -> PoolBuilder<T>
+    where
+        T: 'static,
+        I: Fn() -> T + Copy + Send + Sync + 'static,
+    {
+        assert_plain_fn::<I>();
+        // A zero-sized fn: its type, in the entry point below, is all there is to keep.
+        let _ = init;
+        let mut config = self.config;
+        config.init = Some(crate::state::init_entry::<T, I>);
+        PoolBuilder {
+            config,
+            _state: PhantomData,
+        }
+    }
+
     /// Stops a task that runs longer than `timeout`, counted from the moment it starts on a
     /// worker (not from `join`). Its outcome is [`TaskError::TimedOut`].
     ///
@@ -159,7 +224,7 @@ impl PoolBuilder {
     /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit or
     /// retries in thread mode); in process mode, [`crate::init`] not having run in time, an unsupported
     /// platform, or a worker that could not be started.
-    pub fn build(self) -> Result<Pool, Error> {
+    pub fn build(self) -> Result<Pool<S>, Error> {
         let c = &self.config;
         if c.workers == 0 {
             return Err(Error::invalid(format!(
@@ -201,7 +266,10 @@ impl PoolBuilder {
             #[cfg(not(target_os = "linux"))]
             Mode::Processes => return Err(Error::new(ErrorKind::Unsupported)),
         };
-        Ok(Pool { backend })
+        Ok(Pool {
+            backend,
+            _state: PhantomData,
+        })
     }
 }
 
@@ -213,9 +281,21 @@ impl PoolBuilder {
 /// let pool = proctor::Pool::threads(2).build().unwrap();
 /// assert_eq!(pool.try_map(square, vec![1, 2, 3]).unwrap(), vec![1, 4, 9]);
 /// ```
-#[derive(Debug)]
-pub struct Pool {
+///
+/// A pool built with [`PoolBuilder::init_worker`] is a `Pool<S>`, where `S` is the state each
+/// worker made: [`Pool::map_state`] and [`Pool::submit_state`] lend it to tasks.
+pub struct Pool<S = ()> {
     backend: Backend,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S> std::fmt::Debug for Pool<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("backend", &self.backend)
+            .field("state", &std::any::type_name::<S>())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -232,6 +312,10 @@ impl Pool {
     }
 
     /// A builder for a pool of `workers` processes. [`crate::init`] must have run.
+    ///
+    /// Each worker process is a copy of the program as it was when `init` ran (see the
+    /// crate docs): data that `main` makes later reaches tasks through their arguments,
+    /// [`Pool::map_with`], or [`PoolBuilder::init_worker`].
     pub fn processes(workers: usize) -> PoolBuilder {
         Pool::builder(Mode::Processes, workers)
     }
@@ -249,10 +333,14 @@ impl Pool {
                 chunk_size: None,
                 forward_stderr: true,
                 retries: 0,
+                init: None,
             },
+            _state: PhantomData,
         }
     }
+}
 
+impl<S: 'static> Pool<S> {
     /// The pool's mode.
     pub fn mode(&self) -> Mode {
         match &self.backend {
@@ -333,6 +421,99 @@ impl Pool {
     {
         self.collect::<A, R, F, UntilError<R>>(f, items)
             .map_err(|e| Error::new(ErrorKind::Task(e)))
+    }
+
+    /// [`Pool::map`] for tasks that use their worker's state (what
+    /// [`PoolBuilder::init_worker`] made in that worker): `f(&state, item)`.
+    ///
+    /// On a pool without an initializer the state is `()`.
+    pub fn map_state<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        self.map(
+            move |a: A| crate::state::with_state::<S, R>(|s| f(s, a)),
+            items,
+        )
+    }
+
+    /// [`Pool::submit`] for a task that uses its worker's state: `f(&state, arg)`.
+    pub fn submit_state<A, R, F>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        self.submit(
+            move |a: A| crate::state::with_state::<S, R>(|s| f(s, a)),
+            arg,
+        )
+    }
+
+    /// [`Pool::map`] with a read-only context shared by every item: `f(&context, item)`.
+    /// The context crosses to each worker process once for the call (before the first job
+    /// of the call it runs), not once per item; thread workers share one copy. Use it for a
+    /// lookup table, a configuration, a model: whatever is the same for every item.
+    ///
+    /// ```
+    /// fn scale(factor: &f64, x: f64) -> f64 { x * factor }
+    ///
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let out = pool.map_with(&2.5, scale, vec![1.0, 2.0]);
+    /// assert_eq!(out, vec![Ok(2.5), Ok(5.0)]);
+    /// ```
+    ///
+    /// If the context cannot be encoded (or is over the 256 MiB frame limit), every item
+    /// fails with a [`TaskError::Codec`] that says so.
+    pub fn map_with<C, A, R, F>(
+        &self,
+        context: &C,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        C: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: Fn(&C, A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        let items: Vec<A> = items.into_iter().collect();
+        match &self.backend {
+            Backend::Threads(p) => {
+                // One owned copy for the call (a round trip through the codec, so the bounds
+                // are those of process mode and no `Clone` is needed), shared by the threads.
+                let owned = postcard::to_allocvec(context)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| postcard::from_bytes::<C>(&b).map_err(|e| e.to_string()));
+                let context = match owned {
+                    Ok(c) => std::sync::Arc::new(c),
+                    Err(why) => return context_failed(items.len(), &why),
+                };
+                let pairs = items
+                    .into_iter()
+                    .map(|a| (std::sync::Arc::clone(&context), a))
+                    .collect();
+                p.map::<_, R, _, All<R>>(move |(c, a): (std::sync::Arc<C>, A)| f(&c, a), pairs)
+            }
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => match p.context(context) {
+                Ok(ctx) => p.map_in::<A, R, _, All<R>>(
+                    move |a: A| crate::state::with_context::<C, R>(|c| f(c, a)),
+                    items,
+                    Some(ctx),
+                ),
+                Err(why) => context_failed(items.len(), &why),
+            },
+        }
     }
 
     /// Runs `f` on every item of `items`, which may be endless, and yields the outcomes in
@@ -604,6 +785,18 @@ impl<R: Send + 'static> Collect<R> for UntilError<R> {
             task: first_task + i as u64,
         })
     }
+}
+
+/// The outcomes of a `map_with` call whose context could not be encoded.
+fn context_failed<R>(n: usize, why: &str) -> Vec<Result<R, TaskError>> {
+    (0..n as u64)
+        .map(|task| {
+            Err(TaskError::Codec {
+                message: arcstr::format!("its call's context could not be encoded: {why}"),
+                task,
+            })
+        })
+        .collect()
 }
 
 /// Rejects, at compile time, task functions that carry data: a worker process could not

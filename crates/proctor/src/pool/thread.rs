@@ -75,6 +75,9 @@ struct Shared {
     cancelled: AtomicBool,
     handles: Mutex<HashMap<u32, JoinHandle<()>>>,
     watch: Watch,
+    /// While the pool is being built: where the first workers report their initializer's
+    /// outcome.
+    init_reports: Mutex<Option<Sender<Result<(), String>>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,6 +119,20 @@ impl Shared {
                     if let Some(predecessor) = predecessor {
                         // Its tasks' panics were caught: there is none to pass on.
                         let _ = predecessor.join();
+                    }
+                }
+                if let Some(init) = shared.config.init {
+                    // Its panic becomes `build()`'s error, or the tasks' (see `with_state`).
+                    crate::panic::set_quiet(true);
+                    let outcome = init();
+                    crate::panic::set_quiet(false);
+                    let report = shared
+                        .init_reports
+                        .lock()
+                        .expect("reports poisoned")
+                        .clone();
+                    if let Some(report) = report {
+                        let _ = report.send(outcome);
                     }
                 }
                 // Fails when there is no job to hand over and the sender has gone.
@@ -407,7 +424,12 @@ impl ThreadPool {
             cancelled: AtomicBool::new(false),
             handles: Mutex::new(HashMap::new()),
             watch: Watch::default(),
+            init_reports: Mutex::new(None),
         });
+        let (report, reports) = crossbeam_channel::unbounded();
+        if shared.config.init.is_some() {
+            *shared.init_reports.lock().expect("reports poisoned") = Some(report);
+        }
         let watchdog = match shared.config.task_timeout {
             Some(limit) => {
                 let shared = Arc::clone(&shared);
@@ -438,6 +460,27 @@ impl ThreadPool {
                     )),
                 )));
             }
+        }
+        if pool.shared.config.init.is_some() {
+            for _ in 0..workers {
+                match reports.recv() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => {
+                        return Err(crate::error::Error::new(
+                            crate::error::ErrorKind::WorkerInit {
+                                message: format!("the initializer panicked: {why}"),
+                            },
+                        ));
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Replacements report to nobody: their failure reaches their tasks instead.
+            pool.shared
+                .init_reports
+                .lock()
+                .expect("reports poisoned")
+                .take();
         }
         Ok(pool)
     }

@@ -29,6 +29,7 @@ mod examples;
 mod faults;
 mod pool;
 mod soak;
+mod state;
 mod stream;
 mod thread_mode;
 mod transport;

@@ -17,20 +17,32 @@ use crate::arena;
 use crate::error::TaskError;
 use crate::server::Exit;
 use crate::sys::SharedMapping;
+use crate::wire;
+use crate::worker::INIT_FAILED;
 
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
+    /// Starts a worker; with a worker initializer, its `Init` frame goes first, so the
+    /// worker runs it before any job.
     pub(super) fn spawn_worker(&self, id: u32) -> std::io::Result<Worker> {
-        Worker::spawn(
+        let mut w = Worker::spawn(
             self.server,
             self.doorbell.fd(),
             id,
             self.config.memory_limit,
             self.config.forward_stderr,
-        )
+        )?;
+        if let Some(init) = self.config.init {
+            let entry = init as usize as u64;
+            let mut frame = Vec::new();
+            wire::encode_call(&mut frame, entry, entry ^ self.server.secret, None);
+            // A failed write means the worker is already gone: its death is seen like any.
+            let _ = w.requests.write_all(&frame);
+        }
+        Ok(w)
     }
 
     /// Carries out the machine's actions, and those they lead to, until the pool is quiet;
@@ -90,7 +102,13 @@ impl Shared {
                 let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
                 arena::reset(&w.arena, self.config.task_timeout.is_some());
                 w.mark_job_start();
-                let sent = w.requests.write_all(&frame).is_ok();
+                let mut sent = true;
+                if let Some(c) = run.job.context.as_ref().filter(|c| c.id != w.context) {
+                    // The call's context, once per worker, ahead of its first job.
+                    sent = w.requests.write_all(&c.frame).is_ok();
+                    w.context = c.id;
+                }
+                let sent = sent && w.requests.write_all(&frame).is_ok();
                 drop(frame);
                 w.sent_seq += 1;
                 arena::sent(&w.arena, w.sent_seq);
@@ -147,6 +165,12 @@ impl Shared {
                     }
                 }
                 st.exits[slot] = None;
+                if let Some(why) = &st.init_failed {
+                    // The initializer failed in a replacement: starting more would loop.
+                    st.spawn_error = Some(format!("the worker initializer panicked: {why}"));
+                    st.machine.replaced(slot, false, out);
+                    return;
+                }
                 let id = st.next_worker_id;
                 st.next_worker_id = st.next_worker_id.wrapping_add(1);
                 match self.spawn_worker(id) {
@@ -185,6 +209,9 @@ impl Shared {
             st.exits[slot] = exit;
         }
         w.drain_stderr();
+        if st.exits[slot] == Some(Exit::Code(INIT_FAILED as u8)) {
+            st.init_failed = Some(w.init_failure());
+        }
         let seen = match arena::refresh(&mut w.arena) {
             Ok(()) => seen(&w.arena),
             // An arena we cannot map: nothing it says can be read.

@@ -111,6 +111,8 @@ pub(super) struct Worker {
     /// How many jobs were sent to this worker (the last one is done when the arena says
     /// this number).
     pub(super) sent_seq: u64,
+    /// The id of the `map_with` context last sent to this worker (0: none).
+    pub(super) context: u64,
     /// The end of what the worker wrote to stderr.
     tail: Vec<u8>,
     /// Where in `tail` the current job's output begins: a crash quotes only that.
@@ -143,6 +145,7 @@ impl Worker {
             stderr: File::from(err_r),
             arena,
             sent_seq: 0,
+            context: 0,
             tail: Vec::new(),
             mark: 0,
             forward: Forward {
@@ -175,6 +178,17 @@ impl Worker {
         let out = &self.tail[self.mark.min(self.tail.len())..];
         let start = out.len().saturating_sub(TAIL);
         String::from_utf8_lossy(&out[start..]).into()
+    }
+
+    /// Why its initializer failed: the line the worker wrote before it exited, else the end
+    /// of its stderr.
+    pub(super) fn init_failure(&self) -> String {
+        const LINE: &str = "proctor: the worker initializer panicked: ";
+        let text = String::from_utf8_lossy(&self.tail);
+        match text.rfind(LINE) {
+            Some(at) => text[at + LINE.len()..].trim_end().to_string(),
+            None => format!("its worker exited; its stderr ended: {}", text.trim_end()),
+        }
     }
 
     /// The worker is gone or going: keep reading its stderr until end of file.

@@ -52,6 +52,17 @@ pub(super) struct JobData {
     /// The call's items, to encode a resumed run (`None` for a single task: its frame is
     /// the only one it ever needs).
     pub(super) items: Option<Arc<dyn Reencode>>,
+    /// The call's context (`map_with`), sent to a worker before the first of the call's
+    /// jobs it runs.
+    pub(super) context: Option<Arc<Context>>,
+}
+
+/// The context of one `map_with` call, as a `Context` frame.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// Unique to the call: a worker that last received this id holds the context.
+    pub(super) id: u64,
+    pub(super) frame: Vec<u8>,
 }
 
 pub(super) type Job = Arc<JobData>;

@@ -52,7 +52,7 @@ use crate::wire::{self, MAX_FRAME};
 use crate::worker::{EntryFn, entry};
 
 use handle::{Retired, Worker};
-use job::{Delivery, Items, Job, JobData, Reencode};
+use job::{Context, Delivery, Items, Job, JobData, Reencode};
 pub(crate) use outcome::decode_records_for_fuzz;
 use outcome::{MapSink, RawOutcome, Sink, SlotSink, StreamSink};
 use recovery::{Action, Death, Machine};
@@ -109,6 +109,8 @@ struct State {
     out: Vec<Action<Job>>,
     /// Why the last replacement worker could not be started.
     spawn_error: Option<String>,
+    /// Why the worker initializer failed in a replacement worker: no more are started.
+    init_failed: Option<String>,
     /// The supervisor sleeps until woken (the pool was quiet for a while).
     supervisor_parked: bool,
     /// Tasks with a pending `await`: while there are any, the supervisor also wakes on the
@@ -328,6 +330,7 @@ impl ProcessPool {
                 queue: Default::default(),
                 out: Vec::new(),
                 spawn_error: None,
+                init_failed: None,
                 supervisor_parked: false,
                 awaiting: 0,
                 stopping: false,
@@ -349,8 +352,8 @@ impl ProcessPool {
                 .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
             pool.shared.lock().workers.push(Some(w));
         }
-        if let Some(limit) = pool.shared.config.memory_limit {
-            pool.probe_workers(limit)?;
+        if pool.shared.config.memory_limit.is_some() || pool.shared.config.init.is_some() {
+            pool.probe_workers()?;
         }
         let shared = Arc::clone(&pool.shared);
         let supervisor = std::thread::Builder::new()
@@ -361,18 +364,32 @@ impl ProcessPool {
         Ok(pool)
     }
 
-    /// Runs the probe (a 1 MiB allocation) on every worker, so that a memory limit too small
-    /// for an idle worker is an error from `build()` rather than a respawn loop later.
-    fn probe_workers(&self, limit: u64) -> Result<(), Error> {
+    /// Runs a probe job on every worker and waits for it: so that `build()` returns once
+    /// every worker has run its initializer (or fails with the initializer's panic), and
+    /// so that a memory limit too small for an idle worker (the probe then allocates 1 MiB)
+    /// is an error from `build()` rather than a respawn loop later.
+    fn probe_workers(&self) -> Result<(), Error> {
         let shared = &self.shared;
+        let limit = shared.config.memory_limit;
+        let bytes = if limit.is_some() { PROBE_BYTES } else { 0 };
         let entry = entry_of(probe);
         let mut frame = Vec::new();
         wire::begin_run(&mut frame);
-        wire::append(&PROBE_BYTES, &mut frame).expect("a usize encodes");
+        wire::append(&bytes, &mut frame).expect("a usize encodes");
         wire::finish_run(&mut frame, 0, entry, entry ^ shared.server.secret, 1);
+        let too_small = |how: &str| {
+            Error::invalid(format!(
+                "memory_limit of {} bytes is too small for an idle worker process: {how}",
+                limit.unwrap_or(0)
+            ))
+        };
         let mut st = shared.lock();
-        let deadline = Instant::now() + EXIT_WAIT;
-        for w in st.workers.iter_mut().flatten() {
+        // Without a memory limit the initializer may take its time; with one, a worker
+        // that does not answer is taken to be stuck under the limit.
+        let deadline = limit.map(|_| Instant::now() + EXIT_WAIT);
+        let st = &mut *st;
+        for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
+            let Some(w) = w.as_mut() else { continue };
             arena::reset(&w.arena, false);
             let sent = (&w.requests).write_all(&frame).is_ok();
             w.sent_seq += 1;
@@ -383,13 +400,26 @@ impl ProcessPool {
                     if probe_ok(&w.arena) {
                         break;
                     }
-                    return Err(Error::invalid(format!(
-                        "memory_limit of {limit} bytes is too small for an idle worker \
-                         process: it could not allocate {PROBE_BYTES} bytes"
+                    return Err(too_small(&format!(
+                        "it could not allocate {PROBE_BYTES} bytes"
                     )));
                 }
                 let exit = shared.server.try_exit(w.pid);
-                if !sent || exit.is_some() || Instant::now() >= deadline {
+                let late = deadline.is_some_and(|d| Instant::now() >= d);
+                if !sent || exit.is_some() || late {
+                    let exit = match exit {
+                        // The pipe closed first: wait for the worker's end, to say why.
+                        None if !sent => shared.server.wait_exit(w.pid, EXIT_WAIT),
+                        exit => exit,
+                    };
+                    // Known, so that dropping the pool does not wait for it again.
+                    *exit_of = exit;
+                    w.drain_stderr();
+                    if exit == Some(Exit::Code(crate::worker::INIT_FAILED as u8)) {
+                        return Err(Error::new(ErrorKind::WorkerInit {
+                            message: format!("the initializer panicked: {}", w.init_failure()),
+                        }));
+                    }
                     let how = match exit {
                         Some(Exit::Signal(s)) => {
                             format!("was killed by {}", crate::error::signal_description(s))
@@ -397,9 +427,17 @@ impl ProcessPool {
                         Some(Exit::Code(c)) => format!("exited with code {c}"),
                         None => "did not answer".to_string(),
                     };
-                    return Err(Error::invalid(format!(
-                        "memory_limit of {limit} bytes is too small for an idle worker \
-                         process: one {how} while allocating {PROBE_BYTES} bytes"
+                    if shared.config.init.is_some() && limit.is_none() {
+                        return Err(Error::new(ErrorKind::WorkerInit {
+                            message: format!(
+                                "a worker {how} while running the initializer; its stderr \
+                                 ended: {}",
+                                w.job_stderr().trim_end()
+                            ),
+                        }));
+                    }
+                    return Err(too_small(&format!(
+                        "one {how} while starting (or allocating {PROBE_BYTES} bytes)"
                     )));
                 }
                 let seq = shared.doorbell.seq();
@@ -471,6 +509,7 @@ impl ProcessPool {
             frame,
             sink: Arc::clone(&sink) as Arc<dyn Sink>,
             items: None,
+            context: None,
         }));
         TaskInner::Process(ProcessTask {
             shared: Arc::clone(&self.shared),
@@ -486,6 +525,50 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         C: super::Collect<R>,
     {
+        self.map_in::<A, R, F, C>(f, items, None)
+    }
+
+    /// The `Context` frame of a `map_with` call's context, or why it cannot be encoded.
+    pub(crate) fn context<C>(&self, context: &C) -> Result<Arc<Context>, String>
+    where
+        C: Serialize + DeserializeOwned + 'static,
+    {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let mut bytes = Vec::new();
+        wire::append_capped(context, &mut bytes, MAX_FRAME - 64).map_err(|e| match e {
+            postcard::Error::SerializeBufferFull => {
+                format!("it exceeds the {} MiB frame limit", MAX_FRAME >> 20)
+            }
+            e => e.to_string(),
+        })?;
+        let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
+        let entry = keep as usize as u64;
+        let mut frame = Vec::new();
+        wire::encode_call(
+            &mut frame,
+            entry,
+            entry ^ self.shared.server.secret,
+            Some(&bytes),
+        );
+        Ok(Arc::new(Context {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            frame,
+        }))
+    }
+
+    /// `map`, with the call's context if it has one.
+    pub(crate) fn map_in<A, R, F, C>(
+        &self,
+        f: F,
+        items: Vec<A>,
+        context: Option<Arc<Context>>,
+    ) -> C::Output
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        C: super::Collect<R>,
+    {
         let n = items.len();
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let sink = Arc::new(MapSink::<R, C> {
@@ -495,8 +578,15 @@ impl ProcessPool {
         });
         let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
         let chunk = self.shared.config.chunk_for(n);
-        self.shared
-            .enqueue_items(entry_of(f), first_task, 0, items, &dyn_sink, chunk);
+        let batch = Batch {
+            entry: entry_of(f),
+            first_task,
+            base: 0,
+            chunk,
+            sink: &dyn_sink,
+            context,
+        };
+        self.shared.enqueue_items(batch, items);
         self.shared
             .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
         let results = lock(&sink.results).take();
@@ -531,20 +621,32 @@ impl ProcessPool {
     }
 }
 
+/// Where `enqueue_items` puts a batch of items: tasks `first_task..` of the entry point
+/// `entry`, indices `base..` of their call, in jobs of at most `chunk` items whose outcomes
+/// go to `sink`, with the call's context if it has one.
+struct Batch<'a> {
+    entry: u64,
+    first_task: u64,
+    base: usize,
+    chunk: usize,
+    sink: &'a Arc<dyn Sink>,
+    context: Option<Arc<Context>>,
+}
+
 impl Shared {
-    /// Encodes `items` (tasks `first_task..`, indices `base..` of their call) into jobs of
-    /// at most `chunk` items and queues them, their outcomes going to `sink`.
-    fn enqueue_items<A>(
-        &self,
-        entry: u64,
-        first_task: u64,
-        base: usize,
-        items: Vec<A>,
-        sink: &Arc<dyn Sink>,
-        chunk: usize,
-    ) where
+    /// Encodes `items` into jobs and queues them (see [`Batch`]).
+    fn enqueue_items<A>(&self, to: Batch<'_>, items: Vec<A>)
+    where
         A: Serialize + Send + 'static,
     {
+        let Batch {
+            entry,
+            first_task,
+            base,
+            chunk,
+            sink,
+            context,
+        } = to;
         let n = items.len();
         let check = entry ^ self.server.secret;
         // The items stay with the jobs until they are done, so that a job whose worker died
@@ -575,6 +677,7 @@ impl Shared {
                 frame: f,
                 sink: Arc::clone(sink),
                 items: Some(Arc::clone(&reencode)),
+                context: context.clone(),
             }));
             wire::begin_run(frame);
         };
@@ -663,8 +766,15 @@ where
         if n > 0 {
             let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
             let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
-            self.shared
-                .enqueue_items(self.entry, first_task, base, batch, &sink, chunk);
+            let to = Batch {
+                entry: self.entry,
+                first_task,
+                base,
+                chunk,
+                sink: &sink,
+                context: None,
+            };
+            self.shared.enqueue_items(to, batch);
         }
         n
     }
