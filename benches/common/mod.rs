@@ -1,0 +1,63 @@
+//! What `benches/pool.rs` and `benches/peers.rs` share: the trivial task and the raw pipe
+//! ping-pong that is the floor for a process-mode round trip.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork, pipe, read, write};
+
+/// The trivial task of every round-trip and `map` scenario.
+pub fn trivial(n: u64) -> u64 {
+    n.wrapping_add(1)
+}
+
+/// A child process that echoes 8-byte messages until its input closes.
+pub struct PipeEcho {
+    to_child: Option<OwnedFd>,
+    from_child: OwnedFd,
+    pid: nix::unistd::Pid,
+}
+
+impl PipeEcho {
+    pub fn start() -> PipeEcho {
+        let (req_r, req_w) = pipe().expect("pipe");
+        let (resp_r, resp_w) = pipe().expect("pipe");
+        // SAFETY: the child only calls read/write on its pipes and _exit, all
+        // async-signal-safe, so forking this multi-threaded process is sound.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                drop(req_w);
+                drop(resp_r);
+                let mut buf = [0u8; 8];
+                while let Ok(8) = read(&req_r, &mut buf) {
+                    if write(&resp_w, &buf) != Ok(8) {
+                        break;
+                    }
+                }
+                // SAFETY: leave without running the parent's atexit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => PipeEcho {
+                to_child: Some(req_w),
+                from_child: resp_r,
+                pid: child,
+            },
+        }
+    }
+
+    /// One round trip: 8 bytes to the child and the same 8 bytes back.
+    pub fn round_trip(&self, v: u64) -> u64 {
+        let to = self.to_child.as_ref().expect("open until drop");
+        write(to.as_fd(), &v.to_le_bytes()).expect("write");
+        let mut buf = [0u8; 8];
+        assert_eq!(read(&self.from_child, &mut buf).expect("read"), 8);
+        u64::from_le_bytes(buf)
+    }
+}
+
+impl Drop for PipeEcho {
+    fn drop(&mut self) {
+        self.to_child = None;
+        let _ = waitpid(self.pid, None);
+    }
+}
