@@ -137,6 +137,63 @@ pub(crate) fn records<'a>(map: &'a SharedMapping, p: &Progress) -> Option<&'a [u
     map.bytes(DATA_START, usize::try_from(p.committed_len).ok()?)
 }
 
+/// The most of each of a task's stdout and stderr kept with its outcome (the end of it).
+pub(crate) const OUTPUT_TAIL: usize = 64 << 10;
+
+/// The memfds a capturing worker's stdout and stderr write to: emptied as each task starts,
+/// their ends copied into its outcome record as it finishes. The parent holds them too, to
+/// read what a task that crashed had written.
+#[derive(Debug)]
+pub(crate) struct OutputFiles {
+    out: std::fs::File,
+    err: std::fs::File,
+    /// The encoded output of the task that just finished, written before its record.
+    prefix: Vec<u8>,
+}
+
+impl OutputFiles {
+    pub(crate) fn new(out: std::fs::File, err: std::fs::File) -> OutputFiles {
+        OutputFiles {
+            out,
+            err,
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Empties both files, and puts their write offsets back at the start.
+    fn reset(&mut self) {
+        use std::io::Seek;
+        for f in [&mut self.out, &mut self.err] {
+            let _ = f.set_len(0);
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+        }
+    }
+
+    /// Encodes what the task wrote (the last [`OUTPUT_TAIL`] bytes of each) into `prefix`.
+    fn take(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        self.prefix.clear();
+        for f in [&self.out, &self.err] {
+            let tail = read_tail(f);
+            self.prefix
+                .extend_from_slice(&(tail.len() as u32).to_le_bytes());
+            self.prefix.extend_from_slice(&tail);
+        }
+    }
+}
+
+/// The last [`OUTPUT_TAIL`] bytes of a capture file (either side).
+pub(crate) fn read_tail(f: &std::fs::File) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(OUTPUT_TAIL as u64);
+    let mut tail = vec![0u8; (len - start) as usize];
+    let n = f.read_at(&mut tail, start).unwrap_or(0);
+    tail.truncate(n);
+    tail
+}
+
 /// The worker's side of its arena.
 #[derive(Debug)]
 pub(crate) struct WorkerArena {
@@ -145,16 +202,18 @@ pub(crate) struct WorkerArena {
     len: usize,
     started: u64,
     timed: bool,
+    capture: Option<OutputFiles>,
 }
 
 impl WorkerArena {
-    pub(crate) fn new(map: SharedMapping) -> WorkerArena {
+    pub(crate) fn new(map: SharedMapping, capture: Option<OutputFiles>) -> WorkerArena {
         WorkerArena {
             map,
             committed: 0,
             len: 0,
             started: 0,
             timed: false,
+            capture,
         }
     }
 
@@ -201,6 +260,9 @@ impl WorkerArena {
     /// A task starts.
     #[inline]
     pub(crate) fn begin(&mut self) {
+        if let Some(c) = self.capture.as_mut() {
+            c.reset();
+        }
         self.started += 1;
         if self.timed {
             let now = crate::sys::monotonic_ns();
@@ -218,12 +280,23 @@ impl WorkerArena {
         tag: RecordTag,
         mut encode: impl FnMut(&mut [u8]) -> Result<usize, WriteError>,
     ) -> Result<(), String> {
+        // With capture, the task's output goes first in the payload, and the tag says so.
+        let captured = self.capture.is_some();
+        let prefix: &[u8] = match self.capture.as_mut() {
+            Some(c) => {
+                c.take();
+                &c.prefix
+            }
+            None => &[],
+        };
         loop {
             let at = DATA_START + self.len;
             let tail = self.map.tail_mut(at);
-            if tail.len() > RECORD_HEADER {
-                let written = match encode(&mut tail[RECORD_HEADER..]) {
-                    Ok(n) => Some(n),
+            if tail.len() > RECORD_HEADER + prefix.len() {
+                let body = &mut tail[RECORD_HEADER..];
+                body[..prefix.len()].copy_from_slice(prefix);
+                let written = match encode(&mut body[prefix.len()..]) {
+                    Ok(n) => Some(prefix.len() + n),
                     Err(WriteError::Full) => None,
                     Err(WriteError::Failed(why)) => {
                         let why = why.to_string();
@@ -231,7 +304,7 @@ impl WorkerArena {
                     }
                 };
                 if let Some(n) = written {
-                    record_header(tail, tag, n);
+                    record_header(tail, tag, captured, n);
                     self.len += RECORD_HEADER + n;
                     self.committed += 1;
                     self.map

@@ -149,7 +149,7 @@ pub mod __fuzz {
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
-pub use pool::{Mode, Pool, PoolBuilder, Stream, Task, Unordered};
+pub use pool::{Mode, Output, Pool, PoolBuilder, Stream, Task, Unordered};
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;

@@ -228,11 +228,12 @@ impl ForkServer {
         exit
     }
 
-    /// Asks the server for a worker that will use `fds` (request pipe, doorbell, stderr, arena).
+    /// Asks the server for a worker that will use `fds` (request pipe, doorbell, stderr,
+    /// arena, and with output capture its stdout and stderr memfds).
     pub(crate) fn spawn(
         &'static self,
         memory_limit: Option<u64>,
-        fds: [RawFd; 4],
+        fds: &[RawFd],
     ) -> std::io::Result<i32> {
         self.ensure_reader();
         let token = {
@@ -244,7 +245,7 @@ impl ForkServer {
             st.next_token
         };
         let msg = encode(SPAWN, token, memory_limit.unwrap_or(0), 0);
-        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
         sendmsg::<()>(
             self.ctrl.as_raw_fd(),
             &[IoSlice::new(&msg)],
@@ -415,7 +416,7 @@ fn handle_request(
     secret: u64,
 ) -> bool {
     let mut m = [0u8; MSG_LEN];
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 6]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut m)];
         match recvmsg::<()>(
@@ -452,7 +453,7 @@ fn handle_request(
     }
     match decode(&m) {
         (SPAWN, token, memory_limit, _) => {
-            let reply = match <[OwnedFd; 4]>::try_from(fds) {
+            let reply = match WorkerFds::try_from(fds) {
                 Ok(fds) => match spawn_worker(fds, memory_limit, server_pid, secret) {
                     Ok(pid) => {
                         workers.insert(pid.as_raw());
@@ -479,8 +480,40 @@ fn handle_request(
     true
 }
 
+/// The descriptors a worker is started with.
+struct WorkerFds {
+    requests: OwnedFd,
+    doorbell: OwnedFd,
+    stderr: OwnedFd,
+    arena: OwnedFd,
+    /// The memfds that become its stdout and stderr when the pool captures task output.
+    capture: Option<(OwnedFd, OwnedFd)>,
+}
+
+impl TryFrom<Vec<OwnedFd>> for WorkerFds {
+    type Error = ();
+
+    fn try_from(fds: Vec<OwnedFd>) -> Result<Self, ()> {
+        let mut fds = fds.into_iter();
+        let mut next = || fds.next().ok_or(());
+        let (requests, doorbell, stderr, arena) = (next()?, next()?, next()?, next()?);
+        let capture = match (next(), next()) {
+            (Ok(out), Ok(err)) => Some((out, err)),
+            (Err(()), Err(())) => None,
+            _ => return Err(()),
+        };
+        Ok(WorkerFds {
+            requests,
+            doorbell,
+            stderr,
+            arena,
+            capture,
+        })
+    }
+}
+
 fn spawn_worker(
-    fds: [OwnedFd; 4],
+    fds: WorkerFds,
     memory_limit: u64,
     server_pid: Pid,
     secret: u64,
@@ -494,20 +527,42 @@ fn spawn_worker(
             Ok(child)
         }
         ForkResult::Child => {
-            let [requests, doorbell, stderr, arena] = fds;
+            let WorkerFds {
+                requests,
+                doorbell,
+                stderr,
+                arena,
+                capture,
+            } = fds;
             let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
             if !ok {
                 // SAFETY: see server_main.
                 unsafe { libc::_exit(71) }
             }
-            drop(stderr);
-            let keep = [
+            let mut keep = vec![
                 requests.as_raw_fd(),
                 doorbell.as_raw_fd(),
                 arena.as_raw_fd(),
             ];
+            let capture = match capture {
+                Some((out, err)) => {
+                    // The pipe stays as the worker's own channel (for the pool's messages),
+                    // and the task's fd 1 and 2 write to the memfds.
+                    keep.extend([stderr.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()]);
+                    Some(crate::worker::Capture {
+                        diag: stderr,
+                        out,
+                        err,
+                    })
+                }
+                None => {
+                    // Already fd 2.
+                    drop(stderr);
+                    None
+                }
+            };
             crate::sys::close_fds_except(&keep);
-            crate::worker::worker_main(requests, doorbell, arena, secret)
+            crate::worker::worker_main(requests, doorbell, arena, capture, secret)
         }
     }
 }

@@ -384,32 +384,74 @@ pub(crate) enum RecordTag {
 
 pub(crate) const RECORD_HEADER: usize = 5;
 
+/// Set in a record's tag byte when its payload starts with the task's captured output:
+/// `[out_len: u32 LE][stdout][err_len: u32 LE][stderr]`, then the tag's own payload.
+const CAPTURED: u8 = 0x80;
+
 /// Writes a record header for a payload of `len` bytes into `out[..5]`.
 #[inline]
-pub(crate) fn record_header(out: &mut [u8], tag: RecordTag, len: usize) {
-    out[0] = tag as u8;
+pub(crate) fn record_header(out: &mut [u8], tag: RecordTag, captured: bool, len: usize) {
+    out[0] = tag as u8 | if captured { CAPTURED } else { 0 };
     out[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+}
+
+/// One outcome record, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    pub(crate) tag: RecordTag,
+    pub(crate) payload: &'a [u8],
+    /// What the task wrote to stdout and stderr, when the pool captures output.
+    pub(crate) output: Option<(&'a [u8], &'a [u8])>,
+    /// The record's size.
+    pub(crate) used: usize,
 }
 
 /// Decodes the record at the front of `buf`: its tag, payload and total size.
 #[inline]
 pub(crate) fn decode_record(buf: &[u8]) -> Result<(RecordTag, &[u8], usize), WireError> {
+    let r = decode_full_record(buf)?;
+    Ok((r.tag, r.payload, r.used))
+}
+
+/// Decodes the record at the front of `buf`, with its captured output if it has any.
+#[inline]
+pub(crate) fn decode_full_record(buf: &[u8]) -> Result<Record<'_>, WireError> {
     if buf.len() < RECORD_HEADER {
         return Err(WireError::CorruptRecord("record header cut short"));
     }
-    let tag = match buf[0] {
+    let tag = match buf[0] & !CAPTURED {
         0 => RecordTag::Ok,
         1 => RecordTag::Panicked,
         2 => RecordTag::Codec,
         _ => return Err(WireError::CorruptRecord("unknown record tag")),
     };
     let len = u32::from_le_bytes(buf[1..5].try_into().expect("4 bytes")) as usize;
-    let payload = buf
-        .get(RECORD_HEADER..RECORD_HEADER + len)
-        .ok_or(WireError::CorruptRecord(
-            "record payload runs past the committed bytes",
-        ))?;
-    Ok((tag, payload, RECORD_HEADER + len))
+    let mut payload =
+        buf.get(RECORD_HEADER..RECORD_HEADER + len)
+            .ok_or(WireError::CorruptRecord(
+                "record payload runs past the committed bytes",
+            ))?;
+    let output = if buf[0] & CAPTURED != 0 {
+        let mut part = || -> Result<&[u8], WireError> {
+            let cut = || WireError::CorruptRecord("captured output runs past its record");
+            let n = payload.get(..4).ok_or_else(cut)?;
+            let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+            let bytes = payload.get(4..4 + n).ok_or_else(cut)?;
+            payload = &payload[4 + n..];
+            Ok(bytes)
+        };
+        let out = part()?;
+        let err = part()?;
+        Some((out, err))
+    } else {
+        None
+    };
+    Ok(Record {
+        tag,
+        payload,
+        output,
+        used: RECORD_HEADER + len,
+    })
 }
 
 #[cfg(test)]
@@ -549,12 +591,34 @@ mod tests {
     }
 
     #[test]
+    fn a_captured_record_carries_its_output_before_its_payload() {
+        let mut payload = Vec::new();
+        for part in [&b"out"[..], b"er"] {
+            payload.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            payload.extend_from_slice(part);
+        }
+        payload.extend_from_slice(b"value");
+        let mut buf = vec![0u8; 5];
+        record_header(&mut buf, RecordTag::Ok, true, payload.len());
+        buf.extend_from_slice(&payload);
+        let r = decode_full_record(&buf).unwrap();
+        assert_eq!(r.tag, RecordTag::Ok);
+        assert_eq!(r.payload, b"value");
+        assert_eq!(r.output, Some((&b"out"[..], &b"er"[..])));
+        assert_eq!(r.used, buf.len());
+        // An output length past the record is corrupt, not a panic.
+        let mut bad = buf.clone();
+        bad[5] = 200;
+        assert!(decode_full_record(&bad).is_err());
+    }
+
+    #[test]
     fn records_are_validated() {
         let mut buf = [0u8; 8];
-        record_header(&mut buf, RecordTag::Panicked, 3);
+        record_header(&mut buf, RecordTag::Panicked, false, 3);
         let (tag, payload, n) = decode_record(&buf).unwrap();
         assert_eq!((tag, payload.len(), n), (RecordTag::Panicked, 3, 8));
-        record_header(&mut buf, RecordTag::Ok, 100);
+        record_header(&mut buf, RecordTag::Ok, false, 100);
         assert!(decode_record(&buf).is_err());
         buf[0] = 9;
         assert!(decode_record(&buf).is_err());

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::arena::WorkerArena;
+use crate::arena::{OutputFiles, WorkerArena};
 use crate::state::{ContextFn, InitFn};
 use crate::sys::SharedMapping;
 use crate::wire::{self, Frame, RecordTag};
@@ -182,15 +182,58 @@ fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
 }
 
 /// The worker's main loop: run jobs until the parent closes the request pipe.
-pub(crate) fn worker_main(requests: OwnedFd, doorbell: OwnedFd, arena: OwnedFd, secret: u64) -> ! {
+/// A worker whose tasks' output is captured: fd 1 and 2 write to `out` and `err` (memfds
+/// the parent reads too), and the pool's own messages go to `diag`, the stderr pipe.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    pub(crate) diag: OwnedFd,
+    pub(crate) out: OwnedFd,
+    pub(crate) err: OwnedFd,
+}
+
+/// Writes one of the pool's own messages where the parent reads them: the stderr pipe.
+fn diag(to: &mut Option<File>, message: std::fmt::Arguments<'_>) {
+    let _ = match to {
+        Some(pipe) => writeln!(pipe, "{message}"),
+        None => writeln!(std::io::stderr(), "{message}"),
+    };
+}
+
+pub(crate) fn worker_main(
+    requests: OwnedFd,
+    doorbell: OwnedFd,
+    arena: OwnedFd,
+    capture: Option<Capture>,
+    secret: u64,
+) -> ! {
     crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.
     crate::panic::set_quiet(true);
-    let code = match run_jobs(requests, doorbell, arena, secret) {
+    let (mut pipe, tails) = match capture {
+        Some(c) => {
+            let redirected =
+                nix::unistd::dup2_stdout(&c.out).and_then(|()| nix::unistd::dup2_stderr(&c.err));
+            let mut pipe = Some(File::from(c.diag));
+            if let Err(e) = redirected {
+                diag(
+                    &mut pipe,
+                    format_args!("proctor worker: cannot capture output: {e}"),
+                );
+                // SAFETY: as below: leave without the parent's atexit handlers.
+                unsafe { libc::_exit(70) }
+            }
+            (
+                pipe,
+                Some(OutputFiles::new(File::from(c.out), File::from(c.err))),
+            )
+        }
+        None => (None, None),
+    };
+    let code = match run_jobs(requests, doorbell, arena, tails, &mut pipe, secret) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "proctor worker: {e}");
+            diag(&mut pipe, format_args!("proctor worker: {e}"));
             70
         }
     };
@@ -204,11 +247,13 @@ fn run_jobs(
     requests: OwnedFd,
     doorbell: OwnedFd,
     arena: OwnedFd,
+    capture: Option<OutputFiles>,
+    pipe: &mut Option<File>,
     secret: u64,
 ) -> std::io::Result<()> {
     let mut requests = File::from(requests);
     let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
-    let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?);
+    let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?, capture);
     let mut reader = FrameReader::default();
     let mut jobs_seen = 0u64;
     loop {
@@ -235,9 +280,9 @@ fn run_jobs(
                 if let Err(why) = init() {
                     // The parent reads this line from the worker's stderr and the exit code
                     // as "the initializer failed": a clear error, not a respawn loop.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "proctor: the worker initializer panicked: {why}"
+                    diag(
+                        pipe,
+                        format_args!("proctor: the worker initializer panicked: {why}"),
                     );
                     let _ = std::io::stdout().flush();
                     // SAFETY: as in `worker_main`: skip the parent's atexit handlers.

@@ -48,6 +48,30 @@ pub(crate) struct Config {
     pub(crate) retries: u32,
     /// The worker initializer, run once in each worker before its first task.
     pub(crate) init: Option<crate::state::InitFn>,
+    pub(crate) capture_output: bool,
+}
+
+/// What a task wrote to stdout and stderr: the last 64 KiB of each, with
+/// [`PoolBuilder::capture_output`] (empty otherwise). Given with every outcome by
+/// [`Pool::map_captured`] and [`Task::join_captured`], for tasks that failed or crashed too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The end of the task's stdout.
+    pub stdout: Vec<u8>,
+    /// The end of the task's stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// The stdout as text (invalid UTF-8 replaced).
+    pub fn stdout_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// The stderr as text (invalid UTF-8 replaced).
+    pub fn stderr_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
 }
 
 impl Config {
@@ -78,6 +102,7 @@ impl Config {
 /// | [`memory_limit`](PoolBuilder::memory_limit) | `RLIMIT_DATA` per worker; `OutOfMemory` | error: threads share one address space |
 /// | [`retries`](PoolBuilder::retries) | reruns a task whose worker died | error: a thread cannot die alone |
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
+/// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
 /// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {
@@ -217,6 +242,20 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
+    /// Keeps what each task writes to stdout and stderr (the last 64 KiB of each) with its
+    /// outcome, instead of letting it reach this program's: [`Pool::map_captured`] and
+    /// [`Task::join_captured`] return it with every outcome, a crashed task's included, and
+    /// a crash's [`TaskError::Crashed`] `stderr_tail` is that task's own stderr. It costs a
+    /// few system calls per task (the worker empties its capture files as each task starts
+    /// and reads them as it ends).
+    ///
+    /// Process mode only: threads share one stdout and stderr, so what one task writes
+    /// cannot be told from another's.
+    pub fn capture_output(mut self, capture: bool) -> Self {
+        self.config.capture_output = capture;
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -251,6 +290,12 @@ impl<S: 'static> PoolBuilder<S> {
         if c.mode == Mode::Threads && c.retries > 0 {
             return Err(Error::invalid(
                 "retries applies to worker processes only; a thread cannot die alone",
+            ));
+        }
+        if c.mode == Mode::Threads && c.capture_output {
+            return Err(Error::invalid(
+                "capture_output applies to worker processes only; threads share one stdout \
+                 and stderr, so one task's writes cannot be told from another's",
             ));
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
@@ -334,6 +379,7 @@ impl Pool {
                 forward_stderr: true,
                 retries: 0,
                 init: None,
+                capture_output: false,
             },
             _state: PhantomData,
         }
@@ -513,6 +559,46 @@ impl<S: 'static> Pool<S> {
                 ),
                 Err(why) => context_failed(items.len(), &why),
             },
+        }
+    }
+
+    /// [`Pool::map`] with what each task wrote to stdout and stderr next to its outcome
+    /// (see [`PoolBuilder::capture_output`]; without it every [`Output`] is empty).
+    ///
+    /// ```
+    /// fn noisy(n: u64) -> u64 {
+    ///     println!("working on {n}");
+    ///     n + 1
+    /// }
+    ///
+    /// # #[cfg(target_os = "linux")] {
+    /// # proctor::init();
+    /// let pool = proctor::Pool::processes(2).capture_output(true).build().unwrap();
+    /// for (outcome, output) in pool.map_captured(noisy, vec![1, 2]) {
+    ///     let n = outcome.unwrap() - 1;
+    ///     assert_eq!(output.stdout_text(), format!("working on {n}\n"));
+    /// }
+    /// # }
+    /// ```
+    pub fn map_captured<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Vec<(Result<R, TaskError>, Output)>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        assert_plain_fn::<F>();
+        match &self.backend {
+            Backend::Threads(_) => self
+                .map(f, items)
+                .into_iter()
+                .map(|o| (o, Output::default()))
+                .collect(),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.map_captured(f, items.into_iter().collect()),
         }
     }
 
@@ -909,6 +995,16 @@ impl<R> Task<R> {
                 .map_err(|t| back(TaskInner::Process(t))),
             TaskInner::Ready(r) => Ok(r),
             TaskInner::Taken => panic!("{TAKEN}"),
+        }
+    }
+
+    /// Waits for the task's outcome, and returns it with what the task wrote to stdout and
+    /// stderr (see [`PoolBuilder::capture_output`]; without it the [`Output`] is empty).
+    pub fn join_captured(self) -> (Result<R, TaskError>, Output) {
+        match self.inner {
+            #[cfg(target_os = "linux")]
+            TaskInner::Process(t) => t.join_captured(),
+            inner => (Task { inner }.join(), Output::default()),
         }
     }
 

@@ -34,6 +34,7 @@ impl Shared {
             id,
             self.config.memory_limit,
             self.config.forward_stderr,
+            self.config.capture_output,
         )?;
         if let Some(init) = self.config.init {
             let entry = init as usize as u64;
@@ -217,6 +218,15 @@ impl Shared {
             // An arena we cannot map: nothing it says can be read.
             Err(_) => Seen::default(),
         };
+        if let (Some(output), Some(run)) = (w.task_output(), st.machine.busy(slot)) {
+            // What the task the death hit had written, for its outcome (the files were
+            // emptied as it started).
+            let committed = seen.committed.min(run.count as u64) as usize;
+            if seen.started > seen.committed && committed < run.count {
+                let index = run.job.first_index + run.from + committed;
+                run.job.sink.deliver_output(index, output);
+            }
+        }
         st.machine.died(slot, seen, death, out);
     }
 

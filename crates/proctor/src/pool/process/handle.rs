@@ -119,6 +119,8 @@ pub(super) struct Worker {
     mark: usize,
     /// Copies what the worker writes to stderr to ours (`PoolBuilder::forward_stderr`).
     forward: Forward,
+    /// With `capture_output`: the memfds the worker's stdout and stderr write to.
+    capture: Option<(File, File)>,
 }
 
 impl Worker {
@@ -129,13 +131,26 @@ impl Worker {
         id: u32,
         memory_limit: Option<u64>,
         forward: bool,
+        capture: bool,
     ) -> std::io::Result<Worker> {
         let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let arena = arena::create()?;
-        let fds: [RawFd; 4] = [req_r.as_raw_fd(), doorbell, err_w.as_raw_fd(), arena.fd()];
-        let pid = server.spawn(memory_limit, fds)?;
+        let mut fds = vec![req_r.as_raw_fd(), doorbell, err_w.as_raw_fd(), arena.fd()];
+        let capture = if capture {
+            let memfd = |name: &str| -> std::io::Result<File> {
+                let fd =
+                    nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+                Ok(File::from(fd))
+            };
+            let (out, err) = (memfd("proctor-stdout")?, memfd("proctor-stderr")?);
+            fds.extend([out.as_raw_fd(), err.as_raw_fd()]);
+            Some((out, err))
+        } else {
+            None
+        };
+        let pid = server.spawn(memory_limit, &fds)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
@@ -152,6 +167,7 @@ impl Worker {
                 on: forward,
                 partial: Vec::new(),
             },
+            capture,
         })
     }
 
@@ -175,9 +191,22 @@ impl Worker {
 
     /// What the worker wrote to stderr during its current job (its last `TAIL` bytes).
     pub(super) fn job_stderr(&self) -> ArcStr {
+        if let Some((_, err)) = &self.capture {
+            // The task's own stderr: the worker empties the file as each task starts.
+            return String::from_utf8_lossy(&arena::read_tail(err)).into();
+        }
         let out = &self.tail[self.mark.min(self.tail.len())..];
         let start = out.len().saturating_sub(TAIL);
         String::from_utf8_lossy(&out[start..]).into()
+    }
+
+    /// What the running task wrote so far, when output is captured.
+    pub(super) fn task_output(&self) -> Option<crate::pool::Output> {
+        let (out, err) = self.capture.as_ref()?;
+        Some(crate::pool::Output {
+            stdout: arena::read_tail(out),
+            stderr: arena::read_tail(err),
+        })
     }
 
     /// Why its initializer failed: the line the worker wrote before it exited, else the end

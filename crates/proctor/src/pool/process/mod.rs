@@ -54,7 +54,7 @@ use crate::worker::{EntryFn, entry};
 use handle::{Retired, Worker};
 use job::{Context, Delivery, Items, Job, JobData, Reencode};
 pub(crate) use outcome::decode_records_for_fuzz;
-use outcome::{MapSink, RawOutcome, Sink, SlotSink, StreamSink};
+use outcome::{CaptureSink, MapSink, RawOutcome, Sink, SlotSink, StreamSink};
 use recovery::{Action, Death, Machine};
 
 /// Time between SIGTERM and SIGKILL for a timed-out worker.
@@ -253,6 +253,13 @@ impl<R> ProcessTask<R> {
             return Poll::Ready(self.sink.take());
         }
         Poll::Pending
+    }
+
+    pub(crate) fn join_captured(self) -> (Result<R, TaskError>, super::Output) {
+        let output = std::sync::Arc::clone(&self.sink);
+        let outcome = self.join();
+        let output = lock(&output.output).take().unwrap_or_default();
+        (outcome, output)
     }
 
     pub(crate) fn join(self) -> Result<R, TaskError> {
@@ -500,6 +507,7 @@ impl ProcessPool {
             done: AtomicBool::new(false),
             waker: Mutex::new(None),
             awaited: AtomicBool::new(false),
+            output: Mutex::new(None),
         });
         self.shared.enqueue(Arc::new(JobData {
             first_task: task,
@@ -526,6 +534,43 @@ impl ProcessPool {
         C: super::Collect<R>,
     {
         self.map_in::<A, R, F, C>(f, items, None)
+    }
+
+    /// `map`, with each task's captured output next to its outcome.
+    pub(crate) fn map_captured<A, R, F>(
+        &self,
+        f: F,
+        items: Vec<A>,
+    ) -> Vec<(Result<R, TaskError>, super::Output)>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let n = items.len();
+        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let sink = Arc::new(CaptureSink::<R> {
+            results: Mutex::new(super::Assembler::new(n)),
+            orphans: Mutex::new(Default::default()),
+            remaining: AtomicUsize::new(n),
+        });
+        let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
+        let batch = Batch {
+            entry: entry_of(f),
+            first_task,
+            base: 0,
+            chunk: self.shared.config.chunk_for(n),
+            sink: &dyn_sink,
+            context: None,
+        };
+        self.shared.enqueue_items(batch, items);
+        self.shared
+            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
+        let results = std::mem::replace(&mut *lock(&sink.results), super::Assembler::new(0));
+        results.finish(n, |i| {
+            let task = first_task + i as u64;
+            (Err(TaskError::Cancelled { task }), super::Output::default())
+        })
     }
 
     /// The `Context` frame of a `map_with` call's context, or why it cannot be encoded.

@@ -40,6 +40,10 @@ pub(crate) trait Sink: Send + Sync {
         let task = records.task;
         self.deliver(first_index, task, &mut records);
     }
+
+    /// What the task at `index` wrote before its worker died (with `capture_output`),
+    /// ahead of its outcome. Only sinks that return output keep it.
+    fn deliver_output(&self, _index: usize, _output: crate::pool::Output) {}
 }
 
 /// The parent's record decoder over arbitrary bytes (the fuzz target's entry point).
@@ -51,13 +55,20 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         left: count.min(1 << 20),
         broken: false,
     };
+    // The captured-output path must see the same outcomes.
+    let mut captured = it;
+    let mut outcomes = 0;
+    while captured.next_captured().is_some() {
+        outcomes += 1;
+    }
+    assert_eq!(outcomes, it.left, "one captured outcome per record");
     // Both decoding paths: item by item (`try_map`, `submit`), and the batched `for_each`
     // of `map`, which must agree.
     let one_by_one = Decoded::<(u64, String)>::new(it)
         .filter(Result::is_ok)
         .count();
     let mut batched = 0;
-    let mut outcomes = 0;
+    outcomes = 0;
     Decoded::<(u64, String)>::new(it).for_each(|o| {
         outcomes += 1;
         batched += usize::from(o.is_ok());
@@ -76,6 +87,21 @@ pub(crate) struct RecordIter<'a> {
     pub(super) task: u64,
     pub(super) left: usize,
     pub(super) broken: bool,
+}
+
+impl<'a> RecordIter<'a> {
+    /// The next outcome with what its task wrote (with `capture_output`; empty otherwise).
+    pub(super) fn next_captured(&mut self) -> Option<(RawOutcome<'a>, crate::pool::Output)> {
+        let output = wire::decode_full_record(self.buf)
+            .ok()
+            .and_then(|r| r.output)
+            .map(|(out, err)| crate::pool::Output {
+                stdout: out.to_vec(),
+                stderr: err.to_vec(),
+            })
+            .unwrap_or_default();
+        Some((self.next()?, output))
+    }
 }
 
 impl<'a> RecordIter<'a> {
@@ -360,6 +386,8 @@ pub(super) struct SlotSink<R> {
     pub(super) waker: Mutex<Option<std::task::Waker>>,
     /// A waker was registered (so a plain `join` never takes the waker's lock).
     pub(super) awaited: AtomicBool,
+    /// What the task wrote, with `capture_output`.
+    pub(super) output: Mutex<Option<crate::pool::Output>>,
 }
 
 impl<R> SlotSink<R> {
@@ -372,6 +400,18 @@ impl<R> SlotSink<R> {
 }
 
 impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
+    fn deliver_records(&self, first_index: usize, mut records: RecordIter<'_>) {
+        let task = records.task;
+        if let Some((o, output)) = records.next_captured() {
+            *lock(&self.output) = Some(output);
+            self.deliver(first_index, task, &mut std::iter::once(o));
+        }
+    }
+
+    fn deliver_output(&self, _index: usize, output: crate::pool::Output) {
+        *lock(&self.output) = Some(output);
+    }
+
     fn deliver(
         &self,
         _first_index: usize,
@@ -456,6 +496,60 @@ impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
     }
 }
 
+/// Collects the outcomes of a `map_captured` call with what each task wrote, in input order.
+pub(super) struct CaptureSink<R> {
+    pub(super) results: Mutex<crate::pool::Assembler<(Result<R, TaskError>, crate::pool::Output)>>,
+    /// Output of tasks whose worker died, waiting for their outcome.
+    pub(super) orphans: Mutex<std::collections::HashMap<usize, crate::pool::Output>>,
+    pub(super) remaining: AtomicUsize,
+}
+
+impl<R: DeserializeOwned + Send> Sink for CaptureSink<R> {
+    fn deliver(
+        &self,
+        first_index: usize,
+        base: u64,
+        outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
+    ) {
+        let mut orphans = lock(&self.orphans);
+        let run: Vec<_> = outcomes
+            .enumerate()
+            .map(|(k, o)| {
+                let outcome = match o {
+                    RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
+                    RawOutcome::Err(e) => Err(e),
+                };
+                let output = orphans.remove(&(first_index + k)).unwrap_or_default();
+                (outcome, output)
+            })
+            .collect();
+        drop(orphans);
+        let n = run.len();
+        lock(&self.results).add_run(first_index, run);
+        self.remaining.fetch_sub(n, Ordering::Release);
+    }
+
+    fn deliver_records(&self, first_index: usize, mut records: RecordIter<'_>) {
+        let mut run = Vec::with_capacity(records.left);
+        let mut task = records.task;
+        while let Some((o, output)) = records.next_captured() {
+            let outcome = match o {
+                RawOutcome::Ok(bytes) => decode_result(bytes, task),
+                RawOutcome::Err(e) => Err(e),
+            };
+            run.push((outcome, output));
+            task += 1;
+        }
+        let n = run.len();
+        lock(&self.results).add_run(first_index, run);
+        self.remaining.fetch_sub(n, Ordering::Release);
+    }
+
+    fn deliver_output(&self, index: usize, output: crate::pool::Output) {
+        lock(&self.orphans).insert(index, output);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::decode_records_for_fuzz;
@@ -463,7 +557,7 @@ mod tests {
 
     fn record(tag: RecordTag, payload: &[u8]) -> Vec<u8> {
         let mut r = vec![0u8; 5];
-        record_header(&mut r, tag, payload.len());
+        record_header(&mut r, tag, false, payload.len());
         r.extend_from_slice(payload);
         r
     }
