@@ -11,7 +11,7 @@
 //!
 //! | tag | direction | meaning |
 //! |---|---|---|
-//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request pipe, the pool's doorbell memfd, stderr pipe and arena memfd travel as `SCM_RIGHTS` |
+//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request pipe, the pool's doorbell memfd, stderr pipe, arena and inbox memfds (and, capturing output, its stdout and stderr memfds) travel as `SCM_RIGHTS` |
 //! | KILL | parent → server | send signal `b` to the process group of worker `a` |
 //! | SPAWNED | server → parent | token `a` became worker pid `b` (or failed with errno `c` when `b` = 0) |
 //! | EXITED | server → parent | worker `a` ended: `b` = 0 exit code `c`, `b` = 1 killed by signal `c` |
@@ -229,7 +229,7 @@ impl ForkServer {
     }
 
     /// Asks the server for a worker that will use `fds` (request pipe, doorbell, stderr,
-    /// arena, and with output capture its stdout and stderr memfds).
+    /// arena, inbox, and with output capture its stdout and stderr memfds).
     pub(crate) fn spawn(
         &'static self,
         memory_limit: Option<u64>,
@@ -416,7 +416,7 @@ fn handle_request(
     secret: u64,
 ) -> bool {
     let mut m = [0u8; MSG_LEN];
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; 6]);
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 7]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut m)];
         match recvmsg::<()>(
@@ -486,6 +486,8 @@ struct WorkerFds {
     doorbell: OwnedFd,
     stderr: OwnedFd,
     arena: OwnedFd,
+    /// Where the parent puts a large job's arguments.
+    inbox: OwnedFd,
     /// The memfds that become its stdout and stderr when the pool captures task output.
     capture: Option<(OwnedFd, OwnedFd)>,
 }
@@ -497,6 +499,7 @@ impl TryFrom<Vec<OwnedFd>> for WorkerFds {
         let mut fds = fds.into_iter();
         let mut next = || fds.next().ok_or(());
         let (requests, doorbell, stderr, arena) = (next()?, next()?, next()?, next()?);
+        let inbox = next()?;
         let capture = match (next(), next()) {
             (Ok(out), Ok(err)) => Some((out, err)),
             (Err(()), Err(())) => None,
@@ -507,6 +510,7 @@ impl TryFrom<Vec<OwnedFd>> for WorkerFds {
             doorbell,
             stderr,
             arena,
+            inbox,
             capture,
         })
     }
@@ -532,6 +536,7 @@ fn spawn_worker(
                 doorbell,
                 stderr,
                 arena,
+                inbox,
                 capture,
             } = fds;
             let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
@@ -543,6 +548,7 @@ fn spawn_worker(
                 requests.as_raw_fd(),
                 doorbell.as_raw_fd(),
                 arena.as_raw_fd(),
+                inbox.as_raw_fd(),
             ];
             let capture = match capture {
                 Some((out, err)) => {
@@ -562,7 +568,7 @@ fn spawn_worker(
                 }
             };
             crate::sys::close_fds_except(&keep);
-            crate::worker::worker_main(requests, doorbell, arena, capture, secret)
+            crate::worker::worker_main(requests, doorbell, arena, inbox, capture, secret)
         }
     }
 }

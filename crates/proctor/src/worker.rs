@@ -203,6 +203,7 @@ pub(crate) fn worker_main(
     requests: OwnedFd,
     doorbell: OwnedFd,
     arena: OwnedFd,
+    inbox: OwnedFd,
     capture: Option<Capture>,
     secret: u64,
 ) -> ! {
@@ -230,7 +231,7 @@ pub(crate) fn worker_main(
         }
         None => (None, None),
     };
-    let code = match run_jobs(requests, doorbell, arena, tails, &mut pipe, secret) {
+    let code = match run_jobs(requests, doorbell, arena, inbox, tails, &mut pipe, secret) {
         Ok(()) => 0,
         Err(e) => {
             diag(&mut pipe, format_args!("proctor worker: {e}"));
@@ -247,6 +248,7 @@ fn run_jobs(
     requests: OwnedFd,
     doorbell: OwnedFd,
     arena: OwnedFd,
+    inbox: OwnedFd,
     capture: Option<OutputFiles>,
     pipe: &mut Option<File>,
     secret: u64,
@@ -254,6 +256,7 @@ fn run_jobs(
     let mut requests = File::from(requests);
     let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?, capture);
+    let mut inbox = SharedMapping::from_fd(inbox)?;
     let mut reader = FrameReader::default();
     let mut jobs_seen = 0u64;
     loop {
@@ -275,6 +278,23 @@ fn run_jobs(
                 args,
                 ..
             } => (entry, check, count, args),
+            Frame::RunShared {
+                entry,
+                check,
+                count,
+                args_len,
+                ..
+            } => {
+                let len = usize::try_from(args_len).unwrap_or(usize::MAX);
+                if len > inbox.len() {
+                    // The parent grew the inbox for this job.
+                    inbox.refresh(wire::MAX_FRAME + (64 << 10))?;
+                }
+                let args = inbox
+                    .bytes(0, len)
+                    .ok_or_else(|| std::io::Error::other("a job's arguments run past the inbox"))?;
+                (entry, check, count, args)
+            }
             Frame::Init { entry, check } => {
                 let init: InitFn = vouched(entry, check, secret)?;
                 if let Err(why) = init() {

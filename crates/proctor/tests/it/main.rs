@@ -28,6 +28,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 mod capture;
 mod examples;
 mod faults;
+mod large;
 mod pool;
 mod soak;
 mod state;

@@ -109,7 +109,22 @@ impl Shared {
                     sent = w.requests.write_all(&c.frame).is_ok();
                     w.context = c.id;
                 }
-                let sent = sent && w.requests.write_all(&frame).is_ok();
+                let sent = sent
+                    && match (run.job.deferred, run.job.items.as_ref()) {
+                        (Some(len), Some(items)) => {
+                            let write = |buf: &mut [u8]| items.write(run.job.first_index, 1, buf);
+                            match w.send_deferred(&frame, len, write) {
+                                Ok(sent) => sent,
+                                Err(why) => {
+                                    log::warn!("proctor: could not send a large argument: {why}");
+                                    drop(frame);
+                                    st.machine.unsent(slot, out);
+                                    return;
+                                }
+                            }
+                        }
+                        _ => w.send_frame(&frame),
+                    };
                 drop(frame);
                 w.sent_seq += 1;
                 arena::sent(&w.arena, w.sent_seq);
@@ -122,10 +137,25 @@ impl Shared {
                 let w = st.workers[slot]
                     .as_mut()
                     .expect("records come from a worker");
+                let mut direct = false;
                 let bytes = match arena::refresh(&mut w.arena) {
                     Ok(()) => {
                         let p = arena::progress(&w.arena);
                         arena::records(&w.arena, &p).map(|r| {
+                            if r.len() >= wire::INBOX_MIN {
+                                // Large results are decoded in place, now, before the worker
+                                // can be sent its next job: no copy as large as they are.
+                                direct = true;
+                                let it = RecordIter {
+                                    buf: r,
+                                    worker: w.id,
+                                    task: job.first_task + from as u64,
+                                    left: n,
+                                    broken: false,
+                                };
+                                job.sink.deliver_records(job.first_index + from, it);
+                                return 0..0;
+                            }
                             let start = records.len();
                             records.extend_from_slice(r);
                             start..records.len()
@@ -133,6 +163,10 @@ impl Shared {
                     }
                     Err(_) => None,
                 };
+                if direct {
+                    st.delivered = true;
+                    return;
+                }
                 st.deliveries.push(Delivery {
                     job,
                     from,

@@ -17,7 +17,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use crate::arena;
 use crate::server::ForkServer;
-use crate::sys::SharedMapping;
+use crate::sys::{Seals, SharedMapping};
+use crate::wire;
 
 /// Bytes of a worker's stderr kept for a crash report's last words.
 const TAIL: usize = 16 << 10;
@@ -98,6 +99,9 @@ fn drain(pipe: &mut File, forward: &mut Forward, mut keep: impl FnMut(&[u8])) ->
     }
 }
 
+/// The inbox's size when a worker starts (it grows for the first large job).
+const INBOX_INITIAL: usize = 4096;
+
 /// The parent's side of one worker process.
 pub(super) struct Worker {
     pub(super) id: u32,
@@ -121,6 +125,9 @@ pub(super) struct Worker {
     forward: Forward,
     /// With `capture_output`: the memfds the worker's stdout and stderr write to.
     capture: Option<(File, File)>,
+    /// Where large arguments go (see `wire::INBOX_MIN`); the parent grows it, nobody can
+    /// shrink it (sealed), so writing to it never faults.
+    inbox: SharedMapping,
 }
 
 impl Worker {
@@ -137,7 +144,14 @@ impl Worker {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let arena = arena::create()?;
-        let mut fds = vec![req_r.as_raw_fd(), doorbell, err_w.as_raw_fd(), arena.fd()];
+        let inbox = SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?;
+        let mut fds = vec![
+            req_r.as_raw_fd(),
+            doorbell,
+            err_w.as_raw_fd(),
+            arena.fd(),
+            inbox.fd(),
+        ];
         let capture = if capture {
             let memfd = |name: &str| -> std::io::Result<File> {
                 let fd =
@@ -168,7 +182,46 @@ impl Worker {
                 partial: Vec::new(),
             },
             capture,
+            inbox,
         })
+    }
+
+    /// Writes a job's `Run` frame: through the inbox when its arguments are large (the
+    /// pipe then carries only the header), else whole through the pipe. False if the worker
+    /// is gone.
+    pub(super) fn send_frame(&mut self, frame: &[u8]) -> bool {
+        let args = &frame[wire::RUN_HEADER_LEN..];
+        if args.len() >= wire::INBOX_MIN {
+            let want = args.len().next_power_of_two();
+            if self.inbox.grow(want).is_ok() {
+                self.inbox.tail_mut(0)[..args.len()].copy_from_slice(args);
+                let header = wire::shared_run(frame, args.len());
+                return self.requests.write_all(&header).is_ok();
+            }
+            // No room for a larger inbox: the pipe still works.
+        }
+        self.requests.write_all(frame).is_ok()
+    }
+
+    /// Sends a job whose `len` bytes of arguments `write` encodes straight into the inbox
+    /// (`header` is its `Run` frame without them). Err if the inbox cannot grow to `len`.
+    pub(super) fn send_deferred(
+        &mut self,
+        header: &[u8],
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, wire::WriteError>,
+    ) -> Result<bool, String> {
+        self.inbox
+            .grow(len.next_power_of_two())
+            .map_err(|e| format!("could not grow the worker's inbox to {len} bytes: {e}"))?;
+        let n = write(self.inbox.tail_mut(0)).map_err(|e| match e {
+            wire::WriteError::Full => "the argument grew while it was encoded again".to_string(),
+            wire::WriteError::Failed(e) => format!("it could not be encoded again: {e}"),
+        })?;
+        Ok(self
+            .requests
+            .write_all(&wire::shared_run(header, n))
+            .is_ok())
     }
 
     /// Reads what the worker wrote to stderr so far.

@@ -11,7 +11,7 @@ use super::lock;
 use super::outcome::{RawOutcome, Sink};
 use super::recovery::Run;
 use crate::error::TaskError;
-use crate::wire::{self, MAX_FRAME};
+use crate::wire::{self, MAX_FRAME, WriteError};
 
 /// Encodes again the arguments of tasks of a job, for a run that resumes it after its worker
 /// died. (The worker's header says how many tasks were done, never where their arguments
@@ -19,6 +19,10 @@ use crate::wire::{self, MAX_FRAME};
 pub(super) trait Reencode: Send + Sync {
     /// Appends the arguments of items `first..first + count` of the call.
     fn reencode(&self, first: usize, count: usize, out: &mut Vec<u8>) -> Result<(), String>;
+
+    /// Writes the arguments of items `first..first + count` at the start of `buf` (a
+    /// worker's inbox), returning their length.
+    fn write(&self, first: usize, count: usize, buf: &mut [u8]) -> Result<usize, WriteError>;
 }
 
 /// A `map` call's items (or one batch of a stream's), kept until their jobs are done.
@@ -36,6 +40,15 @@ impl<A: Serialize + Send> Reencode for Items<A> {
             .and_then(|at| items.get(at..at + count))
             .ok_or_else(|| "a resumed run lies outside its call's items".to_string())?;
         wire::append_capped(&wire::Concat(run), out, MAX_FRAME).map_err(|e| e.to_string())
+    }
+
+    fn write(&self, first: usize, count: usize, buf: &mut [u8]) -> Result<usize, WriteError> {
+        let items = lock(&self.items);
+        let run = first
+            .checked_sub(self.base)
+            .and_then(|at| items.get(at..at + count))
+            .ok_or(WriteError::Failed(postcard::Error::SerializeBufferFull))?;
+        wire::write_into(&wire::Concat(run), buf)
     }
 }
 
@@ -55,6 +68,9 @@ pub(super) struct JobData {
     /// The call's context (`map_with`), sent to a worker before the first of the call's
     /// jobs it runs.
     pub(super) context: Option<Arc<Context>>,
+    /// A large argument is encoded when the job is sent, straight into the worker's inbox
+    /// (saving a buffer as large as it): its encoded length, and `frame` is the header only.
+    pub(super) deferred: Option<usize>,
 }
 
 /// The context of one `map_with` call, as a `Context` frame.

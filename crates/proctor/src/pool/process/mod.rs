@@ -475,24 +475,42 @@ impl ProcessPool {
     pub(crate) fn submit<A, R, F>(&self, f: F, arg: A) -> TaskInner<R>
     where
         F: Fn(A) -> R + Copy + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
+        let codec = |e: postcard::Error| {
+            TaskInner::Ready(Err(TaskError::Codec {
+                message: arcstr::format!("its argument could not be encoded: {e}"),
+                task,
+            }))
+        };
         let mut frame = Vec::new();
         wire::begin_run(&mut frame);
-        match wire::append_capped(&arg, &mut frame, 4 + MAX_FRAME) {
-            Ok(()) => {}
+        let mut arg = Some(arg);
+        let deferred = match wire::append_capped(
+            arg.as_ref().expect("the argument"),
+            &mut frame,
+            wire::RUN_HEADER_LEN + wire::INBOX_MIN,
+        ) {
+            Ok(()) => None,
             Err(postcard::Error::SerializeBufferFull) => {
-                return TaskInner::Ready(Err(too_big(task)));
+                // A large argument: measured without being built (over the limit, it is
+                // rejected at once), and encoded when sent, into the worker's inbox.
+                let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
+                match wire::encoded_len_capped(arg.as_ref().expect("the argument"), limit) {
+                    Ok(len) => {
+                        wire::begin_run(&mut frame);
+                        Some(len)
+                    }
+                    Err(postcard::Error::SerializeBufferFull) => {
+                        return TaskInner::Ready(Err(too_big(task)));
+                    }
+                    Err(e) => return codec(e),
+                }
             }
-            Err(e) => {
-                return TaskInner::Ready(Err(TaskError::Codec {
-                    message: arcstr::format!("its argument could not be encoded: {e}"),
-                    task,
-                }));
-            }
-        }
+            Err(e) => return codec(e),
+        };
         let entry = entry_of(f);
         wire::finish_run(
             &mut frame,
@@ -501,6 +519,13 @@ impl ProcessPool {
             entry ^ self.shared.server.secret,
             1,
         );
+        let items = deferred.map(|_| {
+            let items = Items {
+                items: Mutex::new(vec![arg.take().expect("the argument")]),
+                base: 0,
+            };
+            Arc::new(items) as Arc<dyn Reencode>
+        });
         let sink = Arc::new(SlotSink {
             task,
             outcome: Mutex::new(None),
@@ -516,8 +541,9 @@ impl ProcessPool {
             entry,
             frame,
             sink: Arc::clone(&sink) as Arc<dyn Sink>,
-            items: None,
+            items,
             context: None,
+            deferred,
         }));
         TaskInner::Process(ProcessTask {
             shared: Arc::clone(&self.shared),
@@ -723,6 +749,7 @@ impl Shared {
                 sink: Arc::clone(sink),
                 items: Some(Arc::clone(&reencode)),
                 context: context.clone(),
+                deferred: None,
             }));
             wire::begin_run(frame);
         };
