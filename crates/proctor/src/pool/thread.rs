@@ -382,16 +382,56 @@ fn run_task<A, R, F, D>(
     }
 }
 
-fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R, TaskError> {
-    catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
-        let (message, location) = crate::panic::details(payload.as_ref());
-        TaskError::Panicked {
-            message: message.into(),
-            location: location.map(Into::into),
-            worker,
-            task,
+/// A chunk's outcomes: the values alone while every task succeeds (no room for errors).
+enum ChunkOut<R> {
+    Values(Vec<R>),
+    Mixed(Vec<Result<R, TaskError>>),
+}
+
+/// Runs a chunk of a `map`'s items, catching each task's panic.
+fn run_chunk<A, R, F: Fn(A) -> R + Copy>(
+    f: F,
+    part: Vec<A>,
+    worker: u32,
+    base: u64,
+) -> ChunkOut<R> {
+    let mut values = Vec::with_capacity(part.len());
+    let mut items = part.into_iter();
+    for a in items.by_ref() {
+        match catch_unwind(AssertUnwindSafe(|| f(a))) {
+            Ok(v) => values.push(v),
+            Err(payload) => {
+                // A failure: from here on, outcomes with room for errors.
+                let task = base + values.len() as u64;
+                let mut mixed: Vec<Result<R, TaskError>> =
+                    Vec::with_capacity(values.len() + items.len() + 1);
+                mixed.extend(values.into_iter().map(Ok));
+                mixed.push(Err(panicked(payload.as_ref(), worker, task)));
+                for a in items {
+                    let task = base + mixed.len() as u64;
+                    mixed.push(run_one(f, a, worker, task));
+                }
+                return ChunkOut::Mixed(mixed);
+            }
         }
-    })
+    }
+    ChunkOut::Values(values)
+}
+
+#[cold]
+fn panicked(payload: &(dyn std::any::Any + Send), worker: u32, task: u64) -> TaskError {
+    let (message, location) = crate::panic::details(payload);
+    TaskError::Panicked {
+        message: message.into(),
+        location: location.map(Into::into),
+        worker,
+        task,
+    }
+}
+
+fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R, TaskError> {
+    catch_unwind(AssertUnwindSafe(|| f(a)))
+        .map_err(|payload| panicked(payload.as_ref(), worker, task))
 }
 
 #[derive(Debug)]
@@ -533,42 +573,44 @@ impl ThreadPool {
         }
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let chunk = self.shared.config.chunk_for(n);
-        let (tx, rx) = crossbeam_channel::unbounded::<(usize, Vec<Result<R, TaskError>>)>();
-        let mut iter = items.into_iter();
-        let mut start = 0;
-        let mut chunks = 0;
-        while start < n {
-            let part: Vec<A> = iter.by_ref().take(chunk).collect();
+        let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkOut<R>)>();
+        // Chunks are cut from the back (`split_off` moves a chunk without shifting the rest)
+        // and sent from the front, so outcomes arrive about in order.
+        let mut items = items;
+        let mut parts = Vec::with_capacity(n.div_ceil(chunk));
+        while !items.is_empty() {
+            let start = (items.len() - 1) / chunk * chunk;
+            parts.push((start, items.split_off(start)));
+        }
+        for (start, part) in parts.into_iter().rev() {
             let len = part.len();
             let tx = tx.clone();
             let run = move |ctx: Option<&WorkerCtx>| {
                 let base = first_task + start as u64;
-                let out: Vec<Result<R, TaskError>> = match ctx {
-                    None => (0..len)
-                        .map(|k| {
-                            Err(TaskError::Cancelled {
-                                task: base + k as u64,
+                let out = match ctx {
+                    None => ChunkOut::Mixed(
+                        (0..len)
+                            .map(|k| {
+                                Err(TaskError::Cancelled {
+                                    task: base + k as u64,
+                                })
                             })
-                        })
-                        .collect(),
-                    Some(ctx) => part
-                        .into_iter()
-                        .enumerate()
-                        .map(|(k, a)| run_one(f, a, ctx.id, base + k as u64))
-                        .collect(),
+                            .collect(),
+                    ),
+                    Some(ctx) => run_chunk(f, part, ctx.id, base),
                 };
                 let _ = tx.send((start, out));
             };
             self.shared.send(Job::Run(Box::new(run), len));
-            start += len;
-            chunks += 1;
         }
         drop(tx);
         let mut out = C::with_len(n);
         while let Ok((start, part)) = rx.recv() {
-            out.add_run(start, part);
+            match part {
+                ChunkOut::Values(values) => out.add_values(start, values),
+                ChunkOut::Mixed(outcomes) => out.add_run(start, outcomes),
+            }
         }
-        let _ = chunks;
         out.finish(n, first_task)
     }
 
@@ -863,6 +905,38 @@ mod tests {
 
     fn double(n: u64) -> u64 {
         2 * n
+    }
+
+    fn fail_on_multiples_of_7(n: u64) -> u64 {
+        assert!(n % 7 != 0, "seven");
+        n
+    }
+
+    #[test]
+    fn a_chunk_keeps_values_alone_until_a_task_fails_then_every_outcome() {
+        crate::panic::install_hook();
+        crate::panic::set_quiet(true);
+        match run_chunk(double, vec![1, 2, 3], 0, 10) {
+            ChunkOut::Values(v) => assert_eq!(v, [2, 4, 6]),
+            ChunkOut::Mixed(_) => panic!("no task failed"),
+        }
+        for items in [vec![7, 1, 2], vec![1, 14, 2, 21], vec![1, 2, 28]] {
+            let ChunkOut::Mixed(out) = run_chunk(fail_on_multiples_of_7, items.clone(), 3, 100)
+            else {
+                panic!("a task failed: {items:?}");
+            };
+            assert_eq!(out.len(), items.len());
+            for (k, (o, n)) in out.iter().zip(&items).enumerate() {
+                match o {
+                    Ok(v) => assert_eq!(v, n),
+                    Err(TaskError::Panicked { task, worker, .. }) => {
+                        assert_eq!((*task, *worker, n % 7), (100 + k as u64, 3, 0));
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }
+        crate::panic::set_quiet(false);
     }
 
     #[test]
