@@ -110,32 +110,14 @@ fn map_1m(c: &mut Criterion) {
     let n = 1_000_000u64;
     g.throughput(Throughput::Elements(n));
 
-    for (name, builder) in [
-        ("proctor_processes", Pool::processes(2)),
-        ("proctor_threads", Pool::threads(2)),
-    ] {
-        let pool = builder.build().expect("pool");
-        g.bench_with_input(BenchmarkId::new(format!("{name}_map"), n), &n, |b, &n| {
-            b.iter(|| {
-                let out = pool.map(trivial, 0..n);
-                assert_eq!(out.len() as u64, n);
-                out
-            })
-        });
-        // try_map keeps only the values: the same output as rayon's collect.
-        g.bench_with_input(
-            BenchmarkId::new(format!("{name}_try_map"), n),
-            &n,
-            |b, &n| {
-                b.iter(|| {
-                    let out = pool.try_map(trivial, 0..n).expect("trivial tasks succeed");
-                    assert_eq!(out.len() as u64, n);
-                    out
-                })
-            },
-        );
-        pool.shutdown();
-    }
+    common::bench_maps(
+        &mut g,
+        [
+            ("proctor_processes", Pool::processes(2)),
+            ("proctor_threads", Pool::threads(2)),
+        ],
+        n,
+    );
 
     let pool = rayon_pool(2);
     g.bench_with_input(BenchmarkId::new("rayon_threads", n), &n, |b, &n| {

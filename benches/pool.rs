@@ -18,7 +18,7 @@ mod common;
 use std::hint::black_box;
 
 use common::{PipeEcho, trivial};
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use proctor::Pool;
 
 fn roundtrip(c: &mut Criterion) {
@@ -63,33 +63,14 @@ fn map_1m(c: &mut Criterion) {
     g.sample_size(10);
     let n = 1_000_000u64;
     g.throughput(Throughput::Elements(n));
-    for (name, builder) in [
-        ("processes", Pool::processes(2)),
-        ("threads", Pool::threads(2)),
-    ] {
-        let pool = builder.build().expect("pool");
-        g.bench_with_input(BenchmarkId::new(format!("{name}_map"), n), &n, |b, &n| {
-            b.iter(|| {
-                let out = pool.map(trivial, 0..n);
-                assert_eq!(out.len() as u64, n);
-                out
-            })
-        });
-        // try_map keeps only the values (8 bytes each here, against 32 for a Result): the
-        // closest match to Python's Pool.map, which returns values or raises.
-        g.bench_with_input(
-            BenchmarkId::new(format!("{name}_try_map"), n),
-            &n,
-            |b, &n| {
-                b.iter(|| {
-                    let out = pool.try_map(trivial, 0..n).expect("trivial tasks succeed");
-                    assert_eq!(out.len() as u64, n);
-                    out
-                })
-            },
-        );
-        pool.shutdown();
-    }
+    common::bench_maps(
+        &mut g,
+        [
+            ("processes", Pool::processes(2)),
+            ("threads", Pool::threads(2)),
+        ],
+        n,
+    );
     g.finish();
 }
 

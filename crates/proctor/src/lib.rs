@@ -64,6 +64,20 @@
 //! server gone, a replacement that cannot start, a task scribbling on the pool's shared
 //! memory. Nothing is run again unless [`PoolBuilder::retries`] asks for it.
 //!
+//! # Beyond `map`
+//!
+//! * [`Pool::stream`] and [`Pool::stream_unordered`]: outcomes as they are ready, over inputs
+//!   of any length, with a bounded window of items in flight; dropping the stream cancels what
+//!   has not started.
+//! * [`Pool::map_with`] (a read-only context sent to each worker once per call) and
+//!   [`PoolBuilder::init_worker`] with [`Pool::map_state`] (a value made once per worker):
+//!   see "Crash isolation" below for why process workers need them.
+//! * [`PoolBuilder::capture_output`] with [`Pool::map_captured`] and [`Task::join_captured`]:
+//!   each task's own stdout and stderr with its outcome (process mode).
+//! * Large arguments (64 KiB or more) cross through shared memory; for big byte buffers use
+//!   `serde_bytes::ByteBuf` or `#[serde(with = "serde_bytes")]`, which serde encodes as one
+//!   string of bytes rather than one element per byte.
+//!
 //! # Crash isolation
 //!
 //! In process mode each worker is a process forked from a *fork server* that [`init`] starts

@@ -483,11 +483,7 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        assert_plain_fn::<F>();
-        self.map(
-            move |a: A| crate::state::with_state::<S, R>(|s| f(s, a)),
-            items,
-        )
+        self.map(with_state(f), items)
     }
 
     /// [`Pool::submit`] for a task that uses its worker's state: `f(&state, arg)`.
@@ -497,11 +493,7 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        assert_plain_fn::<F>();
-        self.submit(
-            move |a: A| crate::state::with_state::<S, R>(|s| f(s, a)),
-            arg,
-        )
+        self.submit(with_state(f), arg)
     }
 
     /// [`Pool::map`] with a read-only context shared by every item: `f(&context, item)`.
@@ -882,6 +874,16 @@ impl<R: Send + 'static> Collect<R> for UntilError<R> {
             task: first_task + i as u64,
         })
     }
+}
+
+/// The task `f(&state, a)` as a task of `a` alone, which finds the state in its worker (still
+/// zero-sized: it holds only `f`).
+fn with_state<S: 'static, A, R, F>(f: F) -> impl Fn(A) -> R + Copy + Send + Sync + 'static
+where
+    F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
+{
+    assert_plain_fn::<F>();
+    move |a: A| crate::state::with_state::<S, R>(|s| f(s, a))
 }
 
 /// The outcomes of a `map_with` call whose context could not be encoded.

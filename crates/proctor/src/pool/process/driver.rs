@@ -142,9 +142,11 @@ impl Shared {
                     Ok(()) => {
                         let p = arena::progress(&w.arena);
                         arena::records(&w.arena, &p).map(|r| {
-                            if r.len() >= wire::INBOX_MIN {
-                                // Large results are decoded in place, now, before the worker
-                                // can be sent its next job: no copy as large as they are.
+                            if r.len() >= n.max(1) * wire::INBOX_MIN {
+                                // Large results (64 KiB or more each) are decoded in place,
+                                // now, before the worker can be sent its next job: no copy as
+                                // large as they are. Many small ones are copied out, and
+                                // decoded while the worker runs its next job.
                                 direct = true;
                                 let it = RecordIter {
                                     buf: r,
