@@ -293,9 +293,13 @@ impl WorkerArena {
             let at = DATA_START + self.len;
             let tail = self.map.tail_mut(at);
             if tail.len() > RECORD_HEADER + prefix.len() {
-                let body = &mut tail[RECORD_HEADER..];
-                body[..prefix.len()].copy_from_slice(prefix);
-                let written = match encode(&mut body[prefix.len()..]) {
+                let mut body = &mut tail[RECORD_HEADER..];
+                if captured {
+                    // (Only then: a copy of nothing is still a `memcpy` call per task.)
+                    body[..prefix.len()].copy_from_slice(prefix);
+                    body = &mut body[prefix.len()..];
+                }
+                let written = match encode(body) {
                     Ok(n) => Some(prefix.len() + n),
                     Err(WriteError::Full) => None,
                     Err(WriteError::Failed(why)) => {
