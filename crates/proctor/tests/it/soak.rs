@@ -3,6 +3,10 @@
 //! checked: exactly one per task, every `Ok` the task's own value, every error on a faulty
 //! task (of its fault's kind) or on a task that a kill hit.
 //!
+//! The outcomes are taken by `map`, by an ordered `stream` and by `stream_unordered`, and some
+//! setups give every 64th item a 100 KiB pad, so that jobs cross through the workers' inboxes
+//! (and are encoded again from there after a kill) while the rest go through the pipe.
+//!
 //! `PROCTOR_SOAK_TASKS` sets the size of the CI-sized run; the full run is
 //! `cargo test --release -p proctor --test it soak_full -- --ignored --nocapture`.
 
@@ -10,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proctor::{Pool, TaskError};
+use serde_bytes::ByteBuf;
 
 /// What item `n` does (about 1 % are faulty, spread by a hash so faults land anywhere in a
 /// chunk).
@@ -39,8 +44,18 @@ fn fault_of(n: u64, hangs: bool) -> Fault {
 
 const MEMORY_LIMIT: u64 = 256 << 20;
 
-/// The soak's task: `2n`, unless item `n` is faulty.
-fn soak_task((n, hangs): (u64, bool)) -> u64 {
+/// The pad of item `n`: 100 KiB of `n as u8` for every 64th item when padding, else empty.
+fn pad_of(n: u64, pad: bool) -> ByteBuf {
+    let len = if pad && n % 64 == 0 { 100 << 10 } else { 0 };
+    ByteBuf::from(vec![n as u8; len])
+}
+
+/// The soak's task: `2n`, unless item `n` is faulty (or its pad arrived changed: then a value
+/// no item returns).
+fn soak_task((n, hangs, pad): (u64, bool, ByteBuf)) -> u64 {
+    if pad.iter().any(|&b| b != n as u8) {
+        return u64::MAX;
+    }
     match fault_of(n, hangs) {
         Fault::None => 2 * n,
         Fault::Panic => panic!("item {n} panics"),
@@ -68,6 +83,16 @@ struct Setup {
     chunk: Option<usize>,
     max_tasks: Option<usize>,
     retries: u32,
+    via: Via,
+    pad: bool,
+}
+
+/// How the outcomes are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Map,
+    Stream,
+    Unordered,
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +120,7 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
         b = b.max_tasks_per_worker(m);
     }
     let pool = b.retries(setup.retries).build().unwrap();
-    let items: Vec<(u64, bool)> = (0..n).map(|i| (i, setup.timeout)).collect();
+    let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
     let stop = AtomicBool::new(false);
     let kills = AtomicU64::new(0);
     let out = std::thread::scope(|s| {
@@ -119,7 +144,21 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
                 }
             }
         });
-        let out = pool.map(soak_task, items);
+        let out: Vec<Result<u64, TaskError>> = match setup.via {
+            Via::Map => pool.map(soak_task, items),
+            Via::Stream => pool.stream(soak_task, items).window(2_000).collect(),
+            Via::Unordered => {
+                let mut got: Vec<Option<Result<u64, TaskError>>> = vec![None; n as usize];
+                for (i, o) in pool.stream_unordered(soak_task, items).window(2_000) {
+                    assert!(got[i].is_none(), "{setup:?}: item {i} got two outcomes");
+                    got[i] = Some(o);
+                }
+                got.into_iter()
+                    .enumerate()
+                    .map(|(i, o)| o.unwrap_or_else(|| panic!("{setup:?}: item {i} got none")))
+                    .collect()
+            }
+        };
         stop.store(true, Ordering::Relaxed);
         out
     });
@@ -219,13 +258,19 @@ fn setups() -> Vec<Setup> {
         chunk,
         max_tasks,
         retries,
+        via: Via::Map,
+        pad: false,
     };
+    let by = |setup: Setup, via, pad| Setup { via, pad, ..setup };
     vec![
         s(true, None, None, 0),
         s(false, None, None, 0),
         s(true, Some(1), None, 0),
         s(false, None, Some(50), 0),
         s(true, None, None, 2),
+        by(s(true, None, None, 0), Via::Stream, true),
+        by(s(false, Some(100), None, 1), Via::Unordered, true),
+        by(s(false, None, None, 0), Via::Map, true),
     ]
 }
 
