@@ -104,6 +104,9 @@ struct Tally {
     collateral: u64,
     kills: u64,
     hangs: u64,
+    /// Timeouts of items that do not hang: a worker descheduled past the 100 ms limit on a
+    /// loaded machine (an honest outcome: the task did run past its limit, by the clock).
+    slow: u64,
 }
 
 fn run_soak(n: u64, setup: Setup) -> Tally {
@@ -219,11 +222,14 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
                     Fault::Hang => e.is_timed_out(),
                     Fault::Oom => e.is_out_of_memory(),
                 };
+                let slow = setup.timeout && fault != Fault::Hang && e.is_timed_out();
                 assert!(
-                    own || killed,
+                    own || killed || slow,
                     "{setup:?}: item {i} ({fault:?}) got an error it did not earn: {e}"
                 );
-                if fault == Fault::None {
+                if slow {
+                    t.slow += 1;
+                } else if fault == Fault::None {
                     t.collateral += 1;
                 } else {
                     t.fault_errors += 1;
@@ -234,7 +240,7 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     // Each kill from outside ends at most one running task, and each timeout's kill at
     // most one more (the next task, when the overrunning one commits just in time).
     assert!(
-        t.collateral <= t.kills + t.hangs,
+        t.collateral <= t.kills + t.hangs + t.slow,
         "{setup:?}: {} non-faulty tasks failed but only {} kills and {} timeouts happened",
         t.collateral,
         t.kills,
@@ -292,13 +298,14 @@ fn soak_full() {
         let start = Instant::now();
         let t = run_soak(n, setup);
         println!(
-            "{setup:?}: {n} tasks in {:.1}s: {} ok, {} faulty errors, {} collateral, {} kills, {} hang items",
+            "{setup:?}: {n} tasks in {:.1}s: {} ok, {} faulty errors, {} collateral, {} kills, {} hang items, {} slow",
             start.elapsed().as_secs_f64(),
             t.ok,
             t.fault_errors,
             t.collateral,
             t.kills,
-            t.hangs
+            t.hangs,
+            t.slow
         );
     }
 }
