@@ -329,7 +329,11 @@ fn allocate_mib(mib: usize) -> usize {
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn memory_limit_turns_oom_into_a_typed_error_of_one_task() {
     let limit = 256 << 20;
-    let pool = Pool::processes(1).memory_limit(limit).build().unwrap();
+    let pool = Pool::processes(1)
+        .memory_limit(limit)
+        .forward_stderr(false)
+        .build()
+        .unwrap();
     let out = pool.map(allocate_mib, vec![16, 1024, 32]);
     assert_eq!(out[0], Ok(16 << 20));
     let e = out[1].as_ref().unwrap_err();
@@ -345,7 +349,11 @@ fn memory_limit_turns_oom_into_a_typed_error_of_one_task() {
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn a_memory_limit_too_small_for_an_idle_worker_is_a_build_error() {
-    let e = Pool::processes(1).memory_limit(1).build().unwrap_err();
+    let e = Pool::processes(1)
+        .memory_limit(1)
+        .forward_stderr(false)
+        .build()
+        .unwrap_err();
     assert!(e.is_invalid_config(), "{e}");
     assert!(
         e.to_string().contains("too small for an idle worker"),
