@@ -64,6 +64,11 @@ pub struct ReportArgs {
     /// Never color the terminal table (also: the NO_COLOR environment variable).
     #[arg(long)]
     pub no_color: bool,
+
+    /// Print every section's figures and tables too, and each claim's evidence (the report
+    /// files always have them).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 impl ReportArgs {

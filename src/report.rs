@@ -42,17 +42,18 @@ pub fn run(args: &ReportArgs) -> Result<()> {
 
     let color =
         !args.no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal();
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(120);
-    let table = render::table::render_with(&report, TableOptions { color, width });
+    let options = TableOptions {
+        color,
+        width: terminal_width(),
+        verbose: args.verbose,
+    };
+    let table = render::table::render_with(&report, options);
     crate::print(&table)?;
     let files: Vec<String> = FILES
         .iter()
         .map(|(name, _)| args.out.join(name).display().to_string())
         .collect();
-    eprintln!("report written to {}", files.join(", "));
+    crate::print(&format!("\nreport written to {}\n", files.join(", ")))?;
 
     let failed: Vec<&Section> = report
         .sections
@@ -68,6 +69,21 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The width to lay the tables out in: the terminal's (stdout's, else stderr's), else
+/// `COLUMNS`, else 120 columns (a pipe or a file). Never under 60, where no table reads.
+fn terminal_width() -> u16 {
+    use terminal_size::{Width, terminal_size_of};
+    let tty = terminal_size_of(io::stdout()).or_else(|| terminal_size_of(io::stderr()));
+    let width = match tty {
+        Some((Width(w), _)) => w,
+        None => std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(render::table::DEFAULT_WIDTH),
+    };
+    width.max(60)
 }
 
 /// Writes every format, each through a temporary file and a rename, so a reader (or an

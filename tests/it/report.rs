@@ -28,13 +28,48 @@ pub fn tiny_report(out: &std::path::Path) -> assert_cmd::Command {
 }
 
 #[test]
+fn the_terminal_gets_the_answer_in_a_screen_and_everything_with_verbose() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let short = tiny_report(&out).env("COLUMNS", "80").output().unwrap();
+    assert!(short.status.success());
+    let short = String::from_utf8(short.stdout).unwrap();
+    let lines = short.lines().count();
+    assert!(lines <= 80, "{lines} lines at 80 columns:\n{short}");
+    assert!(
+        short.contains("Claims") && short.contains("report written to"),
+        "{short}"
+    );
+    assert!(
+        !short.contains("method:"),
+        "sections printed without --verbose:\n{short}"
+    );
+    // The tables fit the width (the header lines may wrap; table rows must not).
+    for l in short
+        .lines()
+        .filter(|l| l.starts_with(['│', '┌', '└', '╞']))
+    {
+        assert!(
+            l.chars().count() <= 80,
+            "a table row wider than 80 columns: {l}"
+        );
+    }
+    let long = tiny_report(&out).arg("--verbose").output().unwrap();
+    let long = String::from_utf8(long.stdout).unwrap();
+    assert!(
+        long.contains("method:") && long.lines().count() > lines,
+        "--verbose adds the sections"
+    );
+}
+
+#[test]
 fn report_writes_every_format_with_the_table_rows() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let assert = tiny_report(&out)
         .assert()
         .success()
-        .stderr(predicate::str::contains("report written to"));
+        .stdout(predicate::str::contains("report written to"));
     let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
     for aspect in ASPECTS {
         assert!(

@@ -19,6 +19,9 @@ pub struct TableOptions {
     pub color: bool,
     /// Width the tables wrap to, in columns (the terminal's width, for example).
     pub width: u16,
+    /// Everything: the claims' evidence and every section. Off, the answer alone (the
+    /// machine, the comparison, the claims with their verdicts), about a screen.
+    pub verbose: bool,
 }
 
 /// The terminal form at [`DEFAULT_WIDTH`] columns, with or without color.
@@ -28,6 +31,7 @@ pub fn render(report: &Report, color: bool) -> String {
         TableOptions {
             color,
             width: DEFAULT_WIDTH,
+            verbose: true,
         },
     )
 }
@@ -53,23 +57,29 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
 
     out.push('\n');
     out.push_str(&heading("Comparison"));
-    let mut t = new_table(
-        options,
+    // The claim of each row is spelled out under "Claims"; the short form leaves it there.
+    let header: &[&str] = if options.verbose {
         &[
             "aspect", "thread", "process", "async", "ratio", "claim", "verdict",
-        ],
-    );
+        ]
+    } else {
+        &["aspect", "thread", "process", "async", "ratio", "verdict"]
+    };
+    let mut t = new_table(options, header);
     right_align(&mut t, &[1, 2, 3, 4]);
     for row in &report.headline {
-        t.add_row(vec![
+        let mut cells = vec![
             Cell::new(&row.aspect),
             Cell::new(cell(&row.thread)),
             Cell::new(cell(&row.process)),
             Cell::new(cell(&row.async_task)),
             Cell::new(format_ratio(row.ratio)),
-            Cell::new(&row.claim),
-            verdict_cell(row.verdict, options.color),
-        ]);
+        ];
+        if options.verbose {
+            cells.push(Cell::new(&row.claim));
+        }
+        cells.push(verdict_cell(row.verdict, options.color));
+        t.add_row(cells);
     }
     out.push_str(&format!("{t}\n"));
     out.push_str("ratio = process / thread\n");
@@ -77,20 +87,36 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
     if !report.claims.is_empty() {
         out.push('\n');
         out.push_str(&heading("Claims"));
-        let mut t = wrapping_table(options, &["verdict", "claim", "evidence"]);
-        for claim in &report.claims {
-            t.add_row(vec![
-                verdict_cell(claim.verdict, options.color),
-                Cell::new(&claim.statement),
-                Cell::new(&claim.evidence),
-            ]);
+        if options.verbose {
+            let mut t = wrapping_table(options, &["verdict", "claim", "evidence"]);
+            for claim in &report.claims {
+                t.add_row(vec![
+                    verdict_cell(claim.verdict, options.color),
+                    Cell::new(&claim.statement),
+                    Cell::new(&claim.evidence),
+                ]);
+            }
+            out.push_str(&format!("{t}\n"));
+        } else {
+            let mut t = new_table(options, &["verdict", "claim"]);
+            for claim in &report.claims {
+                t.add_row(vec![
+                    verdict_cell(claim.verdict, options.color),
+                    Cell::new(&claim.statement),
+                ]);
+            }
+            out.push_str(&format!("{t}\n"));
+            out.push_str(
+                "the evidence for each verdict, and every section: --verbose, or the report files\n",
+            );
         }
-        out.push_str(&format!("{t}\n"));
     }
 
-    for section in &report.sections {
-        out.push('\n');
-        out.push_str(&render_section(section, options));
+    if options.verbose {
+        for section in &report.sections {
+            out.push('\n');
+            out.push_str(&render_section(section, options));
+        }
     }
     out
 }
