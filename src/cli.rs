@@ -143,8 +143,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_parser = transport_names())]
     pub transports: Option<Vec<String>>,
 
-    /// Worker counts for the memory and scaling experiments, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    /// Worker counts for the memory and scaling experiments, comma-separated (at most what
+    /// this machine's process and thread limits leave room for).
+    #[arg(long, value_delimiter = ',', value_parser = parse_workers)]
     pub workers: Option<Vec<u64>>,
 }
 
@@ -180,15 +181,19 @@ impl BenchArgs {
     }
 }
 
-/// Parses a size such as `64`, `4K`, `4KiB`, `1MiB` or `2G` (powers of 1024).
+/// Parses a size such as `64`, `4K`, `1.5K`, `4KiB`, `1MiB` or `2G` (powers of 1024; a
+/// fraction is rounded to the nearest byte).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(split);
-    if digits.is_empty() {
-        return Err(format!(
-            "`{s}` is not a size: expected a number with an optional K/KiB/M/MiB/G/GiB suffix"
-        ));
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let not_a_size = || {
+        format!("`{s}` is not a size: expected a number with an optional K/KiB/M/MiB/G/GiB suffix")
+    };
+    if number.is_empty() {
+        return Err(not_a_size());
     }
     let mult: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -197,21 +202,106 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gib" | "gb" => 1 << 30,
         _ => {
             return Err(format!(
-                "unknown size suffix in `{s}`: use K, KiB, M, MiB, G or GiB"
+                "unknown size suffix `{}` in `{s}`: use K, KiB, M, MiB, G or GiB",
+                suffix.trim()
             ));
         }
     };
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("`{s}` is not a size: expected a number with an optional K/KiB/M/MiB/G/GiB suffix")
-    })?;
-    let bytes = n
-        .checked_mul(mult)
-        .filter(|&b| b <= usize::MAX as u64)
-        .ok_or_else(|| format!("size `{s}` is too large"))?;
+    let bytes = if number.contains('.') {
+        let n: f64 = number.parse().map_err(|_| not_a_size())?;
+        let b = (n * mult as f64).round();
+        if !b.is_finite() || b > u64::MAX as f64 {
+            return Err(format!("size `{s}` is too large"));
+        }
+        b as u64
+    } else {
+        let n: u64 = number.parse().map_err(|_| not_a_size())?;
+        n.checked_mul(mult)
+            .ok_or_else(|| format!("size `{s}` is too large"))?
+    };
     if bytes == 0 {
         return Err("a size must be at least 1 byte".to_string());
     }
-    Ok(bytes as usize)
+    let max = max_message_size();
+    if bytes > max {
+        return Err(format!(
+            "size `{s}` is {bytes} bytes, over the {max}-byte most a round trip can take here \
+             (the transports' 4 GiB ceiling, and a quarter of this machine's memory for its \
+             buffers)"
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| format!("size `{s}` is too large"))
+}
+
+/// Parses a worker count: at least 1, and no more than the machine can start at once.
+pub fn parse_workers(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a worker count: expected a whole number"))?;
+    if n == 0 {
+        return Err("a worker count must be at least 1".to_string());
+    }
+    let (room, why) = worker_room();
+    if n > room {
+        return Err(format!(
+            "{n} workers is more than this machine can start at once: at most {room} here ({why})"
+        ));
+    }
+    Ok(n)
+}
+
+/// How many more processes or threads can be started here, and what limits it: the kernel's
+/// `pid_max` and `threads-max` and this user's `RLIMIT_NPROC`, less the tasks that exist and a
+/// margin for the lab's own.
+fn worker_room() -> (u64, String) {
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let mut limits: Vec<(u64, String)> = Vec::new();
+    for (path, name) in [
+        ("/proc/sys/kernel/pid_max", "pid_max"),
+        ("/proc/sys/kernel/threads-max", "threads-max"),
+    ] {
+        if let Some(v) = read(path) {
+            limits.push((v, format!("{name} {v}")));
+        }
+    }
+    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+    {
+        if soft != nix::sys::resource::RLIM_INFINITY {
+            limits.push((soft, format!("RLIMIT_NPROC {soft}")));
+        }
+    }
+    // The fourth field of /proc/loadavg is running/total tasks.
+    let tasks = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let Some((limit, name)) = limits.into_iter().min_by_key(|(v, _)| *v) else {
+        return (u64::MAX, "no limit readable".to_string());
+    };
+    let room = limit.saturating_sub(tasks + 64);
+    (room, format!("{name}, {tasks} tasks running"))
+}
+
+/// The largest message the IPC experiment can send here: under the transports' 4-byte length
+/// prefix, and a quarter of the machine's memory (a round trip holds a few copies).
+fn max_message_size() -> u64 {
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(u64::MAX, |kib| kib * 1024 / 4);
+    memory.min(u32::MAX as u64)
 }
 
 #[cfg(test)]
@@ -237,6 +327,20 @@ mod tests {
         assert!(parse_size("12XB").is_err());
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("-1").is_err());
+        assert_eq!(parse_size("1.5K"), Ok(1536));
+        assert_eq!(parse_size("0.5MiB"), Ok(512 << 10));
+        assert!(parse_size("1.2.3K").is_err());
+        let too_big = parse_size("99GiB").unwrap_err();
+        assert!(too_big.contains("most a round trip can take"), "{too_big}");
+    }
+
+    #[test]
+    fn worker_counts_stop_at_the_machines_limits() {
+        assert_eq!(parse_workers("8"), Ok(8));
+        assert!(parse_workers("0").is_err());
+        assert!(parse_workers("x").is_err());
+        let err = parse_workers("100000000").unwrap_err();
+        assert!(err.contains("at most"), "{err}");
     }
 
     #[test]

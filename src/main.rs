@@ -42,6 +42,7 @@ fn run() -> Result<()> {
     let json = args.json;
     let experiment =
         experiment::find(&args.experiment).context("the experiment id was validated by clap")?;
+    reject_knobs_it_ignores(experiment, &args);
     let config = args.into_config();
     let machine = machine::detect();
     let mut progress = BarProgress::new();
@@ -57,6 +58,32 @@ fn run() -> Result<()> {
         bail!("experiment `{}` failed: {error}", section.id);
     }
     Ok(())
+}
+
+/// A flag the chosen experiment does not honour is a usage error (exit 2) that says which
+/// experiments take it, never silently ignored.
+fn reject_knobs_it_ignores(experiment: &dyn experiment::Experiment, args: &cli::BenchArgs) {
+    use experiment::Knob;
+    let given = [
+        (Knob::Iterations, args.iterations.is_some()),
+        (Knob::Sizes, args.sizes.is_some()),
+        (Knob::Transports, args.transports.is_some()),
+        (Knob::Workers, args.workers.is_some()),
+    ];
+    let ignored = given
+        .iter()
+        .find(|(k, given)| *given && !experiment.knobs().contains(k));
+    if let Some((knob, _)) = ignored {
+        let message = format!(
+            "{} does not apply to the `{}` experiment (it applies to: {})",
+            knob.flag(),
+            experiment.id(),
+            knob.experiments().join(", ")
+        );
+        <Cli as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
 }
 
 pub(crate) fn print(text: &str) -> Result<()> {
@@ -268,6 +295,19 @@ impl Progress for BarProgress {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.enable_steady_tick(Duration::from_millis(200));
             self.shown = true;
+        }
+        if !self.tty && n > 0 && self.started.elapsed() > Duration::from_secs(2) {
+            // No terminal for a bar (a log, CI): a line per finished step of a long run, so
+            // it never sits silent for minutes.
+            let _ = writeln!(
+                io::stderr(),
+                "{} {}/{} done, {:.0} s: {}",
+                bar.prefix(),
+                bar.position(),
+                bar.length().unwrap_or(0),
+                self.started.elapsed().as_secs_f64(),
+                bar.message()
+            );
         }
     }
 

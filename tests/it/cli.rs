@@ -39,6 +39,36 @@ fn bad_sizes_are_a_usage_error() {
 }
 
 #[test]
+fn sizes_past_what_a_round_trip_can_take_are_a_usage_error_not_a_failure() {
+    proctor(&["bench", "ipc", "--sizes", "99GiB"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("most a round trip can take"));
+}
+
+#[test]
+fn too_many_workers_are_refused_before_anything_starts() {
+    proctor(&["bench", "memory", "--workers", "100000000"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("more than this machine can start"));
+}
+
+#[test]
+fn a_flag_the_experiment_ignores_is_refused_and_names_who_takes_it() {
+    proctor(&["bench", "spawn", "--sizes", "64"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--sizes does not apply to the `spawn` experiment (it applies to: ipc)",
+        ));
+    proctor(&["bench", "isolation", "--iterations", "5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--iterations does not apply"));
+}
+
+#[test]
 fn bad_iterations_and_conflicting_profiles_are_usage_errors() {
     proctor(&["bench", "spawn", "--iterations", "0"])
         .assert()

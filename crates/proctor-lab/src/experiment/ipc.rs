@@ -267,6 +267,11 @@ fn partners(kind: TransportKind) -> &'static [Partner] {
 }
 
 impl Experiment for Ipc {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations, Knob::Sizes, Knob::Transports]
+    }
+
     fn id(&self) -> &'static str {
         "ipc"
     }

@@ -310,6 +310,11 @@ fn thread_stack_reserved() -> u64 {
 }
 
 impl Experiment for Memory {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Workers]
+    }
+
     fn id(&self) -> &'static str {
         "memory"
     }

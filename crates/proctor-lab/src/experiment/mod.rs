@@ -21,6 +21,44 @@ pub trait Experiment: Sync {
     fn title(&self) -> &'static str;
     /// Runs the experiment. Never prints; reports progress through `progress`.
     fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> anyhow::Result<Section>;
+    /// The [`LabConfig`] settings it honours besides the profile (the CLI rejects the others
+    /// rather than ignore them).
+    fn knobs(&self) -> &'static [Knob] {
+        &[]
+    }
+}
+
+/// A setting of [`LabConfig`] that some experiments honour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knob {
+    /// `iterations`: ops per batch.
+    Iterations,
+    /// `sizes`: message sizes.
+    Sizes,
+    /// `transports`: IPC transports.
+    Transports,
+    /// `workers`: worker counts.
+    Workers,
+}
+
+impl Knob {
+    /// The setting's command-line flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Knob::Iterations => "--iterations",
+            Knob::Sizes => "--sizes",
+            Knob::Transports => "--transports",
+            Knob::Workers => "--workers",
+        }
+    }
+
+    /// The ids of the experiments that honour it.
+    pub fn experiments(self) -> Vec<&'static str> {
+        ALL.iter()
+            .filter(|e| e.knobs().contains(&self))
+            .map(|e| e.id())
+            .collect()
+    }
 }
 
 /// Every experiment, in report order.

@@ -289,6 +289,11 @@ fn thread_counts(cpus: usize) -> Vec<usize> {
 }
 
 impl Experiment for Race {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations]
+    }
+
     fn id(&self) -> &'static str {
         "race"
     }

@@ -407,6 +407,11 @@ fn process_cap(profile: Profile) -> (usize, String) {
 }
 
 impl Experiment for Scaling {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations, Knob::Workers]
+    }
+
     fn id(&self) -> &'static str {
         "scaling"
     }

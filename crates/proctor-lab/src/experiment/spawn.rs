@@ -113,6 +113,11 @@ impl Spawn {
 }
 
 impl Experiment for Spawn {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations]
+    }
+
     fn id(&self) -> &'static str {
         "spawn"
     }

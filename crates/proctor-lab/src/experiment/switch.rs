@@ -183,6 +183,11 @@ fn perf_loops(profile: Profile) -> (u64, u64) {
 }
 
 impl Experiment for Switch {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations]
+    }
+
     fn id(&self) -> &'static str {
         "switch"
     }

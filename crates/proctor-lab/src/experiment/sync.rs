@@ -343,6 +343,11 @@ fn time_loop(iters: u64, mut op: impl FnMut(u64)) -> (Duration, u64) {
 }
 
 impl Experiment for SyncCost {
+    fn knobs(&self) -> &'static [super::Knob] {
+        use super::Knob;
+        &[Knob::Iterations]
+    }
+
     fn id(&self) -> &'static str {
         "sync"
     }
