@@ -27,6 +27,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let mut progress = OverallProgress::new(ids.len() as u64);
     let bar = progress.bar.clone();
+    let kept = on_interrupt(&args.out, bar.clone(), ids.first().copied());
     let report = proctor_lab::run_report(
         &config,
         &ids,
@@ -35,6 +36,17 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         &mut |partial, section| {
             write_files(partial, &args.out)?;
             finished(&bar, section);
+            let mut kept = kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let next = ids
+                .iter()
+                .position(|id| *id == section.id)
+                .and_then(|i| ids.get(i + 1).copied());
+            *kept = Kept {
+                report: Some(partial.clone()),
+                running: next,
+            };
             Ok(())
         },
     )?;
@@ -84,6 +96,69 @@ fn terminal_width() -> u16 {
             .unwrap_or(render::table::DEFAULT_WIDTH),
     };
     width.max(60)
+}
+
+/// What an interruption keeps: the report as of the last finished experiment, and the one
+/// that was running.
+struct Kept {
+    report: Option<Report>,
+    running: Option<&'static str>,
+}
+
+/// On Ctrl-C: marks the running experiment "interrupted", writes the report files with what
+/// finished, says so, and exits with 130 (the shell's code for SIGINT).
+fn on_interrupt(
+    out: &Path,
+    bar: ProgressBar,
+    first: Option<&'static str>,
+) -> std::sync::Arc<std::sync::Mutex<Kept>> {
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Kept {
+        report: None,
+        running: first,
+    }));
+    let state = std::sync::Arc::clone(&kept);
+    let out = out.to_path_buf();
+    let installed = ctrlc::set_handler(move || {
+        bar.finish_and_clear();
+        let kept = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = kept.running.unwrap_or("the run");
+        let Some(mut report) = kept.report.clone() else {
+            eprintln!(
+                "interrupted during `{running}`, before any experiment finished: nothing kept"
+            );
+            std::process::exit(130);
+        };
+        let mut done = 0;
+        for s in &mut report.sections {
+            if s.id == running {
+                s.status = Status::Skipped {
+                    reason: "interrupted (Ctrl-C) while it ran".into(),
+                };
+            } else if !matches!(s.status, Status::Skipped { .. }) {
+                done += 1;
+            }
+        }
+        match write_files(&report, &out) {
+            Ok(()) => eprintln!(
+                "interrupted during `{running}`: kept the {done} finished experiment(s) in {}",
+                out.join("report.html").display()
+            ),
+            Err(e) => {
+                eprintln!("interrupted during `{running}`; the report could not be written: {e:#}")
+            }
+        }
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        log_warning(&format!("Ctrl-C will not save the partial report: {e}"));
+    }
+    kept
+}
+
+fn log_warning(message: &str) {
+    let _ = writeln!(io::stderr(), "warning: {message}");
 }
 
 /// Writes every format, each through a temporary file and a rename, so a reader (or an

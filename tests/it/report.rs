@@ -161,3 +161,72 @@ fn report_rejects_unknown_experiments_with_usage_error() {
         .code(2)
         .stderr(predicate::str::contains("teleport"));
 }
+
+/// Processes whose command line names `needle` (this test's unique folder).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn ctrl_c_keeps_what_finished_says_so_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("interrupted-report");
+    let bin = assert_cmd::cargo::cargo_bin("proctor");
+    let child = std::process::Command::new(bin)
+        .args(["report", "--only", "spawn,switch,ipc", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first experiment is kept, then interrupt the second.
+    let json = out.join("report.json");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&json).is_ok_and(|j| j.contains("\"ok\"")) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "spawn never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) takes no pointers; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted during `"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sections = report["sections"].as_array().unwrap();
+    assert_eq!(sections[0]["status"]["state"], "ok", "spawn was kept");
+    assert!(
+        sections.iter().any(|s| s["status"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("interrupted (Ctrl-C)"))),
+        "the running experiment says it was interrupted: {sections:?}"
+    );
+    // Every process the lab forked died with it.
+    let needle = out.to_string_lossy().into_owned();
+    let start = std::time::Instant::now();
+    while !processes_naming(&needle).is_empty() && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_naming(&needle),
+        Vec::<String>::new(),
+        "left behind"
+    );
+}

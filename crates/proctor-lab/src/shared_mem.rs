@@ -237,7 +237,22 @@ pub fn sleep_ns(ns: u64) {
     }
 }
 
-/// Forks a child that runs `child` and leaves with `_exit(code)`; returns its pid.
+/// In a forked child: be killed when the parent dies, so an interrupted lab (Ctrl-C sent to
+/// it alone, a kill) leaves no child behind waiting for a peer that is gone. Leaves at once if
+/// the parent is already gone. Async-signal-safe: raw system calls only.
+pub fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) with an integer argument, getppid and _exit take no
+    // pointers and are async-signal-safe, as a child forked from a multi-threaded process needs.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+    }
+}
+
+/// Forks a child that runs `child` and leaves with `_exit(code)`; returns its pid. The child
+/// dies with this process.
 ///
 /// `child` runs in a copy of a possibly multi-threaded process, so it must only do
 /// async-signal-safe work: no allocation, no locks, no printing. It must not panic either.
@@ -245,9 +260,11 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
     // SAFETY: the child runs only `child`, which callers keep async-signal-safe (see above), and
     // then `_exit`s without running destructors or atexit handlers that could touch state copied
     // mid-update from other threads.
+    let parent = std::process::id() as libc::pid_t;
     match unsafe { fork()? } {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
+            die_with_parent(parent);
             let code = child();
             // SAFETY: `_exit` is async-signal-safe and never returns.
             unsafe { libc::_exit(code) }

@@ -768,8 +768,10 @@ fn run_pair(
             // SAFETY: the child only runs `serve`, which uses the transport with a buffer sized
             // before the fork (no allocation, no lock another thread could hold), then calls
             // `_exit`; it forgets main's endpoint instead of dropping it, so nothing is freed.
+            let parent = std::process::id() as libc::pid_t;
             match unsafe { fork() }.context("fork")? {
                 ForkResult::Child => {
+                    crate::shared_mem::die_with_parent(parent);
                     std::mem::forget(main);
                     let code = serve(mode, peer, &mut peer_buf);
                     // SAFETY: `_exit` ends the child without running destructors or atexit

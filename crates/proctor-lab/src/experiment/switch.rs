@@ -834,8 +834,10 @@ fn ping_pong(
             // SAFETY: the child runs `partner_loop`, which only makes raw system calls and
             // touches memory that exists in the child, then calls `_exit`; nothing in it takes a
             // lock or allocates, so forking a multi-threaded process is sound.
+            let parent = std::process::id() as libc::pid_t;
             match unsafe { fork() }.context("fork")? {
                 ForkResult::Child => {
+                    crate::shared_mem::die_with_parent(parent);
                     partner_loop(t, st, partner_rx, partner_tx, &mut partner_buf);
                     // SAFETY: `_exit` skips destructors and atexit handlers, as a forked child must.
                     unsafe { libc::_exit(0) }
