@@ -30,6 +30,8 @@ table { border-collapse: collapse; width: 100%; margin: 0.4em 0 1.1em; font-size
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--alt); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th.num { white-space: normal; }
+td code { overflow-wrap: anywhere; }
 td.wrap { white-space: normal; }
 td.ratio { white-space: nowrap; font-weight: 600; }
 tbody tr:hover { background: #fafbfd; }
@@ -263,14 +265,26 @@ fn section(out: &mut String, s: &Section) {
             "<table class=\"data\">\n<caption>{}</caption>\n<thead><tr>",
             esc(&t.title)
         );
+        // A column of figures is right-aligned and stays on one line; a column of words (the
+        // fault matrix's "what happened") wraps, so that the table fits the page.
+        let numeric: Vec<bool> = (0..t.columns.len())
+            .map(|i| i > 0 && t.rows.iter().filter_map(|r| r.get(i)).all(|c| is_figure(c)))
+            .collect();
+        let class = |i: usize| {
+            if numeric.get(i).copied().unwrap_or(false) {
+                " class=\"num\""
+            } else {
+                ""
+            }
+        };
         for (i, c) in t.columns.iter().enumerate() {
-            let _ = write!(out, "<th{}>{}</th>", num_class(i), esc(c));
+            let _ = write!(out, "<th{}>{}</th>", class(i), esc(c));
         }
         out.push_str("</tr></thead>\n<tbody>\n");
         for row in &t.rows {
             out.push_str("<tr>");
             for (i, c) in row.iter().enumerate() {
-                let _ = write!(out, "<td{}>{}</td>", num_class(i), esc(c));
+                let _ = write!(out, "<td{}>{}</td>", class(i), esc(c));
             }
             out.push_str("</tr>\n");
         }
@@ -338,8 +352,14 @@ fn value_cell(value: &Option<String>) -> String {
     format!("<td class=\"{class}\">{}</td>", esc(text))
 }
 
-fn num_class(column: usize) -> &'static str {
-    if column > 0 { " class=\"num\"" } else { "" }
+/// Whether a table cell holds a figure (`4.07 µs`, `860/28750`, `2.00×`, `–`) rather than words.
+fn is_figure(cell: &str) -> bool {
+    let cell = cell.trim();
+    let starts = cell
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '–' | '.' | '<' | '>' | '~'));
+    starts && cell.split_whitespace().count() <= 3
 }
 
 fn badge(verdict: Verdict, title: &str) -> String {

@@ -95,7 +95,9 @@ fn grouped(v: f64) -> String {
     out
 }
 
-/// A value with its unit, scaled for reading: ns → µs → ms → s, B → KiB → MiB → GiB.
+/// A value with its unit, scaled for reading: ns → µs → ms → s, B → KiB → MiB → GiB, and
+/// rates in decimal multiples, B/s → kB/s → MB/s → GB/s, as the lab's tables and notes state
+/// throughput (MB/s = 10^6 bytes per second).
 pub fn format_value(v: f64, unit: Unit) -> String {
     if !v.is_finite() {
         return "n/a".to_string();
@@ -109,7 +111,7 @@ pub fn format_value(v: f64, unit: Unit) -> String {
             }
         }
         Unit::Bytes => scaled(v, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"]),
-        Unit::BytesPerSec => scaled(v, 1024.0, &["B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"]),
+        Unit::BytesPerSec => scaled(v, 1000.0, &["B/s", "kB/s", "MB/s", "GB/s", "TB/s"]),
         Unit::PerSec => scaled(v, 1000.0, &["/s", "k/s", "M/s", "G/s"]),
         Unit::Count if v.fract() == 0.0 => grouped(v),
         Unit::Count => significant(v),

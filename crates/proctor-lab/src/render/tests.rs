@@ -144,18 +144,18 @@ fn table_plain() {
         Communication [ipc] (9.87 s)
         ────────────────────────────
         method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
-        ┌────────────────────────┬────────────┬──────────────────────────────────┬───────────┬─────────────────────────────────┐
-        │ figure                 ┆      value ┆                         p1 – p99 ┆ placement ┆ key                             │
-        ╞════════════════════════╪════════════╪══════════════════════════════════╪═══════════╪═════════════════════════════════╡
-        │ channel, 64 B          ┆    2.35 µs ┆         2.16 µs – 2.73 µs (n=30) ┆ unpinned  ┆ ipc.rtt.channel.thread.64       │
-        │ pipe, 64 B             ┆    9.80 µs ┆       8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.pipe.process.64         │
-        │                        ┆            ┆                        outliers) ┆           ┆                                 │
-        │ unix socket, 64 B      ┆    11.2 µs ┆       9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.unix.process.64         │
-        │                        ┆            ┆                        outliers) ┆           ┆                                 │
-        │ shm ring (futex), 64 B ┆    3.10 µs ┆         2.82 µs – 3.66 µs (n=30) ┆ unpinned  ┆ ipc.rtt.shm.process.64          │
-        │ pipe throughput, 1 MiB ┆ 2.70 GiB/s ┆   2.57 GiB/s – 2.97 GiB/s (n=30) ┆           ┆ ipc.throughput.pipe.process.1m  │
-        │ messages               ┆            ┆                                  ┆           ┆                                 │
-        └────────────────────────┴────────────┴──────────────────────────────────┴───────────┴─────────────────────────────────┘
+        ┌────────────────────────┬───────────┬──────────────────────────────┬───────────┬────────────────────────────────┐
+        │ figure                 ┆     value ┆                     p1 – p99 ┆ placement ┆ key                            │
+        ╞════════════════════════╪═══════════╪══════════════════════════════╪═══════════╪════════════════════════════════╡
+        │ channel, 64 B          ┆   2.35 µs ┆     2.16 µs – 2.73 µs (n=30) ┆ unpinned  ┆ ipc.rtt.channel.thread.64      │
+        │ pipe, 64 B             ┆   9.80 µs ┆   8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.pipe.process.64        │
+        │                        ┆           ┆                    outliers) ┆           ┆                                │
+        │ unix socket, 64 B      ┆   11.2 µs ┆   9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.unix.process.64        │
+        │                        ┆           ┆                    outliers) ┆           ┆                                │
+        │ shm ring (futex), 64 B ┆   3.10 µs ┆     2.82 µs – 3.66 µs (n=30) ┆ unpinned  ┆ ipc.rtt.shm.process.64         │
+        │ pipe throughput, 1 MiB ┆ 2.90 GB/s ┆ 2.75 GB/s – 3.19 GB/s (n=30) ┆           ┆ ipc.throughput.pipe.process.1m │
+        │ messages               ┆           ┆                              ┆           ┆                                │
+        └────────────────────────┴───────────┴──────────────────────────────┴───────────┴────────────────────────────────┘
         Round trip, p50 / p99
         ┌───────────────────┬────────────────┬────────────────┬────────────────┬──────────────┐
         │ transport         ┆           64 B ┆          4 KiB ┆         64 KiB ┆        1 MiB │
@@ -284,7 +284,7 @@ fn markdown() {
         | pipe, 64 B | 9.80 µs | 8.72 µs – 12.0 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.pipe.process.64` |
         | unix socket, 64 B | 11.2 µs | 9.86 µs – 13.9 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.unix.process.64` |
         | shm ring (futex), 64 B | 3.10 µs | 2.82 µs – 3.66 µs (n=30) | unpinned | `ipc.rtt.shm.process.64` |
-        | pipe throughput, 1 MiB messages | 2.70 GiB/s | 2.57 GiB/s – 2.97 GiB/s (n=30) |  | `ipc.throughput.pipe.process.1m` |
+        | pipe throughput, 1 MiB messages | 2.90 GB/s | 2.75 GB/s – 3.19 GB/s (n=30) |  | `ipc.throughput.pipe.process.1m` |
 
         **Round trip, p50 / p99**
 
@@ -493,7 +493,8 @@ fn values_scale_with_their_unit() {
         (512.0, Unit::Bytes, "512 B"),
         (12_288.0, Unit::Bytes, "12.0 KiB"),
         (1_153_433.0, Unit::Bytes, "1.10 MiB"),
-        (2.9e9, Unit::BytesPerSec, "2.70 GiB/s"),
+        (2.9e9, Unit::BytesPerSec, "2.90 GB/s"),
+        (512e6, Unit::BytesPerSec, "512 MB/s"),
         (200_000.0, Unit::Count, "200,000"),
         (7.0, Unit::Count, "7"),
         (1.96, Unit::Ratio, "1.96×"),
@@ -536,4 +537,17 @@ fn write_fixture_html() {
     full.sections = fixture::all_sections();
     (full.headline, full.claims) = crate::verdict::judge(&full.sections);
     std::fs::write(format!("{path}.full.html"), html::render(&full)).expect("writable path");
+}
+
+#[test]
+#[ignore = "renders a report.json again as HTML, for a visual check of the renderer"]
+fn rerender_report_json() {
+    let Ok(json) = std::env::var("PROCTOR_REPORT_JSON") else {
+        panic!("set PROCTOR_REPORT_JSON to the report.json to render");
+    };
+    let report: crate::report::Report =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("readable report.json"))
+            .expect("a report.json of this schema");
+    let out = std::path::Path::new(&json).with_extension("html");
+    std::fs::write(&out, html::render(&report)).expect("writable folder");
 }
