@@ -1,7 +1,10 @@
 //! `report.html` in a real browser. Headless Chromium loads a copy of a tiny report with a probe
 //! script appended; the probe checks that the page loaded without errors or requests and that every
-//! chart is laid out, visible and drawn. A screenshot of the unmodified page then shows that it
-//! paints: it is not blank, and the charts inside it are not blank either.
+//! chart is laid out, visible and drawn. It also checks that the page looks right at 1 280 px:
+//! nothing is wider than the window, no two texts of a chart overlap or leave it, and every axis
+//! whose label names a unit has ticks in a readable unit (`250 µs`, `4 KiB`, never `1M ns`).
+//! A screenshot of the unmodified page then shows that it paints: it is not blank, and the charts
+//! inside it are not blank either.
 //!
 //! Without Chromium (Debian package `chromium`) the test says so on stderr and returns.
 
@@ -43,13 +46,23 @@ const PROBE: &str = r#"<script>
       var r = el.getBoundingClientRect();
       var style = getComputedStyle(el);
       var svg = el.querySelector('svg');
-      var bbox = [0, 0], rect = [0, 0, 0, 0], marks = 0;
+      var bbox = [0, 0], rect = [0, 0, 0, 0], marks = 0, texts = [], box = [0, 0, 0, 0];
       if (svg) {
         var b = svg.getBBox();
         bbox = [b.width, b.height];
         var s = svg.getBoundingClientRect();
         rect = [s.left + scrollX, s.top + scrollY, s.width, s.height];
+        box = [s.left, s.top, s.right, s.bottom];
         marks = svg.querySelectorAll('polyline, path, rect, line, circle').length;
+        svg.querySelectorAll('text').forEach(function (t) {
+          var b = t.getBoundingClientRect();
+          if (t.textContent.trim() === '') return;
+          texts.push({
+            role: t.getAttribute('class') || '',
+            text: t.textContent.trim(),
+            box: [b.left, b.top, b.right, b.bottom]
+          });
+        });
       }
       charts.push({
         id: el.id,
@@ -61,12 +74,27 @@ const PROBE: &str = r#"<script>
         has_svg: !!svg,
         svg_bbox: bbox,
         svg_rect: rect,
-        marks: marks
+        svg_box: box,
+        marks: marks,
+        texts: texts
       });
+    });
+    // Elements that stick out of the window sideways (the page would scroll horizontally).
+    var width = document.documentElement.clientWidth, wide = [];
+    document.querySelectorAll('body *').forEach(function (el) {
+      var r = el.getBoundingClientRect();
+      if ((r.right > width + 0.5 || r.left < -0.5) && wide.length < 20) {
+        wide.push(el.tagName.toLowerCase() + (el.className ? '.' + el.className : '') +
+          ' [' + Math.round(r.left) + ', ' + Math.round(r.right) + ']: ' +
+          (el.textContent || '').trim().slice(0, 60));
+      }
     });
     var verdict = {
       errors: errors,
       resources: performance.getEntriesByType('resource').map(function (e) { return e.name; }),
+      client_width: width,
+      scroll_width: document.documentElement.scrollWidth,
+      wide: wide,
       charts: charts
     };
     var out = document.createElement('pre');
@@ -125,7 +153,7 @@ fn report_html_renders_every_chart_in_chromium() {
         ids,
         expected
             .iter()
-            .map(|(id, _)| id.as_str())
+            .map(|(id, _, _)| id.as_str())
             .collect::<Vec<_>>(),
         "one `.chart` per chart in report.json, in order"
     );
@@ -149,7 +177,52 @@ fn report_html_renders_every_chart_in_chromium() {
         assert!(num(&c["marks"]) >= 10.0, "{id} has too few marks: {c}");
     }
 
-    // 2. A screenshot of the page itself, tall enough to hold the first chart.
+    // 2. It looks right: nothing wider than the window, no overlapping text, readable units.
+    assert_eq!(verdict["client_width"].as_f64(), Some(f64::from(WIDTH)));
+    let wide = verdict["wide"].as_array().unwrap();
+    assert!(
+        wide.is_empty() && verdict["scroll_width"].as_f64() <= Some(f64::from(WIDTH)),
+        "the page is {} px wide at {WIDTH} px; these stick out: {wide:#?}",
+        verdict["scroll_width"]
+    );
+    let mut unit_axes = 0;
+    for (c, (_, _, labels)) in charts.iter().zip(&expected) {
+        let id = c["id"].as_str().unwrap();
+        let texts = chart_texts(c);
+        assert_texts_apart(id, &texts, &c["svg_box"]);
+        for (role, label) in [("tick-x", &labels.0), ("tick-y", &labels.1)] {
+            let ticks: Vec<&str> = texts
+                .iter()
+                .filter(|t| t.role == role)
+                .map(|t| t.text.as_str())
+                .collect();
+            assert!(
+                ticks.len() >= 2,
+                "{id}: fewer than two {role} labels: {ticks:?}"
+            );
+            let Some(family) = unit_family(label) else {
+                continue;
+            };
+            unit_axes += 1;
+            // A bar's value is in the unit of the y axis.
+            let values = texts
+                .iter()
+                .filter(|t| role == "tick-y" && t.role == "value")
+                .map(|t| t.text.as_str());
+            for text in ticks.iter().copied().chain(values) {
+                assert!(
+                    is_readable(text, family),
+                    "{id}: {text:?} is not a readable {family:?} figure (axis {label:?}); all: {ticks:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        unit_axes >= 3,
+        "only {unit_axes} chart axes name a unit: the unit check checked nothing"
+    );
+
+    // 3. A screenshot of the page itself, tall enough to hold the first chart.
     let rects: Vec<[f64; 4]> = charts
         .iter()
         .map(|c| {
@@ -200,7 +273,7 @@ fn report_html_renders_every_chart_in_chromium() {
         "the screenshot looks blank: {page:?}"
     );
     let mut painted = 0;
-    for ((id, _), r) in expected.iter().zip(&rects) {
+    for ((id, _, _), r) in expected.iter().zip(&rects) {
         let [x, y, w, h] = r.map(|v| v.round() as u32);
         if y + h > image.height || x + w > image.width {
             continue;
@@ -215,9 +288,12 @@ fn report_html_renders_every_chart_in_chromium() {
     assert!(painted > 0, "no chart inside the screenshot");
 }
 
-/// `chart-<section>-<chart>` and the chart's kind for every chart in `report.json`, in order;
-/// there is at least one line chart and one bar chart.
-fn expected_charts(json: &Path) -> Vec<(String, String)> {
+/// The x and y axis labels of a chart.
+type AxisLabels = (String, String);
+
+/// `chart-<section>-<chart>`, the chart's kind and axis labels for every chart in `report.json`,
+/// in order; there is at least one line chart and one bar chart.
+fn expected_charts(json: &Path) -> Vec<(String, String, AxisLabels)> {
     let report: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
     let mut charts = Vec::new();
@@ -230,16 +306,129 @@ fn expected_charts(json: &Path) -> Vec<(String, String)> {
                     c["id"].as_str().unwrap()
                 ),
                 c["kind"].as_str().unwrap().to_owned(),
+                (
+                    c["x_label"].as_str().unwrap().to_owned(),
+                    c["y_label"].as_str().unwrap().to_owned(),
+                ),
             ));
         }
     }
     for kind in ["line", "bar"] {
         assert!(
-            charts.iter().any(|(_, k)| k == kind),
+            charts.iter().any(|(_, k, _)| k == kind),
             "report.json has no {kind} chart: {charts:?}"
         );
     }
     charts
+}
+
+/// One `<text>` of a chart: its class, its words and its box in the window.
+struct ChartText {
+    role: String,
+    text: String,
+    /// left, top, right, bottom
+    bounds: [f64; 4],
+}
+
+fn chart_texts(chart: &serde_json::Value) -> Vec<ChartText> {
+    chart["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| ChartText {
+            role: t["role"].as_str().unwrap().to_owned(),
+            text: t["text"].as_str().unwrap().to_owned(),
+            bounds: [0, 1, 2, 3].map(|i| t["box"][i].as_f64().unwrap()),
+        })
+        .collect()
+}
+
+/// No two texts of a chart overlap (by more than a pixel each way), and each lies inside the
+/// chart's `<svg>`.
+fn assert_texts_apart(id: &str, texts: &[ChartText], svg_box: &serde_json::Value) {
+    let svg = [0, 1, 2, 3].map(|i| svg_box[i].as_f64().unwrap());
+    assert!(texts.len() >= 4, "{id} has almost no text");
+    for t in texts {
+        let [l, top, r, b] = t.bounds;
+        assert!(
+            l >= svg[0] - 0.5 && top >= svg[1] - 0.5 && r <= svg[2] + 0.5 && b <= svg[3] + 0.5,
+            "{id}: {:?} ({}) at {:?} leaves the chart {svg:?}",
+            t.text,
+            t.role,
+            t.bounds
+        );
+    }
+    for (i, a) in texts.iter().enumerate() {
+        for b in &texts[i + 1..] {
+            let w = a.bounds[2].min(b.bounds[2]) - a.bounds[0].max(b.bounds[0]);
+            let h = a.bounds[3].min(b.bounds[3]) - a.bounds[1].max(b.bounds[1]);
+            assert!(
+                w <= 1.0 || h <= 1.0,
+                "{id}: {:?} ({}) at {:?} overlaps {:?} ({}) at {:?}",
+                a.text,
+                a.role,
+                a.bounds,
+                b.text,
+                b.role,
+                b.bounds
+            );
+        }
+    }
+}
+
+/// The units a figure of an axis can be written in, from the smallest, and the step between
+/// them.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Time,
+    Bytes,
+    Rate,
+}
+
+impl Family {
+    fn units(self) -> (&'static [&'static str], f64) {
+        match self {
+            Family::Time => (&["ns", "µs", "ms", "s"], 1000.0),
+            Family::Bytes => (&["B", "KiB", "MiB", "GiB", "TiB"], 1024.0),
+            Family::Rate => (&["B/s", "kB/s", "MB/s", "GB/s", "TB/s"], 1000.0),
+        }
+    }
+}
+
+/// The unit family an axis label names, if any: "ns per switch", "recovery (µs)",
+/// "message size (bytes)", "bytes per second", "ms, creation to last finish".
+fn unit_family(label: &str) -> Option<Family> {
+    let family = |word: &str| match word {
+        "ns" | "µs" | "us" | "ms" | "s" => Some(Family::Time),
+        "B" | "bytes" | "KiB" | "MiB" | "GiB" => Some(Family::Bytes),
+        "B/s" | "kB/s" | "MB/s" | "GB/s" => Some(Family::Rate),
+        _ => None,
+    };
+    if label.starts_with("bytes per second") {
+        return Some(Family::Rate);
+    }
+    let in_parens = label
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'));
+    let first = label.split([' ', ',']).next().unwrap_or("");
+    in_parens.and_then(family).or_else(|| family(first))
+}
+
+/// `0`, or a number from 1 up to the family's step followed by one of its units: `250 µs`,
+/// `1 KiB`, `12.5 MB/s`; not `1M ns`, `0.001 s`, `1500 µs` or a bare `100k`.
+fn is_readable(text: &str, family: Family) -> bool {
+    if text == "0" {
+        return true;
+    }
+    let Some((number, unit)) = text.split_once(' ') else {
+        return false;
+    };
+    let (units, step) = family.units();
+    let Ok(v) = number.parse::<f64>() else {
+        return false;
+    };
+    let smallest = unit == units[0];
+    units.contains(&unit) && v.abs() < step && (v.abs() >= 1.0 || (smallest && v != 0.0))
 }
 
 /// The verdict the probe wrote into the dumped DOM.
