@@ -133,7 +133,7 @@ mod error;
 #[cfg(unix)]
 pub mod ipc;
 mod pool;
-pub mod wire;
+mod wire;
 
 #[cfg(target_os = "linux")]
 mod arena;
@@ -151,6 +151,15 @@ mod worker;
 /// Entry points for the fuzz targets in `fuzz/` (not part of the API; may change at any time).
 #[doc(hidden)]
 pub mod __fuzz {
+    /// Runs the worker's frame decoder over `buf`: the number of bytes the frame at its front
+    /// takes, `Ok(None)` if `buf` holds only part of one, or why it is not a frame. It must
+    /// never panic, whatever `buf` holds.
+    pub fn decode_frame(buf: &[u8]) -> Result<Option<usize>, String> {
+        crate::wire::decode_frame(buf)
+            .map(|frame| frame.map(|(n, _)| n))
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs the parent's outcome-record decoder over `buf` as if a worker had committed
     /// `count` records, decoding `Ok` payloads as `(u64, String)`. Returns how many outcomes
     /// were `Ok`. It must never panic, whatever `buf` holds.
