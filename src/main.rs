@@ -12,7 +12,7 @@ use clap::Parser;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proctor_lab::machine::{self, Machine};
-use proctor_lab::report::{Section, Status, Unit};
+use proctor_lab::report::{Section, Status};
 use proctor_lab::{Progress, experiment};
 
 use crate::cli::{Cli, Command};
@@ -156,10 +156,14 @@ fn render_section(m: &Machine, s: &Section) -> String {
         ]);
         for f in &s.figures {
             let spread = f.spread.as_ref();
-            let v = |x: Option<f64>| x.map_or_else(String::new, |x| fmt_value(x, f.unit));
+            let v = |x: Option<f64>| {
+                x.map_or_else(String::new, |x| {
+                    proctor_lab::render::format_value(x, f.unit)
+                })
+            };
             t.add_row(vec![
                 Cell::new(&f.label),
-                Cell::new(fmt_value(f.value, f.unit)).fg(Color::Green),
+                Cell::new(proctor_lab::render::format_value(f.value, f.unit)).fg(Color::Green),
                 Cell::new(v(spread.map(|s| s.p1))),
                 Cell::new(v(spread.map(|s| s.p99))),
                 Cell::new(v(spread.map(|s| s.min))),
@@ -198,7 +202,12 @@ fn render_section(m: &Machine, s: &Section) -> String {
         line("Cross-checks (same run)".to_string());
         let mut t = table(&["tool", "command", "ours", "theirs", "ours/theirs", "note"]);
         for c in &s.cross_checks {
-            let v = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| fmt_value(x, c.unit));
+            let v = |x: Option<f64>| {
+                x.map_or_else(
+                    || "-".to_string(),
+                    |x| proctor_lab::render::format_value(x, c.unit),
+                )
+            };
             let ratio = match (c.ours, c.theirs) {
                 (Some(o), Some(t)) => format!("{:.2}", o / t),
                 _ => "-".to_string(),
@@ -226,29 +235,6 @@ fn table(header: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().map(|h| Cell::new(h).fg(Color::Cyan)));
     t
-}
-
-fn fmt_value(v: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Ns if v >= 1e6 => format!("{:.2} ms", v / 1e6),
-        Unit::Ns if v >= 1e3 => format!("{:.2} µs", v / 1e3),
-        Unit::Ns => format!("{v:.0} ns"),
-        Unit::Bytes => fmt_bytes(v),
-        Unit::BytesPerSec => format!("{}/s", fmt_bytes(v)),
-        Unit::PerSec => format!("{v:.0}/s"),
-        Unit::Count => format!("{v:.2}"),
-        Unit::Ratio => format!("{v:.2}x"),
-        Unit::Percent => format!("{v:.1}%"),
-    }
-}
-
-fn fmt_bytes(v: f64) -> String {
-    match v {
-        v if v >= (1u64 << 30) as f64 => format!("{:.2} GiB", v / (1u64 << 30) as f64),
-        v if v >= (1u64 << 20) as f64 => format!("{:.2} MiB", v / (1u64 << 20) as f64),
-        v if v >= 1024.0 => format!("{:.1} KiB", v / 1024.0),
-        v => format!("{v:.0} B"),
-    }
 }
 
 /// A progress bar on stderr, shown only when stderr is a terminal and a phase has run for
