@@ -632,7 +632,7 @@ impl<S: 'static> Pool<S> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Unordered::new(self.batches(f, items.into_iter()), self.config())
+        self.stream(f, items).unordered()
     }
 
     fn batches<'p, A, R, F, I>(&'p self, f: F, items: I) -> Box<dyn stream::Batches<R> + 'p>

@@ -239,15 +239,7 @@ pub struct Unordered<'p, R> {
     early: Vec<OutcomeRun<R>>,
 }
 
-impl<'p, R> Unordered<'p, R> {
-    pub(crate) fn new(batches: Box<dyn Batches<R> + 'p>, config: &super::Config) -> Self {
-        Unordered {
-            core: Core::new(batches, config),
-            current: (0, Vec::new().into_iter()),
-            early: Vec::new(),
-        }
-    }
-
+impl<R> Unordered<'_, R> {
     /// Keeps at most `items` items in flight: see [`Stream::window`].
     pub fn window(mut self, items: usize) -> Self {
         self.core.window = items.max(1);
