@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use proctor_lab::machine::{self, Machine};
-use proctor_lab::report::{Section, Status};
+use proctor_lab::render::{self, table::TableOptions};
+use proctor_lab::report::Status;
 use proctor_lab::{Progress, experiment};
 
 use crate::cli::{Cli, Command};
@@ -43,19 +42,27 @@ fn run() -> Result<()> {
     let experiment =
         experiment::find(&args.experiment).context("the experiment id was validated by clap")?;
     reject_knobs_it_ignores(experiment, &args);
+    let color = std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal();
     let config = args.into_config();
-    let machine = machine::detect();
     let mut progress = BarProgress::new();
     let section = proctor_lab::run_experiment(experiment, &config, &mut progress);
     drop(progress);
+    // One section as a report: the same renderer, schema and machine as `proctor report`.
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = proctor_lab::report_of(&config, &command_line, vec![section]);
     let text = if json {
-        serde_json::to_string_pretty(&section).context("serializing the section")? + "\n"
+        render::render(&report, render::Format::Json).context("serializing the report")?
     } else {
-        render_section(&machine, &section)
+        let options = TableOptions {
+            color,
+            width: report::terminal_width(),
+            verbose: true,
+        };
+        render::table::render_sections(&report, options)
     };
     print(&text)?;
-    if let Status::Failed { error } = &section.status {
-        bail!("experiment `{}` failed: {error}", section.id);
+    if let Status::Failed { error } = &report.sections[0].status {
+        bail!("experiment `{}` failed: {error}", report.sections[0].id);
     }
     Ok(())
 }
@@ -105,136 +112,6 @@ fn list() -> String {
         .iter()
         .map(|e| format!("{:<10} {}\n", e.id(), e.title()))
         .collect()
-}
-
-/// A plain terminal rendering of one section; the full renderers live in the lab.
-fn render_section(m: &Machine, s: &Section) -> String {
-    let mut out = String::new();
-    let mut line = |l: String| {
-        out.push_str(&l);
-        out.push('\n');
-    };
-    line(format!(
-        "{} ({}), {:.1} s",
-        s.title,
-        s.id,
-        s.elapsed_ms / 1e3
-    ));
-    line(format!(
-        "machine: {}, {} logical CPUs{}, {}, {:.0} MHz, virtualization: {}",
-        m.cpu_model,
-        m.logical_cpus,
-        m.physical_cores
-            .map_or(String::new(), |c| format!(" ({c} physical cores)")),
-        m.kernel,
-        m.frequency_mhz.unwrap_or(0.0),
-        m.virtualization.as_deref().unwrap_or("unknown"),
-    ));
-    for w in &m.warnings {
-        line(format!("warning: {w}"));
-    }
-    if let Status::Failed { error } = &s.status {
-        line(format!("FAILED: {error}"));
-    }
-    if let Status::Skipped { reason } = &s.status {
-        line(format!("skipped: {reason}"));
-    }
-    if !s.method.is_empty() {
-        line(format!("method: {}", s.method));
-    }
-
-    if !s.figures.is_empty() {
-        let mut t = table(&[
-            "figure",
-            "value",
-            "p1",
-            "p99",
-            "min",
-            "max",
-            "outliers/samples",
-            "placement",
-        ]);
-        for f in &s.figures {
-            let spread = f.spread.as_ref();
-            let v = |x: Option<f64>| {
-                x.map_or_else(String::new, |x| {
-                    proctor_lab::render::format_value(x, f.unit)
-                })
-            };
-            t.add_row(vec![
-                Cell::new(&f.label),
-                Cell::new(proctor_lab::render::format_value(f.value, f.unit)).fg(Color::Green),
-                Cell::new(v(spread.map(|s| s.p1))),
-                Cell::new(v(spread.map(|s| s.p99))),
-                Cell::new(v(spread.map(|s| s.min))),
-                Cell::new(v(spread.map(|s| s.max))),
-                Cell::new(
-                    spread.map_or_else(String::new, |s| format!("{}/{}", s.outliers, s.samples)),
-                ),
-                Cell::new(f.placement.as_deref().unwrap_or("")),
-            ]);
-        }
-        line(t.to_string());
-    }
-    for tab in &s.tables {
-        line(tab.title.clone());
-        let cols: Vec<&str> = tab.columns.iter().map(String::as_str).collect();
-        let mut t = table(&cols);
-        for r in &tab.rows {
-            t.add_row(r);
-        }
-        line(t.to_string());
-    }
-    for c in &s.charts {
-        line(format!("{} ({} against {})", c.title, c.y_label, c.x_label));
-        let mut t = table(&["series", "points"]);
-        for series in &c.series {
-            let pts: Vec<String> = series
-                .points
-                .iter()
-                .map(|(x, y)| format!("{x:.0}: {y:.0}"))
-                .collect();
-            t.add_row(vec![series.name.clone(), pts.join(", ")]);
-        }
-        line(t.to_string());
-    }
-    if !s.cross_checks.is_empty() {
-        line("Cross-checks (same run)".to_string());
-        let mut t = table(&["tool", "command", "ours", "theirs", "ours/theirs", "note"]);
-        for c in &s.cross_checks {
-            let v = |x: Option<f64>| {
-                x.map_or_else(
-                    || "-".to_string(),
-                    |x| proctor_lab::render::format_value(x, c.unit),
-                )
-            };
-            let ratio = match (c.ours, c.theirs) {
-                (Some(o), Some(t)) => format!("{:.2}", o / t),
-                _ => "-".to_string(),
-            };
-            t.add_row(vec![
-                Cell::new(&c.tool),
-                Cell::new(&c.command),
-                Cell::new(v(c.ours)),
-                Cell::new(v(c.theirs)),
-                Cell::new(ratio),
-                Cell::new(c.note.as_deref().unwrap_or("")).fg(Color::Yellow),
-            ]);
-        }
-        line(t.to_string());
-    }
-    for n in &s.notes {
-        line(format!("note: {n}"));
-    }
-    out
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(|h| Cell::new(h).fg(Color::Cyan)));
-    t
 }
 
 /// A progress bar on stderr, shown only when stderr is a terminal and a phase has run for

@@ -85,7 +85,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
 
 /// The width to lay the tables out in: the terminal's (stdout's, else stderr's), else
 /// `COLUMNS`, else 120 columns (a pipe or a file). Never under 60, where no table reads.
-fn terminal_width() -> u16 {
+pub(crate) fn terminal_width() -> u16 {
     use terminal_size::{Width, terminal_size_of};
     let tty = terminal_size_of(io::stdout()).or_else(|| terminal_size_of(io::stderr()));
     let width = match tty {

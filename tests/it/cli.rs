@@ -88,7 +88,15 @@ fn bench_spawn_json_has_figures() {
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    // A one-section report: the schema and the machine of `proctor report`.
+    assert_eq!(report["schema_version"], 1);
+    assert!(
+        report["machine"]["logical_cpus"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    let v = &report["sections"][0];
     assert_eq!(v["id"], "spawn");
     assert_eq!(v["status"]["state"], "ok");
     let figures = v["figures"].as_array().expect("figures is an array");
@@ -108,6 +116,6 @@ fn bench_switch_table_shows_cross_checks() {
         .success()
         .stdout(
             predicate::str::contains("Context switching")
-                .and(predicate::str::contains("Cross-checks")),
+                .and(predicate::str::contains("cross-checks")),
         );
 }

@@ -58,6 +58,27 @@ pub fn run_experiment(
     section
 }
 
+/// A report of the sections `sections` (one, for `proctor bench`): this machine, and the
+/// verdicts those sections decide.
+pub fn report_of(
+    config: &LabConfig,
+    command_line: &str,
+    sections: Vec<report::Section>,
+) -> report::Report {
+    let mut report = report::Report {
+        schema_version: report::SCHEMA_VERSION,
+        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: command_line.to_string(),
+        profile: config.profile,
+        machine: machine::detect(),
+        headline: Vec::new(),
+        claims: Vec::new(),
+        sections,
+    };
+    (report.headline, report.claims) = verdict::judge(&report.sections);
+    report
+}
+
 /// Runs the experiments `ids` (in [`experiment::ALL`] order) into one [`report::Report`].
 ///
 /// The report starts with every selected section marked "not run yet"; after each
@@ -77,26 +98,17 @@ pub fn run_report(
         .copied()
         .filter(|e| ids.contains(&e.id()))
         .collect();
-    let mut report = report::Report {
-        schema_version: report::SCHEMA_VERSION,
-        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
-        command_line: command_line.to_string(),
-        profile: config.profile,
-        machine: machine::detect(),
-        headline: Vec::new(),
-        claims: Vec::new(),
-        sections: selected
-            .iter()
-            .map(|e| {
-                let mut s = report::Section::new(e.id(), e.title(), "");
-                s.status = report::Status::Skipped {
-                    reason: "not run yet: the run was interrupted before this experiment".into(),
-                };
-                s
-            })
-            .collect(),
-    };
-    (report.headline, report.claims) = verdict::judge(&report.sections);
+    let not_run = selected
+        .iter()
+        .map(|e| {
+            let mut s = report::Section::new(e.id(), e.title(), "");
+            s.status = report::Status::Skipped {
+                reason: "not run yet: the run was interrupted before this experiment".into(),
+            };
+            s
+        })
+        .collect();
+    let mut report = report_of(config, command_line, not_run);
     for (i, e) in selected.iter().enumerate() {
         let section = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_experiment(*e, config, progress)

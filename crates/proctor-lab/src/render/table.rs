@@ -36,15 +36,27 @@ pub fn render(report: &Report, color: bool) -> String {
     )
 }
 
-/// The terminal form with explicit options.
-pub fn render_with(report: &Report, options: TableOptions) -> String {
+/// The report's sections alone, under the machine line (`proctor bench`).
+pub fn render_sections(report: &Report, options: TableOptions) -> String {
+    let mut out = machine_lines(report, options);
+    for section in &report.sections {
+        out.push('\n');
+        out.push_str(&render_section(section, options));
+    }
+    out
+}
+
+/// The heading: where the figures were taken, with which profile and command.
+fn machine_lines(report: &Report, options: TableOptions) -> String {
     let mut out = String::new();
     let m = &report.machine;
-    let heading = |text: &str| heading(text, options.color);
-    out.push_str(&heading(&format!(
-        "Processes vs threads on {} ({} logical CPUs, kernel {})",
-        m.cpu_model, m.logical_cpus, m.kernel
-    )));
+    out.push_str(&heading(
+        &format!(
+            "Processes vs threads on {} ({} logical CPUs, kernel {})",
+            m.cpu_model, m.logical_cpus, m.kernel
+        ),
+        options.color,
+    ));
     out.push_str(&format!(
         "proctor {} · profile {} · {}\n",
         report.proctor_version,
@@ -54,6 +66,13 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
     for warning in &m.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }
+    out
+}
+
+/// The terminal form with explicit options.
+pub fn render_with(report: &Report, options: TableOptions) -> String {
+    let mut out = machine_lines(report, options);
+    let heading = |text: &str| heading(text, options.color);
 
     out.push('\n');
     out.push_str(&heading("Comparison"));
