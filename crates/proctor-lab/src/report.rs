@@ -138,6 +138,11 @@ pub struct Figure {
     pub spread: Option<Spread>,
     /// Where it ran, e.g. "same CPU (cpu 0)" or "unpinned": every latency says which.
     pub placement: Option<String>,
+    /// The method's resolution, for a value that a smaller one cannot be told from zero by
+    /// (a growth counted in whole pages and shared among N workers): a value below it is shown
+    /// as "< resolution", never as a number the method cannot resolve, or a negative one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<f64>,
 }
 
 impl Figure {
@@ -149,7 +154,23 @@ impl Figure {
             unit,
             spread: None,
             placement: None,
+            resolution: None,
         }
+    }
+
+    /// A figure whose method cannot resolve less than `resolution`: a value below it (or
+    /// below zero) is kept as 0 and shown as "< resolution".
+    pub fn with_resolution(mut self, resolution: f64) -> Figure {
+        if self.value < resolution {
+            self.value = self.value.max(0.0);
+        }
+        self.resolution = Some(resolution);
+        self
+    }
+
+    /// True when the value lies below the method's resolution.
+    pub fn below_resolution(&self) -> bool {
+        self.resolution.is_some_and(|r| self.value < r)
     }
 
     pub fn with_spread(mut self, spread: Spread) -> Figure {
@@ -267,4 +288,20 @@ pub struct Claim {
     pub evidence: String,
     /// Keys of the figures the verdict was computed from.
     pub figure_keys: Vec<String>,
+}
+
+#[cfg(test)]
+mod resolution_tests {
+    use super::*;
+
+    #[test]
+    fn a_value_below_the_resolution_is_never_shown_as_a_number() {
+        let negative = Figure::new("k", "l", -24.0 * 1024.0, Unit::Bytes).with_resolution(410.0);
+        assert_eq!(negative.value, 0.0);
+        assert!(negative.below_resolution());
+        assert_eq!(crate::render::figure_value(&negative), "< 410 B");
+        let fine = Figure::new("k", "l", 70_000.0, Unit::Bytes).with_resolution(410.0);
+        assert!(!fine.below_resolution());
+        assert_eq!(crate::render::figure_value(&fine), "68.4 KiB");
+    }
 }

@@ -290,7 +290,7 @@ impl<'a> Figures<'a> {
 
     /// The figure's value formatted with its unit, for the table cells.
     fn shown(&self, key: &str) -> Option<String> {
-        self.by_key.get(key).map(|f| format_value(f.value, f.unit))
+        self.by_key.get(key).map(|f| crate::render::figure_value(f))
     }
 }
 

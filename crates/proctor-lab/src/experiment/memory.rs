@@ -393,6 +393,13 @@ fn section_from(result: &MemoryResult) -> Section {
              said it was ready; every child is killed and reaped, every thread joined."
         ),
     );
+    // A growth of this process (threads, tasks) is counted in whole pages shared among the N
+    // workers: less than a page over N cannot be told from nothing (or from the allocator
+    // handing back memory meanwhile, which made such figures negative).
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096.0, |p| p as f64);
     for p in &result.workers {
         let n = p.workers;
         let m = &p.model;
@@ -403,12 +410,20 @@ fn section_from(result: &MemoryResult) -> Section {
             ("pte", p.page_table_bytes, "page tables"),
             ("kernel_stack", p.kernel_stack_bytes, "kernel stack"),
         ] {
-            section.figures.push(Figure::new(
+            let figure = Figure::new(
                 &format!("memory.{kind}_per_worker.{m}.{n}"),
                 &format!("{what} per idle {m}, {n} workers"),
                 v,
                 Unit::Bytes,
-            ));
+            );
+            // Children's figures are sums of their own counters; a thread's is a growth.
+            section
+                .figures
+                .push(if m == "thread" || kind == "kernel_stack" {
+                    figure.with_resolution(page / n as f64)
+                } else {
+                    figure
+                });
         }
         if let Some(v) = p.virtual_bytes {
             section.figures.push(Figure::new(
@@ -420,12 +435,15 @@ fn section_from(result: &MemoryResult) -> Section {
         }
     }
     for t in &result.tasks {
-        section.figures.push(Figure::new(
-            &format!("memory.per_task.async.{}", t.tasks),
-            &format!("USS per idle tokio task, {} tasks", t.tasks),
-            t.uss_bytes,
-            Unit::Bytes,
-        ));
+        section.figures.push(
+            Figure::new(
+                &format!("memory.per_task.async.{}", t.tasks),
+                &format!("USS per idle tokio task, {} tasks", t.tasks),
+                t.uss_bytes,
+                Unit::Bytes,
+            )
+            .with_resolution(page / t.tasks as f64),
+        );
     }
     section.figures.push(Figure::new(
         "memory.thread_stack_reserved",

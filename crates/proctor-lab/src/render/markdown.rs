@@ -88,7 +88,7 @@ fn render_section(out: &mut String, s: &Section) {
             s.figures.iter().map(|f| {
                 vec![
                     f.label.clone(),
-                    format_value(f.value, f.unit),
+                    super::figure_value(f),
                     figure_spread(f),
                     f.placement.clone().unwrap_or_default(),
                     format!("`{}`", f.key),

@@ -120,6 +120,14 @@ pub fn format_value(v: f64, unit: Unit) -> String {
     }
 }
 
+/// A figure's value in its unit, or "< resolution" when the method cannot resolve it.
+pub fn figure_value(f: &crate::report::Figure) -> String {
+    match f.resolution {
+        Some(r) if f.below_resolution() => format!("< {}", format_value(r, f.unit)),
+        _ => format_value(f.value, f.unit),
+    }
+}
+
 /// A ratio column cell: `3.20×`, or empty when there is none.
 pub fn format_ratio(ratio: Option<f64>) -> String {
     match ratio {

@@ -176,7 +176,7 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         for f in &section.figures {
             t.add_row(vec![
                 f.label.clone(),
-                format_value(f.value, f.unit),
+                super::figure_value(f),
                 figure_spread(f),
                 f.placement.clone().unwrap_or_default(),
                 f.key.clone(),
