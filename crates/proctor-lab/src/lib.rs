@@ -16,8 +16,9 @@ pub mod shared_mem;
 pub mod stats;
 pub mod verdict;
 
-#[doc(hidden)]
-pub mod fixture;
+/// Made-up sections for the renderers' and verdicts' tests (test-only).
+#[cfg(test)]
+mod fixture;
 
 pub use progress::{NoProgress, Progress};
 pub use report::Profile;
