@@ -13,167 +13,179 @@ fn chart_count(report: &Report) -> usize {
 fn table_plain() {
     let out = table::render(&fixture::report(), false);
     assert!(!out.contains('\x1b'), "no ANSI codes without color");
-    insta::assert_snapshot!(out, @r#"
-        Processes vs threads on AMD EPYC 7B13 (2 logical CPUs, kernel 6.8.0-1015-gcp)
-        ─────────────────────────────────────────────────────────────────────────────
-        proctor 0.1.0 · profile quick · proctor report --profile quick
-        warning: virtualized (kvm): switch and wake-up latencies include hypervisor exits
-        warning: cpufreq governor not readable: frequency scaling unknown
+    insta::assert_snapshot!(out, @"
+    Processes vs threads on AMD EPYC 7B13 (2 logical CPUs, kernel 6.8.0-1015-gcp)
+    ─────────────────────────────────────────────────────────────────────────────
+    proctor 0.1.0 · profile quick · proctor report --profile quick
+    warning: virtualized (kvm): switch and wake-up latencies include hypervisor exits
+    warning: cpufreq governor not readable: frequency scaling unknown
 
-        Comparison
-        ──────────
-        ┌───────────────────────┬─────────┬─────────┬─────────┬───────┬─────────────────────────────────────────┬──────────────┐
-        │ aspect                ┆  thread ┆ process ┆   async ┆ ratio ┆ claim                                   ┆ verdict      │
-        ╞═══════════════════════╪═════════╪═════════╪═════════╪═══════╪═════════════════════════════════════════╪══════════════╡
-        │ memory space          ┆       – ┆       – ┆       – ┆       ┆ processes do not share ordinary memory  ┆ not measured │
-        │ communication         ┆ 2.35 µs ┆ 9.80 µs ┆       – ┆ 4.17× ┆ threads communicate faster              ┆ confirmed    │
-        │ creation overhead     ┆ 18.4 µs ┆  112 µs ┆ 1.15 µs ┆ 6.09× ┆ creating a process costs more           ┆ confirmed    │
-        │ context switching     ┆ 1.18 µs ┆ 1.42 µs ┆       – ┆ 1.20× ┆ switching between threads is faster     ┆ confirmed    │
-        │ fault isolation       ┆       – ┆       – ┆       – ┆       ┆ a crashing process does not take the    ┆ not measured │
-        │                       ┆         ┆         ┆         ┆       ┆ others down                             ┆              │
-        │ resource usage        ┆       – ┆       – ┆       – ┆       ┆ a process uses more memory per worker   ┆ not measured │
-        │ multi-core use        ┆       – ┆       – ┆       – ┆       ┆ both use many cores (no GIL)            ┆ not measured │
-        │ many concurrent waits ┆       – ┆       – ┆       – ┆       ┆ threads or async suit many waits better ┆ not measured │
-        │ synchronization       ┆       – ┆       – ┆       – ┆       ┆ synchronizing processes costs more      ┆ not measured │
-        └───────────────────────┴─────────┴─────────┴─────────┴───────┴─────────────────────────────────────────┴──────────────┘
-        ratio = process / thread
+    Comparison
+    ──────────
+    ┌──────────────────────┬───────────────────┬────────────────────┬─────────┬───────┬─────────────────────┬──────────────┐
+    │ aspect               ┆            thread ┆            process ┆   async ┆ ratio ┆ claim               ┆ verdict      │
+    ╞══════════════════════╪═══════════════════╪════════════════════╪═════════╪═══════╪═════════════════════╪══════════════╡
+    │ memory space         ┆                 – ┆                  – ┆       – ┆       ┆ processes do not    ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ share ordinary      ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ memory              ┆              │
+    │ communication        ┆ 2.35 µs (channel) ┆ 3.10 µs (shm ring) ┆       – ┆ 1.32× ┆ threads communicate ┆ confirmed    │
+    │                      ┆                   ┆                    ┆         ┆       ┆ faster              ┆              │
+    │ creation overhead    ┆           18.4 µs ┆             112 µs ┆ 1.15 µs ┆ 6.09× ┆ creating a process  ┆ confirmed    │
+    │                      ┆                   ┆                    ┆         ┆       ┆ costs more          ┆              │
+    │ context switching    ┆           1.18 µs ┆            1.42 µs ┆       – ┆ 1.20× ┆ switching between   ┆ confirmed    │
+    │                      ┆                   ┆                    ┆         ┆       ┆ threads is faster   ┆              │
+    │ fault isolation      ┆                 – ┆                  – ┆       – ┆       ┆ a crashing process  ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ does not take the   ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ others down         ┆              │
+    │ resource usage       ┆                 – ┆                  – ┆       – ┆       ┆ a process uses more ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ memory per worker   ┆              │
+    │ multi-core use       ┆                 – ┆                  – ┆       – ┆       ┆ both use many cores ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ (no GIL)            ┆              │
+    │ many concurrent      ┆                 – ┆                  – ┆       – ┆       ┆ threads or async    ┆ not measured │
+    │ waits                ┆                   ┆                    ┆         ┆       ┆ suit many waits     ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ better              ┆              │
+    │ synchronization      ┆                 – ┆                  – ┆       – ┆       ┆ synchronizing       ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ processes costs     ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ more                ┆              │
+    └──────────────────────┴───────────────────┴────────────────────┴─────────┴───────┴─────────────────────┴──────────────┘
+    ratio = process / thread
 
-        Claims
-        ──────
-        ┌──────────────┬───────────────────────────────────────────────────┬───────────────────────────────────────────────────┐
-        │ verdict      ┆ claim                                             ┆ evidence                                          │
-        ╞══════════════╪═══════════════════════════════════════════════════╪═══════════════════════════════════════════════════╡
-        │ confirmed    ┆ process creation costs more than thread creation  ┆ fork 112 µs vs thread spawn 18.4 µs: 6.09×        │
-        │              ┆                                                   ┆ (clearly more); decided by spawn.fork /           │
-        │              ┆                                                   ┆ spawn.thread                                      │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ confirmed    ┆ a switch between threads is cheaper than a switch ┆ process switch 1.42 µs vs thread switch 1.18 µs:  │
-        │              ┆ between processes                                 ┆ 1.20× (clearly more); decided by                  │
-        │              ┆                                                   ┆ switch.futex.process.pinned /                     │
-        │              ┆                                                   ┆ switch.futex.thread.pinned                        │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ confirmed    ┆ threads communicate faster than processes         ┆ 64 B round trip: channel 2.35 µs vs pipe 9.80 µs  │
-        │              ┆                                                   ┆ (4.17×) and shm ring 3.10 µs (1.32×); confirmed   │
-        │              ┆                                                   ┆ only if threads beat both process transports by   │
-        │              ┆                                                   ┆ more than ±10 %                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ a crash in a process leaves the others running,   ┆ not measured: isolation did not run               │
-        │              ┆ while a crash in a thread takes the whole program ┆                                                   │
-        │              ┆ down                                              ┆                                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ processes use more memory per worker than threads ┆ not measured: memory failed: reading              │
-        │              ┆                                                   ┆ /proc/4242/smaps_rollup: Permission denied (os    │
-        │              ┆                                                   ┆ error 13)                                         │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ an unsynchronized shared counter loses updates,   ┆ not measured: race did not run                    │
-        │              ┆ and locks or atomics fix it                       ┆                                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ processes do not share ordinary memory            ┆ not measured: race did not run                    │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ both processes and threads use many cores for     ┆ not measured: scaling did not run                 │
-        │              ┆ CPU-bound work (no GIL in Rust)                   ┆                                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ more CPU-bound threads than cores costs           ┆ not measured: scaling did not run                 │
-        │              ┆ throughput (over-threading)                       ┆                                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ threads or async tasks suit many concurrent waits ┆ not measured: scaling did not run                 │
-        │              ┆ better than processes                             ┆                                                   │
-        ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-        │ not measured ┆ synchronizing processes costs more than           ┆ not measured: sync did not run                    │
-        │              ┆ synchronizing threads                             ┆                                                   │
-        └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
+    Claims
+    ──────
+    ┌──────────────┬───────────────────────────────────────────────────┬───────────────────────────────────────────────────┐
+    │ verdict      ┆ claim                                             ┆ evidence                                          │
+    ╞══════════════╪═══════════════════════════════════════════════════╪═══════════════════════════════════════════════════╡
+    │ confirmed    ┆ process creation costs more than thread creation  ┆ fork 112 µs vs thread spawn 18.4 µs: 6.09×        │
+    │              ┆                                                   ┆ (clearly more); decided by spawn.fork /           │
+    │              ┆                                                   ┆ spawn.thread                                      │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ confirmed    ┆ a switch between threads is cheaper than a switch ┆ process switch 1.42 µs vs thread switch 1.18 µs:  │
+    │              ┆ between processes                                 ┆ 1.20× (clearly more); decided by                  │
+    │              ┆                                                   ┆ switch.futex.process.pinned /                     │
+    │              ┆                                                   ┆ switch.futex.thread.pinned                        │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ confirmed    ┆ threads communicate faster than processes         ┆ 64 B round trip, the fastest of each kind:        │
+    │              ┆                                                   ┆ threads 2.35 µs (channel) vs processes 3.10 µs    │
+    │              ┆                                                   ┆ (shm ring), 1.32×; over the same transport,       │
+    │              ┆                                                   ┆ threads vs processes: none measured               │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ a crash in a process leaves the others running,   ┆ not measured: isolation did not run               │
+    │              ┆ while a crash in a thread takes the whole program ┆                                                   │
+    │              ┆ down                                              ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ processes use more memory per worker than threads ┆ not measured: memory failed: reading              │
+    │              ┆                                                   ┆ /proc/4242/smaps_rollup: Permission denied (os    │
+    │              ┆                                                   ┆ error 13)                                         │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ an unsynchronized shared counter loses updates,   ┆ not measured: race did not run                    │
+    │              ┆ and locks or atomics fix it                       ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ processes do not share ordinary memory            ┆ not measured: race did not run                    │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ both processes and threads use many cores for     ┆ not measured: scaling did not run                 │
+    │              ┆ CPU-bound work (no GIL in Rust)                   ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ more CPU-bound threads than cores costs           ┆ not measured: scaling did not run                 │
+    │              ┆ throughput (over-threading)                       ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ threads or async tasks suit many concurrent waits ┆ not measured: scaling did not run                 │
+    │              ┆ better than processes                             ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ synchronizing processes costs more than           ┆ not measured: sync did not run                    │
+    │              ┆ synchronizing threads                             ┆                                                   │
+    └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
-        Creation overhead [spawn] (4.31 s)
-        ──────────────────────────────────
-        method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart.
-        ┌──────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
-        │ figure                           ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
-        ╞══════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
-        │ thread spawn + join              ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
-        │ fork + _exit + waitpid           ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
-        │ posix_spawn + exec + wait        ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
-        │ pool worker from the fork server ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
-        │ async task spawn + await         ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
-        └──────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
-        Creation cost against the parent's resident memory
-        ┌────────────┬─────────┬─────────────┬─────────┐
-        │ parent RSS ┆    fork ┆ posix_spawn ┆  thread │
-        ╞════════════╪═════════╪═════════════╪═════════╡
-        │ 4 MiB      ┆  112 µs ┆      486 µs ┆ 18.4 µs │
-        │ 64 MiB     ┆  431 µs ┆      490 µs ┆ 18.6 µs │
-        │ 1 GiB      ┆ 5.82 ms ┆      494 µs ┆ 18.5 µs │
-        └────────────┴─────────┴─────────────┴─────────┘
-        chart: Creation cost by method (in the HTML report)
-        chart: Creation cost against parent RSS (in the HTML report)
-        note: The cold first fork took 412 µs and is excluded from the median.
-        note: fork grows with the parent's page tables; posix_spawn (vfork) does not.
+    Creation overhead [spawn] (4.31 s)
+    ──────────────────────────────────
+    method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart.
+    ┌──────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
+    │ figure                           ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
+    ╞══════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
+    │ thread spawn + join              ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
+    │ fork + _exit + waitpid           ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
+    │ posix_spawn + exec + wait        ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
+    │ pool worker from the fork server ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
+    │ async task spawn + await         ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
+    └──────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
+    Creation cost against the parent's resident memory
+    ┌────────────┬─────────┬─────────────┬─────────┐
+    │ parent RSS ┆    fork ┆ posix_spawn ┆  thread │
+    ╞════════════╪═════════╪═════════════╪═════════╡
+    │ 4 MiB      ┆  112 µs ┆      486 µs ┆ 18.4 µs │
+    │ 64 MiB     ┆  431 µs ┆      490 µs ┆ 18.6 µs │
+    │ 1 GiB      ┆ 5.82 ms ┆      494 µs ┆ 18.5 µs │
+    └────────────┴─────────┴─────────────┴─────────┘
+    chart: Creation cost by method (in the HTML report)
+    chart: Creation cost against parent RSS (in the HTML report)
+    note: The cold first fork took 412 µs and is excluded from the median.
+    note: fork grows with the parent's page tables; posix_spawn (vfork) does not.
 
-        Context switching [switch] (6.02 s)
-        ───────────────────────────────────
-        method: Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage.
-        ┌───────────────────────────┬─────────┬──────────────────────────┬──────────────────────────┬──────────────────────────┐
-        │ figure                    ┆   value ┆                 p1 – p99 ┆ placement                ┆ key                      │
-        ╞═══════════════════════════╪═════════╪══════════════════════════╪══════════════════════════╪══════════════════════════╡
-        │ thread switch (futex)     ┆ 1.18 µs ┆ 1.12 µs – 1.30 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.futex.thread.pinn │
-        │                           ┆         ┆                          ┆                          ┆ ed                       │
-        │ process switch (futex)    ┆ 1.42 µs ┆ 1.35 µs – 1.56 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.futex.process.pin │
-        │                           ┆         ┆                          ┆                          ┆ ned                      │
-        │ thread switch (pipe)      ┆ 2.70 µs ┆ 2.51 µs – 3.08 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.pipe.thread.pinne │
-        │                           ┆         ┆                          ┆                          ┆ d                        │
-        │ process switch (pipe)     ┆ 2.90 µs ┆ 2.70 µs – 3.31 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.pipe.process.pinn │
-        │                           ┆         ┆                          ┆                          ┆ ed                       │
-        │ thread wake-up (futex)    ┆ 4.90 µs ┆ 4.17 µs – 6.37 µs (n=30, ┆ across CPUs (cpu 0 → cpu ┆ switch.futex.thread.cros │
-        │                           ┆         ┆              2 outliers) ┆ 1)                       ┆ s                        │
-        │ switches counted /        ┆  99.6 % ┆   99.6 % – 99.6 % (n=30) ┆                          ┆ switch.counted           │
-        │ expected                  ┆         ┆                          ┆                          ┆                          │
-        └───────────────────────────┴─────────┴──────────────────────────┴──────────────────────────┴──────────────────────────┘
-        chart: Switch cost: threads vs processes (in the HTML report)
-        cross-checks
-        ┌──────────────────────────┬───────────────────────────┬─────────┬─────────┬───────────────┬───────────────────────────┐
-        │ tool                     ┆ command                   ┆    ours ┆  theirs ┆ ours / theirs ┆ note                      │
-        ╞══════════════════════════╪═══════════════════════════╪═════════╪═════════╪═══════════════╪═══════════════════════════╡
-        │ perf bench sched pipe    ┆ taskset -c 0 perf bench   ┆ 2.90 µs ┆ 3.05 µs ┆         0.95× ┆ perf's usecs/op is a      │
-        │                          ┆ sched pipe -l 100000      ┆         ┆         ┆               ┆ round trip; halved here   │
-        │ perf bench sched pipe -T ┆ taskset -c 0 perf bench   ┆ 2.70 µs ┆ 2.84 µs ┆         0.95× ┆                           │
-        │                          ┆ sched pipe -T -l 100000   ┆         ┆         ┆               ┆                           │
-        │ lmbench lat_ctx          ┆ lat_ctx -s 0 2            ┆ 2.90 µs ┆       – ┆               ┆ lat_ctx not installed:    │
-        │                          ┆                           ┆         ┆         ┆               ┆ apt install lmbench       │
-        └──────────────────────────┴───────────────────────────┴─────────┴─────────┴───────────────┴───────────────────────────┘
-        note: Virtualized: a switch may include a VM exit; compare the ratio, not the absolute figure.
+    Context switching [switch] (6.02 s)
+    ───────────────────────────────────
+    method: Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage.
+    ┌───────────────────────────┬─────────┬──────────────────────────┬──────────────────────────┬──────────────────────────┐
+    │ figure                    ┆   value ┆                 p1 – p99 ┆ placement                ┆ key                      │
+    ╞═══════════════════════════╪═════════╪══════════════════════════╪══════════════════════════╪══════════════════════════╡
+    │ thread switch (futex)     ┆ 1.18 µs ┆ 1.12 µs – 1.30 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.futex.thread.pinn │
+    │                           ┆         ┆                          ┆                          ┆ ed                       │
+    │ process switch (futex)    ┆ 1.42 µs ┆ 1.35 µs – 1.56 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.futex.process.pin │
+    │                           ┆         ┆                          ┆                          ┆ ned                      │
+    │ thread switch (pipe)      ┆ 2.70 µs ┆ 2.51 µs – 3.08 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.pipe.thread.pinne │
+    │                           ┆         ┆                          ┆                          ┆ d                        │
+    │ process switch (pipe)     ┆ 2.90 µs ┆ 2.70 µs – 3.31 µs (n=30) ┆ same CPU (cpu 0)         ┆ switch.pipe.process.pinn │
+    │                           ┆         ┆                          ┆                          ┆ ed                       │
+    │ thread wake-up (futex)    ┆ 4.90 µs ┆ 4.17 µs – 6.37 µs (n=30, ┆ across CPUs (cpu 0 → cpu ┆ switch.futex.thread.cros │
+    │                           ┆         ┆              2 outliers) ┆ 1)                       ┆ s                        │
+    │ switches counted /        ┆  99.6 % ┆   99.6 % – 99.6 % (n=30) ┆                          ┆ switch.counted           │
+    │ expected                  ┆         ┆                          ┆                          ┆                          │
+    └───────────────────────────┴─────────┴──────────────────────────┴──────────────────────────┴──────────────────────────┘
+    chart: Switch cost: threads vs processes (in the HTML report)
+    cross-checks
+    ┌──────────────────────────┬───────────────────────────┬─────────┬─────────┬───────────────┬───────────────────────────┐
+    │ tool                     ┆ command                   ┆    ours ┆  theirs ┆ ours / theirs ┆ note                      │
+    ╞══════════════════════════╪═══════════════════════════╪═════════╪═════════╪═══════════════╪═══════════════════════════╡
+    │ perf bench sched pipe    ┆ taskset -c 0 perf bench   ┆ 2.90 µs ┆ 3.05 µs ┆         0.95× ┆ perf's usecs/op is a      │
+    │                          ┆ sched pipe -l 100000      ┆         ┆         ┆               ┆ round trip; halved here   │
+    │ perf bench sched pipe -T ┆ taskset -c 0 perf bench   ┆ 2.70 µs ┆ 2.84 µs ┆         0.95× ┆                           │
+    │                          ┆ sched pipe -T -l 100000   ┆         ┆         ┆               ┆                           │
+    │ lmbench lat_ctx          ┆ lat_ctx -s 0 2            ┆ 2.90 µs ┆       – ┆               ┆ lat_ctx not installed:    │
+    │                          ┆                           ┆         ┆         ┆               ┆ apt install lmbench       │
+    └──────────────────────────┴───────────────────────────┴─────────┴─────────┴───────────────┴───────────────────────────┘
+    note: Virtualized: a switch may include a VM exit; compare the ratio, not the absolute figure.
 
-        Communication [ipc] (9.87 s)
-        ────────────────────────────
-        method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
-        ┌────────────────────────┬───────────┬──────────────────────────────┬───────────┬────────────────────────────────┐
-        │ figure                 ┆     value ┆                     p1 – p99 ┆ placement ┆ key                            │
-        ╞════════════════════════╪═══════════╪══════════════════════════════╪═══════════╪════════════════════════════════╡
-        │ channel, 64 B          ┆   2.35 µs ┆     2.16 µs – 2.73 µs (n=30) ┆ unpinned  ┆ ipc.rtt.channel.thread.64      │
-        │ pipe, 64 B             ┆   9.80 µs ┆   8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.pipe.process.64        │
-        │                        ┆           ┆                    outliers) ┆           ┆                                │
-        │ unix socket, 64 B      ┆   11.2 µs ┆   9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.unix.process.64        │
-        │                        ┆           ┆                    outliers) ┆           ┆                                │
-        │ shm ring (futex), 64 B ┆   3.10 µs ┆     2.82 µs – 3.66 µs (n=30) ┆ unpinned  ┆ ipc.rtt.shm.process.64         │
-        │ pipe throughput, 1 MiB ┆ 2.90 GB/s ┆ 2.75 GB/s – 3.19 GB/s (n=30) ┆           ┆ ipc.throughput.pipe.process.1m │
-        │ messages               ┆           ┆                              ┆           ┆                                │
-        └────────────────────────┴───────────┴──────────────────────────────┴───────────┴────────────────────────────────┘
-        Round trip, p50 / p99
-        ┌───────────────────┬────────────────┬────────────────┬────────────────┬──────────────┐
-        │ transport         ┆           64 B ┆          4 KiB ┆         64 KiB ┆        1 MiB │
-        ╞═══════════════════╪════════════════╪════════════════╪════════════════╪══════════════╡
-        │ channel (threads) ┆ 2.35 / 4.10 µs ┆ 2.61 / 4.52 µs ┆ 9.80 / 14.1 µs ┆ 210 / 260 µs │
-        │ pipe              ┆ 9.80 / 21.3 µs ┆ 11.2 / 24.0 µs ┆ 48.0 / 71.5 µs ┆ 720 / 910 µs │
-        │ unix socket       ┆ 11.2 / 23.9 µs ┆ 12.0 / 25.1 µs ┆ 41.3 / 60.2 µs ┆ 650 / 820 µs │
-        │ shm ring (futex)  ┆ 3.10 / 6.20 µs ┆ 3.40 / 6.60 µs ┆ 12.9 / 19.0 µs ┆ 240 / 300 µs │
-        └───────────────────┴────────────────┴────────────────┴────────────────┴──────────────┘
-        chart: Round trip against message size (in the HTML report)
-        note: TCP loopback and POSIX mq were not selected in this run.
-        note: Message sizes straddle 4 KiB (page), 64 KiB (pipe capacity) and the socket buffer.
+    Communication [ipc] (9.87 s)
+    ────────────────────────────
+    method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
+    ┌────────────────────────┬───────────┬──────────────────────────────┬───────────┬────────────────────────────────┐
+    │ figure                 ┆     value ┆                     p1 – p99 ┆ placement ┆ key                            │
+    ╞════════════════════════╪═══════════╪══════════════════════════════╪═══════════╪════════════════════════════════╡
+    │ channel, 64 B          ┆   2.35 µs ┆     2.16 µs – 2.73 µs (n=30) ┆ unpinned  ┆ ipc.rtt.channel.thread.64      │
+    │ pipe, 64 B             ┆   9.80 µs ┆   8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.pipe.process.64        │
+    │                        ┆           ┆                    outliers) ┆           ┆                                │
+    │ unix socket, 64 B      ┆   11.2 µs ┆   9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.unix.process.64        │
+    │                        ┆           ┆                    outliers) ┆           ┆                                │
+    │ shm ring (futex), 64 B ┆   3.10 µs ┆     2.82 µs – 3.66 µs (n=30) ┆ unpinned  ┆ ipc.rtt.shm.process.64         │
+    │ pipe throughput, 1 MiB ┆ 2.90 GB/s ┆ 2.75 GB/s – 3.19 GB/s (n=30) ┆           ┆ ipc.throughput.pipe.process.1m │
+    │ messages               ┆           ┆                              ┆           ┆                                │
+    └────────────────────────┴───────────┴──────────────────────────────┴───────────┴────────────────────────────────┘
+    Round trip, p50 / p99
+    ┌───────────────────┬────────────────┬────────────────┬────────────────┬──────────────┐
+    │ transport         ┆           64 B ┆          4 KiB ┆         64 KiB ┆        1 MiB │
+    ╞═══════════════════╪════════════════╪════════════════╪════════════════╪══════════════╡
+    │ channel (threads) ┆ 2.35 / 4.10 µs ┆ 2.61 / 4.52 µs ┆ 9.80 / 14.1 µs ┆ 210 / 260 µs │
+    │ pipe              ┆ 9.80 / 21.3 µs ┆ 11.2 / 24.0 µs ┆ 48.0 / 71.5 µs ┆ 720 / 910 µs │
+    │ unix socket       ┆ 11.2 / 23.9 µs ┆ 12.0 / 25.1 µs ┆ 41.3 / 60.2 µs ┆ 650 / 820 µs │
+    │ shm ring (futex)  ┆ 3.10 / 6.20 µs ┆ 3.40 / 6.60 µs ┆ 12.9 / 19.0 µs ┆ 240 / 300 µs │
+    └───────────────────┴────────────────┴────────────────┴────────────────┴──────────────┘
+    chart: Round trip against message size (in the HTML report)
+    note: TCP loopback and POSIX mq were not selected in this run.
+    note: Message sizes straddle 4 KiB (page), 64 KiB (pipe capacity) and the socket buffer.
 
-        Resource usage [memory] (380 ms)
-        ────────────────────────────────
-        FAILED: reading /proc/4242/smaps_rollup: Permission denied (os error 13)
-        method: N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from /proc/PID/smaps_rollup.
-    "#);
+    Resource usage [memory] (380 ms)
+    ────────────────────────────────
+    FAILED: reading /proc/4242/smaps_rollup: Permission denied (os error 13)
+    method: N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from /proc/PID/smaps_rollup.
+    ");
 }
 
 #[test]
@@ -184,128 +196,128 @@ fn table_colored_marks_verdicts() {
 
 #[test]
 fn markdown() {
-    insta::assert_snapshot!(markdown::render(&fixture::report()), @r#"
-        # Processes vs threads, measured
+    insta::assert_snapshot!(markdown::render(&fixture::report()), @r"
+    # Processes vs threads, measured
 
-        AMD EPYC 7B13 · 2 logical CPUs · kernel 6.8.0-1015-gcp · proctor 0.1.0 · `proctor report --profile quick`
+    AMD EPYC 7B13 · 2 logical CPUs · kernel 6.8.0-1015-gcp · proctor 0.1.0 · `proctor report --profile quick`
 
-        > **Warning:** virtualized (kvm): switch and wake-up latencies include hypervisor exits
-        > **Warning:** cpufreq governor not readable: frequency scaling unknown
+    > **Warning:** virtualized (kvm): switch and wake-up latencies include hypervisor exits
+    > **Warning:** cpufreq governor not readable: frequency scaling unknown
 
-        ## Comparison
+    ## Comparison
 
-        | aspect | thread | process | async | ratio | claim | verdict |
-        |---|---:|---:|---:|---:|---|---|
-        | memory space | – | – | – |  | processes do not share ordinary memory | **not measured** |
-        | communication | 2.35 µs | 9.80 µs | – | 4.17× | threads communicate faster | **confirmed** |
-        | creation overhead | 18.4 µs | 112 µs | 1.15 µs | 6.09× | creating a process costs more | **confirmed** |
-        | context switching | 1.18 µs | 1.42 µs | – | 1.20× | switching between threads is faster | **confirmed** |
-        | fault isolation | – | – | – |  | a crashing process does not take the others down | **not measured** |
-        | resource usage | – | – | – |  | a process uses more memory per worker | **not measured** |
-        | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
-        | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
-        | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
+    | aspect | thread | process | async | ratio | claim | verdict |
+    |---|---:|---:|---:|---:|---|---|
+    | memory space | – | – | – |  | processes do not share ordinary memory | **not measured** |
+    | communication | 2.35 µs (channel) | 3.10 µs (shm ring) | – | 1.32× | threads communicate faster | **confirmed** |
+    | creation overhead | 18.4 µs | 112 µs | 1.15 µs | 6.09× | creating a process costs more | **confirmed** |
+    | context switching | 1.18 µs | 1.42 µs | – | 1.20× | switching between threads is faster | **confirmed** |
+    | fault isolation | – | – | – |  | a crashing process does not take the others down | **not measured** |
+    | resource usage | – | – | – |  | a process uses more memory per worker | **not measured** |
+    | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
+    | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
+    | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
 
-        Ratio = process / thread.
+    Ratio = process / thread.
 
-        ## Claims
+    ## Claims
 
-        - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread (figures: `spawn.fork`, `spawn.thread`)
-        - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
-        - **confirmed**: threads communicate faster than processes. 64 B round trip: channel 2.35 µs vs pipe 9.80 µs (4.17×) and shm ring 3.10 µs (1.32×); confirmed only if threads beat both process transports by more than ±10 % (figures: `ipc.rtt.pipe.process.64`, `ipc.rtt.shm.process.64`, `ipc.rtt.channel.thread.64`)
-        - **not measured**: a crash in a process leaves the others running, while a crash in a thread takes the whole program down. not measured: isolation did not run (figures: `isolation.faults`, `isolation.survived.process`, `isolation.whole_program_died.thread`)
-        - **not measured**: processes use more memory per worker than threads. not measured: memory failed: reading /proc/4242/smaps\_rollup: Permission denied (os error 13) (figures: `memory.uss_per_worker.process.10`, `memory.uss_per_worker.thread.10`)
-        - **not measured**: an unsynchronized shared counter loses updates, and locks or atomics fix it. not measured: race did not run (figures: `race.expected`, `race.final.unsync`, `race.final.mutex`, `race.final.atomic`, `race.ns_per_inc.unsync`, `race.ns_per_inc.mutex`, `race.ns_per_inc.atomic`)
-        - **not measured**: processes do not share ordinary memory. not measured: race did not run (figures: `race.parent_after.process_copy`)
-        - **not measured**: both processes and threads use many cores for CPU-bound work (no GIL in Rust). not measured: scaling did not run (figures: `scaling.cores`, `scaling.speedup.thread.cores`, `scaling.speedup.process.cores`)
-        - **not measured**: more CPU-bound threads than cores costs throughput (over-threading). not measured: scaling did not run (figures: `scaling.oversubscription.thread`)
-        - **not measured**: threads or async tasks suit many concurrent waits better than processes. not measured: scaling did not run (figures: `scaling.io.completion.process.1000`, `scaling.io.completion.thread.1000`, `scaling.io.completion.async.1000`)
-        - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
+    - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread (figures: `spawn.fork`, `spawn.thread`)
+    - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
+    - **confirmed**: threads communicate faster than processes. 64 B round trip, the fastest of each kind: threads 2.35 µs (channel) vs processes 3.10 µs (shm ring), 1.32×; over the same transport, threads vs processes: none measured (figures: `ipc.rtt.pipe.process.64`, `ipc.rtt.shm.process.64`, `ipc.rtt.channel.thread.64`)
+    - **not measured**: a crash in a process leaves the others running, while a crash in a thread takes the whole program down. not measured: isolation did not run (figures: `isolation.faults`, `isolation.survived.process`, `isolation.whole_program_died.thread`)
+    - **not measured**: processes use more memory per worker than threads. not measured: memory failed: reading /proc/4242/smaps\_rollup: Permission denied (os error 13) (figures: `memory.uss_per_worker.process.10`, `memory.uss_per_worker.thread.10`)
+    - **not measured**: an unsynchronized shared counter loses updates, and locks or atomics fix it. not measured: race did not run (figures: `race.expected`, `race.final.unsync`, `race.final.mutex`, `race.final.atomic`, `race.ns_per_inc.unsync`, `race.ns_per_inc.mutex`, `race.ns_per_inc.atomic`)
+    - **not measured**: processes do not share ordinary memory. not measured: race did not run (figures: `race.parent_after.process_copy`)
+    - **not measured**: both processes and threads use many cores for CPU-bound work (no GIL in Rust). not measured: scaling did not run (figures: `scaling.cores`, `scaling.speedup.thread.cores`, `scaling.speedup.process.cores`)
+    - **not measured**: more CPU-bound threads than cores costs throughput (over-threading). not measured: scaling did not run (figures: `scaling.oversubscription.thread`)
+    - **not measured**: threads or async tasks suit many concurrent waits better than processes. not measured: scaling did not run (figures: `scaling.io.completion.process.1000`, `scaling.io.completion.thread.1000`, `scaling.io.completion.async.1000`)
+    - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
 
-        ## Creation overhead (`spawn`)
+    ## Creation overhead (`spawn`)
 
-        One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart. Took 4.31 s.
+    One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart. Took 4.31 s.
 
-        | figure | value | p1 – p99 | placement | key |
-        |---|---:|---:|---|---|
-        | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) |  | `spawn.thread` |
-        | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) |  | `spawn.fork` |
-        | posix_spawn + exec + wait | 486 µs | 428 µs – 603 µs (n=30, 2 outliers) |  | `spawn.posix_spawn` |
-        | pool worker from the fork server | 74.0 µs | 68.1 µs – 85.8 µs (n=30) |  | `spawn.pool_worker` |
-        | async task spawn + await | 1.15 µs | 1.10 µs – 1.24 µs (n=30) |  | `spawn.async` |
+    | figure | value | p1 – p99 | placement | key |
+    |---|---:|---:|---|---|
+    | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) |  | `spawn.thread` |
+    | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) |  | `spawn.fork` |
+    | posix_spawn + exec + wait | 486 µs | 428 µs – 603 µs (n=30, 2 outliers) |  | `spawn.posix_spawn` |
+    | pool worker from the fork server | 74.0 µs | 68.1 µs – 85.8 µs (n=30) |  | `spawn.pool_worker` |
+    | async task spawn + await | 1.15 µs | 1.10 µs – 1.24 µs (n=30) |  | `spawn.async` |
 
-        **Creation cost against the parent's resident memory**
+    **Creation cost against the parent's resident memory**
 
-        | parent RSS | fork | posix_spawn | thread |
-        |---|---:|---:|---:|
-        | 4 MiB | 112 µs | 486 µs | 18.4 µs |
-        | 64 MiB | 431 µs | 490 µs | 18.6 µs |
-        | 1 GiB | 5.82 ms | 494 µs | 18.5 µs |
+    | parent RSS | fork | posix_spawn | thread |
+    |---|---:|---:|---:|
+    | 4 MiB | 112 µs | 486 µs | 18.4 µs |
+    | 64 MiB | 431 µs | 490 µs | 18.6 µs |
+    | 1 GiB | 5.82 ms | 494 µs | 18.5 µs |
 
-        *Chart: Creation cost by method (drawn in the HTML report).*
+    *Chart: Creation cost by method (drawn in the HTML report).*
 
-        *Chart: Creation cost against parent RSS (drawn in the HTML report).*
+    *Chart: Creation cost against parent RSS (drawn in the HTML report).*
 
-        - The cold first fork took 412 µs and is excluded from the median.
-        - fork grows with the parent's page tables; posix\_spawn (vfork) does not.
+    - The cold first fork took 412 µs and is excluded from the median.
+    - fork grows with the parent's page tables; posix\_spawn (vfork) does not.
 
-        ## Context switching (`switch`)
+    ## Context switching (`switch`)
 
-        Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage. Took 6.02 s.
+    Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage. Took 6.02 s.
 
-        | figure | value | p1 – p99 | placement | key |
-        |---|---:|---:|---|---|
-        | thread switch (futex) | 1.18 µs | 1.12 µs – 1.30 µs (n=30) | same CPU (cpu 0) | `switch.futex.thread.pinned` |
-        | process switch (futex) | 1.42 µs | 1.35 µs – 1.56 µs (n=30) | same CPU (cpu 0) | `switch.futex.process.pinned` |
-        | thread switch (pipe) | 2.70 µs | 2.51 µs – 3.08 µs (n=30) | same CPU (cpu 0) | `switch.pipe.thread.pinned` |
-        | process switch (pipe) | 2.90 µs | 2.70 µs – 3.31 µs (n=30) | same CPU (cpu 0) | `switch.pipe.process.pinned` |
-        | thread wake-up (futex) | 4.90 µs | 4.17 µs – 6.37 µs (n=30, 2 outliers) | across CPUs (cpu 0 → cpu 1) | `switch.futex.thread.cross` |
-        | switches counted / expected | 99.6 % | 99.6 % – 99.6 % (n=30) |  | `switch.counted` |
+    | figure | value | p1 – p99 | placement | key |
+    |---|---:|---:|---|---|
+    | thread switch (futex) | 1.18 µs | 1.12 µs – 1.30 µs (n=30) | same CPU (cpu 0) | `switch.futex.thread.pinned` |
+    | process switch (futex) | 1.42 µs | 1.35 µs – 1.56 µs (n=30) | same CPU (cpu 0) | `switch.futex.process.pinned` |
+    | thread switch (pipe) | 2.70 µs | 2.51 µs – 3.08 µs (n=30) | same CPU (cpu 0) | `switch.pipe.thread.pinned` |
+    | process switch (pipe) | 2.90 µs | 2.70 µs – 3.31 µs (n=30) | same CPU (cpu 0) | `switch.pipe.process.pinned` |
+    | thread wake-up (futex) | 4.90 µs | 4.17 µs – 6.37 µs (n=30, 2 outliers) | across CPUs (cpu 0 → cpu 1) | `switch.futex.thread.cross` |
+    | switches counted / expected | 99.6 % | 99.6 % – 99.6 % (n=30) |  | `switch.counted` |
 
-        *Chart: Switch cost: threads vs processes (drawn in the HTML report).*
+    *Chart: Switch cost: threads vs processes (drawn in the HTML report).*
 
-        **Cross-checks**
+    **Cross-checks**
 
-        | tool | command | ours | theirs | ours / theirs | note |
-        |---|---|---:|---:|---:|---|
-        | perf bench sched pipe | `taskset -c 0 perf bench sched pipe -l 100000` | 2.90 µs | 3.05 µs | 0.95× | perf's usecs/op is a round trip; halved here |
-        | perf bench sched pipe -T | `taskset -c 0 perf bench sched pipe -T -l 100000` | 2.70 µs | 2.84 µs | 0.95× |  |
-        | lmbench lat_ctx | `lat_ctx -s 0 2` | 2.90 µs | – |  | lat_ctx not installed: apt install lmbench |
+    | tool | command | ours | theirs | ours / theirs | note |
+    |---|---|---:|---:|---:|---|
+    | perf bench sched pipe | `taskset -c 0 perf bench sched pipe -l 100000` | 2.90 µs | 3.05 µs | 0.95× | perf's usecs/op is a round trip; halved here |
+    | perf bench sched pipe -T | `taskset -c 0 perf bench sched pipe -T -l 100000` | 2.70 µs | 2.84 µs | 0.95× |  |
+    | lmbench lat_ctx | `lat_ctx -s 0 2` | 2.90 µs | – |  | lat_ctx not installed: apt install lmbench |
 
-        - Virtualized: a switch may include a VM exit; compare the ratio, not the absolute figure.
+    - Virtualized: a switch may include a VM exit; compare the ratio, not the absolute figure.
 
-        ## Communication (`ipc`)
+    ## Communication (`ipc`)
 
-        Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned. Took 9.87 s.
+    Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned. Took 9.87 s.
 
-        | figure | value | p1 – p99 | placement | key |
-        |---|---:|---:|---|---|
-        | channel, 64 B | 2.35 µs | 2.16 µs – 2.73 µs (n=30) | unpinned | `ipc.rtt.channel.thread.64` |
-        | pipe, 64 B | 9.80 µs | 8.72 µs – 12.0 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.pipe.process.64` |
-        | unix socket, 64 B | 11.2 µs | 9.86 µs – 13.9 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.unix.process.64` |
-        | shm ring (futex), 64 B | 3.10 µs | 2.82 µs – 3.66 µs (n=30) | unpinned | `ipc.rtt.shm.process.64` |
-        | pipe throughput, 1 MiB messages | 2.90 GB/s | 2.75 GB/s – 3.19 GB/s (n=30) |  | `ipc.throughput.pipe.process.1m` |
+    | figure | value | p1 – p99 | placement | key |
+    |---|---:|---:|---|---|
+    | channel, 64 B | 2.35 µs | 2.16 µs – 2.73 µs (n=30) | unpinned | `ipc.rtt.channel.thread.64` |
+    | pipe, 64 B | 9.80 µs | 8.72 µs – 12.0 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.pipe.process.64` |
+    | unix socket, 64 B | 11.2 µs | 9.86 µs – 13.9 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.unix.process.64` |
+    | shm ring (futex), 64 B | 3.10 µs | 2.82 µs – 3.66 µs (n=30) | unpinned | `ipc.rtt.shm.process.64` |
+    | pipe throughput, 1 MiB messages | 2.90 GB/s | 2.75 GB/s – 3.19 GB/s (n=30) |  | `ipc.throughput.pipe.process.1m` |
 
-        **Round trip, p50 / p99**
+    **Round trip, p50 / p99**
 
-        | transport | 64 B | 4 KiB | 64 KiB | 1 MiB |
-        |---|---:|---:|---:|---:|
-        | channel (threads) | 2.35 / 4.10 µs | 2.61 / 4.52 µs | 9.80 / 14.1 µs | 210 / 260 µs |
-        | pipe | 9.80 / 21.3 µs | 11.2 / 24.0 µs | 48.0 / 71.5 µs | 720 / 910 µs |
-        | unix socket | 11.2 / 23.9 µs | 12.0 / 25.1 µs | 41.3 / 60.2 µs | 650 / 820 µs |
-        | shm ring (futex) | 3.10 / 6.20 µs | 3.40 / 6.60 µs | 12.9 / 19.0 µs | 240 / 300 µs |
+    | transport | 64 B | 4 KiB | 64 KiB | 1 MiB |
+    |---|---:|---:|---:|---:|
+    | channel (threads) | 2.35 / 4.10 µs | 2.61 / 4.52 µs | 9.80 / 14.1 µs | 210 / 260 µs |
+    | pipe | 9.80 / 21.3 µs | 11.2 / 24.0 µs | 48.0 / 71.5 µs | 720 / 910 µs |
+    | unix socket | 11.2 / 23.9 µs | 12.0 / 25.1 µs | 41.3 / 60.2 µs | 650 / 820 µs |
+    | shm ring (futex) | 3.10 / 6.20 µs | 3.40 / 6.60 µs | 12.9 / 19.0 µs | 240 / 300 µs |
 
-        *Chart: Round trip against message size (drawn in the HTML report).*
+    *Chart: Round trip against message size (drawn in the HTML report).*
 
-        - TCP loopback and POSIX mq were not selected in this run.
-        - Message sizes straddle 4 KiB (page), 64 KiB (pipe capacity) and the socket buffer.
+    - TCP loopback and POSIX mq were not selected in this run.
+    - Message sizes straddle 4 KiB (page), 64 KiB (pipe capacity) and the socket buffer.
 
-        ## Resource usage (`memory`)
+    ## Resource usage (`memory`)
 
-        **Failed:** reading /proc/4242/smaps\_rollup: Permission denied (os error 13)
+    **Failed:** reading /proc/4242/smaps\_rollup: Permission denied (os error 13)
 
-        N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from /proc/PID/smaps\_rollup. Took 380 ms.
-    "#);
+    N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from /proc/PID/smaps\_rollup. Took 380 ms.
+    ");
 }
 
 #[test]
