@@ -230,3 +230,30 @@ fn ctrl_c_keeps_what_finished_says_so_and_leaves_no_process() {
         "left behind"
     );
 }
+
+#[test]
+fn every_figure_a_verdict_reads_is_in_a_real_run() {
+    // The tiny profile runs every experiment for real: a renamed figure would otherwise
+    // turn its claim into "not measured" without failing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    tiny_report(&out).assert().success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["figures"].as_array().unwrap())
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&str> = proctor_lab::verdict::KEYS
+        .iter()
+        .map(|k| k.key)
+        .filter(|k| !keys.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "verdict keys no experiment produced: {missing:?}"
+    );
+}

@@ -425,7 +425,8 @@ impl Experiment for Scaling {
         let allowed = allowed_cpus();
         let cpus = allowed.len().max(1);
         let (target, reps, io_sizes): (Duration, usize, Vec<usize>) = match config.profile {
-            Profile::Tiny => (Duration::from_millis(10), 1, vec![10, 100]),
+            // 1 000 waits even here: the many-waits claim reads that count.
+            Profile::Tiny => (Duration::from_millis(10), 1, vec![10, 100, 1_000]),
             Profile::Quick => (Duration::from_millis(120), 3, vec![10, 100, 1_000, 10_000]),
             Profile::Full => (Duration::from_secs(1), 5, vec![10, 100, 1_000, 10_000]),
         };
