@@ -1,0 +1,332 @@
+//! One function per classic claim: its rule, its verdict and the evidence.
+
+use super::*;
+
+pub(super) fn creation(f: &Figures) -> Claim {
+    cost_claim(
+        f,
+        "creation",
+        "process creation costs more than thread creation",
+        "spawn.fork",
+        "spawn.thread",
+        ("fork", "thread spawn"),
+    )
+}
+
+pub(super) fn switch(f: &Figures) -> Claim {
+    cost_claim(
+        f,
+        "switch",
+        "a switch between threads is cheaper than a switch between processes",
+        "switch.futex.process.pinned",
+        "switch.futex.thread.pinned",
+        ("process switch", "thread switch"),
+    )
+}
+
+pub(super) fn memory(f: &Figures) -> Claim {
+    cost_claim(
+        f,
+        "memory",
+        "processes use more memory per worker than threads",
+        "memory.uss_per_worker.process.10",
+        "memory.uss_per_worker.thread.10",
+        ("per process", "per thread"),
+    )
+}
+
+pub(super) fn synchronization(f: &Figures) -> Claim {
+    cost_claim(
+        f,
+        "synchronization",
+        "synchronizing processes costs more than synchronizing threads",
+        "sync.mutex.uncontended.process",
+        "sync.mutex.uncontended.thread",
+        ("process-shared mutex", "thread mutex"),
+    )
+}
+
+/// The IPC experiment's transports, with the names the evidence uses.
+const TRANSPORTS: [(&str, &str); 6] = [
+    ("channel", "channel"),
+    ("shm", "shm ring"),
+    ("pipe", "pipe"),
+    ("unix", "unix socket"),
+    ("mq", "message queue"),
+    ("tcp", "TCP"),
+];
+
+/// The fastest 64 B round trip between two `partner`s (threads or processes) over any
+/// transport measured: its key, the transport's name and the value.
+pub(super) fn fastest(f: &Figures, partner: &str) -> Option<(String, &'static str, f64)> {
+    TRANSPORTS
+        .iter()
+        .filter_map(|(t, name)| {
+            let key = format!("ipc.rtt.{t}.{partner}.64");
+            f.value(&key).map(|v| (key, *name, v))
+        })
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+}
+
+/// The fastest way threads talk against the fastest way processes do (like with like: each
+/// side's best), with every same-transport pair beside it in the evidence. Processes' best
+/// costs more: confirmed; less: refuted; within the tolerance: depends.
+pub(super) fn communication(f: &Figures) -> Claim {
+    let (id, statement) = ("communication", "threads communicate faster than processes");
+    let keys = [
+        "ipc.rtt.pipe.process.64",
+        "ipc.rtt.shm.process.64",
+        "ipc.rtt.channel.thread.64",
+    ];
+    let (Some((thread_key, thread_via, thread)), Some((process_key, process_via, process))) =
+        (fastest(f, "thread"), fastest(f, "process"))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if keys.iter().any(|k| f.value(k).is_none()) {
+        return not_measured(id, statement, &keys, f);
+    }
+    let (verdict, ratio) = costs_more(process, thread);
+    let same: Vec<String> = TRANSPORTS
+        .iter()
+        .filter_map(|(t, name)| {
+            let threads = format!("ipc.rtt.{t}.thread.64");
+            let processes = format!("ipc.rtt.{t}.process.64");
+            let r = f.value(&processes)? / f.value(&threads)?;
+            Some(format!(
+                "{name} {} vs {} ({r:.2}×)",
+                f.shown(&threads)?,
+                f.shown(&processes)?
+            ))
+        })
+        .collect();
+    let evidence = format!(
+        "64 B round trip, the fastest of each kind: threads {} ({thread_via}) vs processes {} \
+         ({process_via}), {:.2}×; over the same transport, threads vs processes: {}",
+        f.shown(&thread_key).unwrap_or_default(),
+        f.shown(&process_key).unwrap_or_default(),
+        ratio.unwrap_or(f64::NAN),
+        if same.is_empty() {
+            "none measured".to_string()
+        } else {
+            same.join(", ")
+        },
+    );
+    let mut used: Vec<&str> = keys.to_vec();
+    for k in [thread_key.as_str(), process_key.as_str()] {
+        if !used.contains(&k) {
+            used.push(k);
+        }
+    }
+    claim(id, statement, &used, verdict, evidence)
+}
+
+/// Both halves (process crash contained, thread crash fatal) hold: confirmed; neither: refuted.
+pub(super) fn isolation(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "isolation",
+        "a crash in a process leaves the others running, while a crash in a thread takes the whole program down",
+    );
+    let keys = [
+        "isolation.faults",
+        "isolation.survived.process",
+        "isolation.whole_program_died.thread",
+    ];
+    let (Some(faults), Some(survived), Some(died)) =
+        (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if faults < 1.0 {
+        return claim(
+            id,
+            statement,
+            &keys,
+            Verdict::NotMeasured,
+            "no fault kinds were tried".to_string(),
+        );
+    }
+    let process_contained = survived >= faults;
+    let thread_fatal = died > 0.0;
+    let verdict = match (process_contained, thread_fatal) {
+        (true, true) => Verdict::Confirmed,
+        (false, false) => Verdict::Refuted,
+        _ => Verdict::Depends,
+    };
+    let (survived, faults, died) = (count(survived), count(faults), count(died));
+    let evidence = format!(
+        "process mode survived {survived} of {faults} fault kinds; in thread mode {died} of them \
+         killed the whole program; decided by isolation.survived.process = isolation.faults \
+         and isolation.whole_program_died.thread > 0"
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// Unsynchronized loses updates and both fixes are exact: confirmed. A fix that loses updates
+/// refutes it; no lost update in this run (a race is not guaranteed to show) is Depends.
+pub(super) fn race(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "race",
+        "an unsynchronized shared counter loses updates, and locks or atomics fix it",
+    );
+    let keys = [
+        "race.expected",
+        "race.final.unsync",
+        "race.final.mutex",
+        "race.final.atomic",
+        "race.ns_per_inc.unsync",
+        "race.ns_per_inc.mutex",
+        "race.ns_per_inc.atomic",
+    ];
+    let [Some(expected), Some(unsync), Some(mutex), Some(atomic)] =
+        [keys[0], keys[1], keys[2], keys[3]].map(|k| f.value(k))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let verdict = if mutex != expected || atomic != expected {
+        Verdict::Refuted
+    } else if unsync < expected {
+        Verdict::Confirmed
+    } else {
+        Verdict::Depends
+    };
+    let mut evidence = format!(
+        "unsynchronized: {} of {} ({} lost); Mutex: {}; fetch_add: {}",
+        count(unsync),
+        count(expected),
+        count(expected - unsync),
+        count(mutex),
+        count(atomic),
+    );
+    if let (Some(u), Some(m), Some(a)) = (f.value(keys[4]), f.value(keys[5]), f.value(keys[6])) {
+        evidence.push_str(&format!(
+            "; cost per increment: unsynchronized {}, Mutex {} ({:.1}×), fetch_add {} ({:.1}×)",
+            format_value(u, Unit::Ns),
+            format_value(m, Unit::Ns),
+            m / u,
+            format_value(a, Unit::Ns),
+            a / u,
+        ));
+    }
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+pub(super) fn no_shared_memory(f: &Figures) -> Claim {
+    let (id, statement) = ("no-shared-memory", "processes do not share ordinary memory");
+    let keys = ["race.parent_after.process_copy"];
+    let Some(after) = f.value(keys[0]) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let verdict = if after == 0.0 {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
+    let evidence = format!(
+        "a forked child incremented its copy of the counter; the parent's counter read {} \
+         afterwards (0 means not shared); decided by race.parent_after.process_copy = 0",
+        count(after)
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// Both modes reach [`GOOD_EFFICIENCY`]: confirmed; neither reaches [`POOR_EFFICIENCY`]: refuted.
+pub(super) fn multi_core(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "multi-core",
+        "both processes and threads use many cores for CPU-bound work (no GIL in Rust)",
+    );
+    let keys = [
+        "scaling.cores",
+        "scaling.speedup.thread.cores",
+        "scaling.speedup.process.cores",
+    ];
+    let (Some(cores), Some(thread), Some(process)) =
+        (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if cores < 2.0 {
+        return claim(
+            id,
+            statement,
+            &keys,
+            Verdict::Depends,
+            format!("only {cores} core here: nothing to scale to"),
+        );
+    }
+    let (te, pe) = (thread / cores, process / cores);
+    let verdict = if te >= GOOD_EFFICIENCY && pe >= GOOD_EFFICIENCY {
+        Verdict::Confirmed
+    } else if te < POOR_EFFICIENCY && pe < POOR_EFFICIENCY {
+        Verdict::Refuted
+    } else {
+        Verdict::Depends
+    };
+    let evidence = format!(
+        "speed-up with {cores} workers on {cores} cores: threads {thread:.2}× ({:.0} % efficient), \
+         processes {process:.2}× ({:.0} %); confirmed when both reach {:.0} %, refuted when \
+         neither reaches {:.0} %",
+        te * 100.0,
+        pe * 100.0,
+        GOOD_EFFICIENCY * 100.0,
+        POOR_EFFICIENCY * 100.0,
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+pub(super) fn over_threading(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "over-threading",
+        "more CPU-bound threads than cores costs throughput (over-threading)",
+    );
+    let keys = ["scaling.oversubscription.thread"];
+    let Some(ratio) = f.value(keys[0]) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    // The cost is what is lost: throughput at cores / throughput at 2 × cores.
+    let (verdict, _) = costs_more(1.0, ratio);
+    let evidence = format!(
+        "2 × cores threads reach {:.0} % of the throughput of cores threads; \
+         a loss beyond ±10 % decides; decided by scaling.oversubscription.thread",
+        ratio * 100.0
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// The better of threads and async against processes, for 1 000 concurrent waits.
+pub(super) fn many_waits(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "many-waits",
+        "threads or async tasks suit many concurrent waits better than processes",
+    );
+    let keys = [
+        "scaling.io.completion.process.1000",
+        "scaling.io.completion.thread.1000",
+        "scaling.io.completion.async.1000",
+    ];
+    let (Some(process), Some(thread), Some(async_task)) =
+        (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let best = thread.min(async_task);
+    let (verdict, ratio) = costs_more(process, best);
+    let evidence = format!(
+        "1 000 concurrent waits done in: processes {}, threads {}, async {}; processes / best \
+         = {:.2}× ({})",
+        format_value(process, Unit::Ns),
+        format_value(thread, Unit::Ns),
+        format_value(async_task, Unit::Ns),
+        ratio.unwrap_or(f64::NAN),
+        ratio_words(verdict),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+pub(super) fn find<'c>(claims: &'c [Claim], id: &str) -> &'c Claim {
+    claims
+        .iter()
+        .find(|c| c.id == id)
+        .expect("judge builds every claim the headline refers to")
+}

@@ -1,0 +1,164 @@
+//! The figure keys the verdicts read (the table in the module documentation).
+
+use crate::report::Unit;
+
+/// A figure key the verdicts read, with its unit and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub key: &'static str,
+    pub unit: Unit,
+    pub meaning: &'static str,
+}
+
+const fn key(key: &'static str, unit: Unit, meaning: &'static str) -> Key {
+    Key { key, unit, meaning }
+}
+
+/// Every figure key [`judge`] reads; the module documentation shows the same table.
+pub const KEYS: &[Key] = &[
+    key(
+        "spawn.thread",
+        Unit::Ns,
+        "thread create + first instruction + exit + join",
+    ),
+    key(
+        "spawn.fork",
+        Unit::Ns,
+        "fork + first instruction + _exit + waitpid",
+    ),
+    key(
+        "spawn.pool_worker",
+        Unit::Ns,
+        "proctor worker forked from the fork server, ready",
+    ),
+    key("spawn.async", Unit::Ns, "async task spawn + completion"),
+    key(
+        "switch.futex.thread.pinned",
+        Unit::Ns,
+        "thread switch, futex, same CPU",
+    ),
+    key(
+        "switch.futex.process.pinned",
+        Unit::Ns,
+        "process switch, futex, same CPU",
+    ),
+    key(
+        "ipc.rtt.channel.thread.64",
+        Unit::Ns,
+        "64 B round trip, channel, threads",
+    ),
+    key(
+        "ipc.rtt.pipe.process.64",
+        Unit::Ns,
+        "64 B round trip, pipes, processes",
+    ),
+    key(
+        "ipc.rtt.shm.process.64",
+        Unit::Ns,
+        "64 B round trip, shm ring, processes",
+    ),
+    key(
+        "memory.uss_per_worker.thread.10",
+        Unit::Bytes,
+        "USS growth per thread worker (10)",
+    ),
+    key(
+        "memory.uss_per_worker.process.10",
+        Unit::Bytes,
+        "USS per process worker (10)",
+    ),
+    key(
+        "memory.per_task.async.10000",
+        Unit::Bytes,
+        "memory per async task (10 000)",
+    ),
+    key("isolation.faults", Unit::Count, "fault kinds tried"),
+    key(
+        "isolation.survived.process",
+        Unit::Count,
+        "fault kinds survived, process mode",
+    ),
+    key(
+        "isolation.survived.thread",
+        Unit::Count,
+        "fault kinds survived, thread mode",
+    ),
+    key(
+        "isolation.whole_program_died.thread",
+        Unit::Count,
+        "fault kinds fatal to the program, thread mode",
+    ),
+    key("race.expected", Unit::Count, "increments attempted"),
+    key(
+        "race.final.unsync",
+        Unit::Count,
+        "final counter, unsynchronized",
+    ),
+    key("race.final.mutex", Unit::Count, "final counter, Mutex"),
+    key("race.final.atomic", Unit::Count, "final counter, fetch_add"),
+    key(
+        "race.ns_per_inc.unsync",
+        Unit::Ns,
+        "time per increment, unsynchronized",
+    ),
+    key(
+        "race.ns_per_inc.mutex",
+        Unit::Ns,
+        "time per increment, Mutex",
+    ),
+    key(
+        "race.ns_per_inc.atomic",
+        Unit::Ns,
+        "time per increment, fetch_add",
+    ),
+    key(
+        "race.parent_after.process_copy",
+        Unit::Count,
+        "parent counter after a child incremented its copy",
+    ),
+    key(
+        "scaling.cores",
+        Unit::Count,
+        "logical CPUs = workers for the .cores speed-ups",
+    ),
+    key(
+        "scaling.speedup.thread.cores",
+        Unit::Ratio,
+        "CPU-bound speed-up, threads = cores",
+    ),
+    key(
+        "scaling.speedup.process.cores",
+        Unit::Ratio,
+        "CPU-bound speed-up, processes = cores",
+    ),
+    key(
+        "scaling.oversubscription.thread",
+        Unit::Ratio,
+        "throughput at 2x cores / at cores, threads",
+    ),
+    key(
+        "scaling.io.completion.thread.1000",
+        Unit::Ns,
+        "1 000 concurrent waits, threads",
+    ),
+    key(
+        "scaling.io.completion.process.1000",
+        Unit::Ns,
+        "1 000 concurrent waits, processes",
+    ),
+    key(
+        "scaling.io.completion.async.1000",
+        Unit::Ns,
+        "1 000 concurrent waits, async tasks",
+    ),
+    key(
+        "sync.mutex.uncontended.thread",
+        Unit::Ns,
+        "uncontended Mutex lock + unlock",
+    ),
+    key(
+        "sync.mutex.uncontended.process",
+        Unit::Ns,
+        "uncontended process-shared mutex lock + unlock",
+    ),
+];

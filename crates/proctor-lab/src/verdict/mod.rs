@@ -1,0 +1,227 @@
+//! Verdicts: the classic claims about processes and threads, judged against the figures.
+//!
+//! [`judge`] is a pure function of the sections: it looks figures up by key, applies one declared
+//! rule per claim and returns the headline table and the claims. It never measures and never
+//! prints, so a test can perturb the figures and watch each verdict flip or hold.
+//!
+//! # Figure keys
+//!
+//! The experiments produce exactly these keys ([`KEYS`] holds the same list, with units, for
+//! tests and tools). Only figures of sections whose status is `Ok` count; a key that is missing,
+//! not finite, or in a failed or skipped section makes its claims [`Verdict::NotMeasured`].
+//!
+//! | key | unit | meaning |
+//! |---|---|---|
+//! | `spawn.thread` | ns | create a thread, run its first instruction, exit and join (warm median) |
+//! | `spawn.fork` | ns | fork, the child's first instruction, `_exit`, `waitpid` (warm median) |
+//! | `spawn.pool_worker` | ns | a proctor process worker forked from the fork server, ready for work |
+//! | `spawn.async` | ns | spawn an empty async task and await its completion |
+//! | `switch.futex.thread.pinned` | ns | one switch between two threads ping-ponging on a futex, same CPU, syscall cost subtracted |
+//! | `switch.futex.process.pinned` | ns | the same between two processes (futex in shared memory) |
+//! | `ipc.rtt.channel.thread.64` | ns | p50 round trip of 64 B between two threads over an in-process channel |
+//! | `ipc.rtt.pipe.process.64` | ns | p50 round trip of 64 B between two processes over a pair of pipes |
+//! | `ipc.rtt.shm.process.64` | ns | p50 round trip of 64 B between two processes over the shared-memory ring (futex wait) |
+//! | `memory.uss_per_worker.thread.10` | bytes | process USS growth per idle thread worker, 10 workers |
+//! | `memory.uss_per_worker.process.10` | bytes | USS per idle worker process, 10 workers |
+//! | `memory.per_task.async.10000` | bytes | memory growth per pending async task, 10 000 tasks |
+//! | `isolation.faults` | count | fault kinds tried (panic, abort, segfault, stack overflow, ...) |
+//! | `isolation.survived.process` | count | fault kinds after which every other task completed, process mode |
+//! | `isolation.survived.thread` | count | the same in thread mode |
+//! | `isolation.whole_program_died.thread` | count | fault kinds that killed the whole program in thread mode |
+//! | `race.expected` | count | increments attempted in total (2 threads × 100 000) |
+//! | `race.final.unsync` | count | final counter with unsynchronized read-modify-write |
+//! | `race.final.mutex` | count | final counter with a `Mutex` |
+//! | `race.final.atomic` | count | final counter with `fetch_add` |
+//! | `race.ns_per_inc.unsync` | ns | time per increment, unsynchronized |
+//! | `race.ns_per_inc.mutex` | ns | time per increment under the `Mutex`, 2 threads |
+//! | `race.ns_per_inc.atomic` | ns | time per `fetch_add`, 2 threads |
+//! | `race.parent_after.process_copy` | count | the parent's counter (started at 0) after a forked child incremented its copy |
+//! | `scaling.cores` | count | logical CPUs, the worker count of the `.cores` speed-ups |
+//! | `scaling.speedup.thread.cores` | ratio | CPU-bound speed-up over one worker, threads, workers = cores |
+//! | `scaling.speedup.process.cores` | ratio | the same with processes |
+//! | `scaling.oversubscription.thread` | ratio | throughput with 2 × cores threads / throughput with one thread per CPU |
+//! | `scaling.io.completion.thread.1000` | ns | wall time until 1 000 concurrent waits (10 ms each) complete, one thread per wait |
+//! | `scaling.io.completion.process.1000` | ns | the same, one process per wait |
+//! | `scaling.io.completion.async.1000` | ns | the same, one async task per wait |
+//! | `sync.mutex.uncontended.thread` | ns | lock + unlock of an uncontended thread-local `Mutex` |
+//! | `sync.mutex.uncontended.process` | ns | lock + unlock of an uncontended process-shared futex mutex |
+//!
+//! # Rules
+//!
+//! Cost comparisons use one declared tolerance, [`TOLERANCE`]: with `ratio = costly / cheap`,
+//! a ratio above `1 + TOLERANCE` confirms "costly costs more", a ratio below `1 / (1 + TOLERANCE)`
+//! refutes it, and anything in between is [`Verdict::Depends`] (the two are within ±10 % here).
+//! Each claim's evidence names the figures and the ratio that decided it.
+
+use std::collections::HashMap;
+
+use crate::render::format_value;
+use crate::report::{Claim, Figure, HeadlineRow, Section, Status, Unit, Verdict};
+
+/// Relative difference below which two costs count as the same (10 %).
+pub const TOLERANCE: f64 = 0.10;
+
+/// Parallel efficiency (speed-up / cores) at or above which a mode "uses many cores".
+pub const GOOD_EFFICIENCY: f64 = 0.75;
+
+/// Parallel efficiency below which a mode does not use many cores.
+pub const POOR_EFFICIENCY: f64 = 0.5;
+
+mod claims;
+mod headline;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{KEYS, Key};
+
+use claims::*;
+use headline::headline;
+
+/// Computes the headline table and the claims from the sections' figures.
+///
+/// Pure: the same sections always give the same verdicts. Figures of failed or skipped sections
+/// are ignored, so their claims come out [`Verdict::NotMeasured`].
+pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
+    let f = Figures::new(sections);
+    let claims = vec![
+        creation(&f),
+        switch(&f),
+        communication(&f),
+        isolation(&f),
+        memory(&f),
+        race(&f),
+        no_shared_memory(&f),
+        multi_core(&f),
+        over_threading(&f),
+        many_waits(&f),
+        synchronization(&f),
+    ];
+    let headline = headline(&f, &claims);
+    (headline, claims)
+}
+
+/// The usable figures of the sections that ran, by key, and every section's status by id.
+struct Figures<'a> {
+    by_key: HashMap<&'a str, &'a Figure>,
+    status: HashMap<&'a str, &'a Status>,
+}
+
+impl<'a> Figures<'a> {
+    fn new(sections: &'a [Section]) -> Figures<'a> {
+        let status = sections
+            .iter()
+            .map(|s| (s.id.as_str(), &s.status))
+            .collect();
+        let by_key = sections
+            .iter()
+            .filter(|s| s.status == Status::Ok)
+            .flat_map(|s| s.figures.iter())
+            .filter(|f| f.value.is_finite())
+            .map(|f| (f.key.as_str(), f))
+            .collect();
+        Figures { by_key, status }
+    }
+
+    /// Why `key` has no usable figure, in words: "memory failed: <error>", "race did not run".
+    fn why_missing(&self, key: &str) -> String {
+        let experiment = key.split('.').next().unwrap_or(key);
+        match self.status.get(experiment) {
+            None => format!("{experiment} did not run"),
+            Some(Status::Failed { error }) => format!("{experiment} failed: {error}"),
+            Some(Status::Skipped { reason }) => format!("{experiment} was skipped: {reason}"),
+            Some(Status::Ok) => format!("{experiment} produced no usable {key}"),
+        }
+    }
+
+    fn value(&self, key: &str) -> Option<f64> {
+        self.by_key.get(key).map(|f| f.value)
+    }
+
+    /// The figure's value formatted with its unit, for the table cells.
+    fn shown(&self, key: &str) -> Option<String> {
+        self.by_key.get(key).map(|f| crate::render::figure_value(f))
+    }
+}
+
+/// Compares `costly / cheap` against [`TOLERANCE`]: `Confirmed` when `costly` is clearly more.
+fn costs_more(costly: f64, cheap: f64) -> (Verdict, Option<f64>) {
+    let ratio = costly / cheap;
+    if !(ratio.is_finite() && ratio > 0.0) {
+        return (Verdict::NotMeasured, None);
+    }
+    let verdict = if ratio > 1.0 + TOLERANCE {
+        Verdict::Confirmed
+    } else if ratio < 1.0 / (1.0 + TOLERANCE) {
+        Verdict::Refuted
+    } else {
+        Verdict::Depends
+    };
+    (verdict, Some(ratio))
+}
+
+fn claim(id: &str, statement: &str, keys: &[&str], verdict: Verdict, evidence: String) -> Claim {
+    Claim {
+        id: id.to_string(),
+        statement: statement.to_string(),
+        verdict,
+        evidence,
+        figure_keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+/// The claim as NotMeasured, saying why its figures are missing.
+fn not_measured(id: &str, statement: &str, keys: &[&str], f: &Figures) -> Claim {
+    let mut reasons: Vec<String> = Vec::new();
+    for key in keys.iter().filter(|k| f.value(k).is_none()) {
+        let why = f.why_missing(key);
+        if !reasons.contains(&why) {
+            reasons.push(why);
+        }
+    }
+    let evidence = format!("not measured: {}", reasons.join("; "));
+    claim(id, statement, keys, Verdict::NotMeasured, evidence)
+}
+
+/// A count, grouped for reading ("200,000").
+fn count(v: f64) -> String {
+    format_value(v, Unit::Count)
+}
+
+fn ratio_words(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Confirmed => "clearly more",
+        Verdict::Refuted => "clearly less",
+        Verdict::Depends => "within ±10 %, the same here",
+        Verdict::NotMeasured => "not comparable",
+    }
+}
+
+/// A claim that `costly_key` costs more than `cheap_key`, decided by their ratio.
+fn cost_claim(
+    f: &Figures,
+    id: &str,
+    statement: &str,
+    costly_key: &str,
+    cheap_key: &str,
+    what: (&str, &str),
+) -> Claim {
+    let keys = [costly_key, cheap_key];
+    let (Some(costly), Some(cheap)) = (f.value(costly_key), f.value(cheap_key)) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let (verdict, ratio) = costs_more(costly, cheap);
+    let evidence = match ratio {
+        Some(r) => format!(
+            "{} {} vs {} {}: {:.2}× ({}); decided by {costly_key} / {cheap_key}",
+            what.0,
+            f.shown(costly_key).unwrap_or_default(),
+            what.1,
+            f.shown(cheap_key).unwrap_or_default(),
+            r,
+            ratio_words(verdict),
+        ),
+        None => format!("{costly_key} / {cheap_key} is not a usable ratio"),
+    };
+    claim(id, statement, &keys, verdict, evidence)
+}

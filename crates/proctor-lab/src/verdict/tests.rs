@@ -1,0 +1,377 @@
+use super::*;
+use crate::fixture;
+
+fn verdicts(sections: &[Section]) -> HashMap<String, Verdict> {
+    let (_, claims) = judge(sections);
+    claims.into_iter().map(|c| (c.id, c.verdict)).collect()
+}
+
+fn figure_mut<'s>(sections: &'s mut [Section], key: &str) -> &'s mut Figure {
+    sections
+        .iter_mut()
+        .flat_map(|s| s.figures.iter_mut())
+        .find(|f| f.key == key)
+        .unwrap_or_else(|| panic!("the full fixture has {key}"))
+}
+
+fn value(sections: &[Section], key: &str) -> f64 {
+    sections
+        .iter()
+        .find_map(|s| s.figure(key))
+        .map(|f| f.value)
+        .unwrap_or_else(|| panic!("the full fixture has {key}"))
+}
+
+/// The full fixture with `changes` applied: each sets a key to a value.
+fn perturbed(changes: &[(&str, f64)]) -> Vec<Section> {
+    let mut sections = fixture::all_sections();
+    for &(key, v) in changes {
+        figure_mut(&mut sections, key).value = v;
+    }
+    sections
+}
+
+/// The full fixture with the values of `a` and `b` exchanged.
+fn swapped(a: &str, b: &str) -> Vec<Section> {
+    let base = fixture::all_sections();
+    perturbed(&[(a, value(&base, b)), (b, value(&base, a))])
+}
+
+#[test]
+fn communication_compares_each_kinds_fastest_and_pairs_same_transports() {
+    let mut sections = fixture::all_sections();
+    // Threads over the same pipe and shm ring as the processes (the real lab measures
+    // both): the fastest thread transport is then the shm ring, not the channel.
+    figure_mut(&mut sections, "ipc.rtt.channel.thread.64").value = 4_000.0;
+    let ipc = sections.iter_mut().find(|s| s.id == "ipc").expect("ipc");
+    for (key, ns) in [
+        ("ipc.rtt.pipe.thread.64", 9_900.0),
+        ("ipc.rtt.shm.thread.64", 3_050.0),
+    ] {
+        ipc.figures.push(Figure::new(key, key, ns, Unit::Ns));
+    }
+    let (rows, claims) = judge(&sections);
+    let claim = claims
+        .iter()
+        .find(|c| c.id == "communication")
+        .expect("claim");
+    // 3.10 µs (shm, processes) against 3.05 µs (shm, threads): no clear difference.
+    assert_eq!(claim.verdict, Verdict::Depends, "{}", claim.evidence);
+    assert!(
+        claim
+            .evidence
+            .contains("threads 3.05 µs (shm ring) vs processes 3.10 µs (shm ring)"),
+        "{}",
+        claim.evidence
+    );
+    assert!(
+        claim.evidence.contains("pipe 9.90 µs vs 9.80 µs"),
+        "{}",
+        claim.evidence
+    );
+    let row = rows
+        .iter()
+        .find(|r| r.aspect == "communication")
+        .expect("row");
+    assert_eq!(row.thread.as_deref(), Some("3.05 µs (shm ring)"));
+    assert_eq!(row.process.as_deref(), Some("3.10 µs (shm ring)"));
+    let ratio = row.ratio.expect("a ratio");
+    assert!(
+        (ratio - 3_100.0 / 3_050.0).abs() < 1e-9,
+        "the row's ratio is its own cells': {ratio}"
+    );
+    assert_eq!(
+        row.verdict, claim.verdict,
+        "the row says what its claim says"
+    );
+}
+
+#[test]
+fn every_key_is_produced_by_the_full_fixture_with_its_unit() {
+    let sections = fixture::all_sections();
+    for k in KEYS {
+        let f = sections
+            .iter()
+            .find_map(|s| s.figure(k.key))
+            .unwrap_or_else(|| panic!("no figure {}", k.key));
+        assert_eq!(f.unit, k.unit, "{}", k.key);
+    }
+}
+
+#[test]
+fn claims_read_only_declared_keys() {
+    let declared: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+    let (_, claims) = judge(&fixture::all_sections());
+    for c in &claims {
+        assert!(!c.figure_keys.is_empty(), "{} names its figures", c.id);
+        for k in &c.figure_keys {
+            assert!(
+                declared.contains(&k.as_str()),
+                "{} reads undeclared {k}",
+                c.id
+            );
+        }
+    }
+}
+
+#[test]
+fn full_fixture_verdicts() {
+    use Verdict::*;
+    let want = [
+        ("creation", Confirmed),
+        ("switch", Confirmed),
+        ("communication", Confirmed),
+        ("isolation", Confirmed),
+        ("memory", Confirmed),
+        ("race", Confirmed),
+        ("no-shared-memory", Confirmed),
+        ("multi-core", Confirmed),
+        // 2 × cores keeps 97 % of the throughput: within the tolerance.
+        ("over-threading", Depends),
+        ("many-waits", Confirmed),
+        // 18.6 ns vs 17.9 ns: 1.04×, within the tolerance.
+        ("synchronization", Depends),
+    ];
+    let got = verdicts(&fixture::all_sections());
+    assert_eq!(got.len(), want.len());
+    for (id, v) in want {
+        assert_eq!(got[id], v, "{id}");
+    }
+}
+
+#[test]
+fn headline_has_every_aspect_with_its_claims_verdict() {
+    let (rows, claims) = judge(&fixture::all_sections());
+    let aspects: Vec<&str> = rows.iter().map(|r| r.aspect.as_str()).collect();
+    for aspect in [
+        "memory space",
+        "communication",
+        "creation overhead",
+        "context switching",
+        "fault isolation",
+        "resource usage",
+        "multi-core use",
+        "synchronization",
+    ] {
+        assert!(aspects.contains(&aspect), "{aspect}");
+    }
+    let creation = rows
+        .iter()
+        .find(|r| r.aspect == "creation overhead")
+        .unwrap();
+    assert_eq!(creation.thread.as_deref(), Some("18.4 µs"));
+    assert_eq!(creation.process.as_deref(), Some("112 µs"));
+    assert_eq!(creation.async_task.as_deref(), Some("1.15 µs"));
+    assert!((creation.ratio.unwrap() - 112.0 / 18.4).abs() < 1e-9);
+    let by_id = |id: &str| claims.iter().find(|c| c.id == id).unwrap().verdict;
+    assert_eq!(creation.verdict, by_id("creation"));
+    assert!(creation.deciding.contains("spawn.fork"));
+    let fault = rows.iter().find(|r| r.aspect == "fault isolation").unwrap();
+    assert_eq!(fault.process.as_deref(), Some("7 of 7 faults contained"));
+}
+
+#[test]
+fn swapping_thread_and_process_flips_cost_claims() {
+    use Verdict::*;
+    let cases = [
+        ("creation", "spawn.fork", "spawn.thread", Refuted),
+        (
+            "switch",
+            "switch.futex.process.pinned",
+            "switch.futex.thread.pinned",
+            Refuted,
+        ),
+        (
+            "memory",
+            "memory.uss_per_worker.process.10",
+            "memory.uss_per_worker.thread.10",
+            Refuted,
+        ),
+        // Within the tolerance either way round: still depends.
+        (
+            "synchronization",
+            "sync.mutex.uncontended.process",
+            "sync.mutex.uncontended.thread",
+            Depends,
+        ),
+        // The channel now slower than the pipe and the shm ring: threads lose to both.
+        (
+            "communication",
+            "ipc.rtt.pipe.process.64",
+            "ipc.rtt.channel.thread.64",
+            Refuted,
+        ),
+        // Async is still the best at many waits, so swapping threads and processes holds.
+        (
+            "many-waits",
+            "scaling.io.completion.process.1000",
+            "scaling.io.completion.thread.1000",
+            Confirmed,
+        ),
+    ];
+    for (id, a, b, want) in cases {
+        assert_eq!(verdicts(&swapped(a, b))[id], want, "{id} with {a} <-> {b}");
+    }
+}
+
+#[test]
+fn tolerance_decides_depends() {
+    use Verdict::*;
+    let thread = 18_400.0;
+    for (fork, want) in [
+        (thread * 1.05, Depends),
+        (thread * 0.95, Depends),
+        (thread * 1.11, Confirmed),
+        (thread / 1.11, Refuted),
+    ] {
+        let got = verdicts(&perturbed(&[("spawn.fork", fork)]))["creation"];
+        assert_eq!(got, want, "fork {fork}");
+    }
+}
+
+#[test]
+fn each_rule_flips_or_holds_as_declared() {
+    use Verdict::*;
+    // (claim id, figures to change, the verdict after the change)
+    type Case<'a> = (&'a str, &'a [(&'a str, f64)], Verdict);
+    let cases: &[Case] = &[
+        // Shared memory between processes as fast as the channel: it depends on transport.
+        (
+            "communication",
+            &[("ipc.rtt.shm.process.64", 2_400.0)],
+            Depends,
+        ),
+        (
+            "communication",
+            &[("ipc.rtt.channel.thread.64", 20_000.0)],
+            Refuted,
+        ),
+        ("isolation", &[("isolation.survived.process", 6.0)], Depends),
+        (
+            "isolation",
+            &[("isolation.whole_program_died.thread", 0.0)],
+            Depends,
+        ),
+        (
+            "isolation",
+            &[
+                ("isolation.survived.process", 2.0),
+                ("isolation.whole_program_died.thread", 0.0),
+            ],
+            Refuted,
+        ),
+        ("race", &[("race.final.unsync", 200_000.0)], Depends),
+        ("race", &[("race.final.mutex", 199_999.0)], Refuted),
+        ("race", &[("race.final.atomic", 150_000.0)], Refuted),
+        (
+            "no-shared-memory",
+            &[("race.parent_after.process_copy", 100_000.0)],
+            Refuted,
+        ),
+        (
+            "multi-core",
+            &[("scaling.speedup.process.cores", 1.2)],
+            Depends,
+        ),
+        (
+            "multi-core",
+            &[
+                ("scaling.speedup.thread.cores", 0.98),
+                ("scaling.speedup.process.cores", 0.9),
+            ],
+            Refuted,
+        ),
+        ("multi-core", &[("scaling.cores", 1.0)], Depends),
+        (
+            "over-threading",
+            &[("scaling.oversubscription.thread", 0.8)],
+            Confirmed,
+        ),
+        (
+            "over-threading",
+            &[("scaling.oversubscription.thread", 1.2)],
+            Refuted,
+        ),
+        (
+            "many-waits",
+            &[("scaling.io.completion.process.1000", 10e6)],
+            Refuted,
+        ),
+        (
+            "many-waits",
+            &[("scaling.io.completion.process.1000", 13e6)],
+            Depends,
+        ),
+        (
+            "synchronization",
+            &[("sync.mutex.uncontended.process", 30.0)],
+            Confirmed,
+        ),
+        (
+            "synchronization",
+            &[("sync.mutex.uncontended.process", 10.0)],
+            Refuted,
+        ),
+    ];
+    for (id, changes, want) in cases {
+        assert_eq!(
+            verdicts(&perturbed(changes))[*id],
+            *want,
+            "{id} after {changes:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_failed_or_unusable_figures_are_not_measured() {
+    // A missing key.
+    let mut sections = fixture::all_sections();
+    for s in &mut sections {
+        s.figures.retain(|f| f.key != "spawn.thread");
+    }
+    let got = verdicts(&sections);
+    assert_eq!(got["creation"], Verdict::NotMeasured);
+    assert_eq!(got["switch"], Verdict::Confirmed, "other claims hold");
+
+    // A failed section: its figures do not count, and the evidence says why.
+    let mut sections = fixture::all_sections();
+    let race = sections.iter_mut().find(|s| s.id == "race").unwrap();
+    race.status = Status::Failed {
+        error: "fork failed".to_string(),
+    };
+    let (rows, claims) = judge(&sections);
+    for c in claims
+        .iter()
+        .filter(|c| c.id == "race" || c.id == "no-shared-memory")
+    {
+        assert_eq!(c.verdict, Verdict::NotMeasured, "{}", c.id);
+        assert!(
+            c.evidence.contains("race failed: fork failed"),
+            "{}",
+            c.evidence
+        );
+    }
+    let space = rows.iter().find(|r| r.aspect == "memory space").unwrap();
+    assert_eq!(space.verdict, Verdict::NotMeasured);
+    assert_eq!(space.thread, None);
+
+    // Not a number, or a zero denominator.
+    let got = verdicts(&perturbed(&[("switch.futex.thread.pinned", f64::NAN)]));
+    assert_eq!(got["switch"], Verdict::NotMeasured);
+    let got = verdicts(&perturbed(&[("spawn.thread", 0.0)]));
+    assert_eq!(got["creation"], Verdict::NotMeasured);
+
+    // Nothing ran at all.
+    let (rows, claims) = judge(&[]);
+    assert!(claims.iter().all(|c| c.verdict == Verdict::NotMeasured));
+    assert!(
+        rows.iter()
+            .all(|r| r.verdict == Verdict::NotMeasured && r.ratio.is_none())
+    );
+}
+
+#[test]
+fn judge_is_pure() {
+    let sections = fixture::all_sections();
+    assert_eq!(judge(&sections), judge(&sections));
+}
