@@ -366,17 +366,69 @@ pub(crate) fn write_frame(
 /// Reads one length-prefixed frame into `buf` through `read`, looping over partial reads.
 ///
 /// The header is validated before the payload is read or any memory reserved for it.
-pub(crate) fn read_frame(
+/// Bytes a stream endpoint read past the end of the last frame, kept for the next one: a small
+/// message then costs one `read` (header and payload together), not two. Its buffer is
+/// allocated with the endpoint, so receiving allocates nothing (a forked child may use it).
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadAhead {
+    pub(crate) fn new() -> ReadAhead {
+        ReadAhead {
+            buf: vec![0u8; READ_AHEAD].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+/// Bytes read at once from a stream: a page of small messages and their headers.
+const READ_AHEAD: usize = 4096;
+
+/// Reads one frame through `ahead`: as much as the stream has (up to a page), takes the
+/// header and as much payload as came with it, and reads the rest of a large payload straight
+/// into `buf`.
+pub(crate) fn read_frame_ahead(
     kind: TransportKind,
     max: usize,
     buf: &mut Vec<u8>,
+    ahead: &mut ReadAhead,
     mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
 ) -> Result<(), Error> {
+    while ahead.end - ahead.start < HEADER_LEN {
+        if ahead.buf.len() - ahead.start < HEADER_LEN {
+            // A header cut at the end of the buffer: move what came to the front.
+            ahead.buf.copy_within(ahead.start..ahead.end, 0);
+            ahead.end -= ahead.start;
+            ahead.start = 0;
+        }
+        let n = loop {
+            match read(&mut ahead.buf[ahead.end..]) {
+                Ok(0) => return Err(Error::PeerGone { kind }),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(kind, "read", e)),
+            }
+        };
+        ahead.end += n;
+    }
     let mut header = [0u8; HEADER_LEN];
-    read_exact(kind, &mut header, &mut read)?;
+    header.copy_from_slice(&ahead.buf[ahead.start..ahead.start + HEADER_LEN]);
+    ahead.start += HEADER_LEN;
     let len = decode_header(kind, max, header)?;
     set_len(buf, len);
-    read_exact(kind, buf, &mut read)
+    let have = len.min(ahead.end - ahead.start);
+    buf[..have].copy_from_slice(&ahead.buf[ahead.start..ahead.start + have]);
+    ahead.start += have;
+    if ahead.start == ahead.end {
+        ahead.start = 0;
+        ahead.end = 0;
+    }
+    read_exact(kind, &mut buf[have..], &mut read)
 }
 
 fn read_exact(

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 
 use nix::fcntl::OFlag;
 
-use super::{Error, Transport, TransportKind, read_frame, write_frame};
+use super::{Error, ReadAhead, Transport, TransportKind, read_frame_ahead, write_frame};
 
 const KIND: TransportKind = TransportKind::Pipe;
 
@@ -26,6 +26,8 @@ pub struct Pipe {
     rx: File,
     tx: File,
     max: usize,
+    /// What the last read took past the end of its frame.
+    ahead: ReadAhead,
 }
 
 impl Pipe {
@@ -52,6 +54,7 @@ impl Pipe {
             rx: File::from(read),
             tx: File::from(write),
             max: max_message,
+            ahead: ReadAhead::new(),
         }
     }
 }
@@ -72,6 +75,6 @@ impl Transport for Pipe {
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let rx = &mut self.rx;
-        read_frame(KIND, self.max, buf, |dst| rx.read(dst))
+        read_frame_ahead(KIND, self.max, buf, &mut self.ahead, |dst| rx.read(dst))
     }
 }

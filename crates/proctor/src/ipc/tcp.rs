@@ -15,7 +15,7 @@ use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 
 use super::unix::send_nosignal;
-use super::{Error, Transport, TransportKind, read_frame, write_frame};
+use super::{Error, ReadAhead, Transport, TransportKind, read_frame_ahead, write_frame};
 
 const KIND: TransportKind = TransportKind::Tcp;
 
@@ -24,6 +24,8 @@ const KIND: TransportKind = TransportKind::Tcp;
 pub struct Tcp {
     stream: TcpStream,
     max: usize,
+    /// What the last read took past the end of its frame.
+    ahead: ReadAhead,
 }
 
 impl Tcp {
@@ -63,6 +65,7 @@ impl Tcp {
         Ok(Tcp {
             stream,
             max: max_message,
+            ahead: ReadAhead::new(),
         })
     }
 }
@@ -83,6 +86,6 @@ impl Transport for Tcp {
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let mut stream = &self.stream;
-        read_frame(KIND, self.max, buf, |dst| stream.read(dst))
+        read_frame_ahead(KIND, self.max, buf, &mut self.ahead, |dst| stream.read(dst))
     }
 }

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
-use super::{Error, Transport, TransportKind, read_frame, write_frame};
+use super::{Error, ReadAhead, Transport, TransportKind, read_frame_ahead, write_frame};
 
 const KIND: TransportKind = TransportKind::Unix;
 
@@ -19,6 +19,8 @@ const KIND: TransportKind = TransportKind::Unix;
 pub struct Unix {
     stream: UnixStream,
     max: usize,
+    /// What the last read took past the end of its frame.
+    ahead: ReadAhead,
 }
 
 impl Unix {
@@ -40,6 +42,7 @@ impl Unix {
         Unix {
             stream,
             max: max_message,
+            ahead: ReadAhead::new(),
         }
     }
 }
@@ -69,6 +72,6 @@ impl Transport for Unix {
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let mut stream = &self.stream;
-        read_frame(KIND, self.max, buf, |dst| stream.read(dst))
+        read_frame_ahead(KIND, self.max, buf, &mut self.ahead, |dst| stream.read(dst))
     }
 }
