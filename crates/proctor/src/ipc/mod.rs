@@ -363,9 +363,6 @@ pub(crate) fn write_frame(
     Ok(())
 }
 
-/// Reads one length-prefixed frame into `buf` through `read`, looping over partial reads.
-///
-/// The header is validated before the payload is read or any memory reserved for it.
 /// Bytes a stream endpoint read past the end of the last frame, kept for the next one: a small
 /// message then costs one `read` (header and payload together), not two. Its buffer is
 /// allocated with the endpoint, so receiving allocates nothing (a forked child may use it).
@@ -389,9 +386,10 @@ impl ReadAhead {
 /// Bytes read at once from a stream: a page of small messages and their headers.
 const READ_AHEAD: usize = 4096;
 
-/// Reads one frame through `ahead`: as much as the stream has (up to a page), takes the
-/// header and as much payload as came with it, and reads the rest of a large payload straight
-/// into `buf`.
+/// Reads one length-prefixed frame into `buf` through `ahead`: as much as the stream has (up
+/// to a page), the header and as much payload as came with it, then the rest of a large
+/// payload straight into `buf`, looping over partial reads. The header is validated before
+/// any memory is reserved for the payload.
 pub(crate) fn read_frame_ahead(
     kind: TransportKind,
     max: usize,
@@ -445,4 +443,69 @@ fn read_exact(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod read_ahead_tests {
+    use super::*;
+
+    /// Frames of `lens`, read back through a stream that hands out `chunk(i)` bytes at the
+    /// i-th read: headers cut anywhere, several frames in one read, payloads past the page.
+    fn round_trip(lens: &[usize], chunk: impl Fn(usize) -> usize) {
+        let mut stream = Vec::new();
+        for (k, &len) in lens.iter().enumerate() {
+            write_frame(TransportKind::Pipe, 1 << 20, &vec![k as u8; len], |iov| {
+                let n: usize = iov.iter().map(|s| s.len()).sum();
+                for s in iov {
+                    stream.extend_from_slice(s);
+                }
+                Ok(n)
+            })
+            .unwrap();
+        }
+        let mut at = 0;
+        let mut reads = 0;
+        let mut ahead = ReadAhead::new();
+        let mut buf = Vec::new();
+        for (k, &len) in lens.iter().enumerate() {
+            read_frame_ahead(TransportKind::Pipe, 1 << 20, &mut buf, &mut ahead, |dst| {
+                let n = chunk(reads).min(dst.len()).min(stream.len() - at);
+                reads += 1;
+                dst[..n].copy_from_slice(&stream[at..at + n]);
+                at += n;
+                Ok(n)
+            })
+            .unwrap();
+            assert_eq!(buf, vec![k as u8; len], "frame {k}");
+        }
+        assert_eq!(at, stream.len(), "every byte read once");
+    }
+
+    #[test]
+    fn frames_come_back_whole_however_the_stream_cuts_them() {
+        let lens = [0, 1, 64, 4090, 4092, 4096, 5000, 70_000, 3, 0, 64];
+        round_trip(&lens, |_| usize::MAX);
+        for size in [1, 2, 3, 5, 7, 4093, 4095, 6000] {
+            round_trip(&lens, |_| size);
+        }
+        round_trip(&lens, |i| [1, 4099, 2, 17, 4096, 3][i % 6]);
+    }
+
+    #[test]
+    fn a_small_message_takes_one_read() {
+        let mut stream = Vec::new();
+        write_frame(TransportKind::Pipe, 64, &[7u8; 64], |iov| {
+            iov.iter().for_each(|s| stream.extend_from_slice(s));
+            Ok(68)
+        })
+        .unwrap();
+        let (mut ahead, mut buf, mut reads) = (ReadAhead::new(), Vec::new(), 0);
+        read_frame_ahead(TransportKind::Pipe, 64, &mut buf, &mut ahead, |dst| {
+            reads += 1;
+            dst[..stream.len()].copy_from_slice(&stream);
+            Ok(stream.len())
+        })
+        .unwrap();
+        assert_eq!((buf.len(), reads), (64, 1));
+    }
 }
