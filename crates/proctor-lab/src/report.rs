@@ -257,7 +257,11 @@ pub struct CrossCheck {
 pub enum Verdict {
     Confirmed,
     Refuted,
+    /// Holds in one placement or size and not in another.
     Depends,
+    /// The figures do not differ by more than the tolerance, or their spreads overlap: this
+    /// machine cannot tell them apart (which is not the same as "depends").
+    NoClearDifference,
     /// The experiment behind it did not run or failed.
     NotMeasured,
 }

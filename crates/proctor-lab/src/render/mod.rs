@@ -166,6 +166,7 @@ pub fn verdict_label(verdict: Verdict) -> &'static str {
         Verdict::Confirmed => "confirmed",
         Verdict::Refuted => "refuted",
         Verdict::Depends => "depends",
+        Verdict::NoClearDifference => "no clear difference",
         Verdict::NotMeasured => "not measured",
     }
 }

@@ -272,6 +272,7 @@ fn verdict_color(verdict: Verdict) -> Color {
         Verdict::Confirmed => Color::Green,
         Verdict::Refuted => Color::Red,
         Verdict::Depends => Color::Yellow,
+        Verdict::NoClearDifference => Color::Blue,
         Verdict::NotMeasured => Color::DarkGrey,
     }
 }

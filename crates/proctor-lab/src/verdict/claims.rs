@@ -78,7 +78,7 @@ pub(super) fn communication(f: &Figures) -> Claim {
         "ipc.rtt.shm.process.64",
         "ipc.rtt.channel.thread.64",
     ];
-    let (Some((thread_key, thread_via, thread)), Some((process_key, process_via, process))) =
+    let (Some((thread_key, thread_via, _)), Some((process_key, process_via, _))) =
         (fastest(f, "thread"), fastest(f, "process"))
     else {
         return not_measured(id, statement, &keys, f);
@@ -86,7 +86,7 @@ pub(super) fn communication(f: &Figures) -> Claim {
     if keys.iter().any(|k| f.value(k).is_none()) {
         return not_measured(id, statement, &keys, f);
     }
-    let (verdict, ratio) = costs_more(process, thread);
+    let (verdict, ratio) = costs_more_clearly(f, &process_key, &thread_key);
     let same: Vec<String> = TRANSPORTS
         .iter()
         .filter_map(|(t, name)| {

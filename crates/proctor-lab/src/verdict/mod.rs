@@ -50,8 +50,11 @@
 //!
 //! Cost comparisons use one declared tolerance, [`TOLERANCE`]: with `ratio = costly / cheap`,
 //! a ratio above `1 + TOLERANCE` confirms "costly costs more", a ratio below `1 / (1 + TOLERANCE)`
-//! refutes it, and anything in between is [`Verdict::Depends`] (the two are within ±10 % here).
-//! Each claim's evidence names the figures and the ratio that decided it.
+//! refutes it, and anything in between is [`Verdict::NoClearDifference`]. A median ratio is
+//! not enough on a noisy machine: when both figures carry a spread and their p1–p99 ranges
+//! overlap, the verdict is [`Verdict::NoClearDifference`] too, whatever the medians say.
+//! [`Verdict::Depends`] is kept for a claim that holds in one placement or size and not in
+//! another. Each claim's evidence names the figures and the ratio that decided it.
 
 use std::collections::HashMap;
 
@@ -138,6 +141,11 @@ impl<'a> Figures<'a> {
         self.by_key.get(key).map(|f| f.value)
     }
 
+    /// The figure's p1–p99 spread, if it has one.
+    fn spread(&self, key: &str) -> Option<&crate::report::Spread> {
+        self.by_key.get(key).and_then(|f| f.spread.as_ref())
+    }
+
     /// The figure's value formatted with its unit, for the table cells.
     fn shown(&self, key: &str) -> Option<String> {
         self.by_key.get(key).map(|f| crate::render::figure_value(f))
@@ -155,9 +163,26 @@ fn costs_more(costly: f64, cheap: f64) -> (Verdict, Option<f64>) {
     } else if ratio < 1.0 / (1.0 + TOLERANCE) {
         Verdict::Refuted
     } else {
-        Verdict::Depends
+        Verdict::NoClearDifference
     };
     (verdict, Some(ratio))
+}
+
+/// [`costs_more`] for two figures, and no clear difference when their p1–p99 ranges overlap
+/// (the medians' ratio alone does not clear the noise).
+fn costs_more_clearly(f: &Figures, costly_key: &str, cheap_key: &str) -> (Verdict, Option<f64>) {
+    let (Some(costly), Some(cheap)) = (f.value(costly_key), f.value(cheap_key)) else {
+        return (Verdict::NotMeasured, None);
+    };
+    let (verdict, ratio) = costs_more(costly, cheap);
+    let overlap = match (f.spread(costly_key), f.spread(cheap_key)) {
+        (Some(a), Some(b)) => a.p1 <= b.p99 && b.p1 <= a.p99,
+        _ => false,
+    };
+    match verdict {
+        Verdict::Confirmed | Verdict::Refuted if overlap => (Verdict::NoClearDifference, ratio),
+        v => (v, ratio),
+    }
 }
 
 fn claim(id: &str, statement: &str, keys: &[&str], verdict: Verdict, evidence: String) -> Claim {
@@ -192,7 +217,10 @@ fn ratio_words(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Confirmed => "clearly more",
         Verdict::Refuted => "clearly less",
-        Verdict::Depends => "within ±10 %, the same here",
+        Verdict::Depends => "it depends on the placement or size",
+        Verdict::NoClearDifference => {
+            "no clear difference: within ±10 % or inside each other's p1–p99"
+        }
         Verdict::NotMeasured => "not comparable",
     }
 }
@@ -207,10 +235,10 @@ fn cost_claim(
     what: (&str, &str),
 ) -> Claim {
     let keys = [costly_key, cheap_key];
-    let (Some(costly), Some(cheap)) = (f.value(costly_key), f.value(cheap_key)) else {
+    if f.value(costly_key).is_none() || f.value(cheap_key).is_none() {
         return not_measured(id, statement, &keys, f);
-    };
-    let (verdict, ratio) = costs_more(costly, cheap);
+    }
+    let (verdict, ratio) = costs_more_clearly(f, costly_key, cheap_key);
     let evidence = match ratio {
         Some(r) => format!(
             "{} {} vs {} {}: {:.2}× ({}); decided by {costly_key} / {cheap_key}",

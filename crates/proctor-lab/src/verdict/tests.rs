@@ -56,7 +56,12 @@ fn communication_compares_each_kinds_fastest_and_pairs_same_transports() {
         .find(|c| c.id == "communication")
         .expect("claim");
     // 3.10 µs (shm, processes) against 3.05 µs (shm, threads): no clear difference.
-    assert_eq!(claim.verdict, Verdict::Depends, "{}", claim.evidence);
+    assert_eq!(
+        claim.verdict,
+        Verdict::NoClearDifference,
+        "{}",
+        claim.evidence
+    );
     assert!(
         claim
             .evidence
@@ -127,10 +132,10 @@ fn full_fixture_verdicts() {
         ("no-shared-memory", Confirmed),
         ("multi-core", Confirmed),
         // 2 × cores keeps 97 % of the throughput: within the tolerance.
-        ("over-threading", Depends),
+        ("over-threading", NoClearDifference),
         ("many-waits", Confirmed),
         // 18.6 ns vs 17.9 ns: 1.04×, within the tolerance.
-        ("synchronization", Depends),
+        ("synchronization", NoClearDifference),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
@@ -187,12 +192,12 @@ fn swapping_thread_and_process_flips_cost_claims() {
             "memory.uss_per_worker.thread.10",
             Refuted,
         ),
-        // Within the tolerance either way round: still depends.
+        // Within the tolerance either way round: still no clear difference.
         (
             "synchronization",
             "sync.mutex.uncontended.process",
             "sync.mutex.uncontended.thread",
-            Depends,
+            NoClearDifference,
         ),
         // The channel now slower than the pipe and the shm ring: threads lose to both.
         (
@@ -215,12 +220,12 @@ fn swapping_thread_and_process_flips_cost_claims() {
 }
 
 #[test]
-fn tolerance_decides_depends() {
+fn within_the_tolerance_there_is_no_clear_difference() {
     use Verdict::*;
     let thread = 18_400.0;
     for (fork, want) in [
-        (thread * 1.05, Depends),
-        (thread * 0.95, Depends),
+        (thread * 1.05, NoClearDifference),
+        (thread * 0.95, NoClearDifference),
         (thread * 1.11, Confirmed),
         (thread / 1.11, Refuted),
     ] {
@@ -235,11 +240,11 @@ fn each_rule_flips_or_holds_as_declared() {
     // (claim id, figures to change, the verdict after the change)
     type Case<'a> = (&'a str, &'a [(&'a str, f64)], Verdict);
     let cases: &[Case] = &[
-        // Shared memory between processes as fast as the channel: it depends on transport.
+        // Shared memory between processes as fast as the channel: no clear difference.
         (
             "communication",
             &[("ipc.rtt.shm.process.64", 2_400.0)],
-            Depends,
+            NoClearDifference,
         ),
         (
             "communication",
@@ -300,7 +305,7 @@ fn each_rule_flips_or_holds_as_declared() {
         (
             "many-waits",
             &[("scaling.io.completion.process.1000", 13e6)],
-            Depends,
+            NoClearDifference,
         ),
         (
             "synchronization",
@@ -374,4 +379,31 @@ fn missing_failed_or_unusable_figures_are_not_measured() {
 fn judge_is_pure() {
     let sections = fixture::all_sections();
     assert_eq!(judge(&sections), judge(&sections));
+}
+
+#[test]
+fn overlapping_spreads_are_no_clear_difference_whatever_the_medians() {
+    use crate::report::Spread;
+    let spread = |lo: f64, hi: f64| Spread {
+        min: lo,
+        p1: lo,
+        p99: hi,
+        max: hi,
+        samples: 30,
+        outliers: 0,
+    };
+    let mut sections = fixture::all_sections();
+    // Medians 1.3x apart, but the process figure's p1 lies below the thread's p99.
+    for (key, median, (lo, hi)) in [
+        ("spawn.fork", 24_000.0, (17_000.0, 30_000.0)),
+        ("spawn.thread", 18_400.0, (16_000.0, 21_000.0)),
+    ] {
+        let f = figure_mut(&mut sections, key);
+        f.value = median;
+        f.spread = Some(spread(lo, hi));
+    }
+    assert_eq!(verdicts(&sections)["creation"], Verdict::NoClearDifference);
+    // Apart: the same medians decide.
+    figure_mut(&mut sections, "spawn.fork").spread = Some(spread(22_000.0, 26_000.0));
+    assert_eq!(verdicts(&sections)["creation"], Verdict::Confirmed);
 }
