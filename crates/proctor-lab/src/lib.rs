@@ -9,6 +9,7 @@ pub mod crosscheck;
 pub mod experiment;
 pub mod machine;
 pub mod measure;
+pub mod procfs;
 pub mod progress;
 pub mod render;
 pub mod report;

@@ -248,14 +248,7 @@ fn mitigations() -> Vec<String> {
 
 /// Total memory in bytes (`MemTotal` in /proc/meminfo), without the rest of [`detect`].
 pub fn total_memory_bytes() -> Option<u64> {
-    meminfo_kib("MemTotal").map(|k| k * 1024)
-}
-
-fn meminfo_kib(field: &str) -> Option<u64> {
-    read("/proc/meminfo")?.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+    crate::procfs::read_kib_field("/proc/meminfo", "MemTotal")
 }
 
 #[cfg(test)]

@@ -346,16 +346,7 @@ pub fn thread_context_switches_raw() -> u64 {
 
 /// The resident set size of this process (`VmRSS` in /proc/self/status).
 pub fn process_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| {
-        let kib: u64 = l
-            .strip_prefix("VmRSS:")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
-    })
+    crate::procfs::read_kib_field("/proc/self/status", "VmRSS")
 }
 
 #[cfg(test)]

@@ -85,14 +85,6 @@ struct Usage {
     vsize: f64,
 }
 
-fn kib_field(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix(':')?;
-        let kib: f64 = rest.split_whitespace().next()?.parse().ok()?;
-        Some(kib * 1024.0)
-    })
-}
-
 /// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
 fn usage(pid: &str) -> Result<Usage> {
     let path = format!("/proc/{pid}/smaps_rollup");
@@ -100,7 +92,7 @@ fn usage(pid: &str) -> Result<Usage> {
     let status_path = format!("/proc/{pid}/status");
     let status =
         std::fs::read_to_string(&status_path).with_context(|| format!("read {status_path}"))?;
-    let field = |t: &str, n: &str| kib_field(t, n).unwrap_or(0.0);
+    let field = |t: &str, n: &str| crate::procfs::kib_field(t, n).map_or(0.0, |b| b as f64);
     Ok(Usage {
         rss: field(&rollup, "Rss"),
         pss: field(&rollup, "Pss"),
@@ -111,10 +103,7 @@ fn usage(pid: &str) -> Result<Usage> {
 }
 
 fn kernel_stack() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| kib_field(&m, "KernelStack"))
-        .unwrap_or(0.0)
+    crate::procfs::read_kib_field("/proc/meminfo", "KernelStack").map_or(0.0, |b| b as f64)
 }
 
 /// Reads exactly `n` bytes from `fd` (ready signals), looping over partial reads.
@@ -550,17 +539,4 @@ fn section_from(result: &MemoryResult) -> Section {
     );
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_kib_fields() {
-        let text = "Rss:                1024 kB\nPss:                 512 kB\n";
-        assert_eq!(kib_field(text, "Rss"), Some(1024.0 * 1024.0));
-        assert_eq!(kib_field(text, "Pss"), Some(512.0 * 1024.0));
-        assert_eq!(kib_field(text, "Pss_Anon"), None);
-    }
 }

@@ -217,12 +217,7 @@ fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
 /// Added USS of this process, in bytes, from `/proc/self/smaps_rollup`.
 fn uss(pid: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib * 1024.0)
-    };
+    let field = |name: &str| crate::procfs::kib_field(&text, name).map_or(0.0, |b| b as f64);
     Some(field("Private_Clean") + field("Private_Dirty"))
 }
 
