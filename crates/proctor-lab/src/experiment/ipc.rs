@@ -17,7 +17,7 @@
 //!
 //! **Placement** (rule 3): every round trip is measured pinned (both sides on one CPU:
 //! context switches), unpinned (the scheduler's choice) and, where two CPUs are allowed and the
-//! profile is not `tiny`, split (main on the first allowed CPU, the partner on the second:
+//! profile is not `tiny`, cross-CPU (main on the first allowed CPU, the partner on the second:
 //! cross-CPU wake-up latency). Throughput runs at the same placements.
 //!
 //! **shm** (rule 9): the ring spins for at most a few µs (only when the peer last ran on
@@ -35,7 +35,7 @@ use nix::unistd::{ForkResult, fork};
 use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
-use super::Partner;
+use super::{Partner, Placement};
 use crate::experiment::Experiment;
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
@@ -96,52 +96,12 @@ fn plan(profile: Profile, iterations: Option<u64>) -> Plan {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Placement {
-    /// Neither side pinned.
-    Unpinned,
-    /// Both sides pinned to this CPU.
-    Pinned(usize),
-    /// Main on the first CPU, the partner on the second.
-    Split(usize, usize),
-}
-
-impl Placement {
-    /// The figure key suffix.
-    fn suffix(self) -> &'static str {
-        match self {
-            Placement::Unpinned => "",
-            Placement::Pinned(_) => ".pinned",
-            Placement::Split(..) => ".split",
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Placement::Unpinned => "unpinned (the scheduler's choice)".to_string(),
-            Placement::Pinned(c) => format!("same CPU (cpu {c})"),
-            Placement::Split(a, b) => {
-                format!("cpu {a} <-> cpu {b} (cross-CPU wake-up latency)")
-            }
-        }
-    }
-
-    fn short(self) -> &'static str {
-        match self {
-            Placement::Unpinned => "unpinned",
-            Placement::Pinned(_) => "pinned",
-            Placement::Split(..) => "split",
-        }
-    }
-
-    /// (main's CPU, the partner's CPU), or `None` when unpinned.
-    fn cpus(self) -> Option<(usize, usize)> {
-        match self {
-            Placement::Unpinned => None,
-            Placement::Pinned(c) => Some((c, c)),
-            Placement::Split(a, b) => Some((a, b)),
-        }
+/// The figure key suffix of a placement: none when unpinned (the keys the verdicts read).
+fn suffix(p: Placement) -> &'static str {
+    match p {
+        Placement::Unpinned => "",
+        Placement::Pinned(_) => ".pinned",
+        Placement::CrossCpu(..) => ".cross_cpu",
     }
 }
 
@@ -292,7 +252,7 @@ impl Experiment for Ipc {
         // Split needs a second CPU; the tiny profile keeps to the two placements it checks.
         match cpus.get(1) {
             Some(&other) if config.profile != Profile::Tiny => {
-                placements.push(Placement::Split(cpu, other));
+                placements.push(Placement::CrossCpu(cpu, other));
             }
             _ => {}
         }
@@ -312,7 +272,7 @@ impl Experiment for Ipc {
                                     "{kind} {} {size} B {}, {}",
                                     partner.key(),
                                     mode.words(),
-                                    placement.short()
+                                    placement.key()
                                 ),
                             );
                             let r = run_pair(kind, partner, placement, mode, size, &plan)
@@ -379,7 +339,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
          with a 1-byte acknowledgement, so a batch ends when every message was received. The partner \
          is a thread or a process forked after the pair was created; transport, buffers, sizes and \
          placement are identical. Placement: pinned = both sides on one CPU (context switches); \
-         unpinned = the scheduler's choice; split = main and partner each pinned to its own CPU \
+         unpinned = the scheduler's choice; cross-CPU = main and partner each pinned to its own CPU \
          (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning while the peer \
          makes progress, up to {} ns without progress (only when the peer last ran on another \
          CPU), then sched_yield, then FUTEX_WAIT, and its \
@@ -403,7 +363,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
         let size = size_words(r.size_bytes);
         match r.mode {
             Mode::Echo => {
-                let key = format!("ipc.rtt.{base}{}", r.placement.suffix());
+                let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
                 let label = format!(
                     "{} round trip of {size} between {between}",
                     r.transport.name()
@@ -420,7 +380,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                                 "ipc.futex_wakes_per_msg.shm.{}.{}{}",
                                 r.partner.key(),
                                 r.size_bytes,
-                                r.placement.suffix()
+                                suffix(r.placement)
                             ),
                             &format!("shm FUTEX_WAKE calls per message, {size} round trips between {between}"),
                             r.futex_wakes_per_msg(),
@@ -434,7 +394,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 let t = r.throughput();
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.throughput.{base}{}", r.placement.suffix()),
+                        &format!("ipc.throughput.{base}{}", suffix(r.placement)),
                         &format!(
                             "{} one-way throughput, {size} messages between {between}",
                             r.transport.name()
@@ -448,7 +408,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 let m = r.messages_per_sec();
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.msgs.{base}{}", r.placement.suffix()),
+                        &format!("ipc.msgs.{base}{}", suffix(r.placement)),
                         &format!(
                             "{} one-way messages per second, {size} messages between {between}",
                             r.transport.name()
@@ -483,7 +443,7 @@ fn find_run<'a>(
             && r.partner == partner
             && r.size_bytes == size
             && r.mode == mode
-            && r.placement.short() == placement
+            && r.placement.key() == placement
     })
 }
 
@@ -521,10 +481,10 @@ fn table(d: &Data) -> Table {
                     rtt("pinned"),
                     rtt("unpinned"),
                     p99,
-                    rtt("split"),
+                    rtt("cross_cpu"),
                     mbs("pinned"),
                     mbs("unpinned"),
-                    mbs("split"),
+                    mbs("cross_cpu"),
                     msgs,
                     wakes,
                 ]);
@@ -540,10 +500,10 @@ fn table(d: &Data) -> Table {
             "RTT pinned",
             "RTT unpinned",
             "p99 unpinned",
-            "RTT split",
+            "RTT cross-CPU",
             "MB/s pinned",
             "MB/s unpinned",
-            "MB/s split",
+            "MB/s cross-CPU",
             "msgs/s unpinned",
             "FUTEX_WAKE/msg (unpinned)",
         ]
@@ -627,13 +587,13 @@ fn charts(d: &Data) -> Vec<Chart> {
     ];
     if d.runs
         .iter()
-        .any(|r| matches!(r.placement, Placement::Split(..)))
+        .any(|r| matches!(r.placement, Placement::CrossCpu(..)))
     {
         charts.push(line(
-            "throughput-split",
+            "throughput-cross-cpu",
             "One-way throughput by message size (each side on its own CPU)",
             "bytes per second",
-            throughput_series("split"),
+            throughput_series("cross_cpu"),
         ));
     }
     charts
@@ -672,18 +632,18 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
     }
     if d.runs
         .iter()
-        .any(|r| matches!(r.placement, Placement::Split(..)))
+        .any(|r| matches!(r.placement, Placement::CrossCpu(..)))
     {
         notes.push(
             "unpinned round trips mix same-CPU and cross-CPU exchanges (the scheduler places and \
-             moves both sides), so their per-op spread can be bimodal; the pinned and split rows \
+             moves both sides), so their per-op spread can be bimodal; the pinned and cross-CPU rows \
              separate the two cases"
                 .to_string(),
         );
     }
     let value = |key: &str| s.figure(key).map(|f| f.value);
     for &size in &d.sizes {
-        for suffix in ["", ".pinned", ".split"] {
+        for suffix in ["", ".pinned", ".cross_cpu"] {
             let (Some(pipe), Some(shm)) = (
                 value(&format!("ipc.rtt.pipe.process.{size}{suffix}")),
                 value(&format!("ipc.rtt.shm.process.{size}{suffix}")),
@@ -701,7 +661,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
                 ));
             }
         }
-        for suffix in ["", ".pinned", ".split"] {
+        for suffix in ["", ".pinned", ".cross_cpu"] {
             if let (true, Some(pipe), Some(shm)) = (
                 size == MIB,
                 value(&format!("ipc.throughput.pipe.process.{size}{suffix}")),
@@ -724,7 +684,7 @@ fn placement_words(suffix: &str) -> &'static str {
     match suffix {
         "" => "unpinned",
         ".pinned" => "pinned to one CPU",
-        _ => "split across two CPUs",
+        _ => "one CPU each (cross-CPU)",
     }
 }
 

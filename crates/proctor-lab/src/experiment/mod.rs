@@ -73,6 +73,46 @@ pub static ALL: &[&dyn Experiment] = &[
     &sync::SyncCost,
 ];
 
+/// Where the two sides of a two-party measurement run. Its `key` is the word figure keys and
+/// JSON use, the same in every experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Placement {
+    /// Both sides pinned to this CPU (a context switch per hand-off).
+    Pinned(usize),
+    /// Main pinned to the first CPU, the partner to the second (cross-CPU wake-ups).
+    CrossCpu(usize, usize),
+    /// Neither pinned: the scheduler decides, as `perf bench sched pipe` without `taskset`.
+    Unpinned,
+}
+
+impl Placement {
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Placement::Pinned(_) => "pinned",
+            Placement::CrossCpu(..) => "cross_cpu",
+            Placement::Unpinned => "unpinned",
+        }
+    }
+
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Placement::Pinned(c) => format!("same CPU (cpu {c})"),
+            Placement::CrossCpu(a, b) => format!("cpu {a} <-> cpu {b} (cross-CPU wake-up latency)"),
+            Placement::Unpinned => "unpinned (the scheduler's choice)".to_string(),
+        }
+    }
+
+    /// (main's CPU, the partner's CPU), or `None` when unpinned.
+    pub(crate) fn cpus(self) -> Option<(usize, usize)> {
+        match self {
+            Placement::Pinned(c) => Some((c, c)),
+            Placement::CrossCpu(a, b) => Some((a, b)),
+            Placement::Unpinned => None,
+        }
+    }
+}
+
 /// The other side of a two-party measurement: a thread of this process, or a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -38,7 +38,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe};
 use serde::Serialize;
 
-use super::Partner;
+use super::{Partner, Placement};
 use crate::crosscheck;
 use crate::experiment::Experiment;
 use crate::measure::{self, Measurement, Plan, time_ops};
@@ -77,44 +77,6 @@ impl Transport {
         match self {
             Transport::Pipe => "pipe",
             Transport::Futex => "futex",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Placement {
-    /// Both tasks pinned to this CPU.
-    SameCpu(usize),
-    /// Main pinned to the first CPU, the partner to the second.
-    CrossCpu(usize, usize),
-    /// Neither pinned: the scheduler decides, as `perf bench sched pipe` without `taskset`.
-    Unpinned,
-}
-
-impl Placement {
-    fn key(self) -> &'static str {
-        match self {
-            Placement::SameCpu(_) => "pinned",
-            Placement::CrossCpu(..) => "cross_cpu",
-            Placement::Unpinned => "unpinned",
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Placement::SameCpu(c) => format!("same CPU (cpu {c})"),
-            Placement::CrossCpu(a, b) => format!("cpu {a} <-> cpu {b} (cross-CPU wake-up latency)"),
-            Placement::Unpinned => "unpinned (the scheduler's choice)".to_string(),
-        }
-    }
-
-    /// (main's CPU, the partner's CPU), or `None` when unpinned.
-    fn cpus(self) -> Option<(usize, usize)> {
-        match self {
-            Placement::SameCpu(c) => Some((c, c)),
-            Placement::CrossCpu(a, b) => Some((a, b)),
-            Placement::Unpinned => None,
         }
     }
 }
@@ -237,7 +199,7 @@ impl Experiment for Switch {
                         &format!("{} {} same CPU, {} KiB", t.key(), p.key(), fp / KIB),
                     );
                     let r =
-                        ping_pong(t, p, Placement::SameCpu(cpu), fp, &plan).with_context(|| {
+                        ping_pong(t, p, Placement::Pinned(cpu), fp, &plan).with_context(|| {
                             format!(
                                 "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
                                 t.key(),
@@ -385,7 +347,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
             r.partner.plural(),
             fp_words(r.footprint_bytes)
         );
-        let same_cpu = matches!(r.placement, Placement::SameCpu(_));
+        let same_cpu = matches!(r.placement, Placement::Pinned(_));
         let half = r.rtt.scaled(0.5);
         s.figures.push(
             r.rtt
@@ -393,7 +355,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
                 .placed(&place),
         );
         let one = match r.placement {
-            Placement::SameCpu(_) => "switch",
+            Placement::Pinned(_) => "switch",
             Placement::CrossCpu(..) => "cross-CPU wake-up",
             Placement::Unpinned => "switch or wake-up, unpinned",
         };
@@ -517,7 +479,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
                 .filter(|r| {
                     r.transport == t
                         && r.partner == p
-                        && matches!(r.placement, Placement::SameCpu(_))
+                        && matches!(r.placement, Placement::Pinned(_))
                 })
                 .filter_map(|r| {
                     let os = one_sided_of(t, r.footprint_bytes)?;
