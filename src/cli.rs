@@ -5,7 +5,7 @@
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use proctor::ipc::TransportKind;
+use proctor_lab::ipc::TransportKind;
 use proctor_lab::{LabConfig, Profile, experiment};
 
 /// Processes or threads? Measures the difference on this machine.

@@ -130,7 +130,8 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod error;
-#[cfg(unix)]
+/// The lab's IPC transports, behind the `transports` feature (not part of the pool's API).
+#[cfg(all(unix, feature = "transports"))]
 pub mod ipc;
 mod pool;
 mod wire;

@@ -13,6 +13,7 @@ proctor::init_before_main!();
 mod experiments5;
 mod ipc;
 mod isolation;
+mod transport;
 
 /// Tests that fork children or count threads take this lock, so that one test's children and
 /// threads cannot show up in another test's "nothing left behind" checks.

@@ -34,4 +34,3 @@ mod soak;
 mod state;
 mod stream;
 mod thread_mode;
-mod transport;
