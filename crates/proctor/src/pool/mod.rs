@@ -64,6 +64,12 @@ pub struct Output {
 
 impl Output {
     /// The stdout as text (invalid UTF-8 replaced).
+    ///
+    /// ```
+    /// let out = proctor::Output { stdout: b"ok\n".to_vec(), stderr: vec![0xff] };
+    /// assert_eq!(out.stdout_text(), "ok\n");
+    /// assert_eq!(out.stderr_text(), "\u{fffd}");
+    /// ```
     pub fn stdout_text(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.stdout)
     }
@@ -251,6 +257,19 @@ impl<S: 'static> PoolBuilder<S> {
     ///
     /// Process mode only: threads share one stdout and stderr, so what one task writes
     /// cannot be told from another's.
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// # proctor::init();
+    /// fn shout(n: u64) -> u64 { eprintln!("warning: {n}"); n }
+    ///
+    /// let pool = proctor::Pool::processes(1).capture_output(true).build().unwrap();
+    /// let (outcome, output) = pool.submit(shout, 3).join_captured();
+    /// assert_eq!(outcome, Ok(3));
+    /// assert_eq!(output.stderr_text(), "warning: 3\n");
+    /// assert!(proctor::Pool::threads(1).capture_output(true).build().is_err());
+    /// # }
+    /// ```
     pub fn capture_output(mut self, capture: bool) -> Self {
         self.config.capture_output = capture;
         self
@@ -487,6 +506,14 @@ impl<S: 'static> Pool<S> {
     }
 
     /// [`Pool::submit`] for a task that uses its worker's state: `f(&state, arg)`.
+    ///
+    /// ```
+    /// fn greeting() -> String { "hello".to_string() }
+    /// fn greet(g: &String, name: String) -> String { format!("{g}, {name}") }
+    ///
+    /// let pool = proctor::Pool::threads(1).init_worker(greeting).build().unwrap();
+    /// assert_eq!(pool.submit_state(greet, "ada".to_string()).join(), Ok("hello, ada".into()));
+    /// ```
     pub fn submit_state<A, R, F>(&self, f: F, arg: A) -> Task<R>
     where
         F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
@@ -982,6 +1009,14 @@ impl<R> Task<R> {
     /// # Errors
     ///
     /// `Err(task)` when the outcome is not ready yet: join it later.
+    ///
+    /// ```
+    /// # fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// let pool = proctor::Pool::threads(1).build().unwrap();
+    /// let task = pool.submit(nap, 100);
+    /// let task = task.try_join().expect_err("not finished yet");
+    /// assert_eq!(task.join(), Ok(100));
+    /// ```
     pub fn try_join(self) -> Result<Result<R, TaskError>, Task<R>> {
         self.join_deadline(std::time::Instant::now())
     }
@@ -992,6 +1027,15 @@ impl<R> Task<R> {
     /// # Errors
     ///
     /// `Err(task)` when `timeout` passed first: join it later.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// let pool = proctor::Pool::threads(1).build().unwrap();
+    /// let task = pool.submit(nap, 300);
+    /// let task = task.join_timeout(Duration::from_millis(1)).expect_err("still running");
+    /// assert_eq!(task.join_timeout(Duration::from_secs(30)).ok(), Some(Ok(300)));
+    /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<R, TaskError>, Task<R>> {
         self.join_deadline(std::time::Instant::now() + timeout)
     }
@@ -1013,6 +1057,13 @@ impl<R> Task<R> {
 
     /// Waits for the task's outcome, and returns it with what the task wrote to stdout and
     /// stderr (see [`PoolBuilder::capture_output`]; without it the [`Output`] is empty).
+    ///
+    /// ```
+    /// // Without capture (here a thread pool, which cannot capture) the output is empty.
+    /// let pool = proctor::Pool::threads(1).build().unwrap();
+    /// let (outcome, output) = pool.submit(|n: u64| n * 2, 4).join_captured();
+    /// assert_eq!((outcome, output), (Ok(8), proctor::Output::default()));
+    /// ```
     pub fn join_captured(self) -> (Result<R, TaskError>, Output) {
         match self.inner {
             #[cfg(target_os = "linux")]

@@ -169,6 +169,18 @@ impl<'p, R> Stream<'p, R> {
     }
 
     /// Outcomes out of order, each with its item's index: see [`Unordered`].
+    ///
+    /// ```
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let mut got: Vec<(usize, u64)> = pool
+    ///     .stream(|n: u64| n + 1, 0..10u64)
+    ///     .window(4)
+    ///     .unordered()
+    ///     .map(|(i, o)| (i, o.unwrap()))
+    ///     .collect();
+    /// got.sort();
+    /// assert_eq!(got, (0..10).map(|i| (i, i as u64 + 1)).collect::<Vec<_>>());
+    /// ```
     pub fn unordered(self) -> Unordered<'p, R> {
         let mut early: Vec<OutcomeRun<R>> = self.parked.into_iter().collect();
         let rest: Vec<_> = self.current.collect();
