@@ -257,3 +257,18 @@ fn every_figure_a_verdict_reads_is_in_a_real_run() {
         "verdict keys no experiment produced: {missing:?}"
     );
 }
+
+#[test]
+fn methods_md_has_a_section_for_every_experiment() {
+    let methods = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/METHODS.md"))
+        .expect("METHODS.md at the repository root");
+    let listed = String::from_utf8(proctor(&["list"]).output().unwrap().stdout).unwrap();
+    for id in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        assert!(
+            methods
+                .lines()
+                .any(|l| l.starts_with("## ") && l.ends_with(&format!("(`{id}`)"))),
+            "METHODS.md has no section for `{id}`"
+        );
+    }
+}

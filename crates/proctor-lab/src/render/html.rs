@@ -70,7 +70,9 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "<header>\n<h1>Processes vs threads, measured</h1>\n<p class=\"muted\">{} · {} logical CPUs · \
-         kernel {} · proctor {} · profile {}</p>\n<p><code>{}</code></p>\n</header>",
+         kernel {} · proctor {} · profile {}</p>\n<p><code>{}</code></p>\n<p class=\"muted\">Each \
+         section states its method; <code>METHODS.md</code> in the proctor repository gathers \
+         them.</p>\n</header>",
         esc(&m.cpu_model),
         m.logical_cpus,
         esc(&m.kernel),

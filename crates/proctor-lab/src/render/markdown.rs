@@ -11,7 +11,8 @@ pub fn render(report: &Report) -> String {
     let m = &report.machine;
     out.push_str("# Processes vs threads, measured\n\n");
     out.push_str(&format!(
-        "{} · {} logical CPUs · kernel {} · proctor {} · `{}`\n\n",
+        "{} · {} logical CPUs · kernel {} · proctor {} · `{}`\n\nEach section states its \
+         method; `METHODS.md` in the proctor repository gathers them.\n\n",
         text(&m.cpu_model),
         m.logical_cpus,
         text(&m.kernel),

@@ -201,6 +201,8 @@ fn markdown() {
 
     AMD EPYC 7B13 · 2 logical CPUs · kernel 6.8.0-1015-gcp · proctor 0.1.0 · `proctor report --profile quick`
 
+    Each section states its method; `METHODS.md` in the proctor repository gathers them.
+
     > **Warning:** virtualized (kvm): switch and wake-up latencies include hypervisor exits
     > **Warning:** cpufreq governor not readable: frequency scaling unknown
 
