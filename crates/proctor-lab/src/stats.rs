@@ -1,8 +1,11 @@
 //! Statistics over samples: median, percentiles and outliers. Pure functions only.
 //!
 //! Outliers follow the rule hyperfine uses (Iglewicz and Hoaglin's modified Z-score):
-//! `M = 0.6745 · (x − median) / MAD`, and a sample with `|M| > 3.5` is flagged. Flagged
-//! samples are counted and reported, never dropped.
+//! `M = 0.6745 · (x − median) / MAD`, and a sample with `|M| > 3.5` is flagged. When more than
+//! half the samples are equal the MAD is zero, and, as Iglewicz and Hoaglin advise, the mean
+//! absolute deviation stands in for it: `M = (x − median) / (1.253314 · MeanAD)`. (Flagging
+//! every sample that differs from the median, as a zero MAD would, labelled a third of some
+//! runs' samples outliers.) Flagged samples are counted and reported, never dropped.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -93,22 +96,27 @@ pub fn mad(samples: &[f64]) -> f64 {
     median(&deviations)
 }
 
-/// The modified Z-score of every sample. When the MAD is zero (more than half the samples
-/// are equal), samples equal to the median score 0 and every other sample scores infinity,
-/// so they are flagged: with half the data identical, any different value stands out.
+/// The constant that makes the mean absolute deviation comparable with a standard deviation
+/// for normal data (sqrt(pi / 2)).
+const MEAN_AD_SCALE: f64 = 1.253_314;
+
+/// The modified Z-score of every sample. When the MAD is zero (more than half the samples are
+/// equal) the mean absolute deviation from the median stands in for it; when that is zero too,
+/// every sample equals the median and scores 0.
 pub fn modified_z_scores(samples: &[f64]) -> Vec<f64> {
     let m = median(samples);
     let d = mad(samples);
+    let mean_ad = samples.iter().map(|x| (x - m).abs()).sum::<f64>() / samples.len() as f64;
     samples
         .iter()
         .map(|x| {
             let dev = (x - m).abs();
             if d > 0.0 {
                 MAD_SCALE * dev / d
-            } else if dev == 0.0 {
-                0.0
+            } else if mean_ad > 0.0 {
+                dev / (MEAN_AD_SCALE * mean_ad)
             } else {
-                f64::INFINITY
+                0.0
             }
         })
         .collect()
@@ -218,6 +226,17 @@ mod tests {
         assert_eq!(percentile_sorted(&s, 99.0), 99.0);
         assert_eq!(percentile_sorted(&s, 100.0), 100.0);
         assert_eq!(percentile_sorted(&[10.0, 20.0], 50.0), 15.0);
+    }
+
+    #[test]
+    fn a_zero_mad_falls_back_to_the_mean_absolute_deviation() {
+        // Six equal samples make the MAD 0; the two others differ by 1 and by 20. A zero MAD
+        // would flag both; the mean absolute deviation (21 / 8) flags only the far one.
+        let samples = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 11.0, 30.0];
+        assert_eq!(mad(&samples), 0.0);
+        assert_eq!(count_outliers(&samples), 1);
+        // All equal: nothing stands out.
+        assert_eq!(count_outliers(&[4.0; 9]), 0);
     }
 
     #[test]
