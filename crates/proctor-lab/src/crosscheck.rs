@@ -26,7 +26,9 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
 /// What a tool run produced: its figure and the exact command, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolRun {
+    /// The exact command line that was run.
     pub command: String,
+    /// The tool's figure, or why there is none (tool missing, failed, output not understood).
     pub result: Result<f64, String>,
 }
 

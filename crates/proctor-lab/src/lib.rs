@@ -4,6 +4,7 @@
 //! Data flows one way: [`LabConfig`] → experiments (each returns a [`report::Section`]) →
 //! renderers. Experiments never print; progress goes through the [`Progress`] trait.
 #![warn(missing_debug_implementations)]
+#![warn(missing_docs)]
 
 pub mod crosscheck;
 pub mod experiment;
@@ -29,6 +30,7 @@ pub use report::Profile;
 /// What to measure and how much. Built by the CLI from its arguments, by tests directly.
 #[derive(Debug, Clone, Default)]
 pub struct LabConfig {
+    /// How much measuring to do.
     pub profile: Profile,
     /// Override the number of iterations (round trips, spawns...) per sample.
     pub iterations: Option<u64>,

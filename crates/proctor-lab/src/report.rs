@@ -18,12 +18,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// A whole lab run: the machine, one section per experiment, and the verdicts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The JSON schema version, [`SCHEMA_VERSION`] when written.
     pub schema_version: u32,
     /// Version of proctor that produced the report.
     pub proctor_version: String,
     /// The exact command line that produced the report.
     pub command_line: String,
+    /// How much measuring the run did.
     pub profile: Profile,
+    /// The machine the run measured.
     pub machine: Machine,
     /// The classic comparison table, one row per aspect (filled by the verdict step).
     pub headline: Vec<HeadlineRow>,
@@ -51,15 +54,19 @@ pub enum Profile {
 pub struct Section {
     /// The experiment id (`spawn`, `switch`, ...): file name, CLI value, JSON key, HTML anchor.
     pub id: String,
+    /// Human title of the experiment.
     pub title: String,
     /// How it was measured, in a few sentences: what one op is, placement, what is subtracted.
     pub method: String,
+    /// Whether the experiment produced its figures.
     pub status: Status,
     /// Wall time the experiment took.
     pub elapsed_ms: f64,
     /// Named figures the verdicts and the headline look up by key, e.g. `spawn.thread`.
     pub figures: Vec<Figure>,
+    /// Tables to show with the section.
     pub tables: Vec<Table>,
+    /// Charts to show with the section.
     pub charts: Vec<Chart>,
     /// Figures from established tools next to ours.
     pub cross_checks: Vec<CrossCheck>,
@@ -97,13 +104,16 @@ impl Section {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Status {
+    /// The experiment ran and produced its figures.
     Ok,
     /// The experiment failed; the rest of the report still stands.
     Failed {
+        /// The error that made it fail.
         error: String,
     },
     /// The experiment did not run (interrupted, unsupported here, not selected).
     Skipped {
+        /// Why it did not run.
         reason: String,
     },
 }
@@ -114,7 +124,9 @@ pub enum Status {
 pub enum Unit {
     /// Nanoseconds.
     Ns,
+    /// Bytes.
     Bytes,
+    /// Bytes per second.
     BytesPerSec,
     /// Operations (messages, tasks, increments) per second.
     PerSec,
@@ -122,6 +134,7 @@ pub enum Unit {
     Count,
     /// A dimensionless ratio (speed-up, efficiency).
     Ratio,
+    /// A percentage (0 to 100).
     Percent,
 }
 
@@ -134,7 +147,9 @@ pub struct Figure {
     pub label: String,
     /// The central value (median unless the label says otherwise).
     pub value: f64,
+    /// The unit of `value`.
     pub unit: Unit,
+    /// Spread of the samples behind `value`, where there are several.
     pub spread: Option<Spread>,
     /// Where it ran, e.g. "same CPU (cpu 0)" or "unpinned": every latency says which.
     pub placement: Option<String>,
@@ -146,6 +161,7 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure with no spread, placement or resolution.
     pub fn new(key: &str, label: &str, value: f64, unit: Unit) -> Figure {
         Figure {
             key: key.to_string(),
@@ -173,11 +189,13 @@ impl Figure {
         self.resolution.is_some_and(|r| self.value < r)
     }
 
+    /// The figure with this spread.
     pub fn with_spread(mut self, spread: Spread) -> Figure {
         self.spread = Some(spread);
         self
     }
 
+    /// The figure with this placement.
     pub fn placed(mut self, placement: &str) -> Figure {
         self.placement = Some(placement.to_string());
         self
@@ -187,9 +205,13 @@ impl Figure {
 /// Spread of the samples behind a figure, in the figure's unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
+    /// Smallest sample.
     pub min: f64,
+    /// 1st percentile.
     pub p1: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// Largest sample.
     pub max: f64,
     /// Number of samples (batches or per-op timestamps) behind the figure.
     pub samples: u64,
@@ -200,8 +222,11 @@ pub struct Spread {
 /// A table of preformatted cells.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
+    /// Title shown above the table.
     pub title: String,
+    /// Column headings.
     pub columns: Vec<String>,
+    /// Rows of cells, each as long as `columns`.
     pub rows: Vec<Vec<String>>,
 }
 
@@ -210,27 +235,40 @@ pub struct Table {
 pub struct Chart {
     /// Unique within the section; the HTML element id is `<section>-<id>`.
     pub id: String,
+    /// Title shown above the chart.
     pub title: String,
+    /// Line or bar chart.
     pub kind: ChartKind,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// Whether the x axis is logarithmic.
     pub x_log: bool,
+    /// Whether the y axis is logarithmic.
     pub y_log: bool,
     /// For bar charts: the category names, indexed by the points' x (0, 1, 2...).
     pub categories: Vec<String>,
+    /// The chart's series, each drawn as one line or set of bars.
     pub series: Vec<Series>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// How a chart is drawn.
 pub enum ChartKind {
+    /// Points joined by lines.
     Line,
+    /// Bars, one per category.
     Bar,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One named series of a chart.
 pub struct Series {
+    /// Name shown in the legend.
     pub name: String,
+    /// Points as (x, y), in the axes' units.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -243,8 +281,11 @@ pub struct CrossCheck {
     pub command: String,
     /// Our matching figure's key.
     pub ours_key: String,
+    /// Our figure, in `unit`, if we have it.
     pub ours: Option<f64>,
+    /// The tool's figure, in `unit`, if it produced one.
     pub theirs: Option<f64>,
+    /// The unit of both figures.
     pub unit: Unit,
     /// Why there is no figure ("perf not installed: apt install linux-perf"), or an explanation
     /// of a gap over 30%.
@@ -255,7 +296,9 @@ pub struct CrossCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The figures support the claim on this machine.
     Confirmed,
+    /// The figures contradict the claim on this machine.
     Refuted,
     /// Holds in one placement or size and not in another.
     Depends,
@@ -271,13 +314,17 @@ pub enum Verdict {
 pub struct HeadlineRow {
     /// e.g. "context switching".
     pub aspect: String,
+    /// The thread side's figure, formatted.
     pub thread: Option<String>,
+    /// The process side's figure, formatted.
     pub process: Option<String>,
+    /// The async task side's figure, formatted, where there is one.
     pub async_task: Option<String>,
     /// process / thread, where both are numbers.
     pub ratio: Option<f64>,
     /// The textbook claim, e.g. "switching between threads is faster".
     pub claim: String,
+    /// The verdict on the claim.
     pub verdict: Verdict,
     /// The figure that decides the verdict, in words.
     pub deciding: String,
@@ -286,9 +333,13 @@ pub struct HeadlineRow {
 /// A classic claim with its verdict and evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
+    /// Stable id of the claim, e.g. `communication`.
     pub id: String,
+    /// The claim in words, e.g. "threads communicate faster than processes".
     pub statement: String,
+    /// The verdict on this machine.
     pub verdict: Verdict,
+    /// The figures behind the verdict, in words.
     pub evidence: String,
     /// Keys of the figures the verdict was computed from.
     pub figure_keys: Vec<String>,

@@ -113,6 +113,7 @@ pub struct FutexMutex<T> {
 unsafe impl<T: Send> Sync for FutexMutex<T> {}
 
 impl<T> FutexMutex<T> {
+    /// An unlocked mutex holding `value`.
     pub fn new(value: T) -> FutexMutex<T> {
         FutexMutex {
             state: AtomicU32::new(0),
@@ -280,22 +281,27 @@ pub struct Children {
 }
 
 impl Children {
+    /// An empty set.
     pub fn new() -> Children {
         Children::default()
     }
 
+    /// Adds a forked child to the set.
     pub fn push(&mut self, pid: Pid) {
         self.pids.push(pid);
     }
 
+    /// The children's pids, in the order they were added.
     pub fn pids(&self) -> &[Pid] {
         &self.pids
     }
 
+    /// Number of children in the set.
     pub fn len(&self) -> usize {
         self.pids.len()
     }
 
+    /// True when the set holds no child.
     pub fn is_empty(&self) -> bool {
         self.pids.is_empty()
     }

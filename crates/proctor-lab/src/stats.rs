@@ -21,12 +21,19 @@ const MAD_SCALE: f64 = 0.6745;
 /// A summary of a set of samples, in the samples' unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Summary {
+    /// Median of the samples.
     pub median: f64,
+    /// Arithmetic mean of the samples.
     pub mean: f64,
+    /// Smallest sample.
     pub min: f64,
+    /// 1st percentile.
     pub p1: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// Largest sample.
     pub max: f64,
+    /// Number of samples.
     pub samples: u64,
     /// Samples whose modified Z-score exceeds [`OUTLIER_THRESHOLD`].
     pub outliers: u64,

@@ -91,7 +91,9 @@ impl Fault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    /// A pool of worker processes.
     Process,
+    /// A pool of worker threads.
     Thread,
 }
 
@@ -262,7 +264,9 @@ pub struct CellOutcome {
 /// One cell of the matrix: a fault on a kind of pool.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
+    /// The kind of pool the cell ran on.
     pub side: Side,
+    /// The fault the cell injected.
     pub fault: Fault,
     /// "the lab process" or "a sacrificial child process".
     pub ran_in: String,
@@ -283,7 +287,9 @@ pub struct Cell {
 /// Everything the experiment measured, for `Section::data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IsolationResult {
+    /// The sizes and limits of the run.
     pub plan: Plan,
+    /// Every cell of the matrix, one per fault and kind of pool.
     pub cells: Vec<Cell>,
     /// Descendant processes of the lab that appeared during the experiment and were still
     /// there after it (expected: none).

@@ -37,11 +37,14 @@ const MANY_TASKS: usize = 10_000;
 /// Everything measured, for `Section::data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryResult {
+    /// Bytes each worker writes before it parks.
     pub working_set_bytes: u64,
     /// Rust's default thread stack (2 MiB unless `RUST_MIN_STACK` says otherwise): reserved
     /// address space, mostly not resident.
     pub thread_stack_reserved_bytes: u64,
+    /// One point per model and worker count.
     pub workers: Vec<WorkerPoint>,
+    /// One point per async task count.
     pub tasks: Vec<TaskPoint>,
     /// Pids of every child this run forked (all killed and reaped before returning).
     pub child_pids: Vec<i32>,
@@ -54,9 +57,13 @@ pub struct MemoryResult {
 pub struct WorkerPoint {
     /// `process` or `thread`.
     pub model: String,
+    /// N, the number of idle workers.
     pub workers: usize,
+    /// Resident set size per worker, in bytes (counts every shared page once per process).
     pub rss_bytes: f64,
+    /// Proportional set size per worker, in bytes (shared pages split among their users).
     pub pss_bytes: f64,
+    /// Unique set size per worker, in bytes (`Private_Clean + Private_Dirty`).
     pub uss_bytes: f64,
     /// Page tables (`VmPTE`).
     pub page_table_bytes: f64,
@@ -69,9 +76,13 @@ pub struct WorkerPoint {
 /// N tokio tasks parked on a oneshot channel, per task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskPoint {
+    /// N, the number of parked tasks.
     pub tasks: usize,
+    /// Growth of this process's resident set size per task, in bytes.
     pub rss_bytes: f64,
+    /// Growth of this process's proportional set size per task, in bytes.
     pub pss_bytes: f64,
+    /// Growth of this process's unique set size per task, in bytes.
     pub uss_bytes: f64,
 }
 

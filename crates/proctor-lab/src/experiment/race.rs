@@ -32,6 +32,7 @@ pub struct Race;
 pub enum Variant {
     /// Atomic load then atomic store: a lost-update race without undefined behaviour.
     Unsync,
+    /// Each increment under a `std::sync::Mutex`.
     Mutex,
     /// `fetch_add`.
     Atomic,
@@ -69,18 +70,26 @@ impl Variant {
 /// Every repetition, for `Section::data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RaceResult {
+    /// Increments each worker (thread or process) makes.
     pub increments_per_worker: u64,
+    /// Repetitions of every run.
     pub repetitions: usize,
+    /// The thread runs, one per variant and thread count.
     pub runs: Vec<ThreadRuns>,
+    /// The two-process runs.
     pub processes: ProcessRuns,
 }
 
 /// One variant at one thread count, over all repetitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThreadRuns {
+    /// How the threads add to the counter.
     pub variant: Variant,
+    /// Number of threads incrementing the counter.
     pub threads: usize,
+    /// The final count if no update is lost: threads × increments per worker.
     pub expected: u64,
+    /// The counter's final value, per repetition.
     pub finals: Vec<u64>,
     /// Wall time from the first thread leaving the barrier to the last finish / all increments.
     pub ns_per_increment: Vec<f64>,
@@ -89,7 +98,9 @@ pub struct ThreadRuns {
 /// Two forked processes, over all repetitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessRuns {
+    /// Number of forked processes (2).
     pub workers: usize,
+    /// The final count if no update is lost: workers × increments per worker.
     pub expected: u64,
     /// What the parent read from the counter in ordinary memory after both children finished.
     pub parent_after_copy: Vec<u64>,

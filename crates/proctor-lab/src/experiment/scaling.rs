@@ -35,8 +35,11 @@ pub struct Scaling;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Model {
+    /// An OS thread.
     Thread,
+    /// A forked process.
     Process,
+    /// A tokio task.
     Async,
 }
 
@@ -53,35 +56,51 @@ impl Model {
 /// Everything measured, for `Section::data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScalingResult {
+    /// Number of CPUs this process may run on.
     pub cpus: usize,
+    /// Number of physical cores among those CPUs, where it could be read.
     pub physical_cores: Option<usize>,
     /// Kernel iterations in total, the same for every W.
     pub total_iterations: u64,
+    /// The CPU-bound points, one per model and worker count.
     pub cpu: Vec<CpuPoint>,
+    /// The I/O-bound points, one per model and unit count.
     pub io: Vec<IoPoint>,
     /// Points that were not measured, and why.
     pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// One CPU-bound measurement: a model at a worker count W.
 pub struct CpuPoint {
+    /// How the workers run.
     pub model: Model,
+    /// The worker count W.
     pub workers: usize,
     /// Release to last result, per repetition.
     pub elapsed_ns: Vec<f64>,
+    /// Median of `elapsed_ns`, in nanoseconds.
     pub median_ns: f64,
+    /// Kernel iterations per second at the median time.
     pub throughput_per_sec: f64,
+    /// T(1) / T(W) for the same model.
     pub speedup: f64,
+    /// Speed-up / W.
     pub efficiency: f64,
+    /// The combined checksum of the workers' results (of the last repetition).
     pub checksum: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// One I/O-bound measurement: a model at a unit count N.
 pub struct IoPoint {
+    /// How the units run.
     pub model: Model,
+    /// The unit count N.
     pub units: usize,
     /// Creation of the first unit to the end of the last, per repetition.
     pub completion_ns: Vec<f64>,
+    /// Median of `completion_ns`, in nanoseconds.
     pub median_ns: f64,
     /// Added USS when the last unit was created (processes: estimated, see the notes).
     pub memory_bytes: Option<f64>,

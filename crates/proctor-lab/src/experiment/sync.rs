@@ -33,24 +33,31 @@ pub struct SyncCost;
 /// Every sample behind the section, for `Section::data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncResult {
+    /// One result per scenario measured.
     pub scenarios: Vec<ScenarioResult>,
     /// `FUTEX_WAIT` / `FUTEX_WAKE` calls made by the process-shared mutex over all contended
     /// process batches (warm-up included): how often contention actually reached the kernel.
     pub process_mutex_futex_waits: u64,
+    /// `FUTEX_WAKE` calls made by the process-shared mutex, counted the same way.
     pub process_mutex_futex_wakes: u64,
     /// Total lock+unlock pairs behind those counts.
     pub process_mutex_ops: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// One scenario's samples: a lock or atomic, its contention and its placement.
 pub struct ScenarioResult {
+    /// The scenario's figure key.
     pub key: String,
+    /// The scenario's figure label.
     pub label: String,
+    /// Where it ran, e.g. "two CPUs (cpu 0 and cpu 1)".
     pub placement: String,
     /// Ops per side per batch, after calibration.
     pub iterations_per_batch: u64,
     /// Mean ns per op of each batch (warm-up batches excluded).
     pub samples_ns: Vec<f64>,
+    /// Median of `samples_ns`, in nanoseconds per op.
     pub median_ns: f64,
 }
 

@@ -19,7 +19,10 @@ use crate::report::{Figure, Report, Spread, Unit, Verdict};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// The terminal table; `color` adds ANSI colors (off for pipes and tests).
-    Table { color: bool },
+    Table {
+        /// Whether to add ANSI colors.
+        color: bool,
+    },
     /// Pretty JSON with `schema_version`.
     Json,
     /// GitHub-flavoured Markdown.

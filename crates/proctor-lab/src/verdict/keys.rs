@@ -5,8 +5,11 @@ use crate::report::Unit;
 /// A figure key the verdicts read, with its unit and meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
+    /// The figure key, e.g. `spawn.thread`.
     pub key: &'static str,
+    /// The figure's unit.
     pub unit: Unit,
+    /// What the figure measures, in words.
     pub meaning: &'static str,
 }
 
