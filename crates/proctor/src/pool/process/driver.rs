@@ -137,45 +137,34 @@ impl Shared {
                 let w = st.workers[slot]
                     .as_mut()
                     .expect("records come from a worker");
-                let mut direct = false;
-                let bytes = match arena::refresh(&mut w.arena) {
-                    Ok(()) => {
-                        let p = arena::progress(&w.arena);
-                        arena::records(&w.arena, &p).map(|r| {
-                            if r.len() >= n.max(1) * wire::INBOX_MIN {
-                                // Large results (64 KiB or more each) are decoded in place,
-                                // now, before the worker can be sent its next job: no copy as
-                                // large as they are. Many small ones are copied out, and
-                                // decoded while the worker runs its next job.
-                                direct = true;
-                                let it = RecordIter {
-                                    buf: r,
-                                    worker: w.id,
-                                    task: job.first_task + from as u64,
-                                    left: n,
-                                    broken: false,
-                                };
-                                job.sink.deliver_records(job.first_index + from, it);
-                                return 0..0;
-                            }
-                            let start = records.len();
-                            records.extend_from_slice(r);
-                            start..records.len()
-                        })
-                    }
-                    Err(_) => None,
-                };
-                if direct {
-                    st.delivered = true;
-                    return;
-                }
-                st.deliveries.push(Delivery {
+                let mut d = Delivery {
                     job,
                     from,
                     n,
-                    bytes,
+                    bytes: None,
                     worker: w.id,
+                };
+                let committed = arena::refresh(&mut w.arena).ok().and_then(|()| {
+                    let p = arena::progress(&w.arena);
+                    arena::records(&w.arena, &p)
                 });
+                match committed {
+                    // Large results (64 KiB or more each) are decoded in place, now, before the
+                    // worker can be sent its next job: no copy as large as they are.
+                    Some(r) if r.len() >= n.max(1) * wire::INBOX_MIN => {
+                        decode(&d, r);
+                        st.delivered = true;
+                    }
+                    // Many small ones are copied out, and decoded while the worker runs its
+                    // next job.
+                    Some(r) => {
+                        let start = records.len();
+                        records.extend_from_slice(r);
+                        d.bytes = Some(start..records.len());
+                        st.deliveries.push(d);
+                    }
+                    None => st.deliveries.push(d),
+                }
             }
             Action::Fail {
                 slot,
@@ -718,8 +707,13 @@ fn deliver(d: &Delivery, records: &[u8]) {
         });
         return;
     };
+    decode(d, &records[range]);
+}
+
+/// Hands the delivery's records, `buf`, to its job's sink.
+fn decode(d: &Delivery, buf: &[u8]) {
     let it = RecordIter {
-        buf: &records[range],
+        buf,
         worker: d.worker,
         task: d.job.first_task + d.from as u64,
         left: d.n,

@@ -192,11 +192,13 @@ impl Worker {
     pub(super) fn send_frame(&mut self, frame: &[u8]) -> bool {
         let args = &frame[wire::RUN_HEADER_LEN..];
         if args.len() >= wire::INBOX_MIN {
-            let want = args.len().next_power_of_two();
-            if self.inbox.grow(want).is_ok() {
-                self.inbox.tail_mut(0)[..args.len()].copy_from_slice(args);
-                let header = wire::shared_run(frame, args.len());
-                return self.requests.write_all(&header).is_ok();
+            let copy = |buf: &mut [u8]| {
+                let dst = buf.get_mut(..args.len()).ok_or(wire::WriteError::Full)?;
+                dst.copy_from_slice(args);
+                Ok(args.len())
+            };
+            if let Ok(sent) = self.send_deferred(frame, args.len(), copy) {
+                return sent;
             }
             // No room for a larger inbox: the pipe still works.
         }

@@ -487,30 +487,26 @@ impl ProcessPool {
         };
         let mut frame = Vec::new();
         wire::begin_run(&mut frame);
-        let mut arg = Some(arg);
-        let deferred = match wire::append_capped(
-            arg.as_ref().expect("the argument"),
-            &mut frame,
-            wire::RUN_HEADER_LEN + wire::INBOX_MIN,
-        ) {
-            Ok(()) => None,
-            Err(postcard::Error::SerializeBufferFull) => {
-                // A large argument: measured without being built (over the limit, it is
-                // rejected at once), and encoded when sent, into the worker's inbox.
-                let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
-                match wire::encoded_len_capped(arg.as_ref().expect("the argument"), limit) {
-                    Ok(len) => {
-                        wire::begin_run(&mut frame);
-                        Some(len)
+        let deferred =
+            match wire::append_capped(&arg, &mut frame, wire::RUN_HEADER_LEN + wire::INBOX_MIN) {
+                Ok(()) => None,
+                Err(postcard::Error::SerializeBufferFull) => {
+                    // A large argument: measured without being built (over the limit, it is
+                    // rejected at once), and encoded when sent, into the worker's inbox.
+                    let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
+                    match wire::encoded_len_capped(&arg, limit) {
+                        Ok(len) => {
+                            wire::begin_run(&mut frame);
+                            Some(len)
+                        }
+                        Err(postcard::Error::SerializeBufferFull) => {
+                            return TaskInner::Ready(Err(too_big(task)));
+                        }
+                        Err(e) => return codec(e),
                     }
-                    Err(postcard::Error::SerializeBufferFull) => {
-                        return TaskInner::Ready(Err(too_big(task)));
-                    }
-                    Err(e) => return codec(e),
                 }
-            }
-            Err(e) => return codec(e),
-        };
+                Err(e) => return codec(e),
+            };
         let entry = entry_of(f);
         wire::finish_run(
             &mut frame,
@@ -521,7 +517,7 @@ impl ProcessPool {
         );
         let items = deferred.map(|_| {
             let items = Items {
-                items: Mutex::new(vec![arg.take().expect("the argument")]),
+                items: Mutex::new(vec![arg]),
                 base: 0,
             };
             Arc::new(items) as Arc<dyn Reencode>
@@ -562,6 +558,38 @@ impl ProcessPool {
         self.map_in::<A, R, F, C>(f, items, None)
     }
 
+    /// Runs `items` through the entry point `entry` as one call, its outcomes going to `sink`,
+    /// and waits until `remaining` (the sink's count of outcomes still to come) is zero.
+    /// Returns the call's first task.
+    fn run_call<A, S>(
+        &self,
+        entry: u64,
+        items: Vec<A>,
+        context: Option<Arc<Context>>,
+        sink: &Arc<S>,
+        remaining: &AtomicUsize,
+    ) -> u64
+    where
+        A: Serialize + Send + 'static,
+        S: Sink + 'static,
+    {
+        let n = items.len();
+        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let dyn_sink: Arc<dyn Sink> = Arc::clone(sink) as Arc<dyn Sink>;
+        let batch = Batch {
+            entry,
+            first_task,
+            base: 0,
+            chunk: self.shared.config.chunk_for(n),
+            sink: &dyn_sink,
+            context,
+        };
+        self.shared.enqueue_items(batch, items);
+        self.shared
+            .wait_until(&|_| remaining.load(Ordering::Acquire) == 0);
+        first_task
+    }
+
     /// `map`, with each task's captured output next to its outcome.
     pub(crate) fn map_captured<A, R, F>(
         &self,
@@ -574,24 +602,12 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let n = items.len();
-        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let sink = Arc::new(CaptureSink::<R> {
             results: Mutex::new(super::Assembler::new(n)),
             orphans: Mutex::new(Default::default()),
             remaining: AtomicUsize::new(n),
         });
-        let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
-        let batch = Batch {
-            entry: entry_of(f),
-            first_task,
-            base: 0,
-            chunk: self.shared.config.chunk_for(n),
-            sink: &dyn_sink,
-            context: None,
-        };
-        self.shared.enqueue_items(batch, items);
-        self.shared
-            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
+        let first_task = self.run_call(entry_of(f), items, None, &sink, &sink.remaining);
         let results = std::mem::replace(&mut *lock(&sink.results), super::Assembler::new(0));
         results.finish(n, |i| {
             let task = first_task + i as u64;
@@ -641,25 +657,12 @@ impl ProcessPool {
         C: super::Collect<R>,
     {
         let n = items.len();
-        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let sink = Arc::new(MapSink::<R, C> {
             results: Mutex::new(Some(C::with_len(n))),
             remaining: AtomicUsize::new(n),
             _result: PhantomData,
         });
-        let dyn_sink: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
-        let chunk = self.shared.config.chunk_for(n);
-        let batch = Batch {
-            entry: entry_of(f),
-            first_task,
-            base: 0,
-            chunk,
-            sink: &dyn_sink,
-            context,
-        };
-        self.shared.enqueue_items(batch, items);
-        self.shared
-            .wait_until(&|_| sink.remaining.load(Ordering::Acquire) == 0);
+        let first_task = self.run_call(entry_of(f), items, context, &sink, &sink.remaining);
         let results = lock(&sink.results).take();
         results
             .expect("map results are taken once")

@@ -24,6 +24,17 @@ pub(crate) enum RawOutcome<'a> {
     Err(TaskError),
 }
 
+impl RawOutcome<'_> {
+    /// The outcome of task `task`, its result decoded to `R`.
+    #[inline]
+    fn decode<R: DeserializeOwned>(self, task: u64) -> Result<R, TaskError> {
+        match self {
+            RawOutcome::Ok(bytes) => decode_result(bytes, task),
+            RawOutcome::Err(e) => Err(e),
+        }
+    }
+}
+
 /// Receives the outcomes of one `map` call or one submitted task.
 pub(crate) trait Sink: Send + Sync {
     /// Outcomes for items `first_index..` (tasks `first_task..`), in order.
@@ -258,10 +269,7 @@ impl<R: DeserializeOwned + Send + 'static, C: crate::pool::Collect<R>> Sink for 
     ) {
         let decoded: Vec<Result<R, TaskError>> = outcomes
             .enumerate()
-            .map(|(k, o)| match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
-                RawOutcome::Err(e) => Err(e),
-            })
+            .map(|(k, o)| o.decode(base + k as u64))
             .collect();
         self.take_in(first_index, decoded.len(), decoded.into_iter());
     }
@@ -292,10 +300,7 @@ impl<R: DeserializeOwned> Decoded<'_, R> {
     #[inline(never)]
     fn next_slow(&mut self) -> Option<Result<R, TaskError>> {
         let task = self.records.task;
-        Some(match self.records.next()? {
-            RawOutcome::Ok(bytes) => decode_result(bytes, task),
-            RawOutcome::Err(e) => Err(e),
-        })
+        Some(self.records.next()?.decode(task))
     }
 }
 
@@ -419,10 +424,7 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
         outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
     ) {
         if let Some(o) = outcomes.next() {
-            let r = match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, self.task),
-                RawOutcome::Err(e) => Err(e),
-            };
+            let r = o.decode(self.task);
             *lock(&self.outcome) = Some(r);
             // SeqCst with `awaited`: either this sees the waker, or the poll that registered
             // it sees `done` (each side stores, then loads the other's flag).
@@ -481,10 +483,7 @@ impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
     ) {
         let run = outcomes
             .enumerate()
-            .map(|(k, o)| match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
-                RawOutcome::Err(e) => Err(e),
-            })
+            .map(|(k, o)| o.decode(base + k as u64))
             .collect();
         self.push(first_index, run);
     }
@@ -515,10 +514,7 @@ impl<R: DeserializeOwned + Send> Sink for CaptureSink<R> {
         let run: Vec<_> = outcomes
             .enumerate()
             .map(|(k, o)| {
-                let outcome = match o {
-                    RawOutcome::Ok(bytes) => decode_result(bytes, base + k as u64),
-                    RawOutcome::Err(e) => Err(e),
-                };
+                let outcome = o.decode(base + k as u64);
                 let output = orphans.remove(&(first_index + k)).unwrap_or_default();
                 (outcome, output)
             })
@@ -533,10 +529,7 @@ impl<R: DeserializeOwned + Send> Sink for CaptureSink<R> {
         let mut run = Vec::with_capacity(records.left);
         let mut task = records.task;
         while let Some((o, output)) = records.next_captured() {
-            let outcome = match o {
-                RawOutcome::Ok(bytes) => decode_result(bytes, task),
-                RawOutcome::Err(e) => Err(e),
-            };
+            let outcome = o.decode(task);
             run.push((outcome, output));
             task += 1;
         }
