@@ -382,6 +382,17 @@ fn run_task<A, R, F, D>(
     }
 }
 
+/// The outcomes of `len` tasks from `first_task` on that never ran.
+fn cancelled<R>(first_task: u64, len: usize) -> Vec<Result<R, TaskError>> {
+    (0..len as u64)
+        .map(|k| {
+            Err(TaskError::Cancelled {
+                task: first_task + k,
+            })
+        })
+        .collect()
+}
+
 /// A chunk's outcomes: the values alone while every task succeeds (no room for errors).
 enum ChunkOut<R> {
     Values(Vec<R>),
@@ -588,15 +599,7 @@ impl ThreadPool {
             let run = move |ctx: Option<&WorkerCtx>| {
                 let base = first_task + start as u64;
                 let out = match ctx {
-                    None => ChunkOut::Mixed(
-                        (0..len)
-                            .map(|k| {
-                                Err(TaskError::Cancelled {
-                                    task: base + k as u64,
-                                })
-                            })
-                            .collect(),
-                    ),
+                    None => ChunkOut::Mixed(cancelled(base, len)),
                     Some(ctx) => run_chunk(f, part, ctx.id, base),
                 };
                 let _ = tx.send((start, out));
@@ -715,19 +718,10 @@ where
             let dropped = Arc::clone(&self.dropped);
             let f = self.f;
             let run = move |ctx: Option<&WorkerCtx>| {
-                let cancelled = || {
-                    (0..len)
-                        .map(|k| {
-                            Err(TaskError::Cancelled {
-                                task: first_task + k as u64,
-                            })
-                        })
-                        .collect()
-                };
                 let ctx = match ctx {
                     Some(ctx) if !dropped.load(Ordering::Acquire) => ctx,
                     _ => {
-                        let _ = tx.send((start, cancelled()));
+                        let _ = tx.send((start, cancelled(first_task, len)));
                         return;
                     }
                 };
