@@ -294,13 +294,7 @@ fn worker_room() -> (u64, String) {
 /// The largest message the IPC experiment can send here: under the transports' 4-byte length
 /// prefix, and a quarter of the machine's memory (a round trip holds a few copies).
 fn max_message_size() -> u64 {
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(u64::MAX, |kib| kib * 1024 / 4);
+    let memory = proctor_lab::machine::total_memory_bytes().map_or(u64::MAX, |b| b / 4);
     memory.min(u32::MAX as u64)
 }
 
