@@ -127,6 +127,19 @@ fn map_1m(c: &mut Criterion) {
             out
         })
     });
+    // The same output as proctor's `map`: an outcome per item, room for an error in each.
+    g.bench_with_input(
+        BenchmarkId::new("rayon_threads_outcomes", n),
+        &n,
+        |b, &n| {
+            b.iter(|| {
+                let out: Vec<Result<u64, proctor::TaskError>> =
+                    pool.install(|| (0..n).into_par_iter().map(|x| Ok(trivial(x))).collect());
+                assert_eq!(out.len() as u64, n);
+                out
+            })
+        },
+    );
     g.finish();
 }
 

@@ -104,7 +104,7 @@ impl Config {
 /// |---|---|---|
 /// | [`task_timeout`](PoolBuilder::task_timeout) | the worker is killed and replaced, on time | `TimedOut` on time; the stuck thread is replaced and leaks until its task returns |
 /// | [`max_tasks_per_worker`](PoolBuilder::max_tasks_per_worker) | a fresh process after `n` tasks | a fresh thread after `n` tasks |
-/// | [`chunk_size`](PoolBuilder::chunk_size) | items per job sent to a worker | items per job (one per job under a timeout) |
+/// | [`chunk_size`](PoolBuilder::chunk_size) | items per job sent to a worker | items per job (one per job under a timeout); in a plain `map`, the fewest items a thread takes at once |
 /// | [`memory_limit`](PoolBuilder::memory_limit) | `RLIMIT_DATA` per worker; `OutOfMemory` | error: threads share one address space |
 /// | [`retries`](PoolBuilder::retries) | reruns a task whose worker died | error: a thread cannot die alone |
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
@@ -371,6 +371,11 @@ enum Backend {
 
 impl Pool {
     /// A builder for a pool of `workers` threads.
+    ///
+    /// A `map` (or `try_map`) on a pool without [`PoolBuilder::init_worker`],
+    /// [`PoolBuilder::max_tasks_per_worker`] or [`PoolBuilder::task_timeout`] runs on a second
+    /// set of `workers` threads, started by the first such call, that write each outcome in
+    /// place (rayon's work stealing); every other call runs on the pool's own threads.
     pub fn threads(workers: usize) -> PoolBuilder {
         Pool::builder(Mode::Threads, workers)
     }
@@ -468,8 +473,10 @@ impl<S: 'static> Pool<S> {
     }
 
     /// Like [`Pool::map`], but returns the results alone, or the first failure in input
-    /// order. All tasks run to completion either way. It keeps only the values (no room for
-    /// errors), so it needs less memory than `map` for many small results.
+    /// order. It keeps only the values (no room for errors), so it needs less memory than
+    /// `map` for many small results. After a failure the call may stop early: a task not yet
+    /// started when another fails may never run (thread mode stops at once; process mode
+    /// finishes the jobs already sent). Use [`Pool::map`] when every task must run.
     ///
     /// # Errors
     ///
@@ -804,6 +811,17 @@ pub(crate) trait Collect<R>: Send + 'static {
     }
     /// The result; `first_task` numbers the items for a `Cancelled` error if one is missing.
     fn finish(self, n: usize, first_task: u64) -> Self::Output;
+    /// Runs `f` over `items` on `threads`, each outcome written in place (thread mode), the
+    /// items numbered from `first_task`.
+    fn in_place<A, F>(
+        threads: &thread::MapThreads,
+        f: F,
+        items: Vec<A>,
+        first_task: u64,
+    ) -> Self::Output
+    where
+        A: Send,
+        F: Fn(A) -> R + Sync;
 }
 
 /// Every outcome, in input order.
@@ -831,6 +849,18 @@ impl<R: Send + 'static> Collect<R> for All<R> {
                 task: first_task + i as u64,
             })
         })
+    }
+    fn in_place<A, F>(
+        threads: &thread::MapThreads,
+        f: F,
+        items: Vec<A>,
+        first_task: u64,
+    ) -> Self::Output
+    where
+        A: Send,
+        F: Fn(A) -> R + Sync,
+    {
+        threads.outcomes(f, items, first_task)
     }
 }
 
@@ -900,6 +930,18 @@ impl<R: Send + 'static> Collect<R> for UntilError<R> {
         self.values.complete(n).map_err(|i| TaskError::Cancelled {
             task: first_task + i as u64,
         })
+    }
+    fn in_place<A, F>(
+        threads: &thread::MapThreads,
+        f: F,
+        items: Vec<A>,
+        first_task: u64,
+    ) -> Self::Output
+    where
+        A: Send,
+        F: Fn(A) -> R + Sync,
+    {
+        threads.values(f, items, first_task)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Thread mode: worker threads pulling jobs from one channel.
+//! Thread mode: worker threads pulling jobs from one channel, and for a plain `map`, rayon
+//! threads that write outcomes in place (see [`MapThreads`]).
 //!
 //! Values move between threads without serialization. A panic is caught per task. A task
 //! past its timeout cannot be stopped: the pool's watchdog thread (started only with a
@@ -445,11 +446,154 @@ fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R,
         .map_err(|payload| panicked(payload.as_ref(), worker, task))
 }
 
+/// The threads that run a plain `map` (no worker state, task limit or timeout): rayon's
+/// work-stealing pool, which writes each outcome straight into the output vector, where the
+/// pool's own workers move owned chunks through a channel and copy them into place (three
+/// passes over the data instead of one). Started on the first such `map`, with as many
+/// threads as the pool has workers.
+///
+/// Written on rayon rather than by hand: splitting an owned vector among threads that write
+/// into one output takes lifetime erasure, which rayon does and has been audited for.
+pub(crate) struct MapThreads {
+    threads: rayon::ThreadPool,
+    /// The fewest items a thread takes at once (the pool's `chunk_size`, else 1).
+    min_len: usize,
+}
+
+impl std::fmt::Debug for MapThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapThreads")
+            .field("threads", &self.threads.current_num_threads())
+            .finish()
+    }
+}
+
+/// Ends a `try_map`'s parallel run at its first failure (carried as a panic payload, which
+/// rayon hands back to the caller once every thread has stopped).
+struct Stop;
+
+impl MapThreads {
+    fn start(workers: usize, min_len: usize) -> Option<MapThreads> {
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("proctor-map-{i}"))
+            // Tasks' panics are caught and become outcomes: keep them off stderr, as the
+            // pool's own workers do.
+            .start_handler(|_| crate::panic::set_quiet(true))
+            .build()
+            .ok()?;
+        Some(MapThreads { threads, min_len })
+    }
+
+    /// The worker id of a map thread, as errors report it.
+    fn worker() -> u32 {
+        rayon::current_thread_index().map_or(0, |i| i as u32)
+    }
+
+    /// Every item's outcome, in input order.
+    pub(crate) fn outcomes<A, R, F>(
+        &self,
+        f: F,
+        items: Vec<A>,
+        first_task: u64,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        A: Send,
+        R: Send,
+        F: Fn(A) -> R + Sync,
+    {
+        use rayon::prelude::*;
+        let mut out = Vec::new();
+        self.threads.install(|| {
+            items
+                .into_par_iter()
+                .with_min_len(self.min_len)
+                .enumerate()
+                .map(|(i, a)| {
+                    // The worker is looked up only for a failure: per item it would cost
+                    // more than a trivial task.
+                    catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
+                        panicked(payload.as_ref(), Self::worker(), first_task + i as u64)
+                    })
+                })
+                .collect_into_vec(&mut out);
+        });
+        out
+    }
+
+    /// The values in input order, or the failure with the lowest index. The run stops at
+    /// the first failure: what a thread had not started by then never runs.
+    pub(crate) fn values<A, R, F>(
+        &self,
+        f: F,
+        items: Vec<A>,
+        first_task: u64,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Send,
+        R: Send,
+        F: Fn(A) -> R + Sync,
+    {
+        use rayon::prelude::*;
+        // Each thread runs its items in order and stops at its first failure, so every item
+        // before the lowest failure ran: the lowest one recorded is the call's first.
+        let first_failure: Mutex<Option<(usize, TaskError)>> = Mutex::new(None);
+        let mut out = Vec::new();
+        let ran = self.threads.install(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                items
+                    .into_par_iter()
+                    .with_min_len(self.min_len)
+                    .enumerate()
+                    .map(|(i, a)| match catch_unwind(AssertUnwindSafe(|| f(a))) {
+                        Ok(v) => v,
+                        Err(payload) => stop(&first_failure, i, first_task, payload),
+                    })
+                    .collect_into_vec(&mut out);
+            }))
+        });
+        let first = first_failure
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match (ran, first) {
+            (Ok(()), _) => Ok(out),
+            (Err(_), Some((_, e))) => Err(e),
+            // Only `Stop` is raised, and only after a failure is recorded.
+            (Err(payload), None) => std::panic::resume_unwind(payload),
+        }
+    }
+}
+
+/// Records item `i`'s failure if it is the lowest so far, and stops this thread's share of a
+/// `try_map` (out of line, so the loop around each task stays small).
+#[cold]
+#[inline(never)]
+fn stop(
+    first_failure: &Mutex<Option<(usize, TaskError)>>,
+    i: usize,
+    first_task: u64,
+    payload: Box<dyn std::any::Any + Send>,
+) -> ! {
+    let e = panicked(
+        payload.as_ref(),
+        MapThreads::worker(),
+        first_task + i as u64,
+    );
+    let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
+    if first.as_ref().is_none_or(|(j, _)| i < *j) {
+        *first = Some((i, e));
+    }
+    drop(first);
+    std::panic::resume_unwind(Box::new(Stop))
+}
+
 #[derive(Debug)]
 pub(crate) struct ThreadPool {
     shared: Arc<Shared>,
     /// Started when the pool has a task timeout.
     watchdog: Mutex<Option<JoinHandle<()>>>,
+    /// Started by the first `map` that may run on them (`None` inside if they could not be).
+    map_threads: std::sync::OnceLock<Option<MapThreads>>,
 }
 
 impl ThreadPool {
@@ -499,6 +643,7 @@ impl ThreadPool {
         let pool = ThreadPool {
             shared,
             watchdog: Mutex::new(watchdog),
+            map_threads: std::sync::OnceLock::new(),
         };
         for started in 0..workers {
             if pool.shared.spawn_worker(None, None).is_err() {
@@ -566,7 +711,7 @@ impl ThreadPool {
 
     pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
     where
-        F: Fn(A) -> R + Copy + Send + 'static,
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
         A: Send + 'static,
         R: Send + 'static,
         C: super::Collect<R>,
@@ -583,6 +728,16 @@ impl ThreadPool {
             return out.finish(n, first_task);
         }
         let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let config = &self.shared.config;
+        // Worker state lives in the pool's own threads, and a task limit retires them.
+        if config.init.is_none() && config.max_tasks_per_worker.is_none() {
+            let threads = self
+                .map_threads
+                .get_or_init(|| MapThreads::start(config.workers, config.chunk_size.unwrap_or(1)));
+            if let Some(threads) = threads {
+                return C::in_place(threads, f, items, first_task);
+            }
+        }
         let chunk = self.shared.config.chunk_for(n);
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkOut<R>)>();
         // Chunks are cut from the back (`split_off` moves a chunk without shifting the rest)

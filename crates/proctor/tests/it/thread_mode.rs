@@ -320,3 +320,69 @@ fn a_timeout_replaces_a_stuck_thread_while_nobody_waits_for_it() {
     );
     assert!(stuck.join().unwrap_err().is_timed_out());
 }
+
+fn fails_on_marked(n: u64) -> u64 {
+    assert!(n % 1_000 != 999, "item {n} is marked");
+    n
+}
+
+/// A plain thread-mode `map` writes its outcomes in place on work-stealing threads; every
+/// item keeps its own outcome, and `try_map` still names the failure with the lowest index,
+/// wherever the threads' shares happen to split.
+#[test]
+fn thread_map_outcomes_and_the_first_failure_survive_work_stealing() {
+    let pool = Pool::threads(2).build().unwrap();
+    for first_marked in [999u64, 50_999, 99_999] {
+        // Marked items (n % 1000 == 999) from `first_marked` on.
+        let items: Vec<u64> = (0..100_000)
+            .map(|n| {
+                if n % 1_000 == 999 && n < first_marked {
+                    n + 1
+                } else {
+                    n
+                }
+            })
+            .collect();
+        let e = pool.try_map(fails_on_marked, items.clone()).unwrap_err();
+        match e.task_error() {
+            Some(TaskError::Panicked { message, .. }) => {
+                assert_eq!(message, &format!("item {first_marked} is marked"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let out = pool.map(fails_on_marked, items.clone());
+        assert_eq!(out.len(), items.len());
+        let first_task = match &out[first_marked as usize] {
+            Err(TaskError::Panicked { task, .. }) => task - first_marked,
+            other => panic!("item {first_marked}: {other:?}"),
+        };
+        for (i, (o, n)) in out.iter().zip(&items).enumerate() {
+            match o {
+                Ok(v) => assert_eq!(v, n),
+                Err(TaskError::Panicked { task, .. }) => {
+                    assert_eq!((n % 1_000, *task), (999, first_task + i as u64))
+                }
+                Err(e) => panic!("item {i}: {e:?}"),
+            }
+        }
+    }
+    let values: Vec<u64> = (0..100_000).filter(|n| n % 1_000 != 999).collect();
+    assert_eq!(
+        pool.try_map(fails_on_marked, values.clone()).unwrap(),
+        values
+    );
+}
+
+/// However `map` runs its items, it runs them on at most `workers` threads at once.
+#[test]
+fn thread_map_runs_on_as_many_threads_as_the_pool_has_workers() {
+    for workers in [1, 3] {
+        let pool = Pool::threads(workers).build().unwrap();
+        let names = pool.try_map(thread_name, 0..20_000).unwrap();
+        let distinct: std::collections::HashSet<_> = names.into_iter().collect();
+        assert!(
+            !distinct.is_empty() && distinct.len() <= workers,
+            "{workers} workers ran on {distinct:?}"
+        );
+    }
+}
