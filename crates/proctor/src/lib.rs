@@ -140,6 +140,8 @@ mod wire;
 mod arena;
 #[cfg(target_os = "linux")]
 mod doorbell;
+#[cfg(target_os = "linux")]
+mod exec;
 mod panic;
 #[cfg(target_os = "linux")]
 mod server;
@@ -173,7 +175,7 @@ pub mod __fuzz {
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
-pub use pool::{Mode, Output, Pool, PoolBuilder, Stream, Task, Unordered};
+pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
@@ -205,6 +207,9 @@ pub fn init() {
     if IN_WORKER.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
+    // A worker of the `exec` start method becomes that worker here.
+    #[cfg(target_os = "linux")]
+    exec::become_worker_if_asked();
     FORK_SERVER.get_or_init(start_fork_server);
 }
 

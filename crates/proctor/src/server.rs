@@ -11,7 +11,7 @@
 //!
 //! | tag | direction | meaning |
 //! |---|---|---|
-//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none); the worker's request pipe, the pool's doorbell memfd, stderr pipe, arena and inbox memfds (and, capturing output, its stdout and stderr memfds) travel as `SCM_RIGHTS` |
+//! | SPAWN | parent → server | fork a worker; `a` = token, `b` = memory limit (0 = none), `c` = 1 to re-execute the binary as the worker (the `exec` start method); the worker's request pipe, the pool's doorbell memfd, stderr pipe, arena and inbox memfds (and, capturing output, its stdout and stderr memfds) travel as `SCM_RIGHTS` |
 //! | KILL | parent → server | send signal `b` to the process group of worker `a` |
 //! | SPAWNED | server → parent | token `a` became worker pid `b` (or failed with errno `c` when `b` = 0) |
 //! | EXITED | server → parent | worker `a` ended: `b` = 0 exit code `c`, `b` = 1 killed by signal `c` |
@@ -233,6 +233,7 @@ impl ForkServer {
     pub(crate) fn spawn(
         &'static self,
         memory_limit: Option<u64>,
+        exec: bool,
         fds: &[RawFd],
     ) -> std::io::Result<i32> {
         self.ensure_reader();
@@ -244,7 +245,7 @@ impl ForkServer {
             st.next_token += 1;
             st.next_token
         };
-        let msg = encode(SPAWN, token, memory_limit.unwrap_or(0), 0);
+        let msg = encode(SPAWN, token, memory_limit.unwrap_or(0), u64::from(exec));
         let cmsg = [ControlMessage::ScmRights(fds)];
         sendmsg::<()>(
             self.ctrl.as_raw_fd(),
@@ -452,9 +453,10 @@ fn handle_request(
         return true;
     }
     match decode(&m) {
-        (SPAWN, token, memory_limit, _) => {
+        (SPAWN, token, memory_limit, flags) => {
+            let exec = flags & 1 == 1;
             let reply = match WorkerFds::try_from(fds) {
-                Ok(fds) => match spawn_worker(fds, memory_limit, server_pid, secret) {
+                Ok(fds) => match spawn_worker(fds, memory_limit, exec, server_pid, secret) {
                     Ok(pid) => {
                         workers.insert(pid.as_raw());
                         encode(SPAWNED, token, pid.as_raw() as u64, 0)
@@ -519,9 +521,14 @@ impl TryFrom<Vec<OwnedFd>> for WorkerFds {
 fn spawn_worker(
     fds: WorkerFds,
     memory_limit: u64,
+    exec: bool,
     server_pid: Pid,
     secret: u64,
 ) -> nix::Result<Pid> {
+    if exec {
+        // Known before the fork, so each worker need not read the binary again.
+        crate::exec::identity();
+    }
     // SAFETY: the server is single-threaded, so the child is a complete copy of it.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => {
@@ -543,6 +550,24 @@ fn spawn_worker(
             if !ok {
                 // SAFETY: see server_main.
                 unsafe { libc::_exit(71) }
+            }
+            if exec {
+                let capturing = capture.is_some();
+                let mut fds = vec![requests, doorbell, arena, inbox];
+                if let Some((out, err)) = capture {
+                    fds.extend([stderr, out, err]);
+                }
+                crate::sys::close_fds_except(
+                    &fds.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(),
+                );
+                let why = crate::exec::exec_worker(fds, capturing, secret);
+                let _ = nix::unistd::write(
+                    std::io::stderr(),
+                    format!("proctor: could not re-execute the program as a worker: {why}\n")
+                        .as_bytes(),
+                );
+                // SAFETY: see server_main.
+                unsafe { libc::_exit(72) }
             }
             let mut keep = vec![
                 requests.as_raw_fd(),

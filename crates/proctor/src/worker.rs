@@ -173,11 +173,14 @@ fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
             "job frame names no valid entry point",
         ));
     }
+    let entry = crate::exec::relocate(entry);
     // SAFETY: `T` is one of the pool's fn-pointer types (`EntryFn`, `InitFn`, `ContextFn`),
     // the size of an address (asserted above), and `entry` is the address of a function of
     // that type taken in the parent for a frame of this kind, vouched for by `check` (only
     // the parent and its fork server know `secret`). The worker is a fork of the parent's
-    // image, so the same address holds the same function.
+    // image, so the same address holds the same function; or it re-executed the same build
+    // (its identity was checked at start), whose code lies one fixed offset away, which
+    // `relocate` added.
     Ok(unsafe { std::mem::transmute_copy::<usize, T>(&(entry as usize)) })
 }
 

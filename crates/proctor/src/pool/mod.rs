@@ -36,9 +36,27 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// How a pool starts its worker processes (see [`PoolBuilder::start_method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// Forked from the fork server that [`crate::init`] started: fast (a fork of a small
+    /// process), and the worker sees the program as it was at `init()`.
+    #[default]
+    Fork,
+    /// Forked from the fork server, then re-executing this program's binary
+    /// (`/proc/self/exe`): the worker's address space holds nothing of the parent's or the
+    /// server's, and gets its own ASLR layout. The new program runs `main` up to
+    /// [`crate::init`], which makes it the worker, so `init()` must be called on every run of
+    /// `main` (first, or through [`crate::init_before_main!`]), before `main` does anything a
+    /// worker should not. A worker of another build of the program (its GNU build id differs)
+    /// refuses to start, and `build()` says so.
+    Exec,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) mode: Mode,
+    pub(crate) start_method: StartMethod,
     pub(crate) workers: usize,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_tasks_per_worker: Option<usize>,
@@ -110,6 +128,7 @@ impl Config {
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 /// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
 /// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
+/// | [`start_method`](PoolBuilder::start_method) | fork from the fork server, or re-execute the binary | error: threads are not started from a binary |
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {
     config: Config,
@@ -275,6 +294,30 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
+    /// How worker processes start: [`StartMethod::Fork`] (the default) or
+    /// [`StartMethod::Exec`], which re-executes the binary for each worker. An exec'd worker
+    /// takes several times longer to start than a forked one (a fresh program is loaded and
+    /// runs up to `init()`), and `build()` waits until each first worker has answered a
+    /// probe job, so that a worker that cannot start is an error here.
+    ///
+    /// Process mode only (threads are not started, they are spawned).
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// # proctor::init();
+    /// use proctor::{Pool, StartMethod};
+    /// fn double(n: u64) -> u64 { 2 * n }
+    ///
+    /// let pool = Pool::processes(2).start_method(StartMethod::Exec).build().unwrap();
+    /// assert_eq!(pool.try_map(double, [1, 2, 3]).unwrap(), [2, 4, 6]);
+    /// assert!(Pool::threads(1).start_method(StartMethod::Exec).build().is_err());
+    /// # }
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.config.start_method = method;
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -315,6 +358,12 @@ impl<S: 'static> PoolBuilder<S> {
             return Err(Error::invalid(
                 "capture_output applies to worker processes only; threads share one stdout \
                  and stderr, so one task's writes cannot be told from another's",
+            ));
+        }
+        if c.mode == Mode::Threads && c.start_method != StartMethod::Fork {
+            return Err(Error::invalid(
+                "start_method applies to worker processes only; threads are not started \
+                 from a binary",
             ));
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
@@ -397,6 +446,7 @@ impl Pool {
                 mode,
                 workers,
                 task_timeout: None,
+                start_method: StartMethod::Fork,
                 max_tasks_per_worker: None,
                 memory_limit: None,
                 chunk_size: None,

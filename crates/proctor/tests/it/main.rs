@@ -27,6 +27,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 
 mod capture;
 mod examples;
+mod exec;
 mod faults;
 mod large;
 mod pool;

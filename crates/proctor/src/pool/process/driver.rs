@@ -35,6 +35,7 @@ impl Shared {
             self.config.memory_limit,
             self.config.forward_stderr,
             self.config.capture_output,
+            self.config.start_method == crate::StartMethod::Exec,
         )?;
         if let Some(init) = self.config.init {
             let entry = init as usize as u64;
@@ -192,8 +193,9 @@ impl Shared {
                 }
                 st.exits[slot] = None;
                 if let Some(why) = &st.init_failed {
-                    // The initializer failed in a replacement: starting more would loop.
-                    st.spawn_error = Some(format!("the worker initializer panicked: {why}"));
+                    // The initializer failed in a replacement, or it refused to start:
+                    // starting more would loop.
+                    st.spawn_error = Some(why.clone());
                     st.machine.replaced(slot, false, out);
                     return;
                 }
@@ -236,7 +238,15 @@ impl Shared {
         }
         w.drain_stderr();
         if st.exits[slot] == Some(Exit::Code(INIT_FAILED as u8)) {
-            st.init_failed = Some(w.init_failure());
+            st.init_failed = Some(format!(
+                "the worker initializer panicked: {}",
+                w.init_failure()
+            ));
+        } else if st.exits[slot] == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
+            st.init_failed = Some(format!(
+                "a re-executed worker refused to start: {}",
+                w.start_failure()
+            ));
         }
         let seen = match arena::refresh(&mut w.arena) {
             Ok(()) => seen(&w.arena),

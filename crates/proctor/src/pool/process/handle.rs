@@ -139,6 +139,7 @@ impl Worker {
         memory_limit: Option<u64>,
         forward: bool,
         capture: bool,
+        exec: bool,
     ) -> std::io::Result<Worker> {
         let (req_r, req_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -164,7 +165,7 @@ impl Worker {
         } else {
             None
         };
-        let pid = server.spawn(memory_limit, &fds)?;
+        let pid = server.spawn(memory_limit, exec, &fds)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
@@ -272,6 +273,17 @@ impl Worker {
         match text.rfind(LINE) {
             Some(at) => text[at + LINE.len()..].trim_end().to_string(),
             None => format!("its worker exited; its stderr ended: {}", text.trim_end()),
+        }
+    }
+
+    /// Why a worker of the `exec` start method refused to start, from its stderr.
+    pub(super) fn start_failure(&self) -> String {
+        let text = String::from_utf8_lossy(&self.tail);
+        match text.rfind(crate::exec::START_FAILED_LINE) {
+            Some(at) => text[at + crate::exec::START_FAILED_LINE.len()..]
+                .trim_end()
+                .to_string(),
+            None => format!("its stderr ended: {}", text.trim_end()),
         }
     }
 

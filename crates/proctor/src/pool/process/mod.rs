@@ -307,6 +307,9 @@ fn too_big(task: u64) -> TaskError {
 /// glibc's mmap threshold, where `RLIMIT_DATA` bites at once).
 const PROBE_BYTES: usize = 1 << 20;
 
+/// How long `build()` waits for a re-executed worker to answer its probe.
+const EXEC_WAIT: Duration = Duration::from_secs(10);
+
 /// The probe a worker runs at `build()` when the pool has a memory limit.
 fn probe(n: usize) -> usize {
     std::hint::black_box(vec![1u8; n]).len()
@@ -359,7 +362,8 @@ impl ProcessPool {
                 .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
             pool.shared.lock().workers.push(Some(w));
         }
-        if pool.shared.config.memory_limit.is_some() || pool.shared.config.init.is_some() {
+        let exec = pool.shared.config.start_method == crate::StartMethod::Exec;
+        if pool.shared.config.memory_limit.is_some() || pool.shared.config.init.is_some() || exec {
             pool.probe_workers()?;
         }
         let shared = Arc::clone(&pool.shared);
@@ -393,7 +397,13 @@ impl ProcessPool {
         let mut st = shared.lock();
         // Without a memory limit the initializer may take its time; with one, a worker
         // that does not answer is taken to be stuck under the limit.
-        let deadline = limit.map(|_| Instant::now() + EXIT_WAIT);
+        let exec = shared.config.start_method == crate::StartMethod::Exec;
+        let deadline = match (limit, shared.config.init) {
+            (Some(_), _) => Some(Instant::now() + EXIT_WAIT),
+            // A re-executed program that never reaches `init()` would run its own `main`.
+            (None, None) if exec => Some(Instant::now() + EXEC_WAIT),
+            (None, _) => None,
+        };
         let st = &mut *st;
         for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
             let Some(w) = w.as_mut() else { continue };
@@ -422,6 +432,14 @@ impl ProcessPool {
                     // Known, so that dropping the pool does not wait for it again.
                     *exit_of = exit;
                     w.drain_stderr();
+                    if exit == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
+                        return Err(Error::new(ErrorKind::Spawn(std::io::Error::other(
+                            format!(
+                                "a re-executed worker refused to start: {}",
+                                w.start_failure()
+                            ),
+                        ))));
+                    }
                     if exit == Some(Exit::Code(crate::worker::INIT_FAILED as u8)) {
                         return Err(Error::new(ErrorKind::WorkerInit {
                             message: format!("the initializer panicked: {}", w.init_failure()),
@@ -432,6 +450,11 @@ impl ProcessPool {
                             format!("was killed by {}", crate::error::signal_description(s))
                         }
                         Some(Exit::Code(c)) => format!("exited with code {c}"),
+                        None if exec => format!(
+                            "did not answer within {} s (does `main` call proctor::init() on \
+                             every run, before anything else?)",
+                            EXEC_WAIT.as_secs()
+                        ),
                         None => "did not answer".to_string(),
                     };
                     if shared.config.init.is_some() && limit.is_none() {
@@ -442,6 +465,14 @@ impl ProcessPool {
                                 w.job_stderr().trim_end()
                             ),
                         }));
+                    }
+                    if limit.is_none() {
+                        return Err(Error::new(ErrorKind::Spawn(std::io::Error::other(
+                            format!(
+                                "a worker {how} while starting; its stderr ended: {}",
+                                w.job_stderr().trim_end()
+                            ),
+                        ))));
                     }
                     return Err(too_small(&format!(
                         "one {how} while starting (or allocating {PROBE_BYTES} bytes)"
