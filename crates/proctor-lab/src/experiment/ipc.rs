@@ -29,9 +29,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork};
 use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
@@ -701,63 +698,19 @@ fn run_pair(
     let (mut main, peer) = ipc::pair(kind, size).context("creating the pair")?;
     // Everything the partner touches is allocated before the fork.
     let mut peer_buf: Vec<u8> = Vec::with_capacity(size);
-    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
-    // afterwards.
-    let _restore = match placement.cpus() {
-        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
-        None => None,
-    };
-    let main_cpu = placement.cpus().map(|(c, _)| c);
-
-    match partner {
-        Partner::Thread => std::thread::scope(|scope| {
-            let h = scope.spawn(move || serve(mode, peer, &mut peer_buf));
-            let r = main_side(&mut main, mode, size, main_cpu, plan);
-            let stopped = stop(&mut main);
-            let code = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("the partner thread panicked"))?;
-            let r = r?;
-            stopped?;
-            if code != EXIT_OK {
-                bail!("the partner thread failed with code {code}");
-            }
-            Ok(r.into_run(kind, partner, placement, mode, size))
-        }),
-        Partner::Process => {
-            // SAFETY: the child only runs `serve`, which uses the transport with a buffer sized
-            // before the fork (no allocation, no lock another thread could hold), then calls
-            // `_exit`; it forgets main's endpoint instead of dropping it, so nothing is freed.
-            let parent = std::process::id() as libc::pid_t;
-            match unsafe { fork() }.context("fork")? {
-                ForkResult::Child => {
-                    crate::shared_mem::die_with_parent(parent);
-                    std::mem::forget(main);
-                    let code = serve(mode, peer, &mut peer_buf);
-                    // SAFETY: `_exit` ends the child without running destructors or atexit
-                    // handlers, which could touch locks held by threads absent in the child.
-                    unsafe { libc::_exit(code) }
-                }
-                ForkResult::Parent { child } => {
-                    drop(peer);
-                    let r = main_side(&mut main, mode, size, main_cpu, plan);
-                    let stopped = stop(&mut main);
-                    if r.is_err() || stopped.is_err() {
-                        // The partner may be blocked on a half-finished exchange.
-                        let _ = kill(child, Signal::SIGKILL);
-                    }
-                    let status = waitpid(child, None).context("waitpid for the partner")?;
-                    let r = r?;
-                    stopped?;
-                    match status {
-                        WaitStatus::Exited(_, EXIT_OK) => {}
-                        other => bail!("the partner process ended badly: {other:?}"),
-                    }
-                    Ok(r.into_run(kind, partner, placement, mode, size))
-                }
-            }
-        }
-    }
+    // The partner owns its endpoint, so a forked partner's is closed in the parent at once. As
+    // a child it only runs `serve`, which uses the transport with a buffer sized before the
+    // fork (no allocation, no lock another thread could hold); main's endpoint is never
+    // dropped there, since the child leaves with `_exit`.
+    let body = move || serve(mode, peer, &mut peer_buf);
+    let r = partner.run_pair(placement, body, || {
+        let r = main_side(&mut main, mode, size, plan);
+        let stopped = stop(&mut main);
+        let r = r?;
+        stopped?;
+        Ok(r)
+    })?;
+    Ok(r.into_run(kind, partner, placement, mode, size))
 }
 
 /// Main's result before it is labelled.
@@ -790,16 +743,7 @@ impl MainResult {
 }
 
 /// Main's side: measures round trips (echo) or one-way batches (sink).
-fn main_side(
-    main: &mut Endpoint,
-    mode: Mode,
-    size: usize,
-    cpu: Option<usize>,
-    plan: &Plan,
-) -> Result<MainResult> {
-    if let Some(cpu) = cpu {
-        measure::pin_to(cpu)?;
-    }
+fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Result<MainResult> {
     let mut msg = vec![0x5Au8; size];
     let mut buf: Vec<u8> = Vec::with_capacity(size);
     let wakes_before = main.futex_wakes();

@@ -7,6 +7,7 @@ use crate::{LabConfig, Progress, report::Section};
 pub mod ipc;
 pub mod isolation;
 pub mod memory;
+mod partner;
 pub mod race;
 pub mod scaling;
 pub mod spawn;

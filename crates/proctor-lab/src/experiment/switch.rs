@@ -34,8 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe};
+use nix::unistd::pipe;
 use serde::Serialize;
 
 use super::{Partner, Placement};
@@ -757,68 +756,31 @@ fn ping_pong(
     let (to_partner_rx, to_partner_tx) = pipe().context("pipe to the partner")?;
     let (to_main_rx, to_main_tx) = pipe().context("pipe to main")?;
     let (main_rx, main_tx) = (to_main_rx.as_raw_fd(), to_partner_tx.as_raw_fd());
-    let (partner_rx, partner_tx) = (to_partner_rx.as_raw_fd(), to_main_tx.as_raw_fd());
     let mut main_buf = vec![0u8; footprint];
     let mut partner_buf = vec![0u8; footprint];
-    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
-    // after creating it.
-    let _restore = match placement.cpus() {
-        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
-        None => None,
-    };
+    let pb = &mut partner_buf[..];
 
     let mut round_trips = 0u64;
-    let mut main_side = |main_buf: &mut [u8]| -> Result<(Measurement, u64)> {
-        if let Some((main_cpu, _)) = placement.cpus() {
-            measure::pin_to(main_cpu)?;
-        }
+    // The partner owns its ends of the pipes: a forked partner's are closed in the parent at
+    // once, so a dead partner shows as EOF. As a child it only makes raw system calls on memory
+    // allocated before the fork (async-signal-safe).
+    let partner_body = move || {
+        let (rx, tx) = (to_partner_rx, to_main_tx);
+        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb);
+        0
+    };
+    let main_side = || -> Result<(Measurement, u64)> {
         let before = measure::context_switches(false);
         let m = measure::measure(plan, |n, sampler| {
             round_trips += n;
             time_ops(n, sampler, || {
-                main_round_trip(t, st, main_rx, main_tx, main_buf)
+                main_round_trip(t, st, main_rx, main_tx, &mut main_buf)
             })
-        })?;
-        Ok((m, measure::context_switches(false).saturating_sub(before)))
+        });
+        stop_partner(t, st, main_tx);
+        Ok((m?, measure::context_switches(false).saturating_sub(before)))
     };
-
-    let result = match partner {
-        Partner::Thread => std::thread::scope(|scope| {
-            let pb = &mut partner_buf[..];
-            let h = scope.spawn(move || partner_loop(t, st, partner_rx, partner_tx, pb));
-            let r = main_side(&mut main_buf);
-            stop_partner(t, st, main_tx);
-            h.join()
-                .map_err(|_| anyhow::anyhow!("the partner thread panicked"))?;
-            r
-        }),
-        Partner::Process => {
-            // SAFETY: the child runs `partner_loop`, which only makes raw system calls and
-            // touches memory that exists in the child, then calls `_exit`; nothing in it takes a
-            // lock or allocates, so forking a multi-threaded process is sound.
-            let parent = std::process::id() as libc::pid_t;
-            match unsafe { fork() }.context("fork")? {
-                ForkResult::Child => {
-                    crate::shared_mem::die_with_parent(parent);
-                    partner_loop(t, st, partner_rx, partner_tx, &mut partner_buf);
-                    // SAFETY: `_exit` skips destructors and atexit handlers, as a forked child must.
-                    unsafe { libc::_exit(0) }
-                }
-                ForkResult::Parent { child } => {
-                    // Close the partner's ends here so that a dead partner shows as EOF.
-                    drop(to_partner_rx);
-                    drop(to_main_tx);
-                    let r = main_side(&mut main_buf);
-                    stop_partner(t, st, main_tx);
-                    match waitpid(child, None).context("waitpid for the partner")? {
-                        WaitStatus::Exited(_, 0) => {}
-                        other => bail!("the partner process ended badly: {other:?}"),
-                    }
-                    r
-                }
-            }
-        }
-    };
+    let result = partner.run_pair(placement, partner_body, main_side);
     let (rtt, main_switches) = result?;
     let partner_round_trips = st.partner_round_trips.load(Ordering::Acquire);
     if partner_round_trips != round_trips {
