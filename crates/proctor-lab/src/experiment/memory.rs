@@ -156,6 +156,55 @@ fn new_working_set() -> Box<[AtomicU64]> {
     (0..WORKING_SET / 8).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// A thread's working set in a mapping of its own (`mmap`, private and anonymous), unmapped on
+/// drop. A heap buffer would not do: malloc hands a new thread the arena and the cached stack of
+/// a thread that has ended, pages still resident, so its 64 KiB can land on memory the process
+/// already holds and its growth reads 0 B. A fresh mapping's pages are new to the process.
+/// Main maps it and the thread writes it (mapping alone makes nothing resident).
+#[derive(Debug)]
+struct FreshMapping {
+    ptr: std::ptr::NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl FreshMapping {
+    fn new(len: usize) -> Result<FreshMapping> {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+        let size = std::num::NonZeroUsize::new(len).context("an empty working set")?;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing aliases
+        // nothing; it is zero-filled, a valid array of AtomicU64 (page-aligned).
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }
+        .context("mmap a thread's working set")?;
+        Ok(FreshMapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping lives as long as `self`, is aligned and `len` bytes long, and is
+        // only accessed through atomics.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len / 8) }
+    }
+}
+
+// SAFETY: the mapping is owned by one FreshMapping and only read or written through atomics.
+unsafe impl Send for FreshMapping {}
+
+impl Drop for FreshMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length; no borrow of it outlives self.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 /// N forked children, each writing its copy of the working set; returns per-worker figures.
 fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     // Allocated and written by the parent: each child's writes copy these pages (copy-on-write).
@@ -219,12 +268,18 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         let mut failure = None;
         for _ in 0..n {
             let (ready_w, go_r, ids) = (&ready_w, &go_r, &ids);
+            let ws = match FreshMapping::new(WORKING_SET) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             let spawn = std::thread::Builder::new().spawn_scoped(s, move || {
-                let ws = new_working_set();
-                touch(&ws);
-                // Without this the optimizer drops the unread buffer, stores and all, and the
-                // thread looks 64 KiB cheaper than it is.
-                std::hint::black_box(&ws);
+                touch(ws.words());
+                // Without this the optimizer may drop the unread stores, and the thread looks
+                // 64 KiB cheaper than it is.
+                std::hint::black_box(ws.words());
                 ids.lock().expect("never poisoned").push(gettid().as_raw());
                 let _ = write(ready_w, b"r");
                 let mut b = [0u8; 1];
@@ -234,7 +289,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
             match spawn {
                 Ok(_) => spawned += 1,
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(anyhow::Error::from(e).context("spawn"));
                     break;
                 }
             }
@@ -246,7 +301,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         // Release every thread that started, whatever happened, so the scope can join them.
         write_n(&go_w, spawned)?;
         if let Some(e) = failure {
-            return Err(e).context(format!("spawn thread {} of {n}", spawned + 1));
+            return Err(e).context(format!("start thread {} of {n}", spawned + 1));
         }
         sample
     })?;
@@ -385,7 +440,8 @@ fn section_from(result: &MemoryResult) -> Section {
              block reading another. Processes are forked children writing their copy of a buffer \
              the parent allocated (so those pages are copied on write); the figures are the sum \
              over the children of /proc/PID/smaps_rollup (Rss, Pss, Private_Clean+Private_Dirty = \
-             USS) and VmPTE, divided by N. Threads allocate and write their own {ws_kib} KiB; the \
+             USS) and VmPTE, divided by N. Threads write their own {ws_kib} KiB, each in a fresh \
+             mmap (pages new to the process, not ones malloc kept from an ended thread); the \
              figures are this process's growth divided by N. Async tasks are tokio tasks on a \
              current-thread runtime, each parked on a oneshot receiver with no working set of its \
              own; figures are the process's growth per task. Kernel stacks are the growth of \
@@ -539,7 +595,8 @@ fn section_from(result: &MemoryResult) -> Section {
     section.notes.push(
         "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
          hands them to new threads: rounds after the first can reuse them, so the thread figures \
-         at larger N are a slight lower bound."
+         are a slight lower bound. The working sets are fresh mappings, so a thread never reads \
+         less than the working set it wrote."
             .to_string(),
     );
     section.notes.push(
