@@ -816,6 +816,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn section_from_hand_made_runs() {
+        use crate::fixture::measurement;
+        let run = |transport, partner, mode, ns| Run {
+            transport,
+            partner,
+            placement: Placement::Unpinned,
+            mode,
+            size_bytes: 64,
+            measurement: measurement(ns),
+            messages: 2_000,
+            futex_wakes: 0,
+        };
+        let d = Data {
+            sizes: vec![64],
+            transports: vec![TransportKind::Pipe],
+            shm_spin_ns: 0,
+            runs: vec![
+                run(TransportKind::Pipe, Partner::Thread, Mode::Echo, 8_000.0),
+                run(TransportKind::Pipe, Partner::Process, Mode::Echo, 9_000.0),
+                run(TransportKind::Pipe, Partner::Process, Mode::Sink, 1_000.0),
+            ],
+        };
+        let s = section(&Plan::for_profile(Profile::Tiny), &d);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("ipc.rtt.pipe.thread.64"), Some(8_000.0));
+        assert_eq!(value("ipc.rtt.pipe.process.64"), Some(9_000.0));
+        // 64 B per 1 µs message.
+        let mbs = value("ipc.throughput.pipe.process.64").expect("a throughput figure");
+        assert!((mbs - 64e3 * 1e3).abs() / mbs < 0.1, "{mbs}");
+        assert!(value("ipc.throughput.pipe.thread.64").is_none());
+        assert!(!s.tables.is_empty());
+    }
+
+    #[test]
     fn transports_default_to_all_and_reject_unknown_names() {
         let config = LabConfig::default();
         assert_eq!(

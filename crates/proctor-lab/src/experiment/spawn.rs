@@ -518,6 +518,44 @@ impl Ballast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_rows() {
+        use crate::fixture::measurement;
+        let row = |method, ballast_bytes, ns| Row {
+            method,
+            ballast_bytes,
+            parent_rss_bytes: 10 * MIB as u64,
+            measurement: measurement(ns),
+        };
+        let rows = [
+            row(Method::Thread, 0, 20_000.0),
+            row(Method::Fork, 0, 100_000.0),
+            row(Method::Fork, 64 * MIB, 300_000.0),
+            row(Method::TokioTask, 0, 400.0),
+        ];
+        let s = section(&Plan::for_profile(Profile::Tiny), &rows);
+        assert_eq!(s.figure("spawn.thread").map(|f| f.value), Some(20_000.0));
+        assert_eq!(
+            s.figure("spawn.fork.cold").map(|f| f.value),
+            Some(200_000.0)
+        );
+        assert!(s.figure("spawn.fork.rss_64mib").is_some());
+        assert_eq!(
+            s.figure("spawn.fork_over_thread").map(|f| f.value),
+            Some(5.0)
+        );
+        assert_eq!(
+            s.figure("spawn.thread_over_async").map(|f| f.value),
+            Some(50.0)
+        );
+        assert_eq!(s.tables[0].rows.len(), rows.len());
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("fork grows with the parent"))
+        );
+    }
     use crate::NoProgress;
 
     #[test]

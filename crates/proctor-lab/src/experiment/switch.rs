@@ -854,6 +854,45 @@ fn measure_one_sided(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_runs() {
+        use crate::fixture::measurement;
+        let d = Data {
+            timer_ns: 20.0,
+            one_sided: vec![OneSided {
+                transport: Transport::Futex,
+                footprint_bytes: 0,
+                cpu: 0,
+                per_rtt: measurement(400.0),
+            }],
+            ping_pong: vec![PingPong {
+                transport: Transport::Futex,
+                partner: Partner::Process,
+                placement: Placement::Pinned(0),
+                footprint_bytes: 0,
+                rtt: measurement(3_000.0),
+                round_trips: 1_000,
+                main_switches: 1_000,
+                partner_switches: 1_000,
+            }],
+        };
+        let s = section(&Plan::for_profile(Profile::Tiny), &d, 2);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("switch.futex.process.pinned.rtt"), Some(3_000.0));
+        assert_eq!(value("switch.futex.process.pinned"), Some(1_500.0));
+        assert_eq!(value("switch.futex.process.pinned.net"), Some(1_300.0));
+        assert_eq!(
+            value("switch.futex.process.pinned.switches_per_rtt"),
+            Some(2.0)
+        );
+        assert_eq!(value("switch.futex.one_sided"), Some(400.0));
+        assert!(
+            s.figure("switch.futex.process.pinned")
+                .and_then(|f| f.placement.as_deref())
+                .is_some_and(|p| p.contains("same CPU"))
+        );
+    }
     use crate::NoProgress;
 
     #[test]
