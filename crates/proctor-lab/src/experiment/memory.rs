@@ -608,3 +608,49 @@ fn section_from(result: &MemoryResult) -> Section {
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_points() {
+        let point = |model: &str, workers, uss_bytes| WorkerPoint {
+            model: model.to_string(),
+            workers,
+            rss_bytes: 2.0 * uss_bytes,
+            pss_bytes: 1.5 * uss_bytes,
+            uss_bytes,
+            page_table_bytes: 8192.0,
+            kernel_stack_bytes: 16384.0,
+            virtual_bytes: (model == "thread").then_some(2.0 * 1024.0 * 1024.0),
+        };
+        let result = MemoryResult {
+            working_set_bytes: WORKING_SET as u64,
+            thread_stack_reserved_bytes: 2 << 20,
+            workers: vec![
+                point("process", 10, 160_000.0),
+                point("thread", 10, 70_000.0),
+                // A growth of 100 B over 10 workers is below a page / 10.
+                point("thread", 1, 100.0),
+            ],
+            tasks: vec![TaskPoint {
+                tasks: 10_000,
+                rss_bytes: 400.0,
+                pss_bytes: 400.0,
+                uss_bytes: 400.0,
+            }],
+            child_pids: vec![],
+            thread_ids: vec![],
+        };
+        let s = section_from(&result);
+        let f = |k: &str| s.figure(k).unwrap_or_else(|| panic!("{k}"));
+        assert_eq!(f("memory.uss_per_worker.process.10").value, 160_000.0);
+        assert_eq!(f("memory.uss_per_worker.thread.10").value, 70_000.0);
+        assert!(f("memory.uss_per_worker.thread.1").below_resolution());
+        assert!(!f("memory.uss_per_worker.process.10").below_resolution());
+        assert_eq!(f("memory.per_task.async.10000").value, 400.0);
+        assert_eq!(s.tables[0].rows.len(), 4);
+        assert_eq!(s.data["workers"].as_array().map(Vec::len), Some(3));
+    }
+}

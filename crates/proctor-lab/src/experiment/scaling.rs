@@ -850,6 +850,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn section_from_hand_made_points() {
+        let cpu = |model, workers, median_ns: f64, speedup: f64| CpuPoint {
+            model,
+            workers,
+            elapsed_ns: vec![median_ns; 3],
+            median_ns,
+            throughput_per_sec: 1e9 / median_ns,
+            speedup,
+            efficiency: speedup / workers as f64,
+            checksum: 7,
+        };
+        let io = |model, ms: f64| IoPoint {
+            model,
+            units: 1_000,
+            completion_ns: vec![ms * 1e6; 3],
+            median_ns: ms * 1e6,
+            memory_bytes: Some(1e6),
+            max_alive: 1_000,
+        };
+        let r = ScalingResult {
+            cpus: 2,
+            physical_cores: Some(1),
+            total_iterations: 1_000_000,
+            cpu: vec![
+                cpu(Model::Thread, 1, 100e6, 1.0),
+                cpu(Model::Thread, 2, 55e6, 100.0 / 55.0),
+                cpu(Model::Process, 1, 100e6, 1.0),
+                cpu(Model::Process, 2, 60e6, 100.0 / 60.0),
+            ],
+            io: vec![
+                io(Model::Thread, 120.0),
+                io(Model::Process, 900.0),
+                io(Model::Async, 40.0),
+            ],
+            skipped: vec![],
+        };
+        let s = section_from(&r);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("scaling.cores"), Some(2.0));
+        assert_eq!(value("scaling.speedup.thread.cores"), Some(100.0 / 55.0));
+        assert_eq!(value("scaling.speedup.process.cores"), Some(100.0 / 60.0));
+        assert_eq!(value("scaling.io.completion.process.1000"), Some(900e6));
+        assert_eq!(value("scaling.io.completion.async.1000"), Some(40e6));
+    }
+
+    #[test]
     fn shares_add_up() {
         assert_eq!(shares(10, 3), vec![4, 3, 3]);
         assert_eq!(shares(10, 3).iter().sum::<u64>(), 10);

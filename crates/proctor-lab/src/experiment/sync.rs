@@ -670,3 +670,37 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_scenarios() {
+        let scenario = |key: &str, ns: f64| ScenarioResult {
+            key: key.to_string(),
+            label: key.to_string(),
+            placement: "pinned to cpu 0".to_string(),
+            iterations_per_batch: 1_000,
+            samples_ns: (0..11).map(|i| ns * (0.95 + 0.01 * i as f64)).collect(),
+            median_ns: ns,
+        };
+        let result = SyncResult {
+            scenarios: vec![
+                scenario("sync.mutex.uncontended.thread", 15.0),
+                scenario("sync.mutex.uncontended.process", 16.0),
+            ],
+            process_mutex_futex_waits: 10,
+            process_mutex_futex_wakes: 10,
+            process_mutex_ops: 1_000,
+        };
+        let s = section_from(&result, true);
+        let f = s
+            .figure("sync.mutex.uncontended.process")
+            .expect("the figure");
+        assert_eq!(f.value, 16.0);
+        assert_eq!(f.spread.as_ref().map(|s| s.samples), Some(11));
+        assert_eq!(f.placement.as_deref(), Some("pinned to cpu 0"));
+        assert!(s.figure("sync.mutex.uncontended.thread").is_some());
+    }
+}
