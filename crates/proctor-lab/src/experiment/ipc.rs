@@ -33,7 +33,7 @@ use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
 use super::{Partner, Placement};
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
@@ -50,6 +50,9 @@ const MIB: usize = 1024 * KIB;
 const ACK: u8 = 1;
 /// The first byte of every other throughput message.
 const NO_ACK: u8 = 0;
+
+/// The message size of the headline's round trips.
+const HEADLINE_SIZE: usize = 64;
 
 /// Exit codes of a forked partner.
 const EXIT_OK: i32 = 0;
@@ -130,8 +133,11 @@ struct Run {
     placement: Placement,
     mode: Mode,
     size_bytes: usize,
-    /// Per round trip (echo) or per message (sink), in ns.
+    /// Per round trip (echo) or per message (sink), in ns: the round whose figure is the
+    /// median of the rounds.
     measurement: Measurement,
+    /// The figure of each independent round (one unless the headline shows it).
+    rounds_ns: Vec<f64>,
     /// Messages in the measured window of the run (both directions for round trips; the
     /// acknowledgements of a sink run are not counted), cold start to last batch.
     messages: u64,
@@ -272,15 +278,26 @@ impl Experiment for Ipc {
                                     placement.key()
                                 ),
                             );
-                            let r = run_pair(kind, partner, placement, mode, size, &plan)
-                                .with_context(|| {
-                                    format!(
-                                        "{kind} {} of {size}-byte messages between {}, {}",
-                                        mode.words(),
-                                        partner.plural(),
-                                        placement.describe()
-                                    )
-                                })?;
+                            // The headline's figures (64 B round trips, unpinned) come from
+                            // independent rounds, each with a fresh pair and partner.
+                            let headline = mode == Mode::Echo
+                                && size == HEADLINE_SIZE
+                                && placement == Placement::Unpinned;
+                            let rounds = if headline { ROUNDS } else { 1 };
+                            let (mut r, rounds_ns) = median_round(
+                                rounds,
+                                || run_pair(kind, partner, placement, mode, size, &plan),
+                                |r| r.measurement.value(),
+                            )
+                            .with_context(|| {
+                                format!(
+                                    "{kind} {} of {size}-byte messages between {}, {}",
+                                    mode.words(),
+                                    partner.plural(),
+                                    placement.describe()
+                                )
+                            })?;
+                            r.rounds_ns = rounds_ns;
                             runs.push(r);
                             progress.advance(1, "");
                         }
@@ -344,7 +361,9 @@ fn section(plan: &Plan, d: &Data) -> Section {
          before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
          warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
          spread = per-op (per round trip) timestamps when the timer costs < 5% of an op, else over \
-         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second.",
+         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. 64 B round trips, \
+         unpinned: the median of 3 independent rounds, each with a fresh pair and partner, with \
+         the rounds' run-to-run spread.",
         d.shm_spin_ns, plan.batches, plan.warmup_batches,
     );
     let mut s = Section::new("ipc", "Communication (IPC)", &method);
@@ -368,6 +387,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 s.figures.push(
                     r.measurement
                         .figure(&key, &label)
+                        .with_rounds(&r.rounds_ns)
                         .placed(&r.placement.describe()),
                 );
                 if r.transport == TransportKind::Shm {
@@ -735,6 +755,7 @@ impl MainResult {
             placement,
             mode,
             size_bytes,
+            rounds_ns: vec![self.measurement.value()],
             measurement: self.measurement,
             messages: self.messages,
             futex_wakes: self.futex_wakes,
@@ -825,6 +846,7 @@ mod tests {
             mode,
             size_bytes: 64,
             measurement: measurement(ns),
+            rounds_ns: vec![ns],
             messages: 2_000,
             futex_wakes: 0,
         };

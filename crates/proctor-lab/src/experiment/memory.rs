@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use nix::unistd::{gettid, pipe, read, write};
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, ROUNDS, median_round};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, fork_child};
 use crate::{LabConfig, Progress};
@@ -30,6 +30,9 @@ pub struct Memory;
 
 /// Bytes each worker writes before it parks: a small, representative working set.
 const WORKING_SET: usize = 64 * 1024;
+
+/// The worker count of the headline's figures.
+const HEADLINE_WORKERS: usize = 10;
 
 /// The task count every run includes for async tasks, whatever the worker counts.
 const MANY_TASKS: usize = 10_000;
@@ -71,6 +74,10 @@ pub struct WorkerPoint {
     pub kernel_stack_bytes: f64,
     /// Growth of this process's virtual size (threads only: stacks are reserved, not resident).
     pub virtual_bytes: Option<f64>,
+    /// USS per worker of each independent round (the point is the median round's); one
+    /// unless the headline shows it.
+    #[serde(default)]
+    pub rounds_uss_bytes: Vec<f64>,
 }
 
 /// N tokio tasks parked on a oneshot channel, per task.
@@ -253,6 +260,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
         page_table_bytes: per(sum.pte),
         kernel_stack_bytes: per(kstack_after - kstack_before),
         virtual_bytes: None,
+        rounds_uss_bytes: vec![per(sum.uss)],
     })
 }
 
@@ -317,6 +325,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         page_table_bytes: per(after.pte, before.pte),
         kernel_stack_bytes: per(kstack_after, kstack_before),
         virtual_bytes: Some(per(after.vsize, before.vsize)),
+        rounds_uss_bytes: vec![per(after.uss, before.uss)],
     })
 }
 
@@ -404,13 +413,19 @@ impl Experiment for Memory {
             thread_ids: Vec::new(),
         };
         for &n in &counts {
-            result
-                .workers
-                .push(idle_processes(n, &mut result.child_pids)?);
+            // The headline's figures (10 workers) come from independent rounds, each with
+            // fresh workers.
+            let rounds = if n == HEADLINE_WORKERS { ROUNDS } else { 1 };
+            let uss = |p: &WorkerPoint| p.uss_bytes;
+            let pids = &mut result.child_pids;
+            let (mut p, all) = median_round(rounds, || idle_processes(n, pids), uss)?;
+            p.rounds_uss_bytes = all;
+            result.workers.push(p);
             progress.advance(1, &format!("{n} idle processes"));
-            result
-                .workers
-                .push(idle_threads(n, &mut result.thread_ids)?);
+            let tids = &mut result.thread_ids;
+            let (mut p, all) = median_round(rounds, || idle_threads(n, tids), uss)?;
+            p.rounds_uss_bytes = all;
+            result.workers.push(p);
             progress.advance(1, &format!("{n} idle threads"));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -418,6 +433,9 @@ impl Experiment for Memory {
             .context("start a tokio runtime")?;
         // One throw-away round, so the runtime's own first allocations are not billed to tasks.
         idle_tasks(&runtime, 16)?;
+        // One round per count: a growth of this process cannot be measured in independent
+        // rounds, since a second round of tasks reuses the memory the first one freed (the
+        // threads' working sets are fresh mappings, and children are counted on their own).
         for &n in &task_counts {
             result.tasks.push(idle_tasks(&runtime, n)?);
             progress.advance(1, &format!("{n} idle tasks"));
@@ -446,7 +464,10 @@ fn section_from(result: &MemoryResult) -> Section {
              current-thread runtime, each parked on a oneshot receiver with no working set of its \
              own; figures are the process's growth per task. Kernel stacks are the growth of \
              KernelStack in /proc/meminfo, which is system-wide. Sampled once, after every worker \
-             said it was ready; every child is killed and reaped, every thread joined."
+             said it was ready; every child is killed and reaped, every thread joined. USS at 10 \
+             workers: the median of 3 independent rounds (fresh workers each), with the rounds' \
+             run-to-run spread; async tasks are measured once, since a second round would reuse \
+             the memory the first one freed."
         ),
     );
     // A growth of this process (threads, tasks) is counted in whole pages shared among the N
@@ -472,6 +493,11 @@ fn section_from(result: &MemoryResult) -> Section {
                 v,
                 Unit::Bytes,
             );
+            let figure = if kind == "uss" {
+                figure.with_rounds(&p.rounds_uss_bytes)
+            } else {
+                figure
+            };
             // Children's figures are sums of their own counters; a thread's is a growth.
             section
                 .figures
@@ -624,12 +650,16 @@ mod tests {
             page_table_bytes: 8192.0,
             kernel_stack_bytes: 16384.0,
             virtual_bytes: (model == "thread").then_some(2.0 * 1024.0 * 1024.0),
+            rounds_uss_bytes: vec![uss_bytes],
         };
         let result = MemoryResult {
             working_set_bytes: WORKING_SET as u64,
             thread_stack_reserved_bytes: 2 << 20,
             workers: vec![
-                point("process", 10, 160_000.0),
+                WorkerPoint {
+                    rounds_uss_bytes: vec![150_000.0, 160_000.0, 200_000.0],
+                    ..point("process", 10, 160_000.0)
+                },
                 point("thread", 10, 70_000.0),
                 // A growth of 100 B over 10 workers is below a page / 10.
                 point("thread", 1, 100.0),
@@ -646,10 +676,13 @@ mod tests {
         let s = section_from(&result);
         let f = |k: &str| s.figure(k).unwrap_or_else(|| panic!("{k}"));
         assert_eq!(f("memory.uss_per_worker.process.10").value, 160_000.0);
+        let rounds = f("memory.uss_per_worker.process.10").rounds.clone();
+        assert_eq!(rounds.map(|r| r.spread_pct), Some(25.0));
         assert_eq!(f("memory.uss_per_worker.thread.10").value, 70_000.0);
         assert!(f("memory.uss_per_worker.thread.1").below_resolution());
         assert!(!f("memory.uss_per_worker.process.10").below_resolution());
         assert_eq!(f("memory.per_task.async.10000").value, 400.0);
+        assert!(f("memory.per_task.async.10000").rounds.is_none());
         assert_eq!(s.tables[0].rows.len(), 4);
         assert_eq!(s.data["workers"].as_array().map(Vec::len), Some(3));
     }

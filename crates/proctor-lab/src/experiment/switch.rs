@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use super::{Partner, Placement};
 use crate::crosscheck;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
@@ -87,8 +87,10 @@ struct PingPong {
     partner: Partner,
     placement: Placement,
     footprint_bytes: usize,
-    /// Per round trip.
+    /// Per round trip: the round whose figure is the median of the rounds.
     rtt: Measurement,
+    /// The round trip of each independent round (one unless the headline shows it).
+    rtt_rounds: Vec<f64>,
     /// Round trips done (cold start, calibration, warm-up and measured).
     round_trips: u64,
     main_switches: u64,
@@ -197,14 +199,26 @@ impl Experiment for Switch {
                         0,
                         &format!("{} {} same CPU, {} KiB", t.key(), p.key(), fp / KIB),
                     );
-                    let r =
-                        ping_pong(t, p, Placement::Pinned(cpu), fp, &plan).with_context(|| {
-                            format!(
-                                "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
-                                t.key(),
-                                p.plural()
-                            )
-                        })?;
+                    // The headline's figures (futex, same CPU, no footprint) come from
+                    // independent rounds, each with a fresh partner.
+                    let rounds = if t == Transport::Futex && fp == 0 {
+                        ROUNDS
+                    } else {
+                        1
+                    };
+                    let (mut r, rtt_rounds) = median_round(
+                        rounds,
+                        || ping_pong(t, p, Placement::Pinned(cpu), fp, &plan),
+                        |r| r.rtt.value(),
+                    )
+                    .with_context(|| {
+                        format!(
+                            "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
+                            t.key(),
+                            p.plural()
+                        )
+                    })?;
+                    r.rtt_rounds = rtt_rounds;
                     runs.push(r);
                     progress.advance(1, "");
                 }
@@ -277,7 +291,8 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
          timestamps when the timer costs < 5% of an op, which adds one clock read (~{:.0} ns) per op; \
          outliers by modified Z-score > 3.5, kept. When other load preempts the \
          measurement, the batch means absorb the preemption and the figure can sit above the \
-         per-op p99.",
+         per-op p99. futex, same CPU, no footprint: the median of 3 independent rounds, each with \
+         a fresh partner, with the rounds' run-to-run spread.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,
         plan.warmup_batches,
@@ -348,9 +363,11 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         );
         let same_cpu = matches!(r.placement, Placement::Pinned(_));
         let half = r.rtt.scaled(0.5);
+        let halves: Vec<f64> = r.rtt_rounds.iter().map(|v| v / 2.0).collect();
         s.figures.push(
             r.rtt
                 .figure(&format!("{base}.rtt"), &format!("round trip, {what}"))
+                .with_rounds(&r.rtt_rounds)
                 .placed(&place),
         );
         let one = match r.placement {
@@ -360,6 +377,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         };
         s.figures.push(
             half.figure(&base, &format!("{} {one} (RTT/2), {what}", r.partner.key()))
+                .with_rounds(&halves)
                 .placed(&place),
         );
         let net = if same_cpu {
@@ -791,6 +809,7 @@ fn ping_pong(
         partner,
         placement,
         footprint_bytes: footprint,
+        rtt_rounds: vec![rtt.value()],
         rtt,
         round_trips,
         main_switches,
@@ -872,6 +891,7 @@ mod tests {
                 placement: Placement::Pinned(0),
                 footprint_bytes: 0,
                 rtt: measurement(3_000.0),
+                rtt_rounds: vec![3_000.0, 2_700.0, 3_600.0],
                 round_trips: 1_000,
                 main_switches: 1_000,
                 partner_switches: 1_000,
@@ -881,6 +901,12 @@ mod tests {
         let value = |k: &str| s.figure(k).map(|f| f.value);
         assert_eq!(value("switch.futex.process.pinned.rtt"), Some(3_000.0));
         assert_eq!(value("switch.futex.process.pinned"), Some(1_500.0));
+        let rounds = s
+            .figure("switch.futex.process.pinned")
+            .and_then(|f| f.rounds.clone());
+        let rounds = rounds.expect("the switch figure has its rounds");
+        assert_eq!(rounds.values, vec![1_500.0, 1_350.0, 1_800.0]);
+        assert_eq!(rounds.spread_pct, 20.0);
         assert_eq!(value("switch.futex.process.pinned.net"), Some(1_300.0));
         assert_eq!(
             value("switch.futex.process.pinned.switches_per_rtt"),
