@@ -500,3 +500,19 @@ pub fn all_sections() -> Vec<Section> {
         ),
     ]
 }
+
+/// A measurement typed in, not measured: 10 batches around `ns` per op (±5 %), no per-op
+/// timestamps, for the experiments' section tests.
+pub fn measurement(ns: f64) -> crate::measure::Measurement {
+    let batch_ns: Vec<f64> = (0..10).map(|i| ns * (0.95 + 0.01 * i as f64)).collect();
+    let mut batches = crate::stats::summarize(&batch_ns).expect("ten batches");
+    batches.median = ns;
+    crate::measure::Measurement {
+        ops_per_batch: 1000,
+        cold_ns: 2.0 * ns,
+        batch_ns,
+        batches,
+        per_op: None,
+        timer_ns: 20.0,
+    }
+}

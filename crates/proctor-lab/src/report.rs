@@ -158,6 +158,10 @@ pub struct Figure {
     /// as "< resolution", never as a number the method cannot resolve, or a negative one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<f64>,
+    /// The figure of each independent round, where it was measured in several (each set up
+    /// afresh: new threads, processes, pairs): its run-to-run spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Rounds>,
 }
 
 impl Figure {
@@ -171,7 +175,15 @@ impl Figure {
             spread: None,
             placement: None,
             resolution: None,
+            rounds: None,
         }
+    }
+
+    /// The figure with the values of the independent rounds behind it (`value` should be
+    /// their median); fewer than two finite rounds give no run-to-run spread.
+    pub fn with_rounds(mut self, values: &[f64]) -> Figure {
+        self.rounds = Rounds::around(values, self.value);
+        self
     }
 
     /// A figure whose method cannot resolve less than `resolution`: a value below it (or
@@ -199,6 +211,39 @@ impl Figure {
     pub fn placed(mut self, placement: &str) -> Figure {
         self.placement = Some(placement.to_string());
         self
+    }
+}
+
+/// Independent rounds behind a figure, each set up afresh, and how far apart they lie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rounds {
+    /// Each round's figure (a median of its own), in the order the rounds ran.
+    pub values: Vec<f64>,
+    /// The smallest round figure.
+    pub min: f64,
+    /// The largest round figure.
+    pub max: f64,
+    /// The run-to-run spread: every round lies within ± this many percent of the figure.
+    pub spread_pct: f64,
+}
+
+impl Rounds {
+    /// The rounds' spread around `center` (the figure's value), or `None` when fewer than two
+    /// rounds are finite or `center` is not a positive number.
+    pub fn around(values: &[f64], center: f64) -> Option<Rounds> {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if finite.len() < 2 || !(center.is_finite() && center > 0.0) {
+            return None;
+        }
+        let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let farthest = (max - center).max(center - min).max(0.0);
+        Some(Rounds {
+            values: finite,
+            min,
+            max,
+            spread_pct: 100.0 * farthest / center,
+        })
     }
 }
 
@@ -328,6 +373,15 @@ pub struct HeadlineRow {
     pub verdict: Verdict,
     /// The figure that decides the verdict, in words.
     pub deciding: String,
+    /// The independent rounds behind the thread side's figure, where it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_rounds: Option<Rounds>,
+    /// The same for the process side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_rounds: Option<Rounds>,
+    /// The same for the async side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_rounds: Option<Rounds>,
 }
 
 /// A classic claim with its verdict and evidence.

@@ -29,14 +29,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork};
 use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
 use super::{Partner, Placement};
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
@@ -53,6 +50,9 @@ const MIB: usize = 1024 * KIB;
 const ACK: u8 = 1;
 /// The first byte of every other throughput message.
 const NO_ACK: u8 = 0;
+
+/// The message size of the headline's round trips.
+const HEADLINE_SIZE: usize = 64;
 
 /// Exit codes of a forked partner.
 const EXIT_OK: i32 = 0;
@@ -133,8 +133,11 @@ struct Run {
     placement: Placement,
     mode: Mode,
     size_bytes: usize,
-    /// Per round trip (echo) or per message (sink), in ns.
+    /// Per round trip (echo) or per message (sink), in ns: the round whose figure is the
+    /// median of the rounds.
     measurement: Measurement,
+    /// The figure of each independent round (one unless the headline shows it).
+    rounds_ns: Vec<f64>,
     /// Messages in the measured window of the run (both directions for round trips; the
     /// acknowledgements of a sink run are not counted), cold start to last batch.
     messages: u64,
@@ -275,15 +278,26 @@ impl Experiment for Ipc {
                                     placement.key()
                                 ),
                             );
-                            let r = run_pair(kind, partner, placement, mode, size, &plan)
-                                .with_context(|| {
-                                    format!(
-                                        "{kind} {} of {size}-byte messages between {}, {}",
-                                        mode.words(),
-                                        partner.plural(),
-                                        placement.describe()
-                                    )
-                                })?;
+                            // The headline's figures (64 B round trips, unpinned) come from
+                            // independent rounds, each with a fresh pair and partner.
+                            let headline = mode == Mode::Echo
+                                && size == HEADLINE_SIZE
+                                && placement == Placement::Unpinned;
+                            let rounds = if headline { ROUNDS } else { 1 };
+                            let (mut r, rounds_ns) = median_round(
+                                rounds,
+                                || run_pair(kind, partner, placement, mode, size, &plan),
+                                |r| r.measurement.value(),
+                            )
+                            .with_context(|| {
+                                format!(
+                                    "{kind} {} of {size}-byte messages between {}, {}",
+                                    mode.words(),
+                                    partner.plural(),
+                                    placement.describe()
+                                )
+                            })?;
+                            r.rounds_ns = rounds_ns;
                             runs.push(r);
                             progress.advance(1, "");
                         }
@@ -347,7 +361,9 @@ fn section(plan: &Plan, d: &Data) -> Section {
          before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
          warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
          spread = per-op (per round trip) timestamps when the timer costs < 5% of an op, else over \
-         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second.",
+         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. 64 B round trips, \
+         unpinned: the median of 3 independent rounds, each with a fresh pair and partner, with \
+         the rounds' run-to-run spread.",
         d.shm_spin_ns, plan.batches, plan.warmup_batches,
     );
     let mut s = Section::new("ipc", "Communication (IPC)", &method);
@@ -371,6 +387,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
                 s.figures.push(
                     r.measurement
                         .figure(&key, &label)
+                        .with_rounds(&r.rounds_ns)
                         .placed(&r.placement.describe()),
                 );
                 if r.transport == TransportKind::Shm {
@@ -701,63 +718,19 @@ fn run_pair(
     let (mut main, peer) = ipc::pair(kind, size).context("creating the pair")?;
     // Everything the partner touches is allocated before the fork.
     let mut peer_buf: Vec<u8> = Vec::with_capacity(size);
-    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
-    // afterwards.
-    let _restore = match placement.cpus() {
-        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
-        None => None,
-    };
-    let main_cpu = placement.cpus().map(|(c, _)| c);
-
-    match partner {
-        Partner::Thread => std::thread::scope(|scope| {
-            let h = scope.spawn(move || serve(mode, peer, &mut peer_buf));
-            let r = main_side(&mut main, mode, size, main_cpu, plan);
-            let stopped = stop(&mut main);
-            let code = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("the partner thread panicked"))?;
-            let r = r?;
-            stopped?;
-            if code != EXIT_OK {
-                bail!("the partner thread failed with code {code}");
-            }
-            Ok(r.into_run(kind, partner, placement, mode, size))
-        }),
-        Partner::Process => {
-            // SAFETY: the child only runs `serve`, which uses the transport with a buffer sized
-            // before the fork (no allocation, no lock another thread could hold), then calls
-            // `_exit`; it forgets main's endpoint instead of dropping it, so nothing is freed.
-            let parent = std::process::id() as libc::pid_t;
-            match unsafe { fork() }.context("fork")? {
-                ForkResult::Child => {
-                    crate::shared_mem::die_with_parent(parent);
-                    std::mem::forget(main);
-                    let code = serve(mode, peer, &mut peer_buf);
-                    // SAFETY: `_exit` ends the child without running destructors or atexit
-                    // handlers, which could touch locks held by threads absent in the child.
-                    unsafe { libc::_exit(code) }
-                }
-                ForkResult::Parent { child } => {
-                    drop(peer);
-                    let r = main_side(&mut main, mode, size, main_cpu, plan);
-                    let stopped = stop(&mut main);
-                    if r.is_err() || stopped.is_err() {
-                        // The partner may be blocked on a half-finished exchange.
-                        let _ = kill(child, Signal::SIGKILL);
-                    }
-                    let status = waitpid(child, None).context("waitpid for the partner")?;
-                    let r = r?;
-                    stopped?;
-                    match status {
-                        WaitStatus::Exited(_, EXIT_OK) => {}
-                        other => bail!("the partner process ended badly: {other:?}"),
-                    }
-                    Ok(r.into_run(kind, partner, placement, mode, size))
-                }
-            }
-        }
-    }
+    // The partner owns its endpoint, so a forked partner's is closed in the parent at once. As
+    // a child it only runs `serve`, which uses the transport with a buffer sized before the
+    // fork (no allocation, no lock another thread could hold); main's endpoint is never
+    // dropped there, since the child leaves with `_exit`.
+    let body = move || serve(mode, peer, &mut peer_buf);
+    let r = partner.run_pair(placement, body, || {
+        let r = main_side(&mut main, mode, size, plan);
+        let stopped = stop(&mut main);
+        let r = r?;
+        stopped?;
+        Ok(r)
+    })?;
+    Ok(r.into_run(kind, partner, placement, mode, size))
 }
 
 /// Main's result before it is labelled.
@@ -782,6 +755,7 @@ impl MainResult {
             placement,
             mode,
             size_bytes,
+            rounds_ns: vec![self.measurement.value()],
             measurement: self.measurement,
             messages: self.messages,
             futex_wakes: self.futex_wakes,
@@ -790,16 +764,7 @@ impl MainResult {
 }
 
 /// Main's side: measures round trips (echo) or one-way batches (sink).
-fn main_side(
-    main: &mut Endpoint,
-    mode: Mode,
-    size: usize,
-    cpu: Option<usize>,
-    plan: &Plan,
-) -> Result<MainResult> {
-    if let Some(cpu) = cpu {
-        measure::pin_to(cpu)?;
-    }
+fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Result<MainResult> {
     let mut msg = vec![0x5Au8; size];
     let mut buf: Vec<u8> = Vec::with_capacity(size);
     let wakes_before = main.futex_wakes();
@@ -870,6 +835,41 @@ fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_runs() {
+        use crate::fixture::measurement;
+        let run = |transport, partner, mode, ns| Run {
+            transport,
+            partner,
+            placement: Placement::Unpinned,
+            mode,
+            size_bytes: 64,
+            measurement: measurement(ns),
+            rounds_ns: vec![ns],
+            messages: 2_000,
+            futex_wakes: 0,
+        };
+        let d = Data {
+            sizes: vec![64],
+            transports: vec![TransportKind::Pipe],
+            shm_spin_ns: 0,
+            runs: vec![
+                run(TransportKind::Pipe, Partner::Thread, Mode::Echo, 8_000.0),
+                run(TransportKind::Pipe, Partner::Process, Mode::Echo, 9_000.0),
+                run(TransportKind::Pipe, Partner::Process, Mode::Sink, 1_000.0),
+            ],
+        };
+        let s = section(&Plan::for_profile(Profile::Tiny), &d);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("ipc.rtt.pipe.thread.64"), Some(8_000.0));
+        assert_eq!(value("ipc.rtt.pipe.process.64"), Some(9_000.0));
+        // 64 B per 1 µs message.
+        let mbs = value("ipc.throughput.pipe.process.64").expect("a throughput figure");
+        assert!((mbs - 64e3 * 1e3).abs() / mbs < 0.1, "{mbs}");
+        assert!(value("ipc.throughput.pipe.thread.64").is_none());
+        assert!(!s.tables.is_empty());
+    }
 
     #[test]
     fn transports_default_to_all_and_reject_unknown_names() {

@@ -930,3 +930,49 @@ fn section_from(result: &IsolationResult) -> Section {
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_cells() {
+        let plan = plan_for(Profile::Tiny);
+        let cells = Side::ALL
+            .into_iter()
+            .flat_map(|side| Fault::ALL.into_iter().map(move |fault| (side, fault)))
+            .map(|(side, fault)| {
+                // Threads contain only a panic; processes contain everything.
+                let survived = side == Side::Process || matches!(fault, Fault::Panic);
+                Cell {
+                    side,
+                    fault,
+                    ran_in: "the lab process".to_string(),
+                    program_death: (!survived).then(|| "SIGABRT".to_string()),
+                    program_death_error: None,
+                    outcome: None,
+                    error: None,
+                    completed: if survived { plan.batch - 1 } else { 0 },
+                    survived,
+                }
+            })
+            .collect();
+        let result = IsolationResult {
+            plan,
+            cells,
+            leftover_processes: vec![],
+            leftover_check: true,
+        };
+        let s = section_from(&result);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        let kinds = Fault::ALL.len() as f64;
+        assert_eq!(value("isolation.faults"), Some(kinds));
+        assert_eq!(value("isolation.survived.process"), Some(kinds));
+        assert_eq!(value("isolation.survived.thread"), Some(1.0));
+        assert_eq!(
+            value("isolation.whole_program_died.thread"),
+            Some(kinds - 1.0)
+        );
+        assert_eq!(value("isolation.completed.thread.abort"), Some(0.0));
+    }
+}

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use nix::unistd::{gettid, pipe, read, write};
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, ROUNDS, median_round};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, fork_child};
 use crate::{LabConfig, Progress};
@@ -30,6 +30,9 @@ pub struct Memory;
 
 /// Bytes each worker writes before it parks: a small, representative working set.
 const WORKING_SET: usize = 64 * 1024;
+
+/// The worker count of the headline's figures.
+const HEADLINE_WORKERS: usize = 10;
 
 /// The task count every run includes for async tasks, whatever the worker counts.
 const MANY_TASKS: usize = 10_000;
@@ -71,6 +74,10 @@ pub struct WorkerPoint {
     pub kernel_stack_bytes: f64,
     /// Growth of this process's virtual size (threads only: stacks are reserved, not resident).
     pub virtual_bytes: Option<f64>,
+    /// USS per worker of each independent round (the point is the median round's); one
+    /// unless the headline shows it.
+    #[serde(default)]
+    pub rounds_uss_bytes: Vec<f64>,
 }
 
 /// N tokio tasks parked on a oneshot channel, per task.
@@ -156,6 +163,55 @@ fn new_working_set() -> Box<[AtomicU64]> {
     (0..WORKING_SET / 8).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// A thread's working set in a mapping of its own (`mmap`, private and anonymous), unmapped on
+/// drop. A heap buffer would not do: malloc hands a new thread the arena and the cached stack of
+/// a thread that has ended, pages still resident, so its 64 KiB can land on memory the process
+/// already holds and its growth reads 0 B. A fresh mapping's pages are new to the process.
+/// Main maps it and the thread writes it (mapping alone makes nothing resident).
+#[derive(Debug)]
+struct FreshMapping {
+    ptr: std::ptr::NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl FreshMapping {
+    fn new(len: usize) -> Result<FreshMapping> {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+        let size = std::num::NonZeroUsize::new(len).context("an empty working set")?;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing aliases
+        // nothing; it is zero-filled, a valid array of AtomicU64 (page-aligned).
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }
+        .context("mmap a thread's working set")?;
+        Ok(FreshMapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping lives as long as `self`, is aligned and `len` bytes long, and is
+        // only accessed through atomics.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len / 8) }
+    }
+}
+
+// SAFETY: the mapping is owned by one FreshMapping and only read or written through atomics.
+unsafe impl Send for FreshMapping {}
+
+impl Drop for FreshMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length; no borrow of it outlives self.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 /// N forked children, each writing its copy of the working set; returns per-worker figures.
 fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     // Allocated and written by the parent: each child's writes copy these pages (copy-on-write).
@@ -204,6 +260,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
         page_table_bytes: per(sum.pte),
         kernel_stack_bytes: per(kstack_after - kstack_before),
         virtual_bytes: None,
+        rounds_uss_bytes: vec![per(sum.uss)],
     })
 }
 
@@ -219,12 +276,18 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         let mut failure = None;
         for _ in 0..n {
             let (ready_w, go_r, ids) = (&ready_w, &go_r, &ids);
+            let ws = match FreshMapping::new(WORKING_SET) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             let spawn = std::thread::Builder::new().spawn_scoped(s, move || {
-                let ws = new_working_set();
-                touch(&ws);
-                // Without this the optimizer drops the unread buffer, stores and all, and the
-                // thread looks 64 KiB cheaper than it is.
-                std::hint::black_box(&ws);
+                touch(ws.words());
+                // Without this the optimizer may drop the unread stores, and the thread looks
+                // 64 KiB cheaper than it is.
+                std::hint::black_box(ws.words());
                 ids.lock().expect("never poisoned").push(gettid().as_raw());
                 let _ = write(ready_w, b"r");
                 let mut b = [0u8; 1];
@@ -234,7 +297,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
             match spawn {
                 Ok(_) => spawned += 1,
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(anyhow::Error::from(e).context("spawn"));
                     break;
                 }
             }
@@ -246,7 +309,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         // Release every thread that started, whatever happened, so the scope can join them.
         write_n(&go_w, spawned)?;
         if let Some(e) = failure {
-            return Err(e).context(format!("spawn thread {} of {n}", spawned + 1));
+            return Err(e).context(format!("start thread {} of {n}", spawned + 1));
         }
         sample
     })?;
@@ -262,6 +325,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         page_table_bytes: per(after.pte, before.pte),
         kernel_stack_bytes: per(kstack_after, kstack_before),
         virtual_bytes: Some(per(after.vsize, before.vsize)),
+        rounds_uss_bytes: vec![per(after.uss, before.uss)],
     })
 }
 
@@ -349,13 +413,19 @@ impl Experiment for Memory {
             thread_ids: Vec::new(),
         };
         for &n in &counts {
-            result
-                .workers
-                .push(idle_processes(n, &mut result.child_pids)?);
+            // The headline's figures (10 workers) come from independent rounds, each with
+            // fresh workers.
+            let rounds = if n == HEADLINE_WORKERS { ROUNDS } else { 1 };
+            let uss = |p: &WorkerPoint| p.uss_bytes;
+            let pids = &mut result.child_pids;
+            let (mut p, all) = median_round(rounds, || idle_processes(n, pids), uss)?;
+            p.rounds_uss_bytes = all;
+            result.workers.push(p);
             progress.advance(1, &format!("{n} idle processes"));
-            result
-                .workers
-                .push(idle_threads(n, &mut result.thread_ids)?);
+            let tids = &mut result.thread_ids;
+            let (mut p, all) = median_round(rounds, || idle_threads(n, tids), uss)?;
+            p.rounds_uss_bytes = all;
+            result.workers.push(p);
             progress.advance(1, &format!("{n} idle threads"));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -363,6 +433,9 @@ impl Experiment for Memory {
             .context("start a tokio runtime")?;
         // One throw-away round, so the runtime's own first allocations are not billed to tasks.
         idle_tasks(&runtime, 16)?;
+        // One round per count: a growth of this process cannot be measured in independent
+        // rounds, since a second round of tasks reuses the memory the first one freed (the
+        // threads' working sets are fresh mappings, and children are counted on their own).
         for &n in &task_counts {
             result.tasks.push(idle_tasks(&runtime, n)?);
             progress.advance(1, &format!("{n} idle tasks"));
@@ -385,12 +458,16 @@ fn section_from(result: &MemoryResult) -> Section {
              block reading another. Processes are forked children writing their copy of a buffer \
              the parent allocated (so those pages are copied on write); the figures are the sum \
              over the children of /proc/PID/smaps_rollup (Rss, Pss, Private_Clean+Private_Dirty = \
-             USS) and VmPTE, divided by N. Threads allocate and write their own {ws_kib} KiB; the \
+             USS) and VmPTE, divided by N. Threads write their own {ws_kib} KiB, each in a fresh \
+             mmap (pages new to the process, not ones malloc kept from an ended thread); the \
              figures are this process's growth divided by N. Async tasks are tokio tasks on a \
              current-thread runtime, each parked on a oneshot receiver with no working set of its \
              own; figures are the process's growth per task. Kernel stacks are the growth of \
              KernelStack in /proc/meminfo, which is system-wide. Sampled once, after every worker \
-             said it was ready; every child is killed and reaped, every thread joined."
+             said it was ready; every child is killed and reaped, every thread joined. USS at 10 \
+             workers: the median of 3 independent rounds (fresh workers each), with the rounds' \
+             run-to-run spread; async tasks are measured once, since a second round would reuse \
+             the memory the first one freed."
         ),
     );
     // A growth of this process (threads, tasks) is counted in whole pages shared among the N
@@ -416,6 +493,11 @@ fn section_from(result: &MemoryResult) -> Section {
                 v,
                 Unit::Bytes,
             );
+            let figure = if kind == "uss" {
+                figure.with_rounds(&p.rounds_uss_bytes)
+            } else {
+                figure
+            };
             // Children's figures are sums of their own counters; a thread's is a growth.
             section
                 .figures
@@ -539,7 +621,8 @@ fn section_from(result: &MemoryResult) -> Section {
     section.notes.push(
         "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
          hands them to new threads: rounds after the first can reuse them, so the thread figures \
-         at larger N are a slight lower bound."
+         are a slight lower bound. The working sets are fresh mappings, so a thread never reads \
+         less than the working set it wrote."
             .to_string(),
     );
     section.notes.push(
@@ -550,4 +633,57 @@ fn section_from(result: &MemoryResult) -> Section {
     );
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_points() {
+        let point = |model: &str, workers, uss_bytes| WorkerPoint {
+            model: model.to_string(),
+            workers,
+            rss_bytes: 2.0 * uss_bytes,
+            pss_bytes: 1.5 * uss_bytes,
+            uss_bytes,
+            page_table_bytes: 8192.0,
+            kernel_stack_bytes: 16384.0,
+            virtual_bytes: (model == "thread").then_some(2.0 * 1024.0 * 1024.0),
+            rounds_uss_bytes: vec![uss_bytes],
+        };
+        let result = MemoryResult {
+            working_set_bytes: WORKING_SET as u64,
+            thread_stack_reserved_bytes: 2 << 20,
+            workers: vec![
+                WorkerPoint {
+                    rounds_uss_bytes: vec![150_000.0, 160_000.0, 200_000.0],
+                    ..point("process", 10, 160_000.0)
+                },
+                point("thread", 10, 70_000.0),
+                // A growth of 100 B over 10 workers is below a page / 10.
+                point("thread", 1, 100.0),
+            ],
+            tasks: vec![TaskPoint {
+                tasks: 10_000,
+                rss_bytes: 400.0,
+                pss_bytes: 400.0,
+                uss_bytes: 400.0,
+            }],
+            child_pids: vec![],
+            thread_ids: vec![],
+        };
+        let s = section_from(&result);
+        let f = |k: &str| s.figure(k).unwrap_or_else(|| panic!("{k}"));
+        assert_eq!(f("memory.uss_per_worker.process.10").value, 160_000.0);
+        let rounds = f("memory.uss_per_worker.process.10").rounds.clone();
+        assert_eq!(rounds.map(|r| r.spread_pct), Some(25.0));
+        assert_eq!(f("memory.uss_per_worker.thread.10").value, 70_000.0);
+        assert!(f("memory.uss_per_worker.thread.1").below_resolution());
+        assert!(!f("memory.uss_per_worker.process.10").below_resolution());
+        assert_eq!(f("memory.per_task.async.10000").value, 400.0);
+        assert!(f("memory.per_task.async.10000").rounds.is_none());
+        assert_eq!(s.tables[0].rows.len(), 4);
+        assert_eq!(s.data["workers"].as_array().map(Vec::len), Some(3));
+    }
 }

@@ -7,6 +7,7 @@ use crate::{LabConfig, Progress, report::Section};
 pub mod ipc;
 pub mod isolation;
 pub mod memory;
+mod partner;
 pub mod race;
 pub mod scaling;
 pub mod spawn;
@@ -72,6 +73,29 @@ pub static ALL: &[&dyn Experiment] = &[
     &scaling::Scaling,
     &sync::SyncCost,
 ];
+
+/// Independent rounds of each figure the headline shows (each set up afresh: new threads,
+/// processes, pairs), so that the headline can show their run-to-run spread.
+pub(crate) const ROUNDS: usize = 3;
+
+/// Runs `round` `n` times (at least once), each independent of the others, and returns the
+/// round whose value is the median (the middle one; keep `n` odd) with every round's value, in
+/// the order they ran.
+pub(crate) fn median_round<T>(
+    n: usize,
+    mut round: impl FnMut() -> anyhow::Result<T>,
+    value: impl Fn(&T) -> f64,
+) -> anyhow::Result<(T, Vec<f64>)> {
+    let mut all = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        all.push(round()?);
+    }
+    let values: Vec<f64> = all.iter().map(&value).collect();
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let middle = order[(order.len() - 1) / 2];
+    Ok((all.swap_remove(middle), values))
+}
 
 /// Where the two sides of a two-party measurement run. Its `key` is the word figure keys and
 /// JSON use, the same in every experiment.
@@ -140,4 +164,20 @@ impl Partner {
 /// The experiment with this id.
 pub fn find(id: &str) -> Option<&'static dyn Experiment> {
     ALL.iter().copied().find(|e| e.id() == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_round_keeps_the_middle_round_and_every_value_in_order() {
+        let mut next = [30.0, 10.0, 20.0].into_iter();
+        let (middle, values) =
+            median_round(3, || Ok(next.next().expect("three rounds")), |v| *v).expect("runs");
+        assert_eq!(middle, 20.0);
+        assert_eq!(values, vec![30.0, 10.0, 20.0]);
+        let (one, values) = median_round(1, || Ok(7.0), |v| *v).expect("runs");
+        assert_eq!((one, values), (7.0, vec![7.0]));
+    }
 }

@@ -608,3 +608,48 @@ fn variant_series(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_runs() {
+        let n = 1_000u64;
+        let runs = Variant::ALL
+            .into_iter()
+            .map(|variant| ThreadRuns {
+                variant,
+                threads: 2,
+                expected: 2 * n,
+                finals: if variant == Variant::Unsync {
+                    vec![1_200, 1_500, 1_300]
+                } else {
+                    vec![2 * n; 3]
+                },
+                ns_per_increment: vec![5.0, 6.0, 7.0],
+            })
+            .collect();
+        let result = RaceResult {
+            increments_per_worker: n,
+            repetitions: 3,
+            runs,
+            processes: ProcessRuns {
+                workers: 2,
+                expected: 2 * n,
+                parent_after_copy: vec![0; 3],
+                child_saw_copy: vec![n; 6],
+                shared_atomic_final: vec![2 * n; 3],
+                shared_unsync_final: vec![1_800; 3],
+            },
+        };
+        let s = section_from(&result, 2);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("race.expected"), Some(2_000.0));
+        assert_eq!(value("race.final.unsync"), Some(1_300.0));
+        assert_eq!(value("race.final.mutex"), Some(2_000.0));
+        assert_eq!(value("race.ns_per_inc.atomic"), Some(6.0));
+        assert_eq!(value("race.parent_after.process_copy"), Some(0.0));
+        assert_eq!(value("race.final.process_shared_atomic"), Some(2_000.0));
+    }
+}

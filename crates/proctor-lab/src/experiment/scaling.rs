@@ -592,7 +592,8 @@ fn section_from(r: &ScalingResult) -> Section {
              runtime; completion time runs from creating the first unit to the end of the last, \
              creation included. Memory is the added USS when the last unit was created (for \
              processes: the mean USS of up to 16 of the newest live children × the units alive \
-             then).",
+             then). Each repetition is an independent round (fresh workers): speed-ups at the \
+             CPU count and completion times show the rounds' run-to-run spread.",
             r.total_iterations
         ),
     );
@@ -638,6 +639,18 @@ fn section_from(r: &ScalingResult) -> Section {
         let m = model.name();
         let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
         if let Some(p) = points.iter().find(|p| p.workers == cpus) {
+            // Each repetition is an independent round (fresh workers): its own T(1) / T(W).
+            let rounds: Vec<f64> = points
+                .iter()
+                .find(|b| b.workers == 1)
+                .map(|b| {
+                    b.elapsed_ns
+                        .iter()
+                        .zip(&p.elapsed_ns)
+                        .map(|(one, w)| one / w)
+                        .collect()
+                })
+                .unwrap_or_default();
             section.figures.push(
                 Figure::new(
                     &format!("scaling.speedup.{m}.cores"),
@@ -645,6 +658,7 @@ fn section_from(r: &ScalingResult) -> Section {
                     p.speedup,
                     Unit::Ratio,
                 )
+                .with_rounds(&rounds)
                 .placed("unpinned"),
             );
         }
@@ -687,6 +701,7 @@ fn section_from(r: &ScalingResult) -> Section {
             p.median_ns,
             Unit::Ns,
         )
+        .with_rounds(&p.completion_ns)
         .placed("unpinned");
         if let Some(s) = spread {
             f = f.with_spread(s);
@@ -848,6 +863,59 @@ fn section_from(r: &ScalingResult) -> Section {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_points() {
+        let cpu = |model, workers, median_ns: f64, speedup: f64| CpuPoint {
+            model,
+            workers,
+            elapsed_ns: vec![median_ns; 3],
+            median_ns,
+            throughput_per_sec: 1e9 / median_ns,
+            speedup,
+            efficiency: speedup / workers as f64,
+            checksum: 7,
+        };
+        let io = |model, ms: f64| IoPoint {
+            model,
+            units: 1_000,
+            completion_ns: vec![ms * 1e6; 3],
+            median_ns: ms * 1e6,
+            memory_bytes: Some(1e6),
+            max_alive: 1_000,
+        };
+        let r = ScalingResult {
+            cpus: 2,
+            physical_cores: Some(1),
+            total_iterations: 1_000_000,
+            cpu: vec![
+                cpu(Model::Thread, 1, 100e6, 1.0),
+                cpu(Model::Thread, 2, 55e6, 100.0 / 55.0),
+                cpu(Model::Process, 1, 100e6, 1.0),
+                cpu(Model::Process, 2, 60e6, 100.0 / 60.0),
+            ],
+            io: vec![
+                io(Model::Thread, 120.0),
+                io(Model::Process, 900.0),
+                io(Model::Async, 40.0),
+            ],
+            skipped: vec![],
+        };
+        let mut r = r;
+        r.cpu[0].elapsed_ns = vec![100e6, 110e6, 90e6];
+        r.cpu[1].elapsed_ns = vec![50e6, 55e6, 60e6];
+        let s = section_from(&r);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("scaling.cores"), Some(2.0));
+        let rounds = s
+            .figure("scaling.speedup.thread.cores")
+            .and_then(|f| f.rounds.clone());
+        assert_eq!(rounds.map(|r| r.values), Some(vec![2.0, 2.0, 1.5]));
+        assert_eq!(value("scaling.speedup.thread.cores"), Some(100.0 / 55.0));
+        assert_eq!(value("scaling.speedup.process.cores"), Some(100.0 / 60.0));
+        assert_eq!(value("scaling.io.completion.process.1000"), Some(900e6));
+        assert_eq!(value("scaling.io.completion.async.1000"), Some(40e6));
+    }
 
     #[test]
     fn shares_add_up() {

@@ -30,7 +30,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 use serde::Serialize;
 
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, Sampler, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::{LabConfig, Progress};
@@ -93,7 +93,10 @@ struct Row {
     method: Method,
     ballast_bytes: usize,
     parent_rss_bytes: u64,
+    /// The round whose figure is the median of the rounds.
     measurement: Measurement,
+    /// The figure of each independent round (one unless the headline shows it).
+    rounds_ns: Vec<f64>,
 }
 
 impl Spawn {
@@ -149,7 +152,18 @@ impl Experiment for Spawn {
             let rss = measure::process_rss_bytes().unwrap_or(0);
             for &method in &methods {
                 progress.advance(0, &format!("{} at {} MiB parent", method.key(), size / MIB));
-                let m = measure_method(method, &plan, &spawn_true).with_context(|| {
+                // The headline's figures come from independent rounds.
+                let rounds = if size == 0 && matches!(method, Method::Thread | Method::Fork) {
+                    ROUNDS
+                } else {
+                    1
+                };
+                let (m, rounds_ns) = median_round(
+                    rounds,
+                    || measure_method(method, &plan, &spawn_true),
+                    Measurement::value,
+                )
+                .with_context(|| {
                     format!(
                         "measuring {} with a {} MiB parent",
                         method.label(),
@@ -161,20 +175,26 @@ impl Experiment for Spawn {
                     ballast_bytes: size,
                     parent_rss_bytes: rss,
                     measurement: m,
+                    rounds_ns,
                 });
                 progress.advance(1, "");
             }
             drop(ballast);
         }
         progress.advance(0, "tokio task");
-        let tokio = measure_method(Method::TokioTask, &plan, &spawn_true)
-            .context("measuring tokio task spawn")?;
+        let (tokio, rounds_ns) = median_round(
+            ROUNDS,
+            || measure_method(Method::TokioTask, &plan, &spawn_true),
+            Measurement::value,
+        )
+        .context("measuring tokio task spawn")?;
         let rss = measure::process_rss_bytes().unwrap_or(0);
         rows.push(Row {
             method: Method::TokioTask,
             ballast_bytes: 0,
             parent_rss_bytes: rss,
             measurement: tokio,
+            rounds_ns,
         });
         progress.advance(1, "");
         progress.end();
@@ -199,7 +219,9 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
          measurement, the batch means absorb the preemption and the figure can sit above the \
          per-op p99. The first op \
-         of each kind is reported apart as the cold start. Unpinned.",
+         of each kind is reported apart as the cold start. Unpinned. Thread, fork and async at the \
+         smallest parent: the figure is the median of 3 independent rounds, each measured as \
+         above, with the rounds' run-to-run spread.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,
         plan.warmup_batches,
@@ -212,6 +234,7 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             s.figures.push(
                 r.measurement
                     .figure(&base, r.method.label())
+                    .with_rounds(&r.rounds_ns)
                     .placed("unpinned"),
             );
             s.figures.push(
@@ -518,6 +541,54 @@ impl Ballast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_rows() {
+        use crate::fixture::measurement;
+        let row = |method, ballast_bytes, ns| Row {
+            method,
+            ballast_bytes,
+            parent_rss_bytes: 10 * MIB as u64,
+            measurement: measurement(ns),
+            rounds_ns: vec![ns],
+        };
+        let mut thread = row(Method::Thread, 0, 20_000.0);
+        thread.rounds_ns = vec![24_000.0, 18_000.0, 20_000.0];
+        let rows = [
+            thread,
+            row(Method::Fork, 0, 100_000.0),
+            row(Method::Fork, 64 * MIB, 300_000.0),
+            row(Method::TokioTask, 0, 400.0),
+        ];
+        let s = section(&Plan::for_profile(Profile::Tiny), &rows);
+        assert_eq!(s.figure("spawn.thread").map(|f| f.value), Some(20_000.0));
+        let rounds = s.figure("spawn.thread").and_then(|f| f.rounds.clone());
+        let rounds = rounds.expect("the thread figure has its rounds");
+        assert_eq!(
+            (rounds.min, rounds.max, rounds.spread_pct),
+            (18_000.0, 24_000.0, 20.0)
+        );
+        assert!(s.figure("spawn.fork").is_some_and(|f| f.rounds.is_none()));
+        assert_eq!(
+            s.figure("spawn.fork.cold").map(|f| f.value),
+            Some(200_000.0)
+        );
+        assert!(s.figure("spawn.fork.rss_64mib").is_some());
+        assert_eq!(
+            s.figure("spawn.fork_over_thread").map(|f| f.value),
+            Some(5.0)
+        );
+        assert_eq!(
+            s.figure("spawn.thread_over_async").map(|f| f.value),
+            Some(50.0)
+        );
+        assert_eq!(s.tables[0].rows.len(), rows.len());
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("fork grows with the parent"))
+        );
+    }
     use crate::NoProgress;
 
     #[test]

@@ -34,13 +34,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe};
+use nix::unistd::pipe;
 use serde::Serialize;
 
 use super::{Partner, Placement};
 use crate::crosscheck;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
@@ -88,8 +87,10 @@ struct PingPong {
     partner: Partner,
     placement: Placement,
     footprint_bytes: usize,
-    /// Per round trip.
+    /// Per round trip: the round whose figure is the median of the rounds.
     rtt: Measurement,
+    /// The round trip of each independent round (one unless the headline shows it).
+    rtt_rounds: Vec<f64>,
     /// Round trips done (cold start, calibration, warm-up and measured).
     round_trips: u64,
     main_switches: u64,
@@ -198,14 +199,26 @@ impl Experiment for Switch {
                         0,
                         &format!("{} {} same CPU, {} KiB", t.key(), p.key(), fp / KIB),
                     );
-                    let r =
-                        ping_pong(t, p, Placement::Pinned(cpu), fp, &plan).with_context(|| {
-                            format!(
-                                "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
-                                t.key(),
-                                p.plural()
-                            )
-                        })?;
+                    // The headline's figures (futex, same CPU, no footprint) come from
+                    // independent rounds, each with a fresh partner.
+                    let rounds = if t == Transport::Futex && fp == 0 {
+                        ROUNDS
+                    } else {
+                        1
+                    };
+                    let (mut r, rtt_rounds) = median_round(
+                        rounds,
+                        || ping_pong(t, p, Placement::Pinned(cpu), fp, &plan),
+                        |r| r.rtt.value(),
+                    )
+                    .with_context(|| {
+                        format!(
+                            "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
+                            t.key(),
+                            p.plural()
+                        )
+                    })?;
+                    r.rtt_rounds = rtt_rounds;
                     runs.push(r);
                     progress.advance(1, "");
                 }
@@ -278,7 +291,8 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
          timestamps when the timer costs < 5% of an op, which adds one clock read (~{:.0} ns) per op; \
          outliers by modified Z-score > 3.5, kept. When other load preempts the \
          measurement, the batch means absorb the preemption and the figure can sit above the \
-         per-op p99.",
+         per-op p99. futex, same CPU, no footprint: the median of 3 independent rounds, each with \
+         a fresh partner, with the rounds' run-to-run spread.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,
         plan.warmup_batches,
@@ -349,9 +363,11 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         );
         let same_cpu = matches!(r.placement, Placement::Pinned(_));
         let half = r.rtt.scaled(0.5);
+        let halves: Vec<f64> = r.rtt_rounds.iter().map(|v| v / 2.0).collect();
         s.figures.push(
             r.rtt
                 .figure(&format!("{base}.rtt"), &format!("round trip, {what}"))
+                .with_rounds(&r.rtt_rounds)
                 .placed(&place),
         );
         let one = match r.placement {
@@ -361,6 +377,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         };
         s.figures.push(
             half.figure(&base, &format!("{} {one} (RTT/2), {what}", r.partner.key()))
+                .with_rounds(&halves)
                 .placed(&place),
         );
         let net = if same_cpu {
@@ -757,68 +774,31 @@ fn ping_pong(
     let (to_partner_rx, to_partner_tx) = pipe().context("pipe to the partner")?;
     let (to_main_rx, to_main_tx) = pipe().context("pipe to main")?;
     let (main_rx, main_tx) = (to_main_rx.as_raw_fd(), to_partner_tx.as_raw_fd());
-    let (partner_rx, partner_tx) = (to_partner_rx.as_raw_fd(), to_main_tx.as_raw_fd());
     let mut main_buf = vec![0u8; footprint];
     let mut partner_buf = vec![0u8; footprint];
-    // The partner inherits the pin of the thread that creates it; main moves to its own CPU
-    // after creating it.
-    let _restore = match placement.cpus() {
-        Some((_, partner_cpu)) => Some(measure::pin_current_thread(partner_cpu)?),
-        None => None,
-    };
+    let pb = &mut partner_buf[..];
 
     let mut round_trips = 0u64;
-    let mut main_side = |main_buf: &mut [u8]| -> Result<(Measurement, u64)> {
-        if let Some((main_cpu, _)) = placement.cpus() {
-            measure::pin_to(main_cpu)?;
-        }
+    // The partner owns its ends of the pipes: a forked partner's are closed in the parent at
+    // once, so a dead partner shows as EOF. As a child it only makes raw system calls on memory
+    // allocated before the fork (async-signal-safe).
+    let partner_body = move || {
+        let (rx, tx) = (to_partner_rx, to_main_tx);
+        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb);
+        0
+    };
+    let main_side = || -> Result<(Measurement, u64)> {
         let before = measure::context_switches(false);
         let m = measure::measure(plan, |n, sampler| {
             round_trips += n;
             time_ops(n, sampler, || {
-                main_round_trip(t, st, main_rx, main_tx, main_buf)
+                main_round_trip(t, st, main_rx, main_tx, &mut main_buf)
             })
-        })?;
-        Ok((m, measure::context_switches(false).saturating_sub(before)))
+        });
+        stop_partner(t, st, main_tx);
+        Ok((m?, measure::context_switches(false).saturating_sub(before)))
     };
-
-    let result = match partner {
-        Partner::Thread => std::thread::scope(|scope| {
-            let pb = &mut partner_buf[..];
-            let h = scope.spawn(move || partner_loop(t, st, partner_rx, partner_tx, pb));
-            let r = main_side(&mut main_buf);
-            stop_partner(t, st, main_tx);
-            h.join()
-                .map_err(|_| anyhow::anyhow!("the partner thread panicked"))?;
-            r
-        }),
-        Partner::Process => {
-            // SAFETY: the child runs `partner_loop`, which only makes raw system calls and
-            // touches memory that exists in the child, then calls `_exit`; nothing in it takes a
-            // lock or allocates, so forking a multi-threaded process is sound.
-            let parent = std::process::id() as libc::pid_t;
-            match unsafe { fork() }.context("fork")? {
-                ForkResult::Child => {
-                    crate::shared_mem::die_with_parent(parent);
-                    partner_loop(t, st, partner_rx, partner_tx, &mut partner_buf);
-                    // SAFETY: `_exit` skips destructors and atexit handlers, as a forked child must.
-                    unsafe { libc::_exit(0) }
-                }
-                ForkResult::Parent { child } => {
-                    // Close the partner's ends here so that a dead partner shows as EOF.
-                    drop(to_partner_rx);
-                    drop(to_main_tx);
-                    let r = main_side(&mut main_buf);
-                    stop_partner(t, st, main_tx);
-                    match waitpid(child, None).context("waitpid for the partner")? {
-                        WaitStatus::Exited(_, 0) => {}
-                        other => bail!("the partner process ended badly: {other:?}"),
-                    }
-                    r
-                }
-            }
-        }
-    };
+    let result = partner.run_pair(placement, partner_body, main_side);
     let (rtt, main_switches) = result?;
     let partner_round_trips = st.partner_round_trips.load(Ordering::Acquire);
     if partner_round_trips != round_trips {
@@ -829,6 +809,7 @@ fn ping_pong(
         partner,
         placement,
         footprint_bytes: footprint,
+        rtt_rounds: vec![rtt.value()],
         rtt,
         round_trips,
         main_switches,
@@ -892,6 +873,52 @@ fn measure_one_sided(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn section_from_hand_made_runs() {
+        use crate::fixture::measurement;
+        let d = Data {
+            timer_ns: 20.0,
+            one_sided: vec![OneSided {
+                transport: Transport::Futex,
+                footprint_bytes: 0,
+                cpu: 0,
+                per_rtt: measurement(400.0),
+            }],
+            ping_pong: vec![PingPong {
+                transport: Transport::Futex,
+                partner: Partner::Process,
+                placement: Placement::Pinned(0),
+                footprint_bytes: 0,
+                rtt: measurement(3_000.0),
+                rtt_rounds: vec![3_000.0, 2_700.0, 3_600.0],
+                round_trips: 1_000,
+                main_switches: 1_000,
+                partner_switches: 1_000,
+            }],
+        };
+        let s = section(&Plan::for_profile(Profile::Tiny), &d, 2);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("switch.futex.process.pinned.rtt"), Some(3_000.0));
+        assert_eq!(value("switch.futex.process.pinned"), Some(1_500.0));
+        let rounds = s
+            .figure("switch.futex.process.pinned")
+            .and_then(|f| f.rounds.clone());
+        let rounds = rounds.expect("the switch figure has its rounds");
+        assert_eq!(rounds.values, vec![1_500.0, 1_350.0, 1_800.0]);
+        assert_eq!(rounds.spread_pct, 20.0);
+        assert_eq!(value("switch.futex.process.pinned.net"), Some(1_300.0));
+        assert_eq!(
+            value("switch.futex.process.pinned.switches_per_rtt"),
+            Some(2.0)
+        );
+        assert_eq!(value("switch.futex.one_sided"), Some(400.0));
+        assert!(
+            s.figure("switch.futex.process.pinned")
+                .and_then(|f| f.placement.as_deref())
+                .is_some_and(|p| p.contains("same CPU"))
+        );
+    }
     use crate::NoProgress;
 
     #[test]

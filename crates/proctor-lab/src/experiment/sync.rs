@@ -24,7 +24,7 @@ use crate::{LabConfig, Progress};
 use crate::measure::{allowed_cpus, pin_to_raw};
 use crate::stats::median_and_spread;
 
-use super::Experiment;
+use super::{Experiment, ROUNDS, median_round};
 
 /// The synchronization experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,6 +59,10 @@ pub struct ScenarioResult {
     pub samples_ns: Vec<f64>,
     /// Median of `samples_ns`, in nanoseconds per op.
     pub median_ns: f64,
+    /// The median of each independent round (`samples_ns` are the median round's); empty
+    /// unless the headline shows it.
+    #[serde(default)]
+    pub round_medians_ns: Vec<f64>,
 }
 
 /// How many samples and how long a batch.
@@ -387,24 +391,44 @@ impl Experiment for SyncCost {
                     iterations_per_batch: iters,
                     samples_ns: samples,
                     median_ns,
+                    round_medians_ns: Vec::new(),
                 });
             };
+        // The rounds of the scenarios measured in several, by key.
+        let mut rounds_of: Vec<(&str, Vec<f64>)> = Vec::new();
+        // A round's figure: the median of its batches.
+        let round_median = |r: &(u64, Vec<f64>)| median_and_spread(&r.1).0;
 
         // Uncontended: one pinned thread, no other side.
+        // The headline's figures (the uncontended mutexes) come from independent rounds, each
+        // with a fresh lock.
         let (m, fm, at) = on_pinned_thread(first, || -> Result<_> {
-            let mutex = Mutex::new(0u64);
-            let m = plan.run(|n| {
-                Ok(time_loop(n, |_| {
-                    *mutex.lock().expect("never poisoned") += 1;
-                }))
-            })?;
-            let shared = SharedMem::new(FutexMutex::new(0u64)).context("map shared memory")?;
-            let fm = plan.run(|n| {
-                Ok(time_loop(n, |_| {
-                    let mut g = shared.lock();
-                    *g = std::hint::black_box(*g + 1);
-                }))
-            })?;
+            let m = median_round(
+                ROUNDS,
+                || {
+                    let mutex = Mutex::new(0u64);
+                    plan.run(|n| {
+                        Ok(time_loop(n, |_| {
+                            *mutex.lock().expect("never poisoned") += 1;
+                        }))
+                    })
+                },
+                round_median,
+            )?;
+            let fm = median_round(
+                ROUNDS,
+                || {
+                    let shared =
+                        SharedMem::new(FutexMutex::new(0u64)).context("map shared memory")?;
+                    plan.run(|n| {
+                        Ok(time_loop(n, |_| {
+                            let mut g = shared.lock();
+                            *g = std::hint::black_box(*g + 1);
+                        }))
+                    })
+                },
+                round_median,
+            )?;
             let atomic = AtomicU64::new(0);
             let at = plan.run(|n| {
                 Ok(time_loop(n, |_| {
@@ -413,18 +437,20 @@ impl Experiment for SyncCost {
             })?;
             Ok((m, fm, at))
         })?;
+        rounds_of.push(("sync.mutex.uncontended.thread", m.1));
         push(
             "sync.mutex.uncontended.thread",
             "Mutex lock+unlock, uncontended",
             &pinned,
-            m,
+            m.0,
         );
         progress.advance(1, "mutex, uncontended");
+        rounds_of.push(("sync.mutex.uncontended.process", fm.1));
         push(
             "sync.mutex.uncontended.process",
             "futex mutex in shared memory, lock+unlock, uncontended",
             &pinned,
-            fm,
+            fm.0,
         );
         progress.advance(1, "futex mutex, uncontended");
         push(
@@ -564,6 +590,11 @@ impl Experiment for SyncCost {
         );
         progress.advance(1, "atomic, 2 processes");
         progress.end();
+        for (key, rounds) in rounds_of {
+            if let Some(s) = scenarios.iter_mut().find(|s| s.key == key) {
+                s.round_medians_ns = rounds;
+            }
+        }
 
         let result = SyncResult {
             scenarios,
@@ -590,11 +621,15 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
          Between processes the lock is Drepper's three-state futex mutex in a MAP_SHARED page \
          (shared, not private, futex operations); std's Mutex is the same design between \
          threads. Batches are calibrated to at least 10 ms (the calibration runs are the \
-         warm-up); figures are medians of the batch means with min/p1/p99/max over the batches.",
+         warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
+         Uncontended mutexes: the median of 3 independent rounds, each with a fresh lock, with \
+         the rounds' run-to-run spread.",
     );
     for s in &result.scenarios {
         let (median, spread) = median_and_spread(&s.samples_ns);
-        let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns).placed(&s.placement);
+        let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns)
+            .with_rounds(&s.round_medians_ns)
+            .placed(&s.placement);
         if let Some(spread) = spread {
             f = f.with_spread(spread);
         }
@@ -669,4 +704,40 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     }
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_from_hand_made_scenarios() {
+        let scenario = |key: &str, ns: f64| ScenarioResult {
+            key: key.to_string(),
+            label: key.to_string(),
+            placement: "pinned to cpu 0".to_string(),
+            iterations_per_batch: 1_000,
+            samples_ns: (0..11).map(|i| ns * (0.95 + 0.01 * i as f64)).collect(),
+            median_ns: ns,
+            round_medians_ns: vec![ns, 0.5 * ns, 2.0 * ns],
+        };
+        let result = SyncResult {
+            scenarios: vec![
+                scenario("sync.mutex.uncontended.thread", 15.0),
+                scenario("sync.mutex.uncontended.process", 16.0),
+            ],
+            process_mutex_futex_waits: 10,
+            process_mutex_futex_wakes: 10,
+            process_mutex_ops: 1_000,
+        };
+        let s = section_from(&result, true);
+        let f = s
+            .figure("sync.mutex.uncontended.process")
+            .expect("the figure");
+        assert_eq!(f.value, 16.0);
+        assert_eq!(f.spread.as_ref().map(|s| s.samples), Some(11));
+        assert_eq!(f.placement.as_deref(), Some("pinned to cpu 0"));
+        assert_eq!(f.rounds.as_ref().map(|r| r.spread_pct), Some(100.0));
+        assert!(s.figure("sync.mutex.uncontended.thread").is_some());
+    }
 }

@@ -126,7 +126,11 @@ fn headline(out: &mut String, report: &Report) {
             badge(r.verdict, &format!("decided by {}", r.deciding)),
         );
     }
-    out.push_str("</tbody>\n</table>\n</div>\n");
+    out.push_str("</tbody>\n</table>\n");
+    if let Some(note) = super::rounds_note(report) {
+        let _ = writeln!(out, "<p class=\"note\">{}.</p>", esc(&note));
+    }
+    out.push_str("</div>\n");
 }
 
 fn machine(out: &mut String, report: &Report) {

@@ -46,6 +46,9 @@ pub fn render(report: &Report) -> String {
         }),
     );
     out.push_str("Ratio = process / thread.\n\n");
+    if let Some(note) = super::rounds_note(report) {
+        out.push_str(&format!("{note}.\n\n"));
+    }
 
     if !report.claims.is_empty() {
         out.push_str("## Claims\n\n");

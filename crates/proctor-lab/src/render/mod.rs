@@ -154,13 +154,49 @@ pub fn format_spread(spread: &Spread, unit: Unit) -> String {
     s
 }
 
-/// A figure's spread cell, empty when it has none.
+/// A figure's spread cell, empty when it has none; with the run-to-run spread of its
+/// independent rounds after it, where it has several.
 pub fn figure_spread(figure: &Figure) -> String {
-    figure
+    let samples = figure
         .spread
         .as_ref()
-        .map(|s| format_spread(s, figure.unit))
-        .unwrap_or_default()
+        .map(|s| format_spread(s, figure.unit));
+    let rounds = figure.rounds.as_ref().map(|r| {
+        format!(
+            "{} rounds {} ({} – {})",
+            r.values.len(),
+            format_rounds_pct(r),
+            format_value(r.min, figure.unit),
+            format_value(r.max, figure.unit)
+        )
+    });
+    match (samples, rounds) {
+        (Some(s), Some(r)) => format!("{s}; {r}"),
+        (s, r) => s.or(r).unwrap_or_default(),
+    }
+}
+
+/// What the headline's `±` means, when some cell has one: the most rounds behind a cell.
+pub fn rounds_note(report: &crate::report::Report) -> Option<String> {
+    let most = report
+        .headline
+        .iter()
+        .flat_map(|r| [&r.thread_rounds, &r.process_rounds, &r.async_rounds])
+        .filter_map(|r| r.as_ref().map(|r| r.values.len()))
+        .max()?;
+    Some(format!(
+        "± = run-to-run spread: each of {most} independent runs is within it of the median"
+    ))
+}
+
+/// The run-to-run spread of independent rounds: `±4.1%` (every round within it of the
+/// figure), in one word so that a narrow table never wraps it apart.
+pub fn format_rounds_pct(rounds: &crate::report::Rounds) -> String {
+    if rounds.spread_pct < 10.0 {
+        format!("±{:.1}%", rounds.spread_pct)
+    } else {
+        format!("±{:.0}%", rounds.spread_pct)
+    }
 }
 
 /// How a verdict reads in every format.

@@ -102,6 +102,9 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
     }
     out.push_str(&format!("{t}\n"));
     out.push_str("ratio = process / thread\n");
+    if let Some(note) = super::rounds_note(report) {
+        out.push_str(&format!("{note}\n"));
+    }
 
     if !report.claims.is_empty() {
         out.push('\n');

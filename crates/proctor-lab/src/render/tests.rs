@@ -565,3 +565,23 @@ fn rerender_report_json() {
     let out = std::path::Path::new(&json).with_extension("html");
     std::fs::write(&out, html::render(&report)).expect("writable folder");
 }
+
+#[test]
+fn the_headline_explains_its_run_to_run_spread_in_every_format_when_it_shows_one() {
+    let mut report = fixture::report();
+    let plain = table::render(&report, false);
+    assert!(!plain.contains("run-to-run"), "no rounds, no note");
+    report.headline[0].thread_rounds = crate::report::Rounds::around(&[10.0, 11.0, 12.0], 11.0);
+    for out in [
+        table::render(&report, false),
+        markdown::render(&report),
+        html::render(&report),
+    ] {
+        assert!(
+            out.contains(
+                "run-to-run spread: each of 3 independent runs is within it of the median"
+            ),
+            "{out}"
+        );
+    }
+}

@@ -12,6 +12,17 @@ struct Row<'a> {
     async_task: Option<String>,
     /// (numerator, denominator) keys of the ratio column: process / thread.
     ratio: Option<(&'a str, &'a str)>,
+    /// The figures behind the thread, process and async cells, for their run-to-run spread.
+    keys: [Option<String>; 3],
+}
+
+/// The keys of a row's thread, process and async cells.
+fn keys(thread: &str, process: &str, async_task: Option<&str>) -> [Option<String>; 3] {
+    [
+        Some(thread.to_string()),
+        Some(process.to_string()),
+        async_task.map(str::to_string),
+    ]
 }
 
 pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
@@ -37,7 +48,7 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
         (Some(s), Some(n)) => Some(format!("{} of {} faults contained", count(s), count(n))),
         _ => None,
     };
-    let io = |mode: &str| f.shown(&format!("scaling.io.completion.{mode}.1000"));
+    let io = |mode: &str| f.shown_with_rounds(&format!("scaling.io.completion.{mode}.1000"));
     // Like with like: each kind's fastest transport (the evidence pairs same transports).
     let fastest_thread = fastest(f, "thread");
     let fastest_process = fastest(f, "process");
@@ -50,6 +61,7 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             process: memory_space.1,
             async_task: None,
             ratio: None,
+            keys: [None, None, None],
         },
         Row {
             aspect: "communication",
@@ -57,33 +69,44 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             claim_id: "communication",
             thread: fastest_thread
                 .as_ref()
-                .and_then(|(k, via, _)| Some(format!("{} ({via})", f.shown(k)?))),
+                .and_then(|(k, via, _)| Some(format!("{} ({via})", f.shown_with_rounds(k)?))),
             process: fastest_process
                 .as_ref()
-                .and_then(|(k, via, _)| Some(format!("{} ({via})", f.shown(k)?))),
+                .and_then(|(k, via, _)| Some(format!("{} ({via})", f.shown_with_rounds(k)?))),
             async_task: None,
             ratio: fastest_process
                 .as_ref()
                 .zip(fastest_thread.as_ref())
                 .map(|(p, t)| (p.0.as_str(), t.0.as_str())),
+            keys: [
+                fastest_thread.as_ref().map(|t| t.0.clone()),
+                fastest_process.as_ref().map(|p| p.0.clone()),
+                None,
+            ],
         },
         Row {
             aspect: "creation overhead",
             claim: "creating a process costs more",
             claim_id: "creation",
-            thread: f.shown("spawn.thread"),
-            process: f.shown("spawn.fork"),
-            async_task: f.shown("spawn.async"),
+            thread: f.shown_with_rounds("spawn.thread"),
+            process: f.shown_with_rounds("spawn.fork"),
+            async_task: f.shown_with_rounds("spawn.async"),
             ratio: Some(("spawn.fork", "spawn.thread")),
+            keys: keys("spawn.thread", "spawn.fork", Some("spawn.async")),
         },
         Row {
             aspect: "context switching",
             claim: "switching between threads is faster",
             claim_id: "switch",
-            thread: f.shown("switch.futex.thread.pinned"),
-            process: f.shown("switch.futex.process.pinned"),
+            thread: f.shown_with_rounds("switch.futex.thread.pinned"),
+            process: f.shown_with_rounds("switch.futex.process.pinned"),
             async_task: None,
             ratio: Some(("switch.futex.process.pinned", "switch.futex.thread.pinned")),
+            keys: keys(
+                "switch.futex.thread.pinned",
+                "switch.futex.process.pinned",
+                None,
+            ),
         },
         Row {
             aspect: "fault isolation",
@@ -93,29 +116,35 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             process: survived("process"),
             async_task: None,
             ratio: None,
+            keys: [None, None, None],
         },
         Row {
             aspect: "resource usage",
             claim: "a process uses more memory per worker",
             claim_id: "memory",
-            thread: f.shown("memory.uss_per_worker.thread.10"),
-            process: f.shown("memory.uss_per_worker.process.10"),
-            async_task: f.shown("memory.per_task.async.10000"),
+            thread: f.shown_with_rounds("memory.uss_per_worker.thread.10"),
+            process: f.shown_with_rounds("memory.uss_per_worker.process.10"),
+            async_task: f.shown_with_rounds("memory.per_task.async.10000"),
             ratio: Some((
                 "memory.uss_per_worker.process.10",
                 "memory.uss_per_worker.thread.10",
             )),
+            keys: keys(
+                "memory.uss_per_worker.thread.10",
+                "memory.uss_per_worker.process.10",
+                Some("memory.per_task.async.10000"),
+            ),
         },
         Row {
             aspect: "multi-core use",
             claim: "both use many cores (no GIL)",
             claim_id: "multi-core",
             thread: f
-                .shown("scaling.speedup.thread.cores")
+                .shown_with_rounds("scaling.speedup.thread.cores")
                 .zip(count_of("scaling.cores"))
                 .map(|(s, c)| format!("{s} on {c} cores")),
             process: f
-                .shown("scaling.speedup.process.cores")
+                .shown_with_rounds("scaling.speedup.process.cores")
                 .zip(count_of("scaling.cores"))
                 .map(|(s, c)| format!("{s} on {c} cores")),
             async_task: None,
@@ -123,6 +152,11 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 "scaling.speedup.process.cores",
                 "scaling.speedup.thread.cores",
             )),
+            keys: keys(
+                "scaling.speedup.thread.cores",
+                "scaling.speedup.process.cores",
+                None,
+            ),
         },
         Row {
             aspect: "many concurrent waits",
@@ -135,18 +169,28 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 "scaling.io.completion.process.1000",
                 "scaling.io.completion.thread.1000",
             )),
+            keys: keys(
+                "scaling.io.completion.thread.1000",
+                "scaling.io.completion.process.1000",
+                Some("scaling.io.completion.async.1000"),
+            ),
         },
         Row {
             aspect: "synchronization",
             claim: "synchronizing processes costs more",
             claim_id: "synchronization",
-            thread: f.shown("sync.mutex.uncontended.thread"),
-            process: f.shown("sync.mutex.uncontended.process"),
+            thread: f.shown_with_rounds("sync.mutex.uncontended.thread"),
+            process: f.shown_with_rounds("sync.mutex.uncontended.process"),
             async_task: None,
             ratio: Some((
                 "sync.mutex.uncontended.process",
                 "sync.mutex.uncontended.thread",
             )),
+            keys: keys(
+                "sync.mutex.uncontended.thread",
+                "sync.mutex.uncontended.process",
+                None,
+            ),
         },
     ];
     rows.into_iter()
@@ -156,6 +200,7 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 .ratio
                 .and_then(|(p, t)| Some(f.value(p)? / f.value(t)?))
                 .filter(|r| r.is_finite());
+            let rounds = |i: usize| row.keys[i].as_deref().and_then(|k| f.rounds(k)).cloned();
             HeadlineRow {
                 aspect: row.aspect.to_string(),
                 thread: row.thread,
@@ -165,6 +210,9 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 claim: row.claim.to_string(),
                 verdict: claim.verdict,
                 deciding: claim.figure_keys.join(", "),
+                thread_rounds: rounds(0),
+                process_rounds: rounds(1),
+                async_rounds: rounds(2),
             }
         })
         .collect()

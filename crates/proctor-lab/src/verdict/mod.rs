@@ -52,7 +52,9 @@
 //! a ratio above `1 + TOLERANCE` confirms "costly costs more", a ratio below `1 / (1 + TOLERANCE)`
 //! refutes it, and anything in between is [`Verdict::NoClearDifference`]. A median ratio is
 //! not enough on a noisy machine: when both figures carry a spread and their p1–p99 ranges
-//! overlap, the verdict is [`Verdict::NoClearDifference`] too, whatever the medians say.
+//! overlap, the verdict is [`Verdict::NoClearDifference`] too, whatever the medians say. A
+//! figure measured in independent rounds (each set up afresh) also carries their min–max, and
+//! its range is the wider of the two: rounds far apart make no clear difference either.
 //! [`Verdict::Depends`] is kept for a claim that holds in one placement or size and not in
 //! another. Each claim's evidence names the figures and the ratio that decided it.
 
@@ -141,14 +143,36 @@ impl<'a> Figures<'a> {
         self.by_key.get(key).map(|f| f.value)
     }
 
-    /// The figure's p1–p99 spread, if it has one.
-    fn spread(&self, key: &str) -> Option<&crate::report::Spread> {
-        self.by_key.get(key).and_then(|f| f.spread.as_ref())
-    }
-
     /// The figure's value formatted with its unit, for the table cells.
     fn shown(&self, key: &str) -> Option<String> {
         self.by_key.get(key).map(|f| crate::render::figure_value(f))
+    }
+
+    /// The independent rounds behind the figure, where it has several.
+    fn rounds(&self, key: &str) -> Option<&crate::report::Rounds> {
+        self.by_key.get(key).and_then(|f| f.rounds.as_ref())
+    }
+
+    /// [`Figures::shown`] with the run-to-run spread after it ("2.07 µs ±4.1%"), for the
+    /// headline's cells.
+    fn shown_with_rounds(&self, key: &str) -> Option<String> {
+        let shown = self.shown(key)?;
+        Some(match self.rounds(key) {
+            Some(r) => format!("{shown} {}", crate::render::format_rounds_pct(r)),
+            None => shown,
+        })
+    }
+
+    /// The range the figure cannot be told apart within: its p1–p99, widened to the min–max of
+    /// its independent rounds where that is wider. `None` when it has neither.
+    fn noise_range(&self, key: &str) -> Option<(f64, f64)> {
+        let f = self.by_key.get(key)?;
+        let samples = f.spread.as_ref().map(|s| (s.p1, s.p99));
+        let rounds = f.rounds.as_ref().map(|r| (r.min, r.max));
+        match (samples, rounds) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -168,15 +192,16 @@ fn costs_more(costly: f64, cheap: f64) -> (Verdict, Option<f64>) {
     (verdict, Some(ratio))
 }
 
-/// [`costs_more`] for two figures, and no clear difference when their p1–p99 ranges overlap
-/// (the medians' ratio alone does not clear the noise).
+/// [`costs_more`] for two figures, and no clear difference when their noise ranges overlap
+/// (p1–p99, or the min–max of their independent rounds where that is wider): the medians'
+/// ratio alone does not clear the noise.
 fn costs_more_clearly(f: &Figures, costly_key: &str, cheap_key: &str) -> (Verdict, Option<f64>) {
     let (Some(costly), Some(cheap)) = (f.value(costly_key), f.value(cheap_key)) else {
         return (Verdict::NotMeasured, None);
     };
     let (verdict, ratio) = costs_more(costly, cheap);
-    let overlap = match (f.spread(costly_key), f.spread(cheap_key)) {
-        (Some(a), Some(b)) => a.p1 <= b.p99 && b.p1 <= a.p99,
+    let overlap = match (f.noise_range(costly_key), f.noise_range(cheap_key)) {
+        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
         _ => false,
     };
     match verdict {
@@ -219,7 +244,7 @@ fn ratio_words(verdict: Verdict) -> &'static str {
         Verdict::Refuted => "clearly less",
         Verdict::Depends => "it depends on the placement or size",
         Verdict::NoClearDifference => {
-            "no clear difference: within ±10 % or inside each other's p1–p99"
+            "no clear difference: within ±10 % or inside each other's p1–p99 or run-to-run range"
         }
         Verdict::NotMeasured => "not comparable",
     }

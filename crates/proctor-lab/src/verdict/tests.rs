@@ -1,5 +1,7 @@
 use super::*;
 use crate::fixture;
+use crate::report::Rounds;
+use crate::stats;
 
 fn verdicts(sections: &[Section]) -> HashMap<String, Verdict> {
     let (_, claims) = judge(sections);
@@ -405,5 +407,68 @@ fn overlapping_spreads_are_no_clear_difference_whatever_the_medians() {
     assert_eq!(verdicts(&sections)["creation"], Verdict::NoClearDifference);
     // Apart: the same medians decide.
     figure_mut(&mut sections, "spawn.fork").spread = Some(spread(22_000.0, 26_000.0));
+    assert_eq!(verdicts(&sections)["creation"], Verdict::Confirmed);
+}
+
+#[test]
+fn rounds_far_apart_are_no_clear_difference_and_the_headline_shows_their_spread() {
+    use crate::report::Spread;
+    let tight = |v: f64| Spread {
+        min: 0.98 * v,
+        p1: 0.99 * v,
+        p99: 1.01 * v,
+        max: 1.02 * v,
+        samples: 30,
+        outliers: 0,
+    };
+    let mut sections = fixture::all_sections();
+    // Each round's own p1–p99 is tight and the medians of the rounds are 2× apart, but the
+    // rounds themselves are far apart: the process rounds reach down into the thread rounds.
+    for (key, rounds) in [
+        ("spawn.fork", [40_000.0, 20_000.0, 60_000.0]),
+        ("spawn.thread", [19_000.0, 25_000.0, 20_000.0]),
+    ] {
+        let f = figure_mut(&mut sections, key);
+        f.value = stats::median(&rounds);
+        f.spread = Some(tight(f.value));
+        *f = f.clone().with_rounds(&rounds);
+    }
+    let (rows, claims) = judge(&sections);
+    let creation = claims.iter().find(|c| c.id == "creation").expect("claim");
+    assert_eq!(
+        creation.verdict,
+        Verdict::NoClearDifference,
+        "{}",
+        creation.evidence
+    );
+    assert!(
+        creation.evidence.contains("run-to-run"),
+        "{}",
+        creation.evidence
+    );
+
+    // The spread shown is what the rounds give: fork's farthest round is 20 µs from its
+    // 40 µs median (±50 %), thread's 5 µs from 20 µs (±25 %).
+    let row = rows
+        .iter()
+        .find(|r| r.aspect == "creation overhead")
+        .expect("row");
+    assert_eq!(row.process.as_deref(), Some("40.0 µs ±50%"));
+    assert_eq!(row.thread.as_deref(), Some("20.0 µs ±25%"));
+    let process = row
+        .process_rounds
+        .as_ref()
+        .expect("process rounds in the JSON row");
+    assert_eq!(process.values, vec![40_000.0, 20_000.0, 60_000.0]);
+    assert_eq!(
+        (process.min, process.max, process.spread_pct),
+        (20_000.0, 60_000.0, 50.0)
+    );
+    assert_eq!(row.thread_rounds.as_ref().map(|r| r.spread_pct), Some(25.0));
+    assert!(row.async_rounds.is_none());
+
+    // The same medians with rounds close together: the ratio decides again.
+    figure_mut(&mut sections, "spawn.fork").rounds =
+        Rounds::around(&[39_000.0, 40_000.0, 41_000.0], 40_000.0);
     assert_eq!(verdicts(&sections)["creation"], Verdict::Confirmed);
 }
