@@ -53,8 +53,8 @@
 //! refutes it, and anything in between is [`Verdict::NoClearDifference`]. A median ratio is
 //! not enough on a noisy machine: when both figures carry a spread and their p1–p99 ranges
 //! overlap, the verdict is [`Verdict::NoClearDifference`] too, whatever the medians say. A
-//! figure measured in independent rounds (each set up afresh) also carries their min–max, and
-//! its range is the wider of the two: rounds far apart make no clear difference either.
+//! figure measured in independent rounds (each set up afresh) carries their min–max, and that
+//! is its range instead: rounds whose medians overlap make no clear difference either.
 //! [`Verdict::Depends`] is kept for a claim that holds in one placement or size and not in
 //! another. Each claim's evidence names the figures and the ratio that decided it.
 
@@ -163,16 +163,17 @@ impl<'a> Figures<'a> {
         })
     }
 
-    /// The range the figure cannot be told apart within: its p1–p99, widened to the min–max of
-    /// its independent rounds where that is wider. `None` when it has neither.
+    /// The range the figure cannot be told apart within: the min–max of its independent
+    /// rounds where it has them (how far its median moves from run to run, which is what a
+    /// verdict on medians must clear), else its p1–p99. `None` when it has neither.
+    ///
+    /// Not the wider of the two: a single operation's p99 measures the machine's tail (one
+    /// preempted thread spawn on a shared VM), not the uncertainty of a median of thousands.
     fn noise_range(&self, key: &str) -> Option<(f64, f64)> {
         let f = self.by_key.get(key)?;
         let samples = f.spread.as_ref().map(|s| (s.p1, s.p99));
         let rounds = f.rounds.as_ref().map(|r| (r.min, r.max));
-        match (samples, rounds) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        }
+        rounds.or(samples)
     }
 }
 
@@ -193,8 +194,8 @@ fn costs_more(costly: f64, cheap: f64) -> (Verdict, Option<f64>) {
 }
 
 /// [`costs_more`] for two figures, and no clear difference when their noise ranges overlap
-/// (p1–p99, or the min–max of their independent rounds where that is wider): the medians'
-/// ratio alone does not clear the noise.
+/// (the min–max of their independent rounds, or p1–p99 without rounds): the medians' ratio
+/// alone does not clear the noise.
 fn costs_more_clearly(f: &Figures, costly_key: &str, cheap_key: &str) -> (Verdict, Option<f64>) {
     let (Some(costly), Some(cheap)) = (f.value(costly_key), f.value(cheap_key)) else {
         return (Verdict::NotMeasured, None);
