@@ -6,12 +6,14 @@ use crate::{LabConfig, Progress, report::Section};
 
 pub mod ipc;
 pub mod isolation;
+pub mod leaks;
 pub mod memory;
 pub mod race;
 pub mod scaling;
 pub mod spawn;
 pub mod switch;
 pub mod sync;
+pub mod ui;
 
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
@@ -71,6 +73,8 @@ pub static ALL: &[&dyn Experiment] = &[
     &race::Race,
     &scaling::Scaling,
     &sync::SyncCost,
+    &ui::Ui,
+    &leaks::Leaks,
 ];
 
 /// Where the two sides of a two-party measurement run. Its `key` is the word figure keys and
