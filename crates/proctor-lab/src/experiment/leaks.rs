@@ -82,9 +82,12 @@ pub struct LeakPoint {
     pub spawn_ns: f64,
     /// From opening the gate until every thread was joined, in ns.
     pub release_ns: f64,
-    /// CPU time (user + system) of the whole process while its main thread slept, in ns.
-    pub idle_cpu_ns: f64,
-    /// How long the main thread slept for `idle_cpu_ns`, in ns.
+    /// CPU time the N blocked threads used, all together, while the main thread slept
+    /// (`/proc/self/task/<tid>/schedstat`, first field), in ns; `None` where it is not readable.
+    pub blocked_cpu_ns: Option<f64>,
+    /// Times the N blocked threads were scheduled onto a CPU in that window (third field).
+    pub blocked_runs: Option<f64>,
+    /// How long the main thread slept, in ns.
     pub idle_window_ns: f64,
     /// Ping-pong round trip beside the blocked threads.
     pub pingpong: Measurement,
@@ -420,13 +423,25 @@ fn pingpong(plan: &Plan, cpu: usize) -> Result<Measurement> {
     })
 }
 
-/// CPU time (user + system) of the whole process so far, in ns.
-fn process_cpu_ns() -> f64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(f64::NAN, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 * 1e9 + tv.tv_usec() as f64 * 1e3;
-        t(u.user_time()) + t(u.system_time())
-    })
+/// The time on CPU (ns) and the number of times scheduled of this process's threads `tids`,
+/// summed, from `/proc/self/task/<tid>/schedstat` (nanosecond resolution, unlike the clock
+/// ticks of `stat`; and unlike `getrusage(RUSAGE_SELF)`, reading it is not charged to the
+/// threads measured). `None` if a file is missing or malformed.
+fn on_cpu(tids: &[i32]) -> Option<(f64, f64)> {
+    let mut sum = (0.0, 0.0);
+    for tid in tids {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        let fields: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let [ns, _, runs] = fields[..] else {
+            return None;
+        };
+        sum.0 += ns;
+        sum.1 += runs;
+    }
+    Some(sum)
 }
 
 fn leak_point(n: usize, plan: &Plan, cpu: usize, idle: Duration) -> Result<LeakPoint> {
@@ -437,11 +452,17 @@ fn leak_point(n: usize, plan: &Plan, cpu: usize, idle: Duration) -> Result<LeakP
     let spawn_ns = t.elapsed().as_nanos() as f64;
     let during = usage("self")? - before;
     let ks = kernel_stack() - ks_before;
-    let cpu0 = process_cpu_ns();
+    let ids = blocked
+        .gate
+        .tids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let cpu0 = on_cpu(&ids);
     let t = Instant::now();
     std::thread::sleep(idle);
-    let idle_cpu_ns = process_cpu_ns() - cpu0;
     let idle_window_ns = t.elapsed().as_nanos() as f64;
+    let window = cpu0.zip(on_cpu(&ids)).map(|(a, b)| (b.0 - a.0, b.1 - a.1));
     let pp = pingpong(plan, cpu);
     let t = Instant::now();
     blocked.release();
@@ -467,7 +488,8 @@ fn leak_point(n: usize, plan: &Plan, cpu: usize, idle: Duration) -> Result<LeakP
         kernel_stack_bytes: per(ks),
         spawn_ns: per(spawn_ns),
         release_ns: per(release_ns),
-        idle_cpu_ns,
+        blocked_cpu_ns: window.map(|w| w.0),
+        blocked_runs: window.map(|w| w.1),
         idle_window_ns,
         pingpong,
     })
@@ -666,8 +688,9 @@ fn section_from(r: &LeaksResult) -> Section {
              nothing signals until the end of the experiment. With all N blocked: the growth of \
              this process's Threads, RSS, USS (Private_Clean + Private_Dirty) and PSS \
              (/proc/self/smaps_rollup), VmSize and VmPTE (/proc/self/status) and the system-wide \
-             KernelStack (/proc/meminfo), per thread; the CPU time (getrusage, user + system) \
-             the whole process used while its main thread slept for a fixed window; and a \
+             KernelStack (/proc/meminfo), per thread; the CPU time the blocked threads used, and \
+             how often they ran, while the main thread slept for a fixed window \
+             (/proc/self/task/TID/schedstat, summed over the N); and a \
              ping-pong round trip over two sync_channel(1)s between two threads pinned to one \
              CPU ({placement}; each round trip is two context switches), measured as every \
              experiment is (calibrated batches, warm-up, median of the batch means). Then the \
@@ -692,17 +715,23 @@ fn section_from(r: &LeaksResult) -> Section {
             &format!("ping-pong round trip beside {n} blocked threads"),
         );
         section.figures.push(m.placed(&placement));
-        section.figures.push(Figure::new(
-            &format!("leaks.idle_cpu.{n}"),
-            &format!(
-                "CPU time of the process over a {:.0} ms idle window, {n} blocked threads",
-                p.idle_window_ns / 1e6
-            ),
-            p.idle_cpu_ns,
-            Unit::Ns,
-        ));
         if n == 0 {
             continue;
+        }
+        if let (Some(ns), Some(runs)) = (p.blocked_cpu_ns, p.blocked_runs) {
+            let window = p.idle_window_ns / 1e6;
+            section.figures.push(Figure::new(
+                &format!("leaks.blocked_cpu.{n}"),
+                &format!("CPU time of all {n} blocked threads over {window:.0} ms"),
+                ns,
+                Unit::Ns,
+            ));
+            section.figures.push(Figure::new(
+                &format!("leaks.blocked_runs.{n}"),
+                &format!("times the {n} blocked threads ran over {window:.0} ms"),
+                runs,
+                Unit::Count,
+            ));
         }
         section.figures.push(Figure::new(
             &format!("leaks.threads_added.{n}"),
@@ -800,7 +829,7 @@ fn section_from(r: &LeaksResult) -> Section {
             "RSS/thread KiB",
             "USS/thread KiB",
             "virtual/thread MiB",
-            "idle CPU µs",
+            "their CPU µs",
             "ping-pong µs",
             "spawn µs/thread",
         ]
@@ -823,7 +852,9 @@ fn section_from(r: &LeaksResult) -> Section {
                     per(kib(p.rss_bytes)),
                     per(kib(p.uss_bytes)),
                     per(mib(p.virtual_bytes)),
-                    format!("{:.0}", p.idle_cpu_ns / 1e3),
+                    per(p
+                        .blocked_cpu_ns
+                        .map_or("n/a".to_string(), |ns| format!("{:.1}", ns / 1e3))),
                     format!("{:.2}", p.pingpong.value() / 1e3),
                     per(format!("{:.1}", p.spawn_ns / 1e3)),
                 ]

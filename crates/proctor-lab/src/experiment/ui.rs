@@ -533,6 +533,27 @@ fn section_from(result: &UiResult) -> Section {
          the UI thread then competes with the job for a CPU.",
         2 * cpus
     ));
+    let case = |c: Case| result.cases.iter().find(|r| r.case == c);
+    if let (Some(over), Some(one)) = (case(Case::Threads2xCores), case(Case::WorkerThread)) {
+        let slower = crate::stats::median(&over.job_ns) / crate::stats::median(&one.job_ns);
+        section.notes.push(if over.missed_per_run() <= 1.0 {
+            format!(
+                "With {} busy threads on {cpus} CPU(s) the UI missed {:.1} frames per run while \
+                 each job took {slower:.1}× as long as alone: Linux's scheduler lets a thread \
+                 that wakes from sleep, as the UI loop does every frame, run ahead of threads \
+                 that used up their share, so oversubscription slowed the job, not the frames.",
+                2 * cpus,
+                over.missed_per_run()
+            )
+        } else {
+            format!(
+                "With {} busy threads on {cpus} CPU(s) the UI thread waited for a CPU: {:.1} \
+                 missed frames per run, each job {slower:.1}× as long as alone.",
+                2 * cpus,
+                over.missed_per_run()
+            )
+        });
+    }
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
 }
