@@ -426,7 +426,8 @@ fn pingpong(plan: &Plan, cpu: usize) -> Result<Measurement> {
 /// The time on CPU (ns) and the number of times scheduled of this process's threads `tids`,
 /// summed, from `/proc/self/task/<tid>/schedstat` (nanosecond resolution, unlike the clock
 /// ticks of `stat`; and unlike `getrusage(RUSAGE_SELF)`, reading it is not charged to the
-/// threads measured). `None` if a file is missing or malformed.
+/// threads measured). The kernel brings the run time up to date when a thread leaves the CPU,
+/// so it is exact for blocked threads. `None` if a file is missing or malformed.
 fn on_cpu(tids: &[i32]) -> Option<(f64, f64)> {
     let mut sum = (0.0, 0.0);
     for tid in tids {
@@ -940,6 +941,14 @@ fn section_from(r: &LeaksResult) -> Section {
                 .collect(),
         }],
     });
+    if r.threads_after != r.threads_before {
+        section.notes.push(format!(
+            "This process had {} threads after the experiment and {} before: every thread the \
+             experiment started is gone (checked by id), so the difference is another part of \
+             the program starting or ending threads meanwhile.",
+            r.threads_after, r.threads_before
+        ));
+    }
     if !r.skipped.is_empty() {
         section.notes.push(format!(
             "Skipped {:?} threads: the limits leave room for {} more here, and the lab takes at \
@@ -986,5 +995,18 @@ mod tests {
         assert_eq!(thread_count_in("Name:\tx\n"), None);
         assert!(thread_count().is_some_and(|n| n >= 1));
         assert!(thread_headroom() > 0);
+    }
+
+    #[test]
+    fn schedstat_sums_this_threads_time_on_cpu() {
+        let me = nix::unistd::gettid().as_raw();
+        // The kernel brings a thread's run time up to date when it leaves the CPU (as a
+        // blocked thread did): work a little, then sleep once.
+        std::hint::black_box((0..1_000_000u64).sum::<u64>());
+        std::thread::sleep(Duration::from_millis(1));
+        let (ns, runs) = on_cpu(&[me, me]).expect("this thread's schedstat is readable");
+        assert!(ns > 0.0 && runs >= 2.0, "{ns} ns, {runs} runs");
+        assert_eq!(on_cpu(&[]), Some((0.0, 0.0)));
+        assert_eq!(on_cpu(&[i32::MAX]), None, "no such thread");
     }
 }
