@@ -498,6 +498,27 @@ pub fn all_sections() -> Vec<Section> {
                 n("sync.mutex.uncontended.process", 18.6, Unit::Ns),
             ],
         ),
+        figures_only(
+            "ui",
+            "Keeping the UI thread responsive",
+            vec![
+                n("ui.period", 16_666_667.0, Unit::Ns),
+                n("ui.job.ui_thread", 300e6, Unit::Ns),
+                n("ui.missed.ui_thread", 17.0, Unit::Count),
+                n("ui.missed.worker_thread", 0.0, Unit::Count),
+                n("ui.missed.worker_process", 0.5, Unit::Count),
+            ],
+        ),
+        figures_only(
+            "leaks",
+            "Thread leaks",
+            vec![
+                n("leaks.ballast", 67_108_864.0, Unit::Bytes),
+                n("leaks.timeout.process.held", 67_110_912.0, Unit::Bytes),
+                n("leaks.timeout.process.after", 4_096.0, Unit::Bytes),
+                n("leaks.timeout.thread.after", 67_112_960.0, Unit::Bytes),
+            ],
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@ use crate::{LabConfig, Progress, report::Section};
 
 pub mod ipc;
 pub mod isolation;
+pub mod leaks;
 pub mod memory;
 mod partner;
 pub mod race;
@@ -13,6 +14,7 @@ pub mod scaling;
 pub mod spawn;
 pub mod switch;
 pub mod sync;
+pub mod ui;
 
 /// A lab experiment: measures one row of the comparison table.
 pub trait Experiment: Sync {
@@ -72,6 +74,8 @@ pub static ALL: &[&dyn Experiment] = &[
     &race::Race,
     &scaling::Scaling,
     &sync::SyncCost,
+    &ui::Ui,
+    &leaks::Leaks,
 ];
 
 /// Independent rounds of each figure the headline shows (each set up afresh: new threads,

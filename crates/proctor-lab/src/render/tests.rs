@@ -93,6 +93,13 @@ fn table_plain() {
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ synchronizing processes costs more than           ┆ not measured: sync did not run                    │
     │              ┆ synchronizing threads                             ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ a CPU-heavy job on the UI thread drops frames;    ┆ not measured: ui did not run                      │
+    │              ┆ moved to a worker thread or process it does not   ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ a timed-out thread keeps its memory until its     ┆ not measured: leaks did not run                   │
+    │              ┆ task returns; a process pool's timeout kills the  ┆                                                   │
+    │              ┆ worker and reclaims it                            ┆                                                   │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -235,6 +242,8 @@ fn markdown() {
     - **not measured**: more CPU-bound threads than cores costs throughput (over-threading). not measured: scaling did not run (figures: `scaling.oversubscription.thread`)
     - **not measured**: threads or async tasks suit many concurrent waits better than processes. not measured: scaling did not run (figures: `scaling.io.completion.process.1000`, `scaling.io.completion.thread.1000`, `scaling.io.completion.async.1000`)
     - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
+    - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
+    - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
 
     ## Creation overhead (`spawn`)
 

@@ -324,6 +324,106 @@ pub(super) fn many_waits(f: &Figures) -> Claim {
     claim(id, statement, &keys, verdict, evidence)
 }
 
+/// The job on the UI thread misses at least [`UI_DROPS`] of the deadlines it lasts, and on a
+/// worker thread and in a worker process at most [`UI_KEEPS`] of them (one frame at least is
+/// forgiven): confirmed. No freeze on the UI thread, or neither worker keeping the frames:
+/// refuted. One worker keeping them and not the other: depends.
+pub(super) fn ui(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "ui",
+        "a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not",
+    );
+    let keys = [
+        "ui.period",
+        "ui.job.ui_thread",
+        "ui.missed.ui_thread",
+        "ui.missed.worker_thread",
+        "ui.missed.worker_process",
+    ];
+    let [
+        Some(period),
+        Some(job),
+        Some(inline),
+        Some(thread),
+        Some(process),
+    ] = keys.map(|k| f.value(k))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if period <= 0.0 {
+        return not_measured(id, statement, &keys, f);
+    }
+    // The deadlines the job lasts when it runs on the UI thread.
+    let deadlines = job / period;
+    let drops = inline >= 1.0 && inline >= UI_DROPS * deadlines;
+    let keeps = |missed: f64| missed <= (UI_KEEPS * deadlines).max(1.0);
+    let verdict = match (drops, keeps(thread), keeps(process)) {
+        (true, true, true) => Verdict::Confirmed,
+        (false, _, _) | (true, false, false) => Verdict::Refuted,
+        _ => Verdict::Depends,
+    };
+    let evidence = format!(
+        "a job of {} ({:.0} frames' worth) missed {} frames per run on the UI thread, {} on a \
+         worker thread, {} in a worker process; the UI thread drops frames when it misses at \
+         least {:.0} % of them, a worker keeps them when it misses at most {:.0} % (at least 1 \
+         forgiven)",
+        format_value(job, Unit::Ns),
+        deadlines,
+        count(inline),
+        count(thread),
+        count(process),
+        UI_DROPS * 100.0,
+        UI_KEEPS * 100.0,
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// The hanging task held at least half its ballast; a thread pool still holds half of it once
+/// it served again, and a process pool's replacement worker holds less than half: confirmed;
+/// neither: refuted; one of the two: depends.
+pub(super) fn leaks(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "leaks",
+        "a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it",
+    );
+    let keys = [
+        "leaks.ballast",
+        "leaks.timeout.process.held",
+        "leaks.timeout.process.after",
+        "leaks.timeout.thread.after",
+    ];
+    let [
+        Some(ballast),
+        Some(held),
+        Some(process_after),
+        Some(thread_after),
+    ] = keys.map(|k| f.value(k))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if ballast <= 0.0 {
+        return not_measured(id, statement, &keys, f);
+    }
+    let half = ballast / 2.0;
+    let thread_keeps = thread_after >= half;
+    let process_reclaims = held >= half && process_after < half;
+    let verdict = match (thread_keeps, process_reclaims) {
+        (true, true) => Verdict::Confirmed,
+        (false, false) => Verdict::Refuted,
+        _ => Verdict::Depends,
+    };
+    let evidence = format!(
+        "a task hanging with a {} ballast: the thread pool still held {} once it served again; \
+         the process worker held {} while it hung and its replacement {}; decided against half \
+         the ballast",
+        format_value(ballast, Unit::Bytes),
+        format_value(thread_after, Unit::Bytes),
+        format_value(held, Unit::Bytes),
+        format_value(process_after, Unit::Bytes),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
 pub(super) fn find<'c>(claims: &'c [Claim], id: &str) -> &'c Claim {
     claims
         .iter()

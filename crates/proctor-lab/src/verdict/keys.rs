@@ -164,4 +164,45 @@ pub const KEYS: &[Key] = &[
         Unit::Ns,
         "uncontended process-shared mutex lock + unlock",
     ),
+    key("ui.period", Unit::Ns, "the UI loop's frame period"),
+    key(
+        "ui.job.ui_thread",
+        Unit::Ns,
+        "the job's own time on the UI thread",
+    ),
+    key(
+        "ui.missed.ui_thread",
+        Unit::Count,
+        "missed frames per run, job on the UI thread",
+    ),
+    key(
+        "ui.missed.worker_thread",
+        Unit::Count,
+        "missed frames per run, job on a worker thread",
+    ),
+    key(
+        "ui.missed.worker_process",
+        Unit::Count,
+        "missed frames per run, job in a worker process",
+    ),
+    key(
+        "leaks.ballast",
+        Unit::Bytes,
+        "memory the hanging task touches",
+    ),
+    key(
+        "leaks.timeout.process.held",
+        Unit::Bytes,
+        "worker USS growth while the task hung",
+    ),
+    key(
+        "leaks.timeout.process.after",
+        Unit::Bytes,
+        "replacement worker USS against the hung one's before",
+    ),
+    key(
+        "leaks.timeout.thread.after",
+        Unit::Bytes,
+        "process RSS growth once the thread pool served again",
+    ),
 ];

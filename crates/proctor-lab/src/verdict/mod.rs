@@ -45,6 +45,15 @@
 //! | `scaling.io.completion.async.1000` | ns | the same, one async task per wait |
 //! | `sync.mutex.uncontended.thread` | ns | lock + unlock of an uncontended thread-local `Mutex` |
 //! | `sync.mutex.uncontended.process` | ns | lock + unlock of an uncontended process-shared futex mutex |
+//! | `ui.period` | ns | the UI loop's frame period (60 Hz) |
+//! | `ui.job.ui_thread` | ns | the CPU-heavy job's own time when it runs on the UI thread |
+//! | `ui.missed.ui_thread` | count | missed frames per run, the job on the UI thread (a frame time F above 1.5 periods misses round(F / period) − 1) |
+//! | `ui.missed.worker_thread` | count | the same, the job on one worker thread |
+//! | `ui.missed.worker_process` | count | the same, the job in one worker process |
+//! | `leaks.ballast` | bytes | memory the hanging task touches before it hangs |
+//! | `leaks.timeout.process.held` | bytes | the worker process's USS growth while the task hung |
+//! | `leaks.timeout.process.after` | bytes | the replacement worker's USS against the hung one's before the hang |
+//! | `leaks.timeout.thread.after` | bytes | this process's RSS growth once the thread pool served again after the timeout |
 //!
 //! # Rules
 //!
@@ -71,6 +80,12 @@ pub const GOOD_EFFICIENCY: f64 = 0.75;
 
 /// Parallel efficiency below which a mode does not use many cores.
 pub const POOR_EFFICIENCY: f64 = 0.5;
+
+/// Share of the deadlines a job lasts that the UI thread must miss to "drop frames" (50 %).
+pub const UI_DROPS: f64 = 0.5;
+
+/// Share of those deadlines a worker may miss and still "keep the frames" (5 %).
+pub const UI_KEEPS: f64 = 0.05;
 
 mod claims;
 mod headline;
@@ -101,6 +116,8 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         over_threading(&f),
         many_waits(&f),
         synchronization(&f),
+        ui(&f),
+        leaks(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

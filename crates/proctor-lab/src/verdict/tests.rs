@@ -138,6 +138,8 @@ fn full_fixture_verdicts() {
         ("many-waits", Confirmed),
         // 18.6 ns vs 17.9 ns: 1.04×, within the tolerance.
         ("synchronization", NoClearDifference),
+        ("ui", Confirmed),
+        ("leaks", Confirmed),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
@@ -317,6 +319,42 @@ fn each_rule_flips_or_holds_as_declared() {
         (
             "synchronization",
             &[("sync.mutex.uncontended.process", 10.0)],
+            Refuted,
+        ),
+        // The 300 ms job lasts 18 deadlines: the UI thread must miss 9, a worker at most 1.
+        ("ui", &[("ui.missed.ui_thread", 8.0)], Refuted),
+        ("ui", &[("ui.missed.worker_thread", 2.0)], Depends),
+        ("ui", &[("ui.missed.worker_process", 3.0)], Depends),
+        (
+            "ui",
+            &[
+                ("ui.missed.worker_thread", 9.0),
+                ("ui.missed.worker_process", 12.0),
+            ],
+            Refuted,
+        ),
+        // A longer job forgives more: 5 % of 60 deadlines is 3 (2.5 per run on average).
+        (
+            "ui",
+            &[
+                ("ui.job.ui_thread", 1e9),
+                ("ui.missed.ui_thread", 59.0),
+                ("ui.missed.worker_thread", 2.5),
+            ],
+            Confirmed,
+        ),
+        ("ui", &[("ui.period", 0.0)], NotMeasured),
+        // Half the 64 MiB ballast decides each side.
+        ("leaks", &[("leaks.timeout.thread.after", 20e6)], Depends),
+        ("leaks", &[("leaks.timeout.process.after", 40e6)], Depends),
+        // The hang was never seen holding its ballast: the reclaim proves nothing.
+        ("leaks", &[("leaks.timeout.process.held", 1e6)], Depends),
+        (
+            "leaks",
+            &[
+                ("leaks.timeout.thread.after", 0.0),
+                ("leaks.timeout.process.after", 67e6),
+            ],
             Refuted,
         ),
     ];

@@ -14,6 +14,7 @@ mod experiments5;
 mod ipc;
 mod isolation;
 mod transport;
+mod ui_leaks;
 
 /// Tests that fork children or count threads take this lock, so that one test's children and
 /// threads cannot show up in another test's "nothing left behind" checks.
