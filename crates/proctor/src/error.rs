@@ -95,6 +95,17 @@ pub enum TaskError {
         /// The task's id.
         task: u64,
     },
+    /// The task made a system call its worker's sandbox forbids
+    /// ([`crate::PoolBuilder::sandbox`]): the worker was stopped at the call, and replaced.
+    #[error("task {task} was stopped by its sandbox on worker {worker}: it called {syscall}")]
+    SandboxViolation {
+        /// The forbidden call, by name where known (`openat`, `socket`, `clone3`...).
+        syscall: ArcStr,
+        /// The worker that was stopped.
+        worker: u32,
+        /// The task's id.
+        task: u64,
+    },
     /// The pool was dropped before the task finished.
     #[error("task {task} was cancelled because its pool was dropped before it finished")]
     Cancelled {
@@ -123,6 +134,7 @@ impl TaskError {
             | TaskError::OutOfMemory { task, .. }
             | TaskError::Poisoned { task, .. }
             | TaskError::NoWorker { task, .. }
+            | TaskError::SandboxViolation { task, .. }
             | TaskError::Codec { task, .. } => *task,
         }
     }
@@ -150,6 +162,11 @@ impl TaskError {
     /// True if the task was blamed for its job killing workers before any task started.
     pub fn is_poisoned(&self) -> bool {
         matches!(self, TaskError::Poisoned { .. })
+    }
+
+    /// True if the task was stopped by its worker's sandbox.
+    pub fn is_sandbox_violation(&self) -> bool {
+        matches!(self, TaskError::SandboxViolation { .. })
     }
 
     /// True if the task was cancelled.
@@ -288,6 +305,12 @@ pub enum ErrorKind {
         /// What happened, with the panic's message.
         message: String,
     },
+    /// The pool's sandbox ([`crate::PoolBuilder::sandbox`]) could not be applied as asked
+    /// in a worker (a layer this kernel cannot give, and no `allow_unavailable`).
+    Sandbox {
+        /// What failed, layer by layer.
+        message: String,
+    },
     /// A task failed during [`crate::Pool::try_map`].
     Task(TaskError),
 }
@@ -348,6 +371,9 @@ impl fmt::Display for Error {
             ErrorKind::Spawn(e) => write!(f, "could not start a worker: {e}"),
             ErrorKind::WorkerInit { message } => {
                 write!(f, "a worker could not be initialized: {message}")
+            }
+            ErrorKind::Sandbox { message } => {
+                write!(f, "the worker sandbox could not be applied: {message}")
             }
             ErrorKind::Task(e) => write!(f, "{e}"),
         }

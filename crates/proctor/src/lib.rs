@@ -144,6 +144,8 @@ mod doorbell;
 mod exec;
 mod panic;
 #[cfg(target_os = "linux")]
+#[cfg(target_os = "linux")]
+mod sandbox;
 mod server;
 mod state;
 #[cfg(target_os = "linux")]
@@ -176,6 +178,8 @@ pub mod __fuzz {
 pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
 pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
+#[cfg(target_os = "linux")]
+pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;

@@ -216,6 +216,7 @@ pub(crate) fn worker_main(
     crate::panic::set_quiet(true);
     let (mut pipe, tails) = match capture {
         Some(c) => {
+            crate::sandbox::set_diag_fd(std::os::fd::AsRawFd::as_raw_fd(&c.diag));
             let redirected =
                 nix::unistd::dup2_stdout(&c.out).and_then(|()| nix::unistd::dup2_stderr(&c.err));
             let mut pipe = Some(File::from(c.diag));

@@ -67,6 +67,9 @@ pub(crate) struct Config {
     /// The worker initializer, run once in each worker before its first task.
     pub(crate) init: Option<crate::state::InitFn>,
     pub(crate) capture_output: bool,
+    /// The sandbox each worker process applies before its first task.
+    #[cfg(target_os = "linux")]
+    pub(crate) sandbox: Option<crate::Sandbox>,
 }
 
 /// What a task wrote to stdout and stderr: the last 64 KiB of each, with
@@ -128,6 +131,7 @@ impl Config {
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 /// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
 /// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
+/// | [`sandbox`](PoolBuilder::sandbox) | seccomp, Landlock, rlimits, a network namespace per worker | error: a thread cannot be confined apart from its process |
 /// | [`start_method`](PoolBuilder::start_method) | fork from the fork server, or re-execute the binary | error: threads are not started from a binary |
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {
@@ -318,6 +322,43 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
+    /// Confines each worker process, after its initializer and before its first task, to
+    /// what `sandbox` allows: the boundary for tasks that handle hostile input (see
+    /// [`crate::Sandbox`] for the layers). A task that breaks it ends with
+    /// [`TaskError::SandboxViolation`] naming the system call, and its worker is replaced;
+    /// [`Pool::sandbox_report`] says how each layer came out. If a layer the sandbox asks for
+    /// is unavailable on this kernel, `build()` fails, unless the sandbox allows it
+    /// ([`crate::Sandbox::allow_unavailable`]).
+    ///
+    /// Process mode only: a thread has its process's rights and cannot be confined alone.
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// # proctor::init();
+    /// use proctor::{Pool, Sandbox, TaskError};
+    /// fn read_passwd(_: u64) -> usize {
+    ///     std::fs::read("/etc/passwd").map(|b| b.len()).unwrap_or(0)
+    /// }
+    /// fn square(n: u64) -> u64 { n * n }
+    ///
+    /// let pool = Pool::processes(1)
+    ///     .sandbox(Sandbox::compute().allow_unavailable(true))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.submit(square, 7).join(), Ok(49));
+    /// let seccomp = pool.sandbox_report().unwrap().layer("seccomp").unwrap();
+    /// if seccomp.status == proctor::LayerStatus::Applied {
+    ///     let e = pool.submit(read_passwd, 0).join().unwrap_err();
+    ///     assert!(matches!(e, TaskError::SandboxViolation { .. }), "{e}");
+    /// }
+    /// # }
+    /// ```
+    #[cfg(target_os = "linux")]
+    pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
+        self.config.sandbox = Some(sandbox);
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -364,6 +405,13 @@ impl<S: 'static> PoolBuilder<S> {
             return Err(Error::invalid(
                 "start_method applies to worker processes only; threads are not started \
                  from a binary",
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        if c.mode == Mode::Threads && c.sandbox.is_some() {
+            return Err(Error::invalid(
+                "sandbox applies to worker processes only; a thread has its process's rights \
+                 and cannot be confined alone",
             ));
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
@@ -447,6 +495,8 @@ impl Pool {
                 workers,
                 task_timeout: None,
                 start_method: StartMethod::Fork,
+                #[cfg(target_os = "linux")]
+                sandbox: None,
                 max_tasks_per_worker: None,
                 memory_limit: None,
                 chunk_size: None,
@@ -476,6 +526,16 @@ impl<S: 'static> Pool<S> {
             Backend::Threads(p) => p.workers(),
             #[cfg(target_os = "linux")]
             Backend::Processes(p) => p.workers(),
+        }
+    }
+
+    /// How each layer of the pool's sandbox came out in its workers, if it has one
+    /// ([`PoolBuilder::sandbox`]).
+    #[cfg(target_os = "linux")]
+    pub fn sandbox_report(&self) -> Option<&crate::SandboxReport> {
+        match &self.backend {
+            Backend::Threads(_) => None,
+            Backend::Processes(p) => p.sandbox_report(),
         }
     }
 

@@ -44,6 +44,16 @@ impl Shared {
             // A failed write means the worker is already gone: its death is seen like any.
             let _ = w.requests.write_all(&frame);
         }
+        if let Some(sandbox) = &self.config.sandbox {
+            // After the initializer (trusted code, which may open what the tasks then may
+            // not), before the first task.
+            let apply: crate::state::ContextFn = crate::sandbox::apply_entry;
+            let entry = apply as usize as u64;
+            let mut frame = Vec::new();
+            let bytes = crate::sandbox::encode(sandbox);
+            wire::encode_call(&mut frame, entry, entry ^ self.server.secret, Some(&bytes));
+            let _ = w.requests.write_all(&frame);
+        }
         Ok(w)
     }
 
@@ -242,6 +252,11 @@ impl Shared {
                 "the worker initializer panicked: {}",
                 w.init_failure()
             ));
+        } else if st.exits[slot] == Some(Exit::Code(crate::sandbox::SANDBOX_FAILED as u8)) {
+            st.init_failed = Some(format!(
+                "the worker sandbox could not be applied: {}",
+                w.sandbox_failure()
+            ));
         } else if st.exits[slot] == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
             st.init_failed = Some(format!(
                 "a re-executed worker refused to start: {}",
@@ -283,6 +298,27 @@ impl Shared {
                     None => (None, None),
                 };
                 let stderr_tail = cause.map(|(w, _)| w.job_stderr()).unwrap_or_default();
+                if self.config.sandbox.is_some() {
+                    let syscall = match (exit_code, signal) {
+                        (Some(c), _) if c == crate::sandbox::SANDBOX_VIOLATION as u8 => {
+                            crate::sandbox::violation(&stderr_tail)
+                        }
+                        // The trap came while the task had SIGSYS blocked (as `posix_spawn`
+                        // does around its clone), so the kernel killed the worker instead of
+                        // running the handler that names the call.
+                        (_, Some(libc::SIGSYS)) => {
+                            Some("a forbidden system call (unnamed: SIGSYS was blocked)".into())
+                        }
+                        _ => None,
+                    };
+                    if let Some(syscall) = syscall {
+                        return TaskError::SandboxViolation {
+                            syscall: syscall.into(),
+                            worker,
+                            task,
+                        };
+                    }
+                }
                 match self.config.memory_limit {
                     Some(limit) if stderr_tail.contains("memory allocation of") => {
                         TaskError::OutOfMemory {

@@ -278,10 +278,22 @@ impl Worker {
 
     /// Why a worker of the `exec` start method refused to start, from its stderr.
     pub(super) fn start_failure(&self) -> String {
+        self.said_after(crate::exec::START_FAILED_LINE)
+    }
+
+    /// Why a worker could not apply its sandbox, from its stderr.
+    pub(super) fn sandbox_failure(&self) -> String {
+        self.said_after(crate::sandbox::FAILED_LINE)
+    }
+
+    /// The rest of the last line of its stderr that starts with `prefix`.
+    fn said_after(&self, prefix: &str) -> String {
         let text = String::from_utf8_lossy(&self.tail);
-        match text.rfind(crate::exec::START_FAILED_LINE) {
-            Some(at) => text[at + crate::exec::START_FAILED_LINE.len()..]
-                .trim_end()
+        match text.rfind(prefix) {
+            Some(at) => text[at + prefix.len()..]
+                .lines()
+                .next()
+                .unwrap_or("")
                 .to_string(),
             None => format!("its stderr ended: {}", text.trim_end()),
         }

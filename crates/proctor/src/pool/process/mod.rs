@@ -143,6 +143,8 @@ struct Shared {
 pub(crate) struct ProcessPool {
     shared: Arc<Shared>,
     supervisor: Option<JoinHandle<()>>,
+    /// How the sandbox came out in the first worker, if the pool has one.
+    sandbox_report: Option<crate::SandboxReport>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -354,6 +356,7 @@ impl ProcessPool {
         let mut pool = ProcessPool {
             shared,
             supervisor: None,
+            sandbox_report: None,
         };
         for id in 0..n as u32 {
             let w = pool
@@ -363,7 +366,9 @@ impl ProcessPool {
             pool.shared.lock().workers.push(Some(w));
         }
         let exec = pool.shared.config.start_method == crate::StartMethod::Exec;
-        if pool.shared.config.memory_limit.is_some() || pool.shared.config.init.is_some() || exec {
+        let c = &pool.shared.config;
+        let sandboxed = c.sandbox.is_some();
+        if c.memory_limit.is_some() || c.init.is_some() || exec || sandboxed {
             pool.probe_workers()?;
         }
         let shared = Arc::clone(&pool.shared);
@@ -372,6 +377,25 @@ impl ProcessPool {
             .spawn(move || shared.supervise())
             .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
         pool.supervisor = Some(supervisor);
+        if sandboxed {
+            let report = super::Task {
+                inner: pool.submit(crate::sandbox::report_task, ()),
+            }
+            .join();
+            pool.sandbox_report = match report {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => {
+                    return Err(Error::new(ErrorKind::Sandbox {
+                        message: "a worker ran without applying it".into(),
+                    }));
+                }
+                Err(e) => {
+                    return Err(Error::new(ErrorKind::Sandbox {
+                        message: format!("its report could not be read: {e}"),
+                    }));
+                }
+            };
+        }
         Ok(pool)
     }
 
@@ -432,6 +456,11 @@ impl ProcessPool {
                     // Known, so that dropping the pool does not wait for it again.
                     *exit_of = exit;
                     w.drain_stderr();
+                    if exit == Some(Exit::Code(crate::sandbox::SANDBOX_FAILED as u8)) {
+                        return Err(Error::new(ErrorKind::Sandbox {
+                            message: w.sandbox_failure(),
+                        }));
+                    }
                     if exit == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
                         return Err(Error::new(ErrorKind::Spawn(std::io::Error::other(
                             format!(
@@ -487,6 +516,10 @@ impl ProcessPool {
 
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    pub(crate) fn sandbox_report(&self) -> Option<&crate::SandboxReport> {
+        self.sandbox_report.as_ref()
     }
 
     pub(crate) fn workers(&self) -> usize {
