@@ -34,8 +34,38 @@ pub enum Command {
         Example: proctor report --only spawn,switch --out /tmp/r"
     )]
     Report(ReportArgs),
+    /// Put reports from several machines (or runs) side by side.
+    #[command(
+        long_about = "Put reports from several machines (or runs) side by side: the \
+        machines, each headline row, each claim's verdict (and whether they agree), and the \
+        figures every report has, with their ratio to the first report's.\n\n\
+        Each file is a report.json that `proctor report` wrote.\n\n\
+        Example: proctor compare intel/report.json amd/report.json\n\
+        Example: proctor compare a.json b.json c.json --html compare.html"
+    )]
+    Compare(CompareArgs),
     /// List the experiments.
     List,
+}
+
+/// Arguments of `proctor compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The reports (report.json files), the first one the baseline of every ratio.
+    #[arg(required = true, num_args = 2.., value_name = "REPORT.json")]
+    pub reports: Vec<std::path::PathBuf>,
+
+    /// Also write the comparison as a self-contained HTML page, with a chart, here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
+
+    /// Print the comparison as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show every figure the reports share, not only those that decide a claim.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Arguments of `proctor report`.

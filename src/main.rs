@@ -36,6 +36,7 @@ fn run() -> Result<()> {
     let args = match cli.command {
         Command::List => return print(&list()),
         Command::Report(args) => return report::run(&args),
+        Command::Compare(args) => return compare(&args),
         Command::Bench(args) => args,
     };
     let json = args.json;
@@ -63,6 +64,31 @@ fn run() -> Result<()> {
     print(&text)?;
     if let Status::Failed { error } = &report.sections[0].status {
         bail!("experiment `{}` failed: {error}", report.sections[0].id);
+    }
+    Ok(())
+}
+
+/// `proctor compare`: the reports side by side, on stdout and optionally as HTML.
+fn compare(args: &cli::CompareArgs) -> Result<()> {
+    use proctor_lab::compare;
+    let reports = args
+        .reports
+        .iter()
+        .map(|p| compare::load(p))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = compare::compare(&reports);
+    if let Some(path) = &args.html {
+        std::fs::write(path, compare::render_html(&comparison))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let text = if args.json {
+        serde_json::to_string_pretty(&comparison).context("serializing the comparison")? + "\n"
+    } else {
+        compare::render_text(&comparison, report::terminal_width(), args.all)
+    };
+    print(&text)?;
+    if let Some(path) = &args.html {
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

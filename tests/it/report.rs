@@ -272,3 +272,53 @@ fn methods_md_has_a_section_for_every_experiment() {
         );
     }
 }
+
+#[test]
+fn two_reports_compare_side_by_side_and_a_bad_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let run = proctor(&[
+            "report",
+            "--profile",
+            "tiny",
+            "--only",
+            "spawn,memory",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let html = dir.path().join("compare.html");
+    let (ja, jb) = (a.join("report.json"), b.join("report.json"));
+    proctor(&[
+        "compare",
+        ja.to_str().unwrap(),
+        jb.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stdout(
+        predicate::str::contains("Machines").and(predicate::str::contains("creation overhead")),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("spawn.thread"),
+        "{page}"
+    );
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not json").unwrap();
+    proctor(&["compare", ja.to_str().unwrap(), notes.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("notes.txt is not JSON"));
+    proctor(&["compare", ja.to_str().unwrap()]).assert().code(2);
+}

@@ -6,6 +6,7 @@
 #![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod crosscheck;
 pub mod experiment;
 pub mod machine;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use super::{cross_check_ratio, figure_spread, format_ratio, format_value, svg, verdict_label};
 use crate::report::{Chart, Report, Section, Status, Unit, Verdict};
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { --fg: #1d2430; --muted: #5b6576; --line: #dde2ea; --alt: #f5f7fa;
   --ok: #1a7f37; --bad: #c62828; --mid: #9a6700; --na: #6e7781; }
 * { box-sizing: border-box; }
