@@ -5,9 +5,9 @@
 //! (each layer needs the system calls the later ones take away):
 //!
 //! 1. **rlimits**: CPU seconds, open files, processes, file size (`setrlimit`).
-//! 2. **network namespace**: without network access, a fresh, empty network namespace
-//!    (`unshare(CLONE_NEWNET)`, or inside a new user namespace where that is what the kernel
-//!    lets an unprivileged process do).
+//! 2. **network namespace** (when asked for, see [`Sandbox::network_namespace`]): a fresh,
+//!    empty network namespace (`unshare(CLONE_NEWNET)`, or inside a new user namespace where
+//!    that is what the kernel lets an unprivileged process do).
 //! 3. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
 //! 4. **Landlock**: file access (none, read-only paths, writable directories) and, without
 //!    network access, TCP bind and connect.
@@ -54,6 +54,7 @@ pub struct Sandbox {
     read: Vec<PathBuf>,
     write: Vec<PathBuf>,
     network: bool,
+    network_namespace: bool,
     processes: bool,
     cpu_seconds: Option<u64>,
     open_files: Option<u64>,
@@ -71,6 +72,7 @@ impl Sandbox {
             read: Vec::new(),
             write: Vec::new(),
             network: false,
+            network_namespace: false,
             processes: false,
             cpu_seconds: None,
             open_files: None,
@@ -102,6 +104,16 @@ impl Sandbox {
     /// Allows sockets (no network namespace, no Landlock TCP rules).
     pub fn network(mut self, allow: bool) -> Sandbox {
         self.network = allow;
+        self
+    }
+
+    /// Also puts each worker in a fresh, empty network namespace (no interface but its own
+    /// loopback), a second wall behind seccomp's ban on sockets. Off by default: creating a
+    /// namespace is the dearest layer by far (about 0.45 ms per worker start, against 0.25 ms
+    /// for the whole start of an unsandboxed worker, on a 2-core VM). Needs CAP_SYS_ADMIN or
+    /// unprivileged user namespaces.
+    pub fn network_namespace(mut self, isolate: bool) -> Sandbox {
+        self.network_namespace = isolate;
         self
     }
 
@@ -145,7 +157,7 @@ impl Sandbox {
     }
 
     fn wants_netns(&self) -> bool {
-        !self.network
+        self.network_namespace
     }
 }
 

@@ -131,7 +131,7 @@ impl Config {
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 /// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
 /// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
-/// | [`sandbox`](PoolBuilder::sandbox) | seccomp, Landlock, rlimits, a network namespace per worker | error: a thread cannot be confined apart from its process |
+/// | [`sandbox`](PoolBuilder::sandbox) | seccomp, Landlock, rlimits, optionally a network namespace, per worker | error: a thread cannot be confined apart from its process |
 /// | [`start_method`](PoolBuilder::start_method) | fork from the fork server, or re-execute the binary | error: threads are not started from a binary |
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {

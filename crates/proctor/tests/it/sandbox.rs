@@ -253,3 +253,37 @@ fn a_layer_that_cannot_be_applied_fails_the_build_unless_allowed() {
             .is_err()
     );
 }
+
+fn connect_to(port: u16) -> Result<(), String> {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_network_namespace_leaves_a_worker_alone_on_its_own_loopback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = Pool::processes(1)
+        .sandbox(Sandbox::compute().network(true))
+        .build()
+        .unwrap();
+    assert_eq!(open.submit(connect_to, port).join(), Ok(Ok(())));
+    let pool = sandboxed(Sandbox::compute().network(true).network_namespace(true));
+    let netns = pool
+        .sandbox_report()
+        .unwrap()
+        .layer("network namespace")
+        .unwrap();
+    if netns.status != LayerStatus::Applied {
+        eprintln!("WARNING: no network namespace on this machine, untested: {netns:?}");
+        return;
+    }
+    let refused = pool.submit(connect_to, port).join().unwrap().unwrap_err();
+    // The fresh namespace's loopback is down, and the listener is in another namespace.
+    assert!(
+        refused.contains("unreachable") || refused.contains("refused"),
+        "{refused}"
+    );
+}
