@@ -19,7 +19,6 @@
 //! A worker whose sandbox lacks a layer the kernel cannot give refuses to run tasks, unless
 //! the caller allowed it with [`Sandbox::allow_unavailable`]: never silently unsandboxed.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -32,6 +31,8 @@ pub(crate) const SANDBOX_FAILED: i32 = 85;
 pub(crate) const SANDBOX_VIOLATION: i32 = 84;
 /// What a worker's stderr says before it exits with [`SANDBOX_FAILED`].
 pub(crate) const FAILED_LINE: &str = "proctor: the sandbox could not be applied: ";
+/// How a pool that starts no more workers after a sandbox failure says why.
+pub(crate) const FAILED_REASON: &str = "the worker sandbox could not be applied: ";
 /// What a worker's stderr says before it exits with [`SANDBOX_VIOLATION`].
 pub(crate) const VIOLATION_LINE: &str = "proctor: sandbox violation: system call ";
 
@@ -533,79 +534,162 @@ fn process_syscalls() -> Vec<i64> {
     calls
 }
 
-/// Installs the seccomp filter for `s`, after the handler that reports a trapped call.
-fn seccomp(s: &Sandbox) -> LayerStatus {
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    };
-    let arch = match std::env::consts::ARCH.try_into() {
-        Ok(a) => a,
-        Err(_) => {
-            return LayerStatus::Unavailable(format!(
-                "no seccomp filter for {}",
-                std::env::consts::ARCH
-            ));
-        }
-    };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+/// A rule of the filter: a call allowed outright, or only when one argument's low 32 bits,
+/// masked, equal a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Always(i64),
+    ArgIs {
+        call: i64,
+        arg: u32,
+        mask: u32,
+        value: u32,
+    },
+}
+
+/// The rules of `s`'s filter; `pid` is the worker's own (it may signal itself: `abort`).
+fn rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
     let files = !s.read.is_empty() || !s.write.is_empty();
-    let mut allowed = base_syscalls();
+    let mut calls = base_syscalls();
     if files {
-        allowed.extend(file_syscalls());
+        calls.extend(file_syscalls());
     }
     if s.network {
-        allowed.extend(network_syscalls());
+        calls.extend(network_syscalls());
     }
     if s.processes {
-        allowed.extend(process_syscalls());
+        calls.extend(process_syscalls());
     }
-    for call in allowed {
-        rules.insert(call, Vec::new());
+    calls.sort_unstable();
+    calls.dedup();
+    let mut rules: Vec<Rule> = calls.into_iter().map(Rule::Always).collect();
+    if !s.processes {
+        for call in [libc::SYS_kill, libc::SYS_tgkill, libc::SYS_tkill] {
+            rules.push(Rule::ArgIs {
+                call,
+                arg: 0,
+                mask: u32::MAX,
+                value: pid,
+            });
+        }
     }
-    let build = || -> Result<seccompiler::BpfProgram, seccompiler::Error> {
-        let arg_is = |arg: u8, value: u64| {
-            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
-        };
-        let has_flag = |arg: u8, flag: u64| {
-            SeccompCondition::new(
+    if !files {
+        // `fstat` on a descriptor (std's metadata), never on a path.
+        let empty_path = libc::AT_EMPTY_PATH as u32;
+        for (call, arg) in [(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)] {
+            rules.push(Rule::ArgIs {
+                call,
                 arg,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            )
-        };
-        if !s.processes {
-            // Signals for this process only: `abort` raises SIGABRT on itself.
-            let me = std::process::id() as u64;
-            for call in [libc::SYS_kill, libc::SYS_tgkill, libc::SYS_tkill] {
-                rules.insert(call, vec![SeccompRule::new(vec![arg_is(0, me)?])?]);
-            }
+                mask: empty_path,
+                value: empty_path,
+            });
         }
-        if !files {
-            // `fstat` on a descriptor (std's metadata), never on a path.
-            let empty_path = libc::AT_EMPTY_PATH as u64;
-            rules.insert(
-                libc::SYS_newfstatat,
-                vec![SeccompRule::new(vec![has_flag(3, empty_path)?])?],
-            );
-            rules.insert(
-                libc::SYS_statx,
-                vec![SeccompRule::new(vec![has_flag(2, empty_path)?])?],
-            );
-        }
-        let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch)?;
-        filter.try_into().map_err(seccompiler::Error::Backend)
-    };
-    let program = match build() {
-        Ok(p) => p,
-        Err(e) => return LayerStatus::Unavailable(format!("the filter did not build: {e}")),
-    };
-    if let Err(e) = install_trap_handler() {
-        return LayerStatus::Unavailable(format!("no SIGSYS handler: {e}"));
     }
-    match seccompiler::apply_filter(&program) {
-        Ok(()) => LayerStatus::Applied,
-        Err(e) => LayerStatus::Unavailable(e.to_string()),
+    rules
+}
+
+/// Where `struct seccomp_data` keeps the call number, the architecture and the arguments.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARGS: u32 = 16;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+
+/// Compiles `rules` to classic BPF: the architecture check, one compare per allowed call,
+/// then the argument checks.
+///
+/// Written here rather than by seccompiler's compiler: that one spends about five
+/// instructions a call, and the kernel's cost of installing a filter grows with its length
+/// (it runs the filter for every call number to cache the always-allowed ones): 155 µs for
+/// seccompiler's 315 instructions here, more than half of an unsandboxed worker's whole
+/// start. One compare per call keeps it near a fifth of that. Installing still goes through
+/// seccompiler.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
+    const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code: u16, k: u32, jt: u8, jf: u8| seccompiler::sock_filter { code, jt, jf, k };
+    let always: Vec<i64> = rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::Always(c) => Some(*c),
+            Rule::ArgIs { .. } => None,
+        })
+        .collect();
+    let checked: Vec<(i64, u32, u32, u32)> = rules
+        .iter()
+        .filter_map(|r| match *r {
+            Rule::ArgIs {
+                call,
+                arg,
+                mask,
+                value,
+            } => Some((call, arg, mask, value)),
+            Rule::Always(_) => None,
+        })
+        .collect();
+    let mut p = vec![
+        op(LD_ABS, ARCH, 0, 0),
+        op(JEQ, AUDIT_ARCH, 1, 0),
+        op(RET, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+        op(LD_ABS, NR, 0, 0),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    {
+        // x32 calls carry this bit: none is allowed.
+        p.push(op(JGE, 0x4000_0000, 0, 1));
+        p.push(op(RET, libc::SECCOMP_RET_KILL_PROCESS, 0, 0));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = JGE;
+    // After the compares: TRAP, ALLOW, then a block of BLOCK instructions per checked call.
+    const BLOCK: usize = 5;
+    let trap_at = p.len() + always.len() + checked.len();
+    let allow_at = trap_at + 1;
+    for &call in &always {
+        let here = p.len();
+        let jt = u8::try_from(allow_at - here - 1).expect("a short filter");
+        p.push(op(JEQ, call as u32, jt, 0));
+    }
+    for (k, &(call, ..)) in checked.iter().enumerate() {
+        let here = p.len();
+        let block = allow_at + 1 + k * BLOCK;
+        let jt = u8::try_from(block - here - 1).expect("a short filter");
+        p.push(op(JEQ, call as u32, jt, 0));
+    }
+    p.push(op(RET, libc::SECCOMP_RET_TRAP, 0, 0));
+    p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
+    for &(_, arg, mask, value) in &checked {
+        // The low half of the argument (little-endian), masked, compared.
+        p.push(op(LD_ABS, ARGS + 8 * arg, 0, 0));
+        p.push(op(AND, mask, 0, 0));
+        p.push(op(JEQ, value, 0, 1));
+        p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
+        p.push(op(RET, libc::SECCOMP_RET_TRAP, 0, 0));
+    }
+    p
+}
+
+/// Installs the seccomp filter for `s`, after the handler that reports a trapped call.
+fn seccomp(s: &Sandbox) -> LayerStatus {
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return LayerStatus::Unavailable(format!("no seccomp filter for {}", std::env::consts::ARCH));
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let program = compile(&rules(s, std::process::id()));
+        if let Err(e) = install_trap_handler() {
+            return LayerStatus::Unavailable(format!("no SIGSYS handler: {e}"));
+        }
+        match seccompiler::apply_filter(&program) {
+            Ok(()) => LayerStatus::Applied,
+            Err(e) => LayerStatus::Unavailable(e.to_string()),
+        }
     }
 }
 
@@ -726,32 +810,82 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// Runs the classic-BPF program the way the kernel would, on one call.
+    fn run(program: &[seccompiler::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = vec![0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let op = &program[pc];
+            pc += 1;
+            let k = op.k;
+            match u32::from(op.code) {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                    let at = k as usize;
+                    acc = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => acc &= k,
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                    pc += usize::from(if acc == k { op.jt } else { op.jf });
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => {
+                    pc += usize::from(if acc >= k { op.jt } else { op.jf });
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return k,
+                other => panic!("an instruction the filter should not hold: {other:#x}"),
+            }
+        }
+    }
+
     #[test]
-    fn every_preset_compiles_to_a_filter() {
-        // Building (not installing) each filter: a syscall missing on this target or a bad
-        // condition fails here rather than in a worker.
+    fn the_filter_allows_exactly_its_rules_for_every_call_number() {
+        let pid = 4242u32;
         for s in [
             Sandbox::compute(),
             Sandbox::read_only(["/etc"]).write_dir("/tmp"),
             Sandbox::compute().network(true).processes(true),
         ] {
-            let files = !s.read.is_empty() || !s.write.is_empty();
-            let mut calls = base_syscalls();
-            if files {
-                calls.extend(file_syscalls());
+            let rules = rules(&s, pid);
+            let program = compile(&rules);
+            assert!(program.len() < 200, "{} instructions", program.len());
+            for nr in 0..1024u32 {
+                let mine: Vec<&Rule> = rules
+                    .iter()
+                    .filter(|r| match r {
+                        Rule::Always(c) | Rule::ArgIs { call: c, .. } => *c == i64::from(nr),
+                    })
+                    .collect();
+                let zero = run(&program, nr, AUDIT_ARCH, [0; 6]);
+                match mine.as_slice() {
+                    [] => assert_eq!(zero, libc::SECCOMP_RET_TRAP, "call {nr} in {s:?}"),
+                    [Rule::Always(_)] => assert_eq!(zero, libc::SECCOMP_RET_ALLOW, "call {nr}"),
+                    [Rule::ArgIs { arg, value, .. }] => {
+                        let mut args = [0u64; 6];
+                        args[*arg as usize] = u64::from(*value) | 0xffff_0000_0000;
+                        let ok = run(&program, nr, AUDIT_ARCH, args);
+                        assert_eq!(ok, libc::SECCOMP_RET_ALLOW, "call {nr} with its value");
+                        args[*arg as usize] = u64::from(value.wrapping_add(1) & !*value);
+                        let other = run(&program, nr, AUDIT_ARCH, args);
+                        assert_eq!(other, libc::SECCOMP_RET_TRAP, "call {nr} with another");
+                    }
+                    more => panic!("call {nr} has two rules: {more:?}"),
+                }
             }
-            let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-                calls.into_iter().map(|c| (c, Vec::new())).collect();
-            let arch = std::env::consts::ARCH.try_into().expect("a seccomp target");
-            let filter = seccompiler::SeccompFilter::new(
-                rules,
-                seccompiler::SeccompAction::Trap,
-                seccompiler::SeccompAction::Allow,
-                arch,
-            )
-            .expect("a filter");
-            let program: seccompiler::BpfProgram = filter.try_into().expect("a program");
-            assert!(!program.is_empty(), "{s:?}");
+            // Another architecture's calls, and x86's x32 ones, kill.
+            let read = libc::SYS_read as u32;
+            assert_eq!(
+                run(&program, read, AUDIT_ARCH ^ 1, [0; 6]),
+                libc::SECCOMP_RET_KILL_PROCESS
+            );
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(
+                run(&program, read | 0x4000_0000, AUDIT_ARCH, [0; 6]),
+                libc::SECCOMP_RET_KILL_PROCESS
+            );
         }
     }
 

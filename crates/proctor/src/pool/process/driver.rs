@@ -254,7 +254,8 @@ impl Shared {
             ));
         } else if st.exits[slot] == Some(Exit::Code(crate::sandbox::SANDBOX_FAILED as u8)) {
             st.init_failed = Some(format!(
-                "the worker sandbox could not be applied: {}",
+                "{}{}",
+                crate::sandbox::FAILED_REASON,
                 w.sandbox_failure()
             ));
         } else if st.exits[slot] == Some(Exit::Code(crate::exec::START_FAILED as u8)) {

@@ -368,7 +368,9 @@ impl ProcessPool {
         let exec = pool.shared.config.start_method == crate::StartMethod::Exec;
         let c = &pool.shared.config;
         let sandboxed = c.sandbox.is_some();
-        if c.memory_limit.is_some() || c.init.is_some() || exec || sandboxed {
+        // A sandbox that cannot be applied shows in the report task below (one round trip
+        // less at start).
+        if c.memory_limit.is_some() || c.init.is_some() || exec {
             pool.probe_workers()?;
         }
         let shared = Arc::clone(&pool.shared);
@@ -390,8 +392,26 @@ impl ProcessPool {
                     }));
                 }
                 Err(e) => {
+                    // The worker said why on its stderr, and exited: the report task then
+                    // ends as its crash, its poisoning (it died before the task started) or,
+                    // once no replacement is started, `NoWorker` with the reason.
+                    let said = match &e {
+                        TaskError::Crashed { stderr_tail, .. }
+                        | TaskError::Poisoned { stderr_tail, .. } => stderr_tail.as_str(),
+                        TaskError::NoWorker { reason, .. } => reason.as_str(),
+                        _ => "",
+                    };
+                    let why = [crate::sandbox::FAILED_LINE, crate::sandbox::FAILED_REASON]
+                        .iter()
+                        .find_map(|line| {
+                            let at = said.rfind(line)?;
+                            said[at + line.len()..].lines().next()
+                        });
                     return Err(Error::new(ErrorKind::Sandbox {
-                        message: format!("its report could not be read: {e}"),
+                        message: match why {
+                            Some(why) => why.to_string(),
+                            None => format!("its report could not be read: {e}"),
+                        },
                     }));
                 }
             };
