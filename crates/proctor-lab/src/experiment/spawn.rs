@@ -54,6 +54,8 @@ enum Method {
     TokioTask,
     /// A one-worker process pool: build, one task, drop.
     PoolWorker,
+    /// The same with `StartMethod::Exec`: the worker re-executes this binary.
+    PoolExec,
 }
 
 impl Method {
@@ -64,6 +66,7 @@ impl Method {
             Method::PosixSpawn => "posix_spawn",
             Method::TokioTask => "async",
             Method::PoolWorker => "pool_worker",
+            Method::PoolExec => "pool_exec",
         }
     }
 
@@ -76,16 +79,20 @@ impl Method {
             Method::PoolWorker => {
                 "Pool::processes(1).build + one task + drop (worker forked by the fork server)"
             }
+            Method::PoolExec => {
+                "the same with StartMethod::Exec (the worker re-executes this binary)"
+            }
         }
     }
 }
 
 /// The methods measured at every parent size; an async task does not depend on it.
-const RSS_METHODS: [Method; 4] = [
+const RSS_METHODS: [Method; 5] = [
     Method::Thread,
     Method::Fork,
     Method::PosixSpawn,
     Method::PoolWorker,
+    Method::PoolExec,
 ];
 
 #[derive(Debug, Serialize)]
@@ -140,7 +147,7 @@ impl Experiment for Spawn {
                 notes.push(format!("the pool-worker row is skipped: {reason}"));
                 RSS_METHODS
                     .into_iter()
-                    .filter(|&m| m != Method::PoolWorker)
+                    .filter(|&m| !matches!(m, Method::PoolWorker | Method::PoolExec))
                     .collect()
             }
         };
@@ -213,7 +220,8 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          the parent waitpid()s. posix_spawn: {TRUE_PATH} with an empty environment, then waitpid. \
          Tokio: tokio::spawn + .await on a current-thread runtime. Pool worker: \
          proctor::Pool::processes(1).build(), submit(trivial fn).join(), drop (kills and reaps the \
-         worker); the worker is forked by the pool's fork server, not by this parent. The parent first allocates and \
+         worker); the worker is forked by the pool's fork server, not by this parent; with \
+         StartMethod::Exec it then re-executes this binary (a fresh address space). The parent first allocates and \
          touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
          mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
          where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
@@ -283,6 +291,12 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             "pool worker (fork server) / fork (small parent)",
             "spawn.pool_worker",
             "spawn.fork",
+        ),
+        (
+            "spawn.pool_exec_over_pool_worker",
+            "pool worker re-executing the binary / forked pool worker",
+            "spawn.pool_exec",
+            "spawn.pool_worker",
         ),
     ]
     .into_iter()
@@ -381,7 +395,12 @@ fn measure_method(method: Method, plan: &Plan, spawn_true: &PosixSpawn) -> Resul
         Method::Thread => measure::measure(plan, |n, s| time_ops(n, s, spawn_thread)),
         Method::Fork => measure::measure(plan, |n, s| time_ops(n, s, fork_exit_wait)),
         Method::PosixSpawn => measure::measure(plan, |n, s| time_ops(n, s, || spawn_true.run())),
-        Method::PoolWorker => measure::measure(plan, |n, s| time_ops(n, s, pool_worker)),
+        Method::PoolWorker => measure::measure(plan, |n, s| {
+            time_ops(n, s, || pool_worker(proctor::StartMethod::Fork))
+        }),
+        Method::PoolExec => measure::measure(plan, |n, s| {
+            time_ops(n, s, || pool_worker(proctor::StartMethod::Exec))
+        }),
         Method::TokioTask => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -438,8 +457,9 @@ fn add_one(n: u64) -> u64 {
 }
 
 /// A one-worker process pool: build, run one task, drop (kill and reap the worker).
-fn pool_worker() -> Result<()> {
+fn pool_worker(start: proctor::StartMethod) -> Result<()> {
     let pool = proctor::Pool::processes(1)
+        .start_method(start)
         .build()
         .context("building a one-worker process pool")?;
     let out = pool
@@ -619,17 +639,25 @@ mod tests {
                 .all(|f| f.value.is_finite() && f.value > 0.0)
         );
         assert_eq!(s.charts.len(), 1);
-        // The lib's unit-test binary starts no fork server, so the pool row is skipped there.
-        let pool = usize::from(s.figure("spawn.pool_worker").is_some());
-        if pool == 0 {
+        // The lib's unit-test binary starts no fork server, so the two pool rows are skipped
+        // there.
+        let pool = s.figure("spawn.pool_worker").is_some();
+        assert_eq!(pool, s.figure("spawn.pool_exec").is_some());
+        if !pool {
             assert!(
                 s.notes
                     .iter()
                     .any(|n| n.contains("pool-worker row is skipped"))
             );
         }
-        assert_eq!(s.charts[0].series.len(), RSS_METHODS.len() - 1 + pool);
-        assert_eq!(s.tables[0].rows.len(), RSS_METHODS.len() + pool);
+        let measured = if pool {
+            RSS_METHODS.len()
+        } else {
+            RSS_METHODS.len() - 2
+        };
+        assert_eq!(s.charts[0].series.len(), measured);
+        // Every method at each size (one here), and the async task.
+        assert_eq!(s.tables[0].rows.len(), measured + 1);
         assert!(
             s.method
                 .contains("create + first instruction + exit + reap")
