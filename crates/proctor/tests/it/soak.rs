@@ -3,8 +3,10 @@
 //! checked: exactly one per task, every `Ok` the task's own value, every error on a faulty
 //! task (of its fault's kind) or on a task that a kill hit.
 //!
-//! The outcomes are taken by `map`, by an ordered `stream` and by `stream_unordered`, and some
-//! setups give every 64th item a 100 KiB pad, so that jobs cross through the workers' inboxes
+//! The outcomes are taken by `map`, by an ordered `stream` and by `stream_unordered`; one
+//! setup's workers re-execute the binary (the exec start method) and one's run sandboxed
+//! (`Sandbox::compute()`, whose seccomp filter every fault must get through). Some setups give
+//! every 64th item a 100 KiB pad, so that jobs cross through the workers' inboxes
 //! (and are encoded again from there after a kill) while the rest go through the pipe.
 //!
 //! `PROCTOR_SOAK_TASKS` sets the size of the CI-sized run; the full run is
@@ -85,6 +87,10 @@ struct Setup {
     retries: u32,
     via: Via,
     pad: bool,
+    /// Workers re-execute the binary (`StartMethod::Exec`).
+    exec: bool,
+    /// Workers run in `Sandbox::compute()`.
+    sandbox: bool,
 }
 
 /// How the outcomes are taken.
@@ -121,6 +127,12 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     }
     if let Some(m) = setup.max_tasks {
         b = b.max_tasks_per_worker(m);
+    }
+    if setup.exec {
+        b = b.start_method(proctor::StartMethod::Exec);
+    }
+    if setup.sandbox {
+        b = b.sandbox(proctor::Sandbox::compute());
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
@@ -266,6 +278,8 @@ fn setups() -> Vec<Setup> {
         retries,
         via: Via::Map,
         pad: false,
+        exec: false,
+        sandbox: false,
     };
     let by = |setup: Setup, via, pad| Setup { via, pad, ..setup };
     vec![
@@ -277,6 +291,14 @@ fn setups() -> Vec<Setup> {
         by(s(true, None, None, 0), Via::Stream, true),
         by(s(false, Some(100), None, 1), Via::Unordered, true),
         by(s(false, None, None, 0), Via::Map, true),
+        Setup {
+            exec: true,
+            ..by(s(true, None, None, 0), Via::Map, true)
+        },
+        Setup {
+            sandbox: true,
+            ..by(s(true, Some(100), None, 1), Via::Stream, true)
+        },
     ]
 }
 
