@@ -519,6 +519,17 @@ pub fn all_sections() -> Vec<Section> {
                 n("leaks.timeout.thread.after", 67_112_960.0, Unit::Bytes),
             ],
         ),
+        figures_only(
+            "sandbox",
+            "Process mode as a security boundary",
+            vec![
+                n("sandbox.escapes", 7.0, Unit::Count),
+                n("sandbox.escaped.thread", 6.0, Unit::Count),
+                n("sandbox.escaped.process", 7.0, Unit::Count),
+                n("sandbox.escaped.sandboxed", 0.0, Unit::Count),
+                n("sandbox.pool_broken", 0.0, Unit::Count),
+            ],
+        ),
     ]
 }
 

@@ -10,6 +10,7 @@ pub mod leaks;
 pub mod memory;
 mod partner;
 pub mod race;
+pub mod sandbox;
 pub mod scaling;
 pub mod spawn;
 pub mod switch;
@@ -76,6 +77,7 @@ pub static ALL: &[&dyn Experiment] = &[
     &sync::SyncCost,
     &ui::Ui,
     &leaks::Leaks,
+    &sandbox::SandboxLab,
 ];
 
 /// Independent rounds of each figure the headline shows (each set up afresh: new threads,

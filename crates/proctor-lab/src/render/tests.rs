@@ -37,6 +37,9 @@ fn table_plain() {
     │ fault isolation      ┆                 – ┆                  – ┆       – ┆       ┆ a crashing process  ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ does not take the   ┆              │
     │                      ┆                   ┆                    ┆         ┆       ┆ others down         ┆              │
+    │ security boundary    ┆                 – ┆                  – ┆       – ┆       ┆ a sandboxed process ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ stops a compromised ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ task                ┆              │
     │ resource usage       ┆                 – ┆                  – ┆       – ┆       ┆ a process uses more ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ memory per worker   ┆              │
     │ multi-core use       ┆                 – ┆                  – ┆       – ┆       ┆ both use many cores ┆ not measured │
@@ -100,6 +103,10 @@ fn table_plain() {
     │ not measured ┆ a timed-out thread keeps its memory until its     ┆ not measured: leaks did not run                   │
     │              ┆ task returns; a process pool's timeout kills the  ┆                                                   │
     │              ┆ worker and reclaims it                            ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ process isolation improves security: a sandboxed  ┆ not measured: sandbox did not run                 │
+    │              ┆ worker process stops what a compromised task can  ┆                                                   │
+    │              ┆ do on a thread or in a plain worker process       ┆                                                   │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -222,6 +229,7 @@ fn markdown() {
     | creation overhead | 18.4 µs | 112 µs | 1.15 µs | 6.09× | creating a process costs more | **confirmed** |
     | context switching | 1.18 µs | 1.42 µs | – | 1.20× | switching between threads is faster | **confirmed** |
     | fault isolation | – | – | – |  | a crashing process does not take the others down | **not measured** |
+    | security boundary | – | – | – |  | a sandboxed process stops a compromised task | **not measured** |
     | resource usage | – | – | – |  | a process uses more memory per worker | **not measured** |
     | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
     | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
@@ -244,6 +252,7 @@ fn markdown() {
     - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
     - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
     - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
+    - **not measured**: process isolation improves security: a sandboxed worker process stops what a compromised task can do on a thread or in a plain worker process. not measured: sandbox did not run (figures: `sandbox.escapes`, `sandbox.escaped.thread`, `sandbox.escaped.process`, `sandbox.escaped.sandboxed`, `sandbox.pool_broken`)
 
     ## Creation overhead (`spawn`)
 

@@ -424,6 +424,65 @@ pub(super) fn leaks(f: &Figures) -> Claim {
     claim(id, statement, &keys, verdict, evidence)
 }
 
+/// Every escape attack that worked in a plain worker process was stopped in the sandboxed
+/// one, at least one that worked on a thread too, and no attack broke the pool: confirmed. The
+/// sandbox let as many escapes through as a plain process, or an attack broke the pool:
+/// refuted. Some blocked, not all: depends. Nothing worked even in a plain process (nothing to
+/// block): not measured.
+pub(super) fn security(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "security",
+        "process isolation improves security: a sandboxed worker process stops what a compromised task can do on a thread or in a plain worker process",
+    );
+    let keys = [
+        "sandbox.escapes",
+        "sandbox.escaped.thread",
+        "sandbox.escaped.process",
+        "sandbox.escaped.sandboxed",
+        "sandbox.pool_broken",
+    ];
+    let [
+        Some(escapes),
+        Some(thread),
+        Some(process),
+        Some(sandboxed),
+        Some(broken),
+    ] = keys.map(|k| f.value(k))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if escapes < 1.0 || (thread < 1.0 && process < 1.0) {
+        return claim(
+            id,
+            statement,
+            &keys,
+            Verdict::NotMeasured,
+            "no escape attack worked even on a thread or in a plain worker process: there was \
+             nothing for the sandbox to stop"
+                .to_string(),
+        );
+    }
+    let verdict = if broken > 0.0 || sandboxed >= process.max(1.0) {
+        Verdict::Refuted
+    } else if sandboxed == 0.0 && thread >= 1.0 {
+        Verdict::Confirmed
+    } else {
+        Verdict::Depends
+    };
+    let evidence = format!(
+        "of {} escape attacks (files, network, processes, the parent), {} worked on a thread, \
+         {} in a plain worker process and {} in a Sandbox::compute() worker; {} attack(s) left \
+         the pool unable to map correctly afterwards; decided by sandbox.escaped.sandboxed = 0, \
+         sandbox.escaped.thread > 0 and sandbox.pool_broken = 0",
+        count(escapes),
+        count(thread),
+        count(process),
+        count(sandboxed),
+        count(broken),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
 pub(super) fn find<'c>(claims: &'c [Claim], id: &str) -> &'c Claim {
     claims
         .iter()

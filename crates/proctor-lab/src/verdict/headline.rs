@@ -48,6 +48,17 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
         (Some(s), Some(n)) => Some(format!("{} of {} faults contained", count(s), count(n))),
         _ => None,
     };
+    let escaped = |place: &str| match (
+        f.value(&format!("sandbox.escaped.{place}")),
+        f.value("sandbox.escapes"),
+    ) {
+        (Some(e), Some(n)) => Some(format!("{} of {} attacks worked", count(e), count(n))),
+        _ => None,
+    };
+    let security_process = match (escaped("process"), escaped("sandboxed")) {
+        (Some(p), Some(s)) => Some(format!("plain: {p}; sandboxed: {s}")),
+        _ => None,
+    };
     let io = |mode: &str| f.shown_with_rounds(&format!("scaling.io.completion.{mode}.1000"));
     // Like with like: each kind's fastest transport (the evidence pairs same transports).
     let fastest_thread = fastest(f, "thread");
@@ -114,6 +125,16 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             claim_id: "isolation",
             thread: survived("thread"),
             process: survived("process"),
+            async_task: None,
+            ratio: None,
+            keys: [None, None, None],
+        },
+        Row {
+            aspect: "security boundary",
+            claim: "a sandboxed process stops a compromised task",
+            claim_id: "security",
+            thread: escaped("thread"),
+            process: security_process,
             async_task: None,
             ratio: None,
             keys: [None, None, None],

@@ -205,4 +205,29 @@ pub const KEYS: &[Key] = &[
         Unit::Bytes,
         "process RSS growth once the thread pool served again",
     ),
+    key(
+        "sandbox.escapes",
+        Unit::Count,
+        "escape attacks a compromised task tries",
+    ),
+    key(
+        "sandbox.escaped.thread",
+        Unit::Count,
+        "escape attacks that worked on a thread",
+    ),
+    key(
+        "sandbox.escaped.process",
+        Unit::Count,
+        "escape attacks that worked in a plain worker process",
+    ),
+    key(
+        "sandbox.escaped.sandboxed",
+        Unit::Count,
+        "escape attacks that worked in a sandboxed worker process",
+    ),
+    key(
+        "sandbox.pool_broken",
+        Unit::Count,
+        "attacks after which the pool's next map was wrong",
+    ),
 ];

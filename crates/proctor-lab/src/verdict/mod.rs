@@ -54,6 +54,11 @@
 //! | `leaks.timeout.process.held` | bytes | the worker process's USS growth while the task hung |
 //! | `leaks.timeout.process.after` | bytes | the replacement worker's USS against the hung one's before the hang |
 //! | `leaks.timeout.thread.after` | bytes | this process's RSS growth once the thread pool served again after the timeout |
+//! | `sandbox.escapes` | count | attacks a compromised task tries on something outside its worker (files, network, processes, the parent) |
+//! | `sandbox.escaped.thread` | count | of those, the ones that worked on a worker thread |
+//! | `sandbox.escaped.process` | count | the ones that worked in a plain worker process |
+//! | `sandbox.escaped.sandboxed` | count | the ones that worked in a `Sandbox::compute()` worker process |
+//! | `sandbox.pool_broken` | count | attacks (escapes and the shared-memory scribble) after which the pool's next map was not all right |
 //!
 //! # Rules
 //!
@@ -118,6 +123,7 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         synchronization(&f),
         ui(&f),
         leaks(&f),
+        security(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

@@ -140,6 +140,7 @@ fn full_fixture_verdicts() {
         ("synchronization", NoClearDifference),
         ("ui", Confirmed),
         ("leaks", Confirmed),
+        ("security", Confirmed),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
@@ -161,6 +162,7 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         "resource usage",
         "multi-core use",
         "synchronization",
+        "security boundary",
     ] {
         assert!(aspects.contains(&aspect), "{aspect}");
     }
@@ -175,6 +177,16 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
     let by_id = |id: &str| claims.iter().find(|c| c.id == id).unwrap().verdict;
     assert_eq!(creation.verdict, by_id("creation"));
     assert!(creation.deciding.contains("spawn.fork"));
+    let security = rows
+        .iter()
+        .find(|r| r.aspect == "security boundary")
+        .unwrap();
+    assert_eq!(security.thread.as_deref(), Some("6 of 7 attacks worked"));
+    assert_eq!(
+        security.process.as_deref(),
+        Some("plain: 7 of 7 attacks worked; sandboxed: 0 of 7 attacks worked")
+    );
+    assert_eq!(security.verdict, by_id("security"));
     let fault = rows.iter().find(|r| r.aspect == "fault isolation").unwrap();
     assert_eq!(fault.process.as_deref(), Some("7 of 7 faults contained"));
 }
@@ -357,6 +369,31 @@ fn each_rule_flips_or_holds_as_declared() {
             ],
             Refuted,
         ),
+        // One escape gets through the sandbox: it blocked some, not all.
+        ("security", &[("sandbox.escaped.sandboxed", 1.0)], Depends),
+        // The sandbox lets as much through as a plain process: no better.
+        (
+            "security",
+            &[
+                ("sandbox.escaped.process", 3.0),
+                ("sandbox.escaped.sandboxed", 3.0),
+            ],
+            Refuted,
+        ),
+        // An attack broke the pool: the boundary failed, however many escapes were stopped.
+        ("security", &[("sandbox.pool_broken", 1.0)], Refuted),
+        // Nothing worked on a thread: the sandbox beat nothing a thread could do.
+        ("security", &[("sandbox.escaped.thread", 0.0)], Depends),
+        // Nothing worked anywhere: nothing to stop.
+        (
+            "security",
+            &[
+                ("sandbox.escaped.thread", 0.0),
+                ("sandbox.escaped.process", 0.0),
+            ],
+            NotMeasured,
+        ),
+        ("security", &[("sandbox.escapes", 0.0)], NotMeasured),
     ];
     for (id, changes, want) in cases {
         assert_eq!(
