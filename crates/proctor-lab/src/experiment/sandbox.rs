@@ -231,9 +231,9 @@ pub struct Cost {
     pub start_plain_ns: Vec<f64>,
     /// The same with `Sandbox::compute()`.
     pub start_sandboxed_ns: Vec<f64>,
-    /// The same with `Sandbox::compute().network(true)`: every layer but the network
-    /// namespace (and Landlock's TCP rules), to show what the namespace costs.
-    pub start_no_netns_ns: Vec<f64>,
+    /// The same with `Sandbox::compute().network_namespace(true)`: a fresh network namespace
+    /// too, the layer one asks for apart, to show what it costs.
+    pub start_netns_ns: Vec<f64>,
     /// Round trips, one entry per placement measured.
     pub rtt: Vec<RttResult>,
 }
@@ -611,16 +611,16 @@ impl Experiment for SandboxLab {
         drop(listener);
 
         // Worker start: interleaved, so that outside load spreads over both.
-        let no_netns = || Some(compute_sandbox().network(true));
-        let (mut start_plain_ns, mut start_sandboxed_ns, mut start_no_netns_ns) =
+        let netns = || Some(compute_sandbox().network_namespace(true));
+        let (mut start_plain_ns, mut start_sandboxed_ns, mut start_netns_ns) =
             (Vec::new(), Vec::new(), Vec::new());
         start_once(None)?;
         start_once(Some(compute_sandbox()))?;
-        start_once(no_netns())?;
+        start_once(netns())?;
         for _ in 0..starts {
             start_plain_ns.push(start_once(None)?);
             start_sandboxed_ns.push(start_once(Some(compute_sandbox()))?);
-            start_no_netns_ns.push(start_once(no_netns())?);
+            start_netns_ns.push(start_once(netns())?);
         }
         progress.advance(2, "worker start");
 
@@ -662,7 +662,7 @@ impl Experiment for SandboxLab {
             cost: Cost {
                 start_plain_ns,
                 start_sandboxed_ns,
-                start_no_netns_ns,
+                start_netns_ns,
                 rtt,
             },
         };
@@ -723,8 +723,8 @@ fn section_from(r: &SandboxResult) -> Section {
              value is checked. Cost: worker start = Pool::processes(1) build + the first task's \
              result (the pool is dropped outside the interval; a sandboxed build includes the \
              round trip that fetches the sandbox report), {} repetitions each after one \
-             warm-up, plain, sandboxed and sandboxed without the network namespace \
-             interleaved, medians; round trip = submit(trivial \
+             warm-up, plain, sandboxed, and sandboxed with a fresh network namespace too \
+             (Sandbox::network_namespace, a layer asked for apart) interleaved, medians; round trip = submit(trivial \
              fn).join() on a warm one-worker pool, calibrated batches (median of the batch \
              means), {} independent round(s) per side with a fresh pool each, the sides \
              alternating which goes first; pinned = the lab and the worker both on one CPU \
@@ -796,9 +796,9 @@ fn section_from(r: &SandboxResult) -> Section {
         &r.cost.start_sandboxed_ns,
     ));
     section.figures.push(start(
-        "sandbox.start.no_netns",
-        "worker start (build + first result), Sandbox::compute().network(true)",
-        &r.cost.start_no_netns_ns,
+        "sandbox.start.netns",
+        "worker start (build + first result), Sandbox::compute().network_namespace(true)",
+        &r.cost.start_netns_ns,
     ));
     section.figures.push(
         Figure::new(
@@ -818,17 +818,16 @@ fn section_from(r: &SandboxResult) -> Section {
         (None, None),
         START_TARGET,
     )];
-    let no_netns_start = crate::stats::median(&r.cost.start_no_netns_ns);
-    if no_netns_start.is_finite() {
+    let netns_start = crate::stats::median(&r.cost.start_netns_ns);
+    if netns_start.is_finite() {
         section.notes.push(format!(
-            "Worker start: {} plain, {} sandboxed, {} with every layer but the network \
-             namespace (Sandbox::compute().network(true)): the namespace accounts for {} of \
-             the {} the sandbox adds.",
+            "Worker start: {} plain, {} sandboxed, {} with a fresh network namespace too \
+             (Sandbox::compute().network_namespace(true), a layer asked for apart): the \
+             namespace alone adds {}.",
             crate::render::format_value(plain_start, Unit::Ns),
             crate::render::format_value(sandboxed_start, Unit::Ns),
-            crate::render::format_value(no_netns_start, Unit::Ns),
-            crate::render::format_value(sandboxed_start - no_netns_start, Unit::Ns),
-            crate::render::format_value(sandboxed_start - plain_start, Unit::Ns),
+            crate::render::format_value(netns_start, Unit::Ns),
+            crate::render::format_value(netns_start - sandboxed_start, Unit::Ns),
         ));
     }
     for x in &r.cost.rtt {
@@ -1127,7 +1126,7 @@ mod tests {
             cost: Cost {
                 start_plain_ns: vec![400e3, 420e3, 380e3],
                 start_sandboxed_ns: vec![1.0e6, 1.1e6, 0.9e6],
-                start_no_netns_ns: vec![600e3, 610e3, 590e3],
+                start_netns_ns: vec![600e3, 610e3, 590e3],
                 rtt: vec![rtt(Placement::Pinned(0)), rtt(Placement::Unpinned)],
             },
         }
