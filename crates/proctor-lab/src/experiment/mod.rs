@@ -11,6 +11,7 @@ pub mod memory;
 mod partner;
 pub mod race;
 pub mod scaling;
+pub mod servers;
 pub mod spawn;
 pub mod switch;
 pub mod sync;
@@ -76,6 +77,7 @@ pub static ALL: &[&dyn Experiment] = &[
     &sync::SyncCost,
     &ui::Ui,
     &leaks::Leaks,
+    &servers::Servers,
 ];
 
 /// Independent rounds of each figure the headline shows (each set up afresh: new threads,
