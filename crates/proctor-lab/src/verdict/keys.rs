@@ -205,4 +205,69 @@ pub const KEYS: &[Key] = &[
         Unit::Bytes,
         "process RSS growth once the thread pool served again",
     ),
+    key(
+        "servers.rps.prefork.cpu.16",
+        Unit::PerSec,
+        "requests/s, prefork, /cpu, 16 connections",
+    ),
+    key(
+        "servers.rps.threaded.cpu.16",
+        Unit::PerSec,
+        "requests/s, threaded, /cpu, 16 connections",
+    ),
+    key(
+        "servers.rps.async.cpu.16",
+        Unit::PerSec,
+        "requests/s, async, /cpu, 16 connections",
+    ),
+    key(
+        "servers.crash.kept_serving.prefork",
+        Unit::Count,
+        "prefork served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.kept_serving.threaded",
+        Unit::Count,
+        "threaded served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.kept_serving.async",
+        Unit::Count,
+        "async served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.lost.prefork",
+        Unit::Count,
+        "requests the other clients lost to the crash, prefork",
+    ),
+    key(
+        "servers.crash.lost.threaded",
+        Unit::Count,
+        "requests the other clients lost to the crash, threaded",
+    ),
+    key(
+        "servers.crash.lost.async",
+        Unit::Count,
+        "requests the other clients lost to the crash, async",
+    ),
+    key(
+        "servers.leak.leaked",
+        Unit::Bytes,
+        "memory /leak leaked in all",
+    ),
+    key(
+        "servers.leak.held.prefork",
+        Unit::Bytes,
+        "prefork server PSS growth over the leak",
+    ),
+    key(
+        "servers.leak.held.threaded",
+        Unit::Bytes,
+        "threaded server PSS growth over the leak",
+    ),
+    key(
+        "servers.leak.held.async",
+        Unit::Bytes,
+        "async server PSS growth over the leak",
+    ),
 ];

@@ -54,6 +54,19 @@
 //! | `leaks.timeout.process.held` | bytes | the worker process's USS growth while the task hung |
 //! | `leaks.timeout.process.after` | bytes | the replacement worker's USS against the hung one's before the hang |
 //! | `leaks.timeout.thread.after` | bytes | this process's RSS growth once the thread pool served again after the timeout |
+//! | `servers.rps.prefork.cpu.16` | per s | requests/s of the prefork server, /cpu handler (~50 µs of hashing), 16 keep-alive connections |
+//! | `servers.rps.threaded.cpu.16` | per s | the same, threaded server |
+//! | `servers.rps.async.cpu.16` | per s | the same, async server |
+//! | `servers.crash.kept_serving.prefork` | count | 1 when the prefork server served a new connection after a handler segfaulted, else 0 |
+//! | `servers.crash.kept_serving.threaded` | count | the same, threaded server |
+//! | `servers.crash.kept_serving.async` | count | the same, async server |
+//! | `servers.crash.lost.prefork` | count | requests the other 16 clients lost to the crash, prefork |
+//! | `servers.crash.lost.threaded` | count | the same, threaded |
+//! | `servers.crash.lost.async` | count | the same, async |
+//! | `servers.leak.leaked` | bytes | memory the `/leak` requests leaked in all |
+//! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed PSS over the leak (workers recycled) |
+//! | `servers.leak.held.threaded` | bytes | the same, threaded server |
+//! | `servers.leak.held.async` | bytes | the same, async server |
 //!
 //! # Rules
 //!
@@ -87,6 +100,9 @@ pub const UI_DROPS: f64 = 0.5;
 /// Share of those deadlines a worker may miss and still "keep the frames" (5 %).
 pub const UI_KEEPS: f64 = 0.05;
 
+/// How far apart two server models' requests/s may lie and still count as the same rate (20 %).
+pub const SERVER_PARITY: f64 = 0.20;
+
 mod claims;
 mod headline;
 mod keys;
@@ -118,6 +134,9 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         synchronization(&f),
         ui(&f),
         leaks(&f),
+        server_crash(&f),
+        server_leak(&f),
+        server_throughput(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

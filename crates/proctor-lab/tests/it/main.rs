@@ -13,6 +13,7 @@ proctor::init_before_main!();
 mod experiments5;
 mod ipc;
 mod isolation;
+mod servers;
 mod transport;
 mod ui_leaks;
 

@@ -124,6 +124,8 @@ pub struct ServersResult {
     pub wrk: Option<WrkRun>,
     /// Server processes (of any server started) still present at the end.
     pub processes_left: u64,
+    /// The first process of every server started (each also its process group's id).
+    pub server_pids: Vec<i32>,
 }
 
 /// One model, handler and connection count under load.
@@ -313,6 +315,7 @@ impl Experiment for Servers {
             recycle_after: s.recycle_after,
             wrk,
             processes_left,
+            server_pids: groups.iter().map(|g| g.as_raw()).collect(),
         };
         let mut section = section_from(&result, &s);
         section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
