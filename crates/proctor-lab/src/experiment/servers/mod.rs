@@ -666,6 +666,22 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
             ));
         }
     }
+    if let (Some(a), Some(t)) = (rps("async"), rps("threaded"))
+        && a < 0.8 * t
+    {
+        section.notes.push(format!(
+            "The async server served {:.0} % of the threaded server's requests/s on /cpu at \
+             {CRASH_CONNECTIONS} connections. It runs the CPU-bound handler on {} worker threads \
+             against {} threads or processes in the blocking models, with the generator on the \
+             same CPUs: the scheduler shares CPU time per thread, and a task hashing for 50 µs \
+             holds its worker thread, which meanwhile polls no other connection. Tokio's own \
+             advice for CPU-bound work is to move it off the runtime (spawn_blocking or a \
+             thread pool); this server deliberately does not.",
+            100.0 * a / t,
+            r.cpus,
+            CRASH_CONNECTIONS + 2
+        ));
+    }
     for c in &r.crashes {
         let m = c.model;
         section.figures.push(Figure::new(
