@@ -47,16 +47,9 @@ fn table_plain() {
     │ synchronization      ┆                 – ┆                  – ┆       – ┆       ┆ synchronizing       ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ processes costs     ┆              │
     │                      ┆                   ┆                    ┆         ┆       ┆ more                ┆              │
-    │ server after a       ┆                 – ┆                  – ┆       – ┆       ┆ a prefork server    ┆ not measured │
-    │ handler crash        ┆                   ┆                    ┆         ┆       ┆ keeps serving; a    ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ threaded one goes   ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ down                ┆              │
-    │ server with a        ┆                 – ┆                  – ┆       – ┆       ┆ recycled worker     ┆ not measured │
-    │ leaking handler      ┆                   ┆                    ┆         ┆       ┆ processes give the  ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ memory back         ┆              │
-    │ server throughput    ┆                 – ┆                  – ┆       – ┆       ┆ prefork and         ┆ not measured │
-    │ (CPU-bound)          ┆                   ┆                    ┆         ┆       ┆ threaded serve at   ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ the same rate       ┆              │
+    │ server crash         ┆                 – ┆                  – ┆       – ┆       ┆ a prefork server    ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ keeps serving; a    ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ threaded one dies   ┆              │
     └──────────────────────┴───────────────────┴────────────────────┴─────────┴───────┴─────────────────────┴──────────────┘
     ratio = process / thread
 
@@ -111,16 +104,13 @@ fn table_plain() {
     │              ┆ task returns; a process pool's timeout kills the  ┆                                                   │
     │              ┆ worker and reclaims it                            ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ a prefork server keeps serving after a handler    ┆ not measured: servers did not run                 │
-    │              ┆ crashes; a threaded or async server goes down     ┆                                                   │
-    │              ┆ with it                                           ┆                                                   │
+    │ not measured ┆ prefork servers survive a handler crash; threaded ┆ not measured: servers did not run                 │
+    │              ┆ die                                               ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ recycling prefork workers gives a leaking         ┆ not measured: servers did not run                 │
-    │              ┆ handler's memory back; a threaded server keeps it ┆                                                   │
+    │ not measured ┆ recycled prefork workers give leaked memory back  ┆ not measured: servers did not run                 │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ prefork and threaded servers serve CPU-bound      ┆ not measured: servers did not run                 │
-    │              ┆ requests at the same rate: the models differ in   ┆                                                   │
-    │              ┆ isolation, not speed                              ┆                                                   │
+    │ not measured ┆ prefork and threaded servers serve at the same    ┆ not measured: servers did not run                 │
+    │              ┆ rate                                              ┆                                                   │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -247,9 +237,7 @@ fn markdown() {
     | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
     | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
     | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
-    | server after a handler crash | – | – | – |  | a prefork server keeps serving; a threaded one goes down | **not measured** |
-    | server with a leaking handler | – | – | – |  | recycled worker processes give the memory back | **not measured** |
-    | server throughput (CPU-bound) | – | – | – |  | prefork and threaded serve at the same rate | **not measured** |
+    | server crash | – | – | – |  | a prefork server keeps serving; a threaded one dies | **not measured** |
 
     Ratio = process / thread.
 
@@ -268,9 +256,9 @@ fn markdown() {
     - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
     - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
     - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
-    - **not measured**: a prefork server keeps serving after a handler crashes; a threaded or async server goes down with it. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
-    - **not measured**: recycling prefork workers gives a leaking handler's memory back; a threaded server keeps it. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
-    - **not measured**: prefork and threaded servers serve CPU-bound requests at the same rate: the models differ in isolation, not speed. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)
+    - **not measured**: prefork servers survive a handler crash; threaded die. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
+    - **not measured**: recycled prefork workers give leaked memory back. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
+    - **not measured**: prefork and threaded servers serve at the same rate. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)
 
     ## Creation overhead (`spawn`)
 

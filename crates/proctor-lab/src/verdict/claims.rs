@@ -430,7 +430,7 @@ pub(super) fn leaks(f: &Figures) -> Claim {
 pub(super) fn server_crash(f: &Figures) -> Claim {
     let (id, statement) = (
         "server-crash",
-        "a prefork server keeps serving after a handler crashes; a threaded or async server goes down with it",
+        "prefork servers survive a handler crash; threaded die",
     );
     let keys = [
         "servers.crash.kept_serving.prefork",
@@ -461,7 +461,7 @@ pub(super) fn server_crash(f: &Figures) -> Claim {
     };
     let evidence = format!(
         "after one request segfaulted its handler under 16 connections: prefork {}{}, threaded \
-         {}{}, async {}{}; decided by servers.crash.kept_serving.* (a new connection served \
+         {}{}, async {}{} (the threaded and async servers die whole: one process); decided by servers.crash.kept_serving.* (a new connection served \
          after the crash)",
         words(prefork),
         lost("prefork"),
@@ -479,7 +479,7 @@ pub(super) fn server_crash(f: &Figures) -> Claim {
 pub(super) fn server_leak(f: &Figures) -> Claim {
     let (id, statement) = (
         "server-leak",
-        "recycling prefork workers gives a leaking handler's memory back; a threaded server keeps it",
+        "recycled prefork workers give leaked memory back",
     );
     let keys = [
         "servers.leak.leaked",
@@ -514,7 +514,7 @@ pub(super) fn server_leak(f: &Figures) -> Claim {
 pub(super) fn server_throughput(f: &Figures) -> Claim {
     let (id, statement) = (
         "server-throughput",
-        "prefork and threaded servers serve CPU-bound requests at the same rate: the models differ in isolation, not speed",
+        "prefork and threaded servers serve at the same rate",
     );
     let keys = ["servers.rps.prefork.cpu.16", "servers.rps.threaded.cpu.16"];
     let (Some(prefork), Some(threaded)) = (f.value(keys[0]), f.value(keys[1])) else {
@@ -536,7 +536,7 @@ pub(super) fn server_throughput(f: &Figures) -> Claim {
         Verdict::Refuted
     };
     let evidence = format!(
-        "/cpu handler, 16 keep-alive connections: prefork {} vs threaded {} ({ratio:.2}×); the \
+        "CPU-bound /cpu handler (~50 µs), 16 keep-alive connections: prefork {} vs threaded {} ({ratio:.2}×); the \
          same rate within ±{:.0} %; decided by servers.rps.prefork.cpu.16 / \
          servers.rps.threaded.cpu.16",
         f.shown(keys[0]).unwrap_or_default(),

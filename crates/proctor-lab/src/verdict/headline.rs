@@ -54,23 +54,14 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
     let fastest_process = fastest(f, "process");
     let crash = |m: &str| {
         let kept = f.value(&format!("servers.crash.kept_serving.{m}"))?;
-        let lost = f
-            .value(&format!("servers.crash.lost.{m}"))
-            .map_or(String::new(), |v| format!(", {} requests lost", count(v)));
-        Some(if kept >= 1.0 {
-            format!("{m}: kept serving{lost}")
-        } else {
-            format!("{m}: went down{lost}")
-        })
-    };
-    let held = |m: &str| {
-        let held = f.shown(&format!("servers.leak.held.{m}"))?;
-        let leaked = f.shown("servers.leak.leaked")?;
-        Some(format!("{m}: holds {held} of {leaked}"))
-    };
-    let rps = |m: &str| {
-        f.shown_with_rounds(&format!("servers.rps.{m}.cpu.16"))
-            .map(|v| format!("{m}: {v}"))
+        Some(
+            if kept >= 1.0 {
+                "kept serving"
+            } else {
+                "went down"
+            }
+            .to_string(),
+        )
     };
     let rows = [
         Row {
@@ -213,38 +204,14 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             ),
         },
         Row {
-            aspect: "server after a handler crash",
-            claim: "a prefork server keeps serving; a threaded one goes down",
+            aspect: "server crash",
+            claim: "a prefork server keeps serving; a threaded one dies",
             claim_id: "server-crash",
             thread: crash("threaded"),
             process: crash("prefork"),
             async_task: crash("async"),
             ratio: None,
             keys: [None, None, None],
-        },
-        Row {
-            aspect: "server with a leaking handler",
-            claim: "recycled worker processes give the memory back",
-            claim_id: "server-leak",
-            thread: held("threaded"),
-            process: held("prefork"),
-            async_task: held("async"),
-            ratio: Some(("servers.leak.held.prefork", "servers.leak.held.threaded")),
-            keys: [None, None, None],
-        },
-        Row {
-            aspect: "server throughput (CPU-bound)",
-            claim: "prefork and threaded serve at the same rate",
-            claim_id: "server-throughput",
-            thread: rps("threaded"),
-            process: rps("prefork"),
-            async_task: rps("async"),
-            ratio: Some(("servers.rps.prefork.cpu.16", "servers.rps.threaded.cpu.16")),
-            keys: keys(
-                "servers.rps.threaded.cpu.16",
-                "servers.rps.prefork.cpu.16",
-                Some("servers.rps.async.cpu.16"),
-            ),
         },
     ];
     rows.into_iter()

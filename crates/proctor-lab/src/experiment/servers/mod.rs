@@ -728,12 +728,17 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
         ));
     }
     for l in &r.leaks {
-        section.figures.push(Figure::new(
-            &format!("servers.leak.held.{}", l.model),
-            &format!("{}: server PSS growth over the leak", l.model),
-            l.held_bytes,
-            Unit::Bytes,
-        ));
+        section.figures.push(
+            Figure::new(
+                &format!("servers.leak.held.{}", l.model),
+                &format!("{}: server PSS growth over the leak", l.model),
+                l.held_bytes,
+                Unit::Bytes,
+            )
+            // PSS moves by shared pages as workers come and go: less than one leaked request's
+            // worth cannot be told from nothing.
+            .with_resolution(http::LEAK_BYTES as f64),
+        );
     }
     section.figures.push(Figure::new(
         "servers.processes_left",
