@@ -953,3 +953,119 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
     section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
     section
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(model: &'static str, rps: f64) -> Cell {
+        Cell {
+            model,
+            handler: "cpu",
+            connections: CRASH_CONNECTIONS,
+            workers: 18,
+            rounds_rps: vec![rps],
+            rps,
+            ok: 1000,
+            errors: 0,
+            p50_ns: 500e3,
+            p99_ns: 2e6,
+            p999_ns: 8e6,
+            pss_bytes: 4e6,
+            uss_bytes: 1e6,
+            processes: 1,
+        }
+    }
+
+    fn result(prefork: f64, threaded: f64, wrk: Option<WrkRun>) -> ServersResult {
+        ServersResult {
+            cpus: 2,
+            cpu_iters: 1000,
+            cpu_ns: 50e3,
+            cells: vec![
+                cell("prefork", prefork),
+                cell("threaded", threaded),
+                cell("async", threaded),
+            ],
+            skipped: Vec::new(),
+            crashes: Vec::new(),
+            leaks: Vec::new(),
+            recycle_after: 4,
+            wrk,
+            processes_left: 0,
+            server_pids: Vec::new(),
+        }
+    }
+
+    fn has_note(s: &Section, words: &str) -> bool {
+        s.notes.iter().any(|n| n.contains(words))
+    }
+
+    #[test]
+    fn the_section_says_why_when_prefork_and_threaded_differ_and_when_wrk_is_faster() {
+        let close = section_from(&result(23_000.0, 22_000.0, None), &settings(Profile::Quick));
+        assert!(!has_note(&close, "differ by more than 20 %"));
+        assert!(has_note(&close, "wrk is not run"), "{:?}", close.notes);
+        let ratio = close
+            .figure("servers.prefork_over_threaded")
+            .expect("ratio");
+        assert!((ratio.value - 23.0 / 22.0).abs() < 1e-9);
+
+        let wrk = WrkRun {
+            command: "wrk -t2 -c16 -d1s http://127.0.0.1:1/cpu".to_string(),
+            wrk_rps: Some(30_000.0),
+            why_not: None,
+            ours_rps: 21_000.0,
+        };
+        let apart = section_from(
+            &result(30_000.0, 20_000.0, Some(wrk)),
+            &settings(Profile::Quick),
+        );
+        assert!(
+            has_note(&apart, "differ by more than 20 %"),
+            "{:?}",
+            apart.notes
+        );
+        assert!(has_note(&apart, "below 80 %"), "{:?}", apart.notes);
+        let ours = apart.figure("servers.wrk.ours_over_wrk").expect("ratio");
+        assert!((ours.value - 0.7).abs() < 1e-9);
+        assert_eq!(apart.cross_checks.len(), 1);
+        assert_eq!(apart.cross_checks[0].theirs, Some(30_000.0));
+
+        let missing = WrkRun {
+            command: "wrk -t2 -c16 -d1s http://127.0.0.1:1/cpu".to_string(),
+            wrk_rps: None,
+            why_not: Some("wrk is not installed (Debian package `wrk`)".to_string()),
+            ours_rps: 21_000.0,
+        };
+        let none = section_from(&result(1.0, 1.0, Some(missing)), &settings(Profile::Quick));
+        assert!(
+            none.figure("servers.wrk.ours_over_wrk").is_none(),
+            "no made-up ratio"
+        );
+        assert_eq!(none.cross_checks[0].theirs, None);
+        assert!(
+            none.cross_checks[0]
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("not installed"))
+        );
+    }
+
+    #[test]
+    fn wrks_requests_per_second_are_read_from_its_summary() {
+        let out = "Running 1s test @ http://127.0.0.1:4000/cpu\n  2 threads and 16 connections\n\
+                   \x20 Thread Stats   Avg      Stdev     Max   +/- Stdev\n\
+                   \x20   Latency   690.12us  300.01us   5.00ms   80.00%\n\
+                   \x20 23861 requests in 1.00s, 2.30MB read\n\
+                   Requests/sec:  23861.63\nTransfer/sec:      2.30MB\n";
+        assert_eq!(
+            crate::crosscheck::parse_wrk_requests_per_sec(out),
+            Some(23861.63)
+        );
+        assert_eq!(
+            crate::crosscheck::parse_wrk_requests_per_sec("no summary"),
+            None
+        );
+    }
+}

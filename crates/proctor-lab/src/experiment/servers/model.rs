@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -199,6 +200,10 @@ fn run_child(spec: Spec, listener: TcpListener, counters: &Counters, lab: libc::
         libc::close_range(3, fd - 1, 0);
         libc::close_range(fd + 1, libc::c_uint::MAX, 0);
     }
+    // A deliberate crash needs no core file: writing one would only slow the recovery down.
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_CORE) {
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, hard);
+    }
     match spec.model {
         Model::Prefork => prefork_master(spec, listener, counters),
         Model::Threaded => {
@@ -337,5 +342,93 @@ fn fork_worker(
             exit(1)
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// One request on a fresh connection: the reply's status line, or `None` if the connection
+    /// failed or closed first.
+    fn get(port: u16, path: &str) -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        (n > 0).then(|| text.lines().next().unwrap_or_default().to_string())
+    }
+
+    fn spec(model: Model) -> Spec {
+        Spec {
+            model,
+            workers: 2,
+            cpu_iters: 10,
+            recycle_after: None,
+        }
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn a_prefork_master_forks_a_crashed_worker_again_and_reaps_all_when_stopped() {
+        let mut server = Server::start(spec(Model::Prefork)).expect("start");
+        assert!(eventually(|| get(server.port, "/cpu").is_some()), "serves");
+        assert!(
+            eventually(|| server.pids().len() == 3),
+            "a master and two workers"
+        );
+        let workers: Vec<i32> = server.pids()[1..].to_vec();
+        assert_eq!(
+            get(server.port, "/crash"),
+            None,
+            "the crashing request gets no reply"
+        );
+        assert!(eventually(|| server
+            .counters
+            .crashed
+            .load(Ordering::Relaxed)
+            == 1));
+        assert_eq!(
+            get(server.port, "/nope").as_deref(),
+            Some("HTTP/1.1 404 Not Found")
+        );
+        assert!(server.is_running(), "the master survived");
+        assert!(
+            eventually(|| server.pids().len() == 3),
+            "the slot was filled again"
+        );
+        let pgid = server.pid;
+        drop(server);
+        assert!(!group_exists(pgid), "master and workers are gone");
+        for w in workers {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{w}")).exists(),
+                "worker {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_crash_takes_the_whole_threaded_server_down() {
+        let mut server = Server::start(spec(Model::Threaded)).expect("start");
+        assert!(eventually(|| get(server.port, "/cpu").is_some()), "serves");
+        assert_eq!(get(server.port, "/crash"), None);
+        assert!(eventually(|| !server.is_running()), "the process died");
+        assert_eq!(get(server.port, "/cpu"), None, "nothing serves any more");
     }
 }
