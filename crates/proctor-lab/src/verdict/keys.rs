@@ -258,16 +258,16 @@ pub const KEYS: &[Key] = &[
     key(
         "servers.leak.held.prefork",
         Unit::Bytes,
-        "prefork server PSS growth over the leak",
+        "prefork server USS growth over the leak",
     ),
     key(
         "servers.leak.held.threaded",
         Unit::Bytes,
-        "threaded server PSS growth over the leak",
+        "threaded server USS growth over the leak",
     ),
     key(
         "servers.leak.held.async",
         Unit::Bytes,
-        "async server PSS growth over the leak",
+        "async server USS growth over the leak",
     ),
 ];

@@ -64,7 +64,7 @@
 //! | `servers.crash.lost.threaded` | count | the same, threaded |
 //! | `servers.crash.lost.async` | count | the same, async |
 //! | `servers.leak.leaked` | bytes | memory the `/leak` requests leaked in all |
-//! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed PSS over the leak (workers recycled) |
+//! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed USS over the leak (workers recycled) |
 //! | `servers.leak.held.threaded` | bytes | the same, threaded server |
 //! | `servers.leak.held.async` | bytes | the same, async server |
 //!

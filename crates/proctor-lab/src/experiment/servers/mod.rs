@@ -194,7 +194,7 @@ pub struct LeakRun {
     pub served: u64,
     /// Bytes the handler leaked in all.
     pub leaked_bytes: f64,
-    /// Growth of the server's PSS (summed over its processes) over the leak, in bytes.
+    /// Growth of the server's USS (summed over its processes) over the leak, in bytes.
     pub held_bytes: f64,
     /// Prefork: workers recycled meanwhile.
     pub restarts: u64,
@@ -357,7 +357,38 @@ fn start(
             server.port
         );
     }
+    // A blocking server serves one connection per worker: measuring before every worker is
+    // up would leave connections waiting in the backlog, unserved and uncounted.
+    let start = Instant::now();
+    while worker_count(&server, spec.model) < spec.workers {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the {} server started {} of its {} workers within 60 s",
+                spec.model.key(),
+                worker_count(&server, spec.model),
+                spec.workers
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     Ok(server)
+}
+
+/// The workers a server has started: prefork's worker processes, the threaded server's
+/// threads besides its main one; async (a runtime of its own making) counts as complete.
+fn worker_count(server: &Server, m: Model) -> usize {
+    match m {
+        Model::Prefork => server.pids().len().saturating_sub(1),
+        Model::Threaded => std::fs::read_to_string(format!("/proc/{}/status", server.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            })
+            .map_or(0, |n| n.saturating_sub(1)),
+        Model::Async => usize::MAX,
+    }
 }
 
 /// The server's PSS and USS, summed over its processes, and how many there are.
@@ -492,7 +523,7 @@ fn leak(
     groups: &mut Vec<nix::unistd::Pid>,
 ) -> Result<LeakRun> {
     let server = start(rt, spec, groups)?;
-    let before = memory(&server).0;
+    let before = memory(&server).1;
     let served = rt.block_on(async {
         let mut served = 0;
         for _ in 0..s.leak_requests {
@@ -504,7 +535,7 @@ fn leak(
         let _ = load::probe(server.port, "/cpu", Duration::from_secs(2)).await;
         served
     });
-    let after = memory(&server).0;
+    let after = memory(&server).1;
     Ok(LeakRun {
         model: spec.model.key(),
         requests: s.leak_requests,
@@ -560,7 +591,7 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
              awaits a tokio timer), each a child process forked from the lab on a loopback port: \
              prefork (a master forks one worker process per connection plus two spare, each \
              accepting on the shared socket and serving one connection at a time, and forks \
-             again any worker that ends), threaded (as many threads, accepting the same way) and \
+             again any worker that ends; the load starts once every worker is up), threaded (as many threads, accepting the same way) and \
              async (tokio, {} worker threads, one task per connection). The lab's generator \
              (tokio, 2 threads) keeps N connections busy in a closed loop: {:.0} ms warm-up, then \
              {:.0} ms measured; requests/s = replies that started and ended in the window / the \
@@ -575,7 +606,8 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
              from the crashing connection's end to that reply is the recovery. Leak: {} \
              sequential /leak requests (1 MiB each, touched) on fresh connections, against \
              two workers (prefork: recycled after {} requests; threaded), or async; held = \
-             growth of the summed PSS. Unpinned: the servers and the generator share the CPUs. \
+             growth of the summed USS (private pages: the shared pages a fork leaves move PSS \
+             between the lab and the server's processes). Unpinned: the servers and the generator share the CPUs. \
              Every server is stopped (SIGTERM; its master kills and reaps its workers) and \
              reaped at the end.",
             r.cpu_iters,
@@ -731,7 +763,7 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
         section.figures.push(
             Figure::new(
                 &format!("servers.leak.held.{}", l.model),
-                &format!("{}: server PSS growth over the leak", l.model),
+                &format!("{}: server USS growth over the leak", l.model),
                 l.held_bytes,
                 Unit::Bytes,
             )
@@ -898,7 +930,11 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
                     l.model.to_string(),
                     l.served.to_string(),
                     mib(l.leaked_bytes),
-                    mib(l.held_bytes),
+                    if l.held_bytes < http::LEAK_BYTES as f64 {
+                        "< 1.0".to_string()
+                    } else {
+                        mib(l.held_bytes)
+                    },
                     l.restarts.to_string(),
                 ]
             })
