@@ -599,7 +599,9 @@ fn section_from(r: &ServersResult, s: &Settings) -> Section {
              read (hdrhistogram, 3 significant digits; closed loop, so a stalled server delays \
              the next request instead of adding to its latency). The /cpu, {CRASH_CONNECTIONS}-connection \
              cell runs {} independent rounds, each on a fresh server. PSS and USS are summed \
-             over the server's processes (/proc/PID/smaps_rollup) at the end of the cell. \
+             over the server's processes (/proc/PID/smaps_rollup) at the end of the cell; PSS \
+             includes the server's share of the pages it still shares with the lab it was \
+             forked from, so USS is the server's own memory. \
              Crash: while {CRASH_CONNECTIONS} connections load /cpu for {:.0} ms, at {:.0} ms one more \
              client requests /crash, whose handler writes through an invalid pointer \
              (SIGSEGV); then new connections are tried every 1 ms until one is served: the time \
