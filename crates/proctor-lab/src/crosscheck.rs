@@ -146,6 +146,34 @@ pub fn hackbench(loops: u64) -> ToolRun {
     ToolRun { command, result }
 }
 
+/// Runs `wrk -t THREADS -c CONNECTIONS -d SECONDSs http://127.0.0.1:PORT/PATH` and returns its
+/// requests per second.
+pub fn wrk(port: u16, path: &str, threads: usize, connections: usize, seconds: u64) -> ToolRun {
+    let args: Vec<String> = vec![
+        "wrk".into(),
+        format!("-t{threads}"),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        format!("http://127.0.0.1:{port}{path}"),
+    ];
+    let command = args.join(" ");
+    if which("wrk").is_none() {
+        return missing(command, "wrk", "wrk");
+    }
+    let result = run_tool(&args).and_then(|out| {
+        parse_wrk_requests_per_sec(&out)
+            .ok_or_else(|| format!("no `Requests/sec:` in wrk's output: {}", tail(&out)))
+    });
+    ToolRun { command, result }
+}
+
+/// The number after `Requests/sec:` in wrk's output.
+pub fn parse_wrk_requests_per_sec(out: &str) -> Option<f64> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn missing(command: String, tool: &str, package: &str) -> ToolRun {
     ToolRun {
         command,

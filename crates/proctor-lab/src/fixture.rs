@@ -530,6 +530,25 @@ pub fn all_sections() -> Vec<Section> {
                 n("sandbox.pool_broken", 0.0, Unit::Count),
             ],
         ),
+        figures_only(
+            "servers",
+            "Servers: prefork vs threaded vs async",
+            vec![
+                n("servers.rps.prefork.cpu.16", 23_176.0, Unit::PerSec),
+                n("servers.rps.threaded.cpu.16", 23_236.0, Unit::PerSec),
+                n("servers.rps.async.cpu.16", 9_016.0, Unit::PerSec),
+                n("servers.crash.kept_serving.prefork", 1.0, Unit::Count),
+                n("servers.crash.kept_serving.threaded", 0.0, Unit::Count),
+                n("servers.crash.kept_serving.async", 0.0, Unit::Count),
+                n("servers.crash.lost.prefork", 0.0, Unit::Count),
+                n("servers.crash.lost.threaded", 17.0, Unit::Count),
+                n("servers.crash.lost.async", 31.0, Unit::Count),
+                n("servers.leak.leaked", 33_554_432.0, Unit::Bytes),
+                n("servers.leak.held.prefork", 5_421_000.0, Unit::Bytes),
+                n("servers.leak.held.threaded", 31_562_000.0, Unit::Bytes),
+                n("servers.leak.held.async", 31_560_000.0, Unit::Bytes),
+            ],
+        ),
     ]
 }
 

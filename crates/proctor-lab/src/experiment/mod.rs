@@ -12,6 +12,7 @@ mod partner;
 pub mod race;
 pub mod sandbox;
 pub mod scaling;
+pub mod servers;
 pub mod spawn;
 pub mod switch;
 pub mod sync;
@@ -78,6 +79,7 @@ pub static ALL: &[&dyn Experiment] = &[
     &ui::Ui,
     &leaks::Leaks,
     &sandbox::SandboxLab,
+    &servers::Servers,
 ];
 
 /// Independent rounds of each figure the headline shows (each set up afresh: new threads,

@@ -50,6 +50,9 @@ fn table_plain() {
     │ synchronization      ┆                 – ┆                  – ┆       – ┆       ┆ synchronizing       ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ processes costs     ┆              │
     │                      ┆                   ┆                    ┆         ┆       ┆ more                ┆              │
+    │ server crash         ┆                 – ┆                  – ┆       – ┆       ┆ a prefork server    ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ keeps serving; a    ┆              │
+    │                      ┆                   ┆                    ┆         ┆       ┆ threaded one dies   ┆              │
     └──────────────────────┴───────────────────┴────────────────────┴─────────┴───────┴─────────────────────┴──────────────┘
     ratio = process / thread
 
@@ -107,6 +110,14 @@ fn table_plain() {
     │ not measured ┆ process isolation improves security: a sandboxed  ┆ not measured: sandbox did not run                 │
     │              ┆ worker process stops what a compromised task can  ┆                                                   │
     │              ┆ do on a thread or in a plain worker process       ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ prefork servers survive a handler crash; threaded ┆ not measured: servers did not run                 │
+    │              ┆ die                                               ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ recycled prefork workers give leaked memory back  ┆ not measured: servers did not run                 │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ prefork and threaded servers serve at the same    ┆ not measured: servers did not run                 │
+    │              ┆ rate                                              ┆                                                   │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -234,6 +245,7 @@ fn markdown() {
     | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
     | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
     | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
+    | server crash | – | – | – |  | a prefork server keeps serving; a threaded one dies | **not measured** |
 
     Ratio = process / thread.
 
@@ -253,6 +265,9 @@ fn markdown() {
     - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
     - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
     - **not measured**: process isolation improves security: a sandboxed worker process stops what a compromised task can do on a thread or in a plain worker process. not measured: sandbox did not run (figures: `sandbox.escapes`, `sandbox.escaped.thread`, `sandbox.escaped.process`, `sandbox.escaped.sandboxed`, `sandbox.pool_broken`)
+    - **not measured**: prefork servers survive a handler crash; threaded die. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
+    - **not measured**: recycled prefork workers give leaked memory back. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
+    - **not measured**: prefork and threaded servers serve at the same rate. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)
 
     ## Creation overhead (`spawn`)
 

@@ -483,6 +483,128 @@ pub(super) fn security(f: &Figures) -> Claim {
     claim(id, statement, &keys, verdict, evidence)
 }
 
+/// The prefork server served a new connection after a handler crash, and the threaded and
+/// async servers did not: confirmed. The prefork server stopped serving: refuted. Prefork
+/// kept serving and a threaded or async server did too: depends.
+pub(super) fn server_crash(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "server-crash",
+        "prefork servers survive a handler crash; threaded die",
+    );
+    let keys = [
+        "servers.crash.kept_serving.prefork",
+        "servers.crash.kept_serving.threaded",
+        "servers.crash.kept_serving.async",
+    ];
+    let [Some(prefork), Some(threaded), Some(async_task)] = keys.map(|k| f.value(k)) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let kept = |v: f64| v >= 1.0;
+    let verdict = match (kept(prefork), kept(threaded), kept(async_task)) {
+        (false, _, _) => Verdict::Refuted,
+        (true, false, false) => Verdict::Confirmed,
+        _ => Verdict::Depends,
+    };
+    let words = |v: f64| {
+        if kept(v) {
+            "kept serving"
+        } else {
+            "stopped serving"
+        }
+    };
+    let lost = |m: &str| {
+        f.value(&format!("servers.crash.lost.{m}"))
+            .map_or(String::new(), |v| {
+                format!(", {} requests of the others lost", count(v))
+            })
+    };
+    let evidence = format!(
+        "after one request segfaulted its handler under 16 connections: prefork {}{}, threaded \
+         {}{}, async {}{} (the threaded and async servers die whole: one process); decided by servers.crash.kept_serving.* (a new connection served \
+         after the crash)",
+        words(prefork),
+        lost("prefork"),
+        words(threaded),
+        lost("threaded"),
+        words(async_task),
+        lost("async"),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// The threaded server still holds at least half of what the handler leaked, and the prefork
+/// server, whose workers are recycled, less than half: confirmed; neither: refuted; one of the
+/// two: depends.
+pub(super) fn server_leak(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "server-leak",
+        "recycled prefork workers give leaked memory back",
+    );
+    let keys = [
+        "servers.leak.leaked",
+        "servers.leak.held.prefork",
+        "servers.leak.held.threaded",
+    ];
+    let [Some(leaked), Some(prefork), Some(threaded)] = keys.map(|k| f.value(k)) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if leaked <= 0.0 {
+        return not_measured(id, statement, &keys, f);
+    }
+    let half = leaked / 2.0;
+    let verdict = match (prefork < half, threaded >= half) {
+        (true, true) => Verdict::Confirmed,
+        (false, false) => Verdict::Refuted,
+        _ => Verdict::Depends,
+    };
+    let evidence = format!(
+        "the handler leaked {} in all; the prefork server (workers recycled) still held {}, the \
+         threaded one {}; decided against half the leak",
+        format_value(leaked, Unit::Bytes),
+        format_value(prefork, Unit::Bytes),
+        format_value(threaded, Unit::Bytes),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// Prefork and threaded requests/s for the CPU-bound handler within [`SERVER_PARITY`] of each
+/// other: confirmed. Further apart with their run-to-run ranges apart: refuted; further apart
+/// but the ranges overlap: no clear difference.
+pub(super) fn server_throughput(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "server-throughput",
+        "prefork and threaded servers serve at the same rate",
+    );
+    let keys = ["servers.rps.prefork.cpu.16", "servers.rps.threaded.cpu.16"];
+    let (Some(prefork), Some(threaded)) = (f.value(keys[0]), f.value(keys[1])) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let ratio = prefork / threaded;
+    if !(ratio.is_finite() && ratio > 0.0) {
+        return not_measured(id, statement, &keys, f);
+    }
+    let overlap = match (f.noise_range(keys[0]), f.noise_range(keys[1])) {
+        (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
+        _ => false,
+    };
+    let verdict = if ratio.max(1.0 / ratio) <= 1.0 + SERVER_PARITY {
+        Verdict::Confirmed
+    } else if overlap {
+        Verdict::NoClearDifference
+    } else {
+        Verdict::Refuted
+    };
+    let evidence = format!(
+        "CPU-bound /cpu handler (~50 µs), 16 keep-alive connections: prefork {} vs threaded {} ({ratio:.2}×); the \
+         same rate within ±{:.0} %; decided by servers.rps.prefork.cpu.16 / \
+         servers.rps.threaded.cpu.16",
+        f.shown(keys[0]).unwrap_or_default(),
+        f.shown(keys[1]).unwrap_or_default(),
+        SERVER_PARITY * 100.0,
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
 pub(super) fn find<'c>(claims: &'c [Claim], id: &str) -> &'c Claim {
     claims
         .iter()

@@ -63,6 +63,17 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
     // Like with like: each kind's fastest transport (the evidence pairs same transports).
     let fastest_thread = fastest(f, "thread");
     let fastest_process = fastest(f, "process");
+    let crash = |m: &str| {
+        let kept = f.value(&format!("servers.crash.kept_serving.{m}"))?;
+        Some(
+            if kept >= 1.0 {
+                "kept serving"
+            } else {
+                "went down"
+            }
+            .to_string(),
+        )
+    };
     let rows = [
         Row {
             aspect: "memory space",
@@ -212,6 +223,16 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 "sync.mutex.uncontended.process",
                 None,
             ),
+        },
+        Row {
+            aspect: "server crash",
+            claim: "a prefork server keeps serving; a threaded one dies",
+            claim_id: "server-crash",
+            thread: crash("threaded"),
+            process: crash("prefork"),
+            async_task: crash("async"),
+            ratio: None,
+            keys: [None, None, None],
         },
     ];
     rows.into_iter()

@@ -230,4 +230,69 @@ pub const KEYS: &[Key] = &[
         Unit::Count,
         "attacks after which the pool's next map was wrong",
     ),
+    key(
+        "servers.rps.prefork.cpu.16",
+        Unit::PerSec,
+        "requests/s, prefork, /cpu, 16 connections",
+    ),
+    key(
+        "servers.rps.threaded.cpu.16",
+        Unit::PerSec,
+        "requests/s, threaded, /cpu, 16 connections",
+    ),
+    key(
+        "servers.rps.async.cpu.16",
+        Unit::PerSec,
+        "requests/s, async, /cpu, 16 connections",
+    ),
+    key(
+        "servers.crash.kept_serving.prefork",
+        Unit::Count,
+        "prefork served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.kept_serving.threaded",
+        Unit::Count,
+        "threaded served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.kept_serving.async",
+        Unit::Count,
+        "async served again after a handler crash (1/0)",
+    ),
+    key(
+        "servers.crash.lost.prefork",
+        Unit::Count,
+        "requests the other clients lost to the crash, prefork",
+    ),
+    key(
+        "servers.crash.lost.threaded",
+        Unit::Count,
+        "requests the other clients lost to the crash, threaded",
+    ),
+    key(
+        "servers.crash.lost.async",
+        Unit::Count,
+        "requests the other clients lost to the crash, async",
+    ),
+    key(
+        "servers.leak.leaked",
+        Unit::Bytes,
+        "memory /leak leaked in all",
+    ),
+    key(
+        "servers.leak.held.prefork",
+        Unit::Bytes,
+        "prefork server USS growth over the leak",
+    ),
+    key(
+        "servers.leak.held.threaded",
+        Unit::Bytes,
+        "threaded server USS growth over the leak",
+    ),
+    key(
+        "servers.leak.held.async",
+        Unit::Bytes,
+        "async server USS growth over the leak",
+    ),
 ];

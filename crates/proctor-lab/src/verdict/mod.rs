@@ -59,6 +59,19 @@
 //! | `sandbox.escaped.process` | count | the ones that worked in a plain worker process |
 //! | `sandbox.escaped.sandboxed` | count | the ones that worked in a `Sandbox::compute()` worker process |
 //! | `sandbox.pool_broken` | count | attacks (escapes and the shared-memory scribble) after which the pool's next map was not all right |
+//! | `servers.rps.prefork.cpu.16` | per s | requests/s of the prefork server, /cpu handler (~50 µs of hashing), 16 keep-alive connections |
+//! | `servers.rps.threaded.cpu.16` | per s | the same, threaded server |
+//! | `servers.rps.async.cpu.16` | per s | the same, async server |
+//! | `servers.crash.kept_serving.prefork` | count | 1 when the prefork server served a new connection after a handler segfaulted, else 0 |
+//! | `servers.crash.kept_serving.threaded` | count | the same, threaded server |
+//! | `servers.crash.kept_serving.async` | count | the same, async server |
+//! | `servers.crash.lost.prefork` | count | requests the other 16 clients lost to the crash, prefork |
+//! | `servers.crash.lost.threaded` | count | the same, threaded |
+//! | `servers.crash.lost.async` | count | the same, async |
+//! | `servers.leak.leaked` | bytes | memory the `/leak` requests leaked in all |
+//! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed USS over the leak (workers recycled) |
+//! | `servers.leak.held.threaded` | bytes | the same, threaded server |
+//! | `servers.leak.held.async` | bytes | the same, async server |
 //!
 //! # Rules
 //!
@@ -92,6 +105,9 @@ pub const UI_DROPS: f64 = 0.5;
 /// Share of those deadlines a worker may miss and still "keep the frames" (5 %).
 pub const UI_KEEPS: f64 = 0.05;
 
+/// How far apart two server models' requests/s may lie and still count as the same rate (20 %).
+pub const SERVER_PARITY: f64 = 0.20;
+
 mod claims;
 mod headline;
 mod keys;
@@ -124,6 +140,9 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         ui(&f),
         leaks(&f),
         security(&f),
+        server_crash(&f),
+        server_leak(&f),
+        server_throughput(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

@@ -141,12 +141,44 @@ fn full_fixture_verdicts() {
         ("ui", Confirmed),
         ("leaks", Confirmed),
         ("security", Confirmed),
+        ("server-crash", Confirmed),
+        ("server-leak", Confirmed),
+        // 23 176 vs 23 236 requests/s: the same rate.
+        ("server-throughput", Confirmed),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
     for (id, v) in want {
         assert_eq!(got[id], v, "{id}");
     }
+}
+
+fn by_id_verdict(claims: &[Claim], id: &str) -> Verdict {
+    claims.iter().find(|c| c.id == id).expect("claim").verdict
+}
+
+#[test]
+fn server_throughput_rounds_that_overlap_are_no_clear_difference() {
+    let mut sections = fixture::all_sections();
+    // Medians 1.5x apart, but the prefork rounds reach into the threaded ones.
+    for (key, rounds) in [
+        ("servers.rps.prefork.cpu.16", [15_000.0, 30_000.0, 14_000.0]),
+        (
+            "servers.rps.threaded.cpu.16",
+            [22_000.0, 23_000.0, 24_000.0],
+        ),
+    ] {
+        let f = figure_mut(&mut sections, key);
+        f.value = stats::median(&rounds);
+        *f = f.clone().with_rounds(&rounds);
+    }
+    assert_eq!(
+        verdicts(&sections)["server-throughput"],
+        Verdict::NoClearDifference
+    );
+    figure_mut(&mut sections, "servers.rps.prefork.cpu.16").rounds =
+        Rounds::around(&[14_000.0, 15_000.0, 16_000.0], 15_000.0);
+    assert_eq!(verdicts(&sections)["server-throughput"], Verdict::Refuted);
 }
 
 #[test]
@@ -163,9 +195,15 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         "multi-core use",
         "synchronization",
         "security boundary",
+        "server crash",
     ] {
         assert!(aspects.contains(&aspect), "{aspect}");
     }
+    let crash = rows.iter().find(|r| r.aspect == "server crash").unwrap();
+    assert_eq!(crash.process.as_deref(), Some("kept serving"));
+    assert_eq!(crash.thread.as_deref(), Some("went down"));
+    assert_eq!(crash.async_task.as_deref(), Some("went down"));
+    assert_eq!(crash.verdict, by_id_verdict(&claims, "server-crash"));
     let creation = rows
         .iter()
         .find(|r| r.aspect == "creation overhead")
@@ -394,6 +432,59 @@ fn each_rule_flips_or_holds_as_declared() {
             NotMeasured,
         ),
         ("security", &[("sandbox.escapes", 0.0)], NotMeasured),
+        // The prefork server went down too: refuted, whatever the others did.
+        (
+            "server-crash",
+            &[("servers.crash.kept_serving.prefork", 0.0)],
+            Refuted,
+        ),
+        // A threaded or async server that kept serving leaves it depending on the model.
+        (
+            "server-crash",
+            &[("servers.crash.kept_serving.threaded", 1.0)],
+            Depends,
+        ),
+        (
+            "server-crash",
+            &[("servers.crash.kept_serving.async", 1.0)],
+            Depends,
+        ),
+        // Half the 32 MiB leak decides each side.
+        (
+            "server-leak",
+            &[("servers.leak.held.prefork", 17e6)],
+            Depends,
+        ),
+        (
+            "server-leak",
+            &[("servers.leak.held.threaded", 16e6)],
+            Depends,
+        ),
+        (
+            "server-leak",
+            &[
+                ("servers.leak.held.prefork", 30e6),
+                ("servers.leak.held.threaded", 1e6),
+            ],
+            Refuted,
+        ),
+        ("server-leak", &[("servers.leak.leaked", 0.0)], NotMeasured),
+        // 19 % apart is still the same rate; 25 % apart is not.
+        (
+            "server-throughput",
+            &[("servers.rps.prefork.cpu.16", 23_236.0 * 1.19)],
+            Confirmed,
+        ),
+        (
+            "server-throughput",
+            &[("servers.rps.prefork.cpu.16", 23_236.0 / 1.25)],
+            Refuted,
+        ),
+        (
+            "server-throughput",
+            &[("servers.rps.threaded.cpu.16", 0.0)],
+            NotMeasured,
+        ),
     ];
     for (id, changes, want) in cases {
         assert_eq!(

@@ -14,6 +14,7 @@ mod experiments5;
 mod ipc;
 mod isolation;
 mod sandbox;
+mod servers;
 mod transport;
 mod ui_leaks;
 
