@@ -497,13 +497,14 @@ impl Cgroup {
         }
         let subtree =
             std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+        // Enabling the controller would change the machine's cgroup setup and outlive the
+        // lab: use it only where it is enabled already.
         if !subtree.split_whitespace().any(|c| c == "memory") {
-            std::fs::write(root.join("cgroup.subtree_control"), "+memory").map_err(|e| {
-                format!(
-                    "cannot enable the memory controller for children of {}: {e}",
-                    root.display()
-                )
-            })?;
+            return Err(format!(
+                "the memory controller is not enabled for children of {} (cgroup.subtree_control), \
+                 and the lab does not change that",
+                root.display()
+            ));
         }
         let cg = Cgroup::create(&root, &format!("proctor-lab-{}", std::process::id()))
             .map_err(|e| format!("{e:#}"))?;
@@ -785,9 +786,12 @@ impl Experiment for Containers {
             }
         };
         let result = (|| -> Result<()> {
-            // Warm-up: one run of each rung, discarded.
-            for r in rungs.iter().filter(|r| r.refused.is_none()) {
-                measured(r.rung).with_context(|| format!("warm up the {} rung", r.rung.key()))?;
+            // Warm-up: one run of each rung, discarded. A rung that cannot run here (the
+            // namespace kinds together refused, a cgroup that refuses the move) says why.
+            for r in rungs.iter_mut().filter(|r| r.refused.is_none()) {
+                if let Err(e) = measured(r.rung) {
+                    r.refused = Some(format!("{e:#}"));
+                }
             }
             for rep in 0..repetitions {
                 for r in rungs.iter_mut().filter(|r| r.refused.is_none()) {

@@ -47,14 +47,8 @@ fn table_plain() {
     │ synchronization      ┆                 – ┆                  – ┆       – ┆       ┆ synchronizing       ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ processes costs     ┆              │
     │                      ┆                   ┆                    ┆         ┆       ┆ more                ┆              │
-    │ isolation ladder     ┆                 – ┆                  – ┆       – ┆       ┆ stronger isolation  ┆ not measured │
-    │                      ┆                   ┆                    ┆         ┆       ┆ costs more to start ┆              │
-    │ UI responsiveness    ┆                 – ┆                  – ┆       – ┆       ┆ a heavy job off the ┆ not measured │
-    │                      ┆                   ┆                    ┆         ┆       ┆ UI thread keeps the ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ frames              ┆              │
-    │ a timed-out task's   ┆                 – ┆                  – ┆       – ┆       ┆ a process pool      ┆ not measured │
-    │ memory               ┆                   ┆                    ┆         ┆       ┆ reclaims it, a      ┆              │
-    │                      ┆                   ┆                    ┆         ┆       ┆ thread pool cannot  ┆              │
+    │ isolation ladder     ┆                 – ┆                  – ┆       – ┆       ┆ fresh namespaces    ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ cost more to start  ┆              │
     └──────────────────────┴───────────────────┴────────────────────┴─────────┴───────┴─────────────────────┴──────────────┘
     ratio = process / thread
 
@@ -109,17 +103,12 @@ fn table_plain() {
     │              ┆ task returns; a process pool's timeout kills the  ┆                                                   │
     │              ┆ worker and reclaims it                            ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ stronger isolation costs more to start: a thread, ┆ not measured: containers did not run              │
-    │              ┆ then a process, then a process in fresh           ┆                                                   │
-    │              ┆ namespaces                                        ┆                                                   │
+    │ not measured ┆ thread < fork < namespaces in start-up cost       ┆ not measured: containers did not run              │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ the race is non-deterministic: lost updates vary  ┆ not measured: race did not run                    │
-    │              ┆ from run to run, while locks and atomics are      ┆                                                   │
-    │              ┆ exact in every run                                ┆                                                   │
+    │ not measured ┆ lost updates vary by run; the fixes never lose    ┆ not measured: race did not run                    │
+    │              ┆ one                                               ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ on one CPU the race needs a preemption between    ┆ not measured: race did not run                    │
-    │              ┆ load and store, so it strikes in far fewer runs   ┆                                                   │
-    │              ┆ than on two CPUs                                  ┆                                                   │
+    │ not measured ┆ pinned to one CPU, far fewer runs lose updates    ┆ not measured: race did not run                    │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -246,9 +235,7 @@ fn markdown() {
     | multi-core use | – | – | – |  | both use many cores (no GIL) | **not measured** |
     | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
     | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
-    | isolation ladder | – | – | – |  | stronger isolation costs more to start | **not measured** |
-    | UI responsiveness | – | – | – |  | a heavy job off the UI thread keeps the frames | **not measured** |
-    | a timed-out task's memory | – | – | – |  | a process pool reclaims it, a thread pool cannot | **not measured** |
+    | isolation ladder | – | – | – |  | fresh namespaces cost more to start | **not measured** |
 
     Ratio = process / thread.
 
@@ -267,9 +254,9 @@ fn markdown() {
     - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
     - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
     - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
-    - **not measured**: stronger isolation costs more to start: a thread, then a process, then a process in fresh namespaces. not measured: containers did not run (figures: `containers.start.thread`, `containers.start.fork`, `containers.start.namespaces`)
-    - **not measured**: the race is non-deterministic: lost updates vary from run to run, while locks and atomics are exact in every run. not measured: race did not run (figures: `race.dist.runs`, `race.dist.threads_2.lossy_runs`, `race.dist.threads_2.lost_min`, `race.dist.threads_2.lost_max`, `race.runs_exact.mutex`, `race.runs_exact.atomic`)
-    - **not measured**: on one CPU the race needs a preemption between load and store, so it strikes in far fewer runs than on two CPUs. not measured: race did not run (figures: `race.cpus`, `race.dist.threads_2.lossy_runs`, `race.dist.one_cpu.lossy_runs`)
+    - **not measured**: thread \< fork \< namespaces in start-up cost. not measured: containers did not run (figures: `containers.start.thread`, `containers.start.fork`, `containers.start.namespaces`)
+    - **not measured**: lost updates vary by run; the fixes never lose one. not measured: race did not run (figures: `race.dist.runs`, `race.dist.threads_2.lossy_runs`, `race.dist.threads_2.lost_min`, `race.dist.threads_2.lost_max`, `race.runs_exact.mutex`, `race.runs_exact.atomic`)
+    - **not measured**: pinned to one CPU, far fewer runs lose updates. not measured: race did not run (figures: `race.cpus`, `race.dist.threads_2.lossy_runs`, `race.dist.one_cpu.lossy_runs`)
 
     ## Creation overhead (`spawn`)
 

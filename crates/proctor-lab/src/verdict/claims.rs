@@ -428,10 +428,7 @@ pub(super) fn leaks(f: &Figures) -> Claim {
 /// thread, a forked process, a process in fresh namespaces; by [`costs_more_clearly`]):
 /// confirmed. A rung clearly cheaper than the one below: refuted. Otherwise no clear difference.
 pub(super) fn containers(f: &Figures) -> Claim {
-    let (id, statement) = (
-        "containers",
-        "stronger isolation costs more to start: a thread, then a process, then a process in fresh namespaces",
-    );
+    let (id, statement) = ("containers", "thread < fork < namespaces in start-up cost");
     let keys = [
         "containers.start.thread",
         "containers.start.fork",
@@ -473,7 +470,7 @@ pub(super) fn containers(f: &Figures) -> Claim {
 pub(super) fn race_every_run(f: &Figures) -> Claim {
     let (id, statement) = (
         "race-every-run",
-        "the race is non-deterministic: lost updates vary from run to run, while locks and atomics are exact in every run",
+        "lost updates vary by run; the fixes never lose one",
     );
     let keys = [
         "race.dist.runs",
@@ -527,7 +524,7 @@ pub(super) fn race_every_run(f: &Figures) -> Claim {
 pub(super) fn race_one_cpu(f: &Figures) -> Claim {
     let (id, statement) = (
         "race-one-cpu",
-        "on one CPU the race needs a preemption between load and store, so it strikes in far fewer runs than on two CPUs",
+        "pinned to one CPU, far fewer runs lose updates",
     );
     let keys = [
         "race.cpus",

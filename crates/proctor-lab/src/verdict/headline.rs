@@ -194,13 +194,11 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
         },
         Row {
             aspect: "isolation ladder",
-            claim: "stronger isolation costs more to start",
+            claim: "fresh namespaces cost more to start",
             claim_id: "containers",
             thread: f.shown_with_rounds("containers.start.thread"),
-            process: f
-                .shown_with_rounds("containers.start.namespaces")
-                .zip(f.shown("containers.start.fork"))
-                .map(|(ns, fork)| format!("{ns} in fresh namespaces (plain fork {fork})")),
+            // The top rung a process reaches without a runtime; the fork rung is in the claim.
+            process: f.shown_with_rounds("containers.start.namespaces"),
             async_task: None,
             ratio: Some(("containers.start.namespaces", "containers.start.thread")),
             keys: keys(
@@ -208,41 +206,6 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
                 "containers.start.namespaces",
                 None,
             ),
-        },
-        Row {
-            aspect: "UI responsiveness",
-            claim: "a heavy job off the UI thread keeps the frames",
-            claim_id: "ui",
-            thread: f
-                .value("ui.missed.worker_thread")
-                .zip(f.value("ui.missed.ui_thread"))
-                .map(|(w, u)| {
-                    format!(
-                        "{} missed frames per run ({} with the job on the UI thread)",
-                        count(w),
-                        count(u)
-                    )
-                }),
-            process: f
-                .value("ui.missed.worker_process")
-                .map(|p| format!("{} missed frames per run", count(p))),
-            async_task: None,
-            ratio: None,
-            keys: [None, None, None],
-        },
-        Row {
-            aspect: "a timed-out task's memory",
-            claim: "a process pool reclaims it, a thread pool cannot",
-            claim_id: "leaks",
-            thread: f
-                .value("leaks.timeout.thread.after")
-                .map(|b| format!("{} still held", format_value(b, Unit::Bytes))),
-            process: f
-                .value("leaks.timeout.process.after")
-                .map(|b| format!("{} in the replacement worker", format_value(b, Unit::Bytes))),
-            async_task: None,
-            ratio: None,
-            keys: [None, None, None],
         },
     ];
     rows.into_iter()

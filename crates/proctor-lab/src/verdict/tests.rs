@@ -165,8 +165,6 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         "multi-core use",
         "synchronization",
         "isolation ladder",
-        "UI responsiveness",
-        "a timed-out task's memory",
     ] {
         assert!(aspects.contains(&aspect), "{aspect}");
     }
@@ -188,30 +186,10 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         .find(|r| r.aspect == "isolation ladder")
         .unwrap();
     assert_eq!(ladder.thread.as_deref(), Some("49.8 µs"));
-    assert_eq!(
-        ladder.process.as_deref(),
-        Some("972 µs in fresh namespaces (plain fork 167 µs)")
-    );
+    assert_eq!(ladder.process.as_deref(), Some("972 µs"));
     assert!((ladder.ratio.unwrap() - 972.0 / 49.8).abs() < 1e-9);
     assert_eq!(ladder.verdict, by_id("containers"));
-    let leaks = rows
-        .iter()
-        .find(|r| r.aspect == "a timed-out task's memory")
-        .unwrap();
-    assert_eq!(leaks.verdict, by_id("leaks"));
-    assert!(
-        leaks
-            .thread
-            .as_deref()
-            .is_some_and(|t| t.contains("still held")),
-        "{:?}",
-        leaks.thread
-    );
-    let ui = rows
-        .iter()
-        .find(|r| r.aspect == "UI responsiveness")
-        .unwrap();
-    assert_eq!(ui.verdict, by_id("ui"));
+    assert!(ladder.deciding.contains("containers.start.fork"));
 }
 
 #[test]
