@@ -110,6 +110,7 @@ impl LossDistribution {
     fn label(&self) -> String {
         match self.setting.as_str() {
             "one_cpu" => format!("{} threads on one CPU", self.threads),
+            "threads_2x_cores" => format!("{} threads (2 × CPUs)", self.threads),
             _ if self.threads == 1 => "1 thread".to_string(),
             _ => format!("{} threads", self.threads),
         }
@@ -789,7 +790,12 @@ fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &
         );
         let med = median_u64(&d.lost);
         let where_ = if d.cpus.len() == 1 {
-            format!("both threads pinned to cpu {}", d.cpus[0])
+            let who = match d.threads {
+                1 => "the thread",
+                2 => "both threads",
+                _ => "every thread",
+            };
+            format!("{who} pinned to cpu {}", d.cpus[0])
         } else {
             placement.to_string()
         };
