@@ -700,7 +700,7 @@ impl Experiment for Containers {
         let repetitions = ROUNDS
             * match config.profile {
                 Profile::Tiny => 1,
-                Profile::Quick => 7,
+                Profile::Quick => 15,
                 Profile::Full => 17,
             };
         let container_reps = match config.profile {

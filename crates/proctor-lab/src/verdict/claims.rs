@@ -504,7 +504,7 @@ pub(super) fn race_every_run(f: &Figures) -> Claim {
         Verdict::Refuted
     };
     let evidence = format!(
-        "2 threads, {} runs: {} lost updates, from {} to {} per run; Mutex exact in {}, \
+        "2 threads, {} runs: {} of them lost updates, from {} to {} per run; Mutex exact in {}, \
          fetch_add in {}; decided by race.runs_exact.* = race.dist.runs and \
          race.dist.threads_2.lost_max > lost_min",
         count(runs),
