@@ -475,6 +475,23 @@ pub fn all_sections() -> Vec<Section> {
                 n("race.ns_per_inc.mutex", 41.0, Unit::Ns),
                 n("race.ns_per_inc.atomic", 12.3, Unit::Ns),
                 n("race.parent_after.process_copy", 0.0, Unit::Count),
+                n("race.cpus", 2.0, Unit::Count),
+                n("race.dist.runs", 200.0, Unit::Count),
+                n("race.dist.threads_2.lossy_runs", 200.0, Unit::Count),
+                n("race.dist.threads_2.lost_min", 5_791.0, Unit::Count),
+                n("race.dist.threads_2.lost_max", 100_000.0, Unit::Count),
+                n("race.dist.one_cpu.lossy_runs", 0.0, Unit::Count),
+                n("race.runs_exact.mutex", 200.0, Unit::Count),
+                n("race.runs_exact.atomic", 200.0, Unit::Count),
+            ],
+        ),
+        figures_only(
+            "containers",
+            "The isolation ladder",
+            vec![
+                n("containers.start.thread", 49_800.0, Unit::Ns),
+                n("containers.start.fork", 167_000.0, Unit::Ns),
+                n("containers.start.namespaces", 972_000.0, Unit::Ns),
             ],
         ),
         figures_only(

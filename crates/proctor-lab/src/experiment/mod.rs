@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::{LabConfig, Progress, report::Section};
 
+pub mod containers;
 pub mod ipc;
 pub mod isolation;
 pub mod leaks;
@@ -73,6 +74,7 @@ pub static ALL: &[&dyn Experiment] = &[
     &ipc::Ipc,
     &memory::Memory,
     &isolation::Isolation,
+    &containers::Containers,
     &race::Race,
     &scaling::Scaling,
     &sync::SyncCost,

@@ -7,6 +7,11 @@
 //! of a data race in Rust. The fixes: a `Mutex`, `fetch_add`, and per-thread sums added up at the
 //! end. Then the same with two forked processes: a counter in ordinary (copy-on-write) memory
 //! stays 0 in the parent; an `AtomicU64` in a `MAP_SHARED` mapping counts exactly.
+//!
+//! Non-determinism, shown: the unsynchronized counter runs many times (200 in the quick
+//! profile) with 1, 2 and 2 × CPUs threads and with 2 threads pinned to one CPU, and the lost
+//! updates of every run go into a histogram; the `Mutex` and `fetch_add` variants run as often
+//! and must be exact in every run.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -78,6 +83,96 @@ pub struct RaceResult {
     pub runs: Vec<ThreadRuns>,
     /// The two-process runs.
     pub processes: ProcessRuns,
+    /// The unsynchronized counter over many runs, at several thread counts and placements.
+    #[serde(default)]
+    pub distributions: Vec<LossDistribution>,
+    /// The fixes over as many runs: how many came out exact.
+    #[serde(default)]
+    pub exact: Vec<ExactRuns>,
+}
+
+/// Lost updates of the unsynchronized counter, run after run, in one setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LossDistribution {
+    /// The setting's key: `threads_1`, `threads_2`, `threads_2x_cores` or `one_cpu`.
+    pub setting: String,
+    /// Threads incrementing the counter.
+    pub threads: usize,
+    /// The CPUs the threads are pinned to, thread i to the (i mod len)-th.
+    pub cpus: Vec<usize>,
+    /// threads × increments per worker.
+    pub expected: u64,
+    /// Lost updates (expected − final), per run.
+    pub lost: Vec<u64>,
+}
+
+impl LossDistribution {
+    fn label(&self) -> String {
+        match self.setting.as_str() {
+            "one_cpu" => format!("{} threads on one CPU", self.threads),
+            "threads_2x_cores" => format!("{} threads (2 × CPUs)", self.threads),
+            _ if self.threads == 1 => "1 thread".to_string(),
+            _ => format!("{} threads", self.threads),
+        }
+    }
+
+    /// Runs that lost at least one update.
+    pub fn lossy_runs(&self) -> usize {
+        self.lost.iter().filter(|&&l| l > 0).count()
+    }
+}
+
+/// A fix over many runs, 2 threads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExactRuns {
+    /// The fix.
+    pub variant: Variant,
+    /// Threads incrementing the counter.
+    pub threads: usize,
+    /// Runs made.
+    pub runs: usize,
+    /// Runs whose final count was exactly the expected one.
+    pub exact: usize,
+    /// The final counts of the runs that were not exact (none, if the fix works).
+    pub inexact_finals: Vec<u64>,
+}
+
+/// A histogram of lost updates shared by several distributions: the first bin holds the runs
+/// that lost nothing, the others split (0, max] into `bins` equal parts (max = the largest loss
+/// of any distribution). Returns the bin labels and, per distribution, a count per bin.
+pub fn loss_histogram(lost: &[&[u64]], bins: usize) -> (Vec<String>, Vec<Vec<u64>>) {
+    let max = lost
+        .iter()
+        .flat_map(|l| l.iter())
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let bins = if max == 0 { 0 } else { bins.max(1) };
+    let width = if bins == 0 {
+        1
+    } else {
+        max.div_ceil(bins as u64).max(1)
+    };
+    let mut labels = vec!["0".to_string()];
+    for b in 0..bins as u64 {
+        labels.push(format!("{}–{}", b * width + 1, (b + 1) * width));
+    }
+    let counts = lost
+        .iter()
+        .map(|l| {
+            let mut c = vec![0u64; labels.len()];
+            for &x in l.iter() {
+                let i = if x == 0 {
+                    0
+                } else {
+                    1 + ((x - 1) / width) as usize
+                };
+                c[i.min(labels.len() - 1)] += 1;
+            }
+            c
+        })
+        .collect();
+    (labels, counts)
 }
 
 /// One variant at one thread count, over all repetitions.
@@ -325,7 +420,12 @@ impl Experiment for Race {
         let cpus = allowed.len().max(1);
         let counts = thread_counts(cpus);
 
-        progress.begin("race", (counts.len() * Variant::ALL.len() + 3) as u64);
+        let dist_runs = match config.profile {
+            Profile::Tiny => 20,
+            Profile::Quick => 200,
+            Profile::Full => 500,
+        };
+        progress.begin("race", (counts.len() * Variant::ALL.len() + 3 + 6) as u64);
         let mut runs = Vec::new();
         for &threads in &counts {
             for variant in Variant::ALL {
@@ -374,6 +474,47 @@ impl Experiment for Race {
             processes.shared_unsync_final.push(v);
         }
         progress.advance(1, "2 processes, shared unsynchronized");
+
+        // The distributions: many runs of the unsynchronized counter per setting, after one
+        // warm-up run each.
+        let one_cpu = vec![allowed.first().copied().unwrap_or(0)];
+        let settings = [
+            ("threads_1", 1, allowed.clone()),
+            ("threads_2", 2, allowed.clone()),
+            ("threads_2x_cores", 2 * cpus, allowed.clone()),
+            ("one_cpu", 2, one_cpu),
+        ];
+        let mut distributions = Vec::new();
+        for (setting, threads, pinned) in settings {
+            let expected = threads as u64 * increments;
+            run_threads(Variant::Unsync, threads, increments, &pinned); // warm-up
+            let lost = (0..dist_runs)
+                .map(|_| expected - run_threads(Variant::Unsync, threads, increments, &pinned).0)
+                .collect();
+            distributions.push(LossDistribution {
+                setting: setting.to_string(),
+                threads,
+                cpus: pinned,
+                expected,
+                lost,
+            });
+            progress.advance(1, &format!("{dist_runs} runs, unsynchronized, {setting}"));
+        }
+        let mut exact = Vec::new();
+        for variant in [Variant::Mutex, Variant::Atomic] {
+            let expected = 2 * increments;
+            let finals: Vec<u64> = (0..dist_runs)
+                .map(|_| run_threads(variant, 2, increments, &allowed).0)
+                .collect();
+            exact.push(ExactRuns {
+                variant,
+                threads: 2,
+                runs: dist_runs,
+                exact: finals.iter().filter(|&&f| f == expected).count(),
+                inexact_finals: finals.into_iter().filter(|&f| f != expected).collect(),
+            });
+            progress.advance(1, &format!("{dist_runs} runs, {}", variant.label()));
+        }
         progress.end();
 
         let result = RaceResult {
@@ -381,6 +522,8 @@ impl Experiment for Race {
             repetitions,
             runs,
             processes,
+            distributions,
+            exact,
         };
         let mut section = section_from(&result, cpus);
         section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -402,8 +545,17 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
              barrier to the last thread's finish / all increments (so it is the inverse of the aggregate \
              throughput). Figures are medians over {} repetitions after one warm-up run. Then two \
              forked processes add {n} each: to a counter in ordinary memory (copied on write, so \
-             the parent still reads 0), and to an AtomicU64 in a MAP_SHARED page.",
-            result.repetitions
+             the parent still reads 0), and to an AtomicU64 in a MAP_SHARED page. The \
+             distribution: {} runs per setting of the unsynchronized counter, each after one \
+             warm-up run: 1 thread, 2 threads and 2 × CPUs threads (thread i pinned to CPU i \
+             mod the CPU count), and 2 threads both pinned to the first allowed CPU (there a \
+             run loses an update only if the scheduler preempts a thread between its load and \
+             its store). Lost updates = expected − final, per run, shown as a histogram: one \
+             bin for runs that lost nothing, ten equal bins up to the largest loss. The Mutex \
+             and fetch_add variants run as often with 2 threads, and every run must be exact \
+             (runs_exact).",
+            result.repetitions,
+            result.distributions.first().map_or(0, |d| d.lost.len()),
         ),
     );
     let two = |v: Variant| {
@@ -413,6 +565,12 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
             .find(|r| r.variant == v && r.threads == 2)
             .expect("2 threads are always measured")
     };
+    section.figures.push(Figure::new(
+        "race.cpus",
+        "CPUs the threads may use",
+        cpus as f64,
+        Unit::Count,
+    ));
     section.figures.push(Figure::new(
         "race.expected",
         "expected final count (2 threads)",
@@ -457,6 +615,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         }
         section.figures.push(f);
     }
+    distribution_figures(&mut section, result, &placement);
     let p = &result.processes;
     section.figures.push(Figure::new(
         "race.parent_after.process_copy",
@@ -580,8 +739,163 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
     section.notes.push(format!(
         "Thread counts above {cpus} (the CPUs allowed here) are oversubscribed."
     ));
+    for e in result.exact.iter().filter(|e| e.exact < e.runs) {
+        section.notes.push(format!(
+            "{} was not exact in {} of {} runs: the fix is broken here.",
+            e.variant.label(),
+            e.runs - e.exact,
+            e.runs
+        ));
+    }
+    section.notes.push(
+        "Why CPython's GIL often hides this race: only the thread holding the GIL runs \
+         bytecode, and it is asked to give the GIL up only every switch interval (5 ms, \
+         sys.getswitchinterval()); since CPython 3.10 it honours the request only at a loop's \
+         backward jump or a call, so in a plain `for` loop the switch falls between whole \
+         `counter += 1` statements, never between their load and store. 100 000 increments \
+         take a few ms, and a run can lose an update only when a switch splits a statement, \
+         which a plain loop no longer allows (the seed's Python program lost nothing in 30 of \
+         30 runs). Rust threads run truly in parallel on separate CPUs, so nothing serializes \
+         the load and the store; on one CPU they race only when the scheduler preempts a \
+         thread between them, as the one-CPU row shows. A free-threaded (no-GIL) CPython, or \
+         a loop body with a call in it, loses updates too."
+            .to_string(),
+    );
     section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
     section
+}
+
+/// The distribution figures, the histogram chart and the table of the many-run settings.
+fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &str) {
+    if result.distributions.is_empty() {
+        return;
+    }
+    let runs = result.distributions[0].lost.len();
+    section.figures.push(Figure::new(
+        "race.dist.runs",
+        "runs per setting of the lost-update distribution",
+        runs as f64,
+        Unit::Count,
+    ));
+    let mut rows = Vec::new();
+    for d in &result.distributions {
+        let sorted = {
+            let mut l = d.lost.clone();
+            l.sort_unstable();
+            l
+        };
+        let (min, max) = (
+            sorted.first().copied().unwrap_or(0),
+            sorted.last().copied().unwrap_or(0),
+        );
+        let med = median_u64(&d.lost);
+        let where_ = if d.cpus.len() == 1 {
+            let who = match d.threads {
+                1 => "the thread",
+                2 => "both threads",
+                _ => "every thread",
+            };
+            format!("{who} pinned to cpu {}", d.cpus[0])
+        } else {
+            placement.to_string()
+        };
+        for (what, label, v) in [
+            (
+                "lossy_runs",
+                "runs that lost updates",
+                d.lossy_runs() as f64,
+            ),
+            ("lost_min", "fewest lost updates in a run", min as f64),
+            ("lost_median", "median lost updates per run", med),
+            ("lost_max", "most lost updates in a run", max as f64),
+        ] {
+            section.figures.push(
+                Figure::new(
+                    &format!("race.dist.{}.{what}", d.setting),
+                    &format!("{label}, unsynchronized, {}", d.label()),
+                    v,
+                    Unit::Count,
+                )
+                .placed(&where_),
+            );
+        }
+        rows.push(vec![
+            d.label(),
+            where_,
+            d.lost.len().to_string(),
+            d.expected.to_string(),
+            d.lossy_runs().to_string(),
+            min.to_string(),
+            format!("{med:.0}"),
+            max.to_string(),
+        ]);
+    }
+    for e in &result.exact {
+        section.figures.push(Figure::new(
+            &format!("race.runs_exact.{}", e.variant.name()),
+            &format!(
+                "runs with the exact count, {} (2 threads)",
+                e.variant.label()
+            ),
+            e.exact as f64,
+            Unit::Count,
+        ));
+        rows.push(vec![
+            format!("{}, {} threads", e.variant.label(), e.threads),
+            placement.to_string(),
+            e.runs.to_string(),
+            (e.threads as u64 * result.increments_per_worker).to_string(),
+            (e.runs - e.exact).to_string(),
+            "-".to_string(),
+            "-".to_string(),
+            "-".to_string(),
+        ]);
+    }
+    section.tables.push(Table {
+        title: format!("Lost updates over {runs} runs per setting"),
+        columns: [
+            "setting",
+            "placement",
+            "runs",
+            "expected",
+            "runs that lost",
+            "min lost",
+            "median lost",
+            "max lost",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    });
+    let lost: Vec<&[u64]> = result
+        .distributions
+        .iter()
+        .map(|d| d.lost.as_slice())
+        .collect();
+    let (labels, counts) = loss_histogram(&lost, 10);
+    section.charts.push(Chart {
+        id: "lost-histogram".to_string(),
+        title: format!("Lost updates per run, unsynchronized ({runs} runs per setting)"),
+        kind: ChartKind::Bar,
+        x_label: "lost updates in a run".to_string(),
+        y_label: "runs".to_string(),
+        x_log: false,
+        y_log: false,
+        categories: labels,
+        series: result
+            .distributions
+            .iter()
+            .zip(counts)
+            .map(|(d, c)| Series {
+                name: d.label(),
+                points: c
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (i as f64, n as f64))
+                    .collect(),
+            })
+            .collect(),
+    });
 }
 
 /// One bar series per thread count, one bar per variant, valued by `value`.
@@ -642,6 +956,20 @@ mod tests {
                 shared_atomic_final: vec![2 * n; 3],
                 shared_unsync_final: vec![1_800; 3],
             },
+            distributions: vec![LossDistribution {
+                setting: "threads_2".to_string(),
+                threads: 2,
+                cpus: vec![0, 1],
+                expected: 2 * n,
+                lost: vec![0, 5, 300, 0, 90],
+            }],
+            exact: vec![ExactRuns {
+                variant: Variant::Mutex,
+                threads: 2,
+                runs: 5,
+                exact: 5,
+                inexact_finals: Vec::new(),
+            }],
         };
         let s = section_from(&result, 2);
         let value = |k: &str| s.figure(k).map(|f| f.value);
@@ -651,5 +979,36 @@ mod tests {
         assert_eq!(value("race.ns_per_inc.atomic"), Some(6.0));
         assert_eq!(value("race.parent_after.process_copy"), Some(0.0));
         assert_eq!(value("race.final.process_shared_atomic"), Some(2_000.0));
+        assert_eq!(value("race.dist.runs"), Some(5.0));
+        assert_eq!(value("race.dist.threads_2.lossy_runs"), Some(3.0));
+        assert_eq!(value("race.dist.threads_2.lost_median"), Some(5.0));
+        assert_eq!(value("race.dist.threads_2.lost_max"), Some(300.0));
+        assert_eq!(value("race.runs_exact.mutex"), Some(5.0));
+        let hist = s
+            .charts
+            .iter()
+            .find(|c| c.id == "lost-histogram")
+            .expect("a histogram");
+        let total: f64 = hist.series[0].points.iter().map(|p| p.1).sum();
+        assert_eq!(total, 5.0);
+        assert_eq!(hist.series[0].points[0].1, 2.0, "two runs lost nothing");
+    }
+
+    #[test]
+    fn histogram_bins_cover_every_run_once() {
+        let a = [0u64, 1, 10, 89, 100];
+        let b = [0u64, 0, 50];
+        let (labels, counts) = loss_histogram(&[&a, &b], 10);
+        assert_eq!(labels.len(), 11);
+        assert_eq!(labels[0], "0");
+        assert_eq!(labels[1], "1–10");
+        assert_eq!(labels[10], "91–100");
+        assert_eq!(counts[0], vec![1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        assert_eq!(counts[1].iter().sum::<u64>(), 3);
+        assert_eq!(counts[1][0], 2);
+        // Nothing lost anywhere: one bin, every run in it.
+        let (labels, counts) = loss_histogram(&[&[0, 0]], 10);
+        assert_eq!(labels, vec!["0"]);
+        assert_eq!(counts, vec![vec![2]]);
     }
 }

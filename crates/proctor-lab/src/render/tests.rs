@@ -53,6 +53,8 @@ fn table_plain() {
     │ server crash         ┆                 – ┆                  – ┆       – ┆       ┆ a prefork server    ┆ not measured │
     │                      ┆                   ┆                    ┆         ┆       ┆ keeps serving; a    ┆              │
     │                      ┆                   ┆                    ┆         ┆       ┆ threaded one dies   ┆              │
+    │ isolation ladder     ┆                 – ┆                  – ┆       – ┆       ┆ fresh namespaces    ┆ not measured │
+    │                      ┆                   ┆                    ┆         ┆       ┆ cost more to start  ┆              │
     └──────────────────────┴───────────────────┴────────────────────┴─────────┴───────┴─────────────────────┴──────────────┘
     ratio = process / thread
 
@@ -118,6 +120,13 @@ fn table_plain() {
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ prefork and threaded servers serve at the same    ┆ not measured: servers did not run                 │
     │              ┆ rate                                              ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ thread < fork < namespaces in start-up cost       ┆ not measured: containers did not run              │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ lost updates vary by run; the fixes never lose    ┆ not measured: race did not run                    │
+    │              ┆ one                                               ┆                                                   │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ not measured ┆ pinned to one CPU, far fewer runs lose updates    ┆ not measured: race did not run                    │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
@@ -246,6 +255,7 @@ fn markdown() {
     | many concurrent waits | – | – | – |  | threads or async suit many waits better | **not measured** |
     | synchronization | – | – | – |  | synchronizing processes costs more | **not measured** |
     | server crash | – | – | – |  | a prefork server keeps serving; a threaded one dies | **not measured** |
+    | isolation ladder | – | – | – |  | fresh namespaces cost more to start | **not measured** |
 
     Ratio = process / thread.
 
@@ -268,6 +278,9 @@ fn markdown() {
     - **not measured**: prefork servers survive a handler crash; threaded die. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
     - **not measured**: recycled prefork workers give leaked memory back. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
     - **not measured**: prefork and threaded servers serve at the same rate. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)
+    - **not measured**: thread \< fork \< namespaces in start-up cost. not measured: containers did not run (figures: `containers.start.thread`, `containers.start.fork`, `containers.start.namespaces`)
+    - **not measured**: lost updates vary by run; the fixes never lose one. not measured: race did not run (figures: `race.dist.runs`, `race.dist.threads_2.lossy_runs`, `race.dist.threads_2.lost_min`, `race.dist.threads_2.lost_max`, `race.runs_exact.mutex`, `race.runs_exact.atomic`)
+    - **not measured**: pinned to one CPU, far fewer runs lose updates. not measured: race did not run (figures: `race.cpus`, `race.dist.threads_2.lossy_runs`, `race.dist.one_cpu.lossy_runs`)
 
     ## Creation overhead (`spawn`)
 

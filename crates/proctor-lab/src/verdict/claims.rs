@@ -605,6 +605,135 @@ pub(super) fn server_throughput(f: &Figures) -> Claim {
     claim(id, statement, &keys, verdict, evidence)
 }
 
+/// Each rung of the isolation ladder clearly costs more to start than the one below it (a
+/// thread, a forked process, a process in fresh namespaces; by [`costs_more_clearly`]):
+/// confirmed. A rung clearly cheaper than the one below: refuted. Otherwise no clear difference.
+pub(super) fn containers(f: &Figures) -> Claim {
+    let (id, statement) = ("containers", "thread < fork < namespaces in start-up cost");
+    let keys = [
+        "containers.start.thread",
+        "containers.start.fork",
+        "containers.start.namespaces",
+    ];
+    if keys.iter().any(|k| f.value(k).is_none()) {
+        return not_measured(id, statement, &keys, f);
+    }
+    let (fork_step, fork_ratio) = costs_more_clearly(f, keys[1], keys[0]);
+    let (ns_step, ns_ratio) = costs_more_clearly(f, keys[2], keys[1]);
+    use Verdict::*;
+    let verdict = match (fork_step, ns_step) {
+        (NotMeasured, _) | (_, NotMeasured) => NotMeasured,
+        (Refuted, _) | (_, Refuted) => Refuted,
+        (Confirmed, Confirmed) => Confirmed,
+        _ => NoClearDifference,
+    };
+    let evidence = format!(
+        "start to first result: thread {}, forked process {} ({:.2}×, {}), in fresh namespaces \
+         {} ({:.2}× the process, {}); decided step by step by {} / {} and {} / {}",
+        f.shown(keys[0]).unwrap_or_default(),
+        f.shown(keys[1]).unwrap_or_default(),
+        fork_ratio.unwrap_or(f64::NAN),
+        ratio_words(fork_step),
+        f.shown(keys[2]).unwrap_or_default(),
+        ns_ratio.unwrap_or(f64::NAN),
+        ratio_words(ns_step),
+        keys[1],
+        keys[0],
+        keys[2],
+        keys[1],
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// The many-run race: the fixes exact in every run and the unsynchronized counter losing a
+/// different number of updates from run to run (2 threads): confirmed. A fix inexact in any
+/// run, or every lossy run losing the same number: refuted. No run lost anything: depends.
+pub(super) fn race_every_run(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "race-every-run",
+        "lost updates vary by run; the fixes never lose one",
+    );
+    let keys = [
+        "race.dist.runs",
+        "race.dist.threads_2.lossy_runs",
+        "race.dist.threads_2.lost_min",
+        "race.dist.threads_2.lost_max",
+        "race.runs_exact.mutex",
+        "race.runs_exact.atomic",
+    ];
+    let [
+        Some(runs),
+        Some(lossy),
+        Some(min),
+        Some(max),
+        Some(mutex),
+        Some(atomic),
+    ] = keys.map(|k| f.value(k))
+    else {
+        return not_measured(id, statement, &keys, f);
+    };
+    if runs < 1.0 {
+        return not_measured(id, statement, &keys, f);
+    }
+    let verdict = if mutex < runs || atomic < runs {
+        Verdict::Refuted
+    } else if lossy < 1.0 {
+        Verdict::Depends
+    } else if max > min {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
+    let evidence = format!(
+        "2 threads, {} runs: {} of them lost updates, from {} to {} per run; Mutex exact in {}, \
+         fetch_add in {}; decided by race.runs_exact.* = race.dist.runs and \
+         race.dist.threads_2.lost_max > lost_min",
+        count(runs),
+        count(lossy),
+        count(min),
+        count(max),
+        count(mutex),
+        count(atomic),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
+/// With both threads on one CPU, a run loses updates only when a preemption falls between a
+/// load and its store: at most half as many runs lose as with the threads on two CPUs (which
+/// must lose in some run): confirmed; as many or more: refuted; one CPU only, or no lossy run
+/// on two CPUs: depends.
+pub(super) fn race_one_cpu(f: &Figures) -> Claim {
+    let (id, statement) = (
+        "race-one-cpu",
+        "pinned to one CPU, far fewer runs lose updates",
+    );
+    let keys = [
+        "race.cpus",
+        "race.dist.threads_2.lossy_runs",
+        "race.dist.one_cpu.lossy_runs",
+    ];
+    let [Some(cores), Some(two), Some(one)] = keys.map(|k| f.value(k)) else {
+        return not_measured(id, statement, &keys, f);
+    };
+    let verdict = if cores < 2.0 || two < 1.0 {
+        Verdict::Depends
+    } else if one <= two / 2.0 {
+        Verdict::Confirmed
+    } else if one >= two {
+        Verdict::Refuted
+    } else {
+        Verdict::NoClearDifference
+    };
+    let evidence = format!(
+        "runs that lost updates: {} with the 2 threads on 2 CPUs, {} with both pinned to one \
+         CPU ({} CPUs allowed here); confirmed when one CPU loses in at most half as many runs",
+        count(two),
+        count(one),
+        count(cores),
+    );
+    claim(id, statement, &keys, verdict, evidence)
+}
+
 pub(super) fn find<'c>(claims: &'c [Claim], id: &str) -> &'c Claim {
     claims
         .iter()

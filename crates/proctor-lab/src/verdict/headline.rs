@@ -234,6 +234,21 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             ratio: None,
             keys: [None, None, None],
         },
+        Row {
+            aspect: "isolation ladder",
+            claim: "fresh namespaces cost more to start",
+            claim_id: "containers",
+            thread: f.shown_with_rounds("containers.start.thread"),
+            // The top rung a process reaches without a runtime; the fork rung is in the claim.
+            process: f.shown_with_rounds("containers.start.namespaces"),
+            async_task: None,
+            ratio: Some(("containers.start.namespaces", "containers.start.thread")),
+            keys: keys(
+                "containers.start.thread",
+                "containers.start.namespaces",
+                None,
+            ),
+        },
     ];
     rows.into_iter()
         .map(|row| {

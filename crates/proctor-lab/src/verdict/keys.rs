@@ -295,4 +295,55 @@ pub const KEYS: &[Key] = &[
         Unit::Bytes,
         "async server USS growth over the leak",
     ),
+    key(
+        "containers.start.thread",
+        Unit::Ns,
+        "thread spawn to its first result",
+    ),
+    key(
+        "containers.start.fork",
+        Unit::Ns,
+        "fork to the child's first result",
+    ),
+    key(
+        "containers.start.namespaces",
+        Unit::Ns,
+        "fork + unshare + fork to the worker's first result",
+    ),
+    key("race.cpus", Unit::Count, "CPUs the race threads may use"),
+    key(
+        "race.dist.runs",
+        Unit::Count,
+        "runs per distribution setting",
+    ),
+    key(
+        "race.dist.threads_2.lossy_runs",
+        Unit::Count,
+        "runs that lost updates, 2 threads",
+    ),
+    key(
+        "race.dist.threads_2.lost_min",
+        Unit::Count,
+        "fewest lost updates in a run, 2 threads",
+    ),
+    key(
+        "race.dist.threads_2.lost_max",
+        Unit::Count,
+        "most lost updates in a run, 2 threads",
+    ),
+    key(
+        "race.dist.one_cpu.lossy_runs",
+        Unit::Count,
+        "runs that lost updates, 2 threads on one CPU",
+    ),
+    key(
+        "race.runs_exact.mutex",
+        Unit::Count,
+        "runs with the exact count, Mutex",
+    ),
+    key(
+        "race.runs_exact.atomic",
+        Unit::Count,
+        "runs with the exact count, fetch_add",
+    ),
 ];

@@ -72,6 +72,17 @@
 //! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed USS over the leak (workers recycled) |
 //! | `servers.leak.held.threaded` | bytes | the same, threaded server |
 //! | `servers.leak.held.async` | bytes | the same, async server |
+//! | `containers.start.thread` | ns | start to first result: a thread spawned, its result received (median of rounds) |
+//! | `containers.start.fork` | ns | the same for a forked process |
+//! | `containers.start.namespaces` | ns | the same for a process that unshares every permitted namespace and forks the worker |
+//! | `race.cpus` | count | CPUs the race's threads were allowed (pinned thread i to CPU i mod this) |
+//! | `race.dist.runs` | count | runs per setting of the lost-update distribution (200 in the quick profile) |
+//! | `race.dist.threads_2.lossy_runs` | count | runs of 2 unsynchronized threads that lost at least one update |
+//! | `race.dist.threads_2.lost_min` | count | the fewest updates one of those runs lost |
+//! | `race.dist.threads_2.lost_max` | count | the most updates one of those runs lost |
+//! | `race.dist.one_cpu.lossy_runs` | count | the same as `threads_2.lossy_runs`, both threads pinned to one CPU |
+//! | `race.runs_exact.mutex` | count | runs (of `race.dist.runs`) whose `Mutex` count was exact |
+//! | `race.runs_exact.atomic` | count | runs whose `fetch_add` count was exact |
 //!
 //! # Rules
 //!
@@ -143,6 +154,9 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         server_crash(&f),
         server_leak(&f),
         server_throughput(&f),
+        containers(&f),
+        race_every_run(&f),
+        race_one_cpu(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

@@ -145,6 +145,9 @@ fn full_fixture_verdicts() {
         ("server-leak", Confirmed),
         // 23 176 vs 23 236 requests/s: the same rate.
         ("server-throughput", Confirmed),
+        ("containers", Confirmed),
+        ("race-every-run", Confirmed),
+        ("race-one-cpu", Confirmed),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
@@ -196,6 +199,7 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         "synchronization",
         "security boundary",
         "server crash",
+        "isolation ladder",
     ] {
         assert!(aspects.contains(&aspect), "{aspect}");
     }
@@ -227,6 +231,15 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
     assert_eq!(security.verdict, by_id("security"));
     let fault = rows.iter().find(|r| r.aspect == "fault isolation").unwrap();
     assert_eq!(fault.process.as_deref(), Some("7 of 7 faults contained"));
+    let ladder = rows
+        .iter()
+        .find(|r| r.aspect == "isolation ladder")
+        .unwrap();
+    assert_eq!(ladder.thread.as_deref(), Some("49.8 µs"));
+    assert_eq!(ladder.process.as_deref(), Some("972 µs"));
+    assert!((ladder.ratio.unwrap() - 972.0 / 49.8).abs() < 1e-9);
+    assert_eq!(ladder.verdict, by_id("containers"));
+    assert!(ladder.deciding.contains("containers.start.fork"));
 }
 
 #[test]
@@ -394,6 +407,76 @@ fn each_rule_flips_or_holds_as_declared() {
             Confirmed,
         ),
         ("ui", &[("ui.period", 0.0)], NotMeasured),
+        // The ladder, step by step: 167 µs fork against a 49.8 µs thread, 972 µs in namespaces.
+        (
+            "containers",
+            &[("containers.start.namespaces", 170_000.0)],
+            NoClearDifference,
+        ),
+        (
+            "containers",
+            &[("containers.start.namespaces", 100_000.0)],
+            Refuted,
+        ),
+        (
+            "containers",
+            &[("containers.start.fork", 30_000.0)],
+            Refuted,
+        ),
+        (
+            "containers",
+            &[("containers.start.thread", 160_000.0)],
+            NoClearDifference,
+        ),
+        (
+            "containers",
+            &[("containers.start.fork", f64::NAN)],
+            NotMeasured,
+        ),
+        // A fix inexact in one run of 200 refutes; no lossy run leaves it open.
+        (
+            "race-every-run",
+            &[("race.runs_exact.mutex", 199.0)],
+            Refuted,
+        ),
+        (
+            "race-every-run",
+            &[("race.runs_exact.atomic", 0.0)],
+            Refuted,
+        ),
+        (
+            "race-every-run",
+            &[("race.dist.threads_2.lossy_runs", 0.0)],
+            Depends,
+        ),
+        (
+            "race-every-run",
+            &[("race.dist.threads_2.lost_min", 100_000.0)],
+            Refuted,
+        ),
+        ("race-every-run", &[("race.dist.runs", 0.0)], NotMeasured),
+        // One CPU losing in at most half as many runs as two CPUs confirms.
+        (
+            "race-one-cpu",
+            &[("race.dist.one_cpu.lossy_runs", 100.0)],
+            Confirmed,
+        ),
+        (
+            "race-one-cpu",
+            &[("race.dist.one_cpu.lossy_runs", 150.0)],
+            NoClearDifference,
+        ),
+        (
+            "race-one-cpu",
+            &[("race.dist.one_cpu.lossy_runs", 200.0)],
+            Refuted,
+        ),
+        ("race-one-cpu", &[("race.cpus", 1.0)], Depends),
+        (
+            "race-one-cpu",
+            &[("race.dist.threads_2.lossy_runs", 0.0)],
+            Depends,
+        ),
         // Half the 64 MiB ballast decides each side.
         ("leaks", &[("leaks.timeout.thread.after", 20e6)], Depends),
         ("leaks", &[("leaks.timeout.process.after", 40e6)], Depends),

@@ -105,6 +105,60 @@ fn race_fixes_are_exact_and_processes_do_not_share() {
     for v in p["shared_atomic_final"].as_array().expect("shared") {
         assert_eq!(v.as_u64(), Some(expected as u64));
     }
+
+    // The many-run distributions: every run in one histogram bin, the fixes exact every time.
+    let runs = figure(&s, "race.dist.runs", Unit::Count);
+    assert!(runs >= 1.0);
+    let dists = s.data["distributions"].as_array().expect("distributions");
+    let settings: Vec<&str> = dists.iter().filter_map(|d| d["setting"].as_str()).collect();
+    assert_eq!(
+        settings,
+        ["threads_1", "threads_2", "threads_2x_cores", "one_cpu"]
+    );
+    let hist = s
+        .charts
+        .iter()
+        .find(|c| c.id == "lost-histogram")
+        .expect("a histogram of lost updates");
+    assert_eq!(hist.series.len(), dists.len());
+    for (d, series) in dists.iter().zip(&hist.series) {
+        let lost = d["lost"].as_array().expect("lost per run");
+        assert_eq!(lost.len() as f64, runs, "{}", d["setting"]);
+        let want = d["expected"].as_u64().expect("expected");
+        assert!(lost.iter().all(|l| l.as_u64().is_some_and(|l| l <= want)));
+        let binned: f64 = series.points.iter().map(|p| p.1).sum();
+        assert_eq!(binned, runs, "histogram counts sum to the runs");
+        let lossy = figure(
+            &s,
+            &format!(
+                "race.dist.{}.lossy_runs",
+                d["setting"].as_str().unwrap_or("")
+            ),
+            Unit::Count,
+        );
+        let counted = lost.iter().filter(|l| l.as_u64() != Some(0)).count() as f64;
+        assert_eq!(lossy, counted);
+        assert_eq!(series.points[0].1, runs - lossy, "the zero bin");
+    }
+    // One thread has nobody to race with.
+    assert!(
+        dists[0]["lost"]
+            .as_array()
+            .expect("lost")
+            .iter()
+            .all(|l| l == 0)
+    );
+    for v in ["mutex", "atomic"] {
+        assert_eq!(
+            figure(&s, &format!("race.runs_exact.{v}"), Unit::Count),
+            runs,
+            "{v}"
+        );
+    }
+    for e in s.data["exact"].as_array().expect("exact runs") {
+        assert_eq!(e["exact"], e["runs"], "{e}");
+        assert_eq!(e["inexact_finals"].as_array().map(Vec::len), Some(0), "{e}");
+    }
 }
 
 /// Runs the experiments named in `PROCTOR_LAB_EXPERIMENTS` (comma-separated; default all four)

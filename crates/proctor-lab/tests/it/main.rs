@@ -10,6 +10,7 @@ use proctor_lab::{LabConfig, NoProgress, Profile};
 // harness starts threads before any test runs, so start it before main.
 proctor::init_before_main!();
 
+mod containers;
 mod experiments5;
 mod ipc;
 mod isolation;
