@@ -120,14 +120,27 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
             }
             out.push_str(&format!("{t}\n"));
         } else {
-            let mut t = new_table(options, &["verdict", "claim"]);
+            // A list, not a boxed table: a claim a line where it fits, so the answer stays
+            // on one screen.
+            let mut t = Table::new();
+            t.load_style(comfy_table::presets::NOTHING)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(options.width);
+            if options.color {
+                t.enforce_styling();
+            } else {
+                t.force_no_tty();
+            }
             for claim in &report.claims {
                 t.add_row(vec![
                     verdict_cell(claim.verdict, options.color),
                     Cell::new(&claim.statement),
                 ]);
             }
-            out.push_str(&format!("{t}\n"));
+            for line in t.to_string().lines() {
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
             out.push_str(
                 "the evidence for each verdict, and every section: --verbose, or the report files\n",
             );

@@ -106,12 +106,12 @@ fn table_plain() {
     │              ┆ moved to a worker thread or process it does not   ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ a timed-out thread keeps its memory until its     ┆ not measured: leaks did not run                   │
-    │              ┆ task returns; a process pool's timeout kills the  ┆                                                   │
-    │              ┆ worker and reclaims it                            ┆                                                   │
+    │              ┆ task returns; a killed worker process gives it    ┆                                                   │
+    │              ┆ back                                              ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ process isolation improves security: a sandboxed  ┆ not measured: sandbox did not run                 │
-    │              ┆ worker process stops what a compromised task can  ┆                                                   │
-    │              ┆ do on a thread or in a plain worker process       ┆                                                   │
+    │ not measured ┆ a sandboxed worker process stops what a           ┆ not measured: sandbox did not run                 │
+    │              ┆ compromised task can do on a thread or in a plain ┆                                                   │
+    │              ┆ process                                           ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ prefork servers survive a handler crash; threaded ┆ not measured: servers did not run                 │
     │              ┆ die                                               ┆                                                   │
@@ -273,8 +273,8 @@ fn markdown() {
     - **not measured**: threads or async tasks suit many concurrent waits better than processes. not measured: scaling did not run (figures: `scaling.io.completion.process.1000`, `scaling.io.completion.thread.1000`, `scaling.io.completion.async.1000`)
     - **not measured**: synchronizing processes costs more than synchronizing threads. not measured: sync did not run (figures: `sync.mutex.uncontended.process`, `sync.mutex.uncontended.thread`)
     - **not measured**: a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not. not measured: ui did not run (figures: `ui.period`, `ui.job.ui_thread`, `ui.missed.ui_thread`, `ui.missed.worker_thread`, `ui.missed.worker_process`)
-    - **not measured**: a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
-    - **not measured**: process isolation improves security: a sandboxed worker process stops what a compromised task can do on a thread or in a plain worker process. not measured: sandbox did not run (figures: `sandbox.escapes`, `sandbox.escaped.thread`, `sandbox.escaped.process`, `sandbox.escaped.sandboxed`, `sandbox.pool_broken`)
+    - **not measured**: a timed-out thread keeps its memory until its task returns; a killed worker process gives it back. not measured: leaks did not run (figures: `leaks.ballast`, `leaks.timeout.process.held`, `leaks.timeout.process.after`, `leaks.timeout.thread.after`)
+    - **not measured**: a sandboxed worker process stops what a compromised task can do on a thread or in a plain process. not measured: sandbox did not run (figures: `sandbox.escapes`, `sandbox.escaped.thread`, `sandbox.escaped.process`, `sandbox.escaped.sandboxed`, `sandbox.pool_broken`)
     - **not measured**: prefork servers survive a handler crash; threaded die. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
     - **not measured**: recycled prefork workers give leaked memory back. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
     - **not measured**: prefork and threaded servers serve at the same rate. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)

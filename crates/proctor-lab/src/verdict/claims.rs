@@ -384,7 +384,7 @@ pub(super) fn ui(f: &Figures) -> Claim {
 pub(super) fn leaks(f: &Figures) -> Claim {
     let (id, statement) = (
         "leaks",
-        "a timed-out thread keeps its memory until its task returns; a process pool's timeout kills the worker and reclaims it",
+        "a timed-out thread keeps its memory until its task returns; a killed worker process gives it back",
     );
     let keys = [
         "leaks.ballast",
@@ -432,7 +432,7 @@ pub(super) fn leaks(f: &Figures) -> Claim {
 pub(super) fn security(f: &Figures) -> Claim {
     let (id, statement) = (
         "security",
-        "process isolation improves security: a sandboxed worker process stops what a compromised task can do on a thread or in a plain worker process",
+        "a sandboxed worker process stops what a compromised task can do on a thread or in a plain process",
     );
     let keys = [
         "sandbox.escapes",

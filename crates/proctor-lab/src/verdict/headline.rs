@@ -29,34 +29,32 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
     let count_of = |key: &str| f.value(key).map(count);
     let memory_space = {
         let thread = match (f.value("race.expected"), f.value("race.final.unsync")) {
-            (Some(e), Some(u)) => Some(format!(
-                "shared: {} of {} updates lost",
-                count(e - u),
-                count(e)
-            )),
+            (Some(e), Some(u)) => Some(format!("shared: {} of {} lost", count(e - u), count(e))),
             _ => None,
         };
         let process = f
             .value("race.parent_after.process_copy")
-            .map(|v| format!("separate: parent saw {} child updates", count(v)));
+            .map(|v| format!("separate: parent saw {}", count(v)));
         (thread, process)
     };
     let survived = |mode: &str| match (
         f.value(&format!("isolation.survived.{mode}")),
         f.value("isolation.faults"),
     ) {
-        (Some(s), Some(n)) => Some(format!("{} of {} faults contained", count(s), count(n))),
+        (Some(s), Some(n)) => Some(format!("{}/{} contained", count(s), count(n))),
         _ => None,
     };
     let escaped = |place: &str| match (
         f.value(&format!("sandbox.escaped.{place}")),
         f.value("sandbox.escapes"),
     ) {
-        (Some(e), Some(n)) => Some(format!("{} of {} attacks worked", count(e), count(n))),
+        (Some(e), Some(n)) => Some(format!("{}/{}", count(e), count(n))),
         _ => None,
     };
+    // Terse: the answer stays on one screen at 80 columns.
+    let security_thread = escaped("thread").map(|t| format!("{t} escaped"));
     let security_process = match (escaped("process"), escaped("sandboxed")) {
-        (Some(p), Some(s)) => Some(format!("plain: {p}; sandboxed: {s}")),
+        (Some(p), Some(s)) => Some(format!("{s} sandboxed ({p} plain)")),
         _ => None,
     };
     let io = |mode: &str| f.shown_with_rounds(&format!("scaling.io.completion.{mode}.1000"));
@@ -144,7 +142,7 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             aspect: "security boundary",
             claim: "a sandboxed process stops a compromised task",
             claim_id: "security",
-            thread: escaped("thread"),
+            thread: security_thread,
             process: security_process,
             async_task: None,
             ratio: None,

@@ -223,14 +223,14 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         .iter()
         .find(|r| r.aspect == "security boundary")
         .unwrap();
-    assert_eq!(security.thread.as_deref(), Some("6 of 7 attacks worked"));
+    assert_eq!(security.thread.as_deref(), Some("6/7 escaped"));
     assert_eq!(
         security.process.as_deref(),
-        Some("plain: 7 of 7 attacks worked; sandboxed: 0 of 7 attacks worked")
+        Some("0/7 sandboxed (7/7 plain)")
     );
     assert_eq!(security.verdict, by_id("security"));
     let fault = rows.iter().find(|r| r.aspect == "fault isolation").unwrap();
-    assert_eq!(fault.process.as_deref(), Some("7 of 7 faults contained"));
+    assert_eq!(fault.process.as_deref(), Some("7/7 contained"));
     let ladder = rows
         .iter()
         .find(|r| r.aspect == "isolation ladder")
