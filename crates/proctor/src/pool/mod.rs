@@ -103,10 +103,11 @@ impl Output {
 
 impl Config {
     /// How many items `map` puts in one job: about four jobs per worker so the load
-    /// balances, at most 16 384 so results stream back, never more than a worker may run
-    /// before it is recycled.
+    /// balances, at most 65 536 so results stream back (a cap of 16 384 cost a
+    /// million-item `map` 9 % unpinned and 3.5 % pinned, in handoffs), never more than a
+    /// worker may run before it is recycled.
     pub(crate) fn chunk_for(&self, items: usize) -> usize {
-        let auto = (items / (self.workers * 4)).clamp(1, 16_384);
+        let auto = (items / (self.workers * 4)).clamp(1, 65_536);
         let chunk = self.chunk_size.unwrap_or(auto);
         match self.max_tasks_per_worker {
             Some(max) => chunk.min(max),
