@@ -1,5 +1,5 @@
-//! Thread mode: worker threads pulling jobs from one channel, and for a plain `map`, rayon
-//! threads that write outcomes in place (see [`MapThreads`]).
+//! Thread mode: worker threads pulling jobs from one channel, and for a plain `try_map`,
+//! rayon threads that write values in place (see [`MapThreads`]).
 //!
 //! Values move between threads without serialization. A panic is caught per task. A task
 //! past its timeout cannot be stopped: the pool's watchdog thread (started only with a
@@ -446,10 +446,10 @@ fn run_one<A, R, F: Fn(A) -> R>(f: F, a: A, worker: u32, task: u64) -> Result<R,
         .map_err(|payload| panicked(payload.as_ref(), worker, task))
 }
 
-/// The threads that run a plain `map` (no worker state, task limit or timeout): rayon's
-/// work-stealing pool, which writes each outcome straight into the output vector, where the
+/// The threads that run a plain `try_map` (no worker state, task limit or timeout): rayon's
+/// work-stealing pool, which writes each value straight into the output vector, where the
 /// pool's own workers move owned chunks through a channel and copy them into place (three
-/// passes over the data instead of one). Started on the first such `map`, with as many
+/// passes over the data instead of one). Started on the first such call, with as many
 /// threads as the pool has workers.
 ///
 /// Written on rayon rather than by hand: splitting an owned vector among threads that write
@@ -488,37 +488,6 @@ impl MapThreads {
     /// The worker id of a map thread, as errors report it.
     fn worker() -> u32 {
         rayon::current_thread_index().map_or(0, |i| i as u32)
-    }
-
-    /// Every item's outcome, in input order.
-    pub(crate) fn outcomes<A, R, F>(
-        &self,
-        f: F,
-        items: Vec<A>,
-        first_task: u64,
-    ) -> Vec<Result<R, TaskError>>
-    where
-        A: Send,
-        R: Send,
-        F: Fn(A) -> R + Sync,
-    {
-        use rayon::prelude::*;
-        let mut out = Vec::new();
-        self.threads.install(|| {
-            items
-                .into_par_iter()
-                .with_min_len(self.min_len)
-                .enumerate()
-                .map(|(i, a)| {
-                    // The worker is looked up only for a failure: per item it would cost
-                    // more than a trivial task.
-                    catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|payload| {
-                        panicked(payload.as_ref(), Self::worker(), first_task + i as u64)
-                    })
-                })
-                .collect_into_vec(&mut out);
-        });
-        out
     }
 
     /// The values in input order, or the failure with the lowest index. The run stops at
@@ -709,7 +678,7 @@ impl ThreadPool {
         ThreadTask { rx, task, slot }
     }
 
-    pub(crate) fn map<A, R, F, C>(&self, f: F, items: Vec<A>) -> C::Output
+    pub(crate) fn map<A, R, F, C>(&self, f: F, mut items: Vec<A>) -> C::Output
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
         A: Send + 'static,
@@ -735,14 +704,16 @@ impl ThreadPool {
                 .map_threads
                 .get_or_init(|| MapThreads::start(config.workers, config.chunk_size.unwrap_or(1)));
             if let Some(threads) = threads {
-                return C::in_place(threads, f, items, first_task);
+                match C::in_place(threads, f, items, first_task) {
+                    Ok(out) => return out,
+                    Err(back) => items = back,
+                }
             }
         }
         let chunk = self.shared.config.chunk_for(n);
         let (tx, rx) = crossbeam_channel::unbounded::<(usize, ChunkOut<R>)>();
         // Chunks are cut from the back (`split_off` moves a chunk without shifting the rest)
         // and sent from the front, so outcomes arrive about in order.
-        let mut items = items;
         let mut parts = Vec::with_capacity(n.div_ceil(chunk));
         while !items.is_empty() {
             let start = (items.len() - 1) / chunk * chunk;
