@@ -360,7 +360,8 @@ fn section(plan: &Plan, d: &Data) -> Section {
          FUTEX_WAKE calls per message are counted; tcp has TCP_NODELAY and its connect/accept happen \
          before timing. Figure = median over {} batches of the batch mean ({batches}, after {} \
          warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
-         spread = per-op (per round trip) timestamps when the timer costs < 5% of an op, else over \
+         spread = per-op (per round trip) timestamps, in batches of their own (the figure's batches \
+         are timed whole), when the timer costs < 5% of an op, else over \
          batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. 64 B round trips, \
          unpinned: the median of 3 independent rounds, each with a fresh pair and partner, with \
          the rounds' run-to-run spread.",

@@ -224,7 +224,8 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          StartMethod::Exec it then re-executes this binary (a fresh address space). The parent first allocates and \
          touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
          mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
-         where the timer is cheap enough; outliers by modified Z-score > 3.5, kept. When other load preempts the \
+         where the timer is cheap enough (taken in batches of their own: the figure's batches are \
+         timed whole); outliers by modified Z-score > 3.5, kept. When other load preempts the \
          measurement, the batch means absorb the preemption and the figure can sit above the \
          per-op p99. The first op \
          of each kind is reported apart as the cold start. Unpinned. Thread, fork and async at the \

@@ -288,7 +288,8 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
          CPU (wake-up latency, not a context switch). Each side writes one byte per 64-byte line of \
          its own buffer (the footprint) every round trip. Figure = median over {} batches of the \
          batch mean (batches >= {} ms after {} warm-up batches); spread = per-op (per round trip) \
-         timestamps when the timer costs < 5% of an op, which adds one clock read (~{:.0} ns) per op; \
+         timestamps, in batches of their own (the figure's batches are timed whole, without the clock \
+         read of ~{:.0} ns per op), when the timer costs < 5% of an op; \
          outliers by modified Z-score > 3.5, kept. When other load preempts the \
          measurement, the batch means absorb the preemption and the figure can sit above the \
          per-op p99. futex, same CPU, no footprint: the median of 3 independent rounds, each with \
