@@ -619,7 +619,6 @@ const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
     const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code: u16, k: u32, jt: u8, jf: u8| seccompiler::sock_filter { code, jt, jf, k };
@@ -651,11 +650,10 @@ fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
     #[cfg(target_arch = "x86_64")]
     {
         // x32 calls carry this bit: none is allowed.
+        const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
         p.push(op(JGE, 0x4000_0000, 0, 1));
         p.push(op(RET, libc::SECCOMP_RET_KILL_PROCESS, 0, 0));
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = JGE;
     // After the compares: TRAP, ALLOW, then a block of BLOCK instructions per checked call.
     const BLOCK: usize = 5;
     let trap_at = p.len() + always.len() + checked.len();

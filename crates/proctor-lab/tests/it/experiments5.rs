@@ -5,6 +5,8 @@ use proctor_lab::experiment::find;
 use proctor_lab::report::{Section, Unit};
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
+use super::figure;
+
 fn run_tiny(id: &str) -> Section {
     let section = super::run_tiny(id);
     assert_eq!(section.id, id);
@@ -12,16 +14,6 @@ fn run_tiny(id: &str) -> Section {
     assert!(!section.charts.is_empty(), "{id} has a chart");
     assert!(!section.data.is_null(), "{id} carries its typed result");
     section
-}
-
-/// The figure `key`, checked for its unit and a finite value.
-fn figure(section: &Section, key: &str, unit: Unit) -> f64 {
-    let f = section
-        .figure(key)
-        .unwrap_or_else(|| panic!("figure {key} is present"));
-    assert_eq!(f.unit, unit, "unit of {key}");
-    assert!(f.value.is_finite(), "{key} is finite: {}", f.value);
-    f.value
 }
 
 fn positive(section: &Section, key: &str, unit: Unit) -> f64 {

@@ -3,7 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use proctor_lab::experiment::find;
-use proctor_lab::report::Section;
+use proctor_lab::report::{Section, Unit};
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
 // Process pools need the fork server started while the program is single-threaded; the test
@@ -26,6 +26,16 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Takes [`SERIAL`], ignoring poison from a failed test so that one failure does not fail all.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The figure `key`, checked for its unit and a finite value.
+pub(crate) fn figure(section: &Section, key: &str, unit: Unit) -> f64 {
+    let f = section
+        .figure(key)
+        .unwrap_or_else(|| panic!("figure {key} is present"));
+    assert_eq!(f.unit, unit, "unit of {key}");
+    assert!(f.value.is_finite(), "{key} is finite: {}", f.value);
+    f.value
 }
 
 /// Runs experiment `id` in the tiny profile, holding [`SERIAL`] while it runs.

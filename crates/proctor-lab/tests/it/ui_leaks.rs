@@ -3,6 +3,8 @@
 
 use proctor_lab::report::{Section, Unit};
 
+use super::figure;
+
 fn run_tiny(id: &str) -> Section {
     let section = super::run_tiny(id);
     assert_eq!(section.id, id);
@@ -11,16 +13,6 @@ fn run_tiny(id: &str) -> Section {
     assert!(!section.tables.is_empty(), "{id} has a table");
     assert!(!section.data.is_null(), "{id} carries its typed result");
     section
-}
-
-/// The figure `key`, checked for its unit and a finite value.
-fn figure(section: &Section, key: &str, unit: Unit) -> f64 {
-    let f = section
-        .figure(key)
-        .unwrap_or_else(|| panic!("figure {key} is present"));
-    assert_eq!(f.unit, unit, "unit of {key}");
-    assert!(f.value.is_finite(), "{key} is finite: {}", f.value);
-    f.value
 }
 
 #[test]

@@ -25,8 +25,8 @@ impl Shared {
         lock(&self.state)
     }
 
-    /// Starts a worker; with a worker initializer, its `Init` frame goes first, so the
-    /// worker runs it before any job.
+    /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
+    /// worker runs them before any job.
     pub(super) fn spawn_worker(&self, id: u32) -> std::io::Result<Worker> {
         let mut w = Worker::spawn(
             self.server,
@@ -37,22 +37,27 @@ impl Shared {
             self.config.capture_output,
             self.config.start_method == crate::StartMethod::Exec,
         )?;
+        // The calls the worker makes before its first job, in one write: the initializer,
+        // then the sandbox (after the initializer, trusted code that may open what the tasks
+        // then may not).
+        let mut frames = Vec::new();
+        let secret = self.server.secret;
+        let mut call = |entry: u64, bytes: Option<&[u8]>| {
+            wire::encode_call(&mut frames, entry, entry ^ secret, bytes);
+        };
         if let Some(init) = self.config.init {
-            let entry = init as usize as u64;
-            let mut frame = Vec::new();
-            wire::encode_call(&mut frame, entry, entry ^ self.server.secret, None);
-            // A failed write means the worker is already gone: its death is seen like any.
-            let _ = w.requests.write_all(&frame);
+            call(init as usize as u64, None);
         }
         if let Some(sandbox) = &self.config.sandbox {
-            // After the initializer (trusted code, which may open what the tasks then may
-            // not), before the first task.
             let apply: crate::state::ContextFn = crate::sandbox::apply_entry;
-            let entry = apply as usize as u64;
-            let mut frame = Vec::new();
-            let bytes = crate::sandbox::encode(sandbox);
-            wire::encode_call(&mut frame, entry, entry ^ self.server.secret, Some(&bytes));
-            let _ = w.requests.write_all(&frame);
+            call(
+                apply as usize as u64,
+                Some(&crate::sandbox::encode(sandbox)),
+            );
+        }
+        if !frames.is_empty() {
+            // A failed write means the worker is already gone: its death is seen like any.
+            let _ = w.requests.write_all(&frames);
         }
         Ok(w)
     }

@@ -289,12 +289,8 @@ impl Worker {
     /// The rest of the last line of its stderr that starts with `prefix`.
     fn said_after(&self, prefix: &str) -> String {
         let text = String::from_utf8_lossy(&self.tail);
-        match text.rfind(prefix) {
-            Some(at) => text[at + prefix.len()..]
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
+        match line_after(&text, prefix) {
+            Some(rest) => rest.to_string(),
             None => format!("its stderr ended: {}", text.trim_end()),
         }
     }
@@ -308,6 +304,13 @@ impl Worker {
             pid: pid_to_kill_late,
         }
     }
+}
+
+/// The rest of the line of `text` after the last `prefix` (a worker's own message on its
+/// stderr), if it has one.
+pub(super) fn line_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let at = text.rfind(prefix)?;
+    Some(text[at + prefix.len()..].lines().next().unwrap_or(""))
 }
 
 /// The stderr pipe of a worker that was stopped, read until every writer is gone.

@@ -403,10 +403,7 @@ impl ProcessPool {
                     };
                     let why = [crate::sandbox::FAILED_LINE, crate::sandbox::FAILED_REASON]
                         .iter()
-                        .find_map(|line| {
-                            let at = said.rfind(line)?;
-                            said[at + line.len()..].lines().next()
-                        });
+                        .find_map(|line| handle::line_after(said, line).filter(|w| !w.is_empty()));
                     return Err(Error::new(ErrorKind::Sandbox {
                         message: match why {
                             Some(why) => why.to_string(),
