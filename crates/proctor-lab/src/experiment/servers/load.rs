@@ -41,7 +41,7 @@ pub(crate) struct Outcome {
     pub failures_at: Vec<Duration>,
     /// When each failed connection attempt failed, from the start of the run.
     pub refused_at: Vec<Duration>,
-    /// When each reply (in the window or not) came, from the start of the run.
+    /// When each answered request (in the window or not) was sent, from the start of the run.
     pub ok_at: Vec<Duration>,
 }
 
@@ -55,7 +55,8 @@ impl Outcome {
         self.refused_at.iter().filter(|&&at| at > t).count() as u64
     }
 
-    /// Replies after `t`.
+    /// Answered requests sent after `t` (a reply already on its way at `t` does not count:
+    /// it says nothing of what the server did after).
     pub(crate) fn ok_after(&self, t: Duration) -> u64 {
         self.ok_at.iter().filter(|&&at| at > t).count() as u64
     }
@@ -154,7 +155,7 @@ async fn connection(load: Load, start: Instant, request: Arc<[u8]>) -> Result<Ta
                     t.ok += 1;
                     let _ = t.hist.record(done.duration_since(sent).as_nanos() as u64);
                 }
-                t.ok_at.push(done.duration_since(start));
+                t.ok_at.push(sent.duration_since(start));
             }
             Ok(Err(_)) => {
                 t.failed += 1;

@@ -177,7 +177,7 @@ pub struct CrashRun {
     pub lost: u64,
     /// Connection attempts of the other clients that failed after the crash.
     pub refused: u64,
-    /// Replies the other clients got after the crash.
+    /// Requests the other clients sent after the crash that were answered.
     pub ok_after: u64,
     /// Prefork: workers the master forked again.
     pub restarts: u64,
