@@ -51,6 +51,9 @@ const REQ_SEQ: usize = 7;
 const DONE_SEQ: usize = 8;
 const PARENT_CPU: usize = 9;
 const WORKER_CPU: usize = 10;
+/// A remote worker's own arena only: the number of the job it began (the agent reads it
+/// after the worker died, to tell the counts of that job from those of the one before).
+const RUN_SEQ: usize = 11;
 
 /// How long a side spins for the other's next move before it sleeps, when the two run on
 /// different CPUs (where a sleeping side costs a cross-CPU wake-up, tens of µs on a VM). On
@@ -135,6 +138,53 @@ pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
 /// The committed records (parent side). None if the header is inconsistent with the mapping.
 pub(crate) fn records<'a>(map: &'a SharedMapping, p: &Progress) -> Option<&'a [u8]> {
     map.bytes(DATA_START, usize::try_from(p.committed_len).ok()?)
+}
+
+/// Copies a remote worker's report into its mirror arena (parent side, the thread that
+/// reads the worker's connection): the records of its current job, its counts, and, when
+/// the job is finished, its number. The driver then reads the mirror as it reads a local
+/// worker's arena.
+pub(crate) fn mirror(
+    map: &mut SharedMapping,
+    started: u64,
+    committed: u64,
+    records: &[u8],
+    done: Option<u64>,
+) -> std::io::Result<()> {
+    let end = DATA_START + records.len();
+    if end > MAX_LEN {
+        return Err(std::io::Error::other(
+            "a remote worker's records exceed the result limit",
+        ));
+    }
+    if end > map.len() {
+        map.grow(end.next_power_of_two().min(MAX_LEN))?;
+        map.word(LEN).store(map.len() as u64, Ordering::Release);
+    }
+    map.tail_mut(DATA_START)[..records.len()].copy_from_slice(records);
+    map.word(COMMITTED_LEN)
+        .store(records.len() as u64, Ordering::Relaxed);
+    map.word(STARTED).store(started, Ordering::Release);
+    map.word(COMMITTED).store(committed, Ordering::Release);
+    if let Some(seq) = done {
+        map.word(WORKER_CPU)
+            .store(crate::sys::current_cpu(), Ordering::Relaxed);
+        map.word(DONE_SEQ).store(seq, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// A remote worker's arena as its agent reads it after the worker died: the job it began,
+/// the last one it finished, and the counts.
+pub(crate) fn remote_view(map: &SharedMapping) -> (u64, u64, Progress) {
+    let run = map.word(RUN_SEQ).load(Ordering::Acquire);
+    let done = map.word(DONE_SEQ).load(Ordering::Acquire);
+    (run, done, progress(map))
+}
+
+/// Marks an arena as timed (the agent's side: no parent resets a remote worker's header).
+pub(crate) fn set_timed(map: &SharedMapping, timed: bool) {
+    map.word(TIMED).store(timed as u64, Ordering::Relaxed);
 }
 
 /// The most of each of a task's stdout and stderr kept with its outcome (the end of it).
@@ -250,6 +300,22 @@ impl WorkerArena {
         self.committed = 0;
         self.len = 0;
         self.started = 0;
+    }
+
+    /// A remote worker begins job `seq`: it clears its own header (no parent shares it), then
+    /// says which job the counts now belong to.
+    pub(crate) fn start_remote_job(&mut self, seq: u64) {
+        self.start_job();
+        for w in [STARTED, COMMITTED, COMMITTED_LEN] {
+            self.map.word(w).store(0, Ordering::Relaxed);
+        }
+        self.map.word(RUN_SEQ).store(seq, Ordering::Release);
+    }
+
+    /// The current job's counts and committed records (a remote worker sends them).
+    pub(crate) fn committed(&self) -> (u64, u64, &[u8]) {
+        let records = self.map.bytes(DATA_START, self.len).unwrap_or(&[]);
+        (self.started, self.committed, records)
     }
 
     /// True if a task started and has no record yet.

@@ -106,6 +106,19 @@ pub enum TaskError {
         /// The task's id.
         task: u64,
     },
+    /// The host of the task's remote worker was lost (it stopped answering heartbeats, or
+    /// its agent's connection broke) while the task ran.
+    #[error("task {task} was lost with its remote worker {worker} on {host}: {reason}")]
+    Lost {
+        /// The host, as its agent named itself.
+        host: ArcStr,
+        /// Why the pool took it to be lost.
+        reason: ArcStr,
+        /// The worker that ran the task.
+        worker: u32,
+        /// The task's id.
+        task: u64,
+    },
     /// The pool was dropped before the task finished.
     #[error("task {task} was cancelled because its pool was dropped before it finished")]
     Cancelled {
@@ -131,6 +144,7 @@ impl TaskError {
             | TaskError::Crashed { task, .. }
             | TaskError::TimedOut { task, .. }
             | TaskError::Cancelled { task }
+            | TaskError::Lost { task, .. }
             | TaskError::OutOfMemory { task, .. }
             | TaskError::Poisoned { task, .. }
             | TaskError::NoWorker { task, .. }
@@ -167,6 +181,11 @@ impl TaskError {
     /// True if the task was stopped by its worker's sandbox.
     pub fn is_sandbox_violation(&self) -> bool {
         matches!(self, TaskError::SandboxViolation { .. })
+    }
+
+    /// True if the task's remote host was lost.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, TaskError::Lost { .. })
     }
 
     /// True if the task was cancelled.
@@ -311,6 +330,12 @@ pub enum ErrorKind {
         /// What failed, layer by layer.
         message: String,
     },
+    /// Remote workers ([`crate::PoolBuilder::remote`]) could not be started: a launcher
+    /// failed, an agent never connected, or one refused the pool.
+    Remote {
+        /// What failed, with what the launcher or agent said.
+        message: String,
+    },
     /// A task failed during [`crate::Pool::try_map`].
     Task(TaskError),
 }
@@ -374,6 +399,9 @@ impl fmt::Display for Error {
             }
             ErrorKind::Sandbox { message } => {
                 write!(f, "the worker sandbox could not be applied: {message}")
+            }
+            ErrorKind::Remote { message } => {
+                write!(f, "the remote workers could not be started: {message}")
             }
             ErrorKind::Task(e) => write!(f, "{e}"),
         }

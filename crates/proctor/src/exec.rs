@@ -45,6 +45,20 @@ fn anchor() -> usize {
     std::hint::black_box(anchor as fn() -> usize as usize)
 }
 
+/// This process's anchor address, for a process that will run this process's functions.
+pub(crate) fn anchor_address() -> u64 {
+    anchor() as u64
+}
+
+/// From now on, addresses taken in a process whose anchor is `parent_anchor` (of this same
+/// build) are relocated into this process's layout.
+pub(crate) fn relocate_from(parent_anchor: u64) {
+    SHIFT.store(
+        anchor().wrapping_sub(parent_anchor as usize),
+        Ordering::Relaxed,
+    );
+}
+
 /// The address `entry`, taken in the parent, in this process's layout.
 pub(crate) fn relocate(entry: u64) -> u64 {
     entry.wrapping_add(SHIFT.load(Ordering::Relaxed) as u64)
@@ -248,7 +262,7 @@ pub(crate) fn become_worker_if_asked() {
             );
         }
     }
-    crate::worker::worker_main(requests, doorbell, arena, inbox, capture, m.secret)
+    crate::worker::worker_main(requests, doorbell, arena, inbox, capture, m.secret, None)
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ mod doorbell;
 mod exec;
 mod panic;
 #[cfg(target_os = "linux")]
+pub mod remote;
 #[cfg(target_os = "linux")]
 mod sandbox;
 mod server;
@@ -178,6 +179,8 @@ pub mod __fuzz {
 pub use arcstr::ArcStr;
 pub use error::{Error, ErrorKind, TaskError};
 pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
+#[cfg(target_os = "linux")]
+pub use remote::Remote;
 #[cfg(target_os = "linux")]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 
@@ -214,6 +217,9 @@ pub fn init() {
     // A worker of the `exec` start method becomes that worker here.
     #[cfg(target_os = "linux")]
     exec::become_worker_if_asked();
+    // A program a remote launcher started becomes that host's agent here.
+    #[cfg(target_os = "linux")]
+    remote::agent::become_agent_if_asked();
     FORK_SERVER.get_or_init(start_fork_server);
 }
 

@@ -209,6 +209,7 @@ pub(crate) fn worker_main(
     inbox: OwnedFd,
     capture: Option<Capture>,
     secret: u64,
+    results: Option<File>,
 ) -> ! {
     crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
@@ -235,7 +236,9 @@ pub(crate) fn worker_main(
         }
         None => (None, None),
     };
-    let code = match run_jobs(requests, doorbell, arena, inbox, tails, &mut pipe, secret) {
+    let code = match run_jobs(
+        requests, doorbell, arena, inbox, tails, &mut pipe, secret, results,
+    ) {
         Ok(()) => 0,
         Err(e) => {
             diag(&mut pipe, format_args!("proctor worker: {e}"));
@@ -248,6 +251,10 @@ pub(crate) fn worker_main(
     unsafe { libc::_exit(code) }
 }
 
+/// Runs jobs until the request stream ends. `results` is a remote worker's connection to
+/// the pool: each finished job's records go there too, since the pool cannot map this
+/// worker's arena (the agent, its parent here, reads the arena if the worker dies).
+#[allow(clippy::too_many_arguments)]
 fn run_jobs(
     requests: OwnedFd,
     doorbell: OwnedFd,
@@ -256,7 +263,9 @@ fn run_jobs(
     capture: Option<OutputFiles>,
     pipe: &mut Option<File>,
     secret: u64,
+    mut results: Option<File>,
 ) -> std::io::Result<()> {
+    let mut done_msg = Vec::new();
     let mut requests = File::from(requests);
     let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?, capture);
@@ -264,7 +273,7 @@ fn run_jobs(
     let mut reader = FrameReader::default();
     let mut jobs_seen = 0u64;
     loop {
-        if reader.complete()?.is_none() {
+        if results.is_none() && reader.complete()?.is_none() {
             // Between jobs: when the parent runs on another CPU, watch for the next job a
             // moment before sleeping in read (a sleeping worker costs a cross-CPU wake-up).
             arena.await_job(jobs_seen);
@@ -326,7 +335,11 @@ fn run_jobs(
         };
         jobs_seen += 1;
         let f: EntryFn = vouched(entry, check, secret)?;
-        arena.start_job();
+        if results.is_some() {
+            arena.start_remote_job(jobs_seen);
+        } else {
+            arena.start_job();
+        }
         f(args, count, &mut arena);
         // What the tasks printed leaves before the job is reported done (and so before the
         // worker can be recycled or killed): a flush with nothing buffered costs no system
@@ -335,5 +348,10 @@ fn run_jobs(
         // The results are committed: publish the job as done, then ring the driver.
         arena.done(jobs_seen);
         doorbell.ring();
+        if let Some(conn) = results.as_mut() {
+            let (started, committed, records) = arena.committed();
+            crate::remote::proto::done(&mut done_msg, jobs_seen, started, committed, records);
+            conn.write_all(&done_msg)?;
+        }
     }
 }

@@ -70,6 +70,9 @@ pub(crate) struct Config {
     /// The sandbox each worker process applies before its first task.
     #[cfg(target_os = "linux")]
     pub(crate) sandbox: Option<crate::Sandbox>,
+    /// Where worker processes run, when not forked on this host.
+    #[cfg(target_os = "linux")]
+    pub(crate) remote: Option<crate::Remote>,
 }
 
 /// What a task wrote to stdout and stderr: the last 64 KiB of each, with
@@ -360,6 +363,33 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
+    /// Runs the worker processes on other hosts (or through a launcher on this one): see
+    /// [`crate::Remote`] for the launchers — a command template, ssh and Slurm — and
+    /// [`crate::remote`] for how they connect back. Every promise of process mode holds: a
+    /// remote task's panic, crash, timeout or memory limit ends with the same [`TaskError`]
+    /// as a local one; a host that vanishes ends its running task [`TaskError::Lost`], run
+    /// again elsewhere under [`PoolBuilder::retries`]; nothing started outlives the pool.
+    /// `build()` waits until every agent has connected.
+    ///
+    /// Process mode only; not with `capture_output`, `sandbox` or [`StartMethod::Exec`]
+    /// (the agent already runs a fresh copy of the binary).
+    ///
+    /// ```no_run
+    /// # proctor::init();
+    /// use proctor::{Pool, Remote};
+    /// fn square(n: u64) -> u64 { n * n }
+    ///
+    /// // Inside a Slurm allocation: one worker per task slot.
+    /// let pool = Pool::processes(8).remote(Remote::slurm()).retries(1).build()?;
+    /// let squares = pool.try_map(square, 0..1000u64)?;
+    /// # Ok::<(), proctor::Error>(())
+    /// ```
+    #[cfg(target_os = "linux")]
+    pub fn remote(mut self, remote: crate::Remote) -> Self {
+        self.config.remote = Some(remote);
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -414,6 +444,27 @@ impl<S: 'static> PoolBuilder<S> {
                 "sandbox applies to worker processes only; a thread has its process's rights \
                  and cannot be confined alone",
             ));
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(r) = &c.remote {
+            let refuse = |why: &str| Err(Error::invalid(format!("remote workers: {why}")));
+            if c.mode == Mode::Threads {
+                return refuse("a thread runs in this process, not on another host");
+            }
+            if c.capture_output {
+                return refuse("capture_output is not supported over TCP yet");
+            }
+            if c.sandbox.is_some() {
+                return refuse("sandbox is not supported over TCP yet");
+            }
+            if c.start_method != StartMethod::Fork {
+                return refuse(
+                    "the agent already runs a fresh copy of the binary; leave start_method alone",
+                );
+            }
+            if let Err(why) = r.check(c.workers) {
+                return refuse(&why);
+            }
         }
         if c.mode == Mode::Threads && c.memory_limit.is_some() {
             return Err(Error::invalid(
@@ -498,6 +549,8 @@ impl Pool {
                 start_method: StartMethod::Fork,
                 #[cfg(target_os = "linux")]
                 sandbox: None,
+                #[cfg(target_os = "linux")]
+                remote: None,
                 max_tasks_per_worker: None,
                 memory_limit: None,
                 chunk_size: None,

@@ -152,6 +152,11 @@ impl SharedMapping {
         Self::map(self.fd.try_clone()?, len.min(self.len))
     }
 
+    /// A second descriptor of the memfd, for a second mapping of it.
+    pub(crate) fn fd_clone(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// The memfd, to hand to another process.
     pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -31,6 +31,7 @@ mod exec;
 mod faults;
 mod large;
 mod pool;
+mod remote;
 mod sandbox;
 mod soak;
 mod state;

@@ -27,16 +27,26 @@ impl Shared {
 
     /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
     /// worker runs them before any job.
-    pub(super) fn spawn_worker(&self, id: u32) -> std::io::Result<Worker> {
-        let mut w = Worker::spawn(
-            self.server,
-            self.doorbell.fd(),
-            id,
-            self.config.memory_limit,
-            self.config.forward_stderr,
-            self.config.capture_output,
-            self.config.start_method == crate::StartMethod::Exec,
-        )?;
+    pub(super) fn spawn_worker(&self, slot: usize, id: u32) -> std::io::Result<Worker> {
+        let mut w = match &self.remote {
+            Some(hub) => Worker::spawn_remote(
+                hub,
+                slot,
+                self.server,
+                Arc::clone(&self.doorbell),
+                id,
+                self.config.forward_stderr,
+            )?,
+            None => Worker::spawn(
+                self.server,
+                self.doorbell.fd(),
+                id,
+                self.config.memory_limit,
+                self.config.forward_stderr,
+                self.config.capture_output,
+                self.config.start_method == crate::StartMethod::Exec,
+            )?,
+        };
         // The calls the worker makes before its first job, in one write: the initializer,
         // then the sandbox (after the initializer, trusted code that may open what the tasks
         // then may not).
@@ -216,7 +226,7 @@ impl Shared {
                 }
                 let id = st.next_worker_id;
                 st.next_worker_id = st.next_worker_id.wrapping_add(1);
-                match self.spawn_worker(id) {
+                match self.spawn_worker(slot, id) {
                     Ok(w) => {
                         st.workers[slot] = Some(w);
                         st.machine.replaced(slot, true, out);
@@ -298,6 +308,14 @@ impl Shared {
         let worker = cause.map_or(0, |(w, _)| w.id);
         match fate {
             Fate::Crashed => {
+                if let Some((host, reason)) = cause.and_then(|(w, _)| w.lost()) {
+                    return TaskError::Lost {
+                        host: host.into(),
+                        reason: reason.into(),
+                        worker,
+                        task,
+                    };
+                }
                 let (signal, exit_code) = match cause.and_then(|(_, e)| e) {
                     Some(Exit::Signal(s)) => (Some(s), None),
                     Some(Exit::Code(c)) => (None, Some(c)),
@@ -491,6 +509,9 @@ impl Shared {
                 let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
                     continue;
                 };
+                if w.remote.is_some() {
+                    continue;
+                }
                 let p = arena::progress(&w.arena);
                 if p.started > p.committed {
                     let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
@@ -535,7 +556,15 @@ impl Shared {
                 }
                 if let Some(exit) = self.server.try_exit(w.pid) {
                     st.exits[s] = Some(exit);
-                    self.on_death(st, s, Death::Died, &mut out);
+                    // A remote worker's agent enforces the timeout on its host, and says so.
+                    let death = match w.remote_death() {
+                        Some(after) => Death::TimedOut {
+                            index: arena::progress(&w.arena).committed as usize,
+                            after,
+                        },
+                        None => Death::Died,
+                    };
+                    self.on_death(st, s, death, &mut out);
                 }
             }
         }
@@ -558,6 +587,10 @@ impl Shared {
             let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
                 continue;
             };
+            if w.remote.is_some() {
+                // Its agent enforces the timeout where the task runs.
+                continue;
+            }
             let p = arena::progress(&w.arena);
             let ran = Duration::from_nanos(now_ns.saturating_sub(p.started_at_ns));
             if p.started <= p.committed || ran < limit {

@@ -128,6 +128,18 @@ pub(super) struct Worker {
     /// Where large arguments go (see `wire::INBOX_MIN`); the parent grows it, nobody can
     /// shrink it (sealed), so writing to it never faults.
     inbox: SharedMapping,
+    /// A worker on another host: its connection, and what its agent reported.
+    pub(super) remote: Option<RemoteConn>,
+}
+
+/// A remote worker's side of its `Worker`: dropping it closes the worker's connection, so
+/// a worker being recycled sees the end of its jobs.
+pub(super) struct RemoteConn(pub(super) Arc<crate::remote::hub::Gen>);
+
+impl Drop for RemoteConn {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Worker {
@@ -184,7 +196,63 @@ impl Worker {
             },
             capture,
             inbox,
+            remote: None,
         })
+    }
+
+    /// Asks the agent of slot `slot` for a worker on its host.
+    pub(super) fn spawn_remote(
+        hub: &crate::remote::hub::Hub,
+        slot: usize,
+        server: &'static ForkServer,
+        doorbell: Arc<crate::doorbell::Doorbell>,
+        id: u32,
+        forward: bool,
+    ) -> std::io::Result<Worker> {
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        let arena = arena::create()?;
+        let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
+        let (rw, conn) = hub.spawn(slot, mirror, File::from(err_w), server, doorbell)?;
+        let header = Arc::new(arena.prefix(arena::DATA_START)?);
+        Ok(Worker {
+            id,
+            pid: rw.pid,
+            header,
+            requests: File::from(std::os::fd::OwnedFd::from(conn)),
+            stderr: File::from(err_r),
+            arena,
+            sent_seq: 0,
+            context: 0,
+            tail: Vec::new(),
+            mark: 0,
+            forward: Forward {
+                on: forward,
+                partial: Vec::new(),
+            },
+            capture: None,
+            inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
+            remote: Some(RemoteConn(rw)),
+        })
+    }
+
+    /// How the agent of a remote worker says it died, if it said more than "it died".
+    pub(super) fn remote_death(&self) -> Option<Duration> {
+        let r = self.remote.as_ref()?;
+        *r.0.timed_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The host of a remote worker that was lost, and why.
+    pub(super) fn lost(&self) -> Option<(String, String)> {
+        let r = self.remote.as_ref()?;
+        let why =
+            r.0.lost
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()?;
+        Some((r.0.host.clone(), why))
     }
 
     /// Writes a job's `Run` frame: through the inbox when its arguments are large (the
@@ -192,7 +260,7 @@ impl Worker {
     /// is gone.
     pub(super) fn send_frame(&mut self, frame: &[u8]) -> bool {
         let args = &frame[wire::RUN_HEADER_LEN..];
-        if args.len() >= wire::INBOX_MIN {
+        if args.len() >= wire::INBOX_MIN && self.remote.is_none() {
             let copy = |buf: &mut [u8]| {
                 let dst = buf.get_mut(..args.len()).ok_or(wire::WriteError::Full)?;
                 dst.copy_from_slice(args);
@@ -214,6 +282,21 @@ impl Worker {
         len: usize,
         write: impl FnOnce(&mut [u8]) -> Result<usize, wire::WriteError>,
     ) -> Result<bool, String> {
+        if self.remote.is_some() {
+            // No shared inbox across hosts: the arguments go inline, in one frame.
+            let mut frame = header[..wire::RUN_HEADER_LEN].to_vec();
+            frame.resize(wire::RUN_HEADER_LEN + len, 0);
+            let n = write(&mut frame[wire::RUN_HEADER_LEN..]).map_err(|e| match e {
+                wire::WriteError::Full => {
+                    "the argument grew while it was encoded again".to_string()
+                }
+                wire::WriteError::Failed(e) => format!("it could not be encoded again: {e}"),
+            })?;
+            frame.truncate(wire::RUN_HEADER_LEN + n);
+            let body = (frame.len() - 4) as u32;
+            frame[..4].copy_from_slice(&body.to_le_bytes());
+            return Ok(self.requests.write_all(&frame).is_ok());
+        }
         self.inbox
             .grow(len.next_power_of_two())
             .map_err(|e| format!("could not grow the worker's inbox to {len} bytes: {e}"))?;

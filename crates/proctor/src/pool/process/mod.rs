@@ -137,6 +137,8 @@ struct Shared {
     /// Where workers, other threads and the fork server's reader ring the driver.
     doorbell: Arc<Doorbell>,
     next_task: AtomicU64,
+    /// The agents and connections of remote workers ([`crate::PoolBuilder::remote`]).
+    remote: Option<crate::remote::hub::Hub>,
 }
 
 #[derive(Debug)]
@@ -323,6 +325,19 @@ impl ProcessPool {
         let doorbell = Arc::new(Doorbell::new().map_err(|e| Error::new(ErrorKind::Spawn(e)))?);
         server.register(&doorbell);
         let n = config.workers;
+        let remote = match &config.remote {
+            Some(r) => Some(
+                crate::remote::hub::Hub::start(
+                    r,
+                    n,
+                    server,
+                    config.task_timeout,
+                    config.memory_limit,
+                )
+                .map_err(|message| Error::new(ErrorKind::Remote { message }))?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             server,
             doorbell,
@@ -352,6 +367,7 @@ impl ProcessPool {
             supervisor: Condvar::new(),
             next_task: AtomicU64::new(0),
             config,
+            remote,
         });
         let mut pool = ProcessPool {
             shared,
@@ -361,7 +377,7 @@ impl ProcessPool {
         for id in 0..n as u32 {
             let w = pool
                 .shared
-                .spawn_worker(id)
+                .spawn_worker(id as usize, id)
                 .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
             pool.shared.lock().workers.push(Some(w));
         }
@@ -370,7 +386,7 @@ impl ProcessPool {
         let sandboxed = c.sandbox.is_some();
         // A sandbox that cannot be applied shows in the report task below (one round trip
         // less at start).
-        if c.memory_limit.is_some() || c.init.is_some() || exec {
+        if c.memory_limit.is_some() || c.init.is_some() || exec || c.remote.is_some() {
             pool.probe_workers()?;
         }
         let shared = Arc::clone(&pool.shared);
@@ -442,7 +458,7 @@ impl ProcessPool {
         let deadline = match (limit, shared.config.init) {
             (Some(_), _) => Some(Instant::now() + EXIT_WAIT),
             // A re-executed program that never reaches `init()` would run its own `main`.
-            (None, None) if exec => Some(Instant::now() + EXEC_WAIT),
+            (None, None) if exec || shared.remote.is_some() => Some(Instant::now() + EXEC_WAIT),
             (None, _) => None,
         };
         let st = &mut *st;
@@ -1013,6 +1029,9 @@ impl Drop for ProcessPool {
         }
         if let Some(h) = self.supervisor.take() {
             let _ = h.join();
+        }
+        if let Some(hub) = &self.shared.remote {
+            hub.shutdown();
         }
     }
 }

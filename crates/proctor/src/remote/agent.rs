@@ -1,0 +1,528 @@
+//! The agent: what a program started by a launcher on another host becomes in
+//! [`crate::init`]. It is that host's supervisor for one worker slot of the pool: it connects
+//! back, proves it holds the pool's secret, checks that it runs the pool's build, then starts
+//! a worker whenever the pool asks, watches it (its exit status, its stderr, the task
+//! timeout) and reports how it ended, with what its arena held, so that a remote crash is
+//! as well described as a local one.
+//!
+//! The worker itself is forked from the agent (which has one thread: it runs before `main`)
+//! and talks to the pool over its own authenticated connection, so a job's round trip is one
+//! hop each way; the agent is off that path. The agent leaves — killing its workers' process
+//! groups — when the pool closes the control connection or stays silent past the lost-after
+//! time: nothing it started outlives the pool.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getppid, setpgid};
+
+use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
+use crate::arena;
+use crate::sys::{Seals, SharedMapping};
+
+/// The environment variable that makes a started program an agent: the pool's address.
+pub(crate) const ADDR_VAR: &str = "PROCTOR_REMOTE_AGENT";
+/// The agent's worker slot (else `SLURM_PROCID`, for agents started by `srun`).
+pub(crate) const SLOT_VAR: &str = "PROCTOR_REMOTE_SLOT";
+/// The pool's secret in hex (else the first line of stdin): never on a command line.
+pub(crate) const SECRET_VAR: &str = "PROCTOR_REMOTE_SECRET";
+
+/// How long an agent keeps trying to reach the pool (its launcher may be quicker than the
+/// pool's listener is reachable through a cluster's network).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// Time between SIGTERM and SIGKILL for a worker that overran the task timeout.
+const KILL_GRACE: Duration = Duration::from_millis(100);
+/// How often the agent looks at a running worker when nothing else wakes it.
+const WATCH: Duration = Duration::from_millis(10);
+
+/// In [`crate::init`]: if a launcher started this process as an agent, becomes it and
+/// never returns.
+pub(crate) fn become_agent_if_asked() {
+    let Some(addr) = std::env::var_os(ADDR_VAR) else {
+        return;
+    };
+    let addr = addr.to_string_lossy().into_owned();
+    let code = match run(&addr) {
+        Ok(()) => 0,
+        Err(why) => {
+            // The agent's stderr is its launcher's (ssh and srun carry it back to the pool,
+            // which quotes it if the agent never connected).
+            let line = format!("{}{why}\n", crate::exec::START_FAILED_LINE);
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            crate::exec::START_FAILED
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the agent without running `main`'s code or atexit handlers: the
+    // agent never was the user's program, only its binary.
+    unsafe { libc::_exit(code) }
+}
+
+/// Reads the secret from the environment, or else from stdin.
+fn secret() -> Result<[u8; KEY_LEN], String> {
+    let text = match std::env::var(SECRET_VAR) {
+        Ok(v) => v,
+        Err(_) => {
+            let mut line = String::new();
+            let mut byte = [0u8; 1];
+            // One byte at a time: nothing past the line is taken from stdin.
+            while std::io::stdin()
+                .read(&mut byte)
+                .map_err(|e| e.to_string())?
+                == 1
+            {
+                if byte[0] == b'\n' {
+                    break;
+                }
+                line.push(byte[0] as char);
+                if line.len() > 2 * KEY_LEN {
+                    break;
+                }
+            }
+            line
+        }
+    };
+    proto::from_hex(&text)
+        .ok_or_else(|| format!("no pool secret: {SECRET_VAR} is unset and stdin did not hold one"))
+}
+
+/// Connects to the pool and proves who we are; keeps trying until [`CONNECT_WAIT`].
+fn dial(addr: &str, secret: &[u8; KEY_LEN], hi: &Hi) -> Result<TcpStream, String> {
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let mut s = loop {
+        let tried = addr
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())
+            .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+            .and_then(|a| TcpStream::connect_timeout(&a, CONNECT_WAIT).map_err(|e| e.to_string()));
+        match tried {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("could not reach the pool at {addr}: {e}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let io = |e: std::io::Error| format!("the pool at {addr}: {e}");
+    s.set_nodelay(true).map_err(io)?;
+    s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))
+        .map_err(io)?;
+    proto::connect_handshake(&mut s, secret).map_err(io)?;
+    proto::send(&mut s, hi).map_err(io)?;
+    Ok(s)
+}
+
+/// One worker the agent started.
+struct Child {
+    token: u64,
+    pid: Pid,
+    stderr: File,
+    arena: SharedMapping,
+    timed_out_ns: Option<u64>,
+}
+
+struct Agent {
+    addr: String,
+    secret: [u8; KEY_LEN],
+    ctrl: TcpStream,
+    hello: proto::Hello,
+    children: Vec<Child>,
+}
+
+fn run(addr: &str) -> Result<(), String> {
+    if crate::sys::thread_count() != Some(1) {
+        return Err("proctor::init() must run before any thread starts, also in an agent".into());
+    }
+    let slot = std::env::var(SLOT_VAR)
+        .or_else(|_| std::env::var("SLURM_PROCID"))
+        .map_err(|_| format!("{SLOT_VAR} is unset (and this is not a Slurm task)"))?;
+    let slot: u32 = slot
+        .trim()
+        .parse()
+        .map_err(|_| format!("{SLOT_VAR} is not a number: {slot:?}"))?;
+    let secret = secret()?;
+    // SAFETY: this process has one thread (checked above), so nothing reads the environment
+    // while it changes; what the tasks start must not inherit the secret.
+    unsafe {
+        std::env::remove_var(SECRET_VAR);
+        std::env::remove_var(ADDR_VAR);
+        std::env::remove_var(SLOT_VAR);
+    }
+    // Orphaned grandchildren of a worker come to us, to be reaped.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let hi = Hi::Agent {
+        slot,
+        host,
+        pid: std::process::id(),
+    };
+    let mut ctrl = dial(addr, &secret, &hi)?;
+    let hello = match proto::recv::<ToAgent>(&mut ctrl) {
+        Ok(ToAgent::Hello(h)) => h,
+        Ok(other) => return Err(format!("the pool began with {other:?}, not its hello")),
+        Err(e) => return Err(format!("the pool sent no hello: {e}")),
+    };
+    if hello.identity != crate::exec::identity() {
+        let why = format!(
+            "this program is another build than the pool's ({}, the pool runs {}), so \
+             functions cannot be found by address",
+            crate::exec::identity(),
+            hello.identity
+        );
+        let _ = proto::send(&mut ctrl, &FromAgent::Refused { why: why.clone() });
+        return Err(why);
+    }
+    crate::exec::relocate_from(hello.anchor);
+    proto::send(&mut ctrl, &FromAgent::Ready).map_err(|e| e.to_string())?;
+    ctrl.set_read_timeout(None).map_err(|e| e.to_string())?;
+    let mut agent = Agent {
+        addr: addr.to_string(),
+        secret,
+        ctrl,
+        hello,
+        children: Vec::new(),
+    };
+    let r = agent.serve();
+    agent.kill_all();
+    r
+}
+
+impl Agent {
+    fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.hello.heartbeat_ms.max(1))
+    }
+
+    fn send(&mut self, msg: &FromAgent) -> Result<(), String> {
+        proto::send(&mut self.ctrl, msg).map_err(|e| format!("the pool's connection: {e}"))
+    }
+
+    /// The agent's loop: until the pool closes the connection (Ok) or goes silent (Err).
+    fn serve(&mut self) -> Result<(), String> {
+        let lost_after = Duration::from_millis(self.hello.lost_after_ms.max(1));
+        let mut heard = Instant::now();
+        let mut said = Instant::now();
+        loop {
+            let wait = if self.children.is_empty() {
+                self.heartbeat()
+            } else {
+                self.heartbeat().min(WATCH)
+            };
+            let (ctrl_ready, ready) = self.poll(wait);
+            if ctrl_ready {
+                match proto::recv::<ToAgent>(&mut self.ctrl) {
+                    Ok(msg) => {
+                        heard = Instant::now();
+                        self.obey(msg)?;
+                    }
+                    // The pool closed the connection: its workers go with it.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(format!("the pool's connection broke: {e}")),
+                }
+            }
+            for k in ready {
+                self.forward_stderr(k)?;
+            }
+            self.reap()?;
+            self.enforce_timeout();
+            if said.elapsed() >= self.heartbeat() {
+                self.send(&FromAgent::Ping)?;
+                said = Instant::now();
+            }
+            if heard.elapsed() >= lost_after {
+                return Err(format!(
+                    "the pool said nothing for {} ms: taken to be gone",
+                    lost_after.as_millis()
+                ));
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the control connection or a worker's stderr; says which are
+    /// readable.
+    fn poll(&self, wait: Duration) -> (bool, Vec<usize>) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        let mut fds = vec![PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN)];
+        fds.extend(
+            self.children
+                .iter()
+                .map(|c| PollFd::new(c.stderr.as_fd(), PollFlags::POLLIN)),
+        );
+        let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+        if nix::poll::poll(&mut fds, PollTimeout::from(ms)).is_err() {
+            return (false, Vec::new());
+        }
+        let hit = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let ready = fds[1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| hit(f))
+            .map(|(k, _)| k)
+            .collect();
+        (hit(&fds[0]), ready)
+    }
+
+    fn obey(&mut self, msg: ToAgent) -> Result<(), String> {
+        match msg {
+            ToAgent::Spawn { token } => match self.spawn(token) {
+                Ok(pid) => self.send(&FromAgent::Spawned {
+                    token,
+                    pid: pid.as_raw() as u32,
+                }),
+                Err(why) => self.send(&FromAgent::SpawnFailed { token, why }),
+            },
+            ToAgent::Kill { token, signal } => {
+                if let (Some(c), Ok(sig)) = (
+                    self.children.iter().find(|c| c.token == token),
+                    Signal::try_from(signal),
+                ) {
+                    let _ = killpg(c.pid, sig);
+                }
+                Ok(())
+            }
+            ToAgent::Ping => Ok(()),
+            ToAgent::Hello(_) => Err("the pool said hello twice".into()),
+        }
+    }
+
+    /// Starts a worker for spawn request `token`: its arena, its own connection to the
+    /// pool, its stderr pipe, then the fork.
+    fn spawn(&mut self, token: u64) -> Result<Pid, String> {
+        let io = |what: &str, e: std::io::Error| format!("could not {what}: {e}");
+        let arena = arena::create().map_err(|e| io("create an arena", e))?;
+        arena::set_timed(&arena, self.hello.task_timeout_ns.is_some());
+        let inbox = SharedMapping::create("proctor-inbox", 4096, Seals::GrowOnly)
+            .map_err(|e| io("create an inbox", e))?;
+        let bell = crate::doorbell::Doorbell::new().map_err(|e| io("create a doorbell", e))?;
+        let data = dial(&self.addr, &self.secret, &Hi::Data { token })?;
+        data.set_read_timeout(None)
+            .map_err(|e| io("set up the connection", e))?;
+        let results = data
+            .try_clone()
+            .map_err(|e| io("set up the connection", e))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe", e.into()))?;
+        fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| io("set up a pipe", e.into()))?;
+        let me = Pid::this();
+        let limit = self.hello.memory_limit;
+        let frame_secret = self.hello.frame_secret;
+        // SAFETY: the agent has one thread (checked at its start; it starts none), so the
+        // child is a complete copy of it and may run any code.
+        match unsafe { fork() }.map_err(|e| io("fork a worker", e.into()))? {
+            ForkResult::Parent { child } => {
+                // From both sides, so a kill that comes before the child's own call lands.
+                let _ = setpgid(child, child);
+                drop((err_w, data, results));
+                self.children.push(Child {
+                    token,
+                    pid: child,
+                    stderr: File::from(err_r),
+                    arena,
+                    timed_out_ns: None,
+                });
+                Ok(child)
+            }
+            ForkResult::Child => {
+                let ok = prepare(&err_w, limit, me).is_ok();
+                if !ok {
+                    // SAFETY: as in `become_agent_if_asked`.
+                    unsafe { libc::_exit(71) }
+                }
+                let requests = OwnedFd::from(data);
+                let results = OwnedFd::from(results);
+                let keep = [
+                    requests.as_raw_fd(),
+                    results.as_raw_fd(),
+                    bell.fd(),
+                    arena.fd(),
+                    inbox.fd(),
+                ];
+                crate::sys::close_fds_except(&keep);
+                let (bell_fd, arena_fd, inbox_fd) = (
+                    dup_cloexec(bell.fd()),
+                    dup_cloexec(arena.fd()),
+                    dup_cloexec(inbox.fd()),
+                );
+                crate::worker::worker_main(
+                    requests,
+                    bell_fd,
+                    arena_fd,
+                    inbox_fd,
+                    None,
+                    frame_secret,
+                    Some(File::from(results)),
+                )
+            }
+        }
+    }
+
+    /// Sends on what worker `k` wrote to its stderr.
+    fn forward_stderr(&mut self, k: usize) -> Result<(), String> {
+        let Some(c) = self.children.get_mut(k) else {
+            return Ok(());
+        };
+        let token = c.token;
+        let bytes = read_available(&mut c.stderr);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.send(&FromAgent::Stderr { token, bytes })
+    }
+
+    /// Reports every worker that ended.
+    fn reap(&mut self) -> Result<(), String> {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
+                Ok(s) => s,
+            };
+            let (pid, code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid, Some(code as u8), None),
+                WaitStatus::Signaled(pid, sig, _) => (pid, None, Some(sig as i32)),
+                _ => continue,
+            };
+            let Some(k) = self.children.iter().position(|c| c.pid == pid) else {
+                // A grandchild that outlived its worker.
+                continue;
+            };
+            let mut c = self.children.swap_remove(k);
+            // What the worker left running goes with it, as with a local worker.
+            let _ = killpg(c.pid, Signal::SIGKILL);
+            let bytes = read_available(&mut c.stderr);
+            if !bytes.is_empty() {
+                self.send(&FromAgent::Stderr {
+                    token: c.token,
+                    bytes,
+                })?;
+            }
+            let mut report = Report {
+                token: c.token,
+                signal,
+                code,
+                timed_out_ns: c.timed_out_ns,
+                ..Report::default()
+            };
+            if arena::refresh(&mut c.arena).is_ok() {
+                let (run, done, p) = arena::remote_view(&c.arena);
+                report.run_seq = run;
+                report.done_seq = done;
+                report.started = p.started;
+                report.committed = p.committed;
+                if run > 0 {
+                    report.records = arena::records(&c.arena, &p).unwrap_or(&[]).to_vec();
+                }
+            }
+            self.send(&FromAgent::Exited(report))?;
+        }
+    }
+
+    /// Kills a worker whose task overran the pool's timeout, as the local driver does.
+    fn enforce_timeout(&mut self) {
+        let Some(limit) = self.hello.task_timeout_ns else {
+            return;
+        };
+        let now = crate::sys::monotonic_ns();
+        for c in &mut self.children {
+            if c.timed_out_ns.is_some() {
+                continue;
+            }
+            let p = arena::progress(&c.arena);
+            let ran = now.saturating_sub(p.started_at_ns);
+            if p.started <= p.committed || ran < limit {
+                continue;
+            }
+            c.timed_out_ns = Some(ran);
+            let _ = killpg(c.pid, Signal::SIGTERM);
+            let deadline = Instant::now() + KILL_GRACE;
+            while Instant::now() < deadline {
+                if nix::sys::signal::kill(c.pid, None).is_err() {
+                    break;
+                }
+                // A zombie still answers kill(0): look at its state instead.
+                if matches!(
+                    waitpid(c.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT)),
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+                ) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let _ = killpg(c.pid, Signal::SIGKILL);
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for c in &self.children {
+            let _ = killpg(c.pid, Signal::SIGKILL);
+        }
+        for c in self.children.drain(..) {
+            let _ = waitpid(c.pid, None);
+        }
+    }
+}
+
+/// A close-on-exec duplicate of `fd`, for the forked worker to own (what its tasks start
+/// must not inherit it).
+fn dup_cloexec(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: `fd` belongs to a mapping that lives until the worker exits (`worker_main`
+    // never returns), so it stays open while borrowed.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(3)) {
+        // SAFETY: fcntl just made this descriptor; nothing else owns it.
+        Ok(raw) => unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) },
+        // SAFETY: as in `become_agent_if_asked`: the forked worker leaves at once.
+        Err(_) => unsafe { libc::_exit(71) },
+    }
+}
+
+/// What is in a non-blocking pipe now.
+fn read_available(pipe: &mut File) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.len() >= 1 << 20 {
+                    return out;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return out,
+        }
+    }
+}
+
+/// The worker's side of the fork, as the fork server prepares a local worker: its own
+/// process group, death with the agent, default signals, stderr to the agent's pipe, and
+/// the memory limit.
+fn prepare(stderr: &OwnedFd, memory_limit: Option<u64>, agent: Pid) -> nix::Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, signal, sigprocmask};
+    setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    // The agent has one thread, so its thread's death (which PR_SET_PDEATHSIG watches) is
+    // the agent's.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if getppid() != agent {
+        return Err(nix::errno::Errno::ESRCH);
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // SAFETY: SIG_DFL installs no handler code; this process is single-threaded.
+    unsafe {
+        signal(Signal::SIGINT, SigHandler::SigDfl)?;
+        signal(Signal::SIGQUIT, SigHandler::SigDfl)?;
+    }
+    nix::unistd::dup2_stderr(stderr)?;
+    if let Some(limit) = memory_limit {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, limit, limit)?;
+    }
+    Ok(())
+}

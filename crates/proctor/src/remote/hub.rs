@@ -1,0 +1,837 @@
+//! The pool's side of remote workers: the listener agents call, the launched processes,
+//! one control thread per agent, and one reader thread per remote worker.
+//!
+//! A remote worker looks to the rest of the pool like a local one. Its `Worker` handle has
+//! an arena like any — a *mirror*, filled by the thread that reads the worker's connection
+//! as each job's records arrive — a stderr pipe fed with what the agent forwards, and a pid
+//! that the fork server's exit table knows (a pseudo pid above any real one): killing it
+//! asks the agent, and its exit is the agent's report. The recovery machine and the driver
+//! so need no remote case beyond who enforces the task timeout (the agent, on its host) and
+//! what a lost host is called.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
+use super::{Launch, Remote};
+use crate::arena;
+use crate::doorbell::Doorbell;
+use crate::server::{Exit, ForkServer};
+use crate::sys::SharedMapping;
+
+/// How long a worker's start may take: the agent's fork and its connection back.
+const SPAWN_WAIT: Duration = Duration::from_secs(10);
+/// How long the death report waits for the worker's connection to deliver what it sent.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// How long a dropped pool waits for its launched processes to leave before killing them.
+const LAUNCH_EXIT_WAIT: Duration = Duration::from_secs(3);
+/// The most of a launched process's stderr kept, to say why it failed.
+const LAUNCH_TAIL: usize = 8 << 10;
+
+/// Locks whether or not a holder panicked (the state under these locks stays whole).
+fn lock_of<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Connections that passed the handshake, waiting to be claimed.
+#[derive(Default)]
+struct Arrivals {
+    agents: HashMap<u32, (TcpStream, String, u32)>,
+    data: HashMap<u64, TcpStream>,
+    /// Why connections were refused (a wrong secret, say): quoted if agents never come.
+    refused: Vec<String>,
+}
+
+struct Lobby {
+    arrivals: Mutex<Arrivals>,
+    cond: Condvar,
+}
+
+/// A process a launcher started (ssh, srun, a command), and the end of its stderr.
+struct Launched {
+    child: std::process::Child,
+    shown: String,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    slots: Vec<u32>,
+}
+
+/// The pool's end of the remote workers.
+pub(crate) struct Hub {
+    links: Vec<Arc<Link>>,
+    lobby: Arc<Lobby>,
+    launched: Mutex<Vec<Launched>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Mutex<Option<JoinHandle<()>>>,
+    next_token: AtomicU64,
+    /// The address agents were told to call.
+    pub(crate) address: String,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("address", &self.address)
+            .field("agents", &self.links.len())
+            .finish()
+    }
+}
+
+/// One agent, as the pool holds it.
+pub(crate) struct Link {
+    pub(crate) host: String,
+    ctrl: Mutex<TcpStream>,
+    st: Mutex<LinkState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// Why the agent is gone, once it is.
+    gone: Option<String>,
+    spawned: HashMap<u64, Result<u32, String>>,
+    workers: HashMap<u64, Arc<Gen>>,
+}
+
+/// One remote worker process.
+pub(crate) struct Gen {
+    token: u64,
+    /// Its pid in the fork server's exit table (not a pid on any host).
+    pub(crate) pid: i32,
+    pub(crate) host: String,
+    mirror: Mutex<SharedMapping>,
+    /// The last job whose records the reader thread copied into the mirror.
+    applied: AtomicU64,
+    drained: Mutex<bool>,
+    drained_cond: Condvar,
+    stderr: Mutex<Option<File>>,
+    data: TcpStream,
+    /// Set when the agent killed it for overrunning the task timeout: how long it ran.
+    pub(crate) timed_out: Mutex<Option<Duration>>,
+    /// Set when its host was lost: why.
+    pub(crate) lost: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Gen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gen")
+            .field("token", &self.token)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl Gen {
+    /// Closes the worker's connection: a worker being recycled sees the end of its jobs and
+    /// exits; a dead one's reader thread stops.
+    pub(crate) fn close(&self) {
+        let _ = self.data.shutdown(Shutdown::Both);
+    }
+
+    fn close_stderr(&self) {
+        lock_of(&self.stderr).take();
+    }
+
+    fn wait_drained(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let mut d = lock_of(&self.drained);
+        while !*d {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            d = self
+                .drained_cond
+                .wait_timeout(d, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Link {
+    fn send(&self, msg: &ToAgent) -> std::io::Result<()> {
+        proto::send(&mut *lock_of(&self.ctrl), msg)
+    }
+
+    /// The agent is gone: every worker it ran ends as lost, and no more start there.
+    fn lose(&self, why: String, server: &ForkServer) {
+        let workers: Vec<Arc<Gen>> = {
+            let mut st = lock_of(&self.st);
+            if st.gone.is_some() {
+                return;
+            }
+            st.gone = Some(why.clone());
+            st.workers.drain().map(|(_, g)| g).collect()
+        };
+        self.cond.notify_all();
+        let _ = lock_of(&self.ctrl).shutdown(Shutdown::Both);
+        for g in workers {
+            *lock_of(&g.lost) = Some(why.clone());
+            g.close();
+            g.wait_drained(DRAIN_WAIT);
+            {
+                // The job it ran was cut short at its first unfinished task: say that one
+                // started, so the machine blames (or retries) it rather than the whole job.
+                let mut m = lock_of(&g.mirror);
+                let p = arena::progress(&m);
+                let records = arena::records(&m, &p).unwrap_or(&[]).to_vec();
+                let _ = arena::mirror(&mut m, p.committed + 1, p.committed, &records, None);
+            }
+            g.close_stderr();
+            server.report_exit(g.pid, Exit::Signal(libc::SIGKILL));
+        }
+    }
+}
+
+impl Hub {
+    /// Listens, launches the agents for `workers` slots, and waits until each one has
+    /// connected, proved it holds the secret and accepted the pool's build.
+    pub(crate) fn start(
+        remote: &Remote,
+        workers: usize,
+        server: &'static ForkServer,
+        task_timeout: Option<Duration>,
+        memory_limit: Option<u64>,
+    ) -> Result<Hub, String> {
+        let secret = proto::random_key().map_err(|e| format!("no random secret: {e}"))?;
+        let listener = TcpListener::bind(remote.listen)
+            .map_err(|e| format!("could not listen on {}: {e}", remote.listen))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("the listener has no address: {e}"))?;
+        let address = advertised(remote, local);
+        let lobby = Arc::new(Lobby {
+            arrivals: Mutex::new(Arrivals::default()),
+            cond: Condvar::new(),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (lobby, stop) = (Arc::clone(&lobby), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("proctor-remote-accept".into())
+                .spawn(move || accept_loop(listener, secret, lobby, stop))
+                .map_err(|e| format!("could not start the listener thread: {e}"))?
+        };
+        let mut hub = Hub {
+            links: Vec::new(),
+            lobby,
+            launched: Mutex::new(Vec::new()),
+            stop,
+            acceptor: Mutex::new(Some(acceptor)),
+            next_token: AtomicU64::new(u64::from(proto::random_key().map_or(1, |k| k[0])) << 32),
+            address,
+        };
+        for launch in remote.launches(workers, &hub.address) {
+            let started = launch_one(&launch, &secret)?;
+            lock_of(&hub.launched).push(started);
+        }
+        let agents = hub.await_agents(workers, remote.connect_timeout)?;
+        let hello = proto::Hello {
+            identity: crate::exec::identity().to_string(),
+            anchor: crate::exec::anchor_address(),
+            frame_secret: server.secret,
+            task_timeout_ns: task_timeout.map(|d| d.as_nanos() as u64),
+            memory_limit,
+            heartbeat_ms: remote.heartbeat.as_millis() as u64,
+            lost_after_ms: remote.lost_after.as_millis() as u64,
+        };
+        for (slot, (mut ctrl, host, _pid)) in agents.into_iter().enumerate() {
+            let said = proto::send(&mut ctrl, &ToAgent::Hello(hello.clone()))
+                .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
+            match said {
+                Ok(FromAgent::Ready) => {}
+                Ok(FromAgent::Refused { why }) => {
+                    return Err(format!(
+                        "the agent for worker {slot} on {host} refused: {why}"
+                    ));
+                }
+                Ok(other) => {
+                    return Err(format!(
+                        "the agent for worker {slot} on {host} answered {other:?}"
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the agent for worker {slot} on {host} did not answer: {e}"
+                    ));
+                }
+            }
+            let _ = ctrl.set_read_timeout(None);
+            let reader = ctrl
+                .try_clone()
+                .map_err(|e| format!("the agent's connection: {e}"))?;
+            let link = Arc::new(Link {
+                host: host.clone(),
+                ctrl: Mutex::new(ctrl),
+                st: Mutex::new(LinkState::default()),
+                cond: Condvar::new(),
+            });
+            let (l, stop) = (Arc::clone(&link), Arc::clone(&hub.stop));
+            let (beat, lost) = (remote.heartbeat, remote.lost_after);
+            std::thread::Builder::new()
+                .name("proctor-remote-agent".into())
+                .spawn(move || control_loop(l, reader, server, beat, lost, stop))
+                .map_err(|e| format!("could not start an agent thread: {e}"))?;
+            hub.links.push(link);
+        }
+        Ok(hub)
+    }
+
+    /// Waits for one agent per slot; a launcher that exits before its agents called, or
+    /// the timeout, is an error that quotes what the launcher said.
+    fn await_agents(
+        &self,
+        workers: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(TcpStream, String, u32)>, String> {
+        let deadline = Instant::now() + timeout;
+        let mut a = lock_of(&self.lobby.arrivals);
+        loop {
+            if (0..workers as u32).all(|s| a.agents.contains_key(&s)) {
+                return Ok((0..workers as u32)
+                    .map(|s| a.agents.remove(&s).expect("checked above"))
+                    .collect());
+            }
+            let missing: Vec<u32> = (0..workers as u32)
+                .filter(|s| !a.agents.contains_key(s))
+                .collect();
+            for l in lock_of(&self.launched).iter_mut() {
+                if !l.slots.iter().any(|s| missing.contains(s)) {
+                    continue;
+                }
+                if let Ok(Some(status)) = l.child.try_wait() {
+                    // Let its stderr reader catch the last words.
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Err(format!(
+                        "the launcher `{}` exited ({status}) before its worker connected{}",
+                        l.shown,
+                        tail_said(&l.stderr)
+                    ));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let why = match a.refused.last() {
+                    Some(r) => format!("; a connection was refused: {r}"),
+                    None => String::new(),
+                };
+                let said: String = lock_of(&self.launched)
+                    .iter()
+                    .map(|l| tail_said(&l.stderr))
+                    .collect();
+                return Err(format!(
+                    "worker slots {missing:?} had no agent connect within {} ms{why}{said}",
+                    timeout.as_millis()
+                ));
+            }
+            a = self
+                .lobby
+                .cond
+                .wait_timeout(a, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Asks slot `slot`'s agent for a worker. Returns it, and its connection to write jobs to.
+    pub(crate) fn spawn(
+        &self,
+        slot: usize,
+        mirror: SharedMapping,
+        stderr: File,
+        server: &'static ForkServer,
+        doorbell: Arc<Doorbell>,
+    ) -> std::io::Result<(Arc<Gen>, TcpStream)> {
+        let link = &self.links[slot];
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        if let Some(why) = &lock_of(&link.st).gone {
+            return Err(std::io::Error::other(format!(
+                "the agent on {} is gone: {why}",
+                link.host
+            )));
+        }
+        link.send(&ToAgent::Spawn { token })?;
+        let deadline = Instant::now() + SPAWN_WAIT;
+        {
+            let mut st = lock_of(&link.st);
+            loop {
+                if let Some(r) = st.spawned.remove(&token) {
+                    r.map_err(|why| {
+                        std::io::Error::other(format!(
+                            "the agent on {} could not start a worker: {why}",
+                            link.host
+                        ))
+                    })?;
+                    break;
+                }
+                if let Some(why) = &st.gone {
+                    return Err(std::io::Error::other(format!(
+                        "the agent on {} is gone: {why}",
+                        link.host
+                    )));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::other(format!(
+                        "the agent on {} did not start a worker within {} s",
+                        link.host,
+                        SPAWN_WAIT.as_secs()
+                    )));
+                }
+                st = link
+                    .cond
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+        }
+        let data = {
+            let mut a = lock_of(&self.lobby.arrivals);
+            loop {
+                if let Some(s) = a.data.remove(&token) {
+                    break s;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::other(format!(
+                        "the worker on {} did not connect within {} s",
+                        link.host,
+                        SPAWN_WAIT.as_secs()
+                    )));
+                }
+                a = self
+                    .lobby
+                    .cond
+                    .wait_timeout(a, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+        };
+        data.set_nodelay(true)?;
+        data.set_read_timeout(None)?;
+        let reader = data.try_clone()?;
+        let weak: Weak<Link> = Arc::downgrade(link);
+        let pid =
+            server.register_remote(crate::server::RemoteKill(Box::new(move |sig: Signal| {
+                if let Some(l) = weak.upgrade() {
+                    let _ = l.send(&ToAgent::Kill {
+                        token,
+                        signal: sig as i32,
+                    });
+                }
+            })));
+        let rw = Arc::new(Gen {
+            token,
+            pid,
+            host: link.host.clone(),
+            mirror: Mutex::new(mirror),
+            applied: AtomicU64::new(0),
+            drained: Mutex::new(false),
+            drained_cond: Condvar::new(),
+            stderr: Mutex::new(Some(stderr)),
+            data: data.try_clone()?,
+            timed_out: Mutex::new(None),
+            lost: Mutex::new(None),
+        });
+        {
+            let mut st = lock_of(&link.st);
+            if let Some(why) = &st.gone {
+                return Err(std::io::Error::other(format!(
+                    "the agent on {} is gone: {why}",
+                    link.host
+                )));
+            }
+            st.workers.insert(token, Arc::clone(&rw));
+        }
+        let g = Arc::clone(&rw);
+        std::thread::Builder::new()
+            .name("proctor-remote-worker".into())
+            .spawn(move || read_results(reader, g, doorbell))?;
+        Ok((rw, data))
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Hub {
+    /// Ends the agents (closing their connections ends them and their workers) and the
+    /// launched processes; what is still running a moment later is killed.
+    pub(crate) fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Closing the control connections ends the agents, and with them their workers.
+        for l in &self.links {
+            let _ = lock_of(&l.ctrl).shutdown(Shutdown::Both);
+        }
+        let deadline = Instant::now() + LAUNCH_EXIT_WAIT;
+        for l in lock_of(&self.launched).iter_mut() {
+            loop {
+                match l.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = l.child.kill();
+                        let _ = l.child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        if let Some(a) = lock_of(&self.acceptor).take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// The address agents call: the listening address, with an unspecified IP replaced by what
+/// [`Remote::advertise`] names, else this host's name.
+fn advertised(remote: &Remote, local: SocketAddr) -> String {
+    match &remote.advertise {
+        Some(host) => format!("{host}:{}", local.port()),
+        None if local.ip().is_unspecified() => {
+            let host = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}", local.port())
+        }
+        None => local.to_string(),
+    }
+}
+
+/// Starts one launcher process. The secret goes in its environment and on its stdin (ssh
+/// carries no environment), never on a command line.
+fn launch_one(launch: &Launch, secret: &[u8; KEY_LEN]) -> Result<Launched, String> {
+    use std::process::{Command, Stdio};
+    let hex = proto::to_hex(secret);
+    let mut cmd = Command::new(&launch.argv[0]);
+    cmd.args(&launch.argv[1..])
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .env(super::agent::SECRET_VAR, &hex)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped());
+    let shown = launch.argv.join(" ");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not run the launcher `{shown}`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A launcher that never reads its stdin must not block us: the pipe holds a line.
+        let _ = writeln!(stdin, "{hex}");
+    }
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut err) = child.stderr.take() {
+        let t = Arc::clone(&tail);
+        let _ = std::thread::Builder::new()
+            .name("proctor-launcher-stderr".into())
+            .spawn(move || {
+                // The launcher's and the agent's own words (its workers' stderr comes
+                // through the agent): kept for an error, and passed on like a worker's.
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    let mut t = lock_of(&t);
+                    t.extend_from_slice(&buf[..n]);
+                    if t.len() > 2 * LAUNCH_TAIL {
+                        let cut = t.len() - LAUNCH_TAIL;
+                        t.drain(..cut);
+                    }
+                }
+            });
+    }
+    Ok(Launched {
+        child,
+        shown,
+        stderr: tail,
+        slots: launch.slots.clone(),
+    })
+}
+
+fn tail_said(tail: &Mutex<Vec<u8>>) -> String {
+    let t = lock_of(tail);
+    let text = String::from_utf8_lossy(&t);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; it said: {text}")
+    }
+}
+
+/// Accepts connections until the hub stops; each is authenticated on a thread of its own,
+/// so one slow or hostile peer delays nobody.
+fn accept_loop(
+    listener: TcpListener,
+    secret: [u8; KEY_LEN],
+    lobby: Arc<Lobby>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((s, peer)) => {
+                let lobby = Arc::clone(&lobby);
+                let _ = std::thread::Builder::new()
+                    .name("proctor-remote-handshake".into())
+                    .spawn(move || {
+                        let r = admit(s, &secret);
+                        let mut a = lock_of(&lobby.arrivals);
+                        match r {
+                            Ok((Hi::Agent { slot, host, pid }, s)) => {
+                                a.agents.insert(slot, (s, host, pid));
+                            }
+                            Ok((Hi::Data { token }, s)) => {
+                                a.data.insert(token, s);
+                            }
+                            Err(e) => a.refused.push(format!("{peer}: {e}")),
+                        }
+                        drop(a);
+                        lobby.cond.notify_all();
+                    });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn admit(mut s: TcpStream, secret: &[u8; KEY_LEN]) -> std::io::Result<(Hi, TcpStream)> {
+    s.set_nonblocking(false)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))?;
+    s.set_write_timeout(Some(proto::HANDSHAKE_WAIT))?;
+    proto::accept_handshake(&mut s, secret)?;
+    let hi = proto::recv::<Hi>(&mut s)?;
+    s.set_write_timeout(None)?;
+    Ok((hi, s))
+}
+
+/// Reads one agent's messages, says the pool is alive, and notices the agent going quiet.
+fn control_loop(
+    link: Arc<Link>,
+    mut reader: TcpStream,
+    server: &'static ForkServer,
+    heartbeat: Duration,
+    lost_after: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = reader.set_read_timeout(Some(heartbeat.max(Duration::from_millis(1))));
+    let mut inbox = MessageReader::default();
+    let mut heard = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if said.elapsed() >= heartbeat {
+            said = Instant::now();
+            if link.send(&ToAgent::Ping).is_err() && !stop.load(Ordering::SeqCst) {
+                link.lose("its agent's connection broke".into(), server);
+                return;
+            }
+        }
+        match inbox.next(&mut reader) {
+            Ok(Some(msg)) => {
+                heard = Instant::now();
+                on_message(&link, msg, server);
+            }
+            Ok(None) => {
+                if heard.elapsed() >= lost_after {
+                    link.lose(
+                        format!(
+                            "no word from its agent for {} ms (the host may be down or cut off)",
+                            lost_after.as_millis()
+                        ),
+                        server,
+                    );
+                    return;
+                }
+            }
+            Err(e) => {
+                if !stop.load(Ordering::SeqCst) {
+                    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        "its agent closed its connection".to_string()
+                    } else {
+                        format!("its agent's connection broke: {e}")
+                    };
+                    link.lose(why, server);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
+    match msg {
+        FromAgent::Spawned { token, pid } => {
+            lock_of(&link.st).spawned.insert(token, Ok(pid));
+            link.cond.notify_all();
+        }
+        FromAgent::SpawnFailed { token, why } => {
+            lock_of(&link.st).spawned.insert(token, Err(why));
+            link.cond.notify_all();
+        }
+        FromAgent::Stderr { token, bytes } => {
+            let rw = lock_of(&link.st).workers.get(&token).cloned();
+            if let Some(g) = rw {
+                if let Some(pipe) = lock_of(&g.stderr).as_mut() {
+                    let _ = pipe.write_all(&bytes);
+                }
+            }
+        }
+        FromAgent::Exited(report) => {
+            let rw = lock_of(&link.st).workers.remove(&report.token);
+            if let Some(g) = rw {
+                finish(&g, report, server);
+            }
+        }
+        FromAgent::Ping | FromAgent::Ready | FromAgent::Refused { .. } => {}
+    }
+}
+
+/// A remote worker ended: the mirror takes what its arena held, then the fork server's
+/// table takes its exit, which the driver sees as any worker's death.
+fn finish(g: &Gen, report: Report, server: &ForkServer) {
+    // Its connection closed with it: first take in what it sent before it died.
+    g.wait_drained(DRAIN_WAIT);
+    let applied = g.applied.load(Ordering::Acquire);
+    {
+        let mut m = lock_of(&g.mirror);
+        let r = &report;
+        let _ = if r.done_seq > applied && r.run_seq == r.done_seq {
+            // It finished a job whose message never arrived.
+            arena::mirror(&mut m, r.started, r.committed, &r.records, Some(r.done_seq))
+        } else if r.run_seq == applied + 1 {
+            // It died in the job after the last one it reported.
+            arena::mirror(&mut m, r.started, r.committed, &r.records, None)
+        } else {
+            // It died before beginning the job it was sent, if any.
+            arena::mirror(&mut m, 0, 0, &[], None)
+        };
+    }
+    if let Some(ns) = report.timed_out_ns {
+        *lock_of(&g.timed_out) = Some(Duration::from_nanos(ns));
+    }
+    g.close_stderr();
+    let exit = match (report.signal, report.code) {
+        (Some(s), _) => Exit::Signal(s),
+        (None, Some(c)) => Exit::Code(c),
+        (None, None) => Exit::Signal(libc::SIGKILL),
+    };
+    server.report_exit(g.pid, exit);
+}
+
+/// Reads a remote worker's finished jobs into its mirror, ringing the pool's doorbell for
+/// each, until its connection ends.
+fn read_results(mut conn: TcpStream, g: Arc<Gen>, doorbell: Arc<Doorbell>) {
+    let mut buf: Vec<u8> = vec![0; 64 << 10];
+    let (mut start, mut end) = (0usize, 0usize);
+    let len_at =
+        |buf: &[u8], at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+    'read: loop {
+        // Every whole message in the buffer.
+        while end - start >= 4 {
+            let len = len_at(&buf, start);
+            if !(proto::DONE_HEADER - 4..=proto::MAX_MESSAGE).contains(&len) {
+                // Not the protocol: stop trusting this connection (the agent's report of
+                // the worker's end still comes).
+                break 'read;
+            }
+            if end - start < 4 + len {
+                break;
+            }
+            let Some((seq, started, committed, records)) =
+                proto::parse_done(&buf[start + 4..start + 4 + len])
+            else {
+                break 'read;
+            };
+            {
+                let mut m = lock_of(&g.mirror);
+                if arena::mirror(&mut m, started, committed, records, Some(seq)).is_err() {
+                    break 'read;
+                }
+            }
+            g.applied.store(seq, Ordering::Release);
+            doorbell.ring();
+            start += 4 + len;
+        }
+        if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let whole = if end >= 4 { 4 + len_at(&buf, 0) } else { 4 };
+        let need = whole.max(end + 4096);
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        match conn.read(&mut buf[end..]) {
+            Ok(0) => break,
+            Ok(n) => end += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    *lock_of(&g.drained) = true;
+    g.drained_cond.notify_all();
+}
+
+/// Reads length-prefixed messages from a stream with a read timeout, keeping a message
+/// that arrives in pieces across timeouts.
+#[derive(Default)]
+struct MessageReader {
+    buf: Vec<u8>,
+}
+
+impl MessageReader {
+    /// The next message; None when the read timed out first.
+    fn next(&mut self, r: &mut impl Read) -> std::io::Result<Option<FromAgent>> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
+                if len > proto::MAX_MESSAGE {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "an oversized message",
+                    ));
+                }
+                if self.buf.len() >= 4 + len {
+                    let msg = proto::recv::<FromAgent>(&mut &self.buf[..4 + len]);
+                    self.buf.drain(..4 + len);
+                    return msg.map(Some);
+                }
+            }
+            let mut chunk = [0u8; 64 << 10];
+            match r.read(&mut chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

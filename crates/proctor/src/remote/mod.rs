@@ -1,0 +1,366 @@
+//! Workers on other hosts: the same pool, with worker processes started through the
+//! launchers clusters already run — a command template, ssh, or Slurm's `srun` — that
+//! connect back to the pool over authenticated TCP.
+//!
+//! What a launcher starts is this program's own binary, which becomes an *agent* in
+//! [`crate::init`] (so `init()` must come first in `main`, as for every process pool). The
+//! agent is that host's supervisor for one worker slot: it forks the worker, enforces the
+//! task timeout there, kills the worker's process group, and reports how it ended, so a
+//! remote task that panics, crashes, overruns or runs out of memory ends with the same
+//! [`crate::TaskError`] as a local one. A host that vanishes without closing its sockets is
+//! noticed by heartbeats; its running task ends [`crate::TaskError::Lost`] and, with
+//! [`crate::PoolBuilder::retries`], runs again on another worker.
+//!
+//! Every connection opens with a mutual HMAC-SHA-256 challenge–response on a random
+//! per-pool secret, handed to the agent through its environment (and its stdin, which is
+//! how ssh carries it), never on a command line. The traffic itself is not encrypted: use
+//! remote workers on a network you trust (a cluster's), or tunnel it.
+//!
+//! The agent runs the same build of the program as the pool (functions travel as offsets
+//! from an anchor, guarded by the binary's build id): a host with another build refuses at
+//! `build()`, with a message that says so. Clusters share the binary through a common file
+//! system; [`Remote::exe`] names another path.
+
+pub(crate) mod agent;
+pub(crate) mod hub;
+pub(crate) mod proto;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a pool's worker processes are started on other hosts (or on this one, through a
+/// launcher): see the [module documentation](crate::remote) and
+/// [`crate::PoolBuilder::remote`].
+///
+/// ```no_run
+/// # proctor::init();
+/// use proctor::{Pool, Remote};
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// // Four workers over two hosts, through ssh.
+/// let pool = Pool::processes(4)
+///     .remote(Remote::ssh(["node1", "node2"]))
+///     .build()?;
+/// assert_eq!(pool.try_map(square, [1, 2, 3])?, [1, 4, 9]);
+/// # Ok::<(), proctor::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Remote {
+    kind: Kind,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) lost_after: Duration,
+    exe: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Command {
+        template: String,
+        hosts: Vec<String>,
+    },
+    Ssh {
+        hosts: Vec<String>,
+        options: Vec<String>,
+    },
+    Slurm {
+        args: Vec<String>,
+    },
+}
+
+/// One process to start: its argv, extra environment, and the worker slots it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Launch {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) slots: Vec<u32>,
+}
+
+impl Remote {
+    fn with(kind: Kind) -> Remote {
+        Remote {
+            kind,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            advertise: None,
+            connect_timeout: Duration::from_secs(30),
+            heartbeat: Duration::from_millis(500),
+            lost_after: Duration::from_secs(5),
+            exe: None,
+        }
+    }
+
+    /// Starts each worker's agent with a command of your own, run by `/bin/sh -c`, once per
+    /// worker; worker `k` goes to `hosts[k % hosts.len()]`. In the template, `{host}` is that
+    /// host, `{exe}` this program's path, `{slot}` the worker's number, `{addr}` the pool's
+    /// address, and `{env}` the variables the agent needs (`PROCTOR_REMOTE_AGENT=..
+    /// PROCTOR_REMOTE_SLOT=..`), for commands that do not pass the environment on: so
+    /// `ssh {host} {env} {exe}` is the ssh preset by hand. The secret is in the command's
+    /// environment and on its stdin, never in the template.
+    pub fn command<H: Into<String>>(
+        template: impl Into<String>,
+        hosts: impl IntoIterator<Item = H>,
+    ) -> Remote {
+        Remote::with(Kind::Command {
+            template: template.into(),
+            hosts: hosts.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// Starts each worker's agent through `ssh` (batch mode: keys, not passwords), worker `k`
+    /// on `hosts[k % hosts.len()]`; the binary must be at the same path there.
+    pub fn ssh<H: Into<String>>(hosts: impl IntoIterator<Item = H>) -> Remote {
+        Remote::with(Kind::Ssh {
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            options: Vec::new(),
+        })
+    }
+
+    /// Options for the ssh preset's `ssh` command, before the host (e.g. `["-F",
+    /// "ssh_config"]` or `["-p", "2222"]`).
+    pub fn ssh_options<O: Into<String>>(mut self, options: impl IntoIterator<Item = O>) -> Remote {
+        if let Kind::Ssh { options: o, .. } = &mut self.kind {
+            *o = options.into_iter().map(Into::into).collect();
+        }
+        self
+    }
+
+    /// Starts the agents with one `srun --ntasks=<workers>`: one worker per Slurm task
+    /// slot, inside the current allocation (or a new one), each knowing its slot from
+    /// `SLURM_PROCID`.
+    pub fn slurm() -> Remote {
+        Remote::with(Kind::Slurm { args: Vec::new() })
+    }
+
+    /// More arguments for the Slurm preset's `srun` (e.g. `["--partition=debug"]`).
+    pub fn srun_args<A: Into<String>>(mut self, args: impl IntoIterator<Item = A>) -> Remote {
+        if let Kind::Slurm { args: a } = &mut self.kind {
+            *a = args.into_iter().map(Into::into).collect();
+        }
+        self
+    }
+
+    /// Where the pool listens for its agents (default: every interface, a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Remote {
+        self.listen = addr;
+        self
+    }
+
+    /// The host name or address agents call, when the listening address is not the one
+    /// they reach (default: the listening address, or this host's name if that is
+    /// unspecified).
+    pub fn advertise(mut self, host: impl Into<String>) -> Remote {
+        self.advertise = Some(host.into());
+        self
+    }
+
+    /// How long `build()` waits for every agent to connect (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Remote {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the pool and each agent say they are alive (default 500 ms), and how long
+    /// without a word means a host is lost (default 5 s).
+    pub fn heartbeat(mut self, every: Duration, lost_after: Duration) -> Remote {
+        self.heartbeat = every;
+        self.lost_after = lost_after;
+        self
+    }
+
+    /// The program's path on the other hosts (default: this one's).
+    pub fn exe(mut self, path: impl Into<PathBuf>) -> Remote {
+        self.exe = Some(path.into());
+        self
+    }
+
+    /// What is wrong with these settings for `workers` workers, if anything.
+    pub(crate) fn check(&self, workers: usize) -> Result<(), String> {
+        let hosts = match &self.kind {
+            Kind::Command { template, hosts } => {
+                if template.trim().is_empty() {
+                    return Err("the remote command template is empty".into());
+                }
+                hosts.len()
+            }
+            Kind::Ssh { hosts, .. } => hosts.len(),
+            Kind::Slurm { .. } => 1,
+        };
+        if hosts == 0 {
+            return Err("a remote launcher needs at least one host".into());
+        }
+        if self.heartbeat.is_zero() || self.lost_after <= self.heartbeat {
+            return Err(format!(
+                "the heartbeat ({} ms) must be longer than zero and shorter than lost_after ({} ms)",
+                self.heartbeat.as_millis(),
+                self.lost_after.as_millis()
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("the remote connect_timeout must be longer than zero".into());
+        }
+        let _ = workers;
+        Ok(())
+    }
+
+    /// The processes to start for `workers` workers, whose agents call `addr`.
+    pub(crate) fn launches(&self, workers: usize, addr: &str) -> Vec<Launch> {
+        let exe = self
+            .exe
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let exe = exe.to_string_lossy().into_owned();
+        let env_for = |slot: usize| {
+            vec![
+                (agent::ADDR_VAR.to_string(), addr.to_string()),
+                (agent::SLOT_VAR.to_string(), slot.to_string()),
+            ]
+        };
+        let inline_env = |slot: usize| {
+            format!(
+                "{}={} {}={slot}",
+                agent::ADDR_VAR,
+                shell_quote(addr),
+                agent::SLOT_VAR
+            )
+        };
+        match &self.kind {
+            Kind::Command { template, hosts } => (0..workers)
+                .map(|slot| {
+                    let host = &hosts[slot % hosts.len()];
+                    let line = template
+                        .replace("{host}", &shell_quote(host))
+                        .replace("{exe}", &shell_quote(&exe))
+                        .replace("{slot}", &slot.to_string())
+                        .replace("{addr}", &shell_quote(addr))
+                        .replace("{env}", &inline_env(slot));
+                    Launch {
+                        argv: vec!["/bin/sh".into(), "-c".into(), line],
+                        env: env_for(slot),
+                        slots: vec![slot as u32],
+                    }
+                })
+                .collect(),
+            Kind::Ssh { hosts, options } => (0..workers)
+                .map(|slot| {
+                    let host = &hosts[slot % hosts.len()];
+                    let mut argv = vec!["ssh".to_string()];
+                    argv.extend(options.iter().cloned());
+                    argv.extend(["-o".into(), "BatchMode=yes".into(), host.clone()]);
+                    argv.push(format!("{} exec {}", inline_env(slot), shell_quote(&exe)));
+                    Launch {
+                        argv,
+                        env: Vec::new(),
+                        slots: vec![slot as u32],
+                    }
+                })
+                .collect(),
+            Kind::Slurm { args } => {
+                let mut argv = vec![
+                    "srun".to_string(),
+                    format!("--ntasks={workers}"),
+                    // One task's failure must not take the others down: the pool decides.
+                    "--kill-on-bad-exit=0".into(),
+                ];
+                argv.extend(args.iter().cloned());
+                argv.push(exe);
+                vec![Launch {
+                    argv,
+                    env: vec![(agent::ADDR_VAR.to_string(), addr.to_string())],
+                    slots: (0..workers as u32).collect(),
+                }]
+            }
+        }
+    }
+}
+
+/// `s` quoted for `/bin/sh`: in single quotes, each `'` written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@%+=,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_launcher_starts_one_agent_per_slot_with_its_address_and_no_secret() {
+        let ssh = Remote::ssh(["a", "b"])
+            .ssh_options(["-p", "2222"])
+            .exe("/opt/my prog")
+            .launches(3, "pool:4000");
+        assert_eq!(ssh.len(), 3);
+        assert_eq!(ssh[2].slots, [2]);
+        assert_eq!(
+            ssh[1].argv,
+            [
+                "ssh",
+                "-p",
+                "2222",
+                "-o",
+                "BatchMode=yes",
+                "b",
+                "PROCTOR_REMOTE_AGENT=pool:4000 PROCTOR_REMOTE_SLOT=1 exec '/opt/my prog'"
+            ]
+        );
+        let slurm = Remote::slurm()
+            .srun_args(["-p", "debug"])
+            .exe("/bin/prog")
+            .launches(4, "h:1");
+        assert_eq!(slurm.len(), 1);
+        assert_eq!(slurm[0].slots, [0, 1, 2, 3]);
+        assert_eq!(
+            slurm[0].argv,
+            [
+                "srun",
+                "--ntasks=4",
+                "--kill-on-bad-exit=0",
+                "-p",
+                "debug",
+                "/bin/prog"
+            ]
+        );
+        let cmd = Remote::command("ssh {host} {env} {exe} # {slot} {addr}", ["x"])
+            .exe("/bin/p")
+            .launches(2, "h:1");
+        assert_eq!(
+            cmd[1].argv[2],
+            "ssh x PROCTOR_REMOTE_AGENT=h:1 PROCTOR_REMOTE_SLOT=1 /bin/p # 1 h:1"
+        );
+        for l in ssh.iter().chain(&slurm).chain(&cmd) {
+            assert!(
+                !l.argv.iter().any(|a| a.contains("SECRET")),
+                "the secret never goes on a command line: {l:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("plain/path-1"), "plain/path-1");
+        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let no_hosts = Remote::ssh(Vec::<String>::new()).check(1).unwrap_err();
+        assert!(no_hosts.contains("host"), "{no_hosts}");
+        let beat = Remote::slurm()
+            .heartbeat(Duration::from_secs(2), Duration::from_secs(1))
+            .check(1)
+            .unwrap_err();
+        assert!(beat.contains("heartbeat"), "{beat}");
+        assert!(Remote::command("  ", ["h"]).check(1).is_err());
+        assert!(Remote::slurm().check(3).is_ok());
+    }
+}

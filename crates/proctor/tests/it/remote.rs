@@ -1,0 +1,229 @@
+//! Remote workers: agents started by a launcher connect back over TCP and keep every
+//! promise a local worker keeps. These tests launch the agents on this machine through the
+//! command launcher (the ssh and Slurm presets are tested against real engines in
+//! `engines.rs`).
+
+use std::time::Duration;
+
+use proctor::{Pool, Remote, TaskError};
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+/// A remote pool of `n` workers on this host, started by `/bin/sh -c 'exec <this binary>'`.
+pub(crate) fn local_remote() -> Remote {
+    Remote::command("exec {exe}", ["localhost"])
+        .listen("127.0.0.1:0".parse().unwrap())
+        .connect_timeout(Duration::from_secs(20))
+}
+
+fn faulty(n: u64) -> u64 {
+    match n % 100 {
+        13 => panic!("thirteen"),
+        37 => std::process::abort(),
+        _ => n + 1,
+    }
+}
+
+fn my_pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn remote_workers_run_tasks_like_local_ones() {
+    let pool = Pool::processes(2).remote(local_remote()).build().unwrap();
+    assert_eq!(pool.submit(square, 7).join(), Ok(49));
+    let items: Vec<u64> = (0..100_000).collect();
+    assert_eq!(
+        pool.try_map(square, items.clone()).unwrap(),
+        items.iter().map(|n| n * n).collect::<Vec<_>>()
+    );
+    // The workers are other processes than this one.
+    let pids = pool.try_map(my_pid, 0..8u64).unwrap();
+    assert!(pids.iter().all(|&p| p != std::process::id()));
+    // A panic and an abort stay their tasks' own; every other task completes.
+    let out = pool.map(faulty, 0..300u64);
+    for (n, o) in out.iter().enumerate() {
+        match (n % 100, o) {
+            (13, Err(TaskError::Panicked { message, .. })) => assert_eq!(message, "thirteen"),
+            (37, Err(TaskError::Crashed { signal, .. })) => {
+                assert_eq!(*signal, Some(libc::SIGABRT))
+            }
+            (_, Ok(v)) => assert_eq!(*v, n as u64 + 1),
+            (_, o) => panic!("item {n}: {o:?}"),
+        }
+    }
+    // Large arguments travel inline (no shared inbox across hosts).
+    let big = vec![7u8; 3 << 20];
+    assert_eq!(pool.submit(|v: Vec<u8>| v.len(), big).join(), Ok(3 << 20));
+}
+
+#[test]
+fn a_remote_task_that_overruns_is_killed_by_its_agent() {
+    let pool = Pool::processes(1)
+        .remote(local_remote())
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let slow = pool.submit(crate::sleep_ms, 10_000);
+    match slow.join() {
+        Err(TaskError::TimedOut { after, .. }) => {
+            assert!(
+                after >= Duration::from_millis(300) && after < Duration::from_secs(5),
+                "{after:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The replacement works.
+    assert_eq!(pool.submit(square, 3).join(), Ok(9));
+}
+
+#[test]
+fn a_launcher_that_fails_is_an_error_that_quotes_it() {
+    let e = Pool::processes(1)
+        .remote(
+            Remote::command("echo no such host >&2; exit 3", ["h"])
+                .listen("127.0.0.1:0".parse().unwrap()),
+        )
+        .build()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("no such host") && text.contains("exit"),
+        "{text}"
+    );
+    let e = Pool::processes(1)
+        .remote(
+            Remote::command("sleep 30", ["h"])
+                .listen("127.0.0.1:0".parse().unwrap())
+                .connect_timeout(Duration::from_millis(300)),
+        )
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("connect within 300 ms"), "{e}");
+}
+
+/// The parent of process `pid` (for a remote worker: its agent).
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+fn gone_within(pid: u32, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Stops a remote worker and its agent, as a host that vanished leaves its sockets open.
+fn freeze(worker: u32) -> [u32; 2] {
+    let agent = parent_of(worker);
+    for p in [agent, worker] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+    }
+    [agent, worker]
+}
+
+fn kill_all(pids: [u32; 2]) {
+    for p in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn pid_after_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn a_host_that_goes_silent_loses_its_task_and_retries_run_it_elsewhere() {
+    for retries in [0, 1] {
+        let pool = Pool::processes(2)
+            .remote(
+                local_remote().heartbeat(Duration::from_millis(100), Duration::from_millis(500)),
+            )
+            .retries(retries)
+            .build()
+            .unwrap();
+        let pids = pool.try_map(my_pid, 0..2u64).unwrap();
+        let tasks: Vec<_> = (0..2).map(|_| pool.submit(pid_after_ms, 1500)).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // Which worker runs which task is the pool's business: freeze the first one.
+        let frozen = freeze(pids[0]);
+        let started = std::time::Instant::now();
+        let out: Vec<_> = tasks.into_iter().map(|t| t.join()).collect();
+        kill_all(frozen);
+        let lost = out
+            .iter()
+            .filter(|o| matches!(o, Err(TaskError::Lost { .. })))
+            .count();
+        let ok = out.iter().filter(|o| o.is_ok()).count();
+        if retries == 0 {
+            assert_eq!((lost, ok), (1, 1), "{out:?}");
+            let e = out
+                .iter()
+                .find(|o| o.is_err())
+                .unwrap()
+                .as_ref()
+                .unwrap_err();
+            assert!(e.is_lost() && e.to_string().contains("no word"), "{e}");
+        } else {
+            // The lost task ran again on the other worker.
+            assert_eq!(ok, 2, "{out:?}");
+            assert!(
+                out.iter().all(|o| o.as_ref().is_ok_and(|&p| p != pids[0])),
+                "{out:?}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(8));
+        // The pool goes on with the worker it has left.
+        assert_eq!(pool.try_map(square, 0..1000u64).unwrap()[999], 999 * 999);
+    }
+}
+
+#[test]
+fn nothing_a_remote_pool_started_outlives_it_and_recycled_workers_are_replaced() {
+    let pool = Pool::processes(2)
+        .remote(local_remote())
+        .max_tasks_per_worker(50)
+        .build()
+        .unwrap();
+    let out = pool.try_map(my_pid, 0..1000u64).unwrap();
+    let mut workers: Vec<u32> = out.clone();
+    workers.sort_unstable();
+    workers.dedup();
+    assert!(
+        workers.len() >= 1000 / 50,
+        "recycled every 50 tasks: {} workers",
+        workers.len()
+    );
+    let last = pool.try_map(my_pid, 0..2u64).unwrap();
+    let agents: Vec<u32> = last.iter().map(|&w| parent_of(w)).collect();
+    drop(pool);
+    for p in last.iter().chain(&agents) {
+        assert!(
+            gone_within(*p, Duration::from_secs(5)),
+            "process {p} outlived the pool"
+        );
+    }
+}
