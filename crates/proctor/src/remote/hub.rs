@@ -105,6 +105,8 @@ pub(crate) struct Gen {
     token: u64,
     /// Its pid in the fork server's exit table (not a pid on any host).
     pub(crate) pid: i32,
+    /// Its pid on its own host.
+    pub(crate) host_pid: u32,
     pub(crate) host: String,
     mirror: Mutex<SharedMapping>,
     /// The last job whose records the reader thread copied into the mirror.
@@ -200,6 +202,7 @@ impl Hub {
         server: &'static ForkServer,
         task_timeout: Option<Duration>,
         memory_limit: Option<u64>,
+        forward: bool,
     ) -> Result<Hub, String> {
         let secret = proto::random_key().map_err(|e| format!("no random secret: {e}"))?;
         let listener = TcpListener::bind(remote.listen)
@@ -230,7 +233,7 @@ impl Hub {
             address,
         };
         for launch in remote.launches(workers, &hub.address) {
-            let started = launch_one(&launch, &secret)?;
+            let started = launch_one(&launch, &secret, forward)?;
             lock_of(&hub.launched).push(started);
         }
         let agents = hub.await_agents(workers, remote.connect_timeout)?;
@@ -360,17 +363,16 @@ impl Hub {
         }
         link.send(&ToAgent::Spawn { token })?;
         let deadline = Instant::now() + SPAWN_WAIT;
-        {
+        let host_pid = {
             let mut st = lock_of(&link.st);
             loop {
                 if let Some(r) = st.spawned.remove(&token) {
-                    r.map_err(|why| {
+                    break r.map_err(|why| {
                         std::io::Error::other(format!(
                             "the agent on {} could not start a worker: {why}",
                             link.host
                         ))
                     })?;
-                    break;
                 }
                 if let Some(why) = &st.gone {
                     return Err(std::io::Error::other(format!(
@@ -392,7 +394,7 @@ impl Hub {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
             }
-        }
+        };
         let data = {
             let mut a = lock_of(&self.lobby.arrivals);
             loop {
@@ -431,6 +433,7 @@ impl Hub {
         let rw = Arc::new(Gen {
             token,
             pid,
+            host_pid,
             host: link.host.clone(),
             mirror: Mutex::new(mirror),
             applied: AtomicU64::new(0),
@@ -511,7 +514,7 @@ fn advertised(remote: &Remote, local: SocketAddr) -> String {
 
 /// Starts one launcher process. The secret goes in its environment and on its stdin (ssh
 /// carries no environment), never on a command line.
-fn launch_one(launch: &Launch, secret: &[u8; KEY_LEN]) -> Result<Launched, String> {
+fn launch_one(launch: &Launch, secret: &[u8; KEY_LEN], forward: bool) -> Result<Launched, String> {
     use std::process::{Command, Stdio};
     let hex = proto::to_hex(secret);
     let mut cmd = Command::new(&launch.argv[0]);
@@ -542,7 +545,9 @@ fn launch_one(launch: &Launch, secret: &[u8; KEY_LEN]) -> Result<Launched, Strin
                     if n == 0 {
                         break;
                     }
-                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    if forward {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
                     let mut t = lock_of(&t);
                     t.extend_from_slice(&buf[..n]);
                     if t.len() > 2 * LAUNCH_TAIL {

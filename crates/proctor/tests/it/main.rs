@@ -26,6 +26,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 }
 
 mod capture;
+mod engines;
 mod examples;
 mod exec;
 mod faults;

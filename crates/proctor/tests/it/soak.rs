@@ -91,6 +91,8 @@ struct Setup {
     exec: bool,
     /// Workers run in `Sandbox::compute()`.
     sandbox: bool,
+    /// Workers are remote: agents started through the command launcher, over TCP.
+    remote: bool,
 }
 
 /// How the outcomes are taken.
@@ -133,6 +135,9 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     }
     if setup.sandbox {
         b = b.sandbox(proctor::Sandbox::compute());
+    }
+    if setup.remote {
+        b = b.remote(crate::remote::local_remote());
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
@@ -280,6 +285,7 @@ fn setups() -> Vec<Setup> {
         pad: false,
         exec: false,
         sandbox: false,
+        remote: false,
     };
     let by = |setup: Setup, via, pad| Setup { via, pad, ..setup };
     vec![
@@ -298,6 +304,14 @@ fn setups() -> Vec<Setup> {
         Setup {
             sandbox: true,
             ..by(s(true, Some(100), None, 1), Via::Stream, true)
+        },
+        Setup {
+            remote: true,
+            ..by(s(true, None, None, 0), Via::Map, true)
+        },
+        Setup {
+            remote: true,
+            ..by(s(false, Some(100), Some(500), 1), Via::Unordered, false)
         },
     ]
 }

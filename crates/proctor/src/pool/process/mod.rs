@@ -333,6 +333,7 @@ impl ProcessPool {
                     server,
                     config.task_timeout,
                     config.memory_limit,
+                    config.forward_stderr,
                 )
                 .map_err(|message| Error::new(ErrorKind::Remote { message }))?,
             ),
@@ -565,7 +566,7 @@ impl ProcessPool {
             .workers
             .iter()
             .flatten()
-            .map(|w| w.pid as u32)
+            .map(|w| w.remote.as_ref().map_or(w.pid as u32, |r| r.0.host_pid))
             .collect()
     }
 
