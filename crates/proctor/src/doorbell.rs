@@ -22,12 +22,19 @@ const LEN: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Doorbell {
     map: SharedMapping,
+    /// For a driver that sleeps in `poll` on remote workers' sockets instead of on the
+    /// futex: an eventfd that a ring writes while such a driver is registered. (Only this
+    /// process rings a remote pool's doorbell: its workers are on other hosts.)
+    wake: std::sync::OnceLock<OwnedFd>,
+    pollers: AtomicU32,
 }
 
 impl Doorbell {
     pub(crate) fn new() -> std::io::Result<Doorbell> {
         Ok(Doorbell {
             map: SharedMapping::create("proctor-doorbell", LEN, crate::sys::Seals::FixedSize)?,
+            wake: std::sync::OnceLock::new(),
+            pollers: AtomicU32::new(0),
         })
     }
 
@@ -35,6 +42,8 @@ impl Doorbell {
     pub(crate) fn from_fd(fd: OwnedFd) -> std::io::Result<Doorbell> {
         Ok(Doorbell {
             map: SharedMapping::from_fd(fd)?,
+            wake: std::sync::OnceLock::new(),
+            pollers: AtomicU32::new(0),
         })
     }
 
@@ -62,6 +71,50 @@ impl Doorbell {
         if self.sleepers().load(Ordering::SeqCst) != 0 {
             futex::wake(self.word(), u32::MAX);
         }
+        if self.pollers.load(Ordering::SeqCst) != 0 {
+            if let Some(fd) = self.wake.get() {
+                let _ = nix::unistd::write(fd, &1u64.to_ne_bytes());
+            }
+        }
+    }
+
+    /// Sleeps until the word moves past `seq`, one of `fds` is readable, or `timeout`.
+    pub(crate) fn poll_wait(
+        &self,
+        seq: u32,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: Duration,
+    ) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        let wake = self.wake.get_or_init(|| {
+            nix::sys::eventfd::EventFd::from_flags(
+                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                    | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+            )
+            .map(OwnedFd::from)
+            .expect("an eventfd (Linux has had them since 2.6.27)")
+        });
+        // Registered before the word is read, as a futex sleeper is (see the module doc):
+        // a ring after the read writes the eventfd, and poll returns at once.
+        self.pollers.fetch_add(1, Ordering::SeqCst);
+        if self.word().load(Ordering::SeqCst) == seq {
+            let mut set: Vec<PollFd<'_>> = fds
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            set.push(PollFd::new(
+                std::os::fd::AsFd::as_fd(wake),
+                PollFlags::POLLIN,
+            ));
+            let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+            let _ = nix::poll::poll(
+                &mut set,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            );
+        }
+        self.pollers.fetch_sub(1, Ordering::SeqCst);
+        let mut buf = [0u8; 8];
+        let _ = nix::unistd::read(wake, &mut buf);
     }
 
     /// Sleeps until the word moves past `seq`, or `timeout`.

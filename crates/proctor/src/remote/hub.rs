@@ -23,7 +23,6 @@ use nix::sys::signal::Signal;
 use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
 use super::{Launch, Remote};
 use crate::arena;
-use crate::doorbell::Doorbell;
 use crate::server::{Exit, ForkServer};
 use crate::sys::SharedMapping;
 
@@ -109,10 +108,12 @@ pub(crate) struct Gen {
     pub(crate) host_pid: u32,
     pub(crate) host: String,
     mirror: Mutex<SharedMapping>,
-    /// The last job whose records the reader thread copied into the mirror.
+    /// The last job whose records were copied into the mirror.
     applied: AtomicU64,
-    drained: Mutex<bool>,
-    drained_cond: Condvar,
+    /// What the worker sent that is not yet in the mirror. The driver reads it (no thread
+    /// of its own: a hand-off between threads was a third of a loopback round trip), and
+    /// the agent's thread reads the rest when the worker died.
+    reader: Mutex<Reader>,
     stderr: Mutex<Option<File>>,
     data: TcpStream,
     /// Set when the agent killed it for overrunning the task timeout: how long it ran.
@@ -141,19 +142,112 @@ impl Gen {
         lock_of(&self.stderr).take();
     }
 
-    fn wait_drained(&self, wait: Duration) {
+    /// The worker's connection, for a driver to wait on.
+    pub(crate) fn data_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.data)
+    }
+
+    /// Copies what the worker sent so far into the mirror, without waiting (driver side).
+    /// Skipped while the agent's thread drains the connection after the worker's death.
+    pub(crate) fn pump(&self) {
+        if let Ok(mut r) = self.reader.try_lock() {
+            r.fill(self, true);
+        }
+    }
+
+    /// Reads the connection to its end (the worker is gone), or until `wait` passes.
+    fn drain(&self, wait: Duration) {
+        let mut r = lock_of(&self.reader);
+        let _ = r
+            .conn
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let deadline = Instant::now() + wait;
-        let mut d = lock_of(&self.drained);
-        while !*d {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        while !r.done && Instant::now() < deadline {
+            r.fill(self, false);
+        }
+    }
+}
+
+/// The reading end of a remote worker's connection: `done` messages, whole or in part.
+struct Reader {
+    conn: TcpStream,
+    buf: Vec<u8>,
+    end: usize,
+    /// End of file, a broken connection, or bytes that are not the protocol.
+    done: bool,
+}
+
+impl Reader {
+    /// Reads once (or, without waiting, until nothing is left), then copies every whole
+    /// message into the mirror.
+    fn fill(&mut self, g: &Gen, dont_wait: bool) {
+        use nix::sys::socket::{MsgFlags, recv};
+        use std::os::fd::AsRawFd;
+        loop {
+            if self.done {
                 return;
             }
-            d = self
-                .drained_cond
-                .wait_timeout(d, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+            let whole = if self.end >= 4 {
+                4 + u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize
+            } else {
+                4
+            };
+            let need = whole.max(self.end + 4096);
+            if self.buf.len() < need {
+                self.buf.resize(need.max(64 << 10), 0);
+            }
+            let flags = if dont_wait {
+                MsgFlags::MSG_DONTWAIT
+            } else {
+                MsgFlags::empty()
+            };
+            match recv(self.conn.as_raw_fd(), &mut self.buf[self.end..], flags) {
+                Ok(0) => self.done = true,
+                Ok(n) => self.end += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => self.done = true,
+            }
+            self.apply(g);
+            // Without waiting, read on while the socket has more (a full buffer read).
+            if !dont_wait || self.end < self.buf.len() {
+                return;
+            }
+        }
+    }
+
+    /// Copies the whole messages at the front of the buffer into the mirror.
+    fn apply(&mut self, g: &Gen) {
+        let mut start = 0;
+        while self.end - start >= 4 {
+            let len =
+                u32::from_le_bytes(self.buf[start..start + 4].try_into().expect("4")) as usize;
+            if !(proto::DONE_HEADER - 4..=proto::MAX_MESSAGE).contains(&len) {
+                // Not the protocol: stop trusting this connection (the agent's report of
+                // the worker's end still comes).
+                self.done = true;
+                break;
+            }
+            if self.end - start < 4 + len {
+                break;
+            }
+            let Some((seq, started, committed, records)) =
+                proto::parse_done(&self.buf[start + 4..start + 4 + len])
+            else {
+                self.done = true;
+                break;
+            };
+            let mut m = lock_of(&g.mirror);
+            if arena::mirror(&mut m, started, committed, records, Some(seq)).is_err() {
+                self.done = true;
+                break;
+            }
+            g.applied.store(seq, Ordering::Release);
+            start += 4 + len;
+        }
+        if start > 0 {
+            self.buf.copy_within(start..self.end, 0);
+            self.end -= start;
         }
     }
 }
@@ -178,7 +272,7 @@ impl Link {
         for g in workers {
             *lock_of(&g.lost) = Some(why.clone());
             g.close();
-            g.wait_drained(DRAIN_WAIT);
+            g.drain(DRAIN_WAIT);
             {
                 // The job it ran was cut short at its first unfinished task: say that one
                 // started, so the machine blames (or retries) it rather than the whole job.
@@ -351,7 +445,6 @@ impl Hub {
         mirror: SharedMapping,
         stderr: File,
         server: &'static ForkServer,
-        doorbell: Arc<Doorbell>,
     ) -> std::io::Result<(Arc<Gen>, TcpStream)> {
         let link = &self.links[slot];
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -437,8 +530,12 @@ impl Hub {
             host: link.host.clone(),
             mirror: Mutex::new(mirror),
             applied: AtomicU64::new(0),
-            drained: Mutex::new(false),
-            drained_cond: Condvar::new(),
+            reader: Mutex::new(Reader {
+                conn: reader,
+                buf: vec![0; 64 << 10],
+                end: 0,
+                done: false,
+            }),
             stderr: Mutex::new(Some(stderr)),
             data: data.try_clone()?,
             timed_out: Mutex::new(None),
@@ -454,10 +551,6 @@ impl Hub {
             }
             st.workers.insert(token, Arc::clone(&rw));
         }
-        let g = Arc::clone(&rw);
-        std::thread::Builder::new()
-            .name("proctor-remote-worker".into())
-            .spawn(move || read_results(reader, g, doorbell))?;
         Ok((rw, data))
     }
 }
@@ -714,7 +807,7 @@ fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
 /// table takes its exit, which the driver sees as any worker's death.
 fn finish(g: &Gen, report: Report, server: &ForkServer) {
     // Its connection closed with it: first take in what it sent before it died.
-    g.wait_drained(DRAIN_WAIT);
+    g.drain(DRAIN_WAIT);
     let applied = g.applied.load(Ordering::Acquire);
     {
         let mut m = lock_of(&g.mirror);
@@ -740,61 +833,6 @@ fn finish(g: &Gen, report: Report, server: &ForkServer) {
         (None, None) => Exit::Signal(libc::SIGKILL),
     };
     server.report_exit(g.pid, exit);
-}
-
-/// Reads a remote worker's finished jobs into its mirror, ringing the pool's doorbell for
-/// each, until its connection ends.
-fn read_results(mut conn: TcpStream, g: Arc<Gen>, doorbell: Arc<Doorbell>) {
-    let mut buf: Vec<u8> = vec![0; 64 << 10];
-    let (mut start, mut end) = (0usize, 0usize);
-    let len_at =
-        |buf: &[u8], at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-    'read: loop {
-        // Every whole message in the buffer.
-        while end - start >= 4 {
-            let len = len_at(&buf, start);
-            if !(proto::DONE_HEADER - 4..=proto::MAX_MESSAGE).contains(&len) {
-                // Not the protocol: stop trusting this connection (the agent's report of
-                // the worker's end still comes).
-                break 'read;
-            }
-            if end - start < 4 + len {
-                break;
-            }
-            let Some((seq, started, committed, records)) =
-                proto::parse_done(&buf[start + 4..start + 4 + len])
-            else {
-                break 'read;
-            };
-            {
-                let mut m = lock_of(&g.mirror);
-                if arena::mirror(&mut m, started, committed, records, Some(seq)).is_err() {
-                    break 'read;
-                }
-            }
-            g.applied.store(seq, Ordering::Release);
-            doorbell.ring();
-            start += 4 + len;
-        }
-        if start > 0 {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-        }
-        let whole = if end >= 4 { 4 + len_at(&buf, 0) } else { 4 };
-        let need = whole.max(end + 4096);
-        if buf.len() < need {
-            buf.resize(need, 0);
-        }
-        match conn.read(&mut buf[end..]) {
-            Ok(0) => break,
-            Ok(n) => end += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    *lock_of(&g.drained) = true;
-    g.drained_cond.notify_all();
 }
 
 /// Reads length-prefixed messages from a stream with a read timeout, keeping a message

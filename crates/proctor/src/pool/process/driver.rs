@@ -29,14 +29,9 @@ impl Shared {
     /// worker runs them before any job.
     pub(super) fn spawn_worker(&self, slot: usize, id: u32) -> std::io::Result<Worker> {
         let mut w = match &self.remote {
-            Some(hub) => Worker::spawn_remote(
-                hub,
-                slot,
-                self.server,
-                Arc::clone(&self.doorbell),
-                id,
-                self.config.forward_stderr,
-            )?,
+            Some(hub) => {
+                Worker::spawn_remote(hub, slot, self.server, id, self.config.forward_stderr)?
+            }
             None => Worker::spawn(
                 self.server,
                 self.doorbell.fd(),
@@ -447,6 +442,13 @@ impl Shared {
                 }
                 wait = wait.min(left);
             }
+            if self.remote.is_some() {
+                st = self.wait_remote(st, seq, wait.max(Duration::from_micros(100)));
+                if st.machine.is_closed() || st.stopping {
+                    return st;
+                }
+                continue;
+            }
             let cpu = crate::sys::current_cpu();
             let spinners: Vec<usize> = (0..st.workers.len())
                 .filter(|&s| {
@@ -479,6 +481,31 @@ impl Shared {
                 self.tick(&mut st);
             }
         }
+    }
+
+    /// Sleeps until the doorbell rings past `seq`, a busy remote worker's connection has
+    /// something to read, or `wait` passes (then looks at the clocks and stderr, as a quiet
+    /// moment of the futex path does).
+    fn wait_remote<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        seq: u32,
+        wait: Duration,
+    ) -> MutexGuard<'a, State> {
+        let conns: Vec<Arc<crate::remote::hub::Gen>> = (0..st.workers.len())
+            .filter(|&s| st.machine.busy(s).is_some())
+            .filter_map(|s| st.workers[s].as_ref()?.remote.as_ref())
+            .map(|r| Arc::clone(&r.0))
+            .collect();
+        drop(st);
+        let fds: Vec<_> = conns.iter().map(|c| c.data_fd()).collect();
+        let start = Instant::now();
+        self.doorbell.poll_wait(seq, &fds, wait);
+        let mut st = self.lock();
+        if self.doorbell.seq() == seq && start.elapsed() >= wait {
+            self.tick(&mut st);
+        }
+        st
     }
 
     /// What a quiet moment is for: read busy and retired workers' stderr (a worker whose
@@ -527,6 +554,16 @@ impl Shared {
     pub(super) fn collect_news(&self, st: &mut State) -> bool {
         let mut out = std::mem::take(&mut st.actions);
         out.clear();
+        if self.remote.is_some() {
+            // What remote workers sent is read by whoever drives, here.
+            for s in 0..st.workers.len() {
+                if let (Some(_), Some(Some(w))) = (st.machine.busy(s), st.workers.get(s)) {
+                    if let Some(r) = &w.remote {
+                        r.0.pump();
+                    }
+                }
+            }
+        }
         for s in 0..st.workers.len() {
             if st.machine.busy(s).is_none() {
                 continue;
@@ -751,6 +788,10 @@ impl Shared {
             if st.awaiting > 0 && busy {
                 // Someone awaits an outcome: sleep on the doorbell, which the worker rings.
                 let wait = self.next_deadline(&st).min(STDERR_TICK);
+                if self.remote.is_some() {
+                    st = self.wait_remote(st, seq, wait.max(Duration::from_micros(100)));
+                    continue;
+                }
                 drop(st);
                 self.doorbell
                     .wait(seq, wait.max(Duration::from_micros(100)));

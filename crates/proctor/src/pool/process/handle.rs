@@ -205,7 +205,6 @@ impl Worker {
         hub: &crate::remote::hub::Hub,
         slot: usize,
         server: &'static ForkServer,
-        doorbell: Arc<crate::doorbell::Doorbell>,
         id: u32,
         forward: bool,
     ) -> std::io::Result<Worker> {
@@ -213,7 +212,7 @@ impl Worker {
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let arena = arena::create()?;
         let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
-        let (rw, conn) = hub.spawn(slot, mirror, File::from(err_w), server, doorbell)?;
+        let (rw, conn) = hub.spawn(slot, mirror, File::from(err_w), server)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,

@@ -471,6 +471,9 @@ impl ProcessPool {
             let want = w.sent_seq;
             arena::sent(&w.arena, want);
             loop {
+                if let Some(r) = &w.remote {
+                    r.0.pump();
+                }
                 if sent && arena::done_seq(&w.header) == want {
                     if probe_ok(&w.arena) {
                         break;
@@ -542,7 +545,14 @@ impl ProcessPool {
                     )));
                 }
                 let seq = shared.doorbell.seq();
-                shared.doorbell.wait(seq, Duration::from_millis(5));
+                match &w.remote {
+                    Some(r) => {
+                        shared
+                            .doorbell
+                            .poll_wait(seq, &[r.0.data_fd()], Duration::from_millis(5))
+                    }
+                    None => shared.doorbell.wait(seq, Duration::from_millis(5)),
+                }
             }
         }
         Ok(())
