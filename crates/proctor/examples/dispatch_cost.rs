@@ -9,6 +9,7 @@
 //! ```sh
 //! cargo run --release -p proctor --example dispatch_cost
 //! taskset -c 0 cargo run --release -p proctor --example dispatch_cost
+//! cargo run --release -p proctor --example dispatch_cost -- --remote   # workers over TCP
 //! ```
 
 use std::time::Instant;
@@ -86,7 +87,17 @@ fn main() {
         return;
     }
     proctor::init();
-    let pool = Pool::processes(2).build().expect("a process pool");
+    // With --remote, the two workers are agents over loopback TCP (the command launcher):
+    // what a remote job adds to the parent's cost.
+    let remote = std::env::args().any(|a| a == "--remote");
+    let mut builder = Pool::processes(2);
+    if remote {
+        builder = builder.remote(
+            proctor::Remote::command("exec {exe}", ["localhost"])
+                .listen("127.0.0.1:0".parse().expect("an address")),
+        );
+    }
+    let pool = builder.build().expect("a process pool");
     println!(
         "{:<44} {:>13}  {:>18}  {:>11}",
         "API (2 worker processes, trivial tasks)", "parent CPU", "throughput", "parent busy"

@@ -584,9 +584,9 @@ impl Hub {
                 }
             }
         }
-        if let Some(a) = lock_of(&self.acceptor).take() {
-            let _ = a.join();
-        }
+        // The listener's thread sees `stop` within its poll's timeout and leaves by itself
+        // (joining it would make every pool's drop wait that long).
+        drop(lock_of(&self.acceptor).take());
     }
 }
 
@@ -701,7 +701,13 @@ fn accept_loop(
                     });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                // Until a peer calls, or a moment passes to look at `stop` again.
+                use nix::poll::{PollFd, PollFlags, PollTimeout};
+                let mut fds = [PollFd::new(
+                    std::os::fd::AsFd::as_fd(&listener),
+                    PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, PollTimeout::from(50u16));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
