@@ -122,7 +122,20 @@ fn spawn_has_the_pool_worker_row() {
         "spawn.posix_spawn",
         "spawn.async",
         "spawn.pool_worker",
+        "spawn.pool_exec",
+        // This binary starts the fork server before main, so it can be its own agent too.
+        "spawn.pool_remote",
+        "spawn.pool_remote.first_result",
     ] {
         positive(&s, key, Unit::Ns);
     }
+    let first = s.figure("spawn.pool_remote.first_result").expect("checked");
+    let whole = s.figure("spawn.pool_remote").expect("checked");
+    assert!(
+        first.value < whole.value,
+        "the first result ({}) comes before the drop ends ({})",
+        first.value,
+        whole.value
+    );
+    assert!(s.notes.iter().any(|n| n.contains("srun")));
 }
