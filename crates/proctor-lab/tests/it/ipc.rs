@@ -71,6 +71,26 @@ fn ipc_has_every_transport_partner_and_size() {
             .unwrap_or_else(|| panic!("figure {key} is present"));
         assert!(f.value.is_finite() && f.value >= 0.0, "{key} = {}", f.value);
     }
+    // This binary starts the fork server before main, so every pool runs, and can be its
+    // own remote agent.
+    for pool in ["thread", "process", "remote"] {
+        let unpinned = positive(&s, &format!("ipc.pool_rtt.{pool}"), Unit::Ns);
+        assert!(unpinned.is_some_and(|p| p.contains("unpinned")), "{pool}");
+        let pinned = positive(&s, &format!("ipc.pool_rtt.{pool}.pinned"), Unit::Ns);
+        assert!(pinned.is_some_and(|p| p.contains("same CPU")), "{pool}");
+    }
+    for suffix in ["", ".pinned"] {
+        for other in ["process", "thread", "tcp"] {
+            positive(
+                &s,
+                &format!("ipc.pool_rtt.remote_over_{other}{suffix}"),
+                Unit::Ratio,
+            );
+        }
+    }
+    assert_eq!(s.tables.len(), 2, "the transport table and the pool table");
+    assert_eq!(s.tables[1].rows.len(), 4);
+    assert!(s.notes.iter().any(|n| n.contains("no network")));
     assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
     assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
     assert_eq!(s.charts.len(), 3);
