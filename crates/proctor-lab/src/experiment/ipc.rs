@@ -24,6 +24,17 @@
 //! another CPU), yields a few times, then sleeps on a futex; `FUTEX_WAKE` calls per message are
 //! read from the pair's counter. **tcp** (rule 10): `TCP_NODELAY` is set; connect and accept
 //! happen when the pair is created, outside every timed window.
+//!
+//! **Pool round trip** (one op): `pool.submit(add_one, n).join()` on a one-worker pool: a
+//! thread-pool worker, a local process-pool worker, and a remote worker, which is a process
+//! on this host started through the command launcher and reached over loopback TCP
+//! (`Pool::processes(1).remote(..)`): what the network hop of a distributed pool costs
+//! against a local process and a thread, read beside the raw tcp round trip between
+//! processes. These rows run when tcp is among the transports, pinned and unpinned: pinned,
+//! this thread is pinned before the pool is built, so the threads the pool starts inherit the
+//! pin, and a worker process pins itself in `init_worker` and is asked for its CPUs before
+//! timing. Not cross-CPU: the pool has no option to put its worker on another CPU than its
+//! own threads.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -173,6 +184,47 @@ impl Run {
     }
 }
 
+/// The worker of a pool round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PoolKind {
+    /// `Pool::threads(1)`.
+    Thread,
+    /// `Pool::processes(1)`, its worker forked by the fork server.
+    Process,
+    /// `Pool::processes(1).remote(..)`: an agent on this host, over loopback TCP.
+    Remote,
+}
+
+impl PoolKind {
+    const ALL: [PoolKind; 3] = [PoolKind::Thread, PoolKind::Process, PoolKind::Remote];
+
+    fn key(self) -> &'static str {
+        match self {
+            PoolKind::Thread => "thread",
+            PoolKind::Process => "process",
+            PoolKind::Remote => "remote",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PoolKind::Thread => "thread-pool worker",
+            PoolKind::Process => "local process-pool worker",
+            PoolKind::Remote => "remote worker (this host, loopback TCP)",
+        }
+    }
+}
+
+/// One pool round-trip measurement.
+#[derive(Debug, Serialize)]
+struct PoolRun {
+    pool: PoolKind,
+    placement: Placement,
+    /// Per `submit(..).join()`, in ns.
+    measurement: Measurement,
+}
+
 #[derive(Debug, Serialize)]
 struct Data {
     sizes: Vec<usize>,
@@ -180,6 +232,10 @@ struct Data {
     transports: Vec<TransportKind>,
     shm_spin_ns: u128,
     runs: Vec<Run>,
+    pool_runs: Vec<PoolRun>,
+    /// Why pool rows were not measured (all of them, or the process and remote ones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pool_skipped: Vec<String>,
 }
 
 /// A transport by its name, as the CLI and the figure keys spell it.
@@ -261,7 +317,14 @@ impl Experiment for Ipc {
         }
 
         let combos: usize = kinds.iter().map(|k| partners(*k).len()).sum();
-        let steps = combos * sizes.len() * placements.len() * 2;
+        // The pool rows are read against raw tcp, so they come with it (and by default).
+        let pool_placements = [Placement::Pinned(cpu), Placement::Unpinned];
+        let pool_steps = if kinds.contains(&TransportKind::Tcp) {
+            PoolKind::ALL.len() * pool_placements.len()
+        } else {
+            0
+        };
+        let steps = combos * sizes.len() * placements.len() * 2 + pool_steps;
         progress.begin("ipc", steps as u64);
         let mut runs = Vec::new();
         for &kind in &kinds {
@@ -305,12 +368,51 @@ impl Experiment for Ipc {
                 }
             }
         }
+        let mut pool_runs = Vec::new();
+        let mut pool_skipped = Vec::new();
+        if pool_steps > 0 {
+            let mut pools = PoolKind::ALL.to_vec();
+            // Without a fork server (no `proctor::init()` in time) only the thread pool runs;
+            // a remote pool needs loopback TCP and /bin/sh as well.
+            if let Some(why) = processes_unavailable()? {
+                pools.retain(|&p| p == PoolKind::Thread);
+                pool_skipped.push(format!(
+                    "the process-pool and remote-worker round trips are skipped: {why}"
+                ));
+            } else if let Err(e) = PoolKind::Remote.build(None) {
+                pools.retain(|&p| p != PoolKind::Remote);
+                pool_skipped.push(format!("the remote-worker round trips are skipped: {e:#}"));
+            }
+            for &pool in &pools {
+                for &placement in &pool_placements {
+                    progress.advance(
+                        0,
+                        &format!("pool round trip, {}, {}", pool.label(), placement.key()),
+                    );
+                    let measurement = pool_rtt(pool, placement, &plan).with_context(|| {
+                        format!(
+                            "the pool round trip to a {}, {}",
+                            pool.label(),
+                            placement.describe()
+                        )
+                    })?;
+                    pool_runs.push(PoolRun {
+                        pool,
+                        placement,
+                        measurement,
+                    });
+                    progress.advance(1, "");
+                }
+            }
+        }
         progress.end();
         let data = Data {
             sizes,
             transports: kinds,
             shm_spin_ns: shm_spin().as_nanos(),
             runs,
+            pool_runs,
+            pool_skipped,
         };
         Ok(section(&plan, &data))
     }
@@ -364,7 +466,14 @@ fn section(plan: &Plan, d: &Data) -> Section {
          are timed whole), when the timer costs < 5% of an op, else over \
          batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. 64 B round trips, \
          unpinned: the median of 3 independent rounds, each with a fresh pair and partner, with \
-         the rounds' run-to-run spread.",
+         the rounds' run-to-run spread. Pool round trip (one op, measured with tcp): \
+         pool.submit(add_one, n).join() on a fresh one-worker pool, a thread pool, a process pool \
+         (worker forked by the fork server) or a remote pool (Pool::processes(1).remote(..) with \
+         the command launcher: /bin/sh -c execs this binary as an agent on this host, which forks \
+         the worker; the worker's connection is 127.0.0.1 TCP); pinned = this thread pinned before \
+         the build (the pool's threads and a remote agent inherit it) and the worker process pinned \
+         in init_worker, checked before timing; unpinned = the scheduler's choice; no cross-CPU \
+         row (the pool cannot place its worker apart from its own threads).",
         d.shm_spin_ns, plan.batches, plan.warmup_batches,
     );
     let mut s = Section::new("ipc", "Communication (IPC)", &method);
@@ -441,11 +550,157 @@ fn section(plan: &Plan, d: &Data) -> Section {
         }
     }
 
+    s.figures.extend(pool_figures(&s, d));
     s.tables.push(table(d));
+    if !d.pool_runs.is_empty() {
+        s.tables.push(pool_table(&s, d));
+    }
     s.charts.extend(charts(d));
     s.notes.extend(notes(&s, d));
     s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
     s
+}
+
+/// The pool-round-trip figure key of `pool` at a placement suffix.
+fn pool_key(pool: PoolKind, suffix: &str) -> String {
+    format!("ipc.pool_rtt.{}{suffix}", pool.key())
+}
+
+/// The raw tcp round trip between processes the pool rows are read against: 64 B messages,
+/// the size nearest a trivial task's frame among the defaults.
+fn tcp_key(suffix: &str) -> String {
+    format!("ipc.rtt.tcp.process.{HEADLINE_SIZE}{suffix}")
+}
+
+/// The pool round trips, and the remote worker's ratios over the others at each placement.
+fn pool_figures(s: &Section, d: &Data) -> Vec<Figure> {
+    let mut figures: Vec<Figure> = d
+        .pool_runs
+        .iter()
+        .map(|r| {
+            r.measurement
+                .figure(
+                    &pool_key(r.pool, suffix(r.placement)),
+                    &format!(
+                        "pool submit(trivial).join() round trip to a {}",
+                        r.pool.label()
+                    ),
+                )
+                .placed(&r.placement.describe())
+        })
+        .collect();
+    let value = |k: &str| {
+        figures
+            .iter()
+            .chain(&s.figures)
+            .find(|f| f.key == k)
+            .map(|f| (f.value, f.placement.clone()))
+    };
+    let mut ratios = Vec::new();
+    for suffix in ["", ".pinned"] {
+        let Some((remote, placed)) = value(&pool_key(PoolKind::Remote, suffix)) else {
+            continue;
+        };
+        for (name, label, other) in [
+            (
+                "remote_over_process",
+                "remote worker / local process-pool worker, pool round trip",
+                pool_key(PoolKind::Process, suffix),
+            ),
+            (
+                "remote_over_thread",
+                "remote worker / thread-pool worker, pool round trip",
+                pool_key(PoolKind::Thread, suffix),
+            ),
+            (
+                "remote_over_tcp",
+                "remote worker's pool round trip / raw tcp 64 B round trip between processes",
+                tcp_key(suffix),
+            ),
+        ] {
+            if let Some((v, _)) = value(&other) {
+                let f = Figure::new(
+                    &format!("ipc.pool_rtt.{name}{suffix}"),
+                    label,
+                    remote / v,
+                    Unit::Ratio,
+                );
+                ratios.push(match &placed {
+                    Some(p) => f.placed(p),
+                    None => f,
+                });
+            }
+        }
+    }
+    figures.extend(ratios);
+    figures
+}
+
+fn pool_table(s: &Section, d: &Data) -> Table {
+    let value = |k: &str| s.figure(k).map(|f| f.value);
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), fmt_us);
+    let ratio =
+        |suffix: &str, key: &str| match (value(&pool_key(PoolKind::Remote, suffix)), value(key)) {
+            (Some(remote), Some(this)) => format!("{:.1}x", remote / this),
+            _ => "-".to_string(),
+        };
+    let mut rows: Vec<Vec<String>> = PoolKind::ALL
+        .iter()
+        .filter(|&&k| d.pool_runs.iter().any(|r| r.pool == k))
+        .map(|&k| {
+            let p99 = d
+                .pool_runs
+                .iter()
+                .find(|r| r.pool == k && r.placement == Placement::Unpinned)
+                .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+            vec![
+                k.label().to_string(),
+                cell(value(&pool_key(k, ".pinned"))),
+                cell(value(&pool_key(k, ""))),
+                p99,
+                ratio(".pinned", &pool_key(k, ".pinned")),
+                ratio("", &pool_key(k, "")),
+            ]
+        })
+        .collect();
+    if value(&tcp_key("")).is_some() || value(&tcp_key(".pinned")).is_some() {
+        let p99 = find_run(
+            d,
+            TransportKind::Tcp,
+            Partner::Process,
+            HEADLINE_SIZE,
+            Mode::Echo,
+            "unpinned",
+        )
+        .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+        rows.push(vec![
+            format!(
+                "raw tcp round trip of {} between processes (no pool)",
+                size_words(HEADLINE_SIZE)
+            ),
+            cell(value(&tcp_key(".pinned"))),
+            cell(value(&tcp_key(""))),
+            p99,
+            ratio(".pinned", &tcp_key(".pinned")),
+            ratio("", &tcp_key("")),
+        ]);
+    }
+    Table {
+        title: "Task round trip through a one-worker pool: thread, local process, remote worker \
+                over loopback TCP"
+            .into(),
+        columns: [
+            "worker",
+            "RTT pinned",
+            "RTT unpinned",
+            "p99 unpinned",
+            "remote / this, pinned",
+            "remote / this, unpinned",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
 }
 
 fn find_run<'a>(
@@ -660,6 +915,42 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
         );
     }
     let value = |key: &str| s.figure(key).map(|f| f.value);
+    notes.extend(d.pool_skipped.iter().cloned());
+    for suffix in ["", ".pinned"] {
+        let Some(remote) = value(&pool_key(PoolKind::Remote, suffix)) else {
+            continue;
+        };
+        let mut text = format!(
+            "pool round trip, {}: remote worker {}",
+            placement_words(suffix),
+            fmt_us(remote)
+        );
+        for (what, key) in [
+            (
+                "local process-pool worker",
+                pool_key(PoolKind::Process, suffix),
+            ),
+            ("thread-pool worker", pool_key(PoolKind::Thread, suffix)),
+            ("raw tcp 64 B between processes", tcp_key(suffix)),
+        ] {
+            if let Some(v) = value(&key) {
+                text.push_str(&format!(
+                    ", {what} {} (remote / it = {:.1}x)",
+                    fmt_us(v),
+                    remote / v
+                ));
+            }
+        }
+        notes.push(text);
+    }
+    if d.pool_runs.iter().any(|r| r.pool == PoolKind::Remote) {
+        notes.push(
+            "the remote worker runs on this host: its round trip has loopback TCP's kernel path \
+             and the pool's framing, but no network; a real network adds its own round-trip time \
+             to every task, which is not measured here"
+                .to_string(),
+        );
+    }
     for &size in &d.sizes {
         for suffix in ["", ".pinned", ".cross_cpu"] {
             let (Some(pipe), Some(shm)) = (
@@ -704,6 +995,95 @@ fn placement_words(suffix: &str) -> &'static str {
         ".pinned" => "pinned to one CPU",
         _ => "one CPU each (cross-CPU)",
     }
+}
+
+/// `None` when process pools work here, else why not (no fork server, not Linux).
+///
+/// # Errors
+/// When the pool fails for another reason (a worker could not be started).
+fn processes_unavailable() -> Result<Option<String>> {
+    match proctor::Pool::processes(1).build() {
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_initialized() || e.is_unsupported() => Ok(Some(e.to_string())),
+        Err(e) => Err(anyhow::Error::new(e).context("building a one-worker process pool")),
+    }
+}
+
+fn add_one(n: u64) -> u64 {
+    n + 1
+}
+
+/// Pins a worker process to the first CPU it may run on: the CPU the lab pins itself to (a
+/// remote agent started from the pinned thread has only that one already).
+fn pin_worker() {
+    if let Some(&cpu) = measure::allowed_cpus().first() {
+        measure::pin_to_raw(cpu);
+    }
+}
+
+/// The CPUs a worker may run on, to check its pin.
+fn worker_cpus(_: ()) -> Vec<usize> {
+    measure::allowed_cpus()
+}
+
+impl PoolKind {
+    /// A one-worker pool of this kind, its worker pinned to `pin` when given.
+    fn build(self, pin: Option<usize>) -> Result<proctor::Pool<()>> {
+        let b = match self {
+            PoolKind::Thread => return Ok(proctor::Pool::threads(1).build()?),
+            PoolKind::Process => proctor::Pool::processes(1),
+            PoolKind::Remote => proctor::Pool::processes(1).remote(super::loopback_remote()),
+        };
+        let b = b.forward_stderr(false);
+        let b = if pin.is_some() {
+            b.init_worker(pin_worker)
+        } else {
+            b
+        };
+        let pool = b
+            .build()
+            .with_context(|| format!("building a one-worker pool with a {}", self.label()))?;
+        if let Some(cpu) = pin {
+            let cpus = pool
+                .submit(worker_cpus, ())
+                .join()
+                .context("asking the worker for its CPUs")?;
+            if cpus != [cpu] {
+                bail!(
+                    "the {} runs on CPUs {cpus:?}, not on cpu {cpu} with the lab",
+                    self.label()
+                );
+            }
+        }
+        Ok(pool)
+    }
+}
+
+/// The pool round trip, `submit(add_one, n).join()`, on a fresh one-worker pool of `kind` at
+/// `placement` (pinned or unpinned).
+fn pool_rtt(kind: PoolKind, placement: Placement, plan: &Plan) -> Result<Measurement> {
+    // Pinned before the build: the pool's own threads, and a remote agent, inherit it.
+    let _pin = match placement.cpus() {
+        Some((cpu, _)) => Some(measure::pin_current_thread(cpu)?),
+        None => None,
+    };
+    let pool = kind.build(placement.cpus().map(|(cpu, _)| cpu))?;
+    let mut i = 0u64;
+    let m = measure::measure(plan, |n, sampler| {
+        time_ops(n, sampler, || {
+            i += 1;
+            let out = pool
+                .submit(add_one, black_box(i))
+                .join()
+                .context("the round-trip task")?;
+            if out != i + 1 {
+                bail!("the worker returned {out} for {i}, not {}", i + 1);
+            }
+            Ok(())
+        })
+    })?;
+    drop(pool);
+    Ok(m)
 }
 
 /// Creates a pair, starts the partner (thread or forked process) with the placement, measures
@@ -860,6 +1240,8 @@ mod tests {
                 run(TransportKind::Pipe, Partner::Process, Mode::Echo, 9_000.0),
                 run(TransportKind::Pipe, Partner::Process, Mode::Sink, 1_000.0),
             ],
+            pool_runs: Vec::new(),
+            pool_skipped: Vec::new(),
         };
         let s = section(&Plan::for_profile(Profile::Tiny), &d);
         let value = |k: &str| s.figure(k).map(|f| f.value);
@@ -869,7 +1251,102 @@ mod tests {
         let mbs = value("ipc.throughput.pipe.process.64").expect("a throughput figure");
         assert!((mbs - 64e3 * 1e3).abs() / mbs < 0.1, "{mbs}");
         assert!(value("ipc.throughput.pipe.thread.64").is_none());
-        assert!(!s.tables.is_empty());
+        assert_eq!(s.tables.len(), 1, "no pool rows, no pool table");
+        assert!(!s.figures.iter().any(|f| f.key.starts_with("ipc.pool_rtt")));
+    }
+
+    #[test]
+    fn pool_round_trips_sit_beside_raw_tcp_at_each_placement() {
+        use crate::fixture::measurement;
+        let tcp = |placement, ns| Run {
+            transport: TransportKind::Tcp,
+            partner: Partner::Process,
+            placement,
+            mode: Mode::Echo,
+            size_bytes: 64,
+            measurement: measurement(ns),
+            rounds_ns: vec![ns],
+            messages: 2_000,
+            futex_wakes: 0,
+        };
+        let pool = |pool, placement, ns| PoolRun {
+            pool,
+            placement,
+            measurement: measurement(ns),
+        };
+        let pinned = Placement::Pinned(0);
+        let d = Data {
+            sizes: vec![64],
+            transports: vec![TransportKind::Tcp],
+            shm_spin_ns: 0,
+            runs: vec![tcp(pinned, 20_000.0), tcp(Placement::Unpinned, 12_000.0)],
+            pool_runs: vec![
+                pool(PoolKind::Thread, pinned, 4_000.0),
+                pool(PoolKind::Thread, Placement::Unpinned, 5_000.0),
+                pool(PoolKind::Process, pinned, 8_000.0),
+                pool(PoolKind::Process, Placement::Unpinned, 4_000.0),
+                pool(PoolKind::Remote, pinned, 32_000.0),
+                pool(PoolKind::Remote, Placement::Unpinned, 20_000.0),
+            ],
+            pool_skipped: Vec::new(),
+        };
+        let s = section(&Plan::for_profile(Profile::Tiny), &d);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("ipc.pool_rtt.remote"), Some(20_000.0));
+        assert_eq!(value("ipc.pool_rtt.remote.pinned"), Some(32_000.0));
+        assert_eq!(value("ipc.pool_rtt.thread.pinned"), Some(4_000.0));
+        assert_eq!(value("ipc.pool_rtt.remote_over_process"), Some(5.0));
+        assert_eq!(value("ipc.pool_rtt.remote_over_process.pinned"), Some(4.0));
+        assert_eq!(value("ipc.pool_rtt.remote_over_thread"), Some(4.0));
+        assert_eq!(value("ipc.pool_rtt.remote_over_tcp.pinned"), Some(1.6));
+        let placed = |k: &str| s.figure(k).and_then(|f| f.placement.clone());
+        assert!(placed("ipc.pool_rtt.remote.pinned").is_some_and(|p| p.contains("same CPU")));
+        assert!(placed("ipc.pool_rtt.remote_over_tcp").is_some_and(|p| p.contains("unpinned")));
+        let t = &s.tables[1];
+        assert_eq!(t.rows.len(), 4, "three pools and raw tcp: {:?}", t.rows);
+        assert_eq!(t.rows[2][0], PoolKind::Remote.label());
+        assert_eq!(t.rows[1][1..3], ["8.00 µs", "4.00 µs"]);
+        assert_eq!(t.rows[1][4..], ["4.0x", "5.0x"]);
+        assert!(t.rows[3][0].contains("raw tcp"));
+        assert_eq!(t.rows[3][5], "1.7x");
+        let note = s
+            .notes
+            .iter()
+            .find(|n| n.starts_with("pool round trip, pinned"))
+            .expect("a pinned pool note");
+        assert!(note.contains("remote worker 32.00 µs"), "{note}");
+        assert!(
+            note.contains("raw tcp 64 B between processes 20.00 µs (remote / it = 1.6x)"),
+            "{note}"
+        );
+        assert!(s.notes.iter().any(|n| n.contains("no network")));
+        assert!(s.method.contains("Pool round trip"));
+        // Without a remote row there are no ratios and no remote notes.
+        let mut d = d;
+        d.pool_runs.retain(|r| r.pool != PoolKind::Remote);
+        d.pool_skipped = vec!["the remote-worker round trips are skipped: no loopback".into()];
+        let s = section(&Plan::for_profile(Profile::Tiny), &d);
+        assert!(value("ipc.pool_rtt.process").is_some());
+        assert!(s.figure("ipc.pool_rtt.remote_over_tcp").is_none());
+        assert!(s.notes.iter().any(|n| n.contains("no loopback")));
+        assert!(!s.notes.iter().any(|n| n.contains("no network")));
+    }
+
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore)]
+    fn a_pinned_thread_pool_round_trip_is_measured() {
+        let cpu = measure::allowed_cpus()[0];
+        let m = pool_rtt(
+            PoolKind::Thread,
+            Placement::Pinned(cpu),
+            &plan(Profile::Tiny, None),
+        )
+        .expect("a thread pool works anywhere");
+        assert!(m.value() > 0.0 && m.value().is_finite());
+        // The lib's unit-test binary starts no fork server: process pools say why.
+        if let Some(why) = processes_unavailable().expect("no other failure") {
+            assert!(!why.is_empty());
+        }
     }
 
     #[test]

@@ -107,6 +107,16 @@ pub(crate) fn median_round<T>(
     Ok((all.swap_remove(middle), values))
 }
 
+/// Remote workers on this host (`spawn`, `ipc`): the command launcher runs
+/// `/bin/sh -c 'exec <this binary>'`, which becomes an agent in `proctor::init()` and connects
+/// back to a pool listening on 127.0.0.1 only, so nothing leaves the machine.
+pub(crate) fn loopback_remote() -> proctor::Remote {
+    proctor::Remote::command("exec {exe}", ["localhost"])
+        .listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        // An agent that has not connected by then will not: say so well before the default.
+        .connect_timeout(std::time::Duration::from_secs(10))
+}
+
 /// Where the two sides of a two-party measurement run. Its `key` is the word figure keys and
 /// JSON use, the same in every experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,6 +18,14 @@
 //! with this parent's size. Without a fork server (`proctor::init()` did not run in time) the
 //! row is skipped with a note.
 //!
+//! **Remote worker**: the same with `.remote(..)`: the command launcher runs
+//! `/bin/sh -c 'exec <this binary>'`, which becomes an agent in `proctor::init()`, connects back
+//! over loopback TCP (an authenticated handshake), forks the worker, whose own connection is
+//! authenticated too; then one task and the drop, which closes the connections and waits for
+//! the launched process to exit. The time from the start of `build()` to the first result is
+//! reported apart, without the drop. ssh or `srun` in place of `/bin/sh` add their own
+//! start cost, which this row does not measure.
+//!
 //! The forked child lives in a process that may have other threads (the test harness, a
 //! progress bar), so it only calls `_exit`, which is async-signal-safe.
 
@@ -33,6 +41,7 @@ use serde::Serialize;
 use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, Sampler, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::stats::{self, Summary};
 use crate::{LabConfig, Progress};
 
 /// The creation-overhead experiment.
@@ -56,6 +65,9 @@ enum Method {
     PoolWorker,
     /// The same with `StartMethod::Exec`: the worker re-executes this binary.
     PoolExec,
+    /// The same with `.remote(..)`: an agent started through the command launcher on this
+    /// host connects back over loopback TCP and forks the worker.
+    PoolRemote,
 }
 
 impl Method {
@@ -67,7 +79,16 @@ impl Method {
             Method::TokioTask => "async",
             Method::PoolWorker => "pool_worker",
             Method::PoolExec => "pool_exec",
+            Method::PoolRemote => "pool_remote",
         }
+    }
+
+    /// Whether this is a row of the pool, which needs a fork server.
+    fn is_pool(self) -> bool {
+        matches!(
+            self,
+            Method::PoolWorker | Method::PoolExec | Method::PoolRemote
+        )
     }
 
     fn label(self) -> &'static str {
@@ -82,11 +103,17 @@ impl Method {
             Method::PoolExec => {
                 "the same with StartMethod::Exec (the worker re-executes this binary)"
             }
+            Method::PoolRemote => {
+                "the same with .remote(command launcher, loopback TCP) (an agent exec'd by /bin/sh -c)"
+            }
         }
     }
 }
 
-/// The methods measured at every parent size; an async task does not depend on it.
+/// The methods measured at every parent size; an async task does not depend on it, and a
+/// remote worker (tens of ms an op) is measured at the smallest parent only, to keep the quick
+/// profile short: its launcher is started by `std::process::Command` (`posix_spawn` or a
+/// `vfork`-like clone), which the posix_spawn row shows flat in the parent's size.
 const RSS_METHODS: [Method; 5] = [
     Method::Thread,
     Method::Fork,
@@ -104,6 +131,10 @@ struct Row {
     measurement: Measurement,
     /// The figure of each independent round (one unless the headline shows it).
     rounds_ns: Vec<f64>,
+    /// Remote worker only: the start of `build()` to the first result, per op of the
+    /// timestamped batches (the drop is not in it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_result_ns: Option<Summary>,
 }
 
 impl Spawn {
@@ -141,23 +172,38 @@ impl Experiment for Spawn {
         let sizes = Spawn::ballast_sizes(config.profile);
         let spawn_true = PosixSpawn::new(TRUE_PATH)?;
         let mut notes = Vec::new();
-        let methods: Vec<Method> = match pool_availability()? {
-            None => RSS_METHODS.to_vec(),
+        let mut methods: Vec<Method> = match pool_availability()? {
+            None => RSS_METHODS
+                .into_iter()
+                .chain([Method::PoolRemote])
+                .collect(),
             Some(reason) => {
                 notes.push(format!("the pool-worker row is skipped: {reason}"));
-                RSS_METHODS
-                    .into_iter()
-                    .filter(|&m| !matches!(m, Method::PoolWorker | Method::PoolExec))
-                    .collect()
+                RSS_METHODS.into_iter().filter(|m| !m.is_pool()).collect()
             }
         };
-        progress.begin("spawn", (sizes.len() * methods.len() + 1) as u64);
+        if methods.contains(&Method::PoolRemote) {
+            // Loopback TCP or /bin/sh can be missing where forking works (a network-less
+            // sandbox): the other rows still stand.
+            if let Err(e) = pool_remote() {
+                notes.push(format!("the remote-worker row is skipped: {e:#}"));
+                methods.retain(|&m| m != Method::PoolRemote);
+            }
+        }
+        let remote = methods.contains(&Method::PoolRemote) as usize;
+        progress.begin(
+            "spawn",
+            (sizes.len() * (methods.len() - remote) + remote + 1) as u64,
+        );
 
         let mut rows = Vec::new();
         for &size in &sizes {
             let ballast = Ballast::new(size);
             let rss = measure::process_rss_bytes().unwrap_or(0);
             for &method in &methods {
+                if method == Method::PoolRemote && size != 0 {
+                    continue;
+                }
                 progress.advance(0, &format!("{} at {} MiB parent", method.key(), size / MIB));
                 // The headline's figures come from independent rounds.
                 let rounds = if size == 0 && matches!(method, Method::Thread | Method::Fork) {
@@ -165,10 +211,10 @@ impl Experiment for Spawn {
                 } else {
                     1
                 };
-                let (m, rounds_ns) = median_round(
+                let ((m, first_result_ns), rounds_ns) = median_round(
                     rounds,
                     || measure_method(method, &plan, &spawn_true),
-                    Measurement::value,
+                    |(m, _)| m.value(),
                 )
                 .with_context(|| {
                     format!(
@@ -183,16 +229,17 @@ impl Experiment for Spawn {
                     parent_rss_bytes: rss,
                     measurement: m,
                     rounds_ns,
+                    first_result_ns,
                 });
                 progress.advance(1, "");
             }
             drop(ballast);
         }
         progress.advance(0, "tokio task");
-        let (tokio, rounds_ns) = median_round(
+        let ((tokio, _), rounds_ns) = median_round(
             ROUNDS,
             || measure_method(Method::TokioTask, &plan, &spawn_true),
-            Measurement::value,
+            |(m, _)| m.value(),
         )
         .context("measuring tokio task spawn")?;
         let rss = measure::process_rss_bytes().unwrap_or(0);
@@ -202,6 +249,7 @@ impl Experiment for Spawn {
             parent_rss_bytes: rss,
             measurement: tokio,
             rounds_ns,
+            first_result_ns: None,
         });
         progress.advance(1, "");
         progress.end();
@@ -221,7 +269,13 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
          Tokio: tokio::spawn + .await on a current-thread runtime. Pool worker: \
          proctor::Pool::processes(1).build(), submit(trivial fn).join(), drop (kills and reaps the \
          worker); the worker is forked by the pool's fork server, not by this parent; with \
-         StartMethod::Exec it then re-executes this binary (a fresh address space). The parent first allocates and \
+         StartMethod::Exec it then re-executes this binary (a fresh address space). Remote worker: the \
+         same with .remote(Remote::command(\"exec {{exe}}\", [\"localhost\"])) listening on 127.0.0.1: \
+         /bin/sh -c execs this binary, which becomes an agent in proctor::init(), connects back over \
+         loopback TCP with an HMAC challenge-response and forks the worker, which connects and \
+         authenticates on its own; the drop closes the connections and waits for the launched \
+         process to exit. Its time from the start of build() to the first result (no drop) is \
+         reported apart, per op of the timestamped batches. The parent first allocates and \
          touches a ballast of the given size (rule 6). Figure = median over {} batches of the batch \
          mean (batches calibrated to >= {} ms after {} warm-up batches); spread = per-op times \
          where the timer is cheap enough (taken in batches of their own: the figure's batches are \
@@ -239,6 +293,21 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
 
     for r in rows {
         let base = format!("spawn.{}", r.method.key());
+        if let (0, Some(first)) = (r.ballast_bytes, r.first_result_ns) {
+            s.figures.push(
+                Figure::new(
+                    &format!("{base}.first_result"),
+                    &format!(
+                        "{} (build to first result, drop not timed)",
+                        r.method.label()
+                    ),
+                    first.median,
+                    Unit::Ns,
+                )
+                .with_spread(first.spread())
+                .placed("unpinned"),
+            );
+        }
         if r.ballast_bytes == 0 {
             s.figures.push(
                 r.measurement
@@ -298,6 +367,18 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             "pool worker re-executing the binary / forked pool worker",
             "spawn.pool_exec",
             "spawn.pool_worker",
+        ),
+        (
+            "spawn.pool_remote_over_pool_worker",
+            "remote worker (command launcher, loopback) / forked pool worker",
+            "spawn.pool_remote",
+            "spawn.pool_worker",
+        ),
+        (
+            "spawn.pool_remote_over_pool_exec",
+            "remote worker (command launcher, loopback) / pool worker re-executing the binary",
+            "spawn.pool_remote",
+            "spawn.pool_exec",
         ),
     ]
     .into_iter()
@@ -383,16 +464,60 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             big.measurement.value() / small.measurement.value(),
         ));
     }
+    if let Some(note) = remote_note(&s) {
+        s.notes.push(note);
+    }
     s.data = serde_json::to_value(rows).unwrap_or(serde_json::Value::Null);
     s
+}
+
+/// What the remote-worker row says beside the local pool rows, when it was measured.
+fn remote_note(s: &Section) -> Option<String> {
+    let value = |k: &str| s.figure(k).map(|f| f.value);
+    let whole = value("spawn.pool_remote")?;
+    let mut text = format!(
+        "remote worker through the command launcher (/bin/sh -c exec, loopback TCP, small \
+         parent): {} with the drop",
+        fmt_us(whole)
+    );
+    if let Some(first) = value("spawn.pool_remote.first_result") {
+        text.push_str(&format!(", {} to the first result", fmt_us(first)));
+    }
+    for (key, what) in [
+        ("spawn.pool_worker", "the forked pool worker"),
+        ("spawn.pool_exec", "the exec'd pool worker"),
+    ] {
+        if let Some(v) = value(key) {
+            text.push_str(&format!("; {what} {} ({:.1}x)", fmt_us(v), whole / v));
+        }
+    }
+    text.push_str(
+        ". The remote start adds to an exec'd worker a shell, the agent's and the worker's TCP \
+         connections and handshakes, and the pool's waiting for them: its listener accepts by \
+         polling (accept_loop in crates/proctor/src/remote/hub.rs), and the drop waits for that \
+         thread and for the launched process to exit. All of it is on this host, so it is a \
+         lower bound: ssh \
+         (a connection, key exchange and a remote shell) and srun (a job step) add their own \
+         start cost before the agent runs, and a real network adds its round trips to each \
+         handshake, none of which is measured here",
+    );
+    Some(text)
 }
 
 fn fmt_us(ns: f64) -> String {
     format!("{:.1} µs", ns / 1e3)
 }
 
-fn measure_method(method: Method, plan: &Plan, spawn_true: &PosixSpawn) -> Result<Measurement> {
-    match method {
+/// The measurement of `method`, with the remote worker's build-to-first-result summary.
+fn measure_method(
+    method: Method,
+    plan: &Plan,
+    spawn_true: &PosixSpawn,
+) -> Result<(Measurement, Option<Summary>)> {
+    if method == Method::PoolRemote {
+        return measure_remote(plan);
+    }
+    let m = match method {
         Method::Thread => measure::measure(plan, |n, s| time_ops(n, s, spawn_thread)),
         Method::Fork => measure::measure(plan, |n, s| time_ops(n, s, fork_exit_wait)),
         Method::PosixSpawn => measure::measure(plan, |n, s| time_ops(n, s, || spawn_true.run())),
@@ -408,7 +533,26 @@ fn measure_method(method: Method, plan: &Plan, spawn_true: &PosixSpawn) -> Resul
                 .context("building a current-thread tokio runtime")?;
             measure::measure(plan, |n, s| rt.block_on(tokio_batch(n, s)))
         }
-    }
+        Method::PoolRemote => unreachable!("measured by measure_remote above"),
+    }?;
+    Ok((m, None))
+}
+
+/// The remote worker's row: each op is timed whole (build + task + drop, as the other pool
+/// rows), and its build-to-first-result part is kept, in the timestamped batches only.
+fn measure_remote(plan: &Plan) -> Result<(Measurement, Option<Summary>)> {
+    let mut first = Vec::new();
+    let m = measure::measure(plan, |n, s| {
+        let keep = s.is_active();
+        time_ops(n, s, || {
+            let to_first = pool_remote()?;
+            if keep {
+                first.push(to_first.as_nanos() as f64);
+            }
+            Ok(())
+        })
+    })?;
+    Ok((m, stats::summarize(&first)))
 }
 
 fn spawn_thread() -> Result<()> {
@@ -472,6 +616,27 @@ fn pool_worker(start: proctor::StartMethod) -> Result<()> {
         bail!("the pool worker returned {out}, not 8");
     }
     Ok(())
+}
+
+/// A one-worker remote pool on this host: build, run one task, drop (close the connections,
+/// wait for the launched agent). Returns the time from the start of `build()` to the result.
+fn pool_remote() -> Result<Duration> {
+    let start = Instant::now();
+    let pool = proctor::Pool::processes(1)
+        .remote(super::loopback_remote())
+        .forward_stderr(false)
+        .build()
+        .context("building a one-worker remote pool (command launcher, loopback TCP)")?;
+    let out = pool
+        .submit(add_one, black_box(7u64))
+        .join()
+        .context("the remote worker's task")?;
+    let to_first = start.elapsed();
+    drop(pool);
+    if black_box(out) != 8 {
+        bail!("the remote worker returned {out}, not 8");
+    }
+    Ok(to_first)
 }
 
 fn reap(child: Pid) -> Result<()> {
@@ -572,6 +737,7 @@ mod tests {
             parent_rss_bytes: 10 * MIB as u64,
             measurement: measurement(ns),
             rounds_ns: vec![ns],
+            first_result_ns: None,
         };
         let mut thread = row(Method::Thread, 0, 20_000.0);
         thread.rounds_ns = vec![24_000.0, 18_000.0, 20_000.0];
@@ -582,6 +748,8 @@ mod tests {
             row(Method::TokioTask, 0, 400.0),
         ];
         let s = section(&Plan::for_profile(Profile::Tiny), &rows);
+        assert!(s.figure("spawn.pool_remote").is_none());
+        assert!(!s.notes.iter().any(|n| n.contains("remote worker")));
         assert_eq!(s.figure("spawn.thread").map(|f| f.value), Some(20_000.0));
         let rounds = s.figure("spawn.thread").and_then(|f| f.rounds.clone());
         let rounds = rounds.expect("the thread figure has its rounds");
@@ -610,6 +778,52 @@ mod tests {
                 .any(|n| n.contains("fork grows with the parent"))
         );
     }
+
+    #[test]
+    fn remote_row_has_its_first_result_ratios_and_note() {
+        use crate::fixture::measurement;
+        let row = |method, ns| Row {
+            method,
+            ballast_bytes: 0,
+            parent_rss_bytes: 10 * MIB as u64,
+            measurement: measurement(ns),
+            rounds_ns: vec![ns],
+            first_result_ns: None,
+        };
+        let mut remote = row(Method::PoolRemote, 12_000_000.0);
+        remote.first_result_ns = stats::summarize(&[3_000_000.0, 4_000_000.0, 5_000_000.0]);
+        let rows = [
+            row(Method::PoolWorker, 400_000.0),
+            row(Method::PoolExec, 2_000_000.0),
+            remote,
+        ];
+        let s = section(&Plan::for_profile(Profile::Tiny), &rows);
+        let value = |k: &str| s.figure(k).map(|f| f.value);
+        assert_eq!(value("spawn.pool_remote"), Some(12_000_000.0));
+        assert_eq!(value("spawn.pool_remote.first_result"), Some(4_000_000.0));
+        assert!(value("spawn.pool_remote.cold").is_some());
+        assert_eq!(value("spawn.pool_remote_over_pool_worker"), Some(30.0));
+        assert_eq!(value("spawn.pool_remote_over_pool_exec"), Some(6.0));
+        let note = s
+            .notes
+            .iter()
+            .find(|n| n.contains("remote worker"))
+            .expect("a note on the remote row");
+        assert!(note.contains("12000.0 µs with the drop"), "{note}");
+        assert!(note.contains("4000.0 µs to the first result"), "{note}");
+        assert!(
+            note.contains("the exec'd pool worker 2000.0 µs (6.0x)"),
+            "{note}"
+        );
+        assert!(note.contains("ssh") && note.contains("srun"), "{note}");
+        let table_row = s.tables[0]
+            .rows
+            .iter()
+            .find(|r| r[0] == Method::PoolRemote.label())
+            .expect("the remote row is in the table");
+        assert_eq!(table_row[3], "12000.0 µs");
+    }
+
     use crate::NoProgress;
 
     #[test]
@@ -640,7 +854,7 @@ mod tests {
                 .all(|f| f.value.is_finite() && f.value > 0.0)
         );
         assert_eq!(s.charts.len(), 1);
-        // The lib's unit-test binary starts no fork server, so the two pool rows are skipped
+        // The lib's unit-test binary starts no fork server, so the pool rows are skipped
         // there.
         let pool = s.figure("spawn.pool_worker").is_some();
         assert_eq!(pool, s.figure("spawn.pool_exec").is_some());
@@ -650,15 +864,22 @@ mod tests {
                     .iter()
                     .any(|n| n.contains("pool-worker row is skipped"))
             );
+            assert!(s.figure("spawn.pool_remote").is_none());
         }
-        let measured = if pool {
-            RSS_METHODS.len()
-        } else {
-            RSS_METHODS.len() - 2
-        };
+        // Where pools work, the remote row is measured or skipped with its reason.
+        let remote = s.figure("spawn.pool_remote").is_some();
+        assert_eq!(remote, s.figure("spawn.pool_remote.first_result").is_some());
+        if pool && !remote {
+            assert!(
+                s.notes
+                    .iter()
+                    .any(|n| n.contains("remote-worker row is skipped"))
+            );
+        }
+        let measured = RSS_METHODS.iter().filter(|m| !m.is_pool() || pool).count();
         assert_eq!(s.charts[0].series.len(), measured);
-        // Every method at each size (one here), and the async task.
-        assert_eq!(s.tables[0].rows.len(), measured + 1);
+        // Every method at each size (one here), the remote worker and the async task.
+        assert_eq!(s.tables[0].rows.len(), measured + usize::from(remote) + 1);
         assert!(
             s.method
                 .contains("create + first instruction + exit + reap")

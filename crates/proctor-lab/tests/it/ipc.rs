@@ -71,6 +71,26 @@ fn ipc_has_every_transport_partner_and_size() {
             .unwrap_or_else(|| panic!("figure {key} is present"));
         assert!(f.value.is_finite() && f.value >= 0.0, "{key} = {}", f.value);
     }
+    // This binary starts the fork server before main, so every pool runs, and can be its
+    // own remote agent.
+    for pool in ["thread", "process", "remote"] {
+        let unpinned = positive(&s, &format!("ipc.pool_rtt.{pool}"), Unit::Ns);
+        assert!(unpinned.is_some_and(|p| p.contains("unpinned")), "{pool}");
+        let pinned = positive(&s, &format!("ipc.pool_rtt.{pool}.pinned"), Unit::Ns);
+        assert!(pinned.is_some_and(|p| p.contains("same CPU")), "{pool}");
+    }
+    for suffix in ["", ".pinned"] {
+        for other in ["process", "thread", "tcp"] {
+            positive(
+                &s,
+                &format!("ipc.pool_rtt.remote_over_{other}{suffix}"),
+                Unit::Ratio,
+            );
+        }
+    }
+    assert_eq!(s.tables.len(), 2, "the transport table and the pool table");
+    assert_eq!(s.tables[1].rows.len(), 4);
+    assert!(s.notes.iter().any(|n| n.contains("no network")));
     assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
     assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
     assert_eq!(s.charts.len(), 3);
@@ -122,7 +142,20 @@ fn spawn_has_the_pool_worker_row() {
         "spawn.posix_spawn",
         "spawn.async",
         "spawn.pool_worker",
+        "spawn.pool_exec",
+        // This binary starts the fork server before main, so it can be its own agent too.
+        "spawn.pool_remote",
+        "spawn.pool_remote.first_result",
     ] {
         positive(&s, key, Unit::Ns);
     }
+    let first = s.figure("spawn.pool_remote.first_result").expect("checked");
+    let whole = s.figure("spawn.pool_remote").expect("checked");
+    assert!(
+        first.value < whole.value,
+        "the first result ({}) comes before the drop ends ({})",
+        first.value,
+        whole.value
+    );
+    assert!(s.notes.iter().any(|n| n.contains("srun")));
 }
