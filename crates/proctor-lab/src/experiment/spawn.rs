@@ -493,9 +493,7 @@ fn remote_note(s: &Section) -> Option<String> {
     }
     text.push_str(
         ". The remote start adds to an exec'd worker a shell, the agent's and the worker's TCP \
-         connections and handshakes, and the pool's waiting for them: its listener accepts by \
-         polling (accept_loop in crates/proctor/src/remote/hub.rs), and the drop waits for that \
-         thread and for the launched process to exit. All of it is on this host, so it is a \
+         connections and handshakes, and the drop waits for the launched process to exit. All of it is on this host, so it is a \
          lower bound: ssh \
          (a connection, key exchange and a remote shell) and srun (a job step) add their own \
          start cost before the agent runs, and a real network adds its round trips to each \

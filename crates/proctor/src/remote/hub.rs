@@ -580,7 +580,7 @@ impl Hub {
                         let _ = l.child.wait();
                         break;
                     }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(None) => std::thread::sleep(Duration::from_millis(1)),
                 }
             }
         }
