@@ -1,7 +1,8 @@
 //! Remote workers on loopback against what they are built on, side by side in one run.
 //!
 //! * `roundtrip`: one trivial task, submitted and joined, in a loop, on one remote worker
-//!   (an agent started by the command launcher on this machine, over TCP), next to a raw TCP
+//!   (an agent started by the command launcher on this machine, over TCP, and over TLS
+//!   with `Remote::tls(true)`), next to a raw TCP
 //!   ping-pong between two processes (its floor), and a local process-mode worker beside
 //!   its own floor, a raw pipe ping-pong.
 //! * `map_1m`: `map` and `try_map` over 1 000 000 trivial `u64` items with two remote
@@ -76,10 +77,13 @@ impl Drop for TcpEcho {
     }
 }
 
-/// Agents started on this machine by the command launcher, over loopback.
-fn remote(workers: usize) -> PoolBuilder {
+/// Agents started on this machine by the command launcher, over loopback (with TLS when
+/// `tls`).
+fn remote(workers: usize, tls: bool) -> PoolBuilder {
     Pool::processes(workers).remote(
-        Remote::command("exec {exe}", ["localhost"]).listen("127.0.0.1:0".parse().expect("addr")),
+        Remote::command("exec {exe}", ["localhost"])
+            .listen("127.0.0.1:0".parse().expect("addr"))
+            .tls(tls),
     )
 }
 
@@ -95,11 +99,13 @@ fn roundtrip(c: &mut Criterion) {
         b.iter(|| pipe.round_trip(black_box(7)))
     });
     drop(pipe);
-    let pool = remote(1).build().expect("remote pool");
-    g.bench_function("proctor_remote", |b| {
-        b.iter(|| pool.submit(trivial, black_box(7)).join())
-    });
-    pool.shutdown();
+    for (name, tls) in [("proctor_remote", false), ("proctor_remote_tls", true)] {
+        let pool = remote(1, tls).build().expect("remote pool");
+        g.bench_function(name, |b| {
+            b.iter(|| pool.submit(trivial, black_box(7)).join())
+        });
+        pool.shutdown();
+    }
     let pool = Pool::processes(1).build().expect("process pool");
     g.bench_function("proctor_processes", |b| {
         b.iter(|| pool.submit(trivial, black_box(7)).join())
@@ -115,7 +121,10 @@ fn map_1m(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     common::bench_maps(
         &mut g,
-        [("remote", remote(2)), ("processes", Pool::processes(2))],
+        [
+            ("remote", remote(2, false)),
+            ("processes", Pool::processes(2)),
+        ],
         n,
     );
     g.finish();

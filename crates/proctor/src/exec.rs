@@ -262,7 +262,14 @@ pub(crate) fn become_worker_if_asked() {
             );
         }
     }
-    crate::worker::worker_main(requests, doorbell, arena, inbox, capture, m.secret, None)
+    crate::worker::worker_main(
+        crate::worker::Requests::Pipe(requests),
+        doorbell,
+        arena,
+        inbox,
+        capture,
+        m.secret,
+    )
 }
 
 #[cfg(test)]

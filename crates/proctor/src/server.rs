@@ -650,7 +650,14 @@ fn spawn_worker(
                 }
             };
             crate::sys::close_fds_except(&keep);
-            crate::worker::worker_main(requests, doorbell, arena, inbox, capture, secret, None)
+            crate::worker::worker_main(
+                crate::worker::Requests::Pipe(requests),
+                doorbell,
+                arena,
+                inbox,
+                capture,
+                secret,
+            )
         }
     }
 }

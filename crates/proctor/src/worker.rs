@@ -202,14 +202,21 @@ fn diag(to: &mut Option<File>, message: std::fmt::Arguments<'_>) {
     };
 }
 
+/// Where a worker's jobs come from: its request pipe, or (a remote worker) its connection
+/// to the pool, which carries its results back too.
+#[derive(Debug)]
+pub(crate) enum Requests {
+    Pipe(OwnedFd),
+    Remote(crate::remote::conn::Conn),
+}
+
 pub(crate) fn worker_main(
-    requests: OwnedFd,
+    requests: Requests,
     doorbell: OwnedFd,
     arena: OwnedFd,
     inbox: OwnedFd,
     capture: Option<Capture>,
     secret: u64,
-    results: Option<File>,
 ) -> ! {
     crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
@@ -236,9 +243,7 @@ pub(crate) fn worker_main(
         }
         None => (None, None),
     };
-    let code = match run_jobs(
-        requests, doorbell, arena, inbox, tails, &mut pipe, secret, results,
-    ) {
+    let code = match run_jobs(requests, doorbell, arena, inbox, tails, &mut pipe, secret) {
         Ok(()) => 0,
         Err(e) => {
             diag(&mut pipe, format_args!("proctor worker: {e}"));
@@ -251,34 +256,40 @@ pub(crate) fn worker_main(
     unsafe { libc::_exit(code) }
 }
 
-/// Runs jobs until the request stream ends. `results` is a remote worker's connection to
-/// the pool: each finished job's records go there too, since the pool cannot map this
-/// worker's arena (the agent, its parent here, reads the arena if the worker dies).
-#[allow(clippy::too_many_arguments)]
+/// Runs jobs until the request stream ends. A remote worker sends each finished job's
+/// records back on its connection too, since the pool cannot map this worker's arena (the
+/// agent, its parent here, reads the arena if the worker dies).
 fn run_jobs(
-    requests: OwnedFd,
+    requests: Requests,
     doorbell: OwnedFd,
     arena: OwnedFd,
     inbox: OwnedFd,
     capture: Option<OutputFiles>,
     pipe: &mut Option<File>,
     secret: u64,
-    mut results: Option<File>,
 ) -> std::io::Result<()> {
     let mut done_msg = Vec::new();
-    let mut requests = File::from(requests);
+    let (mut local, mut remote) = match requests {
+        Requests::Pipe(fd) => (Some(File::from(fd)), None),
+        Requests::Remote(conn) => (None, Some(conn)),
+    };
     let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?, capture);
     let mut inbox = SharedMapping::from_fd(inbox)?;
     let mut reader = FrameReader::default();
     let mut jobs_seen = 0u64;
     loop {
-        if results.is_none() && reader.complete()?.is_none() {
+        if remote.is_none() && reader.complete()?.is_none() {
             // Between jobs: when the parent runs on another CPU, watch for the next job a
             // moment before sleeping in read (a sleeping worker costs a cross-CPU wake-up).
             arena.await_job(jobs_seen);
         }
-        let frame = match reader.next(&mut requests) {
+        let next = match (local.as_mut(), remote.as_mut()) {
+            (Some(pipe), _) => reader.next(pipe),
+            (None, Some(conn)) => reader.next(conn),
+            (None, None) => unreachable!("a worker has a pipe or a connection"),
+        };
+        let frame = match next {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
@@ -335,7 +346,7 @@ fn run_jobs(
         };
         jobs_seen += 1;
         let f: EntryFn = vouched(entry, check, secret)?;
-        if results.is_some() {
+        if remote.is_some() {
             arena.start_remote_job(jobs_seen);
         } else {
             arena.start_job();
@@ -348,7 +359,7 @@ fn run_jobs(
         // The results are committed: publish the job as done, then ring the driver.
         arena.done(jobs_seen);
         doorbell.ring();
-        if let Some(conn) = results.as_mut() {
+        if let Some(conn) = remote.as_mut() {
             let (started, committed, records) = arena.committed();
             crate::remote::proto::done(&mut done_msg, jobs_seen, started, committed, records);
             conn.write_all(&done_msg)?;

@@ -22,6 +22,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getppid, setpgid};
 
+use super::conn::Conn;
 use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
 use crate::arena;
 use crate::sys::{Seals, SharedMapping};
@@ -64,8 +65,15 @@ pub(crate) fn become_agent_if_asked() {
     unsafe { libc::_exit(code) }
 }
 
-/// Reads the secret from the environment, or else from stdin.
-fn secret() -> Result<[u8; KEY_LEN], String> {
+/// The pool's secret, and with TLS its certificate's fingerprint.
+#[derive(Clone, Copy)]
+struct Credentials {
+    secret: [u8; KEY_LEN],
+    pin: Option<[u8; KEY_LEN]>,
+}
+
+/// Reads the credentials from the environment, or else from stdin.
+fn credentials() -> Result<Credentials, String> {
     let text = match std::env::var(SECRET_VAR) {
         Ok(v) => v,
         Err(_) => {
@@ -81,21 +89,23 @@ fn secret() -> Result<[u8; KEY_LEN], String> {
                     break;
                 }
                 line.push(byte[0] as char);
-                if line.len() > 2 * KEY_LEN {
+                if line.len() > 4 * KEY_LEN + 1 {
                     break;
                 }
             }
             line
         }
     };
-    proto::from_hex(&text)
-        .ok_or_else(|| format!("no pool secret: {SECRET_VAR} is unset and stdin did not hold one"))
+    let (secret, pin) = proto::parse_credentials(&text).ok_or_else(|| {
+        format!("no pool secret: {SECRET_VAR} is unset and stdin did not hold one")
+    })?;
+    Ok(Credentials { secret, pin })
 }
 
 /// Connects to the pool and proves who we are; keeps trying until [`CONNECT_WAIT`].
-fn dial(addr: &str, secret: &[u8; KEY_LEN], hi: &Hi) -> Result<TcpStream, String> {
+fn dial(addr: &str, creds: &Credentials, hi: &Hi) -> Result<Conn, String> {
     let deadline = Instant::now() + CONNECT_WAIT;
-    let mut s = loop {
+    let s = loop {
         let tried = addr
             .to_socket_addrs()
             .map_err(|e| e.to_string())
@@ -113,9 +123,14 @@ fn dial(addr: &str, secret: &[u8; KEY_LEN], hi: &Hi) -> Result<TcpStream, String
     s.set_nodelay(true).map_err(io)?;
     s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))
         .map_err(io)?;
-    proto::connect_handshake(&mut s, secret).map_err(io)?;
-    proto::send(&mut s, hi).map_err(io)?;
-    Ok(s)
+    let mut conn = match creds.pin {
+        Some(pin) => Conn::client(s, pin).map_err(io)?,
+        None => Conn::plain(s),
+    };
+    proto::connect_handshake(&mut conn, &creds.secret).map_err(io)?;
+    proto::send(&mut conn, hi).map_err(io)?;
+    conn.socket().set_read_timeout(None).map_err(io)?;
+    Ok(conn)
 }
 
 /// One worker the agent started.
@@ -129,8 +144,8 @@ struct Child {
 
 struct Agent {
     addr: String,
-    secret: [u8; KEY_LEN],
-    ctrl: TcpStream,
+    creds: Credentials,
+    ctrl: Conn,
     hello: proto::Hello,
     children: Vec<Child>,
 }
@@ -146,7 +161,7 @@ fn run(addr: &str) -> Result<(), String> {
         .trim()
         .parse()
         .map_err(|_| format!("{SLOT_VAR} is not a number: {slot:?}"))?;
-    let secret = secret()?;
+    let creds = credentials()?;
     // SAFETY: this process has one thread (checked above), so nothing reads the environment
     // while it changes; what the tasks start must not inherit the secret.
     unsafe {
@@ -164,7 +179,7 @@ fn run(addr: &str) -> Result<(), String> {
         host,
         pid: std::process::id(),
     };
-    let mut ctrl = dial(addr, &secret, &hi)?;
+    let mut ctrl = dial(addr, &creds, &hi)?;
     let hello = match proto::recv::<ToAgent>(&mut ctrl) {
         Ok(ToAgent::Hello(h)) => h,
         Ok(other) => return Err(format!("the pool began with {other:?}, not its hello")),
@@ -182,10 +197,9 @@ fn run(addr: &str) -> Result<(), String> {
     }
     crate::exec::relocate_from(hello.anchor);
     proto::send(&mut ctrl, &FromAgent::Ready).map_err(|e| e.to_string())?;
-    ctrl.set_read_timeout(None).map_err(|e| e.to_string())?;
     let mut agent = Agent {
         addr: addr.to_string(),
-        secret,
+        creds,
         ctrl,
         hello,
         children: Vec::new(),
@@ -215,7 +229,12 @@ impl Agent {
             } else {
                 self.heartbeat().min(WATCH)
             };
-            let (ctrl_ready, ready) = self.poll(wait);
+            // Plaintext TLS already holds is not seen by poll: read it first.
+            let (ctrl_ready, ready) = if self.ctrl.has_buffered() {
+                (true, Vec::new())
+            } else {
+                self.poll(wait)
+            };
             if ctrl_ready {
                 match proto::recv::<ToAgent>(&mut self.ctrl) {
                     Ok(msg) => {
@@ -249,7 +268,7 @@ impl Agent {
     /// readable.
     fn poll(&self, wait: Duration) -> (bool, Vec<usize>) {
         use nix::poll::{PollFd, PollFlags, PollTimeout};
-        let mut fds = vec![PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.ctrl.socket().as_fd(), PollFlags::POLLIN)];
         fds.extend(
             self.children
                 .iter()
@@ -301,12 +320,7 @@ impl Agent {
         let inbox = SharedMapping::create("proctor-inbox", 4096, Seals::GrowOnly)
             .map_err(|e| io("create an inbox", e))?;
         let bell = crate::doorbell::Doorbell::new().map_err(|e| io("create a doorbell", e))?;
-        let data = dial(&self.addr, &self.secret, &Hi::Data { token })?;
-        data.set_read_timeout(None)
-            .map_err(|e| io("set up the connection", e))?;
-        let results = data
-            .try_clone()
-            .map_err(|e| io("set up the connection", e))?;
+        let data = dial(&self.addr, &self.creds, &Hi::Data { token })?;
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe", e.into()))?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
@@ -320,7 +334,9 @@ impl Agent {
             ForkResult::Parent { child } => {
                 // From both sides, so a kill that comes before the child's own call lands.
                 let _ = setpgid(child, child);
-                drop((err_w, data, results));
+                // Only the worker uses the connection (and its TLS session) from now on:
+                // the agent's copy closes without a word on it.
+                drop((err_w, data));
                 self.children.push(Child {
                     token,
                     pid: child,
@@ -336,15 +352,7 @@ impl Agent {
                     // SAFETY: as in `become_agent_if_asked`.
                     unsafe { libc::_exit(71) }
                 }
-                let requests = OwnedFd::from(data);
-                let results = OwnedFd::from(results);
-                let keep = [
-                    requests.as_raw_fd(),
-                    results.as_raw_fd(),
-                    bell.fd(),
-                    arena.fd(),
-                    inbox.fd(),
-                ];
+                let keep = [data.socket().as_raw_fd(), bell.fd(), arena.fd(), inbox.fd()];
                 crate::sys::close_fds_except(&keep);
                 let (bell_fd, arena_fd, inbox_fd) = (
                     dup_cloexec(bell.fd()),
@@ -352,13 +360,12 @@ impl Agent {
                     dup_cloexec(inbox.fd()),
                 );
                 crate::worker::worker_main(
-                    requests,
+                    crate::worker::Requests::Remote(data),
                     bell_fd,
                     arena_fd,
                     inbox_fd,
                     None,
                     frame_secret,
-                    Some(File::from(results)),
                 )
             }
         }

@@ -1,5 +1,6 @@
 //! The pool's side of remote workers: the listener agents call, the launched processes,
-//! one control thread per agent, and one reader thread per remote worker.
+//! and one control thread per agent; each remote worker's connection is read by whoever
+//! drives the pool.
 //!
 //! A remote worker looks to the rest of the pool like a local one. Its `Worker` handle has
 //! an arena like any — a *mirror*, filled by the thread that reads the worker's connection
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::conn::Conn;
 use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
 use super::{Launch, Remote};
 use crate::arena;
@@ -43,8 +45,8 @@ fn lock_of<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Connections that passed the handshake, waiting to be claimed.
 #[derive(Default)]
 struct Arrivals {
-    agents: HashMap<u32, (TcpStream, String, u32)>,
-    data: HashMap<u64, TcpStream>,
+    agents: HashMap<u32, (Conn, String, u32)>,
+    data: HashMap<u64, Conn>,
     /// Why connections were refused (a wrong secret, say): quoted if agents never come.
     refused: Vec<String>,
 }
@@ -86,7 +88,9 @@ impl std::fmt::Debug for Hub {
 /// One agent, as the pool holds it.
 pub(crate) struct Link {
     pub(crate) host: String,
-    ctrl: Mutex<TcpStream>,
+    ctrl: Mutex<Conn>,
+    /// The control connection's socket, to wait on without the lock, and to shut down.
+    sock: TcpStream,
     st: Mutex<LinkState>,
     cond: Condvar,
 }
@@ -114,7 +118,10 @@ pub(crate) struct Gen {
     /// of its own: a hand-off between threads was a third of a loopback round trip), and
     /// the agent's thread reads the rest when the worker died.
     reader: Mutex<Reader>,
+    /// The connection both ways (one TLS session, when encrypted).
+    conn: Mutex<Conn>,
     stderr: Mutex<Option<File>>,
+    /// Its socket, to wait on and to shut down without the lock.
     data: TcpStream,
     /// Set when the agent killed it for overrunning the task timeout: how long it ran.
     pub(crate) timed_out: Mutex<Option<Duration>>,
@@ -147,6 +154,11 @@ impl Gen {
         std::os::fd::AsFd::as_fd(&self.data)
     }
 
+    /// Sends a job (or a call) to the worker.
+    pub(crate) fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        lock_of(&self.conn).write_all(bytes)
+    }
+
     /// Copies what the worker sent so far into the mirror, without waiting (driver side).
     /// Skipped while the agent's thread drains the connection after the worker's death.
     pub(crate) fn pump(&self) {
@@ -158,8 +170,8 @@ impl Gen {
     /// Reads the connection to its end (the worker is gone), or until `wait` passes.
     fn drain(&self, wait: Duration) {
         let mut r = lock_of(&self.reader);
-        let _ = r
-            .conn
+        let _ = self
+            .data
             .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let deadline = Instant::now() + wait;
         while !r.done && Instant::now() < deadline {
@@ -170,7 +182,6 @@ impl Gen {
 
 /// The reading end of a remote worker's connection: `done` messages, whole or in part.
 struct Reader {
-    conn: TcpStream,
     buf: Vec<u8>,
     end: usize,
     /// End of file, a broken connection, or bytes that are not the protocol.
@@ -181,8 +192,6 @@ impl Reader {
     /// Reads once (or, without waiting, until nothing is left), then copies every whole
     /// message into the mirror.
     fn fill(&mut self, g: &Gen, dont_wait: bool) {
-        use nix::sys::socket::{MsgFlags, recv};
-        use std::os::fd::AsRawFd;
         loop {
             if self.done {
                 return;
@@ -196,16 +205,24 @@ impl Reader {
             if self.buf.len() < need {
                 self.buf.resize(need.max(64 << 10), 0);
             }
-            let flags = if dont_wait {
-                MsgFlags::MSG_DONTWAIT
-            } else {
-                MsgFlags::empty()
+            let got = {
+                let mut conn = lock_of(&g.conn);
+                let buf = &mut self.buf[self.end..];
+                if dont_wait {
+                    conn.read_available(buf)
+                } else {
+                    conn.read(buf)
+                }
             };
-            match recv(self.conn.as_raw_fd(), &mut self.buf[self.end..], flags) {
+            match got {
                 Ok(0) => self.done = true,
                 Ok(n) => self.end += n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => self.done = true,
             }
             self.apply(g);
@@ -268,7 +285,7 @@ impl Link {
             st.workers.drain().map(|(_, g)| g).collect()
         };
         self.cond.notify_all();
-        let _ = lock_of(&self.ctrl).shutdown(Shutdown::Both);
+        let _ = self.sock.shutdown(Shutdown::Both);
         for g in workers {
             *lock_of(&g.lost) = Some(why.clone());
             g.close();
@@ -299,6 +316,13 @@ impl Hub {
         forward: bool,
     ) -> Result<Hub, String> {
         let secret = proto::random_key().map_err(|e| format!("no random secret: {e}"))?;
+        let tls = if remote.tls {
+            Some(super::conn::identity()?)
+        } else {
+            None
+        };
+        let credentials = proto::credentials(&secret, tls.as_ref().map(|t| &t.pin));
+        let tls_config = tls.map(|t| t.config);
         let listener = TcpListener::bind(remote.listen)
             .map_err(|e| format!("could not listen on {}: {e}", remote.listen))?;
         let local = listener
@@ -314,7 +338,7 @@ impl Hub {
             let (lobby, stop) = (Arc::clone(&lobby), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("proctor-remote-accept".into())
-                .spawn(move || accept_loop(listener, secret, lobby, stop))
+                .spawn(move || accept_loop(listener, secret, tls_config, lobby, stop))
                 .map_err(|e| format!("could not start the listener thread: {e}"))?
         };
         let mut hub = Hub {
@@ -327,7 +351,7 @@ impl Hub {
             address,
         };
         for launch in remote.launches(workers, &hub.address) {
-            let started = launch_one(&launch, &secret, forward)?;
+            let started = launch_one(&launch, &credentials, forward)?;
             lock_of(&hub.launched).push(started);
         }
         let agents = hub.await_agents(workers, remote.connect_timeout)?;
@@ -341,6 +365,7 @@ impl Hub {
             lost_after_ms: remote.lost_after.as_millis() as u64,
         };
         for (slot, (mut ctrl, host, _pid)) in agents.into_iter().enumerate() {
+            let _ = ctrl.socket().set_read_timeout(Some(proto::HANDSHAKE_WAIT));
             let said = proto::send(&mut ctrl, &ToAgent::Hello(hello.clone()))
                 .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
             match said {
@@ -361,13 +386,15 @@ impl Hub {
                     ));
                 }
             }
-            let _ = ctrl.set_read_timeout(None);
-            let reader = ctrl
+            let _ = ctrl.socket().set_read_timeout(None);
+            let sock = ctrl
+                .socket()
                 .try_clone()
                 .map_err(|e| format!("the agent's connection: {e}"))?;
             let link = Arc::new(Link {
                 host: host.clone(),
                 ctrl: Mutex::new(ctrl),
+                sock,
                 st: Mutex::new(LinkState::default()),
                 cond: Condvar::new(),
             });
@@ -375,7 +402,7 @@ impl Hub {
             let (beat, lost) = (remote.heartbeat, remote.lost_after);
             std::thread::Builder::new()
                 .name("proctor-remote-agent".into())
-                .spawn(move || control_loop(l, reader, server, beat, lost, stop))
+                .spawn(move || control_loop(l, server, beat, lost, stop))
                 .map_err(|e| format!("could not start an agent thread: {e}"))?;
             hub.links.push(link);
         }
@@ -388,7 +415,7 @@ impl Hub {
         &self,
         workers: usize,
         timeout: Duration,
-    ) -> Result<Vec<(TcpStream, String, u32)>, String> {
+    ) -> Result<Vec<(Conn, String, u32)>, String> {
         let deadline = Instant::now() + timeout;
         let mut a = lock_of(&self.lobby.arrivals);
         loop {
@@ -445,7 +472,7 @@ impl Hub {
         mirror: SharedMapping,
         stderr: File,
         server: &'static ForkServer,
-    ) -> std::io::Result<(Arc<Gen>, TcpStream)> {
+    ) -> std::io::Result<Arc<Gen>> {
         let link = &self.links[slot];
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = &lock_of(&link.st).gone {
@@ -510,9 +537,9 @@ impl Hub {
                     .0;
             }
         };
-        data.set_nodelay(true)?;
-        data.set_read_timeout(None)?;
-        let reader = data.try_clone()?;
+        data.socket().set_nodelay(true)?;
+        data.socket().set_read_timeout(None)?;
+        let sock = data.socket().try_clone()?;
         let weak: Weak<Link> = Arc::downgrade(link);
         let pid =
             server.register_remote(crate::server::RemoteKill(Box::new(move |sig: Signal| {
@@ -531,13 +558,13 @@ impl Hub {
             mirror: Mutex::new(mirror),
             applied: AtomicU64::new(0),
             reader: Mutex::new(Reader {
-                conn: reader,
                 buf: vec![0; 64 << 10],
                 end: 0,
                 done: false,
             }),
+            conn: Mutex::new(data),
             stderr: Mutex::new(Some(stderr)),
-            data: data.try_clone()?,
+            data: sock,
             timed_out: Mutex::new(None),
             lost: Mutex::new(None),
         });
@@ -551,7 +578,7 @@ impl Hub {
             }
             st.workers.insert(token, Arc::clone(&rw));
         }
-        Ok((rw, data))
+        Ok(rw)
     }
 }
 
@@ -568,7 +595,7 @@ impl Hub {
         self.stop.store(true, Ordering::SeqCst);
         // Closing the control connections ends the agents, and with them their workers.
         for l in &self.links {
-            let _ = lock_of(&l.ctrl).shutdown(Shutdown::Both);
+            let _ = l.sock.shutdown(Shutdown::Both);
         }
         let deadline = Instant::now() + LAUNCH_EXIT_WAIT;
         for l in lock_of(&self.launched).iter_mut() {
@@ -607,13 +634,13 @@ fn advertised(remote: &Remote, local: SocketAddr) -> String {
 
 /// Starts one launcher process. The secret goes in its environment and on its stdin (ssh
 /// carries no environment), never on a command line.
-fn launch_one(launch: &Launch, secret: &[u8; KEY_LEN], forward: bool) -> Result<Launched, String> {
+fn launch_one(launch: &Launch, credentials: &str, forward: bool) -> Result<Launched, String> {
     use std::process::{Command, Stdio};
-    let hex = proto::to_hex(secret);
+    let hex = credentials;
     let mut cmd = Command::new(&launch.argv[0]);
     cmd.args(&launch.argv[1..])
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .env(super::agent::SECRET_VAR, &hex)
+        .env(super::agent::SECRET_VAR, hex)
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
@@ -674,6 +701,7 @@ fn tail_said(tail: &Mutex<Vec<u8>>) -> String {
 fn accept_loop(
     listener: TcpListener,
     secret: [u8; KEY_LEN],
+    tls: Option<Arc<rustls::ServerConfig>>,
     lobby: Arc<Lobby>,
     stop: Arc<AtomicBool>,
 ) {
@@ -682,17 +710,18 @@ fn accept_loop(
         match listener.accept() {
             Ok((s, peer)) => {
                 let lobby = Arc::clone(&lobby);
+                let tls = tls.clone();
                 let _ = std::thread::Builder::new()
                     .name("proctor-remote-handshake".into())
                     .spawn(move || {
-                        let r = admit(s, &secret);
+                        let r = admit(s, &secret, tls.as_ref());
                         let mut a = lock_of(&lobby.arrivals);
                         match r {
-                            Ok((Hi::Agent { slot, host, pid }, s)) => {
-                                a.agents.insert(slot, (s, host, pid));
+                            Ok((Hi::Agent { slot, host, pid }, c)) => {
+                                a.agents.insert(slot, (c, host, pid));
                             }
-                            Ok((Hi::Data { token }, s)) => {
-                                a.data.insert(token, s);
+                            Ok((Hi::Data { token }, c)) => {
+                                a.data.insert(token, c);
                             }
                             Err(e) => a.refused.push(format!("{peer}: {e}")),
                         }
@@ -714,30 +743,38 @@ fn accept_loop(
     }
 }
 
-fn admit(mut s: TcpStream, secret: &[u8; KEY_LEN]) -> std::io::Result<(Hi, TcpStream)> {
+fn admit(
+    s: TcpStream,
+    secret: &[u8; KEY_LEN],
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> std::io::Result<(Hi, Conn)> {
     s.set_nonblocking(false)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))?;
     s.set_write_timeout(Some(proto::HANDSHAKE_WAIT))?;
-    proto::accept_handshake(&mut s, secret)?;
-    let hi = proto::recv::<Hi>(&mut s)?;
-    s.set_write_timeout(None)?;
-    Ok((hi, s))
+    let mut conn = match tls {
+        Some(config) => Conn::server(s, config)?,
+        None => Conn::plain(s),
+    };
+    proto::accept_handshake(&mut conn, secret)?;
+    let hi = proto::recv::<Hi>(&mut conn)?;
+    conn.socket().set_write_timeout(None)?;
+    Ok((hi, conn))
 }
 
 /// Reads one agent's messages, says the pool is alive, and notices the agent going quiet.
 fn control_loop(
     link: Arc<Link>,
-    mut reader: TcpStream,
     server: &'static ForkServer,
     heartbeat: Duration,
     lost_after: Duration,
     stop: Arc<AtomicBool>,
 ) {
-    let _ = reader.set_read_timeout(Some(heartbeat.max(Duration::from_millis(1))));
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut inbox = MessageReader::default();
     let mut heard = Instant::now();
     let mut said = Instant::now();
+    let beat_ms = u16::try_from(heartbeat.as_millis().max(1)).unwrap_or(u16::MAX);
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -749,34 +786,47 @@ fn control_loop(
                 return;
             }
         }
-        match inbox.next(&mut reader) {
-            Ok(Some(msg)) => {
-                heard = Instant::now();
-                on_message(&link, msg, server);
-            }
-            Ok(None) => {
-                if heard.elapsed() >= lost_after {
-                    link.lose(
-                        format!(
-                            "no word from its agent for {} ms (the host may be down or cut off)",
-                            lost_after.as_millis()
-                        ),
-                        server,
-                    );
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&link.sock),
+            PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, PollTimeout::from(beat_ms));
+        let got = inbox.take_from(&mut lock_of(&link.ctrl));
+        loop {
+            match inbox.next() {
+                Ok(Some(msg)) => {
+                    heard = Instant::now();
+                    on_message(&link, msg, server);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if !stop.load(Ordering::SeqCst) {
+                        link.lose(format!("its agent broke the protocol: {e}"), server);
+                    }
                     return;
                 }
             }
-            Err(e) => {
-                if !stop.load(Ordering::SeqCst) {
-                    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        "its agent closed its connection".to_string()
-                    } else {
-                        format!("its agent's connection broke: {e}")
-                    };
-                    link.lose(why, server);
-                }
-                return;
+        }
+        if let Err(e) = got {
+            if !stop.load(Ordering::SeqCst) {
+                let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "its agent closed its connection".to_string()
+                } else {
+                    format!("its agent's connection broke: {e}")
+                };
+                link.lose(why, server);
             }
+            return;
+        }
+        if heard.elapsed() >= lost_after {
+            link.lose(
+                format!(
+                    "no word from its agent for {} ms (the host may be down or cut off)",
+                    lost_after.as_millis()
+                ),
+                server,
+            );
+            return;
         }
     }
 }
@@ -841,46 +891,44 @@ fn finish(g: &Gen, report: Report, server: &ForkServer) {
     server.report_exit(g.pid, exit);
 }
 
-/// Reads length-prefixed messages from a stream with a read timeout, keeping a message
-/// that arrives in pieces across timeouts.
+/// Collects length-prefixed messages as their bytes arrive, in pieces or many at once.
 #[derive(Default)]
 struct MessageReader {
     buf: Vec<u8>,
 }
 
 impl MessageReader {
-    /// The next message; None when the read timed out first.
-    fn next(&mut self, r: &mut impl Read) -> std::io::Result<Option<FromAgent>> {
+    /// Takes in what the connection has now, without waiting. Err at its end.
+    fn take_from(&mut self, conn: &mut Conn) -> std::io::Result<()> {
+        let mut chunk = [0u8; 64 << 10];
         loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
-                if len > proto::MAX_MESSAGE {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "an oversized message",
-                    ));
-                }
-                if self.buf.len() >= 4 + len {
-                    let msg = proto::recv::<FromAgent>(&mut &self.buf[..4 + len]);
-                    self.buf.drain(..4 + len);
-                    return msg.map(Some);
-                }
-            }
-            let mut chunk = [0u8; 64 << 10];
-            match r.read(&mut chunk) {
+            match conn.read_available(&mut chunk) {
                 Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The next whole message, if one has arrived.
+    fn next(&mut self) -> std::io::Result<Option<FromAgent>> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
+        if len > proto::MAX_MESSAGE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "an oversized message",
+            ));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let msg = proto::recv::<FromAgent>(&mut &self.buf[..4 + len]);
+        self.buf.drain(..4 + len);
+        msg.map(Some)
     }
 }

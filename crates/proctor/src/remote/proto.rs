@@ -41,6 +41,23 @@ pub(crate) fn to_hex(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the launcher hands an agent: the secret, and with TLS the fingerprint of the
+/// pool's certificate, as `<secret>` or `<secret>/<fingerprint>` in hex.
+pub(crate) fn credentials(secret: &[u8; KEY_LEN], pin: Option<&[u8; KEY_LEN]>) -> String {
+    match pin {
+        Some(pin) => format!("{}/{}", to_hex(secret), to_hex(pin)),
+        None => to_hex(secret),
+    }
+}
+
+/// The credentials back from their text.
+pub(crate) fn parse_credentials(text: &str) -> Option<([u8; KEY_LEN], Option<[u8; KEY_LEN]>)> {
+    match text.trim().split_once('/') {
+        Some((secret, pin)) => Some((from_hex(secret)?, Some(from_hex(pin)?))),
+        None => Some((from_hex(text)?, None)),
+    }
+}
+
 /// The secret back from its text.
 pub(crate) fn from_hex(text: &str) -> Option<[u8; KEY_LEN]> {
     let text = text.trim();
@@ -300,6 +317,16 @@ mod tests {
         let key = random_key().unwrap();
         assert_eq!(from_hex(&to_hex(&key)), Some(key));
         assert_eq!(from_hex("zz"), None);
+        let pin = random_key().unwrap();
+        assert_eq!(
+            parse_credentials(&credentials(&key, None)),
+            Some((key, None))
+        );
+        assert_eq!(
+            parse_credentials(&credentials(&key, Some(&pin))),
+            Some((key, Some(pin)))
+        );
+        assert_eq!(parse_credentials(&format!("{}/", to_hex(&key))), None);
         let mut buf = Vec::new();
         let msg = FromAgent::Exited(Report {
             token: 7,

@@ -227,3 +227,106 @@ fn nothing_a_remote_pool_started_outlives_it_and_recycled_workers_are_replaced()
         );
     }
 }
+
+fn shout(s: String) -> String {
+    format!("{s} AND BACK")
+}
+
+/// A relay on loopback that forwards every connection to the address the launcher wrote to
+/// `target` (the pool's), keeping a copy of every byte either way: an eavesdropper.
+struct Tap {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Tap {
+    fn start(target: std::path::PathBuf) -> Tap {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let addr = std::fs::read_to_string(&target).unwrap();
+                let server = std::net::TcpStream::connect(addr.trim()).unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let keep = std::sync::Arc::clone(&keep);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Tap { port, seen }
+    }
+
+    fn saw(&self, needle: &[u8]) -> bool {
+        let seen = self.seen.lock().unwrap();
+        seen.windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+#[test]
+fn with_tls_an_eavesdropper_sees_no_argument_and_without_it_sees_them() {
+    let marker = "the eavesdropper should not read this";
+    for tls in [false, true] {
+        let dir = std::env::temp_dir().join(format!("proctor-tap-{}-{tls}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("addr");
+        let tap = Tap::start(target.clone());
+        // The launcher tells the tap where the pool is, and the agent to call the tap.
+        let template = format!(
+            "echo {{addr}} > {}; PROCTOR_REMOTE_AGENT=127.0.0.1:{} exec {{exe}}",
+            target.display(),
+            tap.port
+        );
+        let pool = Pool::processes(1)
+            .remote(
+                Remote::command(template, ["localhost"])
+                    .listen("127.0.0.1:0".parse().unwrap())
+                    .tls(tls),
+            )
+            .build()
+            .unwrap();
+        let back = pool.submit(shout, marker.to_string()).join().unwrap();
+        assert_eq!(back, format!("{marker} AND BACK"));
+        let out = pool.map(faulty, 0..200u64);
+        assert!(out[13].as_ref().unwrap_err().is_panicked());
+        assert!(out[37].as_ref().unwrap_err().is_crashed());
+        assert_eq!(out[199], Ok(200));
+        drop(pool);
+        assert_eq!(tap.saw(marker.as_bytes()), !tls, "tls {tls}");
+        assert_eq!(tap.saw(b"AND BACK"), !tls, "tls {tls}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn an_agent_refuses_a_pool_whose_certificate_is_not_the_announced_one() {
+    // The launcher hands the agent a wrong fingerprint, as a pool impostor's would be.
+    let template = "PROCTOR_REMOTE_SECRET=\"${PROCTOR_REMOTE_SECRET%/*}/$(printf '0%.0s' $(seq 64))\" exec {exe}";
+    let e = Pool::processes(1)
+        .remote(
+            Remote::command(template, ["localhost"])
+                .listen("127.0.0.1:0".parse().unwrap())
+                .tls(true)
+                .connect_timeout(Duration::from_secs(20)),
+        )
+        .forward_stderr(false)
+        .build()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("certificate"), "{text}");
+}

@@ -93,6 +93,8 @@ struct Setup {
     sandbox: bool,
     /// Workers are remote: agents started through the command launcher, over TCP.
     remote: bool,
+    /// ... over TLS.
+    tls: bool,
 }
 
 /// How the outcomes are taken.
@@ -137,7 +139,7 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
         b = b.sandbox(proctor::Sandbox::compute());
     }
     if setup.remote {
-        b = b.remote(crate::remote::local_remote());
+        b = b.remote(crate::remote::local_remote().tls(setup.tls));
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
@@ -286,6 +288,7 @@ fn setups() -> Vec<Setup> {
         exec: false,
         sandbox: false,
         remote: false,
+        tls: false,
     };
     let by = |setup: Setup, via, pad| Setup { via, pad, ..setup };
     vec![
@@ -311,6 +314,7 @@ fn setups() -> Vec<Setup> {
         },
         Setup {
             remote: true,
+            tls: true,
             ..by(s(false, Some(100), Some(500), 1), Via::Unordered, false)
         },
     ]

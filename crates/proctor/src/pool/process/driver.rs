@@ -2,7 +2,6 @@
 //! collect finished jobs, bury dead workers, enforce timeouts, read stderr — and how it
 //! carries out the recovery machine's actions with system calls.
 
-use std::io::Write;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ impl Shared {
     /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
     /// worker runs them before any job.
     pub(super) fn spawn_worker(&self, slot: usize, id: u32) -> std::io::Result<Worker> {
-        let mut w = match &self.remote {
+        let w = match &self.remote {
             Some(hub) => {
                 Worker::spawn_remote(hub, slot, self.server, id, self.config.forward_stderr)?
             }

@@ -107,7 +107,7 @@ pub(super) struct Worker {
     pub(super) id: u32,
     pub(super) pid: i32,
     /// Job frames to the worker.
-    pub(super) requests: File,
+    pub(super) requests: Requests,
     stderr: File,
     pub(super) arena: SharedMapping,
     /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
@@ -130,6 +130,22 @@ pub(super) struct Worker {
     inbox: SharedMapping,
     /// A worker on another host: its connection, and what its agent reported.
     pub(super) remote: Option<RemoteConn>,
+}
+
+/// Where a worker's job frames go: its request pipe, or a remote worker's connection.
+pub(super) enum Requests {
+    Pipe(File),
+    Remote(Arc<crate::remote::hub::Gen>),
+}
+
+impl Requests {
+    /// Writes all of `bytes`.
+    pub(super) fn write_all(&self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Requests::Pipe(f) => (&*f).write_all(bytes),
+            Requests::Remote(g) => g.send(bytes),
+        }
+    }
 }
 
 /// A remote worker's side of its `Worker`: dropping it closes the worker's connection, so
@@ -183,7 +199,7 @@ impl Worker {
             id,
             pid,
             header,
-            requests: File::from(req_w),
+            requests: Requests::Pipe(File::from(req_w)),
             stderr: File::from(err_r),
             arena,
             sent_seq: 0,
@@ -212,13 +228,13 @@ impl Worker {
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let arena = arena::create()?;
         let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
-        let (rw, conn) = hub.spawn(slot, mirror, File::from(err_w), server)?;
+        let rw = hub.spawn(slot, mirror, File::from(err_w), server)?;
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
             pid: rw.pid,
             header,
-            requests: File::from(std::os::fd::OwnedFd::from(conn)),
+            requests: Requests::Remote(Arc::clone(&rw)),
             stderr: File::from(err_r),
             arena,
             sent_seq: 0,

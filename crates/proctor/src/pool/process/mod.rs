@@ -30,7 +30,6 @@ mod job;
 mod outcome;
 mod recovery;
 
-use std::io::Write;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -466,7 +465,7 @@ impl ProcessPool {
         for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
             let Some(w) = w.as_mut() else { continue };
             arena::reset(&w.arena, false);
-            let sent = (&w.requests).write_all(&frame).is_ok();
+            let sent = w.requests.write_all(&frame).is_ok();
             w.sent_seq += 1;
             let want = w.sent_seq;
             arena::sent(&w.arena, want);
