@@ -289,15 +289,8 @@ impl Link {
         for g in workers {
             *lock_of(&g.lost) = Some(why.clone());
             g.close();
+            // What it finished before the host went quiet still counts.
             g.drain(DRAIN_WAIT);
-            {
-                // The job it ran was cut short at its first unfinished task: say that one
-                // started, so the machine blames (or retries) it rather than the whole job.
-                let mut m = lock_of(&g.mirror);
-                let p = arena::progress(&m);
-                let records = arena::records(&m, &p).unwrap_or(&[]).to_vec();
-                let _ = arena::mirror(&mut m, p.committed + 1, p.committed, &records, None);
-            }
             g.close_stderr();
             server.report_exit(g.pid, Exit::Signal(libc::SIGKILL));
         }
@@ -762,6 +755,32 @@ fn admit(
     Ok((hi, conn))
 }
 
+/// What a dead remote worker's report adds to its mirror.
+#[derive(Debug, PartialEq, Eq)]
+enum OnDeath {
+    /// It finished a job whose message never arrived: that job's records, as done.
+    Finished,
+    /// It died in the job after the last one whose results arrived (which the pool sent
+    /// after it had taken in that one's results, so nobody reads the mirror now): that
+    /// job's counts and records so far.
+    Running,
+    /// It died before beginning the job it was sent, or idle: the mirror already says so
+    /// (the pool cleared it before sending; or it holds the last finished job, whose
+    /// results the driver may be reading this very moment, and which must stay).
+    Nothing,
+}
+
+/// The decision of [`finish`], given the report and the last job whose results arrived.
+fn on_death(r: &Report, applied: u64) -> OnDeath {
+    if r.done_seq > applied && r.run_seq == r.done_seq {
+        OnDeath::Finished
+    } else if r.run_seq == applied + 1 && r.done_seq < r.run_seq {
+        OnDeath::Running
+    } else {
+        OnDeath::Nothing
+    }
+}
+
 /// Reads one agent's messages, says the pool is alive, and notices the agent going quiet.
 fn control_loop(
     link: Arc<Link>,
@@ -868,15 +887,12 @@ fn finish(g: &Gen, report: Report, server: &ForkServer) {
     {
         let mut m = lock_of(&g.mirror);
         let r = &report;
-        let _ = if r.done_seq > applied && r.run_seq == r.done_seq {
-            // It finished a job whose message never arrived.
-            arena::mirror(&mut m, r.started, r.committed, &r.records, Some(r.done_seq))
-        } else if r.run_seq == applied + 1 {
-            // It died in the job after the last one it reported.
-            arena::mirror(&mut m, r.started, r.committed, &r.records, None)
-        } else {
-            // It died before beginning the job it was sent, if any.
-            arena::mirror(&mut m, 0, 0, &[], None)
+        let _ = match on_death(r, applied) {
+            OnDeath::Finished => {
+                arena::mirror(&mut m, r.started, r.committed, &r.records, Some(r.done_seq))
+            }
+            OnDeath::Running => arena::mirror(&mut m, r.started, r.committed, &r.records, None),
+            OnDeath::Nothing => Ok(()),
         };
     }
     if let Some(ns) = report.timed_out_ns {
@@ -930,5 +946,41 @@ impl MessageReader {
         let msg = proto::recv::<FromAgent>(&mut &self.buf[..4 + len]);
         self.buf.drain(..4 + len);
         msg.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(run_seq: u64, done_seq: u64) -> Report {
+        Report {
+            run_seq,
+            done_seq,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_death_report_never_overwrites_results_that_arrived() {
+        // Job 3 finished and its results arrived; the worker died idle, or after job 4 was
+        // sent but before it began: the mirror keeps job 3's results (a soak once caught
+        // them cleared while the driver read them).
+        assert_eq!(on_death(&report(3, 3), 3), OnDeath::Nothing);
+        // It died in job 4.
+        assert_eq!(on_death(&report(4, 3), 3), OnDeath::Running);
+        // It finished job 4 and died before its message left.
+        assert_eq!(on_death(&report(4, 4), 3), OnDeath::Finished);
+        // A fresh worker that died before its first job.
+        assert_eq!(on_death(&report(0, 0), 0), OnDeath::Nothing);
+        assert_eq!(on_death(&report(1, 0), 0), OnDeath::Running);
+        // Every report with a job at or before the last that arrived changes nothing.
+        for applied in 0..6 {
+            for run in 0..=applied {
+                for done in 0..=run {
+                    assert_eq!(on_death(&report(run, done), applied), OnDeath::Nothing);
+                }
+            }
+        }
     }
 }

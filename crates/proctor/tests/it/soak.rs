@@ -334,7 +334,12 @@ fn soak_every_task_gets_one_right_outcome_under_faults_and_kills() {
 #[ignore = "the full soak: a million tasks per setup, minutes; run it by hand with --release"]
 fn soak_full() {
     let n = soak_tasks(1_000_000);
-    for setup in setups() {
+    // PROCTOR_SOAK_ONLY="remote: true" (say) keeps the setups whose description holds it.
+    let only = std::env::var("PROCTOR_SOAK_ONLY").unwrap_or_default();
+    for setup in setups()
+        .into_iter()
+        .filter(|s| format!("{s:?}").contains(&only))
+    {
         let start = Instant::now();
         let t = run_soak(n, setup);
         println!(

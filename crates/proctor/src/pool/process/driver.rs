@@ -273,11 +273,20 @@ impl Shared {
                 w.start_failure()
             ));
         }
-        let seen = match arena::refresh(&mut w.arena) {
+        let mut seen = match arena::refresh(&mut w.arena) {
             Ok(()) => seen(&w.arena),
             // An arena we cannot map: nothing it says can be read.
             Err(_) => Seen::default(),
         };
+        if w.lost().is_some()
+            && arena::done_seq(&w.header) != w.sent_seq
+            && seen.started <= seen.committed
+        {
+            // A lost host says nothing of the job it ran: it was cut short at its first
+            // unfinished task, which is taken to have started, so that one is blamed (or
+            // retried), not the whole job.
+            seen.started = seen.committed + 1;
+        }
         if let (Some(output), Some(run)) = (w.task_output(), st.machine.busy(slot)) {
             // What the task the death hit had written, for its outcome (the files were
             // emptied as it started).
