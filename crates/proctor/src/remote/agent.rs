@@ -1,5 +1,5 @@
 //! The agent: what a program started by a launcher on another host becomes in
-//! [`crate::init`]. It is that host's supervisor for one worker slot of the pool: it connects
+//! [`crate::init`]. It is that host's supervisor for the pool's workers there: it connects
 //! back, proves it holds the pool's secret, checks that it runs the pool's build, then starts
 //! a worker whenever the pool asks, watches it (its exit status, its stderr, the task
 //! timeout) and reports how it ended, with what its arena held, so that a remote crash is

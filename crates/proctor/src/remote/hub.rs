@@ -61,12 +61,15 @@ struct Launched {
     child: std::process::Child,
     shown: String,
     stderr: Arc<Mutex<Vec<u8>>>,
-    slots: Vec<u32>,
+    /// The keys of the agents it starts.
+    agents: Vec<u32>,
 }
 
 /// The pool's end of the remote workers.
 pub(crate) struct Hub {
     links: Vec<Arc<Link>>,
+    /// The link that serves each worker slot.
+    slot_link: Vec<usize>,
     lobby: Arc<Lobby>,
     launched: Mutex<Vec<Launched>>,
     stop: Arc<AtomicBool>,
@@ -336,6 +339,7 @@ impl Hub {
         };
         let mut hub = Hub {
             links: Vec::new(),
+            slot_link: vec![0; workers],
             lobby,
             launched: Mutex::new(Vec::new()),
             stop,
@@ -343,11 +347,19 @@ impl Hub {
             next_token: AtomicU64::new(u64::from(proto::random_key().map_or(1, |k| k[0])) << 32),
             address,
         };
-        for launch in remote.launches(workers, &hub.address) {
-            let started = launch_one(&launch, &credentials, forward)?;
+        let launches = remote.launches(workers, &hub.address);
+        let plan: Vec<(u32, Vec<u32>)> = launches.iter().flat_map(|l| l.agents.clone()).collect();
+        for launch in &launches {
+            let started = launch_one(launch, &credentials, forward)?;
             lock_of(&hub.launched).push(started);
         }
-        let agents = hub.await_agents(workers, remote.connect_timeout)?;
+        let keys: Vec<u32> = plan.iter().map(|(k, _)| *k).collect();
+        for (link, (_, slots)) in plan.iter().enumerate() {
+            for &s in slots {
+                hub.slot_link[s as usize] = link;
+            }
+        }
+        let agents = hub.await_agents(&keys, remote.connect_timeout)?;
         let hello = proto::Hello {
             identity: crate::exec::identity().to_string(),
             anchor: crate::exec::anchor_address(),
@@ -357,7 +369,7 @@ impl Hub {
             heartbeat_ms: remote.heartbeat.as_millis() as u64,
             lost_after_ms: remote.lost_after.as_millis() as u64,
         };
-        for (slot, (mut ctrl, host, _pid)) in agents.into_iter().enumerate() {
+        for (slot, (mut ctrl, host, _pid)) in keys.iter().zip(agents) {
             let _ = ctrl.socket().set_read_timeout(Some(proto::HANDSHAKE_WAIT));
             let said = proto::send(&mut ctrl, &ToAgent::Hello(hello.clone()))
                 .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
@@ -402,26 +414,29 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Waits for one agent per slot; a launcher that exits before its agents called, or
+    /// Waits for the agents of `keys`; a launcher that exits before its agents called, or
     /// the timeout, is an error that quotes what the launcher said.
     fn await_agents(
         &self,
-        workers: usize,
+        keys: &[u32],
         timeout: Duration,
     ) -> Result<Vec<(Conn, String, u32)>, String> {
         let deadline = Instant::now() + timeout;
         let mut a = lock_of(&self.lobby.arrivals);
         loop {
-            if (0..workers as u32).all(|s| a.agents.contains_key(&s)) {
-                return Ok((0..workers as u32)
-                    .map(|s| a.agents.remove(&s).expect("checked above"))
+            if keys.iter().all(|s| a.agents.contains_key(s)) {
+                return Ok(keys
+                    .iter()
+                    .map(|s| a.agents.remove(s).expect("checked above"))
                     .collect());
             }
-            let missing: Vec<u32> = (0..workers as u32)
+            let missing: Vec<u32> = keys
+                .iter()
+                .copied()
                 .filter(|s| !a.agents.contains_key(s))
                 .collect();
             for l in lock_of(&self.launched).iter_mut() {
-                if !l.slots.iter().any(|s| missing.contains(s)) {
+                if !l.agents.iter().any(|s| missing.contains(s)) {
                     continue;
                 }
                 if let Ok(Some(status)) = l.child.try_wait() {
@@ -445,7 +460,7 @@ impl Hub {
                     .map(|l| tail_said(&l.stderr))
                     .collect();
                 return Err(format!(
-                    "worker slots {missing:?} had no agent connect within {} ms{why}{said}",
+                    "the agents for worker slots {missing:?} did not connect within {} ms{why}{said}",
                     timeout.as_millis()
                 ));
             }
@@ -466,7 +481,7 @@ impl Hub {
         stderr: File,
         server: &'static ForkServer,
     ) -> std::io::Result<Arc<Gen>> {
-        let link = &self.links[slot];
+        let link = &self.links[self.slot_link[slot]];
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = &lock_of(&link.st).gone {
             return Err(std::io::Error::other(format!(
@@ -674,7 +689,7 @@ fn launch_one(launch: &Launch, credentials: &str, forward: bool) -> Result<Launc
         child,
         shown,
         stderr: tail,
-        slots: launch.slots.clone(),
+        agents: launch.agents.iter().map(|(k, _)| *k).collect(),
     })
 }
 

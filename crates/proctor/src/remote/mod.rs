@@ -4,7 +4,7 @@
 //!
 //! What a launcher starts is this program's own binary, which becomes an *agent* in
 //! [`crate::init`] (so `init()` must come first in `main`, as for every process pool). The
-//! agent is that host's supervisor for one worker slot: it forks the worker, enforces the
+//! agent is that host's supervisor for its workers: it forks each worker, enforces the
 //! task timeout there, kills the worker's process group, and reports how it ended, so a
 //! remote task that panics, crashes, overruns or runs out of memory ends with the same
 //! [`crate::TaskError`] as a local one. A host that vanishes without closing its sockets is
@@ -73,12 +73,13 @@ enum Kind {
     },
 }
 
-/// One process to start: its argv, extra environment, and the worker slots it serves.
+/// One process to start: its argv, extra environment, and the agents it starts: each
+/// agent's key (the slot it names when it calls, its first) and the worker slots it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Launch {
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
-    pub(crate) slots: Vec<u32>,
+    pub(crate) agents: Vec<(u32, Vec<u32>)>,
 }
 
 impl Remote {
@@ -95,9 +96,10 @@ impl Remote {
         }
     }
 
-    /// Starts each worker's agent with a command of your own, run by `/bin/sh -c`, once per
-    /// worker; worker `k` goes to `hosts[k % hosts.len()]`. In the template, `{host}` is that
-    /// host, `{exe}` this program's path, `{slot}` the worker's number, `{addr}` the pool's
+    /// Starts an agent on each host with a command of your own, run by `/bin/sh -c`, once per
+    /// host; worker `k` runs on `hosts[k % hosts.len()]`, and one agent serves all of a
+    /// host's workers. In the template, `{host}` is that host, `{exe}` this program's path,
+    /// `{slot}` the agent's first worker's number, `{addr}` the pool's
     /// address, and `{env}` the variables the agent needs (`PROCTOR_REMOTE_AGENT=..
     /// PROCTOR_REMOTE_SLOT=..`), for commands that do not pass the environment on: so
     /// `ssh {host} {env} {exe}` is the ssh preset by hand. The secret is in the command's
@@ -112,8 +114,9 @@ impl Remote {
         })
     }
 
-    /// Starts each worker's agent through `ssh` (batch mode: keys, not passwords), worker `k`
-    /// on `hosts[k % hosts.len()]`; the binary must be at the same path there.
+    /// Starts an agent on each host through `ssh` (batch mode: keys, not passwords), one
+    /// login per host whatever its number of workers; worker `k` runs on
+    /// `hosts[k % hosts.len()]`. The binary must be at the same path there.
     pub fn ssh<H: Into<String>>(hosts: impl IntoIterator<Item = H>) -> Remote {
         Remote::with(Kind::Ssh {
             hosts: hosts.into_iter().map(Into::into).collect(),
@@ -241,12 +244,26 @@ impl Remote {
                 agent::SLOT_VAR
             )
         };
+        // One agent per host serves all of that host's workers (worker k runs on host
+        // k mod n): a 32-core host costs one ssh login, not 32.
+        let per_host = |hosts: &[String]| -> Vec<(String, Vec<u32>)> {
+            (0..hosts.len().min(workers))
+                .map(|h| {
+                    let slots = (h..workers)
+                        .step_by(hosts.len())
+                        .map(|k| k as u32)
+                        .collect();
+                    (hosts[h].clone(), slots)
+                })
+                .collect()
+        };
         match &self.kind {
-            Kind::Command { template, hosts } => (0..workers)
-                .map(|slot| {
-                    let host = &hosts[slot % hosts.len()];
+            Kind::Command { template, hosts } => per_host(hosts)
+                .into_iter()
+                .map(|(host, slots)| {
+                    let slot = slots[0] as usize;
                     let line = template
-                        .replace("{host}", &shell_quote(host))
+                        .replace("{host}", &shell_quote(&host))
                         .replace("{exe}", &shell_quote(&exe))
                         .replace("{slot}", &slot.to_string())
                         .replace("{addr}", &shell_quote(addr))
@@ -254,13 +271,14 @@ impl Remote {
                     Launch {
                         argv: vec!["/bin/sh".into(), "-c".into(), line],
                         env: env_for(slot),
-                        slots: vec![slot as u32],
+                        agents: vec![(slot as u32, slots)],
                     }
                 })
                 .collect(),
-            Kind::Ssh { hosts, options } => (0..workers)
-                .map(|slot| {
-                    let host = &hosts[slot % hosts.len()];
+            Kind::Ssh { hosts, options } => per_host(hosts)
+                .into_iter()
+                .map(|(host, slots)| {
+                    let slot = slots[0] as usize;
                     let mut argv = vec!["ssh".to_string()];
                     argv.extend(options.iter().cloned());
                     argv.extend(["-o".into(), "BatchMode=yes".into(), host.clone()]);
@@ -268,7 +286,7 @@ impl Remote {
                     Launch {
                         argv,
                         env: Vec::new(),
-                        slots: vec![slot as u32],
+                        agents: vec![(slot as u32, slots)],
                     }
                 })
                 .collect(),
@@ -281,10 +299,12 @@ impl Remote {
                 ];
                 argv.extend(args.iter().cloned());
                 argv.push(exe);
+                // One agent per task, each a slot of its own (SLURM_PROCID): Slurm places
+                // the tasks, one per CPU it allotted.
                 vec![Launch {
                     argv,
                     env: vec![(agent::ADDR_VAR.to_string(), addr.to_string())],
-                    slots: (0..workers as u32).collect(),
+                    agents: (0..workers as u32).map(|k| (k, vec![k])).collect(),
                 }]
             }
         }
@@ -312,8 +332,9 @@ mod tests {
             .ssh_options(["-p", "2222"])
             .exe("/opt/my prog")
             .launches(3, "pool:4000");
-        assert_eq!(ssh.len(), 3);
-        assert_eq!(ssh[2].slots, [2]);
+        assert_eq!(ssh.len(), 2, "one agent per host");
+        assert_eq!(ssh[0].agents, [(0, vec![0, 2])]);
+        assert_eq!(ssh[1].agents, [(1, vec![1])]);
         assert_eq!(
             ssh[1].argv,
             [
@@ -331,7 +352,10 @@ mod tests {
             .exe("/bin/prog")
             .launches(4, "h:1");
         assert_eq!(slurm.len(), 1);
-        assert_eq!(slurm[0].slots, [0, 1, 2, 3]);
+        assert_eq!(
+            slurm[0].agents,
+            [(0, vec![0]), (1, vec![1]), (2, vec![2]), (3, vec![3])]
+        );
         assert_eq!(
             slurm[0].argv,
             [
@@ -343,13 +367,15 @@ mod tests {
                 "/bin/prog"
             ]
         );
-        let cmd = Remote::command("ssh {host} {env} {exe} # {slot} {addr}", ["x"])
+        let cmd = Remote::command("ssh {host} {env} {exe} # {slot} {addr}", ["x", "y"])
             .exe("/bin/p")
             .launches(2, "h:1");
         assert_eq!(
             cmd[1].argv[2],
-            "ssh x PROCTOR_REMOTE_AGENT=h:1 PROCTOR_REMOTE_SLOT=1 /bin/p # 1 h:1"
+            "ssh y PROCTOR_REMOTE_AGENT=h:1 PROCTOR_REMOTE_SLOT=1 /bin/p # 1 h:1"
         );
+        // More hosts than workers: the spare hosts get no agent.
+        assert_eq!(Remote::ssh(["a", "b", "c"]).launches(2, "h:1").len(), 2);
         for l in ssh.iter().chain(&slurm).chain(&cmd) {
             assert!(
                 !l.argv.iter().any(|a| a.contains("SECRET")),

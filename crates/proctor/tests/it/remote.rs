@@ -11,9 +11,10 @@ fn square(n: u64) -> u64 {
     n * n
 }
 
-/// A remote pool of `n` workers on this host, started by `/bin/sh -c 'exec <this binary>'`.
+/// Remote workers on this host, started by `/bin/sh -c 'exec <this binary>'`, as if on two
+/// hosts (one agent each, each host's workers its own): "a" and "b" both run here.
 pub(crate) fn local_remote() -> Remote {
-    Remote::command("exec {exe}", ["localhost"])
+    Remote::command("exec {exe}", ["a", "b"])
         .listen("127.0.0.1:0".parse().unwrap())
         .connect_timeout(Duration::from_secs(20))
 }
@@ -199,6 +200,24 @@ fn a_host_that_goes_silent_loses_its_task_and_retries_run_it_elsewhere() {
         // The pool goes on with the worker it has left.
         assert_eq!(pool.try_map(square, 0..1000u64).unwrap()[999], 999 * 999);
     }
+}
+
+#[test]
+fn one_agent_serves_all_of_its_hosts_workers() {
+    let pool = Pool::processes(4)
+        .remote(Remote::command("exec {exe}", ["localhost"]).listen("127.0.0.1:0".parse().unwrap()))
+        .build()
+        .unwrap();
+    let mut workers = pool.worker_pids();
+    workers.sort_unstable();
+    workers.dedup();
+    assert_eq!(workers.len(), 4);
+    let agents: std::collections::BTreeSet<u32> = workers.iter().map(|&w| parent_of(w)).collect();
+    assert_eq!(agents.len(), 1, "one agent for the one host: {agents:?}");
+    assert_eq!(
+        pool.try_map(square, 0..10_000u64).unwrap()[9_999],
+        9_999 * 9_999
+    );
 }
 
 #[test]

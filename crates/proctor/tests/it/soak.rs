@@ -93,7 +93,7 @@ struct Setup {
     sandbox: bool,
     /// Workers are remote: agents started through the command launcher, over TCP.
     remote: bool,
-    /// ... over TLS.
+    /// ... over TLS, both workers under one agent.
     tls: bool,
 }
 
@@ -138,8 +138,15 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     if setup.sandbox {
         b = b.sandbox(proctor::Sandbox::compute());
     }
-    if setup.remote {
-        b = b.remote(crate::remote::local_remote().tls(setup.tls));
+    if setup.remote && setup.tls {
+        // Both workers under one agent, as on one host.
+        b = b.remote(
+            proctor::Remote::command("exec {exe}", ["localhost"])
+                .listen("127.0.0.1:0".parse().unwrap())
+                .tls(true),
+        );
+    } else if setup.remote {
+        b = b.remote(crate::remote::local_remote());
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
