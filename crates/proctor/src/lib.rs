@@ -173,6 +173,15 @@ pub mod __fuzz {
     pub fn decode_records(buf: &[u8], count: usize) -> usize {
         crate::pool::decode_records_for_fuzz(buf, count)
     }
+
+    /// Runs the pool's decoders of what other hosts send over `buf`: as an agent's control
+    /// messages, and as a remote worker's stream of finished jobs, each copied into a mirror
+    /// arena that is then read as the driver reads it. Returns how many messages and jobs
+    /// decoded. It must never panic, whatever `buf` holds.
+    #[cfg(target_os = "linux")]
+    pub fn decode_remote(buf: &[u8]) -> (usize, usize) {
+        crate::remote::hub::decode_for_fuzz(buf)
+    }
 }
 
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).

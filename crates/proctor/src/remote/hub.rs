@@ -228,7 +228,7 @@ impl Reader {
                     ) => {}
                 Err(_) => self.done = true,
             }
-            self.apply(g);
+            let _ = self.apply(&g.mirror, &g.applied);
             // Without waiting, read on while the socket has more (a full buffer read).
             if !dont_wait || self.end < self.buf.len() {
                 return;
@@ -237,8 +237,10 @@ impl Reader {
     }
 
     /// Copies the whole messages at the front of the buffer into the mirror.
-    fn apply(&mut self, g: &Gen) {
+    /// Returns how many it copied.
+    fn apply(&mut self, mirror: &Mutex<SharedMapping>, applied: &AtomicU64) -> usize {
         let mut start = 0;
+        let mut copied = 0;
         while self.end - start >= 4 {
             let len =
                 u32::from_le_bytes(self.buf[start..start + 4].try_into().expect("4")) as usize;
@@ -257,18 +259,20 @@ impl Reader {
                 self.done = true;
                 break;
             };
-            let mut m = lock_of(&g.mirror);
+            let mut m = lock_of(mirror);
             if arena::mirror(&mut m, started, committed, records, Some(seq)).is_err() {
                 self.done = true;
                 break;
             }
-            g.applied.store(seq, Ordering::Release);
+            applied.store(seq, Ordering::Release);
             start += 4 + len;
+            copied += 1;
         }
         if start > 0 {
             self.buf.copy_within(start..self.end, 0);
             self.end -= start;
         }
+        copied
     }
 }
 
@@ -770,6 +774,33 @@ fn admit(
     Ok((hi, conn))
 }
 
+/// The pool's decoders of what comes from the other hosts, over hostile bytes (see
+/// `crate::__fuzz::decode_remote`): `buf` as an agent's messages, and as a remote worker's
+/// stream of finished jobs copied into a mirror arena. How many of each decoded.
+pub(crate) fn decode_for_fuzz(buf: &[u8]) -> (usize, usize) {
+    let mut agent = MessageReader { buf: buf.to_vec() };
+    let mut messages = 0;
+    while let Ok(Some(_)) = agent.next() {
+        messages += 1;
+    }
+    let Ok(mirror) = arena::create() else {
+        return (messages, 0);
+    };
+    let (mirror, applied) = (Mutex::new(mirror), AtomicU64::new(0));
+    let mut r = Reader {
+        buf: buf.to_vec(),
+        end: buf.len(),
+        done: false,
+    };
+    let jobs = r.apply(&mirror, &applied);
+    // What the driver does next: read the mirror as a local worker's arena.
+    let mut m = lock_of(&mirror);
+    let _ = arena::refresh(&mut m);
+    let p = arena::progress(&m);
+    let _ = arena::records(&m, &p);
+    (messages, jobs)
+}
+
 /// What a dead remote worker's report adds to its mirror.
 #[derive(Debug, PartialEq, Eq)]
 enum OnDeath {
@@ -974,6 +1005,40 @@ mod tests {
             done_seq,
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn hostile_bytes_from_another_host_decode_to_errors_not_panics() {
+        use proptest::prelude::*;
+        // Valid streams decode whole: two agent messages, and two finished jobs.
+        let mut ok = Vec::new();
+        proto::send(&mut ok, &FromAgent::Ping).unwrap();
+        proto::send(
+            &mut ok,
+            &FromAgent::Stderr {
+                token: 1,
+                bytes: vec![7; 10],
+            },
+        )
+        .unwrap();
+        assert_eq!(decode_for_fuzz(&ok).0, 2);
+        let mut jobs = Vec::new();
+        for seq in 1..=2 {
+            let mut d = Vec::new();
+            proto::done(&mut d, seq, 1, 1, &[0, 1, 0, 0, 0, 42]);
+            jobs.extend_from_slice(&d);
+        }
+        assert_eq!(decode_for_fuzz(&jobs).1, 2);
+        // Anything else: no panic, and never more than the bytes could hold.
+        let cases = if std::env::var_os("CI").is_some() {
+            2_000
+        } else {
+            500
+        };
+        proptest!(ProptestConfig::with_cases(cases), |(buf in proptest::collection::vec(any::<u8>(), 0..512))| {
+            let (messages, jobs) = decode_for_fuzz(&buf);
+            prop_assert!(messages * 4 <= buf.len() && jobs * proto::DONE_HEADER <= buf.len());
+        });
     }
 
     #[test]
