@@ -349,3 +349,54 @@ fn an_agent_refuses_a_pool_whose_certificate_is_not_the_announced_one() {
     let text = e.to_string();
     assert!(text.contains("certificate"), "{text}");
 }
+
+/// Not a test on its own: the child process of `a_killed_pool_leaves_no_agent_running`.
+#[test]
+#[ignore = "helper run as a child process by another test"]
+fn helper_remote_pool_killed() {
+    if std::env::var_os("PROCTOR_TEST_REMOTE_KILLED").is_none() {
+        return;
+    }
+    let pool = Pool::processes(2).remote(local_remote()).build().unwrap();
+    assert_eq!(pool.submit(square, 2).join(), Ok(4));
+    let workers = pool.worker_pids();
+    let busy = pool.submit(crate::sleep_ms, 60_000);
+    for w in &workers {
+        println!("PID {w} {}", parent_of(*w));
+    }
+    println!("READY");
+    let _ = busy.join();
+}
+
+#[test]
+fn a_killed_pool_leaves_no_agent_running() {
+    use std::io::BufRead;
+    let mut child = crate::helper(
+        "remote::helper_remote_pool_killed",
+        ("PROCTOR_TEST_REMOTE_KILLED", "1"),
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut pids = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.ends_with("READY") {
+            break;
+        }
+        // (The harness may print the test's name on the same line first.)
+        if let Some((_, rest)) = line.split_once("PID ") {
+            pids.extend(rest.split(' ').map(|p| p.parse::<u32>().unwrap()));
+        }
+    }
+    assert_eq!(pids.len(), 4, "two workers and their agents: {pids:?}");
+    // The pool's process dies at once, with no chance to say goodbye.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for p in pids {
+        assert!(
+            gone_within(p, Duration::from_secs(5)),
+            "process {p} outlived its pool"
+        );
+    }
+}
