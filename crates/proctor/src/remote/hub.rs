@@ -34,6 +34,8 @@ const SPAWN_WAIT: Duration = Duration::from_secs(10);
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How long a dropped pool waits for its launched processes to leave before killing them.
 const LAUNCH_EXIT_WAIT: Duration = Duration::from_secs(3);
+/// Handshakes the listener runs at once (see `accept_loop`).
+const MAX_HANDSHAKES: usize = 256;
 /// The most of a launched process's stderr kept, to say why it failed.
 const LAUNCH_TAIL: usize = 8 << 10;
 
@@ -49,6 +51,16 @@ struct Arrivals {
     data: HashMap<u64, Conn>,
     /// Why connections were refused (a wrong secret, say): quoted if agents never come.
     refused: Vec<String>,
+}
+
+impl Arrivals {
+    /// Keeps why a connection was refused (the last few: a flood keeps no more).
+    fn refuse(&mut self, why: String) {
+        if self.refused.len() >= 16 {
+            self.refused.remove(0);
+        }
+        self.refused.push(why);
+    }
 }
 
 struct Lobby {
@@ -718,15 +730,26 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
 ) {
     let _ = listener.set_nonblocking(true);
+    // Handshakes under way: a peer that connects and says nothing holds one for up to
+    // HANDSHAKE_WAIT, so past this many the newest callers are turned away rather than
+    // given a thread each.
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((s, peer)) => {
+                if pending.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
+                    lock_of(&lobby.arrivals).refuse(format!("{peer}: too many handshakes at once"));
+                    continue;
+                }
+                pending.fetch_add(1, Ordering::SeqCst);
                 let lobby = Arc::clone(&lobby);
                 let tls = tls.clone();
+                let pending = Arc::clone(&pending);
                 let _ = std::thread::Builder::new()
                     .name("proctor-remote-handshake".into())
                     .spawn(move || {
                         let r = admit(s, &secret, tls.as_ref());
+                        pending.fetch_sub(1, Ordering::SeqCst);
                         let mut a = lock_of(&lobby.arrivals);
                         match r {
                             Ok((Hi::Agent { slot, host, pid }, c)) => {
@@ -735,7 +758,7 @@ fn accept_loop(
                             Ok((Hi::Data { token }, c)) => {
                                 a.data.insert(token, c);
                             }
-                            Err(e) => a.refused.push(format!("{peer}: {e}")),
+                            Err(e) => a.refuse(format!("{peer}: {e}")),
                         }
                         drop(a);
                         lobby.cond.notify_all();
