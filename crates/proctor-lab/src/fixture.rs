@@ -92,6 +92,13 @@ fn spawn() -> Section {
             8.0,
         ),
         fig(
+            "spawn.pool_remote",
+            "one-worker remote pool (loopback TCP) built, run once, dropped",
+            4_200_000.0,
+            Unit::Ns,
+            10.0,
+        ),
+        fig(
             "spawn.async",
             "async task spawn + await",
             1_150.0,
@@ -325,6 +332,7 @@ fn ipc() -> Section {
             5.0,
         ),
     ];
+    s.figures.extend(pool_round_trips());
     s.tables = vec![Table {
         title: "Round trip, p50 / p99".to_string(),
         columns: ["transport", "64 B", "4 KiB", "64 KiB", "1 MiB"]
@@ -426,6 +434,59 @@ pub fn report() -> Report {
         claims,
         sections,
     }
+}
+
+/// The raw tcp round trips and the pool round trips of the ipc section at both placements,
+/// with the remote worker's ratios computed from them as the experiment computes them.
+fn pool_round_trips() -> Vec<Figure> {
+    // (placement suffix, placement, tcp, thread, process, remote), ns
+    let placements = [
+        (
+            ".pinned",
+            "same CPU (cpu 0)",
+            10_600.0,
+            2_340.0,
+            4_130.0,
+            12_400.0,
+        ),
+        ("", "unpinned", 11_650.0, 2_480.0, 4_450.0, 12_200.0),
+    ];
+    let mut figures = Vec::new();
+    for (suffix, placed, tcp, thread, process, remote) in placements {
+        let rtt =
+            |key: String, label: &str, ns: f64| fig(&key, label, ns, Unit::Ns, 8.0).placed(placed);
+        figures.extend([
+            rtt(format!("ipc.rtt.tcp.process.64{suffix}"), "tcp, 64 B", tcp),
+            rtt(
+                format!("ipc.pool_rtt.thread{suffix}"),
+                "pool round trip to a thread-pool worker",
+                thread,
+            ),
+            rtt(
+                format!("ipc.pool_rtt.process{suffix}"),
+                "pool round trip to a local process-pool worker",
+                process,
+            ),
+            rtt(
+                format!("ipc.pool_rtt.remote{suffix}"),
+                "pool round trip to a remote worker (loopback TCP)",
+                remote,
+            ),
+        ]);
+        for (name, label, other) in [
+            ("tcp", "remote worker / raw tcp 64 B round trip", tcp),
+            (
+                "process",
+                "remote worker / local process-pool worker",
+                process,
+            ),
+            ("thread", "remote worker / thread-pool worker", thread),
+        ] {
+            let key = format!("ipc.pool_rtt.remote_over_{name}{suffix}");
+            figures.push(Figure::new(&key, label, remote / other, Unit::Ratio).placed(placed));
+        }
+    }
+    figures
 }
 
 fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {

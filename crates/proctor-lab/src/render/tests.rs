@@ -127,20 +127,37 @@ fn table_plain() {
     │              ┆ one                                               ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ pinned to one CPU, far fewer runs lose updates    ┆ not measured: race did not run                    │
+    ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
+    │ confirmed    ┆ a worker process runs on another host for one     ┆ pool submit().join() round trip to a remote       │
+    │              ┆ round trip                                        ┆ worker (an agent on this host over loopback TCP): │
+    │              ┆                                                   ┆ pinned: 12.4 µs a task, 1.17× a raw TCP 64 B      │
+    │              ┆                                                   ┆ round trip between processes, 3.0× a local worker │
+    │              ┆                                                   ┆ process, 5.3× a thread; unpinned: 12.2 µs a task, │
+    │              ┆                                                   ┆ 1.05× a raw TCP 64 B round trip between           │
+    │              ┆                                                   ┆ processes, 2.7× a local worker process, 4.9× a    │
+    │              ┆                                                   ┆ thread; the pool adds little to the network when  │
+    │              ┆                                                   ┆ it is at most 1.5× the raw round trip in every    │
+    │              ┆                                                   ┆ placement measured; a real network adds its own   │
+    │              ┆                                                   ┆ round-trip time to each task, which loopback does │
+    │              ┆                                                   ┆ not measure; a one-worker pool built, run once    │
+    │              ┆                                                   ┆ and dropped: remote 4.20 ms, local forked 74.0 µs │
+    │              ┆                                                   ┆ (56.8×)                                           │
     └──────────────┴───────────────────────────────────────────────────┴───────────────────────────────────────────────────┘
 
     Creation overhead [spawn] (4.31 s)
     ──────────────────────────────────
     method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart.
-    ┌──────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
-    │ figure                           ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
-    ╞══════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
-    │ thread spawn + join              ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
-    │ fork + _exit + waitpid           ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
-    │ posix_spawn + exec + wait        ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
-    │ pool worker from the fork server ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
-    │ async task spawn + await         ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
-    └──────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
+    ┌───────────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
+    │ figure                                ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
+    ╞═══════════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
+    │ thread spawn + join                   ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
+    │ fork + _exit + waitpid                ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
+    │ posix_spawn + exec + wait             ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
+    │ pool worker from the fork server      ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
+    │ one-worker remote pool (loopback TCP) ┆ 4.20 ms ┆           3.78 ms – 5.04 ms (n=30) ┆           ┆ spawn.pool_remote │
+    │ built, run once, dropped              ┆         ┆                                    ┆           ┆                   │
+    │ async task spawn + await              ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
+    └───────────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
     Creation cost against the parent's resident memory
     ┌────────────┬─────────┬─────────────┬─────────┐
     │ parent RSS ┆    fork ┆ posix_spawn ┆  thread │
@@ -190,18 +207,45 @@ fn table_plain() {
     Communication [ipc] (9.87 s)
     ────────────────────────────
     method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
-    ┌────────────────────────┬───────────┬──────────────────────────────┬───────────┬────────────────────────────────┐
-    │ figure                 ┆     value ┆                     p1 – p99 ┆ placement ┆ key                            │
-    ╞════════════════════════╪═══════════╪══════════════════════════════╪═══════════╪════════════════════════════════╡
-    │ channel, 64 B          ┆   2.35 µs ┆     2.16 µs – 2.73 µs (n=30) ┆ unpinned  ┆ ipc.rtt.channel.thread.64      │
-    │ pipe, 64 B             ┆   9.80 µs ┆   8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.pipe.process.64        │
-    │                        ┆           ┆                    outliers) ┆           ┆                                │
-    │ unix socket, 64 B      ┆   11.2 µs ┆   9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned  ┆ ipc.rtt.unix.process.64        │
-    │                        ┆           ┆                    outliers) ┆           ┆                                │
-    │ shm ring (futex), 64 B ┆   3.10 µs ┆     2.82 µs – 3.66 µs (n=30) ┆ unpinned  ┆ ipc.rtt.shm.process.64         │
-    │ pipe throughput, 1 MiB ┆ 2.90 GB/s ┆ 2.75 GB/s – 3.19 GB/s (n=30) ┆           ┆ ipc.throughput.pipe.process.1m │
-    │ messages               ┆           ┆                              ┆           ┆                                │
-    └────────────────────────┴───────────┴──────────────────────────────┴───────────┴────────────────────────────────┘
+    ┌─────────────────────────────┬───────────┬────────────────────────────┬──────────────────┬────────────────────────────┐
+    │ figure                      ┆     value ┆                   p1 – p99 ┆ placement        ┆ key                        │
+    ╞═════════════════════════════╪═══════════╪════════════════════════════╪══════════════════╪════════════════════════════╡
+    │ channel, 64 B               ┆   2.35 µs ┆   2.16 µs – 2.73 µs (n=30) ┆ unpinned         ┆ ipc.rtt.channel.thread.64  │
+    │ pipe, 64 B                  ┆   9.80 µs ┆ 8.72 µs – 12.0 µs (n=30, 2 ┆ unpinned         ┆ ipc.rtt.pipe.process.64    │
+    │                             ┆           ┆                  outliers) ┆                  ┆                            │
+    │ unix socket, 64 B           ┆   11.2 µs ┆ 9.86 µs – 13.9 µs (n=30, 2 ┆ unpinned         ┆ ipc.rtt.unix.process.64    │
+    │                             ┆           ┆                  outliers) ┆                  ┆                            │
+    │ shm ring (futex), 64 B      ┆   3.10 µs ┆   2.82 µs – 3.66 µs (n=30) ┆ unpinned         ┆ ipc.rtt.shm.process.64     │
+    │ pipe throughput, 1 MiB      ┆ 2.90 GB/s ┆      2.75 GB/s – 3.19 GB/s ┆                  ┆ ipc.throughput.pipe.proces │
+    │ messages                    ┆           ┆                     (n=30) ┆                  ┆ s.1m                       │
+    │ tcp, 64 B                   ┆   10.6 µs ┆   9.75 µs – 12.3 µs (n=30) ┆ same CPU (cpu 0) ┆ ipc.rtt.tcp.process.64.pin │
+    │                             ┆           ┆                            ┆                  ┆ ned                        │
+    │ pool round trip to a        ┆   2.34 µs ┆   2.15 µs – 2.71 µs (n=30) ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.thread.pinned │
+    │ thread-pool worker          ┆           ┆                            ┆                  ┆                            │
+    │ pool round trip to a local  ┆   4.13 µs ┆   3.80 µs – 4.79 µs (n=30) ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.process.pinne │
+    │ process-pool worker         ┆           ┆                            ┆                  ┆ d                          │
+    │ pool round trip to a remote ┆   12.4 µs ┆   11.4 µs – 14.4 µs (n=30) ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.remote.pinned │
+    │ worker (loopback TCP)       ┆           ┆                            ┆                  ┆                            │
+    │ remote worker / raw tcp 64  ┆     1.17× ┆                            ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.remote_over_t │
+    │ B round trip                ┆           ┆                            ┆                  ┆ cp.pinned                  │
+    │ remote worker / local       ┆     3.00× ┆                            ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.remote_over_p │
+    │ process-pool worker         ┆           ┆                            ┆                  ┆ rocess.pinned              │
+    │ remote worker / thread-pool ┆     5.30× ┆                            ┆ same CPU (cpu 0) ┆ ipc.pool_rtt.remote_over_t │
+    │ worker                      ┆           ┆                            ┆                  ┆ hread.pinned               │
+    │ tcp, 64 B                   ┆   11.7 µs ┆   10.7 µs – 13.5 µs (n=30) ┆ unpinned         ┆ ipc.rtt.tcp.process.64     │
+    │ pool round trip to a        ┆   2.48 µs ┆   2.28 µs – 2.88 µs (n=30) ┆ unpinned         ┆ ipc.pool_rtt.thread        │
+    │ thread-pool worker          ┆           ┆                            ┆                  ┆                            │
+    │ pool round trip to a local  ┆   4.45 µs ┆   4.09 µs – 5.16 µs (n=30) ┆ unpinned         ┆ ipc.pool_rtt.process       │
+    │ process-pool worker         ┆           ┆                            ┆                  ┆                            │
+    │ pool round trip to a remote ┆   12.2 µs ┆   11.2 µs – 14.2 µs (n=30) ┆ unpinned         ┆ ipc.pool_rtt.remote        │
+    │ worker (loopback TCP)       ┆           ┆                            ┆                  ┆                            │
+    │ remote worker / raw tcp 64  ┆     1.05× ┆                            ┆ unpinned         ┆ ipc.pool_rtt.remote_over_t │
+    │ B round trip                ┆           ┆                            ┆                  ┆ cp                         │
+    │ remote worker / local       ┆     2.74× ┆                            ┆ unpinned         ┆ ipc.pool_rtt.remote_over_p │
+    │ process-pool worker         ┆           ┆                            ┆                  ┆ rocess                     │
+    │ remote worker / thread-pool ┆     4.92× ┆                            ┆ unpinned         ┆ ipc.pool_rtt.remote_over_t │
+    │ worker                      ┆           ┆                            ┆                  ┆ hread                      │
+    └─────────────────────────────┴───────────┴────────────────────────────┴──────────────────┴────────────────────────────┘
     Round trip, p50 / p99
     ┌───────────────────┬────────────────┬────────────────┬────────────────┬──────────────┐
     │ transport         ┆           64 B ┆          4 KiB ┆         64 KiB ┆        1 MiB │
@@ -281,6 +325,7 @@ fn markdown() {
     - **not measured**: thread \< fork \< namespaces in start-up cost. not measured: containers did not run (figures: `containers.start.thread`, `containers.start.fork`, `containers.start.namespaces`)
     - **not measured**: lost updates vary by run; the fixes never lose one. not measured: race did not run (figures: `race.dist.runs`, `race.dist.threads_2.lossy_runs`, `race.dist.threads_2.lost_min`, `race.dist.threads_2.lost_max`, `race.runs_exact.mutex`, `race.runs_exact.atomic`)
     - **not measured**: pinned to one CPU, far fewer runs lose updates. not measured: race did not run (figures: `race.cpus`, `race.dist.threads_2.lossy_runs`, `race.dist.one_cpu.lossy_runs`)
+    - **confirmed**: a worker process runs on another host for one round trip. pool submit().join() round trip to a remote worker (an agent on this host over loopback TCP): pinned: 12.4 µs a task, 1.17× a raw TCP 64 B round trip between processes, 3.0× a local worker process, 5.3× a thread; unpinned: 12.2 µs a task, 1.05× a raw TCP 64 B round trip between processes, 2.7× a local worker process, 4.9× a thread; the pool adds little to the network when it is at most 1.5× the raw round trip in every placement measured; a real network adds its own round-trip time to each task, which loopback does not measure; a one-worker pool built, run once and dropped: remote 4.20 ms, local forked 74.0 µs (56.8×) (figures: `ipc.pool_rtt.remote_over_tcp.pinned`, `ipc.pool_rtt.remote.pinned`, `ipc.pool_rtt.remote_over_process.pinned`, `ipc.pool_rtt.remote_over_thread.pinned`, `ipc.pool_rtt.remote_over_tcp`, `ipc.pool_rtt.remote`, `ipc.pool_rtt.remote_over_process`, `ipc.pool_rtt.remote_over_thread`, `spawn.pool_remote`, `spawn.pool_worker`)
 
     ## Creation overhead (`spawn`)
 
@@ -292,6 +337,7 @@ fn markdown() {
     | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) |  | `spawn.fork` |
     | posix_spawn + exec + wait | 486 µs | 428 µs – 603 µs (n=30, 2 outliers) |  | `spawn.posix_spawn` |
     | pool worker from the fork server | 74.0 µs | 68.1 µs – 85.8 µs (n=30) |  | `spawn.pool_worker` |
+    | one-worker remote pool (loopback TCP) built, run once, dropped | 4.20 ms | 3.78 ms – 5.04 ms (n=30) |  | `spawn.pool_remote` |
     | async task spawn + await | 1.15 µs | 1.10 µs – 1.24 µs (n=30) |  | `spawn.async` |
 
     **Creation cost against the parent's resident memory**
@@ -345,6 +391,20 @@ fn markdown() {
     | unix socket, 64 B | 11.2 µs | 9.86 µs – 13.9 µs (n=30, 2 outliers) | unpinned | `ipc.rtt.unix.process.64` |
     | shm ring (futex), 64 B | 3.10 µs | 2.82 µs – 3.66 µs (n=30) | unpinned | `ipc.rtt.shm.process.64` |
     | pipe throughput, 1 MiB messages | 2.90 GB/s | 2.75 GB/s – 3.19 GB/s (n=30) |  | `ipc.throughput.pipe.process.1m` |
+    | tcp, 64 B | 10.6 µs | 9.75 µs – 12.3 µs (n=30) | same CPU (cpu 0) | `ipc.rtt.tcp.process.64.pinned` |
+    | pool round trip to a thread-pool worker | 2.34 µs | 2.15 µs – 2.71 µs (n=30) | same CPU (cpu 0) | `ipc.pool_rtt.thread.pinned` |
+    | pool round trip to a local process-pool worker | 4.13 µs | 3.80 µs – 4.79 µs (n=30) | same CPU (cpu 0) | `ipc.pool_rtt.process.pinned` |
+    | pool round trip to a remote worker (loopback TCP) | 12.4 µs | 11.4 µs – 14.4 µs (n=30) | same CPU (cpu 0) | `ipc.pool_rtt.remote.pinned` |
+    | remote worker / raw tcp 64 B round trip | 1.17× |  | same CPU (cpu 0) | `ipc.pool_rtt.remote_over_tcp.pinned` |
+    | remote worker / local process-pool worker | 3.00× |  | same CPU (cpu 0) | `ipc.pool_rtt.remote_over_process.pinned` |
+    | remote worker / thread-pool worker | 5.30× |  | same CPU (cpu 0) | `ipc.pool_rtt.remote_over_thread.pinned` |
+    | tcp, 64 B | 11.7 µs | 10.7 µs – 13.5 µs (n=30) | unpinned | `ipc.rtt.tcp.process.64` |
+    | pool round trip to a thread-pool worker | 2.48 µs | 2.28 µs – 2.88 µs (n=30) | unpinned | `ipc.pool_rtt.thread` |
+    | pool round trip to a local process-pool worker | 4.45 µs | 4.09 µs – 5.16 µs (n=30) | unpinned | `ipc.pool_rtt.process` |
+    | pool round trip to a remote worker (loopback TCP) | 12.2 µs | 11.2 µs – 14.2 µs (n=30) | unpinned | `ipc.pool_rtt.remote` |
+    | remote worker / raw tcp 64 B round trip | 1.05× |  | unpinned | `ipc.pool_rtt.remote_over_tcp` |
+    | remote worker / local process-pool worker | 2.74× |  | unpinned | `ipc.pool_rtt.remote_over_process` |
+    | remote worker / thread-pool worker | 4.92× |  | unpinned | `ipc.pool_rtt.remote_over_thread` |
 
     **Round trip, p50 / p99**
 

@@ -346,4 +346,49 @@ pub const KEYS: &[Key] = &[
         Unit::Count,
         "runs with the exact count, fetch_add",
     ),
+    key(
+        "spawn.pool_remote",
+        Unit::Ns,
+        "one-worker remote pool built, run once, dropped",
+    ),
+    key(
+        "ipc.pool_rtt.remote",
+        Unit::Ns,
+        "pool round trip to a remote worker, unpinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote.pinned",
+        Unit::Ns,
+        "pool round trip to a remote worker, pinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_tcp",
+        Unit::Ratio,
+        "remote pool round trip / raw TCP round trip, unpinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_tcp.pinned",
+        Unit::Ratio,
+        "remote pool round trip / raw TCP round trip, pinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_process",
+        Unit::Ratio,
+        "remote / local process pool round trip, unpinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_process.pinned",
+        Unit::Ratio,
+        "remote / local process pool round trip, pinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_thread",
+        Unit::Ratio,
+        "remote / thread pool round trip, unpinned",
+    ),
+    key(
+        "ipc.pool_rtt.remote_over_thread.pinned",
+        Unit::Ratio,
+        "remote / thread pool round trip, pinned",
+    ),
 ];

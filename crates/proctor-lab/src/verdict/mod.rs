@@ -83,6 +83,15 @@
 //! | `race.dist.one_cpu.lossy_runs` | count | the same as `threads_2.lossy_runs`, both threads pinned to one CPU |
 //! | `race.runs_exact.mutex` | count | runs (of `race.dist.runs`) whose `Mutex` count was exact |
 //! | `race.runs_exact.atomic` | count | runs whose `fetch_add` count was exact |
+//! | `spawn.pool_remote` | ns | a one-worker remote pool (an agent on this host, loopback TCP) built, one task run, dropped |
+//! | `ipc.pool_rtt.remote` | ns | median `submit().join()` round trip of a trivial task to a remote worker, unpinned |
+//! | `ipc.pool_rtt.remote.pinned` | ns | the same, pinned to one CPU |
+//! | `ipc.pool_rtt.remote_over_tcp` | ratio | `ipc.pool_rtt.remote` / a raw TCP 64 B round trip between two processes, unpinned |
+//! | `ipc.pool_rtt.remote_over_tcp.pinned` | ratio | the same, pinned |
+//! | `ipc.pool_rtt.remote_over_process` | ratio | the remote worker's pool round trip / a local worker process's, unpinned |
+//! | `ipc.pool_rtt.remote_over_process.pinned` | ratio | the same, pinned |
+//! | `ipc.pool_rtt.remote_over_thread` | ratio | the remote worker's pool round trip / a thread-pool worker's, unpinned |
+//! | `ipc.pool_rtt.remote_over_thread.pinned` | ratio | the same, pinned |
 //!
 //! # Rules
 //!
@@ -118,6 +127,10 @@ pub const UI_KEEPS: f64 = 0.05;
 
 /// How far apart two server models' requests/s may lie and still count as the same rate (20 %).
 pub const SERVER_PARITY: f64 = 0.20;
+
+/// The most a remote worker's pool round trip may cost, as a multiple of a raw TCP round trip
+/// between two processes, for the pool to add "little" to the network (1.5 ×).
+pub const REMOTE_OVER_NETWORK: f64 = 1.5;
 
 mod claims;
 mod headline;
@@ -157,6 +170,7 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         containers(&f),
         race_every_run(&f),
         race_one_cpu(&f),
+        distributed(&f),
     ];
     let headline = headline(&f, &claims);
     (headline, claims)

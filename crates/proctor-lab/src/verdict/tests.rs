@@ -148,6 +148,8 @@ fn full_fixture_verdicts() {
         ("containers", Confirmed),
         ("race-every-run", Confirmed),
         ("race-one-cpu", Confirmed),
+        // 1.17× raw TCP pinned, 1.05× unpinned: both within 1.5×.
+        ("distributed", Confirmed),
     ];
     let got = verdicts(&fixture::all_sections());
     assert_eq!(got.len(), want.len());
@@ -568,6 +570,53 @@ fn each_rule_flips_or_holds_as_declared() {
             &[("servers.rps.threaded.cpu.16", 0.0)],
             NotMeasured,
         ),
+        // The pool adding more than half a raw TCP round trip in one placement, or in both.
+        (
+            "distributed",
+            &[("ipc.pool_rtt.remote_over_tcp.pinned", 1.6)],
+            Depends,
+        ),
+        (
+            "distributed",
+            &[("ipc.pool_rtt.remote_over_tcp", 1.51)],
+            Depends,
+        ),
+        (
+            "distributed",
+            &[
+                ("ipc.pool_rtt.remote_over_tcp.pinned", 2.0),
+                ("ipc.pool_rtt.remote_over_tcp", 1.6),
+            ],
+            Refuted,
+        ),
+        // At most 1.5× holds, the bound included.
+        (
+            "distributed",
+            &[("ipc.pool_rtt.remote_over_tcp.pinned", 1.5)],
+            Confirmed,
+        ),
+        // One placement measured decides alone.
+        (
+            "distributed",
+            &[
+                ("ipc.pool_rtt.remote_over_tcp.pinned", f64::NAN),
+                ("ipc.pool_rtt.remote_over_tcp", 1.6),
+            ],
+            Refuted,
+        ),
+        (
+            "distributed",
+            &[
+                ("ipc.pool_rtt.remote_over_tcp.pinned", f64::NAN),
+                ("ipc.pool_rtt.remote_over_tcp", f64::NAN),
+            ],
+            NotMeasured,
+        ),
+        (
+            "distributed",
+            &[("ipc.pool_rtt.remote_over_tcp", 0.0)],
+            NotMeasured,
+        ),
     ];
     for (id, changes, want) in cases {
         assert_eq!(
@@ -720,4 +769,75 @@ fn rounds_far_apart_are_no_clear_difference_and_the_headline_shows_their_spread(
     figure_mut(&mut sections, "spawn.fork").rounds =
         Rounds::around(&[39_000.0, 40_000.0, 41_000.0], 40_000.0);
     assert_eq!(verdicts(&sections)["creation"], Verdict::Confirmed);
+}
+
+#[test]
+fn distributed_sets_the_remote_worker_beside_the_network_a_process_and_a_thread() {
+    let claim_of = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "distributed")
+            .expect("claim")
+    };
+    let sections = fixture::all_sections();
+    let claim = claim_of(&sections);
+    // Each placement's ratios are the fixture's own figures of that placement.
+    let over = |key: &str| value(&sections, key);
+    for (words, suffix) in [("pinned", ".pinned"), ("unpinned", "")] {
+        let want = format!(
+            "{words}: {} a task, {:.2}× a raw TCP 64 B round trip between processes, {:.1}× a \
+             local worker process, {:.1}× a thread",
+            crate::render::format_value(over(&format!("ipc.pool_rtt.remote{suffix}")), Unit::Ns),
+            over(&format!("ipc.pool_rtt.remote_over_tcp{suffix}")),
+            over(&format!("ipc.pool_rtt.remote_over_process{suffix}")),
+            over(&format!("ipc.pool_rtt.remote_over_thread{suffix}")),
+        );
+        assert!(claim.evidence.contains(&want), "{want}\n{}", claim.evidence);
+    }
+    assert!(
+        claim.evidence.contains("local forked"),
+        "the start cost is beside the local worker's: {}",
+        claim.evidence
+    );
+    assert!(
+        claim
+            .figure_keys
+            .contains(&"ipc.pool_rtt.remote_over_tcp.pinned".to_string()),
+        "{:?}",
+        claim.figure_keys
+    );
+
+    // Only the unpinned placement measured: it decides, and the evidence names only it.
+    let mut sections = fixture::all_sections();
+    for s in &mut sections {
+        s.figures
+            .retain(|f| !(f.key.starts_with("ipc.pool_rtt") && f.key.ends_with(".pinned")));
+    }
+    let claim = claim_of(&sections);
+    assert_eq!(claim.verdict, Verdict::Confirmed, "{}", claim.evidence);
+    assert!(
+        claim.evidence.contains("unpinned:") && !claim.evidence.contains(" pinned:"),
+        "{}",
+        claim.evidence
+    );
+    assert!(
+        claim.figure_keys.iter().all(|k| !k.ends_with(".pinned")),
+        "{:?}",
+        claim.figure_keys
+    );
+
+    // The ipc section failed: not measured, and the evidence says why.
+    let mut sections = fixture::all_sections();
+    let ipc = sections.iter_mut().find(|s| s.id == "ipc").expect("ipc");
+    ipc.status = Status::Failed {
+        error: "no loopback".to_string(),
+    };
+    let claim = claim_of(&sections);
+    assert_eq!(claim.verdict, Verdict::NotMeasured);
+    assert!(
+        claim.evidence.contains("ipc failed: no loopback"),
+        "{}",
+        claim.evidence
+    );
 }
