@@ -400,3 +400,64 @@ fn a_killed_pool_leaves_no_agent_running() {
         );
     }
 }
+
+fn load_offset() -> u64 {
+    1_000
+}
+
+fn add_offset(offset: &u64, n: u64) -> u64 {
+    offset + n
+}
+
+fn scale(k: &u64, n: u64) -> u64 {
+    k * n
+}
+
+#[test]
+fn worker_state_context_streams_and_await_work_on_remote_workers() {
+    let pool = Pool::processes(2)
+        .init_worker(load_offset)
+        .remote(local_remote())
+        .build()
+        .unwrap();
+    // The initializer ran in each remote worker; its value reaches the tasks.
+    let out = pool.map_state(add_offset, 0..1000u64);
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(n, o)| *o == Ok(1_000 + n as u64))
+    );
+    // A context sent once per worker.
+    let out = pool.map_with(&7u64, scale, 0..1000u64);
+    assert!(out.iter().enumerate().all(|(n, o)| *o == Ok(7 * n as u64)));
+    // Streams, in order and as they finish, with a bounded window.
+    let ordered: Vec<_> = pool
+        .stream(square, 0..20_000u64)
+        .window(500)
+        .map(|o| o.unwrap())
+        .collect();
+    assert!(
+        ordered
+            .iter()
+            .enumerate()
+            .all(|(n, v)| *v == (n * n) as u64)
+    );
+    let mut seen = vec![false; 5_000];
+    for (i, o) in pool.stream_unordered(square, 0..5_000u64).window(100) {
+        assert_eq!(o, Ok((i * i) as u64));
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|&s| s));
+    // A task is a Future: awaited under tokio, with no thread of ours driving the pool.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let a = pool.submit(square, 11);
+        let b = pool.submit(square, 12);
+        (a.await, b.await)
+    });
+    assert_eq!(got, (Ok(121), Ok(144)));
+}
