@@ -79,12 +79,16 @@ struct Launched {
 
 /// The pool's end of the remote workers.
 pub(crate) struct Hub {
-    links: Vec<Arc<Link>>,
+    /// The agents, by index (see `slot_link`); a relaunched agent takes its predecessor's
+    /// place.
+    links: Arc<Mutex<Vec<Arc<Link>>>>,
     /// The link that serves each worker slot.
     slot_link: Vec<usize>,
     lobby: Arc<Lobby>,
-    launched: Mutex<Vec<Launched>>,
+    launched: Arc<Mutex<Vec<Launched>>>,
     stop: Arc<AtomicBool>,
+    /// Worker slots whose lost agent came back: the driver revives them.
+    revived: Arc<Mutex<Vec<usize>>>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
     next_token: AtomicU64,
     /// The address agents were told to call.
@@ -95,7 +99,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("address", &self.address)
-            .field("agents", &self.links.len())
+            .field("agents", &lock_of(&self.links).len())
             .finish()
     }
 }
@@ -103,6 +107,9 @@ impl std::fmt::Debug for Hub {
 /// One agent, as the pool holds it.
 pub(crate) struct Link {
     pub(crate) host: String,
+    /// Its place in the hub's links, and where to ask for it to be relaunched once lost.
+    index: usize,
+    relaunch: Option<crossbeam_channel::Sender<usize>>,
     ctrl: Mutex<Conn>,
     /// The control connection's socket, to wait on without the lock, and to shut down.
     sock: TcpStream,
@@ -142,6 +149,10 @@ pub(crate) struct Gen {
     pub(crate) timed_out: Mutex<Option<Duration>>,
     /// Set when its host was lost: why.
     pub(crate) lost: Mutex<Option<String>>,
+    /// The number of the last job the driver sent it, and what that number was when its
+    /// host was lost (a job sent later never reached a live worker).
+    pub(crate) jobs_sent: AtomicU64,
+    pub(crate) sent_at_loss: AtomicU64,
 }
 
 impl std::fmt::Debug for Gen {
@@ -304,8 +315,13 @@ impl Link {
             st.workers.drain().map(|(_, g)| g).collect()
         };
         self.cond.notify_all();
+        if let Some(tx) = &self.relaunch {
+            let _ = tx.send(self.index);
+        }
         let _ = self.sock.shutdown(Shutdown::Both);
         for g in workers {
+            g.sent_at_loss
+                .store(g.jobs_sent.load(Ordering::SeqCst), Ordering::SeqCst);
             *lock_of(&g.lost) = Some(why.clone());
             g.close();
             // What it finished before the host went quiet still counts.
@@ -326,6 +342,7 @@ impl Hub {
         task_timeout: Option<Duration>,
         memory_limit: Option<u64>,
         forward: bool,
+        doorbell: Arc<crate::doorbell::Doorbell>,
     ) -> Result<Hub, String> {
         let secret = proto::random_key().map_err(|e| format!("no random secret: {e}"))?;
         let tls = if remote.tls {
@@ -354,11 +371,12 @@ impl Hub {
                 .map_err(|e| format!("could not start the listener thread: {e}"))?
         };
         let mut hub = Hub {
-            links: Vec::new(),
+            links: Arc::new(Mutex::new(Vec::new())),
             slot_link: vec![0; workers],
             lobby,
-            launched: Mutex::new(Vec::new()),
+            launched: Arc::new(Mutex::new(Vec::new())),
             stop,
+            revived: Arc::new(Mutex::new(Vec::new())),
             acceptor: Mutex::new(Some(acceptor)),
             next_token: AtomicU64::new(u64::from(proto::random_key().map_or(1, |k| k[0])) << 32),
             address,
@@ -385,47 +403,40 @@ impl Hub {
             heartbeat_ms: remote.heartbeat.as_millis() as u64,
             lost_after_ms: remote.lost_after.as_millis() as u64,
         };
-        for (slot, (mut ctrl, host, _pid)) in keys.iter().zip(agents) {
-            let _ = ctrl.socket().set_read_timeout(Some(proto::HANDSHAKE_WAIT));
-            let said = proto::send(&mut ctrl, &ToAgent::Hello(hello.clone()))
-                .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
-            match said {
-                Ok(FromAgent::Ready) => {}
-                Ok(FromAgent::Refused { why }) => {
-                    return Err(format!(
-                        "the agent for worker {slot} on {host} refused: {why}"
-                    ));
-                }
-                Ok(other) => {
-                    return Err(format!(
-                        "the agent for worker {slot} on {host} answered {other:?}"
-                    ));
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "the agent for worker {slot} on {host} did not answer: {e}"
-                    ));
-                }
-            }
-            let _ = ctrl.socket().set_read_timeout(None);
-            let sock = ctrl
-                .socket()
-                .try_clone()
-                .map_err(|e| format!("the agent's connection: {e}"))?;
-            let link = Arc::new(Link {
-                host: host.clone(),
-                ctrl: Mutex::new(ctrl),
-                sock,
-                st: Mutex::new(LinkState::default()),
-                cond: Condvar::new(),
-            });
-            let (l, stop) = (Arc::clone(&link), Arc::clone(&hub.stop));
-            let (beat, lost) = (remote.heartbeat, remote.lost_after);
+        let (tx, rx) = crossbeam_channel::unbounded::<usize>();
+        let ctx = Arc::new(LinkSetup {
+            hello,
+            server,
+            heartbeat: remote.heartbeat,
+            lost_after: remote.lost_after,
+            stop: Arc::clone(&hub.stop),
+            relaunch: (remote.relaunch > 0).then_some(tx),
+        });
+        for (index, ((key, _), (ctrl, host, _pid))) in plan.iter().zip(agents).enumerate() {
+            let link = ctx.connect(index, *key, ctrl, host)?;
+            lock_of(&hub.links).push(link);
+        }
+        if remote.relaunch > 0 {
+            let relauncher = Relauncher {
+                ctx,
+                attempts: remote.relaunch,
+                spec: plan
+                    .iter()
+                    .map(|(key, slots)| (remote.relaunch_of(*key, &hub.address), slots.clone()))
+                    .collect(),
+                credentials,
+                forward,
+                connect_timeout: remote.connect_timeout,
+                lobby: Arc::clone(&hub.lobby),
+                links: Arc::clone(&hub.links),
+                launched: Arc::clone(&hub.launched),
+                revived: Arc::clone(&hub.revived),
+                doorbell,
+            };
             std::thread::Builder::new()
-                .name("proctor-remote-agent".into())
-                .spawn(move || control_loop(l, server, beat, lost, stop))
-                .map_err(|e| format!("could not start an agent thread: {e}"))?;
-            hub.links.push(link);
+                .name("proctor-remote-relaunch".into())
+                .spawn(move || relauncher.run(rx))
+                .map_err(|e| format!("could not start the relaunch thread: {e}"))?;
         }
         Ok(hub)
     }
@@ -437,8 +448,25 @@ impl Hub {
         keys: &[u32],
         timeout: Duration,
     ) -> Result<Vec<(Conn, String, u32)>, String> {
+        await_agents(&self.lobby, &self.launched, keys, timeout)
+    }
+
+    /// The worker slots whose agent was relaunched since the last call.
+    pub(crate) fn take_revived(&self) -> Vec<usize> {
+        std::mem::take(&mut *lock_of(&self.revived))
+    }
+}
+
+/// Waits in `lobby` for the agents of `keys` (see `Hub::await_agents`).
+fn await_agents(
+    lobby: &Lobby,
+    launched: &Mutex<Vec<Launched>>,
+    keys: &[u32],
+    timeout: Duration,
+) -> Result<Vec<(Conn, String, u32)>, String> {
+    {
         let deadline = Instant::now() + timeout;
-        let mut a = lock_of(&self.lobby.arrivals);
+        let mut a = lock_of(&lobby.arrivals);
         loop {
             if keys.iter().all(|s| a.agents.contains_key(s)) {
                 return Ok(keys
@@ -451,7 +479,7 @@ impl Hub {
                 .copied()
                 .filter(|s| !a.agents.contains_key(s))
                 .collect();
-            for l in lock_of(&self.launched).iter_mut() {
+            for l in lock_of(launched).iter_mut() {
                 if !l.agents.iter().any(|s| missing.contains(s)) {
                     continue;
                 }
@@ -471,7 +499,7 @@ impl Hub {
                     Some(r) => format!("; a connection was refused: {r}"),
                     None => String::new(),
                 };
-                let said: String = lock_of(&self.launched)
+                let said: String = lock_of(launched)
                     .iter()
                     .map(|l| tail_said(&l.stderr))
                     .collect();
@@ -480,15 +508,16 @@ impl Hub {
                     timeout.as_millis()
                 ));
             }
-            a = self
-                .lobby
+            a = lobby
                 .cond
                 .wait_timeout(a, (deadline - now).min(Duration::from_millis(50)))
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
     }
+}
 
+impl Hub {
     /// Asks slot `slot`'s agent for a worker. Returns it, and its connection to write jobs to.
     pub(crate) fn spawn(
         &self,
@@ -497,7 +526,8 @@ impl Hub {
         stderr: File,
         server: &'static ForkServer,
     ) -> std::io::Result<Arc<Gen>> {
-        let link = &self.links[self.slot_link[slot]];
+        let link = Arc::clone(&lock_of(&self.links)[self.slot_link[slot]]);
+        let link = &link;
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = &lock_of(&link.st).gone {
             return Err(std::io::Error::other(format!(
@@ -591,6 +621,8 @@ impl Hub {
             data: sock,
             timed_out: Mutex::new(None),
             lost: Mutex::new(None),
+            jobs_sent: AtomicU64::new(0),
+            sent_at_loss: AtomicU64::new(0),
         });
         {
             let mut st = lock_of(&link.st);
@@ -618,7 +650,7 @@ impl Hub {
     pub(crate) fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         // Closing the control connections ends the agents, and with them their workers.
-        for l in &self.links {
+        for l in lock_of(&self.links).iter() {
             let _ = l.sock.shutdown(Shutdown::Both);
         }
         let deadline = Instant::now() + LAUNCH_EXIT_WAIT;
@@ -638,6 +670,153 @@ impl Hub {
         // The listener's thread sees `stop` within its poll's timeout and leaves by itself
         // (joining it would make every pool's drop wait that long).
         drop(lock_of(&self.acceptor).take());
+    }
+}
+
+/// What it takes to turn an agent's accepted connection into a [`Link`]: the hello, and
+/// what its control thread needs.
+struct LinkSetup {
+    hello: proto::Hello,
+    server: &'static ForkServer,
+    heartbeat: Duration,
+    lost_after: Duration,
+    stop: Arc<AtomicBool>,
+    relaunch: Option<crossbeam_channel::Sender<usize>>,
+}
+
+impl LinkSetup {
+    /// Says hello to agent `key` (it checks the build) and starts its control thread.
+    fn connect(
+        &self,
+        index: usize,
+        key: u32,
+        mut ctrl: Conn,
+        host: String,
+    ) -> Result<Arc<Link>, String> {
+        let _ = ctrl.socket().set_read_timeout(Some(proto::HANDSHAKE_WAIT));
+        let said = proto::send(&mut ctrl, &ToAgent::Hello(self.hello.clone()))
+            .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
+        match said {
+            Ok(FromAgent::Ready) => {}
+            Ok(FromAgent::Refused { why }) => {
+                return Err(format!(
+                    "the agent for worker {key} on {host} refused: {why}"
+                ));
+            }
+            Ok(other) => {
+                return Err(format!(
+                    "the agent for worker {key} on {host} answered {other:?}"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the agent for worker {key} on {host} did not answer: {e}"
+                ));
+            }
+        }
+        let _ = ctrl.socket().set_read_timeout(None);
+        let sock = ctrl
+            .socket()
+            .try_clone()
+            .map_err(|e| format!("the agent's connection: {e}"))?;
+        let link = Arc::new(Link {
+            host,
+            index,
+            relaunch: self.relaunch.clone(),
+            ctrl: Mutex::new(ctrl),
+            sock,
+            st: Mutex::new(LinkState::default()),
+            cond: Condvar::new(),
+        });
+        let (l, stop) = (Arc::clone(&link), Arc::clone(&self.stop));
+        let (server, beat, lost) = (self.server, self.heartbeat, self.lost_after);
+        std::thread::Builder::new()
+            .name("proctor-remote-agent".into())
+            .spawn(move || control_loop(l, server, beat, lost, stop))
+            .map_err(|e| format!("could not start an agent thread: {e}"))?;
+        Ok(link)
+    }
+}
+
+/// Starts lost agents again through their launchers, and hands their slots back.
+struct Relauncher {
+    ctx: Arc<LinkSetup>,
+    attempts: u32,
+    /// Per link: how to launch its agent alone, and the slots it serves.
+    spec: Vec<(Launch, Vec<u32>)>,
+    credentials: String,
+    forward: bool,
+    connect_timeout: Duration,
+    lobby: Arc<Lobby>,
+    links: Arc<Mutex<Vec<Arc<Link>>>>,
+    launched: Arc<Mutex<Vec<Launched>>>,
+    revived: Arc<Mutex<Vec<usize>>>,
+    doorbell: Arc<crate::doorbell::Doorbell>,
+}
+
+/// How long the relauncher waits before each attempt: a host that just dropped off is
+/// often back in seconds (a reboot, a network blip), and a dead one must not be hammered.
+const RELAUNCH_DELAYS: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_secs(2),
+    Duration::from_secs(10),
+];
+
+impl Relauncher {
+    fn run(self, lost: crossbeam_channel::Receiver<usize>) {
+        let mut tries = vec![0u32; self.spec.len()];
+        while let Ok(index) = lost.recv() {
+            loop {
+                if self.ctx.stop.load(Ordering::SeqCst) || tries[index] >= self.attempts {
+                    break;
+                }
+                let delay = RELAUNCH_DELAYS[(tries[index] as usize).min(RELAUNCH_DELAYS.len() - 1)];
+                tries[index] += 1;
+                if !self.sleep(delay) {
+                    return;
+                }
+                match self.relaunch(index) {
+                    Ok(()) => {
+                        log::info!(
+                            "proctor: relaunched the agent of worker slots {:?}",
+                            self.spec[index].1
+                        );
+                        break;
+                    }
+                    Err(why) => {
+                        log::warn!("proctor: could not relaunch a lost agent: {why}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps `d` unless the hub stops first; false if it did.
+    fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.ctx.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+        }
+        !self.ctx.stop.load(Ordering::SeqCst)
+    }
+
+    fn relaunch(&self, index: usize) -> Result<(), String> {
+        let (launch, slots) = &self.spec[index];
+        let key = launch.agents[0].0;
+        // An answer of the lost agent that comes late must not pass for the new one's.
+        lock_of(&self.lobby.arrivals).agents.remove(&key);
+        let started = launch_one(launch, &self.credentials, self.forward)?;
+        lock_of(&self.launched).push(started);
+        let mut agents = await_agents(&self.lobby, &self.launched, &[key], self.connect_timeout)?;
+        let (ctrl, host, _pid) = agents.pop().expect("one agent was awaited");
+        let link = self.ctx.connect(index, key, ctrl, host)?;
+        lock_of(&self.links)[index] = link;
+        lock_of(&self.revived).extend(slots.iter().map(|&s| s as usize));
+        self.doorbell.ring();
+        Ok(())
     }
 }
 

@@ -55,6 +55,7 @@ pub struct Remote {
     pub(crate) heartbeat: Duration,
     pub(crate) lost_after: Duration,
     pub(crate) tls: bool,
+    pub(crate) relaunch: u32,
     exe: Option<PathBuf>,
 }
 
@@ -92,6 +93,7 @@ impl Remote {
             heartbeat: Duration::from_millis(500),
             lost_after: Duration::from_secs(5),
             tls: false,
+            relaunch: 3,
             exe: None,
         }
     }
@@ -184,6 +186,14 @@ impl Remote {
     /// connection and encryption of every frame.
     pub fn tls(mut self, on: bool) -> Remote {
         self.tls = on;
+        self
+    }
+
+    /// How many times a lost host's agent is started again through its launcher (default
+    /// 3, after 0.2 s, 2 s and 10 s): once it is back, its worker slots are filled again.
+    /// 0 leaves a lost host's slots empty.
+    pub fn relaunch(mut self, attempts: u32) -> Remote {
+        self.relaunch = attempts;
         self
     }
 
@@ -308,6 +318,53 @@ impl Remote {
                 }]
             }
         }
+    }
+}
+
+impl Remote {
+    /// How to start agent `key` alone again (it was lost), with `workers`' launches in
+    /// mind: the same command for one agent per host; for Slurm one more task, told its
+    /// slot, since `SLURM_PROCID` would say 0.
+    pub(crate) fn relaunch_of(&self, key: u32, addr: &str) -> Launch {
+        match &self.kind {
+            Kind::Slurm { args } => {
+                let exe = self.exe_path();
+                let mut argv = vec![
+                    "srun".to_string(),
+                    "--ntasks=1".into(),
+                    "--kill-on-bad-exit=0".into(),
+                ];
+                argv.extend(args.iter().cloned());
+                argv.push(exe);
+                Launch {
+                    argv,
+                    env: vec![
+                        (agent::ADDR_VAR.to_string(), addr.to_string()),
+                        (agent::SLOT_VAR.to_string(), key.to_string()),
+                    ],
+                    agents: vec![(key, vec![key])],
+                }
+            }
+            _ => self
+                .launches(key as usize + 1, addr)
+                .into_iter()
+                .find(|l| l.agents.first().is_some_and(|(k, _)| *k == key))
+                .map(|mut l| {
+                    // The slots it serves are the hub's to know; the launch is the same.
+                    l.agents.truncate(1);
+                    l
+                })
+                .expect("an agent key is the first slot of one of the launches"),
+        }
+    }
+
+    fn exe_path(&self) -> String {
+        self.exe
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

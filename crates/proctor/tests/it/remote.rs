@@ -197,9 +197,49 @@ fn a_host_that_goes_silent_loses_its_task_and_retries_run_it_elsewhere() {
             );
         }
         assert!(started.elapsed() < Duration::from_secs(8));
-        // The pool goes on with the worker it has left.
-        assert_eq!(pool.try_map(square, 0..1000u64).unwrap()[999], 999 * 999);
+        // The pool goes on with the worker it has left, and the lost host's agent is
+        // launched again: its slot fills up with a new worker.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            assert_eq!(pool.try_map(square, 0..1000u64).unwrap()[999], 999 * 999);
+            let now = pool.worker_pids();
+            if now.len() == 2 && !now.contains(&pids[0]) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lost slot stayed empty: {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let again: std::collections::BTreeSet<u32> = pool
+            .try_map(my_pid, 0..2000u64)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(!again.contains(&pids[0]), "{again:?}");
     }
+}
+
+#[test]
+fn with_relaunch_off_a_lost_host_leaves_its_slot_empty() {
+    let pool = Pool::processes(2)
+        .remote(
+            local_remote()
+                .heartbeat(Duration::from_millis(100), Duration::from_millis(400))
+                .relaunch(0),
+        )
+        .build()
+        .unwrap();
+    let pids = pool.worker_pids();
+    let frozen = freeze(pids[0]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The loss is noticed by the next call that drives the pool.
+    assert_eq!(pool.try_map(square, 0..100u64).unwrap()[99], 99 * 99);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pool.try_map(square, 0..100u64).unwrap()[99], 99 * 99);
+    kill_all(frozen);
+    assert_eq!(pool.worker_pids(), [pids[1]]);
 }
 
 #[test]

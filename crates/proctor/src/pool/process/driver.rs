@@ -123,6 +123,12 @@ impl Shared {
                 let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
                 arena::reset(&w.arena, self.config.task_timeout.is_some());
                 w.mark_job_start();
+                if let Some(r) = &w.remote {
+                    // Counted before it leaves: a job that may have reached a host before
+                    // the host was lost is blamed on the loss, never silently run twice.
+                    r.0.jobs_sent
+                        .store(w.sent_seq + 1, std::sync::atomic::Ordering::SeqCst);
+                }
                 let mut sent = true;
                 if let Some(c) = run.job.context.as_ref().filter(|c| c.id != w.context) {
                     // The call's context, once per worker, ahead of its first job.
@@ -278,13 +284,18 @@ impl Shared {
             // An arena we cannot map: nothing it says can be read.
             Err(_) => Seen::default(),
         };
+        let sent_before_loss = w.remote.as_ref().is_some_and(|r| {
+            w.sent_seq <= r.0.sent_at_loss.load(std::sync::atomic::Ordering::SeqCst)
+        });
         if w.lost().is_some()
+            && sent_before_loss
             && arena::done_seq(&w.header) != w.sent_seq
             && seen.started <= seen.committed
         {
             // A lost host says nothing of the job it ran: it was cut short at its first
             // unfinished task, which is taken to have started, so that one is blamed (or
-            // retried), not the whole job.
+            // retried), not the whole job. A job sent after the loss never ran anywhere: it
+            // is queued again like any job whose worker died before starting it.
             seen.started = seen.committed + 1;
         }
         if let (Some(output), Some(run)) = (w.task_output(), st.machine.busy(slot)) {
@@ -563,6 +574,7 @@ impl Shared {
         let mut out = std::mem::take(&mut st.actions);
         out.clear();
         if self.remote.is_some() {
+            self.revive(st, &mut out);
             // What remote workers sent is read by whoever drives, here.
             for s in 0..st.workers.len() {
                 if let (Some(_), Some(Some(w))) = (st.machine.busy(s), st.workers.get(s)) {
@@ -747,10 +759,21 @@ impl Shared {
         }
     }
 
+    /// A lost host's agent came back: its slots take workers again.
+    fn revive(&self, st: &mut State, out: &mut Vec<Action<Job>>) {
+        if let Some(hub) = &self.remote {
+            for slot in hub.take_revived() {
+                st.machine.revive(slot, out);
+            }
+        }
+    }
+
     pub(super) fn enqueue(&self, job: Job) {
         let mut st = self.lock();
         let mut out = std::mem::take(&mut st.actions);
         out.clear();
+        // Before the job is queued: with every slot vacant it would fail at once.
+        self.revive(&mut st, &mut out);
         let count = job.count;
         st.machine.enqueue(Run::new(job, count), &mut out);
         st.machine.dispatch(&mut out);

@@ -333,6 +333,7 @@ impl ProcessPool {
                     config.task_timeout,
                     config.memory_limit,
                     config.forward_stderr,
+                    Arc::clone(&doorbell),
                 )
                 .map_err(|message| Error::new(ErrorKind::Remote { message }))?,
             ),

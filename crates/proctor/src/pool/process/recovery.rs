@@ -471,6 +471,19 @@ impl<J: Clone> Machine<J> {
         }
     }
 
+    /// A vacant slot can have a worker again (a lost host's agent came back): the backend
+    /// is asked for one. Nothing happens to any other slot, or once the pool is closed.
+    pub(crate) fn revive(&mut self, slot: usize, out: &mut Vec<Action<J>>) {
+        if self.closed || !matches!(self.slots.get(slot), Some(SlotState::Vacant)) {
+            return;
+        }
+        self.slots[slot] = SlotState::Respawning;
+        out.push(Action::Respawn {
+            slot,
+            graceful: false,
+        });
+    }
+
     /// The caller cancels the job `is_job` picks (a submitted task: one run). A queued run
     /// fails `Cancelled` at once; for a running one the slot comes back, and the backend
     /// kills its worker and reports [`Death::Cancelled`] (a record committed just before the

@@ -55,6 +55,8 @@ enum Event {
     Hostile(usize, u64, u64, bool),
     /// The next replacement fails.
     BreakSpawn,
+    /// A vacant slot gets a worker again (a lost host came back).
+    Revive(usize),
     Close,
 }
 
@@ -72,6 +74,7 @@ fn event(slots: usize) -> impl Strategy<Value = Event> {
         1 => (s.clone(), 0u64..8, 0u64..8, any::<bool>())
             .prop_map(|(s, a, b, d)| Event::Hostile(s, a, b, d)),
         1 => Just(Event::BreakSpawn),
+        1 => s.clone().prop_map(Event::Revive),
         1 => Just(Event::Close),
     ]
 }
@@ -306,6 +309,10 @@ impl Sim {
                 }
             }
             Event::BreakSpawn => self.break_spawn = true,
+            Event::Revive(slot) => {
+                self.m.revive(slot, &mut out);
+                self.apply(out, None);
+            }
             Event::Close => {
                 self.m.close(&mut out);
                 self.apply(out, None);
@@ -551,6 +558,58 @@ fn a_timeout_that_lands_after_the_task_finished_falls_on_no_one_else_as_a_timeou
     assert_eq!(sim.outcomes[&(0, 0)], [Outcome::Ok(value_of(0, 0))]);
     // The next task was running when the kill landed: it crashed, it did not time out.
     assert_eq!(sim.outcomes[&(0, 1)], [Outcome::Fate(Fate::Crashed)]);
+}
+
+#[test]
+fn a_revived_slot_takes_work_again_and_only_a_vacant_one_revives() {
+    let mut m: Machine<usize> = Machine::new(1, None, 0);
+    let mut out = Vec::new();
+    m.revive(0, &mut out);
+    assert!(out.is_empty(), "an idle slot is not vacant");
+    m.enqueue(Run::new(0, 1), &mut out);
+    out.clear();
+    m.died(
+        0,
+        Seen {
+            started: 1,
+            committed: 0,
+        },
+        Death::Died,
+        &mut out,
+    );
+    out.clear();
+    m.replaced(0, false, &mut out);
+    m.enqueue(Run::new(1, 1), &mut out);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Fail {
+                fate: Fate::NoWorker,
+                ..
+            }
+        )),
+        "with no worker, work fails at once: {out:?}"
+    );
+    out.clear();
+    m.revive(0, &mut out);
+    assert!(
+        matches!(
+            out[..],
+            [Action::Respawn {
+                slot: 0,
+                graceful: false
+            }]
+        ),
+        "{out:?}"
+    );
+    out.clear();
+    m.replaced(0, true, &mut out);
+    m.enqueue(Run::new(2, 1), &mut out);
+    m.dispatch(&mut out);
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Send { slot: 0 })),
+        "{out:?}"
+    );
 }
 
 #[test]
