@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,8 +87,8 @@ pub(crate) struct Hub {
     lobby: Arc<Lobby>,
     launched: Arc<Mutex<Vec<Launched>>>,
     stop: Arc<AtomicBool>,
-    /// Worker slots whose lost agent came back: the driver revives them.
-    revived: Arc<Mutex<Vec<usize>>>,
+    /// Lost agents being launched again; `None` with `Remote::relaunch(0)`.
+    relaunches: Option<Arc<Relaunches>>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
     next_token: AtomicU64,
     /// The address agents were told to call.
@@ -109,7 +109,7 @@ pub(crate) struct Link {
     pub(crate) host: String,
     /// Its place in the hub's links, and where to ask for it to be relaunched once lost.
     index: usize,
-    relaunch: Option<crossbeam_channel::Sender<usize>>,
+    relaunch: Option<Arc<Relaunches>>,
     ctrl: Mutex<Conn>,
     /// The control connection's socket, to wait on without the lock, and to shut down.
     sock: TcpStream,
@@ -315,8 +315,10 @@ impl Link {
             st.workers.drain().map(|(_, g)| g).collect()
         };
         self.cond.notify_all();
-        if let Some(tx) = &self.relaunch {
-            let _ = tx.send(self.index);
+        if let Some(r) = &self.relaunch {
+            // Marked before its workers' deaths are reported, so that the driver, seeing
+            // them, waits for the new agent instead of calling the slots vacant.
+            r.ask(self.index);
         }
         let _ = self.sock.shutdown(Shutdown::Both);
         for g in workers {
@@ -376,7 +378,7 @@ impl Hub {
             lobby,
             launched: Arc::new(Mutex::new(Vec::new())),
             stop,
-            revived: Arc::new(Mutex::new(Vec::new())),
+            relaunches: None,
             acceptor: Mutex::new(Some(acceptor)),
             next_token: AtomicU64::new(u64::from(proto::random_key().map_or(1, |k| k[0])) << 32),
             address,
@@ -404,22 +406,36 @@ impl Hub {
             lost_after_ms: remote.lost_after.as_millis() as u64,
         };
         let (tx, rx) = crossbeam_channel::unbounded::<usize>();
+        let relaunches = (remote.relaunch > 0).then(|| {
+            Arc::new(Relaunches {
+                tx,
+                attempts: remote.relaunch,
+                back_at: Mutex::new(vec![None; plan.len()]),
+                left: plan
+                    .iter()
+                    .map(|_| AtomicU32::new(remote.relaunch))
+                    .collect(),
+                pending: plan.iter().map(|_| AtomicBool::new(false)).collect(),
+                news: Mutex::new(Vec::new()),
+            })
+        });
+        hub.relaunches = relaunches.clone();
         let ctx = Arc::new(LinkSetup {
             hello,
             server,
             heartbeat: remote.heartbeat,
             lost_after: remote.lost_after,
             stop: Arc::clone(&hub.stop),
-            relaunch: (remote.relaunch > 0).then_some(tx),
+            relaunch: relaunches.clone(),
         });
         for (index, ((key, _), (ctrl, host, _pid))) in plan.iter().zip(agents).enumerate() {
             let link = ctx.connect(index, *key, ctrl, host)?;
             lock_of(&hub.links).push(link);
         }
-        if remote.relaunch > 0 {
+        if let Some(relaunches) = relaunches {
             let relauncher = Relauncher {
                 ctx,
-                attempts: remote.relaunch,
+                relaunches,
                 spec: plan
                     .iter()
                     .map(|(key, slots)| (remote.relaunch_of(*key, &hub.address), slots.clone()))
@@ -430,7 +446,6 @@ impl Hub {
                 lobby: Arc::clone(&hub.lobby),
                 links: Arc::clone(&hub.links),
                 launched: Arc::clone(&hub.launched),
-                revived: Arc::clone(&hub.revived),
                 doorbell,
             };
             std::thread::Builder::new()
@@ -451,9 +466,23 @@ impl Hub {
         await_agents(&self.lobby, &self.launched, keys, timeout)
     }
 
-    /// The worker slots whose agent was relaunched since the last call.
-    pub(crate) fn take_revived(&self) -> Vec<usize> {
-        std::mem::take(&mut *lock_of(&self.revived))
+    /// The worker slots whose lost agent came back (`true`) or will not (`false`) since
+    /// the last call.
+    pub(crate) fn take_revived(&self) -> Vec<(usize, bool)> {
+        self.relaunches
+            .as_ref()
+            .map(|r| std::mem::take(&mut *lock_of(&r.news)))
+            .unwrap_or_default()
+    }
+
+    /// Whether slot `slot`'s agent is lost and being launched again: a worker for it is
+    /// waited for (see [`Hub::take_revived`]) rather than asked of the lost agent.
+    pub(crate) fn awaiting_relaunch(&self, slot: usize) -> bool {
+        let index = self.slot_link[slot];
+        self.relaunches
+            .as_ref()
+            .is_some_and(|r| r.pending[index].load(Ordering::SeqCst))
+            && lock_of(&lock_of(&self.links)[index].st).gone.is_some()
     }
 }
 
@@ -681,7 +710,7 @@ struct LinkSetup {
     heartbeat: Duration,
     lost_after: Duration,
     stop: Arc<AtomicBool>,
-    relaunch: Option<crossbeam_channel::Sender<usize>>,
+    relaunch: Option<Arc<Relaunches>>,
 }
 
 impl LinkSetup {
@@ -738,10 +767,43 @@ impl LinkSetup {
     }
 }
 
+/// The relaunches of lost agents, shared by the links (which ask for them), the
+/// relauncher (which tries) and the driver (which waits for their slots).
+pub(crate) struct Relaunches {
+    tx: crossbeam_channel::Sender<usize>,
+    /// Tries per loss (`Remote::relaunch`).
+    attempts: u32,
+    /// Per link: the tries it has left for its current loss.
+    left: Vec<AtomicU32>,
+    /// Per link: when its last relaunch brought it back.
+    back_at: Mutex<Vec<Option<Instant>>>,
+    /// Per link: lost, with a relaunch to come.
+    pending: Vec<AtomicBool>,
+    /// Worker slots whose agent came back (`true`) or will not (`false`).
+    news: Mutex<Vec<(usize, bool)>>,
+}
+
+impl Relaunches {
+    /// Link `index` was lost: asks for it to be launched again, if it has tries left. A
+    /// host that stayed up for [`STABLE_AFTER`] since it came back has its tries renewed;
+    /// one lost sooner goes on with what it had left, so one that cannot stay up is given
+    /// up on.
+    fn ask(&self, index: usize) {
+        let stayed = lock_of(&self.back_at)[index].is_none_or(|t| t.elapsed() >= STABLE_AFTER);
+        if stayed {
+            self.left[index].store(self.attempts, Ordering::SeqCst);
+        }
+        if self.left[index].load(Ordering::SeqCst) > 0 {
+            self.pending[index].store(true, Ordering::SeqCst);
+            let _ = self.tx.send(index);
+        }
+    }
+}
+
 /// Starts lost agents again through their launchers, and hands their slots back.
 struct Relauncher {
     ctx: Arc<LinkSetup>,
-    attempts: u32,
+    relaunches: Arc<Relaunches>,
     /// Per link: how to launch its agent alone, and the slots it serves.
     spec: Vec<(Launch, Vec<u32>)>,
     credentials: String,
@@ -750,9 +812,11 @@ struct Relauncher {
     lobby: Arc<Lobby>,
     links: Arc<Mutex<Vec<Arc<Link>>>>,
     launched: Arc<Mutex<Vec<Launched>>>,
-    revived: Arc<Mutex<Vec<usize>>>,
     doorbell: Arc<crate::doorbell::Doorbell>,
 }
+
+/// How long a relaunched host must stay up for its relaunch tries to be renewed.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// How long the relauncher waits before each attempt: a host that just dropped off is
 /// often back in seconds (a reboot, a network blip), and a dead one must not be hammered.
@@ -763,32 +827,60 @@ const RELAUNCH_DELAYS: [Duration; 3] = [
 ];
 
 impl Relauncher {
+    /// Takes the lost links' requests; each host is relaunched on a thread of its own, so
+    /// that one host's waits hold up no other.
     fn run(self, lost: crossbeam_channel::Receiver<usize>) {
-        let mut tries = vec![0u32; self.spec.len()];
-        while let Ok(index) = lost.recv() {
-            loop {
-                if self.ctx.stop.load(Ordering::SeqCst) || tries[index] >= self.attempts {
-                    break;
-                }
-                let delay = RELAUNCH_DELAYS[(tries[index] as usize).min(RELAUNCH_DELAYS.len() - 1)];
-                tries[index] += 1;
-                if !self.sleep(delay) {
-                    return;
-                }
-                match self.relaunch(index) {
-                    Ok(()) => {
-                        log::info!(
-                            "proctor: relaunched the agent of worker slots {:?}",
-                            self.spec[index].1
-                        );
-                        break;
+        let me = Arc::new(self);
+        loop {
+            // The links hold senders as long as the hub's threads live: `stop` ends this.
+            let index = match lost.recv_timeout(Duration::from_millis(100)) {
+                Ok(index) => index,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if me.ctx.stop.load(Ordering::SeqCst) {
+                        return;
                     }
-                    Err(why) => {
-                        log::warn!("proctor: could not relaunch a lost agent: {why}");
-                    }
+                    continue;
                 }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            let me = Arc::clone(&me);
+            let started = std::thread::Builder::new()
+                .name("proctor-remote-relaunch".into())
+                .spawn(move || me.bring_back(index));
+            if let Err(e) = started {
+                log::warn!("proctor: could not start a thread to relaunch a lost agent: {e}");
             }
         }
+    }
+
+    /// Tries to launch link `index`'s agent again, then says how that went.
+    fn bring_back(&self, index: usize) {
+        let r = &self.relaunches;
+        let mut back = false;
+        let mut tried = 0;
+        while !back && r.left[index].load(Ordering::SeqCst) > 0 {
+            r.left[index].fetch_sub(1, Ordering::SeqCst);
+            if !self.sleep(RELAUNCH_DELAYS[tried.min(RELAUNCH_DELAYS.len() - 1)]) {
+                return;
+            }
+            tried += 1;
+            match self.relaunch(index) {
+                Ok(()) => {
+                    log::info!(
+                        "proctor: relaunched the agent of worker slots {:?}",
+                        self.spec[index].1
+                    );
+                    lock_of(&r.back_at)[index] = Some(Instant::now());
+                    back = true;
+                }
+                Err(why) => log::warn!("proctor: could not relaunch a lost agent: {why}"),
+            }
+        }
+        // The news before the flag: a driver that still sees the flag will find them.
+        let slots = self.spec[index].1.iter().map(|&s| (s as usize, back));
+        lock_of(&r.news).extend(slots);
+        r.pending[index].store(false, Ordering::SeqCst);
+        self.doorbell.ring();
     }
 
     /// Sleeps `d` unless the hub stops first; false if it did.
@@ -804,18 +896,22 @@ impl Relauncher {
     }
 
     fn relaunch(&self, index: usize) -> Result<(), String> {
-        let (launch, slots) = &self.spec[index];
+        let launch = &self.spec[index].0;
         let key = launch.agents[0].0;
         // An answer of the lost agent that comes late must not pass for the new one's.
         lock_of(&self.lobby.arrivals).agents.remove(&key);
         let started = launch_one(launch, &self.credentials, self.forward)?;
-        lock_of(&self.launched).push(started);
+        {
+            // Launchers that ended (of lost agents) are reaped, so that a flapping host
+            // leaves no zombies behind.
+            let mut launched = lock_of(&self.launched);
+            launched.retain_mut(|l| !matches!(l.child.try_wait(), Ok(Some(_))));
+            launched.push(started);
+        }
         let mut agents = await_agents(&self.lobby, &self.launched, &[key], self.connect_timeout)?;
         let (ctrl, host, _pid) = agents.pop().expect("one agent was awaited");
         let link = self.ctx.connect(index, key, ctrl, host)?;
         lock_of(&self.links)[index] = link;
-        lock_of(&self.revived).extend(slots.iter().map(|&s| s as usize));
-        self.doorbell.ring();
         Ok(())
     }
 }

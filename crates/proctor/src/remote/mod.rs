@@ -189,9 +189,12 @@ impl Remote {
         self
     }
 
-    /// How many times a lost host's agent is started again through its launcher (default
-    /// 3, after 0.2 s, 2 s and 10 s): once it is back, its worker slots are filled again.
-    /// 0 leaves a lost host's slots empty.
+    /// How many times in a row a lost host's agent is started again through its launcher
+    /// (default 3, after waits of 0.2 s, 2 s and 10 s). Until it is back, its slots wait
+    /// (tasks queue for them); once it is, they fill with new workers. A host lost again
+    /// within a minute of coming back goes on with the tries it had left, so one that cannot
+    /// stay up is given up on: its slots are then empty, and when no slot has a worker,
+    /// tasks fail `NoWorker`. 0 gives a lost host up at once.
     pub fn relaunch(mut self, attempts: u32) -> Remote {
         self.relaunch = attempts;
         self

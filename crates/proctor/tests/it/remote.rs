@@ -243,6 +243,83 @@ fn with_relaunch_off_a_lost_host_leaves_its_slot_empty() {
 }
 
 #[test]
+fn when_the_only_host_is_lost_queued_tasks_wait_for_its_relaunch() {
+    // One host, both workers under its agent: killing the agent leaves no worker at all.
+    let pool = Pool::processes(2)
+        .remote(Remote::command("exec {exe}", ["localhost"]).listen("127.0.0.1:0".parse().unwrap()))
+        .retries(1)
+        .build()
+        .unwrap();
+    let before = pool.worker_pids();
+    let agent = parent_of(before[0]);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        kill_all([agent, agent]);
+    });
+    // 400 tasks of 2 ms on 2 workers: about 400 ms, so the kill lands mid-map.
+    let out = pool.map(pid_after_ms, std::iter::repeat_n(2u64, 400));
+    killer.join().unwrap();
+    assert_eq!(out.len(), 400);
+    for (i, o) in out.iter().enumerate() {
+        // Nothing failed NoWorker while the host was away; the tasks it cut short ran again.
+        assert!(o.is_ok(), "task {i}: {o:?}");
+    }
+    let after = pool.worker_pids();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+    assert_ne!(
+        parent_of(after[0]),
+        agent,
+        "a new agent runs the new workers"
+    );
+    let ran_on: std::collections::BTreeSet<u32> = out.into_iter().map(Result::unwrap).collect();
+    assert!(
+        ran_on.iter().any(|p| after.contains(p)),
+        "the relaunched workers took tasks"
+    );
+}
+
+#[test]
+fn a_host_that_cannot_be_launched_again_fails_waiting_tasks_saying_why() {
+    // The launcher works once: every later launch fails.
+    let marker = std::env::temp_dir().join(format!("proctor-relaunch-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let template = format!(
+        "test -e {m} && {{ echo no second start >&2; exit 1; }}; touch {m}; exec {{exe}}",
+        m = marker.display()
+    );
+    let pool = Pool::processes(2)
+        .remote(
+            Remote::command(template, ["localhost"])
+                .listen("127.0.0.1:0".parse().unwrap())
+                .relaunch(1),
+        )
+        .build()
+        .unwrap();
+    let workers = pool.worker_pids();
+    let agent = parent_of(workers[0]);
+    kill_all([agent, agent]);
+    assert!(
+        workers
+            .iter()
+            .all(|&w| gone_within(w, Duration::from_secs(5)))
+    );
+    let started = std::time::Instant::now();
+    // It waits for the one relaunch (after 0.2 s), which fails: then no worker is left.
+    match pool.submit(square, 3).join() {
+        Err(TaskError::NoWorker { reason, .. }) => {
+            assert!(reason.contains("could not be launched again"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
 fn one_agent_serves_all_of_its_hosts_workers() {
     let pool = Pool::processes(4)
         .remote(Remote::command("exec {exe}", ["localhost"]).listen("127.0.0.1:0".parse().unwrap()))

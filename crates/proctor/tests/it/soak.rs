@@ -113,10 +113,22 @@ struct Tally {
     /// timeout, whose kill can land on the next task when the first commits just in time).
     collateral: u64,
     kills: u64,
+    /// Remote setups: agents killed (each ends all of its host's workers, and is launched
+    /// again).
+    agent_kills: u64,
     hangs: u64,
     /// Timeouts of items that do not hang: a worker descheduled past the 100 ms limit on a
     /// loaded machine (an honest outcome: the task did run past its limit, by the clock).
     slow: u64,
+}
+
+/// The parent of a remote worker: its agent (`None` if the worker is already gone).
+fn agent_of(worker: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let parent: u32 = after.split(' ').nth(1)?.parse().ok()?;
+    // A worker whose agent died already belongs to init (or a subreaper): leave it.
+    (parent > 1 && parent != std::process::id()).then_some(parent)
 }
 
 fn run_soak(n: u64, setup: Setup) -> Tally {
@@ -143,15 +155,17 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
         b = b.remote(
             proctor::Remote::command("exec {exe}", ["localhost"])
                 .listen("127.0.0.1:0".parse().unwrap())
-                .tls(true),
+                .tls(true)
+                .relaunch(u32::MAX),
         );
     } else if setup.remote {
-        b = b.remote(crate::remote::local_remote());
+        b = b.remote(crate::remote::local_remote().relaunch(u32::MAX));
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
     let stop = AtomicBool::new(false);
     let kills = AtomicU64::new(0);
+    let agent_kills = AtomicU64::new(0);
     let out = std::thread::scope(|s| {
         s.spawn(|| {
             // A killer from outside: SIGKILL a random worker every 3–8 ms.
@@ -165,11 +179,19 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
                 if pids.is_empty() {
                     continue;
                 }
-                let pid = pids[(x >> 8) as usize % pids.len()];
+                let mut pid = pids[(x >> 8) as usize % pids.len()];
+                let mut count = &kills;
+                if setup.remote && (x >> 32) % 150 == 0 {
+                    // Now and then the worker's agent instead: its host is lost at once.
+                    match agent_of(pid) {
+                        Some(agent) => (pid, count) = (agent, &agent_kills),
+                        None => continue,
+                    }
+                }
                 // SAFETY: kill(2) takes no pointers; the pid is one of the pool's workers
                 // (at worst one that just exited, whose pid the fork server has not reaped).
                 if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-                    kills.fetch_add(1, Ordering::Relaxed);
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
@@ -193,6 +215,7 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     });
     let mut t = Tally {
         kills: kills.load(Ordering::Relaxed),
+        agent_kills: agent_kills.load(Ordering::Relaxed),
         ..Tally::default()
     };
     assert_eq!(out.len() as u64, n, "{setup:?}: one outcome per task");
@@ -220,7 +243,8 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
                     e,
                     TaskError::Crashed { signal: Some(s), .. }
                         if *s == libc::SIGKILL || *s == libc::SIGTERM
-                ) || e.is_poisoned();
+                ) || e.is_poisoned()
+                    || (setup.remote && matches!(e, TaskError::Lost { .. }));
                 let own = match fault {
                     Fault::None => false,
                     Fault::Panic => e.is_panicked(),
@@ -264,14 +288,19 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
         }
     }
     // Each kill from outside ends at most one running task, and each timeout's kill at
-    // most one more (the next task, when the overrunning one commits just in time).
+    // most one more (the next task, when the overrunning one commits just in time); an
+    // agent's kill ends its host's running tasks, one per worker (two at most here).
     assert!(
-        t.collateral <= t.kills + t.hangs + t.slow,
-        "{setup:?}: {} non-faulty tasks failed but only {} kills and {} timeouts happened",
+        t.collateral <= t.kills + 2 * t.agent_kills + t.hangs + t.slow,
+        "{setup:?}: {} non-faulty tasks failed but only {} kills, {} agent kills and {} timeouts happened",
         t.collateral,
         t.kills,
+        t.agent_kills,
         t.hangs
     );
+    if setup.remote && n >= 100_000 {
+        assert!(t.agent_kills > 0, "{setup:?}: no agent was killed: {t:?}");
+    }
     pool.shutdown();
     t
 }
@@ -350,12 +379,13 @@ fn soak_full() {
         let start = Instant::now();
         let t = run_soak(n, setup);
         println!(
-            "{setup:?}: {n} tasks in {:.1}s: {} ok, {} faulty errors, {} collateral, {} kills, {} hang items, {} slow",
+            "{setup:?}: {n} tasks in {:.1}s: {} ok, {} faulty errors, {} collateral, {} kills, {} agent kills, {} hang items, {} slow",
             start.elapsed().as_secs_f64(),
             t.ok,
             t.fault_errors,
             t.collateral,
             t.kills,
+            t.agent_kills,
             t.hangs,
             t.slow
         );

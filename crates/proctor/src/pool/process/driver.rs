@@ -217,6 +217,16 @@ impl Shared {
                     }
                 }
                 st.exits[slot] = None;
+                if self
+                    .remote
+                    .as_ref()
+                    .is_some_and(|h| h.awaiting_relaunch(slot))
+                {
+                    // Its host is being launched again: the slot stays `Respawning`, and
+                    // queued tasks wait for it, until `revive` hears how that went.
+                    st.relaunching[slot] = true;
+                    return;
+                }
                 if let Some(why) = &st.init_failed {
                     // The initializer failed in a replacement, or it refused to start:
                     // starting more would loop.
@@ -279,6 +289,12 @@ impl Shared {
                 w.start_failure()
             ));
         }
+        // A worker that went with its host is not the run's fault (see `Death::Lost`).
+        let death = if death == Death::Died && w.lost().is_some() {
+            Death::Lost
+        } else {
+            death
+        };
         let mut seen = match arena::refresh(&mut w.arena) {
             Ok(()) => seen(&w.arena),
             // An arena we cannot map: nothing it says can be read.
@@ -759,11 +775,26 @@ impl Shared {
         }
     }
 
-    /// A lost host's agent came back: its slots take workers again.
+    /// A lost host's agent came back, or will not: its slots take workers again, or are
+    /// given up.
     fn revive(&self, st: &mut State, out: &mut Vec<Action<Job>>) {
-        if let Some(hub) = &self.remote {
-            for slot in hub.take_revived() {
-                st.machine.revive(slot, out);
+        let Some(hub) = &self.remote else { return };
+        for (slot, back) in hub.take_revived() {
+            match (std::mem::take(&mut st.relaunching[slot]), back) {
+                // The replacement the machine asked for, now that there is an agent.
+                (true, true) => out.push(Action::Respawn {
+                    slot,
+                    graceful: false,
+                }),
+                (true, false) => {
+                    st.spawn_error = Some(format!(
+                        "the host of worker slot {slot} was lost and could not be launched again"
+                    ));
+                    st.machine.replaced(slot, false, out);
+                }
+                // A slot given up on before (the relaunch took longer than one try).
+                (false, true) => st.machine.revive(slot, out),
+                (false, false) => {}
             }
         }
     }
@@ -803,7 +834,10 @@ impl Shared {
                 return;
             }
             let seq = self.doorbell.seq();
-            let busy = st.machine.any_busy() || !st.retired.is_empty();
+            // A slot waiting for its host's relaunch counts: whoever drives hands it back.
+            let busy = st.machine.any_busy()
+                || !st.retired.is_empty()
+                || st.relaunching.iter().any(|&r| r);
             if busy && !st.driving {
                 st.driving = true;
                 let _ = self.collect_news(&mut st);

@@ -85,6 +85,8 @@ struct State {
     workers: Vec<Option<Worker>>,
     /// How each slot's current worker ended, once known.
     exits: Vec<Option<Exit>>,
+    /// Slots that wait for their lost host's agent to be launched again.
+    relaunching: Vec<bool>,
     /// Stopped workers whose stderr is still being read to its end.
     retired: Vec<Retired>,
     driving: bool,
@@ -346,6 +348,7 @@ impl ProcessPool {
                 machine: Machine::new(n, config.max_tasks_per_worker, config.retries),
                 workers: Vec::with_capacity(n),
                 exits: vec![None; n],
+                relaunching: vec![false; n],
                 retired: Vec::new(),
                 driving: false,
                 waiters: 0,

@@ -28,7 +28,7 @@
 //! | `Idle` | a live worker with no run | `dispatch` → `Busy`, or → `Respawning` when recycling is due |
 //! | `Busy` | a live worker running a run | `done` → `Idle` (or `Respawning`), `died` → `Respawning` |
 //! | `Respawning` | the backend is starting a replacement | `replaced(true)` → `Idle`, `replaced(false)` → `Vacant` |
-//! | `Vacant` | no worker could be started | never (when every slot is vacant, queued tasks fail) |
+//! | `Vacant` | no worker could be started | `revive` → `Respawning` (a lost host is back); when every slot is vacant, queued tasks fail |
 //!
 //! ## The rules on a worker's death
 //!
@@ -39,7 +39,7 @@
 //! [`retries`](crate::PoolBuilder::retries) and the death was a crash, it goes back to the
 //! queue with one attempt used. The tasks after it never started and go back to the queue
 //! (that is no retry). If no task was running, the death is a *strike* against the rest of
-//! the run. After two strikes in a row (a job whose argument kills the worker while it is
+//! the run — unless it was its host's loss (`Death::Lost`), which is no fault of the run. After two strikes in a row (a job whose argument kills the worker while it is
 //! decoded, say) a run of one task ends `Poisoned` instead of looping forever, and a longer
 //! run is halved, so the strikes close in on the task at fault in a few deaths (about two per
 //! halving) and the others run.
@@ -104,6 +104,9 @@ pub(crate) enum Death {
     Violation,
     /// The pool was dropped and killed it.
     Cancelled,
+    /// Its host was lost (remote workers): a cause outside the run, so a run none of whose
+    /// tasks had started is queued again without a strike against it.
+    Lost,
 }
 
 /// Why one task ends without a result of its own.
@@ -431,6 +434,16 @@ impl<J: Clone> Machine<J> {
             return;
         }
         if committed == count {
+            return;
+        }
+        if death == Death::Lost {
+            // The host went before the run's next task started: the run did nothing wrong.
+            let (head, strikes) = if committed == 0 {
+                (run.head_attempts, run.strikes)
+            } else {
+                (0, 0)
+            };
+            self.requeue(rest(&run, committed, head, strikes), out);
             return;
         }
         // No task was running: a strike against the run from its first unstarted task on.

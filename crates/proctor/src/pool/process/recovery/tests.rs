@@ -48,6 +48,8 @@ enum Event {
     DecodeFail(usize),
     Finish(usize),
     Die(usize),
+    /// The worker's host is lost (remote workers).
+    Lost(usize),
     /// A timeout fires on the running task; `finish_first` lets it commit (and the next one
     /// start) before the kill lands.
     Timeout(usize, bool),
@@ -70,6 +72,7 @@ fn event(slots: usize) -> impl Strategy<Value = Event> {
         1 => s.clone().prop_map(Event::DecodeFail),
         4 => s.clone().prop_map(Event::Finish),
         2 => s.clone().prop_map(Event::Die),
+        1 => s.clone().prop_map(Event::Lost),
         2 => (s.clone(), any::<bool>()).prop_map(|(s, f)| Event::Timeout(s, f)),
         1 => (s.clone(), 0u64..8, 0u64..8, any::<bool>())
             .prop_map(|(s, a, b, d)| Event::Hostile(s, a, b, d)),
@@ -270,6 +273,7 @@ impl Sim {
                 }
             }
             Event::Die(slot) => self.die(slot, Death::Died),
+            Event::Lost(slot) => self.die(slot, Death::Lost),
             Event::Timeout(slot, finish_first) => {
                 let Some(w) = &self.workers[slot] else {
                     return;
@@ -351,7 +355,7 @@ impl Sim {
     fn die(&mut self, slot: usize, death: Death) {
         let Some(w) = &self.workers[slot] else {
             // An idle worker can die too (killed from outside): it is simply replaced.
-            if death == Death::Died && self.m.has_worker(slot) {
+            if matches!(death, Death::Died | Death::Lost) && self.m.has_worker(slot) {
                 let mut out = Vec::new();
                 self.m.died(slot, Seen::default(), death, &mut out);
                 self.ran_by_worker[slot] = 0;
@@ -463,6 +467,7 @@ proptest! {
                 Event::DecodeFail(s) => Event::DecodeFail(s % slots),
                 Event::Finish(s) => Event::Finish(s % slots),
                 Event::Die(s) => Event::Die(s % slots),
+                Event::Lost(s) => Event::Lost(s % slots),
                 Event::Timeout(s, f) => Event::Timeout(s % slots, f),
                 Event::Hostile(s, a, b, d) => Event::Hostile(s % slots, a, b, d),
                 e => e,
@@ -488,6 +493,31 @@ fn a_run_that_kills_its_worker_before_starting_is_poisoned_after_two_tries() {
         sim.outcomes[&(0, 0)],
         [Outcome::Fate(Fate::Poisoned { attempts: 2 })]
     );
+}
+
+#[test]
+fn host_losses_before_a_run_starts_are_no_strikes_against_it() {
+    // Its worker's host is lost three times before the run's task starts: the run is
+    // innocent, and it runs (locally, two such deaths would poison it).
+    let mut sim = Sim::new(1, None, 0);
+    sim.run_event(Event::Enqueue(1));
+    for _ in 0..3 {
+        sim.run_event(Event::Dispatch);
+        sim.run_event(Event::Lost(0));
+    }
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.outcomes[&(0, 0)], [Outcome::Ok(value_of(0, 0))]);
+    // A loss while its task runs is that task's crash (the driver reports it `Lost`).
+    let mut sim = Sim::new(1, None, 0);
+    sim.run_event(Event::Enqueue(2));
+    sim.run_event(Event::Dispatch);
+    sim.run_event(Event::Start(0));
+    sim.run_event(Event::Lost(0));
+    sim.drain();
+    sim.check();
+    assert_eq!(sim.outcomes[&(0, 0)], [Outcome::Fate(Fate::Crashed)]);
+    assert_eq!(sim.outcomes[&(0, 1)], [Outcome::Ok(value_of(0, 1))]);
 }
 
 #[test]
