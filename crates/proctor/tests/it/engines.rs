@@ -149,6 +149,34 @@ fn keeps_every_promise(remote: Remote) {
     let big: Vec<u64> = (0..100_000).collect();
     let squares = pool.try_map(square, big.clone()).unwrap();
     assert!(squares.iter().zip(&big).all(|(s, n)| *s == n * n));
+
+    // A host lost (its agent killed): the launcher starts its agent again, and the pool
+    // goes on with both slots filled.
+    let before = pool.worker_pids();
+    let agent = crate::remote::parent_of(before[0]);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(crate::remote::gone_within(
+        before[0],
+        Duration::from_secs(10)
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert_eq!(pool.try_map(square, 0..1000u64).unwrap()[999], 999 * 999);
+        let now = pool.worker_pids();
+        if now.len() == 2 && !now.contains(&before[0]) {
+            assert_ne!(crate::remote::parent_of(now[0]), agent);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not relaunched: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

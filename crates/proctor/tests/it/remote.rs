@@ -107,7 +107,7 @@ fn a_launcher_that_fails_is_an_error_that_quotes_it() {
 }
 
 /// The parent of process `pid` (for a remote worker: its agent).
-fn parent_of(pid: u32) -> u32 {
+pub(crate) fn parent_of(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split(' ').nth(1).unwrap().parse().unwrap()
@@ -118,7 +118,7 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
-fn gone_within(pid: u32, wait: Duration) -> bool {
+pub(crate) fn gone_within(pid: u32, wait: Duration) -> bool {
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         if !alive(pid) {
