@@ -493,56 +493,54 @@ fn await_agents(
     keys: &[u32],
     timeout: Duration,
 ) -> Result<Vec<(Conn, String, u32)>, String> {
-    {
-        let deadline = Instant::now() + timeout;
-        let mut a = lock_of(&lobby.arrivals);
-        loop {
-            if keys.iter().all(|s| a.agents.contains_key(s)) {
-                return Ok(keys
-                    .iter()
-                    .map(|s| a.agents.remove(s).expect("checked above"))
-                    .collect());
-            }
-            let missing: Vec<u32> = keys
+    let deadline = Instant::now() + timeout;
+    let mut a = lock_of(&lobby.arrivals);
+    loop {
+        if keys.iter().all(|s| a.agents.contains_key(s)) {
+            return Ok(keys
                 .iter()
-                .copied()
-                .filter(|s| !a.agents.contains_key(s))
-                .collect();
-            for l in lock_of(launched).iter_mut() {
-                if !l.agents.iter().any(|s| missing.contains(s)) {
-                    continue;
-                }
-                if let Ok(Some(status)) = l.child.try_wait() {
-                    // Let its stderr reader catch the last words.
-                    std::thread::sleep(Duration::from_millis(50));
-                    return Err(format!(
-                        "the launcher `{}` exited ({status}) before its worker connected{}",
-                        l.shown,
-                        tail_said(&l.stderr)
-                    ));
-                }
+                .map(|s| a.agents.remove(s).expect("checked above"))
+                .collect());
+        }
+        let missing: Vec<u32> = keys
+            .iter()
+            .copied()
+            .filter(|s| !a.agents.contains_key(s))
+            .collect();
+        for l in lock_of(launched).iter_mut() {
+            if !l.agents.iter().any(|s| missing.contains(s)) {
+                continue;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                let why = match a.refused.last() {
-                    Some(r) => format!("; a connection was refused: {r}"),
-                    None => String::new(),
-                };
-                let said: String = lock_of(launched)
-                    .iter()
-                    .map(|l| tail_said(&l.stderr))
-                    .collect();
+            if let Ok(Some(status)) = l.child.try_wait() {
+                // Let its stderr reader catch the last words.
+                std::thread::sleep(Duration::from_millis(50));
                 return Err(format!(
-                    "the agents for worker slots {missing:?} did not connect within {} ms{why}{said}",
-                    timeout.as_millis()
+                    "the launcher `{}` exited ({status}) before its worker connected{}",
+                    l.shown,
+                    tail_said(&l.stderr)
                 ));
             }
-            a = lobby
-                .cond
-                .wait_timeout(a, (deadline - now).min(Duration::from_millis(50)))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
         }
+        let now = Instant::now();
+        if now >= deadline {
+            let why = match a.refused.last() {
+                Some(r) => format!("; a connection was refused: {r}"),
+                None => String::new(),
+            };
+            let said: String = lock_of(launched)
+                .iter()
+                .map(|l| tail_said(&l.stderr))
+                .collect();
+            return Err(format!(
+                "the agents for worker slots {missing:?} did not connect within {} ms{why}{said}",
+                timeout.as_millis()
+            ));
+        }
+        a = lobby
+            .cond
+            .wait_timeout(a, (deadline - now).min(Duration::from_millis(50)))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
     }
 }
 

@@ -237,18 +237,8 @@ impl Remote {
 
     /// The processes to start for `workers` workers, whose agents call `addr`.
     pub(crate) fn launches(&self, workers: usize, addr: &str) -> Vec<Launch> {
-        let exe = self
-            .exe
-            .clone()
-            .or_else(|| std::env::current_exe().ok())
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        let exe = exe.to_string_lossy().into_owned();
-        let env_for = |slot: usize| {
-            vec![
-                (agent::ADDR_VAR.to_string(), addr.to_string()),
-                (agent::SLOT_VAR.to_string(), slot.to_string()),
-            ]
-        };
+        let exe = self.exe_path();
+        let env_for = |slot: usize| agent_env(addr, Some(slot as u32));
         let inline_env = |slot: usize| {
             format!(
                 "{}={} {}={slot}",
@@ -304,19 +294,11 @@ impl Remote {
                 })
                 .collect(),
             Kind::Slurm { args } => {
-                let mut argv = vec![
-                    "srun".to_string(),
-                    format!("--ntasks={workers}"),
-                    // One task's failure must not take the others down: the pool decides.
-                    "--kill-on-bad-exit=0".into(),
-                ];
-                argv.extend(args.iter().cloned());
-                argv.push(exe);
                 // One agent per task, each a slot of its own (SLURM_PROCID): Slurm places
                 // the tasks, one per CPU it allotted.
                 vec![Launch {
-                    argv,
-                    env: vec![(agent::ADDR_VAR.to_string(), addr.to_string())],
+                    argv: srun_argv(workers, args, exe),
+                    env: agent_env(addr, None),
                     agents: (0..workers as u32).map(|k| (k, vec![k])).collect(),
                 }]
             }
@@ -325,29 +307,15 @@ impl Remote {
 }
 
 impl Remote {
-    /// How to start agent `key` alone again (it was lost), with `workers`' launches in
-    /// mind: the same command for one agent per host; for Slurm one more task, told its
-    /// slot, since `SLURM_PROCID` would say 0.
+    /// How to start agent `key` alone again (it was lost): the same command for one agent
+    /// per host; for Slurm one more task, told its slot, since `SLURM_PROCID` would say 0.
     pub(crate) fn relaunch_of(&self, key: u32, addr: &str) -> Launch {
         match &self.kind {
-            Kind::Slurm { args } => {
-                let exe = self.exe_path();
-                let mut argv = vec![
-                    "srun".to_string(),
-                    "--ntasks=1".into(),
-                    "--kill-on-bad-exit=0".into(),
-                ];
-                argv.extend(args.iter().cloned());
-                argv.push(exe);
-                Launch {
-                    argv,
-                    env: vec![
-                        (agent::ADDR_VAR.to_string(), addr.to_string()),
-                        (agent::SLOT_VAR.to_string(), key.to_string()),
-                    ],
-                    agents: vec![(key, vec![key])],
-                }
-            }
+            Kind::Slurm { args } => Launch {
+                argv: srun_argv(1, args, self.exe_path()),
+                env: agent_env(addr, Some(key)),
+                agents: vec![(key, vec![key])],
+            },
             _ => self
                 .launches(key as usize + 1, addr)
                 .into_iter()
@@ -369,6 +337,27 @@ impl Remote {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// The environment that tells an agent where to call, and its slot unless the launcher
+/// tells it (Slurm's `SLURM_PROCID`).
+fn agent_env(addr: &str, slot: Option<u32>) -> Vec<(String, String)> {
+    let mut env = vec![(agent::ADDR_VAR.to_string(), addr.to_string())];
+    env.extend(slot.map(|s| (agent::SLOT_VAR.to_string(), s.to_string())));
+    env
+}
+
+/// `srun` starting `ntasks` agents in the allocation.
+fn srun_argv(ntasks: usize, args: &[String], exe: String) -> Vec<String> {
+    let mut argv = vec![
+        "srun".to_string(),
+        format!("--ntasks={ntasks}"),
+        // One task's failure must not take the others down: the pool decides.
+        "--kill-on-bad-exit=0".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    argv.push(exe);
+    argv
 }
 
 /// `s` quoted for `/bin/sh`: in single quotes, each `'` written as `'\''`.

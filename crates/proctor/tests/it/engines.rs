@@ -154,10 +154,7 @@ fn keeps_every_promise(remote: Remote) {
     // goes on with both slots filled.
     let before = pool.worker_pids();
     let agent = crate::remote::parent_of(before[0]);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    crate::remote::kill_all(&[agent]);
     assert!(crate::remote::gone_within(
         before[0],
         Duration::from_secs(10)

@@ -106,11 +106,16 @@ fn a_launcher_that_fails_is_an_error_that_quotes_it() {
     assert!(e.to_string().contains("connect within 300 ms"), "{e}");
 }
 
-/// The parent of process `pid` (for a remote worker: its agent).
+/// The parent of process `pid` (for a remote worker: its agent), `None` once it is gone.
+pub(crate) fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// [`parent`] of a process that must still run.
 pub(crate) fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(1).unwrap().parse().unwrap()
+    parent(pid).unwrap_or_else(|| panic!("process {pid} is gone"))
 }
 
 fn alive(pid: u32) -> bool {
@@ -142,8 +147,9 @@ fn freeze(worker: u32) -> [u32; 2] {
     [agent, worker]
 }
 
-fn kill_all(pids: [u32; 2]) {
-    for p in pids {
+/// SIGKILLs each of `pids` (one already gone is no error).
+pub(crate) fn kill_all(pids: &[u32]) {
+    for &p in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(p as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -173,7 +179,7 @@ fn a_host_that_goes_silent_loses_its_task_and_retries_run_it_elsewhere() {
         let frozen = freeze(pids[0]);
         let started = std::time::Instant::now();
         let out: Vec<_> = tasks.into_iter().map(|t| t.join()).collect();
-        kill_all(frozen);
+        kill_all(&frozen);
         let lost = out
             .iter()
             .filter(|o| matches!(o, Err(TaskError::Lost { .. })))
@@ -238,7 +244,7 @@ fn with_relaunch_off_a_lost_host_leaves_its_slot_empty() {
     assert_eq!(pool.try_map(square, 0..100u64).unwrap()[99], 99 * 99);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pool.try_map(square, 0..100u64).unwrap()[99], 99 * 99);
-    kill_all(frozen);
+    kill_all(&frozen);
     assert_eq!(pool.worker_pids(), [pids[1]]);
 }
 
@@ -254,7 +260,7 @@ fn when_the_only_host_is_lost_queued_tasks_wait_for_its_relaunch() {
     let agent = parent_of(before[0]);
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        kill_all([agent, agent]);
+        kill_all(&[agent]);
     });
     // 400 tasks of 2 ms on 2 workers: about 400 ms, so the kill lands mid-map.
     let out = pool.map(pid_after_ms, std::iter::repeat_n(2u64, 400));
@@ -301,7 +307,7 @@ fn a_host_that_cannot_be_launched_again_fails_waiting_tasks_saying_why() {
         .unwrap();
     let workers = pool.worker_pids();
     let agent = parent_of(workers[0]);
-    kill_all([agent, agent]);
+    kill_all(&[agent]);
     assert!(
         workers
             .iter()

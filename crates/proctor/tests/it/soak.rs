@@ -124,9 +124,7 @@ struct Tally {
 
 /// The parent of a remote worker: its agent (`None` if the worker is already gone).
 fn agent_of(worker: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).ok()?;
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let parent: u32 = after.split(' ').nth(1)?.parse().ok()?;
+    let parent = crate::remote::parent(worker)?;
     // A worker whose agent died already belongs to init (or a subreaper): leave it.
     (parent > 1 && parent != std::process::id()).then_some(parent)
 }

@@ -289,8 +289,9 @@ impl Shared {
                 w.start_failure()
             ));
         }
+        let lost = w.lost().is_some();
         // A worker that went with its host is not the run's fault (see `Death::Lost`).
-        let death = if death == Death::Died && w.lost().is_some() {
+        let death = if death == Death::Died && lost {
             Death::Lost
         } else {
             death
@@ -303,7 +304,7 @@ impl Shared {
         let sent_before_loss = w.remote.as_ref().is_some_and(|r| {
             w.sent_seq <= r.0.sent_at_loss.load(std::sync::atomic::Ordering::SeqCst)
         });
-        if w.lost().is_some()
+        if lost
             && sent_before_loss
             && arena::done_seq(&w.header) != w.sent_seq
             && seen.started <= seen.committed

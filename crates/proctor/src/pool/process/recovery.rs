@@ -39,7 +39,8 @@
 //! [`retries`](crate::PoolBuilder::retries) and the death was a crash, it goes back to the
 //! queue with one attempt used. The tasks after it never started and go back to the queue
 //! (that is no retry). If no task was running, the death is a *strike* against the rest of
-//! the run — unless it was its host's loss (`Death::Lost`), which is no fault of the run. After two strikes in a row (a job whose argument kills the worker while it is
+//! the run — unless it was its host's loss (`Death::Lost`), which is no fault of the run.
+//! After two strikes in a row (a job whose argument kills the worker while it is
 //! decoded, say) a run of one task ends `Poisoned` instead of looping forever, and a longer
 //! run is halved, so the strikes close in on the task at fault in a few deaths (about two per
 //! halving) and the others run.
@@ -436,18 +437,10 @@ impl<J: Clone> Machine<J> {
         if committed == count {
             return;
         }
-        if death == Death::Lost {
-            // The host went before the run's next task started: the run did nothing wrong.
-            let (head, strikes) = if committed == 0 {
-                (run.head_attempts, run.strikes)
-            } else {
-                (0, 0)
-            };
-            self.requeue(rest(&run, committed, head, strikes), out);
-            return;
-        }
-        // No task was running: a strike against the run from its first unstarted task on.
-        let strikes = if committed == 0 { run.strikes } else { 0 } + 1;
+        // No task was running: a strike against the run from its first unstarted task on,
+        // unless its host was lost, which is no fault of the run.
+        let strike = u32::from(death != Death::Lost);
+        let strikes = if committed == 0 { run.strikes } else { 0 } + strike;
         let left = count - committed;
         if strikes >= POISON_LIMIT && left == 1 {
             fail(1, Fate::Poisoned { attempts: strikes }, out);
