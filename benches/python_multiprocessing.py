@@ -20,10 +20,12 @@ Run it pinned and unpinned, like the Rust benches:
     taskset -c 0 python3 benches/python_multiprocessing.py
     python3 benches/python_multiprocessing.py
 
-An optional argument sets the round-trip calls per repetition (default 5000). Prints one
-line per scenario: the median of several repetitions.
+`--calls N` sets the round-trip calls per repetition (default 5000) and `--only a,b` runs
+some scenarios alone (letters as above). Prints one line per scenario: the median of several
+repetitions.
 """
 
+import argparse
 import concurrent.futures
 import functools
 import math
@@ -177,14 +179,41 @@ def start_first_result(loops=20):
         line(label, took, "ms")
 
 
+def scenarios(text):
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in "abcde" or len(s) != 1]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown)}: choose among a, b, c, d, e"
+        )
+    return set(chosen)
+
+
 def main():
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    parser = argparse.ArgumentParser(
+        description="Python's multiprocessing on proctor's peer-benchmark scenarios "
+        "(a round trip, b map, c bytes, d CPU-bound, e start to first result)."
+    )
+    parser.add_argument(
+        "--calls", type=int, default=5000, help="round-trip calls per repetition (default 5000)"
+    )
+    parser.add_argument(
+        "--only", type=scenarios, default=set("abcde"), help="scenarios to run, e.g. b or a,c"
+    )
+    args = parser.parse_args()
+    if args.calls < 1:
+        parser.error("--calls must be at least 1")
     print(f"Python {sys.version.split()[0]}, start method {multiprocessing.get_start_method()}")
-    round_trips(calls)
-    maps()
-    bytes_there_and_back()
-    cpu_bound()
-    start_first_result()
+    runs = [
+        ("a", lambda: round_trips(args.calls)),
+        ("b", maps),
+        ("c", bytes_there_and_back),
+        ("d", cpu_bound),
+        ("e", start_first_result),
+    ]
+    for letter, run in runs:
+        if letter in args.only:
+            run()
 
 
 if __name__ == "__main__":
