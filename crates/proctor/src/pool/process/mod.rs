@@ -596,7 +596,8 @@ impl ProcessPool {
                 task,
             }))
         };
-        let mut frame = Vec::new();
+        // Room for the header and a small argument: one allocation, not three growing ones.
+        let mut frame = Vec::with_capacity(wire::RUN_HEADER_LEN + 32);
         wire::begin_run(&mut frame);
         let deferred =
             match wire::append_capped(&arg, &mut frame, wire::RUN_HEADER_LEN + wire::INBOX_MIN) {
