@@ -239,13 +239,13 @@ impl Remote {
     pub(crate) fn launches(&self, workers: usize, addr: &str) -> Vec<Launch> {
         let exe = self.exe_path();
         let env_for = |slot: usize| agent_env(addr, Some(slot as u32));
+        // The same variables as a shell prefix, for a command line run on another host.
         let inline_env = |slot: usize| {
-            format!(
-                "{}={} {}={slot}",
-                agent::ADDR_VAR,
-                shell_quote(addr),
-                agent::SLOT_VAR
-            )
+            env_for(slot)
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         // One agent per host serves all of that host's workers (worker k runs on host
         // k mod n): a 32-core host costs one ssh login, not 32.

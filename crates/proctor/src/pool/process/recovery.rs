@@ -442,6 +442,8 @@ impl<J: Clone> Machine<J> {
         let strike = u32::from(death != Death::Lost);
         let strikes = if committed == 0 { run.strikes } else { 0 } + strike;
         let left = count - committed;
+        // The head keeps its attempts if it is still the run's head: the same task.
+        let head = if committed == 0 { run.head_attempts } else { 0 };
         if strikes >= POISON_LIMIT && left == 1 {
             fail(1, Fate::Poisoned { attempts: strikes }, out);
         } else if strikes >= POISON_LIMIT {
@@ -450,13 +452,10 @@ impl<J: Clone> Machine<J> {
             // the task at fault in a few deaths, and the innocent ones run.
             let half = left / 2;
             let second = part(&run, committed + half, left - half, 0);
-            // The first half keeps its head's attempts: the head is the same task.
-            let head = if committed == 0 { run.head_attempts } else { 0 };
             let first = part(&run, committed, half, head);
             self.requeue(second, out);
             self.requeue(first, out);
         } else {
-            let head = if committed == 0 { run.head_attempts } else { 0 };
             self.requeue(rest(&run, committed, head, strikes), out);
         }
     }
