@@ -88,6 +88,70 @@ pub(crate) fn progress(map: &SharedMapping) -> Progress {
     }
 }
 
+/// When the parent takes the running task of a job to have started: from its own clock,
+/// with the worker's STARTED_AT word only as a hint inside what the parent saw.
+///
+/// A task can write any number into its worker's header, and it once set STARTED_AT to
+/// `u64::MAX` and outlived its timeout. So the parent believes only what it can check. A task
+/// started no earlier than the job was sent and no earlier than the parent's previous look
+/// at the header (had it started before, that look would have seen STARTED move: the worker
+/// stores STARTED_AT before STARTED, with release), and no later than the look that first
+/// saw it: the hint is clamped into that window. STARTED only counts up, to the job's task
+/// count, as the parent sees it. And the whole job ends no later than `count` timeouts
+/// after it was sent, whatever the header says.
+///
+/// So a task gets its timeout plus at most the time between two of the parent's looks, and
+/// a job with one task (every job of a sandboxed pool, by default) exactly its timeout from
+/// the moment it was sent. Pure: the driver and a remote agent feed it the header and the
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StartClock {
+    sent_ns: u64,
+    count: u64,
+    started: u64,
+    started_ns: u64,
+    looked_ns: u64,
+}
+
+impl StartClock {
+    /// A job of `count` tasks, sent at `sent_ns`.
+    pub(crate) fn new(sent_ns: u64, count: u64) -> StartClock {
+        StartClock {
+            sent_ns,
+            count: count.max(1),
+            started: 0,
+            started_ns: sent_ns,
+            looked_ns: sent_ns,
+        }
+    }
+
+    /// Takes a look at the header at `now_ns`.
+    pub(crate) fn look(&mut self, p: &Progress, now_ns: u64) {
+        let now_ns = now_ns.max(self.looked_ns);
+        let started = p.started.min(self.count);
+        if started > self.started {
+            self.started = started;
+            self.started_ns = p.started_at_ns.clamp(self.looked_ns, now_ns);
+        }
+        self.looked_ns = now_ns;
+    }
+
+    /// When the running task started, as far as the parent can vouch.
+    pub(crate) fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    /// When the running task's `limit` runs out: its own, or the job's.
+    pub(crate) fn deadline_ns(&self, limit: std::time::Duration) -> u64 {
+        let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        let task = self.started_ns.saturating_add(limit);
+        let job = self
+            .sent_ns
+            .saturating_add(limit.saturating_mul(self.count));
+        task.min(job)
+    }
+}
+
 /// Clears the header for a new job (parent side, worker idle).
 pub(crate) fn reset(map: &SharedMapping, timed: bool) {
     map.word(TIMED).store(timed as u64, Ordering::Relaxed);
@@ -235,8 +299,9 @@ impl OutputFiles {
 
 /// The last [`OUTPUT_TAIL`] bytes of a capture file (either side).
 pub(crate) fn read_tail(f: &std::fs::File) -> Vec<u8> {
+    use std::os::fd::AsFd;
     use std::os::unix::fs::FileExt;
-    let len = f.metadata().map_or(0, |m| m.len());
+    let len = crate::sys::file_len(f.as_fd()).map_or(0, |n| n as u64);
     let start = len.saturating_sub(OUTPUT_TAIL as u64);
     let mut tail = vec![0u8; (len - start) as usize];
     let n = f.read_at(&mut tail, start).unwrap_or(0);
@@ -413,6 +478,105 @@ impl WorkerArena {
             // Even a short error record does not fit: the arena is at its limit. Commit an
             // empty codec record, which always fits after growth failed only for big payloads.
             let _ = self.commit_with(RecordTag::Codec, |_| Ok(0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MS: u64 = 1_000_000;
+
+    fn header(started: u64, started_at_ns: u64) -> Progress {
+        Progress {
+            started,
+            started_at_ns,
+            committed: 0,
+            committed_len: 0,
+        }
+    }
+
+    #[test]
+    fn an_honest_start_is_believed() {
+        let limit = Duration::from_millis(100);
+        let mut c = StartClock::new(1_000 * MS, 3);
+        c.look(&header(1, 1_001 * MS), 1_002 * MS);
+        assert_eq!(c.deadline_ns(limit), 1_101 * MS);
+        c.look(&header(2, 1_050 * MS), 1_060 * MS);
+        assert_eq!(c.started_ns(), 1_050 * MS);
+        assert_eq!(c.deadline_ns(limit), 1_150 * MS);
+    }
+
+    #[test]
+    fn a_start_in_the_future_or_the_past_is_clamped_to_what_the_parent_saw() {
+        let limit = Duration::from_millis(500);
+        // The attack of the review: STARTED_AT set to u64::MAX.
+        let mut c = StartClock::new(1_000 * MS, 1);
+        c.look(&header(1, u64::MAX), 1_010 * MS);
+        assert_eq!(
+            c.deadline_ns(limit),
+            1_500 * MS,
+            "one task: its timeout from the send"
+        );
+        // A start before the previous look is not believed either.
+        let mut c = StartClock::new(1_000 * MS, 4);
+        c.look(&header(1, 1_001 * MS), 1_002 * MS);
+        c.look(&header(1, 0), 1_200 * MS);
+        c.look(&header(2, 0), 1_300 * MS);
+        assert_eq!(c.started_ns(), 1_200 * MS);
+    }
+
+    #[test]
+    fn counts_that_go_back_or_past_the_job_buy_no_time() {
+        let limit = Duration::from_millis(100);
+        let mut c = StartClock::new(0, 2);
+        c.look(&header(2, 50 * MS), 60 * MS);
+        // Back to 1, then "2" again, with fresh start times: not a new task.
+        c.look(&header(1, 150 * MS), 160 * MS);
+        c.look(&header(2, 170 * MS), 180 * MS);
+        assert_eq!(c.started_ns(), 50 * MS);
+        // Past the job's count: clamped to it.
+        c.look(&header(u64::MAX, 190 * MS), 190 * MS);
+        assert_eq!(c.started_ns(), 50 * MS);
+    }
+
+    /// Whatever the header says at each look, a task's deadline is never later than its job's
+    /// `count` timeouts after the send, nor later than the look that first saw it start plus
+    /// one timeout.
+    #[test]
+    fn no_header_buys_more_than_the_bounds() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let limit = Duration::from_millis(10);
+        for _ in 0..2_000 {
+            let count = 1 + next() % 5;
+            let sent = next() % (1 << 40);
+            let mut c = StartClock::new(sent, count);
+            let mut now = sent;
+            let mut seen_max = 0;
+            let mut first_seen = sent;
+            for _ in 0..20 {
+                now += next() % (30 * MS);
+                let p = header(next() % (count + 3), next());
+                c.look(&p, now);
+                if p.started.min(count) > seen_max {
+                    seen_max = p.started.min(count);
+                    first_seen = now;
+                }
+                let d = c.deadline_ns(limit);
+                assert!(d <= sent + count * 10 * MS);
+                assert!(d <= first_seen + 10 * MS);
+                if count == 1 {
+                    assert!(d <= sent + 10 * MS);
+                }
+            }
         }
     }
 }

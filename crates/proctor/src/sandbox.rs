@@ -62,6 +62,11 @@ pub struct Sandbox {
     max_processes: Option<u64>,
     file_size: Option<u64>,
     allow_unavailable: bool,
+    reuse_workers: bool,
+    /// The pool's `memory_limit`, which the sandbox also applies to the files the worker can
+    /// grow (set by `build()`).
+    #[serde(default)]
+    pub(crate) memory_limit: Option<u64>,
 }
 
 impl Sandbox {
@@ -80,6 +85,8 @@ impl Sandbox {
             max_processes: None,
             file_size: None,
             allow_unavailable: false,
+            reuse_workers: false,
+            memory_limit: None,
         }
     }
 
@@ -157,6 +164,25 @@ impl Sandbox {
         self
     }
 
+    /// Lets a worker run more than one task (default: a fresh worker for every task).
+    ///
+    /// A task that runs hostile code owns its worker process: it can change the worker's
+    /// memory, code and descriptors, and so decide what any later task on that worker
+    /// returns. So by default a sandboxed pool gives every task a fresh worker (as if
+    /// [`crate::PoolBuilder::max_tasks_per_worker`] were 1, with one task per job), and no
+    /// task can change another's outcome. That costs a worker start per task (about
+    /// 0.3 ms on a 2-core VM; see the lab's `sandbox` section). Reusing workers gives that
+    /// cost back and gives the guarantee up: only for input you do not fear.
+    pub fn reuse_workers(mut self, reuse: bool) -> Sandbox {
+        self.reuse_workers = reuse;
+        self
+    }
+
+    /// True if every task gets a fresh worker (see [`Sandbox::reuse_workers`]).
+    pub fn is_fresh_worker_per_task(&self) -> bool {
+        !self.reuse_workers
+    }
+
     fn wants_netns(&self) -> bool {
         self.network_namespace
     }
@@ -170,8 +196,8 @@ pub struct SandboxReport {
 }
 
 impl SandboxReport {
-    /// The layer called `name` (`"rlimits"`, `"network namespace"`, `"no_new_privs"`,
-    /// `"landlock"`, `"seccomp"`).
+    /// The layer called `name` (`"rlimits"`, `"network namespace"`, `"capabilities"`,
+    /// `"no_new_privs"`, `"landlock"`, `"seccomp"`).
     pub fn layer(&self, name: &str) -> Option<&Layer> {
         self.layers.iter().find(|l| l.name == name)
     }
@@ -249,19 +275,47 @@ pub(crate) fn apply_entry(bytes: &[u8]) {
         Ok(s) => s,
         Err(e) => fail(&format!("its description did not decode: {e}")),
     };
-    if crate::sys::thread_count() == Some(1) {
-        // A backtrace (RUST_BACKTRACE, printed on an allocation failure under a memory limit)
-        // reads the working directory and the binary to symbolize itself, which the sandbox
-        // forbids: the task would end as a violation instead of running out of memory.
-        // SAFETY: this process has one thread (just checked), so nothing reads the
-        // environment while it changes.
-        unsafe { std::env::set_var("RUST_BACKTRACE", "0") };
+    match crate::sys::thread_count() {
+        Some(1) => {}
+        Some(n) => fail(&format!(
+            "the worker initializer left {} other thread(s) running; seccomp, Landlock and \
+             no_new_privs bind only the thread that applies them, so a sandboxed worker runs \
+             one thread: join the initializer's threads before it returns",
+            n - 1
+        )),
+        None => fail("the worker's threads could not be counted (/proc/self/task)"),
+    }
+    // A backtrace (RUST_BACKTRACE, printed on an allocation failure under a memory limit)
+    // reads the working directory and the binary to symbolize itself, which the sandbox
+    // forbids: the task would end as a violation instead of running out of memory.
+    // SAFETY: this process has one thread (just checked), so nothing reads the environment
+    // while it changes.
+    unsafe { std::env::set_var("RUST_BACKTRACE", "0") };
+    if let Err(e) = confine_stdio() {
+        fail(&format!(
+            "its standard streams could not be redirected: {e}"
+        ));
     }
     let report = apply(&sandbox);
     if let Err(why) = check(&sandbox, &report) {
         fail(&why);
     }
     let _ = REPORT.set(report);
+}
+
+/// Takes the parent's standard streams away from the task: stdin reads `/dev/null`, and
+/// stdout (unless the pool captures it) joins stderr in the worker's stderr pipe, which the
+/// pool reads and forwards marked as the worker's, stripped of terminal control sequences.
+/// A task so can neither read what was meant for the parent, nor write into the parent's
+/// output (or its terminal) as if the parent wrote it.
+fn confine_stdio() -> std::io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    if DIAG_FD.load(Ordering::Relaxed) == 2 {
+        // Not capturing: fd 2 is the stderr pipe (a capturing worker's fd 1 is its memfd).
+        nix::unistd::dup2_stdout(std::io::stderr())?;
+    }
+    Ok(())
 }
 
 /// Fails if a layer asked for is unavailable and the sandbox does not allow that.
@@ -305,6 +359,7 @@ fn apply(s: &Sandbox) -> SandboxReport {
             LayerStatus::NotAsked
         },
     ));
+    layers.push(layer("capabilities", drop_capabilities()));
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
     let nnp = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     layers.push(layer(
@@ -320,13 +375,85 @@ fn apply(s: &Sandbox) -> SandboxReport {
     SandboxReport { layers }
 }
 
+/// Every capability dropped: the bounding and ambient sets (where the worker may change
+/// them), then the effective, permitted and inheritable ones. A worker of a pool run as root,
+/// or one inside the user namespace of the network layer (where it holds every capability
+/// of that namespace: `CAP_NET_RAW` opened raw sockets there), keeps none.
+fn drop_capabilities() -> LayerStatus {
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+        {
+            // Past the last capability this kernel knows. (EPERM: no CAP_SETPCAP, so the
+            // set is out of this process's reach, and no_new_privs keeps exec from using it.)
+            break;
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two `Data`, for capabilities 0-31 and 32-63.
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data::default(); 2];
+    // SAFETY: capset(2) reads one header and, for version 3, two data structs, laid out
+    // as the kernel's `__user_cap_header_struct` and `__user_cap_data_struct`.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if rc == 0 {
+        LayerStatus::Applied
+    } else {
+        LayerStatus::Unavailable(format!("capset: {}", std::io::Error::last_os_error()))
+    }
+}
+
 fn rlimits(s: &Sandbox) -> LayerStatus {
     use nix::sys::resource::{Resource, setrlimit};
+    // Under a memory limit, no file the worker can grow (its result arena, its captured
+    // output) grows past it either: shared memory that `RLIMIT_DATA` does not count.
+    let file_size = match (s.file_size, s.memory_limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if s.memory_limit.is_some() {
+        // A write past the limit then fails (EFBIG), rather than killing the worker with
+        // SIGXFSZ before its task's outcome is written.
+        // SAFETY: SIG_IGN installs no handler code; the worker has one thread.
+        if let Err(e) = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGXFSZ,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+        } {
+            return LayerStatus::Unavailable(format!("SIGXFSZ: {e}"));
+        }
+    }
     let limits = [
         (Resource::RLIMIT_CPU, s.cpu_seconds),
         (Resource::RLIMIT_NOFILE, s.open_files),
         (Resource::RLIMIT_NPROC, s.max_processes),
-        (Resource::RLIMIT_FSIZE, s.file_size),
+        (Resource::RLIMIT_FSIZE, file_size),
     ];
     if limits.iter().all(|(_, v)| v.is_none()) {
         return LayerStatus::NotAsked;
@@ -542,17 +669,197 @@ fn process_syscalls() -> Vec<i64> {
     calls
 }
 
-/// A rule of the filter: a call allowed outright, or only when one argument's low 32 bits,
-/// masked, equal a value.
+/// One test of a rule: the 32-bit word at `offset` in `struct seccomp_data` (an argument's
+/// low or high half), masked, equal to `value` (or, with `equal` false, different from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cond {
+    offset: u32,
+    mask: u32,
+    value: u32,
+    equal: bool,
+}
+
+impl Cond {
+    /// Argument `arg`'s low 32 bits, masked, equal `value`. The kernel reads the `int` and
+    /// `unsigned int` arguments these rules test (commands, flags, signal numbers) from the
+    /// low half only, so the high half cannot smuggle anything past them.
+    fn is(arg: u32, mask: u32, value: u32) -> Cond {
+        Cond {
+            offset: ARGS + 8 * arg,
+            mask,
+            value,
+            equal: true,
+        }
+    }
+
+    /// Argument `arg`'s low 32 bits, masked, differ from `value`.
+    fn is_not(arg: u32, mask: u32, value: u32) -> Cond {
+        Cond {
+            equal: false,
+            ..Cond::is(arg, mask, value)
+        }
+    }
+
+    /// Argument `arg`'s high 32 bits equal `value` (for a whole 64-bit test, with `is`).
+    fn high_is(arg: u32, value: u32) -> Cond {
+        Cond {
+            offset: ARGS + 8 * arg + 4,
+            mask: u32::MAX,
+            value,
+            equal: true,
+        }
+    }
+
+    /// Whether the call's argument words satisfy the test.
+    #[cfg(test)]
+    fn holds(&self, data: &[u8; 64]) -> bool {
+        let at = self.offset as usize;
+        let word = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+        (word & self.mask == self.value) == self.equal
+    }
+}
+
+/// A rule of the filter: a call allowed outright, or allowed when every test of one of its
+/// alternatives holds and otherwise answered with `deny` (a trap, or an error number).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Rule {
     Always(i64),
-    ArgIs {
+    Where {
         call: i64,
-        arg: u32,
-        mask: u32,
-        value: u32,
+        any: Vec<Vec<Cond>>,
+        deny: u32,
     },
+}
+
+impl Rule {
+    fn call(&self) -> i64 {
+        match self {
+            Rule::Always(c) | Rule::Where { call: c, .. } => *c,
+        }
+    }
+
+    /// Allowed when one of `any`'s alternatives holds; a trap otherwise.
+    fn trap_unless(call: i64, any: Vec<Vec<Cond>>) -> Rule {
+        Rule::Where {
+            call,
+            any,
+            deny: libc::SECCOMP_RET_TRAP,
+        }
+    }
+
+    /// Allowed when one of `any`'s values is the low half of argument `arg`; a trap otherwise.
+    fn trap_unless_arg_in(call: i64, arg: u32, mask: u32, values: &[u32]) -> Rule {
+        let any = values
+            .iter()
+            .map(|&v| vec![Cond::is(arg, mask, v)])
+            .collect();
+        Rule::trap_unless(call, any)
+    }
+}
+
+// The commands and flags the argument rules name that libc does not export for every target.
+const F_GETPIPE_SZ: u32 = 1032;
+const F_GET_SEALS: u32 = 1034;
+const FUTEX_CMD_MASK: u32 = 0x7f;
+const FUTEX_WAIT_BITSET: u32 = 9;
+const FUTEX_WAKE_BITSET: u32 = 10;
+
+/// The argument rules every sandbox keeps, whatever it allows: each closes a route from a
+/// task to something outside its worker that the bare call list left open.
+///
+/// - `fcntl`: the descriptor-flag and size queries the runtime and std use. Not `F_SETOWN`,
+///   `F_SETOWN_EX` or `F_SETSIG` (with `O_ASYNC` they make the kernel signal any process
+///   the worker could, each time the parent writes to the worker's pipe), nor `F_SETFL` with
+///   `O_ASYNC`, leases, notifications or locks.
+/// - `futex`: wait and wake only. Not the requeue and priority-inheritance operations, which
+///   act on the words of other processes' futexes in memory the worker shares with the
+///   parent, and which have held most of the futex code's kernel bugs.
+/// - `rt_sigaction`: anything but installing a handler for `SIGSYS`, so the report of a
+///   trapped call cannot be hidden or faked by the task.
+/// - `kill`, `tgkill`, `tkill`: only the worker itself (`abort`), when processes are not
+///   allowed.
+fn argument_rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::trap_unless(
+            libc::SYS_fcntl,
+            [
+                libc::F_GETFD as u32,
+                libc::F_SETFD as u32,
+                libc::F_GETFL as u32,
+                libc::F_DUPFD_CLOEXEC as u32,
+                F_GETPIPE_SZ,
+                F_GET_SEALS,
+            ]
+            .iter()
+            .map(|&cmd| vec![Cond::is(1, u32::MAX, cmd)])
+            .chain([vec![
+                Cond::is(1, u32::MAX, libc::F_SETFL as u32),
+                Cond::is(2, libc::O_ASYNC as u32, 0),
+            ]])
+            .collect(),
+        ),
+        Rule::trap_unless_arg_in(
+            libc::SYS_futex,
+            1,
+            FUTEX_CMD_MASK,
+            &[
+                libc::FUTEX_WAIT as u32,
+                libc::FUTEX_WAKE as u32,
+                FUTEX_WAIT_BITSET,
+                FUTEX_WAKE_BITSET,
+            ],
+        ),
+        Rule::trap_unless(
+            libc::SYS_rt_sigaction,
+            vec![
+                vec![Cond::is_not(0, u32::MAX, libc::SIGSYS as u32)],
+                // No new action (a query of SIGSYS's): the pointer is null, both halves.
+                vec![Cond::is(1, u32::MAX, 0), Cond::high_is(1, 0)],
+            ],
+        ),
+    ];
+    if !s.processes {
+        for call in [libc::SYS_kill, libc::SYS_tgkill, libc::SYS_tkill] {
+            rules.push(Rule::trap_unless_arg_in(call, 0, u32::MAX, &[pid]));
+        }
+        // No executable memory: a task can neither write code into a new mapping nor
+        // patch the program's own (`mprotect` of a text page to writable and executable).
+        // Only without processes: a program the task may exec maps its libraries executable.
+        // No shared anonymous memory either: `RLIMIT_DATA` does not count it, so it was a
+        // way past `memory_limit`; the runtime maps its memfds, never anonymous shared pages.
+        let exec = libc::PROT_EXEC as u32;
+        let shared_anon = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u32;
+        rules.push(Rule::trap_unless(
+            libc::SYS_mmap,
+            vec![vec![
+                Cond::is(2, exec, 0),
+                Cond::is_not(3, shared_anon, shared_anon),
+            ]],
+        ));
+        rules.push(Rule::trap_unless(
+            libc::SYS_mprotect,
+            vec![vec![Cond::is(2, exec, 0)]],
+        ));
+    }
+    if s.network {
+        // The socket and terminal queries std and event loops use; not `TIOCSTI` (typing
+        // into a terminal), `FIOSETOWN`/`SIOCSPGRP`/`FIOASYNC` (the signal route above),
+        // nor any device's own commands.
+        rules.push(Rule::trap_unless_arg_in(
+            libc::SYS_ioctl,
+            1,
+            u32::MAX,
+            &[
+                libc::FIONBIO as u32,
+                libc::FIONREAD as u32,
+                libc::FIOCLEX as u32,
+                libc::FIONCLEX as u32,
+                libc::TCGETS as u32,
+                libc::TIOCGWINSZ as u32,
+            ],
+        ));
+    }
+    rules
 }
 
 /// The rules of `s`'s filter; `pid` is the worker's own (it may signal itself: `abort`).
@@ -568,28 +875,20 @@ fn rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
     if s.processes {
         calls.extend(process_syscalls());
     }
+    let mut rules = argument_rules(s, pid);
     calls.sort_unstable();
     calls.dedup();
-    let mut rules: Vec<Rule> = calls.into_iter().map(Rule::Always).collect();
-    if !s.processes {
-        for call in [libc::SYS_kill, libc::SYS_tgkill, libc::SYS_tkill] {
-            rules.push(Rule::ArgIs {
-                call,
-                arg: 0,
-                mask: u32::MAX,
-                value: pid,
-            });
-        }
-    }
+    calls.retain(|c| !rules.iter().any(|r| r.call() == *c));
+    rules.extend(calls.into_iter().map(Rule::Always));
     if !files {
-        // `fstat` on a descriptor (std's metadata), never on a path.
-        let empty_path = libc::AT_EMPTY_PATH as u32;
-        for (call, arg) in [(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)] {
-            rules.push(Rule::ArgIs {
+        // A stat call names a path even with `AT_EMPTY_PATH` (the flag only allows an empty
+        // one), and seccomp cannot read the path: answered "not permitted", so nothing is
+        // learnt of any file. The runtime's own `fstat`s use the `fstat` call itself.
+        for call in [libc::SYS_newfstatat, libc::SYS_statx] {
+            rules.push(Rule::Where {
                 call,
-                arg,
-                mask: empty_path,
-                value: empty_path,
+                any: Vec::new(),
+                deny: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
             });
         }
     }
@@ -606,8 +905,9 @@ const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 
-/// Compiles `rules` to classic BPF: the architecture check, one compare per allowed call,
-/// then the argument checks.
+/// Compiles `rules` to classic BPF: the architecture check, one compare per call allowed
+/// outright and two (a compare and a long jump) per call with argument tests, then a block
+/// per such call that tries its alternatives in turn.
 ///
 /// Written here rather than by seccompiler's compiler: that one spends about five
 /// instructions a call, and the kernel's cost of installing a filter grows with its length
@@ -619,25 +919,22 @@ const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
     const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
     const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code: u16, k: u32, jt: u8, jf: u8| seccompiler::sock_filter { code, jt, jf, k };
+    let short = |n: usize| u8::try_from(n).expect("a short jump");
     let always: Vec<i64> = rules
         .iter()
         .filter_map(|r| match r {
             Rule::Always(c) => Some(*c),
-            Rule::ArgIs { .. } => None,
+            Rule::Where { .. } => None,
         })
         .collect();
-    let checked: Vec<(i64, u32, u32, u32)> = rules
+    let checked: Vec<(i64, &[Vec<Cond>], u32)> = rules
         .iter()
-        .filter_map(|r| match *r {
-            Rule::ArgIs {
-                call,
-                arg,
-                mask,
-                value,
-            } => Some((call, arg, mask, value)),
+        .filter_map(|r| match r {
+            Rule::Where { call, any, deny } => Some((*call, any.as_slice(), *deny)),
             Rule::Always(_) => None,
         })
         .collect();
@@ -654,30 +951,45 @@ fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
         p.push(op(JGE, 0x4000_0000, 0, 1));
         p.push(op(RET, libc::SECCOMP_RET_KILL_PROCESS, 0, 0));
     }
-    // After the compares: TRAP, ALLOW, then a block of BLOCK instructions per checked call.
-    const BLOCK: usize = 5;
-    let trap_at = p.len() + always.len() + checked.len();
+    // After the compares: TRAP, ALLOW, then each checked call's block.
+    let trap_at = p.len() + always.len() + 2 * checked.len();
     let allow_at = trap_at + 1;
+    let block_len = |any: &[Vec<Cond>]| any.iter().map(|alt| 3 * alt.len() + 1).sum::<usize>() + 1;
     for &call in &always {
         let here = p.len();
-        let jt = u8::try_from(allow_at - here - 1).expect("a short filter");
-        p.push(op(JEQ, call as u32, jt, 0));
+        p.push(op(JEQ, call as u32, short(allow_at - here - 1), 0));
     }
-    for (k, &(call, ..)) in checked.iter().enumerate() {
+    let mut block = allow_at + 1;
+    for &(call, any, _) in &checked {
+        p.push(op(JEQ, call as u32, 0, 1));
         let here = p.len();
-        let block = allow_at + 1 + k * BLOCK;
-        let jt = u8::try_from(block - here - 1).expect("a short filter");
-        p.push(op(JEQ, call as u32, jt, 0));
+        p.push(op(
+            JA,
+            u32::try_from(block - here - 1).expect("a filter under 4 G"),
+            0,
+            0,
+        ));
+        block += block_len(any);
     }
     p.push(op(RET, libc::SECCOMP_RET_TRAP, 0, 0));
     p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
-    for &(_, arg, mask, value) in &checked {
-        // The low half of the argument (little-endian), masked, compared.
-        p.push(op(LD_ABS, ARGS + 8 * arg, 0, 0));
-        p.push(op(AND, mask, 0, 0));
-        p.push(op(JEQ, value, 0, 1));
-        p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
-        p.push(op(RET, libc::SECCOMP_RET_TRAP, 0, 0));
+    for &(_, any, deny) in &checked {
+        for alt in any {
+            // Each test that fails jumps past this alternative's ALLOW, to the next one.
+            let n = alt.len();
+            for (i, c) in alt.iter().enumerate() {
+                let skip = short(3 * (n - i) - 2);
+                p.push(op(LD_ABS, c.offset, 0, 0));
+                p.push(op(AND, c.mask, 0, 0));
+                if c.equal {
+                    p.push(op(JEQ, c.value, 0, skip));
+                } else {
+                    p.push(op(JEQ, c.value, skip, 0));
+                }
+            }
+            p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
+        }
+        p.push(op(RET, deny, 0, 0));
     }
     p
 }
@@ -794,6 +1106,11 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
         (libc::SYS_bpf, "bpf"),
         (libc::SYS_perf_event_open, "perf_event_open"),
         (libc::SYS_ioctl, "ioctl"),
+        (libc::SYS_fcntl, "fcntl"),
+        (libc::SYS_futex, "futex"),
+        (libc::SYS_mmap, "mmap"),
+        (libc::SYS_mprotect, "mprotect"),
+        (libc::SYS_rt_sigaction, "rt_sigaction"),
         (libc::SYS_prctl, "prctl"),
         (libc::SYS_mkdirat, "mkdirat"),
         (libc::SYS_unlinkat, "unlinkat"),
@@ -816,14 +1133,75 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    /// Runs the classic-BPF program the way the kernel would, on one call.
-    fn run(program: &[seccompiler::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    /// The seccomp data of call `nr` with `args`.
+    fn data(nr: u32, arch: u32, args: [u64; 6]) -> [u8; 64] {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
         for (i, a) in args.iter().enumerate() {
             data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
         }
+        data
+    }
+
+    /// What the rules say of one call: the action the filter must return.
+    fn expected(rules: &[Rule], nr: u32, d: &[u8; 64]) -> u32 {
+        let mine: Vec<&Rule> = rules.iter().filter(|r| r.call() == i64::from(nr)).collect();
+        match mine.as_slice() {
+            [] => libc::SECCOMP_RET_TRAP,
+            [Rule::Always(_)] => libc::SECCOMP_RET_ALLOW,
+            [Rule::Where { any, deny, .. }] => {
+                if any.iter().any(|alt| alt.iter().all(|c| c.holds(d))) {
+                    libc::SECCOMP_RET_ALLOW
+                } else {
+                    *deny
+                }
+            }
+            more => panic!("call {nr} has two rules: {more:?}"),
+        }
+    }
+
+    /// Argument vectors that probe every test of a rule: each alternative met, then each of
+    /// its tests broken in turn, plus some arbitrary words.
+    fn probes(rule: &Rule) -> Vec<[u64; 6]> {
+        let mut out = vec![[0u64; 6], [u64::MAX; 6], [0x0000_0001_0000_0000; 6]];
+        let Rule::Where { any, .. } = rule else {
+            return out;
+        };
+        let set = |args: &mut [u64; 6], c: &Cond, meet: bool| {
+            let arg = ((c.offset - ARGS) / 8) as usize;
+            let high = (c.offset - ARGS) % 8 == 4;
+            let want = if meet == c.equal {
+                c.value
+            } else {
+                (c.value ^ c.mask) & c.mask
+            };
+            let word = (if high { args[arg] >> 32 } else { args[arg] } as u32 & !c.mask) | want;
+            args[arg] = if high {
+                (args[arg] & 0xffff_ffff) | (u64::from(word) << 32)
+            } else {
+                (args[arg] & !0xffff_ffff) | u64::from(word)
+            };
+        };
+        for alt in any {
+            for base in [[0u64; 6], [0xdead_beef_0000_0000; 6]] {
+                let mut met = base;
+                for c in alt {
+                    set(&mut met, c, true);
+                }
+                out.push(met);
+                for broken in alt {
+                    let mut args = met;
+                    set(&mut args, broken, false);
+                    out.push(args);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the classic-BPF program the way the kernel would, on one call.
+    fn run(program: &[seccompiler::sock_filter], data: &[u8; 64]) -> u32 {
         let (mut acc, mut pc) = (0u32, 0usize);
         loop {
             let op = &program[pc];
@@ -841,57 +1219,151 @@ mod tests {
                 c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => {
                     pc += usize::from(if acc >= k { op.jt } else { op.jf });
                 }
+                c if c == libc::BPF_JMP | libc::BPF_JA => pc += k as usize,
                 c if c == libc::BPF_RET | libc::BPF_K => return k,
                 other => panic!("an instruction the filter should not hold: {other:#x}"),
             }
         }
     }
 
-    #[test]
-    fn the_filter_allows_exactly_its_rules_for_every_call_number() {
-        let pid = 4242u32;
-        for s in [
+    fn sandboxes() -> [Sandbox; 4] {
+        [
             Sandbox::compute(),
             Sandbox::read_only(["/etc"]).write_dir("/tmp"),
+            Sandbox::compute().network(true),
             Sandbox::compute().network(true).processes(true),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn the_filter_does_exactly_what_its_rules_say_for_every_call_number() {
+        let pid = 4242u32;
+        for s in sandboxes() {
             let rules = rules(&s, pid);
             let program = compile(&rules);
-            assert!(program.len() < 200, "{} instructions", program.len());
+            assert!(program.len() < 400, "{} instructions", program.len());
             for nr in 0..1024u32 {
-                let mine: Vec<&Rule> = rules
-                    .iter()
-                    .filter(|r| match r {
-                        Rule::Always(c) | Rule::ArgIs { call: c, .. } => *c == i64::from(nr),
-                    })
-                    .collect();
-                let zero = run(&program, nr, AUDIT_ARCH, [0; 6]);
-                match mine.as_slice() {
-                    [] => assert_eq!(zero, libc::SECCOMP_RET_TRAP, "call {nr} in {s:?}"),
-                    [Rule::Always(_)] => assert_eq!(zero, libc::SECCOMP_RET_ALLOW, "call {nr}"),
-                    [Rule::ArgIs { arg, value, .. }] => {
-                        let mut args = [0u64; 6];
-                        args[*arg as usize] = u64::from(*value) | 0xffff_0000_0000;
-                        let ok = run(&program, nr, AUDIT_ARCH, args);
-                        assert_eq!(ok, libc::SECCOMP_RET_ALLOW, "call {nr} with its value");
-                        args[*arg as usize] = u64::from(value.wrapping_add(1) & !*value);
-                        let other = run(&program, nr, AUDIT_ARCH, args);
-                        assert_eq!(other, libc::SECCOMP_RET_TRAP, "call {nr} with another");
-                    }
-                    more => panic!("call {nr} has two rules: {more:?}"),
+                let rule = rules.iter().find(|r| r.call() == i64::from(nr));
+                let probes = rule.map(probes).unwrap_or_else(|| vec![[0; 6]]);
+                for args in probes {
+                    let d = data(nr, AUDIT_ARCH, args);
+                    assert_eq!(
+                        run(&program, &d),
+                        expected(&rules, nr, &d),
+                        "call {nr} with {args:x?} in {s:?}"
+                    );
                 }
             }
             // Another architecture's calls, and x86's x32 ones, kill.
             let read = libc::SYS_read as u32;
-            assert_eq!(
-                run(&program, read, AUDIT_ARCH ^ 1, [0; 6]),
-                libc::SECCOMP_RET_KILL_PROCESS
-            );
+            let other = data(read, AUDIT_ARCH ^ 1, [0; 6]);
+            assert_eq!(run(&program, &other), libc::SECCOMP_RET_KILL_PROCESS);
             #[cfg(target_arch = "x86_64")]
             assert_eq!(
-                run(&program, read | 0x4000_0000, AUDIT_ARCH, [0; 6]),
+                run(&program, &data(read | 0x4000_0000, AUDIT_ARCH, [0; 6])),
                 libc::SECCOMP_RET_KILL_PROCESS
             );
+        }
+    }
+
+    /// The routes an attacker's review walked through, each as the call the filter sees.
+    #[test]
+    fn the_routes_of_the_review_are_closed_in_every_sandbox() {
+        let pid = 4242u32;
+        let trap = libc::SECCOMP_RET_TRAP;
+        let call = |s: &Sandbox, nr: i64, args: [u64; 6]| {
+            run(&compile(&rules(s, pid)), &data(nr as u32, AUDIT_ARCH, args))
+        };
+        let fcntl = |cmd: i32, arg: i64| [3, cmd as u64, arg as u64, 0, 0, 0];
+        for s in sandboxes() {
+            // A signal to another process through the parent's writes to the pipe.
+            assert_eq!(call(&s, libc::SYS_fcntl, fcntl(libc::F_SETOWN, 1)), trap);
+            assert_eq!(call(&s, libc::SYS_fcntl, fcntl(10, 9)), trap);
+            assert_eq!(call(&s, libc::SYS_fcntl, fcntl(15, 0)), trap);
+            let async_on = libc::O_ASYNC as i64 | libc::O_NONBLOCK as i64;
+            assert_eq!(
+                call(&s, libc::SYS_fcntl, fcntl(libc::F_SETFL, async_on)),
+                trap
+            );
+            let nonblock = libc::O_NONBLOCK as i64;
+            assert_eq!(
+                call(&s, libc::SYS_fcntl, fcntl(libc::F_SETFL, nonblock)),
+                libc::SECCOMP_RET_ALLOW
+            );
+            // The terminal and the owner of a socket, by ioctl.
+            // F_SETSIG is 10 and F_SETOWN_EX 15; FIOSETOWN 0x8901 and SIOCSPGRP 0x8902.
+            for req in [libc::TIOCSTI, 0x8901, 0x8902, libc::FIOASYNC] {
+                assert_eq!(call(&s, libc::SYS_ioctl, [0, req as u64, 0, 0, 0, 0]), trap);
+            }
+            // Priority inheritance and requeueing on shared words.
+            for op in [
+                libc::FUTEX_LOCK_PI,
+                libc::FUTEX_CMP_REQUEUE,
+                libc::FUTEX_WAKE_OP,
+            ] {
+                let op = (op | libc::FUTEX_PRIVATE_FLAG) as u64;
+                assert_eq!(call(&s, libc::SYS_futex, [0, op, 0, 0, 0, 0]), trap);
+            }
+            // A handler of its own for SIGSYS; a query of it stays allowed.
+            let sigsys = libc::SIGSYS as u64;
+            assert_eq!(
+                call(&s, libc::SYS_rt_sigaction, [sigsys, 0x7000, 0, 8, 0, 0]),
+                trap
+            );
+            assert_eq!(
+                call(&s, libc::SYS_rt_sigaction, [sigsys, 1 << 32, 0, 8, 0, 0]),
+                trap
+            );
+            assert_eq!(
+                call(&s, libc::SYS_rt_sigaction, [sigsys, 0, 0x7000, 8, 0, 0]),
+                libc::SECCOMP_RET_ALLOW
+            );
+            if !s.processes {
+                // Executable memory, and shared anonymous memory.
+                let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+                assert_eq!(
+                    call(&s, libc::SYS_mprotect, [0x1000, 4096, rwx, 0, 0, 0]),
+                    trap
+                );
+                let private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+                assert_eq!(
+                    call(&s, libc::SYS_mmap, [0, 4096, rwx, private, 0, 0]),
+                    trap
+                );
+                let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+                let shared = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64;
+                assert_eq!(call(&s, libc::SYS_mmap, [0, 4096, rw, shared, 0, 0]), trap);
+                let validate = (libc::MAP_SHARED_VALIDATE | libc::MAP_ANONYMOUS) as u64;
+                assert_eq!(
+                    call(&s, libc::SYS_mmap, [0, 4096, rw, validate, 0, 0]),
+                    trap
+                );
+                for ok in [private, libc::MAP_SHARED as u64] {
+                    let r = call(&s, libc::SYS_mmap, [0, 4096, rw, ok, 3, 0]);
+                    assert_eq!(r, libc::SECCOMP_RET_ALLOW, "{ok:#x}");
+                }
+                // Another process's pid, its group, or every process.
+                for target in [1u64, 0, u64::MAX, u64::from(pid).wrapping_neg()] {
+                    assert_eq!(call(&s, libc::SYS_kill, [target, 9, 0, 0, 0, 0]), trap);
+                }
+            }
+            if s.read.is_empty() && s.write.is_empty() {
+                // A path's metadata, even under AT_EMPTY_PATH.
+                let at_empty = libc::AT_EMPTY_PATH as u64;
+                let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+                assert_eq!(
+                    call(
+                        &s,
+                        libc::SYS_newfstatat,
+                        [3, 0x7000, 0x8000, at_empty, 0, 0]
+                    ),
+                    eperm
+                );
+                assert_eq!(
+                    call(&s, libc::SYS_statx, [3, 0x7000, at_empty, 0xfff, 0x8000, 0]),
+                    eperm
+                );
+            }
         }
     }
 

@@ -397,7 +397,7 @@ impl<S: 'static> PoolBuilder<S> {
     /// An invalid option (zero workers, a zero chunk size or timeout, a memory limit or
     /// retries in thread mode); in process mode, [`crate::init`] not having run in time, an unsupported
     /// platform, or a worker that could not be started.
-    pub fn build(self) -> Result<Pool<S>, Error> {
+    pub fn build(mut self) -> Result<Pool<S>, Error> {
         let c = &self.config;
         if c.workers == 0 {
             return Err(Error::invalid(format!(
@@ -471,8 +471,17 @@ impl<S: 'static> PoolBuilder<S> {
                 "memory_limit applies to worker processes only; threads share one address space",
             ));
         }
+        #[cfg(target_os = "linux")]
+        if let Some(s) = self.config.sandbox.as_mut() {
+            s.memory_limit = self.config.memory_limit;
+            if s.is_fresh_worker_per_task() {
+                // A task that owns its worker could decide what a later task there returns:
+                // under the sandbox's default, no task runs where another ran.
+                self.config.max_tasks_per_worker = Some(1);
+            }
+        }
         crate::panic::install_hook();
-        let backend = match c.mode {
+        let backend = match self.config.mode {
             Mode::Threads => Backend::Threads(thread::ThreadPool::new(self.config)?),
             #[cfg(target_os = "linux")]
             Mode::Processes => Backend::Processes(process::ProcessPool::new(self.config)?),

@@ -8,8 +8,23 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
-use nix::sys::stat::fstat;
 use nix::unistd::ftruncate;
+
+/// The size of the file `fd` names, by the `fstat` system call itself. glibc's `fstat`
+/// (2.33 on) calls `newfstatat` with an empty path, which a sandbox without files refuses:
+/// that call can name any path, so it would tell a task which files exist.
+pub(crate) fn file_len(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<usize> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `fstat` writes one `struct stat` (the kernel's, which `libc::stat` mirrors on
+    // Linux's 64-bit targets) to the pointer, which points to one we own.
+    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: zeroed, then filled by the kernel on success.
+    let st = unsafe { st.assume_init() };
+    usize::try_from(st.st_size).map_err(|_| std::io::Error::other("a negative file size"))
+}
 
 /// Closes every file descriptor from 3 up, except those in `keep`.
 ///
@@ -120,7 +135,7 @@ impl SharedMapping {
 
     /// Maps an existing memfd at its current size.
     pub(crate) fn from_fd(fd: OwnedFd) -> std::io::Result<SharedMapping> {
-        let len = fstat(fd.as_fd())?.st_size as usize;
+        let len = file_len(fd.as_fd())?;
         Self::map(fd, len)
     }
 
@@ -186,7 +201,7 @@ impl SharedMapping {
     /// Remaps if another process grew the file; an error if it grew past `max` bytes (the
     /// other process is not to be trusted with the size of our address space).
     pub(crate) fn refresh(&mut self, max: usize) -> std::io::Result<()> {
-        let len = fstat(self.fd.as_fd())?.st_size as usize;
+        let len = file_len(self.fd.as_fd())?;
         if len > max {
             return Err(std::io::Error::other(format!(
                 "shared memory grew to {len} bytes, past its {max}-byte limit"

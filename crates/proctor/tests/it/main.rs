@@ -25,6 +25,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+mod attacks;
 mod capture;
 mod engines;
 mod examples;

@@ -27,7 +27,7 @@ impl Shared {
     /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
     /// worker runs them before any job.
     pub(super) fn spawn_worker(&self, slot: usize, id: u32) -> std::io::Result<Worker> {
-        let w = match &self.remote {
+        let mut w = match &self.remote {
             Some(hub) => {
                 Worker::spawn_remote(hub, slot, self.server, id, self.config.forward_stderr)?
             }
@@ -53,6 +53,7 @@ impl Shared {
             call(init as usize as u64, None);
         }
         if let Some(sandbox) = &self.config.sandbox {
+            w.mark_output();
             let apply: crate::state::ContextFn = crate::sandbox::apply_entry;
             call(
                 apply as usize as u64,
@@ -122,7 +123,7 @@ impl Shared {
                 };
                 let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
                 arena::reset(&w.arena, self.config.task_timeout.is_some());
-                w.mark_job_start();
+                w.mark_job_start(run.count);
                 if let Some(r) = &w.remote {
                     // Counted before it leaves: a job that may have reached a host before
                     // the host was lost is blamed on the loss, never silently run twice.
@@ -470,7 +471,7 @@ impl Shared {
             if done(&st) || st.machine.is_closed() || !st.machine.any_busy() {
                 return st;
             }
-            let mut wait = self.next_deadline(&st).min(STDERR_TICK);
+            let mut wait = self.next_deadline(&mut st).min(STDERR_TICK);
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -563,26 +564,31 @@ impl Shared {
         st.last_drain = Instant::now();
     }
 
-    /// How long until the next running task's timeout is due.
-    fn next_deadline(&self, st: &State) -> Duration {
+    /// How long until the next running task's timeout is due (each busy worker's clock
+    /// takes a look at its header on the way).
+    fn next_deadline(&self, st: &mut State) -> Duration {
         let mut wait = Duration::MAX;
         if let Some(limit) = self.config.task_timeout {
             let now_ns = crate::sys::monotonic_ns();
             for s in 0..st.workers.len() {
-                let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
+                let Some(w) = self.running(st, s) else {
                     continue;
                 };
-                if w.remote.is_some() {
-                    continue;
-                }
-                let p = arena::progress(&w.arena);
-                if p.started > p.committed {
-                    let ends = p.started_at_ns.saturating_add(limit.as_nanos() as u64);
-                    wait = wait.min(Duration::from_nanos(ends.saturating_sub(now_ns)));
-                }
+                w.clock.look(&arena::progress(&w.arena), now_ns);
+                let ends = w.clock.deadline_ns(limit);
+                wait = wait.min(Duration::from_nanos(ends.saturating_sub(now_ns)));
             }
         }
         wait
+    }
+
+    /// The local worker of slot `s`, if it is running a job it has not reported done.
+    /// (A remote worker's agent keeps its timeout where the task runs.)
+    fn running<'a>(&self, st: &'a mut State, s: usize) -> Option<&'a mut Worker> {
+        st.machine.busy(s)?;
+        let w = st.workers[s].as_mut()?;
+        let running = w.remote.is_none() && arena::done_seq(&w.header) != w.sent_seq;
+        running.then_some(w)
     }
 
     /// Finishes the jobs workers reported done, and buries workers the fork server reported
@@ -658,18 +664,18 @@ impl Shared {
         let now_ns = crate::sys::monotonic_ns();
         let mut out = Vec::new();
         for s in 0..st.workers.len() {
-            let (Some(_), Some(w)) = (st.machine.busy(s), st.workers[s].as_ref()) else {
+            // Every job the worker has not reported done has a running task, whatever the
+            // header's counts say: a task that wrote COMMITTED = STARTED into it was once
+            // taken for idle, and never timed out.
+            let Some(w) = self.running(st, s) else {
                 continue;
             };
-            if w.remote.is_some() {
-                // Its agent enforces the timeout where the task runs.
-                continue;
-            }
             let p = arena::progress(&w.arena);
-            let ran = Duration::from_nanos(now_ns.saturating_sub(p.started_at_ns));
-            if p.started <= p.committed || ran < limit {
+            w.clock.look(&p, now_ns);
+            if now_ns < w.clock.deadline_ns(limit) {
                 continue;
             }
+            let ran = Duration::from_nanos(now_ns.saturating_sub(w.clock.started_ns()));
             // The task that overran; if it commits before the kill lands, the machine sees
             // that and blames it on no one.
             let index = p.committed as usize;
@@ -853,7 +859,7 @@ impl Shared {
             };
             if st.awaiting > 0 && busy {
                 // Someone awaits an outcome: sleep on the doorbell, which the worker rings.
-                let wait = self.next_deadline(&st).min(STDERR_TICK);
+                let wait = self.next_deadline(&mut st).min(STDERR_TICK);
                 if self.remote.is_some() {
                     st = self.wait_remote(st, seq, wait.max(Duration::from_micros(100)));
                     continue;
@@ -870,7 +876,7 @@ impl Shared {
                     .unwrap_or_else(PoisonError::into_inner);
                 quiet = 0;
             } else {
-                let wait = self.next_deadline(&st).min(STDERR_TICK);
+                let wait = self.next_deadline(&mut st).min(STDERR_TICK);
                 st = self
                     .supervisor
                     .wait_timeout(st, wait.max(Duration::from_millis(1)))

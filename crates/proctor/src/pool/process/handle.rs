@@ -40,6 +40,10 @@ pub(super) enum Drained {
 /// never interleave mid-line on the terminal.
 struct Forward {
     on: bool,
+    /// A sandboxed worker's id: each of its lines is forwarded marked as the worker's, and
+    /// stripped of control characters (escape sequences, carriage returns, bells), so that
+    /// hostile output can neither pass for the parent's own nor drive the terminal.
+    marked: Option<u32>,
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
 }
@@ -48,16 +52,22 @@ impl Forward {
     /// The longest partial line held back before it is written anyway.
     const MAX_PARTIAL: usize = 64 << 10;
 
+    fn new(on: bool) -> Forward {
+        Forward {
+            on,
+            marked: None,
+            partial: Vec::new(),
+        }
+    }
+
     fn take(&mut self, bytes: &[u8]) {
         if !self.on {
             return;
         }
         match bytes.iter().rposition(|&b| b == b'\n') {
             Some(end) => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(&self.partial);
-                let _ = err.write_all(&bytes[..=end]);
-                self.partial.clear();
+                self.partial.extend_from_slice(&bytes[..=end]);
+                self.write_partial();
                 self.partial.extend_from_slice(&bytes[end + 1..]);
             }
             None => self.partial.extend_from_slice(bytes),
@@ -70,10 +80,40 @@ impl Forward {
     /// Writes the held-back partial line (the worker is gone: no end will come).
     fn flush(&mut self) {
         if !self.partial.is_empty() {
-            let _ = std::io::stderr().write_all(&self.partial);
-            self.partial.clear();
+            if self.marked.is_some() && self.partial.last() != Some(&b'\n') {
+                self.partial.push(b'\n');
+            }
+            self.write_partial();
         }
     }
+
+    /// Writes what is held (whole lines, or a last partial one) and empties it.
+    fn write_partial(&mut self) {
+        let mut err = std::io::stderr().lock();
+        match self.marked {
+            None => {
+                let _ = err.write_all(&self.partial);
+            }
+            Some(id) => {
+                let _ = err.write_all(marked_lines(id, &self.partial).as_bytes());
+            }
+        }
+        self.partial.clear();
+    }
+}
+
+/// `bytes` (whole lines) with each line marked as worker `id`'s and every control character
+/// but a tab removed (the C0 and C1 sets and DEL: what starts an escape sequence, moves the
+/// cursor or rings the bell).
+fn marked_lines(id: u32, bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split_terminator('\n') {
+        out.push_str(&format!("[proctor worker {id}] "));
+        out.extend(line.chars().filter(|&c| c == '\t' || !c.is_control()));
+        out.push('\n');
+    }
+    out
 }
 
 /// Reads what is in `pipe` now (it is non-blocking), forwarding it and handing it to `keep`.
@@ -115,6 +155,8 @@ pub(super) struct Worker {
     /// How many jobs were sent to this worker (the last one is done when the arena says
     /// this number).
     pub(super) sent_seq: u64,
+    /// When the parent takes the running task of the current job to have started.
+    pub(super) clock: arena::StartClock,
     /// The id of the `map_with` context last sent to this worker (0: none).
     pub(super) context: u64,
     /// The end of what the worker wrote to stderr.
@@ -203,13 +245,11 @@ impl Worker {
             stderr: File::from(err_r),
             arena,
             sent_seq: 0,
+            clock: arena::StartClock::new(0, 1),
             context: 0,
             tail: Vec::new(),
             mark: 0,
-            forward: Forward {
-                on: forward,
-                partial: Vec::new(),
-            },
+            forward: Forward::new(forward),
             capture,
             inbox,
             remote: None,
@@ -238,13 +278,11 @@ impl Worker {
             stderr: File::from(err_r),
             arena,
             sent_seq: 0,
+            clock: arena::StartClock::new(0, 1),
             context: 0,
             tail: Vec::new(),
             mark: 0,
-            forward: Forward {
-                on: forward,
-                partial: Vec::new(),
-            },
+            forward: Forward::new(forward),
             capture: None,
             inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
             remote: Some(RemoteConn(rw)),
@@ -338,9 +376,17 @@ impl Worker {
         })
     }
 
-    /// A new job starts: a crash from now on quotes only what follows.
-    pub(super) fn mark_job_start(&mut self) {
+    /// Marks what this worker writes to stderr as its own when it is forwarded, stripped of
+    /// control characters (a sandboxed worker's: see [`Forward::marked`]).
+    pub(super) fn mark_output(&mut self) {
+        self.forward.marked = Some(self.id);
+    }
+
+    /// A new job of `count` tasks starts: a crash from now on quotes only what follows, and
+    /// its timeout clock starts now.
+    pub(super) fn mark_job_start(&mut self, count: usize) {
         self.mark = self.tail.len();
+        self.clock = arena::StartClock::new(crate::sys::monotonic_ns(), count as u64);
     }
 
     /// What the worker wrote to stderr during its current job (its last `TAIL` bytes).
@@ -453,5 +499,21 @@ impl Retired {
             )];
             let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u16));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marked_lines;
+
+    #[test]
+    fn a_sandboxed_workers_lines_are_marked_and_lose_their_control_characters() {
+        let hostile = b"ok\n\x1b[2J\x1b]0;owned\x07rm -rf ~\r\n\xc2\x9b31mred\ttab\x7f\n";
+        assert_eq!(
+            marked_lines(7, hostile),
+            "[proctor worker 7] ok\n\
+             [proctor worker 7] [2J]0;ownedrm -rf ~\n\
+             [proctor worker 7] 31mred\ttab\n"
+        );
     }
 }
