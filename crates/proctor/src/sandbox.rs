@@ -1,19 +1,30 @@
 //! A sandbox for worker processes: what a task fed hostile input may still do once it has
 //! gained code execution in its worker.
 //!
-//! Applied in each worker after its initializer and before its first task, in this order
-//! (each layer needs the system calls the later ones take away):
+//! Applied in each worker after its initializer and before its first task. First the worker
+//! must have one thread (seccomp, Landlock and no_new_privs bind only the calling thread: an
+//! initializer that left a thread fails `build()`), and its stdin becomes `/dev/null` and its
+//! stdout joins the stderr pipe the pool reads. Then the layers, in this order (each needs
+//! the system calls the later ones take away):
 //!
-//! 1. **rlimits**: CPU seconds, open files, processes, file size (`setrlimit`).
+//! 1. **rlimits**: CPU seconds, open files, processes, file size (`setrlimit`); under a
+//!    `memory_limit`, the file size too, so no memfd the worker holds grows past it.
 //! 2. **network namespace** (when asked for, see [`Sandbox::network_namespace`]): a fresh,
 //!    empty network namespace (`unshare(CLONE_NEWNET)`, or inside a new user namespace where
 //!    that is what the kernel lets an unprivileged process do).
-//! 3. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
-//! 4. **Landlock**: file access (none, read-only paths, writable directories) and, without
+//! 3. **capabilities**: every one dropped, the bounding and ambient sets too (the user
+//!    namespace of layer 2 gave the worker all of its own).
+//! 4. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
+//! 5. **Landlock**: file access (none, read-only paths, writable directories) and, without
 //!    network access, TCP bind and connect.
-//! 5. **seccomp**: a filter of the system calls the worker runtime and a computing task need;
-//!    any other traps. The trap's handler writes the call's number to the worker's own stderr
-//!    pipe and exits, and the task ends with [`crate::TaskError::SandboxViolation`] naming it.
+//! 6. **seccomp**: a filter of the system calls the worker runtime and a computing task need,
+//!    with the dangerous ones checked argument by argument (see `argument_rules`); any other
+//!    traps. The trap's handler writes the call's number to the worker's own stderr pipe and
+//!    exits, and the task ends with [`crate::TaskError::SandboxViolation`] naming it.
+//!
+//! And by default a fresh worker for every task ([`Sandbox::reuse_workers`]). What this
+//! promises against whom, and what it does not, is in `docs/security.md`; each promise is
+//! held by an attack in `tests/it/attacks.rs`.
 //!
 //! Each layer is reported (see [`SandboxReport`]) as applied or unavailable with the reason.
 //! A worker whose sandbox lacks a layer the kernel cannot give refuses to run tasks, unless
