@@ -148,10 +148,15 @@ impl FrameReader {
             }
             _ => 4,
         }
+        .min(wire::MAX_FRAME + 4)
         .max(self.end + 4096)
         .max(64 << 10);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
+        if self.buf.len() - self.end < 4096 || self.buf.len() < 64 << 10 {
+            // A remote worker's frames come from the network: the buffer grows with what
+            // arrives (it at most doubles when full), never at once to the length a frame
+            // claims.
+            let grown = (self.buf.len() * 2).max(64 << 10);
+            self.buf.resize(want.min(grown).max(self.buf.len()), 0);
         }
         let n = r.read(&mut self.buf[self.end..])?;
         if n == 0 {

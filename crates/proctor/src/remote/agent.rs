@@ -23,9 +23,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getppid, setpgid};
 
 use super::conn::Conn;
-use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
+use super::proto::{self, Claim, FromAgent, Hi, KEY_LEN, Report, ToAgent, Token};
 use crate::arena;
 use crate::sys::{Seals, SharedMapping};
+use zeroize::{Zeroize, Zeroizing};
 
 /// The environment variable that makes a started program an agent: the pool's address.
 pub(crate) const ADDR_VAR: &str = "PROCTOR_REMOTE_AGENT";
@@ -66,18 +67,20 @@ pub(crate) fn become_agent_if_asked() {
 }
 
 /// The pool's secret, and with TLS its certificate's fingerprint.
-#[derive(Clone, Copy)]
 struct Credentials {
-    secret: [u8; KEY_LEN],
+    secret: Zeroizing<[u8; KEY_LEN]>,
     pin: Option<[u8; KEY_LEN]>,
 }
 
-/// Reads the credentials from the environment, or else from stdin.
+/// Reads the credentials from the environment, or else from stdin; either way the copy it
+/// read from is wiped (see [`scrub_env`]), and its own copies are zeroed when dropped.
 fn credentials() -> Result<Credentials, String> {
-    let text = match std::env::var(SECRET_VAR) {
-        Ok(v) => v,
-        Err(_) => {
-            let mut line = String::new();
+    let from_env = std::env::var(SECRET_VAR).ok().map(Zeroizing::new);
+    scrub_env(SECRET_VAR);
+    let text = match from_env {
+        Some(v) => v,
+        None => {
+            let mut line = Zeroizing::new(String::with_capacity(4 * KEY_LEN + 2));
             let mut byte = [0u8; 1];
             // One byte at a time: nothing past the line is taken from stdin.
             while std::io::stdin()
@@ -93,17 +96,57 @@ fn credentials() -> Result<Credentials, String> {
                     break;
                 }
             }
+            byte.zeroize();
             line
         }
     };
     let (secret, pin) = proto::parse_credentials(&text).ok_or_else(|| {
         format!("no pool secret: {SECRET_VAR} is unset and stdin did not hold one")
     })?;
-    Ok(Credentials { secret, pin })
+    Ok(Credentials {
+        secret: Zeroizing::new(secret),
+        pin,
+    })
 }
 
-/// Connects to the pool and proves who we are; keeps trying until [`CONNECT_WAIT`].
-fn dial(addr: &str, creds: &Credentials, hi: &Hi) -> Result<Conn, String> {
+/// Removes `name` from the environment, and first overwrites its value where the kernel
+/// put it: `remove_var` only takes the entry out of `environ`, and the original
+/// `NAME=value` bytes stay in the process's environment block, which any code in the
+/// process (and `/proc/<pid>/environ`) can read.
+fn scrub_env(name: &str) {
+    let prefix = format!("{name}=");
+    // SAFETY: the agent has one thread (checked in `run` before this is called), so nothing
+    // else reads or changes the environment meanwhile. `environ` is a null-terminated array
+    // of pointers to null-terminated strings, each in writable memory (the block the kernel
+    // set up at exec, or strings `setenv` allocated); the bytes written stay within the
+    // string (before its terminating null), which is left in place.
+    unsafe {
+        let mut entry = libc::environ as *const *mut libc::c_char;
+        while !entry.is_null() && !(*entry).is_null() {
+            let s = *entry;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            if bytes.starts_with(prefix.as_bytes()) {
+                let value = s.add(prefix.len());
+                let len = bytes.len() - prefix.len();
+                for i in 0..len {
+                    std::ptr::write_volatile(value.add(i), b'0' as libc::c_char);
+                }
+            }
+            entry = entry.add(1);
+        }
+        std::env::remove_var(name);
+    }
+}
+
+/// Connects to the pool and proves `claim` with `key` (the pool's secret for the agent, a
+/// one-time worker key for a worker); keeps trying until [`CONNECT_WAIT`].
+fn dial(
+    addr: &str,
+    key: &[u8; KEY_LEN],
+    pin: Option<[u8; KEY_LEN]>,
+    claim: &Claim,
+    hi: &Hi,
+) -> Result<Conn, String> {
     let deadline = Instant::now() + CONNECT_WAIT;
     let s = loop {
         let tried = addr
@@ -123,11 +166,12 @@ fn dial(addr: &str, creds: &Credentials, hi: &Hi) -> Result<Conn, String> {
     s.set_nodelay(true).map_err(io)?;
     s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))
         .map_err(io)?;
-    let mut conn = match creds.pin {
+    let mut conn = match pin {
         Some(pin) => Conn::client(s, pin).map_err(io)?,
         None => Conn::plain(s),
     };
-    proto::connect_handshake(&mut conn, &creds.secret).map_err(io)?;
+    let keys = proto::connect_handshake(&mut conn, key, claim).map_err(io)?;
+    conn.seal(&keys, false);
     proto::send(&mut conn, hi).map_err(io)?;
     conn.socket().set_read_timeout(None).map_err(io)?;
     Ok(conn)
@@ -135,7 +179,7 @@ fn dial(addr: &str, creds: &Credentials, hi: &Hi) -> Result<Conn, String> {
 
 /// One worker the agent started.
 struct Child {
-    token: u64,
+    token: Token,
     pid: Pid,
     stderr: File,
     arena: SharedMapping,
@@ -144,6 +188,7 @@ struct Child {
 
 struct Agent {
     addr: String,
+    slot: u32,
     creds: Credentials,
     ctrl: Conn,
     hello: proto::Hello,
@@ -163,9 +208,8 @@ fn run(addr: &str) -> Result<(), String> {
         .map_err(|_| format!("{SLOT_VAR} is not a number: {slot:?}"))?;
     let creds = credentials()?;
     // SAFETY: this process has one thread (checked above), so nothing reads the environment
-    // while it changes; what the tasks start must not inherit the secret.
+    // while it changes; what the tasks start needs none of this.
     unsafe {
-        std::env::remove_var(SECRET_VAR);
         std::env::remove_var(ADDR_VAR);
         std::env::remove_var(SLOT_VAR);
     }
@@ -175,13 +219,15 @@ fn run(addr: &str) -> Result<(), String> {
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());
     let hi = Hi::Agent {
-        slot,
         host,
         pid: std::process::id(),
     };
-    let mut ctrl = dial(addr, &creds, &hi)?;
-    let hello = match proto::recv::<ToAgent>(&mut ctrl) {
-        Ok(ToAgent::Hello(h)) => h,
+    let mut ctrl = dial(addr, &creds.secret, creds.pin, &Claim::Agent { slot }, &hi)?;
+    let hello = match proto::recv::<ToAgent>(&mut ctrl, proto::MAX_TO_AGENT) {
+        Ok(ToAgent::Hello(mut h)) => {
+            h.frame_secret ^= ctrl.frame_mask();
+            h
+        }
         Ok(other) => return Err(format!("the pool began with {other:?}, not its hello")),
         Err(e) => return Err(format!("the pool sent no hello: {e}")),
     };
@@ -199,6 +245,7 @@ fn run(addr: &str) -> Result<(), String> {
     proto::send(&mut ctrl, &FromAgent::Ready).map_err(|e| e.to_string())?;
     let mut agent = Agent {
         addr: addr.to_string(),
+        slot,
         creds,
         ctrl,
         hello,
@@ -236,7 +283,7 @@ impl Agent {
                 self.poll(wait)
             };
             if ctrl_ready {
-                match proto::recv::<ToAgent>(&mut self.ctrl) {
+                match proto::recv::<ToAgent>(&mut self.ctrl, proto::MAX_TO_AGENT) {
                     Ok(msg) => {
                         heard = Instant::now();
                         self.obey(msg)?;
@@ -313,14 +360,22 @@ impl Agent {
 
     /// Starts a worker for spawn request `token`: its arena, its own connection to the
     /// pool, its stderr pipe, then the fork.
-    fn spawn(&mut self, token: u64) -> Result<Pid, String> {
+    fn spawn(&mut self, token: Token) -> Result<Pid, String> {
         let io = |what: &str, e: std::io::Error| format!("could not {what}: {e}");
         let arena = arena::create().map_err(|e| io("create an arena", e))?;
         arena::set_timed(&arena, self.hello.task_timeout_ns.is_some());
         let inbox = SharedMapping::create("proctor-inbox", 4096, Seals::GrowOnly)
             .map_err(|e| io("create an inbox", e))?;
         let bell = crate::doorbell::Doorbell::new().map_err(|e| io("create a doorbell", e))?;
-        let data = dial(&self.addr, &self.creds, &Hi::Data { token })?;
+        // The worker's connection proves a key good for it alone, once: the worker never
+        // needs the pool's secret (see the child's side below).
+        let key = proto::worker_key(&self.creds.secret, self.slot, &token);
+        let claim = Claim::Worker {
+            slot: self.slot,
+            token,
+        };
+        let data = dial(&self.addr, &key, self.creds.pin, &claim, &Hi::Data)?;
+        drop(key);
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe", e.into()))?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
@@ -347,6 +402,9 @@ impl Agent {
                 Ok(child)
             }
             ForkResult::Child => {
+                // The worker runs tasks: the copy of the agent's memory it is must not hold
+                // the pool's secret (see `forget_secret`).
+                self.forget_secret();
                 let ok = prepare(&err_w, limit, me).is_ok();
                 if !ok {
                     // SAFETY: as in `become_agent_if_asked`.
@@ -369,6 +427,13 @@ impl Agent {
                 )
             }
         }
+    }
+
+    /// In a forked worker: zeroes the pool's secret and the control connection's keys in
+    /// this copy of the agent's memory, before any task runs.
+    fn forget_secret(&mut self) {
+        self.creds.secret.zeroize();
+        self.ctrl.forget_keys();
     }
 
     /// Sends on what worker `k` wrote to its stderr.

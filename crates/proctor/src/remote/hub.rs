@@ -10,10 +10,10 @@
 //! so need no remote case beyond who enforces the task timeout (the agent, on its host) and
 //! what a lost host is called.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::conn::Conn;
-use super::proto::{self, FromAgent, Hi, KEY_LEN, Report, ToAgent};
+use super::proto::{self, Claim, FromAgent, Hi, KEY_LEN, Report, ToAgent, Token};
 use super::{Launch, Remote};
 use crate::arena;
 use crate::server::{Exit, ForkServer};
 use crate::sys::SharedMapping;
+use zeroize::Zeroizing;
 
 /// How long a worker's start may take: the agent's fork and its connection back.
 const SPAWN_WAIT: Duration = Duration::from_secs(10);
@@ -44,13 +45,29 @@ fn lock_of<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Connections that passed the handshake, waiting to be claimed.
+/// Connections that passed the handshake, waiting to be claimed, and the claims the pool
+/// accepts now.
 #[derive(Default)]
 struct Arrivals {
     agents: HashMap<u32, (Conn, String, u32)>,
-    data: HashMap<u64, Conn>,
+    data: HashMap<Token, Conn>,
+    /// The agents the pool waits for, by slot: a caller claiming another slot (or one whose
+    /// agent already came) is refused before it is heard.
+    awaited: HashSet<u32>,
+    /// The spawn requests whose worker may call, each once.
+    expected: HashMap<Token, Expected>,
     /// Why connections were refused (a wrong secret, say): quoted if agents never come.
     refused: Vec<String>,
+}
+
+/// A spawn request whose worker has not called yet.
+struct Expected {
+    /// The slot of the agent it was asked of.
+    slot: u32,
+    /// The address that agent called from: its worker calls from the same host.
+    host: IpAddr,
+    /// The worker's one-time key (see `proto::worker_key`).
+    key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl Arrivals {
@@ -90,7 +107,8 @@ pub(crate) struct Hub {
     /// Lost agents being launched again; `None` with `Remote::relaunch(0)`.
     relaunches: Option<Arc<Relaunches>>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
-    next_token: AtomicU64,
+    /// The pool's secret, to derive each worker's one-time key from.
+    secret: Arc<Zeroizing<[u8; KEY_LEN]>>,
     /// The address agents were told to call.
     pub(crate) address: String,
 }
@@ -107,6 +125,8 @@ impl std::fmt::Debug for Hub {
 /// One agent, as the pool holds it.
 pub(crate) struct Link {
     pub(crate) host: String,
+    /// The slot its agent claimed (its first).
+    key: u32,
     /// Its place in the hub's links, and where to ask for it to be relaunched once lost.
     index: usize,
     relaunch: Option<Arc<Relaunches>>,
@@ -121,13 +141,13 @@ pub(crate) struct Link {
 struct LinkState {
     /// Why the agent is gone, once it is.
     gone: Option<String>,
-    spawned: HashMap<u64, Result<u32, String>>,
-    workers: HashMap<u64, Arc<Gen>>,
+    spawned: HashMap<Token, Result<u32, String>>,
+    workers: HashMap<Token, Arc<Gen>>,
 }
 
 /// One remote worker process.
 pub(crate) struct Gen {
-    token: u64,
+    token: Token,
     /// Its pid in the fork server's exit table (not a pid on any host).
     pub(crate) pid: i32,
     /// Its pid on its own host.
@@ -147,6 +167,10 @@ pub(crate) struct Gen {
     data: TcpStream,
     /// Set when the agent killed it for overrunning the task timeout: how long it ran.
     pub(crate) timed_out: Mutex<Option<Duration>>,
+    /// Its agent, to kill it through.
+    link: Weak<Link>,
+    /// False once its connection ended or broke the protocol.
+    open: AtomicBool,
     /// Set when its host was lost: why.
     pub(crate) lost: Mutex<Option<String>>,
     /// The number of the last job the driver sent it, and what that number was when its
@@ -175,6 +199,12 @@ impl Gen {
         lock_of(&self.stderr).take();
     }
 
+    /// Whether the worker's connection may still say something (a driver waits on it only
+    /// then: a closed socket is always readable).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// The worker's connection, for a driver to wait on.
     pub(crate) fn data_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.data)
@@ -190,6 +220,37 @@ impl Gen {
     pub(crate) fn pump(&self) {
         if let Ok(mut r) = self.reader.try_lock() {
             r.fill(self, true);
+            if r.done {
+                self.open.store(false, Ordering::Relaxed);
+            }
+            if let Some(why) = r.broken.take() {
+                drop(r);
+                self.break_off(&why);
+            }
+        }
+    }
+
+    /// The worker's connection carried bytes that are not the protocol: whatever wrote
+    /// them, nothing more it says can be trusted. The worker is killed (its agent reports
+    /// its end, as for any death) and its job ends saying why, rather than waiting for
+    /// results that cannot come.
+    fn break_off(&self, why: &str) {
+        {
+            let mut lost = lock_of(&self.lost);
+            if lost.is_some() {
+                return;
+            }
+            *lost = Some(format!("its connection broke the protocol: {why}"));
+        }
+        // The job it was sent is blamed, as for a lost host.
+        self.sent_at_loss
+            .store(self.jobs_sent.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.close();
+        if let Some(link) = self.link.upgrade() {
+            let _ = link.send(&ToAgent::Kill {
+                token: self.token,
+                signal: libc::SIGKILL,
+            });
         }
     }
 
@@ -212,9 +273,31 @@ struct Reader {
     end: usize,
     /// End of file, a broken connection, or bytes that are not the protocol.
     done: bool,
+    /// Why the connection's bytes are not the protocol, once they are not: the worker is
+    /// then ended (see [`Gen::pump`]).
+    broken: Option<String>,
+    /// The number of the last job whose message was read: the next must be one more.
+    last_seq: u64,
 }
 
 impl Reader {
+    fn new(buf: Vec<u8>) -> Reader {
+        let end = buf.len();
+        Reader {
+            buf,
+            end,
+            done: false,
+            broken: None,
+            last_seq: 0,
+        }
+    }
+
+    /// Stops trusting the connection.
+    fn break_off(&mut self, why: String) {
+        self.done = true;
+        self.broken.get_or_insert(why);
+    }
+
     /// Reads once (or, without waiting, until nothing is left), then copies every whole
     /// message into the mirror.
     fn fill(&mut self, g: &Gen, dont_wait: bool) {
@@ -222,14 +305,26 @@ impl Reader {
             if self.done {
                 return;
             }
+            if self.end >= 4 {
+                // A length past the limit ends the connection before anything is allocated.
+                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
+                if let Err(e) = proto::check_len(len, proto::MAX_MESSAGE) {
+                    self.break_off(e.to_string());
+                    return;
+                }
+            }
             let whole = if self.end >= 4 {
                 4 + u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize
             } else {
                 4
             };
-            let need = whole.max(self.end + 4096);
-            if self.buf.len() < need {
-                self.buf.resize(need.max(64 << 10), 0);
+            if self.buf.len() - self.end < 4096 {
+                // The buffer grows with what arrives (it at most doubles per full buffer),
+                // never to the length a message claims: a worker that announces a gigabyte
+                // and sends four bytes costs nothing.
+                let want = whole.max(self.end + 4096);
+                let grown = (self.buf.len() * 2).max(64 << 10);
+                self.buf.resize(want.min(grown).max(self.buf.len()), 0);
             }
             let got = {
                 let mut conn = lock_of(&g.conn);
@@ -249,6 +344,11 @@ impl Reader {
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
+                // Bytes that fail TLS's (or the sealed records') checks: someone wrote on
+                // the connection who should not.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.break_off(e.to_string())
+                }
                 Err(_) => self.done = true,
             }
             let _ = self.apply(&g.mirror, &g.applied);
@@ -270,8 +370,24 @@ impl Reader {
             if !(proto::DONE_HEADER - 4..=proto::MAX_MESSAGE).contains(&len) {
                 // Not the protocol: stop trusting this connection (the agent's report of
                 // the worker's end still comes).
-                self.done = true;
+                self.break_off(format!(
+                    "a {len}-byte message is not a finished job's (at most {} bytes)",
+                    proto::MAX_MESSAGE
+                ));
                 break;
+            }
+            // Each message is the next job's: checked as soon as its number arrives, so
+            // that bytes slipped in before a real message cannot hold the connection
+            // waiting for a body that never comes.
+            if let Some(seq) = self.buf.get(start + 4..start + 12) {
+                let seq = u64::from_le_bytes(seq.try_into().expect("8"));
+                if seq != self.last_seq + 1 {
+                    self.break_off(format!(
+                        "a message for job {seq} came where job {} was due",
+                        self.last_seq + 1
+                    ));
+                    break;
+                }
             }
             if self.end - start < 4 + len {
                 break;
@@ -279,14 +395,15 @@ impl Reader {
             let Some((seq, started, committed, records)) =
                 proto::parse_done(&self.buf[start + 4..start + 4 + len])
             else {
-                self.done = true;
+                self.break_off("a finished job's message that does not parse".into());
                 break;
             };
             let mut m = lock_of(mirror);
-            if arena::mirror(&mut m, started, committed, records, Some(seq)).is_err() {
-                self.done = true;
+            if let Err(e) = arena::mirror(&mut m, started, committed, records, Some(seq)) {
+                self.break_off(e.to_string());
                 break;
             }
+            self.last_seq = seq;
             applied.store(seq, Ordering::Release);
             start += 4 + len;
             copied += 1;
@@ -346,13 +463,16 @@ impl Hub {
         forward: bool,
         doorbell: Arc<crate::doorbell::Doorbell>,
     ) -> Result<Hub, String> {
-        let secret = proto::random_key().map_err(|e| format!("no random secret: {e}"))?;
+        let secret = Arc::new(Zeroizing::new(
+            proto::random_key().map_err(|e| format!("no random secret: {e}"))?,
+        ));
         let tls = if remote.tls {
             Some(super::conn::identity()?)
         } else {
             None
         };
         let credentials = proto::credentials(&secret, tls.as_ref().map(|t| &t.pin));
+        let handshake_timeout = remote.handshake_timeout;
         let tls_config = tls.map(|t| t.config);
         let listener = TcpListener::bind(remote.listen)
             .map_err(|e| format!("could not listen on {}: {e}", remote.listen))?;
@@ -367,9 +487,12 @@ impl Hub {
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let (lobby, stop) = (Arc::clone(&lobby), Arc::clone(&stop));
+            let secret = Arc::clone(&secret);
             std::thread::Builder::new()
                 .name("proctor-remote-accept".into())
-                .spawn(move || accept_loop(listener, secret, tls_config, lobby, stop))
+                .spawn(move || {
+                    accept_loop(listener, secret, tls_config, lobby, stop, handshake_timeout)
+                })
                 .map_err(|e| format!("could not start the listener thread: {e}"))?
         };
         let mut hub = Hub {
@@ -380,11 +503,14 @@ impl Hub {
             stop,
             relaunches: None,
             acceptor: Mutex::new(Some(acceptor)),
-            next_token: AtomicU64::new(u64::from(proto::random_key().map_or(1, |k| k[0])) << 32),
+            secret,
             address,
         };
         let launches = remote.launches(workers, &hub.address);
         let plan: Vec<(u32, Vec<u32>)> = launches.iter().flat_map(|l| l.agents.clone()).collect();
+        lock_of(&hub.lobby.arrivals)
+            .awaited
+            .extend(plan.iter().map(|(k, _)| *k));
         for launch in &launches {
             let started = launch_one(launch, &credentials, forward)?;
             lock_of(&hub.launched).push(started);
@@ -555,13 +681,81 @@ impl Hub {
     ) -> std::io::Result<Arc<Gen>> {
         let link = Arc::clone(&lock_of(&self.links)[self.slot_link[slot]]);
         let link = &link;
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = &lock_of(&link.st).gone {
             return Err(std::io::Error::other(format!(
                 "the agent on {} is gone: {why}",
                 link.host
             )));
         }
+        // 128 random bits, good for one connection, from the agent's host, proving a key
+        // only this request's worker gets.
+        let token = proto::random_token()?;
+        let host = link.sock.peer_addr()?.ip();
+        lock_of(&self.lobby.arrivals).expected.insert(
+            token,
+            Expected {
+                slot: link.key,
+                host,
+                key: proto::worker_key(&self.secret, link.key, &token),
+            },
+        );
+        let spawned = self.await_worker(link, token);
+        if spawned.is_err() {
+            // A request that failed must not admit a late caller.
+            lock_of(&self.lobby.arrivals).expected.remove(&token);
+        }
+        let (host_pid, data) = spawned?;
+        data.socket().set_nodelay(true)?;
+        data.socket().set_read_timeout(None)?;
+        let sock = data.socket().try_clone()?;
+        let weak: Weak<Link> = Arc::downgrade(link);
+        let kill_through = Weak::clone(&weak);
+        let pid =
+            server.register_remote(crate::server::RemoteKill(Box::new(move |sig: Signal| {
+                if let Some(l) = kill_through.upgrade() {
+                    let _ = l.send(&ToAgent::Kill {
+                        token,
+                        signal: sig as i32,
+                    });
+                }
+            })));
+        let rw = Arc::new(Gen {
+            token,
+            pid,
+            host_pid,
+            host: link.host.clone(),
+            mirror: Mutex::new(mirror),
+            applied: AtomicU64::new(0),
+            reader: Mutex::new(Reader {
+                end: 0,
+                ..Reader::new(vec![0; 64 << 10])
+            }),
+            conn: Mutex::new(data),
+            stderr: Mutex::new(Some(stderr)),
+            data: sock,
+            timed_out: Mutex::new(None),
+            link: weak,
+            open: AtomicBool::new(true),
+            lost: Mutex::new(None),
+            jobs_sent: AtomicU64::new(0),
+            sent_at_loss: AtomicU64::new(0),
+        });
+        {
+            let mut st = lock_of(&link.st);
+            if let Some(why) = &st.gone {
+                return Err(std::io::Error::other(format!(
+                    "the agent on {} is gone: {why}",
+                    link.host
+                )));
+            }
+            st.workers.insert(token, Arc::clone(&rw));
+        }
+        Ok(rw)
+    }
+
+    /// Asks `link`'s agent for a worker for `token`, and waits for its pid and its data
+    /// connection.
+    fn await_worker(&self, link: &Link, token: Token) -> std::io::Result<(u32, Conn)> {
         link.send(&ToAgent::Spawn { token })?;
         let deadline = Instant::now() + SPAWN_WAIT;
         let host_pid = {
@@ -618,50 +812,7 @@ impl Hub {
                     .0;
             }
         };
-        data.socket().set_nodelay(true)?;
-        data.socket().set_read_timeout(None)?;
-        let sock = data.socket().try_clone()?;
-        let weak: Weak<Link> = Arc::downgrade(link);
-        let pid =
-            server.register_remote(crate::server::RemoteKill(Box::new(move |sig: Signal| {
-                if let Some(l) = weak.upgrade() {
-                    let _ = l.send(&ToAgent::Kill {
-                        token,
-                        signal: sig as i32,
-                    });
-                }
-            })));
-        let rw = Arc::new(Gen {
-            token,
-            pid,
-            host_pid,
-            host: link.host.clone(),
-            mirror: Mutex::new(mirror),
-            applied: AtomicU64::new(0),
-            reader: Mutex::new(Reader {
-                buf: vec![0; 64 << 10],
-                end: 0,
-                done: false,
-            }),
-            conn: Mutex::new(data),
-            stderr: Mutex::new(Some(stderr)),
-            data: sock,
-            timed_out: Mutex::new(None),
-            lost: Mutex::new(None),
-            jobs_sent: AtomicU64::new(0),
-            sent_at_loss: AtomicU64::new(0),
-        });
-        {
-            let mut st = lock_of(&link.st);
-            if let Some(why) = &st.gone {
-                return Err(std::io::Error::other(format!(
-                    "the agent on {} is gone: {why}",
-                    link.host
-                )));
-            }
-            st.workers.insert(token, Arc::clone(&rw));
-        }
-        Ok(rw)
+        Ok((host_pid, data))
     }
 }
 
@@ -721,8 +872,11 @@ impl LinkSetup {
         host: String,
     ) -> Result<Arc<Link>, String> {
         let _ = ctrl.socket().set_read_timeout(Some(proto::HANDSHAKE_WAIT));
-        let said = proto::send(&mut ctrl, &ToAgent::Hello(self.hello.clone()))
-            .and_then(|()| proto::recv::<FromAgent>(&mut ctrl));
+        // The frame secret goes masked with a key of this connection's handshake.
+        let mut hello = self.hello.clone();
+        hello.frame_secret ^= ctrl.frame_mask();
+        let said = proto::send(&mut ctrl, &ToAgent::Hello(hello))
+            .and_then(|()| proto::recv::<FromAgent>(&mut ctrl, proto::MAX_ANSWER));
         match said {
             Ok(FromAgent::Ready) => {}
             Ok(FromAgent::Refused { why }) => {
@@ -748,6 +902,7 @@ impl LinkSetup {
             .map_err(|e| format!("the agent's connection: {e}"))?;
         let link = Arc::new(Link {
             host,
+            key,
             index,
             relaunch: self.relaunch.clone(),
             ctrl: Mutex::new(ctrl),
@@ -896,8 +1051,21 @@ impl Relauncher {
     fn relaunch(&self, index: usize) -> Result<(), String> {
         let launch = &self.spec[index].0;
         let key = launch.agents[0].0;
-        // An answer of the lost agent that comes late must not pass for the new one's.
-        lock_of(&self.lobby.arrivals).agents.remove(&key);
+        {
+            // An answer of the lost agent that comes late must not pass for the new one's;
+            // the new one is awaited until it comes (or the wait ends).
+            let mut a = lock_of(&self.lobby.arrivals);
+            a.agents.remove(&key);
+            a.awaited.insert(key);
+        }
+        let r = self.launch_and_connect(index, key, launch);
+        if r.is_err() {
+            lock_of(&self.lobby.arrivals).awaited.remove(&key);
+        }
+        r
+    }
+
+    fn launch_and_connect(&self, index: usize, key: u32, launch: &Launch) -> Result<(), String> {
         let started = launch_one(launch, &self.credentials, self.forward)?;
         {
             // Launchers that ended (of lost agents) are reaped, so that a flapping host
@@ -993,44 +1161,86 @@ fn tail_said(tail: &Mutex<Vec<u8>>) -> String {
     }
 }
 
+/// A handshake under way on the listener.
+struct Pending {
+    /// When it must be done by: its socket is shut down then, whatever it is waiting for.
+    deadline: Instant,
+    sock: TcpStream,
+    finished: Arc<AtomicBool>,
+}
+
 /// Accepts connections until the hub stops; each is authenticated on a thread of its own,
-/// so one slow or hostile peer delays nobody.
+/// so one slow or hostile peer delays nobody. A handshake has `timeout` in all (not per
+/// read: a peer that sends a byte now and then is cut off all the same), and at most
+/// [`MAX_HANDSHAKES`] run at once: past that, the oldest is cut off to make room, so that
+/// callers who say nothing cannot keep an agent or a new worker out (theirs are the oldest
+/// handshakes; a real peer's takes milliseconds).
 fn accept_loop(
     listener: TcpListener,
-    secret: [u8; KEY_LEN],
+    secret: Arc<Zeroizing<[u8; KEY_LEN]>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     lobby: Arc<Lobby>,
     stop: Arc<AtomicBool>,
+    timeout: Duration,
 ) {
     let _ = listener.set_nonblocking(true);
-    // Handshakes under way: a peer that connects and says nothing holds one for up to
-    // HANDSHAKE_WAIT, so past this many the newest callers are turned away rather than
-    // given a thread each.
-    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        pending.retain(|p| {
+            let over = !p.finished.load(Ordering::SeqCst) && now >= p.deadline;
+            if over {
+                let _ = p.sock.shutdown(Shutdown::Both);
+            }
+            !over && !p.finished.load(Ordering::SeqCst)
+        });
         match listener.accept() {
             Ok((s, peer)) => {
-                if pending.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
-                    lock_of(&lobby.arrivals).refuse(format!("{peer}: too many handshakes at once"));
-                    continue;
+                if pending.len() >= MAX_HANDSHAKES {
+                    if let Some(oldest) = pending.pop_front() {
+                        let _ = oldest.sock.shutdown(Shutdown::Both);
+                    }
                 }
-                pending.fetch_add(1, Ordering::SeqCst);
+                let Ok(watch) = s.try_clone() else {
+                    continue;
+                };
+                let finished = Arc::new(AtomicBool::new(false));
+                pending.push_back(Pending {
+                    deadline: Instant::now() + timeout,
+                    sock: watch,
+                    finished: Arc::clone(&finished),
+                });
                 let lobby = Arc::clone(&lobby);
                 let tls = tls.clone();
-                let pending = Arc::clone(&pending);
+                let secret = Arc::clone(&secret);
                 let _ = std::thread::Builder::new()
                     .name("proctor-remote-handshake".into())
                     .spawn(move || {
-                        let r = admit(s, &secret, tls.as_ref());
-                        pending.fetch_sub(1, Ordering::SeqCst);
+                        let r = admit(s, peer.ip(), &secret, tls.as_ref(), &lobby, timeout);
+                        finished.store(true, Ordering::SeqCst);
                         let mut a = lock_of(&lobby.arrivals);
                         match r {
-                            Ok((Hi::Agent { slot, host, pid }, c)) => {
-                                a.agents.insert(slot, (c, host, pid));
+                            Ok((Claim::Agent { slot }, Hi::Agent { host, pid }, c)) => {
+                                // Each awaited agent is admitted once.
+                                if a.awaited.remove(&slot) {
+                                    a.agents.insert(slot, (c, host, pid));
+                                } else {
+                                    a.refuse(format!(
+                                        "{peer}: worker slot {slot}'s agent came twice"
+                                    ));
+                                }
                             }
-                            Ok((Hi::Data { token }, c)) => {
-                                a.data.insert(token, c);
+                            Ok((Claim::Worker { slot, token }, Hi::Data, c)) => {
+                                // Each token is good for one connection.
+                                if a.expected.remove(&token).is_some_and(|e| e.slot == slot) {
+                                    a.data.insert(token, c);
+                                } else {
+                                    a.refuse(format!("{peer}: a worker's token came twice"));
+                                }
                             }
+                            Ok((claim, _, _)) => a.refuse(format!(
+                                "{peer}: its first message does not match its claim {claim:?}"
+                            )),
                             Err(e) => a.refuse(format!("{peer}: {e}")),
                         }
                         drop(a);
@@ -1038,7 +1248,8 @@ fn accept_loop(
                     });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Until a peer calls, or a moment passes to look at `stop` again.
+                // Until a peer calls, or a moment passes to look at `stop` and the
+                // deadlines again.
                 use nix::poll::{PollFd, PollFlags, PollTimeout};
                 let mut fds = [PollFd::new(
                     std::os::fd::AsFd::as_fd(&listener),
@@ -1049,25 +1260,47 @@ fn accept_loop(
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+    for p in pending {
+        let _ = p.sock.shutdown(Shutdown::Both);
+    }
 }
 
+/// Runs the pool's side of a handshake with a caller from `peer`: TLS (if on), the
+/// challenge–response on the key of what it claims to be, and its first message. A claim
+/// the lobby does not await is refused before the caller's proof is even checked.
 fn admit(
     s: TcpStream,
+    peer: IpAddr,
     secret: &[u8; KEY_LEN],
     tls: Option<&Arc<rustls::ServerConfig>>,
-) -> std::io::Result<(Hi, Conn)> {
+    lobby: &Lobby,
+    timeout: Duration,
+) -> std::io::Result<(Claim, Hi, Conn)> {
     s.set_nonblocking(false)?;
     s.set_nodelay(true)?;
-    s.set_read_timeout(Some(proto::HANDSHAKE_WAIT))?;
-    s.set_write_timeout(Some(proto::HANDSHAKE_WAIT))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     let mut conn = match tls {
         Some(config) => Conn::server(s, config)?,
         None => Conn::plain(s),
     };
-    proto::accept_handshake(&mut conn, secret)?;
-    let hi = proto::recv::<Hi>(&mut conn)?;
+    let key_for = |claim: &Claim| -> Result<Zeroizing<[u8; KEY_LEN]>, String> {
+        let a = lock_of(&lobby.arrivals);
+        match *claim {
+            Claim::Agent { slot } if a.awaited.contains(&slot) => Ok(Zeroizing::new(*secret)),
+            Claim::Agent { slot } => Err(format!("no agent for worker slot {slot} is awaited")),
+            Claim::Worker { slot, token } => match a.expected.get(&token) {
+                Some(e) if e.slot == slot && e.host == peer => Ok(e.key.clone()),
+                Some(_) => Err("a worker's token came from another host or agent".into()),
+                None => Err("a worker's token that is not (or no longer) valid".into()),
+            },
+        }
+    };
+    let (claim, keys) = proto::accept_handshake(&mut conn, key_for)?;
+    conn.seal(&keys, true);
+    let hi = proto::recv::<Hi>(&mut conn, proto::MAX_HI)?;
     conn.socket().set_write_timeout(None)?;
-    Ok((hi, conn))
+    Ok((claim, hi, conn))
 }
 
 /// The pool's decoders of what comes from the other hosts, over hostile bytes (see
@@ -1083,11 +1316,7 @@ pub(crate) fn decode_for_fuzz(buf: &[u8]) -> (usize, usize) {
         return (messages, 0);
     };
     let (mirror, applied) = (Mutex::new(mirror), AtomicU64::new(0));
-    let mut r = Reader {
-        buf: buf.to_vec(),
-        end: buf.len(),
-        done: false,
-    };
+    let mut r = Reader::new(buf.to_vec());
     let jobs = r.apply(&mirror, &applied);
     // What the driver does next: read the mirror as a local worker's arena.
     let mut m = lock_of(&mirror);
@@ -1152,23 +1381,34 @@ fn control_loop(
             PollFlags::POLLIN,
         )];
         let _ = nix::poll::poll(&mut fds, PollTimeout::from(beat_ms));
-        let got = inbox.take_from(&mut lock_of(&link.ctrl));
-        loop {
-            match inbox.next() {
-                Ok(Some(msg)) => {
-                    heard = Instant::now();
-                    on_message(&link, msg, server);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    if !stop.load(Ordering::SeqCst) {
-                        link.lose(format!("its agent broke the protocol: {e}"), server);
+        // One message at a time (the buffer never holds more), until the connection has
+        // nothing more for now.
+        let got = loop {
+            let got = inbox.take_from(&mut lock_of(&link.ctrl));
+            loop {
+                match inbox.next() {
+                    Ok(Some(msg)) => {
+                        heard = Instant::now();
+                        on_message(&link, msg, server);
                     }
-                    return;
+                    Ok(None) => break,
+                    Err(e) => {
+                        if !stop.load(Ordering::SeqCst) {
+                            link.lose(format!("its agent broke the protocol: {e}"), server);
+                        }
+                        return;
+                    }
                 }
             }
-        }
+            if !matches!(got, Ok(true)) {
+                break got;
+            }
+        };
         if let Err(e) = got {
+            if e.kind() == std::io::ErrorKind::InvalidData && !stop.load(Ordering::SeqCst) {
+                link.lose(format!("its agent broke the protocol: {e}"), server);
+                return;
+            }
             if !stop.load(Ordering::SeqCst) {
                 let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     "its agent closed its connection".to_string()
@@ -1256,37 +1496,51 @@ struct MessageReader {
 }
 
 impl MessageReader {
-    /// Takes in what the connection has now, without waiting. Err at its end.
-    fn take_from(&mut self, conn: &mut Conn) -> std::io::Result<()> {
+    /// Takes in what the connection has now, without waiting, up to the end of the next
+    /// whole message: the buffer holds at most one message and one read more, and a
+    /// message's length is checked against [`proto::MAX_MESSAGE`] as soon as it arrives,
+    /// before its bytes are. True if it stopped at a whole message (more may wait), false
+    /// if the connection has nothing more now. Err at the connection's end, or on a length
+    /// past the limit.
+    fn take_from(&mut self, conn: &mut Conn) -> std::io::Result<bool> {
         let mut chunk = [0u8; 64 << 10];
         loop {
-            match conn.read_available(&mut chunk) {
+            let want = match self.whole()? {
+                Some(whole) if self.buf.len() >= whole => return Ok(true),
+                Some(whole) => (whole - self.buf.len()).min(chunk.len()),
+                None => 4 - self.buf.len(),
+            };
+            match conn.read_available(&mut chunk[..want]) {
                 Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
     }
 
+    /// The size of the next message with its length, once the length has arrived; an
+    /// error if it is past the limit.
+    fn whole(&self) -> std::io::Result<Option<usize>> {
+        let Some(prefix) = self.buf.get(..4) else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes(prefix.try_into().expect("4")) as usize;
+        proto::check_len(len, proto::MAX_MESSAGE)?;
+        Ok(Some(4 + len))
+    }
+
     /// The next whole message, if one has arrived.
     fn next(&mut self) -> std::io::Result<Option<FromAgent>> {
-        if self.buf.len() < 4 {
+        let Some(whole) = self.whole()? else {
+            return Ok(None);
+        };
+        if self.buf.len() < whole {
             return Ok(None);
         }
-        let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
-        if len > proto::MAX_MESSAGE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "an oversized message",
-            ));
-        }
-        if self.buf.len() < 4 + len {
-            return Ok(None);
-        }
-        let msg = proto::recv::<FromAgent>(&mut &self.buf[..4 + len]);
-        self.buf.drain(..4 + len);
+        let msg = proto::recv::<FromAgent>(&mut &self.buf[..whole], proto::MAX_MESSAGE);
+        self.buf.drain(..whole);
         msg.map(Some)
     }
 }
@@ -1312,7 +1566,7 @@ mod tests {
         proto::send(
             &mut ok,
             &FromAgent::Stderr {
-                token: 1,
+                token: [1; proto::TOKEN_LEN],
                 bytes: vec![7; 10],
             },
         )

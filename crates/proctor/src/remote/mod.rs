@@ -11,10 +11,12 @@
 //! noticed by heartbeats; its running task ends [`crate::TaskError::Lost`] and, with
 //! [`crate::PoolBuilder::retries`], runs again on another worker.
 //!
-//! Every connection opens with a mutual HMAC-SHA-256 challenge–response on a random
-//! per-pool secret, handed to the agent through its environment (and its stdin, which is
-//! how ssh carries it), never on a command line. The traffic itself is not encrypted: use
-//! remote workers on a network you trust (a cluster's), or tunnel it.
+//! Every connection is encrypted with TLS 1.3 (rustls) by default, under a certificate the
+//! pool makes for itself and whose fingerprint the agents are handed, and opens with a
+//! mutual HMAC-SHA-256 challenge–response on a random per-pool secret, handed to the agent
+//! through its environment (and its stdin, which is how ssh carries it), never on a
+//! command line. [`Remote::insecure_plaintext`] turns the encryption off; every frame then
+//! still carries a MAC (see `conn.rs`).
 //!
 //! The agent runs the same build of the program as the pool (functions travel as offsets
 //! from an anchor, guarded by the binary's build id): a host with another build refuses at
@@ -52,6 +54,7 @@ pub struct Remote {
     pub(crate) listen: SocketAddr,
     pub(crate) advertise: Option<String>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) lost_after: Duration,
     pub(crate) tls: bool,
@@ -90,9 +93,10 @@ impl Remote {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             advertise: None,
             connect_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(500),
             lost_after: Duration::from_secs(5),
-            tls: false,
+            tls: true,
             relaunch: 3,
             exe: None,
         }
@@ -170,6 +174,15 @@ impl Remote {
         self
     }
 
+    /// How long a caller has, from its connection to its first message, to finish its side
+    /// of the handshake (TLS, the challenge–response, saying who it is) before the pool
+    /// hangs up on it (default 5 s; a real agent needs milliseconds). The limit is for the
+    /// whole handshake, not each read, so a caller that trickles bytes is cut off too.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Remote {
+        self.handshake_timeout = timeout;
+        self
+    }
+
     /// How often the pool and each agent say they are alive (default 500 ms), and how long
     /// without a word means a host is lost (default 5 s).
     pub fn heartbeat(mut self, every: Duration, lost_after: Duration) -> Remote {
@@ -178,14 +191,26 @@ impl Remote {
         self
     }
 
-    /// Encrypts every connection with TLS 1.3 (rustls), for networks you do not trust
-    /// (default: off; the connections are always authenticated). The pool makes a
-    /// self-signed certificate when it is built and hands its SHA-256 fingerprint to the
-    /// agents with the secret; an agent accepts that certificate and no other, so nothing
-    /// in between can pose as the pool or read the traffic. It costs a TLS handshake per
-    /// connection and encryption of every frame.
+    /// Whether every connection is encrypted with TLS 1.3 (rustls): on by default, and
+    /// `tls(false)` is the same switch as [`Remote::insecure_plaintext`]`(true)`. The pool
+    /// makes a self-signed certificate when it is built and hands its SHA-256 fingerprint to
+    /// the agents with the secret; an agent accepts that certificate and no other, so nothing
+    /// in between can pose as the pool, read the traffic or change it. It costs a TLS
+    /// handshake per connection and encryption of every frame.
     pub fn tls(mut self, on: bool) -> Remote {
         self.tls = on;
+        self
+    }
+
+    /// Turns TLS off: the connections then carry arguments, results and the pool's
+    /// messages in the clear, for anyone on the network path to read. Each connection still
+    /// opens with the mutual challenge–response on the pool's secret (which never crosses
+    /// the network itself), and every frame after it carries a MAC under a key derived from
+    /// that handshake, with a sequence number: a frame changed, injected, replayed or
+    /// dropped on the way ends the connection with an error. Only for a network where
+    /// reading the traffic does no harm, when TLS's cost matters.
+    pub fn insecure_plaintext(mut self, on: bool) -> Remote {
+        self.tls = !on;
         self
     }
 
@@ -230,6 +255,9 @@ impl Remote {
         }
         if self.connect_timeout.is_zero() {
             return Err("the remote connect_timeout must be longer than zero".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err("the remote handshake_timeout must be longer than zero".into());
         }
         let _ = workers;
         Ok(())

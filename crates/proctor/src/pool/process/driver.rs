@@ -532,6 +532,7 @@ impl Shared {
         let conns: Vec<Arc<crate::remote::hub::Gen>> = (0..st.workers.len())
             .filter(|&s| st.machine.busy(s).is_some())
             .filter_map(|s| st.workers[s].as_ref()?.remote.as_ref())
+            .filter(|r| r.0.is_open())
             .map(|r| Arc::clone(&r.0))
             .collect();
         drop(st);
