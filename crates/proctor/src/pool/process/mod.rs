@@ -315,9 +315,20 @@ const PROBE_BYTES: usize = 1 << 20;
 /// How long `build()` waits for a re-executed worker to answer its probe.
 const EXEC_WAIT: Duration = Duration::from_secs(10);
 
-/// The probe a worker runs at `build()` when the pool has a memory limit.
-fn probe(n: usize) -> usize {
-    std::hint::black_box(vec![1u8; n]).len()
+/// The probe a worker runs at `build()`: it allocates `n` bytes (under a memory limit) and
+/// returns the worker's sandbox report, if it has a sandbox. It is no task (the recovery
+/// machine never sees it), so a sandboxed pool's fresh-worker-per-task rule leaves the
+/// probed worker to its first task.
+fn probe(n: usize) -> Option<crate::SandboxReport> {
+    std::hint::black_box(vec![1u8; n]);
+    crate::sandbox::report_task(())
+}
+
+/// The sandbox report in a probe's record.
+fn probe_report(arena: &SharedMapping) -> Option<crate::SandboxReport> {
+    let p = arena::progress(arena);
+    let (_, payload, _) = wire::decode_record(arena::records(arena, &p)?).ok()?;
+    postcard::from_bytes::<Option<crate::SandboxReport>>(payload).ok()?
 }
 
 impl ProcessPool {
@@ -388,10 +399,16 @@ impl ProcessPool {
         let exec = pool.shared.config.start_method == crate::StartMethod::Exec;
         let c = &pool.shared.config;
         let sandboxed = c.sandbox.is_some();
-        // A sandbox that cannot be applied shows in the report task below (one round trip
-        // less at start).
-        if c.memory_limit.is_some() || c.init.is_some() || exec || c.remote.is_some() {
-            pool.probe_workers()?;
+        if c.memory_limit.is_some() || c.init.is_some() || exec || c.remote.is_some() || sandboxed {
+            let report = pool.probe_workers()?;
+            if sandboxed {
+                // A sandbox that cannot be applied ended the probe with the worker's reason.
+                pool.sandbox_report = Some(report.ok_or_else(|| {
+                    Error::new(ErrorKind::Sandbox {
+                        message: "a worker ran without applying it".into(),
+                    })
+                })?);
+            }
         }
         let shared = Arc::clone(&pool.shared);
         let supervisor = std::thread::Builder::new()
@@ -399,40 +416,6 @@ impl ProcessPool {
             .spawn(move || shared.supervise())
             .map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
         pool.supervisor = Some(supervisor);
-        if sandboxed {
-            let report = super::Task {
-                inner: pool.submit(crate::sandbox::report_task, ()),
-            }
-            .join();
-            pool.sandbox_report = match report {
-                Ok(Some(r)) => Some(r),
-                Ok(None) => {
-                    return Err(Error::new(ErrorKind::Sandbox {
-                        message: "a worker ran without applying it".into(),
-                    }));
-                }
-                Err(e) => {
-                    // The worker said why on its stderr, and exited: the report task then
-                    // ends as its crash, its poisoning (it died before the task started) or,
-                    // once no replacement is started, `NoWorker` with the reason.
-                    let said = match &e {
-                        TaskError::Crashed { stderr_tail, .. }
-                        | TaskError::Poisoned { stderr_tail, .. } => stderr_tail.as_str(),
-                        TaskError::NoWorker { reason, .. } => reason.as_str(),
-                        _ => "",
-                    };
-                    let why = [crate::sandbox::FAILED_LINE, crate::sandbox::FAILED_REASON]
-                        .iter()
-                        .find_map(|line| handle::line_after(said, line).filter(|w| !w.is_empty()));
-                    return Err(Error::new(ErrorKind::Sandbox {
-                        message: match why {
-                            Some(why) => why.to_string(),
-                            None => format!("its report could not be read: {e}"),
-                        },
-                    }));
-                }
-            };
-        }
         Ok(pool)
     }
 
@@ -440,7 +423,7 @@ impl ProcessPool {
     /// every worker has run its initializer (or fails with the initializer's panic), and
     /// so that a memory limit too small for an idle worker (the probe then allocates 1 MiB)
     /// is an error from `build()` rather than a respawn loop later.
-    fn probe_workers(&self) -> Result<(), Error> {
+    fn probe_workers(&self) -> Result<Option<crate::SandboxReport>, Error> {
         let shared = &self.shared;
         let limit = shared.config.memory_limit;
         let bytes = if limit.is_some() { PROBE_BYTES } else { 0 };
@@ -466,6 +449,7 @@ impl ProcessPool {
             (None, _) => None,
         };
         let st = &mut *st;
+        let mut report = None;
         for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
             let Some(w) = w.as_mut() else { continue };
             arena::reset(&w.arena, false);
@@ -479,6 +463,7 @@ impl ProcessPool {
                 }
                 if sent && arena::done_seq(&w.header) == want {
                     if probe_ok(&w.arena) {
+                        report = report.or_else(|| probe_report(&w.arena));
                         break;
                     }
                     return Err(too_small(&format!(
@@ -558,7 +543,7 @@ impl ProcessPool {
                 }
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     pub(crate) fn config(&self) -> &Config {
