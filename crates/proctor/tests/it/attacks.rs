@@ -412,6 +412,29 @@ fn finding_9_a_task_learns_nothing_of_paths_by_stat() {
     // The worker's own fstat still works: a large argument goes through its inbox.
     let big = vec![7u8; 1 << 20];
     assert_eq!(pool.submit(len_of, big).join(), Ok(1 << 20));
+
+    // With files granted, Landlock allows stat everywhere: the file-system view is what
+    // hides every path outside the grants.
+    let dir = std::env::temp_dir().join(format!("proctor-view-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("granted"), b"12345").unwrap();
+    let pool = sandboxed(Sandbox::read_only([&dir]));
+    let view = pool
+        .sandbox_report()
+        .unwrap()
+        .layer("file system view")
+        .cloned();
+    assert_eq!(view.map(|l| l.status), Some(proctor::LayerStatus::Applied));
+    assert_eq!(pool.submit(stat_path, 0).join(), Ok(Err(libc::ENOENT)));
+    let granted = dir.join("granted").to_string_lossy().into_owned();
+    assert_eq!(pool.submit(file_len, granted).join(), Ok(Ok(5)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn file_len(path: String) -> Result<u64, String> {
+    std::fs::read(path)
+        .map(|b| b.len() as u64)
+        .map_err(|e| e.to_string())
 }
 
 fn len_of(v: Vec<u8>) -> usize {
