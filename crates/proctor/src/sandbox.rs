@@ -12,12 +12,15 @@
 //! 2. **network namespace** (when asked for, see [`Sandbox::network_namespace`]): a fresh,
 //!    empty network namespace (`unshare(CLONE_NEWNET)`, or inside a new user namespace where
 //!    that is what the kernel lets an unprivileged process do).
-//! 3. **capabilities**: every one dropped, the bounding and ambient sets too (the user
-//!    namespace of layer 2 gave the worker all of its own).
-//! 4. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
-//! 5. **Landlock**: file access (none, read-only paths, writable directories) and, without
+//! 3. **file system view** (when files are granted): a mount namespace whose root is an
+//!    empty read-only tmpfs with each granted path bound at its own place, so a path outside
+//!    the grants does not exist (Landlock alone let `stat` see every path).
+//! 4. **capabilities**: every one dropped, the bounding and ambient sets too (the user
+//!    namespaces of layers 2 and 3 gave the worker all of theirs).
+//! 5. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
+//! 6. **Landlock**: file access (none, read-only paths, writable directories) and, without
 //!    network access, TCP bind and connect.
-//! 6. **seccomp**: a filter of the system calls the worker runtime and a computing task need,
+//! 7. **seccomp**: a filter of the system calls the worker runtime and a computing task need,
 //!    with the dangerous ones checked argument by argument (see `argument_rules`); any other
 //!    traps. The trap's handler writes the call's number to the worker's own stderr pipe and
 //!    exits, and the task ends with [`crate::TaskError::SandboxViolation`] naming it.
@@ -207,8 +210,8 @@ pub struct SandboxReport {
 }
 
 impl SandboxReport {
-    /// The layer called `name` (`"rlimits"`, `"network namespace"`, `"capabilities"`,
-    /// `"no_new_privs"`, `"landlock"`, `"seccomp"`).
+    /// The layer called `name` (`"rlimits"`, `"network namespace"`, `"file system view"`,
+    /// `"capabilities"`, `"no_new_privs"`, `"landlock"`, `"seccomp"`).
     pub fn layer(&self, name: &str) -> Option<&Layer> {
         self.layers.iter().find(|l| l.name == name)
     }
