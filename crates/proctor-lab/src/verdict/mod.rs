@@ -60,7 +60,7 @@
 //! | `sandbox.worked.thread` | count | of those tried on a thread, the ones that worked (an effect the lab saw, or the pool's next map broken) |
 //! | `sandbox.worked.process` | count | the ones that worked in a plain worker process |
 //! | `sandbox.stopped.sandboxed` | count | the ones tried in a sandboxed worker that did not work there |
-//! | `sandbox.pool_broken` | count | attacks (escapes and the shared-memory scribble) after which the pool's next map was not all right |
+//! | `sandbox.pool_broken` | count | attacks after which the pool's next map was not all right within a second (each counts as worked where it ran) |
 //! | `servers.rps.prefork.cpu.16` | per s | requests/s of the prefork server, /cpu handler (~50 µs of hashing), 16 keep-alive connections |
 //! | `servers.rps.threaded.cpu.16` | per s | the same, threaded server |
 //! | `servers.rps.async.cpu.16` | per s | the same, async server |

@@ -453,7 +453,7 @@ fn attempt(
             let caps = cap_eff(worker);
             verdict(
                 caps.as_deref()
-                    .is_some_and(|c| c.trim_start_matches('0').len() > 0),
+                    .is_some_and(|c| !c.trim_start_matches('0').is_empty()),
                 format!(
                     "the worker's CapEff is {}",
                     caps.clone().unwrap_or_default()

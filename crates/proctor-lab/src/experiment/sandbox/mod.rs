@@ -492,8 +492,8 @@ fn section_from(r: &SandboxResult) -> Section {
         "Process mode as a security boundary",
         &format!(
             "A compromised task (a plain fn, as a task that gained code execution from hostile \
-             input) tries {} attacks in {} classes, each class by more than one route, each \
-             attack on a fresh one-worker pool: on a worker thread (Pool::threads(1), the lab's \
+             input) tries {} attacks in {} classes (each class but the network and processes \
+             by more than one route), each attack on a fresh one-worker pool: on a worker thread (Pool::threads(1), the lab's \
              own rights), in a plain worker process (Pool::processes(1)) and in a sandboxed one \
              (Sandbox::compute(), with network_namespace(true) for the capability attacks, \
              built with allow_unavailable so that a missing layer shows instead of stopping the \
@@ -504,8 +504,9 @@ fn section_from(r: &SandboxResult) -> Section {
              reaped). The parent: kill(parent, 0), PTRACE_SEIZE the parent (then interrupt, \
              wait, detach). Signals, to a `sleep` the lab starts for each attack (worked = it \
              died of a signal): kill, tgkill, pidfd_send_signal, rt_sigqueueinfo with SIGUSR1, \
-             and F_SETOWN/F_SETSIG or FIOSETOWN/FIOASYNC plus O_ASYNC on the worker's request \
-             pipe, so that the pool's next request signals the victim. The terminal: TIOCSTI \
+             and, on the worker's request pipe, F_SETOWN + F_SETSIG(SIGUSR1) + O_ASYNC, or \
+             FIOSETOWN (F_SETOWN where, as on a pipe, there is none) + ioctl(FIOASYNC) \
+             (SIGIO), so that the pool's next request signals the victim. The terminal: TIOCSTI \
              on an inherited stdio descriptor that is a terminal with a null byte pointer \
              (EFAULT = every permission check passed; nothing is typed; n/a when the lab has \
              no terminal), and TIOCSTI into a pty the lab opened, reached through \
