@@ -171,11 +171,14 @@ pub enum Attack {
     PrctlName,
     /// `FUTEX_CMP_REQUEUE` of the doorbell's waiters onto a word nobody rings.
     FutexRequeue,
+    /// `FUTEX_TRYLOCK_PI` on every word of the arena's header: the kernel writes the task's
+    /// thread id into each word that is 0.
+    FutexPi,
 }
 
 impl Attack {
     /// Every attack, in report order.
-    pub const ALL: [Attack; 42] = [
+    pub const ALL: [Attack; 43] = [
         Attack::ReadPasswd,
         Attack::ReadHome,
         Attack::WriteFile,
@@ -218,6 +221,7 @@ impl Attack {
         Attack::FakeViolation,
         Attack::PrctlName,
         Attack::FutexRequeue,
+        Attack::FutexPi,
     ];
 
     /// The word the data uses.
@@ -265,6 +269,7 @@ impl Attack {
             Attack::FakeViolation => "fake_violation",
             Attack::PrctlName => "prctl_name",
             Attack::FutexRequeue => "futex_requeue",
+            Attack::FutexPi => "futex_pi",
         }
     }
 
@@ -288,7 +293,7 @@ impl Attack {
             Scribble | DoorbellSleepers => Class::SharedMemory,
             CapEff | RawSocket => Class::Capabilities,
             StatxPath | FstatatPath | AccessPath | ReadlinkParent => Class::Oracle,
-            SigsysHandler | FakeViolation | PrctlName | FutexRequeue => Class::Seccomp,
+            SigsysHandler | FakeViolation | PrctlName | FutexRequeue | FutexPi => Class::Seccomp,
         }
     }
 
@@ -337,6 +342,7 @@ impl Attack {
             Attack::FakeViolation => "fake a sandbox violation",
             Attack::PrctlName => "prctl(PR_SET_NAME) hides the worker",
             Attack::FutexRequeue => "FUTEX_CMP_REQUEUE the doorbell's waiters",
+            Attack::FutexPi => "FUTEX_TRYLOCK_PI on the arena's header",
         }
     }
 }
@@ -538,6 +544,7 @@ pub(super) fn compromised(t: Try) -> Result<String, String> {
             }
         }
         Attack::FutexRequeue => futex_requeue(),
+        Attack::FutexPi => futex_pi(),
     }
 }
 
@@ -1126,6 +1133,34 @@ fn futex_requeue() -> Result<String, String> {
         moved
     };
     Ok(format!("requeued {moved} waiter(s) off the doorbell"))
+}
+
+/// Takes a PI lock on every 32-bit word of the arena's header page that is 0 (the kernel
+/// stores the caller's thread id there), then returns.
+fn futex_pi() -> Result<String, String> {
+    let (fd, _) = arena().ok_or("found no arena")?;
+    let p = map_shared(fd, 4096, 0)?;
+    let mut taken = 0;
+    // SAFETY: FUTEX_TRYLOCK_PI on aligned 32-bit words of the page mapped above (a shared
+    // futex), which the kernel reads and writes atomically; unmapped after. The locks die
+    // with the worker.
+    unsafe {
+        for k in 0..32 {
+            let word = p.add(k * 4).cast::<u32>();
+            let r = libc::syscall(libc::SYS_futex, word, libc::FUTEX_TRYLOCK_PI, 0, 0, 0, 0);
+            if r == 0 {
+                taken += 1;
+            } else if errno() == libc::ENOSYS {
+                let e = os_error();
+                libc::munmap(p.cast(), 4096);
+                return Err(format!("futex: {e}"));
+            }
+        }
+        libc::munmap(p.cast(), 4096);
+    }
+    Ok(format!(
+        "took {taken} PI lock(s) on the arena's header words"
+    ))
 }
 
 static SIGSYS_CAUGHT: AtomicU64 = AtomicU64::new(0);

@@ -116,7 +116,7 @@ fn not_applicable(attack: Attack, place: Place, env: &Env) -> Option<&'static st
             "a thread is the lab process: it has every right the lab has, and would trace the \
              lab's own parent (the shell)"
         }
-        Scribble | DoorbellSleepers | FutexRequeue if thread => {
+        Scribble | DoorbellSleepers | FutexRequeue | FutexPi if thread => {
             "a thread shares the lab's whole address space: it can write over any of the \
              lab's memory, the pool's included, with no descriptor to find"
         }
@@ -444,7 +444,7 @@ fn attempt(
             }
         }
         // Judged by the pool's next map (see CellResult::worked) and by lateness.
-        Scribble | DoorbellSleepers | FutexRequeue => verdict(
+        Scribble | DoorbellSleepers | FutexRequeue | FutexPi => verdict(
             elapsed > attack::TIMEOUT_SLEEP + LATE,
             format!("its outcome came {} ms late", elapsed.as_millis()),
             format!("its outcome came after {} ms", elapsed.as_millis()),

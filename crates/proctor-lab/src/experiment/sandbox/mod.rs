@@ -11,7 +11,7 @@
 //! timeout and the memory limit (through the arena's header and shared mappings); a later
 //! task's code and data; the memory shared with the pool; capabilities; metadata oracles;
 //! and the seccomp filter itself (its own SIGSYS handler, a faked violation, `prctl`,
-//! `futex` requeue).
+//! `futex` requeue and PI locks).
 //!
 //! Each attack runs on a fresh one-worker pool (a) on a worker thread (`Pool::threads(1)`:
 //! with the lab's own rights), (b) in a plain worker process (`Pool::processes(1)`) and
@@ -526,17 +526,19 @@ fn section_from(r: &SandboxResult) -> Section {
              touched and held 150 ms (worked = the lab saw the worker's VmRSS above the \
              limit). A later task: mprotect(RWX) and patch an innocent task's code, or set a \
              static it returns (worked = the next, innocent task on the same pool returned \
-             something else; on a thread the lab undoes both). Shared memory: overwrite every \
-             memfd, hold the doorbell's sleeper count at zero, FUTEX_CMP_REQUEUE the \
-             doorbell's waiters elsewhere (worked = the pool's next map wrong or over a second, \
+             something else; on a thread the lab undoes both). Shared memory: overwrite every memfd, hold the doorbell's sleeper count at zero \
+             (worked = the pool's next map wrong or over a second, \
              or the task's outcome a second late). Capabilities: the worker's CapEff, read by \
              the lab from /proc (worked = not zero), and a raw ICMP socket. Metadata oracles \
              on {}: statx and newfstatat with AT_EMPTY_PATH and a path, faccessat (worked = \
              the lab's own answer), readlink(/proc/<lab>/cwd) (the lab's directory). The \
-             filter itself (sandboxed only): its own SIGSYS handler around a forbidden getuid \
-             (worked = the same worker lives on with the task's Ok), a faked violation line \
-             and exit code (worked = the pool reports a violation), prctl(PR_SET_NAME, sshd) \
-             (worked = the lab sees the name in /proc). Where the lab has no view from \
+             filter itself: its own SIGSYS handler around a forbidden getuid (worked = the \
+             same worker lives on with the task's Ok) and a faked violation line and exit code \
+             (worked = the pool reports a violation), both where a filter is (n/a elsewhere); \
+             prctl(PR_SET_NAME, sshd) \
+             (worked = the lab sees the name in /proc), FUTEX_CMP_REQUEUE of the doorbell's \
+             waiters and FUTEX_TRYLOCK_PI on the arena's header words (judged as the shared \
+             memory attacks). Where the lab has no view from \
              outside (home, write, fork, the parent, the raw socket, the inherited terminal) \
              the task's own Ok decides. Every attack is judged with the pool's next map too: \
              64 squares, every value right, within a second; a cell whose map was not counts \
