@@ -424,61 +424,52 @@ pub(super) fn leaks(f: &Figures) -> Claim {
     claim(id, statement, &keys, verdict, evidence)
 }
 
-/// Every escape attack that worked in a plain worker process was stopped in the sandboxed
-/// one, at least one that worked on a thread too, and no attack broke the pool: confirmed. The
-/// sandbox let as many escapes through as a plain process, or an attack broke the pool:
-/// refuted. Some blocked, not all: depends. Nothing worked even in a plain process (nothing to
-/// block): not measured.
+/// Every attack tried in the sandboxed worker was stopped there (`sandbox.stopped.sandboxed`
+/// = `sandbox.tried.sandboxed`, the section's "N of N stopped"), and the plain worker showed
+/// attacks working (the comparison is the point): confirmed. The sandbox let through as many
+/// as a plain worker: refuted. Some got through, fewer than in a plain worker, or nothing
+/// worked even in a plain worker (nothing shown to stop): depends. No attack tried in a
+/// sandboxed worker: not measured.
 pub(super) fn security(f: &Figures) -> Claim {
     let (id, statement) = (
         "security",
         "a sandboxed worker process stops what a compromised task can do on a thread or in a plain process",
     );
     let keys = [
-        "sandbox.escapes",
-        "sandbox.escaped.thread",
-        "sandbox.escaped.process",
-        "sandbox.escaped.sandboxed",
-        "sandbox.pool_broken",
+        "sandbox.tried.sandboxed",
+        "sandbox.stopped.sandboxed",
+        "sandbox.worked.process",
+        "sandbox.worked.thread",
     ];
-    let [
-        Some(escapes),
-        Some(thread),
-        Some(process),
-        Some(sandboxed),
-        Some(broken),
-    ] = keys.map(|k| f.value(k))
-    else {
+    let [Some(tried), Some(stopped), Some(process), Some(thread)] = keys.map(|k| f.value(k)) else {
         return not_measured(id, statement, &keys, f);
     };
-    if escapes < 1.0 || (thread < 1.0 && process < 1.0) {
+    if tried < 1.0 {
         return claim(
             id,
             statement,
             &keys,
             Verdict::NotMeasured,
-            "no escape attack worked even on a thread or in a plain worker process: there was \
-             nothing for the sandbox to stop"
-                .to_string(),
+            "no attack was tried in a sandboxed worker".to_string(),
         );
     }
-    let verdict = if broken > 0.0 || sandboxed >= process.max(1.0) {
+    let through = tried - stopped;
+    let verdict = if through > 0.0 && through >= process {
         Verdict::Refuted
-    } else if sandboxed == 0.0 && thread >= 1.0 {
+    } else if through == 0.0 && process >= 1.0 {
         Verdict::Confirmed
     } else {
         Verdict::Depends
     };
     let evidence = format!(
-        "of {} escape attacks (files, network, processes, the parent), {} worked on a thread, \
-         {} in a plain worker process and {} in a Sandbox::compute() worker; {} attack(s) left \
-         the pool unable to map correctly afterwards; decided by sandbox.escaped.sandboxed = 0, \
-         sandbox.escaped.thread > 0 and sandbox.pool_broken = 0",
-        count(escapes),
-        count(thread),
+        "{} of {} attacks tried in a Sandbox::compute() worker stopped ({} got through); {} \
+         worked in a plain worker process and {} on a thread; decided by \
+         sandbox.stopped.sandboxed = sandbox.tried.sandboxed and sandbox.worked.process > 0",
+        count(stopped),
+        count(tried),
+        count(through),
         count(process),
-        count(sandboxed),
-        count(broken),
+        count(thread),
     );
     claim(id, statement, &keys, verdict, evidence)
 }

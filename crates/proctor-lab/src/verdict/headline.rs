@@ -44,17 +44,25 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
         (Some(s), Some(n)) => Some(format!("{}/{} contained", count(s), count(n))),
         _ => None,
     };
-    let escaped = |place: &str| match (
-        f.value(&format!("sandbox.escaped.{place}")),
-        f.value("sandbox.escapes"),
+    let worked = |place: &str| match (
+        f.value(&format!("sandbox.worked.{place}")),
+        f.value(&format!("sandbox.tried.{place}")),
     ) {
-        (Some(e), Some(n)) => Some(format!("{}/{}", count(e), count(n))),
+        (Some(w), Some(n)) => Some(format!("{}/{}", count(w), count(n))),
         _ => None,
     };
     // Terse: the answer stays on one screen at 80 columns.
-    let security_thread = escaped("thread").map(|t| format!("{t} escaped"));
-    let security_process = match (escaped("process"), escaped("sandboxed")) {
-        (Some(p), Some(s)) => Some(format!("{s} sandboxed ({p} plain)")),
+    let security_thread = worked("thread").map(|t| format!("{t} worked"));
+    let security_process = match (
+        f.value("sandbox.stopped.sandboxed"),
+        f.value("sandbox.tried.sandboxed"),
+        worked("process"),
+    ) {
+        (Some(s), Some(n), Some(p)) => Some(format!(
+            "{} of {} stopped sandboxed ({p} worked plain)",
+            count(s),
+            count(n)
+        )),
         _ => None,
     };
     let io = |mode: &str| f.shown_with_rounds(&format!("scaling.io.completion.{mode}.1000"));

@@ -206,24 +206,34 @@ pub const KEYS: &[Key] = &[
         "process RSS growth once the thread pool served again",
     ),
     key(
-        "sandbox.escapes",
+        "sandbox.tried.thread",
         Unit::Count,
-        "escape attacks a compromised task tries",
+        "attacks tried on a thread (not n/a)",
     ),
     key(
-        "sandbox.escaped.thread",
+        "sandbox.tried.process",
         Unit::Count,
-        "escape attacks that worked on a thread",
+        "attacks tried in a plain worker process",
     ),
     key(
-        "sandbox.escaped.process",
+        "sandbox.tried.sandboxed",
         Unit::Count,
-        "escape attacks that worked in a plain worker process",
+        "attacks tried in a sandboxed worker process",
     ),
     key(
-        "sandbox.escaped.sandboxed",
+        "sandbox.worked.thread",
         Unit::Count,
-        "escape attacks that worked in a sandboxed worker process",
+        "attacks that worked on a thread",
+    ),
+    key(
+        "sandbox.worked.process",
+        Unit::Count,
+        "attacks that worked in a plain worker process",
+    ),
+    key(
+        "sandbox.stopped.sandboxed",
+        Unit::Count,
+        "attacks tried in a sandboxed worker process that did not work",
     ),
     key(
         "sandbox.pool_broken",

@@ -54,11 +54,13 @@
 //! | `leaks.timeout.process.held` | bytes | the worker process's USS growth while the task hung |
 //! | `leaks.timeout.process.after` | bytes | the replacement worker's USS against the hung one's before the hang |
 //! | `leaks.timeout.thread.after` | bytes | this process's RSS growth once the thread pool served again after the timeout |
-//! | `sandbox.escapes` | count | attacks a compromised task tries on something outside its worker (files, network, processes, the parent) |
-//! | `sandbox.escaped.thread` | count | of those, the ones that worked on a worker thread |
-//! | `sandbox.escaped.process` | count | the ones that worked in a plain worker process |
-//! | `sandbox.escaped.sandboxed` | count | the ones that worked in a `Sandbox::compute()` worker process |
-//! | `sandbox.pool_broken` | count | attacks (escapes and the shared-memory scribble) after which the pool's next map was not all right |
+//! | `sandbox.tried.thread` | count | attacks of the matrix (files, network, processes, the parent, signals, the terminal, stdio, descriptors, initializer threads, timeouts, limits, a later task, shared memory, capabilities, oracles, the filter) tried on a worker thread, n/a cells left out |
+//! | `sandbox.tried.process` | count | the same in a plain worker process |
+//! | `sandbox.tried.sandboxed` | count | the same in a `Sandbox::compute()` worker process |
+//! | `sandbox.worked.thread` | count | of those tried on a thread, the ones that worked (an effect the lab saw, or the pool's next map broken) |
+//! | `sandbox.worked.process` | count | the ones that worked in a plain worker process |
+//! | `sandbox.stopped.sandboxed` | count | the ones tried in a sandboxed worker that did not work there |
+//! | `sandbox.pool_broken` | count | attacks after which the pool's next map was not all right within a second (each counts as worked where it ran) |
 //! | `servers.rps.prefork.cpu.16` | per s | requests/s of the prefork server, /cpu handler (~50 µs of hashing), 16 keep-alive connections |
 //! | `servers.rps.threaded.cpu.16` | per s | the same, threaded server |
 //! | `servers.rps.async.cpu.16` | per s | the same, async server |

@@ -225,10 +225,10 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         .iter()
         .find(|r| r.aspect == "security boundary")
         .unwrap();
-    assert_eq!(security.thread.as_deref(), Some("6/7 escaped"));
+    assert_eq!(security.thread.as_deref(), Some("28/30 worked"));
     assert_eq!(
         security.process.as_deref(),
-        Some("0/7 sandboxed (7/7 plain)")
+        Some("42 of 42 stopped sandboxed (33/40 worked plain)")
     );
     assert_eq!(security.verdict, by_id("security"));
     let fault = rows.iter().find(|r| r.aspect == "fault isolation").unwrap();
@@ -492,31 +492,30 @@ fn each_rule_flips_or_holds_as_declared() {
             ],
             Refuted,
         ),
-        // One escape gets through the sandbox: it blocked some, not all.
-        ("security", &[("sandbox.escaped.sandboxed", 1.0)], Depends),
-        // The sandbox lets as much through as a plain process: no better.
+        // One attack gets through the sandbox: it stopped some, not all.
+        ("security", &[("sandbox.stopped.sandboxed", 41.0)], Depends),
+        // As many get through the sandbox as work in a plain worker: no better.
         (
             "security",
             &[
-                ("sandbox.escaped.process", 3.0),
-                ("sandbox.escaped.sandboxed", 3.0),
+                ("sandbox.worked.process", 3.0),
+                ("sandbox.stopped.sandboxed", 39.0),
             ],
             Refuted,
         ),
-        // An attack broke the pool: the boundary failed, however many escapes were stopped.
-        ("security", &[("sandbox.pool_broken", 1.0)], Refuted),
-        // Nothing worked on a thread: the sandbox beat nothing a thread could do.
-        ("security", &[("sandbox.escaped.thread", 0.0)], Depends),
-        // Nothing worked anywhere: nothing to stop.
+        // Nothing worked in a plain worker: the comparison shows nothing to stop.
+        ("security", &[("sandbox.worked.process", 0.0)], Depends),
+        // What works on a thread does not decide: the plain worker is the comparison.
+        ("security", &[("sandbox.worked.thread", 0.0)], Confirmed),
+        // Nothing tried in a sandboxed worker.
         (
             "security",
             &[
-                ("sandbox.escaped.thread", 0.0),
-                ("sandbox.escaped.process", 0.0),
+                ("sandbox.tried.sandboxed", 0.0),
+                ("sandbox.stopped.sandboxed", 0.0),
             ],
             NotMeasured,
         ),
-        ("security", &[("sandbox.escapes", 0.0)], NotMeasured),
         // The prefork server went down too: refuted, whatever the others did.
         (
             "server-crash",

@@ -1,28 +1,39 @@
 //! `sandbox`: process mode as a security boundary.
 //!
-//! A "compromised task" (a task that gained code execution from hostile input) tries a fixed
-//! list of attacks, each a plain `fn`:
+//! A "compromised task" (a task that gained code execution from hostile input) runs through
+//! a matrix of attacks, each a plain `fn` (in [`attack`]), grouped in classes, each class
+//! tried by more than one route where there is more than one: files, the network, processes,
+//! the parent; signals to a victim process the lab starts (`kill`, `tgkill`,
+//! `pidfd_send_signal`, `rt_sigqueueinfo`, and `F_SETOWN`/`FIOSETOWN` + `O_ASYNC` on the
+//! worker's request pipe, so that the parent's next write signals); the terminal (`TIOCSTI`
+//! on an inherited terminal with a null byte, on the lab's own pty through `/proc`); the
+//! parent's stdio; inherited descriptors; a thread an initializer left running; the task
+//! timeout and the memory limit (through the arena's header and shared mappings); a later
+//! task's code and data; the memory shared with the pool; capabilities; metadata oracles;
+//! and the seccomp filter itself (its own SIGSYS handler, a faked violation, `prctl`,
+//! `futex` requeue and PI locks).
 //!
-//! * read `/etc/passwd`, and list the user's home directory;
-//! * write a file (in the temporary directory, removed again);
-//! * connect to a loopback TCP port the lab listens on for the experiment's duration;
-//! * fork 1 000 processes (each `_exit`s at once and is reaped before the next: at most one
-//!   child is ever alive, so nothing is left running, whatever happens);
-//! * signal its parent (signal 0: the right to signal, nothing sent) and `PTRACE_SEIZE` it
-//!   (then interrupt, wait, detach: nothing is left traced);
-//! * scribble on the shared memory it holds (every memfd-backed descriptor, found with
-//!   `fstat`, mapped and overwritten).
+//! Each attack runs on a fresh one-worker pool (a) on a worker thread (`Pool::threads(1)`:
+//! with the lab's own rights), (b) in a plain worker process (`Pool::processes(1)`) and
+//! (c) in a sandboxed one (`Sandbox::compute()`), and the lab decides from outside whether
+//! it *worked* wherever it can look (see [`cell`]): the victim died of a signal, the typed
+//! line arrived on the lab's pty, the task outlived its timeout, the worker's resident
+//! memory passed its limit, a later innocent task returned another value, the bytes matched
+//! the lab's own read. After every attack the same pool maps 64 squares and the lab checks
+//! every value: a pool that no longer maps right within a second counts as the attack
+//! working. An attack that cannot be set up in a place is n/a, with the reason.
 //!
-//! Each runs (a) on a worker thread (`Pool::threads(1)`: with the lab's own rights), (b) in a
-//! plain worker process (`Pool::processes(1)`) and (c) in a sandboxed one
-//! (`Sandbox::compute()`). After every attack the same pool maps 64 squares and the lab checks
-//! every value: the pool must go on, whatever the attack did to its worker.
+//! Every attack is bounded: only the lab's own victim is signalled, nothing is typed into a
+//! real terminal, files written are removed, memory attacks stop at 256 MiB.
+//!
+//! The section's first note says "N of N stopped" for the sandboxed worker, with the attacks
+//! that got through; the `security` verdict confirms the boundary only when all are stopped
+//! and the plain worker shows attacks working.
 //!
 //! Then what the sandbox costs: worker start (build + first result) and a task's round trip
 //! (`submit(..).join()` of a trivial task), with and without the sandbox.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use proctor::{LayerStatus, Pool, Sandbox, SandboxReport, TaskError};
@@ -43,75 +54,10 @@ pub const START_TARGET: f64 = 1.5;
 /// A task's round trip with the sandbox at most this many times the one without (the target).
 pub const RTT_TARGET: f64 = 1.05;
 
-/// What a compromised task tries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Attack {
-    /// Read `/etc/passwd`.
-    ReadPasswd,
-    /// List the user's home directory.
-    ReadHome,
-    /// Write a file in the temporary directory.
-    WriteFile,
-    /// Connect to the lab's loopback port.
-    Connect,
-    /// Fork 1 000 processes, one after another.
-    Fork,
-    /// Signal the parent (signal 0).
-    SignalParent,
-    /// `PTRACE_SEIZE` the parent.
-    TraceParent,
-    /// Overwrite the shared memory the worker holds.
-    Scribble,
-}
+mod attack;
+mod cell;
 
-impl Attack {
-    /// Every attack, in report order.
-    pub const ALL: [Attack; 8] = [
-        Attack::ReadPasswd,
-        Attack::ReadHome,
-        Attack::WriteFile,
-        Attack::Connect,
-        Attack::Fork,
-        Attack::SignalParent,
-        Attack::TraceParent,
-        Attack::Scribble,
-    ];
-
-    /// The word the data uses.
-    pub fn key(self) -> &'static str {
-        match self {
-            Attack::ReadPasswd => "read_passwd",
-            Attack::ReadHome => "read_home",
-            Attack::WriteFile => "write_file",
-            Attack::Connect => "connect",
-            Attack::Fork => "fork",
-            Attack::SignalParent => "signal_parent",
-            Attack::TraceParent => "trace_parent",
-            Attack::Scribble => "scribble",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Attack::ReadPasswd => "read /etc/passwd",
-            Attack::ReadHome => "list the user's home",
-            Attack::WriteFile => "write a file",
-            Attack::Connect => "connect to the lab's loopback port",
-            Attack::Fork => "fork processes",
-            Attack::SignalParent => "signal the parent (signal 0)",
-            Attack::TraceParent => "ptrace the parent",
-            Attack::Scribble => "scribble on shared memory",
-        }
-    }
-
-    /// True for an attack on something outside the worker (files, network, processes): what
-    /// a sandbox is for. The scribble attacks the memory the worker shares with the pool,
-    /// which it needs to work at all; there the pool's own checks are the boundary.
-    pub fn is_escape(self) -> bool {
-        self != Attack::Scribble
-    }
-}
+pub use attack::{Attack, Class};
 
 /// Where an attack runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,12 +97,19 @@ impl Place {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The task got what it wanted.
-    Succeeded {
-        /// What it got.
+    /// The attack worked: the lab saw its effect (or, where it cannot look, the task got what
+    /// it asked for; the method says which).
+    Worked {
+        /// What it got, and how the lab knows.
         detail: String,
     },
-    /// The system call failed (e.g. EACCES) and the task went on.
+    /// The task did its part and the lab saw no effect.
+    NoEffect {
+        /// What the task did, and what the lab saw.
+        detail: String,
+    },
+    /// A system call failed (e.g. EACCES), or the pool refused to build, and the task went
+    /// on.
     Refused {
         /// The error the task saw.
         error: String,
@@ -166,8 +119,8 @@ pub enum Outcome {
         /// The call, by name where known.
         syscall: String,
     },
-    /// The task did not end with its own result: its worker crashed, or it broke the pool's
-    /// protocol (a codec error), or it timed out.
+    /// The task did not end with its own result: its worker crashed, it timed out, or it
+    /// broke the pool's protocol (a codec error).
     Broke {
         /// The task's error.
         error: String,
@@ -181,14 +134,19 @@ pub enum Outcome {
 
 impl Outcome {
     /// True when the attack worked.
-    pub fn succeeded(&self) -> bool {
-        matches!(self, Outcome::Succeeded { .. })
+    pub fn worked(&self) -> bool {
+        matches!(self, Outcome::Worked { .. })
     }
 
-    fn of(r: Result<Result<String, String>, TaskError>) -> Outcome {
+    /// True when the attack was tried.
+    pub fn tried(&self) -> bool {
+        !matches!(self, Outcome::NotApplicable { .. })
+    }
+
+    /// The outcome of a task that did not get its own `Ok`.
+    fn failed(r: Result<String, TaskError>) -> Outcome {
         match r {
-            Ok(Ok(detail)) => Outcome::Succeeded { detail },
-            Ok(Err(error)) => Outcome::Refused { error },
+            Ok(error) => Outcome::Refused { error },
             Err(TaskError::SandboxViolation { syscall, .. }) => Outcome::Stopped {
                 syscall: syscall.to_string(),
             },
@@ -200,8 +158,9 @@ impl Outcome {
 
     fn cell(&self) -> String {
         match self {
-            Outcome::Succeeded { detail } => format!("SUCCEEDED: {detail}"),
-            Outcome::Refused { error } => format!("refused by the OS: {error}"),
+            Outcome::Worked { detail } => format!("WORKED: {detail}"),
+            Outcome::NoEffect { detail } => format!("no effect: {detail}"),
+            Outcome::Refused { error } => format!("refused: {error}"),
             Outcome::Stopped { syscall } => format!("stopped by the sandbox at {syscall}"),
             Outcome::Broke { error } => format!("task failed: {error}"),
             Outcome::NotApplicable { why } => format!("n/a: {why}"),
@@ -219,9 +178,17 @@ pub struct CellResult {
     /// What came of it.
     #[serde(flatten)]
     pub outcome: Outcome,
-    /// Whether the same pool then mapped 64 squares with every value right (`None`: not
-    /// checked, the attack was not run).
+    /// Whether the same pool then mapped 64 squares with every value right, within a second
+    /// (`None`: not checked, the attack was not run).
     pub pool_intact: Option<bool>,
+}
+
+impl CellResult {
+    /// True when the attack worked, or left the pool unable to map right: either way a
+    /// compromised task changed what it should not.
+    pub fn worked(&self) -> bool {
+        self.outcome.worked() || self.pool_intact == Some(false)
+    }
 }
 
 /// Worker start and round trip, with and without the sandbox.
@@ -264,150 +231,14 @@ pub struct SandboxResult {
     pub forks_thread: u32,
     /// The loopback port the lab listened on.
     pub port: u16,
-    /// Connections the lab's listener saw.
+    /// Connections the lab's listener saw, over the whole experiment.
     pub connections_seen: u64,
+    /// The file the oracle attacks ask about.
+    pub oracle_path: String,
     /// Every attack in every place.
     pub cells: Vec<CellResult>,
     /// What the sandbox costs.
     pub cost: Cost,
-}
-
-/// What the attack task gets: which attack, and what it needs to know.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Try {
-    attack: Attack,
-    port: u16,
-    home: String,
-    scratch: String,
-    forks: u32,
-}
-
-fn os_error() -> String {
-    std::io::Error::last_os_error().to_string()
-}
-
-/// The compromised task: tries `t.attack`; `Ok` with what it got, `Err` with the error the
-/// system gave (the sandbox may instead stop the worker at the call, which ends the task).
-fn compromised(t: Try) -> Result<String, String> {
-    let ppid = std::os::unix::process::parent_id() as i32;
-    match t.attack {
-        Attack::ReadPasswd => std::fs::read_to_string("/etc/passwd")
-            .map(|s| format!("{} accounts", s.lines().count()))
-            .map_err(|e| e.to_string()),
-        Attack::ReadHome => std::fs::read_dir(&t.home)
-            .map(|d| format!("{} entries in {}", d.count(), t.home))
-            .map_err(|e| e.to_string()),
-        Attack::WriteFile => {
-            let path = std::path::Path::new(&t.scratch)
-                .join(format!("proctor-sandbox-attack-{}", std::process::id()));
-            let wrote = std::fs::write(&path, b"owned").map_err(|e| e.to_string());
-            let _ = std::fs::remove_file(&path);
-            wrote.map(|()| format!("wrote {}", path.display()))
-        }
-        Attack::Connect => {
-            let to = std::net::SocketAddr::from(([127, 0, 0, 1], t.port));
-            let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))
-                .map_err(|e| e.to_string())?;
-            s.write_all(b"attack").map_err(|e| e.to_string())?;
-            Ok(format!("connected to 127.0.0.1:{}", t.port))
-        }
-        Attack::Fork => fork_many(t.forks),
-        Attack::SignalParent => {
-            // SAFETY: kill(2) with signal 0 takes no pointers and sends nothing.
-            match unsafe { libc::kill(ppid, 0) } {
-                0 => Ok(format!("may signal pid {ppid}")),
-                _ => Err(os_error()),
-            }
-        }
-        Attack::TraceParent => trace(ppid),
-        Attack::Scribble => scribble(),
-    }
-}
-
-/// Forks up to `n` children one after another, each `_exit`ing at once and reaped before the
-/// next: never more than one alive.
-fn fork_many(n: u32) -> Result<String, String> {
-    let mut made = 0u32;
-    for _ in 0..n {
-        // SAFETY: the child calls only _exit, which is async-signal-safe, so forking from a
-        // multi-threaded process is sound; the parent reaps it below.
-        let pid = unsafe { libc::fork() };
-        match pid {
-            -1 if made == 0 => return Err(os_error()),
-            -1 => return Ok(format!("forked {made} of {n}, then: {}", os_error())),
-            // SAFETY: _exit ends the child without running the parent's atexit handlers.
-            0 => unsafe { libc::_exit(0) },
-            child => {
-                let mut status = 0;
-                // SAFETY: waitpid on our own child, with a status int we own.
-                unsafe { libc::waitpid(child, &mut status, 0) };
-                made += 1;
-            }
-        }
-    }
-    Ok(format!("forked and reaped {made} processes"))
-}
-
-/// Attaches to `pid` with `PTRACE_SEIZE`; if that works, stops it, waits for the stop and
-/// detaches at once, so the target runs on untouched.
-fn trace(pid: i32) -> Result<String, String> {
-    let null = std::ptr::null_mut::<libc::c_void>();
-    // SAFETY: ptrace with integer arguments and null pointers, which these requests allow.
-    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, null, null) } != 0 {
-        return Err(os_error());
-    }
-    // SAFETY: as above; the tracee is ours now. waitpid with __WALL waits for its stop.
-    unsafe {
-        libc::ptrace(libc::PTRACE_INTERRUPT, pid, null, null);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, libc::__WALL);
-        libc::ptrace(libc::PTRACE_DETACH, pid, null, null);
-    }
-    Ok(format!("attached to pid {pid}, stopped it, detached"))
-}
-
-/// Overwrites every memfd (a regular file with no name: `st_nlink == 0`) among this
-/// process's descriptors, through a shared mapping of its own.
-fn scribble() -> Result<String, String> {
-    let (mut maps, mut bytes) = (0u64, 0u64);
-    for fd in 0..256 {
-        // SAFETY: fstat into a zeroed stat we own; a closed descriptor fails with EBADF.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            continue;
-        }
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_nlink != 0 || st.st_size <= 0 {
-            continue;
-        }
-        let len = (st.st_size as usize).min(1 << 20);
-        // SAFETY: a fresh shared mapping of a descriptor this process holds, written within
-        // its length and unmapped; it aliases no Rust object of this process.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                continue;
-            }
-            std::ptr::write_bytes(p.cast::<u8>(), 0xA5, len);
-            libc::munmap(p, len);
-        }
-        maps += 1;
-        bytes += len as u64;
-    }
-    if maps == 0 {
-        return Err("found no shared memory to write".into());
-    }
-    Ok(format!("overwrote {maps} shared mappings ({bytes} bytes)"))
-}
-
-fn square(n: u64) -> u64 {
-    n * n
 }
 
 fn noop(n: u64) -> u64 {
@@ -426,70 +257,8 @@ fn worker_cpus(_: ()) -> Vec<usize> {
     allowed_cpus()
 }
 
-/// The pool has gone on: 64 squares, every value right.
-fn intact<S: 'static>(pool: &Pool<S>) -> bool {
-    let out = pool.map(square, (0..64).collect::<Vec<u64>>());
-    out.len() == 64
-        && out
-            .iter()
-            .enumerate()
-            .all(|(i, o)| *o == Ok((i * i) as u64))
-}
-
 fn compute_sandbox() -> Sandbox {
     Sandbox::compute().allow_unavailable(true)
-}
-
-fn build(place: Place) -> Result<Pool> {
-    let b = match place {
-        Place::Thread => Pool::threads(1),
-        Place::Process => Pool::processes(1),
-        Place::Sandboxed => Pool::processes(1).sandbox(compute_sandbox()),
-    };
-    b.forward_stderr(false)
-        .task_timeout(Duration::from_secs(20))
-        .build()
-        .with_context(|| format!("build a one-worker pool ({})", place.label()))
-}
-
-/// Runs every attack in `place` on one pool, checking the pool after each.
-fn attacks_in(place: Place, base: &Try, forks: u32) -> Result<(Vec<CellResult>, Option<Pool>)> {
-    let pool = build(place)?;
-    let mut cells = Vec::new();
-    for attack in Attack::ALL {
-        if place == Place::Thread && matches!(attack, Attack::TraceParent | Attack::Scribble) {
-            let why = match attack {
-                Attack::TraceParent => {
-                    "a thread is the lab process: it has every right the lab has, and would \
-                     trace the lab's own parent (the shell)"
-                }
-                _ => {
-                    "a thread shares the lab's whole address space: it can write over any of \
-                     the lab's memory, the pool's included, with no descriptor to find"
-                }
-            };
-            cells.push(CellResult {
-                attack,
-                place,
-                outcome: Outcome::NotApplicable { why: why.into() },
-                pool_intact: None,
-            });
-            continue;
-        }
-        let t = Try {
-            attack,
-            forks,
-            ..base.clone()
-        };
-        let outcome = Outcome::of(pool.submit(compromised, t).join());
-        cells.push(CellResult {
-            attack,
-            place,
-            outcome,
-            pool_intact: Some(intact(&pool)),
-        });
-    }
-    Ok((cells, Some(pool)))
 }
 
 /// Build + first result of a one-worker process pool with `sandbox` (or none); the pool is
@@ -571,44 +340,46 @@ impl Experiment for SandboxLab {
         };
         progress.begin("sandbox", (Place::ALL.len() + 2 + placements.len()) as u64);
 
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .context("listen on a loopback port for the connect attack")?;
-        listener
-            .set_nonblocking(true)
-            .context("make the listener non-blocking")?;
-        let port = listener.local_addr().context("the listener's port")?.port();
-        let base = Try {
+        let oracle_path = if std::path::Path::new("/etc/shadow").exists() {
+            "/etc/shadow"
+        } else {
+            "/etc/passwd"
+        };
+        let mut env = cell::Env::new(attack::Try {
             attack: Attack::ReadPasswd,
-            port,
+            port: 0,
             home: std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
             scratch: std::env::temp_dir().display().to_string(),
             forks: 0,
-        };
+            pid: 0,
+            fd: -1,
+            path: oracle_path.to_string(),
+        })?;
+        let port = env.base.port;
 
+        // The layers, as a sandboxed worker reports them.
+        let report = Pool::processes(1)
+            .forward_stderr(false)
+            .sandbox(compute_sandbox())
+            .build()
+            .context("build a sandboxed one-worker pool")?
+            .sandbox_report()
+            .cloned()
+            .context("a sandboxed pool reports its layers")?;
         let mut cells = Vec::new();
-        let mut report = None;
         for place in Place::ALL {
             let forks = if place == Place::Thread {
                 forks_thread
             } else {
                 forks_process
             };
-            let (c, pool) = attacks_in(place, &base, forks)?;
-            if place == Place::Sandboxed {
-                report = pool.as_ref().and_then(|p| p.sandbox_report().cloned());
-            }
-            cells.extend(c);
-            if let Some(p) = pool {
-                p.shutdown();
+            for attack in Attack::ALL {
+                cells.push(cell::run(attack, place, &mut env, forks));
             }
             progress.advance(1, &format!("attacks in a {}", place.label()));
         }
-        let report = report.context("a sandboxed pool reports its layers")?;
-        let mut connections_seen = 0u64;
-        while listener.accept().is_ok() {
-            connections_seen += 1;
-        }
-        drop(listener);
+        let connections_seen = env.connections_seen;
+        drop(env);
 
         // Worker start: interleaved, so that outside load spreads over both.
         let netns = || Some(compute_sandbox().network_namespace(true));
@@ -658,6 +429,7 @@ impl Experiment for SandboxLab {
             forks_thread,
             port,
             connections_seen,
+            oracle_path: oracle_path.to_string(),
             cells,
             cost: Cost {
                 start_plain_ns,
@@ -679,12 +451,20 @@ fn middle(values: &[f64]) -> usize {
     order[(order.len() - 1) / 2]
 }
 
-/// Escape attacks (see [`Attack::is_escape`]) that succeeded in `place`.
-fn escaped(cells: &[CellResult], place: Place) -> usize {
+/// Attacks tried in `place` (not n/a).
+fn tried(cells: &[CellResult], place: Place) -> usize {
     cells
         .iter()
-        .filter(|c| c.place == place && c.attack.is_escape() && c.outcome.succeeded())
+        .filter(|c| c.place == place && c.outcome.tried())
         .count()
+}
+
+/// The cells of `place` where the attack worked (see [`CellResult::worked`]).
+fn worked(cells: &[CellResult], place: Place) -> Vec<&CellResult> {
+    cells
+        .iter()
+        .filter(|c| c.place == place && c.worked())
+        .collect()
 }
 
 /// The layers that were asked for and are not in force.
@@ -699,42 +479,95 @@ fn unavailable(report: &SandboxReport) -> Vec<String> {
         .collect()
 }
 
+/// The classes of [`Attack::ALL`], counted.
+fn classes() -> usize {
+    let mut seen: Vec<Class> = Attack::ALL.iter().map(|a| a.class()).collect();
+    seen.dedup();
+    seen.len()
+}
+
 fn section_from(r: &SandboxResult) -> Section {
-    let escapes = Attack::ALL.iter().filter(|a| a.is_escape()).count();
     let mut section = Section::new(
         "sandbox",
         "Process mode as a security boundary",
         &format!(
             "A compromised task (a plain fn, as a task that gained code execution from hostile \
-             input) tries each attack once: read /etc/passwd; list $HOME; write a file in the \
-             temporary directory (removed again); connect to 127.0.0.1:<port>, a port the lab \
-             listens on for the experiment's duration; fork {} processes one after another \
-             (each _exits at once and is reaped before the next, so at most one child is ever \
-             alive; {} on a thread, which forks the lab itself); kill(parent, 0) (the right to \
-             signal, nothing sent); PTRACE_SEIZE the parent (then interrupt, wait, detach); \
-             overwrite every memfd among its descriptors (found with fstat: a regular file with \
-             no link) through a shared mapping of its own. Each runs on a worker thread \
-             (Pool::threads(1), the lab's own rights), in a plain worker process \
-             (Pool::processes(1)) and in a sandboxed one (Sandbox::compute(), built with \
-             allow_unavailable so that a missing layer shows in the table instead of stopping \
-             the experiment). Outcome = the task's own Ok (succeeded), its own Err (refused by \
-             the OS), TaskError::SandboxViolation (stopped by the sandbox, at the call named), \
-             or another TaskError. After each attack the same pool maps 64 squares and every \
-             value is checked. Cost: worker start = Pool::processes(1) build + the first task's \
-             result (the pool is dropped outside the interval; a sandboxed build includes the \
-             round trip that fetches the sandbox report), {} repetitions each after one \
-             warm-up, plain, sandboxed, and sandboxed with a fresh network namespace too \
-             (Sandbox::network_namespace, a layer asked for apart) interleaved, medians; round trip = submit(trivial \
-             fn).join() on a warm one-worker pool, calibrated batches (median of the batch \
-             means), {} independent round(s) per side with a fresh pool each, the sides \
-             alternating which goes first; pinned = the lab and the worker both on one CPU \
-             (the worker pins itself in init_worker, before the sandbox, and the lab checks its \
-             affinity), unpinned = the scheduler's choice. Targets: start ≤ {START_TARGET}×, \
-             round trip ≤ {RTT_TARGET}× (one run, not a verdict; a round-trip ratio \
-             over its target whose two sides' rounds overlap (min–max; p1–p99 with one round) \
-             is marked within the noise).",
+             input) tries {} attacks in {} classes (each class but the network and processes \
+             by more than one route), each attack on a fresh one-worker pool: on a worker thread (Pool::threads(1), the lab's \
+             own rights), in a plain worker process (Pool::processes(1)) and in a sandboxed one \
+             (Sandbox::compute(), with network_namespace(true) for the capability attacks, \
+             built with allow_unavailable so that a missing layer shows instead of stopping the \
+             experiment). Files: read /etc/passwd (worked = the same bytes the lab reads), list \
+             $HOME, write a file in the temporary directory (removed again). Network: connect \
+             to a loopback port the lab listens on (worked = the lab accepted it). Processes: \
+             fork {} processes one after another ({} on a thread; each _exits at once and is \
+             reaped). The parent: kill(parent, 0), PTRACE_SEIZE the parent (then interrupt, \
+             wait, detach). Signals, to a `sleep` the lab starts for each attack (worked = it \
+             died of a signal): kill, tgkill, pidfd_send_signal, rt_sigqueueinfo with SIGUSR1, \
+             and, on the worker's request pipe, F_SETOWN + F_SETSIG(SIGUSR1) + O_ASYNC, or \
+             FIOSETOWN (F_SETOWN where, as on a pipe, there is none) + ioctl(FIOASYNC) \
+             (SIGIO), so that the pool's next request signals the victim. The terminal: TIOCSTI \
+             on an inherited stdio descriptor that is a terminal with a null byte pointer \
+             (EFAULT = every permission check passed; nothing is typed; n/a when the lab has \
+             no terminal), and TIOCSTI into a pty the lab opened, reached through \
+             /proc/<lab>/fd (worked = the lab reads the typed line). The parent's stdio: \
+             zero-length read(0), write(1) and pwrite(1) (worked = allowed, and /proc shows \
+             the worker's descriptor is the lab's own), and write(2) of an escape sequence and \
+             a line, with the pool's stderr forwarding on and the lab's stderr briefly \
+             redirected into a pipe (worked = the line arrives verbatim, or fd 2 is the lab's \
+             own). Inherited descriptors: read, or dup and write, every descriptor beyond \
+             stdio that is not a memfd (worked = one of them is neither a memfd nor a file the \
+             lab holds, by /proc). An initializer's thread (init_worker starts a thread that \
+             serves the task over a static channel): it reads /etc/passwd (the same bytes) \
+             and connects to the lab's port (accepted). The task timeout ({} ms): the task \
+             writes u64::MAX into the arena's STARTED_AT word, or 0 into STARTED, then sleeps \
+             {} ms (worked = its own Ok came after that sleep). The memory limit ({} MiB): \
+             {} MiB through MAP_SHARED|MAP_ANONYMOUS, an ftruncate-grown arena, or mremap, \
+             touched and held 150 ms (worked = the lab saw the worker's VmRSS above the \
+             limit). A later task: mprotect(RWX) and patch an innocent task's code, or set a \
+             static it returns (worked = the next, innocent task on the same pool returned \
+             something else; on a thread the lab undoes both). Shared memory: overwrite every memfd, hold the doorbell's sleeper count at zero \
+             (worked = the pool's next map wrong or over a second, \
+             or the task's outcome a second late). Capabilities: the worker's CapEff, read by \
+             the lab from /proc (worked = not zero), and a raw ICMP socket. Metadata oracles \
+             on {}: statx and newfstatat with AT_EMPTY_PATH and a path, faccessat (worked = \
+             the lab's own answer), readlink(/proc/<lab>/cwd) (the lab's directory). The \
+             filter itself: its own SIGSYS handler around a forbidden getuid (worked = the \
+             same worker lives on with the task's Ok) and a faked violation line and exit code \
+             (worked = the pool reports a violation), both where a filter is (n/a elsewhere); \
+             prctl(PR_SET_NAME, sshd) \
+             (worked = the lab sees the name in /proc), FUTEX_CMP_REQUEUE of the doorbell's \
+             waiters and FUTEX_TRYLOCK_PI on the arena's header words (judged as the shared \
+             memory attacks). Where the lab has no view from \
+             outside (home, write, fork, the parent, the raw socket, the inherited terminal) \
+             the task's own Ok decides. Every attack is judged with the pool's next map too: \
+             64 squares, every value right, within a second; a cell whose map was not counts \
+             as worked. Outcome words: WORKED, no effect (the task did its part, the lab saw \
+             nothing), refused (a call failed, or the pool would not build), stopped (the \
+             sandbox's TaskError::SandboxViolation), task failed (another TaskError), n/a \
+             (cannot be set up there, with the reason). Cost: worker start = \
+             Pool::processes(1) build + the first task's result (the pool is dropped outside \
+             the interval; a sandboxed build includes the round trip that fetches the sandbox \
+             report), {} repetitions each after one warm-up, plain, sandboxed, and sandboxed \
+             with a fresh network namespace too (Sandbox::network_namespace, a layer asked for \
+             apart) interleaved, medians; round trip = submit(trivial fn).join() on a warm \
+             one-worker pool, calibrated batches (median of the batch means), {} independent \
+             round(s) per side with a fresh pool each, the sides alternating which goes \
+             first; pinned = the lab and the worker both on one CPU (the worker pins itself in \
+             init_worker, before the sandbox, and the lab checks its affinity), unpinned = the \
+             scheduler's choice. Targets: start ≤ {START_TARGET}×, round trip ≤ \
+             {RTT_TARGET}× (one run, not a verdict; a round-trip ratio over its target whose \
+             two sides' rounds overlap (min–max; p1–p99 with one round) is marked within the \
+             noise).",
+            Attack::ALL.len(),
+            classes(),
             r.forks_process,
             r.forks_thread,
+            cell::TIMEOUT.as_millis(),
+            attack::TIMEOUT_SLEEP.as_millis(),
+            cell::MEMORY_LIMIT >> 20,
+            attack::LIMIT_BYTES >> 20,
+            r.oracle_path,
             r.cost.start_plain_ns.len(),
             r.cost.rtt.first().map_or(0, |x| x.plain_rounds.len()),
         ),
@@ -742,21 +575,28 @@ fn section_from(r: &SandboxResult) -> Section {
     let n = |key: &str, label: &str, v: f64| Figure::new(key, label, v, Unit::Count);
     section.figures.push(n(
         "sandbox.attacks",
-        "attacks tried",
+        "attacks in the matrix",
         Attack::ALL.len() as f64,
-    ));
-    section.figures.push(n(
-        "sandbox.escapes",
-        "attacks on something outside the worker (all but the scribble)",
-        escapes as f64,
     ));
     for place in Place::ALL {
         section.figures.push(n(
-            &format!("sandbox.escaped.{}", place.key()),
-            &format!("escape attacks that succeeded, {}", place.label()),
-            escaped(&r.cells, place) as f64,
+            &format!("sandbox.tried.{}", place.key()),
+            &format!("attacks tried (not n/a), {}", place.label()),
+            tried(&r.cells, place) as f64,
+        ));
+        section.figures.push(n(
+            &format!("sandbox.worked.{}", place.key()),
+            &format!("attacks that worked, {}", place.label()),
+            worked(&r.cells, place).len() as f64,
         ));
     }
+    let sandboxed_tried = tried(&r.cells, Place::Sandboxed);
+    let sandboxed_worked = worked(&r.cells, Place::Sandboxed);
+    section.figures.push(n(
+        "sandbox.stopped.sandboxed",
+        "attacks tried in a sandboxed worker that did not work",
+        (sandboxed_tried - sandboxed_worked.len()) as f64,
+    ));
     let broken = r
         .cells
         .iter()
@@ -766,6 +606,23 @@ fn section_from(r: &SandboxResult) -> Section {
         "sandbox.pool_broken",
         "attacks after which the pool's next map was not all right",
         broken as f64,
+    ));
+    section.notes.push(format!(
+        "Sandboxed worker: {} of {} stopped.{}",
+        sandboxed_tried - sandboxed_worked.len(),
+        sandboxed_tried,
+        if sandboxed_worked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Worked: {}.",
+                sandboxed_worked
+                    .iter()
+                    .map(|c| c.attack.key())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     ));
     let missing = unavailable(&r.report);
     section.figures.push(n(
@@ -874,13 +731,19 @@ fn section_from(r: &SandboxResult) -> Section {
 
     section.tables.push(Table {
         title: "What a compromised task got, by where it ran".to_string(),
-        columns: ["attack", "thread", "plain process", "sandboxed process"]
-            .map(String::from)
-            .to_vec(),
+        columns: [
+            "class",
+            "attack",
+            "thread",
+            "plain process",
+            "sandboxed process",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: Attack::ALL
             .iter()
             .map(|&a| {
-                let mut row = vec![a.label().to_string()];
+                let mut row = vec![a.class().label().to_string(), a.label().to_string()];
                 for place in Place::ALL {
                     let cell = r.cells.iter().find(|c| c.attack == a && c.place == place);
                     row.push(match cell {
@@ -933,22 +796,32 @@ fn section_from(r: &SandboxResult) -> Section {
         rows: cost_rows,
     });
     section.charts.push(Chart {
-        id: "escapes".to_string(),
-        title: "Escape attacks that succeeded, by where the task ran".to_string(),
+        id: "worked".to_string(),
+        title: "Attacks that worked, by where the task ran".to_string(),
         kind: ChartKind::Bar,
         x_label: "where the task ran".to_string(),
-        y_label: format!("attacks that succeeded (of {escapes})"),
+        y_label: "attacks that worked".to_string(),
         x_log: false,
         y_log: false,
         categories: Place::ALL.iter().map(|p| p.label().to_string()).collect(),
-        series: vec![Series {
-            name: "succeeded".to_string(),
-            points: Place::ALL
-                .iter()
-                .enumerate()
-                .map(|(i, &p)| (i as f64, escaped(&r.cells, p) as f64))
-                .collect(),
-        }],
+        series: vec![
+            Series {
+                name: "tried".to_string(),
+                points: Place::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i as f64, tried(&r.cells, p) as f64))
+                    .collect(),
+            },
+            Series {
+                name: "worked".to_string(),
+                points: Place::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i as f64, worked(&r.cells, p).len() as f64))
+                    .collect(),
+            },
+        ],
     });
 
     if !missing.is_empty() {
@@ -961,32 +834,17 @@ fn section_from(r: &SandboxResult) -> Section {
     }
     section.notes.push(
         "A thread is not a boundary: it has every right of its process, so what the OS lets \
-         the lab do, a task on a thread does (the thread column); the two n/a cells are attacks \
-         a thread needs no trick for. A plain worker process has the lab's user and files too: \
-         it is a boundary against crashes, not against a hostile task."
+         the lab do, a task on a thread does (the thread column); its n/a cells are attacks a \
+         thread needs no trick for. A plain worker process has the lab's user, files and stdio \
+         too: it is a boundary against crashes, not against a hostile task."
             .to_string(),
     );
-    if let Some(c) = r
-        .cells
-        .iter()
-        .find(|c| c.place == Place::Sandboxed && c.attack == Attack::Scribble)
-    {
-        section.notes.push(format!(
-            "The scribble attacks memory the worker shares with the pool, which it needs to \
-             work at all, so no sandbox layer forbids it (sandboxed: {}); the boundary there is \
-             the pool's own validation of what it reads. The pool {} its next map after it.",
-            c.outcome.cell(),
-            match c.pool_intact {
-                Some(true) => "went on and got every value right in",
-                Some(false) => "did NOT get every value right in",
-                None => "was not checked in",
-            }
-        ));
-    }
     let connects = r
         .cells
         .iter()
-        .filter(|c| c.attack == Attack::Connect && c.outcome.succeeded())
+        .filter(|c| {
+            matches!(c.attack, Attack::Connect | Attack::InitThreadConnect) && c.outcome.worked()
+        })
         .count() as u64;
     if connects != r.connections_seen {
         section.notes.push(format!(
@@ -1054,14 +912,13 @@ mod tests {
 
     #[test]
     fn task_errors_map_to_outcomes() {
-        assert!(Outcome::of(Ok(Ok("x".into()))).succeeded());
         assert_eq!(
-            Outcome::of(Ok(Err("Permission denied".into()))),
+            Outcome::failed(Ok("Permission denied".into())),
             Outcome::Refused {
                 error: "Permission denied".into()
             }
         );
-        let stopped = Outcome::of(Err(TaskError::SandboxViolation {
+        let stopped = Outcome::failed(Err(TaskError::SandboxViolation {
             syscall: "socket".into(),
             worker: 1,
             task: 2,
@@ -1072,29 +929,36 @@ mod tests {
                 syscall: "socket".into()
             }
         );
-        assert!(stopped.cell().contains("at socket"));
-        let broke = Outcome::of(Err(TaskError::Codec {
+        assert!(stopped.cell().contains("at socket") && stopped.tried() && !stopped.worked());
+        let broke = Outcome::failed(Err(TaskError::Codec {
             message: "bad record".into(),
             task: 3,
         }));
-        assert!(matches!(broke, Outcome::Broke { .. }) && !broke.succeeded());
+        assert!(matches!(broke, Outcome::Broke { .. }) && !broke.worked());
+        assert!(!Outcome::NotApplicable { why: "x".into() }.tried());
     }
 
+    /// Every attack worked on a thread and in a plain process (but the scribble, n/a on a
+    /// thread), and came to `sandboxed` in the sandboxed worker.
     fn result(sandboxed: Outcome, landlock: LayerStatus) -> SandboxResult {
         let mut cells = Vec::new();
         for attack in Attack::ALL {
             for place in Place::ALL {
                 let outcome = match place {
-                    Place::Sandboxed if attack.is_escape() => sandboxed.clone(),
-                    _ => Outcome::Succeeded {
+                    Place::Sandboxed => sandboxed.clone(),
+                    Place::Thread if attack == Attack::Scribble => Outcome::NotApplicable {
+                        why: "shares the address space".into(),
+                    },
+                    _ => Outcome::Worked {
                         detail: "got it".into(),
                     },
                 };
+                let pool_intact = outcome.tried().then_some(true);
                 cells.push(CellResult {
                     attack,
                     place,
                     outcome,
-                    pool_intact: Some(attack != Attack::Scribble || place != Place::Process),
+                    pool_intact,
                 });
             }
         }
@@ -1121,7 +985,8 @@ mod tests {
             forks_process: 1000,
             forks_thread: 100,
             port: 4242,
-            connections_seen: 2,
+            connections_seen: 4,
+            oracle_path: "/etc/shadow".into(),
             cells,
             cost: Cost {
                 start_plain_ns: vec![400e3, 420e3, 380e3],
@@ -1139,28 +1004,53 @@ mod tests {
     }
 
     #[test]
-    fn the_section_counts_escapes_per_place_and_the_broken_pools() {
+    fn the_section_counts_what_worked_per_place_and_the_broken_pools() {
         let stopped = Outcome::Stopped {
             syscall: "openat".into(),
         };
-        let s = section_from(&result(stopped, LayerStatus::Applied));
-        assert_eq!(value(&s, "sandbox.escapes"), 7.0);
-        assert_eq!(value(&s, "sandbox.escaped.thread"), 7.0);
-        assert_eq!(value(&s, "sandbox.escaped.process"), 7.0);
-        assert_eq!(value(&s, "sandbox.escaped.sandboxed"), 0.0);
+        let mut r = result(stopped, LayerStatus::Applied);
         // The scribble in the plain process left the pool broken in this made-up run.
+        let all = Attack::ALL.len() as f64;
+        let c = r
+            .cells
+            .iter_mut()
+            .find(|c| c.attack == Attack::Scribble && c.place == Place::Process)
+            .unwrap();
+        c.outcome = Outcome::NoEffect {
+            detail: "overwrote 3".into(),
+        };
+        c.pool_intact = Some(false);
+        let s = section_from(&r);
+        assert_eq!(value(&s, "sandbox.attacks"), all);
+        assert_eq!(value(&s, "sandbox.tried.thread"), all - 1.0);
+        assert_eq!(value(&s, "sandbox.worked.thread"), all - 1.0);
+        // A broken pool counts as worked, whatever the task's own account.
+        assert_eq!(value(&s, "sandbox.worked.process"), all);
+        assert_eq!(value(&s, "sandbox.tried.sandboxed"), all);
+        assert_eq!(value(&s, "sandbox.worked.sandboxed"), 0.0);
+        assert_eq!(value(&s, "sandbox.stopped.sandboxed"), all);
         assert_eq!(value(&s, "sandbox.pool_broken"), 1.0);
         assert_eq!(value(&s, "sandbox.layers_unavailable"), 0.0);
         assert!((value(&s, "sandbox.start.ratio") - 2.5).abs() < 1e-9);
         assert!((value(&s, "sandbox.rtt.ratio.pinned") - 1.02).abs() < 1e-9);
+        assert_eq!(
+            s.notes[0],
+            format!("Sandboxed worker: {all} of {all} stopped.")
+        );
         let attacks = &s.tables[0];
         assert_eq!(attacks.rows.len(), Attack::ALL.len());
-        assert!(attacks.rows[0][3].contains("stopped by the sandbox at openat"));
+        assert_eq!(attacks.rows[0][0], "files");
+        assert!(attacks.rows[0][4].contains("stopped by the sandbox at openat"));
+        let scribble = Attack::ALL
+            .iter()
+            .position(|&a| a == Attack::Scribble)
+            .unwrap();
         assert!(
-            attacks.rows[7][2].contains("POOL BROKEN"),
+            attacks.rows[scribble][3].contains("POOL BROKEN"),
             "{:?}",
-            attacks.rows[7]
+            attacks.rows[scribble]
         );
+        assert!(attacks.rows[scribble][2].starts_with("n/a"));
         let cost = &s.tables[2];
         assert_eq!(cost.rows[0][6], "NO", "2.5× misses the 1.5× target");
         assert_eq!(cost.rows[1][6], "yes", "1.02× meets the 1.05× target");
@@ -1187,9 +1077,39 @@ mod tests {
             RTT_TARGET,
         );
         assert_eq!(far[6], "NO");
-        // Two connects succeeded (thread and plain process), and the listener saw two.
+        // Four connects worked (two routes, thread and plain process), the listener saw four.
         assert!(!s.notes.iter().any(|n| n.contains("WARNING")));
         assert!(!s.notes.iter().any(|n| n.contains("listener saw")));
+    }
+
+    #[test]
+    fn the_headline_names_what_got_through_the_sandbox() {
+        let refused = Outcome::Refused {
+            error: "Permission denied".into(),
+        };
+        let mut r = result(refused, LayerStatus::Applied);
+        for c in r.cells.iter_mut().filter(|c| c.place == Place::Sandboxed) {
+            if matches!(c.attack, Attack::TamperCode | Attack::SignalSetown) {
+                c.outcome = Outcome::Worked {
+                    detail: "did it".into(),
+                };
+            }
+            if c.attack == Attack::DoorbellSleepers {
+                c.pool_intact = Some(false);
+            }
+        }
+        let s = section_from(&r);
+        let all = Attack::ALL.len();
+        assert_eq!(value(&s, "sandbox.worked.sandboxed"), 3.0);
+        assert_eq!(value(&s, "sandbox.stopped.sandboxed"), (all - 3) as f64);
+        assert_eq!(
+            s.notes[0],
+            format!(
+                "Sandboxed worker: {} of {all} stopped. Worked: signal_setown, tamper_code, \
+                 doorbell_sleepers.",
+                all - 3
+            )
+        );
     }
 
     #[test]
@@ -1198,10 +1118,10 @@ mod tests {
             error: "Permission denied".into(),
         };
         let mut r = result(refused, LayerStatus::Unavailable("old kernel".into()));
-        r.connections_seen = 3;
+        r.connections_seen = 5;
         let s = section_from(&r);
         assert_eq!(value(&s, "sandbox.layers_unavailable"), 1.0);
-        assert_eq!(value(&s, "sandbox.escaped.sandboxed"), 0.0);
+        assert_eq!(value(&s, "sandbox.worked.sandboxed"), 0.0);
         assert!(
             s.notes
                 .iter()
@@ -1210,8 +1130,8 @@ mod tests {
             s.notes
         );
         assert!(s.tables[1].rows[0][1].contains("UNAVAILABLE: old kernel"));
-        // Two connects reported success, the listener saw three: said.
-        assert!(s.notes.iter().any(|n| n.contains("listener saw 3")));
+        // Four connects reported success, the listener saw five: said.
+        assert!(s.notes.iter().any(|n| n.contains("listener saw 5")));
     }
 
     #[test]
@@ -1221,8 +1141,22 @@ mod tests {
     }
 
     #[test]
-    fn only_the_scribble_is_not_an_escape() {
-        let inside: Vec<Attack> = Attack::ALL.into_iter().filter(|a| !a.is_escape()).collect();
-        assert_eq!(inside, vec![Attack::Scribble]);
+    fn every_class_has_more_than_one_route() {
+        let mut seen: Vec<Class> = Attack::ALL.iter().map(|a| a.class()).collect();
+        seen.dedup();
+        let distinct: std::collections::HashSet<Class> = seen.iter().copied().collect();
+        assert_eq!(
+            seen.len(),
+            distinct.len(),
+            "each class's routes are adjacent"
+        );
+        assert_eq!(seen.len(), classes());
+        for class in seen {
+            let routes = Attack::ALL.iter().filter(|a| a.class() == class).count();
+            let single = matches!(class, Class::Network | Class::Processes);
+            assert!(routes > 1 || single, "{class:?} has {routes} route(s)");
+        }
+        let keys: std::collections::HashSet<&str> = Attack::ALL.iter().map(|a| a.key()).collect();
+        assert_eq!(keys.len(), Attack::ALL.len());
     }
 }
