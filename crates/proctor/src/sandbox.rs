@@ -41,13 +41,21 @@ use serde::{Deserialize, Serialize};
 
 /// The exit code of a worker whose sandbox could not be applied as asked.
 pub(crate) const SANDBOX_FAILED: i32 = 85;
-/// The exit code of a worker that made a system call its sandbox forbids.
-pub(crate) const SANDBOX_VIOLATION: i32 = 84;
+/// The exit code of a worker whose trap handler somehow outlived the call that kills it.
+const SANDBOX_VIOLATION: i32 = 84;
+/// A call number no kernel assigns, which every filter answers by killing the process.
+///
+/// A violation is decided by the kernel, not by the task: the trap's handler writes which
+/// call was stopped, then makes this call, and the kernel kills the worker with `SIGSYS`.
+/// The parent reports `SandboxViolation` only for a worker the kernel killed so (no task can
+/// send itself `SIGSYS`: the filter allows signals to itself but that one). A task that
+/// merely writes the line and exits, as a faked violation, ends as the crash it is.
+const KILL_NR: i64 = 1000;
 /// What a worker's stderr says before it exits with [`SANDBOX_FAILED`].
 pub(crate) const FAILED_LINE: &str = "proctor: the sandbox could not be applied: ";
 /// How a pool that starts no more workers after a sandbox failure says why.
 pub(crate) const FAILED_REASON: &str = "the worker sandbox could not be applied: ";
-/// What a worker's stderr says before it exits with [`SANDBOX_VIOLATION`].
+/// What a worker's stderr says before the kernel kills it for a violation (see [`KILL_NR`]).
 pub(crate) const VIOLATION_LINE: &str = "proctor: sandbox violation: system call ";
 
 /// What a sandboxed worker may do. Start from a preset and loosen it:
@@ -940,8 +948,9 @@ const FUTEX_WAKE_BITSET: u32 = 10;
 ///   parent, and which have held most of the futex code's kernel bugs.
 /// - `rt_sigaction`: anything but installing a handler for `SIGSYS`, so the report of a
 ///   trapped call cannot be hidden or faked by the task.
-/// - `kill`, `tgkill`, `tkill`: only the worker itself (`abort`), when processes are not
-///   allowed.
+/// - `kill`, `tgkill`, `tkill`: only the worker itself (`abort`), and never `SIGSYS`, when
+///   processes are not allowed.
+/// - [`KILL_NR`]: kills the process (how the trap's handler ends a worker).
 fn argument_rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
     let mut rules = vec![
         Rule::trap_unless(
@@ -982,9 +991,27 @@ fn argument_rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
             ],
         ),
     ];
+    rules.push(Rule::Where {
+        call: KILL_NR,
+        any: Vec::new(),
+        deny: libc::SECCOMP_RET_KILL_PROCESS,
+    });
+    let sigsys = libc::SIGSYS as u32;
     if !s.processes {
-        for call in [libc::SYS_kill, libc::SYS_tgkill, libc::SYS_tkill] {
-            rules.push(Rule::trap_unless_arg_in(call, 0, u32::MAX, &[pid]));
+        // Itself only (`abort`), with any signal but SIGSYS, which is the kernel's word
+        // that a call was forbidden.
+        for (call, sig) in [
+            (libc::SYS_kill, 1),
+            (libc::SYS_tkill, 1),
+            (libc::SYS_tgkill, 2),
+        ] {
+            rules.push(Rule::trap_unless(
+                call,
+                vec![vec![
+                    Cond::is(0, u32::MAX, pid),
+                    Cond::is_not(sig, u32::MAX, sigsys),
+                ]],
+            ));
         }
         // No executable memory: a task can neither write code into a new mapping nor
         // patch the program's own (`mprotect` of a text page to writable and executable).
@@ -1224,9 +1251,10 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     }
     line[len] = b'\n';
     len += 1;
-    // SAFETY: write and _exit are async-signal-safe; the buffer is ours.
+    // SAFETY: write, a raw system call and _exit are async-signal-safe; the buffer is ours.
     unsafe {
         libc::write(DIAG_FD.load(Ordering::Relaxed), line.as_ptr().cast(), len);
+        libc::syscall(KILL_NR);
         libc::_exit(SANDBOX_VIOLATION);
     }
 }
@@ -1510,7 +1538,19 @@ mod tests {
                 for target in [1u64, 0, u64::MAX, u64::from(pid).wrapping_neg()] {
                     assert_eq!(call(&s, libc::SYS_kill, [target, 9, 0, 0, 0, 0]), trap);
                 }
+                // Itself, but never SIGSYS: that is the kernel's word for a violation.
+                let me = u64::from(pid);
+                let abrt = libc::SIGABRT as u64;
+                let sys = libc::SIGSYS as u64;
+                let allow = libc::SECCOMP_RET_ALLOW;
+                assert_eq!(call(&s, libc::SYS_kill, [me, abrt, 0, 0, 0, 0]), allow);
+                assert_eq!(call(&s, libc::SYS_tgkill, [me, me, abrt, 0, 0, 0]), allow);
+                assert_eq!(call(&s, libc::SYS_kill, [me, sys, 0, 0, 0, 0]), trap);
+                assert_eq!(call(&s, libc::SYS_tkill, [me, sys, 0, 0, 0, 0]), trap);
+                assert_eq!(call(&s, libc::SYS_tgkill, [me, me, sys, 0, 0, 0]), trap);
             }
+            // The trap handler's way out is the kernel's kill.
+            assert_eq!(call(&s, KILL_NR, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
             if s.read.is_empty() && s.write.is_empty() {
                 // A path's metadata, even under AT_EMPTY_PATH.
                 let at_empty = libc::AT_EMPTY_PATH as u64;

@@ -462,10 +462,24 @@ fn pi_futex(_: ()) -> i64 {
     }
 }
 
+/// Finding 10, faked: the trap handler's line, then the exit code it once used.
+fn fake_violation(_: ()) -> u64 {
+    let line = b"proctor: sandbox violation: system call 2\n";
+    // SAFETY: writing a buffer we own to stderr, then leaving at once.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(84)
+    }
+}
+
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
-fn finding_10_a_task_cannot_hide_violations_or_use_pi_futexes() {
+fn finding_10_a_task_cannot_hide_or_fake_violations_or_use_pi_futexes() {
     let pool = sandboxed(Sandbox::compute());
+    match pool.submit(fake_violation, ()).join() {
+        Err(TaskError::Crashed { exit_code, .. }) => assert_eq!(exit_code, Some(84)),
+        other => panic!("a violation the kernel never saw: {other:?}"),
+    }
     violation(
         pool.submit(own_sigsys_handler, ()).join(),
         &["rt_sigaction"],

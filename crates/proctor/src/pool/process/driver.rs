@@ -355,18 +355,15 @@ impl Shared {
                 };
                 let stderr_tail = cause.map(|(w, _)| w.job_stderr()).unwrap_or_default();
                 if self.config.sandbox.is_some() {
-                    let syscall = match (exit_code, signal) {
-                        (Some(c), _) if c == crate::sandbox::SANDBOX_VIOLATION as u8 => {
-                            crate::sandbox::violation(&stderr_tail)
-                        }
-                        // The trap came while the task had SIGSYS blocked (as `posix_spawn`
-                        // does around its clone), so the kernel killed the worker instead of
-                        // running the handler that names the call.
-                        (_, Some(libc::SIGSYS)) => {
-                            Some("a forbidden system call (unnamed: SIGSYS was blocked)".into())
-                        }
-                        _ => None,
-                    };
+                    // Only the kernel's word counts: a worker killed by SIGSYS made a call
+                    // its filter forbids (no task may send itself SIGSYS). Which call is
+                    // the worker's own report, from its trap handler; a task that had SIGSYS
+                    // blocked (as `posix_spawn` does around its clone) was killed without it.
+                    let syscall = (signal == Some(libc::SIGSYS)).then(|| {
+                        crate::sandbox::violation(&stderr_tail).unwrap_or_else(|| {
+                            "a forbidden system call (unnamed: SIGSYS was blocked)".into()
+                        })
+                    });
                     if let Some(syscall) = syscall {
                         return TaskError::SandboxViolation {
                             syscall: syscall.into(),
