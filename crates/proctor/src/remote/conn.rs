@@ -185,15 +185,6 @@ impl Sealed {
         }
     }
 
-    /// Overwrites the keyed HMAC states (whose bytes are the keys run through SHA-256's
-    /// first block) with ones under an all-zero key.
-    fn forget(&mut self) {
-        let zero = <HmacSha256 as hmac::KeyInit>::new_from_slice(&[0u8; KEY_LEN])
-            .expect("HMAC takes any key length");
-        self.send = zero.clone();
-        self.recv = zero;
-    }
-
     fn has_buffered(&self) -> bool {
         self.at < self.plain.len() || matches!(self.whole(), Ok(Some(w)) if self.raw.len() >= w)
     }
@@ -239,15 +230,6 @@ impl Conn {
         self.frame_mask = keys.frame_mask(pool_side);
         if self.tls.is_none() {
             self.sealed = Some(Box::new(Sealed::new(keys)));
-        }
-    }
-
-    /// Drops this connection's record keys (in a forked worker, of a connection that is
-    /// not its own). The `Sealed` state holds HMAC states keyed with them: dropping it
-    /// without zeroing would leave them in freed memory, so its bytes are zeroed first.
-    pub(crate) fn forget_keys(&mut self) {
-        if let Some(mut sealed) = self.sealed.take() {
-            sealed.forget();
         }
     }
 

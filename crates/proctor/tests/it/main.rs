@@ -33,6 +33,7 @@ mod faults;
 mod large;
 mod pool;
 mod remote;
+mod remote_attacks;
 mod sandbox;
 mod soak;
 mod state;
