@@ -1313,9 +1313,17 @@ fn admit(
 }
 
 /// The pool's decoders of what comes from the other hosts, over hostile bytes (see
-/// `crate::__fuzz::decode_remote`): `buf` as an agent's messages, and as a remote worker's
-/// stream of finished jobs copied into a mirror arena. How many of each decoded.
+/// `crate::__fuzz::decode_remote`): `buf` as a caller's handshake and first message, as
+/// sealed records, as an agent's messages, and as a remote worker's stream of finished
+/// jobs copied into a mirror arena. How many messages and jobs decoded.
 pub(crate) fn decode_for_fuzz(buf: &[u8]) -> (usize, usize) {
+    // The same bytes as a caller's handshake, and as sealed records: no panic, and no
+    // handshake passes without the key.
+    assert!(
+        !proto::handshake_for_fuzz(buf),
+        "a handshake passed without the key"
+    );
+    assert!(super::conn::open_for_fuzz(buf) <= buf.len());
     let mut agent = MessageReader { buf: buf.to_vec() };
     let mut messages = 0;
     while let Ok(Some(_)) = agent.next() {
