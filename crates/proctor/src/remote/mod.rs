@@ -154,7 +154,11 @@ impl Remote {
         self
     }
 
-    /// Where the pool listens for its agents (default: every interface, a free port).
+    /// Where the pool listens for its agents (default: every interface, a free port, since
+    /// agents on other hosts must reach it; a cluster's internal interface, or loopback for
+    /// agents on this host, narrows it). Callers must finish their handshake within
+    /// [`Remote::handshake_timeout`] and claim a slot or token the pool awaits, so what
+    /// listens holds nothing for a stranger.
     pub fn listen(mut self, addr: SocketAddr) -> Remote {
         self.listen = addr;
         self

@@ -2,11 +2,14 @@
 //! other that it holds the pool's secret before anything else is read.
 //!
 //! Every connection — an agent's control connection and each worker's data connection —
-//! opens with a mutual challenge–response (HMAC-SHA-256 over both sides' fresh nonces, with
-//! the 32-byte secret the launcher handed the agent through its environment or stdin). A
-//! peer without the secret learns nothing and can make no worker run anything: job frames
-//! name functions by address, so an unauthenticated pool must never reach a worker, and an
-//! unauthenticated worker must never see a job.
+//! opens with a mutual challenge–response (HMAC-SHA-256 over both sides' fresh nonces and
+//! the caller's [`Claim`]): an agent proves the 32-byte secret the launcher handed it
+//! through its environment or stdin, a worker the one-time key of its spawn request
+//! ([`worker_key`]). A peer without the key learns nothing and can make no worker run
+//! anything: job frames name functions by address, so an unauthenticated pool must never
+//! reach a worker, and an unauthenticated worker must never see a job. The handshake also
+//! yields the keys of the connection's sealed records when it runs without TLS (see
+//! `conn.rs`).
 //!
 //! After the handshake the control connection carries [`ToAgent`] and [`FromAgent`]
 //! messages (postcard, behind a 4-byte length); a data connection carries the local wire's
