@@ -483,5 +483,18 @@ mod tests {
         assert!(beat.contains("heartbeat"), "{beat}");
         assert!(Remote::command("  ", ["h"]).check(1).is_err());
         assert!(Remote::slurm().check(3).is_ok());
+        let handshake = Remote::slurm()
+            .handshake_timeout(Duration::ZERO)
+            .check(1)
+            .unwrap_err();
+        assert!(handshake.contains("handshake"), "{handshake}");
+    }
+
+    #[test]
+    fn tls_is_on_unless_plaintext_is_asked_for_by_either_name() {
+        assert!(Remote::slurm().tls);
+        assert!(!Remote::slurm().insecure_plaintext(true).tls);
+        assert!(!Remote::slurm().tls(false).tls);
+        assert!(Remote::slurm().tls(false).insecure_plaintext(false).tls);
     }
 }
