@@ -1,8 +1,8 @@
 //! Remote workers on loopback against what they are built on, side by side in one run.
 //!
 //! * `roundtrip`: one trivial task, submitted and joined, in a loop, on one remote worker
-//!   (an agent started by the command launcher on this machine, over TCP, and over TLS
-//!   with `Remote::tls(true)`), next to a raw TCP
+//!   (an agent started by the command launcher on this machine, over TLS, the default,
+//!   and with `Remote::insecure_plaintext(true)`: sealed records), next to a raw TCP
 //!   ping-pong between two processes (its floor), and a local process-mode worker beside
 //!   its own floor, a raw pipe ping-pong.
 //! * `map_1m`: `map` and `try_map` over 1 000 000 trivial `u64` items with two remote
@@ -99,7 +99,10 @@ fn roundtrip(c: &mut Criterion) {
         b.iter(|| pipe.round_trip(black_box(7)))
     });
     drop(pipe);
-    for (name, tls) in [("proctor_remote", false), ("proctor_remote_tls", true)] {
+    for (name, tls) in [
+        ("proctor_remote_plaintext", false),
+        ("proctor_remote_tls", true),
+    ] {
         let pool = remote(1, tls).build().expect("remote pool");
         g.bench_function(name, |b| {
             b.iter(|| pool.submit(trivial, black_box(7)).join())

@@ -1,5 +1,7 @@
-//! Fuzzes the pool's decoders of what other hosts send: the bytes as an agent's control
-//! messages, and as a remote worker's stream of finished jobs copied into a mirror arena.
+//! Fuzzes the pool's decoders of what other hosts send: the bytes as a caller's handshake
+//! (its claim and proof, then its first message), as sealed records, as an agent's
+//! control messages (and the pool's, as an agent reads them), and as a remote worker's
+//! stream of finished jobs copied into a mirror arena.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

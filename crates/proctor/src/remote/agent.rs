@@ -14,13 +14,14 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getppid, setpgid};
+use serde::{Deserialize, Serialize};
 
 use super::conn::Conn;
 use super::proto::{self, Claim, FromAgent, Hi, KEY_LEN, Report, ToAgent, Token};
@@ -72,11 +73,9 @@ struct Credentials {
     pin: Option<[u8; KEY_LEN]>,
 }
 
-/// Reads the credentials from the environment, or else from stdin; either way the copy it
-/// read from is wiped (see [`scrub_env`]), and its own copies are zeroed when dropped.
-fn credentials() -> Result<Credentials, String> {
-    let from_env = std::env::var(SECRET_VAR).ok().map(Zeroizing::new);
-    scrub_env(SECRET_VAR);
+/// The credentials from the environment variable's value (taken by [`take_secret_var`]),
+/// or else from stdin; their copies are zeroed when dropped.
+fn credentials(from_env: Option<Zeroizing<String>>) -> Result<Credentials, String> {
     let text = match from_env {
         Some(v) => v,
         None => {
@@ -107,6 +106,15 @@ fn credentials() -> Result<Credentials, String> {
         secret: Zeroizing::new(secret),
         pin,
     })
+}
+
+/// The secret's variable, taken out of the environment: its value (zeroed when dropped),
+/// with the environment block wiped (see [`scrub_env`]).
+fn take_secret_var() -> Option<Zeroizing<String>> {
+    // `var` copies the value straight from the block to the heap (no copy on the stack).
+    let value = std::env::var(SECRET_VAR).ok().map(Zeroizing::new);
+    scrub_env(SECRET_VAR);
+    value
 }
 
 /// Removes `name` from the environment, and first overwrites its value where the kernel
@@ -189,6 +197,7 @@ struct Child {
 struct Agent {
     addr: String,
     slot: u32,
+    spawner: Spawner,
     creds: Credentials,
     ctrl: Conn,
     hello: proto::Hello,
@@ -206,15 +215,20 @@ fn run(addr: &str) -> Result<(), String> {
         .trim()
         .parse()
         .map_err(|_| format!("{SLOT_VAR} is not a number: {slot:?}"))?;
-    let creds = credentials()?;
+    let mut from_env = take_secret_var();
     // SAFETY: this process has one thread (checked above), so nothing reads the environment
     // while it changes; what the tasks start needs none of this.
     unsafe {
         std::env::remove_var(ADDR_VAR);
         std::env::remove_var(SLOT_VAR);
     }
-    // Orphaned grandchildren of a worker come to us, to be reaped.
+    // Orphaned grandchildren of a worker come to us, to be reaped; so do the workers, whose
+    // parent (the spawner's helper) leaves at once.
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    // Workers are forked from a process that never held the secret: forked now, before it
+    // is parsed (or read from stdin), its one copy zeroed there first thing.
+    let spawner = Spawner::start(&mut from_env)?;
+    let creds = credentials(from_env)?;
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());
@@ -246,6 +260,7 @@ fn run(addr: &str) -> Result<(), String> {
     let mut agent = Agent {
         addr: addr.to_string(),
         slot,
+        spawner,
         creds,
         ctrl,
         hello,
@@ -253,7 +268,278 @@ fn run(addr: &str) -> Result<(), String> {
     };
     let r = agent.serve();
     agent.kill_all();
+    agent.spawner.stop();
     r
+}
+
+/// What the spawner needs to start one worker (its descriptors travel beside it).
+#[derive(Serialize, Deserialize)]
+struct SpawnRequest {
+    addr: String,
+    slot: u32,
+    token: Token,
+    key: [u8; KEY_LEN],
+    pin: Option<[u8; KEY_LEN]>,
+    anchor: u64,
+    frame_secret: u64,
+    memory_limit: Option<u64>,
+    agent: i32,
+}
+
+impl Drop for SpawnRequest {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+/// The process the agent's workers are forked from. It is forked from the agent before the
+/// agent parses the pool's secret, and zeroes the one copy it inherits (the environment
+/// variable's value; the environment block itself was overwritten before the fork), so
+/// neither it nor a worker ever holds the secret or a key derived from it that could
+/// open a new connection: a worker gets its one-time key, which the pool accepts once —
+/// for the worker's own connection, made before its first task.
+///
+/// For each request it forks a helper that forks the worker and leaves at once, so that
+/// the worker is re-parented to the agent (a child subreaper), which waits for it, kills
+/// its process group and reads its arena as before.
+struct Spawner {
+    sock: OwnedFd,
+    pid: Pid,
+}
+
+/// Descriptors of one request: the doorbell, the arena, the inbox, the stderr pipe.
+const SPAWN_FDS: usize = 4;
+/// How long the agent waits for the spawner's answer.
+const SPAWN_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+impl Spawner {
+    fn start(secret_copy: &mut Option<Zeroizing<String>>) -> Result<Spawner, String> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("could not create the spawner's socket: {e}"))?;
+        let agent = Pid::this();
+        // SAFETY: the agent has one thread (checked in `run`), so the child is a complete
+        // copy of it and may run any code.
+        match unsafe { fork() }.map_err(|e| format!("could not fork the spawner: {e}"))? {
+            ForkResult::Parent { child } => Ok(Spawner {
+                sock: ours,
+                pid: child,
+            }),
+            ForkResult::Child => {
+                if let Some(copy) = secret_copy.as_mut() {
+                    copy.zeroize();
+                }
+                drop(ours);
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                if getppid() != agent {
+                    // SAFETY: as in `become_agent_if_asked`.
+                    unsafe { libc::_exit(0) }
+                }
+                spawner_main(theirs)
+            }
+        }
+    }
+
+    /// Asks for a worker; its pid once forked.
+    fn spawn(&mut self, request: SpawnRequest, fds: &[RawFd; SPAWN_FDS]) -> Result<Pid, String> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let body = Zeroizing::new(postcard::to_allocvec(&request).map_err(|e| e.to_string())?);
+        drop(request);
+        let iov = [std::io::IoSlice::new(&body)];
+        sendmsg::<()>(
+            self.sock.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| format!("could not reach the spawner: {e}"))?;
+        let mut fd = [nix::poll::PollFd::new(
+            self.sock.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = SPAWN_ANSWER_WAIT.as_millis() as u16;
+        if !matches!(nix::poll::poll(&mut fd, ms), Ok(n) if n > 0) {
+            return Err("the spawner did not answer".into());
+        }
+        let mut answer = [0u8; 512];
+        let n = nix::unistd::read(&self.sock, &mut answer)
+            .map_err(|e| format!("the spawner's answer: {e}"))?;
+        match answer.get(..n) {
+            Some([0, pid @ ..]) if pid.len() == 4 => Ok(Pid::from_raw(i32::from_le_bytes(
+                pid.try_into().expect("4 bytes"),
+            ))),
+            Some([1, why @ ..]) => Err(String::from_utf8_lossy(why).into_owned()),
+            _ => Err("the spawner's answer is not the protocol".into()),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+/// The spawner's loop: a request (and its descriptors) in, a worker forked, its pid out;
+/// until the agent closes the socket.
+fn spawner_main(sock: OwnedFd) -> ! {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    loop {
+        let mut body = Zeroizing::new(vec![0u8; 4096]);
+        let mut space = nix::cmsg_space!([RawFd; SPAWN_FDS]);
+        let (n, fds) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut body)];
+            match recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(got) = c {
+                                // SAFETY: the kernel just installed these descriptors in
+                                // this process for this message; nothing else owns them.
+                                fds.extend(got.into_iter().map(|fd| unsafe {
+                                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                                }));
+                            }
+                        }
+                    }
+                    (msg.bytes, fds)
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let answer = match (
+            postcard::from_bytes::<SpawnRequest>(&body[..n]),
+            <[OwnedFd; SPAWN_FDS]>::try_from(fds),
+        ) {
+            (Ok(request), Ok(fds)) => match fork_worker(&sock, request, fds) {
+                Ok(pid) => {
+                    let mut a = vec![0u8];
+                    a.extend_from_slice(&pid.as_raw().to_le_bytes());
+                    a
+                }
+                Err(why) => {
+                    let mut a = vec![1u8];
+                    a.extend_from_slice(why.as_bytes());
+                    a
+                }
+            },
+            _ => b"\x01a spawn request that is not the protocol".to_vec(),
+        };
+        if nix::unistd::write(&sock, &answer).is_err() {
+            break;
+        }
+    }
+    // SAFETY: as in `become_agent_if_asked`.
+    unsafe { libc::_exit(0) }
+}
+
+/// Forks the helper that forks the worker; the worker's pid.
+fn fork_worker(
+    sock: &OwnedFd,
+    request: SpawnRequest,
+    fds: [OwnedFd; SPAWN_FDS],
+) -> Result<Pid, String> {
+    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("could not create a pipe: {e}"))?;
+    // SAFETY: the spawner has one thread (it is a fork of the single-threaded agent and
+    // starts none), so the child may run any code.
+    match unsafe { fork() }.map_err(|e| format!("could not fork a worker: {e}"))? {
+        ForkResult::Parent { child } => {
+            drop(pid_w);
+            let _ = waitpid(child, None);
+            let mut pid = [0u8; 4];
+            match nix::unistd::read(&pid_r, &mut pid) {
+                Ok(4) => Ok(Pid::from_raw(i32::from_le_bytes(pid))),
+                _ => Err("could not fork a worker".into()),
+            }
+        }
+        ForkResult::Child => {
+            // SAFETY: as above: this helper has one thread.
+            match unsafe { fork() } {
+                Ok(ForkResult::Parent { child }) => {
+                    let _ = nix::unistd::write(&pid_w, &child.as_raw().to_le_bytes());
+                    // SAFETY: as in `become_agent_if_asked`: the helper's work is done, and
+                    // its leaving hands the worker to the agent.
+                    unsafe { libc::_exit(0) }
+                }
+                Ok(ForkResult::Child) => {
+                    drop((pid_r, pid_w));
+                    worker(sock, request, fds)
+                }
+                // SAFETY: as in `become_agent_if_asked`.
+                Err(_) => unsafe { libc::_exit(71) },
+            }
+        }
+    }
+}
+
+/// The worker's side: once the agent is its parent, it prepares as a local worker does,
+/// connects to the pool with its one-time key, and runs jobs.
+fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -> ! {
+    let [bell, arena, inbox, err_w] = fds;
+    let agent = Pid::from_raw(request.agent);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while getppid() != agent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if prepare(&err_w, request.memory_limit, agent).is_err() {
+        // SAFETY: as in `become_agent_if_asked`.
+        unsafe { libc::_exit(71) }
+    }
+    drop(err_w);
+    crate::exec::relocate_from(request.anchor);
+    let claim = Claim::Worker {
+        slot: request.slot,
+        token: request.token,
+    };
+    let data = match dial(&request.addr, &request.key, request.pin, &claim, &Hi::Data) {
+        Ok(conn) => conn,
+        Err(why) => {
+            let line = format!("{}{why}\n", crate::exec::START_FAILED_LINE);
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            // SAFETY: as in `become_agent_if_asked`.
+            unsafe { libc::_exit(crate::exec::START_FAILED) }
+        }
+    };
+    let frame_secret = request.frame_secret;
+    // The key is spent (the pool accepts it once): zeroed all the same.
+    drop(request);
+    let _ = spawner;
+    let keep = [
+        data.socket().as_raw_fd(),
+        bell.as_raw_fd(),
+        arena.as_raw_fd(),
+        inbox.as_raw_fd(),
+    ];
+    crate::sys::close_fds_except(&keep);
+    let (bell_fd, arena_fd, inbox_fd) = (
+        dup_cloexec(bell.as_raw_fd()),
+        dup_cloexec(arena.as_raw_fd()),
+        dup_cloexec(inbox.as_raw_fd()),
+    );
+    crate::worker::worker_main(
+        crate::worker::Requests::Remote(data),
+        bell_fd,
+        arena_fd,
+        inbox_fd,
+        None,
+        frame_secret,
+    )
 }
 
 impl Agent {
@@ -358,8 +644,9 @@ impl Agent {
         }
     }
 
-    /// Starts a worker for spawn request `token`: its arena, its own connection to the
-    /// pool, its stderr pipe, then the fork.
+    /// Starts a worker for spawn request `token`: its arena, its stderr pipe and its
+    /// one-time key, handed to the spawner, which forks it; the worker opens its own
+    /// connection to the pool.
     fn spawn(&mut self, token: Token) -> Result<Pid, String> {
         let io = |what: &str, e: std::io::Error| format!("could not {what}: {e}");
         let arena = arena::create().map_err(|e| io("create an arena", e))?;
@@ -367,73 +654,37 @@ impl Agent {
         let inbox = SharedMapping::create("proctor-inbox", 4096, Seals::GrowOnly)
             .map_err(|e| io("create an inbox", e))?;
         let bell = crate::doorbell::Doorbell::new().map_err(|e| io("create a doorbell", e))?;
-        // The worker's connection proves a key good for it alone, once: the worker never
-        // needs the pool's secret (see the child's side below).
-        let key = proto::worker_key(&self.creds.secret, self.slot, &token);
-        let claim = Claim::Worker {
-            slot: self.slot,
-            token,
-        };
-        let data = dial(&self.addr, &key, self.creds.pin, &claim, &Hi::Data)?;
-        drop(key);
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("create a pipe", e.into()))?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(|e| io("set up a pipe", e.into()))?;
-        let me = Pid::this();
-        let limit = self.hello.memory_limit;
-        let frame_secret = self.hello.frame_secret;
-        // SAFETY: the agent has one thread (checked at its start; it starts none), so the
-        // child is a complete copy of it and may run any code.
-        match unsafe { fork() }.map_err(|e| io("fork a worker", e.into()))? {
-            ForkResult::Parent { child } => {
-                // From both sides, so a kill that comes before the child's own call lands.
-                let _ = setpgid(child, child);
-                // Only the worker uses the connection (and its TLS session) from now on:
-                // the agent's copy closes without a word on it.
-                drop((err_w, data));
-                self.children.push(Child {
-                    token,
-                    pid: child,
-                    stderr: File::from(err_r),
-                    arena,
-                    timed_out_ns: None,
-                });
-                Ok(child)
-            }
-            ForkResult::Child => {
-                // The worker runs tasks: the copy of the agent's memory it is must not hold
-                // the pool's secret (see `forget_secret`).
-                self.forget_secret();
-                let ok = prepare(&err_w, limit, me).is_ok();
-                if !ok {
-                    // SAFETY: as in `become_agent_if_asked`.
-                    unsafe { libc::_exit(71) }
-                }
-                let keep = [data.socket().as_raw_fd(), bell.fd(), arena.fd(), inbox.fd()];
-                crate::sys::close_fds_except(&keep);
-                let (bell_fd, arena_fd, inbox_fd) = (
-                    dup_cloexec(bell.fd()),
-                    dup_cloexec(arena.fd()),
-                    dup_cloexec(inbox.fd()),
-                );
-                crate::worker::worker_main(
-                    crate::worker::Requests::Remote(data),
-                    bell_fd,
-                    arena_fd,
-                    inbox_fd,
-                    None,
-                    frame_secret,
-                )
-            }
-        }
-    }
-
-    /// In a forked worker: zeroes the pool's secret and the control connection's keys in
-    /// this copy of the agent's memory, before any task runs.
-    fn forget_secret(&mut self) {
-        self.creds.secret.zeroize();
-        self.ctrl.forget_keys();
+        let request = SpawnRequest {
+            addr: self.addr.clone(),
+            slot: self.slot,
+            token,
+            // The worker's connection proves a key good for it alone, once: the worker
+            // never needs the pool's secret.
+            key: *proto::worker_key(&self.creds.secret, self.slot, &token),
+            pin: self.creds.pin,
+            anchor: self.hello.anchor,
+            frame_secret: self.hello.frame_secret,
+            memory_limit: self.hello.memory_limit,
+            agent: Pid::this().as_raw(),
+        };
+        let fds = [bell.fd(), arena.fd(), inbox.fd(), err_w.as_raw_fd()];
+        let child = self.spawner.spawn(request, &fds)?;
+        drop(err_w);
+        // From this side too, so a kill that comes before the worker's own call lands
+        // (it fails if the worker is not ours yet; the worker makes the call itself).
+        let _ = setpgid(child, child);
+        self.children.push(Child {
+            token,
+            pid: child,
+            stderr: File::from(err_r),
+            arena,
+            timed_out_ns: None,
+        });
+        Ok(child)
     }
 
     /// Sends on what worker `k` wrote to its stderr.
@@ -593,6 +844,14 @@ fn prepare(stderr: &OwnedFd, memory_limit: Option<u64>, agent: Pid) -> nix::Resu
         signal(Signal::SIGQUIT, SigHandler::SigDfl)?;
     }
     nix::unistd::dup2_stderr(stderr)?;
+    // The launcher's stdin may still hold the secret's line (the command launcher writes it
+    // there and in the environment, and the agent read only one): tasks get nothing there.
+    let null = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    nix::unistd::dup2_stdin(&null)?;
     if let Some(limit) = memory_limit {
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, limit, limit)?;
     }

@@ -790,27 +790,36 @@ impl Hub {
                     .0;
             }
         };
-        let data = {
-            let mut a = lock_of(&self.lobby.arrivals);
-            loop {
-                if let Some(s) = a.data.remove(&token) {
-                    break s;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::Error::other(format!(
-                        "the worker on {} did not connect within {} s",
-                        link.host,
-                        SPAWN_WAIT.as_secs()
-                    )));
-                }
-                a = self
-                    .lobby
-                    .cond
-                    .wait_timeout(a, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+        let data = loop {
+            if let Some(s) = lock_of(&self.lobby.arrivals).data.remove(&token) {
+                break s;
             }
+            // A worker that could not connect (its agent reported its end) is no use
+            // waiting for.
+            if let Some(Err(why)) = lock_of(&link.st).spawned.remove(&token) {
+                return Err(std::io::Error::other(format!(
+                    "the worker on {} did not connect: {why}",
+                    link.host
+                )));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::other(format!(
+                    "the worker on {} did not connect within {} s",
+                    link.host,
+                    SPAWN_WAIT.as_secs()
+                )));
+            }
+            let a = lock_of(&self.lobby.arrivals);
+            if a.data.contains_key(&token) {
+                continue;
+            }
+            drop(
+                self.lobby
+                    .cond
+                    .wait_timeout(a, left.min(Duration::from_millis(50)))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
         };
         Ok((host_pid, data))
     }
@@ -1304,9 +1313,17 @@ fn admit(
 }
 
 /// The pool's decoders of what comes from the other hosts, over hostile bytes (see
-/// `crate::__fuzz::decode_remote`): `buf` as an agent's messages, and as a remote worker's
-/// stream of finished jobs copied into a mirror arena. How many of each decoded.
+/// `crate::__fuzz::decode_remote`): `buf` as a caller's handshake and first message, as
+/// sealed records, as an agent's messages, and as a remote worker's stream of finished
+/// jobs copied into a mirror arena. How many messages and jobs decoded.
 pub(crate) fn decode_for_fuzz(buf: &[u8]) -> (usize, usize) {
+    // The same bytes as a caller's handshake, and as sealed records: no panic, and no
+    // handshake passes without the key.
+    assert!(
+        !proto::handshake_for_fuzz(buf),
+        "a handshake passed without the key"
+    );
+    assert!(super::conn::open_for_fuzz(buf) <= buf.len());
     let mut agent = MessageReader { buf: buf.to_vec() };
     let mut messages = 0;
     while let Ok(Some(_)) = agent.next() {
@@ -1452,8 +1469,18 @@ fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
         }
         FromAgent::Exited(report) => {
             let rw = lock_of(&link.st).workers.remove(&report.token);
-            if let Some(g) = rw {
-                finish(&g, report, server);
+            match rw {
+                Some(g) => finish(&g, report, server),
+                None => {
+                    // It ended before its connection came: its spawn is waited for no more.
+                    let how = match (report.signal, report.code) {
+                        (Some(s), _) => format!("it was killed by signal {s}"),
+                        (None, Some(c)) => format!("it exited with code {c}"),
+                        (None, None) => "it ended".to_string(),
+                    };
+                    lock_of(&link.st).spawned.insert(report.token, Err(how));
+                    link.cond.notify_all();
+                }
             }
         }
         FromAgent::Ping | FromAgent::Ready | FromAgent::Refused { .. } => {}

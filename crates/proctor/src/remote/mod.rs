@@ -154,7 +154,11 @@ impl Remote {
         self
     }
 
-    /// Where the pool listens for its agents (default: every interface, a free port).
+    /// Where the pool listens for its agents (default: every interface, a free port, since
+    /// agents on other hosts must reach it; a cluster's internal interface, or loopback for
+    /// agents on this host, narrows it). Callers must finish their handshake within
+    /// [`Remote::handshake_timeout`] and claim a slot or token the pool awaits, so what
+    /// listens holds nothing for a stranger.
     pub fn listen(mut self, addr: SocketAddr) -> Remote {
         self.listen = addr;
         self
@@ -479,5 +483,18 @@ mod tests {
         assert!(beat.contains("heartbeat"), "{beat}");
         assert!(Remote::command("  ", ["h"]).check(1).is_err());
         assert!(Remote::slurm().check(3).is_ok());
+        let handshake = Remote::slurm()
+            .handshake_timeout(Duration::ZERO)
+            .check(1)
+            .unwrap_err();
+        assert!(handshake.contains("handshake"), "{handshake}");
+    }
+
+    #[test]
+    fn tls_is_on_unless_plaintext_is_asked_for_by_either_name() {
+        assert!(Remote::slurm().tls);
+        assert!(!Remote::slurm().insecure_plaintext(true).tls);
+        assert!(!Remote::slurm().tls(false).tls);
+        assert!(Remote::slurm().tls(false).insecure_plaintext(false).tls);
     }
 }

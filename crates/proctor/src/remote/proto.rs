@@ -2,11 +2,14 @@
 //! other that it holds the pool's secret before anything else is read.
 //!
 //! Every connection — an agent's control connection and each worker's data connection —
-//! opens with a mutual challenge–response (HMAC-SHA-256 over both sides' fresh nonces, with
-//! the 32-byte secret the launcher handed the agent through its environment or stdin). A
-//! peer without the secret learns nothing and can make no worker run anything: job frames
-//! name functions by address, so an unauthenticated pool must never reach a worker, and an
-//! unauthenticated worker must never see a job.
+//! opens with a mutual challenge–response (HMAC-SHA-256 over both sides' fresh nonces and
+//! the caller's [`Claim`]): an agent proves the 32-byte secret the launcher handed it
+//! through its environment or stdin, a worker the one-time key of its spawn request
+//! ([`worker_key`]). A peer without the key learns nothing and can make no worker run
+//! anything: job frames name functions by address, so an unauthenticated pool must never
+//! reach a worker, and an unauthenticated worker must never see a job. The handshake also
+//! yields the keys of the connection's sealed records when it runs without TLS (see
+//! `conn.rs`).
 //!
 //! After the handshake the control connection carries [`ToAgent`] and [`FromAgent`]
 //! messages (postcard, behind a 4-byte length); a data connection carries the local wire's
@@ -441,6 +444,34 @@ pub(crate) fn parse_done(body: &[u8]) -> Option<(u64, u64, u64, &[u8])> {
         ))
     };
     Some((word(0)?, word(1)?, word(2)?, body.get(24..)?))
+}
+
+/// Runs the pool's side of a handshake and the first messages over `buf` as what the
+/// caller sends (see `crate::__fuzz::decode_remote`): the claim and proof, then `Hi`, and
+/// the same bytes as an agent's reading of the pool's messages. True if a handshake passed
+/// (it cannot, without the key's MAC).
+pub(crate) fn handshake_for_fuzz(buf: &[u8]) -> bool {
+    /// Reads `buf`, and takes whatever is written.
+    struct Peer<'a>(&'a [u8]);
+    impl Read for Peer<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(out)
+        }
+    }
+    impl Write for Peer<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut peer = Peer(buf);
+    let passed = accept_handshake(&mut peer, |_: &Claim| Ok(Zeroizing::new([3; KEY_LEN]))).is_ok();
+    let _ = recv::<Hi>(&mut peer, MAX_HI);
+    let mut again = buf;
+    while recv::<ToAgent>(&mut again, MAX_TO_AGENT).is_ok() {}
+    passed
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ mod faults;
 mod large;
 mod pool;
 mod remote;
+mod remote_attacks;
 mod sandbox;
 mod soak;
 mod state;
