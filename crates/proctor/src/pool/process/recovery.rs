@@ -34,7 +34,8 @@
 //!
 //! The arena header says how many of the run's tasks started (`started`) and how many
 //! committed an outcome record (`committed`). Records `0..committed` are delivered. If a task
-//! was running (`started > committed`) it is the one the death hit: it gets `TimedOut` when
+//! was running (`started > committed`, or the pool killed the worker for a timeout, which
+//! its own clock decides whatever the header says) it is the one the death hit: it gets `TimedOut` when
 //! the pool killed it for overrunning, `Crashed` otherwise — or, if the caller allowed
 //! [`retries`](crate::PoolBuilder::retries) and the death was a crash, it goes back to the
 //! queue with one attempt used. The tasks after it never started and go back to the queue
@@ -392,7 +393,11 @@ impl<J: Clone> Machine<J> {
         // A live worker keeps committed <= started <= committed + 1 <= count; clamp whatever
         // a hostile or torn header says into that range.
         let committed = (seen.committed.min(count as u64)) as usize;
-        let running = seen.started > seen.committed && committed < count;
+        // A timeout kill is the parent's own word that a task was running (its clock runs
+        // from the job's send, whatever the header's counts say): a task that wrote its
+        // STARTED count back was otherwise taken for one that never started, and ran again.
+        let timed_out = matches!(death, Death::TimedOut { .. });
+        let running = (seen.started > seen.committed || timed_out) && committed < count;
         if committed > 0 {
             out.push(Action::Deliver {
                 slot,

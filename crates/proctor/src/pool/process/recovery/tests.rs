@@ -55,6 +55,9 @@ enum Event {
     Timeout(usize, bool),
     /// The worker writes a random header and reports done (or dies).
     Hostile(usize, u64, u64, bool),
+    /// The worker writes a random header and never reports done: the pool's own clock
+    /// kills it for the timeout, the counts being whatever the worker wrote.
+    HostileTimeout(usize, u64, u64),
     /// The next replacement fails.
     BreakSpawn,
     /// A vacant slot gets a worker again (a lost host came back).
@@ -76,6 +79,7 @@ fn event(slots: usize) -> impl Strategy<Value = Event> {
         2 => (s.clone(), any::<bool>()).prop_map(|(s, f)| Event::Timeout(s, f)),
         1 => (s.clone(), 0u64..8, 0u64..8, any::<bool>())
             .prop_map(|(s, a, b, d)| Event::Hostile(s, a, b, d)),
+        1 => (s.clone(), 0u64..8, 0u64..8).prop_map(|(s, a, b)| Event::HostileTimeout(s, a, b)),
         1 => Just(Event::BreakSpawn),
         1 => s.clone().prop_map(Event::Revive),
         1 => Just(Event::Close),
@@ -106,6 +110,9 @@ struct Sim {
     /// Tasks of runs whose worker lied in its header: it can make them run again (it spoils
     /// its own outcomes), but they still get exactly one outcome, and no other task suffers.
     tainted: std::collections::HashSet<(usize, usize)>,
+    /// The task a timeout kill of a lying worker was blamed on: it ends `TimedOut` (or
+    /// `Crashed`), never `Poisoned` (a task that hid its start once ran twice that way).
+    timed_liars: std::collections::HashSet<(usize, usize)>,
 }
 
 impl Sim {
@@ -126,6 +133,7 @@ impl Sim {
             break_spawn: false,
             spawn_failed: false,
             tainted: Default::default(),
+            timed_liars: Default::default(),
         }
     }
 
@@ -312,6 +320,27 @@ impl Sim {
                     self.die_seen(slot, seen, Death::Violation);
                 }
             }
+            Event::HostileTimeout(slot, started, committed) => {
+                let Some(w) = &mut self.workers[slot] else {
+                    return;
+                };
+                w.hostile = true;
+                self.liar[slot] = true;
+                let (job, from, count) = (w.run.job, w.run.from, w.run.count);
+                for i in from..from + count {
+                    self.tainted.insert((job, i));
+                }
+                let index = committed as usize;
+                if index < count {
+                    self.timed_liars.insert((job, from + index));
+                }
+                let after = Duration::from_secs(1);
+                self.die_seen(
+                    slot,
+                    Seen { started, committed },
+                    Death::TimedOut { index, after },
+                );
+            }
             Event::BreakSpawn => self.break_spawn = true,
             Event::Revive(slot) => {
                 self.m.revive(slot, &mut out);
@@ -409,6 +438,12 @@ impl Sim {
                 let key = (job, i);
                 let got = self.outcomes.get(&key).map(Vec::as_slice).unwrap_or(&[]);
                 assert_eq!(got.len(), 1, "task {key:?} has outcomes {got:?}");
+                if self.timed_liars.contains(&key) {
+                    assert!(
+                        !matches!(got[0], Outcome::Fate(Fate::Poisoned { .. })),
+                        "{key:?} was killed running past its timeout, yet poisoned: {got:?}"
+                    );
+                }
                 if self.tainted.contains(&key) {
                     // Its own worker lied: its records may be anything (stale bytes in the
                     // arena), but there is exactly one outcome.
@@ -470,6 +505,7 @@ proptest! {
                 Event::Lost(s) => Event::Lost(s % slots),
                 Event::Timeout(s, f) => Event::Timeout(s % slots, f),
                 Event::Hostile(s, a, b, d) => Event::Hostile(s % slots, a, b, d),
+                Event::HostileTimeout(s, a, b) => Event::HostileTimeout(s % slots, a, b),
                 e => e,
             };
             sim.run_event(e);
