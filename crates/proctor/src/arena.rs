@@ -143,14 +143,29 @@ impl StartClock {
 
     /// When the running task's `limit` runs out: its own, or the job's.
     pub(crate) fn deadline_ns(&self, limit: std::time::Duration) -> u64 {
-        let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
-        let task = self.started_ns.saturating_add(limit);
-        let job = self
-            .sent_ns
-            .saturating_add(limit.saturating_mul(self.count));
-        task.min(job)
+        let task = self.started_ns.saturating_add(nanos(limit));
+        task.min(self.job_deadline_ns(limit))
+    }
+
+    /// When the whole job's time runs out: `count` timeouts after it was sent. (For a worker
+    /// whose header the parent cannot watch, a remote one, this is the parent's own bound.)
+    pub(crate) fn job_deadline_ns(&self, limit: std::time::Duration) -> u64 {
+        self.sent_ns
+            .saturating_add(nanos(limit).saturating_mul(self.count))
+    }
+
+    /// Starts the clock again for a new job seen at `now_ns` (an agent, which learns of a
+    /// remote worker's jobs only from its header).
+    pub(crate) fn restart(&mut self, now_ns: u64) {
+        *self = StartClock::new(now_ns, u64::MAX);
     }
 }
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl StartClock {}
 
 /// Clears the header for a new job (parent side, worker idle).
 pub(crate) fn reset(map: &SharedMapping, timed: bool) {

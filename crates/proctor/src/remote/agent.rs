@@ -192,6 +192,11 @@ struct Child {
     stderr: File,
     arena: SharedMapping,
     timed_out_ns: Option<u64>,
+    /// The job (by the header's RUN_SEQ) the clock was started for, and the clock: a task
+    /// can write the header, so its start time is only believed within what the agent saw
+    /// (see [`arena::StartClock`]).
+    clock_run: u64,
+    clock: arena::StartClock,
 }
 
 struct Agent {
@@ -683,6 +688,8 @@ impl Agent {
             stderr: File::from(err_r),
             arena,
             timed_out_ns: None,
+            clock_run: 0,
+            clock: arena::StartClock::new(crate::sys::monotonic_ns(), u64::MAX),
         });
         Ok(child)
     }
@@ -757,11 +764,21 @@ impl Agent {
             if c.timed_out_ns.is_some() {
                 continue;
             }
-            let p = arena::progress(&c.arena);
-            let ran = now.saturating_sub(p.started_at_ns);
-            if p.started <= p.committed || ran < limit {
+            let (run, done, p) = arena::remote_view(&c.arena);
+            if run != c.clock_run {
+                c.clock_run = run;
+                c.clock.restart(now);
+            }
+            if run == done {
+                // Between jobs. (A task that writes DONE_SEQ to look finished is stopped by
+                // the pool, which bounds each job from its send.)
                 continue;
             }
+            c.clock.look(&p, now);
+            if now < c.clock.deadline_ns(Duration::from_nanos(limit)) {
+                continue;
+            }
+            let ran = now.saturating_sub(c.clock.started_ns());
             c.timed_out_ns = Some(ran);
             let _ = killpg(c.pid, Signal::SIGTERM);
             let deadline = Instant::now() + KILL_GRACE;

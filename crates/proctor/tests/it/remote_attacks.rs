@@ -510,3 +510,63 @@ fn a_stolen_secret_claims_no_slot_and_no_token() {
     drop(pool);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 5 on a remote worker: the task makes its header say it started at `u64::MAX`
+/// (the agent's timeout clock), or, with `look_done`, that its job is finished, then sleeps.
+fn outlive_remote_timeout((sleep_ms, look_done): (u64, bool)) -> u64 {
+    for fd in 3..64 {
+        // SAFETY: a fresh shared mapping of one page of a descriptor; a descriptor that is
+        // not a mappable file fails and is skipped; the page is unmapped again.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                continue;
+            }
+            let words = p.cast::<u64>();
+            if *words == 1 {
+                // The arena: STARTED (word 0) is 1; STARTED_AT is word 1, COMMITTED word 3,
+                // DONE_SEQ word 8 and RUN_SEQ word 11.
+                *words.add(1) = u64::MAX;
+                if look_done {
+                    *words.add(3) = 1;
+                    *words.add(8) = *words.add(11);
+                }
+            }
+            libc::munmap(p, 4096);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(sleep_ms));
+    sleep_ms
+}
+
+#[test]
+fn a_remote_task_cannot_turn_off_its_own_timeout() {
+    let pool = Pool::processes(1)
+        .forward_stderr(false)
+        .task_timeout(Duration::from_millis(300))
+        .remote(local_remote().heartbeat(Duration::from_millis(200), Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    for look_done in [false, true] {
+        let start = Instant::now();
+        let r = pool
+            .submit(outlive_remote_timeout, (6_000, look_done))
+            .join();
+        assert!(r.is_err(), "the task outlived its timeout: {r:?}");
+        // The agent's clock (300 ms), or the pool's bound on the job (300 ms and the
+        // agent's 1 s to report) for a task that made its job look finished.
+        assert!(
+            start.elapsed() < Duration::from_millis(4_000),
+            "killed {:?} after the start",
+            start.elapsed()
+        );
+        assert_eq!(pool.submit(square, 6).join(), Ok(36));
+    }
+}

@@ -569,23 +569,31 @@ impl Shared {
         if let Some(limit) = self.config.task_timeout {
             let now_ns = crate::sys::monotonic_ns();
             for s in 0..st.workers.len() {
+                let grace = self.remote_grace();
                 let Some(w) = self.running(st, s) else {
                     continue;
                 };
-                w.clock.look(&arena::progress(&w.arena), now_ns);
-                let ends = w.clock.deadline_ns(limit);
+                let ends = deadline(w, limit, grace, now_ns);
                 wait = wait.min(Duration::from_nanos(ends.saturating_sub(now_ns)));
             }
         }
         wait
     }
 
-    /// The local worker of slot `s`, if it is running a job it has not reported done.
-    /// (A remote worker's agent keeps its timeout where the task runs.)
+    /// What a remote worker's job gets past its own time before the pool kills it: its agent
+    /// enforces each task's timeout where it runs, and reports within a heartbeat's loss.
+    fn remote_grace(&self) -> Duration {
+        self.config
+            .remote
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.lost_after)
+    }
+
+    /// The worker of slot `s`, if it is running a job it has not reported done.
     fn running<'a>(&self, st: &'a mut State, s: usize) -> Option<&'a mut Worker> {
         st.machine.busy(s)?;
         let w = st.workers[s].as_mut()?;
-        let running = w.remote.is_none() && arena::done_seq(&w.header) != w.sent_seq;
+        let running = arena::done_seq(&w.header) != w.sent_seq;
         running.then_some(w)
     }
 
@@ -665,14 +673,14 @@ impl Shared {
             // Every job the worker has not reported done has a running task, whatever the
             // header's counts say: a task that wrote COMMITTED = STARTED into it was once
             // taken for idle, and never timed out.
+            let grace = self.remote_grace();
             let Some(w) = self.running(st, s) else {
                 continue;
             };
-            let p = arena::progress(&w.arena);
-            w.clock.look(&p, now_ns);
-            if now_ns < w.clock.deadline_ns(limit) {
+            if now_ns < deadline(w, limit, grace, now_ns) {
                 continue;
             }
+            let p = arena::progress(&w.arena);
             let ran = Duration::from_nanos(now_ns.saturating_sub(w.clock.started_ns()));
             // The task that overran; if it commits before the kill lands, the machine sees
             // that and blames it on no one.
@@ -916,4 +924,17 @@ fn decode(d: &Delivery, buf: &[u8]) {
         broken: false,
     };
     d.job.sink.deliver_records(d.job.first_index + d.from, it);
+}
+
+/// When worker `w`'s running task must be killed. A local worker's clock looks at its
+/// header (see [`arena::StartClock`]); a remote one's agent keeps each task's timeout where
+/// it runs, and the pool bounds the whole job itself, since an agent reads a header its
+/// task can write: `count` timeouts from the send, and `grace` for the agent to report.
+fn deadline(w: &mut Worker, limit: Duration, grace: Duration, now_ns: u64) -> u64 {
+    if w.remote.is_some() {
+        let grace = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+        return w.clock.job_deadline_ns(limit).saturating_add(grace);
+    }
+    w.clock.look(&arena::progress(&w.arena), now_ns);
+    w.clock.deadline_ns(limit)
 }
