@@ -267,6 +267,16 @@ static REPORT: OnceLock<SandboxReport> = OnceLock::new();
 /// Where the seccomp trap's handler writes (the worker's stderr pipe).
 static DIAG_FD: AtomicI32 = AtomicI32::new(2);
 
+/// Whether this worker ran an initializer: the only code that can have started a thread in
+/// it (it is a fork of the single-threaded fork server, or a fresh exec), so the only case
+/// in which its threads need counting.
+static INIT_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that the worker's initializer ran (see [`INIT_RAN`]).
+pub(crate) fn initializer_ran() {
+    INIT_RAN.store(true, Ordering::Relaxed);
+}
+
 /// Tells the trap's handler where the worker's own messages go.
 pub(crate) fn set_diag_fd(fd: i32) {
     DIAG_FD.store(fd, Ordering::Relaxed);
@@ -297,7 +307,14 @@ pub(crate) fn apply_entry(bytes: &[u8]) {
         Ok(s) => s,
         Err(e) => fail(&format!("its description did not decode: {e}")),
     };
-    match crate::sys::thread_count() {
+    // (Counting threads reads /proc: a sixth of the sandbox's cost, spent only where an
+    // initializer could have started one.)
+    let threads = if INIT_RAN.load(Ordering::Relaxed) {
+        crate::sys::thread_count()
+    } else {
+        Some(1)
+    };
+    match threads {
         Some(1) => {}
         Some(n) => fail(&format!(
             "the worker initializer left {} other thread(s) running; seccomp, Landlock and \
@@ -383,7 +400,7 @@ fn apply(s: &Sandbox) -> SandboxReport {
         },
     ));
     layers.push(layer("file system view", file_view(s)));
-    layers.push(layer("capabilities", drop_capabilities()));
+    layers.push(layer("capabilities", drop_capabilities(s)));
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
     let nnp = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     layers.push(layer(
@@ -403,8 +420,12 @@ fn apply(s: &Sandbox) -> SandboxReport {
 /// them), then the effective, permitted and inheritable ones. A worker of a pool run as root,
 /// or one inside the user namespace of the network layer (where it holds every capability
 /// of that namespace: `CAP_NET_RAW` opened raw sockets there), keeps none.
-fn drop_capabilities() -> LayerStatus {
-    for cap in 0..64 {
+fn drop_capabilities(s: &Sandbox) -> LayerStatus {
+    // The bounding set only matters to a program the worker execs, and no exec is possible
+    // without `processes(true)`; even then no_new_privs keeps an exec from gaining more than
+    // the (empty) permitted set. Dropped all the same where exec is allowed; skipped
+    // elsewhere, since a prctl per capability was a fifth of a sandboxed worker's start.
+    for cap in (0..64).take_while(|_| s.processes) {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
@@ -1096,39 +1117,38 @@ const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 
-/// Compiles `rules` to classic BPF: the architecture check, one compare per call allowed
-/// outright and two (a compare and a long jump) per call with argument tests, then a block
-/// per such call that tries its alternatives in turn.
+/// Compiles `rules` to classic BPF: the architecture check, a binary search on the call
+/// number whose leaves jump to ALLOW, to TRAP, or to the block of a call with argument tests,
+/// which tries its alternatives in turn.
 ///
-/// Written here rather than by seccompiler's compiler: that one spends about five
-/// instructions a call, and the kernel's cost of installing a filter grows with its length
-/// (it runs the filter for every call number to cache the always-allowed ones): 155 µs for
-/// seccompiler's 315 instructions here, more than half of an unsandboxed worker's whole
-/// start. One compare per call keeps it near a fifth of that. Installing still goes through
-/// seccompiler.
+/// Written here rather than by seccompiler's compiler: that one tests the calls one after
+/// another, about five instructions each, and the kernel's cost of installing a filter grows
+/// with the path a call takes through it (it runs the filter for every call number to cache
+/// the always-allowed ones): 155 µs for seccompiler's 315 instructions here, more than half
+/// of an unsandboxed worker's whole start. A search takes about eight instructions to any
+/// call. Installing still goes through seccompiler.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
     const LD_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
     const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code: u16, k: u32, jt: u8, jf: u8| seccompiler::sock_filter { code, jt, jf, k };
     let short = |n: usize| u8::try_from(n).expect("a short jump");
-    let always: Vec<i64> = rules
-        .iter()
-        .filter_map(|r| match r {
-            Rule::Always(c) => Some(*c),
-            Rule::Where { .. } => None,
-        })
-        .collect();
-    let checked: Vec<(i64, &[Vec<Cond>], u32)> = rules
-        .iter()
-        .filter_map(|r| match r {
-            Rule::Where { call, any, deny } => Some((*call, any.as_slice(), *deny)),
-            Rule::Always(_) => None,
-        })
-        .collect();
+    // Where each call goes: `None` to ALLOW, `Some(k)` to the k-th block of argument tests.
+    let mut calls: Vec<(u32, Option<usize>)> = Vec::new();
+    let mut blocks: Vec<(&[Vec<Cond>], u32)> = Vec::new();
+    for r in rules {
+        match r {
+            Rule::Always(c) => calls.push((*c as u32, None)),
+            Rule::Where { call, any, deny } => {
+                calls.push((*call as u32, Some(blocks.len())));
+                blocks.push((any.as_slice(), *deny));
+            }
+        }
+    }
+    calls.sort_unstable_by_key(|c| c.0);
     let mut p = vec![
         op(LD_ABS, ARCH, 0, 0),
         op(JEQ, AUDIT_ARCH, 1, 0),
@@ -1138,33 +1158,24 @@ fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
     #[cfg(target_arch = "x86_64")]
     {
         // x32 calls carry this bit: none is allowed.
-        const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
         p.push(op(JGE, 0x4000_0000, 0, 1));
         p.push(op(RET, libc::SECCOMP_RET_KILL_PROCESS, 0, 0));
     }
-    // After the compares: TRAP, ALLOW, then each checked call's block.
-    let trap_at = p.len() + always.len() + 2 * checked.len();
+    let trap_at = p.len() + search_len(calls.len());
     let allow_at = trap_at + 1;
     let block_len = |any: &[Vec<Cond>]| any.iter().map(|alt| 3 * alt.len() + 1).sum::<usize>() + 1;
-    for &call in &always {
-        let here = p.len();
-        p.push(op(JEQ, call as u32, short(allow_at - here - 1), 0));
+    let mut block_at = Vec::with_capacity(blocks.len());
+    let mut at = allow_at + 1;
+    for (any, _) in &blocks {
+        block_at.push(at);
+        at += block_len(any);
     }
-    let mut block = allow_at + 1;
-    for &(call, any, _) in &checked {
-        p.push(op(JEQ, call as u32, 0, 1));
-        let here = p.len();
-        p.push(op(
-            JA,
-            u32::try_from(block - here - 1).expect("a filter under 4 G"),
-            0,
-            0,
-        ));
-        block += block_len(any);
-    }
+    let target = |c: Option<usize>| c.map_or(allow_at, |k| block_at[k]);
+    search(&calls, &mut p, &target, trap_at);
+    debug_assert_eq!(p.len(), trap_at);
     p.push(op(RET, libc::SECCOMP_RET_TRAP, 0, 0));
     p.push(op(RET, libc::SECCOMP_RET_ALLOW, 0, 0));
-    for &(_, any, deny) in &checked {
+    for (any, deny) in blocks {
         for alt in any {
             // Each test that fails jumps past this alternative's ALLOW, to the next one.
             let n = alt.len();
@@ -1183,6 +1194,49 @@ fn compile(rules: &[Rule]) -> Vec<seccompiler::sock_filter> {
         p.push(op(RET, deny, 0, 0));
     }
     p
+}
+
+/// Calls a leaf of the search tests one after another.
+const LEAF: usize = 3;
+
+/// The instructions of the search over `n` calls (see [`search`]).
+fn search_len(n: usize) -> usize {
+    if n <= LEAF {
+        2 * n + 1
+    } else {
+        1 + search_len(n / 2) + search_len(n - n / 2)
+    }
+}
+
+/// Emits a binary search over `calls` (sorted): a `JGE` per inner node, and per leaf a
+/// `JEQ` and a long jump for each of its calls, then a long jump to `trap_at`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn search(
+    calls: &[(u32, Option<usize>)],
+    p: &mut Vec<seccompiler::sock_filter>,
+    target: &dyn Fn(Option<usize>) -> usize,
+    trap_at: usize,
+) {
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+    let op = |code: u16, k: u32, jt: u8, jf: u8| seccompiler::sock_filter { code, jt, jf, k };
+    let long = |from: usize, to: usize| u32::try_from(to - from - 1).expect("a filter under 4 G");
+    if calls.len() <= LEAF {
+        for &(nr, to) in calls {
+            p.push(op(JEQ, nr, 0, 1));
+            let here = p.len();
+            p.push(op(JA, long(here, target(to)), 0, 0));
+        }
+        let here = p.len();
+        p.push(op(JA, long(here, trap_at), 0, 0));
+        return;
+    }
+    let (low, high) = calls.split_at(calls.len() / 2);
+    let skip = u8::try_from(search_len(low.len())).expect("a short jump over the low half");
+    p.push(op(JGE, high[0].0, skip, 0));
+    search(low, p, target, trap_at);
+    search(high, p, target, trap_at);
 }
 
 /// Installs the seccomp filter for `s`, after the handler that reports a trapped call.

@@ -326,6 +326,7 @@ fn run_jobs(
             }
             Frame::Init { entry, check } => {
                 let init: InitFn = vouched(entry, check, secret)?;
+                crate::sandbox::initializer_ran();
                 if let Err(why) = init() {
                     // The parent reads this line from the worker's stderr and the exit code
                     // as "the initializer failed": a clear error, not a respawn loop.

@@ -201,6 +201,9 @@ pub struct Cost {
     /// The same with `Sandbox::compute().network_namespace(true)`: a fresh network namespace
     /// too, the layer one asks for apart, to show what it costs.
     pub start_netns_ns: Vec<f64>,
+    /// One task's `submit(..).join()` under the preset itself, where every task gets a fresh
+    /// worker (so each includes a worker's start), one per repetition, ns.
+    pub fresh_task_ns: Vec<f64>,
     /// Round trips, one entry per placement measured.
     pub rtt: Vec<RttResult>,
 }
@@ -288,7 +291,9 @@ fn rtt_once(plan: &Plan, placement: Placement, sandboxed: bool) -> Result<Measur
     };
     let mut b = Pool::processes(1).forward_stderr(false);
     if sandboxed {
-        b = b.sandbox(compute_sandbox());
+        // The filters' own cost on a round trip: one worker, reused (the preset's fresh
+        // worker per task is measured apart, as what a task costs there).
+        b = b.sandbox(compute_sandbox().reuse_workers(true));
     }
     if placement.cpus().is_some() {
         b = b.init_worker(pin_worker);
@@ -393,6 +398,27 @@ impl Experiment for SandboxLab {
             start_sandboxed_ns.push(start_once(Some(compute_sandbox()))?);
             start_netns_ns.push(start_once(netns())?);
         }
+        // A task under the preset: a fresh worker each (one pool, warm).
+        let preset = Pool::processes(1)
+            .forward_stderr(false)
+            .sandbox(compute_sandbox())
+            .build()
+            .context("build a pool under Sandbox::compute()")?;
+        let mut fresh_task_ns = Vec::new();
+        for k in 0..=starts {
+            let t0 = Instant::now();
+            let got = preset
+                .submit(noop, k as u64)
+                .join()
+                .context("a task under the preset")?;
+            if got != k as u64 {
+                bail!("a task under the preset returned {got}, not {k}");
+            }
+            if k > 0 {
+                fresh_task_ns.push(t0.elapsed().as_nanos() as f64);
+            }
+        }
+        drop(preset);
         progress.advance(2, "worker start");
 
         let mut rtt = Vec::new();
@@ -435,6 +461,7 @@ impl Experiment for SandboxLab {
                 start_plain_ns,
                 start_sandboxed_ns,
                 start_netns_ns,
+                fresh_task_ns,
                 rtt,
             },
         };
@@ -550,8 +577,11 @@ fn section_from(r: &SandboxResult) -> Section {
              the interval; a sandboxed build includes the round trip that fetches the sandbox \
              report), {} repetitions each after one warm-up, plain, sandboxed, and sandboxed \
              with a fresh network namespace too (Sandbox::network_namespace, a layer asked for \
-             apart) interleaved, medians; round trip = submit(trivial fn).join() on a warm \
-             one-worker pool, calibrated batches (median of the batch means), {} independent \
+             apart) interleaved, medians; a task under the preset = submit(trivial \
+             fn).join() on a Sandbox::compute() pool, which starts a fresh worker for every \
+             task, as many times, median; round trip = submit(trivial fn).join() on a warm \
+             one-worker pool (sandboxed: Sandbox::compute().reuse_workers(true), the filters' \
+             own cost), calibrated batches (median of the batch means), {} independent \
              round(s) per side with a fresh pool each, the sides alternating which goes \
              first; pinned = the lab and the worker both on one CPU (the worker pins itself in \
              init_worker, before the sandbox, and the lab checks its affinity), unpinned = the \
@@ -687,6 +717,36 @@ fn section_from(r: &SandboxResult) -> Section {
             crate::render::format_value(netns_start - sandboxed_start, Unit::Ns),
         ));
     }
+    let fresh = crate::stats::median(&r.cost.fresh_task_ns);
+    if fresh.is_finite() {
+        section.figures.push(
+            Figure::new(
+                "sandbox.task.fresh",
+                "a task under Sandbox::compute() (a fresh worker each: its start included)",
+                fresh,
+                Unit::Ns,
+            )
+            .placed("unpinned"),
+        );
+        if let Some(x) = r
+            .cost
+            .rtt
+            .iter()
+            .find(|x| x.placement == Placement::Unpinned)
+        {
+            section.notes.push(format!(
+                "Under the preset every task gets a fresh worker, so that no task can decide \
+                 what a later one returns: a task costs {} there (median of {}), against {} \
+                 for a round trip on a reused plain worker ({:.0}×). A sandbox with \
+                 reuse_workers(true) keeps the round trip's cost (the rows above) and gives \
+                 that guarantee up.",
+                crate::render::format_value(fresh, Unit::Ns),
+                r.cost.fresh_task_ns.len(),
+                crate::render::format_value(x.plain.value(), Unit::Ns),
+                fresh / x.plain.value(),
+            ));
+        }
+    }
     for x in &r.cost.rtt {
         let p = x.placement.key();
         let placed = x.placement.describe();
@@ -703,7 +763,7 @@ fn section_from(r: &SandboxResult) -> Section {
             x.sandboxed
                 .figure(
                     &format!("sandbox.rtt.sandboxed.{p}"),
-                    "task round trip, Sandbox::compute()",
+                    "task round trip, Sandbox::compute().reuse_workers(true)",
                 )
                 .placed(&placed)
                 .with_rounds(&x.sandboxed_rounds),
@@ -992,6 +1052,7 @@ mod tests {
                 start_plain_ns: vec![400e3, 420e3, 380e3],
                 start_sandboxed_ns: vec![1.0e6, 1.1e6, 0.9e6],
                 start_netns_ns: vec![600e3, 610e3, 590e3],
+                fresh_task_ns: vec![700e3, 720e3, 690e3],
                 rtt: vec![rtt(Placement::Pinned(0)), rtt(Placement::Unpinned)],
             },
         }
