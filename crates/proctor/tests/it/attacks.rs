@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 
 use proctor::{Pool, Sandbox, TaskError};
 
-fn sandboxed(sandbox: Sandbox) -> Pool {
-    Pool::processes(1)
-        .forward_stderr(false)
-        .sandbox(sandbox)
-        .build()
-        .expect("a sandboxed pool")
-}
+use crate::sandbox::sandboxed;
 
 fn violation(r: Result<impl std::fmt::Debug, TaskError>, calls: &[&str]) {
     match r {
@@ -164,9 +158,10 @@ fn finding_4_a_task_has_neither_the_parents_stdin_nor_its_stdout() {
 }
 
 /// Finding 5: every shared mapping the worker holds gets a start time of `u64::MAX` and, with
-/// `look_done`, a committed count equal to the started one (the task looks finished); then
-/// the task sleeps.
-fn outlive_timeout((sleep_ms, look_done): (u64, bool)) -> u64 {
+/// `look_done`, a header that says the task is finished (a committed count equal to the
+/// started one, and, for a remote worker's agent, a done job number equal to the begun
+/// one); then the task sleeps. (Also the remote attack's task.)
+pub(crate) fn outlive_timeout((sleep_ms, look_done): (u64, bool)) -> u64 {
     for fd in 3..64 {
         // SAFETY: a fresh shared mapping of one page of a descriptor; a descriptor that is
         // not a mappable file fails and is skipped; the page is unmapped again.
@@ -184,10 +179,13 @@ fn outlive_timeout((sleep_ms, look_done): (u64, bool)) -> u64 {
             }
             let words = p.cast::<u64>();
             if *words == 1 {
-                // The arena: STARTED is 1. STARTED_AT is word 1, COMMITTED word 3.
+                // The arena: STARTED (word 0) is 1; STARTED_AT is word 1, COMMITTED word 3,
+                // DONE_SEQ word 8 and RUN_SEQ word 11 (a remote worker's own count; a local
+                // pool keeps its own count of the jobs it sent, so this changes nothing there).
                 *words.add(1) = u64::MAX;
                 if look_done {
                     *words.add(3) = 1;
+                    *words.add(8) = *words.add(11);
                 }
             }
             libc::munmap(p, 4096);
@@ -234,7 +232,7 @@ fn finding_5_a_task_cannot_turn_off_its_own_timeout() {
 
 /// Finding 6: a task that patches the task function's code.
 fn patch_code(_: ()) -> i32 {
-    let page = (square as usize) & !4095;
+    let page = (square as fn(u64) -> u64 as usize) & !4095;
     // SAFETY: mprotect of a page of our own code; it only changes its protection.
     unsafe {
         libc::mprotect(

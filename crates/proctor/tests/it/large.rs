@@ -86,14 +86,7 @@ fn len(buf: ByteBuf) -> usize {
 
 /// The process's peak resident memory, in bytes.
 fn peak_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    crate::status_bytes("VmHWM")
 }
 
 #[test]

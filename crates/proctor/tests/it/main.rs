@@ -19,6 +19,21 @@ pub(crate) fn helper(name: &str, env: (&str, &str)) -> std::process::Command {
     cmd
 }
 
+/// A figure of this process's `/proc/self/status` (e.g. `VmRSS`, `VmHWM`), in bytes.
+pub(crate) fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))
+        .unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
 /// A task that sleeps `ms` milliseconds and returns `ms` (shared by the modules' tests).
 pub(crate) fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(std::time::Duration::from_millis(ms));

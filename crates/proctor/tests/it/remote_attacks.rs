@@ -185,14 +185,7 @@ fn write_on_my_connection(bytes: Vec<u8>) -> bool {
 
 /// This process's resident memory in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    crate::status_bytes("VmRSS")
 }
 
 /// Finding 13: a remote worker that wrote `00 00 00 40` (a length of 1 GiB) made the pool
@@ -511,41 +504,8 @@ fn a_stolen_secret_claims_no_slot_and_no_token() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Finding 5 on a remote worker: the task makes its header say it started at `u64::MAX`
-/// (the agent's timeout clock), or, with `look_done`, that its job is finished, then sleeps.
-fn outlive_remote_timeout((sleep_ms, look_done): (u64, bool)) -> u64 {
-    for fd in 3..64 {
-        // SAFETY: a fresh shared mapping of one page of a descriptor; a descriptor that is
-        // not a mappable file fails and is skipped; the page is unmapped again.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                continue;
-            }
-            let words = p.cast::<u64>();
-            if *words == 1 {
-                // The arena: STARTED (word 0) is 1; STARTED_AT is word 1, COMMITTED word 3,
-                // DONE_SEQ word 8 and RUN_SEQ word 11.
-                *words.add(1) = u64::MAX;
-                if look_done {
-                    *words.add(3) = 1;
-                    *words.add(8) = *words.add(11);
-                }
-            }
-            libc::munmap(p, 4096);
-        }
-    }
-    std::thread::sleep(Duration::from_millis(sleep_ms));
-    sleep_ms
-}
-
+/// Finding 5 on a remote worker: the task of `crate::attacks::outlive_timeout` (a start
+/// at `u64::MAX`, or a header that looks finished), on the agent's clock and the pool's.
 #[test]
 fn a_remote_task_cannot_turn_off_its_own_timeout() {
     let pool = Pool::processes(1)
@@ -557,7 +517,7 @@ fn a_remote_task_cannot_turn_off_its_own_timeout() {
     for look_done in [false, true] {
         let start = Instant::now();
         let r = pool
-            .submit(outlive_remote_timeout, (6_000, look_done))
+            .submit(crate::attacks::outlive_timeout, (6_000, look_done))
             .join();
         assert!(r.is_err(), "the task outlived its timeout: {r:?}");
         // The agent's clock (300 ms), or the pool's bound on the job (300 ms and the

@@ -67,7 +67,7 @@ fn abort_now(_: u64) -> u64 {
     std::process::abort()
 }
 
-fn sandboxed(sandbox: Sandbox) -> Pool {
+pub(crate) fn sandboxed(sandbox: Sandbox) -> Pool {
     // Its stderr (the violation reports) stays out of the test's output.
     Pool::processes(1)
         .forward_stderr(false)

@@ -228,6 +228,42 @@ impl Shared {
                     st.relaunching[slot] = true;
                     return;
                 }
+                if graceful {
+                    // A worker recycled after its last task (every task, under a sandbox's
+                    // fresh worker per task): its replacement's fork would hold back the
+                    // outcome just delivered, so it starts after (see `spawn_deferred`). The
+                    // slot stays `Respawning` till then, and queued tasks wait for it.
+                    st.deferred[slot] = true;
+                    // Wake the supervisor wherever it sleeps: on its condition variable
+                    // (parked or ticking) or on the doorbell.
+                    st.supervisor_parked = false;
+                    self.supervisor.notify_one();
+                    self.doorbell.ring();
+                    return;
+                }
+                self.replace(st, slot, out);
+            }
+        }
+    }
+
+    /// Starts the replacements deferred by recycles, and carries out what follows.
+    fn spawn_deferred(&self, st: &mut State) {
+        if !st.deferred.contains(&true) {
+            return;
+        }
+        let mut out = Vec::new();
+        for slot in 0..st.deferred.len() {
+            if std::mem::take(&mut st.deferred[slot]) {
+                self.replace(st, slot, &mut out);
+            }
+        }
+        self.act(st, &mut out);
+    }
+
+    /// Starts slot `slot`'s replacement worker and tells the machine how it went.
+    fn replace(&self, st: &mut State, slot: usize, out: &mut Vec<Action<Job>>) {
+        {
+            {
                 if let Some(why) = &st.init_failed {
                     // The initializer failed in a replacement, or it refused to start:
                     // starting more would loop.
@@ -463,6 +499,11 @@ impl Shared {
                 // Outcomes delivered for other waiting threads: let them go now, not when
                 // this driver is done.
                 self.notify(&mut st);
+                if done(&st) {
+                    // Ours among them: what is left (a recycled worker's replacement) is
+                    // the supervisor's, or the next driver's.
+                    return st;
+                }
                 continue;
             }
             if done(&st) || st.machine.is_closed() || !st.machine.any_busy() {
@@ -600,6 +641,7 @@ impl Shared {
     /// Finishes the jobs workers reported done, and buries workers the fork server reported
     /// dead. True if any outcome was delivered.
     pub(super) fn collect_news(&self, st: &mut State) -> bool {
+        self.spawn_deferred(st);
         let mut out = std::mem::take(&mut st.actions);
         out.clear();
         if self.remote.is_some() {
@@ -850,7 +892,8 @@ impl Shared {
             // A slot waiting for its host's relaunch counts: whoever drives hands it back.
             let busy = st.machine.any_busy()
                 || !st.retired.is_empty()
-                || st.relaunching.iter().any(|&r| r);
+                || st.relaunching.iter().any(|&r| r)
+                || st.deferred.contains(&true);
             if busy && !st.driving {
                 st.driving = true;
                 let _ = self.collect_news(&mut st);

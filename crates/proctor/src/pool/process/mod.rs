@@ -87,6 +87,9 @@ struct State {
     exits: Vec<Option<Exit>>,
     /// Slots that wait for their lost host's agent to be launched again.
     relaunching: Vec<bool>,
+    /// Slots whose worker was recycled and whose replacement is started after the outcomes
+    /// of that moment are delivered (by the supervisor, or whoever drives next).
+    deferred: Vec<bool>,
     /// Stopped workers whose stderr is still being read to its end.
     retired: Vec<Retired>,
     driving: bool,
@@ -360,6 +363,7 @@ impl ProcessPool {
                 workers: Vec::with_capacity(n),
                 exits: vec![None; n],
                 relaunching: vec![false; n],
+                deferred: vec![false; n],
                 retired: Vec::new(),
                 driving: false,
                 waiters: 0,
