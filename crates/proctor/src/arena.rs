@@ -555,6 +555,7 @@ mod tests {
         // Past the job's count: clamped to it.
         c.look(&header(u64::MAX, 190 * MS), 190 * MS);
         assert_eq!(c.started_ns(), 50 * MS);
+        assert_eq!(c.deadline_ns(limit), 150 * MS);
     }
 
     /// Whatever the header says at each look, a task's deadline is never later than its job's

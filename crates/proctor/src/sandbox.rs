@@ -1524,6 +1524,7 @@ mod tests {
         for s in sandboxes() {
             // A signal to another process through the parent's writes to the pipe.
             assert_eq!(call(&s, libc::SYS_fcntl, fcntl(libc::F_SETOWN, 1)), trap);
+            // F_SETSIG is 10 and F_SETOWN_EX 15 (not in the libc crate either).
             assert_eq!(call(&s, libc::SYS_fcntl, fcntl(10, 9)), trap);
             assert_eq!(call(&s, libc::SYS_fcntl, fcntl(15, 0)), trap);
             let async_on = libc::O_ASYNC as i64 | libc::O_NONBLOCK as i64;
@@ -1537,9 +1538,9 @@ mod tests {
                 libc::SECCOMP_RET_ALLOW
             );
             // The terminal and the owner of a socket, by ioctl.
-            // F_SETSIG is 10 and F_SETOWN_EX 15; FIOSETOWN 0x8901 and SIOCSPGRP 0x8902.
+            // FIOSETOWN is 0x8901 and SIOCSPGRP 0x8902 (the libc crate names neither).
             for req in [libc::TIOCSTI, 0x8901, 0x8902, libc::FIOASYNC] {
-                assert_eq!(call(&s, libc::SYS_ioctl, [0, req as u64, 0, 0, 0, 0]), trap);
+                assert_eq!(call(&s, libc::SYS_ioctl, [0, req, 0, 0, 0, 0]), trap);
             }
             // Priority inheritance and requeueing on shared words.
             for op in [
