@@ -277,6 +277,18 @@ pub(crate) fn initializer_ran() {
     INIT_RAN.store(true, Ordering::Relaxed);
 }
 
+/// The worker's descriptors of the memory it shares with the parent: the doorbell, the
+/// result arena and the inbox, in that order (-1 until the worker sets them).
+static SHARED_FDS: [AtomicI32; 3] = [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)];
+
+/// Tells the sandbox which descriptors hold the memory shared with the parent (the
+/// doorbell, the arena, the inbox), so that its filter can keep a task from growing them.
+pub(crate) fn set_shared_fds(fds: [i32; 3]) {
+    for (cell, fd) in SHARED_FDS.iter().zip(fds) {
+        cell.store(fd, Ordering::Relaxed);
+    }
+}
+
 /// Tells the trap's handler where the worker's own messages go.
 pub(crate) fn set_diag_fd(fd: i32) {
     DIAG_FD.store(fd, Ordering::Relaxed);
@@ -494,11 +506,25 @@ fn rlimits(s: &Sandbox) -> LayerStatus {
             return LayerStatus::Unavailable(format!("SIGXFSZ: {e}"));
         }
     }
+    // Under a memory limit, the address space too may grow by no more than the limit from
+    // what the worker maps now: every page a task can touch is mapped (its heap, and shared
+    // mappings, which RLIMIT_DATA does not count), and the filter keeps it from filling
+    // shared files without a mapping (see `argument_rules`).
+    let address_space = match s.memory_limit {
+        Some(limit) => match crate::sys::address_space_bytes() {
+            Some(now) => Some(now.saturating_add(limit)),
+            None => {
+                return LayerStatus::Unavailable("VmSize unreadable in /proc/self/status".into());
+            }
+        },
+        None => None,
+    };
     let limits = [
         (Resource::RLIMIT_CPU, s.cpu_seconds),
         (Resource::RLIMIT_NOFILE, s.open_files),
         (Resource::RLIMIT_NPROC, s.max_processes),
         (Resource::RLIMIT_FSIZE, file_size),
+        (Resource::RLIMIT_AS, address_space),
     ];
     if limits.iter().all(|(_, v)| v.is_none()) {
         return LayerStatus::NotAsked;
@@ -1053,6 +1079,29 @@ fn argument_rules(s: &Sandbox, pid: u32) -> Vec<Rule> {
             vec![vec![Cond::is(2, exec, 0)]],
         ));
     }
+    if s.memory_limit.is_some() {
+        // Under a memory limit, the shared files grow only as the worker maps them, which
+        // RLIMIT_AS counts: no `write` to them (it fills a memfd without a mapping), and no
+        // `ftruncate` of the inbox or doorbell (the parent grows the inbox). The arena grows
+        // by `ftruncate` and is written through its mapping.
+        let [doorbell, arena, inbox] = SHARED_FDS.each_ref().map(|f| f.load(Ordering::Relaxed));
+        let not_shared = |arg: u32, fds: &[i32]| -> Vec<Cond> {
+            fds.iter()
+                .filter(|&&fd| fd >= 0)
+                .map(|&fd| Cond::is_not(arg, u32::MAX, fd as u32))
+                .collect()
+        };
+        for call in [libc::SYS_write, libc::SYS_pwrite64, libc::SYS_writev] {
+            rules.push(Rule::trap_unless(
+                call,
+                vec![not_shared(0, &[doorbell, arena, inbox])],
+            ));
+        }
+        rules.push(Rule::trap_unless(
+            libc::SYS_ftruncate,
+            vec![not_shared(0, &[doorbell, inbox])],
+        ));
+    }
     if s.network {
         // The socket and terminal queries std and event loops use; not `TIOCSTI` (typing
         // into a terminal), `FIOSETOWN`/`SIOCSPGRP`/`FIOASYNC` (the signal route above),
@@ -1357,6 +1406,10 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
         (libc::SYS_mmap, "mmap"),
         (libc::SYS_mprotect, "mprotect"),
         (libc::SYS_rt_sigaction, "rt_sigaction"),
+        (libc::SYS_ftruncate, "ftruncate"),
+        (libc::SYS_write, "write"),
+        (libc::SYS_pwrite64, "pwrite64"),
+        (libc::SYS_writev, "writev"),
         (libc::SYS_prctl, "prctl"),
         (libc::SYS_mkdirat, "mkdirat"),
         (libc::SYS_unlinkat, "unlinkat"),
@@ -1472,12 +1525,20 @@ mod tests {
         }
     }
 
-    fn sandboxes() -> [Sandbox; 4] {
+    /// The shared descriptors the tests' filters protect (a worker sets its own).
+    const SHARED: [i32; 3] = [5, 6, 7];
+
+    fn sandboxes() -> [Sandbox; 5] {
+        set_shared_fds(SHARED);
         [
             Sandbox::compute(),
             Sandbox::read_only(["/etc"]).write_dir("/tmp"),
             Sandbox::compute().network(true),
             Sandbox::compute().network(true).processes(true),
+            Sandbox {
+                memory_limit: Some(64 << 20),
+                ..Sandbox::compute()
+            },
         ]
     }
 
@@ -1603,6 +1664,28 @@ mod tests {
                 assert_eq!(call(&s, libc::SYS_kill, [me, sys, 0, 0, 0, 0]), trap);
                 assert_eq!(call(&s, libc::SYS_tkill, [me, sys, 0, 0, 0, 0]), trap);
                 assert_eq!(call(&s, libc::SYS_tgkill, [me, me, sys, 0, 0, 0]), trap);
+            }
+            if s.memory_limit.is_some() {
+                // No filling a shared memfd without a mapping, no growing the inbox.
+                let [doorbell, arena, inbox] = SHARED.map(|fd| fd as u64);
+                let allow = libc::SECCOMP_RET_ALLOW;
+                for fd in [doorbell, arena, inbox] {
+                    assert_eq!(call(&s, libc::SYS_write, [fd, 0x7000, 4096, 0, 0, 0]), trap);
+                    assert_eq!(
+                        call(&s, libc::SYS_pwrite64, [fd, 0x7000, 4096, 0, 0, 0]),
+                        trap
+                    );
+                    assert_eq!(call(&s, libc::SYS_writev, [fd, 0x7000, 1, 0, 0, 0]), trap);
+                }
+                assert_eq!(call(&s, libc::SYS_write, [1, 0x7000, 4096, 0, 0, 0]), allow);
+                assert_eq!(
+                    call(&s, libc::SYS_ftruncate, [inbox, 1 << 30, 0, 0, 0, 0]),
+                    trap
+                );
+                assert_eq!(
+                    call(&s, libc::SYS_ftruncate, [arena, 1 << 30, 0, 0, 0, 0]),
+                    allow
+                );
             }
             // The trap handler's way out is the kernel's kill.
             assert_eq!(call(&s, KILL_NR, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);

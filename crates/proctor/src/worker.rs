@@ -278,6 +278,8 @@ fn run_jobs(
         Requests::Pipe(fd) => (Some(File::from(fd)), None),
         Requests::Remote(conn) => (None, Some(conn)),
     };
+    use std::os::fd::AsRawFd;
+    crate::sandbox::set_shared_fds([doorbell.as_raw_fd(), arena.as_raw_fd(), inbox.as_raw_fd()]);
     let doorbell = crate::doorbell::Doorbell::from_fd(doorbell)?;
     let mut arena = WorkerArena::new(SharedMapping::from_fd(arena)?, capture);
     let mut inbox = SharedMapping::from_fd(inbox)?;

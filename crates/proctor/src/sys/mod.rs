@@ -78,6 +78,14 @@ pub(crate) fn current_cpu() -> u64 {
     if cpu < 0 { u64::MAX } else { cpu as u64 }
 }
 
+/// This process's address space (`VmSize`), in bytes.
+pub(crate) fn address_space_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Number of threads in this process, from /proc (None if unreadable).
 pub(crate) fn thread_count() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())

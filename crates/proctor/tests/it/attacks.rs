@@ -339,10 +339,26 @@ fn finding_7_shared_memory_is_no_way_past_the_memory_limit() {
         .unwrap();
     violation(pool.submit(shared_memory, 0).join(), &["mmap"]);
     match pool.submit(shared_memory, 1).join() {
+        // The arena may grow, not past the limit; the inbox and doorbell may not grow.
         Ok(Err(e)) => assert_eq!(e, libc::EFBIG, "the memfd could not grow past the limit"),
+        Err(TaskError::SandboxViolation { syscall, .. }) => assert_eq!(syscall, "ftruncate"),
         other => panic!("a memfd grew past the memory limit: {other:?}"),
     }
+    // Filling a shared memfd by `write`, which no mapping (and so no RLIMIT_AS) counts.
+    violation(pool.submit(write_shared, ()).join(), &["write"]);
     assert_eq!(pool.submit(square, 5).join(), Ok(25));
+}
+
+/// Finding 7, by `write`: 1 MiB into every descriptor from 3 up (the worker's memfds among
+/// them).
+fn write_shared(_: ()) -> usize {
+    let buf = vec![1u8; 1 << 20];
+    (3..64)
+        .filter(|&fd| {
+            // SAFETY: writing a buffer we own to a descriptor number; a closed one fails.
+            unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) > 0 }
+        })
+        .count()
 }
 
 /// Finding 8: a raw socket (`CAP_NET_RAW`) in the network namespace's user namespace.
