@@ -125,7 +125,8 @@ fn map_1m(c: &mut Criterion) {
     common::bench_maps(
         &mut g,
         [
-            ("remote", remote(2, false)),
+            ("remote_tls", remote(2, true)),
+            ("remote_plaintext", remote(2, false)),
             ("processes", Pool::processes(2)),
         ],
         n,

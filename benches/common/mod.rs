@@ -10,7 +10,7 @@ use nix::unistd::{ForkResult, fork, pipe, read, write};
 /// benchmark each, named `{name}_map` and `{name}_try_map`.
 pub fn bench_maps(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    pools: [(&str, proctor::PoolBuilder); 2],
+    pools: impl IntoIterator<Item = (&'static str, proctor::PoolBuilder)>,
     n: u64,
 ) {
     use criterion::BenchmarkId;

@@ -34,10 +34,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
-};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, setpgid};
 
@@ -115,13 +112,7 @@ struct ClientState {
 impl ForkServer {
     /// Forks the server. Must run while this process has a single thread.
     pub(crate) fn start(secret: u64) -> Result<ForkServer, String> {
-        let (parent_end, server_end) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| format!("could not create the fork server's socket: {e}"))?;
+        let (parent_end, server_end) = crate::sys::seqpacket_pair("the fork server's socket")?;
         // SAFETY: the caller guarantees this process is single-threaded (init checks
         // /proc/self/task), so the child is a complete copy and may run any code.
         match unsafe { fork() } {

@@ -319,14 +319,7 @@ const SPAWN_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 impl Spawner {
     fn start(secret_copy: &mut Option<Zeroizing<String>>) -> Result<Spawner, String> {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| format!("could not create the spawner's socket: {e}"))?;
+        let (ours, theirs) = crate::sys::seqpacket_pair("the spawner's socket")?;
         let agent = Pid::this();
         // SAFETY: the agent has one thread (checked in `run`), so the child is a complete
         // copy of it and may run any code.

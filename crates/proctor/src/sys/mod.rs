@@ -78,6 +78,20 @@ pub(crate) fn current_cpu() -> u64 {
     if cpu < 0 { u64::MAX } else { cpu as u64 }
 }
 
+/// A pair of connected sequenced-packet Unix sockets, close-on-exec: the channel to a helper
+/// process forked next (the fork server's, an agent's spawner's); `what` names it in the
+/// error.
+pub(crate) fn seqpacket_pair(what: &str) -> Result<(OwnedFd, OwnedFd), String> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("could not create {what}: {e}"))
+}
+
 /// This process's address space (`VmSize`), in bytes.
 pub(crate) fn address_space_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
