@@ -19,7 +19,9 @@
 //!    namespaces of layers 2 and 3 gave the worker all of theirs).
 //! 5. **no_new_privs**: `PR_SET_NO_NEW_PRIVS`, so no exec can gain privileges.
 //! 6. **Landlock**: file access (none, read-only paths, writable directories) and, without
-//!    network access, TCP bind and connect.
+//!    network access, TCP bind and connect; from ABI 6, scoped signals and abstract Unix
+//!    sockets ("landlock scopes", reported but not required: seccomp closes both routes
+//!    under the presets).
 //! 7. **seccomp**: a filter of the system calls the worker runtime and a computing task need,
 //!    with the dangerous ones checked argument by argument (see `argument_rules`); any other
 //!    traps. The trap's handler writes the call's number to the worker's own stderr pipe and
@@ -219,7 +221,8 @@ pub struct SandboxReport {
 
 impl SandboxReport {
     /// The layer called `name` (`"rlimits"`, `"network namespace"`, `"file system view"`,
-    /// `"capabilities"`, `"no_new_privs"`, `"landlock"`, `"seccomp"`).
+    /// `"capabilities"`, `"no_new_privs"`, `"landlock"`, `"landlock scopes"` (reported, not
+    /// required), `"seccomp"`).
     pub fn layer(&self, name: &str) -> Option<&Layer> {
         self.layers.iter().find(|l| l.name == name)
     }
@@ -377,6 +380,7 @@ fn check(sandbox: &Sandbox, report: &SandboxReport) -> Result<(), String> {
     let missing: Vec<String> = report
         .layers
         .iter()
+        .filter(|l| l.name != OPTIONAL_LAYER)
         .filter_map(|l| match &l.status {
             LayerStatus::Unavailable(why) => Some(format!("{} ({why})", l.name)),
             _ => None,
@@ -423,7 +427,9 @@ fn apply(s: &Sandbox) -> SandboxReport {
             LayerStatus::Unavailable(std::io::Error::last_os_error().to_string())
         },
     ));
-    layers.push(layer("landlock", landlock(s)));
+    let (files, scopes) = landlock(s);
+    layers.push(layer("landlock", files));
+    layers.push(layer(OPTIONAL_LAYER, scopes));
     layers.push(layer("seccomp", seccomp(s)));
     SandboxReport { layers }
 }
@@ -714,16 +720,44 @@ fn build_file_view(s: &Sandbox) -> Result<(), String> {
     Ok(())
 }
 
-fn landlock(s: &Sandbox) -> LayerStatus {
+/// The Landlock ABI version this kernel implements (0 without Landlock).
+fn landlock_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer, size 0 and this flag, the call only returns the
+    // ABI version (landlock_create_ruleset(2)); it reads and writes no memory.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    v.max(0)
+}
+
+/// The "landlock" layer (files and TCP) and the "landlock scopes" one: from ABI 6 (Linux
+/// 6.12) the domain is also scoped, so that the task can neither signal a process outside
+/// it nor connect to an abstract Unix socket made outside it. Under the presets seccomp
+/// already closes both routes (signals go only to the worker itself; no socket is made), so
+/// the scopes are a second wall, reported but not required.
+fn landlock(s: &Sandbox) -> (LayerStatus, LayerStatus) {
     use landlock::{
         ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr,
-        RulesetCreatedAttr, RulesetStatus,
+        RulesetCreatedAttr, RulesetStatus, Scope,
     };
     let abi = ABI::V5;
+    let version = landlock_abi();
+    let scoped = version >= 6;
     let run = || -> Result<RulesetStatus, String> {
         let mut ruleset = Ruleset::default()
             .handle_access(AccessFs::from_all(abi))
             .map_err(|e| e.to_string())?;
+        if scoped {
+            ruleset = ruleset
+                .scope(Scope::from_all(ABI::V6))
+                .map_err(|e| e.to_string())?;
+        }
         if !s.network {
             ruleset = ruleset
                 .handle_access(AccessNet::from_all(abi))
@@ -743,7 +777,7 @@ fn landlock(s: &Sandbox) -> LayerStatus {
         }
         Ok(created.restrict_self().map_err(|e| e.to_string())?.ruleset)
     };
-    match run() {
+    let files = match run() {
         Ok(RulesetStatus::FullyEnforced) => LayerStatus::Applied,
         Ok(RulesetStatus::PartiallyEnforced) => LayerStatus::Unavailable(
             "partly enforced: this kernel's Landlock lacks some of the access rights".into(),
@@ -752,8 +786,20 @@ fn landlock(s: &Sandbox) -> LayerStatus {
             LayerStatus::Unavailable("this kernel does not enforce Landlock".into())
         }
         Err(why) => LayerStatus::Unavailable(why),
-    }
+    };
+    let scopes = match (&files, scoped) {
+        (LayerStatus::Applied, true) => LayerStatus::Applied,
+        (_, true) => LayerStatus::Unavailable("the Landlock ruleset did not apply".into()),
+        (_, false) => LayerStatus::Unavailable(format!(
+            "this kernel's Landlock ABI is {version}; scoping signals and abstract Unix \
+             sockets needs 6 (Linux 6.12)"
+        )),
+    };
+    (files, scopes)
 }
+
+/// A layer that is reported but never required (see [`landlock`]).
+const OPTIONAL_LAYER: &str = "landlock scopes";
 
 /// The system calls every sandboxed worker may make: its own loop (pipe reads and writes,
 /// futex waits, mapping the shared arena and inbox, the capture files) and a computing task
@@ -1728,6 +1774,14 @@ mod tests {
             check(&Sandbox::compute().allow_unavailable(true), &report),
             Ok(())
         );
+        // The scopes are a second wall: reported, never required.
+        let optional = SandboxReport {
+            layers: vec![layer(
+                OPTIONAL_LAYER,
+                LayerStatus::Unavailable("ABI 4".into()),
+            )],
+        };
+        assert_eq!(check(&Sandbox::compute(), &optional), Ok(()));
         assert_eq!(
             report.to_string(),
             "seccomp: applied; landlock: unavailable (old kernel); rlimits: not asked for"

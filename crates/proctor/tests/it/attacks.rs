@@ -500,3 +500,45 @@ fn finding_10_a_task_cannot_hide_or_fake_violations_or_use_pi_futexes() {
     );
     violation(pool.submit(pi_futex, ()).join(), &["futex"]);
 }
+
+/// Finding 1, by another route, where sockets are allowed (`network(true)`): an abstract
+/// Unix socket of another process (the test's own listener here), which Landlock's scopes
+/// (ABI 6) close to a sandboxed worker.
+fn connect_abstract(name: String) -> Result<(), String> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| e.to_string())?;
+    std::os::unix::net::UnixStream::connect_addr(&addr)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn finding_1_an_abstract_unix_socket_outside_the_worker_is_out_of_reach() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("proctor-attack-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let plain = Pool::processes(1).build().unwrap();
+    assert_eq!(
+        plain.submit(connect_abstract, name.clone()).join(),
+        Ok(Ok(()))
+    );
+    let pool = sandboxed(Sandbox::compute().network(true));
+    let scopes = pool
+        .sandbox_report()
+        .unwrap()
+        .layer("landlock scopes")
+        .cloned();
+    match scopes.map(|l| l.status) {
+        Some(proctor::LayerStatus::Applied) => {
+            let got = pool.submit(connect_abstract, name).join().unwrap();
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains("not permitted")),
+                "{got:?}"
+            );
+        }
+        other => eprintln!("WARNING: Landlock scopes unavailable here, route untested: {other:?}"),
+    }
+}
