@@ -135,7 +135,7 @@ impl Config {
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 /// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
 /// | [`init_worker`](PoolBuilder::init_worker) | run in each worker process, before its first task | run in each worker thread, before its first task |
-/// | [`sandbox`](PoolBuilder::sandbox) | seccomp, Landlock, rlimits, optionally a network namespace, per worker | error: a thread cannot be confined apart from its process |
+/// | [`sandbox`](PoolBuilder::sandbox) | seccomp, Landlock, capabilities dropped, rlimits, a file-system view (with files) and optionally a network namespace, per worker; a fresh worker per task unless [`Sandbox::reuse_workers`](crate::Sandbox::reuse_workers) | error: a thread cannot be confined apart from its process |
 /// | [`start_method`](PoolBuilder::start_method) | fork from the fork server, or re-execute the binary | error: threads are not started from a binary |
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {
@@ -333,6 +333,11 @@ impl<S: 'static> PoolBuilder<S> {
     /// [`Pool::sandbox_report`] says how each layer came out. If a layer the sandbox asks for
     /// is unavailable on this kernel, `build()` fails, unless the sandbox allows it
     /// ([`crate::Sandbox::allow_unavailable`]).
+    ///
+    /// By default every task runs in a fresh worker (as with `max_tasks_per_worker(1)`), so
+    /// that no task can decide another's outcome; [`crate::Sandbox::reuse_workers`] trades
+    /// that for speed. The sandbox's memory, stdio and timeout rules, and what it does not
+    /// promise, are in `docs/security.md`.
     ///
     /// Process mode only: a thread has its process's rights and cannot be confined alone.
     ///

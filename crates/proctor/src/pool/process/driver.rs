@@ -262,28 +262,24 @@ impl Shared {
 
     /// Starts slot `slot`'s replacement worker and tells the machine how it went.
     fn replace(&self, st: &mut State, slot: usize, out: &mut Vec<Action<Job>>) {
-        {
-            {
-                if let Some(why) = &st.init_failed {
-                    // The initializer failed in a replacement, or it refused to start:
-                    // starting more would loop.
-                    st.spawn_error = Some(why.clone());
-                    st.machine.replaced(slot, false, out);
-                    return;
-                }
-                let id = st.next_worker_id;
-                st.next_worker_id = st.next_worker_id.wrapping_add(1);
-                match self.spawn_worker(slot, id) {
-                    Ok(w) => {
-                        st.workers[slot] = Some(w);
-                        st.machine.replaced(slot, true, out);
-                    }
-                    Err(e) => {
-                        log::warn!("proctor: could not start a replacement worker: {e}");
-                        st.spawn_error = Some(e.to_string());
-                        st.machine.replaced(slot, false, out);
-                    }
-                }
+        if let Some(why) = &st.init_failed {
+            // The initializer failed in a replacement, or it refused to start: starting
+            // more would loop.
+            st.spawn_error = Some(why.clone());
+            st.machine.replaced(slot, false, out);
+            return;
+        }
+        let id = st.next_worker_id;
+        st.next_worker_id = st.next_worker_id.wrapping_add(1);
+        match self.spawn_worker(slot, id) {
+            Ok(w) => {
+                st.workers[slot] = Some(w);
+                st.machine.replaced(slot, true, out);
+            }
+            Err(e) => {
+                log::warn!("proctor: could not start a replacement worker: {e}");
+                st.spawn_error = Some(e.to_string());
+                st.machine.replaced(slot, false, out);
             }
         }
     }
