@@ -157,7 +157,12 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
                 .relaunch(u32::MAX),
         );
     } else if setup.remote {
-        b = b.remote(crate::remote::local_remote().relaunch(u32::MAX));
+        // TLS is the default: the other remote setup runs the sealed plaintext records.
+        b = b.remote(
+            crate::remote::local_remote()
+                .insecure_plaintext(true)
+                .relaunch(u32::MAX),
+        );
     }
     let pool = b.retries(setup.retries).build().unwrap();
     let items = (0..n).map(|i| (i, setup.timeout, pad_of(i, setup.pad)));
