@@ -40,6 +40,16 @@ fn launcher(dir: &Path, call: Option<u16>) -> Remote {
         .connect_timeout(Duration::from_secs(20))
 }
 
+/// A command launcher that keeps a copy of the secret in `dir/secret`, as a thief of the
+/// launch would, and writes the pool's address to `dir/addr`.
+fn thieving_launcher(dir: &Path) -> Remote {
+    let template = format!(
+        "printf %s \"$PROCTOR_REMOTE_SECRET\" > {0}/secret; echo {{addr}} > {0}/addr; exec {{exe}}",
+        dir.display()
+    );
+    Remote::command(template, ["localhost"]).listen("127.0.0.1:0".parse().unwrap())
+}
+
 /// The pool's address, as the launcher wrote it.
 fn pool_addr(dir: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -408,17 +418,8 @@ fn stolen_secret(dir: &Path) -> Vec<u8> {
 fn a_task_on_a_remote_worker_finds_the_secret_nowhere() {
     for plaintext in [false, true] {
         let dir = scratch(&format!("secret-{plaintext}"));
-        // The launcher keeps a copy, as a thief of the launch would.
-        let template = format!(
-            "printf %s \"$PROCTOR_REMOTE_SECRET\" > {}/secret; exec {{exe}}",
-            dir.display()
-        );
         let pool = Pool::processes(1)
-            .remote(
-                Remote::command(template, ["localhost"])
-                    .listen("127.0.0.1:0".parse().unwrap())
-                    .insecure_plaintext(plaintext),
-            )
+            .remote(thieving_launcher(&dir).insecure_plaintext(plaintext))
             .build()
             .unwrap();
         let masked: Vec<u8> = stolen_secret(&dir).iter().map(|b| b ^ 0x5a).collect();
@@ -462,17 +463,8 @@ fn try_handshake(addr: &str, key: &[u8], claim: [u8; 24]) -> Option<Vec<u8>> {
 #[test]
 fn a_stolen_secret_claims_no_slot_and_no_token() {
     let dir = scratch("stolen");
-    let template = format!(
-        "printf %s \"$PROCTOR_REMOTE_SECRET\" > {}/secret; echo {{addr}} > {}/addr; exec {{exe}}",
-        dir.display(),
-        dir.display()
-    );
     let pool = Pool::processes(1)
-        .remote(
-            Remote::command(template, ["localhost"])
-                .listen("127.0.0.1:0".parse().unwrap())
-                .insecure_plaintext(true),
-        )
+        .remote(thieving_launcher(&dir).insecure_plaintext(true))
         .build()
         .unwrap();
     let (secret, addr) = (stolen_secret(&dir), pool_addr(&dir));

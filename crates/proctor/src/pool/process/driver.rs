@@ -605,8 +605,8 @@ impl Shared {
         let mut wait = Duration::MAX;
         if let Some(limit) = self.config.task_timeout {
             let now_ns = crate::sys::monotonic_ns();
+            let grace = self.remote_grace();
             for s in 0..st.workers.len() {
-                let grace = self.remote_grace();
                 let Some(w) = self.running(st, s) else {
                     continue;
                 };
@@ -706,12 +706,12 @@ impl Shared {
 
     fn check_timeouts(&self, st: &mut State, limit: Duration) {
         let now_ns = crate::sys::monotonic_ns();
+        let grace = self.remote_grace();
         let mut out = Vec::new();
         for s in 0..st.workers.len() {
             // Every job the worker has not reported done has a running task, whatever the
             // header's counts say: a task that wrote COMMITTED = STARTED into it was once
             // taken for idle, and never timed out.
-            let grace = self.remote_grace();
             let Some(w) = self.running(st, s) else {
                 continue;
             };
