@@ -19,6 +19,7 @@
 //! | REQ_SEQ, PARENT_CPU | parent | jobs sent so far, and the CPU the parent sent the last from |
 //! | DONE_SEQ, WORKER_CPU | worker | the number of the last job done (stored after the job's last record is committed), and the worker's CPU |
 //! | TIMED | parent | 1 if the pool has a task timeout: only then does the worker read the clock |
+//! | LIMIT | parent | the longest the worker may grow the arena (the pool's `max_payload`, plus the header) |
 //!
 //! Ordering: the worker stores STARTED_AT before STARTED (release), and a record's bytes and
 //! COMMITTED_LEN before COMMITTED (release); the parent loads STARTED and COMMITTED with
@@ -34,7 +35,9 @@
 //!
 //! Nothing in the header is trusted: a task can scribble on it. The recovery machine
 //! (`pool/process/recovery.rs`) clamps the counts to the job; the memfd is sealed against
-//! shrinking, so the parent's reads never fault; and its size is capped at [`MAX_LEN`].
+//! shrinking, so the parent's reads never fault; and its size is capped by the parent's own
+//! limit (a worker told a larger LIMIT, by a task that scribbled on it, grows the arena past
+//! what the parent maps: its job fails, nothing else).
 
 use std::sync::atomic::Ordering;
 
@@ -54,6 +57,7 @@ const WORKER_CPU: usize = 10;
 /// A remote worker's own arena only: the number of the job it began (the agent reads it
 /// after the worker died, to tell the counts of that job from those of the one before).
 const RUN_SEQ: usize = 11;
+const LIMIT: usize = 12;
 
 /// How long a side spins for the other's next move before it sleeps, when the two run on
 /// different CPUs (where a sleeping side costs a cross-CPU wake-up, tens of µs on a VM). On
@@ -64,8 +68,14 @@ pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(30
 pub(crate) const DATA_START: usize = 4096;
 /// Initial size of an arena (sparse: untouched pages cost nothing).
 pub(crate) const INITIAL_LEN: usize = DATA_START + (1 << 20);
-/// Largest arena: a job's results beyond this fail with a codec error.
+/// Largest arena of a remote worker (whose records also travel in one message), and of a
+/// worker whose parent set no LIMIT: a job's results beyond it fail with a codec error.
 pub(crate) const MAX_LEN: usize = 1 << 30;
+
+/// The longest arena that holds a job's results of up to `max_payload` bytes.
+pub(crate) fn max_len(max_payload: usize) -> usize {
+    max_payload.saturating_add(DATA_START + (64 << 10))
+}
 
 /// The header as the parent reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +178,9 @@ fn nanos(d: std::time::Duration) -> u64 {
 impl StartClock {}
 
 /// Clears the header for a new job (parent side, worker idle).
-pub(crate) fn reset(map: &SharedMapping, timed: bool) {
+pub(crate) fn reset(map: &SharedMapping, timed: bool, max_len: usize) {
     map.word(TIMED).store(timed as u64, Ordering::Relaxed);
+    map.word(LIMIT).store(max_len as u64, Ordering::Relaxed);
     for w in [STARTED, STARTED_AT, COMMITTED, COMMITTED_LEN] {
         map.word(w).store(0, Ordering::Relaxed);
     }
@@ -202,13 +213,13 @@ pub(crate) fn create() -> std::io::Result<SharedMapping> {
 }
 
 /// Remaps the parent's view if the worker grew the arena (parent side).
-pub(crate) fn refresh(map: &mut SharedMapping) -> std::io::Result<()> {
+pub(crate) fn refresh(map: &mut SharedMapping, max_len: usize) -> std::io::Result<()> {
     // The word says when the worker grew the arena; only then is the size asked of the
     // kernel (an fstat per job was a third of a round trip). A word scribbled larger than
     // the truth costs a look; the size itself comes from the kernel, capped.
     let len = map.word(LEN).load(Ordering::Acquire) as usize;
     if len > map.len() {
-        map.refresh(MAX_LEN)
+        map.refresh(max_len)
     } else {
         Ok(())
     }
@@ -332,6 +343,8 @@ pub(crate) struct WorkerArena {
     len: usize,
     started: u64,
     timed: bool,
+    /// The longest this arena may grow (the parent's LIMIT).
+    max_len: usize,
     capture: Option<OutputFiles>,
 }
 
@@ -343,6 +356,7 @@ impl WorkerArena {
             len: 0,
             started: 0,
             timed: false,
+            max_len: MAX_LEN,
             capture,
         }
     }
@@ -377,6 +391,10 @@ impl WorkerArena {
     /// A new job begins (the parent already reset the header).
     pub(crate) fn start_job(&mut self) {
         self.timed = self.map.word(TIMED).load(Ordering::Relaxed) != 0;
+        self.max_len = match self.map.word(LIMIT).load(Ordering::Relaxed) {
+            0 => MAX_LEN,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         self.committed = 0;
         self.len = 0;
         self.started = 0;
@@ -420,12 +438,16 @@ impl WorkerArena {
     }
 
     /// Appends a record whose payload `encode` writes into the slice it is given, returning
-    /// the payload length; the arena grows while it reports [`WriteError::Full`].
+    /// the payload length; the arena grows while it reports [`WriteError::Full`]: the first
+    /// time to what `measure` says the payload needs (a large result grows it once, and is
+    /// encoded twice at most), then by doubling.
     pub(crate) fn commit_with(
         &mut self,
         tag: RecordTag,
         mut encode: impl FnMut(&mut [u8]) -> Result<usize, WriteError>,
+        measure: impl FnOnce() -> Option<usize>,
     ) -> Result<(), String> {
+        let mut measure = Some(measure);
         // With capture, the task's output goes first in the payload, and the tag says so.
         let captured = self.capture.is_some();
         let prefix: &[u8] = match self.capture.as_mut() {
@@ -466,35 +488,54 @@ impl WorkerArena {
                     return Ok(());
                 }
             }
-            let want = (self.map.len() * 2).max(INITIAL_LEN);
-            if want > MAX_LEN || self.map.len() >= MAX_LEN {
-                return Err(format!(
-                    "the job's results exceed the {} MiB result limit",
-                    MAX_LEN >> 20
-                ));
+            let payload = measure.take().and_then(|m| m()).unwrap_or(0);
+            let need = (at + RECORD_HEADER + prefix.len()).saturating_add(payload);
+            grow_to(&mut self.map, self.max_len, need)?;
+            if payload >= 16 << 20 {
+                // A large result: its pages allocated in one call, not a fault each.
+                self.map.populate(at, need - at, true);
             }
-            self.map
-                .grow(want)
-                .map_err(|e| format!("could not grow the result arena: {e}"))?;
-            self.map
-                .word(LEN)
-                .store(self.map.len() as u64, Ordering::Release);
         }
     }
 
     /// Appends a record whose payload is `bytes`.
     pub(crate) fn commit_bytes(&mut self, tag: RecordTag, bytes: &[u8]) {
-        let r = self.commit_with(tag, |buf| {
-            let dst = buf.get_mut(..bytes.len()).ok_or(WriteError::Full)?;
-            dst.copy_from_slice(bytes);
-            Ok(bytes.len())
-        });
+        let r = self.commit_with(
+            tag,
+            |buf| {
+                let dst = buf.get_mut(..bytes.len()).ok_or(WriteError::Full)?;
+                dst.copy_from_slice(bytes);
+                Ok(bytes.len())
+            },
+            || Some(bytes.len()),
+        );
         if r.is_err() {
             // Even a short error record does not fit: the arena is at its limit. Commit an
             // empty codec record, which always fits after growth failed only for big payloads.
-            let _ = self.commit_with(RecordTag::Codec, |_| Ok(0));
+            let _ = self.commit_with(RecordTag::Codec, |_| Ok(0), || Some(0));
         }
     }
+}
+
+/// Grows the arena `map` to hold at least `need` bytes: to twice its length (a job of many
+/// records grows it a few times), or to `need` rounded up to a page if that is more (a large
+/// result grows it once), never past `max_len`, the parent's limit.
+fn grow_to(map: &mut SharedMapping, max_len: usize, need: usize) -> Result<(), String> {
+    let need = need.max(map.len() + 1);
+    if need > max_len {
+        return Err(format!(
+            "the job's results exceed the pool's max_payload of {} MiB",
+            max_len.saturating_sub(DATA_START + (64 << 10)) >> 20
+        ));
+    }
+    let want = (map.len() * 2)
+        .max(INITIAL_LEN)
+        .max(need.next_multiple_of(4096))
+        .min(max_len);
+    map.grow(want)
+        .map_err(|e| format!("could not grow the result arena: {e}"))?;
+    map.word(LEN).store(map.len() as u64, Ordering::Release);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,3 +43,14 @@ pub(crate) fn details(payload: &(dyn std::any::Any + Send)) -> (String, Option<S
 pub(crate) fn set_quiet(quiet: bool) {
     QUIET_PANICS.with(|q| q.set(quiet));
 }
+
+/// Wakes `waker` (user code: an async runtime's), containing a panic: a waker that panics
+/// must not take down the pool thread that delivered the outcome (the supervisor, a worker
+/// thread), or every later task would wait on a thread that is gone. The panic is logged.
+pub(crate) fn wake_contained(waker: std::task::Waker) {
+    let woke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+    if let Err(payload) = woke {
+        let (message, _) = details(payload.as_ref());
+        log::error!("proctor: a task's waker panicked (the pool goes on): {message}");
+    }
+}

@@ -78,7 +78,7 @@ pub(crate) fn with_state<S: 'static, R>(f: impl FnOnce(&S) -> R) -> R {
 pub(crate) fn context_entry<C: serde::de::DeserializeOwned + 'static>(bytes: &[u8]) {
     let decoded = match catch_unwind(|| postcard::from_bytes::<C>(bytes)) {
         Ok(Ok(c)) => Ok(Box::new(c) as Box<dyn Any>),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(crate::codec::de_error::<C>(bytes, &e)),
         Err(payload) => Err(format!(
             "Deserialize panicked: {}",
             crate::panic::details(payload.as_ref()).0
@@ -95,7 +95,10 @@ pub(crate) fn with_context<C: 'static, R>(f: impl FnOnce(&C) -> R) -> R {
             Some(c) => f(c),
             None => panic!("this worker holds the context of another call"),
         },
-        Some(Err(why)) => panic!("the call's context could not be decoded: {why}"),
+        // The task's codec error, not a panic of its own.
+        Some(Err(why)) => std::panic::panic_any(crate::codec::Undecodable(format!(
+            "the call's context could not be decoded: {why}"
+        ))),
         None => panic!("this worker was sent no context for the call"),
     })
 }

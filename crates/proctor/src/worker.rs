@@ -47,7 +47,7 @@ where
                     }
                     Err(e) => {
                         arena.begin();
-                        undecodable(arena, &e.to_string());
+                        undecodable(arena, &crate::codec::de_error::<A>(rest, &e));
                         return false;
                     }
                 };
@@ -55,16 +55,13 @@ where
                 arena.begin();
                 match catch_unwind(AssertUnwindSafe(|| f(a))) {
                     Ok(r) => {
-                        let res = arena.commit_with(RecordTag::Ok, |buf| wire::write_into(&r, buf));
-                        if let Err(e) = res {
-                            arena.commit_bytes(RecordTag::Codec, &encode_str(&e));
-                        }
+                        commit_result(arena, &r);
+                        // The result was sent: a `Drop` of it that panics is no task's
+                        // failure (not this one's, whose outcome is committed, nor the
+                        // next's, whose argument is not yet decoded).
+                        let _ = catch_unwind(AssertUnwindSafe(move || drop(r)));
                     }
-                    Err(payload) => {
-                        let (message, location) = crate::panic::details(payload.as_ref());
-                        let bytes = postcard::to_allocvec(&(message, location)).unwrap_or_default();
-                        arena.commit_bytes(RecordTag::Panicked, &bytes);
-                    }
+                    Err(payload) => commit_panic(arena, payload.as_ref()),
                 }
             }
             false
@@ -85,6 +82,47 @@ where
             return;
         }
     }
+}
+
+/// Commits task's result `r`, or the codec error of a result that does not encode.
+#[inline]
+fn commit_result<R: Serialize>(arena: &mut WorkerArena, r: &R) {
+    let mut failed = None;
+    let res = arena.commit_with(
+        RecordTag::Ok,
+        |buf| {
+            wire::write_into(r, buf).inspect_err(|e| {
+                if let wire::WriteError::Failed(e) = e {
+                    failed = Some(e.clone());
+                }
+            })
+        },
+        || wire::encoded_len_capped(r, usize::MAX).ok(),
+    );
+    if let Err(e) = res {
+        let why = match failed {
+            // In the user's own words, where their `Serialize` gave some.
+            Some(e) => format!(
+                "its result could not be encoded: {}",
+                crate::codec::ser_error(r, &e)
+            ),
+            None => e,
+        };
+        arena.commit_bytes(RecordTag::Codec, &encode_str(&why));
+    }
+}
+
+/// Commits the outcome of a task that panicked: `Panicked`, or `Codec` where the panic says
+/// the task's input could not be decoded (a `map_with` context, see [`crate::codec::Undecodable`]).
+#[cold]
+fn commit_panic(arena: &mut WorkerArena, payload: &(dyn std::any::Any + Send)) {
+    if let Some(crate::codec::Undecodable(why)) = payload.downcast_ref() {
+        arena.commit_bytes(RecordTag::Codec, &encode_str(why));
+        return;
+    }
+    let (message, location) = crate::panic::details(payload);
+    let bytes = postcard::to_allocvec(&(message, location)).unwrap_or_default();
+    arena.commit_bytes(RecordTag::Panicked, &bytes);
 }
 
 /// Commits the codec error of a task whose argument did not decode. Past it the next
@@ -319,7 +357,12 @@ fn run_jobs(
                 let len = usize::try_from(args_len).unwrap_or(usize::MAX);
                 if len > inbox.len() {
                     // The parent grew the inbox for this job.
-                    inbox.refresh(wire::MAX_FRAME + (64 << 10))?;
+                    // (The parent is trusted with this worker's address space.)
+                    inbox.refresh(usize::MAX)?;
+                }
+                if len >= 16 << 20 {
+                    // A large argument: its pages mapped in one call, not a fault each.
+                    inbox.populate(0, len, false);
                 }
                 let args = inbox
                     .bytes(0, len)

@@ -67,6 +67,8 @@ pub(crate) struct Config {
     /// The worker initializer, run once in each worker before its first task.
     pub(crate) init: Option<crate::state::InitFn>,
     pub(crate) capture_output: bool,
+    /// The largest encoded argument, or job's results, a worker process may send or be sent.
+    pub(crate) max_payload: usize,
     /// The sandbox each worker process applies before its first task.
     #[cfg(target_os = "linux")]
     pub(crate) sandbox: Option<crate::Sandbox>,
@@ -119,6 +121,17 @@ impl Config {
     }
 }
 
+/// The default [`PoolBuilder::max_payload`]: 4 GiB (loky's users send 2.2 GB arguments),
+/// or half the address space where that is smaller.
+const DEFAULT_MAX_PAYLOAD: usize = if usize::BITS > 32 {
+    (4u64 << 30) as usize
+} else {
+    usize::MAX / 2
+};
+
+/// The smallest [`PoolBuilder::max_payload`]: what the pool's own frames need.
+const MIN_MAX_PAYLOAD: usize = 64 << 10;
+
 /// Configures and builds a [`Pool`]. Made by [`Pool::threads`] or [`Pool::processes`].
 ///
 /// Every option, in each mode (switching the mode is one word, so an option that means
@@ -131,6 +144,7 @@ impl Config {
 /// | [`max_tasks_per_worker`](PoolBuilder::max_tasks_per_worker) | a fresh process after `n` tasks | a fresh thread after `n` tasks |
 /// | [`chunk_size`](PoolBuilder::chunk_size) | items per job sent to a worker | items per job (one per job under a timeout); in a plain `map`, the fewest items a thread takes at once |
 /// | [`memory_limit`](PoolBuilder::memory_limit) | `RLIMIT_DATA` per worker; `OutOfMemory` | error: threads share one address space |
+/// | [`max_payload`](PoolBuilder::max_payload) | the largest encoded argument or job's results; `Codec` past it | accepted; values move without being encoded |
 /// | [`retries`](PoolBuilder::retries) | reruns a task whose worker died | error: a thread cannot die alone |
 /// | [`forward_stderr`](PoolBuilder::forward_stderr) | workers' stderr to ours, or only into `stderr_tail` | accepted; tasks write to our stderr directly |
 /// | [`capture_output`](PoolBuilder::capture_output) | each task's stdout and stderr kept with its outcome | error: threads share one stdout and stderr |
@@ -232,6 +246,23 @@ impl<S: 'static> PoolBuilder<S> {
     /// worker is an error from `build()`. Process mode only.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.config.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The largest encoded argument of a task, and the largest encoded results of one job,
+    /// that travel between this program and a worker process (4 GiB by default). An
+    /// argument past it fails with [`TaskError::Codec`] before it is built in full; results
+    /// past it fail the same way in the worker. Large arguments and results travel through
+    /// shared memory, encoded in place: no pipe carries them and no copy is made beyond the
+    /// encoding on each side.
+    ///
+    /// The limit is also what a worker can make this program map: a task that claims a
+    /// larger result is refused before anything is mapped or allocated, so a hostile task
+    /// (see [`sandbox`](PoolBuilder::sandbox)) costs at most this much address space per
+    /// worker. Remote workers carry arguments inline in their frames, and keep their own,
+    /// smaller limits (256 MiB per argument, 1 GiB of results per job).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.max_payload = bytes;
         self
     }
 
@@ -417,6 +448,13 @@ impl<S: 'static> PoolBuilder<S> {
                 c.workers
             )));
         }
+        if c.max_payload < MIN_MAX_PAYLOAD {
+            return Err(Error::invalid(format!(
+                "max_payload must be at least {} KiB, got {} bytes",
+                MIN_MAX_PAYLOAD >> 10,
+                c.max_payload
+            )));
+        }
         if c.chunk_size == Some(0) {
             return Err(Error::invalid("chunk_size must be at least 1"));
         }
@@ -572,6 +610,7 @@ impl Pool {
                 retries: 0,
                 init: None,
                 capture_output: false,
+                max_payload: DEFAULT_MAX_PAYLOAD,
             },
             _state: PhantomData,
         }

@@ -943,8 +943,9 @@ impl<R> Slot<R> {
         // this sees the waker, or the poll that registered it finds the outcome.
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.awaited.load(Ordering::SeqCst) {
-            if let Some(w) = self.waker.lock().expect("slot poisoned").take() {
-                w.wake();
+            let waker = self.waker.lock().expect("slot poisoned").take();
+            if let Some(w) = waker {
+                crate::panic::wake_contained(w);
             }
         }
     }

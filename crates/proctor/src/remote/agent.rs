@@ -733,7 +733,7 @@ impl Agent {
                 timed_out_ns: c.timed_out_ns,
                 ..Report::default()
             };
-            if arena::refresh(&mut c.arena).is_ok() {
+            if arena::refresh(&mut c.arena, arena::MAX_LEN).is_ok() {
                 let (run, done, p) = arena::remote_view(&c.arena);
                 report.run_seq = run;
                 report.done_seq = done;

@@ -1337,7 +1337,7 @@ pub(crate) fn decode_for_fuzz(buf: &[u8]) -> (usize, usize) {
     let jobs = r.apply(&mirror, &applied);
     // What the driver does next: read the mirror as a local worker's arena.
     let mut m = lock_of(&mirror);
-    let _ = arena::refresh(&mut m);
+    let _ = arena::refresh(&mut m, arena::MAX_LEN);
     let p = arena::progress(&m);
     let _ = arena::records(&m, &p);
     (messages, jobs)

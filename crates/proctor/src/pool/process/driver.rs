@@ -2,7 +2,7 @@
 //! collect finished jobs, bury dead workers, enforce timeouts, read stderr — and how it
 //! carries out the recovery machine's actions with system calls.
 
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -11,7 +11,7 @@ use super::handle::Worker;
 use super::job::{Delivery, Job};
 use super::outcome::RecordIter;
 use super::recovery::{Action, Death, Fate, Run, Seen};
-use super::{EXIT_WAIT, KILL_GRACE, PARK_AFTER, STDERR_TICK, Shared, State, lock};
+use super::{EXIT_WAIT, KILL_GRACE, PARK_AFTER, STDERR_TICK, Shared, State, StateGuard};
 use crate::arena;
 use crate::error::TaskError;
 use crate::server::Exit;
@@ -20,8 +20,19 @@ use crate::wire;
 use crate::worker::INIT_FAILED;
 
 impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+    pub(super) fn lock(&self) -> StateGuard<'_> {
+        StateGuard::new(&self.state)
+    }
+
+    /// The longest a worker's arena may grow: what holds a job's results of `max_payload`
+    /// bytes. (A remote worker's arena is the hub's mirror of what its agent sent, within
+    /// the remote limit.)
+    pub(super) fn arena_max(&self) -> usize {
+        if self.remote.is_some() {
+            arena::MAX_LEN
+        } else {
+            arena::max_len(self.config.max_payload)
+        }
     }
 
     /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
@@ -122,7 +133,16 @@ impl Shared {
                     }
                 };
                 let w = st.workers[slot].as_mut().expect("a busy slot has a worker");
-                arena::reset(&w.arena, self.config.task_timeout.is_some());
+                if w.read_memory_due(Instant::now()) {
+                    // What the supervisor did not free in time (the worker is idle till this
+                    // job's frame leaves).
+                    w.free_read();
+                }
+                arena::reset(
+                    &w.arena,
+                    self.config.task_timeout.is_some(),
+                    self.arena_max(),
+                );
                 w.mark_job_start(run.count);
                 if let Some(r) = &w.remote {
                     // Counted before it leaves: a job that may have reached a host before
@@ -171,15 +191,23 @@ impl Shared {
                     bytes: None,
                     worker: w.id,
                 };
-                let committed = arena::refresh(&mut w.arena).ok().and_then(|()| {
-                    let p = arena::progress(&w.arena);
-                    arena::records(&w.arena, &p)
-                });
+                let mut large = 0;
+                let committed = arena::refresh(&mut w.arena, self.arena_max())
+                    .ok()
+                    .and_then(|()| {
+                        let p = arena::progress(&w.arena);
+                        let len = usize::try_from(p.committed_len).unwrap_or(usize::MAX);
+                        if len >= super::handle::RELEASE_MIN {
+                            w.arena.populate(arena::DATA_START, len, false);
+                        }
+                        arena::records(&w.arena, &p)
+                    });
                 match committed {
                     // Large results (64 KiB or more each) are decoded in place, now, before the
                     // worker can be sent its next job: no copy as large as they are.
                     Some(r) if r.len() >= n.max(1) * wire::INBOX_MIN => {
                         decode(&d, r);
+                        large = r.len();
                         st.delivered = true;
                     }
                     // Many small ones are copied out, and decoded while the worker runs its
@@ -191,6 +219,11 @@ impl Shared {
                         st.deliveries.push(d);
                     }
                     None => st.deliveries.push(d),
+                }
+                // The job is done and read: the memory its large argument and results took
+                // can go, while the worker is idle.
+                if let Some(w) = st.workers[slot].as_mut() {
+                    w.read_done(large);
                 }
             }
             Action::Fail {
@@ -242,6 +275,20 @@ impl Shared {
                     return;
                 }
                 self.replace(st, slot, out);
+            }
+        }
+    }
+
+    /// Frees the memory of large arguments and results already read, in idle workers (the
+    /// supervisor's work: off the path of the outcomes that brought them).
+    fn free_read(&self, st: &mut State) {
+        let now = Instant::now();
+        for s in 0..st.workers.len() {
+            if st.machine.busy(s).is_some() {
+                continue;
+            }
+            if let Some(w) = st.workers[s].as_mut().filter(|w| w.read_memory_due(now)) {
+                w.free_read();
             }
         }
     }
@@ -305,6 +352,11 @@ impl Shared {
             st.exits[slot] = exit;
         }
         w.drain_stderr();
+        let never_ready = matches!(
+            st.exits[slot],
+            Some(Exit::Code(c)) if [INIT_FAILED, crate::sandbox::SANDBOX_FAILED, crate::exec::START_FAILED]
+                .contains(&i32::from(c))
+        );
         if st.exits[slot] == Some(Exit::Code(INIT_FAILED as u8)) {
             st.init_failed = Some(format!(
                 "the worker initializer panicked: {}",
@@ -323,16 +375,19 @@ impl Shared {
             ));
         }
         let lost = w.lost().is_some();
-        // A worker that went with its host is not the run's fault (see `Death::Lost`).
-        let death = if death == Death::Died && lost {
-            Death::Lost
-        } else {
-            death
-        };
-        let mut seen = match arena::refresh(&mut w.arena) {
+        let mut seen = match arena::refresh(&mut w.arena, self.arena_max()) {
             Ok(()) => seen(&w.arena),
             // An arena we cannot map: nothing it says can be read.
             Err(_) => Seen::default(),
+        };
+        // A worker that went with its host, or never became ready for the job it was sent,
+        // is not the run's fault (see `Death::Outside`): the job is queued again with no
+        // strike against it, and once no worker is left its tasks end `NoWorker`.
+        let unready = never_ready && seen.started == 0;
+        let death = if death == Death::Died && (lost || unready) {
+            Death::Outside
+        } else {
+            death
         };
         let sent_before_loss = w.remote.as_ref().is_some_and(|r| {
             w.sent_seq <= r.0.sent_at_loss.load(std::sync::atomic::Ordering::SeqCst)
@@ -457,7 +512,7 @@ impl Shared {
 
     /// Spins (unlocked) up to [`arena::SPIN`] until one of `slots` reports its job done;
     /// true if one did.
-    fn spin_for_done(&self, st: MutexGuard<'_, State>, slots: &[usize]) -> bool {
+    fn spin_for_done(&self, st: StateGuard<'_>, slots: &[usize]) -> bool {
         // The header mappings stay valid while we spin unlocked: they are reference-counted.
         let targets: Vec<(Arc<SharedMapping>, u64)> = slots
             .iter()
@@ -483,10 +538,10 @@ impl Shared {
     /// Runs the pool until `done(state)` holds or nothing is left to drive.
     fn drive<'a>(
         &'a self,
-        mut st: MutexGuard<'a, State>,
+        mut st: StateGuard<'a>,
         done: &dyn Fn(&State) -> bool,
         deadline: Option<Instant>,
-    ) -> MutexGuard<'a, State> {
+    ) -> StateGuard<'a> {
         loop {
             // Read the doorbell before looking for news: news that lands after the look
             // moves it, and the wait below then returns at once.
@@ -557,12 +612,7 @@ impl Shared {
     /// Sleeps until the doorbell rings past `seq`, a busy remote worker's connection has
     /// something to read, or `wait` passes (then looks at the clocks and stderr, as a quiet
     /// moment of the futex path does).
-    fn wait_remote<'a>(
-        &'a self,
-        st: MutexGuard<'a, State>,
-        seq: u32,
-        wait: Duration,
-    ) -> MutexGuard<'a, State> {
+    fn wait_remote<'a>(&'a self, st: StateGuard<'a>, seq: u32, wait: Duration) -> StateGuard<'a> {
         let conns: Vec<Arc<crate::remote::hub::Gen>> = (0..st.workers.len())
             .filter(|&s| st.machine.busy(s).is_some())
             .filter_map(|s| st.workers[s].as_ref()?.remote.as_ref())
@@ -661,7 +711,7 @@ impl Shared {
             if arena::done_seq(&w.header) != w.sent_seq {
                 continue;
             }
-            let accepted = arena::refresh(&mut w.arena).is_ok()
+            let accepted = arena::refresh(&mut w.arena, self.arena_max()).is_ok()
                 && st.machine.done(s, seen(&w.arena), &mut out);
             if !accepted {
                 self.server.kill(w.pid, Signal::SIGKILL);
@@ -752,21 +802,9 @@ impl Shared {
     }
 
     /// Sleeps on the condition variable, at most `limit`.
-    fn sleep<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
-        limit: Option<Duration>,
-    ) -> MutexGuard<'a, State> {
+    fn sleep<'a>(&'a self, mut st: StateGuard<'a>, limit: Option<Duration>) -> StateGuard<'a> {
         st.waiters += 1;
-        let mut st = match limit {
-            Some(d) => {
-                self.cond
-                    .wait_timeout(st, d)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            }
-            None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
-        };
+        let mut st = st.wait(&self.cond, limit);
         st.waiters -= 1;
         st
     }
@@ -897,6 +935,9 @@ impl Shared {
                 st.driving = false;
                 self.notify(&mut st);
             }
+            if !st.driving {
+                self.free_read(&mut st);
+            }
             quiet = if busy || st.awaiting > 0 {
                 0
             } else {
@@ -914,19 +955,24 @@ impl Shared {
                     .wait(seq, wait.max(Duration::from_micros(100)));
                 st = self.lock();
             } else if quiet > PARK_AFTER {
+                let free_at = st
+                    .workers
+                    .iter()
+                    .flatten()
+                    .filter_map(Worker::free_after)
+                    .min();
+                if let Some(at) = free_at {
+                    // Memory to free later: sleep till then, not indefinitely.
+                    let wait = at.saturating_duration_since(Instant::now());
+                    st = st.wait(&self.supervisor, Some(wait.max(Duration::from_millis(1))));
+                    continue;
+                }
                 st.supervisor_parked = true;
-                st = self
-                    .supervisor
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
+                st = st.wait(&self.supervisor, None);
                 quiet = 0;
             } else {
                 let wait = self.next_deadline(&mut st).min(STDERR_TICK);
-                st = self
-                    .supervisor
-                    .wait_timeout(st, wait.max(Duration::from_millis(1)))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                st = st.wait(&self.supervisor, Some(wait.max(Duration::from_millis(1))));
             }
         }
     }

@@ -142,6 +142,15 @@ fn drain(pipe: &mut File, forward: &mut Forward, mut keep: impl FnMut(&[u8])) ->
 /// The inbox's size when a worker starts (it grows for the first large job).
 const INBOX_INITIAL: usize = 4096;
 
+/// An argument or result this large is taken out of memory once it has been read (a
+/// system call or two: for a smaller one, the pages are worth keeping for the next job).
+pub(super) const RELEASE_MIN: usize = 16 << 20;
+
+/// How long the memory of a large argument or result stays with an idle worker after it was
+/// read, for the next one to reuse (as allocators keep freed pages a while: jemalloc's decay
+/// is 10 s).
+const FREE_AFTER: Duration = Duration::from_secs(5);
+
 /// The parent's side of one worker process.
 pub(super) struct Worker {
     pub(super) id: u32,
@@ -170,6 +179,14 @@ pub(super) struct Worker {
     /// Where large arguments go (see `wire::INBOX_MIN`); the parent grows it, nobody can
     /// shrink it (sealed), so writing to it never faults.
     inbox: SharedMapping,
+    /// Bytes of a large argument in the inbox, to free once the worker is done with it.
+    inbox_used: usize,
+    /// Memory of large arguments and results already read, to free while the worker is
+    /// idle (see [`Worker::free_read`]): bytes of the inbox, and of the arena's records, and
+    /// when (a job that moves as much again meanwhile reuses the pages).
+    inbox_to_free: usize,
+    arena_to_free: usize,
+    free_after: Option<Instant>,
     /// A worker on another host: its connection, and what its agent reported.
     pub(super) remote: Option<RemoteConn>,
 }
@@ -252,6 +269,10 @@ impl Worker {
             forward: Forward::new(forward),
             capture,
             inbox,
+            inbox_used: 0,
+            inbox_to_free: 0,
+            arena_to_free: 0,
+            free_after: None,
             remote: None,
         })
     }
@@ -285,6 +306,10 @@ impl Worker {
             forward: Forward::new(forward),
             capture: None,
             inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
+            inbox_used: 0,
+            inbox_to_free: 0,
+            arena_to_free: 0,
+            free_after: None,
             remote: Some(RemoteConn(rw)),
         })
     }
@@ -353,14 +378,64 @@ impl Worker {
         self.inbox
             .grow(len.next_power_of_two())
             .map_err(|e| format!("could not grow the worker's inbox to {len} bytes: {e}"))?;
+        if len >= RELEASE_MIN {
+            self.inbox.populate(0, len, true);
+        }
         let n = write(self.inbox.tail_mut(0)).map_err(|e| match e {
             wire::WriteError::Full => "the argument grew while it was encoded again".to_string(),
             wire::WriteError::Failed(e) => format!("it could not be encoded again: {e}"),
         })?;
+        if n >= RELEASE_MIN {
+            // A large argument: out of this process's resident memory now (the worker reads
+            // it from the file), and out of memory altogether once its job is done. (What a
+            // previous one left to free is written over, or freed with this one.)
+            self.inbox.unmap_pages(0, n);
+            self.inbox_used = n.max(std::mem::take(&mut self.inbox_to_free));
+        }
         Ok(self
             .requests
             .write_all(&wire::shared_run(header, n))
             .is_ok())
+    }
+
+    /// The worker finished its job, whose results were read: what a large argument and large
+    /// results took is freed [`FREE_AFTER`] from now if the worker is idle then. Not at once:
+    /// punching a GiB out of a memfd takes a few hundred milliseconds, and the next large
+    /// transfer would pay as much again to allocate and zero fresh pages (three times the
+    /// cost of the copies themselves, measured); a burst of large tasks reuses them.
+    pub(super) fn read_done(&mut self, results: usize) {
+        let argument = std::mem::take(&mut self.inbox_used);
+        self.inbox_to_free = self.inbox_to_free.max(argument);
+        if results >= RELEASE_MIN {
+            self.arena_to_free = self.arena_to_free.max(results);
+        }
+        if argument > 0 || results >= RELEASE_MIN {
+            self.free_after = Some(Instant::now() + FREE_AFTER);
+        }
+    }
+
+    /// When memory of large arguments or results read is due to be freed, if there is any.
+    pub(super) fn free_after(&self) -> Option<Instant> {
+        self.free_after
+    }
+
+    /// Whether memory of large arguments or results read is due to be freed at `now`.
+    pub(super) fn read_memory_due(&self, now: Instant) -> bool {
+        self.free_after.is_some_and(|t| now >= t)
+    }
+
+    /// Frees the memory of large arguments and results already read. Only while the worker
+    /// is idle: it neither reads its inbox nor writes its arena then.
+    pub(super) fn free_read(&mut self) {
+        self.free_after = None;
+        if self.inbox_to_free > 0 {
+            self.inbox
+                .release(0, std::mem::take(&mut self.inbox_to_free));
+        }
+        if self.arena_to_free > 0 {
+            let len = std::mem::take(&mut self.arena_to_free);
+            self.arena.release(arena::DATA_START, len);
+        }
     }
 
     /// Reads what the worker wrote to stderr so far.

@@ -39,7 +39,11 @@ impl<A: Serialize + Send> Reencode for Items<A> {
             .checked_sub(self.base)
             .and_then(|at| items.get(at..at + count))
             .ok_or_else(|| "a resumed run lies outside its call's items".to_string())?;
-        wire::append_capped(&wire::Concat(run), out, MAX_FRAME).map_err(|e| e.to_string())
+        // Under the pool's lock: a `Serialize` that panics must not unwind through it.
+        crate::codec::guarded("Serialize", || {
+            wire::append_capped(&wire::Concat(run), out, MAX_FRAME)
+        })?
+        .map_err(|e| crate::codec::ser_error(&wire::Concat(run), &e))
     }
 
     fn write(&self, first: usize, count: usize, buf: &mut [u8]) -> Result<usize, WriteError> {
@@ -48,7 +52,8 @@ impl<A: Serialize + Send> Reencode for Items<A> {
             .checked_sub(self.base)
             .and_then(|at| items.get(at..at + count))
             .ok_or(WriteError::Failed(postcard::Error::SerializeBufferFull))?;
-        wire::write_into(&wire::Concat(run), buf)
+        crate::codec::guarded("Serialize", || wire::write_into(&wire::Concat(run), buf))
+            .unwrap_or(Err(WriteError::Failed(postcard::Error::SerdeSerCustom)))
     }
 }
 

@@ -79,6 +79,102 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+thread_local! {
+    /// Wakers of awaited tasks whose outcomes this thread delivered while it held the pool's
+    /// lock, to be woken once it lets go (see [`StateGuard`]).
+    static WAKES: std::cell::RefCell<Vec<std::task::Waker>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Holds a waker until this thread lets go of the pool's lock.
+fn defer_wake(waker: std::task::Waker) {
+    WAKES.with(|w| w.borrow_mut().push(waker));
+}
+
+/// Wakes the wakers this thread deferred (with the pool's lock let go). A waker may call
+/// `submit`, whose delivery defers more: they are woken too.
+fn wake_deferred() {
+    loop {
+        let wakes = WAKES.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        if wakes.is_empty() {
+            return;
+        }
+        for w in wakes {
+            crate::panic::wake_contained(w);
+        }
+    }
+}
+
+fn wakes_pending() -> bool {
+    WAKES.with(|w| !w.borrow().is_empty())
+}
+
+/// The pool's lock, held. Outcomes are delivered under it, but user code must not run
+/// under it: an awaited task's waker (an async runtime's) may call back into the pool —
+/// `submit` from a waker that polls inline would deadlock on this lock — or panic. So the
+/// wakers of outcomes delivered under the lock wait in this thread's list, and are woken
+/// when the guard lets go: dropped, or put to sleep on a condition variable (which then
+/// returns at once, as a spurious wake-up, which every sleeper already allows for).
+struct StateGuard<'a> {
+    mutex: &'a Mutex<State>,
+    guard: Option<MutexGuard<'a, State>>,
+}
+
+impl<'a> StateGuard<'a> {
+    fn new(mutex: &'a Mutex<State>) -> Self {
+        StateGuard {
+            mutex,
+            guard: Some(lock(mutex)),
+        }
+    }
+
+    /// Sleeps on `cond`, at most `limit`, with the lock let go; at once if wakers wait.
+    fn wait(mut self, cond: &Condvar, limit: Option<Duration>) -> Self {
+        if wakes_pending() {
+            let mutex = self.mutex;
+            drop(self);
+            return StateGuard::new(mutex);
+        }
+        let guard = self.guard.take().expect("a held guard");
+        let guard = match limit {
+            Some(d) => {
+                cond.wait_timeout(guard, d)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+            None => cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
+        };
+        self.guard = Some(guard);
+        self
+    }
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+
+    #[inline]
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("a held guard")
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("a held guard")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if wakes_pending() {
+            wake_deferred();
+        }
+    }
+}
+
 struct State {
     machine: Machine<Job>,
     /// The worker process of each slot of the machine.
@@ -298,18 +394,6 @@ where
     f as usize as u64
 }
 
-/// The error of an argument whose encoding outgrew the frame limit (serializing stops
-/// there: a huge argument is rejected without being encoded whole).
-fn too_big(task: u64) -> TaskError {
-    TaskError::Codec {
-        message: arcstr::format!(
-            "its argument exceeds the {} MiB frame limit",
-            MAX_FRAME >> 20
-        ),
-        task,
-    }
-}
-
 /// What a worker must manage under the pool's memory limit at `build()`: its first job
 /// allocates its read buffer and whatever the task needs, so the probe allocates 1 MiB (above
 /// glibc's mmap threshold, where `RLIMIT_DATA` bites at once).
@@ -456,7 +540,7 @@ impl ProcessPool {
         let mut report = None;
         for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
             let Some(w) = w.as_mut() else { continue };
-            arena::reset(&w.arena, false);
+            arena::reset(&w.arena, false, shared.arena_max());
             let sent = w.requests.write_all(&frame).is_ok();
             w.sent_seq += 1;
             let want = w.sent_seq;
@@ -579,35 +663,41 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
-        let codec = |e: postcard::Error| {
+        let codec = |why: String| {
             TaskInner::Ready(Err(TaskError::Codec {
-                message: arcstr::format!("its argument could not be encoded: {e}"),
+                message: arcstr::format!("its argument could not be encoded: {why}"),
                 task,
             }))
         };
+        let failed = |e: postcard::Error| codec(crate::codec::ser_error(&arg, &e));
         // Room for the header and a small argument: one allocation, not three growing ones.
         let mut frame = Vec::with_capacity(wire::RUN_HEADER_LEN + 32);
         wire::begin_run(&mut frame);
-        let deferred =
-            match wire::append_capped(&arg, &mut frame, wire::RUN_HEADER_LEN + wire::INBOX_MIN) {
-                Ok(()) => None,
-                Err(postcard::Error::SerializeBufferFull) => {
-                    // A large argument: measured without being built (over the limit, it is
-                    // rejected at once), and encoded when sent, into the worker's inbox.
-                    let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
-                    match wire::encoded_len_capped(&arg, limit) {
-                        Ok(len) => {
-                            wire::begin_run(&mut frame);
-                            Some(len)
-                        }
-                        Err(postcard::Error::SerializeBufferFull) => {
-                            return TaskInner::Ready(Err(too_big(task)));
-                        }
-                        Err(e) => return codec(e),
+        // The argument's `Serialize` is the user's: a panic in it is this task's error.
+        let small = crate::codec::guarded("Serialize", || {
+            wire::append_capped(&arg, &mut frame, wire::RUN_HEADER_LEN + wire::INBOX_MIN)
+        });
+        let deferred = match small {
+            Err(why) => return codec(why),
+            Ok(Ok(())) => None,
+            Ok(Err(postcard::Error::SerializeBufferFull)) => {
+                // A large argument: measured without being built (over the limit, it is
+                // rejected at once), and encoded when sent, into the worker's inbox.
+                let limit = self.shared.arg_limit();
+                match crate::codec::guarded("Serialize", || wire::encoded_len_capped(&arg, limit)) {
+                    Err(why) => return codec(why),
+                    Ok(Ok(len)) => {
+                        wire::begin_run(&mut frame);
+                        Some(len)
                     }
+                    Ok(Err(postcard::Error::SerializeBufferFull)) => {
+                        return TaskInner::Ready(Err(self.shared.too_big(task)));
+                    }
+                    Ok(Err(e)) => return failed(e),
                 }
-                Err(e) => return codec(e),
-            };
+            }
+            Ok(Err(e)) => return failed(e),
+        };
         let entry = entry_of(f);
         wire::finish_run(
             &mut frame,
@@ -723,11 +813,14 @@ impl ProcessPool {
     {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut bytes = Vec::new();
-        wire::append_capped(context, &mut bytes, MAX_FRAME - 64).map_err(|e| match e {
+        crate::codec::guarded("Serialize", || {
+            wire::append_capped(context, &mut bytes, MAX_FRAME - 64)
+        })?
+        .map_err(|e| match e {
             postcard::Error::SerializeBufferFull => {
                 format!("it exceeds the {} MiB frame limit", MAX_FRAME >> 20)
             }
-            e => e.to_string(),
+            e => crate::codec::ser_error(context, &e),
         })?;
         let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
         let entry = keep as usize as u64;
@@ -809,6 +902,33 @@ struct Batch<'a> {
 }
 
 impl Shared {
+    /// The largest encoded argument a task may have: the pool's `max_payload`, or what fits
+    /// in a frame for a remote worker (which has no inbox to share).
+    fn arg_limit(&self) -> usize {
+        if self.remote.is_some() {
+            MAX_FRAME - wire::RUN_HEADER_LEN
+        } else {
+            self.config.max_payload
+        }
+    }
+
+    /// The error of an argument whose encoding outgrew [`Shared::arg_limit`] (serializing
+    /// stops there: a huge argument is rejected without being encoded whole).
+    fn too_big(&self, task: u64) -> TaskError {
+        let what = if self.remote.is_some() {
+            "a remote worker's frame limit"
+        } else {
+            "the pool's max_payload"
+        };
+        TaskError::Codec {
+            message: arcstr::format!(
+                "its argument exceeds {what} of {} MiB",
+                self.arg_limit() >> 20
+            ),
+            task,
+        }
+    }
+
     /// Encodes `items` into jobs and queues them (see [`Batch`]).
     fn enqueue_items<A>(&self, to: Batch<'_>, items: Vec<A>)
     where
@@ -868,7 +988,12 @@ impl Shared {
             let before = frame.len();
             let fast = {
                 let items = lock(&items.items);
-                wire::append_capped(&wire::Concat(&items[i..end]), &mut frame, MAX_FRAME).is_ok()
+                let run = &items[i..end];
+                // A `Serialize` that panics sends the run the slow way, which finds it.
+                crate::codec::guarded("Serialize", || {
+                    wire::append_capped(&wire::Concat(run), &mut frame, MAX_FRAME)
+                })
+                .is_ok_and(|r| r.is_ok())
             };
             if fast {
                 in_job += end - i;
@@ -885,15 +1010,61 @@ impl Shared {
                 one.clear();
                 let task = first_task + k as u64;
                 let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
-                let failure = match wire::append_capped(&lock(&items.items)[k], &mut one, limit) {
-                    Ok(()) => None,
-                    Err(postcard::Error::SerializeBufferFull) => Some(too_big(task)),
-                    Err(e) => Some(TaskError::Codec {
-                        message: arcstr::format!("its argument could not be encoded: {e}"),
+                let failure = {
+                    let items = lock(&items.items);
+                    let item = &items[k];
+                    let encoded = crate::codec::guarded("Serialize", || {
+                        wire::append_capped(item, &mut one, limit)
+                    });
+                    let unencodable = |why: String| TaskError::Codec {
+                        message: arcstr::format!("its argument could not be encoded: {why}"),
                         task,
-                    }),
+                    };
+                    match encoded {
+                        Ok(Ok(())) => None,
+                        Ok(Err(postcard::Error::SerializeBufferFull)) => {
+                            // Too large for a frame: measured, and if within the pool's
+                            // limit encoded when sent, into the worker's inbox, in a job of
+                            // its own.
+                            let max = self.arg_limit();
+                            match crate::codec::guarded("Serialize", || {
+                                wire::encoded_len_capped(item, max)
+                            }) {
+                                Ok(Ok(len)) => Some(Ok(len)),
+                                Ok(Err(postcard::Error::SerializeBufferFull)) => {
+                                    Some(Err(self.too_big(task)))
+                                }
+                                Ok(Err(e)) => {
+                                    Some(Err(unencodable(crate::codec::ser_error(item, &e))))
+                                }
+                                Err(why) => Some(Err(unencodable(why))),
+                            }
+                        }
+                        Ok(Err(e)) => Some(Err(unencodable(crate::codec::ser_error(item, &e)))),
+                        Err(why) => Some(Err(unencodable(why))),
+                    }
                 };
-                if let Some(err) = failure {
+                if let Some(Ok(len)) = failure {
+                    flush(&mut frame, job_start, in_job);
+                    let mut header = Vec::with_capacity(wire::RUN_HEADER_LEN);
+                    wire::begin_run(&mut header);
+                    wire::finish_run(&mut header, task, entry, check, 1);
+                    self.enqueue(Arc::new(JobData {
+                        first_task: task,
+                        first_index: base + k,
+                        count: 1,
+                        entry,
+                        frame: header,
+                        sink: Arc::clone(sink),
+                        items: Some(Arc::clone(&reencode)),
+                        context: context.clone(),
+                        deferred: Some(len),
+                    }));
+                    job_start = k + 1;
+                    in_job = 0;
+                    continue;
+                }
+                if let Some(Err(err)) = failure {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
                     sink.deliver(base + k, task, &mut std::iter::once(RawOutcome::Err(err)));
@@ -990,11 +1161,7 @@ impl Drop for ProcessPool {
         st.machine.close(&mut out);
         while st.driving {
             shared.doorbell.ring();
-            st = shared
-                .cond
-                .wait_timeout(st, Duration::from_millis(20))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            st = st.wait(&shared.cond, Some(Duration::from_millis(20)));
         }
         shared.act(&mut st, &mut out);
         // Kill every worker's group at once, then collect the reports.

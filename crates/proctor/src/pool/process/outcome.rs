@@ -209,16 +209,19 @@ fn corrupt(task: u64, why: &str) -> TaskError {
 fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, TaskError> {
     match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(undecodable(&e, task)),
+        Ok(Err(e)) => Err(undecodable::<R>(bytes, &e, task)),
         Err(payload) => Err(decode_panicked(payload.as_ref(), task)),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn undecodable(e: &postcard::Error, task: u64) -> TaskError {
+fn undecodable<R: DeserializeOwned>(bytes: &[u8], e: &postcard::Error, task: u64) -> TaskError {
     TaskError::Codec {
-        message: arcstr::format!("its result could not be decoded: {e}"),
+        message: arcstr::format!(
+            "its result could not be decoded: {}",
+            crate::codec::de_error::<R>(bytes, e)
+        ),
         task,
     }
 }
@@ -376,7 +379,7 @@ fn decode_oks<'a, R: DeserializeOwned, G: FnMut(Result<R, TaskError>)>(
         at.set(task);
         match postcard::from_bytes(bytes) {
             Ok(v) => f(Ok(v)),
-            Err(e) => f(Err(undecodable(&e, task))),
+            Err(e) => f(Err(undecodable::<R>(bytes, &e, task))),
         }
     }
     records
@@ -430,8 +433,11 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
             // it sees `done` (each side stores, then loads the other's flag).
             self.done.store(true, Ordering::SeqCst);
             if self.awaited.load(Ordering::SeqCst) {
-                if let Some(w) = lock(&self.waker).take() {
-                    w.wake();
+                let waker = lock(&self.waker).take();
+                if let Some(w) = waker {
+                    // Woken once this thread lets go of the pool's lock: a waker may call
+                    // back into the pool (`submit`), or panic.
+                    super::defer_wake(w);
                 }
             }
         }

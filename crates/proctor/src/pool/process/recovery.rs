@@ -40,7 +40,7 @@
 //! [`retries`](crate::PoolBuilder::retries) and the death was a crash, it goes back to the
 //! queue with one attempt used. The tasks after it never started and go back to the queue
 //! (that is no retry). If no task was running, the death is a *strike* against the rest of
-//! the run — unless it was its host's loss (`Death::Lost`), which is no fault of the run.
+//! the run — unless it was its host's loss (`Death::Outside`), or a worker that never became ready, which is no fault of the run.
 //! After two strikes in a row (a job whose argument kills the worker while it is
 //! decoded, say) a run of one task ends `Poisoned` instead of looping forever, and a longer
 //! run is halved, so the strikes close in on the task at fault in a few deaths (about two per
@@ -106,9 +106,11 @@ pub(crate) enum Death {
     Violation,
     /// The pool was dropped and killed it.
     Cancelled,
-    /// Its host was lost (remote workers): a cause outside the run, so a run none of whose
-    /// tasks had started is queued again without a strike against it.
-    Lost,
+    /// A cause outside the run, so a run none of whose tasks had started is queued again
+    /// without a strike against it: its host was lost (remote workers), or the worker never
+    /// became ready for a job (its initializer or its sandbox failed, or a re-executed worker
+    /// refused to start) — no task of the run it was sent had any part in that.
+    Outside,
 }
 
 /// Why one task ends without a result of its own.
@@ -444,7 +446,7 @@ impl<J: Clone> Machine<J> {
         }
         // No task was running: a strike against the run from its first unstarted task on,
         // unless its host was lost, which is no fault of the run.
-        let strike = u32::from(death != Death::Lost);
+        let strike = u32::from(death != Death::Outside);
         let strikes = if committed == 0 { run.strikes } else { 0 } + strike;
         let left = count - committed;
         // The head keeps its attempts if it is still the run's head: the same task.

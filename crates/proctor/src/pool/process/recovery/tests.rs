@@ -281,7 +281,7 @@ impl Sim {
                 }
             }
             Event::Die(slot) => self.die(slot, Death::Died),
-            Event::Lost(slot) => self.die(slot, Death::Lost),
+            Event::Lost(slot) => self.die(slot, Death::Outside),
             Event::Timeout(slot, finish_first) => {
                 let Some(w) = &self.workers[slot] else {
                     return;
@@ -384,7 +384,7 @@ impl Sim {
     fn die(&mut self, slot: usize, death: Death) {
         let Some(w) = &self.workers[slot] else {
             // An idle worker can die too (killed from outside): it is simply replaced.
-            if matches!(death, Death::Died | Death::Lost) && self.m.has_worker(slot) {
+            if matches!(death, Death::Died | Death::Outside) && self.m.has_worker(slot) {
                 let mut out = Vec::new();
                 self.m.died(slot, Seen::default(), death, &mut out);
                 self.ran_by_worker[slot] = 0;
