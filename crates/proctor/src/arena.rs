@@ -476,6 +476,12 @@ impl WorkerArena {
                     }
                 };
                 if let Some(n) = written {
+                    if u32::try_from(n).is_err() {
+                        // A record's length field is 32 bits.
+                        return Err(format!(
+                            "its result of {n} bytes exceeds the 4 GiB a single result may have"
+                        ));
+                    }
                     record_header(tail, tag, captured, n);
                     self.len += RECORD_HEADER + n;
                     self.committed += 1;

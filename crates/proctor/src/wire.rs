@@ -11,7 +11,8 @@
 //!   so that they cross in one copy instead of two through the pipe. No frame travels back: a worker reports a finished job through its arena's header and the
 //!   pool's doorbell (`doorbell.rs`), which costs no system call when the parent is awake.
 //!   Frames are validated before use: an unknown kind, a body too short for its kind, or a
-//!   length over the frame limit (256 MiB) is an error, never a panic.
+//!   length over the frame limit (256 MiB: larger arguments go through the inbox, in a
+//!   `RunShared` frame) is an error, never a panic.
 //! * **Outcome records** in the worker's result arena (a memfd mapped in both processes, see
 //!   `arena.rs`): `[tag: u8][len: u32 LE][payload]` per task, appended as each task finishes.
 //!   Because they live in shared memory, records written before a crash survive it.

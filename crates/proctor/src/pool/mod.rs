@@ -250,7 +250,8 @@ impl<S: 'static> PoolBuilder<S> {
     }
 
     /// The largest encoded argument of a task, and the largest encoded results of one job,
-    /// that travel between this program and a worker process (4 GiB by default). An
+    /// that travel between this program and a worker process (4 GiB by default; one result
+    /// is at most 4 GiB − 1 byte whatever the limit, the size its record's length holds). An
     /// argument past it fails with [`TaskError::Codec`] before it is built in full; results
     /// past it fail the same way in the worker. Large arguments and results travel through
     /// shared memory, encoded in place: no pipe carries them and no copy is made beyond the

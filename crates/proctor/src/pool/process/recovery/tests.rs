@@ -48,8 +48,9 @@ enum Event {
     DecodeFail(usize),
     Finish(usize),
     Die(usize),
-    /// The worker's host is lost (remote workers).
-    Lost(usize),
+    /// The worker dies of a cause outside its run: its host is lost (remote workers), or
+    /// it never became ready (its initializer or sandbox failed before it read the job).
+    Outside(usize),
     /// A timeout fires on the running task; `finish_first` lets it commit (and the next one
     /// start) before the kill lands.
     Timeout(usize, bool),
@@ -75,7 +76,7 @@ fn event(slots: usize) -> impl Strategy<Value = Event> {
         1 => s.clone().prop_map(Event::DecodeFail),
         4 => s.clone().prop_map(Event::Finish),
         2 => s.clone().prop_map(Event::Die),
-        1 => s.clone().prop_map(Event::Lost),
+        1 => s.clone().prop_map(Event::Outside),
         2 => (s.clone(), any::<bool>()).prop_map(|(s, f)| Event::Timeout(s, f)),
         1 => (s.clone(), 0u64..8, 0u64..8, any::<bool>())
             .prop_map(|(s, a, b, d)| Event::Hostile(s, a, b, d)),
@@ -99,6 +100,9 @@ struct Sim {
     commits: HashMap<(usize, usize), u32>,
     /// Tasks that were running when their worker died.
     hit: HashMap<(usize, usize), u32>,
+    /// Deaths of the run's own making (not `Outside`) each task saw unstarted in a run
+    /// whose worker died before starting any further task: only those may poison it.
+    struck: HashMap<(usize, usize), u32>,
     /// Tasks a timeout fired on.
     timed: HashMap<(usize, usize), u32>,
     /// Tasks run by each worker incarnation, to check recycling.
@@ -127,6 +131,7 @@ impl Sim {
             starts: HashMap::new(),
             commits: HashMap::new(),
             hit: HashMap::new(),
+            struck: HashMap::new(),
             timed: HashMap::new(),
             ran_by_worker: vec![0; slots],
             liar: vec![false; slots],
@@ -281,7 +286,7 @@ impl Sim {
                 }
             }
             Event::Die(slot) => self.die(slot, Death::Died),
-            Event::Lost(slot) => self.die(slot, Death::Outside),
+            Event::Outside(slot) => self.die(slot, Death::Outside),
             Event::Timeout(slot, finish_first) => {
                 let Some(w) = &self.workers[slot] else {
                     return;
@@ -405,6 +410,11 @@ impl Sim {
             let key = (w.run.job, w.run.from + w.committed as usize);
             *self.hit.entry(key).or_default() += 1;
         }
+        if w.started == w.committed && matches!(death, Death::Died | Death::Violation) {
+            for index in w.run.from + w.committed as usize..w.run.from + w.run.count {
+                *self.struck.entry((w.run.job, index)).or_default() += 1;
+            }
+        }
         let mut out = Vec::new();
         self.m.died(slot, seen, death, &mut out);
         self.apply(out, Some((slot, w)));
@@ -460,7 +470,14 @@ impl Sim {
                     }
                     Outcome::Fate(Fate::Violation) => {}
                     Outcome::Fate(Fate::Poisoned { attempts }) => {
-                        assert!(attempts >= POISON_LIMIT)
+                        assert!(attempts >= POISON_LIMIT);
+                        // A worker that never became ready, or whose host was lost, is no
+                        // strike: only deaths of the run's own making poison a task.
+                        let struck = self.struck.get(&key).copied().unwrap_or(0);
+                        assert!(
+                            struck >= POISON_LIMIT,
+                            "{key:?} poisoned after {struck} strikes"
+                        );
                     }
                     Outcome::Fate(Fate::Cancelled) => assert!(closed, "{key:?} cancelled"),
                     Outcome::Fate(Fate::NoWorker) => assert!(self.spawn_failed),
@@ -502,7 +519,7 @@ proptest! {
                 Event::DecodeFail(s) => Event::DecodeFail(s % slots),
                 Event::Finish(s) => Event::Finish(s % slots),
                 Event::Die(s) => Event::Die(s % slots),
-                Event::Lost(s) => Event::Lost(s % slots),
+                Event::Outside(s) => Event::Outside(s % slots),
                 Event::Timeout(s, f) => Event::Timeout(s % slots, f),
                 Event::Hostile(s, a, b, d) => Event::Hostile(s % slots, a, b, d),
                 Event::HostileTimeout(s, a, b) => Event::HostileTimeout(s % slots, a, b),
@@ -539,7 +556,7 @@ fn host_losses_before_a_run_starts_are_no_strikes_against_it() {
     sim.run_event(Event::Enqueue(1));
     for _ in 0..3 {
         sim.run_event(Event::Dispatch);
-        sim.run_event(Event::Lost(0));
+        sim.run_event(Event::Outside(0));
     }
     sim.drain();
     sim.check();
@@ -549,7 +566,7 @@ fn host_losses_before_a_run_starts_are_no_strikes_against_it() {
     sim.run_event(Event::Enqueue(2));
     sim.run_event(Event::Dispatch);
     sim.run_event(Event::Start(0));
-    sim.run_event(Event::Lost(0));
+    sim.run_event(Event::Outside(0));
     sim.drain();
     sim.check();
     assert_eq!(sim.outcomes[&(0, 0)], [Outcome::Fate(Fate::Crashed)]);
