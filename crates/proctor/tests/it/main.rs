@@ -47,6 +47,7 @@ mod examples;
 mod exec;
 mod faults;
 mod large;
+mod peers;
 mod pool;
 mod remote;
 mod remote_attacks;
