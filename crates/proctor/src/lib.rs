@@ -129,7 +129,6 @@
 //! pool returns an [`Error`] whose [`Error::is_unsupported`] is true.
 #![deny(missing_docs, missing_debug_implementations)]
 
-#[cfg(target_os = "linux")]
 mod codec;
 mod error;
 /// The lab's IPC transports, behind the `transports` feature (not part of the pool's API).

@@ -762,8 +762,9 @@ impl<S: 'static> Pool<S> {
     /// assert_eq!(out, vec![Ok(2.5), Ok(5.0)]);
     /// ```
     ///
-    /// If the context cannot be encoded (or is over the 256 MiB frame limit), every item
-    /// fails with a [`TaskError::Codec`] that says so.
+    /// If the context cannot be encoded (its `Serialize` fails or panics, or it is over the
+    /// 256 MiB frame limit), every item fails with a [`TaskError::Codec`] that says so; if
+    /// it cannot be decoded, every item that needed it does.
     pub fn map_with<C, A, R, F>(
         &self,
         context: &C,
@@ -782,9 +783,14 @@ impl<S: 'static> Pool<S> {
             Backend::Threads(p) => {
                 // One owned copy for the call (a round trip through the codec, so the bounds
                 // are those of process mode and no `Clone` is needed), shared by the threads.
-                let owned = postcard::to_allocvec(context)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| postcard::from_bytes::<C>(&b).map_err(|e| e.to_string()));
+                // The `Serialize` and `Deserialize` are the user's: a panic or an error in
+                // either is every item's codec error, in the user's own words.
+                let owned = crate::codec::guarded("Serialize", || postcard::to_allocvec(context))
+                    .and_then(|r| r.map_err(|e| crate::codec::ser_error(context, &e)))
+                    .and_then(|b| {
+                        crate::codec::guarded("Deserialize", || postcard::from_bytes::<C>(&b))
+                            .and_then(|r| r.map_err(|e| crate::codec::de_error::<C>(&b, &e)))
+                    });
                 let context = match owned {
                     Ok(c) => std::sync::Arc::new(c),
                     Err(why) => return context_failed(items.len(), &why),

@@ -1,0 +1,554 @@
+//! A serializer and a deserializer whose errors keep the user's text, for the error path
+//! only (see the module above): postcard's error type drops what `Error::custom` is given,
+//! at every level a value nests, so no adapter over postcard (erased-serde's included) keeps
+//! a message raised inside an `Ok(..)` or a struct's field.
+//!
+//! * [`Walk`] serializes into nothing: it only walks the value, so the first `custom` error
+//!   the user's `Serialize` raises comes back with its text. (Output does not matter: a
+//!   `Serialize` fails the same way whatever it writes to, being asked for the same
+//!   non-human-readable format as postcard's.)
+//! * [`Reader`] decodes postcard's wire format (varints, zigzag, length-prefixed sequences
+//!   and strings, variant indices), which the message needs to be reached at all.
+//!
+//! Written by hand: no crate decodes postcard's format with an error that keeps text.
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::ser::{self, Serialize};
+
+/// An error with its text: the user's (`Custom`), or the walk's own.
+#[derive(Debug)]
+pub(crate) enum Words {
+    Custom(String),
+    Format(&'static str),
+}
+
+impl std::fmt::Display for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Words::Custom(m) => f.write_str(m),
+            Words::Format(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Words {}
+
+impl ser::Error for Words {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Words::Custom(msg.to_string())
+    }
+}
+
+impl de::Error for Words {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Words::Custom(msg.to_string())
+    }
+}
+
+/// The user's own message where serializing `value` raises one.
+pub(crate) fn ser_message<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+    match value.serialize(Walk) {
+        Err(Words::Custom(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The user's own message where decoding `bytes` as a `T` raises one.
+pub(crate) fn de_message<T: de::DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+    match T::deserialize(&mut Reader::new(bytes)) {
+        Err(Words::Custom(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// Serializes into nothing.
+pub(crate) struct Walk;
+
+type Done = Result<(), Words>;
+
+impl ser::Serializer for Walk {
+    type Ok = ();
+    type Error = Words;
+    type SerializeSeq = Walk;
+    type SerializeTuple = Walk;
+    type SerializeTupleStruct = Walk;
+    type SerializeTupleVariant = Walk;
+    type SerializeMap = Walk;
+    type SerializeStruct = Walk;
+    type SerializeStructVariant = Walk;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+    fn serialize_bool(self, _: bool) -> Done {
+        Ok(())
+    }
+    fn serialize_i8(self, _: i8) -> Done {
+        Ok(())
+    }
+    fn serialize_i16(self, _: i16) -> Done {
+        Ok(())
+    }
+    fn serialize_i32(self, _: i32) -> Done {
+        Ok(())
+    }
+    fn serialize_i64(self, _: i64) -> Done {
+        Ok(())
+    }
+    fn serialize_i128(self, _: i128) -> Done {
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Done {
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Done {
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Done {
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Done {
+        Ok(())
+    }
+    fn serialize_u128(self, _: u128) -> Done {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Done {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Done {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Done {
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Done {
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Done {
+        Ok(())
+    }
+    fn serialize_none(self) -> Done {
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn serialize_unit(self) -> Done {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Done {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Done {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        v: &T,
+    ) -> Done {
+        v.serialize(Walk)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Walk, Words> {
+        Ok(Walk)
+    }
+}
+
+impl ser::SerializeSeq for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Done {
+        k.serialize(Walk)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for Walk {
+    type Ok = ();
+    type Error = Words;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
+        v.serialize(Walk)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+/// Decodes postcard's wire format from `input`.
+pub(crate) struct Reader<'de> {
+    input: &'de [u8],
+}
+
+impl<'de> Reader<'de> {
+    pub(crate) fn new(input: &'de [u8]) -> Self {
+        Reader { input }
+    }
+}
+
+const CUT: Words = Words::Format("the bytes end early");
+
+impl<'de> Reader<'de> {
+    fn take(&mut self, n: usize) -> Result<&'de [u8], Words> {
+        if n > self.input.len() {
+            return Err(CUT);
+        }
+        let (head, tail) = self.input.split_at(n);
+        self.input = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, Words> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// An unsigned varint of at most `bits` bits.
+    fn varint(&mut self, bits: u32) -> Result<u128, Words> {
+        let mut v: u128 = 0;
+        let mut shift = 0;
+        loop {
+            let b = self.byte()?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return if bits < 128 && v >> bits != 0 {
+                    Err(Words::Format("a varint overflows its type"))
+                } else {
+                    Ok(v)
+                };
+            }
+            shift += 7;
+            if shift >= bits + 7 {
+                return Err(Words::Format("a varint runs too long"));
+            }
+        }
+    }
+
+    /// A zigzag-encoded signed varint of at most `bits` bits.
+    fn zigzag(&mut self, bits: u32) -> Result<i128, Words> {
+        let u = self.varint(bits)?;
+        Ok(((u >> 1) as i128) ^ -((u & 1) as i128))
+    }
+
+    fn len(&mut self) -> Result<usize, Words> {
+        usize::try_from(self.varint(64)?).map_err(|_| Words::Format("a length overflows"))
+    }
+
+    fn bytes(&mut self) -> Result<&'de [u8], Words> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'de str, Words> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| Words::Format("a string is not UTF-8"))
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Words;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Words> {
+        Err(Words::Format("the format is not self-describing"))
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        match self.byte()? {
+            0 => v.visit_bool(false),
+            1 => v.visit_bool(true),
+            _ => Err(Words::Format("a bool is neither 0 nor 1")),
+        }
+    }
+    fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_i8(self.byte()? as i8)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_i16(self.zigzag(16)? as i16)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_i32(self.zigzag(32)? as i32)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_i64(self.zigzag(64)? as i64)
+    }
+    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_i128(self.zigzag(128)?)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u8(self.byte()?)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u16(self.varint(16)? as u16)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u32(self.varint(32)? as u32)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u64(self.varint(64)? as u64)
+    }
+    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u128(self.varint(128)?)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        let b = self.take(4)?;
+        v.visit_f32(f32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        let b = self.take(8)?;
+        v.visit_f64(f64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn deserialize_char<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        let mut chars = self.str()?.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => v.visit_char(c),
+            _ => Err(Words::Format("a char is not one character")),
+        }
+    }
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_borrowed_str(self.str()?)
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        self.deserialize_str(v)
+    }
+    fn deserialize_bytes<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_borrowed_bytes(self.bytes()?)
+    }
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        self.deserialize_bytes(v)
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        match self.byte()? {
+            0 => v.visit_none(),
+            1 => v.visit_some(self),
+            _ => Err(Words::Format("an option tag is neither 0 nor 1")),
+        }
+    }
+    fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_unit()
+    }
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Words> {
+        v.visit_unit()
+    }
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Words> {
+        v.visit_newtype_struct(self)
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        let left = self.len()?;
+        v.visit_seq(Items { r: self, left })
+    }
+    fn deserialize_tuple<V: Visitor<'de>>(self, n: usize, v: V) -> Result<V::Value, Words> {
+        v.visit_seq(Items { r: self, left: n })
+    }
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        n: usize,
+        v: V,
+    ) -> Result<V::Value, Words> {
+        self.deserialize_tuple(n, v)
+    }
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        let left = self.len()?;
+        v.visit_map(Items { r: self, left })
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Words> {
+        self.deserialize_tuple(fields.len(), v)
+    }
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Words> {
+        v.visit_enum(self)
+    }
+    fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+        v.visit_u32(self.varint(32)? as u32)
+    }
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Words> {
+        Err(Words::Format("the format is not self-describing"))
+    }
+}
+
+/// The elements of a sequence, tuple or map: `left` more to come.
+struct Items<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    left: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Items<'_, 'de> {
+    type Error = Words;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Words> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        // What serde preallocates from: no more than the bytes left could hold.
+        Some(self.left.min(self.r.input.len()))
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Items<'_, 'de> {
+    type Error = Words;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Words> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Words> {
+        seed.deserialize(&mut *self.r)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left.min(self.r.input.len()))
+    }
+}
+
+impl<'de> de::EnumAccess<'de> for &mut Reader<'de> {
+    type Error = Words;
+    type Variant = Self;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Words> {
+        let index = self.varint(32)? as u32;
+        let v = seed.deserialize(IntoDeserializer::<Words>::into_deserializer(index))?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for &mut Reader<'de> {
+    type Error = Words;
+    fn unit_variant(self) -> Result<(), Words> {
+        Ok(())
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Words> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, n: usize, v: V) -> Result<V::Value, Words> {
+        de::Deserializer::deserialize_tuple(self, n, v)
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Words> {
+        de::Deserializer::deserialize_tuple(self, fields.len(), v)
+    }
+}
