@@ -237,6 +237,18 @@ pub(crate) struct Capture {
     pub(crate) err: OwnedFd,
 }
 
+/// The line a worker writes to its stderr pipe when it reaches its first job (see
+/// `handle.rs`, which takes it out of what it forwards and quotes).
+pub(crate) const READY_LINE: &[u8] = b"\x01proctor worker ready\x01\n";
+
+/// Says the worker is ready, in one write (atomic on a pipe).
+fn ready(to: &mut Option<File>) {
+    let _ = match to {
+        Some(pipe) => pipe.write_all(READY_LINE),
+        None => std::io::stderr().write_all(READY_LINE),
+    };
+}
+
 /// Writes one of the pool's own messages where the parent reads them: the stderr pipe.
 fn diag(to: &mut Option<File>, message: std::fmt::Arguments<'_>) {
     let _ = match to {
@@ -396,6 +408,12 @@ fn run_jobs(
             }
         };
         jobs_seen += 1;
+        if jobs_seen == 1 {
+            // Past its initializer and sandbox, before any of its first job's own code (the
+            // argument's `Deserialize`) runs: the parent reads this as the worker's word that
+            // it became ready, which no task can take back.
+            ready(pipe);
+        }
         let f: EntryFn = vouched(entry, check, secret)?;
         if remote.is_some() {
             arena.start_remote_job(jobs_seen);

@@ -352,27 +352,53 @@ impl Shared {
             st.exits[slot] = exit;
         }
         w.drain_stderr();
-        let never_ready = matches!(
-            st.exits[slot],
-            Some(Exit::Code(c)) if [INIT_FAILED, crate::sandbox::SANDBOX_FAILED, crate::exec::START_FAILED]
-                .contains(&i32::from(c))
-        );
-        if st.exits[slot] == Some(Exit::Code(INIT_FAILED as u8)) {
+        // A local worker that never said it reached its first job died in its initializer,
+        // its sandbox or its start: no fault of the job it was sent, and one that will strike
+        // every replacement too. Its word is read from its stderr, which a task can neither
+        // take back nor forge early (an exit code it can forge: it counts only with the word
+        // missing). A remote worker's word travels with its agent: its exit code decides.
+        let mut unready = if w.remote.is_some() {
+            matches!(
+                st.exits[slot],
+                Some(Exit::Code(c)) if [INIT_FAILED, crate::sandbox::SANDBOX_FAILED, crate::exec::START_FAILED]
+                    .contains(&i32::from(c))
+            )
+        } else {
+            !w.is_ready()
+        };
+        let code = |c: i32| unready && st.exits[slot] == Some(Exit::Code(c as u8));
+        if code(INIT_FAILED) {
             st.init_failed = Some(format!(
                 "the worker initializer panicked: {}",
                 w.init_failure()
             ));
-        } else if st.exits[slot] == Some(Exit::Code(crate::sandbox::SANDBOX_FAILED as u8)) {
+        } else if code(crate::sandbox::SANDBOX_FAILED) {
             st.init_failed = Some(format!(
                 "{}{}",
                 crate::sandbox::FAILED_REASON,
                 w.sandbox_failure()
             ));
-        } else if st.exits[slot] == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
+        } else if code(crate::exec::START_FAILED) {
             st.init_failed = Some(format!(
                 "a re-executed worker refused to start: {}",
                 w.start_failure()
             ));
+        } else if unready && death == Death::Died {
+            match st.exits[slot] {
+                // Killed from outside before it was ready: no word on its initializer, and a
+                // replacement may fare better. (A death like any, with its strike: a killer
+                // that keeps striking new workers must not stall the queue for ever.)
+                Some(Exit::Signal(libc::SIGKILL | libc::SIGTERM)) | None => unready = false,
+                // It crashed or exited in its initializer (or its sandbox's setup), and a
+                // replacement would too.
+                Some(exit) => {
+                    st.init_failed = Some(format!(
+                        "a worker died before it was ready ({}); its stderr ended: {}",
+                        describe(exit),
+                        w.job_stderr().trim_end()
+                    ));
+                }
+            }
         }
         let lost = w.lost().is_some();
         let mut seen = match arena::refresh(&mut w.arena, self.arena_max()) {
@@ -383,7 +409,7 @@ impl Shared {
         // A worker that went with its host, or never became ready for the job it was sent,
         // is not the run's fault (see `Death::Outside`): the job is queued again with no
         // strike against it, and once no worker is left its tasks end `NoWorker`.
-        let unready = never_ready && seen.started == 0;
+        let unready = unready && seen.started == 0;
         let death = if death == Death::Died && (lost || unready) {
             Death::Outside
         } else {
@@ -832,7 +858,9 @@ impl Shared {
             }
             if !st.driving {
                 st.driving = true;
+                super::DRIVING.set(true);
                 st = self.drive(st, done, deadline);
+                super::DRIVING.set(false);
                 st.driving = false;
                 self.notify(&mut st);
                 if done(&st) {
@@ -975,6 +1003,14 @@ impl Shared {
                 st = st.wait(&self.supervisor, Some(wait.max(Duration::from_millis(1))));
             }
         }
+    }
+}
+
+/// How a worker ended, in words.
+fn describe(exit: Exit) -> String {
+    match exit {
+        Exit::Signal(s) => format!("killed by signal {s}"),
+        Exit::Code(c) => format!("exit code {c}"),
     }
 }
 

@@ -89,6 +89,14 @@ impl Forward {
 
     /// Writes what is held (whole lines, or a last partial one) and empties it.
     fn write_partial(&mut self) {
+        let at = self
+            .partial
+            .contains(&1)
+            .then(|| find(&self.partial, crate::worker::READY_LINE));
+        if let Some(at) = at.flatten() {
+            // The worker's word that it is ready is the pool's, not the task's output.
+            self.partial.drain(at..at + crate::worker::READY_LINE.len());
+        }
         let mut err = std::io::stderr().lock();
         match self.marked {
             None => {
@@ -100,6 +108,11 @@ impl Forward {
         }
         self.partial.clear();
     }
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `bytes` (whole lines) with each line marked as worker `id`'s and every control character
@@ -181,6 +194,8 @@ pub(super) struct Worker {
     inbox: SharedMapping,
     /// Bytes of a large argument in the inbox, to free once the worker is done with it.
     inbox_used: usize,
+    /// It wrote `READY_LINE`: it got past its initializer and sandbox.
+    ready: bool,
     /// Memory of large arguments and results already read, to free while the worker is
     /// idle (see [`Worker::free_read`]): bytes of the inbox, and of the arena's records, and
     /// when (a job that moves as much again meanwhile reuses the pages).
@@ -270,6 +285,7 @@ impl Worker {
             capture,
             inbox,
             inbox_used: 0,
+            ready: false,
             inbox_to_free: 0,
             arena_to_free: 0,
             free_after: None,
@@ -307,6 +323,7 @@ impl Worker {
             capture: None,
             inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
             inbox_used: 0,
+            ready: false,
             inbox_to_free: 0,
             arena_to_free: 0,
             free_after: None,
@@ -441,14 +458,31 @@ impl Worker {
     /// Reads what the worker wrote to stderr so far.
     pub(super) fn drain_stderr(&mut self) -> Drained {
         let (tail, mark) = (&mut self.tail, &mut self.mark);
-        drain(&mut self.stderr, &mut self.forward, |bytes| {
+        let drained = drain(&mut self.stderr, &mut self.forward, |bytes| {
             tail.extend_from_slice(bytes);
             if tail.len() > 2 * TAIL {
                 let cut = tail.len() - TAIL;
                 tail.drain(..cut);
                 *mark = mark.saturating_sub(cut);
             }
-        })
+        });
+        if !self.ready {
+            let line = crate::worker::READY_LINE;
+            if let Some(at) = find(&self.tail, line) {
+                self.ready = true;
+                self.tail.drain(at..at + line.len());
+                if self.mark > at {
+                    self.mark = self.mark.saturating_sub(line.len()).max(at);
+                }
+            }
+        }
+        drained
+    }
+
+    /// Whether the worker said it reached its first job (past its initializer and sandbox),
+    /// as far as its stderr was read. A task cannot take the word back, nor say it early.
+    pub(super) fn is_ready(&self) -> bool {
+        self.ready
     }
 
     /// Marks what this worker writes to stderr as its own when it is forwarded, stripped of

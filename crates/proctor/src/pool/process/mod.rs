@@ -84,6 +84,9 @@ thread_local! {
     /// lock, to be woken once it lets go (see [`StateGuard`]).
     static WAKES: std::cell::RefCell<Vec<std::task::Waker>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread holds the driver role of a pool (in `wait_until`): a waker it wakes that
+    /// drops the pool must not wait for the driver to finish.
+    static DRIVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Holds a waker until this thread lets go of the pool's lock.
@@ -1159,7 +1162,9 @@ impl Drop for ProcessPool {
         shared.supervisor.notify_all();
         let mut out = Vec::new();
         st.machine.close(&mut out);
-        while st.driving {
+        // (Unless this thread is the driver: a waker it woke dropped the pool. The drive it
+        // returns to sees the pool closed.)
+        while st.driving && !DRIVING.get() {
             shared.doorbell.ring();
             st = st.wait(&shared.cond, Some(Duration::from_millis(20)));
         }
@@ -1199,7 +1204,11 @@ impl Drop for ProcessPool {
             r.finish(shared.server, deadline);
         }
         if let Some(h) = self.supervisor.take() {
-            let _ = h.join();
+            // Unless the supervisor drops the pool itself (a waker it woke held the last
+            // handle): it leaves by itself, seeing `stopping`.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
         if let Some(hub) = &self.shared.remote {
             hub.shutdown();
