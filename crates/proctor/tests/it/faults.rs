@@ -552,3 +552,25 @@ fn a_result_whose_serialize_panics_fails_alone_and_its_job_goes_on() {
     // The same worker did it all: the panic did not cost it its life.
     assert_eq!(pool.worker_pids(), before);
 }
+
+/// Exits with `code`: the pool's own codes for a failed initializer (87), sandbox (85) or
+/// re-executed start (86).
+fn exit_as_pool(code: i32) -> u64 {
+    std::process::exit(code)
+}
+
+/// A task that exits with one of the pool's own exit codes is that task's crash: the pool
+/// believes "the initializer failed" only from a worker that never reached its first job, so
+/// the forgery neither stops its replacements nor fails the next task `NoWorker`.
+#[test]
+fn a_task_that_forges_an_initializer_failure_only_crashes_itself() {
+    let pool = Pool::processes(1).build().unwrap();
+    for code in [87, 85, 86] {
+        let err = pool.submit(exit_as_pool, code).join().unwrap_err();
+        assert!(
+            matches!(&err, TaskError::Crashed { exit_code: Some(c), .. } if i32::from(*c) == code),
+            "{err:?}"
+        );
+        assert_eq!(pool.submit(double, 21).join().unwrap(), 42);
+    }
+}
