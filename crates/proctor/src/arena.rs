@@ -453,7 +453,49 @@ impl WorkerArena {
     /// the payload length; the arena grows while it reports [`WriteError::Full`]: the first
     /// time to what `measure` says the payload needs (a large result grows it once, and is
     /// encoded twice at most), then by doubling.
+    #[inline]
     pub(crate) fn commit_with(
+        &mut self,
+        tag: RecordTag,
+        mut encode: impl FnMut(&mut [u8]) -> Result<usize, WriteError>,
+        measure: impl FnOnce() -> Option<usize>,
+    ) -> Result<(), String> {
+        // The common case, kept small enough to inline into the worker's task loop (a map
+        // of a million small results spends a fifth of its time here): no captured output,
+        // and room for the record.
+        if self.capture.is_none() {
+            let at = DATA_START + self.len;
+            let tail = self.map.tail_mut(at);
+            if tail.len() > RECORD_HEADER {
+                if let Ok(n) = encode(&mut tail[RECORD_HEADER..]) {
+                    if u32::try_from(n).is_ok() {
+                        record_header(tail, tag, false, n);
+                        self.committed_record(n);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.commit_slow(tag, encode, measure)
+    }
+
+    /// Publishes a record of `n` payload bytes just written.
+    #[inline]
+    fn committed_record(&mut self, n: usize) {
+        self.len += RECORD_HEADER + n;
+        self.committed += 1;
+        self.map
+            .word(COMMITTED_LEN)
+            .store(self.len as u64, Ordering::Relaxed);
+        self.map
+            .word(COMMITTED)
+            .store(self.committed, Ordering::Release);
+    }
+
+    /// [`WorkerArena::commit_with`] with captured output, growth, or an error (the first
+    /// try is made again: a `Serialize` fails or fills the buffer the same way twice).
+    #[inline(never)]
+    fn commit_slow(
         &mut self,
         tag: RecordTag,
         mut encode: impl FnMut(&mut [u8]) -> Result<usize, WriteError>,
@@ -495,14 +537,7 @@ impl WorkerArena {
                         ));
                     }
                     record_header(tail, tag, captured, n);
-                    self.len += RECORD_HEADER + n;
-                    self.committed += 1;
-                    self.map
-                        .word(COMMITTED_LEN)
-                        .store(self.len as u64, Ordering::Relaxed);
-                    self.map
-                        .word(COMMITTED)
-                        .store(self.committed, Ordering::Release);
+                    self.committed_record(n);
                     return Ok(());
                 }
             }

@@ -37,6 +37,10 @@ where
     // lives on. One `catch_unwind` covers the whole loop (one per decode kept the decoder
     // from being inlined: a fifth of a worker's time in a map of small items); after a panic
     // the arena's counts say where it struck.
+    // Set while a committed result is dropped: a panic then is no task's failure (not that
+    // task's, whose outcome is committed, nor the next one's, whose argument is not yet
+    // decoded). A flag the outer `catch_unwind` reads, not one more `catch_unwind` per task.
+    let mut dropping = false;
     loop {
         let run = catch_unwind(AssertUnwindSafe(|| {
             while left > 0 {
@@ -56,10 +60,9 @@ where
                 match catch_unwind(AssertUnwindSafe(|| f(a))) {
                     Ok(r) => {
                         commit_result(arena, &r);
-                        // The result was sent: a `Drop` of it that panics is no task's
-                        // failure (not this one's, whose outcome is committed, nor the
-                        // next's, whose argument is not yet decoded).
-                        let _ = catch_unwind(AssertUnwindSafe(move || drop(r)));
+                        dropping = true;
+                        drop(r);
+                        dropping = false;
                     }
                     Err(payload) => commit_panic(arena, payload.as_ref()),
                 }
@@ -71,6 +74,10 @@ where
             Err(payload) => payload,
         };
         let (message, _) = crate::panic::details(payload.as_ref());
+        if std::mem::take(&mut dropping) {
+            // A committed result's `Drop` panicked: the job goes on.
+            continue;
+        }
         if arena.is_running() {
             // The result's `Serialize` panicked: that task fails, the job goes on.
             let msg = format!("its result could not be encoded: Serialize panicked: {message}");

@@ -209,19 +209,23 @@ fn corrupt(task: u64, why: &str) -> TaskError {
 fn decode_result<R: DeserializeOwned>(bytes: &[u8], task: u64) -> Result<R, TaskError> {
     match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes(bytes))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(undecodable::<R>(bytes, &e, task)),
+        Ok(Err(e)) => Err(undecodable(bytes, &e, task, crate::codec::de_error::<R>)),
         Err(payload) => Err(decode_panicked(payload.as_ref(), task)),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn undecodable<R: DeserializeOwned>(bytes: &[u8], e: &postcard::Error, task: u64) -> TaskError {
+fn undecodable(
+    bytes: &[u8],
+    e: &postcard::Error,
+    task: u64,
+    words: fn(&[u8], &postcard::Error) -> String,
+) -> TaskError {
+    // (`words` is passed, not named by a type parameter: the hot decoding loop that calls
+    // this keeps one small call, the same for every result type.)
     TaskError::Codec {
-        message: arcstr::format!(
-            "its result could not be decoded: {}",
-            crate::codec::de_error::<R>(bytes, e)
-        ),
+        message: arcstr::format!("its result could not be decoded: {}", words(bytes, e)),
         task,
     }
 }
@@ -379,7 +383,12 @@ fn decode_oks<'a, R: DeserializeOwned, G: FnMut(Result<R, TaskError>)>(
         at.set(task);
         match postcard::from_bytes(bytes) {
             Ok(v) => f(Ok(v)),
-            Err(e) => f(Err(undecodable::<R>(bytes, &e, task))),
+            Err(e) => f(Err(undecodable(
+                bytes,
+                &e,
+                task,
+                crate::codec::de_error::<R>,
+            ))),
         }
     }
     records
