@@ -178,6 +178,26 @@ mod tests {
         }
     }
 
+    /// The reader decodes bytes a worker wrote (a result that failed to decode): on any bytes
+    /// it ends in an error or a value, never a panic, and allocates no more than they hold.
+    #[test]
+    fn the_message_reader_survives_any_bytes() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = Everything::deserialize(&mut words::Reader::new(&bytes));
+            let _ = words::de_message::<Vec<(String, Option<Shape>)>>(&bytes);
+            let _ = de_error::<Nest>(&bytes, &postcard::Error::SerdeDeCustom);
+        }
+    }
+
     #[test]
     fn the_users_own_words_survive_postcards_error() {
         let e = postcard::from_bytes::<Picky>(&[7]).unwrap_err();
