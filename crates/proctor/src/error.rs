@@ -125,8 +125,9 @@ pub enum TaskError {
         /// The task's id.
         task: u64,
     },
-    /// The task's argument or result could not be carried between processes
-    /// (it failed to serialize, or exceeds the size limit).
+    /// The task's argument or result could not be carried between processes: its
+    /// `Serialize` or `Deserialize` returned an error (whose own text `message` quotes) or
+    /// panicked, or it exceeds [`crate::PoolBuilder::max_payload`].
     #[error("task {task} could not be carried to or from its worker: {message}")]
     Codec {
         /// What went wrong.

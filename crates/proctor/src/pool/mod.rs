@@ -1355,7 +1355,10 @@ impl<R> Task<R> {
 impl<R> Unpin for Task<R> {}
 
 /// `pool.submit(f, x).await` waits for the outcome without blocking the thread: the task's
-/// handle is a `Future`, woken through the standard `Waker` (no runtime is assumed).
+/// handle is a `Future`, woken through the standard `Waker` (no runtime is assumed). The
+/// waker runs with none of the pool's locks held, so a runtime whose waker polls inline may
+/// `submit` more tasks (or drop the pool) from it; a waker that panics is contained and
+/// logged, and the pool goes on.
 ///
 /// Polling it again after it returned `Ready` panics, as the `Future` contract allows.
 impl<R> std::future::Future for Task<R> {
