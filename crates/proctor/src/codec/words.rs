@@ -66,6 +66,15 @@ pub(crate) struct Walk;
 
 type Done = Result<(), Words>;
 
+/// Scalars: nothing to walk.
+macro_rules! walk_scalars {
+    ($($method:ident($ty:ty)),* $(,)?) => {$(
+        fn $method(self, _: $ty) -> Done {
+            Ok(())
+        }
+    )*};
+}
+
 impl ser::Serializer for Walk {
     type Ok = ();
     type Error = Words;
@@ -80,52 +89,26 @@ impl ser::Serializer for Walk {
     fn is_human_readable(&self) -> bool {
         false
     }
-    fn serialize_bool(self, _: bool) -> Done {
-        Ok(())
-    }
-    fn serialize_i8(self, _: i8) -> Done {
-        Ok(())
-    }
-    fn serialize_i16(self, _: i16) -> Done {
-        Ok(())
-    }
-    fn serialize_i32(self, _: i32) -> Done {
-        Ok(())
-    }
-    fn serialize_i64(self, _: i64) -> Done {
-        Ok(())
-    }
-    fn serialize_i128(self, _: i128) -> Done {
-        Ok(())
-    }
-    fn serialize_u8(self, _: u8) -> Done {
-        Ok(())
-    }
-    fn serialize_u16(self, _: u16) -> Done {
-        Ok(())
-    }
-    fn serialize_u32(self, _: u32) -> Done {
-        Ok(())
-    }
-    fn serialize_u64(self, _: u64) -> Done {
-        Ok(())
-    }
-    fn serialize_u128(self, _: u128) -> Done {
-        Ok(())
-    }
-    fn serialize_f32(self, _: f32) -> Done {
-        Ok(())
-    }
-    fn serialize_f64(self, _: f64) -> Done {
-        Ok(())
-    }
-    fn serialize_char(self, _: char) -> Done {
-        Ok(())
-    }
-    fn serialize_str(self, _: &str) -> Done {
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Done {
+    walk_scalars!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+    );
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Done {
         Ok(())
     }
     fn serialize_none(self) -> Done {
@@ -135,12 +118,6 @@ impl ser::Serializer for Walk {
         v.serialize(Walk)
     }
     fn serialize_unit(self) -> Done {
-        Ok(())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Done {
-        Ok(())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Done {
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Done {
@@ -190,49 +167,31 @@ impl ser::Serializer for Walk {
     }
 }
 
-impl ser::SerializeSeq for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
+/// The compound parts of a value, walked element by element: the same body for each of
+/// serde's seven traits, whose methods differ in name and in a field name.
+macro_rules! walk_parts {
+    ($($part:ident :: $method:ident $(($name:ty))?),* $(,)?) => {$(
+        impl ser::$part for Walk {
+            type Ok = ();
+            type Error = Words;
+            fn $method<T: Serialize + ?Sized>(&mut self, $(_: $name,)? v: &T) -> Done {
+                v.serialize(Walk)
+            }
+            fn end(self) -> Done {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
+walk_parts!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+    SerializeStruct::serialize_field(&'static str),
+    SerializeStructVariant::serialize_field(&'static str),
+);
 
 impl ser::SerializeMap for Walk {
     type Ok = ();
@@ -241,28 +200,6 @@ impl ser::SerializeMap for Walk {
         k.serialize(Walk)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
-        v.serialize(Walk)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Walk {
-    type Ok = ();
-    type Error = Words;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
         v.serialize(Walk)
     }
     fn end(self) -> Done {

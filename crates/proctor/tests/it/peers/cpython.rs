@@ -51,20 +51,10 @@ use super::{
 const NO_PROCESS: &str = "a thread pool has no worker processes";
 
 pub(super) fn scenarios(s: &mut Vec<Scenario>) {
-    for &(name, peer, run, only) in ROWS {
-        let sc = Scenario::new(name, peer, run);
-        s.push(match only {
-            Some(why) => sc.processes_only(why),
-            None => sc,
-        });
-    }
+    super::push_rows(s, ROWS);
 }
 
-/// Each scenario: its name, the peer test it ports, its body, and why it is for worker
-/// processes only (if it is).
-type Row = (&'static str, &'static str, fn(Mode), Option<&'static str>);
-
-const ROWS: &[Row] = &[
+const ROWS: &[super::Row] = &[
     // test_deadlock.py
     (
         "cpython_shutdown_deadlock",

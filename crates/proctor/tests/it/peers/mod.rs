@@ -95,6 +95,21 @@ pub(super) fn pool(mode: Mode, workers: usize) -> Pool {
     builder(mode, workers).build().expect("building the pool")
 }
 
+/// A ported scenario as a table row: its name, the peer test it ports, its body, and why it
+/// is for worker processes only (if it is).
+pub(super) type Row = (&'static str, &'static str, fn(Mode), Option<&'static str>);
+
+/// Adds the scenarios of `rows`.
+pub(super) fn push_rows(s: &mut Vec<Scenario>, rows: &[Row]) {
+    for &(name, peer, run, only) in rows {
+        let sc = Scenario::new(name, peer, run);
+        s.push(match only {
+            Some(why) => sc.processes_only(why),
+            None => sc,
+        });
+    }
+}
+
 /// One ported scenario.
 pub(super) struct Scenario {
     pub(super) name: String,

@@ -28,20 +28,10 @@ use super::{
 const TIMEOUT: Duration = Duration::from_millis(100);
 
 pub(super) fn scenarios(s: &mut Vec<Scenario>) {
-    for &(name, peer, run, only) in ROWS {
-        let sc = Scenario::new(name, peer, run);
-        s.push(match only {
-            Some(why) => sc.processes_only(why),
-            None => sc,
-        });
-    }
+    super::push_rows(s, ROWS);
 }
 
-/// Each scenario: its name, the pebble test it ports, its body, and why it is for worker
-/// processes only (if it is).
-type Row = (&'static str, &'static str, fn(Mode), Option<&'static str>);
-
-const ROWS: &[Row] = &[
+const ROWS: &[super::Row] = &[
     (
         "pebble_single_future",
         "pebble test/test_process_pool_fork.py::TestProcessPool::test_process_pool_single_future",
@@ -402,25 +392,25 @@ fn cancel(mode: Mode, awaited: bool) {
     finish(pool);
 }
 
-fn different_process(mode: Mode) {
-    let pool = pool(mode, 2);
-    let fs: Vec<_> = (0..5).map(|_| pool.submit(slow_whoami, 100)).collect();
+/// How many distinct workers ran `n` tasks of `ms` milliseconds each.
+fn workers_used(pool: &Pool, n: usize, ms: u64) -> usize {
+    let fs: Vec<_> = (0..n).map(|_| pool.submit(slow_whoami, ms)).collect();
     let who: std::collections::BTreeSet<String> = fs
         .into_iter()
         .map(|f| join_within(f, "a task").unwrap())
         .collect();
-    assert_eq!(who.len(), 2, "{who:?}");
+    who.len()
+}
+
+fn different_process(mode: Mode) {
+    let pool = pool(mode, 2);
+    assert_eq!(workers_used(&pool, 5, 100), 2);
     finish(pool);
 }
 
 fn future_limit(mode: Mode) {
     let pool = builder(mode, 1).max_tasks_per_worker(2).build().unwrap();
-    let fs: Vec<_> = (0..4).map(|_| pool.submit(slow_whoami, 10)).collect();
-    let who: std::collections::BTreeSet<String> = fs
-        .into_iter()
-        .map(|f| join_within(f, "a task").unwrap())
-        .collect();
-    assert_eq!(who.len(), 2, "{who:?}");
+    assert_eq!(workers_used(&pool, 4, 10), 2);
     finish(pool);
 }
 
