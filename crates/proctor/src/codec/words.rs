@@ -275,6 +275,15 @@ impl<'de> Reader<'de> {
     }
 }
 
+/// Integers wider than a byte: varints (zigzag for the signed), of at most so many bits.
+macro_rules! read_ints {
+    ($($method:ident $visit:ident $read:ident $bits:literal $ty:ty),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
+            v.$visit(self.$read($bits)? as $ty)
+        }
+    )*};
+}
+
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = Words;
 
@@ -295,32 +304,18 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
         v.visit_i8(self.byte()? as i8)
     }
-    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_i16(self.zigzag(16)? as i16)
-    }
-    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_i32(self.zigzag(32)? as i32)
-    }
-    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_i64(self.zigzag(64)? as i64)
-    }
-    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_i128(self.zigzag(128)?)
-    }
+    read_ints!(
+        deserialize_i16 visit_i16 zigzag 16 i16,
+        deserialize_i32 visit_i32 zigzag 32 i32,
+        deserialize_i64 visit_i64 zigzag 64 i64,
+        deserialize_i128 visit_i128 zigzag 128 i128,
+        deserialize_u16 visit_u16 varint 16 u16,
+        deserialize_u32 visit_u32 varint 32 u32,
+        deserialize_u64 visit_u64 varint 64 u64,
+        deserialize_u128 visit_u128 varint 128 u128,
+    );
     fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
         v.visit_u8(self.byte()?)
-    }
-    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_u16(self.varint(16)? as u16)
-    }
-    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_u32(self.varint(32)? as u32)
-    }
-    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_u64(self.varint(64)? as u64)
-    }
-    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
-        v.visit_u128(self.varint(128)?)
     }
     fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Words> {
         let b = self.take(4)?;
