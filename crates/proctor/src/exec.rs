@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::exit::ExitCode;
 use nix::fcntl::{FcntlArg, fcntl};
 
 /// The environment variable that makes a re-executed program a worker.
@@ -30,10 +31,7 @@ pub(crate) const MARKER: &str = "PROCTOR_EXEC_WORKER";
 /// output) the stderr pipe, stdout memfd and stderr memfd.
 const FIRST_FD: RawFd = 3;
 
-/// The exit code of a worker that refused to start (another build, a malformed marker).
-pub(crate) const START_FAILED: i32 = 86;
-
-/// What a worker's stderr says before it exits with [`START_FAILED`].
+/// What a worker's stderr says before it exits with [`ExitCode::StartFailed`].
 pub(crate) const START_FAILED_LINE: &str = "proctor: the worker could not start: ";
 
 /// How far this process's code lies from the parent's: 0 in forked workers.
@@ -210,9 +208,9 @@ pub(crate) fn become_worker_if_asked() {
         let line = format!("{START_FAILED_LINE}{why}\n");
         // fd 2 is the worker's stderr pipe, which the parent reads.
         let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
-        // SAFETY: _exit ends the process at once; nothing of `main` ran that needs
-        // unwinding, and the parent learns why from the line above and the exit code.
-        unsafe { libc::_exit(START_FAILED) }
+        // Nothing of `main` ran that needs unwinding; the parent learns why from the line
+        // above and the exit code.
+        ExitCode::StartFailed.leave()
     };
     // Only the fork server writes the marker, so one that does not parse was set by hand:
     // this process is not a worker.

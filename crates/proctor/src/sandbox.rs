@@ -41,10 +41,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-/// The exit code of a worker whose sandbox could not be applied as asked.
-pub(crate) const SANDBOX_FAILED: i32 = 85;
-/// The exit code of a worker whose trap handler somehow outlived the call that kills it.
-const SANDBOX_VIOLATION: i32 = 84;
 /// A call number no kernel assigns, which every filter answers by killing the process.
 ///
 /// A violation is decided by the kernel, not by the task: the trap's handler writes which
@@ -53,7 +49,7 @@ const SANDBOX_VIOLATION: i32 = 84;
 /// send itself `SIGSYS`: the filter allows signals to itself but that one). A task that
 /// merely writes the line and exits, as a faked violation, ends as the crash it is.
 const KILL_NR: i64 = 1000;
-/// What a worker's stderr says before it exits with [`SANDBOX_FAILED`].
+/// What a worker's stderr says before it exits with [`ExitCode::SandboxFailed`](crate::exit::ExitCode::SandboxFailed).
 pub(crate) const FAILED_LINE: &str = "proctor: the sandbox could not be applied: ";
 /// How a pool that starts no more workers after a sandbox failure says why.
 pub(crate) const FAILED_REASON: &str = "the worker sandbox could not be applied: ";
@@ -308,15 +304,14 @@ pub(crate) fn encode(sandbox: &Sandbox) -> Vec<u8> {
 }
 
 /// In a worker (the `ContextFn` of the sandbox frame): applies the sandbox, or exits with
-/// [`SANDBOX_FAILED`] and the reason when it cannot apply it as asked.
+/// [`ExitCode::SandboxFailed`](crate::exit::ExitCode::SandboxFailed) and the reason when it cannot apply it as asked.
 pub(crate) fn apply_entry(bytes: &[u8]) {
     let fail = |why: &str| -> ! {
         let line = format!("{FAILED_LINE}{why}\n");
         let fd = DIAG_FD.load(Ordering::Relaxed);
         // SAFETY: writing a buffer we own to a descriptor number; a closed one fails.
         let _ = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-        // SAFETY: as in the worker's own exits: skip the parent's atexit handlers.
-        unsafe { libc::_exit(SANDBOX_FAILED) }
+        crate::exit::ExitCode::SandboxFailed.leave()
     };
     let sandbox: Sandbox = match postcard::from_bytes(bytes) {
         Ok(s) => s,
@@ -1404,7 +1399,7 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     unsafe {
         libc::write(DIAG_FD.load(Ordering::Relaxed), line.as_ptr().cast(), len);
         libc::syscall(KILL_NR);
-        libc::_exit(SANDBOX_VIOLATION);
+        libc::_exit(crate::exit::ExitCode::SandboxViolation.code());
     }
 }
 

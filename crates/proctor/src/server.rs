@@ -30,6 +30,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::exit::ExitCode;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, signal, sigprocmask};
@@ -362,13 +363,10 @@ impl ForkServer {
 
 /// The server process: never returns.
 fn server_main(ctrl: OwnedFd, secret: u64) -> ! {
-    let code = match serve(ctrl, secret) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    };
-    // SAFETY: _exit ends this process without running the parent's atexit handlers or
-    // flushing its stdio buffers, which belong to the parent.
-    unsafe { libc::_exit(code) }
+    match serve(ctrl, secret) {
+        Ok(()) => ExitCode::Clean.leave(),
+        Err(_) => ExitCode::ServerFailed.leave(),
+    }
 }
 
 fn serve(ctrl: OwnedFd, secret: u64) -> nix::Result<()> {
@@ -596,8 +594,7 @@ fn spawn_worker(
             } = fds;
             let ok = prepare_worker(&stderr, memory_limit, server_pid).is_ok();
             if !ok {
-                // SAFETY: see server_main.
-                unsafe { libc::_exit(71) }
+                ExitCode::PrepareFailed.leave()
             }
             if exec {
                 let capturing = capture.is_some();
@@ -614,8 +611,7 @@ fn spawn_worker(
                     format!("proctor: could not re-execute the program as a worker: {why}\n")
                         .as_bytes(),
                 );
-                // SAFETY: see server_main.
-                unsafe { libc::_exit(72) }
+                ExitCode::ExecFailed.leave()
             }
             let mut keep = vec![
                 requests.as_raw_fd(),

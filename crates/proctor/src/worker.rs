@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::arena::{OutputFiles, WorkerArena};
+use crate::exit::ExitCode;
 use crate::state::{ContextFn, InitFn};
 use crate::sys::SharedMapping;
 use crate::wire::{self, Frame, RecordTag};
@@ -212,9 +213,6 @@ impl FrameReader {
     }
 }
 
-/// The exit code of a worker whose initializer panicked.
-pub(crate) const INIT_FAILED: i32 = 87;
-
 /// The function at address `entry`, which the frame's `check` vouches for.
 fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
     const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<usize>()) };
@@ -295,8 +293,7 @@ pub(crate) fn worker_main(
                     &mut pipe,
                     format_args!("proctor worker: cannot capture output: {e}"),
                 );
-                // SAFETY: as below: leave without the parent's atexit handlers.
-                unsafe { libc::_exit(70) }
+                ExitCode::WorkerFailed.leave()
             }
             (
                 pipe,
@@ -306,16 +303,15 @@ pub(crate) fn worker_main(
         None => (None, None),
     };
     let code = match run_jobs(requests, doorbell, arena, inbox, tails, &mut pipe, secret) {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::Clean,
         Err(e) => {
             diag(&mut pipe, format_args!("proctor worker: {e}"));
-            70
+            ExitCode::WorkerFailed
         }
     };
     let _ = std::io::stdout().flush();
-    // SAFETY: _exit skips atexit handlers registered by the parent before the fork, which
-    // must not run twice; stdout was flushed above.
-    unsafe { libc::_exit(code) }
+    // (Not `exit`: atexit handlers the parent registered before the fork must not run twice.)
+    code.leave()
 }
 
 /// Runs jobs until the request stream ends. A remote worker sends each finished job's
@@ -399,8 +395,7 @@ fn run_jobs(
                         format_args!("proctor: the worker initializer panicked: {why}"),
                     );
                     let _ = std::io::stdout().flush();
-                    // SAFETY: as in `worker_main`: skip the parent's atexit handlers.
-                    unsafe { libc::_exit(INIT_FAILED) }
+                    ExitCode::InitFailed.leave()
                 }
                 continue;
             }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::conn::Conn;
 use super::proto::{self, Claim, FromAgent, Hi, KEY_LEN, Report, ToAgent, Token};
 use crate::arena;
+use crate::exit::ExitCode;
 use crate::sys::{Seals, SharedMapping};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -52,19 +53,18 @@ pub(crate) fn become_agent_if_asked() {
     };
     let addr = addr.to_string_lossy().into_owned();
     let code = match run(&addr) {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::Clean,
         Err(why) => {
             // The agent's stderr is its launcher's (ssh and srun carry it back to the pool,
             // which quotes it if the agent never connected).
             let line = format!("{}{why}\n", crate::exec::START_FAILED_LINE);
             let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
-            crate::exec::START_FAILED
+            ExitCode::StartFailed
         }
     };
     let _ = std::io::stdout().flush();
-    // SAFETY: _exit ends the agent without running `main`'s code or atexit handlers: the
-    // agent never was the user's program, only its binary.
-    unsafe { libc::_exit(code) }
+    // (Not `exit`: the agent never was the user's program, only its binary.)
+    code.leave()
 }
 
 /// The pool's secret, and with TLS its certificate's fingerprint.
@@ -335,8 +335,7 @@ impl Spawner {
                 drop(ours);
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
                 if getppid() != agent {
-                    // SAFETY: as in `become_agent_if_asked`.
-                    unsafe { libc::_exit(0) }
+                    ExitCode::Clean.leave()
                 }
                 spawner_main(theirs)
             }
@@ -442,8 +441,7 @@ fn spawner_main(sock: OwnedFd) -> ! {
             break;
         }
     }
-    // SAFETY: as in `become_agent_if_asked`.
-    unsafe { libc::_exit(0) }
+    ExitCode::Clean.leave()
 }
 
 /// Forks the helper that forks the worker; the worker's pid.
@@ -471,16 +469,14 @@ fn fork_worker(
             match unsafe { fork() } {
                 Ok(ForkResult::Parent { child }) => {
                     let _ = nix::unistd::write(&pid_w, &child.as_raw().to_le_bytes());
-                    // SAFETY: as in `become_agent_if_asked`: the helper's work is done, and
-                    // its leaving hands the worker to the agent.
-                    unsafe { libc::_exit(0) }
+                    // The helper's work is done: its leaving hands the worker to the agent.
+                    ExitCode::Clean.leave()
                 }
                 Ok(ForkResult::Child) => {
                     drop((pid_r, pid_w));
                     worker(sock, request, fds)
                 }
-                // SAFETY: as in `become_agent_if_asked`.
-                Err(_) => unsafe { libc::_exit(71) },
+                Err(_) => ExitCode::PrepareFailed.leave(),
             }
         }
     }
@@ -496,8 +492,7 @@ fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -
         std::thread::sleep(Duration::from_millis(1));
     }
     if prepare(&err_w, request.memory_limit, agent).is_err() {
-        // SAFETY: as in `become_agent_if_asked`.
-        unsafe { libc::_exit(71) }
+        ExitCode::PrepareFailed.leave()
     }
     drop(err_w);
     crate::exec::relocate_from(request.anchor);
@@ -510,8 +505,7 @@ fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -
         Err(why) => {
             let line = format!("{}{why}\n", crate::exec::START_FAILED_LINE);
             let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
-            // SAFETY: as in `become_agent_if_asked`.
-            unsafe { libc::_exit(crate::exec::START_FAILED) }
+            ExitCode::StartFailed.leave()
         }
     };
     let frame_secret = request.frame_secret;
@@ -811,8 +805,8 @@ fn dup_cloexec(fd: std::os::fd::RawFd) -> OwnedFd {
     match fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(3)) {
         // SAFETY: fcntl just made this descriptor; nothing else owns it.
         Ok(raw) => unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) },
-        // SAFETY: as in `become_agent_if_asked`: the forked worker leaves at once.
-        Err(_) => unsafe { libc::_exit(71) },
+        // The forked worker leaves at once.
+        Err(_) => ExitCode::PrepareFailed.leave(),
     }
 }
 

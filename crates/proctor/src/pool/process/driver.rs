@@ -14,10 +14,10 @@ use super::recovery::{Action, Death, Fate, Run, Seen};
 use super::{EXIT_WAIT, KILL_GRACE, PARK_AFTER, STDERR_TICK, Shared, State, StateGuard};
 use crate::arena;
 use crate::error::TaskError;
+use crate::exit::ExitCode;
 use crate::server::Exit;
 use crate::sys::SharedMapping;
 use crate::wire;
-use crate::worker::INIT_FAILED;
 
 impl Shared {
     pub(super) fn lock(&self) -> StateGuard<'_> {
@@ -357,28 +357,28 @@ impl Shared {
         // every replacement too. Its word is read from its stderr, which a task can neither
         // take back nor forge early (an exit code it can forge: it counts only with the word
         // missing). A remote worker's word travels with its agent: its exit code decides.
+        let ended = match st.exits[slot] {
+            Some(Exit::Code(c)) => ExitCode::of(c),
+            _ => None,
+        };
         let mut unready = if w.remote.is_some() {
-            matches!(
-                st.exits[slot],
-                Some(Exit::Code(c)) if [INIT_FAILED, crate::sandbox::SANDBOX_FAILED, crate::exec::START_FAILED]
-                    .contains(&i32::from(c))
-            )
+            ended.is_some_and(ExitCode::is_start_failure)
         } else {
             !w.is_ready()
         };
-        let code = |c: i32| unready && st.exits[slot] == Some(Exit::Code(c as u8));
-        if code(INIT_FAILED) {
+        let said = |c: ExitCode| unready && ended == Some(c);
+        if said(ExitCode::InitFailed) {
             st.init_failed = Some(format!(
                 "the worker initializer panicked: {}",
                 w.init_failure()
             ));
-        } else if code(crate::sandbox::SANDBOX_FAILED) {
+        } else if said(ExitCode::SandboxFailed) {
             st.init_failed = Some(format!(
                 "{}{}",
                 crate::sandbox::FAILED_REASON,
                 w.sandbox_failure()
             ));
-        } else if code(crate::exec::START_FAILED) {
+        } else if said(ExitCode::StartFailed) {
             st.init_failed = Some(format!(
                 "a re-executed worker refused to start: {}",
                 w.start_failure()

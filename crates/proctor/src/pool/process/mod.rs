@@ -572,12 +572,12 @@ impl ProcessPool {
                     // Known, so that dropping the pool does not wait for it again.
                     *exit_of = exit;
                     w.drain_stderr();
-                    if exit == Some(Exit::Code(crate::sandbox::SANDBOX_FAILED as u8)) {
+                    if exit == Some(Exit::Code(crate::exit::ExitCode::SandboxFailed.code() as u8)) {
                         return Err(Error::new(ErrorKind::Sandbox {
                             message: w.sandbox_failure(),
                         }));
                     }
-                    if exit == Some(Exit::Code(crate::exec::START_FAILED as u8)) {
+                    if exit == Some(Exit::Code(crate::exit::ExitCode::StartFailed.code() as u8)) {
                         return Err(Error::new(ErrorKind::Spawn(std::io::Error::other(
                             format!(
                                 "a re-executed worker refused to start: {}",
@@ -585,7 +585,7 @@ impl ProcessPool {
                             ),
                         ))));
                     }
-                    if exit == Some(Exit::Code(crate::worker::INIT_FAILED as u8)) {
+                    if exit == Some(Exit::Code(crate::exit::ExitCode::InitFailed.code() as u8)) {
                         return Err(Error::new(ErrorKind::WorkerInit {
                             message: format!("the initializer panicked: {}", w.init_failure()),
                         }));
