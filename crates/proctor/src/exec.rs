@@ -260,14 +260,14 @@ pub(crate) fn become_worker_if_asked() {
             );
         }
     }
-    crate::worker::worker_main(
-        crate::worker::Requests::Pipe(requests),
+    crate::worker::worker_main(crate::worker::WorkerEnds {
+        requests: crate::worker::Requests::Pipe(requests),
         doorbell,
         arena,
         inbox,
         capture,
-        m.secret,
-    )
+        secret: m.secret,
+    })
 }
 
 #[cfg(test)]

@@ -637,14 +637,14 @@ fn spawn_worker(
                 }
             };
             crate::sys::close_fds_except(&keep);
-            crate::worker::worker_main(
-                crate::worker::Requests::Pipe(requests),
+            crate::worker::worker_main(crate::worker::WorkerEnds {
+                requests: crate::worker::Requests::Pipe(requests),
                 doorbell,
                 arena,
                 inbox,
                 capture,
                 secret,
-            )
+            })
         }
     }
 }

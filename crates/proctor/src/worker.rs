@@ -232,7 +232,6 @@ fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
     Ok(unsafe { std::mem::transmute_copy::<usize, T>(&(entry as usize)) })
 }
 
-/// The worker's main loop: run jobs until the parent closes the request pipe.
 /// A worker whose tasks' output is captured: fd 1 and 2 write to `out` and `err` (memfds
 /// the parent reads too), and the pool's own messages go to `diag`, the stderr pipe.
 #[derive(Debug)]
@@ -270,14 +269,34 @@ pub(crate) enum Requests {
     Remote(crate::remote::conn::Conn),
 }
 
-pub(crate) fn worker_main(
-    requests: Requests,
-    doorbell: OwnedFd,
-    arena: OwnedFd,
-    inbox: OwnedFd,
-    capture: Option<Capture>,
-    secret: u64,
-) -> ! {
+/// What a worker process is started with, wherever it was started (forked by the fork
+/// server, re-executed, or under a remote agent): its ends of what it shares with the pool.
+#[derive(Debug)]
+pub(crate) struct WorkerEnds {
+    /// Where its jobs come from.
+    pub(crate) requests: Requests,
+    /// The pool's doorbell, rung when a job is done.
+    pub(crate) doorbell: OwnedFd,
+    /// Its result arena (a memfd).
+    pub(crate) arena: OwnedFd,
+    /// Its inbox for large arguments (a memfd).
+    pub(crate) inbox: OwnedFd,
+    /// With `capture_output`: where its tasks' stdout and stderr go.
+    pub(crate) capture: Option<Capture>,
+    /// What vouches for the entry points its frames name.
+    pub(crate) secret: u64,
+}
+
+/// The worker's main loop: run jobs until the parent closes the request stream, then leave.
+pub(crate) fn worker_main(ends: WorkerEnds) -> ! {
+    let WorkerEnds {
+        requests,
+        doorbell,
+        arena,
+        inbox,
+        capture,
+        secret,
+    } = ends;
     crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.

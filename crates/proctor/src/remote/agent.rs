@@ -524,14 +524,14 @@ fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -
         dup_cloexec(arena.as_raw_fd()),
         dup_cloexec(inbox.as_raw_fd()),
     );
-    crate::worker::worker_main(
-        crate::worker::Requests::Remote(data),
-        bell_fd,
-        arena_fd,
-        inbox_fd,
-        None,
-        frame_secret,
-    )
+    crate::worker::worker_main(crate::worker::WorkerEnds {
+        requests: crate::worker::Requests::Remote(data),
+        doorbell: bell_fd,
+        arena: arena_fd,
+        inbox: inbox_fd,
+        capture: None,
+        secret: frame_secret,
+    })
 }
 
 impl Agent {
