@@ -11,13 +11,13 @@ use proctor_lab::{LabConfig, Profile, experiment};
 /// Processes or threads? Measures the difference on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "proctor", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run one experiment and print its figures.
     #[command(long_about = "Run one experiment and print its figures.\n\n\
         Example: proctor bench switch --quick\n\
@@ -50,7 +50,7 @@ pub enum Command {
 
 /// Arguments of `proctor compare`.
 #[derive(Debug, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// The reports (report.json files), the first one the baseline of every ratio.
     #[arg(required = true, num_args = 2.., value_name = "REPORT.json")]
     pub reports: Vec<std::path::PathBuf>,
@@ -70,7 +70,7 @@ pub struct CompareArgs {
 
 /// Arguments of `proctor report`.
 #[derive(Debug, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// Quick profile: the whole report in about a minute on 2 cores (the default).
     #[arg(long, conflicts_with_all = ["full", "profile"])]
     pub quick: bool,
@@ -103,7 +103,7 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     /// The lab configuration these arguments ask for.
-    pub fn config(&self) -> LabConfig {
+    pub(crate) fn config(&self) -> LabConfig {
         LabConfig {
             profile: profile(self.profile, self.full),
             ..LabConfig::default()
@@ -111,7 +111,7 @@ impl ReportArgs {
     }
 
     /// The experiment ids to run, in report order.
-    pub fn ids(&self) -> Vec<&'static str> {
+    pub(crate) fn ids(&self) -> Vec<&'static str> {
         experiment::ALL
             .iter()
             .map(|e| e.id())
@@ -134,7 +134,7 @@ fn profile(arg: Option<ProfileArg>, full: bool) -> Profile {
 
 /// Arguments of `proctor bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// The experiment to run (see `proctor list`).
     #[arg(value_parser = experiment_ids())]
     pub experiment: String,
@@ -181,7 +181,7 @@ pub struct BenchArgs {
 
 /// `--profile` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProfileArg {
+pub(crate) enum ProfileArg {
     Tiny,
     Quick,
     Full,
@@ -198,7 +198,7 @@ fn experiment_ids() -> PossibleValuesParser {
 
 impl BenchArgs {
     /// The lab configuration these arguments ask for.
-    pub fn into_config(self) -> LabConfig {
+    pub(crate) fn into_config(self) -> LabConfig {
         LabConfig {
             profile: profile(self.profile, self.full),
             iterations: self.iterations,
@@ -213,7 +213,7 @@ impl BenchArgs {
 
 /// Parses a size such as `64`, `4K`, `1.5K`, `4KiB`, `1MiB` or `2G` (powers of 1024; a
 /// fraction is rounded to the nearest byte).
-pub fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -264,7 +264,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 /// Parses a worker count: at least 1, and no more than the machine can start at once.
-pub fn parse_workers(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_workers(s: &str) -> Result<u64, String> {
     let n: u64 = s
         .trim()
         .parse()

@@ -19,7 +19,7 @@ const FILES: [(&str, Format); 3] = [
     ("report.md", Format::Markdown),
 ];
 
-pub fn run(args: &ReportArgs) -> Result<()> {
+pub(crate) fn run(args: &ReportArgs) -> Result<()> {
     let config = args.config();
     let ids = args.ids();
     std::fs::create_dir_all(&args.out)

@@ -8,7 +8,7 @@ use nix::unistd::{ForkResult, fork, pipe, read, write};
 
 /// `map` and `try_map` of `trivial` over `0..n` on a pool built by each builder, one
 /// benchmark each, named `{name}_map` and `{name}_try_map`.
-pub fn bench_maps(
+pub(crate) fn bench_maps(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     pools: impl IntoIterator<Item = (&'static str, proctor::PoolBuilder)>,
     n: u64,
@@ -42,19 +42,19 @@ pub fn bench_maps(
 }
 
 /// The trivial task of every round-trip and `map` scenario.
-pub fn trivial(n: u64) -> u64 {
+pub(crate) fn trivial(n: u64) -> u64 {
     n.wrapping_add(1)
 }
 
 /// A child process that echoes 8-byte messages until its input closes.
-pub struct PipeEcho {
+pub(crate) struct PipeEcho {
     to_child: Option<OwnedFd>,
     from_child: OwnedFd,
     pid: nix::unistd::Pid,
 }
 
 impl PipeEcho {
-    pub fn start() -> PipeEcho {
+    pub(crate) fn start() -> PipeEcho {
         let (req_r, req_w) = pipe().expect("pipe");
         let (resp_r, resp_w) = pipe().expect("pipe");
         // SAFETY: the child only calls read/write on its pipes and _exit, all
@@ -81,7 +81,7 @@ impl PipeEcho {
     }
 
     /// One round trip: 8 bytes to the child and the same 8 bytes back.
-    pub fn round_trip(&self, v: u64) -> u64 {
+    pub(crate) fn round_trip(&self, v: u64) -> u64 {
         let to = self.to_child.as_ref().expect("open until drop");
         write(to.as_fd(), &v.to_le_bytes()).expect("write");
         let mut buf = [0u8; 8];

@@ -16,7 +16,7 @@ const ASPECTS: [&str; 8] = [
 ];
 
 /// `proctor report` of every experiment in the tiny profile, uncolored, into `out`.
-pub fn tiny_report(out: &std::path::Path) -> assert_cmd::Command {
+pub(crate) fn tiny_report(out: &std::path::Path) -> assert_cmd::Command {
     proctor(&[
         "report",
         "--profile",

@@ -33,7 +33,7 @@ fn series(name: &str, points: &[(f64, f64)]) -> Series {
 }
 
 /// The machine the fixture pretends to have run on.
-pub fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     Machine {
         cpu_model: "AMD EPYC 7B13".to_string(),
         logical_cpus: 2,
@@ -421,7 +421,7 @@ fn memory_failed() -> Section {
 
 /// The fixed report: machine, four sections (memory failed), headline and claims from
 /// [`verdict::judge`].
-pub fn report() -> Report {
+pub(crate) fn report() -> Report {
     let sections = vec![spawn(), switch(), ipc(), memory_failed()];
     let (headline, claims) = verdict::judge(&sections);
     Report {
@@ -499,7 +499,7 @@ fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
 ///
 /// With these figures every claim has a definite verdict: most are confirmed, over-threading and
 /// synchronization are within the tolerance (depends).
-pub fn all_sections() -> Vec<Section> {
+pub(crate) fn all_sections() -> Vec<Section> {
     let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
     vec![
         spawn(),
@@ -635,7 +635,7 @@ pub fn all_sections() -> Vec<Section> {
 
 /// A measurement typed in, not measured: 10 batches around `ns` per op (±5 %), no per-op
 /// timestamps, for the experiments' section tests.
-pub fn measurement(ns: f64) -> crate::measure::Measurement {
+pub(crate) fn measurement(ns: f64) -> crate::measure::Measurement {
     let batch_ns: Vec<f64> = (0..10).map(|i| ns * (0.95 + 0.01 * i as f64)).collect();
     let mut batches = crate::stats::summarize(&batch_ns).expect("ten batches");
     batches.median = ns;

@@ -258,10 +258,10 @@ pub fn die_with_parent(parent: libc::pid_t) {
 /// `child` runs in a copy of a possibly multi-threaded process, so it must only do
 /// async-signal-safe work: no allocation, no locks, no printing. It must not panic either.
 pub fn fork_child(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the child runs only `child`, which callers keep async-signal-safe (see above), and
     // then `_exit`s without running destructors or atexit handlers that could touch state copied
     // mid-update from other threads.
-    let parent = std::process::id() as libc::pid_t;
     match unsafe { fork()? } {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {

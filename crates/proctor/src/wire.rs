@@ -80,7 +80,7 @@ pub(crate) enum Frame<'a> {
 
 /// Why bytes are not a valid frame or record.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     /// The length prefix exceeds the limit.
     #[error("frame of {len} bytes exceeds the {max}-byte limit")]
     Oversized {
@@ -182,14 +182,14 @@ pub(crate) fn encode_run(
 ///
 /// Returns `Ok(None)` if `buf` holds only part of a frame (read more), or the frame and the
 /// number of bytes it used.
-pub fn decode_frame(buf: &[u8]) -> Result<Option<(usize, FrameInfo)>, WireError> {
+pub(crate) fn decode_frame(buf: &[u8]) -> Result<Option<(usize, FrameInfo)>, WireError> {
     decode(buf).map(|o| o.map(|(f, n)| (n, FrameInfo::of(&f))))
 }
 
 /// A summary of a decoded frame, for callers outside the crate (tests, fuzzers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum FrameInfo {
+pub(crate) enum FrameInfo {
     /// A `Run` frame with this many tasks and argument bytes.
     Run {
         /// Tasks in the job.

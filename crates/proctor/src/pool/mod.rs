@@ -1,5 +1,6 @@
 //! [`Pool`], its builder, and [`Task`] handles. The two backends live in `thread.rs` and
-//! `process.rs`; this file is the one dispatch point between them.
+//! `process/` (with `stream.rs`, the streams both share); this file is the one dispatch
+//! point between them.
 
 use std::marker::PhantomData;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Safe wrappers over the system calls the pool needs: shared mappings, file-descriptor
-//! hygiene after `fork`, clocks. Most of the crate's `unsafe` lives here.
+//! hygiene after `fork`, clocks. The most of the crate's `unsafe` of any module lives here;
+//! the rest is where the OS demands it in place: the sandbox's filters and trap handler, the
+//! fork server's and the agent's forks, `exec`, and `ExitCode::leave`.
 
 pub(crate) mod futex;
 

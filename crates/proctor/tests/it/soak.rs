@@ -63,8 +63,8 @@ fn soak_task((n, hangs, pad): (u64, bool, ByteBuf)) -> u64 {
         Fault::Panic => panic!("item {n} panics"),
         Fault::Abort => std::process::abort(),
         Fault::Segfault => {
-            // SAFETY: none: the point is to segfault (a null read the compiler cannot see).
             let p = std::hint::black_box(std::ptr::null::<u64>());
+            // SAFETY: none: the point is to segfault (a null read the compiler cannot see).
             unsafe { std::ptr::read_volatile(p) }
         }
         Fault::Exit => std::process::exit(3),

@@ -425,11 +425,13 @@ pub(super) fn compromised(t: Try) -> Result<String, String> {
             _ => Err(os_error()),
         },
         Attack::SignalTgkill => {
+            // SAFETY: as above: integers only, to the victim the lab started.
             match unsafe { libc::syscall(libc::SYS_tgkill, victim, victim, libc::SIGUSR1) } {
                 0 => Ok(format!("sent SIGUSR1 to thread {victim}")),
                 _ => Err(os_error()),
             }
         }
+        // SAFETY: as above; the pidfd is this function's, closed before it returns.
         Attack::SignalPidfd => unsafe {
             let fd = libc::syscall(libc::SYS_pidfd_open, victim, 0) as i32;
             if fd < 0 {
@@ -450,6 +452,7 @@ pub(super) fn compromised(t: Try) -> Result<String, String> {
             libc::close(fd);
             out
         },
+        // SAFETY: as above; the siginfo_t is a zeroed local this function owns.
         Attack::SignalSigqueue => unsafe {
             // si_signo, si_errno and si_code lead the struct on every Linux ABI; SI_QUEUE
             // (-1) is the code a process may send to another.
@@ -502,6 +505,8 @@ pub(super) fn compromised(t: Try) -> Result<String, String> {
         Attack::Scribble => scribble(),
         Attack::DoorbellSleepers => doorbell_sleepers(),
         Attack::CapEff => Ok("asked nothing: the lab reads the worker's CapEff".into()),
+        // SAFETY: socket(2) and close(2) take integers; the socket is closed before it
+        // returns.
         Attack::RawSocket => unsafe {
             let s = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
             if s < 0 {
@@ -615,6 +620,7 @@ fn trace(pid: i32) -> Result<String, String> {
 fn stat(fd: i32) -> Option<libc::stat> {
     // SAFETY: fstat into a zeroed stat we own; a closed descriptor fails with EBADF.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: the kernel writes one `stat` into `st`, which outlives the call.
     let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, &raw mut st) };
     (rc == 0).then_some(st)
 }
