@@ -3,7 +3,7 @@
 //! aborts, segfaults, runs out of memory or hangs yields a typed [`TaskError`] for that task
 //! alone; the pool replaces the worker and every other task completes.
 //!
-//! ```no_run
+//! ```standalone_crate
 //! fn square(n: u64) -> u64 { n * n }
 //!
 //! fn main() -> Result<(), proctor::Error> {
