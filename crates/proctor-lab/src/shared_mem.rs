@@ -255,9 +255,12 @@ pub fn die_with_parent(parent: libc::pid_t) {
 /// Forks a child that runs `child` and leaves with `_exit(code)`; returns its pid. The child
 /// dies with this process.
 ///
+/// # Safety
+///
 /// `child` runs in a copy of a possibly multi-threaded process, so it must only do
-/// async-signal-safe work: no allocation, no locks, no printing. It must not panic either.
-pub fn fork_child(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
+/// async-signal-safe work: no allocation, no locks another thread could hold, no printing.
+/// It must not panic either.
+pub unsafe fn fork_child(child: impl FnOnce() -> i32) -> nix::Result<Pid> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the child runs only `child`, which callers keep async-signal-safe (see above), and
     // then `_exit`s without running destructors or atexit handlers that could touch state copied
@@ -344,15 +347,14 @@ mod tests {
         let mut children = Children::new();
         for _ in 0..2 {
             let s = &*shared;
-            children.push(
-                fork_child(|| {
-                    for _ in 0..1000 {
-                        s.fetch_add(1, Ordering::Relaxed);
-                    }
-                    0
-                })
-                .expect("fork"),
-            );
+            let child = || {
+                for _ in 0..1000 {
+                    s.fetch_add(1, Ordering::Relaxed);
+                }
+                0
+            };
+            // SAFETY: a futex lock on shared memory that only the two children take.
+            children.push(unsafe { fork_child(child) }.expect("fork"));
         }
         assert_eq!(children.wait_all(), 2);
         assert_eq!(shared.load(Ordering::Relaxed), 2000);
@@ -364,17 +366,16 @@ mod tests {
         let mut children = Children::new();
         for _ in 0..2 {
             let m = &*shared;
-            children.push(
-                fork_child(|| {
-                    for _ in 0..20_000 {
-                        // Non-atomic read-modify-write under the lock: exact only if it excludes.
-                        let mut g = m.lock();
-                        *g = std::hint::black_box(*g + 1);
-                    }
-                    0
-                })
-                .expect("fork"),
-            );
+            let child = || {
+                for _ in 0..20_000 {
+                    // Non-atomic read-modify-write under the lock: exact only if it excludes.
+                    let mut g = m.lock();
+                    *g = std::hint::black_box(*g + 1);
+                }
+                0
+            };
+            // SAFETY: atomics on shared memory only.
+            children.push(unsafe { fork_child(child) }.expect("fork"));
         }
         assert_eq!(children.wait_all(), 2);
         assert_eq!(*shared.lock(), 40_000);

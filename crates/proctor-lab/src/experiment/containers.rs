@@ -179,15 +179,16 @@ pub fn probe_namespaces() -> Result<Vec<NamespaceProbe>> {
     let mut probes = Vec::new();
     for (kind, flag) in NAMESPACES {
         // Only unshare, errno and _exit in the child: async-signal-safe.
-        let pid = fork_child(|| {
+        let child = || {
             // SAFETY: unshare takes an integer; the child is single-threaded after fork.
             if unsafe { libc::unshare(flag) } == 0 {
                 0
             } else {
                 nix::errno::Errno::last_raw().clamp(1, 255)
             }
-        })
-        .context("fork a namespace probe")?;
+        };
+        // SAFETY: unshare and errno only (see above).
+        let pid = unsafe { fork_child(child) }.context("fork a namespace probe")?;
         let status = nix::sys::wait::waitpid(pid, None).context("reap a namespace probe")?;
         let reason = match status {
             nix::sys::wait::WaitStatus::Exited(_, 0) => None,
@@ -352,7 +353,7 @@ fn run_process(flags: libc::c_int, cgroup: Option<&Cgroup>) -> Result<Sample> {
     let start = Instant::now();
     let s = &*shared;
     // Raw system calls only in both children (see the module docs).
-    let pid = fork_child(|| {
+    let child = || {
         if !nested {
             let v = work();
             // SAFETY: getpid takes nothing.
@@ -396,8 +397,9 @@ fn run_process(flags: libc::c_int, cgroup: Option<&Cgroup>) -> Result<Sample> {
         } else {
             1
         }
-    })
-    .context("fork a ladder worker")?;
+    };
+    // SAFETY: raw system calls only, in both children (see the module docs).
+    let pid = unsafe { fork_child(child) }.context("fork a ladder worker")?;
     children.push(pid);
     if let Some(cg) = cgroup {
         cg.add(pid.as_raw())?;
@@ -1126,13 +1128,14 @@ mod tests {
         };
         let path = cg.path().to_path_buf();
         assert!(path.join("cgroup.procs").exists(), "a real cgroup");
-        let child = fork_child(|| {
+        let child = || {
             loop {
                 // SAFETY: pause takes nothing and is async-signal-safe.
                 unsafe { libc::pause() };
             }
-        })
-        .expect("fork");
+        };
+        // SAFETY: pause only.
+        let child = unsafe { fork_child(child) }.expect("fork");
         cg.add(child.as_raw()).expect("move the child in");
         assert_eq!(cg.pids(), vec![child.as_raw()]);
         drop(cg);

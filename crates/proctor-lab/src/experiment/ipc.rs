@@ -1104,13 +1104,16 @@ fn run_pair(
     // fork (no allocation, no lock another thread could hold); main's endpoint is never
     // dropped there, since the child leaves with `_exit`.
     let body = move || serve(mode, peer, &mut peer_buf);
-    let r = partner.run_pair(placement, body, || {
-        let r = main_side(&mut main, mode, size, plan);
-        let stopped = stop(&mut main);
-        let r = r?;
-        stopped?;
-        Ok(r)
-    })?;
+    // SAFETY: `body` only runs `serve`, async-signal-safe as said above.
+    let r = unsafe {
+        partner.run_pair(placement, body, || {
+            let r = main_side(&mut main, mode, size, plan);
+            let stopped = stop(&mut main);
+            let r = r?;
+            stopped?;
+            Ok(r)
+        })
+    }?;
     Ok(r.into_run(kind, partner, placement, mode, size))
 }
 

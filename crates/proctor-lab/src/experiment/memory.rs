@@ -224,15 +224,16 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     for _ in 0..n {
         let (ws, ready_w, go_r) = (&*ws, &ready_w, &go_r);
         // Atomics, write and read only: async-signal-safe after fork.
-        let pid = fork_child(|| {
+        let child = || {
             touch(ws);
             std::hint::black_box(ws);
             let _ = write(ready_w, b"r");
             let mut b = [0u8; 1];
             let _ = read(go_r, &mut b);
             0
-        })
-        .context("fork an idle worker")?;
+        };
+        // SAFETY: atomics, write and read only (see above).
+        let pid = unsafe { fork_child(child) }.context("fork an idle worker")?;
         children.push(pid);
         pids.push(pid.as_raw());
     }

@@ -19,12 +19,16 @@ impl Partner {
     /// (`PR_SET_PDEATHSIG`), is killed when `main` fails (it may be blocked on a half-finished
     /// exchange) and is killed and reaped if this returns early or unwinds.
     ///
-    /// In a child, `body` runs in a copy of a possibly multi-threaded process: it must be
-    /// async-signal-safe (raw system calls, memory allocated beforehand, no locks, no
-    /// unwinding); the child leaves with `_exit(code)`. In the parent, `body` is dropped
-    /// unrun right after the fork, so what it owns (the partner's ends of pipes, its
-    /// endpoint) is closed there and a dead partner shows as end of file.
-    pub(crate) fn run_pair<R>(
+    /// In the parent, `body` is dropped unrun right after the fork, so what it owns (the
+    /// partner's ends of pipes, its endpoint) is closed there and a dead partner shows as end
+    /// of file.
+    ///
+    /// # Safety
+    ///
+    /// For [`Partner::Process`], `body` runs in a child, a copy of a possibly multi-threaded
+    /// process: it must be async-signal-safe (raw system calls, memory allocated beforehand,
+    /// no locks another thread could hold, no unwinding); the child leaves with `_exit(code)`.
+    pub(crate) unsafe fn run_pair<R>(
         self,
         placement: Placement,
         body: impl FnOnce() -> i32 + Send,
@@ -54,7 +58,9 @@ impl Partner {
                 Ok(r)
             }),
             Partner::Process => {
-                let mut child = Child(Some(crate::shared_mem::fork_child(body).context("fork")?));
+                // SAFETY: `body` is async-signal-safe, as this function's caller promised.
+                let pid = unsafe { crate::shared_mem::fork_child(body) }.context("fork")?;
+                let mut child = Child(Some(pid));
                 let r = main();
                 if r.is_err() {
                     child.kill();
@@ -104,19 +110,22 @@ mod tests {
     #[cfg_attr(not(target_os = "linux"), ignore)]
     fn both_kinds_run_body_and_main_and_report_a_failing_partner() {
         for kind in [Partner::Thread, Partner::Process] {
-            let r = kind.run_pair(Placement::Unpinned, || 0, || Ok(7));
+            // SAFETY: each body here only returns a constant.
+            let r = unsafe { kind.run_pair(Placement::Unpinned, || 0, || Ok(7)) };
             assert_eq!(r.expect("a clean pair"), 7, "{kind:?}");
-            let err = kind
-                .run_pair(Placement::Unpinned, || 3, || Ok(()))
+            // SAFETY: as above.
+            let err = unsafe { kind.run_pair(Placement::Unpinned, || 3, || Ok(())) }
                 .expect_err("a partner's nonzero code is an error");
             assert!(err.to_string().contains("partner"), "{kind:?}: {err}");
-            let err = kind
-                .run_pair(
+            // SAFETY: as above.
+            let err = unsafe {
+                kind.run_pair(
                     Placement::Unpinned,
                     || 0,
                     || -> Result<()> { bail!("main broke") },
                 )
-                .expect_err("main's error wins");
+            }
+            .expect_err("main's error wins");
             assert_eq!(err.to_string(), "main broke");
         }
     }
@@ -127,8 +136,9 @@ mod tests {
         let cpus = measure::allowed_cpus();
         let (a, b) = (cpus[0], *cpus.last().expect("one CPU at least"));
         let before = measure::allowed_cpus();
-        let seen = Partner::Thread
-            .run_pair(
+        // SAFETY: a thread partner: its body is not forked, so it may allocate.
+        let seen = unsafe {
+            Partner::Thread.run_pair(
                 Placement::CrossCpu(a, b),
                 move || {
                     if measure::allowed_cpus() == vec![b] {
@@ -139,7 +149,8 @@ mod tests {
                 },
                 || Ok(measure::allowed_cpus()),
             )
-            .expect("the partner ran on its CPU");
+        }
+        .expect("the partner ran on its CPU");
         assert_eq!(seen, vec![a]);
         assert_eq!(measure::allowed_cpus(), before);
     }

@@ -338,7 +338,7 @@ fn run_processes(
         let (shared, private) = (&*shared, &*private);
         // Only an affinity syscall, atomics and sched_yield in the child: async-signal-safe
         // after fork.
-        let pid = fork_child(|| {
+        let child = || {
             if let Some(&cpu) = cpus.get(side % cpus.len().max(1)) {
                 pin_to_raw(cpu);
             }
@@ -363,8 +363,9 @@ fn run_processes(
                 }
             }
             0
-        })
-        .context("fork a race worker")?;
+        };
+        // SAFETY: an affinity syscall, atomics and sched_yield only (see above).
+        let pid = unsafe { fork_child(child) }.context("fork a race worker")?;
         children.push(pid);
     }
     if children.wait_all() != 2 {

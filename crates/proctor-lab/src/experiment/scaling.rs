@@ -219,8 +219,10 @@ fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
             let mut children = Children::new();
             for (i, &iters) in shares.iter().enumerate() {
                 let pipes = &pipes;
-                let pid = fork_child(|| if pipes.work(i as u64, iters) { 0 } else { 1 })
-                    .context("fork a CPU-bound worker")?;
+                let child = || if pipes.work(i as u64, iters) { 0 } else { 1 };
+                // SAFETY: `work` reads and writes pipes made before the fork, and computes:
+                // no allocation, no lock.
+                let pid = unsafe { fork_child(child) }.context("fork a CPU-bound worker")?;
                 children.push(pid);
             }
             let r = pipes.release_and_collect(w)?;
@@ -308,10 +310,12 @@ fn io_run(
             for i in 0..n {
                 let alive = &*alive;
                 // Atomics and nanosleep only: async-signal-safe after fork.
-                match fork_child(|| {
+                let child = || {
                     io_unit(alive);
                     0
-                }) {
+                };
+                // SAFETY: atomics and nanosleep only (see above).
+                match unsafe { fork_child(child) } {
                     Ok(pid) => children.push(pid),
                     // Dropping `children` kills and reaps the ones already started.
                     Err(e) => bail!("process {} of {n} could not start: {e}", i + 1),

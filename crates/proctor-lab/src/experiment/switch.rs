@@ -799,7 +799,9 @@ fn ping_pong(
         stop_partner(t, st, main_tx);
         Ok((m?, measure::context_switches(false).saturating_sub(before)))
     };
-    let result = partner.run_pair(placement, partner_body, main_side);
+    // SAFETY: the partner's body makes raw system calls on memory allocated before the fork
+    // only (see above).
+    let result = unsafe { partner.run_pair(placement, partner_body, main_side) };
     let (rtt, main_switches) = result?;
     let partner_round_trips = st.partner_round_trips.load(Ordering::Acquire);
     if partner_round_trips != round_trips {

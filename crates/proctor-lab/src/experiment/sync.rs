@@ -218,7 +218,7 @@ fn contended_processes(
     shared.gate.go.store(0, Ordering::Release);
     let mut children = Children::new();
     for side in 0..2 {
-        let pid = fork_child(|| {
+        let child = || {
             // Async-signal-safe only: affinity syscall, atomics, futex calls, clock_gettime.
             if let Some((a, b)) = cpus {
                 pin_to_raw(if side == 0 { a } else { b });
@@ -229,8 +229,9 @@ fn contended_processes(
             }
             shared.gate.finished(side);
             0
-        })
-        .context("fork a sync worker")?;
+        };
+        // SAFETY: an affinity syscall, atomics, futex calls and clock_gettime only (see above).
+        let pid = unsafe { fork_child(child) }.context("fork a sync worker")?;
         children.push(pid);
     }
     let t0 = shared.gate.open_when_ready(2);
