@@ -574,3 +574,40 @@ fn a_task_that_forges_an_initializer_failure_only_crashes_itself() {
         assert_eq!(pool.submit(double, 21).join().unwrap(), 42);
     }
 }
+
+/// Floods its stderr, then segfaults.
+fn flood_then_crash(kib: usize) -> u64 {
+    use std::io::Write;
+    let line = [b'x'; 1023];
+    let mut err = std::io::stderr().lock();
+    for _ in 0..kib {
+        let _ = err.write_all(&line);
+        let _ = err.write_all(b"\n");
+    }
+    drop(err);
+    // SAFETY: none: the point is to crash the worker (a null read the compiler cannot see).
+    unsafe { std::ptr::read_volatile(std::hint::black_box(std::ptr::null::<u64>())) }
+}
+
+/// A task that floods its stderr right after its worker said it was ready, so that the word
+/// scrolls out of what the pool keeps of the stream, and then crashes, is its own crash: the
+/// pool does not take the worker for one that died in its initializer (which stops every
+/// replacement).
+#[test]
+fn a_task_that_floods_stderr_before_crashing_is_not_taken_for_a_failed_start() {
+    let pool = Pool::processes(1).forward_stderr(false).build().unwrap();
+    for _ in 0..3 {
+        let err = pool.submit(flood_then_crash, 256).join().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                TaskError::Crashed {
+                    signal: Some(libc::SIGSEGV),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(pool.submit(double, 21).join().unwrap(), 42);
+    }
+}

@@ -457,26 +457,28 @@ impl Worker {
 
     /// Reads what the worker wrote to stderr so far.
     pub(super) fn drain_stderr(&mut self) -> Drained {
-        let (tail, mark) = (&mut self.tail, &mut self.mark);
-        let drained = drain(&mut self.stderr, &mut self.forward, |bytes| {
+        let (tail, mark, ready) = (&mut self.tail, &mut self.mark, &mut self.ready);
+        drain(&mut self.stderr, &mut self.forward, |bytes| {
             tail.extend_from_slice(bytes);
+            if !*ready {
+                // Looked for as each chunk arrives, before the tail is cut: a task that floods
+                // its stderr must not scroll the word out of sight unseen (and so pass for a
+                // worker that died in its initializer, which stops every replacement).
+                let line = crate::worker::READY_LINE;
+                if let Some(at) = find(tail, line) {
+                    *ready = true;
+                    tail.drain(at..at + line.len());
+                    if *mark > at {
+                        *mark = mark.saturating_sub(line.len()).max(at);
+                    }
+                }
+            }
             if tail.len() > 2 * TAIL {
                 let cut = tail.len() - TAIL;
                 tail.drain(..cut);
                 *mark = mark.saturating_sub(cut);
             }
-        });
-        if !self.ready {
-            let line = crate::worker::READY_LINE;
-            if let Some(at) = find(&self.tail, line) {
-                self.ready = true;
-                self.tail.drain(at..at + line.len());
-                if self.mark > at {
-                    self.mark = self.mark.saturating_sub(line.len()).max(at);
-                }
-            }
-        }
-        drained
+        })
     }
 
     /// Whether the worker said it reached its first job (past its initializer and sandbox),
