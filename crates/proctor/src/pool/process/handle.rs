@@ -192,13 +192,12 @@ pub(super) struct Worker {
     /// Where large arguments go (see `wire::INBOX_MIN`); the parent grows it, nobody can
     /// shrink it (sealed), so writing to it never faults.
     inbox: SharedMapping,
-    /// Bytes of a large argument in the inbox, to free once the worker is done with it.
-    inbox_used: usize,
     /// It wrote `READY_LINE`: it got past its initializer and sandbox.
     ready: bool,
-    /// Memory of large arguments and results already read, to free while the worker is
-    /// idle (see [`Worker::free_read`]): bytes of the inbox, and of the arena's records, and
-    /// when (a job that moves as much again meanwhile reuses the pages).
+    /// Memory of large arguments and results, to free once the worker has been idle a while
+    /// (see [`Worker::free_read`]): bytes of the inbox, and of the arena's records, and when
+    /// (`None` while a large argument is on its way: a job that moves as much again reuses
+    /// the pages).
     inbox_to_free: usize,
     arena_to_free: usize,
     free_after: Option<Instant>,
@@ -284,7 +283,6 @@ impl Worker {
             forward: Forward::new(forward),
             capture,
             inbox,
-            inbox_used: 0,
             ready: false,
             inbox_to_free: 0,
             arena_to_free: 0,
@@ -322,7 +320,6 @@ impl Worker {
             forward: Forward::new(forward),
             capture: None,
             inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
-            inbox_used: 0,
             ready: false,
             inbox_to_free: 0,
             arena_to_free: 0,
@@ -407,7 +404,8 @@ impl Worker {
             // it from the file), and out of memory altogether once its job is done. (What a
             // previous one left to free is written over, or freed with this one.)
             self.inbox.unmap_pages(0, n);
-            self.inbox_used = n.max(std::mem::take(&mut self.inbox_to_free));
+            self.inbox_to_free = self.inbox_to_free.max(n);
+            self.free_after = None;
         }
         Ok(self
             .requests
@@ -421,12 +419,12 @@ impl Worker {
     /// transfer would pay as much again to allocate and zero fresh pages (three times the
     /// cost of the copies themselves, measured); a burst of large tasks reuses them.
     pub(super) fn read_done(&mut self, results: usize) {
-        let argument = std::mem::take(&mut self.inbox_used);
-        self.inbox_to_free = self.inbox_to_free.max(argument);
         if results >= RELEASE_MIN {
             self.arena_to_free = self.arena_to_free.max(results);
+            self.free_after = None;
         }
-        if argument > 0 || results >= RELEASE_MIN {
+        // The clock starts after the last large transfer (a job of small tasks leaves it be).
+        if self.free_after.is_none() && (self.inbox_to_free > 0 || self.arena_to_free > 0) {
             self.free_after = Some(Instant::now() + FREE_AFTER);
         }
     }
