@@ -37,10 +37,9 @@ where
     // A `Deserialize` or `Serialize` that panics is the task's codec error, and the worker
     // lives on. One `catch_unwind` covers the whole loop (one per decode kept the decoder
     // from being inlined: a fifth of a worker's time in a map of small items); after a panic
-    // the arena's counts say where it struck.
-    // Set while a committed result is dropped: a panic then is no task's failure (not that
-    // task's, whose outcome is committed, nor the next one's, whose argument is not yet
-    // decoded). A flag the outer `catch_unwind` reads, not one more `catch_unwind` per task.
+    // the arena's counts say where it struck, and `dropping` whether it struck while a
+    // committed result was dropped: no task's failure then (not that task's, whose outcome
+    // is committed, nor the next one's, whose argument is not yet decoded).
     let mut dropping = false;
     loop {
         let run = catch_unwind(AssertUnwindSafe(|| {

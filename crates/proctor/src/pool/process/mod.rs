@@ -666,40 +666,18 @@ impl ProcessPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let task = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
-        let codec = |why: String| {
-            TaskInner::Ready(Err(TaskError::Codec {
-                message: arcstr::format!("its argument could not be encoded: {why}"),
-                task,
-            }))
-        };
-        let failed = |e: postcard::Error| codec(crate::codec::ser_error(&arg, &e));
         // Room for the header and a small argument: one allocation, not three growing ones.
         let mut frame = Vec::with_capacity(wire::RUN_HEADER_LEN + 32);
         wire::begin_run(&mut frame);
-        // The argument's `Serialize` is the user's: a panic in it is this task's error.
-        let small = crate::codec::guarded("Serialize", || {
-            wire::append_capped(&arg, &mut frame, wire::RUN_HEADER_LEN + wire::INBOX_MIN)
-        });
-        let deferred = match small {
-            Err(why) => return codec(why),
-            Ok(Ok(())) => None,
-            Ok(Err(postcard::Error::SerializeBufferFull)) => {
-                // A large argument: measured without being built (over the limit, it is
-                // rejected at once), and encoded when sent, into the worker's inbox.
-                let limit = self.shared.arg_limit();
-                match crate::codec::guarded("Serialize", || wire::encoded_len_capped(&arg, limit)) {
-                    Err(why) => return codec(why),
-                    Ok(Ok(len)) => {
-                        wire::begin_run(&mut frame);
-                        Some(len)
-                    }
-                    Ok(Err(postcard::Error::SerializeBufferFull)) => {
-                        return TaskInner::Ready(Err(self.shared.too_big(task)));
-                    }
-                    Ok(Err(e)) => return failed(e),
-                }
+        let cap = wire::RUN_HEADER_LEN + wire::INBOX_MIN;
+        let deferred = match self.shared.encode_arg(&arg, &mut frame, cap, task) {
+            Err(e) => return TaskInner::Ready(Err(e)),
+            Ok(None) => None,
+            Ok(Some(len)) => {
+                // A large argument, encoded when sent, into the worker's inbox.
+                wire::begin_run(&mut frame);
+                Some(len)
             }
-            Ok(Err(e)) => return failed(e),
         };
         let entry = entry_of(f);
         wire::finish_run(
@@ -932,6 +910,39 @@ impl Shared {
         }
     }
 
+    /// Appends the encoding of task `task`'s argument `arg` to `out` if `out` stays within
+    /// `cap` bytes (`Ok(None)`); past that, measures it without building it (`Ok(Some(len))`,
+    /// an argument to encode when sent, into the worker's inbox, with `out` left partly
+    /// written). The task's `Codec` error if its `Serialize` fails or panics (it is the
+    /// user's), or if it is over [`Shared::arg_limit`].
+    fn encode_arg<A: Serialize>(
+        &self,
+        arg: &A,
+        out: &mut Vec<u8>,
+        cap: usize,
+        task: u64,
+    ) -> Result<Option<usize>, TaskError> {
+        let unencodable = |why: String| TaskError::Codec {
+            message: arcstr::format!("its argument could not be encoded: {why}"),
+            task,
+        };
+        let failed = |e: postcard::Error| unencodable(crate::codec::ser_error(arg, &e));
+        match crate::codec::guarded("Serialize", || wire::append_capped(arg, out, cap)) {
+            Ok(Ok(())) => Ok(None),
+            Ok(Err(postcard::Error::SerializeBufferFull)) => {
+                let max = self.arg_limit();
+                match crate::codec::guarded("Serialize", || wire::encoded_len_capped(arg, max)) {
+                    Ok(Ok(len)) => Ok(Some(len)),
+                    Ok(Err(postcard::Error::SerializeBufferFull)) => Err(self.too_big(task)),
+                    Ok(Err(e)) => Err(failed(e)),
+                    Err(why) => Err(unencodable(why)),
+                }
+            }
+            Ok(Err(e)) => Err(failed(e)),
+            Err(why) => Err(unencodable(why)),
+        }
+    }
+
     /// Encodes `items` into jobs and queues them (see [`Batch`]).
     fn enqueue_items<A>(&self, to: Batch<'_>, items: Vec<A>)
     where
@@ -1012,42 +1023,13 @@ impl Shared {
             for k in i..end {
                 one.clear();
                 let task = first_task + k as u64;
-                let limit = MAX_FRAME - wire::RUN_HEADER_LEN;
-                let failure = {
+                let encoded = {
                     let items = lock(&items.items);
-                    let item = &items[k];
-                    let encoded = crate::codec::guarded("Serialize", || {
-                        wire::append_capped(item, &mut one, limit)
-                    });
-                    let unencodable = |why: String| TaskError::Codec {
-                        message: arcstr::format!("its argument could not be encoded: {why}"),
-                        task,
-                    };
-                    match encoded {
-                        Ok(Ok(())) => None,
-                        Ok(Err(postcard::Error::SerializeBufferFull)) => {
-                            // Too large for a frame: measured, and if within the pool's
-                            // limit encoded when sent, into the worker's inbox, in a job of
-                            // its own.
-                            let max = self.arg_limit();
-                            match crate::codec::guarded("Serialize", || {
-                                wire::encoded_len_capped(item, max)
-                            }) {
-                                Ok(Ok(len)) => Some(Ok(len)),
-                                Ok(Err(postcard::Error::SerializeBufferFull)) => {
-                                    Some(Err(self.too_big(task)))
-                                }
-                                Ok(Err(e)) => {
-                                    Some(Err(unencodable(crate::codec::ser_error(item, &e))))
-                                }
-                                Err(why) => Some(Err(unencodable(why))),
-                            }
-                        }
-                        Ok(Err(e)) => Some(Err(unencodable(crate::codec::ser_error(item, &e)))),
-                        Err(why) => Some(Err(unencodable(why))),
-                    }
+                    self.encode_arg(&items[k], &mut one, MAX_FRAME - wire::RUN_HEADER_LEN, task)
                 };
-                if let Some(Ok(len)) = failure {
+                if let Ok(Some(len)) = encoded {
+                    // Too large for a frame, within the pool's limit: a job of its own, its
+                    // argument encoded when sent, into the worker's inbox.
                     flush(&mut frame, job_start, in_job);
                     let mut header = Vec::with_capacity(wire::RUN_HEADER_LEN);
                     wire::begin_run(&mut header);
@@ -1067,7 +1049,7 @@ impl Shared {
                     in_job = 0;
                     continue;
                 }
-                if let Some(Err(err)) = failure {
+                if let Err(err) = encoded {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
                     sink.deliver(base + k, task, &mut std::iter::once(RawOutcome::Err(err)));
