@@ -74,8 +74,12 @@ pub(crate) const MAX_LEN: usize = 1 << 30;
 
 /// The longest arena that holds a job's results of up to `max_payload` bytes.
 pub(crate) fn max_len(max_payload: usize) -> usize {
-    max_payload.saturating_add(DATA_START + (64 << 10))
+    max_payload.saturating_add(BEYOND_PAYLOAD)
 }
+
+/// What an arena holds beyond a job's results: its header page, and room for the records'
+/// own headers.
+const BEYOND_PAYLOAD: usize = DATA_START + (64 << 10);
 
 /// The header as the parent reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,7 +548,7 @@ impl WorkerArena {
             let payload = measure.take().and_then(|m| m()).unwrap_or(0);
             let need = (at + RECORD_HEADER + prefix.len()).saturating_add(payload);
             grow_to(&mut self.map, self.max_len, need)?;
-            if payload >= 16 << 20 {
+            if payload >= crate::wire::LARGE {
                 // A large result: its pages allocated in one call, not a fault each.
                 self.map.populate(at, need - at, true);
             }
@@ -578,7 +582,7 @@ fn grow_to(map: &mut SharedMapping, max_len: usize, need: usize) -> Result<(), S
     if need > max_len {
         return Err(format!(
             "the job's results exceed the pool's max_payload of {} MiB",
-            max_len.saturating_sub(DATA_START + (64 << 10)) >> 20
+            max_len.saturating_sub(BEYOND_PAYLOAD) >> 20
         ));
     }
     let want = (map.len() * 2)

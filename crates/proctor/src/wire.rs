@@ -43,6 +43,11 @@ const RUN_SHARED_FIXED: usize = RUN_FIXED + 8;
 /// Arguments this long or longer travel through the worker's inbox (a shared memfd) rather
 /// than the pipe: one copy instead of two, and no pipe-sized round trips.
 pub(crate) const INBOX_MIN: usize = 64 << 10;
+
+/// An argument or result this long is a large transfer: its pages are faulted in with one
+/// call on each side, and taken out of memory once read (a system call or two: for a
+/// smaller one, the pages are worth keeping for the next job).
+pub(crate) const LARGE: usize = 16 << 20;
 const RUN_FIXED: usize = 1 + 8 + 8 + 8 + 4;
 /// Kind, entry, check: the body of an `Init` frame, and the header of a `Context` frame's.
 const CALL_FIXED: usize = 1 + 8 + 8;

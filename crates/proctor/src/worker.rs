@@ -393,7 +393,7 @@ fn run_jobs(
                     // (The parent is trusted with this worker's address space.)
                     inbox.refresh(usize::MAX)?;
                 }
-                if len >= 16 << 20 {
+                if len >= wire::LARGE {
                     // A large argument: its pages mapped in one call, not a fault each.
                     inbox.populate(0, len, false);
                 }

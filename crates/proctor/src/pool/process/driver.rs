@@ -197,7 +197,7 @@ impl Shared {
                     .and_then(|()| {
                         let p = arena::progress(&w.arena);
                         let len = usize::try_from(p.committed_len).unwrap_or(usize::MAX);
-                        if len >= super::handle::RELEASE_MIN {
+                        if len >= wire::LARGE {
                             w.arena.populate(arena::DATA_START, len, false);
                         }
                         arena::records(&w.arena, &p)

@@ -155,10 +155,6 @@ fn drain(pipe: &mut File, forward: &mut Forward, mut keep: impl FnMut(&[u8])) ->
 /// The inbox's size when a worker starts (it grows for the first large job).
 const INBOX_INITIAL: usize = 4096;
 
-/// An argument or result this large is taken out of memory once it has been read (a
-/// system call or two: for a smaller one, the pages are worth keeping for the next job).
-pub(super) const RELEASE_MIN: usize = 16 << 20;
-
 /// How long the memory of a large argument or result stays with an idle worker after it was
 /// read, for the next one to reuse (as allocators keep freed pages a while: jemalloc's decay
 /// is 10 s).
@@ -392,14 +388,14 @@ impl Worker {
         self.inbox
             .grow(len.next_power_of_two())
             .map_err(|e| format!("could not grow the worker's inbox to {len} bytes: {e}"))?;
-        if len >= RELEASE_MIN {
+        if len >= wire::LARGE {
             self.inbox.populate(0, len, true);
         }
         let n = write(self.inbox.tail_mut(0)).map_err(|e| match e {
             wire::WriteError::Full => "the argument grew while it was encoded again".to_string(),
             wire::WriteError::Failed(e) => format!("it could not be encoded again: {e}"),
         })?;
-        if n >= RELEASE_MIN {
+        if n >= wire::LARGE {
             // A large argument: out of this process's resident memory now (the worker reads
             // it from the file), and out of memory altogether once its job is done. (What a
             // previous one left to free is written over, or freed with this one.)
@@ -419,7 +415,7 @@ impl Worker {
     /// transfer would pay as much again to allocate and zero fresh pages (three times the
     /// cost of the copies themselves, measured); a burst of large tasks reuses them.
     pub(super) fn read_done(&mut self, results: usize) {
-        if results >= RELEASE_MIN {
+        if results >= wire::LARGE {
             self.arena_to_free = self.arena_to_free.max(results);
             self.free_after = None;
         }
