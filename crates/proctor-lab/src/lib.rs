@@ -9,11 +9,10 @@
 pub mod compare;
 pub mod crosscheck;
 pub mod experiment;
+pub mod ipc;
 pub mod machine;
 pub mod measure;
 pub mod procfs;
-/// The IPC transports the lab measures (the library's, behind its `transports` feature).
-pub use proctor::ipc;
 pub mod progress;
 pub mod render;
 pub mod report;

@@ -22,6 +22,7 @@ use std::num::NonZeroUsize;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 use nix::sys::signal::{Signal, kill};
@@ -93,6 +94,72 @@ impl<T> Drop for SharedMem<T> {
 impl<T> std::fmt::Debug for SharedMem<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedMem").field("len", &self.len).finish()
+    }
+}
+
+/// `len` zeroed bytes in an anonymous `MAP_SHARED` mapping, visible to children forked after
+/// it was created: the memory of the shared-memory IPC transport, which lays out its own
+/// atomics in it.
+pub struct SharedBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain shared memory; whoever lays data out in it orders every access through atomics
+// (the only way two processes can share it soundly anyway).
+unsafe impl Send for SharedBytes {}
+// SAFETY: as above; `&SharedBytes` hands out only a raw pointer.
+unsafe impl Sync for SharedBytes {}
+
+impl SharedBytes {
+    /// Maps `len` fresh zeroed bytes (page aligned; untouched pages cost nothing).
+    pub fn new(len: NonZeroUsize) -> nix::Result<SharedBytes> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks aliases nothing.
+        let raw = unsafe {
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )?
+        };
+        Ok(SharedBytes {
+            ptr: raw.cast(),
+            len: len.get(),
+        })
+    }
+
+    /// The first byte (page aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapping's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapping has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for SharedBytes {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference into it outlives
+        // `self` (the pointer is handed out raw, and its users hold `self` while they use it).
+        unsafe {
+            let _ = munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBytes")
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -188,15 +255,32 @@ impl<T> Drop for FutexGuard<'_, T> {
 
 /// Sleeps while `*word == expected` (shared futex, so it works across processes).
 pub fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference and sleeps; a null timeout
-    // means no timeout. EAGAIN (value changed) and EINTR are fine: the caller re-checks.
+    futex_wait_timespec(word, expected, std::ptr::null());
+}
+
+/// Sleeps while `*word == expected`, for at most `timeout`. It may return early (woken, a
+/// signal, the value changed): the caller re-checks its condition either way.
+pub fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 10^9, so it fits a `c_long` on every target.
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    futex_wait_timespec(word, expected, &ts);
+}
+
+/// The one `FUTEX_WAIT` call of the lab; `ts` is null (no timeout) or a live timespec.
+fn futex_wait_timespec(word: &AtomicU32, expected: u32, ts: *const libc::timespec) {
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference and sleeps; `ts` is null
+    // (no timeout) or points to a timespec the caller keeps alive across the call. EAGAIN (value
+    // changed), ETIMEDOUT and EINTR are fine: the caller re-checks.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT,
             expected,
-            std::ptr::null::<libc::timespec>(),
+            ts,
         );
     }
 }

@@ -133,9 +133,6 @@ mod codec;
 mod error;
 #[cfg(target_os = "linux")]
 mod exit;
-/// The lab's IPC transports, behind the `transports` feature (not part of the pool's API).
-#[cfg(all(unix, feature = "transports"))]
-pub mod ipc;
 mod pool;
 mod wire;
 

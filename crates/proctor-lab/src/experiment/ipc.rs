@@ -1,4 +1,4 @@
-//! `ipc`: round-trip latency and one-way throughput of every `proctor::ipc` transport,
+//! `ipc`: round-trip latency and one-way throughput of every `ipc` transport,
 //! between two threads and between two processes (LAB-METHODS rules 3, 4, 9, 10, 11 and 13).
 //!
 //! **Round trip** (one op): main sends a message of `size` bytes, the partner receives it
@@ -39,8 +39,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use crate::ipc::{self, Endpoint, TransportKind};
 use anyhow::{Context, Result, bail};
-use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
 use super::{Partner, Placement};

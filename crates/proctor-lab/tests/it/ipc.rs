@@ -1,8 +1,8 @@
 //! Shape tests for the ipc experiment and the spawn experiment's pool-worker row in the tiny
 //! profile: keys, units, placements and positive finite values; never timings.
 
-use proctor::ipc::TransportKind;
 use proctor_lab::experiment::find;
+use proctor_lab::ipc::TransportKind;
 use proctor_lab::report::{Section, Unit};
 use proctor_lab::{LabConfig, NoProgress, Profile};
 

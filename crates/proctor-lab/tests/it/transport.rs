@@ -1,4 +1,4 @@
-//! Conformance suite for `proctor::ipc`: every test runs against every `TransportKind`, one
+//! Conformance suite for `proctor_lab::ipc`: every test runs against every `TransportKind`, one
 //! module per kind, as crossbeam-channel runs its tests per flavor.
 //!
 //! Processes are made with `fork` inside the test rather than by re-running the test binary:
@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
-use proctor::ipc::{self, Endpoint, Error, TransportKind};
+use proctor_lab::ipc::{self, Endpoint, Error, TransportKind};
 
 /// The pair limit for round trips: the largest size tested.
 const MAX: usize = 1 << 20;
@@ -307,10 +307,10 @@ mod corrupt_prefix {
     use std::os::unix::net::UnixStream;
 
     use nix::fcntl::OFlag;
-    use proctor::ipc::pipe::Pipe;
-    use proctor::ipc::tcp::Tcp;
-    use proctor::ipc::unix::Unix;
-    use proctor::ipc::{Error, Transport};
+    use proctor_lab::ipc::pipe::Pipe;
+    use proctor_lab::ipc::tcp::Tcp;
+    use proctor_lab::ipc::unix::Unix;
+    use proctor_lab::ipc::{Error, Transport};
 
     fn expect_frame_too_large(end: &mut dyn Transport, announced: u32) {
         let mut buf = Vec::new();

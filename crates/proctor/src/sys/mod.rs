@@ -206,13 +206,6 @@ impl SharedMapping {
         self.fd.as_raw_fd()
     }
 
-    /// The first byte of the mapping (page aligned), for code that lays out its own atomics
-    /// (the shared-memory IPC transport).
-    #[cfg(feature = "transports")]
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
     /// Mapped length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len

@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! scripts/engines.sh up
-//! cargo run --release -p proctor --example remote_start
+//! cargo bench --bench remote_start
 //! ```
 
 use std::process::Command;

@@ -7,9 +7,9 @@
 //! bottleneck, throughput × CPU per task comes near one CPU-second per second.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example dispatch_cost
-//! taskset -c 0 cargo run --release -p proctor --example dispatch_cost
-//! cargo run --release -p proctor --example dispatch_cost -- --remote   # workers over TCP
+//! cargo bench --bench dispatch_cost
+//! taskset -c 0 cargo bench --bench dispatch_cost
+//! cargo bench --bench dispatch_cost -- --remote   # workers over TCP
 //! ```
 
 use std::time::Instant;

@@ -2,8 +2,8 @@
 //! the caller's peak memory: a stream holds a window of items, a `map` all of them.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example stream_memory -- stream processes
-//! cargo run --release -p proctor --example stream_memory -- map processes
+//! cargo bench --bench stream_memory -- stream processes
+//! cargo bench --bench stream_memory -- map processes
 //! ```
 //!
 //! Arguments: `stream`, `unordered` or `map`; `processes` or `threads`; optionally the item
@@ -26,7 +26,11 @@ fn peak_kib() -> Option<u64> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     proctor::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` adds `--bench` to a bench's arguments; it is not one of ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let how = args.first().map_or("stream", String::as_str);
     let mode = match args.get(1).map_or("processes", String::as_str) {
         "processes" => Mode::Processes,

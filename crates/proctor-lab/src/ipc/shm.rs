@@ -2,8 +2,8 @@
 //!
 //! # Memory
 //!
-//! One anonymous `memfd` mapped `MAP_SHARED` (see `sys/memfd.rs`): no name in `/dev/shm`,
-//! nothing outlives the processes. It holds a control page, then two byte rings of `cap`
+//! One anonymous `MAP_SHARED` mapping ([`SharedBytes`]), created before `fork` so that both
+//! processes map the same pages: no name in `/dev/shm`, nothing outlives the processes. It holds a control page, then two byte rings of `cap`
 //! bytes each: a power of two, `HEADER_LEN + max_message` rounded up, between 4 KiB and
 //! 256 KiB (4× the default pipe capacity; see `MAX_RING` for why not larger). Pages are only
 //! allocated when first touched, so a small message never pays for the whole ring. Ring 0 carries A→B, ring 1 carries B→A. Each ring is
@@ -75,8 +75,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{Error, HEADER_LEN, Transport, TransportKind, check_send, decode_header, set_len};
-use crate::sys::SharedMapping;
-use crate::sys::futex;
+use crate::shared_mem::{SharedBytes, futex_wait_for, futex_wake};
 
 const KIND: TransportKind = TransportKind::Shm;
 
@@ -135,7 +134,7 @@ const _: () = assert!(size_of::<Control>() <= CONTROL_LEN);
 /// One endpoint of a shared-memory ring pair.
 #[derive(Debug)]
 pub struct Shm {
-    map: Arc<SharedMapping>,
+    map: Arc<SharedBytes>,
     /// 0 for endpoint A, 1 for B: it sends on ring `side`, receives on ring `1 - side`.
     side: usize,
     cap: usize,
@@ -144,7 +143,7 @@ pub struct Shm {
     live: Option<UnixStream>,
 }
 
-// SAFETY: `Shm` holds the mapping through an `Arc<SharedMapping>`, which is `Send`; all
+// SAFETY: `Shm` holds the mapping through an `Arc<SharedBytes>`, which is `Send`; all
 // shared state in it is accessed through atomics or ordered by them (see the module doc).
 // It has no thread-affine state.
 unsafe impl Send for Shm {}
@@ -173,10 +172,7 @@ impl Shm {
     pub fn pair(max_message: usize) -> Result<(Shm, Shm), Error> {
         let cap = ring_size(max_message);
         let len = NonZeroUsize::new(CONTROL_LEN + 2 * cap).expect("CONTROL_LEN is not zero");
-        let map = Arc::new(
-            SharedMapping::create("proctor-ipc", len.get(), crate::sys::Seals::FixedSize)
-                .map_err(|e| Error::io(KIND, "memfd mmap", e))?,
-        );
+        let map = Arc::new(SharedBytes::new(len).map_err(|e| Error::io(KIND, "mmap", e))?);
         let (live_a, live_b) = UnixStream::pair().map_err(|e| Error::io(KIND, "socketpair", e))?;
         let endpoint = |side, live| Shm {
             map: Arc::clone(&map),
@@ -244,7 +240,7 @@ impl Shm {
     fn publish(&self, pos: &AtomicU64, value: u64, sleeping: &AtomicU32) {
         pos.store(value, Ordering::SeqCst);
         if sleeping.load(Ordering::SeqCst) == 1 && sleeping.swap(0, Ordering::SeqCst) == 1 {
-            futex::wake(sleeping, 1);
+            futex_wake(sleeping, 1);
             self.control().wakes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -308,7 +304,7 @@ impl Shm {
                     Err(Error::PeerGone { kind: KIND })
                 };
             }
-            futex::wait(flag, 1, SLEEP_SLICE);
+            futex_wait_for(flag, 1, SLEEP_SLICE);
             flag.store(0, Ordering::Relaxed);
         }
     }
@@ -447,8 +443,8 @@ impl Drop for Shm {
         // because of `fork`, the wake is spurious and harmless: the peer re-checks and sleeps.
         drop(self.live.take());
         let ctl = self.control();
-        futex::wake(&ctl.rings[self.side].consumer_sleeping.0, 1);
-        futex::wake(&ctl.rings[1 - self.side].producer_sleeping.0, 1);
+        futex_wake(&ctl.rings[self.side].consumer_sleeping.0, 1);
+        futex_wake(&ctl.rings[1 - self.side].producer_sleeping.0, 1);
     }
 }
 
