@@ -18,8 +18,6 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::exit::ExitCode;
 use nix::fcntl::{FcntlArg, fcntl};
@@ -34,66 +32,9 @@ const FIRST_FD: RawFd = 3;
 /// What a worker's stderr says before it exits with [`ExitCode::StartFailed`].
 pub(crate) const START_FAILED_LINE: &str = "proctor: the worker could not start: ";
 
-/// How far this process's code lies from the parent's: 0 in forked workers.
-static SHIFT: AtomicUsize = AtomicUsize::new(0);
-
-/// A function whose address marks where this binary was loaded.
-#[inline(never)]
-fn anchor() -> usize {
-    std::hint::black_box(anchor as fn() -> usize as usize)
-}
-
-/// This process's anchor address, for a process that will run this process's functions.
-pub(crate) fn anchor_address() -> u64 {
-    anchor() as u64
-}
-
-/// From now on, addresses taken in a process whose anchor is `parent_anchor` (of this same
-/// build) are relocated into this process's layout.
-pub(crate) fn relocate_from(parent_anchor: u64) {
-    SHIFT.store(
-        anchor().wrapping_sub(parent_anchor as usize),
-        Ordering::Relaxed,
-    );
-}
-
-/// The address `entry`, taken in the parent, in this process's layout.
-pub(crate) fn relocate(entry: u64) -> u64 {
-    entry.wrapping_add(SHIFT.load(Ordering::Relaxed) as u64)
-}
-
-/// The identity of the running binary: `build-id:<hex>` from its ELF notes, or, for a
-/// binary linked without one, its file's device, inode, size and modification time (enough
-/// on one machine, where a re-executed worker runs the very same file).
-pub(crate) fn identity() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let build_id = || -> Option<String> {
-            use object::Object;
-            let file = std::fs::File::open("/proc/self/exe").ok()?;
-            let cache = object::read::ReadCache::new(file);
-            let binary = object::File::parse(&cache).ok()?;
-            let id = binary.build_id().ok()??;
-            Some(id.iter().map(|b| format!("{b:02x}")).collect())
-        };
-        match build_id() {
-            Some(hex) => format!("build-id:{hex}"),
-            None => {
-                use std::os::unix::fs::MetadataExt;
-                match std::fs::metadata("/proc/self/exe") {
-                    Ok(m) => format!(
-                        "file:{}:{}:{}:{}",
-                        m.dev(),
-                        m.ino(),
-                        m.size(),
-                        m.mtime_nsec() + m.mtime() * 1_000_000_000
-                    ),
-                    Err(_) => "unknown".to_string(),
-                }
-            }
-        }
-    })
-}
+// The binary's identity and load address live in `image.rs`; the agent reaches them through
+// these names too until it imports `image` itself.
+pub(crate) use crate::image::{anchor_address, identity, relocate_from};
 
 /// The marker's value: the worker's pid (a child that inherits the variable is someone
 /// else), the pool's secret, the parent's anchor, the binary's identity and whether the
@@ -101,7 +42,7 @@ pub(crate) fn identity() -> &'static str {
 fn marker(pid: i32, secret: u64, capture: bool) -> String {
     format!(
         "1 {pid} {secret:x} {:x} {} {}",
-        anchor(),
+        anchor_address(),
         identity(),
         u8::from(capture)
     )
@@ -173,7 +114,7 @@ pub(crate) fn exec_worker(fds: Vec<OwnedFd>, capture: bool, secret: u64) -> std:
 struct Marker<'a> {
     pid: i32,
     secret: u64,
-    anchor: usize,
+    anchor: u64,
     identity: &'a str,
     capture: bool,
 }
@@ -186,7 +127,7 @@ fn parse(value: &str) -> Option<Marker<'_>> {
     let m = Marker {
         pid: f.next()?.parse().ok()?,
         secret: u64::from_str_radix(f.next()?, 16).ok()?,
-        anchor: usize::from_str_radix(f.next()?, 16).ok()?,
+        anchor: u64::from_str_radix(f.next()?, 16).ok()?,
         identity: f.next()?,
         capture: match f.next()? {
             "0" => false,
@@ -233,7 +174,7 @@ pub(crate) fn become_worker_if_asked() {
         // environment while it changes. Children of the tasks must not see the marker.
         unsafe { std::env::remove_var(MARKER) };
     }
-    SHIFT.store(anchor().wrapping_sub(m.anchor), Ordering::Relaxed);
+    relocate_from(m.anchor);
     let fd = |k: RawFd| {
         // SAFETY: the fork server put the worker's descriptors at these numbers before
         // exec (see `exec_worker`), and only this worker, started just now, owns them.
@@ -283,7 +224,7 @@ mod tests {
             Marker {
                 pid: 4242,
                 secret: 0xdead_beef,
-                anchor: anchor(),
+                anchor: anchor_address(),
                 identity: identity(),
                 capture: true,
             }

@@ -142,11 +142,14 @@ mod arena;
 mod doorbell;
 #[cfg(target_os = "linux")]
 mod exec;
+#[cfg(target_os = "linux")]
+mod image;
 mod panic;
 #[cfg(target_os = "linux")]
 pub mod remote;
 #[cfg(target_os = "linux")]
 mod sandbox;
+#[cfg(target_os = "linux")]
 mod server;
 mod state;
 #[cfg(target_os = "linux")]
@@ -193,20 +196,6 @@ pub use remote::Remote;
 #[cfg(target_os = "linux")]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 
-use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
-
-/// True in a worker process: there `init` does nothing and process pools cannot be built
-/// (the worker is a fork of the fork server, whose `FORK_SERVER` cell was still being
-/// initialised when it was forked, so touching the cell would wait for ever).
-pub(crate) static IN_WORKER: AtomicBool = AtomicBool::new(false);
-
-/// The fork server, or why there is none.
-#[cfg(target_os = "linux")]
-static FORK_SERVER: OnceLock<Result<server::ForkServer, String>> = OnceLock::new();
-#[cfg(not(target_os = "linux"))]
-static FORK_SERVER: OnceLock<Result<(), String>> = OnceLock::new();
-
 /// Prepares process mode: starts the fork server that will fork every worker process.
 ///
 /// Call it as the first line of `main`, before any thread starts: forking is only safe while
@@ -220,69 +209,18 @@ static FORK_SERVER: OnceLock<Result<(), String>> = OnceLock::new();
 ///
 /// In tests, use [`init_before_main!`] instead.
 pub fn init() {
-    if IN_WORKER.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    // A worker of the `exec` start method becomes that worker here.
     #[cfg(target_os = "linux")]
-    exec::become_worker_if_asked();
-    // A program a remote launcher started becomes that host's agent here.
-    #[cfg(target_os = "linux")]
-    remote::agent::become_agent_if_asked();
-    FORK_SERVER.get_or_init(start_fork_server);
-}
-
-#[cfg(target_os = "linux")]
-fn start_fork_server() -> Result<server::ForkServer, String> {
-    match sys::thread_count() {
-        Some(1) => {}
-        Some(n) => {
-            return Err(format!(
-                "proctor::init() ran after {n} threads had started, when forking is no longer safe"
-            ));
+    {
+        if worker::in_worker() {
+            return;
         }
-        None => {
-            return Err(
-                "/proc/self/task is unreadable, so forking safely cannot be checked".into(),
-            );
-        }
+        // A worker of the `exec` start method becomes that worker here.
+        exec::become_worker_if_asked();
+        // A program a remote launcher started becomes that host's agent here.
+        remote::agent::become_agent_if_asked();
+        server::start_once();
     }
-    server::ForkServer::start(random_secret())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_fork_server() -> Result<(), String> {
-    Err("process pools are supported on Linux only".into())
-}
-
-/// A random 64-bit value from std's randomly seeded hasher (no extra dependency needed).
-#[cfg(target_os = "linux")]
-fn random_secret() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    h.finish() | 1
-}
-
-/// The fork server, if [`init`] started one.
-#[cfg(target_os = "linux")]
-pub(crate) fn fork_server() -> Result<&'static server::ForkServer, Error> {
-    if IN_WORKER.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(Error::new(ErrorKind::NotInitialized {
-            reason: "this task runs inside a proctor worker process, where process pools \
-                     cannot be nested (use Pool::threads inside a task)"
-                .into(),
-        }));
-    }
-    match FORK_SERVER.get() {
-        Some(Ok(s)) => Ok(s),
-        Some(Err(reason)) => Err(Error::new(ErrorKind::NotInitialized {
-            reason: reason.clone(),
-        })),
-        None => Err(Error::new(ErrorKind::NotInitialized {
-            reason: "proctor::init() was not called".into(),
-        })),
-    }
+    // Elsewhere there is nothing to prepare: building a process pool says it is unsupported.
 }
 
 /// Runs [`init`] before `main`, from the program's constructor list (`.init_array`), while

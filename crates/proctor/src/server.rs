@@ -564,6 +564,61 @@ impl TryFrom<Vec<OwnedFd>> for WorkerFds {
     }
 }
 
+/// The fork server of this process, or why there is none: set once, by [`start_once`].
+static SHARED: OnceLock<Result<ForkServer, String>> = OnceLock::new();
+
+/// Starts this process's fork server unless one was started (or refused) before. It must run
+/// while the process has a single thread; if it has more, the refusal is kept and every
+/// process pool built later says why.
+pub(crate) fn start_once() {
+    SHARED.get_or_init(|| {
+        match crate::sys::thread_count() {
+            Some(1) => {}
+            Some(n) => {
+                return Err(format!(
+                    "proctor::init() ran after {n} threads had started, when forking is no \
+                     longer safe"
+                ));
+            }
+            None => {
+                return Err(
+                    "/proc/self/task is unreadable, so forking safely cannot be checked".into(),
+                );
+            }
+        }
+        ForkServer::start(random_secret())
+    });
+}
+
+/// This process's fork server, if [`start_once`] started one.
+pub(crate) fn shared() -> Result<&'static ForkServer, crate::Error> {
+    use crate::{Error, ErrorKind};
+    if crate::worker::in_worker() {
+        return Err(Error::new(ErrorKind::NotInitialized {
+            reason: "this task runs inside a proctor worker process, where process pools \
+                     cannot be nested (use Pool::threads inside a task)"
+                .into(),
+        }));
+    }
+    match SHARED.get() {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(reason)) => Err(Error::new(ErrorKind::NotInitialized {
+            reason: reason.clone(),
+        })),
+        None => Err(Error::new(ErrorKind::NotInitialized {
+            reason: "proctor::init() was not called".into(),
+        })),
+    }
+}
+
+/// A random 64-bit value from std's randomly seeded hasher (no extra dependency needed).
+fn random_secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() | 1
+}
+
 fn spawn_worker(
     fds: WorkerFds,
     memory_limit: u64,
@@ -573,7 +628,7 @@ fn spawn_worker(
 ) -> nix::Result<Pid> {
     if exec {
         // Known before the fork, so each worker need not read the binary again.
-        crate::exec::identity();
+        crate::image::identity();
     }
     // SAFETY: the server is single-threaded, so the child is a complete copy of it.
     match unsafe { fork() }? {

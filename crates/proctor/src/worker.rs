@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -220,7 +221,7 @@ fn vouched<T: Copy>(entry: u64, check: u64, secret: u64) -> std::io::Result<T> {
             "job frame names no valid entry point",
         ));
     }
-    let entry = crate::exec::relocate(entry);
+    let entry = crate::image::relocate(entry);
     // SAFETY: `T` is one of the pool's fn-pointer types (`EntryFn`, `InitFn`, `ContextFn`),
     // the size of an address (asserted above), and `entry` is the address of a function of
     // that type taken in the parent for a frame of this kind, vouched for by `check` (only
@@ -286,6 +287,16 @@ pub(crate) struct WorkerEnds {
     pub(crate) secret: u64,
 }
 
+/// True in a worker process: there `init` does nothing and process pools cannot be built
+/// (the worker is a fork of the fork server, whose cell in `server` was still being
+/// initialised when it was forked, so touching the cell would wait for ever).
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// True in a worker process (see [`IN_WORKER`]).
+pub(crate) fn in_worker() -> bool {
+    IN_WORKER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The worker's main loop: run jobs until the parent closes the request stream, then leave.
 pub(crate) fn worker_main(ends: WorkerEnds) -> ! {
     let WorkerEnds {
@@ -296,7 +307,7 @@ pub(crate) fn worker_main(ends: WorkerEnds) -> ! {
         capture,
         secret,
     } = ends;
-    crate::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
+    IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::panic::install_hook();
     // Panics become typed errors in the parent; printing them here too would be noise.
     crate::panic::set_quiet(true);

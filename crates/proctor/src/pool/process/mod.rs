@@ -423,7 +423,7 @@ fn probe_report(arena: &SharedMapping) -> Option<crate::SandboxReport> {
 
 impl ProcessPool {
     pub(crate) fn new(config: Config) -> Result<ProcessPool, Error> {
-        let server = crate::fork_server()?;
+        let server = crate::server::shared()?;
         let doorbell = Arc::new(Doorbell::new().map_err(|e| Error::new(ErrorKind::Spawn(e)))?);
         server.register(&doorbell);
         let n = config.workers;
