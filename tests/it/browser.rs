@@ -7,6 +7,9 @@
 //! inside it are not blank either.
 //!
 //! Without Chromium (Debian package `chromium`) the test says so on stderr and returns.
+//!
+//! Longer than 600 lines: the probe script and the checks that read its answers are one
+//! piece.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -38,6 +38,9 @@
 //! shrinking, so the parent's reads never fault; and its size is capped by the parent's own
 //! limit (a worker told a larger LIMIT, by a task that scribbled on it, grows the arena past
 //! what the parent maps: its job fails, nothing else).
+//!
+//! Longer than 600 lines because its tests stay beside it: the arena is read by the parent
+//! while a possibly hostile worker writes it, and its checks and their tests belong together.
 
 use std::sync::atomic::Ordering;
 

@@ -25,6 +25,9 @@
 //! item is visible in `benches/pool.rs` (`map` of 1 000 000 `u64`, process vs thread mode).
 //!
 //! [postcard]: https://docs.rs/postcard
+//!
+//! Longer than 600 lines because the decoders' tests stay beside them: these are the
+//! functions hostile bytes meet first, and a reader checking one should see what it is held to.
 
 use thiserror::Error;
 

@@ -8,6 +8,8 @@
 //!
 //! A `Serialize` or `Deserialize` that panics is user code too: [`guarded`] turns the panic
 //! into an error for the task it belongs to.
+//!
+//! A leaf below the pool, the worker and the worker state: it imports only `panic`.
 
 mod words;
 

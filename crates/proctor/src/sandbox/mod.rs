@@ -40,6 +40,10 @@
 //! Each layer is reported (see [`SandboxReport`]) as applied or unavailable with the reason.
 //! A worker whose sandbox lacks a layer the kernel cannot give refuses to run tasks, unless
 //! the caller allowed it with [`Sandbox::allow_unavailable`]: never silently unsandboxed.
+//!
+//! Imported by the pool (the API and the report), the worker (`apply_entry`, the descriptor
+//! setters) and the worker handle (`violation`, the failure lines); it imports nothing of
+//! the pool or the worker.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -2,6 +2,8 @@
 //! hygiene after `fork`, clocks. The most of the crate's `unsafe` of any module lives here;
 //! the rest is where the OS demands it in place: the sandbox's filters and trap handler, the
 //! fork server's and the agent's forks, `exec`, and `ExitCode::leave`.
+//!
+//! A leaf: it imports nothing of the crate, and any module may import it.
 
 pub(crate) mod futex;
 

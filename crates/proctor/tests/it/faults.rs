@@ -1,5 +1,8 @@
 //! Regression tests for the faults that once broke process mode's promise (one outcome per
 //! task, never a hang, nothing lost). Each failed before its fix.
+//!
+//! Longer than 600 lines: one regression test per fault that once broke the promise, each
+//! with the story of its bug; they share helpers and read best in the order they were found.
 
 use std::io::Write;
 use std::time::{Duration, Instant};

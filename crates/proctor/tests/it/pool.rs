@@ -1,4 +1,7 @@
 //! The pool contract, in both modes, and process mode's crash isolation.
+//!
+//! Longer than 600 lines: the contract is one list of promises, each tested in both modes
+//! through the same helpers.
 
 use std::collections::HashSet;
 use std::path::Path;

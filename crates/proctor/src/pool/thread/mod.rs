@@ -12,6 +12,9 @@
 //! them live beside it: `run.rs` (running a task or a chunk, a panic caught per task),
 //! `task.rs` (a submitted task's handle), `stream.rs` (a stream's batches) and `in_place.rs`
 //! (rayon threads for a plain `try_map`).
+//!
+//! The pool (`pool/mod.rs`, `builder.rs`, `task.rs`, `collect.rs`) imports `ThreadPool`,
+//! `ThreadTask` and `MapThreads`; nothing outside `pool/` imports from this folder.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

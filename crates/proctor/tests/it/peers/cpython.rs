@@ -35,6 +35,9 @@
 //!   `test_gh105829_should_not_deadlock_if_wakeup_pipe_full`'s mocked wakeup pipe (its load
 //!   is kept: many submits at once), `test_wrapped_exception`, `test_traceback`'s
 //!   `sys.excepthook`: Python internals.
+//!
+//! Longer than 600 lines: one peer's suites, ported scenario by scenario in their sources'
+//! order so that each port can be checked against the original.
 
 use std::sync::atomic::{AtomicIsize, Ordering};
 

@@ -15,6 +15,9 @@
 //!   `test_pass_start_method_name_as_context`, `test_numpy_*`: Python-specific;
 //! * `test_sigkill_shutdown_leaks_workers`: it kills the test process itself; the same
 //!   promise is `pool::sigkill_of_the_parent_leaves_no_worker_alive`.
+//!
+//! Longer than 600 lines: one peer's suite, ported scenario by scenario in its source's order
+//! so that each port can be checked against the original.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -25,6 +25,9 @@
 //! The scenario files: [`fault`] (the values and tasks that misbehave on cue), [`loky`],
 //! [`cpython`], [`pebble`], and [`known`] (the regression scenarios of the eight failures
 //! known when this was written, named `known<N>_...`).
+//!
+//! Longer than 600 lines: the harness (child per mode, watchdog, leak checks) and the
+//! scenario table it runs are one piece; split, neither reads alone.
 
 mod cpython;
 mod fault;

@@ -10,6 +10,9 @@
 //! * `test_process_pool_callback_error`: it is `known2_a_panicking_waker_...`;
 //! * `test_process_pool_map_broken_pool` and the `TestProcessPoolDeadlockOn*` classes: they
 //!   patch pebble's internals (its channel lock, its worker loop).
+//!
+//! Longer than 600 lines: one peer's suite, ported scenario by scenario in its source's order
+//! so that each port can be checked against the original.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
