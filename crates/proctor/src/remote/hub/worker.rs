@@ -1,0 +1,289 @@
+//! One remote worker as the pool holds it ([`Gen`]): its connection, which carries jobs
+//! one way and finished jobs' records the other, and the [`Reader`] that copies those into
+//! the worker's mirror arena as they arrive, checking every length before it allocates.
+//! The pool's driver uses [`Gen`]'s `pub(crate)` methods; the hub also builds [`Reader`]s.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::control::Link;
+use super::lock_of;
+use crate::arena;
+use crate::remote::conn::Conn;
+use crate::remote::proto::{self, ToAgent, Token};
+use crate::sys::SharedMapping;
+
+/// One remote worker process.
+pub(crate) struct Gen {
+    pub(super) token: Token,
+    /// Its pid in the fork server's exit table (not a pid on any host).
+    pub(crate) pid: i32,
+    /// Its pid on its own host.
+    pub(crate) host_pid: u32,
+    pub(crate) host: String,
+    pub(super) mirror: Mutex<SharedMapping>,
+    /// The last job whose records were copied into the mirror.
+    pub(super) applied: AtomicU64,
+    /// What the worker sent that is not yet in the mirror. The driver reads it (no thread
+    /// of its own: a hand-off between threads was a third of a loopback round trip), and
+    /// the agent's thread reads the rest when the worker died.
+    pub(super) reader: Mutex<Reader>,
+    /// The connection both ways (one TLS session, when encrypted).
+    pub(super) conn: Mutex<Conn>,
+    pub(super) stderr: Mutex<Option<File>>,
+    /// Its socket, to wait on and to shut down without the lock.
+    pub(super) data: TcpStream,
+    /// Set when the agent killed it for overrunning the task timeout: how long it ran.
+    pub(crate) timed_out: Mutex<Option<Duration>>,
+    /// Its agent, to kill it through.
+    pub(super) link: Weak<Link>,
+    /// False once its connection ended or broke the protocol.
+    pub(super) open: AtomicBool,
+    /// Set when its host was lost: why.
+    pub(crate) lost: Mutex<Option<String>>,
+    /// The number of the last job the driver sent it, and what that number was when its
+    /// host was lost (a job sent later never reached a live worker).
+    pub(crate) jobs_sent: AtomicU64,
+    pub(crate) sent_at_loss: AtomicU64,
+}
+
+impl std::fmt::Debug for Gen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gen")
+            .field("token", &self.token)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl Gen {
+    /// Closes the worker's connection: a worker being recycled sees the end of its jobs and
+    /// exits; a dead one's reader thread stops.
+    pub(crate) fn close(&self) {
+        let _ = self.data.shutdown(Shutdown::Both);
+    }
+
+    pub(super) fn close_stderr(&self) {
+        lock_of(&self.stderr).take();
+    }
+
+    /// Whether the worker's connection may still say something (a driver waits on it only
+    /// then: a closed socket is always readable).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The worker's connection, for a driver to wait on.
+    pub(crate) fn data_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.data)
+    }
+
+    /// Sends a job (or a call) to the worker.
+    pub(crate) fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        lock_of(&self.conn).write_all(bytes)
+    }
+
+    /// Copies what the worker sent so far into the mirror, without waiting (driver side).
+    /// Skipped while the agent's thread drains the connection after the worker's death.
+    pub(crate) fn pump(&self) {
+        if let Ok(mut r) = self.reader.try_lock() {
+            r.fill(self, true);
+            if r.done {
+                self.open.store(false, Ordering::Relaxed);
+            }
+            if let Some(why) = r.broken.take() {
+                drop(r);
+                self.break_off(&why);
+            }
+        }
+    }
+
+    /// The worker's connection carried bytes that are not the protocol: whatever wrote
+    /// them, nothing more it says can be trusted. The worker is killed (its agent reports
+    /// its end, as for any death) and its job ends saying why, rather than waiting for
+    /// results that cannot come.
+    fn break_off(&self, why: &str) {
+        {
+            let mut lost = lock_of(&self.lost);
+            if lost.is_some() {
+                return;
+            }
+            *lost = Some(format!("its connection broke the protocol: {why}"));
+        }
+        // The job it was sent is blamed, as for a lost host.
+        self.sent_at_loss
+            .store(self.jobs_sent.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.close();
+        if let Some(link) = self.link.upgrade() {
+            let _ = link.send(&ToAgent::Kill {
+                token: self.token,
+                signal: libc::SIGKILL,
+            });
+        }
+    }
+
+    /// Reads the connection to its end (the worker is gone), or until `wait` passes.
+    pub(super) fn drain(&self, wait: Duration) {
+        let mut r = lock_of(&self.reader);
+        let _ = self
+            .data
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        let deadline = Instant::now() + wait;
+        while !r.done && Instant::now() < deadline {
+            r.fill(self, false);
+        }
+    }
+}
+
+/// The reading end of a remote worker's connection: `done` messages, whole or in part.
+pub(super) struct Reader {
+    pub(super) buf: Vec<u8>,
+    pub(super) end: usize,
+    /// End of file, a broken connection, or bytes that are not the protocol.
+    pub(super) done: bool,
+    /// Why the connection's bytes are not the protocol, once they are not: the worker is
+    /// then ended (see [`Gen::pump`]).
+    pub(super) broken: Option<String>,
+    /// The number of the last job whose message was read: the next must be one more.
+    pub(super) last_seq: u64,
+}
+
+impl Reader {
+    pub(super) fn new(buf: Vec<u8>) -> Reader {
+        let end = buf.len();
+        Reader {
+            buf,
+            end,
+            done: false,
+            broken: None,
+            last_seq: 0,
+        }
+    }
+
+    /// Stops trusting the connection.
+    fn break_off(&mut self, why: String) {
+        self.done = true;
+        self.broken.get_or_insert(why);
+    }
+
+    /// Reads once (or, without waiting, until nothing is left), then copies every whole
+    /// message into the mirror.
+    fn fill(&mut self, g: &Gen, dont_wait: bool) {
+        loop {
+            if self.done {
+                return;
+            }
+            if self.end >= 4 {
+                // A length past the limit ends the connection before anything is allocated.
+                let len = u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize;
+                if let Err(e) = proto::check_len(len, proto::MAX_MESSAGE) {
+                    self.break_off(e.to_string());
+                    return;
+                }
+            }
+            let whole = if self.end >= 4 {
+                4 + u32::from_le_bytes(self.buf[..4].try_into().expect("4")) as usize
+            } else {
+                4
+            };
+            if self.buf.len() - self.end < 4096 {
+                // The buffer grows with what arrives (it at most doubles per full buffer),
+                // never to the length a message claims: a worker that announces a gigabyte
+                // and sends four bytes costs nothing.
+                let want = whole.max(self.end + 4096);
+                let grown = (self.buf.len() * 2).max(64 << 10);
+                self.buf.resize(want.min(grown).max(self.buf.len()), 0);
+            }
+            let got = {
+                let mut conn = lock_of(&g.conn);
+                let buf = &mut self.buf[self.end..];
+                if dont_wait {
+                    conn.read_available(buf)
+                } else {
+                    conn.read(buf)
+                }
+            };
+            match got {
+                Ok(0) => self.done = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                // Bytes that fail TLS's (or the sealed records') checks: someone wrote on
+                // the connection who should not.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.break_off(e.to_string())
+                }
+                Err(_) => self.done = true,
+            }
+            let _ = self.apply(&g.mirror, &g.applied);
+            // Without waiting, read on while the socket has more (a full buffer read).
+            if !dont_wait || self.end < self.buf.len() {
+                return;
+            }
+        }
+    }
+
+    /// Copies the whole messages at the front of the buffer into the mirror.
+    /// Returns how many it copied.
+    pub(super) fn apply(&mut self, mirror: &Mutex<SharedMapping>, applied: &AtomicU64) -> usize {
+        let mut start = 0;
+        let mut copied = 0;
+        while self.end - start >= 4 {
+            let len =
+                u32::from_le_bytes(self.buf[start..start + 4].try_into().expect("4")) as usize;
+            if !(proto::DONE_HEADER - 4..=proto::MAX_MESSAGE).contains(&len) {
+                // Not the protocol: stop trusting this connection (the agent's report of
+                // the worker's end still comes).
+                self.break_off(format!(
+                    "a {len}-byte message is not a finished job's (at most {} bytes)",
+                    proto::MAX_MESSAGE
+                ));
+                break;
+            }
+            // Each message is the next job's: checked as soon as its number arrives, so
+            // that bytes slipped in before a real message cannot hold the connection
+            // waiting for a body that never comes.
+            if let Some(seq) = self.buf.get(start + 4..start + 12) {
+                let seq = u64::from_le_bytes(seq.try_into().expect("8"));
+                if seq != self.last_seq + 1 {
+                    self.break_off(format!(
+                        "a message for job {seq} came where job {} was due",
+                        self.last_seq + 1
+                    ));
+                    break;
+                }
+            }
+            if self.end - start < 4 + len {
+                break;
+            }
+            let Some((seq, started, committed, records)) =
+                proto::parse_done(&self.buf[start + 4..start + 4 + len])
+            else {
+                self.break_off("a finished job's message that does not parse".into());
+                break;
+            };
+            let mut m = lock_of(mirror);
+            if let Err(e) = arena::mirror(&mut m, started, committed, records, Some(seq)) {
+                self.break_off(e.to_string());
+                break;
+            }
+            self.last_seq = seq;
+            applied.store(seq, Ordering::Release);
+            start += 4 + len;
+            copied += 1;
+        }
+        if start > 0 {
+            self.buf.copy_within(start..self.end, 0);
+            self.end -= start;
+        }
+        copied
+    }
+}
