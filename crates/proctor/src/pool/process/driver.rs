@@ -15,7 +15,8 @@ use super::{EXIT_WAIT, KILL_GRACE, PARK_AFTER, STDERR_TICK, Shared, State, State
 use crate::arena;
 use crate::error::TaskError;
 use crate::exit::ExitCode;
-use crate::server::Exit;
+use crate::remote::hub::Hub;
+use crate::server::{Exit, ForkServer};
 use crate::sys::SharedMapping;
 use crate::wire;
 
@@ -35,13 +36,16 @@ impl Shared {
         }
     }
 
+    /// How many worker ends were announced so far (see [`deaths`]).
+    pub(super) fn deaths(&self) -> u64 {
+        deaths(self.server, self.remote.as_ref())
+    }
+
     /// Starts a worker; with a worker initializer or a sandbox, their frames go first, so the
     /// worker runs them before any job.
     pub(super) fn spawn_worker(&self, slot: usize, id: u32) -> std::io::Result<Worker> {
         let mut w = match &self.remote {
-            Some(hub) => {
-                Worker::spawn_remote(hub, slot, self.server, id, self.config.forward_stderr)?
-            }
+            Some(hub) => Worker::spawn_remote(hub, slot, id, self.config.forward_stderr)?,
             None => Worker::spawn(
                 self.server,
                 self.doorbell.fd(),
@@ -73,7 +77,7 @@ impl Shared {
         }
         if !frames.is_empty() {
             // A failed write means the worker is already gone: its death is seen like any.
-            let _ = w.requests.write_all(&frames);
+            let _ = w.host.send(&frames);
         }
         Ok(w)
     }
@@ -144,16 +148,12 @@ impl Shared {
                     self.arena_max(),
                 );
                 w.mark_job_start(run.count);
-                if let Some(r) = &w.remote {
-                    // Counted before it leaves: a job that may have reached a host before
-                    // the host was lost is blamed on the loss, never silently run twice.
-                    r.0.jobs_sent
-                        .store(w.sent_seq + 1, std::sync::atomic::Ordering::SeqCst);
-                }
+                // Counted before it leaves (see `Host::sending`).
+                w.host.sending(w.sent_seq + 1);
                 let mut sent = true;
                 if let Some(c) = run.job.context.as_ref().filter(|c| c.id != w.context) {
                     // The call's context, once per worker, ahead of its first job.
-                    sent = w.requests.write_all(&c.frame).is_ok();
+                    sent = w.host.send(&c.frame).is_ok();
                     w.context = c.id;
                 }
                 let sent = sent
@@ -242,12 +242,11 @@ impl Shared {
                     if graceful {
                         // An idle worker being recycled: closing its request pipe lets it
                         // exit by itself, after its output is flushed.
-                        self.server.forget(old.pid);
-                        let pid = old.pid;
-                        st.retired.push(old.retire(Some(pid)));
+                        old.host.forget();
+                        st.retired.push(old.retire(true));
                     } else {
                         old.drain_stderr();
-                        st.retired.push(old.retire(None));
+                        st.retired.push(old.retire(false));
                     }
                 }
                 st.exits[slot] = None;
@@ -344,10 +343,10 @@ impl Shared {
             return;
         };
         if st.exits[slot].is_none() {
-            let exit = self.server.wait_exit(w.pid, EXIT_WAIT);
+            let exit = w.host.wait_exit(EXIT_WAIT);
             if exit.is_none() {
-                self.server.kill(w.pid, Signal::SIGKILL);
-                self.server.forget(w.pid);
+                w.host.kill(Signal::SIGKILL);
+                w.host.forget();
             }
             st.exits[slot] = exit;
         }
@@ -361,7 +360,7 @@ impl Shared {
             Some(Exit::Code(c)) => ExitCode::of(c),
             _ => None,
         };
-        let mut unready = if w.remote.is_some() {
+        let mut unready = if w.host.is_remote() {
             ended.is_some_and(ExitCode::is_start_failure)
         } else {
             !w.is_ready()
@@ -400,7 +399,7 @@ impl Shared {
                 }
             }
         }
-        let lost = w.lost().is_some();
+        let lost = w.host.lost().is_some();
         let mut seen = match arena::refresh(&mut w.arena, self.arena_max()) {
             Ok(()) => seen(&w.arena),
             // An arena we cannot map: nothing it says can be read.
@@ -415,9 +414,7 @@ impl Shared {
         } else {
             death
         };
-        let sent_before_loss = w.remote.as_ref().is_some_and(|r| {
-            w.sent_seq <= r.0.sent_at_loss.load(std::sync::atomic::Ordering::SeqCst)
-        });
+        let sent_before_loss = w.host.sent_before_loss(w.sent_seq);
         if lost
             && sent_before_loss
             && arena::done_seq(&w.header) != w.sent_seq
@@ -453,7 +450,7 @@ impl Shared {
         let worker = cause.map_or(0, |(w, _)| w.id);
         match fate {
             Fate::Crashed => {
-                if let Some((host, reason)) = cause.and_then(|(w, _)| w.lost()) {
+                if let Some((host, reason)) = cause.and_then(|(w, _)| w.host.lost()) {
                     return TaskError::Lost {
                         host: host.into(),
                         reason: reason.into(),
@@ -641,9 +638,9 @@ impl Shared {
     fn wait_remote<'a>(&'a self, st: StateGuard<'a>, seq: u32, wait: Duration) -> StateGuard<'a> {
         let conns: Vec<Arc<crate::remote::hub::Gen>> = (0..st.workers.len())
             .filter(|&s| st.machine.busy(s).is_some())
-            .filter_map(|s| st.workers[s].as_ref()?.remote.as_ref())
-            .filter(|r| r.0.is_open())
-            .map(|r| Arc::clone(&r.0))
+            .filter_map(|s| st.workers[s].as_ref()?.host.conn())
+            .filter(|c| c.is_open())
+            .map(Arc::clone)
             .collect();
         drop(st);
         let fds: Vec<_> = conns.iter().map(|c| c.data_fd()).collect();
@@ -670,8 +667,7 @@ impl Shared {
         for w in st.workers.iter_mut().flatten() {
             w.drain_stderr();
         }
-        let server = self.server;
-        st.retired.retain_mut(|r| !r.drain(server));
+        st.retired.retain_mut(|r| !r.drain());
         st.last_drain = Instant::now();
     }
 
@@ -721,9 +717,7 @@ impl Shared {
             // What remote workers sent is read by whoever drives, here.
             for s in 0..st.workers.len() {
                 if let (Some(_), Some(Some(w))) = (st.machine.busy(s), st.workers.get(s)) {
-                    if let Some(r) = &w.remote {
-                        r.0.pump();
-                    }
+                    w.host.pump();
                 }
             }
         }
@@ -740,11 +734,11 @@ impl Shared {
             let accepted = arena::refresh(&mut w.arena, self.arena_max()).is_ok()
                 && st.machine.done(s, seen(&w.arena), &mut out);
             if !accepted {
-                self.server.kill(w.pid, Signal::SIGKILL);
+                w.host.kill(Signal::SIGKILL);
                 self.on_death(st, s, Death::Violation, &mut out);
             }
         }
-        let deaths = self.server.deaths();
+        let deaths = self.deaths();
         if deaths != st.deaths_seen {
             st.deaths_seen = deaths;
             for s in 0..st.workers.len() {
@@ -754,10 +748,10 @@ impl Shared {
                 if !st.machine.has_worker(s) {
                     continue;
                 }
-                if let Some(exit) = self.server.try_exit(w.pid) {
+                if let Some(exit) = w.host.try_exit() {
                     st.exits[s] = Some(exit);
                     // A remote worker's agent enforces the timeout on its host, and says so.
-                    let death = match w.remote_death() {
+                    let death = match w.host.timed_out() {
                         Some(after) => Death::TimedOut {
                             index: arena::progress(&w.arena).committed as usize,
                             after,
@@ -799,15 +793,14 @@ impl Shared {
             // The task that overran; if it commits before the kill lands, the machine sees
             // that and blames it on no one.
             let index = p.committed as usize;
-            let pid = w.pid;
-            self.server.kill(pid, Signal::SIGTERM);
-            let mut exit = self.server.wait_exit(pid, KILL_GRACE);
+            w.host.kill(Signal::SIGTERM);
+            let mut exit = w.host.wait_exit(KILL_GRACE);
             if exit.is_none() {
-                self.server.kill(pid, Signal::SIGKILL);
-                exit = self.server.wait_exit(pid, EXIT_WAIT);
+                w.host.kill(Signal::SIGKILL);
+                exit = w.host.wait_exit(EXIT_WAIT);
             }
             if exit.is_none() {
-                self.server.forget(pid);
+                w.host.forget();
             }
             st.exits[s] = Some(exit.unwrap_or(Exit::Signal(libc::SIGKILL)));
             self.on_death(st, s, Death::TimedOut { index, after: ran }, &mut out);
@@ -1006,6 +999,13 @@ impl Shared {
     }
 }
 
+/// How many worker ends were announced so far: the fork server's (of every pool's local
+/// workers), and the pool's remote workers' (by their agents). A driver looks for dead
+/// workers only when this moved.
+pub(super) fn deaths(server: &ForkServer, remote: Option<&Hub>) -> u64 {
+    server.deaths().wrapping_add(remote.map_or(0, Hub::deaths))
+}
+
 /// How a worker ended, in words.
 fn describe(exit: Exit) -> String {
     match exit {
@@ -1052,7 +1052,7 @@ fn decode(d: &Delivery, buf: &[u8]) {
 /// it runs, and the pool bounds the whole job itself, since an agent reads a header its
 /// task can write: `count` timeouts from the send, and `grace` for the agent to report.
 fn deadline(w: &mut Worker, limit: Duration, grace: Duration, now_ns: u64) -> u64 {
-    if w.remote.is_some() {
+    if w.host.is_remote() {
         let grace = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
         return w.clock.job_deadline_ns(limit).saturating_add(grace);
     }

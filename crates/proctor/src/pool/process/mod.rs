@@ -20,12 +20,15 @@
 //! * `recovery.rs` — the state machine (slots, runs, the rules on death), tested alone;
 //! * `driver.rs` — carrying out its actions, driving, timeouts, the supervisor's loop;
 //! * `handle.rs` — one worker process as the parent holds it (pipes, arena, stderr);
+//! * `host.rs` — where a worker lives (on this host, or another through its agent): the
+//!   one interface the driver sends jobs, signals and asks for exits through;
 //! * `job.rs` — a job's frame, sink and items (to resume it after a death);
 //! * `outcome.rs` — the sinks that collect outcomes, and the record decoder;
 //! * this file — the pool's state, building it, `submit`, `map`, shutdown and drop.
 
 mod driver;
 mod handle;
+mod host;
 mod job;
 mod outcome;
 mod recovery;
@@ -318,7 +321,7 @@ impl<R> ProcessTask<R> {
             recovery::Cancel::Queued => shared.act(&mut st, &mut out),
             recovery::Cancel::Running(slot) => {
                 if let Some(w) = st.workers[slot].as_ref() {
-                    shared.server.kill(w.pid, Signal::SIGKILL);
+                    w.host.kill(Signal::SIGKILL);
                 }
                 shared.on_death(&mut st, slot, Death::Cancelled, &mut out);
                 shared.act(&mut st, &mut out);
@@ -455,7 +458,7 @@ impl ProcessPool {
                 driving: false,
                 waiters: 0,
                 delivered: false,
-                deaths_seen: server.deaths(),
+                deaths_seen: driver::deaths(server, remote.as_ref()),
                 last_drain: Instant::now(),
                 records: Vec::new(),
                 deliveries: Vec::new(),
@@ -544,14 +547,12 @@ impl ProcessPool {
         for (w, exit_of) in st.workers.iter_mut().zip(st.exits.iter_mut()) {
             let Some(w) = w.as_mut() else { continue };
             arena::reset(&w.arena, false, shared.arena_max());
-            let sent = w.requests.write_all(&frame).is_ok();
+            let sent = w.host.send(&frame).is_ok();
             w.sent_seq += 1;
             let want = w.sent_seq;
             arena::sent(&w.arena, want);
             loop {
-                if let Some(r) = &w.remote {
-                    r.0.pump();
-                }
+                w.host.pump();
                 if sent && arena::done_seq(&w.header) == want {
                     if probe_ok(&w.arena) {
                         report = report.or_else(|| probe_report(&w.arena));
@@ -561,12 +562,12 @@ impl ProcessPool {
                         "it could not allocate {PROBE_BYTES} bytes"
                     )));
                 }
-                let exit = shared.server.try_exit(w.pid);
+                let exit = w.host.try_exit();
                 let late = deadline.is_some_and(|d| Instant::now() >= d);
                 if !sent || exit.is_some() || late {
                     let exit = match exit {
                         // The pipe closed first: wait for the worker's end, to say why.
-                        None if !sent => shared.server.wait_exit(w.pid, EXIT_WAIT),
+                        None if !sent => w.host.wait_exit(EXIT_WAIT),
                         exit => exit,
                     };
                     // Known, so that dropping the pool does not wait for it again.
@@ -624,11 +625,11 @@ impl ProcessPool {
                     )));
                 }
                 let seq = shared.doorbell.seq();
-                match &w.remote {
-                    Some(r) => {
+                match w.host.conn() {
+                    Some(c) => {
                         shared
                             .doorbell
-                            .poll_wait(seq, &[r.0.data_fd()], Duration::from_millis(5))
+                            .poll_wait(seq, &[c.data_fd()], Duration::from_millis(5))
                     }
                     None => shared.doorbell.wait(seq, Duration::from_millis(5)),
                 }
@@ -655,7 +656,7 @@ impl ProcessPool {
             .workers
             .iter()
             .flatten()
-            .map(|w| w.remote.as_ref().map_or(w.pid as u32, |r| r.0.host_pid))
+            .map(|w| w.host.pid())
             .collect()
     }
 
@@ -1153,18 +1154,18 @@ impl Drop for ProcessPool {
         shared.act(&mut st, &mut out);
         // Kill every worker's group at once, then collect the reports.
         for w in st.workers.iter().flatten() {
-            shared.server.kill(w.pid, Signal::SIGKILL);
+            w.host.kill(Signal::SIGKILL);
         }
         let deadline = Instant::now() + EXIT_WAIT;
         let mut out = Vec::new();
         for s in 0..st.workers.len() {
-            let Some(pid) = st.workers[s].as_ref().map(|w| w.pid) else {
+            let Some(w) = st.workers[s].as_ref() else {
                 continue;
             };
             if st.exits[s].is_none() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let exit = shared.server.wait_exit(pid, left).unwrap_or_else(|| {
-                    shared.server.forget(pid);
+                let exit = w.host.wait_exit(left).unwrap_or_else(|| {
+                    w.host.forget();
                     Exit::Signal(libc::SIGKILL)
                 });
                 st.exits[s] = Some(exit);
@@ -1177,13 +1178,13 @@ impl Drop for ProcessPool {
         // Read every pipe to its end: what the workers wrote last is not lost.
         let mut retired: Vec<Retired> = st.retired.drain(..).collect();
         for w in st.workers.iter_mut().filter_map(Option::take) {
-            retired.push(w.retire(None));
+            retired.push(w.retire(false));
         }
         shared.cond.notify_all();
         drop(st);
         let deadline = Instant::now() + EXIT_WAIT;
         for r in retired {
-            r.finish(shared.server, deadline);
+            r.finish(deadline);
         }
         if let Some(h) = self.supervisor.take() {
             // Unless the supervisor drops the pool itself (a waker it woke held the last

@@ -16,7 +16,7 @@ use super::worker::Gen;
 use crate::arena;
 use crate::remote::conn::Conn;
 use crate::remote::proto::{self, FromAgent, Report, ToAgent, Token};
-use crate::server::{Exit, ForkServer};
+use crate::server::Exit;
 
 /// How long the death report waits for the worker's connection to deliver what it sent.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
@@ -50,7 +50,7 @@ impl Link {
     }
 
     /// The agent is gone: every worker it ran ends as lost, and no more start there.
-    fn lose(&self, why: String, server: &ForkServer) {
+    fn lose(&self, why: String) {
         let workers: Vec<Arc<Gen>> = {
             let mut st = lock_of(&self.st);
             if st.gone.is_some() {
@@ -74,7 +74,7 @@ impl Link {
             // What it finished before the host went quiet still counts.
             g.drain(DRAIN_WAIT);
             g.close_stderr();
-            server.report_exit(g.pid, Exit::Signal(libc::SIGKILL));
+            g.report_exit(Exit::Signal(libc::SIGKILL));
         }
     }
 }
@@ -83,7 +83,6 @@ impl Link {
 /// what its control thread needs.
 pub(super) struct LinkSetup {
     pub(super) hello: proto::Hello,
-    pub(super) server: &'static ForkServer,
     pub(super) heartbeat: Duration,
     pub(super) lost_after: Duration,
     pub(super) stop: Arc<AtomicBool>,
@@ -139,10 +138,10 @@ impl LinkSetup {
             cond: Condvar::new(),
         });
         let (l, stop) = (Arc::clone(&link), Arc::clone(&self.stop));
-        let (server, beat, lost) = (self.server, self.heartbeat, self.lost_after);
+        let (beat, lost) = (self.heartbeat, self.lost_after);
         std::thread::Builder::new()
             .name("proctor-remote-agent".into())
-            .spawn(move || control_loop(l, server, beat, lost, stop))
+            .spawn(move || control_loop(l, beat, lost, stop))
             .map_err(|e| format!("could not start an agent thread: {e}"))?;
         Ok(link)
     }
@@ -175,13 +174,7 @@ fn on_death(r: &Report, applied: u64) -> OnDeath {
 }
 
 /// Reads one agent's messages, says the pool is alive, and notices the agent going quiet.
-fn control_loop(
-    link: Arc<Link>,
-    server: &'static ForkServer,
-    heartbeat: Duration,
-    lost_after: Duration,
-    stop: Arc<AtomicBool>,
-) {
+fn control_loop(link: Arc<Link>, heartbeat: Duration, lost_after: Duration, stop: Arc<AtomicBool>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut inbox = MessageReader::default();
     let mut heard = Instant::now();
@@ -194,7 +187,7 @@ fn control_loop(
         if said.elapsed() >= heartbeat {
             said = Instant::now();
             if link.send(&ToAgent::Ping).is_err() && !stop.load(Ordering::SeqCst) {
-                link.lose("its agent's connection broke".into(), server);
+                link.lose("its agent's connection broke".into());
                 return;
             }
         }
@@ -211,12 +204,12 @@ fn control_loop(
                 match inbox.next() {
                     Ok(Some(msg)) => {
                         heard = Instant::now();
-                        on_message(&link, msg, server);
+                        on_message(&link, msg);
                     }
                     Ok(None) => break,
                     Err(e) => {
                         if !stop.load(Ordering::SeqCst) {
-                            link.lose(format!("its agent broke the protocol: {e}"), server);
+                            link.lose(format!("its agent broke the protocol: {e}"));
                         }
                         return;
                     }
@@ -228,7 +221,7 @@ fn control_loop(
         };
         if let Err(e) = got {
             if e.kind() == std::io::ErrorKind::InvalidData && !stop.load(Ordering::SeqCst) {
-                link.lose(format!("its agent broke the protocol: {e}"), server);
+                link.lose(format!("its agent broke the protocol: {e}"));
                 return;
             }
             if !stop.load(Ordering::SeqCst) {
@@ -237,24 +230,21 @@ fn control_loop(
                 } else {
                     format!("its agent's connection broke: {e}")
                 };
-                link.lose(why, server);
+                link.lose(why);
             }
             return;
         }
         if heard.elapsed() >= lost_after {
-            link.lose(
-                format!(
-                    "no word from its agent for {} ms (the host may be down or cut off)",
-                    lost_after.as_millis()
-                ),
-                server,
-            );
+            link.lose(format!(
+                "no word from its agent for {} ms (the host may be down or cut off)",
+                lost_after.as_millis()
+            ));
             return;
         }
     }
 }
 
-fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
+fn on_message(link: &Link, msg: FromAgent) {
     match msg {
         FromAgent::Spawned { token, pid } => {
             lock_of(&link.st).spawned.insert(token, Ok(pid));
@@ -275,7 +265,7 @@ fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
         FromAgent::Exited(report) => {
             let rw = lock_of(&link.st).workers.remove(&report.token);
             match rw {
-                Some(g) => finish(&g, report, server),
+                Some(g) => finish(&g, report),
                 None => {
                     // It ended before its connection came: its spawn is waited for no more.
                     let how = match (report.signal, report.code) {
@@ -292,9 +282,9 @@ fn on_message(link: &Link, msg: FromAgent, server: &ForkServer) {
     }
 }
 
-/// A remote worker ended: the mirror takes what its arena held, then the fork server's
-/// table takes its exit, which the driver sees as any worker's death.
-fn finish(g: &Gen, report: Report, server: &ForkServer) {
+/// A remote worker ended: the mirror takes what its arena held, then the worker its exit,
+/// which the driver sees as any worker's death.
+fn finish(g: &Gen, report: Report) {
     // Its connection closed with it: first take in what it sent before it died.
     g.drain(DRAIN_WAIT);
     let applied = g.applied.load(Ordering::Acquire);
@@ -318,7 +308,7 @@ fn finish(g: &Gen, report: Report, server: &ForkServer) {
         (None, Some(c)) => Exit::Code(c),
         (None, None) => Exit::Signal(libc::SIGKILL),
     };
-    server.report_exit(g.pid, exit);
+    g.report_exit(exit);
 }
 
 /// Collects length-prefixed messages as their bytes arrive, in pieces or many at once.

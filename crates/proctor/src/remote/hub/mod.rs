@@ -4,11 +4,11 @@
 //!
 //! A remote worker looks to the rest of the pool like a local one. Its `Worker` handle has
 //! an arena like any — a *mirror*, filled by the thread that reads the worker's connection
-//! as each job's records arrive — a stderr pipe fed with what the agent forwards, and a pid
-//! that the fork server's exit table knows (a pseudo pid above any real one): killing it
-//! asks the agent, and its exit is the agent's report. The recovery machine and the driver
-//! so need no remote case beyond who enforces the task timeout (the agent, on its host) and
-//! what a lost host is called.
+//! as each job's records arrive — a stderr pipe fed with what the agent forwards, and the
+//! remote flavor of its `Host` where a local worker has its pid: killing it asks the agent, and its exit is the agent's report, kept in its [`Gen`] and announced on the
+//! pool's doorbell as the fork server announces a local worker's. The recovery machine and
+//! the driver so need no remote case beyond who enforces the task timeout (the agent, on
+//! its host) and what a lost host is called.
 //!
 //! The hub splits along its seams, one file each:
 //!
@@ -30,8 +30,6 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
 mod accept;
 mod control;
 mod launch;
@@ -47,7 +45,7 @@ use accept::{Arrivals, Expected, Lobby, accept_loop};
 use control::{Link, LinkSetup, MessageReader};
 use launch::{Launched, Relauncher, Relaunches, advertised, await_agents, launch_one};
 pub(crate) use worker::Gen;
-use worker::Reader;
+use worker::{End, Ends, Reader};
 use zeroize::Zeroizing;
 
 /// How long a worker's start may take: the agent's fork and its connection back.
@@ -77,6 +75,8 @@ pub(crate) struct Hub {
     secret: Arc<Zeroizing<[u8; KEY_LEN]>>,
     /// The address agents were told to call.
     pub(crate) address: String,
+    /// Where its workers' ends are counted and announced.
+    ends: Arc<Ends>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -142,6 +142,7 @@ impl Hub {
             acceptor: Mutex::new(Some(acceptor)),
             secret,
             address,
+            ends: Arc::new(Ends::new(Arc::clone(&doorbell))),
         };
         let launches = remote.launches(workers, &hub.address);
         let plan: Vec<(u32, Vec<u32>)> = launches.iter().flat_map(|l| l.agents.clone()).collect();
@@ -185,7 +186,6 @@ impl Hub {
         hub.relaunches = relaunches.clone();
         let ctx = Arc::new(LinkSetup {
             hello,
-            server,
             heartbeat: remote.heartbeat,
             lost_after: remote.lost_after,
             stop: Arc::clone(&hub.stop),
@@ -229,6 +229,12 @@ impl Hub {
         await_agents(&self.lobby, &self.launched, keys, timeout)
     }
 
+    /// How many of the pool's remote workers ended so far (see [`ForkServer::deaths`]: a
+    /// driver looks for dead workers only when one of the two moved).
+    pub(crate) fn deaths(&self) -> u64 {
+        self.ends.count()
+    }
+
     /// The worker slots whose lost agent came back (`true`) or will not (`false`) since
     /// the last call.
     pub(crate) fn take_revived(&self) -> Vec<(usize, bool)> {
@@ -256,7 +262,6 @@ impl Hub {
         slot: usize,
         mirror: SharedMapping,
         stderr: File,
-        server: &'static ForkServer,
     ) -> std::io::Result<Arc<Gen>> {
         let link = Arc::clone(&lock_of(&self.links)[self.slot_link[slot]]);
         let link = &link;
@@ -288,19 +293,8 @@ impl Hub {
         data.socket().set_read_timeout(None)?;
         let sock = data.socket().try_clone()?;
         let weak: Weak<Link> = Arc::downgrade(link);
-        let kill_through = Weak::clone(&weak);
-        let pid =
-            server.register_remote(crate::server::RemoteKill(Box::new(move |sig: Signal| {
-                if let Some(l) = kill_through.upgrade() {
-                    let _ = l.send(&ToAgent::Kill {
-                        token,
-                        signal: sig as i32,
-                    });
-                }
-            })));
         let rw = Arc::new(Gen {
             token,
-            pid,
             host_pid,
             host: link.host.clone(),
             mirror: Mutex::new(mirror),
@@ -318,6 +312,9 @@ impl Hub {
             lost: Mutex::new(None),
             jobs_sent: AtomicU64::new(0),
             sent_at_loss: AtomicU64::new(0),
+            end: Mutex::new(End::default()),
+            ended: Condvar::new(),
+            ends: Arc::clone(&self.ends),
         });
         {
             let mut st = lock_of(&link.st);

@@ -1,30 +1,72 @@
 //! One remote worker as the pool holds it ([`Gen`]): its connection, which carries jobs
-//! one way and finished jobs' records the other, and the [`Reader`] that copies those into
-//! the worker's mirror arena as they arrive, checking every length before it allocates.
-//! The pool's driver uses [`Gen`]'s `pub(crate)` methods; the hub also builds [`Reader`]s.
+//! one way and finished jobs' records the other, the [`Reader`] that copies those into
+//! the worker's mirror arena as they arrive, checking every length before it allocates,
+//! and how the worker ended, as its agent reported it. The pool's driver uses [`Gen`]'s
+//! `pub(crate)` methods, through the remote flavor of its worker handle
+//! (`pool::process::host`); the hub also builds [`Reader`]s and [`Ends`].
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use super::control::Link;
 use super::lock_of;
 use crate::arena;
+use crate::doorbell::Doorbell;
 use crate::remote::conn::Conn;
 use crate::remote::proto::{self, ToAgent, Token};
+use crate::server::Exit;
 use crate::sys::SharedMapping;
+
+/// The ends of one pool's remote workers: counted, and rung on the pool's doorbell, as the
+/// fork server counts and rings local workers' ends (see `ForkServer::deaths`), so that a
+/// driver asleep on its doorbell learns of a death at once, and looks for the dead only
+/// when the count moved.
+#[derive(Debug)]
+pub(super) struct Ends {
+    count: AtomicU64,
+    doorbell: Arc<Doorbell>,
+}
+
+impl Ends {
+    pub(super) fn new(doorbell: Arc<Doorbell>) -> Ends {
+        Ends {
+            count: AtomicU64::new(0),
+            doorbell,
+        }
+    }
+
+    /// How many remote workers ended so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn announce(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.doorbell.ring();
+    }
+}
+
+/// How a remote worker ended.
+#[derive(Debug, Default)]
+pub(super) struct End {
+    /// How, once its agent said so or its host was lost; until the driver takes it.
+    exit: Option<Exit>,
+    /// It ended: a signal for it goes nowhere.
+    over: bool,
+}
 
 /// One remote worker process.
 pub(crate) struct Gen {
     pub(super) token: Token,
-    /// Its pid in the fork server's exit table (not a pid on any host).
-    pub(crate) pid: i32,
     /// Its pid on its own host.
     pub(crate) host_pid: u32,
-    pub(crate) host: String,
+    pub(super) host: String,
     pub(super) mirror: Mutex<SharedMapping>,
     /// The last job whose records were copied into the mirror.
     pub(super) applied: AtomicU64,
@@ -38,17 +80,22 @@ pub(crate) struct Gen {
     /// Its socket, to wait on and to shut down without the lock.
     pub(super) data: TcpStream,
     /// Set when the agent killed it for overrunning the task timeout: how long it ran.
-    pub(crate) timed_out: Mutex<Option<Duration>>,
+    pub(super) timed_out: Mutex<Option<Duration>>,
     /// Its agent, to kill it through.
     pub(super) link: Weak<Link>,
     /// False once its connection ended or broke the protocol.
     pub(super) open: AtomicBool,
     /// Set when its host was lost: why.
-    pub(crate) lost: Mutex<Option<String>>,
+    pub(super) lost: Mutex<Option<String>>,
     /// The number of the last job the driver sent it, and what that number was when its
     /// host was lost (a job sent later never reached a live worker).
-    pub(crate) jobs_sent: AtomicU64,
-    pub(crate) sent_at_loss: AtomicU64,
+    pub(super) jobs_sent: AtomicU64,
+    pub(super) sent_at_loss: AtomicU64,
+    /// How it ended, and the condition its waiters sleep on.
+    pub(super) end: Mutex<End>,
+    pub(super) ended: Condvar,
+    /// Where its end is announced to the pool.
+    pub(super) ends: Arc<Ends>,
 }
 
 impl std::fmt::Debug for Gen {
@@ -124,6 +171,84 @@ impl Gen {
                 signal: libc::SIGKILL,
             });
         }
+    }
+
+    /// Job `seq` is about to leave for the worker: counted before it leaves, so that a job
+    /// that may have reached the host before the host was lost is blamed on the loss.
+    pub(crate) fn sending(&self, seq: u64) {
+        self.jobs_sent.store(seq, Ordering::SeqCst);
+    }
+
+    /// Whether job `seq` left before the worker's host was lost (or its connection broke
+    /// the protocol), so may have run there.
+    pub(crate) fn sent_before_loss(&self, seq: u64) -> bool {
+        seq <= self.sent_at_loss.load(Ordering::SeqCst)
+    }
+
+    /// How long its task ran, when its agent killed it for overrunning the task timeout.
+    pub(crate) fn timed_out(&self) -> Option<Duration> {
+        *lock_of(&self.timed_out)
+    }
+
+    /// The worker's host and why it was lost, once it was.
+    pub(crate) fn lost(&self) -> Option<(String, String)> {
+        let why = lock_of(&self.lost).clone()?;
+        Some((self.host.clone(), why))
+    }
+
+    /// Sends `signal` to the worker's process group, through its agent; nothing once it
+    /// ended (its agent knows it no more).
+    pub(crate) fn kill(&self, signal: Signal) {
+        if lock_of(&self.end).over {
+            return;
+        }
+        if let Some(link) = self.link.upgrade() {
+            let _ = link.send(&ToAgent::Kill {
+                token: self.token,
+                signal: signal as i32,
+            });
+        }
+    }
+
+    /// How the worker ended, if it did, without waiting. Handed over once, as the fork
+    /// server hands over a local worker's end.
+    pub(crate) fn try_exit(&self) -> Option<Exit> {
+        lock_of(&self.end).exit.take()
+    }
+
+    /// Waits up to `timeout` for the worker's end; returns how it ended.
+    pub(crate) fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut end = lock_of(&self.end);
+        loop {
+            if let Some(exit) = end.exit.take() {
+                return Some(exit);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            end = self
+                .ended
+                .wait_timeout(end, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The worker ended (its agent said how, or its host was lost): kept until the driver
+    /// takes it, and announced to the pool. Once: a second word is ignored.
+    pub(super) fn report_exit(&self, exit: Exit) {
+        {
+            let mut end = lock_of(&self.end);
+            if end.over {
+                return;
+            }
+            end.over = true;
+            end.exit = Some(exit);
+        }
+        self.ended.notify_all();
+        self.ends.announce();
     }
 
     /// Reads the connection to its end (the worker is gone), or until `wait` passes.
