@@ -18,7 +18,8 @@
 //! and starts processes. The pieces:
 //!
 //! * `recovery.rs` — the state machine (slots, runs, the rules on death), tested alone;
-//! * `driver.rs` — carrying out its actions, driving, timeouts, the supervisor's loop;
+//! * `act.rs` — carrying out its actions with system calls, and learning how a worker died;
+//! * `driver.rs` — driving (waiting threads and the supervisor), timeouts, collecting news;
 //! * `handle.rs` — one worker process as the parent holds it (pipes, arena, stderr);
 //! * `host.rs` — where a worker lives (on this host, or another through its agent): the
 //!   one interface the driver sends jobs, signals and asks for exits through;
@@ -26,6 +27,7 @@
 //! * `outcome.rs` — the sinks that collect outcomes, and the record decoder;
 //! * this file — the pool's state, building it, `submit`, `map`, shutdown and drop.
 
+mod act;
 mod driver;
 mod handle;
 mod host;
