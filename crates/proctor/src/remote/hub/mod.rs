@@ -5,10 +5,11 @@
 //! A remote worker looks to the rest of the pool like a local one. Its `Worker` handle has
 //! an arena like any — a *mirror*, filled by the thread that reads the worker's connection
 //! as each job's records arrive — a stderr pipe fed with what the agent forwards, and the
-//! remote flavor of its `Host` where a local worker has its pid: killing it asks the agent, and its exit is the agent's report, kept in its [`Gen`] and announced on the
-//! pool's doorbell as the fork server announces a local worker's. The recovery machine and
-//! the driver so need no remote case beyond who enforces the task timeout (the agent, on
-//! its host) and what a lost host is called.
+//! remote flavor of its `Host` (`pool::process::host`) where a local worker has its pid:
+//! killing it asks the agent, and its exit is the agent's report, kept in its [`Gen`] and
+//! announced on the pool's doorbell as the fork server announces a local worker's. The
+//! recovery machine and the driver so need no remote case beyond who enforces the task
+//! timeout (the agent, on its host) and what a lost host is called.
 //!
 //! The hub splits along its seams, one file each:
 //!
