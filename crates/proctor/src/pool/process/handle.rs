@@ -236,26 +236,8 @@ impl Worker {
             None
         };
         let pid = server.spawn(memory_limit, exec, &fds)?;
-        let header = Arc::new(arena.prefix(arena::DATA_START)?);
-        Ok(Worker {
-            id,
-            host: Host::local(server, pid, File::from(req_w)),
-            header,
-            stderr: File::from(err_r),
-            arena,
-            sent_seq: 0,
-            clock: arena::StartClock::new(0, 1),
-            context: 0,
-            tail: Vec::new(),
-            mark: 0,
-            forward: Forward::new(forward),
-            capture,
-            inbox,
-            ready: false,
-            inbox_to_free: 0,
-            arena_to_free: 0,
-            free_after: None,
-        })
+        let host = Host::local(server, pid, File::from(req_w));
+        Worker::new(id, host, File::from(err_r), arena, inbox, capture, forward)
     }
 
     /// Asks the agent of slot `slot` for a worker on its host.
@@ -270,12 +252,29 @@ impl Worker {
         let arena = arena::create()?;
         let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
         let conn = hub.spawn(slot, mirror, File::from(err_w))?;
+        // (An inbox it never uses: large arguments travel inline across hosts.)
+        let inbox = SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?;
+        let host = Host::remote(conn);
+        Worker::new(id, host, File::from(err_r), arena, inbox, None, forward)
+    }
+
+    /// The handle on a worker process that lives at `host`, around the stderr pipe, arena,
+    /// inbox (and capture files) it was started with: the same for either flavor.
+    fn new(
+        id: u32,
+        host: Host,
+        stderr: File,
+        arena: SharedMapping,
+        inbox: SharedMapping,
+        capture: Option<(File, File)>,
+        forward: bool,
+    ) -> std::io::Result<Worker> {
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
-            host: Host::remote(conn),
+            host,
             header,
-            stderr: File::from(err_r),
+            stderr,
             arena,
             sent_seq: 0,
             clock: arena::StartClock::new(0, 1),
@@ -283,8 +282,8 @@ impl Worker {
             tail: Vec::new(),
             mark: 0,
             forward: Forward::new(forward),
-            capture: None,
-            inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
+            capture,
+            inbox,
             ready: false,
             inbox_to_free: 0,
             arena_to_free: 0,
