@@ -313,8 +313,7 @@ impl Hub {
             lost: Mutex::new(None),
             jobs_sent: AtomicU64::new(0),
             sent_at_loss: AtomicU64::new(0),
-            end: Mutex::new(End::default()),
-            ended: Condvar::new(),
+            end: End::default(),
             ends: Arc::clone(&self.ends),
         });
         {

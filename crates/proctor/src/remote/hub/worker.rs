@@ -52,13 +52,67 @@ impl Ends {
     }
 }
 
-/// How a remote worker ended.
+/// How a remote worker ended: set once, by its agent's report or its host's loss (a later
+/// word is ignored), and handed over once, to whoever takes or waits for it first, as the
+/// fork server hands over a local worker's end.
 #[derive(Debug, Default)]
 pub(super) struct End {
-    /// How, once its agent said so or its host was lost; until the driver takes it.
+    state: Mutex<EndState>,
+    cond: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct EndState {
+    /// How it ended, until it is handed over.
     exit: Option<Exit>,
-    /// It ended: a signal for it goes nowhere.
+    /// It ended (whether or not that was handed over yet).
     over: bool,
+}
+
+impl End {
+    /// Records that the worker ended, and how; false if it had already.
+    fn set(&self, exit: Exit) -> bool {
+        {
+            let mut st = lock_of(&self.state);
+            if st.over {
+                return false;
+            }
+            st.over = true;
+            st.exit = Some(exit);
+        }
+        self.cond.notify_all();
+        true
+    }
+
+    /// Whether the worker ended.
+    fn is_over(&self) -> bool {
+        lock_of(&self.state).over
+    }
+
+    /// How the worker ended, if it did and that was not handed over yet.
+    fn take(&self) -> Option<Exit> {
+        lock_of(&self.state).exit.take()
+    }
+
+    /// Waits up to `timeout` for the worker's end; [`End::take`] then.
+    fn wait(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock_of(&self.state);
+        loop {
+            if let Some(exit) = st.exit.take() {
+                return Some(exit);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 /// One remote worker process.
@@ -91,9 +145,8 @@ pub(crate) struct Gen {
     /// host was lost (a job sent later never reached a live worker).
     pub(super) jobs_sent: AtomicU64,
     pub(super) sent_at_loss: AtomicU64,
-    /// How it ended, and the condition its waiters sleep on.
-    pub(super) end: Mutex<End>,
-    pub(super) ended: Condvar,
+    /// How it ended.
+    pub(super) end: End,
     /// Where its end is announced to the pool.
     pub(super) ends: Arc<Ends>,
 }
@@ -199,7 +252,7 @@ impl Gen {
     /// Sends `signal` to the worker's process group, through its agent; nothing once it
     /// ended (its agent knows it no more).
     pub(crate) fn kill(&self, signal: Signal) {
-        if lock_of(&self.end).over {
+        if self.end.is_over() {
             return;
         }
         if let Some(link) = self.link.upgrade() {
@@ -213,42 +266,20 @@ impl Gen {
     /// How the worker ended, if it did, without waiting. Handed over once, as the fork
     /// server hands over a local worker's end.
     pub(crate) fn try_exit(&self) -> Option<Exit> {
-        lock_of(&self.end).exit.take()
+        self.end.take()
     }
 
     /// Waits up to `timeout` for the worker's end; returns how it ended.
     pub(crate) fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = Instant::now() + timeout;
-        let mut end = lock_of(&self.end);
-        loop {
-            if let Some(exit) = end.exit.take() {
-                return Some(exit);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            end = self
-                .ended
-                .wait_timeout(end, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
+        self.end.wait(timeout)
     }
 
     /// The worker ended (its agent said how, or its host was lost): kept until the driver
     /// takes it, and announced to the pool. Once: a second word is ignored.
     pub(super) fn report_exit(&self, exit: Exit) {
-        {
-            let mut end = lock_of(&self.end);
-            if end.over {
-                return;
-            }
-            end.over = true;
-            end.exit = Some(exit);
+        if self.end.set(exit) {
+            self.ends.announce();
         }
-        self.ended.notify_all();
-        self.ends.announce();
     }
 
     /// Reads the connection to its end (the worker is gone), or until `wait` passes.
@@ -410,5 +441,39 @@ impl Reader {
             self.end -= start;
         }
         copied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_workers_end_is_set_once_and_handed_over_once() {
+        let end = End::default();
+        assert_eq!(end.take(), None);
+        assert!(!end.is_over());
+        assert!(end.set(Exit::Signal(libc::SIGSEGV)));
+        // The first word stands: a host lost after its agent reported the death changes
+        // nothing.
+        assert!(!end.set(Exit::Signal(libc::SIGKILL)));
+        assert_eq!(end.take(), Some(Exit::Signal(libc::SIGSEGV)));
+        assert_eq!(end.take(), None);
+        assert_eq!(end.wait(Duration::from_millis(1)), None);
+        // Still over: a signal for it goes nowhere.
+        assert!(end.is_over());
+    }
+
+    #[test]
+    fn a_waiter_wakes_when_the_end_arrives() {
+        let end = Arc::new(End::default());
+        let waiter = {
+            let end = Arc::clone(&end);
+            std::thread::spawn(move || end.wait(Duration::from_secs(60)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(end.set(Exit::Code(3)));
+        assert_eq!(waiter.join().unwrap(), Some(Exit::Code(3)));
+        assert_eq!(end.take(), None);
     }
 }
