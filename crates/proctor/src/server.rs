@@ -83,23 +83,7 @@ pub(crate) struct ForkServer {
     bells: Mutex<Vec<std::sync::Weak<crate::doorbell::Doorbell>>>,
     /// Counts worker ends: a driver looks for dead workers only when it moved.
     deaths: std::sync::atomic::AtomicU64,
-    /// Remote workers' pseudo pids, and how to signal each (through its agent).
-    remote: Mutex<HashMap<i32, RemoteKill>>,
-    next_remote: std::sync::atomic::AtomicI32,
 }
-
-/// How a remote worker is signalled: a message to its agent.
-pub(crate) struct RemoteKill(pub(crate) Box<dyn Fn(Signal) + Send + Sync>);
-
-impl std::fmt::Debug for RemoteKill {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RemoteKill")
-    }
-}
-
-/// Remote workers' pseudo pids start here, above any pid Linux hands out (its maximum is
-/// 2^22).
-const REMOTE_PIDS: i32 = 1 << 30;
 
 #[derive(Debug, Default)]
 struct ClientState {
@@ -131,8 +115,6 @@ impl ForkServer {
                     reader: OnceLock::new(),
                     bells: Mutex::new(Vec::new()),
                     deaths: std::sync::atomic::AtomicU64::new(0),
-                    remote: Mutex::new(HashMap::new()),
-                    next_remote: std::sync::atomic::AtomicI32::new(REMOTE_PIDS),
                 })
             }
             Err(e) => Err(format!("could not fork the fork server: {e}")),
@@ -287,47 +269,8 @@ impl ForkServer {
         }
     }
 
-    /// A pseudo pid for a remote worker: `kill` on it calls `kill`, and its end is what
-    /// [`ForkServer::report_exit`] says.
-    pub(crate) fn register_remote(&'static self, kill: RemoteKill) -> i32 {
-        self.ensure_reader();
-        let pid = self
-            .next_remote
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.remote
-            .lock()
-            .expect("remote pids poisoned")
-            .insert(pid, kill);
-        pid
-    }
-
-    /// A remote worker ended (its agent said how, or its host was lost): recorded and
-    /// announced as the server announces a local worker's end.
-    pub(crate) fn report_exit(&self, pid: i32, exit: Exit) {
-        self.remote
-            .lock()
-            .expect("remote pids poisoned")
-            .remove(&pid);
-        let mut st = self.state.lock().expect("fork server state poisoned");
-        if st.forgotten.remove(&pid) {
-            return;
-        }
-        st.exited.insert(pid, exit);
-        self.deaths
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.cond.notify_all();
-        drop(st);
-        self.ring_all();
-    }
-
     /// Sends `sig` to worker `pid`'s process group (the worker and its children).
     pub(crate) fn kill(&self, pid: i32, sig: Signal) {
-        if pid >= REMOTE_PIDS {
-            if let Some(kill) = self.remote.lock().expect("remote pids poisoned").get(&pid) {
-                (kill.0)(sig);
-            }
-            return;
-        }
         let msg = encode(KILL, pid as u64, sig as i32 as u64, 0);
         let _ = nix::unistd::write(&self.ctrl, &msg);
     }

@@ -1,5 +1,6 @@
-//! One worker process as the parent holds it: its request pipe, its stderr pipe, its arena,
-//! and what it wrote to stderr.
+//! One worker process as the parent holds it: where it lives ([`Host`]: its pid and request
+//! pipe, or its agent and connection), its stderr pipe, its arena, and what it wrote to
+//! stderr.
 //!
 //! Output is never lost: whatever a worker writes to stderr is read from its pipe on every
 //! tick of the pool and when its job ends, and after the worker is gone its pipe is kept
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use arcstr::ArcStr;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
+use super::host::Host;
 use crate::arena;
 use crate::server::ForkServer;
 use crate::sys::{Seals, SharedMapping};
@@ -163,9 +165,8 @@ const FREE_AFTER: Duration = Duration::from_secs(5);
 /// The parent's side of one worker process.
 pub(super) struct Worker {
     pub(super) id: u32,
-    pub(super) pid: i32,
-    /// Job frames to the worker.
-    pub(super) requests: Requests,
+    /// Where it lives: what takes its job frames and its signals, and reports its end.
+    pub(super) host: Host,
     stderr: File,
     pub(super) arena: SharedMapping,
     /// The arena's header page, mapped apart so a spinning driver can watch it unlocked.
@@ -197,34 +198,6 @@ pub(super) struct Worker {
     inbox_to_free: usize,
     arena_to_free: usize,
     free_after: Option<Instant>,
-    /// A worker on another host: its connection, and what its agent reported.
-    pub(super) remote: Option<RemoteConn>,
-}
-
-/// Where a worker's job frames go: its request pipe, or a remote worker's connection.
-pub(super) enum Requests {
-    Pipe(File),
-    Remote(Arc<crate::remote::hub::Gen>),
-}
-
-impl Requests {
-    /// Writes all of `bytes`.
-    pub(super) fn write_all(&self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Requests::Pipe(f) => (&*f).write_all(bytes),
-            Requests::Remote(g) => g.send(bytes),
-        }
-    }
-}
-
-/// A remote worker's side of its `Worker`: dropping it closes the worker's connection, so
-/// a worker being recycled sees the end of its jobs.
-pub(super) struct RemoteConn(pub(super) Arc<crate::remote::hub::Gen>);
-
-impl Drop for RemoteConn {
-    fn drop(&mut self) {
-        self.0.close();
-    }
 }
 
 impl Worker {
@@ -263,13 +236,45 @@ impl Worker {
             None
         };
         let pid = server.spawn(memory_limit, exec, &fds)?;
+        let host = Host::local(server, pid, File::from(req_w));
+        Worker::new(id, host, File::from(err_r), arena, inbox, capture, forward)
+    }
+
+    /// Asks the agent of slot `slot` for a worker on its host.
+    pub(super) fn spawn_remote(
+        hub: &crate::remote::hub::Hub,
+        slot: usize,
+        id: u32,
+        forward: bool,
+    ) -> std::io::Result<Worker> {
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        let arena = arena::create()?;
+        let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
+        let conn = hub.spawn(slot, mirror, File::from(err_w))?;
+        // (An inbox it never uses: large arguments travel inline across hosts.)
+        let inbox = SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?;
+        let host = Host::remote(conn);
+        Worker::new(id, host, File::from(err_r), arena, inbox, None, forward)
+    }
+
+    /// The handle on a worker process that lives at `host`, around the stderr pipe, arena,
+    /// inbox (and capture files) it was started with: the same for either flavor.
+    fn new(
+        id: u32,
+        host: Host,
+        stderr: File,
+        arena: SharedMapping,
+        inbox: SharedMapping,
+        capture: Option<(File, File)>,
+        forward: bool,
+    ) -> std::io::Result<Worker> {
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
             id,
-            pid,
+            host,
             header,
-            requests: Requests::Pipe(File::from(req_w)),
-            stderr: File::from(err_r),
+            stderr,
             arena,
             sent_seq: 0,
             clock: arena::StartClock::new(0, 1),
@@ -283,64 +288,7 @@ impl Worker {
             inbox_to_free: 0,
             arena_to_free: 0,
             free_after: None,
-            remote: None,
         })
-    }
-
-    /// Asks the agent of slot `slot` for a worker on its host.
-    pub(super) fn spawn_remote(
-        hub: &crate::remote::hub::Hub,
-        slot: usize,
-        server: &'static ForkServer,
-        id: u32,
-        forward: bool,
-    ) -> std::io::Result<Worker> {
-        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-        let arena = arena::create()?;
-        let mirror = SharedMapping::from_fd(arena.fd_clone()?)?;
-        let rw = hub.spawn(slot, mirror, File::from(err_w), server)?;
-        let header = Arc::new(arena.prefix(arena::DATA_START)?);
-        Ok(Worker {
-            id,
-            pid: rw.pid,
-            header,
-            requests: Requests::Remote(Arc::clone(&rw)),
-            stderr: File::from(err_r),
-            arena,
-            sent_seq: 0,
-            clock: arena::StartClock::new(0, 1),
-            context: 0,
-            tail: Vec::new(),
-            mark: 0,
-            forward: Forward::new(forward),
-            capture: None,
-            inbox: SharedMapping::create("proctor-inbox", INBOX_INITIAL, Seals::GrowOnly)?,
-            ready: false,
-            inbox_to_free: 0,
-            arena_to_free: 0,
-            free_after: None,
-            remote: Some(RemoteConn(rw)),
-        })
-    }
-
-    /// How the agent of a remote worker says it died, if it said more than "it died".
-    pub(super) fn remote_death(&self) -> Option<Duration> {
-        let r = self.remote.as_ref()?;
-        *r.0.timed_out
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The host of a remote worker that was lost, and why.
-    pub(super) fn lost(&self) -> Option<(String, String)> {
-        let r = self.remote.as_ref()?;
-        let why =
-            r.0.lost
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()?;
-        Some((r.0.host.clone(), why))
     }
 
     /// Writes a job's `Run` frame: through the inbox when its arguments are large (the
@@ -348,7 +296,7 @@ impl Worker {
     /// is gone.
     pub(super) fn send_frame(&mut self, frame: &[u8]) -> bool {
         let args = &frame[wire::RUN_HEADER_LEN..];
-        if args.len() >= wire::INBOX_MIN && self.remote.is_none() {
+        if args.len() >= wire::INBOX_MIN && !self.host.is_remote() {
             let copy = |buf: &mut [u8]| {
                 let dst = buf.get_mut(..args.len()).ok_or(wire::WriteError::Full)?;
                 dst.copy_from_slice(args);
@@ -359,7 +307,7 @@ impl Worker {
             }
             // No room for a larger inbox: the pipe still works.
         }
-        self.requests.write_all(frame).is_ok()
+        self.host.send(frame).is_ok()
     }
 
     /// Sends a job whose `len` bytes of arguments `write` encodes straight into the inbox
@@ -370,7 +318,7 @@ impl Worker {
         len: usize,
         write: impl FnOnce(&mut [u8]) -> Result<usize, wire::WriteError>,
     ) -> Result<bool, String> {
-        if self.remote.is_some() {
+        if self.host.is_remote() {
             // No shared inbox across hosts: the arguments go inline, in one frame.
             let mut frame = header[..wire::RUN_HEADER_LEN].to_vec();
             frame.resize(wire::RUN_HEADER_LEN + len, 0);
@@ -383,7 +331,7 @@ impl Worker {
             frame.truncate(wire::RUN_HEADER_LEN + n);
             let body = (frame.len() - 4) as u32;
             frame[..4].copy_from_slice(&body.to_le_bytes());
-            return Ok(self.requests.write_all(&frame).is_ok());
+            return Ok(self.host.send(&frame).is_ok());
         }
         self.inbox
             .grow(len.next_power_of_two())
@@ -403,10 +351,7 @@ impl Worker {
             self.inbox_to_free = self.inbox_to_free.max(n);
             self.free_after = None;
         }
-        Ok(self
-            .requests
-            .write_all(&wire::shared_run(header, n))
-            .is_ok())
+        Ok(self.host.send(&wire::shared_run(header, n)).is_ok())
     }
 
     /// The worker finished its job, whose results were read: what a large argument and large
@@ -544,13 +489,17 @@ impl Worker {
         }
     }
 
-    /// The worker is gone or going: keep reading its stderr until end of file.
-    pub(super) fn retire(self, pid_to_kill_late: Option<i32>) -> Retired {
+    /// The worker is gone or going: no more jobs go to it, and its stderr is read until end
+    /// of file. With `kill_late`, an idle worker asked to exit (recycled) is killed if it has
+    /// not exited by then.
+    pub(super) fn retire(self, kill_late: bool) -> Retired {
+        let mut host = self.host;
+        host.close();
         Retired {
             stderr: self.stderr,
             forward: self.forward,
             until: Instant::now() + RETIRE_WAIT,
-            pid: pid_to_kill_late,
+            doomed: kill_late.then_some(host),
         }
     }
 }
@@ -568,19 +517,19 @@ pub(super) struct Retired {
     forward: Forward,
     until: Instant,
     /// An idle worker asked to exit (recycled): killed if it has not exited by `until`.
-    pub(super) pid: Option<i32>,
+    doomed: Option<Host>,
 }
 
 impl Retired {
     /// Reads what is there; true when the pipe is finished with (end of file, or given up).
-    pub(super) fn drain(&mut self, server: &ForkServer) -> bool {
+    pub(super) fn drain(&mut self) -> bool {
         if drain(&mut self.stderr, &mut self.forward, |_| {}) == Drained::Eof {
             return true;
         }
         if Instant::now() >= self.until {
-            if let Some(pid) = self.pid.take() {
+            if let Some(host) = self.doomed.take() {
                 // It ignored the closed request pipe: stop it, and give its pipe another go.
-                server.kill(pid, nix::sys::signal::Signal::SIGKILL);
+                host.kill(nix::sys::signal::Signal::SIGKILL);
                 self.until = Instant::now() + RETIRE_WAIT;
                 return false;
             }
@@ -591,9 +540,9 @@ impl Retired {
     }
 
     /// Reads until end of file or `deadline`, sleeping between reads.
-    pub(super) fn finish(mut self, server: &ForkServer, deadline: Instant) {
+    pub(super) fn finish(mut self, deadline: Instant) {
         self.until = self.until.min(deadline);
-        while !self.drain(server) {
+        while !self.drain() {
             if Instant::now() >= deadline {
                 self.forward.flush();
                 return;
