@@ -32,9 +32,7 @@ const FIRST_FD: RawFd = 3;
 /// What a worker's stderr says before it exits with [`ExitCode::StartFailed`].
 pub(crate) const START_FAILED_LINE: &str = "proctor: the worker could not start: ";
 
-// The binary's identity and load address live in `image.rs`; the agent reaches them through
-// these names too until it imports `image` itself.
-pub(crate) use crate::image::{anchor_address, identity, relocate_from};
+use crate::image::{anchor_address, identity, relocate_from};
 
 /// The marker's value: the worker's pid (a child that inherits the variable is someone
 /// else), the pool's secret, the parent's anchor, the binary's identity and whether the

@@ -266,7 +266,22 @@ fn diag(to: &mut Option<File>, message: std::fmt::Arguments<'_>) {
 #[derive(Debug)]
 pub(crate) enum Requests {
     Pipe(OwnedFd),
-    Remote(crate::remote::conn::Conn),
+    Remote(Box<dyn Uplink>),
+}
+
+/// A remote worker's connection to the pool as the worker loop uses it: job frames come in,
+/// and each finished job's records go out. The remote agent implements it over its
+/// connection, so the worker imports nothing of `remote`.
+pub(crate) trait Uplink: Read + Send + std::fmt::Debug {
+    /// Sends job `seq`'s results: the arena's `started` and `committed` marks and the
+    /// records committed since the last job.
+    fn send_done(
+        &mut self,
+        seq: u64,
+        started: u64,
+        committed: u64,
+        records: &[u8],
+    ) -> std::io::Result<()>;
 }
 
 /// What a worker process is started with, wherever it was started (forked by the fork
@@ -355,7 +370,6 @@ fn run_jobs(
     pipe: &mut Option<File>,
     secret: u64,
 ) -> std::io::Result<()> {
-    let mut done_msg = Vec::new();
     let (mut local, mut remote) = match requests {
         Requests::Pipe(fd) => (Some(File::from(fd)), None),
         Requests::Remote(conn) => (None, Some(conn)),
@@ -461,8 +475,7 @@ fn run_jobs(
         doorbell.ring();
         if let Some(conn) = remote.as_mut() {
             let (started, committed, records) = arena.committed();
-            crate::remote::proto::done(&mut done_msg, jobs_seen, started, committed, records);
-            conn.write_all(&done_msg)?;
+            conn.send_done(jobs_seen, started, committed, records)?;
         }
     }
 }

@@ -304,7 +304,7 @@ pub(crate) enum Hi {
 /// What the pool tells the agent, once the agent said hello.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Hello {
-    /// The pool's binary (see `exec::identity`): functions travel as addresses.
+    /// The pool's binary (see `image::identity`): functions travel as addresses.
     pub(crate) identity: String,
     /// The pool's anchor address, to relocate those addresses.
     pub(crate) anchor: u64,

@@ -186,17 +186,17 @@ fn run(addr: &str) -> Result<(), String> {
         Ok(other) => return Err(format!("the pool began with {other:?}, not its hello")),
         Err(e) => return Err(format!("the pool sent no hello: {e}")),
     };
-    if hello.identity != crate::exec::identity() {
+    if hello.identity != crate::image::identity() {
         let why = format!(
             "this program is another build than the pool's ({}, the pool runs {}), so \
              functions cannot be found by address",
-            crate::exec::identity(),
+            crate::image::identity(),
             hello.identity
         );
         let _ = proto::send(&mut ctrl, &FromAgent::Refused { why: why.clone() });
         return Err(why);
     }
-    crate::exec::relocate_from(hello.anchor);
+    crate::image::relocate_from(hello.anchor);
     proto::send(&mut ctrl, &FromAgent::Ready).map_err(|e| e.to_string())?;
     let mut agent = Agent {
         addr: addr.to_string(),

@@ -241,7 +241,7 @@ fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -
         ExitCode::PrepareFailed.leave()
     }
     drop(err_w);
-    crate::exec::relocate_from(request.anchor);
+    crate::image::relocate_from(request.anchor);
     let claim = Claim::Worker {
         slot: request.slot,
         token: request.token,
@@ -271,7 +271,10 @@ fn worker(spawner: &OwnedFd, request: SpawnRequest, fds: [OwnedFd; SPAWN_FDS]) -
         dup_cloexec(inbox.as_raw_fd()),
     );
     crate::worker::worker_main(crate::worker::WorkerEnds {
-        requests: crate::worker::Requests::Remote(data),
+        requests: crate::worker::Requests::Remote(Box::new(Uplink {
+            conn: data,
+            msg: Vec::new(),
+        })),
         doorbell: bell_fd,
         arena: arena_fd,
         inbox: inbox_fd,
@@ -325,4 +328,31 @@ fn prepare(stderr: &OwnedFd, memory_limit: Option<u64>, agent: Pid) -> nix::Resu
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, limit, limit)?;
     }
     Ok(())
+}
+
+/// The worker's connection to the pool: what it reads, and where its `done` messages go.
+#[derive(Debug)]
+struct Uplink {
+    conn: crate::remote::conn::Conn,
+    /// The last `done` message, kept for its capacity.
+    msg: Vec<u8>,
+}
+
+impl std::io::Read for Uplink {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.conn.read(buf)
+    }
+}
+
+impl crate::worker::Uplink for Uplink {
+    fn send_done(
+        &mut self,
+        seq: u64,
+        started: u64,
+        committed: u64,
+        records: &[u8],
+    ) -> std::io::Result<()> {
+        crate::remote::proto::done(&mut self.msg, seq, started, committed, records);
+        std::io::Write::write_all(&mut self.conn, &self.msg)
+    }
 }

@@ -162,8 +162,8 @@ impl Hub {
         }
         let agents = hub.await_agents(&keys, remote.connect_timeout)?;
         let hello = proto::Hello {
-            identity: crate::exec::identity().to_string(),
-            anchor: crate::exec::anchor_address(),
+            identity: crate::image::identity().to_string(),
+            anchor: crate::image::anchor_address(),
             frame_secret: server.secret,
             task_timeout_ns: task_timeout.map(|d| d.as_nanos() as u64),
             memory_limit,
