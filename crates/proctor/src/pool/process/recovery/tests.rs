@@ -6,6 +6,9 @@
 //! gives — and the machine decides whose outcome each record becomes. If the machine ever
 //! delivered a record to the wrong task, requeued from the wrong place, delivered twice or
 //! lost a task, the final check sees it.
+//!
+//! Longer than 600 lines: the simulated pool, its event generator and the checks are one
+//! model; split, no part could be read or trusted alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
