@@ -19,6 +19,7 @@ pub mod render;
 pub mod report;
 pub mod shared_mem;
 pub mod stats;
+pub mod units;
 pub mod verdict;
 
 /// Made-up sections for the renderers' and verdicts' tests (test-only).

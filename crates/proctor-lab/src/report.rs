@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
+pub use crate::units::Unit;
 
 /// Version of the JSON schema of [`Report`].
 pub const SCHEMA_VERSION: u32 = 1;
@@ -116,26 +117,6 @@ pub enum Status {
         /// Why it did not run.
         reason: String,
     },
-}
-
-/// A unit for a figure. Renderers scale times and sizes for display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Nanoseconds.
-    Ns,
-    /// Bytes.
-    Bytes,
-    /// Bytes per second.
-    BytesPerSec,
-    /// Operations (messages, tasks, increments) per second.
-    PerSec,
-    /// A plain count (tasks survived, lost updates).
-    Count,
-    /// A dimensionless ratio (speed-up, efficiency).
-    Ratio,
-    /// A percentage (0 to 100).
-    Percent,
 }
 
 /// One measured value with its unit and spread.

@@ -933,7 +933,7 @@ pub fn section_from(result: &ContainersResult) -> Section {
     ));
 
     let shown = |xs: &[f64], unit: Unit| {
-        median(xs).map_or("-".to_string(), |v| crate::render::format_value(v, unit))
+        median(xs).map_or("-".to_string(), |v| crate::units::format_value(v, unit))
     };
     section.tables.push(Table {
         title: "The ladder: start-to-first-result and memory (medians)".to_string(),
@@ -969,7 +969,7 @@ pub fn section_from(result: &ContainersResult) -> Section {
                     median_and_spread(&r.start_ns)
                         .1
                         .map_or("-".to_string(), |s| {
-                            crate::render::format_value(s.p99, Unit::Ns)
+                            crate::units::format_value(s.p99, Unit::Ns)
                         }),
                     shown(&r.rss_bytes, Unit::Bytes),
                     shown(&r.uss_bytes, Unit::Bytes),

@@ -48,6 +48,7 @@ use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
+use crate::units::{exact_size, micros};
 use crate::{LabConfig, Progress};
 
 /// The IPC experiment.
@@ -428,20 +429,6 @@ fn shm_spin() -> Duration {
     Duration::ZERO
 }
 
-fn size_words(size: usize) -> String {
-    if size >= MIB && size % MIB == 0 {
-        format!("{} MiB", size / MIB)
-    } else if size >= KIB && size % KIB == 0 {
-        format!("{} KiB", size / KIB)
-    } else {
-        format!("{size} B")
-    }
-}
-
-fn fmt_us(ns: f64) -> String {
-    format!("{:.2} µs", ns / 1e3)
-}
-
 fn section(plan: &Plan, d: &Data) -> Section {
     let batches = match plan.fixed_ops {
         Some(n) => format!("{n} ops"),
@@ -486,7 +473,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
             r.size_bytes
         );
         let between = r.partner.plural();
-        let size = size_words(r.size_bytes);
+        let size = exact_size(r.size_bytes);
         match r.mode {
             Mode::Echo => {
                 let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
@@ -638,7 +625,7 @@ fn pool_figures(s: &Section, d: &Data) -> Vec<Figure> {
 
 fn pool_table(s: &Section, d: &Data) -> Table {
     let value = |k: &str| s.figure(k).map(|f| f.value);
-    let cell = |v: Option<f64>| v.map_or("-".to_string(), fmt_us);
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| micros(v, 2));
     let ratio =
         |suffix: &str, key: &str| match (value(&pool_key(PoolKind::Remote, suffix)), value(key)) {
             (Some(remote), Some(this)) => format!("{:.1}x", remote / this),
@@ -652,7 +639,7 @@ fn pool_table(s: &Section, d: &Data) -> Table {
                 .pool_runs
                 .iter()
                 .find(|r| r.pool == k && r.placement == Placement::Unpinned)
-                .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+                .map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
             vec![
                 k.label().to_string(),
                 cell(value(&pool_key(k, ".pinned"))),
@@ -672,11 +659,11 @@ fn pool_table(s: &Section, d: &Data) -> Table {
             Mode::Echo,
             "unpinned",
         )
-        .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+        .map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
         rows.push(vec![
             format!(
                 "raw tcp round trip of {} between processes (no pool)",
-                size_words(HEADLINE_SIZE)
+                exact_size(HEADLINE_SIZE)
             ),
             cell(value(&tcp_key(".pinned"))),
             cell(value(&tcp_key(""))),
@@ -727,10 +714,11 @@ fn table(d: &Data) -> Table {
             for &size in &d.sizes {
                 let rtt = |p: &str| {
                     find_run(d, kind, partner, size, Mode::Echo, p)
-                        .map_or("-".to_string(), |r| fmt_us(r.measurement.value()))
+                        .map_or("-".to_string(), |r| micros(r.measurement.value(), 2))
                 };
                 let unpinned = find_run(d, kind, partner, size, Mode::Echo, "unpinned");
-                let p99 = unpinned.map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+                let p99 =
+                    unpinned.map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
                 let mbs = |p: &str| {
                     find_run(d, kind, partner, size, Mode::Sink, p).map_or("-".to_string(), |r| {
                         format!("{:.1}", r.throughput().median / 1e6)
@@ -750,7 +738,7 @@ fn table(d: &Data) -> Table {
                 rows.push(vec![
                     kind.name().to_string(),
                     partner.plural().to_string(),
-                    size_words(size),
+                    exact_size(size),
                     rtt("pinned"),
                     rtt("unpinned"),
                     p99,
@@ -923,7 +911,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
         let mut text = format!(
             "pool round trip, {}: remote worker {}",
             placement_words(suffix),
-            fmt_us(remote)
+            micros(remote, 2)
         );
         for (what, key) in [
             (
@@ -936,7 +924,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
             if let Some(v) = value(&key) {
                 text.push_str(&format!(
                     ", {what} {} (remote / it = {:.1}x)",
-                    fmt_us(v),
+                    micros(v, 2),
                     remote / v
                 ));
             }
@@ -963,9 +951,9 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
                 let placement = placement_words(suffix);
                 notes.push(format!(
                     "{} round trip between processes, {placement}: shm {} vs pipe {} (pipe / shm = {:.1}x)",
-                    size_words(size),
-                    fmt_us(shm),
-                    fmt_us(pipe),
+                    exact_size(size),
+                    micros(shm, 2),
+                    micros(pipe, 2),
                     pipe / shm
                 ));
             }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::Experiment;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread as summarize;
+use crate::units::micros_or_millis;
 use crate::{LabConfig, Progress};
 
 /// The fault-isolation experiment.
@@ -647,14 +648,6 @@ impl Experiment for Isolation {
     }
 }
 
-fn time_text(ns: f64) -> String {
-    if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else {
-        format!("{:.2} ms", ns / 1e6)
-    }
-}
-
 fn section_from(result: &IsolationResult) -> Section {
     let p = &result.plan;
     let mut section = Section::new(
@@ -808,15 +801,16 @@ fn section_from(result: &IsolationResult) -> Section {
                         _ => "no".to_string(),
                     },
                     c.verdict(),
-                    c.recovery_median_ns().map_or("-".to_string(), time_text),
+                    c.recovery_median_ns()
+                        .map_or("-".to_string(), micros_or_millis),
                     o.map_or("-".to_string(), |o| {
-                        time_text(o.healthy_round_trip_ns as f64)
+                        micros_or_millis(o.healthy_round_trip_ns as f64)
                     }),
                     o.map_or("-".to_string(), |o| {
                         format!(
                             "{} / {}",
-                            time_text(o.batch_ns as f64),
-                            time_text(o.baseline_ns as f64)
+                            micros_or_millis(o.batch_ns as f64),
+                            micros_or_millis(o.baseline_ns as f64)
                         )
                     }),
                 ]

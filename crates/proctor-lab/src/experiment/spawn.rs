@@ -42,6 +42,7 @@ use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, Sampler, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
+use crate::units::micros;
 use crate::{LabConfig, Progress};
 
 /// The creation-overhead experiment.
@@ -408,10 +409,10 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
                     r.method.label().to_string(),
                     format!("{} MiB", r.ballast_bytes / MIB),
                     format!("{:.0} MiB", r.parent_rss_bytes as f64 / MIB as f64),
-                    fmt_us(r.measurement.value()),
-                    fmt_us(sum.p1),
-                    fmt_us(sum.p99),
-                    fmt_us(r.measurement.cold_ns),
+                    micros(r.measurement.value(), 1),
+                    micros(sum.p1, 1),
+                    micros(sum.p99, 1),
+                    micros(r.measurement.cold_ns, 1),
                     format!("{}/{}", sum.outliers, sum.samples),
                 ]
             })
@@ -457,9 +458,9 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
     if let (Some(small), Some(big)) = (fork_small, fork_big) {
         s.notes.push(format!(
             "fork grows with the parent: {} at {:.0} MiB RSS vs {} at {:.0} MiB ({:.1}x)",
-            fmt_us(big.measurement.value()),
+            micros(big.measurement.value(), 1),
             big.parent_rss_bytes as f64 / MIB as f64,
-            fmt_us(small.measurement.value()),
+            micros(small.measurement.value(), 1),
             small.parent_rss_bytes as f64 / MIB as f64,
             big.measurement.value() / small.measurement.value(),
         ));
@@ -478,17 +479,17 @@ fn remote_note(s: &Section) -> Option<String> {
     let mut text = format!(
         "remote worker through the command launcher (/bin/sh -c exec, loopback TCP, small \
          parent): {} with the drop",
-        fmt_us(whole)
+        micros(whole, 1)
     );
     if let Some(first) = value("spawn.pool_remote.first_result") {
-        text.push_str(&format!(", {} to the first result", fmt_us(first)));
+        text.push_str(&format!(", {} to the first result", micros(first, 1)));
     }
     for (key, what) in [
         ("spawn.pool_worker", "the forked pool worker"),
         ("spawn.pool_exec", "the exec'd pool worker"),
     ] {
         if let Some(v) = value(key) {
-            text.push_str(&format!("; {what} {} ({:.1}x)", fmt_us(v), whole / v));
+            text.push_str(&format!("; {what} {} ({:.1}x)", micros(v, 1), whole / v));
         }
     }
     text.push_str(
@@ -500,10 +501,6 @@ fn remote_note(s: &Section) -> Option<String> {
          handshake, none of which is measured here",
     );
     Some(text)
-}
-
-fn fmt_us(ns: f64) -> String {
-    format!("{:.1} µs", ns / 1e3)
 }
 
 /// The measurement of `method`, with the remote worker's build-to-first-result summary.

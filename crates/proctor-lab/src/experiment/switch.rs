@@ -43,6 +43,7 @@ use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
+use crate::units::micros;
 use crate::{LabConfig, Progress};
 
 /// The context-switch experiment.
@@ -429,11 +430,11 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
             r.partner.key().to_string(),
             place,
             format!("{} KiB", r.footprint_bytes / KIB),
-            fmt_us(r.rtt.value()),
-            fmt_us(sum.p1),
-            fmt_us(sum.p99),
-            fmt_us(half.value()),
-            net.map_or_else(|| "-".to_string(), fmt_us),
+            micros(r.rtt.value(), 2),
+            micros(sum.p1, 2),
+            micros(sum.p99, 2),
+            micros(half.value(), 2),
+            net.map_or_else(|| "-".to_string(), |v| micros(v, 2)),
             format!("{:.2}", r.switches_per_rtt()),
             format!("{}/{}", sum.outliers, sum.samples),
         ]);
@@ -445,9 +446,9 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
             "one thread (syscalls only)".into(),
             format!("cpu {}", o.cpu),
             format!("{} KiB", o.footprint_bytes / KIB),
-            fmt_us(o.per_rtt.value()),
-            fmt_us(sum.p1),
-            fmt_us(sum.p99),
+            micros(o.per_rtt.value(), 2),
+            micros(sum.p1, 2),
+            micros(sum.p99, 2),
             "-".into(),
             "-".into(),
             "0".into(),
@@ -586,10 +587,6 @@ fn cross_checks(s: &Section, profile: Profile, cpu: usize) -> Vec<CrossCheck> {
     }
     v.push(h);
     v
-}
-
-fn fmt_us(ns: f64) -> String {
-    format!("{:.2} µs", ns / 1e3)
 }
 
 /// The page both sides share; zero-filled, so every atomic starts at 0 (IDLE).

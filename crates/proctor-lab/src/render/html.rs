@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::{cross_check_ratio, figure_spread, format_ratio, format_value, svg, verdict_label};
+use super::{cross_check_ratio, figure_spread, format_ratio, svg, verdict_label};
 use crate::report::{Chart, Report, Section, Status, Unit, Verdict};
+use crate::units::format_value;
 
 pub(crate) const STYLE: &str = r#"
 :root { --fg: #1d2430; --muted: #5b6576; --line: #dde2ea; --alt: #f5f7fa;

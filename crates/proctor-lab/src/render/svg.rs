@@ -24,8 +24,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::significant;
 use crate::report::{Chart, ChartKind};
+use crate::units::significant;
 
 /// Width of a chart, in SVG user units (pixels), and the height of a line chart.
 pub const SIZE: (u32, u32) = (720, 400);

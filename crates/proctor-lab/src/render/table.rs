@@ -6,8 +6,9 @@
 use comfy_table::presets::{UTF8_FULL, UTF8_FULL_CONDENSED};
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 
-use super::{cell, cross_check_ratio, figure_spread, format_ratio, format_value, verdict_label};
+use super::{cell, cross_check_ratio, figure_spread, format_ratio, verdict_label};
 use crate::report::{Report, Section, Status, Verdict};
+use crate::units::format_value;
 
 /// Width the tables wrap to unless told otherwise.
 pub const DEFAULT_WIDTH: u16 = 120;

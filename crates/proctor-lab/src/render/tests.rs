@@ -603,30 +603,6 @@ fn svg_draws_every_series() {
 }
 
 #[test]
-fn values_scale_with_their_unit() {
-    use crate::report::Unit;
-    let cases = [
-        (845.0, Unit::Ns, "845 ns"),
-        (12_340.0, Unit::Ns, "12.3 µs"),
-        (1_250_000.0, Unit::Ns, "1.25 ms"),
-        (2.5e9, Unit::Ns, "2.50 s"),
-        (512.0, Unit::Bytes, "512 B"),
-        (12_288.0, Unit::Bytes, "12.0 KiB"),
-        (1_153_433.0, Unit::Bytes, "1.10 MiB"),
-        (2.9e9, Unit::BytesPerSec, "2.90 GB/s"),
-        (512e6, Unit::BytesPerSec, "512 MB/s"),
-        (200_000.0, Unit::Count, "200,000"),
-        (7.0, Unit::Count, "7"),
-        (1.96, Unit::Ratio, "1.96×"),
-        (99.6, Unit::Percent, "99.6 %"),
-        (f64::NAN, Unit::Ns, "n/a"),
-    ];
-    for (v, unit, want) in cases {
-        assert_eq!(format_value(v, unit), want, "{v} {unit:?}");
-    }
-}
-
-#[test]
 fn dispatch_matches_the_renderers() {
     let report = fixture::report();
     assert_eq!(

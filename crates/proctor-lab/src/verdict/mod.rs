@@ -109,8 +109,8 @@
 
 use std::collections::HashMap;
 
-use crate::render::format_value;
 use crate::report::{Claim, Figure, HeadlineRow, Section, Status, Unit, Verdict};
+use crate::units::format_value;
 
 /// Relative difference below which two costs count as the same (10 %).
 pub const TOLERANCE: f64 = 0.10;

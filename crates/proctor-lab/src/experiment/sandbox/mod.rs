@@ -711,10 +711,10 @@ fn section_from(r: &SandboxResult) -> Section {
             "Worker start: {} plain, {} sandboxed, {} with a fresh network namespace too \
              (Sandbox::compute().network_namespace(true), a layer asked for apart): the \
              namespace alone adds {}.",
-            crate::render::format_value(plain_start, Unit::Ns),
-            crate::render::format_value(sandboxed_start, Unit::Ns),
-            crate::render::format_value(netns_start, Unit::Ns),
-            crate::render::format_value(netns_start - sandboxed_start, Unit::Ns),
+            crate::units::format_value(plain_start, Unit::Ns),
+            crate::units::format_value(sandboxed_start, Unit::Ns),
+            crate::units::format_value(netns_start, Unit::Ns),
+            crate::units::format_value(netns_start - sandboxed_start, Unit::Ns),
         ));
     }
     let fresh = crate::stats::median(&r.cost.fresh_task_ns);
@@ -740,9 +740,9 @@ fn section_from(r: &SandboxResult) -> Section {
                  for a round trip on a reused plain worker ({:.0}×). A sandbox with \
                  reuse_workers(true) keeps the round trip's cost (the rows above) and gives \
                  that guarantee up.",
-                crate::render::format_value(fresh, Unit::Ns),
+                crate::units::format_value(fresh, Unit::Ns),
                 r.cost.fresh_task_ns.len(),
-                crate::render::format_value(x.plain.value(), Unit::Ns),
+                crate::units::format_value(x.plain.value(), Unit::Ns),
                 fresh / x.plain.value(),
             ));
         }
@@ -958,8 +958,8 @@ fn cost_row(
     vec![
         what.to_string(),
         placed.to_string(),
-        crate::render::format_value(plain, Unit::Ns),
-        crate::render::format_value(sandboxed, Unit::Ns),
+        crate::units::format_value(plain, Unit::Ns),
+        crate::units::format_value(sandboxed, Unit::Ns),
         format!("{ratio:.2}×"),
         format!("≤ {target}×"),
         met.to_string(),
