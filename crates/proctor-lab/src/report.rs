@@ -95,6 +95,23 @@ impl Section {
         }
     }
 
+    /// Stores `data` as the section's typed result ([`Section::data`]).
+    ///
+    /// A value that does not serialize (a map with non-string keys, a failing `Serialize`)
+    /// is a bug that must not pass for an experiment without data: it marks the section
+    /// [`Status::Failed`] with the serializer's error, and keeps the figures already there.
+    pub fn set_data(&mut self, data: &impl Serialize) {
+        match serde_json::to_value(data) {
+            Ok(value) => self.data = value,
+            Err(err) => {
+                self.data = serde_json::Value::Null;
+                self.status = Status::Failed {
+                    error: format!("the {} experiment's data did not serialize: {err}", self.id),
+                };
+            }
+        }
+    }
+
     /// The figure with this key, if the experiment produced it.
     pub fn figure(&self, key: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.key == key)
@@ -393,5 +410,27 @@ mod resolution_tests {
         let fine = Figure::new("k", "l", 70_000.0, Unit::Bytes).with_resolution(410.0);
         assert!(!fine.below_resolution());
         assert_eq!(crate::render::figure_value(&fine), "68.4 KiB");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_that_does_not_serialize_fails_the_section_visibly() {
+        let mut s = Section::new("spawn", "Spawn", "");
+        s.set_data(&vec![1, 2]);
+        assert_eq!(s.data, serde_json::json!([1, 2]));
+        assert_eq!(s.status, Status::Ok);
+        // JSON object keys must be strings: a map keyed by pairs cannot serialize.
+        let by_pair: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        s.set_data(&by_pair);
+        assert_eq!(s.data, serde_json::Value::Null);
+        assert!(
+            matches!(&s.status, Status::Failed { error } if error.contains("spawn experiment's data")),
+            "{:?}",
+            s.status
+        );
     }
 }

@@ -1041,7 +1041,7 @@ pub fn section_from(result: &ContainersResult) -> Section {
          filesystem or veth setup."
             .to_string(),
     );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

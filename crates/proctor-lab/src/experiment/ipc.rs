@@ -544,7 +544,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
     }
     s.charts.extend(charts(d));
     s.notes.extend(notes(&s, d));
-    s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
+    s.set_data(&d);
     s
 }
 

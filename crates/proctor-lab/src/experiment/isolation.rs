@@ -921,7 +921,7 @@ fn section_from(result: &IsolationResult) -> Section {
          dominate that batch's time) and kept quiet in worker processes."
             .to_string(),
     );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

@@ -978,7 +978,7 @@ fn section_from(r: &LeaksResult) -> Section {
          it."
         .to_string(),
     );
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    section.set_data(&r);
     section
 }
 

@@ -632,7 +632,7 @@ fn section_from(result: &MemoryResult) -> Section {
          page-granular and noisy; the per-worker figures at larger N are the ones to read."
             .to_string(),
     );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

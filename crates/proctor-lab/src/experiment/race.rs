@@ -762,7 +762,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
          a loop body with a call in it, loses updates too."
             .to_string(),
     );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

@@ -860,7 +860,7 @@ fn section_from(r: &ScalingResult) -> Section {
             p.max_alive
         ));
     }
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    section.set_data(&r);
     section
 }
 

@@ -468,7 +468,7 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
     if let Some(note) = remote_note(&s) {
         s.notes.push(note);
     }
-    s.data = serde_json::to_value(rows).unwrap_or(serde_json::Value::Null);
+    s.set_data(&rows);
     s
 }
 

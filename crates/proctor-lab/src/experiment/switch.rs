@@ -530,7 +530,7 @@ fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         s.notes
             .push("only one CPU is allowed: no cross-CPU figures".into());
     }
-    s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
+    s.set_data(&d);
     s
 }
 

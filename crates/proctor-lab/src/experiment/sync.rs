@@ -703,7 +703,7 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     if !two_cpus {
         section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
     }
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

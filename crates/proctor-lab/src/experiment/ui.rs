@@ -554,7 +554,7 @@ fn section_from(result: &UiResult) -> Section {
             )
         });
     }
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
+    section.set_data(&result);
     section
 }
 

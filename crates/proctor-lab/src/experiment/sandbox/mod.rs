@@ -913,7 +913,7 @@ fn section_from(r: &SandboxResult) -> Section {
             r.connections_seen
         ));
     }
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    section.set_data(&r);
     section
 }
 

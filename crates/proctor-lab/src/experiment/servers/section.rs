@@ -412,7 +412,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             r.processes_left
         ));
     }
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    section.set_data(&r);
     section
 }
 
