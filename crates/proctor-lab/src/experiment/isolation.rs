@@ -25,6 +25,7 @@ use super::Experiment;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread as summarize;
 use crate::units::micros_or_millis;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The fault-isolation experiment.
@@ -691,7 +692,7 @@ fn section_from(result: &IsolationResult) -> Section {
     };
 
     section.figures.push(Figure::new(
-        "isolation.faults",
+        keys::ISOLATION_FAULTS,
         "fault kinds tried",
         Fault::ALL.len() as f64,
         Unit::Count,
@@ -722,7 +723,7 @@ fn section_from(result: &IsolationResult) -> Section {
         .filter(|&&f| cell(Side::Thread, f).program_death.is_some())
         .count();
     section.figures.push(Figure::new(
-        "isolation.whole_program_died.thread",
+        keys::ISOLATION_WHOLE_PROGRAM_DIED_THREAD,
         "fault kinds that killed the whole program in thread mode",
         died as f64,
         Unit::Count,

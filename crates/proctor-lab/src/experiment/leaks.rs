@@ -26,6 +26,7 @@ use super::{Experiment, Placement};
 use crate::measure::{Measurement, Plan, allowed_cpus, measure, pin_current_thread, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The thread-leak experiment.
@@ -778,7 +779,7 @@ fn section_from(r: &LeaksResult) -> Section {
         Unit::Count,
     ));
     section.figures.push(Figure::new(
-        "leaks.ballast",
+        keys::LEAKS_BALLAST,
         "ballast the hanging task touches",
         r.ballast_bytes as f64,
         Unit::Bytes,

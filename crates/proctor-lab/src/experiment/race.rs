@@ -25,6 +25,7 @@ use crate::measure::{allowed_cpus, pin_to_raw};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, fork_child};
 use crate::stats::median_and_spread;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The race-condition experiment.
@@ -567,13 +568,13 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
             .expect("2 threads are always measured")
     };
     section.figures.push(Figure::new(
-        "race.cpus",
+        keys::RACE_CPUS,
         "CPUs the threads may use",
         cpus as f64,
         Unit::Count,
     ));
     section.figures.push(Figure::new(
-        "race.expected",
+        keys::RACE_EXPECTED,
         "expected final count (2 threads)",
         (2 * n) as f64,
         Unit::Count,
@@ -619,7 +620,7 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
     distribution_figures(&mut section, result, &placement);
     let p = &result.processes;
     section.figures.push(Figure::new(
-        "race.parent_after.process_copy",
+        keys::RACE_PARENT_AFTER_PROCESS_COPY,
         "parent's counter after 2 forked processes incremented their copies",
         median_u64(&p.parent_after_copy),
         Unit::Count,
@@ -773,7 +774,7 @@ fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &
     }
     let runs = result.distributions[0].lost.len();
     section.figures.push(Figure::new(
-        "race.dist.runs",
+        keys::RACE_DIST_RUNS,
         "runs per setting of the lost-update distribution",
         runs as f64,
         Unit::Count,

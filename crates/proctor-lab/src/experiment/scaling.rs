@@ -25,6 +25,7 @@ use crate::measure::allowed_cpus;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, fork_child, sleep_ns};
 use crate::stats::median_and_spread;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The CPU- and I/O-bound scaling experiment.
@@ -634,7 +635,7 @@ fn section_from(r: &ScalingResult) -> Section {
         );
     }
     section.figures.push(Figure::new(
-        "scaling.cores",
+        keys::SCALING_CORES,
         "CPUs this process may use (the worker count of the `.cores` figures)",
         cpus as f64,
         Unit::Count,

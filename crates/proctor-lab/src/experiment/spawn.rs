@@ -43,6 +43,7 @@ use crate::measure::{self, Measurement, Plan, Sampler, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
 use crate::units::micros;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The creation-overhead experiment.
@@ -342,43 +343,43 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
         (
             "spawn.fork_over_thread",
             "fork / thread spawn (small parent)",
-            "spawn.fork",
-            "spawn.thread",
+            keys::SPAWN_FORK,
+            keys::SPAWN_THREAD,
         ),
         (
             "spawn.posix_spawn_over_thread",
             "posix_spawn / thread spawn",
             "spawn.posix_spawn",
-            "spawn.thread",
+            keys::SPAWN_THREAD,
         ),
         (
             "spawn.thread_over_async",
             "thread spawn / tokio task",
-            "spawn.thread",
-            "spawn.async",
+            keys::SPAWN_THREAD,
+            keys::SPAWN_ASYNC,
         ),
         (
             "spawn.pool_worker_over_fork",
             "pool worker (fork server) / fork (small parent)",
-            "spawn.pool_worker",
-            "spawn.fork",
+            keys::SPAWN_POOL_WORKER,
+            keys::SPAWN_FORK,
         ),
         (
             "spawn.pool_exec_over_pool_worker",
             "pool worker re-executing the binary / forked pool worker",
             "spawn.pool_exec",
-            "spawn.pool_worker",
+            keys::SPAWN_POOL_WORKER,
         ),
         (
             "spawn.pool_remote_over_pool_worker",
             "remote worker (command launcher, loopback) / forked pool worker",
-            "spawn.pool_remote",
-            "spawn.pool_worker",
+            keys::SPAWN_POOL_REMOTE,
+            keys::SPAWN_POOL_WORKER,
         ),
         (
             "spawn.pool_remote_over_pool_exec",
             "remote worker (command launcher, loopback) / pool worker re-executing the binary",
-            "spawn.pool_remote",
+            keys::SPAWN_POOL_REMOTE,
             "spawn.pool_exec",
         ),
     ]
@@ -475,7 +476,7 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
 /// What the remote-worker row says beside the local pool rows, when it was measured.
 fn remote_note(s: &Section) -> Option<String> {
     let value = |k: &str| s.figure(k).map(|f| f.value);
-    let whole = value("spawn.pool_remote")?;
+    let whole = value(keys::SPAWN_POOL_REMOTE)?;
     let mut text = format!(
         "remote worker through the command launcher (/bin/sh -c exec, loopback TCP, small \
          parent): {} with the drop",
@@ -485,7 +486,7 @@ fn remote_note(s: &Section) -> Option<String> {
         text.push_str(&format!(", {} to the first result", micros(first, 1)));
     }
     for (key, what) in [
-        ("spawn.pool_worker", "the forked pool worker"),
+        (keys::SPAWN_POOL_WORKER, "the forked pool worker"),
         ("spawn.pool_exec", "the exec'd pool worker"),
     ] {
         if let Some(v) = value(key) {

@@ -25,6 +25,7 @@ use crate::measure::{allowed_cpus, pin_to_raw};
 use crate::stats::median_and_spread;
 
 use super::{Experiment, ROUNDS, median_round};
+use crate::verdict::keys;
 
 /// The synchronization experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -438,17 +439,17 @@ impl Experiment for SyncCost {
             })?;
             Ok((m, fm, at))
         })?;
-        rounds_of.push(("sync.mutex.uncontended.thread", m.1));
+        rounds_of.push((keys::SYNC_MUTEX_UNCONTENDED_THREAD, m.1));
         push(
-            "sync.mutex.uncontended.thread",
+            keys::SYNC_MUTEX_UNCONTENDED_THREAD,
             "Mutex lock+unlock, uncontended",
             &pinned,
             m.0,
         );
         progress.advance(1, "mutex, uncontended");
-        rounds_of.push(("sync.mutex.uncontended.process", fm.1));
+        rounds_of.push((keys::SYNC_MUTEX_UNCONTENDED_PROCESS, fm.1));
         push(
-            "sync.mutex.uncontended.process",
+            keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
             "futex mutex in shared memory, lock+unlock, uncontended",
             &pinned,
             fm.0,

@@ -27,6 +27,7 @@ use super::Experiment;
 use crate::measure::allowed_cpus;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::summarize;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The UI-responsiveness experiment.
@@ -414,7 +415,7 @@ fn section_from(result: &UiResult) -> Section {
         ),
     );
     section.figures.push(Figure::new(
-        "ui.period",
+        keys::UI_PERIOD,
         "frame period (60 Hz)",
         result.period_ns,
         Unit::Ns,

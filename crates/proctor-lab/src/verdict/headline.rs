@@ -1,5 +1,6 @@
 //! The headline table: one row per aspect, with the verdict of the claim it stands for.
 
+use super::keys;
 use super::*;
 
 /// One headline row: the cells come from figures, the verdict from the claim `claim_id`.
@@ -28,18 +29,21 @@ fn keys(thread: &str, process: &str, async_task: Option<&str>) -> [Option<String
 pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
     let count_of = |key: &str| f.value(key).map(count);
     let memory_space = {
-        let thread = match (f.value("race.expected"), f.value("race.final.unsync")) {
+        let thread = match (
+            f.value(keys::RACE_EXPECTED),
+            f.value(keys::RACE_FINAL_UNSYNC),
+        ) {
             (Some(e), Some(u)) => Some(format!("shared: {} of {} lost", count(e - u), count(e))),
             _ => None,
         };
         let process = f
-            .value("race.parent_after.process_copy")
+            .value(keys::RACE_PARENT_AFTER_PROCESS_COPY)
             .map(|v| format!("separate: parent saw {}", count(v)));
         (thread, process)
     };
     let survived = |mode: &str| match (
         f.value(&format!("isolation.survived.{mode}")),
-        f.value("isolation.faults"),
+        f.value(keys::ISOLATION_FAULTS),
     ) {
         (Some(s), Some(n)) => Some(format!("{}/{} contained", count(s), count(n))),
         _ => None,
@@ -55,8 +59,8 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
     let security_thread = worked("thread").map(|t| format!("{t} worked"));
     // The sandboxed worker's count (what worked in a plain one is in the claim's evidence).
     let security_process = match (
-        f.value("sandbox.stopped.sandboxed"),
-        f.value("sandbox.tried.sandboxed"),
+        f.value(keys::SANDBOX_STOPPED_SANDBOXED),
+        f.value(keys::SANDBOX_TRIED_SANDBOXED),
     ) {
         (Some(s), Some(n)) => Some(format!("{} of {} stopped", count(s), count(n))),
         _ => None,
@@ -112,23 +116,30 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             aspect: "creation overhead",
             claim: "creating a process costs more",
             claim_id: "creation",
-            thread: f.shown_with_rounds("spawn.thread"),
-            process: f.shown_with_rounds("spawn.fork"),
-            async_task: f.shown_with_rounds("spawn.async"),
-            ratio: Some(("spawn.fork", "spawn.thread")),
-            keys: keys("spawn.thread", "spawn.fork", Some("spawn.async")),
+            thread: f.shown_with_rounds(keys::SPAWN_THREAD),
+            process: f.shown_with_rounds(keys::SPAWN_FORK),
+            async_task: f.shown_with_rounds(keys::SPAWN_ASYNC),
+            ratio: Some((keys::SPAWN_FORK, keys::SPAWN_THREAD)),
+            keys: keys(
+                keys::SPAWN_THREAD,
+                keys::SPAWN_FORK,
+                Some(keys::SPAWN_ASYNC),
+            ),
         },
         Row {
             aspect: "context switching",
             claim: "switching between threads is faster",
             claim_id: "switch",
-            thread: f.shown_with_rounds("switch.futex.thread.pinned"),
-            process: f.shown_with_rounds("switch.futex.process.pinned"),
+            thread: f.shown_with_rounds(keys::SWITCH_FUTEX_THREAD_PINNED),
+            process: f.shown_with_rounds(keys::SWITCH_FUTEX_PROCESS_PINNED),
             async_task: None,
-            ratio: Some(("switch.futex.process.pinned", "switch.futex.thread.pinned")),
+            ratio: Some((
+                keys::SWITCH_FUTEX_PROCESS_PINNED,
+                keys::SWITCH_FUTEX_THREAD_PINNED,
+            )),
             keys: keys(
-                "switch.futex.thread.pinned",
-                "switch.futex.process.pinned",
+                keys::SWITCH_FUTEX_THREAD_PINNED,
+                keys::SWITCH_FUTEX_PROCESS_PINNED,
                 None,
             ),
         },
@@ -156,17 +167,17 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             aspect: "resource usage",
             claim: "a process uses more memory per worker",
             claim_id: "memory",
-            thread: f.shown_with_rounds("memory.uss_per_worker.thread.10"),
-            process: f.shown_with_rounds("memory.uss_per_worker.process.10"),
-            async_task: f.shown_with_rounds("memory.per_task.async.10000"),
+            thread: f.shown_with_rounds(keys::MEMORY_USS_PER_WORKER_THREAD_10),
+            process: f.shown_with_rounds(keys::MEMORY_USS_PER_WORKER_PROCESS_10),
+            async_task: f.shown_with_rounds(keys::MEMORY_PER_TASK_ASYNC_10000),
             ratio: Some((
-                "memory.uss_per_worker.process.10",
-                "memory.uss_per_worker.thread.10",
+                keys::MEMORY_USS_PER_WORKER_PROCESS_10,
+                keys::MEMORY_USS_PER_WORKER_THREAD_10,
             )),
             keys: keys(
-                "memory.uss_per_worker.thread.10",
-                "memory.uss_per_worker.process.10",
-                Some("memory.per_task.async.10000"),
+                keys::MEMORY_USS_PER_WORKER_THREAD_10,
+                keys::MEMORY_USS_PER_WORKER_PROCESS_10,
+                Some(keys::MEMORY_PER_TASK_ASYNC_10000),
             ),
         },
         Row {
@@ -174,21 +185,21 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             claim: "both use many cores (no GIL)",
             claim_id: "multi-core",
             thread: f
-                .shown_with_rounds("scaling.speedup.thread.cores")
-                .zip(count_of("scaling.cores"))
+                .shown_with_rounds(keys::SCALING_SPEEDUP_THREAD_CORES)
+                .zip(count_of(keys::SCALING_CORES))
                 .map(|(s, c)| format!("{s} on {c} cores")),
             process: f
-                .shown_with_rounds("scaling.speedup.process.cores")
-                .zip(count_of("scaling.cores"))
+                .shown_with_rounds(keys::SCALING_SPEEDUP_PROCESS_CORES)
+                .zip(count_of(keys::SCALING_CORES))
                 .map(|(s, c)| format!("{s} on {c} cores")),
             async_task: None,
             ratio: Some((
-                "scaling.speedup.process.cores",
-                "scaling.speedup.thread.cores",
+                keys::SCALING_SPEEDUP_PROCESS_CORES,
+                keys::SCALING_SPEEDUP_THREAD_CORES,
             )),
             keys: keys(
-                "scaling.speedup.thread.cores",
-                "scaling.speedup.process.cores",
+                keys::SCALING_SPEEDUP_THREAD_CORES,
+                keys::SCALING_SPEEDUP_PROCESS_CORES,
                 None,
             ),
         },
@@ -200,29 +211,29 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             process: io("process"),
             async_task: io("async"),
             ratio: Some((
-                "scaling.io.completion.process.1000",
-                "scaling.io.completion.thread.1000",
+                keys::SCALING_IO_COMPLETION_PROCESS_1000,
+                keys::SCALING_IO_COMPLETION_THREAD_1000,
             )),
             keys: keys(
-                "scaling.io.completion.thread.1000",
-                "scaling.io.completion.process.1000",
-                Some("scaling.io.completion.async.1000"),
+                keys::SCALING_IO_COMPLETION_THREAD_1000,
+                keys::SCALING_IO_COMPLETION_PROCESS_1000,
+                Some(keys::SCALING_IO_COMPLETION_ASYNC_1000),
             ),
         },
         Row {
             aspect: "synchronization",
             claim: "synchronizing processes costs more",
             claim_id: "synchronization",
-            thread: f.shown_with_rounds("sync.mutex.uncontended.thread"),
-            process: f.shown_with_rounds("sync.mutex.uncontended.process"),
+            thread: f.shown_with_rounds(keys::SYNC_MUTEX_UNCONTENDED_THREAD),
+            process: f.shown_with_rounds(keys::SYNC_MUTEX_UNCONTENDED_PROCESS),
             async_task: None,
             ratio: Some((
-                "sync.mutex.uncontended.process",
-                "sync.mutex.uncontended.thread",
+                keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
+                keys::SYNC_MUTEX_UNCONTENDED_THREAD,
             )),
             keys: keys(
-                "sync.mutex.uncontended.thread",
-                "sync.mutex.uncontended.process",
+                keys::SYNC_MUTEX_UNCONTENDED_THREAD,
+                keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
                 None,
             ),
         },
@@ -240,14 +251,17 @@ pub(super) fn headline(f: &Figures, claims: &[Claim]) -> Vec<HeadlineRow> {
             aspect: "isolation ladder",
             claim: "fresh namespaces cost more to start",
             claim_id: "containers",
-            thread: f.shown_with_rounds("containers.start.thread"),
+            thread: f.shown_with_rounds(keys::CONTAINERS_START_THREAD),
             // The top rung a process reaches without a runtime; the fork rung is in the claim.
-            process: f.shown_with_rounds("containers.start.namespaces"),
+            process: f.shown_with_rounds(keys::CONTAINERS_START_NAMESPACES),
             async_task: None,
-            ratio: Some(("containers.start.namespaces", "containers.start.thread")),
+            ratio: Some((
+                keys::CONTAINERS_START_NAMESPACES,
+                keys::CONTAINERS_START_THREAD,
+            )),
             keys: keys(
-                "containers.start.thread",
-                "containers.start.namespaces",
+                keys::CONTAINERS_START_THREAD,
+                keys::CONTAINERS_START_NAMESPACES,
                 None,
             ),
         },

@@ -136,7 +136,7 @@ pub const REMOTE_OVER_NETWORK: f64 = 1.5;
 
 mod claims;
 mod headline;
-mod keys;
+pub mod keys;
 #[cfg(test)]
 mod tests;
 

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::{Experiment, Placement};
 use crate::measure::{Measurement, Plan, allowed_cpus, measure, pin_current_thread, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
 
 /// The sandbox experiment.
@@ -623,7 +624,7 @@ fn section_from(r: &SandboxResult) -> Section {
     let sandboxed_tried = tried(&r.cells, Place::Sandboxed);
     let sandboxed_worked = worked(&r.cells, Place::Sandboxed);
     section.figures.push(n(
-        "sandbox.stopped.sandboxed",
+        keys::SANDBOX_STOPPED_SANDBOXED,
         "attacks tried in a sandboxed worker that did not work",
         (sandboxed_tried - sandboxed_worked.len()) as f64,
     ));
@@ -633,7 +634,7 @@ fn section_from(r: &SandboxResult) -> Section {
         .filter(|c| c.pool_intact == Some(false))
         .count();
     section.figures.push(n(
-        "sandbox.pool_broken",
+        keys::SANDBOX_POOL_BROKEN,
         "attacks after which the pool's next map was not all right",
         broken as f64,
     ));

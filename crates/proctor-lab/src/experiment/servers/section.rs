@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Series, Table, Unit};
+use crate::verdict::keys;
 
 pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -179,7 +180,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
     }
     if let Some(l) = r.leaks.first() {
         section.figures.push(Figure::new(
-            "servers.leak.leaked",
+            keys::SERVERS_LEAK_LEAKED,
             "memory the /leak requests leaked in all",
             l.leaked_bytes,
             Unit::Bytes,
