@@ -514,12 +514,27 @@ fn classes() -> usize {
     seen.len()
 }
 
+/// The section of a sandbox run: the attack matrix's figures, the cost, the tables, the
+/// chart and the notes, in the order the report shows them.
 fn section_from(r: &SandboxResult) -> Section {
-    let mut section = Section::new(
-        "sandbox",
-        "Process mode as a security boundary",
-        &format!(
-            "A compromised task (a plain fn, as a task that gained code execution from hostile \
+    let mut section = Section::new("sandbox", "Process mode as a security boundary", &method(r));
+    matrix_figures(&mut section, r);
+    let mut cost_rows = start_figures(&mut section, r);
+    fresh_task_figures(&mut section, r);
+    rtt_figures(&mut section, r, &mut cost_rows);
+    section.tables.push(matrix_table(r));
+    section.tables.push(layers_table(r));
+    section.tables.push(cost_table(cost_rows));
+    section.charts.push(worked_chart(r));
+    closing_notes(&mut section, r);
+    section.set_data(&r);
+    section
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(r: &SandboxResult) -> String {
+    format!(
+        "A compromised task (a plain fn, as a task that gained code execution from hostile \
              input) tries {} attacks in {} classes (each class but the network and processes \
              by more than one route), each attack on a fresh one-worker pool: on a worker thread (Pool::threads(1), the lab's \
              own rights), in a plain worker process (Pool::processes(1)) and in a sandboxed one \
@@ -590,19 +605,22 @@ fn section_from(r: &SandboxResult) -> Section {
              {RTT_TARGET}× (one run, not a verdict; a round-trip ratio over its target whose \
              two sides' rounds overlap (min–max; p1–p99 with one round) is marked within the \
              noise).",
-            Attack::ALL.len(),
-            classes(),
-            r.forks_process,
-            r.forks_thread,
-            cell::TIMEOUT.as_millis(),
-            attack::TIMEOUT_SLEEP.as_millis(),
-            cell::MEMORY_LIMIT >> 20,
-            attack::LIMIT_BYTES >> 20,
-            r.oracle_path,
-            r.cost.start_plain_ns.len(),
-            r.cost.rtt.first().map_or(0, |x| x.plain_rounds.len()),
-        ),
-    );
+        Attack::ALL.len(),
+        classes(),
+        r.forks_process,
+        r.forks_thread,
+        cell::TIMEOUT.as_millis(),
+        attack::TIMEOUT_SLEEP.as_millis(),
+        cell::MEMORY_LIMIT >> 20,
+        attack::LIMIT_BYTES >> 20,
+        r.oracle_path,
+        r.cost.start_plain_ns.len(),
+        r.cost.rtt.first().map_or(0, |x| x.plain_rounds.len()),
+    )
+}
+
+/// The attack matrix in figures: what was tried and what worked, by where the task ran.
+fn matrix_figures(section: &mut Section, r: &SandboxResult) {
     let n = |key: &str, label: &str, v: f64| Figure::new(key, label, v, Unit::Count);
     section.figures.push(n(
         "sandbox.attacks",
@@ -661,8 +679,11 @@ fn section_from(r: &SandboxResult) -> Section {
         "sandbox layers asked for but unavailable on this kernel",
         missing.len() as f64,
     ));
+}
 
-    // The cost.
+/// What a worker start costs, plain, sandboxed and with a network namespace; the first row
+/// of the cost table.
+fn start_figures(section: &mut Section, r: &SandboxResult) -> Vec<Vec<String>> {
     let start = |key: &str, label: &str, v: &[f64]| {
         let (median, spread) = crate::stats::median_and_spread(v);
         let mut f = Figure::new(key, label, median, Unit::Ns).placed("unpinned");
@@ -697,7 +718,7 @@ fn section_from(r: &SandboxResult) -> Section {
         )
         .placed("unpinned"),
     );
-    let mut cost_rows = vec![cost_row(
+    let cost_rows = vec![cost_row(
         "worker start",
         "unpinned",
         (plain_start, sandboxed_start),
@@ -718,6 +739,11 @@ fn section_from(r: &SandboxResult) -> Section {
             crate::units::format_value(netns_start - sandboxed_start, Unit::Ns),
         ));
     }
+    cost_rows
+}
+
+/// What a task costs under the preset, which starts a fresh worker for each.
+fn fresh_task_figures(section: &mut Section, r: &SandboxResult) {
     let fresh = crate::stats::median(&r.cost.fresh_task_ns);
     if fresh.is_finite() {
         section.figures.push(
@@ -748,6 +774,10 @@ fn section_from(r: &SandboxResult) -> Section {
             ));
         }
     }
+}
+
+/// A task's round trip on a reused worker, plain and sandboxed, per placement; a row each.
+fn rtt_figures(section: &mut Section, r: &SandboxResult, cost_rows: &mut Vec<Vec<String>>) {
     for x in &r.cost.rtt {
         let p = x.placement.key();
         let placed = x.placement.describe();
@@ -789,8 +819,11 @@ fn section_from(r: &SandboxResult) -> Section {
             RTT_TARGET,
         ));
     }
+}
 
-    section.tables.push(Table {
+/// What a compromised task got, attack by attack and place by place.
+fn matrix_table(r: &SandboxResult) -> Table {
+    Table {
         title: "What a compromised task got, by where it ran".to_string(),
         columns: [
             "class",
@@ -821,8 +854,12 @@ fn section_from(r: &SandboxResult) -> Section {
                 row
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// Each sandbox layer and whether this kernel applied it.
+fn layers_table(r: &SandboxResult) -> Table {
+    Table {
         title: "The compute sandbox's layers on this kernel".to_string(),
         columns: ["layer", "status"].map(String::from).to_vec(),
         rows: r
@@ -840,8 +877,12 @@ fn section_from(r: &SandboxResult) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// What the sandbox costs, one row per figure.
+fn cost_table(cost_rows: Vec<Vec<String>>) -> Table {
+    Table {
         title: "What the sandbox costs".to_string(),
         columns: [
             "figure",
@@ -855,8 +896,12 @@ fn section_from(r: &SandboxResult) -> Section {
         .map(String::from)
         .to_vec(),
         rows: cost_rows,
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// Attacks tried and attacks that worked, by where the task ran.
+fn worked_chart(r: &SandboxResult) -> Chart {
+    Chart {
         id: "worked".to_string(),
         title: "Attacks that worked, by where the task ran".to_string(),
         kind: ChartKind::Bar,
@@ -883,8 +928,12 @@ fn section_from(r: &SandboxResult) -> Section {
                     .collect(),
             },
         ],
-    });
+    }
+}
 
+/// Layers that were missing, what a thread is, and a listener that disagrees with the attacks.
+fn closing_notes(section: &mut Section, r: &SandboxResult) {
+    let missing = unavailable(&r.report);
     if !missing.is_empty() {
         section.notes.push(format!(
             "WARNING: the compute sandbox ran WITHOUT these layers, which this kernel or this \
@@ -914,8 +963,6 @@ fn section_from(r: &SandboxResult) -> Section {
             r.connections_seen
         ));
     }
-    section.set_data(&r);
-    section
 }
 
 /// A (low, high) range of values.
@@ -1221,4 +1268,5 @@ mod tests {
         let keys: std::collections::HashSet<&str> = Attack::ALL.iter().map(|a| a.key()).collect();
         assert_eq!(keys.len(), Attack::ALL.len());
     }
+
 }
