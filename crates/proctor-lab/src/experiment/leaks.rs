@@ -678,15 +678,54 @@ fn median(xs: impl IntoIterator<Item = f64>) -> f64 {
     median_and_spread(&xs.into_iter().collect::<Vec<_>>()).0
 }
 
+/// The section of a leaks run: figures per blocked-thread count and per hanging task, the
+/// tables, the charts and the notes, in the order the report shows them.
 fn section_from(r: &LeaksResult) -> Section {
-    let timeout_ms = r.timeout_ns as f64 / 1e6;
-    let ballast_mib = r.ballast_bytes >> 20;
+    let mut section = Section::new("leaks", "Thread leaks", &method(r));
+    point_figures(&mut section, r);
+    section.figures.push(Figure::new(
+        "leaks.threads_left",
+        "threads left behind by the experiment",
+        r.threads_after as f64 - r.threads_before as f64,
+        Unit::Count,
+    ));
+    section.figures.push(Figure::new(
+        keys::LEAKS_BALLAST,
+        "ballast the hanging task touches",
+        r.ballast_bytes as f64,
+        Unit::Bytes,
+    ));
+    timeout_figures(&mut section, r);
+    section.tables.push(points_table(r));
+    section.tables.push(timeout_table(r));
+    section.charts.push(per_thread_chart(r));
+    section.charts.push(scheduler_chart(r));
+    notes(&mut section, r);
+    section.set_data(&r);
+    section
+}
+
+/// A memory cell in MiB with two decimals.
+fn mib(b: f64) -> String {
+    format!("{:.2}", b / 1048576.0)
+}
+
+/// A memory cell in KiB with one decimal.
+fn kib(b: f64) -> String {
+    format!("{:.1}", b / 1024.0)
+}
+
+/// The pools' task timeout, in ms, and the hanging task's ballast, in MiB.
+fn timeout_ms_and_ballast_mib(r: &LeaksResult) -> (f64, u64) {
+    (r.timeout_ns as f64 / 1e6, r.ballast_bytes >> 20)
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(r: &LeaksResult) -> String {
+    let (timeout_ms, ballast_mib) = timeout_ms_and_ballast_mib(r);
     let placement = Placement::Pinned(r.pingpong_cpu).describe();
-    let mut section = Section::new(
-        "leaks",
-        "Thread leaks",
-        &format!(
-            "Leaked threads: N threads (std::thread, default stack) block on one Condvar that \
+    format!(
+        "Leaked threads: N threads (std::thread, default stack) block on one Condvar that \
              nothing signals until the end of the experiment. With all N blocked: the growth of \
              this process's Threads, RSS, USS (Private_Clean + Private_Dirty) and PSS \
              (/proc/self/smaps_rollup), VmSize and VmPTE (/proc/self/status) and the system-wide \
@@ -707,9 +746,13 @@ fn section_from(r: &LeaksResult) -> Section {
              next task, then the gate is opened and the stuck thread ends. Recovery = from the \
              TimedOut error being returned to the next task's result. Medians over {} \
              repetitions.",
-            r.process_timeouts.len()
-        ),
-    );
+        r.process_timeouts.len()
+    )
+}
+
+/// Per blocked-thread count: the ping-pong beside them, their CPU time, and what each pins.
+fn point_figures(section: &mut Section, r: &LeaksResult) {
+    let placement = Placement::Pinned(r.pingpong_cpu).describe();
     for p in &r.points {
         let n = p.threads;
         let m = p.pingpong.figure(
@@ -772,18 +815,10 @@ fn section_from(r: &LeaksResult) -> Section {
             Unit::Ns,
         ));
     }
-    section.figures.push(Figure::new(
-        "leaks.threads_left",
-        "threads left behind by the experiment",
-        r.threads_after as f64 - r.threads_before as f64,
-        Unit::Count,
-    ));
-    section.figures.push(Figure::new(
-        keys::LEAKS_BALLAST,
-        "ballast the hanging task touches",
-        r.ballast_bytes as f64,
-        Unit::Bytes,
-    ));
+}
+
+/// The hanging task under each pool: memory held and kept, threads leaked, recovery.
+fn timeout_figures(section: &mut Section, r: &LeaksResult) {
     for (mode, runs) in [
         ("process", &r.process_timeouts),
         ("thread", &r.thread_timeouts),
@@ -820,10 +855,11 @@ fn section_from(r: &LeaksResult) -> Section {
         }
         section.figures.push(f);
     }
+}
 
-    let mib = |b: f64| format!("{:.2}", b / 1048576.0);
-    let kib = |b: f64| format!("{:.1}", b / 1024.0);
-    section.tables.push(Table {
+/// Blocked threads: what each pins and what they cost, per count.
+fn points_table(r: &LeaksResult) -> Table {
+    Table {
         title: "Blocked threads: what each pins, what they cost".to_string(),
         columns: [
             "threads",
@@ -862,8 +898,13 @@ fn section_from(r: &LeaksResult) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// The hanging task under each pool, medians.
+fn timeout_table(r: &LeaksResult) -> Table {
+    let (timeout_ms, ballast_mib) = timeout_ms_and_ballast_mib(r);
+    Table {
         title: format!(
             "A task that hangs holding {ballast_mib} MiB, {timeout_ms:.0} ms task_timeout (medians)"
         ),
@@ -893,9 +934,13 @@ fn section_from(r: &LeaksResult) -> Section {
             ]
         })
         .collect(),
-    });
+    }
+}
+
+/// Resident and reserved memory per blocked thread, against their count.
+fn per_thread_chart(r: &LeaksResult) -> Chart {
     let leaked: Vec<&LeakPoint> = r.points.iter().filter(|p| p.threads > 0).collect();
-    section.charts.push(Chart {
+    Chart {
         id: "per-thread".to_string(),
         title: "What a blocked thread pins: resident and reserved memory".to_string(),
         kind: ChartKind::Line,
@@ -922,8 +967,12 @@ fn section_from(r: &LeaksResult) -> Section {
                 .collect(),
         })
         .collect(),
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// The ping-pong round trip beside each count of blocked threads.
+fn scheduler_chart(r: &LeaksResult) -> Chart {
+    Chart {
         id: "scheduler".to_string(),
         title: "Ping-pong round trip beside N blocked threads".to_string(),
         kind: ChartKind::Bar,
@@ -941,7 +990,12 @@ fn section_from(r: &LeaksResult) -> Section {
                 .map(|(i, p)| (i as f64, p.pingpong.value() / 1e3))
                 .collect(),
         }],
-    });
+    }
+}
+
+/// Threads that changed meanwhile, skipped counts, the stuck thread's memory, and how to
+/// read virtual size and KernelStack.
+fn notes(section: &mut Section, r: &LeaksResult) {
     if r.threads_after != r.threads_before {
         section.notes.push(format!(
             "This process had {} threads after the experiment and {} before: every thread the \
@@ -979,8 +1033,6 @@ fn section_from(r: &LeaksResult) -> Section {
          it."
         .to_string(),
     );
-    section.set_data(&r);
-    section
 }
 
 #[cfg(test)]
