@@ -1268,5 +1268,4 @@ mod tests {
         let keys: std::collections::HashSet<&str> = Attack::ALL.iter().map(|a| a.key()).collect();
         assert_eq!(keys.len(), Attack::ALL.len());
     }
-
 }

@@ -597,5 +597,4 @@ mod tests {
             None
         );
     }
-
 }
