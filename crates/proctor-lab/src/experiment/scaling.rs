@@ -580,13 +580,26 @@ impl Experiment for Scaling {
     }
 }
 
+/// The section of a scaling run: CPU-bound and I/O-bound figures, tables, charts and notes,
+/// in the order the report shows them.
 fn section_from(r: &ScalingResult) -> Section {
-    let cpus = r.cpus;
-    let mut section = Section::new(
-        "scaling",
-        "Multi-core and I/O-bound scaling",
-        &format!(
-            "CPU-bound: {} rounds of xorshift64 into FNV-1a in total, split evenly over W workers \
+    let mut section = Section::new("scaling", "Multi-core and I/O-bound scaling", &method(r));
+    cpu_point_figures(&mut section, r);
+    speedup_figures(&mut section, r);
+    io_figures(&mut section, r);
+    section.tables.push(cpu_table(r));
+    section.tables.push(io_table(r));
+    section.charts.push(speedup_chart(r));
+    section.charts.push(io_chart(r));
+    notes(&mut section, r);
+    section.set_data(&r);
+    section
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(r: &ScalingResult) -> String {
+    format!(
+        "CPU-bound: {} rounds of xorshift64 into FNV-1a in total, split evenly over W workers \
              (threads or forked processes, unpinned). Every worker is created and reports ready \
              over a pipe first; the timed window runs from writing the release bytes to reading \
              the last 8-byte result, so creation is outside it. Threads and processes run the \
@@ -599,9 +612,13 @@ fn section_from(r: &ScalingResult) -> Section {
              processes: the mean USS of up to 16 of the newest live children × the units alive \
              then). Each repetition is an independent round (fresh workers): speed-ups at the \
              CPU count and completion times show the rounds' run-to-run spread.",
-            r.total_iterations
-        ),
-    );
+        r.total_iterations
+    )
+}
+
+/// Throughput per model and worker count, and the CPUs this process may use.
+fn cpu_point_figures(section: &mut Section, r: &ScalingResult) {
+    let cpus = r.cpus;
     for p in &r.cpu {
         let (m, w) = (p.model.name(), p.workers);
         let spread = median_and_spread(&p.elapsed_ns).1;
@@ -640,6 +657,11 @@ fn section_from(r: &ScalingResult) -> Section {
         cpus as f64,
         Unit::Count,
     ));
+}
+
+/// Speed-up and efficiency at the CPU count, and what oversubscription costs, per model.
+fn speedup_figures(section: &mut Section, r: &ScalingResult) {
+    let cpus = r.cpus;
     for model in [Model::Thread, Model::Process] {
         let m = model.name();
         let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
@@ -697,6 +719,10 @@ fn section_from(r: &ScalingResult) -> Section {
             );
         }
     }
+}
+
+/// Completion time and memory of every I/O-bound point.
+fn io_figures(section: &mut Section, r: &ScalingResult) {
     for p in &r.io {
         let (m, n) = (p.model.name(), p.units);
         let spread = median_and_spread(&p.completion_ns).1;
@@ -721,8 +747,12 @@ fn section_from(r: &ScalingResult) -> Section {
             ));
         }
     }
+}
 
-    section.tables.push(Table {
+/// Every CPU-bound point.
+fn cpu_table(r: &ScalingResult) -> Table {
+    let cpus = r.cpus;
+    Table {
         title: "CPU-bound: fixed total work".to_string(),
         columns: [
             "model",
@@ -750,8 +780,12 @@ fn section_from(r: &ScalingResult) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// Every I/O-bound point.
+fn io_table(r: &ScalingResult) -> Table {
+    Table {
         title: "I/O-bound: 3 × 10 ms waits per unit".to_string(),
         columns: [
             "model",
@@ -776,8 +810,12 @@ fn section_from(r: &ScalingResult) -> Section {
                 ]
             })
             .collect(),
-    });
+    }
+}
 
+/// Speed-up per worker count, per model, beside the ideal.
+fn speedup_chart(r: &ScalingResult) -> Chart {
+    let cpus = r.cpus;
     let speedup_series = |model: Model| Series {
         name: model.name().to_string(),
         points: r
@@ -794,7 +832,7 @@ fn section_from(r: &ScalingResult) -> Section {
         .map(|p| (p.workers as f64, p.workers.min(cpus) as f64))
         .collect();
     ideal.dedup();
-    section.charts.push(Chart {
+    Chart {
         id: "speedup".to_string(),
         title: format!("CPU-bound speed-up ({cpus} CPUs; beyond that, oversubscribed)"),
         kind: ChartKind::Line,
@@ -811,7 +849,11 @@ fn section_from(r: &ScalingResult) -> Section {
                 points: ideal,
             },
         ],
-    });
+    }
+}
+
+/// I/O-bound completion time per unit count, per model.
+fn io_chart(r: &ScalingResult) -> Chart {
     let io_series = |model: Model| Series {
         name: model.name().to_string(),
         points: r
@@ -821,7 +863,7 @@ fn section_from(r: &ScalingResult) -> Section {
             .map(|p| (p.units as f64, p.median_ns / 1e6))
             .collect(),
     };
-    section.charts.push(Chart {
+    Chart {
         id: "io-completion".to_string(),
         title: "I/O-bound completion time (ideal: 30 ms)".to_string(),
         kind: ChartKind::Line,
@@ -835,8 +877,12 @@ fn section_from(r: &ScalingResult) -> Section {
             io_series(Model::Process),
             io_series(Model::Async),
         ],
-    });
+    }
+}
 
+/// Where oversubscription and SMT start, skipped points, and how to read the memory figures.
+fn notes(section: &mut Section, r: &ScalingResult) {
+    let cpus = r.cpus;
     section.notes.push(format!(
         "Oversubscription starts above W = {cpus} (the CPUs this process may use){}.",
         match r.physical_cores {
@@ -861,8 +907,6 @@ fn section_from(r: &ScalingResult) -> Section {
             p.max_alive
         ));
     }
-    section.set_data(&r);
-    section
 }
 
 #[cfg(test)]
