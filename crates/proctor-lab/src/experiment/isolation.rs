@@ -649,13 +649,34 @@ impl Experiment for Isolation {
     }
 }
 
+/// The section of an isolation run: the fault matrix in figures, its table, the charts and
+/// the notes, in the order the report shows them.
 fn section_from(result: &IsolationResult) -> Section {
+    let mut section = Section::new("isolation", "Fault isolation", &method(result));
+    survival_figures(&mut section, result);
+    recovery_figures(&mut section, result);
+    section.tables.push(matrix_table(result));
+    section.charts.push(completed_chart(result));
+    section.charts.push(recovery_chart(result));
+    notes(&mut section, result);
+    section.set_data(&result);
+    section
+}
+
+/// The cell of the matrix for `side` and `fault`.
+fn cell_of(result: &IsolationResult, side: Side, fault: Fault) -> &Cell {
+    result
+        .cells
+        .iter()
+        .find(|c| c.side == side && c.fault == fault)
+        .expect("every cell of the matrix is run")
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(result: &IsolationResult) -> String {
     let p = &result.plan;
-    let mut section = Section::new(
-        "isolation",
-        "Fault isolation",
-        &format!(
-            "Each fault (panic, abort(), a read through a dangling pointer into the unmapped first \
+    format!(
+        "Each fault (panic, abort(), a read through a dangling pointer into the unmapped first \
              page, unbounded recursion, an allocation of {alloc} MiB under a {limit} MiB \
              RLIMIT_DATA, a {hang} s sleep past a {timeout} ms task_timeout, exit(3)) is task {idx} \
              of a batch of {batch} on a pool of {workers} workers; the other tasks compute a small \
@@ -672,25 +693,23 @@ fn section_from(result: &IsolationResult) -> Section {
              worker (a fresh process, or a fresh thread after a timeout); median of {reps}. It \
              includes one task round trip, shown apart as the healthy round trip. Batch times \
              with the fault are shown beside the same batch without it.",
-            alloc = p.oom_alloc_bytes >> 20,
-            limit = p.memory_limit_bytes >> 20,
-            hang = Duration::from_nanos(p.hang_ns).as_secs_f64(),
-            timeout = Duration::from_nanos(p.timeout_ns).as_millis(),
-            idx = p.fault_index,
-            batch = p.batch,
-            workers = p.workers,
-            probe = p.workers * 2,
-            reps = p.recovery_reps,
-        ),
-    );
-    let cell = |side: Side, fault: Fault| {
-        result
-            .cells
-            .iter()
-            .find(|c| c.side == side && c.fault == fault)
-            .expect("every cell of the matrix is run")
-    };
+        alloc = p.oom_alloc_bytes >> 20,
+        limit = p.memory_limit_bytes >> 20,
+        hang = Duration::from_nanos(p.hang_ns).as_secs_f64(),
+        timeout = Duration::from_nanos(p.timeout_ns).as_millis(),
+        idx = p.fault_index,
+        batch = p.batch,
+        workers = p.workers,
+        probe = p.workers * 2,
+        reps = p.recovery_reps,
+    )
+}
 
+/// Per mode: tasks completed and pool survival for every fault, and the faults that took
+/// the whole program down.
+fn survival_figures(section: &mut Section, result: &IsolationResult) {
+    let p = &result.plan;
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
     section.figures.push(Figure::new(
         keys::ISOLATION_FAULTS,
         "fault kinds tried",
@@ -743,6 +762,11 @@ fn section_from(result: &IsolationResult) -> Section {
             ));
         }
     }
+}
+
+/// Recovery time after each fault in process mode, and processes left behind.
+fn recovery_figures(section: &mut Section, result: &IsolationResult) {
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
     for fault in Fault::ALL {
         let c = cell(Side::Process, fault);
         let Some(o) = &c.outcome else { continue };
@@ -772,8 +796,13 @@ fn section_from(result: &IsolationResult) -> Section {
         result.leftover_processes.len() as f64,
         Unit::Count,
     ));
+}
 
-    section.tables.push(Table {
+/// The fault matrix: every fault in both modes.
+fn matrix_table(result: &IsolationResult) -> Table {
+    let p = &result.plan;
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    Table {
         title: "Fault matrix".to_string(),
         columns: [
             "fault",
@@ -817,10 +846,15 @@ fn section_from(result: &IsolationResult) -> Section {
                 ]
             })
             .collect(),
-    });
+    }
+}
 
+/// Tasks completed out of a batch with one fault, per mode.
+fn completed_chart(result: &IsolationResult) -> Chart {
+    let p = &result.plan;
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
     let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
-    section.charts.push(Chart {
+    Chart {
         id: "completed".to_string(),
         title: format!(
             "Tasks completed out of a batch of {} with one fault",
@@ -843,8 +877,14 @@ fn section_from(result: &IsolationResult) -> Section {
                     .collect(),
             })
             .collect(),
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// Recovery time per fault, per mode.
+fn recovery_chart(result: &IsolationResult) -> Chart {
+    let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    Chart {
         id: "recovery".to_string(),
         title: "Recovery: from the fault's error to the next task's result".to_string(),
         kind: ChartKind::Bar,
@@ -864,8 +904,13 @@ fn section_from(result: &IsolationResult) -> Section {
                     .collect(),
             })
             .collect(),
-    });
+    }
+}
 
+/// Leaked threads, cells that did not run as planned, leftover processes, and how to read
+/// the crashes.
+fn notes(section: &mut Section, result: &IsolationResult) {
+    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
     let leaked: Vec<String> = Fault::ALL
         .iter()
         .filter_map(|&f| {
@@ -922,8 +967,6 @@ fn section_from(result: &IsolationResult) -> Section {
          dominate that batch's time) and kept quiet in worker processes."
             .to_string(),
     );
-    section.set_data(&result);
-    section
 }
 
 #[cfg(test)]
