@@ -533,14 +533,44 @@ impl Experiment for Race {
     }
 }
 
+/// The section of a race run: thread and process figures, the tables, the charts and the
+/// notes, in the order the report shows them.
 fn section_from(result: &RaceResult, cpus: usize) -> Section {
-    let n = result.increments_per_worker;
+    let mut section = Section::new("race", "Shared data and race conditions", &method(result));
     let placement = format!("thread (or process) i pinned to allowed CPU i mod {cpus}");
-    let mut section = Section::new(
-        "race",
-        "Shared data and race conditions",
-        &format!(
-            "Threads, thread i pinned to allowed CPU i mod the CPU count, start together (a Barrier, then a spinning rendezvous) and each add {n} to one counter. \
+    thread_figures(&mut section, result, cpus);
+    distribution_figures(&mut section, result, &placement);
+    process_figures(&mut section, result, cpus);
+    section.tables.push(thread_table(result));
+    section.tables.push(process_table(result));
+    section.charts.push(cost_chart(result));
+    section.charts.push(final_chart(result));
+    notes(&mut section, result, cpus);
+    section.set_data(&result);
+    section
+}
+
+/// The runs of variant `v` with 2 threads, which every run measures.
+fn two_threads(result: &RaceResult, v: Variant) -> &ThreadRuns {
+    result
+        .runs
+        .iter()
+        .find(|r| r.variant == v && r.threads == 2)
+        .expect("2 threads are always measured")
+}
+
+/// The thread counts measured, in order.
+fn counts_measured(result: &RaceResult) -> Vec<usize> {
+    let mut counts: Vec<usize> = result.runs.iter().map(|r| r.threads).collect();
+    counts.dedup();
+    counts
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(result: &RaceResult) -> String {
+    let n = result.increments_per_worker;
+    format!(
+        "Threads, thread i pinned to allowed CPU i mod the CPU count, start together (a Barrier, then a spinning rendezvous) and each add {n} to one counter. \
              Unsynchronized = an atomic load then an atomic store (Relaxed): the lost-update race \
              of `counter += 1` without undefined behaviour. Fixes: Mutex, fetch_add, and per-thread \
              sums added once at the end. ns per increment = wall time from the first thread leaving the \
@@ -556,17 +586,16 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
              bin for runs that lost nothing, ten equal bins up to the largest loss. The Mutex \
              and fetch_add variants run as often with 2 threads, and every run must be exact \
              (runs_exact).",
-            result.repetitions,
-            result.distributions.first().map_or(0, |d| d.lost.len()),
-        ),
-    );
-    let two = |v: Variant| {
-        result
-            .runs
-            .iter()
-            .find(|r| r.variant == v && r.threads == 2)
-            .expect("2 threads are always measured")
-    };
+        result.repetitions,
+        result.distributions.first().map_or(0, |d| d.lost.len()),
+    )
+}
+
+/// The 2-thread figures: final counts, lost updates and the cost per increment, per variant.
+fn thread_figures(section: &mut Section, result: &RaceResult, cpus: usize) {
+    let n = result.increments_per_worker;
+    let placement = format!("thread (or process) i pinned to allowed CPU i mod {cpus}");
+    let two = |v: Variant| two_threads(result, v);
     section.figures.push(Figure::new(
         keys::RACE_CPUS,
         "CPUs the threads may use",
@@ -617,7 +646,11 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         }
         section.figures.push(f);
     }
-    distribution_figures(&mut section, result, &placement);
+}
+
+/// The two-process figures: a copied counter and counters in shared memory.
+fn process_figures(section: &mut Section, result: &RaceResult, cpus: usize) {
+    let placement = format!("thread (or process) i pinned to allowed CPU i mod {cpus}");
     let p = &result.processes;
     section.figures.push(Figure::new(
         keys::RACE_PARENT_AFTER_PROCESS_COPY,
@@ -640,8 +673,11 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         )
         .placed(&placement),
     );
+}
 
-    section.tables.push(Table {
+/// Final count and cost per variant and thread count.
+fn thread_table(result: &RaceResult) -> Table {
+    Table {
         title: "Threads: final count and cost (medians)".to_string(),
         columns: [
             "variant",
@@ -668,8 +704,13 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// What two processes did to a copied and a shared counter.
+fn process_table(result: &RaceResult) -> Table {
+    let p = &result.processes;
+    Table {
         title: "Two processes".to_string(),
         columns: ["counter", "expected", "parent reads", "each child saw"]
             .map(String::from)
@@ -694,11 +735,14 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
                 "-".to_string(),
             ],
         ],
-    });
+    }
+}
 
+/// The cost per increment by variant and thread count.
+fn cost_chart(result: &RaceResult) -> Chart {
     let mut counts: Vec<usize> = result.runs.iter().map(|r| r.threads).collect();
     counts.dedup();
-    section.charts.push(Chart {
+    Chart {
         id: "ns-per-increment".to_string(),
         title: "Cost per increment by fix and thread count".to_string(),
         kind: ChartKind::Bar,
@@ -710,8 +754,13 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         series: variant_series(result, &counts, |r| {
             median_and_spread(&r.ns_per_increment).0
         }),
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// The final count as a share of the expected one, by variant and thread count.
+fn final_chart(result: &RaceResult) -> Chart {
+    let counts = counts_measured(result);
+    Chart {
         id: "lost-updates".to_string(),
         title: "Final count as a share of the expected count".to_string(),
         kind: ChartKind::Bar,
@@ -723,7 +772,13 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
         series: variant_series(result, &counts, |r| {
             median_u64(&r.finals) / r.expected as f64
         }),
-    });
+    }
+}
+
+/// One CPU, a race that did not strike, oversubscription, broken fixes, and why Python's GIL
+/// often hides the race.
+fn notes(section: &mut Section, result: &RaceResult, cpus: usize) {
+    let unsync = two_threads(result, Variant::Unsync);
     if cpus < 2 {
         section.notes.push(
             "Only one CPU is allowed: threads never run at the same time, so the unsynchronized \
@@ -763,8 +818,6 @@ fn section_from(result: &RaceResult, cpus: usize) -> Section {
          a loop body with a call in it, loses updates too."
             .to_string(),
     );
-    section.set_data(&result);
-    section
 }
 
 /// The distribution figures, the histogram chart and the table of the many-run settings.
