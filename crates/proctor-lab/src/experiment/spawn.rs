@@ -262,8 +262,22 @@ impl Experiment for Spawn {
     }
 }
 
+/// The section of a spawn run: every method's figures, the ratios, the table, the chart and the
+/// notes, in the order the report shows them.
 fn section(plan: &Plan, rows: &[Row]) -> Section {
-    let method = format!(
+    let mut s = Section::new("spawn", "Creation overhead", &method(plan));
+    row_figures(&mut s, rows);
+    ratio_figures(&mut s);
+    s.tables.push(rss_table(rows));
+    s.charts.push(rss_chart(rows));
+    notes(&mut s, rows);
+    s.set_data(&rows);
+    s
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(plan: &Plan) -> String {
+    format!(
         "One op = create + first instruction + exit + reap: the interval starts before the create \
          call and ends when join/waitpid/.await returns, and the reap checks the child ran (join value \
          or exit status 0). Thread: std::thread::spawn + join. Fork: fork, the child calls _exit(0), \
@@ -290,9 +304,12 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,
         plan.warmup_batches,
-    );
-    let mut s = Section::new("spawn", "Creation overhead", &method);
+    )
+}
 
+/// Every method and parent size: the creation cost, its cold start and, for the remote
+/// worker, the first result.
+fn row_figures(s: &mut Section, rows: &[Row]) {
     for r in rows {
         let base = format!("spawn.{}", r.method.key());
         if let (0, Some(first)) = (r.ballast_bytes, r.first_result_ns) {
@@ -338,6 +355,10 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             );
         }
     }
+}
+
+/// The classic ratios between methods, where both figures were measured.
+fn ratio_figures(s: &mut Section) {
     let ratio = |a: &str, b: &str| -> Option<f64> { Some(s.figure(a)?.value / s.figure(b)?.value) };
     let ratios: Vec<Figure> = [
         (
@@ -387,8 +408,11 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
     .filter_map(|(k, l, a, b)| Some(Figure::new(k, l, ratio(a, b)?, Unit::Ratio)))
     .collect();
     s.figures.extend(ratios);
+}
 
-    s.tables.push(Table {
+/// The creation cost against the parent's resident memory, every row.
+fn rss_table(rows: &[Row]) -> Table {
+    Table {
         title: "Creation cost against the parent's resident memory".into(),
         columns: [
             "method",
@@ -418,8 +442,11 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
                 ]
             })
             .collect(),
-    });
+    }
+}
 
+/// The creation cost against the parent's RSS, per method.
+fn rss_chart(rows: &[Row]) -> Chart {
     let series = RSS_METHODS
         .iter()
         .filter(|&&m| rows.iter().any(|r| r.method == m))
@@ -437,7 +464,7 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
                 .collect(),
         })
         .collect();
-    s.charts.push(Chart {
+    Chart {
         id: "cost-vs-rss".into(),
         title: "Creation cost against parent RSS".into(),
         kind: ChartKind::Line,
@@ -447,8 +474,11 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
         y_log: true,
         categories: Vec::new(),
         series,
-    });
+    }
+}
 
+/// How fork grows with the parent, and what the remote start includes.
+fn notes(s: &mut Section, rows: &[Row]) {
     let fork_small = rows
         .iter()
         .find(|r| r.method == Method::Fork && r.ballast_bytes == 0);
@@ -466,11 +496,9 @@ fn section(plan: &Plan, rows: &[Row]) -> Section {
             big.measurement.value() / small.measurement.value(),
         ));
     }
-    if let Some(note) = remote_note(&s) {
+    if let Some(note) = remote_note(s) {
         s.notes.push(note);
     }
-    s.set_data(&rows);
-    s
 }
 
 /// What the remote-worker row says beside the local pool rows, when it was measured.
