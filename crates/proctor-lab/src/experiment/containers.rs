@@ -854,11 +854,23 @@ fn median(xs: &[f64]) -> Option<f64> {
 /// The section for `result`: a figure per measured rung, a row per rung (refused ones with
 /// their reason), the probes and a chart.
 pub fn section_from(result: &ContainersResult) -> Section {
-    let mut section = Section::new(
-        "containers",
-        "The isolation ladder",
-        &format!(
-            "Start-to-first-result: from just before the create call to the parent reading the \
+    let mut section = Section::new("containers", "The isolation ladder", &method(result));
+    rung_figures(&mut section, result);
+    section.tables.push(ladder_table(result));
+    section.tables.push(probe_table(result));
+    section.charts.push(start_chart(result));
+    notes(&mut section, result);
+    section.set_data(&result);
+    section
+}
+
+/// Where the rungs ran.
+const PLACEMENT: &str = "unpinned (the scheduler's choice); the rungs interleave run by run";
+
+/// What the section measured and how, with the run's settings.
+fn method(result: &ContainersResult) -> String {
+    format!(
+        "Start-to-first-result: from just before the create call to the parent reading the \
              worker's 8-byte result from a pipe. Thread: std::thread::spawn, the result over a \
              channel. Fork: the child is the worker. Namespaces: the child unshare()s every \
              namespace kind the kernel permits here (user, PID, mount, network, each probed \
@@ -873,13 +885,16 @@ pub fn section_from(result: &ContainersResult) -> Section {
              run each; {} runs ({} at most for the container) in {} consecutive rounds: the \
              figure is the median of the rounds' medians, with p1–p99 over every run and the \
              rounds' run-to-run spread. Unpinned. A rung the machine refuses carries its reason and no figure.",
-            CGROUP_MEMORY_MAX >> 20,
-            result.repetitions,
-            result.repetitions.min(5),
-            result.rounds,
-        ),
-    );
-    let placement = "unpinned (the scheduler's choice); the rungs interleave run by run";
+        CGROUP_MEMORY_MAX >> 20,
+        result.repetitions,
+        result.repetitions.min(5),
+        result.rounds,
+    )
+}
+
+/// Per measured rung: start-to-first-result and memory; and the namespaces this process may
+/// create.
+fn rung_figures(section: &mut Section, result: &ContainersResult) {
     for r in result.rungs.iter().filter(|r| !r.start_ns.is_empty()) {
         let (all, spread) = median_and_spread(&r.start_ns);
         let rounds = round_medians(r, result.rounds);
@@ -894,7 +909,7 @@ pub fn section_from(result: &ContainersResult) -> Section {
             value,
             Unit::Ns,
         )
-        .placed(placement);
+        .placed(PLACEMENT);
         if let Some(s) = spread {
             f = f.with_spread(s);
         }
@@ -931,11 +946,14 @@ pub fn section_from(result: &ContainersResult) -> Section {
         permitted as f64,
         Unit::Count,
     ));
+}
 
+/// The ladder: one row per rung, refused ones with their reason.
+fn ladder_table(result: &ContainersResult) -> Table {
     let shown = |xs: &[f64], unit: Unit| {
         median(xs).map_or("-".to_string(), |v| crate::units::format_value(v, unit))
     };
-    section.tables.push(Table {
+    Table {
         title: "The ladder: start-to-first-result and memory (medians)".to_string(),
         columns: [
             "rung",
@@ -976,8 +994,12 @@ pub fn section_from(result: &ContainersResult) -> Section {
                 ],
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// The namespace probes.
+fn probe_table(result: &ContainersResult) -> Table {
+    Table {
         title: "Namespace kinds, each tried alone in a child".to_string(),
         columns: ["namespace", "permitted", "reason"]
             .map(String::from)
@@ -993,13 +1015,17 @@ pub fn section_from(result: &ContainersResult) -> Section {
                 ]
             })
             .collect(),
-    });
+    }
+}
+
+/// Start-to-first-result per measured rung.
+fn start_chart(result: &ContainersResult) -> Chart {
     let measured: Vec<&RungRuns> = result
         .rungs
         .iter()
         .filter(|r| !r.start_ns.is_empty())
         .collect();
-    section.charts.push(Chart {
+    Chart {
         id: "start-to-result".to_string(),
         title: "Start to first result, by isolation".to_string(),
         kind: ChartKind::Bar,
@@ -1019,7 +1045,11 @@ pub fn section_from(result: &ContainersResult) -> Section {
                 .map(|(i, r)| (i as f64, median_and_spread(&r.start_ns).0))
                 .collect(),
         }],
-    });
+    }
+}
+
+/// Why a rung did not run, namespaces refused here, and what the namespace rungs leave out.
+fn notes(section: &mut Section, result: &ContainersResult) {
     for r in result.rungs.iter() {
         if let Some(why) = &r.refused {
             section
@@ -1041,8 +1071,6 @@ pub fn section_from(result: &ContainersResult) -> Section {
          filesystem or veth setup."
             .to_string(),
     );
-    section.set_data(&result);
-    section
 }
 
 #[cfg(test)]
