@@ -449,13 +449,23 @@ impl Experiment for Memory {
     }
 }
 
+/// The section of a memory run: the figures per worker and task, the table, the chart and the
+/// notes, in the order the report shows them.
 fn section_from(result: &MemoryResult) -> Section {
+    let mut section = Section::new("memory", "Memory per worker", &method(result));
+    worker_figures(&mut section, result);
+    section.tables.push(worker_table(result));
+    section.charts.push(per_worker_chart(result));
+    notes(&mut section, result);
+    section.set_data(&result);
+    section
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(result: &MemoryResult) -> String {
     let ws_kib = result.working_set_bytes / 1024;
-    let mut section = Section::new(
-        "memory",
-        "Memory per worker",
-        &format!(
-            "N idle workers each write a {ws_kib} KiB working set, report ready over a pipe and \
+    format!(
+        "N idle workers each write a {ws_kib} KiB working set, report ready over a pipe and \
              block reading another. Processes are forked children writing their copy of a buffer \
              the parent allocated (so those pages are copied on write); the figures are the sum \
              over the children of /proc/PID/smaps_rollup (Rss, Pss, Private_Clean+Private_Dirty = \
@@ -469,8 +479,11 @@ fn section_from(result: &MemoryResult) -> Section {
              workers: the median of 3 independent rounds (fresh workers each), with the rounds' \
              run-to-run spread; async tasks are measured once, since a second round would reuse \
              the memory the first one freed."
-        ),
-    );
+    )
+}
+
+/// Memory per worker (threads and processes) and per async task, at every count.
+fn worker_figures(section: &mut Section, result: &MemoryResult) {
     // A growth of this process (threads, tasks) is counted in whole pages shared among the N
     // workers: less than a page over N cannot be told from nothing (or from the allocator
     // handing back memory meanwhile, which made such figures negative).
@@ -534,7 +547,10 @@ fn section_from(result: &MemoryResult) -> Section {
         result.thread_stack_reserved_bytes as f64,
         Unit::Bytes,
     ));
+}
 
+/// Every count of workers and tasks: what each adds.
+fn worker_table(result: &MemoryResult) -> Table {
     let kib = |v: f64| format!("{:.1}", v / 1024.0);
     let mut rows: Vec<Vec<String>> = result
         .workers
@@ -564,7 +580,7 @@ fn section_from(result: &MemoryResult) -> Section {
             "-".to_string(),
         ]
     }));
-    section.tables.push(Table {
+    Table {
         title: "Per idle worker (KiB)".to_string(),
         columns: [
             "model",
@@ -579,8 +595,11 @@ fn section_from(result: &MemoryResult) -> Section {
         .map(String::from)
         .to_vec(),
         rows,
-    });
+    }
+}
 
+/// Memory per worker against the worker count, per model.
+fn per_worker_chart(result: &MemoryResult) -> Chart {
     let series = |model: &str| Series {
         name: model.to_string(),
         points: result
@@ -590,7 +609,7 @@ fn section_from(result: &MemoryResult) -> Section {
             .map(|p| (p.workers as f64, p.uss_bytes.max(1.0)))
             .collect(),
     };
-    section.charts.push(Chart {
+    Chart {
         id: "uss-per-worker".to_string(),
         title: "USS per idle worker".to_string(),
         kind: ChartKind::Line,
@@ -611,7 +630,11 @@ fn section_from(result: &MemoryResult) -> Section {
                     .collect(),
             },
         ],
-    });
+    }
+}
+
+/// How to read the thread figures (reserved stacks, reused arenas) and the noisy ones.
+fn notes(section: &mut Section, result: &MemoryResult) {
     section.notes.push(format!(
         "Threads reserve a {} KiB stack each (Rust's default; glibc's pthread default is 8 MiB, \
          `ulimit -s`), but only the pages they touch are resident: compare the virtual column \
@@ -632,8 +655,6 @@ fn section_from(result: &MemoryResult) -> Section {
          page-granular and noisy; the per-worker figures at larger N are the ones to read."
             .to_string(),
     );
-    section.set_data(&result);
-    section
 }
 
 #[cfg(test)]
