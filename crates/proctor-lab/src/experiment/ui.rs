@@ -381,14 +381,26 @@ impl Experiment for Ui {
     }
 }
 
+/// The section of a ui run: the frame figures per case, the table, the chart and the notes,
+/// in the order the report shows them.
 fn section_from(result: &UiResult) -> Section {
+    let mut section = Section::new("ui", "Keeping the UI thread responsive", &method(result));
+    case_figures(&mut section, result);
+    section.tables.push(case_table(result));
+    section.charts.push(frame_chart(result));
+    notes(&mut section, result);
+    section.set_data(&result);
+    section
+}
+
+/// Where the cases ran.
+const PLACEMENT: &str = "unpinned (the scheduler's choice)";
+
+/// What the section measured and how, with the run's settings.
+fn method(result: &UiResult) -> String {
     let cpus = result.cpus;
-    let placement = "unpinned (the scheduler's choice)";
-    let mut section = Section::new(
-        "ui",
-        "Keeping the UI thread responsive",
-        &format!(
-            "A UI loop on the lab's thread ticks at 60 Hz: it sleeps to each frame's absolute \
+    format!(
+        "A UI loop on the lab's thread ticks at 60 Hz: it sleeps to each frame's absolute \
              deadline (t0 + k × 16.7 ms), does a little frame work and records the frame's start. \
              A CPU-heavy job ({} rounds of xorshift64 into FNV-1a, about {:.0} ms here, the same \
              in every case, its checksum checked) starts {} frames in (the earlier frames are \
@@ -403,17 +415,21 @@ fn section_from(result: &UiResult) -> Section {
              thread or process that ran it. {} repetitions, the cases interleaved; frame \
              percentiles over every frame of every repetition, missed frames per run. \
              Everything unpinned.",
-            result.job_rounds,
-            result
-                .cases
-                .first()
-                .map_or(f64::NAN, |c| crate::stats::median(&c.job_ns) / 1e6),
-            result.warmup_frames,
-            2 * cpus,
-            result.tail_frames,
-            result.repetitions,
-        ),
-    );
+        result.job_rounds,
+        result
+            .cases
+            .first()
+            .map_or(f64::NAN, |c| crate::stats::median(&c.job_ns) / 1e6),
+        result.warmup_frames,
+        2 * cpus,
+        result.tail_frames,
+        result.repetitions,
+    )
+}
+
+/// The frame period, and per case: frame times, missed frames, frames drawn and the job's time.
+fn case_figures(section: &mut Section, result: &UiResult) {
+    let cpus = result.cpus;
     section.figures.push(Figure::new(
         keys::UI_PERIOD,
         "frame period (60 Hz)",
@@ -434,7 +450,7 @@ fn section_from(result: &UiResult) -> Section {
                 Unit::Ns,
             )
             .with_spread(frames.spread())
-            .placed(placement),
+            .placed(PLACEMENT),
         );
         for (name, what, v) in [("p99", "p99", frames.p99), ("max", "max", frames.max)] {
             section.figures.push(
@@ -444,7 +460,7 @@ fn section_from(result: &UiResult) -> Section {
                     v,
                     Unit::Ns,
                 )
-                .placed(placement),
+                .placed(PLACEMENT),
             );
         }
         section.figures.push(
@@ -454,7 +470,7 @@ fn section_from(result: &UiResult) -> Section {
                 c.missed_per_run(),
                 Unit::Count,
             )
-            .placed(placement),
+            .placed(PLACEMENT),
         );
         section.figures.push(Figure::new(
             &format!("ui.frames.{key}"),
@@ -469,15 +485,19 @@ fn section_from(result: &UiResult) -> Section {
             job,
             Unit::Ns,
         )
-        .placed(placement);
+        .placed(PLACEMENT);
         if let Some(s) = spread {
             f = f.with_spread(s);
         }
         section.figures.push(f);
     }
+}
 
+/// Every case: frames missed, frame times and the job's time.
+fn case_table(result: &UiResult) -> Table {
+    let cpus = result.cpus;
     let ms = |ns: f64| format!("{:.1}", ns / 1e6);
-    section.tables.push(Table {
+    Table {
         title: "Frame times while the job runs (ms) and missed frames".to_string(),
         columns: [
             "job runs",
@@ -508,8 +528,13 @@ fn section_from(result: &UiResult) -> Section {
                 ])
             })
             .collect(),
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// The p99 frame time per case.
+fn frame_chart(result: &UiResult) -> Chart {
+    let cpus = result.cpus;
+    Chart {
         id: "frame-p99".to_string(),
         title: "Frame time p99 by where the job runs".to_string(),
         kind: ChartKind::Bar,
@@ -527,7 +552,12 @@ fn section_from(result: &UiResult) -> Section {
                 .filter_map(|(i, c)| Some((i as f64, summarize(&c.frame_ns)?.p99 / 1e6)))
                 .collect(),
         }],
-    });
+    }
+}
+
+/// What a missed frame is, and what oversubscribing the CPUs did to the frames and the job.
+fn notes(section: &mut Section, result: &UiResult) {
+    let cpus = result.cpus;
     section.notes.push(format!(
         "A frame budget is 16.7 ms; a frame time over 25 ms (1.5 × the period) is a missed frame. \
          {cpus} CPU(s) are allowed here: the (d) cases with {} threads oversubscribe them, and \
@@ -555,8 +585,6 @@ fn section_from(result: &UiResult) -> Section {
             )
         });
     }
-    section.set_data(&result);
-    section
 }
 
 #[cfg(test)]
