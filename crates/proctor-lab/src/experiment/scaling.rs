@@ -616,7 +616,7 @@ fn method(r: &ScalingResult) -> String {
     )
 }
 
-/// Throughput per model and worker count, and the CPUs this process may use.
+/// Throughput and speed-up per model and worker count, and the CPUs this process may use.
 fn cpu_point_figures(section: &mut Section, r: &ScalingResult) {
     let cpus = r.cpus;
     for p in &r.cpu {
@@ -659,7 +659,8 @@ fn cpu_point_figures(section: &mut Section, r: &ScalingResult) {
     ));
 }
 
-/// Speed-up and efficiency at the CPU count, and what oversubscription costs, per model.
+/// Per model: the speed-up at the CPU count (with its rounds), what oversubscription costs,
+/// and the best efficiency.
 fn speedup_figures(section: &mut Section, r: &ScalingResult) {
     let cpus = r.cpus;
     for model in [Model::Thread, Model::Process] {
