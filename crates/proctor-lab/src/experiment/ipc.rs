@@ -429,12 +429,32 @@ fn shm_spin() -> Duration {
     Duration::ZERO
 }
 
+/// The section of an ipc run: every run's figures, the pool round trips, the tables, the
+/// charts and the notes, in the order the report shows them.
 fn section(plan: &Plan, d: &Data) -> Section {
+    let mut s = Section::new("ipc", "Communication (IPC)", &method(plan, d));
+    for r in &d.runs {
+        run_figures(&mut s, r);
+    }
+
+    s.figures.extend(pool_figures(&s, d));
+    s.tables.push(table(d));
+    if !d.pool_runs.is_empty() {
+        s.tables.push(pool_table(&s, d));
+    }
+    s.charts.extend(charts(d));
+    s.notes.extend(notes(&s, d));
+    s.set_data(&d);
+    s
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(plan: &Plan, d: &Data) -> String {
     let batches = match plan.fixed_ops {
         Some(n) => format!("{n} ops"),
         None => format!("calibrated to >= {} ms", plan.min_batch.as_secs_f64() * 1e3),
     };
-    let method = format!(
+    format!(
         "Round trip (one op): main sends a message of the given size, the partner receives it into a \
          buffer sized beforehand and sends the same bytes back, main receives them: 2 messages, at \
          least 2 sends + 2 receives, and on one CPU 2 context switches. Throughput (one op): main \
@@ -462,90 +482,83 @@ fn section(plan: &Plan, d: &Data) -> Section {
          in init_worker, checked before timing; unpinned = the scheduler's choice; no cross-CPU \
          row (the pool cannot place its worker apart from its own threads).",
         d.shm_spin_ns, plan.batches, plan.warmup_batches,
-    );
-    let mut s = Section::new("ipc", "Communication (IPC)", &method);
+    )
+}
 
-    for r in &d.runs {
-        let base = format!(
-            "{}.{}.{}",
-            r.transport.name(),
-            r.partner.key(),
-            r.size_bytes
-        );
-        let between = r.partner.plural();
-        let size = exact_size(r.size_bytes);
-        match r.mode {
-            Mode::Echo => {
-                let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
-                let label = format!(
-                    "{} round trip of {size} between {between}",
-                    r.transport.name()
-                );
-                s.figures.push(
-                    r.measurement
-                        .figure(&key, &label)
-                        .with_rounds(&r.rounds_ns)
-                        .placed(&r.placement.describe()),
-                );
-                if r.transport == TransportKind::Shm {
-                    s.figures.push(
-                        Figure::new(
-                            &format!(
-                                "ipc.futex_wakes_per_msg.shm.{}.{}{}",
-                                r.partner.key(),
-                                r.size_bytes,
-                                suffix(r.placement)
-                            ),
-                            &format!("shm FUTEX_WAKE calls per message, {size} round trips between {between}"),
-                            r.futex_wakes_per_msg(),
-                            Unit::Count,
-                        )
-                        .placed(&r.placement.describe()),
-                    );
-                }
-            }
-            Mode::Sink => {
-                let t = r.throughput();
-                s.figures.push(
-                    Figure::new(
-                        &format!("ipc.throughput.{base}{}", suffix(r.placement)),
-                        &format!(
-                            "{} one-way throughput, {size} messages between {between}",
-                            r.transport.name()
-                        ),
-                        t.median,
-                        Unit::BytesPerSec,
-                    )
-                    .with_spread(t.spread())
+/// The figures of one run: a round trip (with the shm ring's wake-ups) or a one-way
+/// throughput in bytes and messages per second.
+fn run_figures(s: &mut Section, r: &Run) {
+    let base = format!(
+        "{}.{}.{}",
+        r.transport.name(),
+        r.partner.key(),
+        r.size_bytes
+    );
+    let between = r.partner.plural();
+    let size = exact_size(r.size_bytes);
+    match r.mode {
+        Mode::Echo => {
+            let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
+            let label = format!(
+                "{} round trip of {size} between {between}",
+                r.transport.name()
+            );
+            s.figures.push(
+                r.measurement
+                    .figure(&key, &label)
+                    .with_rounds(&r.rounds_ns)
                     .placed(&r.placement.describe()),
-                );
-                let m = r.messages_per_sec();
+            );
+            if r.transport == TransportKind::Shm {
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.msgs.{base}{}", suffix(r.placement)),
                         &format!(
-                            "{} one-way messages per second, {size} messages between {between}",
-                            r.transport.name()
+                            "ipc.futex_wakes_per_msg.shm.{}.{}{}",
+                            r.partner.key(),
+                            r.size_bytes,
+                            suffix(r.placement)
                         ),
-                        m.median,
-                        Unit::PerSec,
+                        &format!(
+                            "shm FUTEX_WAKE calls per message, {size} round trips between {between}"
+                        ),
+                        r.futex_wakes_per_msg(),
+                        Unit::Count,
                     )
-                    .with_spread(m.spread())
                     .placed(&r.placement.describe()),
                 );
             }
         }
+        Mode::Sink => {
+            let t = r.throughput();
+            s.figures.push(
+                Figure::new(
+                    &format!("ipc.throughput.{base}{}", suffix(r.placement)),
+                    &format!(
+                        "{} one-way throughput, {size} messages between {between}",
+                        r.transport.name()
+                    ),
+                    t.median,
+                    Unit::BytesPerSec,
+                )
+                .with_spread(t.spread())
+                .placed(&r.placement.describe()),
+            );
+            let m = r.messages_per_sec();
+            s.figures.push(
+                Figure::new(
+                    &format!("ipc.msgs.{base}{}", suffix(r.placement)),
+                    &format!(
+                        "{} one-way messages per second, {size} messages between {between}",
+                        r.transport.name()
+                    ),
+                    m.median,
+                    Unit::PerSec,
+                )
+                .with_spread(m.spread())
+                .placed(&r.placement.describe()),
+            );
+        }
     }
-
-    s.figures.extend(pool_figures(&s, d));
-    s.tables.push(table(d));
-    if !d.pool_runs.is_empty() {
-        s.tables.push(pool_table(&s, d));
-    }
-    s.charts.extend(charts(d));
-    s.notes.extend(notes(&s, d));
-    s.set_data(&d);
-    s
 }
 
 /// The pool-round-trip figure key of `pool` at a placement suffix.
