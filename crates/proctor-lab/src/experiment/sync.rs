@@ -610,11 +610,8 @@ impl Experiment for SyncCost {
     }
 }
 
-fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
-    let mut section = Section::new(
-        "sync",
-        "Synchronization cost",
-        "Uncontended: one thread pinned to one CPU runs lock+unlock (or fetch_add) in a loop. \
+/// How the section measured, in a few sentences.
+const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock (or fetch_add) in a loop. \
          Contended: two threads, or two forked processes, each pinned to its own CPU, run the \
          same op on one shared lock or atomic; one op is one lock+unlock pair (one fetch_add, \
          one acquire+release, one read or write lock+unlock), and the figure is wall time from \
@@ -625,8 +622,11 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
          threads. Batches are calibrated to at least 10 ms (the calibration runs are the \
          warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
          Uncontended mutexes: the median of 3 independent rounds, each with a fresh lock, with \
-         the rounds' run-to-run spread.",
-    );
+         the rounds' run-to-run spread.";
+
+/// The section of a sync run: a figure per scenario, the table, the chart and the notes.
+fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
+    let mut section = Section::new("sync", "Synchronization cost", METHOD);
     for s in &result.scenarios {
         let (median, spread) = median_and_spread(&s.samples_ns);
         let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns)
@@ -637,7 +637,28 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
         }
         section.figures.push(f);
     }
-    section.tables.push(Table {
+    section.tables.push(scenario_table(result));
+    section.charts.push(cost_chart(result));
+    if result.process_mutex_ops > 0 {
+        section.notes.push(format!(
+            "The process-shared futex mutex made {} FUTEX_WAIT and {} FUTEX_WAKE calls over {} \
+             contended lock+unlock pairs ({:.2}% of ops slept in the kernel).",
+            result.process_mutex_futex_waits,
+            result.process_mutex_futex_wakes,
+            result.process_mutex_ops,
+            100.0 * result.process_mutex_futex_waits as f64 / result.process_mutex_ops as f64
+        ));
+    }
+    if !two_cpus {
+        section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
+    }
+    section.set_data(&result);
+    section
+}
+
+/// Every scenario: its cost and spread.
+fn scenario_table(result: &SyncResult) -> Table {
+    Table {
         title: "Cost per op (ns)".to_string(),
         columns: [
             "op",
@@ -667,8 +688,12 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.charts.push(Chart {
+    }
+}
+
+/// The cost per op of every scenario.
+fn cost_chart(result: &SyncResult) -> Chart {
+    Chart {
         id: "cost".to_string(),
         title: "Cost per synchronization op".to_string(),
         kind: ChartKind::Bar,
@@ -690,22 +715,7 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
                 .map(|(i, s)| (i as f64, s.median_ns))
                 .collect(),
         }],
-    });
-    if result.process_mutex_ops > 0 {
-        section.notes.push(format!(
-            "The process-shared futex mutex made {} FUTEX_WAIT and {} FUTEX_WAKE calls over {} \
-             contended lock+unlock pairs ({:.2}% of ops slept in the kernel).",
-            result.process_mutex_futex_waits,
-            result.process_mutex_futex_wakes,
-            result.process_mutex_ops,
-            100.0 * result.process_mutex_futex_waits as f64 / result.process_mutex_ops as f64
-        ));
     }
-    if !two_cpus {
-        section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
-    }
-    section.set_data(&result);
-    section
 }
 
 #[cfg(test)]
