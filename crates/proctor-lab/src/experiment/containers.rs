@@ -286,12 +286,8 @@ fn work() -> u64 {
 
 /// Memory of `pid` ("self" for this process): (RSS, USS) in bytes.
 fn rss_uss(pid: &str) -> Option<(f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| crate::procfs::kib_field(&text, name).map(|b| b as f64);
-    Some((
-        field("Rss")?,
-        field("Private_Clean")? + field("Private_Dirty")?,
-    ))
+    let rollup = crate::procfs::smaps_rollup(pid).ok()?;
+    Some((rollup.rss? as f64, rollup.uss()? as f64))
 }
 
 /// One sample of a rung: start-to-result and the worker's memory.

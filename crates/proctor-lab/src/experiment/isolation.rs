@@ -535,8 +535,9 @@ fn signal_name(sig: i32) -> String {
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
+/// This process's thread count.
 fn thread_count() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+    crate::procfs::thread_count("self").map(|n| n as usize)
 }
 
 /// Every process below `pid`, from `/proc/<pid>/task/<tid>/children` (the fork server, its

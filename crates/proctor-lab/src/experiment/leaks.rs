@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Experiment, Placement};
 use crate::measure::{Measurement, Plan, allowed_cpus, measure, pin_current_thread, time_ops};
+use crate::procfs;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread;
 use crate::verdict::keys;
@@ -187,28 +188,17 @@ impl std::ops::Sub for Usage {
 
 /// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
 fn usage(pid: &str) -> Result<Usage> {
-    let read = |file: &str| {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::read_to_string(&path).with_context(|| format!("read {path}"))
-    };
-    let (rollup, status) = (read("smaps_rollup")?, read("status")?);
-    let field = |t: &str, n: &str| crate::procfs::kib_field(t, n).map_or(0.0, |b| b as f64);
+    let rollup = procfs::smaps_rollup(pid)?;
+    let status = procfs::read(pid, "status")?;
+    let field = |n: &str| procfs::or_zero(procfs::kib_field(&status, n));
     Ok(Usage {
-        rss: field(&rollup, "Rss"),
-        pss: field(&rollup, "Pss"),
-        uss: field(&rollup, "Private_Clean") + field(&rollup, "Private_Dirty"),
-        vsize: field(&status, "VmSize"),
-        pte: field(&status, "VmPTE"),
-        threads: thread_count_in(&status).unwrap_or(0) as f64,
+        rss: procfs::or_zero(rollup.rss),
+        pss: procfs::or_zero(rollup.pss),
+        uss: rollup.uss_or_zero(),
+        vsize: field("VmSize"),
+        pte: field("VmPTE"),
+        threads: procfs::threads_in(&status).unwrap_or(0) as f64,
     })
-}
-
-/// The `Threads:` line of a `/proc/<pid>/status` text.
-fn thread_count_in(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whether thread `tid` of this process still exists.
@@ -229,12 +219,12 @@ fn wait_for_thread_end(tid: i32, limit: Duration) -> bool {
 }
 
 /// This process's thread count.
-pub fn thread_count() -> Option<u64> {
-    thread_count_in(&std::fs::read_to_string("/proc/self/status").ok()?)
+fn thread_count() -> Option<u64> {
+    procfs::thread_count("self")
 }
 
 fn kernel_stack() -> f64 {
-    crate::procfs::read_kib_field("/proc/meminfo", "KernelStack").map_or(0.0, |b| b as f64)
+    procfs::or_zero(procfs::kernel_stack_bytes())
 }
 
 /// Waits until this process has `want` threads (a joined thread may linger in /proc for a
@@ -1041,11 +1031,7 @@ mod tests {
 
     #[test]
     fn thread_counts_are_read_from_status() {
-        assert_eq!(
-            thread_count_in("Name:\tx\nThreads:\t17\nVmRSS: 1 kB\n"),
-            Some(17)
-        );
-        assert_eq!(thread_count_in("Name:\tx\n"), None);
+        // The parsing itself is tested in procfs.
         assert!(thread_count().is_some_and(|n| n >= 1));
         assert!(thread_headroom() > 0);
     }

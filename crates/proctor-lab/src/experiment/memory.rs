@@ -20,6 +20,7 @@ use nix::unistd::{gettid, pipe, read, write};
 use serde::{Deserialize, Serialize};
 
 use super::{Experiment, ROUNDS, median_round};
+use crate::procfs;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, fork_child};
 use crate::{LabConfig, Progress};
@@ -105,23 +106,20 @@ struct Usage {
 
 /// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
 fn usage(pid: &str) -> Result<Usage> {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let rollup = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let status_path = format!("/proc/{pid}/status");
-    let status =
-        std::fs::read_to_string(&status_path).with_context(|| format!("read {status_path}"))?;
-    let field = |t: &str, n: &str| crate::procfs::kib_field(t, n).map_or(0.0, |b| b as f64);
+    let rollup = procfs::smaps_rollup(pid)?;
+    let status = procfs::read(pid, "status")?;
+    let field = |n: &str| procfs::or_zero(procfs::kib_field(&status, n));
     Ok(Usage {
-        rss: field(&rollup, "Rss"),
-        pss: field(&rollup, "Pss"),
-        uss: field(&rollup, "Private_Clean") + field(&rollup, "Private_Dirty"),
-        pte: field(&status, "VmPTE"),
-        vsize: field(&status, "VmSize"),
+        rss: procfs::or_zero(rollup.rss),
+        pss: procfs::or_zero(rollup.pss),
+        uss: rollup.uss_or_zero(),
+        pte: field("VmPTE"),
+        vsize: field("VmSize"),
     })
 }
 
 fn kernel_stack() -> f64 {
-    crate::procfs::read_kib_field("/proc/meminfo", "KernelStack").map_or(0.0, |b| b as f64)
+    procfs::or_zero(procfs::kernel_stack_bytes())
 }
 
 /// Reads exactly `n` bytes from `fd` (ready signals), looping over partial reads.

@@ -238,9 +238,7 @@ fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
 
 /// Added USS of this process, in bytes, from `/proc/self/smaps_rollup`.
 fn uss(pid: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| crate::procfs::kib_field(&text, name).map_or(0.0, |b| b as f64);
-    Some(field("Private_Clean") + field("Private_Dirty"))
+    Some(crate::procfs::smaps_rollup(pid).ok()?.uss_or_zero())
 }
 
 /// Units alive now and the most alive at once; lives in shared memory for processes.

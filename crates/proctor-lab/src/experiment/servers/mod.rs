@@ -381,14 +381,9 @@ fn start(
 fn worker_count(server: &Server, m: Model) -> usize {
     match m {
         Model::Prefork => server.pids().len().saturating_sub(1),
-        Model::Threaded => std::fs::read_to_string(format!("/proc/{}/status", server.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Threads:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-            })
-            .map_or(0, |n| n.saturating_sub(1)),
+        Model::Threaded => {
+            crate::procfs::thread_count(server.pid).map_or(0, |n| (n as usize).saturating_sub(1))
+        }
         Model::Async => usize::MAX,
     }
 }
@@ -398,10 +393,9 @@ fn memory(server: &Server) -> (f64, f64, usize) {
     let pids = server.pids();
     let (mut pss, mut uss) = (0.0, 0.0);
     for pid in &pids {
-        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            let field = |n: &str| crate::procfs::kib_field(&t, n).map_or(0.0, |b| b as f64);
-            pss += field("Pss");
-            uss += field("Private_Clean") + field("Private_Dirty");
+        if let Ok(rollup) = crate::procfs::smaps_rollup(pid) {
+            pss += crate::procfs::or_zero(rollup.pss);
+            uss += rollup.uss_or_zero();
         }
     }
     (pss, uss, pids.len())
