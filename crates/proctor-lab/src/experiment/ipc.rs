@@ -10,7 +10,7 @@
 //! marks the last message of each batch and the partner answers it with a 1-byte
 //! acknowledgement, so a batch ends when every message has been *received*, not just queued.
 //!
-//! **Partner**: a scoped thread or a child forked after the pair was created; nothing else
+//! **Worker**: a scoped thread or a child forked after the pair was created; nothing else
 //! differs (rule 4): same transport, buffers, sizes, placement. The child of a possibly
 //! multi-threaded process only uses the transport with pre-sized buffers (no allocation),
 //! never unwinds and leaves with `_exit`, as the transports' own tests do.
@@ -43,7 +43,7 @@ use anyhow::{Context, Result, bail};
 use proctor::ipc::{self, Endpoint, TransportKind};
 use serde::Serialize;
 
-use super::{Partner, Placement};
+use super::{Placement, Worker};
 use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
@@ -117,21 +117,22 @@ fn suffix(p: Placement) -> &'static str {
     }
 }
 
-/// What the partner does with each message.
+/// What the partner does with each message. (The data field keeps its name, `mode`; the type
+/// is not called that, to keep it apart from the pool's `Mode`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Mode {
+enum Pattern {
     /// Sends every message back: round trips.
     Echo,
     /// Drains, acknowledging marked messages: one-way throughput.
     Sink,
 }
 
-impl Mode {
+impl Pattern {
     fn words(self) -> &'static str {
         match self {
-            Mode::Echo => "round trips",
-            Mode::Sink => "one-way throughput",
+            Pattern::Echo => "round trips",
+            Pattern::Sink => "one-way throughput",
         }
     }
 }
@@ -141,9 +142,9 @@ impl Mode {
 struct Run {
     #[serde(serialize_with = "serialize_kind")]
     transport: TransportKind,
-    partner: Partner,
+    partner: Worker,
     placement: Placement,
-    mode: Mode,
+    mode: Pattern,
     size_bytes: usize,
     /// Per round trip (echo) or per message (sink), in ns: the round whose figure is the
     /// median of the rounds.
@@ -278,11 +279,11 @@ fn sizes(config: &LabConfig) -> Result<Vec<usize>> {
 }
 
 /// The partners a transport can have.
-fn partners(kind: TransportKind) -> &'static [Partner] {
+fn partners(kind: TransportKind) -> &'static [Worker] {
     if kind.supports_processes() {
-        &[Partner::Thread, Partner::Process]
+        &[Worker::Thread, Worker::Process]
     } else {
-        &[Partner::Thread]
+        &[Worker::Thread]
     }
 }
 
@@ -331,7 +332,7 @@ impl Experiment for Ipc {
         for &kind in &kinds {
             for &partner in partners(kind) {
                 for &size in &sizes {
-                    for mode in [Mode::Echo, Mode::Sink] {
+                    for mode in [Pattern::Echo, Pattern::Sink] {
                         for &placement in &placements {
                             progress.advance(
                                 0,
@@ -344,7 +345,7 @@ impl Experiment for Ipc {
                             );
                             // The headline's figures (64 B round trips, unpinned) come from
                             // independent rounds, each with a fresh pair and partner.
-                            let headline = mode == Mode::Echo
+                            let headline = mode == Pattern::Echo
                                 && size == HEADLINE_SIZE
                                 && placement == Placement::Unpinned;
                             let rounds = if headline { ROUNDS } else { 1 };
@@ -497,7 +498,7 @@ fn run_figures(s: &mut Section, r: &Run) {
     let between = r.partner.plural();
     let size = exact_size(r.size_bytes);
     match r.mode {
-        Mode::Echo => {
+        Pattern::Echo => {
             let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
             let label = format!(
                 "{} round trip of {size} between {between}",
@@ -528,7 +529,7 @@ fn run_figures(s: &mut Section, r: &Run) {
                 );
             }
         }
-        Mode::Sink => {
+        Pattern::Sink => {
             let t = r.throughput();
             s.figures.push(
                 Figure::new(
@@ -667,9 +668,9 @@ fn pool_table(s: &Section, d: &Data) -> Table {
         let p99 = find_run(
             d,
             TransportKind::Tcp,
-            Partner::Process,
+            Worker::Process,
             HEADLINE_SIZE,
-            Mode::Echo,
+            Pattern::Echo,
             "unpinned",
         )
         .map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
@@ -706,9 +707,9 @@ fn pool_table(s: &Section, d: &Data) -> Table {
 fn find_run<'a>(
     d: &'a Data,
     kind: TransportKind,
-    partner: Partner,
+    partner: Worker,
     size: usize,
-    mode: Mode,
+    mode: Pattern,
     placement: &str,
 ) -> Option<&'a Run> {
     d.runs.iter().find(|r| {
@@ -726,18 +727,19 @@ fn table(d: &Data) -> Table {
         for &partner in partners(kind) {
             for &size in &d.sizes {
                 let rtt = |p: &str| {
-                    find_run(d, kind, partner, size, Mode::Echo, p)
+                    find_run(d, kind, partner, size, Pattern::Echo, p)
                         .map_or("-".to_string(), |r| micros(r.measurement.value(), 2))
                 };
-                let unpinned = find_run(d, kind, partner, size, Mode::Echo, "unpinned");
+                let unpinned = find_run(d, kind, partner, size, Pattern::Echo, "unpinned");
                 let p99 =
                     unpinned.map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
                 let mbs = |p: &str| {
-                    find_run(d, kind, partner, size, Mode::Sink, p).map_or("-".to_string(), |r| {
-                        format!("{:.1}", r.throughput().median / 1e6)
-                    })
+                    find_run(d, kind, partner, size, Pattern::Sink, p)
+                        .map_or("-".to_string(), |r| {
+                            format!("{:.1}", r.throughput().median / 1e6)
+                        })
                 };
-                let msgs = find_run(d, kind, partner, size, Mode::Sink, "unpinned")
+                let msgs = find_run(d, kind, partner, size, Pattern::Sink, "unpinned")
                     .map_or("-".to_string(), |r| {
                         format!("{:.0}", r.messages_per_sec().median)
                     });
@@ -809,7 +811,7 @@ fn charts(d: &Data) -> Vec<Chart> {
                     .sizes
                     .iter()
                     .filter_map(|&size| {
-                        let r = find_run(d, k, Partner::Process, size, Mode::Echo, placement)?;
+                        let r = find_run(d, k, Worker::Process, size, Pattern::Echo, placement)?;
                         Some((size as f64, r.measurement.value()))
                     })
                     .collect(),
@@ -821,9 +823,9 @@ fn charts(d: &Data) -> Vec<Chart> {
             .iter()
             .map(|&k| {
                 let partner = if k.supports_processes() {
-                    Partner::Process
+                    Worker::Process
                 } else {
-                    Partner::Thread
+                    Worker::Thread
                 };
                 Series {
                     name: format!("{} ({})", k.name(), partner.plural()),
@@ -831,7 +833,7 @@ fn charts(d: &Data) -> Vec<Chart> {
                         .sizes
                         .iter()
                         .filter_map(|&size| {
-                            let r = find_run(d, k, partner, size, Mode::Sink, placement)?;
+                            let r = find_run(d, k, partner, size, Pattern::Sink, placement)?;
                             Some((size as f64, r.throughput().median))
                         })
                         .collect(),
@@ -1091,9 +1093,9 @@ fn pool_rtt(kind: PoolKind, placement: Placement, plan: &Plan) -> Result<Measure
 /// round trips or one-way messages, then stops the partner and checks it ended cleanly.
 fn run_pair(
     kind: TransportKind,
-    partner: Partner,
+    partner: Worker,
     placement: Placement,
-    mode: Mode,
+    mode: Pattern,
     size: usize,
     plan: &Plan,
 ) -> Result<Run> {
@@ -1129,9 +1131,9 @@ impl MainResult {
     fn into_run(
         self,
         transport: TransportKind,
-        partner: Partner,
+        partner: Worker,
         placement: Placement,
-        mode: Mode,
+        mode: Pattern,
         size_bytes: usize,
     ) -> Run {
         Run {
@@ -1149,13 +1151,13 @@ impl MainResult {
 }
 
 /// Main's side: measures round trips (echo) or one-way batches (sink).
-fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Result<MainResult> {
+fn main_side(main: &mut Endpoint, mode: Pattern, size: usize, plan: &Plan) -> Result<MainResult> {
     let mut msg = vec![0x5Au8; size];
     let mut buf: Vec<u8> = Vec::with_capacity(size);
     let wakes_before = main.futex_wakes();
     let mut messages = 0u64;
     let measurement = match mode {
-        Mode::Echo => measure::measure(plan, |n, sampler| {
+        Pattern::Echo => measure::measure(plan, |n, sampler| {
             messages += 2 * n;
             time_ops(n, sampler, || {
                 main.send(black_box(&msg))?;
@@ -1166,7 +1168,7 @@ fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Resul
                 Ok(())
             })
         })?,
-        Mode::Sink => measure::measure(plan, |n, _sampler| {
+        Pattern::Sink => measure::measure(plan, |n, _sampler| {
             // Sends return once the bytes are queued, so per-message timestamps would say
             // little: only the batch, ended by the acknowledgement, is timed.
             messages += n;
@@ -1198,7 +1200,7 @@ fn stop(main: &mut Endpoint) -> Result<()> {
 /// The partner's loop, until an empty message. Returns an exit code instead of failing, and
 /// allocates nothing while `buf` has room for the largest message: it may run in a forked
 /// child of a multi-threaded process.
-fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
+fn serve(mode: Pattern, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
     loop {
         if end.recv(buf).is_err() {
             return EXIT_RECV;
@@ -1207,9 +1209,9 @@ fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
             return EXIT_OK;
         }
         let reply: &[u8] = match mode {
-            Mode::Echo => &buf[..],
-            Mode::Sink if buf[0] == ACK => &[ACK],
-            Mode::Sink => continue,
+            Pattern::Echo => &buf[..],
+            Pattern::Sink if buf[0] == ACK => &[ACK],
+            Pattern::Sink => continue,
         };
         if end.send(reply).is_err() {
             return EXIT_SEND;
@@ -1240,9 +1242,9 @@ mod tests {
             transports: vec![TransportKind::Pipe],
             shm_spin_ns: 0,
             runs: vec![
-                run(TransportKind::Pipe, Partner::Thread, Mode::Echo, 8_000.0),
-                run(TransportKind::Pipe, Partner::Process, Mode::Echo, 9_000.0),
-                run(TransportKind::Pipe, Partner::Process, Mode::Sink, 1_000.0),
+                run(TransportKind::Pipe, Worker::Thread, Pattern::Echo, 8_000.0),
+                run(TransportKind::Pipe, Worker::Process, Pattern::Echo, 9_000.0),
+                run(TransportKind::Pipe, Worker::Process, Pattern::Sink, 1_000.0),
             ],
             pool_runs: Vec::new(),
             pool_skipped: Vec::new(),
@@ -1264,9 +1266,9 @@ mod tests {
         use crate::fixture::measurement;
         let tcp = |placement, ns| Run {
             transport: TransportKind::Tcp,
-            partner: Partner::Process,
+            partner: Worker::Process,
             placement,
-            mode: Mode::Echo,
+            mode: Pattern::Echo,
             size_bytes: 64,
             measurement: measurement(ns),
             rounds_ns: vec![ns],
@@ -1393,9 +1395,9 @@ mod tests {
         let plan = plan(Profile::Tiny, None);
         let r = run_pair(
             TransportKind::Pipe,
-            Partner::Thread,
+            Worker::Thread,
             Placement::Unpinned,
-            Mode::Sink,
+            Pattern::Sink,
             4096,
             &plan,
         )

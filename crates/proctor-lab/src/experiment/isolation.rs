@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use proctor::{Mode, Pool, TaskError};
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, Worker};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread as summarize;
 use crate::units::micros_or_millis;
@@ -89,33 +89,8 @@ impl Fault {
     }
 }
 
-/// Which kind of pool a cell ran on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// A pool of worker processes.
-    Process,
-    /// A pool of worker threads.
-    Thread,
-}
-
-impl Side {
-    const ALL: [Side; 2] = [Side::Process, Side::Thread];
-
-    fn name(self) -> &'static str {
-        match self {
-            Side::Process => "process",
-            Side::Thread => "thread",
-        }
-    }
-
-    fn mode(self) -> Mode {
-        match self {
-            Side::Process => Mode::Processes,
-            Side::Thread => Mode::Threads,
-        }
-    }
-}
+/// The kinds of pool the matrix runs, in report order.
+const SIDES: [Worker; 2] = [Worker::Process, Worker::Thread];
 
 /// The sizes and limits of one run; travels to the sacrificial child with each thread cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,7 +242,7 @@ pub struct CellOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     /// The kind of pool the cell ran on.
-    pub side: Side,
+    pub side: Worker,
     /// The fault the cell injected.
     pub fault: Fault,
     /// "the lab process" or "a sacrificial child process".
@@ -432,7 +407,7 @@ fn thread_cell_in_child(request: (Plan, Fault)) -> Result<CellOutcome, String> {
 
 fn process_cell(plan: &Plan, fault: Fault) -> Cell {
     let mut cell = Cell {
-        side: Side::Process,
+        side: Worker::Process,
         fault,
         ran_in: "the lab process".to_string(),
         program_death: None,
@@ -451,7 +426,7 @@ fn process_cell(plan: &Plan, fault: Fault) -> Cell {
 
 fn thread_cell(plan: &Plan, fault: Fault) -> Result<Cell> {
     let mut cell = Cell {
-        side: Side::Thread,
+        side: Worker::Thread,
         fault,
         ran_in: "a sacrificial child process".to_string(),
         program_death: None,
@@ -620,16 +595,16 @@ impl Experiment for Isolation {
             .shutdown();
         let before = descendants(std::process::id());
 
-        progress.begin("isolation", (Side::ALL.len() * Fault::ALL.len()) as u64);
+        progress.begin("isolation", (SIDES.len() * Fault::ALL.len()) as u64);
         let mut cells = Vec::new();
-        for side in Side::ALL {
+        for side in SIDES {
             for fault in Fault::ALL {
                 let cell = match side {
-                    Side::Process => process_cell(&plan, fault),
-                    Side::Thread => thread_cell(&plan, fault)?,
+                    Worker::Process => process_cell(&plan, fault),
+                    Worker::Thread => thread_cell(&plan, fault)?,
                 };
                 cells.push(cell);
-                progress.advance(1, &format!("{} × {}", side.mode(), fault.label()));
+                progress.advance(1, &format!("{} × {}", side.pool_mode(), fault.label()));
             }
         }
         progress.end();
@@ -665,7 +640,7 @@ fn section_from(result: &IsolationResult) -> Section {
 }
 
 /// The cell of the matrix for `side` and `fault`.
-fn cell_of(result: &IsolationResult, side: Side, fault: Fault) -> &Cell {
+fn cell_of(result: &IsolationResult, side: Worker, fault: Fault) -> &Cell {
     result
         .cells
         .iter()
@@ -710,7 +685,7 @@ fn method(result: &IsolationResult) -> String {
 /// the whole program down.
 fn survival_figures(section: &mut Section, result: &IsolationResult) {
     let p = &result.plan;
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     section.figures.push(Figure::new(
         keys::ISOLATION_FAULTS,
         "fault kinds tried",
@@ -723,16 +698,16 @@ fn survival_figures(section: &mut Section, result: &IsolationResult) {
         p.batch as f64,
         Unit::Count,
     ));
-    for side in Side::ALL {
+    for side in SIDES {
         let survived = Fault::ALL
             .iter()
             .filter(|&&f| cell(side, f).survived)
             .count();
         section.figures.push(Figure::new(
-            &format!("isolation.survived.{}", side.name()),
+            &format!("isolation.survived.{}", side.key()),
             &format!(
                 "fault kinds the {} pool survived, the rest of its batch completed",
-                side.name()
+                side.key()
             ),
             survived as f64,
             Unit::Count,
@@ -740,7 +715,7 @@ fn survival_figures(section: &mut Section, result: &IsolationResult) {
     }
     let died = Fault::ALL
         .iter()
-        .filter(|&&f| cell(Side::Thread, f).program_death.is_some())
+        .filter(|&&f| cell(Worker::Thread, f).program_death.is_some())
         .count();
     section.figures.push(Figure::new(
         keys::ISOLATION_WHOLE_PROGRAM_DIED_THREAD,
@@ -748,15 +723,15 @@ fn survival_figures(section: &mut Section, result: &IsolationResult) {
         died as f64,
         Unit::Count,
     ));
-    for side in Side::ALL {
+    for side in SIDES {
         for fault in Fault::ALL {
             section.figures.push(Figure::new(
-                &format!("isolation.completed.{}.{}", side.name(), fault.name()),
+                &format!("isolation.completed.{}.{}", side.key(), fault.name()),
                 &format!(
                     "tasks completed of {} with one {} ({} pool)",
                     p.batch,
                     fault.label(),
-                    side.name()
+                    side.key()
                 ),
                 cell(side, fault).completed as f64,
                 Unit::Count,
@@ -767,9 +742,9 @@ fn survival_figures(section: &mut Section, result: &IsolationResult) {
 
 /// Recovery time after each fault in process mode, and processes left behind.
 fn recovery_figures(section: &mut Section, result: &IsolationResult) {
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     for fault in Fault::ALL {
-        let c = cell(Side::Process, fault);
+        let c = cell(Worker::Process, fault);
         let Some(o) = &c.outcome else { continue };
         if o.recovery_ns.is_empty() {
             continue;
@@ -802,7 +777,7 @@ fn recovery_figures(section: &mut Section, result: &IsolationResult) {
 /// The fault matrix: every fault in both modes.
 fn matrix_table(result: &IsolationResult) -> Table {
     let p = &result.plan;
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     Table {
         title: "Fault matrix".to_string(),
         columns: [
@@ -819,12 +794,12 @@ fn matrix_table(result: &IsolationResult) -> Table {
         .to_vec(),
         rows: Fault::ALL
             .iter()
-            .flat_map(|&f| Side::ALL.map(|s| cell(s, f)))
+            .flat_map(|&f| SIDES.map(|s| cell(s, f)))
             .map(|c| {
                 let o = c.outcome.as_ref();
                 vec![
                     c.fault.label().to_string(),
-                    c.side.name().to_string(),
+                    c.side.key().to_string(),
                     format!("{} of {}", c.completed, p.batch),
                     match (&c.program_death, o) {
                         (Some(_), _) => "no (program died)".to_string(),
@@ -853,7 +828,7 @@ fn matrix_table(result: &IsolationResult) -> Table {
 /// Tasks completed out of a batch with one fault, per mode.
 fn completed_chart(result: &IsolationResult) -> Chart {
     let p = &result.plan;
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
     Chart {
         id: "completed".to_string(),
@@ -867,10 +842,10 @@ fn completed_chart(result: &IsolationResult) -> Chart {
         x_log: false,
         y_log: false,
         categories: categories.clone(),
-        series: Side::ALL
+        series: SIDES
             .iter()
             .map(|&s| Series {
-                name: format!("{} pool", s.name()),
+                name: format!("{} pool", s.key()),
                 points: Fault::ALL
                     .iter()
                     .enumerate()
@@ -884,7 +859,7 @@ fn completed_chart(result: &IsolationResult) -> Chart {
 /// Recovery time per fault, per mode.
 fn recovery_chart(result: &IsolationResult) -> Chart {
     let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     Chart {
         id: "recovery".to_string(),
         title: "Recovery: from the fault's error to the next task's result".to_string(),
@@ -894,10 +869,10 @@ fn recovery_chart(result: &IsolationResult) -> Chart {
         x_log: false,
         y_log: true,
         categories,
-        series: Side::ALL
+        series: SIDES
             .iter()
             .map(|&s| Series {
-                name: format!("{} pool", s.name()),
+                name: format!("{} pool", s.key()),
                 points: Fault::ALL
                     .iter()
                     .enumerate()
@@ -911,11 +886,11 @@ fn recovery_chart(result: &IsolationResult) -> Chart {
 /// Leaked threads, cells that did not run as planned, leftover processes, and how to read
 /// the crashes.
 fn notes(section: &mut Section, result: &IsolationResult) {
-    let cell = |side: Side, fault: Fault| cell_of(result, side, fault);
+    let cell = |side: Worker, fault: Fault| cell_of(result, side, fault);
     let leaked: Vec<String> = Fault::ALL
         .iter()
         .filter_map(|&f| {
-            let n = cell(Side::Thread, f).outcome.as_ref()?.leaked_threads?;
+            let n = cell(Worker::Thread, f).outcome.as_ref()?.leaked_threads?;
             (n > 0).then(|| format!("{} thread(s) after the {}", n, f.label()))
         })
         .collect();
@@ -935,7 +910,7 @@ fn notes(section: &mut Section, result: &IsolationResult) {
                 .error
                 .as_ref()
                 .or(c.outcome.as_ref().and_then(|o| o.recovery_error.as_ref()))?;
-            Some(format!("{} pool, {}: {e}", c.side.name(), c.fault.label()))
+            Some(format!("{} pool, {}: {e}", c.side.key(), c.fault.label()))
         })
         .collect();
     if !failed.is_empty() {
@@ -977,12 +952,12 @@ mod tests {
     #[test]
     fn section_from_hand_made_cells() {
         let plan = plan_for(Profile::Tiny);
-        let cells = Side::ALL
+        let cells = SIDES
             .into_iter()
             .flat_map(|side| Fault::ALL.into_iter().map(move |fault| (side, fault)))
             .map(|(side, fault)| {
                 // Threads contain only a panic; processes contain everything.
-                let survived = side == Side::Process || matches!(fault, Fault::Panic);
+                let survived = side == Worker::Process || matches!(fault, Fault::Panic);
                 Cell {
                     side,
                     fault,

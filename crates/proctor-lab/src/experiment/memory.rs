@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use nix::unistd::{gettid, pipe, read, write};
 use serde::{Deserialize, Serialize};
 
-use super::{Experiment, ROUNDS, median_round};
+use super::{Experiment, ROUNDS, Worker, median_round};
 use crate::procfs;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, fork_child};
@@ -59,8 +59,8 @@ pub struct MemoryResult {
 /// N idle processes or threads, per worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerPoint {
-    /// `process` or `thread`.
-    pub model: String,
+    /// Whether the workers are processes or threads.
+    pub model: Worker,
     /// N, the number of idle workers.
     pub workers: usize,
     /// Resident set size per worker, in bytes (counts every shared page once per process).
@@ -251,7 +251,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     children.kill_all();
     let per = |x: f64| x / n as f64;
     Ok(WorkerPoint {
-        model: "process".to_string(),
+        model: Worker::Process,
         workers: n,
         rss_bytes: per(sum.rss),
         pss_bytes: per(sum.pss),
@@ -316,7 +316,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
     let (after, kstack_after) = measured;
     let per = |a: f64, b: f64| (a - b) / n as f64;
     Ok(WorkerPoint {
-        model: "thread".to_string(),
+        model: Worker::Thread,
         workers: n,
         rss_bytes: per(after.rss, before.rss),
         pss_bytes: per(after.pss, before.pss),
@@ -491,7 +491,7 @@ fn worker_figures(section: &mut Section, result: &MemoryResult) {
         .map_or(4096.0, |p| p as f64);
     for p in &result.workers {
         let n = p.workers;
-        let m = &p.model;
+        let m = p.model.key();
         for (kind, v, what) in [
             ("uss", p.uss_bytes, "USS"),
             ("pss", p.pss_bytes, "PSS"),
@@ -555,7 +555,7 @@ fn worker_table(result: &MemoryResult) -> Table {
         .iter()
         .map(|p| {
             vec![
-                p.model.clone(),
+                p.model.key().to_string(),
                 p.workers.to_string(),
                 kib(p.uss_bytes),
                 kib(p.pss_bytes),
@@ -598,8 +598,8 @@ fn worker_table(result: &MemoryResult) -> Table {
 
 /// Memory per worker against the worker count, per model.
 fn per_worker_chart(result: &MemoryResult) -> Chart {
-    let series = |model: &str| Series {
-        name: model.to_string(),
+    let series = |model: Worker| Series {
+        name: model.key().to_string(),
         points: result
             .workers
             .iter()
@@ -617,8 +617,8 @@ fn per_worker_chart(result: &MemoryResult) -> Chart {
         y_log: true,
         categories: Vec::new(),
         series: vec![
-            series("process"),
-            series("thread"),
+            series(Worker::Process),
+            series(Worker::Thread),
             Series {
                 name: "async task".to_string(),
                 points: result
@@ -661,15 +661,15 @@ mod tests {
 
     #[test]
     fn section_from_hand_made_points() {
-        let point = |model: &str, workers, uss_bytes| WorkerPoint {
-            model: model.to_string(),
+        let point = |model: Worker, workers, uss_bytes| WorkerPoint {
+            model,
             workers,
             rss_bytes: 2.0 * uss_bytes,
             pss_bytes: 1.5 * uss_bytes,
             uss_bytes,
             page_table_bytes: 8192.0,
             kernel_stack_bytes: 16384.0,
-            virtual_bytes: (model == "thread").then_some(2.0 * 1024.0 * 1024.0),
+            virtual_bytes: (model == Worker::Thread).then_some(2.0 * 1024.0 * 1024.0),
             rounds_uss_bytes: vec![uss_bytes],
         };
         let result = MemoryResult {
@@ -678,11 +678,11 @@ mod tests {
             workers: vec![
                 WorkerPoint {
                     rounds_uss_bytes: vec![150_000.0, 160_000.0, 200_000.0],
-                    ..point("process", 10, 160_000.0)
+                    ..point(Worker::Process, 10, 160_000.0)
                 },
-                point("thread", 10, 70_000.0),
+                point(Worker::Thread, 10, 70_000.0),
                 // A growth of 100 B over 10 workers is below a page / 10.
-                point("thread", 1, 100.0),
+                point(Worker::Thread, 1, 100.0),
             ],
             tasks: vec![TaskPoint {
                 tasks: 10_000,

@@ -1,6 +1,6 @@
 //! One module per experiment; each implements [`Experiment`] and is listed once in [`ALL`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{LabConfig, Progress, report::Section};
 
@@ -157,26 +157,43 @@ impl Placement {
     }
 }
 
-/// The other side of a two-party measurement: a thread of this process, or a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What runs a piece of work: a thread of this process, or a process of its own.
+///
+/// The one thread/process vocabulary of the experiments: the partner of a two-party
+/// measurement (`switch`, `ipc`), the kind of pool a fault ran on (`isolation`), the workers
+/// whose memory is measured (`memory`). It serializes as `thread` or `process`, the word the
+/// figure keys use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Partner {
+pub enum Worker {
+    /// A thread of this process.
     Thread,
+    /// A process of its own (forked).
     Process,
 }
 
-impl Partner {
-    pub(crate) fn key(self) -> &'static str {
+impl Worker {
+    /// The word figure keys and tables use: `thread` or `process`.
+    pub fn key(self) -> &'static str {
         match self {
-            Partner::Thread => "thread",
-            Partner::Process => "process",
+            Worker::Thread => "thread",
+            Worker::Process => "process",
         }
     }
 
-    pub(crate) fn plural(self) -> &'static str {
+    /// The plural, for labels: `threads` or `processes`.
+    pub fn plural(self) -> &'static str {
         match self {
-            Partner::Thread => "threads",
-            Partner::Process => "processes",
+            Worker::Thread => "threads",
+            Worker::Process => "processes",
+        }
+    }
+
+    /// The pool mode that runs work on this kind of worker.
+    pub fn pool_mode(self) -> proctor::Mode {
+        match self {
+            Worker::Thread => proctor::Mode::Threads,
+            Worker::Process => proctor::Mode::Processes,
         }
     }
 }

@@ -32,10 +32,11 @@ use crate::{LabConfig, Progress};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scaling;
 
-/// How a worker or unit is run.
+/// What runs a worker or unit: the thread/process pair of [`Worker`](super::Worker), plus
+/// a tokio task for the I/O-bound sweep. (Not `servers`' `Model`, which is a server design.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Model {
+pub enum Runner {
     /// An OS thread.
     Thread,
     /// A forked process.
@@ -44,12 +45,12 @@ pub enum Model {
     Async,
 }
 
-impl Model {
+impl Runner {
     fn name(self) -> &'static str {
         match self {
-            Model::Thread => "thread",
-            Model::Process => "process",
-            Model::Async => "async",
+            Runner::Thread => "thread",
+            Runner::Process => "process",
+            Runner::Async => "async",
         }
     }
 }
@@ -75,7 +76,7 @@ pub struct ScalingResult {
 /// One CPU-bound measurement: a model at a worker count W.
 pub struct CpuPoint {
     /// How the workers run.
-    pub model: Model,
+    pub model: Runner,
     /// The worker count W.
     pub workers: usize,
     /// Release to last result, per repetition.
@@ -96,7 +97,7 @@ pub struct CpuPoint {
 /// One I/O-bound measurement: a model at a unit count N.
 pub struct IoPoint {
     /// How the units run.
-    pub model: Model,
+    pub model: Runner,
     /// The unit count N.
     pub units: usize,
     /// Creation of the first unit to the end of the last, per repetition.
@@ -205,18 +206,18 @@ fn shares(total: u64, w: usize) -> Vec<u64> {
 }
 
 /// One CPU-bound run with `w` workers of `model`.
-fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
+fn cpu_run(model: Runner, w: usize, total: u64) -> Result<(Duration, u64)> {
     let pipes = Pipes::new()?;
     let shares = shares(total, w);
     match model {
-        Model::Thread => std::thread::scope(|s| {
+        Runner::Thread => std::thread::scope(|s| {
             for (i, &iters) in shares.iter().enumerate() {
                 let pipes = &pipes;
                 s.spawn(move || pipes.work(i as u64, iters));
             }
             pipes.release_and_collect(w)
         }),
-        Model::Process => {
+        Runner::Process => {
             let mut children = Children::new();
             for (i, &iters) in shares.iter().enumerate() {
                 let pipes = &pipes;
@@ -232,7 +233,7 @@ fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
             }
             Ok(r)
         }
-        Model::Async => bail!("the CPU-bound sweep runs threads and processes only"),
+        Runner::Async => bail!("the CPU-bound sweep runs threads and processes only"),
     }
 }
 
@@ -273,12 +274,12 @@ fn io_unit(alive: &Alive) {
 
 /// One I/O-bound run: returns (completion time, added memory, most alive at once).
 fn io_run(
-    model: Model,
+    model: Runner,
     n: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Duration, Option<f64>, i64)> {
     match model {
-        Model::Thread => {
+        Runner::Thread => {
             let alive = Alive::default();
             let before = uss("self");
             let t0 = Instant::now();
@@ -302,7 +303,7 @@ fn io_run(
             }
             Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
         }
-        Model::Process => {
+        Runner::Process => {
             let alive = SharedMem::new(Alive::default()).context("map shared memory")?;
             let mut children = Children::new();
             let t0 = Instant::now();
@@ -340,7 +341,7 @@ fn io_run(
             }
             Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
         }
-        Model::Async => runtime.block_on(async {
+        Runner::Async => runtime.block_on(async {
             let alive = Arc::new(Alive::default());
             let before = uss("self");
             let t0 = Instant::now();
@@ -476,7 +477,7 @@ impl Experiment for Scaling {
             io: Vec::new(),
             skipped: Vec::new(),
         };
-        for model in [Model::Thread, Model::Process] {
+        for model in [Runner::Thread, Runner::Process] {
             cpu_run(model, 1, total / 20)?; // warm-up
             let mut baseline = None;
             for &w in &counts {
@@ -503,11 +504,11 @@ impl Experiment for Scaling {
                 progress.advance(1, &format!("{w} {} workers, CPU-bound", model.name()));
             }
         }
-        for t in result.cpu.iter().filter(|p| p.model == Model::Thread) {
+        for t in result.cpu.iter().filter(|p| p.model == Runner::Thread) {
             let p = result
                 .cpu
                 .iter()
-                .find(|p| p.model == Model::Process && p.workers == t.workers);
+                .find(|p| p.model == Runner::Process && p.workers == t.workers);
             if p.is_some_and(|p| p.checksum != t.checksum) {
                 bail!(
                     "threads and processes computed different checksums at W = {}",
@@ -522,8 +523,8 @@ impl Experiment for Scaling {
             .build()
             .context("start a tokio runtime")?;
         for &n in &io_sizes {
-            for model in [Model::Thread, Model::Process, Model::Async] {
-                if model == Model::Process && n > cap {
+            for model in [Runner::Thread, Runner::Process, Runner::Async] {
+                if model == Runner::Process && n > cap {
                     result
                         .skipped
                         .push(format!("{n} processes not measured: {why}"));
@@ -661,7 +662,7 @@ fn cpu_point_figures(section: &mut Section, r: &ScalingResult) {
 /// and the best efficiency.
 fn speedup_figures(section: &mut Section, r: &ScalingResult) {
     let cpus = r.cpus;
-    for model in [Model::Thread, Model::Process] {
+    for model in [Runner::Thread, Runner::Process] {
         let m = model.name();
         let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
         if let Some(p) = points.iter().find(|p| p.workers == cpus) {
@@ -815,7 +816,7 @@ fn io_table(r: &ScalingResult) -> Table {
 /// Speed-up per worker count, per model, beside the ideal.
 fn speedup_chart(r: &ScalingResult) -> Chart {
     let cpus = r.cpus;
-    let speedup_series = |model: Model| Series {
+    let speedup_series = |model: Runner| Series {
         name: model.name().to_string(),
         points: r
             .cpu
@@ -827,7 +828,7 @@ fn speedup_chart(r: &ScalingResult) -> Chart {
     let mut ideal: Vec<(f64, f64)> = r
         .cpu
         .iter()
-        .filter(|p| p.model == Model::Thread)
+        .filter(|p| p.model == Runner::Thread)
         .map(|p| (p.workers as f64, p.workers.min(cpus) as f64))
         .collect();
     ideal.dedup();
@@ -841,8 +842,8 @@ fn speedup_chart(r: &ScalingResult) -> Chart {
         y_log: false,
         categories: Vec::new(),
         series: vec![
-            speedup_series(Model::Thread),
-            speedup_series(Model::Process),
+            speedup_series(Runner::Thread),
+            speedup_series(Runner::Process),
             Series {
                 name: "ideal (min(W, CPUs))".to_string(),
                 points: ideal,
@@ -853,7 +854,7 @@ fn speedup_chart(r: &ScalingResult) -> Chart {
 
 /// I/O-bound completion time per unit count, per model.
 fn io_chart(r: &ScalingResult) -> Chart {
-    let io_series = |model: Model| Series {
+    let io_series = |model: Runner| Series {
         name: model.name().to_string(),
         points: r
             .io
@@ -872,9 +873,9 @@ fn io_chart(r: &ScalingResult) -> Chart {
         y_log: true,
         categories: Vec::new(),
         series: vec![
-            io_series(Model::Thread),
-            io_series(Model::Process),
-            io_series(Model::Async),
+            io_series(Runner::Thread),
+            io_series(Runner::Process),
+            io_series(Runner::Async),
         ],
     }
 }
@@ -937,15 +938,15 @@ mod tests {
             physical_cores: Some(1),
             total_iterations: 1_000_000,
             cpu: vec![
-                cpu(Model::Thread, 1, 100e6, 1.0),
-                cpu(Model::Thread, 2, 55e6, 100.0 / 55.0),
-                cpu(Model::Process, 1, 100e6, 1.0),
-                cpu(Model::Process, 2, 60e6, 100.0 / 60.0),
+                cpu(Runner::Thread, 1, 100e6, 1.0),
+                cpu(Runner::Thread, 2, 55e6, 100.0 / 55.0),
+                cpu(Runner::Process, 1, 100e6, 1.0),
+                cpu(Runner::Process, 2, 60e6, 100.0 / 60.0),
             ],
             io: vec![
-                io(Model::Thread, 120.0),
-                io(Model::Process, 900.0),
-                io(Model::Async, 40.0),
+                io(Runner::Thread, 120.0),
+                io(Runner::Process, 900.0),
+                io(Runner::Async, 40.0),
             ],
             skipped: vec![],
         };
@@ -981,8 +982,8 @@ mod tests {
 
     #[test]
     fn split_work_gives_the_same_checksum_in_any_model() {
-        let a = cpu_run(Model::Thread, 2, 1000).expect("threads");
-        let b = cpu_run(Model::Process, 2, 1000).expect("processes");
+        let a = cpu_run(Runner::Thread, 2, 1000).expect("threads");
+        let b = cpu_run(Runner::Process, 2, 1000).expect("processes");
         assert_eq!(a.1, b.1);
     }
 }

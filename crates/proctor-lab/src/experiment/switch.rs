@@ -37,7 +37,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 use nix::unistd::pipe;
 use serde::Serialize;
 
-use super::{Partner, Placement};
+use super::{Placement, Worker};
 use crate::crosscheck;
 use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
@@ -65,18 +65,21 @@ const QUIT: u32 = 2;
 const EXPECTED_SWITCHES: f64 = 2.0;
 const SWITCH_TOLERANCE: f64 = 0.05;
 
+/// How the token is handed from one side to the other: over a pipe, or through a futex word.
+/// (The data field keeps its name, `transport`; the type is not called that, to keep it apart
+/// from the IPC transports.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Transport {
+enum Handoff {
     Pipe,
     Futex,
 }
 
-impl Transport {
+impl Handoff {
     fn key(self) -> &'static str {
         match self {
-            Transport::Pipe => "pipe",
-            Transport::Futex => "futex",
+            Handoff::Pipe => "pipe",
+            Handoff::Futex => "futex",
         }
     }
 }
@@ -84,8 +87,8 @@ impl Transport {
 /// One ping-pong run.
 #[derive(Debug, Serialize)]
 struct PingPong {
-    transport: Transport,
-    partner: Partner,
+    transport: Handoff,
+    partner: Worker,
     placement: Placement,
     footprint_bytes: usize,
     /// Per round trip: the round whose figure is the median of the rounds.
@@ -107,7 +110,7 @@ impl PingPong {
 /// The same syscalls in one thread, per round trip.
 #[derive(Debug, Serialize)]
 struct OneSided {
-    transport: Transport,
+    transport: Handoff,
     footprint_bytes: usize,
     cpu: usize,
     per_rtt: Measurement,
@@ -168,8 +171,8 @@ impl Experiment for Switch {
         };
         let cross = cpus.get(1).map(|&other| Placement::CrossCpu(cpu, other));
         let fps = footprints(config.profile);
-        let transports = [Transport::Pipe, Transport::Futex];
-        let partners = [Partner::Thread, Partner::Process];
+        let transports = [Handoff::Pipe, Handoff::Futex];
+        let partners = [Worker::Thread, Worker::Process];
         let steps = transports.len() * fps.len() * (1 + partners.len())
             + if cross.is_some() {
                 transports.len() * partners.len()
@@ -202,7 +205,7 @@ impl Experiment for Switch {
                     );
                     // The headline's figures (futex, same CPU, no footprint) come from
                     // independent rounds, each with a fresh partner.
-                    let rounds = if t == Transport::Futex && fp == 0 {
+                    let rounds = if t == Handoff::Futex && fp == 0 {
                         ROUNDS
                     } else {
                         1
@@ -245,7 +248,7 @@ impl Experiment for Switch {
         // Unpinned pipe runs, to compare with `perf bench sched pipe` as it runs by default.
         for p in partners {
             progress.advance(0, &format!("pipe {} unpinned", p.key()));
-            let r = ping_pong(Transport::Pipe, p, Placement::Unpinned, 0, &plan)
+            let r = ping_pong(Handoff::Pipe, p, Placement::Unpinned, 0, &plan)
                 .with_context(|| format!("pipe ping-pong between {}, unpinned", p.plural()))?;
             runs.push(r);
             progress.advance(1, "");
@@ -332,7 +335,7 @@ fn method(plan: &Plan, d: &Data) -> String {
 }
 
 /// The one-sided baseline of `t` at footprint `fp`: the syscalls of a round trip, no switch.
-fn one_sided_of(d: &Data, t: Transport, fp: usize) -> Option<f64> {
+fn one_sided_of(d: &Data, t: Handoff, fp: usize) -> Option<f64> {
     d.one_sided
         .iter()
         .find(|o| o.transport == t && o.footprint_bytes == fp)
@@ -381,7 +384,7 @@ fn one_sided_figures(s: &mut Section, d: &Data) {
 /// The figures of one ping-pong: round trip, per switch, net of the syscalls where it ran on
 /// one CPU, and the switches counted, with a note where they look wrong; returns the net cost.
 fn ping_pong_figures(s: &mut Section, d: &Data, r: &PingPong) -> Option<f64> {
-    let one_sided_of = |t: Transport, fp: usize| one_sided_of(d, t, fp);
+    let one_sided_of = |t: Handoff, fp: usize| one_sided_of(d, t, fp);
     let base = format!(
         "switch.{}.{}.{}{}",
         r.transport.key(),
@@ -523,7 +526,7 @@ fn round_trip_table(rows: Vec<Vec<String>>) -> Table {
 
 /// Process over thread, per transport, same CPU, no footprint.
 fn process_over_thread(s: &mut Section) {
-    for t in [Transport::Pipe, Transport::Futex] {
+    for t in [Handoff::Pipe, Handoff::Futex] {
         let key = |p: &str| format!("switch.{}.{p}.pinned", t.key());
         if let (Some(p), Some(th)) = (s.figure(&key("process")), s.figure(&key("thread"))) {
             let ratio = p.value / th.value;
@@ -539,10 +542,10 @@ fn process_over_thread(s: &mut Section) {
 
 /// The net switch cost against the footprint, per transport and partner, same CPU.
 fn net_switch_chart(d: &Data) -> Chart {
-    let one_sided_of = |t: Transport, fp: usize| one_sided_of(d, t, fp);
+    let one_sided_of = |t: Handoff, fp: usize| one_sided_of(d, t, fp);
     let mut series = Vec::new();
-    for t in [Transport::Pipe, Transport::Futex] {
-        for p in [Partner::Thread, Partner::Process] {
+    for t in [Handoff::Pipe, Handoff::Futex] {
+        for p in [Worker::Thread, Worker::Process] {
             let points = d
                 .ping_pong
                 .iter()
@@ -727,11 +730,11 @@ fn touch(buf: &mut [u8]) {
 
 /// The partner's side: answers round trips until told to stop, then writes its switch count
 /// and round trips into the shared page. Async-signal-safe: raw syscalls and atomics only.
-fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u8]) {
+fn partner_loop(t: Handoff, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u8]) {
     let before = measure::thread_context_switches_raw();
     let mut round_trips = 0u64;
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             while read_u32(rx) == Some(TOKEN) {
                 touch(buf);
                 if !write_u32(tx, TOKEN) {
@@ -740,7 +743,7 @@ fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut 
                 round_trips += 1;
             }
         }
-        Transport::Futex => loop {
+        Handoff::Futex => loop {
             let mut v = st.word.load(Ordering::Acquire);
             while v == IDLE {
                 futex_wait(&st.word, IDLE);
@@ -762,7 +765,7 @@ fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut 
 
 /// Main's side of one round trip.
 fn main_round_trip(
-    t: Transport,
+    t: Handoff,
     st: &SharedState,
     rx: RawFd,
     tx: RawFd,
@@ -770,7 +773,7 @@ fn main_round_trip(
 ) -> Result<()> {
     touch(buf);
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             if !write_u32(tx, TOKEN) {
                 bail!(
                     "writing to the partner: {}",
@@ -782,7 +785,7 @@ fn main_round_trip(
                 other => bail!("the partner answered {other:?} instead of the token (did it die?)"),
             }
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             st.word.store(PING, Ordering::Release);
             futex_wake(&st.word, 1);
             while st.word.load(Ordering::Acquire) == PING {
@@ -793,12 +796,12 @@ fn main_round_trip(
     }
 }
 
-fn stop_partner(t: Transport, st: &SharedState, tx: RawFd) {
+fn stop_partner(t: Handoff, st: &SharedState, tx: RawFd) {
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             write_u32(tx, STOP);
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             st.word.store(QUIT, Ordering::Release);
             futex_wake(&st.word, 1);
         }
@@ -806,8 +809,8 @@ fn stop_partner(t: Transport, st: &SharedState, tx: RawFd) {
 }
 
 fn ping_pong(
-    t: Transport,
-    partner: Partner,
+    t: Handoff,
+    partner: Worker,
     placement: Placement,
     footprint: usize,
     plan: &Plan,
@@ -863,17 +866,12 @@ fn ping_pong(
 }
 
 /// The syscalls of one round trip, in one thread, without blocking.
-fn measure_one_sided(
-    t: Transport,
-    cpu: usize,
-    footprint: usize,
-    plan: &Plan,
-) -> Result<Measurement> {
+fn measure_one_sided(t: Handoff, cpu: usize, footprint: usize, plan: &Plan) -> Result<Measurement> {
     let _restore = measure::pin_current_thread(cpu)?;
     let mut a = vec![0u8; footprint];
     let mut b = vec![0u8; footprint];
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             let (rx, tx) = pipe().context("pipe")?;
             let (rx, tx) = (rx.as_raw_fd(), tx.as_raw_fd());
             let half = |buf: &mut [u8]| -> Result<()> {
@@ -893,7 +891,7 @@ fn measure_one_sided(
                 })
             })
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             let page = SharedPage::new()?;
             let word = &page.state().word;
             // Each half: store, wake with no waiter, and a wait whose expected value is stale,
@@ -925,14 +923,14 @@ mod tests {
         let d = Data {
             timer_ns: 20.0,
             one_sided: vec![OneSided {
-                transport: Transport::Futex,
+                transport: Handoff::Futex,
                 footprint_bytes: 0,
                 cpu: 0,
                 per_rtt: measurement(400.0),
             }],
             ping_pong: vec![PingPong {
-                transport: Transport::Futex,
-                partner: Partner::Process,
+                transport: Handoff::Futex,
+                partner: Worker::Process,
                 placement: Placement::Pinned(0),
                 footprint_bytes: 0,
                 rtt: measurement(3_000.0),
@@ -1010,7 +1008,7 @@ mod tests {
     #[test]
     fn one_sided_pipe_does_not_block() {
         let plan = Plan::for_profile(Profile::Tiny);
-        let m = measure_one_sided(Transport::Pipe, measure::allowed_cpus()[0], 0, &plan)
+        let m = measure_one_sided(Handoff::Pipe, measure::allowed_cpus()[0], 0, &plan)
             .expect("pipe works");
         assert!(m.value() > 0.0);
     }
