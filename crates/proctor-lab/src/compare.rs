@@ -237,7 +237,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                     .collect();
                 let all = all?;
                 let mut row = vec![f0.key.clone()];
-                row.extend(all.iter().map(|f| render::figure_value(f)));
+                row.extend(all.iter().map(|f| f.shown()));
                 row.extend(all.iter().skip(1).map(|f| {
                     let ratio = (f0.value > 0.0 && f.value.is_finite())
                         .then(|| f.value / f0.value)

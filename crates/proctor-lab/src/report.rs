@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
 pub use crate::units::Unit;
+use crate::units::format_value;
 
 /// Version of the JSON schema of [`Report`].
 pub const SCHEMA_VERSION: u32 = 1;
@@ -163,6 +164,15 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// The value in its unit as every format shows it, or "< resolution" when the method
+    /// cannot resolve it.
+    pub fn shown(&self) -> String {
+        match self.resolution {
+            Some(r) if self.below_resolution() => format!("< {}", format_value(r, self.unit)),
+            _ => format_value(self.value, self.unit),
+        }
+    }
+
     /// A figure with no spread, placement or resolution.
     pub fn new(key: &str, label: &str, value: f64, unit: Unit) -> Figure {
         Figure {
@@ -226,6 +236,16 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// The run-to-run spread: `±4.1%` (every round within it of the figure), in one word so
+    /// that a narrow table never wraps it apart.
+    pub fn shown_pct(&self) -> String {
+        if self.spread_pct < 10.0 {
+            format!("±{:.1}%", self.spread_pct)
+        } else {
+            format!("±{:.0}%", self.spread_pct)
+        }
+    }
+
     /// The rounds' spread around `center` (the figure's value), or `None` when fewer than two
     /// rounds are finite or `center` is not a positive number.
     pub fn around(values: &[f64], center: f64) -> Option<Rounds> {
@@ -406,10 +426,10 @@ mod resolution_tests {
         let negative = Figure::new("k", "l", -24.0 * 1024.0, Unit::Bytes).with_resolution(410.0);
         assert_eq!(negative.value, 0.0);
         assert!(negative.below_resolution());
-        assert_eq!(crate::render::figure_value(&negative), "< 410 B");
+        assert_eq!(negative.shown(), "< 410 B");
         let fine = Figure::new("k", "l", 70_000.0, Unit::Bytes).with_resolution(410.0);
         assert!(!fine.below_resolution());
-        assert_eq!(crate::render::figure_value(&fine), "68.4 KiB");
+        assert_eq!(fine.shown(), "68.4 KiB");
     }
 }
 

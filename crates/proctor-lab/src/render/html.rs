@@ -251,7 +251,7 @@ fn section(out: &mut String, s: &Section) {
                 out,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
                 esc(&f.label),
-                esc(&super::figure_value(f)),
+                esc(&f.shown()),
                 esc(&figure_spread(f)),
                 esc(f.placement.as_deref().unwrap_or("")),
                 esc(&f.key),

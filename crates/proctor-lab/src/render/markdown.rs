@@ -93,7 +93,7 @@ fn render_section(out: &mut String, s: &Section) {
             s.figures.iter().map(|f| {
                 vec![
                     f.label.clone(),
-                    super::figure_value(f),
+                    f.shown(),
                     figure_spread(f),
                     f.placement.clone().unwrap_or_default(),
                     format!("`{}`", f.key),

@@ -59,14 +59,6 @@ pub fn render(report: &Report, format: Format) -> anyhow::Result<String> {
     })
 }
 
-/// A figure's value in its unit, or "< resolution" when the method cannot resolve it.
-pub fn figure_value(f: &crate::report::Figure) -> String {
-    match f.resolution {
-        Some(r) if f.below_resolution() => format!("< {}", format_value(r, f.unit)),
-        _ => format_value(f.value, f.unit),
-    }
-}
-
 /// A ratio column cell: `3.20×`, or empty when there is none.
 pub fn format_ratio(ratio: Option<f64>) -> String {
     match ratio {
@@ -101,7 +93,7 @@ pub fn figure_spread(figure: &Figure) -> String {
         format!(
             "{} rounds {} ({} – {})",
             r.values.len(),
-            format_rounds_pct(r),
+            r.shown_pct(),
             format_value(r.min, figure.unit),
             format_value(r.max, figure.unit)
         )
@@ -123,16 +115,6 @@ pub fn rounds_note(report: &crate::report::Report) -> Option<String> {
     Some(format!(
         "± = run-to-run spread: each of {most} independent runs is within it of the median"
     ))
-}
-
-/// The run-to-run spread of independent rounds: `±4.1%` (every round within it of the
-/// figure), in one word so that a narrow table never wraps it apart.
-pub fn format_rounds_pct(rounds: &crate::report::Rounds) -> String {
-    if rounds.spread_pct < 10.0 {
-        format!("±{:.1}%", rounds.spread_pct)
-    } else {
-        format!("±{:.0}%", rounds.spread_pct)
-    }
 }
 
 /// How a verdict reads in every format.

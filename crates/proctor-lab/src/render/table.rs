@@ -193,7 +193,7 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         for f in &section.figures {
             t.add_row(vec![
                 f.label.clone(),
-                super::figure_value(f),
+                f.shown(),
                 figure_spread(f),
                 f.placement.clone().unwrap_or_default(),
                 f.key.clone(),

@@ -217,7 +217,7 @@ impl<'a> Figures<'a> {
 
     /// The figure's value formatted with its unit, for the table cells.
     fn shown(&self, key: &str) -> Option<String> {
-        self.by_key.get(key).map(|f| crate::render::figure_value(f))
+        self.by_key.get(key).map(|f| f.shown())
     }
 
     /// The independent rounds behind the figure, where it has several.
@@ -230,7 +230,7 @@ impl<'a> Figures<'a> {
     fn shown_with_rounds(&self, key: &str) -> Option<String> {
         let shown = self.shown(key)?;
         Some(match self.rounds(key) {
-            Some(r) => format!("{shown} {}", crate::render::format_rounds_pct(r)),
+            Some(r) => format!("{shown} {}", r.shown_pct()),
             None => shown,
         })
     }
