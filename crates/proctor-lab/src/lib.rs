@@ -3,6 +3,24 @@
 //!
 //! Data flows one way: [`LabConfig`] → experiments (each returns a [`report::Section`]) →
 //! renderers. Experiments never print; progress goes through the [`Progress`] trait.
+//!
+//! # What lives where, and who may import what
+//!
+//! The modules form layers; a module imports only from its own layer's leaves or from layers
+//! below it, never from one above.
+//!
+//! 1. Leaves, importing nothing from the lab: [`units`] (the units and every number's text),
+//!    [`procfs`] (the one reader of `/proc`), [`progress`]. [`stats`] (pure statistics) and
+//!    [`verdict::keys`] (every figure key the verdicts read, spelled once) import only these.
+//! 2. The model: [`report`] (what experiments produce and renderers read) and [`machine`].
+//! 3. The instruments: [`measure`] (the warm-up/repeat loop and timers), [`shared_mem`],
+//!    [`crosscheck`] (established tools), [`ipc`] (the transports).
+//! 4. The producers: [`experiment`], one module per experiment; they may import anything
+//!    above, and nothing from the consumers below except [`verdict::keys`].
+//! 5. The consumers: [`verdict`] (the claims judged against the figures), [`render`] (a
+//!    report as text) and [`compare`] (reports side by side); none measures, none prints.
+//!
+//! The crate's entry points are [`run_report`], [`run_experiment`] and [`report_of`].
 #![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 

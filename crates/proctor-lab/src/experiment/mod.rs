@@ -1,4 +1,18 @@
 //! One module per experiment; each implements [`Experiment`] and is listed once in [`ALL`].
+//!
+//! Every experiment has the same shape: a `run` that measures into a typed result (its
+//! `…Result`, serialized whole into [`Section::data`]), and a `section_from` (or `section`)
+//! that turns that result into the [`Section`]: the method text, the figures (their keys from
+//! [`crate::verdict::keys`] where a verdict reads them), tables, charts and notes, each group
+//! built by a small function of its own. A folder (`sandbox/`, `servers/`) is an experiment
+//! too big for one file.
+//!
+//! Besides the experiments, this module holds what several of them share: [`Worker`] (thread
+//! or process, the one name for it), `Placement` (where a two-party measurement runs), the
+//! partner of a two-party measurement (`partner.rs`), and `median_round` for the figures
+//! measured in independent rounds. Other modules import [`ALL`], [`find`], [`Experiment`],
+//! [`Knob`], [`Worker`] and the experiments' result types from here; nothing outside imports
+//! an experiment's section-building internals.
 
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,10 @@
 //! measures, none touches the file system. The shared cells (figure, spread, ratio, verdict words)
 //! live here so that all formats show a figure the same way; the numbers themselves are
 //! formatted by [`crate::units`], which the experiments and verdicts use too.
+//!
+//! Renderers import only the report model ([`crate::report`]) and [`crate::units`]. Others
+//! import [`render`] and [`Format`] (the CLI), [`html::esc`], `html::STYLE` and [`svg::render`]
+//! (`compare`'s page), and the shared cells; nothing here imports an experiment or the verdicts.
 
 pub mod html;
 pub mod json;

@@ -4,6 +4,11 @@
 //! rule per claim and returns the headline table and the claims. It never measures and never
 //! prints, so a test can perturb the figures and watch each verdict flip or hold.
 //!
+//! Here live the judging (`claims.rs`, one rule per claim), the headline table (`headline.rs`)
+//! and [`keys`], the one place each figure key is spelled. Others import [`judge`], [`KEYS`]
+//! and [`keys`]; the verdicts import only the report model, [`crate::units`] and
+//! [`crate::stats`], never an experiment or a renderer.
+//!
 //! # Figure keys
 //!
 //! The experiments produce exactly these keys ([`KEYS`] holds the same list, with units, for

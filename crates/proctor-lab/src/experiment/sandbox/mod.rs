@@ -1,7 +1,7 @@
 //! `sandbox`: process mode as a security boundary.
 //!
 //! A "compromised task" (a task that gained code execution from hostile input) runs through
-//! a matrix of attacks, each a plain `fn` (in [`attack`]), grouped in classes, each class
+//! a matrix of attacks, each a plain `fn` (in `attack`), grouped in classes, each class
 //! tried by more than one route where there is more than one: files, the network, processes,
 //! the parent; signals to a victim process the lab starts (`kill`, `tgkill`,
 //! `pidfd_send_signal`, `rt_sigqueueinfo`, and `F_SETOWN`/`FIOSETOWN` + `O_ASYNC` on the
@@ -16,7 +16,7 @@
 //! Each attack runs on a fresh one-worker pool (a) on a worker thread (`Pool::threads(1)`:
 //! with the lab's own rights), (b) in a plain worker process (`Pool::processes(1)`) and
 //! (c) in a sandboxed one (`Sandbox::compute()`), and the lab decides from outside whether
-//! it *worked* wherever it can look (see [`cell`]): the victim died of a signal, the typed
+//! it *worked* wherever it can look (see `cell`): the victim died of a signal, the typed
 //! line arrived on the lab's pty, the task outlived its timeout, the worker's resident
 //! memory passed its limit, a later innocent task returned another value, the bytes matched
 //! the lab's own read. After every attack the same pool maps 64 squares and the lab checks
@@ -32,6 +32,11 @@
 //!
 //! Then what the sandbox costs: worker start (build + first result) and a task's round trip
 //! (`submit(..).join()` of a trivial task), with and without the sandbox.
+//!
+//! The folder: `attack.rs` holds the attacks (each a plain `fn` run as the task) and their
+//! classes; `cell.rs` runs one attack in one place and judges from outside whether it worked;
+//! this file holds the experiment, its result types and the section. Only [`SandboxLab`], the
+//! result types, [`Attack`], [`Class`] and [`Place`] are for use outside the folder.
 
 use std::time::Instant;
 
