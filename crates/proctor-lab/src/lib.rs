@@ -10,9 +10,10 @@
 //! below it, never from one above.
 //!
 //! 1. Leaves, importing nothing from the lab: [`units`] (the units and every number's text),
-//!    [`procfs`] (the one reader of `/proc`), [`progress`]. [`stats`] (pure statistics) and
-//!    [`verdict::keys`] (every figure key the verdicts read, spelled once) import only these.
-//! 2. The model: [`report`] (what experiments produce and renderers read) and [`machine`].
+//!    [`procfs`] (the one reader of `/proc`), [`progress`]; and [`verdict::keys`] (every
+//!    figure key the verdicts read, spelled once), which imports only [`units`].
+//! 2. The model: [`report`] (what experiments produce and renderers read) and [`machine`];
+//!    [`stats`] (pure statistics, returning the model's `Spread`).
 //! 3. The instruments: [`measure`] (the warm-up/repeat loop and timers), [`shared_mem`],
 //!    [`crosscheck`] (established tools), [`ipc`] (the transports).
 //! 4. The producers: [`experiment`], one module per experiment; they may import anything
