@@ -4,6 +4,9 @@
 //! nothing here runs an experiment. The report has four sections (spawn, switch, ipc, and a
 //! failed memory section), charts of both kinds and cross-checks. [`all_sections`] adds figure-only
 //! sections so that every key in [`crate::verdict::KEYS`] is present.
+//!
+//! This file is long because it gives every experiment a realistic section, so that every key
+//! the verdicts read and every renderer's branch is exercised.
 
 use crate::machine::Machine;
 use crate::report::{

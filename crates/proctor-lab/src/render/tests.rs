@@ -1,5 +1,8 @@
 //! Renderer tests over the fixed fixture: inline snapshots for the text forms, properties for
 //! JSON, HTML and SVG.
+//!
+//! This file is long because the snapshots show each whole rendered report inline, which is
+//! the point of them: a change to any cell shows in review.
 
 use super::*;
 use crate::fixture;

@@ -1,4 +1,6 @@
 //! One function per classic claim: its rule, its verdict and the evidence.
+//!
+//! This file is long because there are many claims: each function is short, one rule each.
 
 use super::keys;
 use super::*;

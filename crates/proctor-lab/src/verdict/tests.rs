@@ -1,3 +1,6 @@
+//! The verdicts' tests: every rule is perturbed until its verdict flips, and held where it
+//! must not. This file is long because each claim has such a pair, plus the headline's.
+
 use super::*;
 use crate::fixture;
 use crate::report::Rounds;

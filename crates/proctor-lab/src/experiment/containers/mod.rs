@@ -27,6 +27,10 @@
 //!
 //! The forked children live in a copy of a possibly multi-threaded process, so they make raw
 //! system calls only (`unshare`, `fork`, `read`, `write`, `waitpid`, `_exit`): no allocation.
+//!
+//! This file is long because each rung starts its worker its own way (a thread, a fork, a
+//! clone into new namespaces, a cgroup, a container runtime) and the cgroup and runtime
+//! helpers live here too; they are the next to move out (`cgroup.rs`, `runtime.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

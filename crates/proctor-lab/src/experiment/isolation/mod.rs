@@ -13,6 +13,10 @@
 //! child is an ordinary proctor worker, a copy of this program, so no re-execution and no
 //! hidden command-line hook is needed; the outer pool's memory limit doubles as the
 //! `RLIMIT_DATA` of the whole thread-mode program, the limit that makes the OOM fault fail.
+//!
+//! This file is long because the fault matrix needs its own machinery: the faulty task and
+//! its injections, and every thread-mode cell run inside a sacrificial child process, with
+//! the pipe protocol that brings its result back and the search for leftover processes.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

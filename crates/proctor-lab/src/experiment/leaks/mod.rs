@@ -14,6 +14,10 @@
 //! pool kills the worker at the timeout, and its memory goes with it; a thread pool reports
 //! `TimedOut` and starts a replacement, but the stuck thread and its ballast stay until the task
 //! returns (here: until the lab opens the gate).
+//!
+//! This file is long because it measures two things with their own machinery: threads that
+//! block forever (the gate, the /proc sampling, the ping-pong beside them, the limits on how
+//! many may be started) and a hanging task under each pool's timeout.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

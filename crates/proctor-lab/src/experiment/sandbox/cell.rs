@@ -1,5 +1,9 @@
 //! The lab's side of one attack in one place: the pool it runs on, the victim or terminal it
 //! needs, and the judgement from outside of whether it worked.
+//!
+//! This file is long because each attack is judged from outside in its own way (a victim's
+//! exit, the lab's pty, stdio and descriptor identities, the worker's memory and capabilities),
+//! and each of those probes lives beside the one `attempt` that uses it.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -26,6 +26,10 @@
 //!
 //! The forked partner runs in a child of a possibly multi-threaded process, so it only uses
 //! raw system calls (`read`, `write`, `futex`, `getrusage`) and `_exit`; it never allocates.
+//!
+//! This file is long because the ping-pong is written out twice over (pipe and futex, with a
+//! shared page both sides can reach whether they are threads or processes), beside the
+//! one-sided baselines and the cross-checks against `perf bench sched pipe`.
 
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, RawFd};

@@ -9,6 +9,10 @@
 //! mutex of the same design). Both sides start from the same spin gate, so thread or process
 //! creation is outside the timed window. Each figure is the median of per-batch means; batches
 //! are calibrated to last at least 10 ms (quick) and the calibration runs count as warm-up.
+//!
+//! This file is long because every synchronization primitive needs its own contended setup,
+//! between threads and between processes (a futex mutex in shared memory, a semaphore, a
+//! Condvar hand-off), each timed the same way.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
