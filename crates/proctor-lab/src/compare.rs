@@ -79,7 +79,27 @@ pub struct Comparison {
 /// Lines the reports up. Labels that repeat get a number, so every column can be told apart.
 pub fn compare(reports: &[Compared]) -> Comparison {
     let labels = unique_labels(reports);
-    let machines = Table {
+    let aspects = ordered_union(reports.iter().map(|c| {
+        c.report
+            .headline
+            .iter()
+            .map(|r| r.aspect.clone())
+            .collect::<Vec<_>>()
+    }));
+    Comparison {
+        machines: machines_table(reports, &labels),
+        headline: headline_table(reports, &labels, &aspects),
+        claims: claims_table(reports, &labels),
+        figures: figures_table(reports, &labels),
+        deciding: deciding_keys(reports),
+        ratios: ratios_chart(reports, &labels, &aspects),
+        labels,
+    }
+}
+
+/// One row per report: where its figures were taken.
+fn machines_table(reports: &[Compared], labels: &[String]) -> Table {
+    Table {
         title: "Machines".into(),
         columns: [
             "report",
@@ -94,7 +114,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
         .to_vec(),
         rows: reports
             .iter()
-            .zip(&labels)
+            .zip(labels)
             .map(|(c, label)| {
                 let m = &c.report.machine;
                 vec![
@@ -108,18 +128,14 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 ]
             })
             .collect(),
-    };
+    }
+}
 
-    let aspects = ordered_union(reports.iter().map(|c| {
-        c.report
-            .headline
-            .iter()
-            .map(|r| r.aspect.clone())
-            .collect::<Vec<_>>()
-    }));
+/// One row per headline aspect, one cell per report: thread · process (ratio) verdict.
+fn headline_table(reports: &[Compared], labels: &[String], aspects: &[String]) -> Table {
     let mut headline_columns = vec!["aspect".to_string()];
     headline_columns.extend(labels.iter().cloned());
-    let headline = Table {
+    Table {
         title: "Comparison (thread · process, ratio = process / thread, verdict)".into(),
         columns: headline_columns,
         rows: aspects
@@ -151,8 +167,11 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 row
             })
             .collect(),
-    };
+    }
+}
 
+/// One row per claim, one verdict per report, and whether the measured ones agree.
+fn claims_table(reports: &[Compared], labels: &[String]) -> Table {
     let claim_ids = ordered_union(reports.iter().map(|c| {
         c.report
             .claims
@@ -163,7 +182,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
     let mut claim_columns = vec!["claim".to_string()];
     claim_columns.extend(labels.iter().cloned());
     claim_columns.push("agree".into());
-    let claims = Table {
+    Table {
         title: "Claims".into(),
         columns: claim_columns,
         rows: claim_ids
@@ -199,15 +218,23 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 row
             })
             .collect(),
-    };
+    }
+}
 
-    let deciding: Vec<String> = ordered_union(reports.iter().map(|c| {
+/// The keys of the figures that decide a claim in any report.
+fn deciding_keys(reports: &[Compared]) -> Vec<String> {
+    ordered_union(reports.iter().map(|c| {
         c.report
             .claims
             .iter()
             .flat_map(|k| k.figure_keys.iter().cloned())
             .collect::<Vec<_>>()
-    }));
+    }))
+}
+
+/// The figures every report has (same key, same unit): each report's value and its ratio to
+/// the first report's.
+fn figures_table(reports: &[Compared], labels: &[String]) -> Table {
     let mut figure_columns = vec!["figure".to_string()];
     figure_columns.extend(labels.iter().cloned());
     figure_columns.extend(
@@ -217,7 +244,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
             .map(|l| format!("{l} / {}", labels[0])),
     );
     let first = &reports[0].report;
-    let figures = Table {
+    Table {
         title: "Figures in every report".into(),
         columns: figure_columns,
         rows: first
@@ -247,8 +274,11 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 Some(row)
             })
             .collect(),
-    };
+    }
+}
 
+/// The process / thread ratio of each headline row that has one, one series per report.
+fn ratios_chart(reports: &[Compared], labels: &[String], aspects: &[String]) -> Chart {
     let with_ratio: Vec<&String> = aspects
         .iter()
         .filter(|a| {
@@ -260,7 +290,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
             })
         })
         .collect();
-    let ratios = Chart {
+    Chart {
         id: "ratios".into(),
         title: "process / thread, per headline row and machine".into(),
         kind: ChartKind::Bar,
@@ -271,7 +301,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
         categories: with_ratio.iter().map(|a| (*a).clone()).collect(),
         series: reports
             .iter()
-            .zip(&labels)
+            .zip(labels)
             .map(|(c, label)| Series {
                 name: label.clone(),
                 points: with_ratio
@@ -284,16 +314,6 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                     .collect(),
             })
             .collect(),
-    };
-
-    Comparison {
-        labels,
-        machines,
-        headline,
-        claims,
-        figures,
-        deciding,
-        ratios,
     }
 }
 
