@@ -372,17 +372,7 @@ pub fn render_text(c: &Comparison, width: u16, all_figures: bool) -> String {
         }
     };
     for table in [&c.machines, &c.headline, &c.claims, &figures] {
-        let _ = writeln!(out, "{}", table.title);
-        let mut t = comfy_table::Table::new();
-        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
-            .force_no_tty()
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-            .set_width(width)
-            .set_header(&table.columns);
-        for row in &table.rows {
-            t.add_row(row);
-        }
-        let _ = writeln!(out, "{t}\n");
+        out.push_str(&render::table::titled_table(table, width));
     }
     if !all_figures {
         let _ = writeln!(
@@ -409,33 +399,16 @@ pub fn render_html(c: &Comparison) -> String {
         c.labels.len()
     );
     for table in [&c.machines, &c.headline, &c.claims] {
-        html_table(&mut out, table);
+        render::html::titled_table(&mut out, table);
     }
     let _ = write!(
         out,
         "<figure class=\"chart\" id=\"chart-compare-ratios\">{}</figure>",
         render::svg::render(&c.ratios)
     );
-    html_table(&mut out, &c.figures);
+    render::html::titled_table(&mut out, &c.figures);
     out.push_str("<footer>Written by <code>proctor compare</code>.</footer></body></html>\n");
     out
-}
-
-fn html_table(out: &mut String, table: &Table) {
-    use render::html::esc;
-    let _ = write!(out, "<h2>{}</h2><table><thead><tr>", esc(&table.title));
-    for c in &table.columns {
-        let _ = write!(out, "<th>{}</th>", esc(c));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in &table.rows {
-        out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td class=\"wrap\">{}</td>", esc(cell));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table>");
 }
 
 #[cfg(test)]

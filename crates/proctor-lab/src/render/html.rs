@@ -332,6 +332,24 @@ fn section(out: &mut String, s: &Section) {
     out.push_str("</section>\n");
 }
 
+/// A [`crate::report::Table`] under an `<h2>` of its title, every cell allowed to wrap: the
+/// form `proctor compare` writes (a section's tables are captioned instead).
+pub fn titled_table(out: &mut String, table: &crate::report::Table) {
+    let _ = write!(out, "<h2>{}</h2><table><thead><tr>", esc(&table.title));
+    for c in &table.columns {
+        let _ = write!(out, "<th>{}</th>", esc(c));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in &table.rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td class=\"wrap\">{}</td>", esc(cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
 /// One chart as inline SVG inside `<figure class="chart" id="chart-<section>-<chart>">`.
 fn chart(out: &mut String, s: &Section, c: &Chart) {
     // Inline SVG in HTML needs no namespace declaration; dropping it keeps the page free of

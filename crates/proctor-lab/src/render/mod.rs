@@ -6,8 +6,10 @@
 //! formatted by [`crate::units`], which the experiments and verdicts use too.
 //!
 //! Renderers import only the report model ([`crate::report`]) and [`crate::units`]. Others
-//! import [`render`] and [`Format`] (the CLI), [`html::esc`], `html::STYLE` and [`svg::render`]
-//! (`compare`'s page), and the shared cells; nothing here imports an experiment or the verdicts.
+//! import [`render`] and [`Format`] (the CLI); `compare` draws its tables with
+//! [`table::titled_table`] and [`html::titled_table`] and its chart with [`svg::render`], inside
+//! its own page (`html::STYLE`, [`html::esc`]); nothing here imports an experiment or the
+//! verdicts.
 
 pub mod html;
 pub mod json;

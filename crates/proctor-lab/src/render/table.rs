@@ -255,6 +255,22 @@ fn profile_name(report: &Report) -> &'static str {
     }
 }
 
+/// A [`crate::report::Table`] drawn plain (no color) `width` columns wide, its cells as they
+/// are, under its title and followed by a blank line: the form `proctor compare` prints.
+pub fn titled_table(table: &crate::report::Table, width: u16) -> String {
+    let options = TableOptions {
+        color: false,
+        width,
+        verbose: false,
+    };
+    let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+    let mut t = new_table(options, &columns);
+    for row in &table.rows {
+        t.add_row(row);
+    }
+    format!("{}\n{t}\n\n", table.title)
+}
+
 /// A table whose rows may wrap over several lines: separators between rows keep them apart.
 fn wrapping_table(options: TableOptions, header: &[&str]) -> Table {
     let mut t = new_table(options, header);
