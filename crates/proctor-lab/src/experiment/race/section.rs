@@ -304,79 +304,100 @@ fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &
     ));
     let mut rows = Vec::new();
     for d in &result.distributions {
-        let sorted = {
-            let mut l = d.lost.clone();
-            l.sort_unstable();
-            l
-        };
-        let (min, max) = (
-            sorted.first().copied().unwrap_or(0),
-            sorted.last().copied().unwrap_or(0),
-        );
-        let med = median_u64(&d.lost);
-        let where_ = if d.cpus.len() == 1 {
-            let who = match d.threads {
-                1 => "the thread",
-                2 => "both threads",
-                _ => "every thread",
-            };
-            format!("{who} pinned to cpu {}", d.cpus[0])
-        } else {
-            placement.to_string()
-        };
-        for (what, label, v) in [
-            (
-                "lossy_runs",
-                "runs that lost updates",
-                d.lossy_runs() as f64,
-            ),
-            ("lost_min", "fewest lost updates in a run", min as f64),
-            ("lost_median", "median lost updates per run", med),
-            ("lost_max", "most lost updates in a run", max as f64),
-        ] {
-            section.figures.push(
-                Figure::new(
-                    &format!("race.dist.{}.{what}", d.setting),
-                    &format!("{label}, unsynchronized, {}", d.label()),
-                    v,
-                    Unit::Count,
-                )
-                .placed(&where_),
-            );
-        }
-        rows.push(vec![
-            d.label(),
-            where_,
-            d.lost.len().to_string(),
-            d.expected.to_string(),
-            d.lossy_runs().to_string(),
-            min.to_string(),
-            format!("{med:.0}"),
-            max.to_string(),
-        ]);
+        rows.push(distribution_entry(section, d, placement));
     }
     for e in &result.exact {
-        section.figures.push(Figure::new(
-            &format!("race.runs_exact.{}", e.variant.name()),
-            &format!(
-                "runs with the exact count, {} (2 threads)",
-                e.variant.label()
-            ),
-            e.exact as f64,
-            Unit::Count,
-        ));
-        rows.push(vec![
-            format!("{}, {} threads", e.variant.label(), e.threads),
-            placement.to_string(),
-            e.runs.to_string(),
-            (e.threads as u64 * result.increments_per_worker).to_string(),
-            (e.runs - e.exact).to_string(),
-            "-".to_string(),
-            "-".to_string(),
-            "-".to_string(),
-        ]);
+        rows.push(exact_entry(section, result, e, placement));
     }
-    section.tables.push(Table {
+    section.tables.push(distribution_table(runs, rows));
+    section.charts.push(histogram_chart(result, runs));
+}
+
+/// One many-run setting of the unsynchronized counter: its figures, and its table row.
+fn distribution_entry(section: &mut Section, d: &LossDistribution, placement: &str) -> Vec<String> {
+    let sorted = {
+        let mut l = d.lost.clone();
+        l.sort_unstable();
+        l
+    };
+    let (min, max) = (
+        sorted.first().copied().unwrap_or(0),
+        sorted.last().copied().unwrap_or(0),
+    );
+    let med = median_u64(&d.lost);
+    let where_ = if d.cpus.len() == 1 {
+        let who = match d.threads {
+            1 => "the thread",
+            2 => "both threads",
+            _ => "every thread",
+        };
+        format!("{who} pinned to cpu {}", d.cpus[0])
+    } else {
+        placement.to_string()
+    };
+    for (what, label, v) in [
+        (
+            "lossy_runs",
+            "runs that lost updates",
+            d.lossy_runs() as f64,
+        ),
+        ("lost_min", "fewest lost updates in a run", min as f64),
+        ("lost_median", "median lost updates per run", med),
+        ("lost_max", "most lost updates in a run", max as f64),
+    ] {
+        section.figures.push(
+            Figure::new(
+                &format!("race.dist.{}.{what}", d.setting),
+                &format!("{label}, unsynchronized, {}", d.label()),
+                v,
+                Unit::Count,
+            )
+            .placed(&where_),
+        );
+    }
+    vec![
+        d.label(),
+        where_,
+        d.lost.len().to_string(),
+        d.expected.to_string(),
+        d.lossy_runs().to_string(),
+        min.to_string(),
+        format!("{med:.0}"),
+        max.to_string(),
+    ]
+}
+
+/// One fixed variant's many runs: how many were exact, and its table row.
+fn exact_entry(
+    section: &mut Section,
+    result: &RaceResult,
+    e: &ExactRuns,
+    placement: &str,
+) -> Vec<String> {
+    section.figures.push(Figure::new(
+        &format!("race.runs_exact.{}", e.variant.name()),
+        &format!(
+            "runs with the exact count, {} (2 threads)",
+            e.variant.label()
+        ),
+        e.exact as f64,
+        Unit::Count,
+    ));
+    vec![
+        format!("{}, {} threads", e.variant.label(), e.threads),
+        placement.to_string(),
+        e.runs.to_string(),
+        (e.threads as u64 * result.increments_per_worker).to_string(),
+        (e.runs - e.exact).to_string(),
+        "-".to_string(),
+        "-".to_string(),
+        "-".to_string(),
+    ]
+}
+
+/// Lost updates over the runs of every setting.
+fn distribution_table(runs: usize, rows: Vec<Vec<String>>) -> Table {
+    Table {
         title: format!("Lost updates over {runs} runs per setting"),
         columns: [
             "setting",
@@ -391,14 +412,18 @@ fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &
         .map(String::from)
         .to_vec(),
         rows,
-    });
+    }
+}
+
+/// The histogram of lost updates per run, one series per setting.
+fn histogram_chart(result: &RaceResult, runs: usize) -> Chart {
     let lost: Vec<&[u64]> = result
         .distributions
         .iter()
         .map(|d| d.lost.as_slice())
         .collect();
     let (labels, counts) = loss_histogram(&lost, 10);
-    section.charts.push(Chart {
+    Chart {
         id: "lost-histogram".to_string(),
         title: format!("Lost updates per run, unsynchronized ({runs} runs per setting)"),
         kind: ChartKind::Bar,
@@ -420,7 +445,7 @@ fn distribution_figures(section: &mut Section, result: &RaceResult, placement: &
                     .collect(),
             })
             .collect(),
-    });
+    }
 }
 
 /// One bar series per thread count, one bar per variant, valued by `value`.
