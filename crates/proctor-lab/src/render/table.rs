@@ -184,6 +184,22 @@ fn render_section(section: &Section, options: TableOptions) -> String {
     }
     out.push_str(&format!("method: {}\n", section.method));
 
+    figures(&mut out, section, options);
+    tables(&mut out, section, options);
+    for chart in &section.charts {
+        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
+    }
+
+    cross_checks(&mut out, section, options);
+
+    for note in &section.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+/// The section's figures: value, spread, placement and key.
+fn figures(out: &mut String, section: &Section, options: TableOptions) {
     if !section.figures.is_empty() {
         let mut t = new_table(
             options,
@@ -201,7 +217,10 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
+}
 
+/// The section's tables, every column but the first right-aligned.
+fn tables(out: &mut String, section: &Section, options: TableOptions) {
     for table in &section.tables {
         out.push_str(&format!("{}\n", table.title));
         let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
@@ -212,11 +231,10 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
+}
 
-    for chart in &section.charts {
-        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
-    }
-
+/// Our figures beside the established tools'.
+fn cross_checks(out: &mut String, section: &Section, options: TableOptions) {
     if !section.cross_checks.is_empty() {
         out.push_str("cross-checks\n");
         let mut t = new_table(
@@ -240,11 +258,6 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
-
-    for note in &section.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    out
 }
 
 fn profile_name(report: &Report) -> &'static str {
