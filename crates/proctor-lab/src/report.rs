@@ -101,7 +101,7 @@ impl Section {
     /// A value that does not serialize (a map with non-string keys, a failing `Serialize`)
     /// is a bug that must not pass for an experiment without data: it marks the section
     /// [`Status::Failed`] with the serializer's error, and keeps the figures already there.
-    pub fn set_data(&mut self, data: &impl Serialize) {
+    pub fn set_data<T: Serialize + ?Sized>(&mut self, data: &T) {
         match serde_json::to_value(data) {
             Ok(value) => self.data = value,
             Err(err) => {

@@ -451,7 +451,7 @@ fn section(plan: &Plan, d: &Data) -> Section {
     }
     s.charts.extend(charts(d));
     s.notes.extend(notes(&s, d));
-    s.set_data(&d);
+    s.set_data(d);
     s
 }
 

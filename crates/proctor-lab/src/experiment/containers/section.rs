@@ -12,7 +12,7 @@ pub(super) fn section_from(result: &ContainersResult) -> Section {
     section.tables.push(probe_table(result));
     section.charts.push(start_chart(result));
     notes(&mut section, result);
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 

@@ -13,7 +13,7 @@ pub(super) fn section_from(result: &IsolationResult) -> Section {
     section.charts.push(completed_chart(result));
     section.charts.push(recovery_chart(result));
     notes(&mut section, result);
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 

@@ -26,7 +26,7 @@ pub(super) fn section_from(r: &LeaksResult) -> Section {
     section.charts.push(per_thread_chart(r));
     section.charts.push(scheduler_chart(r));
     notes(&mut section, r);
-    section.set_data(&r);
+    section.set_data(r);
     section
 }
 

@@ -11,7 +11,7 @@ pub(super) fn section_from(result: &MemoryResult) -> Section {
     section.tables.push(worker_table(result));
     section.charts.push(per_worker_chart(result));
     notes(&mut section, result);
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 

@@ -16,7 +16,7 @@ pub(super) fn section_from(result: &RaceResult, cpus: usize) -> Section {
     section.charts.push(cost_chart(result));
     section.charts.push(final_chart(result));
     notes(&mut section, result, cpus);
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 

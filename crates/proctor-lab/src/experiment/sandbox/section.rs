@@ -16,7 +16,7 @@ pub(super) fn section_from(r: &SandboxResult) -> Section {
     section.tables.push(cost_table(cost_rows));
     section.charts.push(worked_chart(r));
     closing_notes(&mut section, r);
-    section.set_data(&r);
+    section.set_data(r);
     section
 }
 

@@ -15,7 +15,7 @@ pub(super) fn section_from(r: &ScalingResult) -> Section {
     section.charts.push(speedup_chart(r));
     section.charts.push(io_chart(r));
     notes(&mut section, r);
-    section.set_data(&r);
+    section.set_data(r);
     section
 }
 

@@ -33,7 +33,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
     section.tables.push(leak_table(r));
     section.charts.push(throughput_chart(r));
     limit_notes(&mut section, r);
-    section.set_data(&r);
+    section.set_data(r);
     section
 }
 

@@ -12,7 +12,7 @@ pub(super) fn section(plan: &Plan, rows: &[Row]) -> Section {
     s.tables.push(rss_table(rows));
     s.charts.push(rss_chart(rows));
     notes(&mut s, rows);
-    s.set_data(&rows);
+    s.set_data(rows);
     s
 }
 

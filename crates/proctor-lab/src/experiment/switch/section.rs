@@ -27,7 +27,7 @@ pub(super) fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
         s.notes
             .push("only one CPU is allowed: no cross-CPU figures".into());
     }
-    s.set_data(&d);
+    s.set_data(d);
     s
 }
 

@@ -31,7 +31,7 @@ pub(super) fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     if !two_cpus {
         section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
     }
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 

@@ -11,7 +11,7 @@ pub(super) fn section_from(result: &UiResult) -> Section {
     section.tables.push(case_table(result));
     section.charts.push(frame_chart(result));
     notes(&mut section, result);
-    section.set_data(&result);
+    section.set_data(result);
     section
 }
 
