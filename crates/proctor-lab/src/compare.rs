@@ -79,7 +79,27 @@ pub struct Comparison {
 /// Lines the reports up. Labels that repeat get a number, so every column can be told apart.
 pub fn compare(reports: &[Compared]) -> Comparison {
     let labels = unique_labels(reports);
-    let machines = Table {
+    let aspects = ordered_union(reports.iter().map(|c| {
+        c.report
+            .headline
+            .iter()
+            .map(|r| r.aspect.clone())
+            .collect::<Vec<_>>()
+    }));
+    Comparison {
+        machines: machines_table(reports, &labels),
+        headline: headline_table(reports, &labels, &aspects),
+        claims: claims_table(reports, &labels),
+        figures: figures_table(reports, &labels),
+        deciding: deciding_keys(reports),
+        ratios: ratios_chart(reports, &labels, &aspects),
+        labels,
+    }
+}
+
+/// One row per report: where its figures were taken.
+fn machines_table(reports: &[Compared], labels: &[String]) -> Table {
+    Table {
         title: "Machines".into(),
         columns: [
             "report",
@@ -94,7 +114,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
         .to_vec(),
         rows: reports
             .iter()
-            .zip(&labels)
+            .zip(labels)
             .map(|(c, label)| {
                 let m = &c.report.machine;
                 vec![
@@ -108,18 +128,14 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 ]
             })
             .collect(),
-    };
+    }
+}
 
-    let aspects = ordered_union(reports.iter().map(|c| {
-        c.report
-            .headline
-            .iter()
-            .map(|r| r.aspect.clone())
-            .collect::<Vec<_>>()
-    }));
+/// One row per headline aspect, one cell per report: thread · process (ratio) verdict.
+fn headline_table(reports: &[Compared], labels: &[String], aspects: &[String]) -> Table {
     let mut headline_columns = vec!["aspect".to_string()];
     headline_columns.extend(labels.iter().cloned());
-    let headline = Table {
+    Table {
         title: "Comparison (thread · process, ratio = process / thread, verdict)".into(),
         columns: headline_columns,
         rows: aspects
@@ -151,8 +167,11 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 row
             })
             .collect(),
-    };
+    }
+}
 
+/// One row per claim, one verdict per report, and whether the measured ones agree.
+fn claims_table(reports: &[Compared], labels: &[String]) -> Table {
     let claim_ids = ordered_union(reports.iter().map(|c| {
         c.report
             .claims
@@ -163,7 +182,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
     let mut claim_columns = vec!["claim".to_string()];
     claim_columns.extend(labels.iter().cloned());
     claim_columns.push("agree".into());
-    let claims = Table {
+    Table {
         title: "Claims".into(),
         columns: claim_columns,
         rows: claim_ids
@@ -199,15 +218,23 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 row
             })
             .collect(),
-    };
+    }
+}
 
-    let deciding: Vec<String> = ordered_union(reports.iter().map(|c| {
+/// The keys of the figures that decide a claim in any report.
+fn deciding_keys(reports: &[Compared]) -> Vec<String> {
+    ordered_union(reports.iter().map(|c| {
         c.report
             .claims
             .iter()
             .flat_map(|k| k.figure_keys.iter().cloned())
             .collect::<Vec<_>>()
-    }));
+    }))
+}
+
+/// The figures every report has (same key, same unit): each report's value and its ratio to
+/// the first report's.
+fn figures_table(reports: &[Compared], labels: &[String]) -> Table {
     let mut figure_columns = vec!["figure".to_string()];
     figure_columns.extend(labels.iter().cloned());
     figure_columns.extend(
@@ -217,7 +244,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
             .map(|l| format!("{l} / {}", labels[0])),
     );
     let first = &reports[0].report;
-    let figures = Table {
+    Table {
         title: "Figures in every report".into(),
         columns: figure_columns,
         rows: first
@@ -237,7 +264,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                     .collect();
                 let all = all?;
                 let mut row = vec![f0.key.clone()];
-                row.extend(all.iter().map(|f| render::figure_value(f)));
+                row.extend(all.iter().map(|f| f.shown()));
                 row.extend(all.iter().skip(1).map(|f| {
                     let ratio = (f0.value > 0.0 && f.value.is_finite())
                         .then(|| f.value / f0.value)
@@ -247,8 +274,11 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                 Some(row)
             })
             .collect(),
-    };
+    }
+}
 
+/// The process / thread ratio of each headline row that has one, one series per report.
+fn ratios_chart(reports: &[Compared], labels: &[String], aspects: &[String]) -> Chart {
     let with_ratio: Vec<&String> = aspects
         .iter()
         .filter(|a| {
@@ -260,7 +290,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
             })
         })
         .collect();
-    let ratios = Chart {
+    Chart {
         id: "ratios".into(),
         title: "process / thread, per headline row and machine".into(),
         kind: ChartKind::Bar,
@@ -271,7 +301,7 @@ pub fn compare(reports: &[Compared]) -> Comparison {
         categories: with_ratio.iter().map(|a| (*a).clone()).collect(),
         series: reports
             .iter()
-            .zip(&labels)
+            .zip(labels)
             .map(|(c, label)| Series {
                 name: label.clone(),
                 points: with_ratio
@@ -284,16 +314,6 @@ pub fn compare(reports: &[Compared]) -> Comparison {
                     .collect(),
             })
             .collect(),
-    };
-
-    Comparison {
-        labels,
-        machines,
-        headline,
-        claims,
-        figures,
-        deciding,
-        ratios,
     }
 }
 
@@ -352,17 +372,7 @@ pub fn render_text(c: &Comparison, width: u16, all_figures: bool) -> String {
         }
     };
     for table in [&c.machines, &c.headline, &c.claims, &figures] {
-        let _ = writeln!(out, "{}", table.title);
-        let mut t = comfy_table::Table::new();
-        t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
-            .force_no_tty()
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-            .set_width(width)
-            .set_header(&table.columns);
-        for row in &table.rows {
-            t.add_row(row);
-        }
-        let _ = writeln!(out, "{t}\n");
+        out.push_str(&render::table::titled_table(table, width));
     }
     if !all_figures {
         let _ = writeln!(
@@ -389,33 +399,16 @@ pub fn render_html(c: &Comparison) -> String {
         c.labels.len()
     );
     for table in [&c.machines, &c.headline, &c.claims] {
-        html_table(&mut out, table);
+        render::html::titled_table(&mut out, table);
     }
     let _ = write!(
         out,
         "<figure class=\"chart\" id=\"chart-compare-ratios\">{}</figure>",
         render::svg::render(&c.ratios)
     );
-    html_table(&mut out, &c.figures);
+    render::html::titled_table(&mut out, &c.figures);
     out.push_str("<footer>Written by <code>proctor compare</code>.</footer></body></html>\n");
     out
-}
-
-fn html_table(out: &mut String, table: &Table) {
-    use render::html::esc;
-    let _ = write!(out, "<h2>{}</h2><table><thead><tr>", esc(&table.title));
-    for c in &table.columns {
-        let _ = write!(out, "<th>{}</th>", esc(c));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in &table.rows {
-        out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td class=\"wrap\">{}</td>", esc(cell));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table>");
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 //! nothing here runs an experiment. The report has four sections (spawn, switch, ipc, and a
 //! failed memory section), charts of both kinds and cross-checks. [`all_sections`] adds figure-only
 //! sections so that every key in [`crate::verdict::KEYS`] is present.
+//!
+//! This file is long because it gives every experiment a realistic section, so that every key
+//! the verdicts read and every renderer's branch is exercised.
 
 use crate::machine::Machine;
 use crate::report::{
@@ -11,6 +14,7 @@ use crate::report::{
     Status, Table, Unit,
 };
 use crate::verdict;
+use crate::verdict::keys;
 
 /// A figure with a spread of ±`spread_pct` % around its value from 30 samples.
 fn fig(key: &str, label: &str, value: f64, unit: Unit, spread_pct: f64) -> Figure {
@@ -64,14 +68,14 @@ fn spawn() -> Section {
     s.elapsed_ms = 4_310.0;
     s.figures = vec![
         fig(
-            "spawn.thread",
+            keys::SPAWN_THREAD,
             "thread spawn + join",
             18_400.0,
             Unit::Ns,
             6.0,
         ),
         fig(
-            "spawn.fork",
+            keys::SPAWN_FORK,
             "fork + _exit + waitpid",
             112_000.0,
             Unit::Ns,
@@ -85,21 +89,21 @@ fn spawn() -> Section {
             12.0,
         ),
         fig(
-            "spawn.pool_worker",
+            keys::SPAWN_POOL_WORKER,
             "pool worker from the fork server",
             74_000.0,
             Unit::Ns,
             8.0,
         ),
         fig(
-            "spawn.pool_remote",
+            keys::SPAWN_POOL_REMOTE,
             "one-worker remote pool (loopback TCP) built, run once, dropped",
             4_200_000.0,
             Unit::Ns,
             10.0,
         ),
         fig(
-            "spawn.async",
+            keys::SPAWN_ASYNC,
             "async task spawn + await",
             1_150.0,
             Unit::Ns,
@@ -183,7 +187,7 @@ fn switch() -> Section {
     s.elapsed_ms = 6_020.0;
     s.figures = vec![
         fig(
-            "switch.futex.thread.pinned",
+            keys::SWITCH_FUTEX_THREAD_PINNED,
             "thread switch (futex)",
             1_180.0,
             Unit::Ns,
@@ -191,7 +195,7 @@ fn switch() -> Section {
         )
         .placed("same CPU (cpu 0)"),
         fig(
-            "switch.futex.process.pinned",
+            keys::SWITCH_FUTEX_PROCESS_PINNED,
             "process switch (futex)",
             1_420.0,
             Unit::Ns,
@@ -293,7 +297,7 @@ fn ipc() -> Section {
     s.elapsed_ms = 9_870.0;
     s.figures = vec![
         fig(
-            "ipc.rtt.channel.thread.64",
+            keys::IPC_RTT_CHANNEL_THREAD_64,
             "channel, 64 B",
             2_350.0,
             Unit::Ns,
@@ -301,7 +305,7 @@ fn ipc() -> Section {
         )
         .placed("unpinned"),
         fig(
-            "ipc.rtt.pipe.process.64",
+            keys::IPC_RTT_PIPE_PROCESS_64,
             "pipe, 64 B",
             9_800.0,
             Unit::Ns,
@@ -317,7 +321,7 @@ fn ipc() -> Section {
         )
         .placed("unpinned"),
         fig(
-            "ipc.rtt.shm.process.64",
+            keys::IPC_RTT_SHM_PROCESS_64,
             "shm ring (futex), 64 B",
             3_100.0,
             Unit::Ns,
@@ -509,125 +513,129 @@ pub(crate) fn all_sections() -> Vec<Section> {
             "memory",
             "Resource usage",
             vec![
-                n("memory.uss_per_worker.thread.10", 12_288.0, Unit::Bytes),
-                n("memory.uss_per_worker.process.10", 1_153_433.0, Unit::Bytes),
-                n("memory.per_task.async.10000", 412.0, Unit::Bytes),
+                n(keys::MEMORY_USS_PER_WORKER_THREAD_10, 12_288.0, Unit::Bytes),
+                n(
+                    keys::MEMORY_USS_PER_WORKER_PROCESS_10,
+                    1_153_433.0,
+                    Unit::Bytes,
+                ),
+                n(keys::MEMORY_PER_TASK_ASYNC_10000, 412.0, Unit::Bytes),
             ],
         ),
         figures_only(
             "isolation",
             "Fault isolation",
             vec![
-                n("isolation.faults", 7.0, Unit::Count),
-                n("isolation.survived.process", 7.0, Unit::Count),
-                n("isolation.survived.thread", 3.0, Unit::Count),
-                n("isolation.whole_program_died.thread", 4.0, Unit::Count),
+                n(keys::ISOLATION_FAULTS, 7.0, Unit::Count),
+                n(keys::ISOLATION_SURVIVED_PROCESS, 7.0, Unit::Count),
+                n(keys::ISOLATION_SURVIVED_THREAD, 3.0, Unit::Count),
+                n(keys::ISOLATION_WHOLE_PROGRAM_DIED_THREAD, 4.0, Unit::Count),
             ],
         ),
         figures_only(
             "race",
             "Memory space and shared data",
             vec![
-                n("race.expected", 200_000.0, Unit::Count),
-                n("race.final.unsync", 113_482.0, Unit::Count),
-                n("race.final.mutex", 200_000.0, Unit::Count),
-                n("race.final.atomic", 200_000.0, Unit::Count),
-                n("race.ns_per_inc.unsync", 1.9, Unit::Ns),
-                n("race.ns_per_inc.mutex", 41.0, Unit::Ns),
-                n("race.ns_per_inc.atomic", 12.3, Unit::Ns),
-                n("race.parent_after.process_copy", 0.0, Unit::Count),
-                n("race.cpus", 2.0, Unit::Count),
-                n("race.dist.runs", 200.0, Unit::Count),
-                n("race.dist.threads_2.lossy_runs", 200.0, Unit::Count),
-                n("race.dist.threads_2.lost_min", 5_791.0, Unit::Count),
-                n("race.dist.threads_2.lost_max", 100_000.0, Unit::Count),
-                n("race.dist.one_cpu.lossy_runs", 0.0, Unit::Count),
-                n("race.runs_exact.mutex", 200.0, Unit::Count),
-                n("race.runs_exact.atomic", 200.0, Unit::Count),
+                n(keys::RACE_EXPECTED, 200_000.0, Unit::Count),
+                n(keys::RACE_FINAL_UNSYNC, 113_482.0, Unit::Count),
+                n(keys::RACE_FINAL_MUTEX, 200_000.0, Unit::Count),
+                n(keys::RACE_FINAL_ATOMIC, 200_000.0, Unit::Count),
+                n(keys::RACE_NS_PER_INC_UNSYNC, 1.9, Unit::Ns),
+                n(keys::RACE_NS_PER_INC_MUTEX, 41.0, Unit::Ns),
+                n(keys::RACE_NS_PER_INC_ATOMIC, 12.3, Unit::Ns),
+                n(keys::RACE_PARENT_AFTER_PROCESS_COPY, 0.0, Unit::Count),
+                n(keys::RACE_CPUS, 2.0, Unit::Count),
+                n(keys::RACE_DIST_RUNS, 200.0, Unit::Count),
+                n(keys::RACE_DIST_THREADS_2_LOSSY_RUNS, 200.0, Unit::Count),
+                n(keys::RACE_DIST_THREADS_2_LOST_MIN, 5_791.0, Unit::Count),
+                n(keys::RACE_DIST_THREADS_2_LOST_MAX, 100_000.0, Unit::Count),
+                n(keys::RACE_DIST_ONE_CPU_LOSSY_RUNS, 0.0, Unit::Count),
+                n(keys::RACE_RUNS_EXACT_MUTEX, 200.0, Unit::Count),
+                n(keys::RACE_RUNS_EXACT_ATOMIC, 200.0, Unit::Count),
             ],
         ),
         figures_only(
             "containers",
             "The isolation ladder",
             vec![
-                n("containers.start.thread", 49_800.0, Unit::Ns),
-                n("containers.start.fork", 167_000.0, Unit::Ns),
-                n("containers.start.namespaces", 972_000.0, Unit::Ns),
+                n(keys::CONTAINERS_START_THREAD, 49_800.0, Unit::Ns),
+                n(keys::CONTAINERS_START_FORK, 167_000.0, Unit::Ns),
+                n(keys::CONTAINERS_START_NAMESPACES, 972_000.0, Unit::Ns),
             ],
         ),
         figures_only(
             "scaling",
             "Multi-core use",
             vec![
-                n("scaling.cores", 2.0, Unit::Count),
-                n("scaling.speedup.thread.cores", 1.96, Unit::Ratio),
-                n("scaling.speedup.process.cores", 1.93, Unit::Ratio),
-                n("scaling.oversubscription.thread", 0.97, Unit::Ratio),
-                n("scaling.io.completion.thread.1000", 48e6, Unit::Ns),
-                n("scaling.io.completion.process.1000", 610e6, Unit::Ns),
-                n("scaling.io.completion.async.1000", 12.6e6, Unit::Ns),
+                n(keys::SCALING_CORES, 2.0, Unit::Count),
+                n(keys::SCALING_SPEEDUP_THREAD_CORES, 1.96, Unit::Ratio),
+                n(keys::SCALING_SPEEDUP_PROCESS_CORES, 1.93, Unit::Ratio),
+                n(keys::SCALING_OVERSUBSCRIPTION_THREAD, 0.97, Unit::Ratio),
+                n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns),
+                n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns),
+                n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns),
             ],
         ),
         figures_only(
             "sync",
             "Synchronization",
             vec![
-                n("sync.mutex.uncontended.thread", 17.9, Unit::Ns),
-                n("sync.mutex.uncontended.process", 18.6, Unit::Ns),
+                n(keys::SYNC_MUTEX_UNCONTENDED_THREAD, 17.9, Unit::Ns),
+                n(keys::SYNC_MUTEX_UNCONTENDED_PROCESS, 18.6, Unit::Ns),
             ],
         ),
         figures_only(
             "ui",
             "Keeping the UI thread responsive",
             vec![
-                n("ui.period", 16_666_667.0, Unit::Ns),
-                n("ui.job.ui_thread", 300e6, Unit::Ns),
-                n("ui.missed.ui_thread", 17.0, Unit::Count),
-                n("ui.missed.worker_thread", 0.0, Unit::Count),
-                n("ui.missed.worker_process", 0.5, Unit::Count),
+                n(keys::UI_PERIOD, 16_666_667.0, Unit::Ns),
+                n(keys::UI_JOB_UI_THREAD, 300e6, Unit::Ns),
+                n(keys::UI_MISSED_UI_THREAD, 17.0, Unit::Count),
+                n(keys::UI_MISSED_WORKER_THREAD, 0.0, Unit::Count),
+                n(keys::UI_MISSED_WORKER_PROCESS, 0.5, Unit::Count),
             ],
         ),
         figures_only(
             "leaks",
             "Thread leaks",
             vec![
-                n("leaks.ballast", 67_108_864.0, Unit::Bytes),
-                n("leaks.timeout.process.held", 67_110_912.0, Unit::Bytes),
-                n("leaks.timeout.process.after", 4_096.0, Unit::Bytes),
-                n("leaks.timeout.thread.after", 67_112_960.0, Unit::Bytes),
+                n(keys::LEAKS_BALLAST, 67_108_864.0, Unit::Bytes),
+                n(keys::LEAKS_TIMEOUT_PROCESS_HELD, 67_110_912.0, Unit::Bytes),
+                n(keys::LEAKS_TIMEOUT_PROCESS_AFTER, 4_096.0, Unit::Bytes),
+                n(keys::LEAKS_TIMEOUT_THREAD_AFTER, 67_112_960.0, Unit::Bytes),
             ],
         ),
         figures_only(
             "sandbox",
             "Process mode as a security boundary",
             vec![
-                n("sandbox.tried.thread", 30.0, Unit::Count),
-                n("sandbox.tried.process", 40.0, Unit::Count),
-                n("sandbox.tried.sandboxed", 42.0, Unit::Count),
-                n("sandbox.worked.thread", 28.0, Unit::Count),
-                n("sandbox.worked.process", 33.0, Unit::Count),
+                n(keys::SANDBOX_TRIED_THREAD, 30.0, Unit::Count),
+                n(keys::SANDBOX_TRIED_PROCESS, 40.0, Unit::Count),
+                n(keys::SANDBOX_TRIED_SANDBOXED, 42.0, Unit::Count),
+                n(keys::SANDBOX_WORKED_THREAD, 28.0, Unit::Count),
+                n(keys::SANDBOX_WORKED_PROCESS, 33.0, Unit::Count),
                 n("sandbox.worked.sandboxed", 0.0, Unit::Count),
-                n("sandbox.stopped.sandboxed", 42.0, Unit::Count),
-                n("sandbox.pool_broken", 0.0, Unit::Count),
+                n(keys::SANDBOX_STOPPED_SANDBOXED, 42.0, Unit::Count),
+                n(keys::SANDBOX_POOL_BROKEN, 0.0, Unit::Count),
             ],
         ),
         figures_only(
             "servers",
             "Servers: prefork vs threaded vs async",
             vec![
-                n("servers.rps.prefork.cpu.16", 23_176.0, Unit::PerSec),
-                n("servers.rps.threaded.cpu.16", 23_236.0, Unit::PerSec),
-                n("servers.rps.async.cpu.16", 9_016.0, Unit::PerSec),
-                n("servers.crash.kept_serving.prefork", 1.0, Unit::Count),
-                n("servers.crash.kept_serving.threaded", 0.0, Unit::Count),
-                n("servers.crash.kept_serving.async", 0.0, Unit::Count),
-                n("servers.crash.lost.prefork", 0.0, Unit::Count),
-                n("servers.crash.lost.threaded", 17.0, Unit::Count),
-                n("servers.crash.lost.async", 31.0, Unit::Count),
-                n("servers.leak.leaked", 33_554_432.0, Unit::Bytes),
-                n("servers.leak.held.prefork", 5_421_000.0, Unit::Bytes),
-                n("servers.leak.held.threaded", 31_562_000.0, Unit::Bytes),
-                n("servers.leak.held.async", 31_560_000.0, Unit::Bytes),
+                n(keys::SERVERS_RPS_PREFORK_CPU_16, 23_176.0, Unit::PerSec),
+                n(keys::SERVERS_RPS_THREADED_CPU_16, 23_236.0, Unit::PerSec),
+                n(keys::SERVERS_RPS_ASYNC_CPU_16, 9_016.0, Unit::PerSec),
+                n(keys::SERVERS_CRASH_KEPT_SERVING_PREFORK, 1.0, Unit::Count),
+                n(keys::SERVERS_CRASH_KEPT_SERVING_THREADED, 0.0, Unit::Count),
+                n(keys::SERVERS_CRASH_KEPT_SERVING_ASYNC, 0.0, Unit::Count),
+                n(keys::SERVERS_CRASH_LOST_PREFORK, 0.0, Unit::Count),
+                n(keys::SERVERS_CRASH_LOST_THREADED, 17.0, Unit::Count),
+                n(keys::SERVERS_CRASH_LOST_ASYNC, 31.0, Unit::Count),
+                n(keys::SERVERS_LEAK_LEAKED, 33_554_432.0, Unit::Bytes),
+                n(keys::SERVERS_LEAK_HELD_PREFORK, 5_421_000.0, Unit::Bytes),
+                n(keys::SERVERS_LEAK_HELD_THREADED, 31_562_000.0, Unit::Bytes),
+                n(keys::SERVERS_LEAK_HELD_ASYNC, 31_560_000.0, Unit::Bytes),
             ],
         ),
     ]

@@ -3,6 +3,25 @@
 //!
 //! Data flows one way: [`LabConfig`] → experiments (each returns a [`report::Section`]) →
 //! renderers. Experiments never print; progress goes through the [`Progress`] trait.
+//!
+//! # What lives where, and who may import what
+//!
+//! The modules form layers; a module imports only from its own layer's leaves or from layers
+//! below it, never from one above.
+//!
+//! 1. Leaves, importing nothing from the lab: [`units`] (the units and every number's text),
+//!    [`procfs`] (the one reader of `/proc`), [`progress`]; and [`verdict::keys`] (every
+//!    figure key the verdicts read, spelled once), which imports only [`units`].
+//! 2. The model: [`report`] (what experiments produce and renderers read) and [`machine`];
+//!    [`stats`] (pure statistics, returning the model's `Spread`).
+//! 3. The instruments: [`measure`] (the warm-up/repeat loop and timers), [`shared_mem`],
+//!    [`crosscheck`] (established tools), [`ipc`] (the transports).
+//! 4. The producers: [`experiment`], one module per experiment; they may import anything
+//!    above, and nothing from the consumers below except [`verdict::keys`].
+//! 5. The consumers: [`verdict`] (the claims judged against the figures), [`render`] (a
+//!    report as text) and [`compare`] (reports side by side); none measures, none prints.
+//!
+//! The crate's entry points are [`run_report`], [`run_experiment`] and [`report_of`].
 #![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -18,6 +37,7 @@ pub mod render;
 pub mod report;
 pub mod shared_mem;
 pub mod stats;
+pub mod units;
 pub mod verdict;
 
 /// Made-up sections for the renderers' and verdicts' tests (test-only).

@@ -11,6 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
+pub use crate::units::Unit;
+use crate::units::format_value;
 
 /// Version of the JSON schema of [`Report`].
 pub const SCHEMA_VERSION: u32 = 1;
@@ -94,6 +96,23 @@ impl Section {
         }
     }
 
+    /// Stores `data` as the section's typed result ([`Section::data`]).
+    ///
+    /// A value that does not serialize (a map with non-string keys, a failing `Serialize`)
+    /// is a bug that must not pass for an experiment without data: it marks the section
+    /// [`Status::Failed`] with the serializer's error, and keeps the figures already there.
+    pub fn set_data<T: Serialize + ?Sized>(&mut self, data: &T) {
+        match serde_json::to_value(data) {
+            Ok(value) => self.data = value,
+            Err(err) => {
+                self.data = serde_json::Value::Null;
+                self.status = Status::Failed {
+                    error: format!("the {} experiment's data did not serialize: {err}", self.id),
+                };
+            }
+        }
+    }
+
     /// The figure with this key, if the experiment produced it.
     pub fn figure(&self, key: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.key == key)
@@ -116,26 +135,6 @@ pub enum Status {
         /// Why it did not run.
         reason: String,
     },
-}
-
-/// A unit for a figure. Renderers scale times and sizes for display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Nanoseconds.
-    Ns,
-    /// Bytes.
-    Bytes,
-    /// Bytes per second.
-    BytesPerSec,
-    /// Operations (messages, tasks, increments) per second.
-    PerSec,
-    /// A plain count (tasks survived, lost updates).
-    Count,
-    /// A dimensionless ratio (speed-up, efficiency).
-    Ratio,
-    /// A percentage (0 to 100).
-    Percent,
 }
 
 /// One measured value with its unit and spread.
@@ -165,6 +164,15 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// The value in its unit as every format shows it, or "< resolution" when the method
+    /// cannot resolve it.
+    pub fn shown(&self) -> String {
+        match self.resolution {
+            Some(r) if self.below_resolution() => format!("< {}", format_value(r, self.unit)),
+            _ => format_value(self.value, self.unit),
+        }
+    }
+
     /// A figure with no spread, placement or resolution.
     pub fn new(key: &str, label: &str, value: f64, unit: Unit) -> Figure {
         Figure {
@@ -228,6 +236,16 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// The run-to-run spread: `±4.1%` (every round within it of the figure), in one word so
+    /// that a narrow table never wraps it apart.
+    pub fn shown_pct(&self) -> String {
+        if self.spread_pct < 10.0 {
+            format!("±{:.1}%", self.spread_pct)
+        } else {
+            format!("±{:.0}%", self.spread_pct)
+        }
+    }
+
     /// The rounds' spread around `center` (the figure's value), or `None` when fewer than two
     /// rounds are finite or `center` is not a positive number.
     pub fn around(values: &[f64], center: f64) -> Option<Rounds> {
@@ -408,9 +426,31 @@ mod resolution_tests {
         let negative = Figure::new("k", "l", -24.0 * 1024.0, Unit::Bytes).with_resolution(410.0);
         assert_eq!(negative.value, 0.0);
         assert!(negative.below_resolution());
-        assert_eq!(crate::render::figure_value(&negative), "< 410 B");
+        assert_eq!(negative.shown(), "< 410 B");
         let fine = Figure::new("k", "l", 70_000.0, Unit::Bytes).with_resolution(410.0);
         assert!(!fine.below_resolution());
-        assert_eq!(crate::render::figure_value(&fine), "68.4 KiB");
+        assert_eq!(fine.shown(), "68.4 KiB");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_that_does_not_serialize_fails_the_section_visibly() {
+        let mut s = Section::new("spawn", "Spawn", "");
+        s.set_data(&vec![1, 2]);
+        assert_eq!(s.data, serde_json::json!([1, 2]));
+        assert_eq!(s.status, Status::Ok);
+        // JSON object keys must be strings: a map keyed by pairs cannot serialize.
+        let by_pair: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        s.set_data(&by_pair);
+        assert_eq!(s.data, serde_json::Value::Null);
+        assert!(
+            matches!(&s.status, Status::Failed { error } if error.contains("spawn experiment's data")),
+            "{:?}",
+            s.status
+        );
     }
 }

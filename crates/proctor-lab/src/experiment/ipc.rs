@@ -10,7 +10,7 @@
 //! marks the last message of each batch and the partner answers it with a 1-byte
 //! acknowledgement, so a batch ends when every message has been *received*, not just queued.
 //!
-//! **Partner**: a scoped thread or a child forked after the pair was created; nothing else
+//! **Worker**: a scoped thread or a child forked after the pair was created; nothing else
 //! differs (rule 4): same transport, buffers, sizes, placement. The child of a possibly
 //! multi-threaded process only uses the transport with pre-sized buffers (no allocation),
 //! never unwinds and leaves with `_exit`, as the transports' own tests do.
@@ -35,6 +35,12 @@
 //! pin, and a worker process pins itself in `init_worker` and is asked for its CPUs before
 //! timing. Not cross-CPU: the pool has no option to put its worker on another CPU than its
 //! own threads.
+//!
+//! This file is long (about 1 400 lines) because it holds the whole experiment: the runs over
+//! transports, partners, sizes and placements, the pool round trips, and the section. It stays
+//! one file while the transports it measures are being moved from the library into the lab;
+//! its section-building half (from `section` to `placement_words`) is the next to move into
+//! an `ipc/section.rs`, as the other experiments' have.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -43,11 +49,12 @@ use crate::ipc::{self, Endpoint, TransportKind};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::{Partner, Placement};
+use super::{Placement, Worker};
 use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
+use crate::units::{exact_size, micros};
 use crate::{LabConfig, Progress};
 
 /// The IPC experiment.
@@ -116,21 +123,22 @@ fn suffix(p: Placement) -> &'static str {
     }
 }
 
-/// What the partner does with each message.
+/// What the partner does with each message. (The data field keeps its name, `mode`; the type
+/// is not called that, to keep it apart from the pool's `Mode`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Mode {
+enum Pattern {
     /// Sends every message back: round trips.
     Echo,
     /// Drains, acknowledging marked messages: one-way throughput.
     Sink,
 }
 
-impl Mode {
+impl Pattern {
     fn words(self) -> &'static str {
         match self {
-            Mode::Echo => "round trips",
-            Mode::Sink => "one-way throughput",
+            Pattern::Echo => "round trips",
+            Pattern::Sink => "one-way throughput",
         }
     }
 }
@@ -140,9 +148,9 @@ impl Mode {
 struct Run {
     #[serde(serialize_with = "serialize_kind")]
     transport: TransportKind,
-    partner: Partner,
+    partner: Worker,
     placement: Placement,
-    mode: Mode,
+    mode: Pattern,
     size_bytes: usize,
     /// Per round trip (echo) or per message (sink), in ns: the round whose figure is the
     /// median of the rounds.
@@ -277,11 +285,11 @@ fn sizes(config: &LabConfig) -> Result<Vec<usize>> {
 }
 
 /// The partners a transport can have.
-fn partners(kind: TransportKind) -> &'static [Partner] {
+fn partners(kind: TransportKind) -> &'static [Worker] {
     if kind.supports_processes() {
-        &[Partner::Thread, Partner::Process]
+        &[Worker::Thread, Worker::Process]
     } else {
-        &[Partner::Thread]
+        &[Worker::Thread]
     }
 }
 
@@ -330,7 +338,7 @@ impl Experiment for Ipc {
         for &kind in &kinds {
             for &partner in partners(kind) {
                 for &size in &sizes {
-                    for mode in [Mode::Echo, Mode::Sink] {
+                    for mode in [Pattern::Echo, Pattern::Sink] {
                         for &placement in &placements {
                             progress.advance(
                                 0,
@@ -343,7 +351,7 @@ impl Experiment for Ipc {
                             );
                             // The headline's figures (64 B round trips, unpinned) come from
                             // independent rounds, each with a fresh pair and partner.
-                            let headline = mode == Mode::Echo
+                            let headline = mode == Pattern::Echo
                                 && size == HEADLINE_SIZE
                                 && placement == Placement::Unpinned;
                             let rounds = if headline { ROUNDS } else { 1 };
@@ -428,26 +436,32 @@ fn shm_spin() -> Duration {
     Duration::ZERO
 }
 
-fn size_words(size: usize) -> String {
-    if size >= MIB && size % MIB == 0 {
-        format!("{} MiB", size / MIB)
-    } else if size >= KIB && size % KIB == 0 {
-        format!("{} KiB", size / KIB)
-    } else {
-        format!("{size} B")
-    }
-}
-
-fn fmt_us(ns: f64) -> String {
-    format!("{:.2} µs", ns / 1e3)
-}
-
+/// The section of an ipc run: every run's figures, the pool round trips, the tables, the
+/// charts and the notes, in the order the report shows them.
 fn section(plan: &Plan, d: &Data) -> Section {
+    let mut s = Section::new("ipc", "Communication (IPC)", &method(plan, d));
+    for r in &d.runs {
+        run_figures(&mut s, r);
+    }
+
+    s.figures.extend(pool_figures(&s, d));
+    s.tables.push(table(d));
+    if !d.pool_runs.is_empty() {
+        s.tables.push(pool_table(&s, d));
+    }
+    s.charts.extend(charts(d));
+    s.notes.extend(notes(&s, d));
+    s.set_data(d);
+    s
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(plan: &Plan, d: &Data) -> String {
     let batches = match plan.fixed_ops {
         Some(n) => format!("{n} ops"),
         None => format!("calibrated to >= {} ms", plan.min_batch.as_secs_f64() * 1e3),
     };
-    let method = format!(
+    format!(
         "Round trip (one op): main sends a message of the given size, the partner receives it into a \
          buffer sized beforehand and sends the same bytes back, main receives them: 2 messages, at \
          least 2 sends + 2 receives, and on one CPU 2 context switches. Throughput (one op): main \
@@ -475,90 +489,83 @@ fn section(plan: &Plan, d: &Data) -> Section {
          in init_worker, checked before timing; unpinned = the scheduler's choice; no cross-CPU \
          row (the pool cannot place its worker apart from its own threads).",
         d.shm_spin_ns, plan.batches, plan.warmup_batches,
-    );
-    let mut s = Section::new("ipc", "Communication (IPC)", &method);
+    )
+}
 
-    for r in &d.runs {
-        let base = format!(
-            "{}.{}.{}",
-            r.transport.name(),
-            r.partner.key(),
-            r.size_bytes
-        );
-        let between = r.partner.plural();
-        let size = size_words(r.size_bytes);
-        match r.mode {
-            Mode::Echo => {
-                let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
-                let label = format!(
-                    "{} round trip of {size} between {between}",
-                    r.transport.name()
-                );
-                s.figures.push(
-                    r.measurement
-                        .figure(&key, &label)
-                        .with_rounds(&r.rounds_ns)
-                        .placed(&r.placement.describe()),
-                );
-                if r.transport == TransportKind::Shm {
-                    s.figures.push(
-                        Figure::new(
-                            &format!(
-                                "ipc.futex_wakes_per_msg.shm.{}.{}{}",
-                                r.partner.key(),
-                                r.size_bytes,
-                                suffix(r.placement)
-                            ),
-                            &format!("shm FUTEX_WAKE calls per message, {size} round trips between {between}"),
-                            r.futex_wakes_per_msg(),
-                            Unit::Count,
-                        )
-                        .placed(&r.placement.describe()),
-                    );
-                }
-            }
-            Mode::Sink => {
-                let t = r.throughput();
-                s.figures.push(
-                    Figure::new(
-                        &format!("ipc.throughput.{base}{}", suffix(r.placement)),
-                        &format!(
-                            "{} one-way throughput, {size} messages between {between}",
-                            r.transport.name()
-                        ),
-                        t.median,
-                        Unit::BytesPerSec,
-                    )
-                    .with_spread(t.spread())
+/// The figures of one run: a round trip (with the shm ring's wake-ups) or a one-way
+/// throughput in bytes and messages per second.
+fn run_figures(s: &mut Section, r: &Run) {
+    let base = format!(
+        "{}.{}.{}",
+        r.transport.name(),
+        r.partner.key(),
+        r.size_bytes
+    );
+    let between = r.partner.plural();
+    let size = exact_size(r.size_bytes);
+    match r.mode {
+        Pattern::Echo => {
+            let key = format!("ipc.rtt.{base}{}", suffix(r.placement));
+            let label = format!(
+                "{} round trip of {size} between {between}",
+                r.transport.name()
+            );
+            s.figures.push(
+                r.measurement
+                    .figure(&key, &label)
+                    .with_rounds(&r.rounds_ns)
                     .placed(&r.placement.describe()),
-                );
-                let m = r.messages_per_sec();
+            );
+            if r.transport == TransportKind::Shm {
                 s.figures.push(
                     Figure::new(
-                        &format!("ipc.msgs.{base}{}", suffix(r.placement)),
                         &format!(
-                            "{} one-way messages per second, {size} messages between {between}",
-                            r.transport.name()
+                            "ipc.futex_wakes_per_msg.shm.{}.{}{}",
+                            r.partner.key(),
+                            r.size_bytes,
+                            suffix(r.placement)
                         ),
-                        m.median,
-                        Unit::PerSec,
+                        &format!(
+                            "shm FUTEX_WAKE calls per message, {size} round trips between {between}"
+                        ),
+                        r.futex_wakes_per_msg(),
+                        Unit::Count,
                     )
-                    .with_spread(m.spread())
                     .placed(&r.placement.describe()),
                 );
             }
         }
+        Pattern::Sink => {
+            let t = r.throughput();
+            s.figures.push(
+                Figure::new(
+                    &format!("ipc.throughput.{base}{}", suffix(r.placement)),
+                    &format!(
+                        "{} one-way throughput, {size} messages between {between}",
+                        r.transport.name()
+                    ),
+                    t.median,
+                    Unit::BytesPerSec,
+                )
+                .with_spread(t.spread())
+                .placed(&r.placement.describe()),
+            );
+            let m = r.messages_per_sec();
+            s.figures.push(
+                Figure::new(
+                    &format!("ipc.msgs.{base}{}", suffix(r.placement)),
+                    &format!(
+                        "{} one-way messages per second, {size} messages between {between}",
+                        r.transport.name()
+                    ),
+                    m.median,
+                    Unit::PerSec,
+                )
+                .with_spread(m.spread())
+                .placed(&r.placement.describe()),
+            );
+        }
     }
-
-    s.figures.extend(pool_figures(&s, d));
-    s.tables.push(table(d));
-    if !d.pool_runs.is_empty() {
-        s.tables.push(pool_table(&s, d));
-    }
-    s.charts.extend(charts(d));
-    s.notes.extend(notes(&s, d));
-    s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
-    s
 }
 
 /// The pool-round-trip figure key of `pool` at a placement suffix.
@@ -638,7 +645,7 @@ fn pool_figures(s: &Section, d: &Data) -> Vec<Figure> {
 
 fn pool_table(s: &Section, d: &Data) -> Table {
     let value = |k: &str| s.figure(k).map(|f| f.value);
-    let cell = |v: Option<f64>| v.map_or("-".to_string(), fmt_us);
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| micros(v, 2));
     let ratio =
         |suffix: &str, key: &str| match (value(&pool_key(PoolKind::Remote, suffix)), value(key)) {
             (Some(remote), Some(this)) => format!("{:.1}x", remote / this),
@@ -652,7 +659,7 @@ fn pool_table(s: &Section, d: &Data) -> Table {
                 .pool_runs
                 .iter()
                 .find(|r| r.pool == k && r.placement == Placement::Unpinned)
-                .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+                .map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
             vec![
                 k.label().to_string(),
                 cell(value(&pool_key(k, ".pinned"))),
@@ -667,16 +674,16 @@ fn pool_table(s: &Section, d: &Data) -> Table {
         let p99 = find_run(
             d,
             TransportKind::Tcp,
-            Partner::Process,
+            Worker::Process,
             HEADLINE_SIZE,
-            Mode::Echo,
+            Pattern::Echo,
             "unpinned",
         )
-        .map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+        .map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
         rows.push(vec![
             format!(
                 "raw tcp round trip of {} between processes (no pool)",
-                size_words(HEADLINE_SIZE)
+                exact_size(HEADLINE_SIZE)
             ),
             cell(value(&tcp_key(".pinned"))),
             cell(value(&tcp_key(""))),
@@ -706,9 +713,9 @@ fn pool_table(s: &Section, d: &Data) -> Table {
 fn find_run<'a>(
     d: &'a Data,
     kind: TransportKind,
-    partner: Partner,
+    partner: Worker,
     size: usize,
-    mode: Mode,
+    mode: Pattern,
     placement: &str,
 ) -> Option<&'a Run> {
     d.runs.iter().find(|r| {
@@ -726,17 +733,19 @@ fn table(d: &Data) -> Table {
         for &partner in partners(kind) {
             for &size in &d.sizes {
                 let rtt = |p: &str| {
-                    find_run(d, kind, partner, size, Mode::Echo, p)
-                        .map_or("-".to_string(), |r| fmt_us(r.measurement.value()))
+                    find_run(d, kind, partner, size, Pattern::Echo, p)
+                        .map_or("-".to_string(), |r| micros(r.measurement.value(), 2))
                 };
-                let unpinned = find_run(d, kind, partner, size, Mode::Echo, "unpinned");
-                let p99 = unpinned.map_or("-".to_string(), |r| fmt_us(r.measurement.summary().p99));
+                let unpinned = find_run(d, kind, partner, size, Pattern::Echo, "unpinned");
+                let p99 =
+                    unpinned.map_or("-".to_string(), |r| micros(r.measurement.summary().p99, 2));
                 let mbs = |p: &str| {
-                    find_run(d, kind, partner, size, Mode::Sink, p).map_or("-".to_string(), |r| {
-                        format!("{:.1}", r.throughput().median / 1e6)
-                    })
+                    find_run(d, kind, partner, size, Pattern::Sink, p)
+                        .map_or("-".to_string(), |r| {
+                            format!("{:.1}", r.throughput().median / 1e6)
+                        })
                 };
-                let msgs = find_run(d, kind, partner, size, Mode::Sink, "unpinned")
+                let msgs = find_run(d, kind, partner, size, Pattern::Sink, "unpinned")
                     .map_or("-".to_string(), |r| {
                         format!("{:.0}", r.messages_per_sec().median)
                     });
@@ -750,7 +759,7 @@ fn table(d: &Data) -> Table {
                 rows.push(vec![
                     kind.name().to_string(),
                     partner.plural().to_string(),
-                    size_words(size),
+                    exact_size(size),
                     rtt("pinned"),
                     rtt("unpinned"),
                     p99,
@@ -808,7 +817,7 @@ fn charts(d: &Data) -> Vec<Chart> {
                     .sizes
                     .iter()
                     .filter_map(|&size| {
-                        let r = find_run(d, k, Partner::Process, size, Mode::Echo, placement)?;
+                        let r = find_run(d, k, Worker::Process, size, Pattern::Echo, placement)?;
                         Some((size as f64, r.measurement.value()))
                     })
                     .collect(),
@@ -820,9 +829,9 @@ fn charts(d: &Data) -> Vec<Chart> {
             .iter()
             .map(|&k| {
                 let partner = if k.supports_processes() {
-                    Partner::Process
+                    Worker::Process
                 } else {
-                    Partner::Thread
+                    Worker::Thread
                 };
                 Series {
                     name: format!("{} ({})", k.name(), partner.plural()),
@@ -830,7 +839,7 @@ fn charts(d: &Data) -> Vec<Chart> {
                         .sizes
                         .iter()
                         .filter_map(|&size| {
-                            let r = find_run(d, k, partner, size, Mode::Sink, placement)?;
+                            let r = find_run(d, k, partner, size, Pattern::Sink, placement)?;
                             Some((size as f64, r.throughput().median))
                         })
                         .collect(),
@@ -923,7 +932,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
         let mut text = format!(
             "pool round trip, {}: remote worker {}",
             placement_words(suffix),
-            fmt_us(remote)
+            micros(remote, 2)
         );
         for (what, key) in [
             (
@@ -936,7 +945,7 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
             if let Some(v) = value(&key) {
                 text.push_str(&format!(
                     ", {what} {} (remote / it = {:.1}x)",
-                    fmt_us(v),
+                    micros(v, 2),
                     remote / v
                 ));
             }
@@ -963,9 +972,9 @@ fn notes(s: &Section, d: &Data) -> Vec<String> {
                 let placement = placement_words(suffix);
                 notes.push(format!(
                     "{} round trip between processes, {placement}: shm {} vs pipe {} (pipe / shm = {:.1}x)",
-                    size_words(size),
-                    fmt_us(shm),
-                    fmt_us(pipe),
+                    exact_size(size),
+                    micros(shm, 2),
+                    micros(pipe, 2),
                     pipe / shm
                 ));
             }
@@ -1090,9 +1099,9 @@ fn pool_rtt(kind: PoolKind, placement: Placement, plan: &Plan) -> Result<Measure
 /// round trips or one-way messages, then stops the partner and checks it ended cleanly.
 fn run_pair(
     kind: TransportKind,
-    partner: Partner,
+    partner: Worker,
     placement: Placement,
-    mode: Mode,
+    mode: Pattern,
     size: usize,
     plan: &Plan,
 ) -> Result<Run> {
@@ -1128,9 +1137,9 @@ impl MainResult {
     fn into_run(
         self,
         transport: TransportKind,
-        partner: Partner,
+        partner: Worker,
         placement: Placement,
-        mode: Mode,
+        mode: Pattern,
         size_bytes: usize,
     ) -> Run {
         Run {
@@ -1148,13 +1157,13 @@ impl MainResult {
 }
 
 /// Main's side: measures round trips (echo) or one-way batches (sink).
-fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Result<MainResult> {
+fn main_side(main: &mut Endpoint, mode: Pattern, size: usize, plan: &Plan) -> Result<MainResult> {
     let mut msg = vec![0x5Au8; size];
     let mut buf: Vec<u8> = Vec::with_capacity(size);
     let wakes_before = main.futex_wakes();
     let mut messages = 0u64;
     let measurement = match mode {
-        Mode::Echo => measure::measure(plan, |n, sampler| {
+        Pattern::Echo => measure::measure(plan, |n, sampler| {
             messages += 2 * n;
             time_ops(n, sampler, || {
                 main.send(black_box(&msg))?;
@@ -1165,7 +1174,7 @@ fn main_side(main: &mut Endpoint, mode: Mode, size: usize, plan: &Plan) -> Resul
                 Ok(())
             })
         })?,
-        Mode::Sink => measure::measure(plan, |n, _sampler| {
+        Pattern::Sink => measure::measure(plan, |n, _sampler| {
             // Sends return once the bytes are queued, so per-message timestamps would say
             // little: only the batch, ended by the acknowledgement, is timed.
             messages += n;
@@ -1197,7 +1206,7 @@ fn stop(main: &mut Endpoint) -> Result<()> {
 /// The partner's loop, until an empty message. Returns an exit code instead of failing, and
 /// allocates nothing while `buf` has room for the largest message: it may run in a forked
 /// child of a multi-threaded process.
-fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
+fn serve(mode: Pattern, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
     loop {
         if end.recv(buf).is_err() {
             return EXIT_RECV;
@@ -1206,9 +1215,9 @@ fn serve(mode: Mode, mut end: Endpoint, buf: &mut Vec<u8>) -> i32 {
             return EXIT_OK;
         }
         let reply: &[u8] = match mode {
-            Mode::Echo => &buf[..],
-            Mode::Sink if buf[0] == ACK => &[ACK],
-            Mode::Sink => continue,
+            Pattern::Echo => &buf[..],
+            Pattern::Sink if buf[0] == ACK => &[ACK],
+            Pattern::Sink => continue,
         };
         if end.send(reply).is_err() {
             return EXIT_SEND;
@@ -1239,9 +1248,9 @@ mod tests {
             transports: vec![TransportKind::Pipe],
             shm_spin_ns: 0,
             runs: vec![
-                run(TransportKind::Pipe, Partner::Thread, Mode::Echo, 8_000.0),
-                run(TransportKind::Pipe, Partner::Process, Mode::Echo, 9_000.0),
-                run(TransportKind::Pipe, Partner::Process, Mode::Sink, 1_000.0),
+                run(TransportKind::Pipe, Worker::Thread, Pattern::Echo, 8_000.0),
+                run(TransportKind::Pipe, Worker::Process, Pattern::Echo, 9_000.0),
+                run(TransportKind::Pipe, Worker::Process, Pattern::Sink, 1_000.0),
             ],
             pool_runs: Vec::new(),
             pool_skipped: Vec::new(),
@@ -1263,9 +1272,9 @@ mod tests {
         use crate::fixture::measurement;
         let tcp = |placement, ns| Run {
             transport: TransportKind::Tcp,
-            partner: Partner::Process,
+            partner: Worker::Process,
             placement,
-            mode: Mode::Echo,
+            mode: Pattern::Echo,
             size_bytes: 64,
             measurement: measurement(ns),
             rounds_ns: vec![ns],
@@ -1392,9 +1401,9 @@ mod tests {
         let plan = plan(Profile::Tiny, None);
         let r = run_pair(
             TransportKind::Pipe,
-            Partner::Thread,
+            Worker::Thread,
             Placement::Unpinned,
-            Mode::Sink,
+            Pattern::Sink,
             4096,
             &plan,
         )

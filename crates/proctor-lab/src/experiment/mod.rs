@@ -1,6 +1,20 @@
 //! One module per experiment; each implements [`Experiment`] and is listed once in [`ALL`].
+//!
+//! Every experiment has the same shape: a `run` that measures into a typed result (its
+//! `…Result`, serialized whole into [`Section::data`]), and a `section_from` (or `section`)
+//! that turns that result into the [`Section`]: the method text, the figures (their keys from
+//! [`crate::verdict::keys`] where a verdict reads them), tables, charts and notes, each group
+//! built by a small function of its own. A folder (`sandbox/`, `servers/`) is an experiment
+//! too big for one file.
+//!
+//! Besides the experiments, this module holds what several of them share: [`Worker`] (thread
+//! or process, the one name for it), `Placement` (where a two-party measurement runs), the
+//! partner of a two-party measurement (`partner.rs`), and `median_round` for the figures
+//! measured in independent rounds. Other modules import [`ALL`], [`find`], [`Experiment`],
+//! [`Knob`], [`Worker`] and the experiments' result types from here; nothing outside imports
+//! an experiment's section-building internals.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{LabConfig, Progress, report::Section};
 
@@ -157,26 +171,43 @@ impl Placement {
     }
 }
 
-/// The other side of a two-party measurement: a thread of this process, or a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What runs a piece of work: a thread of this process, or a process of its own.
+///
+/// The one thread/process vocabulary of the experiments: the partner of a two-party
+/// measurement (`switch`, `ipc`), the kind of pool a fault ran on (`isolation`), the workers
+/// whose memory is measured (`memory`). It serializes as `thread` or `process`, the word the
+/// figure keys use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Partner {
+pub enum Worker {
+    /// A thread of this process.
     Thread,
+    /// A process of its own (forked).
     Process,
 }
 
-impl Partner {
-    pub(crate) fn key(self) -> &'static str {
+impl Worker {
+    /// The word figure keys and tables use: `thread` or `process`.
+    pub fn key(self) -> &'static str {
         match self {
-            Partner::Thread => "thread",
-            Partner::Process => "process",
+            Worker::Thread => "thread",
+            Worker::Process => "process",
         }
     }
 
-    pub(crate) fn plural(self) -> &'static str {
+    /// The plural, for labels: `threads` or `processes`.
+    pub fn plural(self) -> &'static str {
         match self {
-            Partner::Thread => "threads",
-            Partner::Process => "processes",
+            Worker::Thread => "threads",
+            Worker::Process => "processes",
+        }
+    }
+
+    /// The pool mode that runs work on this kind of worker.
+    pub fn pool_mode(self) -> proctor::Mode {
+        match self {
+            Worker::Thread => proctor::Mode::Threads,
+            Worker::Process => proctor::Mode::Processes,
         }
     }
 }

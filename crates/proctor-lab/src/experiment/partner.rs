@@ -6,10 +6,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{Partner, Placement};
+use super::{Placement, Worker};
 use crate::measure;
 
-impl Partner {
+impl Worker {
     /// Runs `body` as the partner (a scoped thread, or a child forked now) and `main` on the
     /// calling thread, then joins or reaps the partner, which must end with code 0.
     ///
@@ -25,7 +25,7 @@ impl Partner {
     ///
     /// # Safety
     ///
-    /// For [`Partner::Process`], `body` runs in a child, a copy of a possibly multi-threaded
+    /// For [`Worker::Process`], `body` runs in a child, a copy of a possibly multi-threaded
     /// process: it must be async-signal-safe (raw system calls, memory allocated beforehand,
     /// no locks another thread could hold, no unwinding); the child leaves with `_exit(code)`.
     pub(crate) unsafe fn run_pair<R>(
@@ -45,7 +45,7 @@ impl Partner {
             main()
         };
         match self {
-            Partner::Thread => std::thread::scope(|scope| {
+            Worker::Thread => std::thread::scope(|scope| {
                 let h = scope.spawn(body);
                 let r = main();
                 let code = h
@@ -57,7 +57,7 @@ impl Partner {
                 }
                 Ok(r)
             }),
-            Partner::Process => {
+            Worker::Process => {
                 // SAFETY: `body` is async-signal-safe, as this function's caller promised.
                 let pid = unsafe { crate::shared_mem::fork_child(body) }.context("fork")?;
                 let mut child = Child(Some(pid));
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     #[cfg_attr(not(target_os = "linux"), ignore)]
     fn both_kinds_run_body_and_main_and_report_a_failing_partner() {
-        for kind in [Partner::Thread, Partner::Process] {
+        for kind in [Worker::Thread, Worker::Process] {
             // SAFETY: each body here only returns a constant.
             let r = unsafe { kind.run_pair(Placement::Unpinned, || 0, || Ok(7)) };
             assert_eq!(r.expect("a clean pair"), 7, "{kind:?}");
@@ -138,7 +138,7 @@ mod tests {
         let before = measure::allowed_cpus();
         // SAFETY: a thread partner: its body is not forked, so it may allocate.
         let seen = unsafe {
-            Partner::Thread.run_pair(
+            Worker::Thread.run_pair(
                 Placement::CrossCpu(a, b),
                 move || {
                     if measure::allowed_cpus() == vec![b] {

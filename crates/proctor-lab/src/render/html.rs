@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::{cross_check_ratio, figure_spread, format_ratio, format_value, svg, verdict_label};
-use crate::report::{Chart, Report, Section, Status, Unit, Verdict};
+use super::{cross_check_ratio, figure_spread, format_ratio, svg, verdict_label};
+use crate::report::{Chart, Report, Section, Status, Table, Unit, Verdict};
+use crate::units::format_value;
 
 pub(crate) const STYLE: &str = r#"
 :root { --fg: #1d2430; --muted: #5b6576; --line: #dde2ea; --alt: #f5f7fa;
@@ -240,6 +241,22 @@ fn section(out: &mut String, s: &Section) {
         esc(&format_value(s.elapsed_ms * 1e6, Unit::Ns)),
     );
 
+    figures_table(out, s);
+    if !s.charts.is_empty() {
+        for c in &s.charts {
+            chart(out, s, c);
+        }
+    }
+    for t in &s.tables {
+        data_table(out, t);
+    }
+    cross_checks(out, s);
+    notes(out, s);
+    out.push_str("</section>\n");
+}
+
+/// The section's figures: value, spread, placement and key.
+fn figures_table(out: &mut String, s: &Section) {
     if !s.figures.is_empty() {
         out.push_str(
             "<table class=\"figures\">\n<thead><tr><th>figure</th><th class=\"num\">value</th>\
@@ -250,7 +267,7 @@ fn section(out: &mut String, s: &Section) {
                 out,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
                 esc(&f.label),
-                esc(&super::figure_value(f)),
+                esc(&f.shown()),
                 esc(&figure_spread(f)),
                 esc(f.placement.as_deref().unwrap_or("")),
                 esc(&f.key),
@@ -258,45 +275,43 @@ fn section(out: &mut String, s: &Section) {
         }
         out.push_str("</tbody>\n</table>\n");
     }
+}
 
-    if !s.charts.is_empty() {
-        for c in &s.charts {
-            chart(out, s, c);
+/// One of the section's tables, its columns of figures right-aligned.
+fn data_table(out: &mut String, t: &Table) {
+    let _ = writeln!(
+        out,
+        "<table class=\"data\">\n<caption>{}</caption>\n<thead><tr>",
+        esc(&t.title)
+    );
+    // A column of figures is right-aligned and stays on one line; a column of words (the
+    // fault matrix's "what happened") wraps, so that the table fits the page.
+    let numeric: Vec<bool> = (0..t.columns.len())
+        .map(|i| i > 0 && t.rows.iter().filter_map(|r| r.get(i)).all(|c| is_figure(c)))
+        .collect();
+    let class = |i: usize| {
+        if numeric.get(i).copied().unwrap_or(false) {
+            " class=\"num\""
+        } else {
+            ""
         }
+    };
+    for (i, c) in t.columns.iter().enumerate() {
+        let _ = write!(out, "<th{}>{}</th>", class(i), esc(c));
     }
-
-    for t in &s.tables {
-        let _ = writeln!(
-            out,
-            "<table class=\"data\">\n<caption>{}</caption>\n<thead><tr>",
-            esc(&t.title)
-        );
-        // A column of figures is right-aligned and stays on one line; a column of words (the
-        // fault matrix's "what happened") wraps, so that the table fits the page.
-        let numeric: Vec<bool> = (0..t.columns.len())
-            .map(|i| i > 0 && t.rows.iter().filter_map(|r| r.get(i)).all(|c| is_figure(c)))
-            .collect();
-        let class = |i: usize| {
-            if numeric.get(i).copied().unwrap_or(false) {
-                " class=\"num\""
-            } else {
-                ""
-            }
-        };
-        for (i, c) in t.columns.iter().enumerate() {
-            let _ = write!(out, "<th{}>{}</th>", class(i), esc(c));
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for (i, c) in row.iter().enumerate() {
+            let _ = write!(out, "<td{}>{}</td>", class(i), esc(c));
         }
-        out.push_str("</tr></thead>\n<tbody>\n");
-        for row in &t.rows {
-            out.push_str("<tr>");
-            for (i, c) in row.iter().enumerate() {
-                let _ = write!(out, "<td{}>{}</td>", class(i), esc(c));
-            }
-            out.push_str("</tr>\n");
-        }
-        out.push_str("</tbody>\n</table>\n");
+        out.push_str("</tr>\n");
     }
+    out.push_str("</tbody>\n</table>\n");
+}
 
+/// Our figures beside the established tools'.
+fn cross_checks(out: &mut String, s: &Section) {
     if !s.cross_checks.is_empty() {
         out.push_str(
             "<h3>Cross-checks</h3>\n<table class=\"cross-checks\">\n<thead><tr><th>tool</th><th>command</th>\
@@ -320,7 +335,10 @@ fn section(out: &mut String, s: &Section) {
         }
         out.push_str("</tbody>\n</table>\n");
     }
+}
 
+/// The section's notes, as a list.
+fn notes(out: &mut String, s: &Section) {
     if !s.notes.is_empty() {
         out.push_str("<ul class=\"notes\">\n");
         for n in &s.notes {
@@ -328,7 +346,24 @@ fn section(out: &mut String, s: &Section) {
         }
         out.push_str("</ul>\n");
     }
-    out.push_str("</section>\n");
+}
+
+/// A [`crate::report::Table`] under an `<h2>` of its title, every cell allowed to wrap: the
+/// form `proctor compare` writes (a section's tables are captioned instead).
+pub fn titled_table(out: &mut String, table: &Table) {
+    let _ = write!(out, "<h2>{}</h2><table><thead><tr>", esc(&table.title));
+    for c in &table.columns {
+        let _ = write!(out, "<th>{}</th>", esc(c));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in &table.rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td class=\"wrap\">{}</td>", esc(cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
 }
 
 /// One chart as inline SVG inside `<figure class="chart" id="chart-<section>-<chart>">`.

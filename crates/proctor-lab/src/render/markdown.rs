@@ -2,8 +2,9 @@
 //! section per experiment with its figures, tables and cross-checks. Charts are only named;
 //! the HTML form draws them.
 
-use super::{cell, cross_check_ratio, figure_spread, format_ratio, format_value, verdict_label};
+use super::{cell, cross_check_ratio, figure_spread, format_ratio, verdict_label};
 use crate::report::{Report, Section, Status, Unit};
+use crate::units::format_value;
 
 /// The report as Markdown.
 pub fn render(report: &Report) -> String {
@@ -92,7 +93,7 @@ fn render_section(out: &mut String, s: &Section) {
             s.figures.iter().map(|f| {
                 vec![
                     f.label.clone(),
-                    super::figure_value(f),
+                    f.shown(),
                     figure_spread(f),
                     f.placement.clone().unwrap_or_default(),
                     format!("`{}`", f.key),

@@ -1,8 +1,15 @@
 //! Renderers: turn a [`Report`] into text. One file per format, one dispatch point ([`render`]).
 //!
 //! Every renderer is a pure function of the report that returns a `String`: none prints, none
-//! measures, none touches the file system. The shared formatting (unit scaling, verdict words)
-//! lives here so that all formats show a figure the same way.
+//! measures, none touches the file system. The shared cells (figure, spread, ratio, verdict words)
+//! live here so that all formats show a figure the same way; the numbers themselves are
+//! formatted by [`crate::units`], which the experiments and verdicts use too.
+//!
+//! Renderers import only the report model ([`crate::report`]) and [`crate::units`]. Others
+//! import [`render`] and [`Format`] (the CLI); `compare` draws its tables with
+//! [`table::titled_table`] and [`html::titled_table`] and its chart with [`svg::render`], inside
+//! its own page (`html::STYLE`, [`html::esc`]); nothing here imports an experiment or the
+//! verdicts.
 
 pub mod html;
 pub mod json;
@@ -13,7 +20,8 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
-use crate::report::{Figure, Report, Spread, Unit, Verdict};
+use crate::report::{Figure, Report, Spread, Verdict};
+use crate::units::{Unit, format_value};
 
 /// An output format of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,80 +65,6 @@ pub fn render(report: &Report, format: Format) -> anyhow::Result<String> {
     })
 }
 
-/// Three significant digits, without a trailing exponent: 1.23, 12.3, 123, 1234.
-fn significant(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".to_string()
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// Scales `v` down by `step` through `units` until it is below `step`.
-fn scaled(v: f64, step: f64, units: &[&str]) -> String {
-    let mut v = v;
-    let mut i = 0;
-    while v.abs() >= step && i + 1 < units.len() {
-        v /= step;
-        i += 1;
-    }
-    format!("{} {}", significant(v), units[i])
-}
-
-/// Groups the digits of an integer count by thousands: `200,000`.
-fn grouped(v: f64) -> String {
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if v < 0.0 {
-        out.insert(0, '-');
-    }
-    out
-}
-
-/// A value with its unit, scaled for reading: ns → µs → ms → s, B → KiB → MiB → GiB, and
-/// rates in decimal multiples, B/s → kB/s → MB/s → GB/s, as the lab's tables and notes state
-/// throughput (MB/s = 10^6 bytes per second).
-pub fn format_value(v: f64, unit: Unit) -> String {
-    if !v.is_finite() {
-        return "n/a".to_string();
-    }
-    match unit {
-        Unit::Ns => {
-            if v.abs() >= 1e9 {
-                format!("{} s", significant(v / 1e9))
-            } else {
-                scaled(v, 1000.0, &["ns", "µs", "ms", "s"])
-            }
-        }
-        Unit::Bytes => scaled(v, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"]),
-        Unit::BytesPerSec => scaled(v, 1000.0, &["B/s", "kB/s", "MB/s", "GB/s", "TB/s"]),
-        Unit::PerSec => scaled(v, 1000.0, &["/s", "k/s", "M/s", "G/s"]),
-        Unit::Count if v.fract() == 0.0 => grouped(v),
-        Unit::Count => significant(v),
-        Unit::Ratio => format!("{}×", significant(v)),
-        Unit::Percent => format!("{} %", significant(v)),
-    }
-}
-
-/// A figure's value in its unit, or "< resolution" when the method cannot resolve it.
-pub fn figure_value(f: &crate::report::Figure) -> String {
-    match f.resolution {
-        Some(r) if f.below_resolution() => format!("< {}", format_value(r, f.unit)),
-        _ => format_value(f.value, f.unit),
-    }
-}
-
 /// A ratio column cell: `3.20×`, or empty when there is none.
 pub fn format_ratio(ratio: Option<f64>) -> String {
     match ratio {
@@ -165,7 +99,7 @@ pub fn figure_spread(figure: &Figure) -> String {
         format!(
             "{} rounds {} ({} – {})",
             r.values.len(),
-            format_rounds_pct(r),
+            r.shown_pct(),
             format_value(r.min, figure.unit),
             format_value(r.max, figure.unit)
         )
@@ -187,16 +121,6 @@ pub fn rounds_note(report: &crate::report::Report) -> Option<String> {
     Some(format!(
         "± = run-to-run spread: each of {most} independent runs is within it of the median"
     ))
-}
-
-/// The run-to-run spread of independent rounds: `±4.1%` (every round within it of the
-/// figure), in one word so that a narrow table never wraps it apart.
-pub fn format_rounds_pct(rounds: &crate::report::Rounds) -> String {
-    if rounds.spread_pct < 10.0 {
-        format!("±{:.1}%", rounds.spread_pct)
-    } else {
-        format!("±{:.0}%", rounds.spread_pct)
-    }
 }
 
 /// How a verdict reads in every format.

@@ -14,6 +14,10 @@
 //! Every `<text>` carries a class naming its role (`caption`, `note`, `axis-label`, `tick-x`,
 //! `tick-y`, `legend`, `value`, `message`), so tests and style sheets can tell them apart.
 //! `tick-x` and `tick-y` are the ticks of the chart's x and y data, whichever way they are drawn.
+//!
+//! This file is long because it lays out both chart kinds (line and bar) by hand on top of
+//! plotters: captions, legends, axes with unit-aware ticks, and value labels. The axis logic
+//! (`Quantity`, `Axis`, `Ticked`) is its natural first split if it grows further.
 
 use std::error::Error;
 use std::ops::Range;
@@ -24,8 +28,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::significant;
 use crate::report::{Chart, ChartKind};
+use crate::units::significant;
 
 /// Width of a chart, in SVG user units (pixels), and the height of a line chart.
 pub const SIZE: (u32, u32) = (720, 400);

@@ -6,8 +6,9 @@
 use comfy_table::presets::{UTF8_FULL, UTF8_FULL_CONDENSED};
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 
-use super::{cell, cross_check_ratio, figure_spread, format_ratio, format_value, verdict_label};
+use super::{cell, cross_check_ratio, figure_spread, format_ratio, verdict_label};
 use crate::report::{Report, Section, Status, Verdict};
+use crate::units::format_value;
 
 /// Width the tables wrap to unless told otherwise.
 pub const DEFAULT_WIDTH: u16 = 120;
@@ -183,6 +184,22 @@ fn render_section(section: &Section, options: TableOptions) -> String {
     }
     out.push_str(&format!("method: {}\n", section.method));
 
+    figures(&mut out, section, options);
+    tables(&mut out, section, options);
+    for chart in &section.charts {
+        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
+    }
+
+    cross_checks(&mut out, section, options);
+
+    for note in &section.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+/// The section's figures: value, spread, placement and key.
+fn figures(out: &mut String, section: &Section, options: TableOptions) {
     if !section.figures.is_empty() {
         let mut t = new_table(
             options,
@@ -192,7 +209,7 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         for f in &section.figures {
             t.add_row(vec![
                 f.label.clone(),
-                super::figure_value(f),
+                f.shown(),
                 figure_spread(f),
                 f.placement.clone().unwrap_or_default(),
                 f.key.clone(),
@@ -200,7 +217,10 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
+}
 
+/// The section's tables, every column but the first right-aligned.
+fn tables(out: &mut String, section: &Section, options: TableOptions) {
     for table in &section.tables {
         out.push_str(&format!("{}\n", table.title));
         let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
@@ -211,11 +231,10 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
+}
 
-    for chart in &section.charts {
-        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
-    }
-
+/// Our figures beside the established tools'.
+fn cross_checks(out: &mut String, section: &Section, options: TableOptions) {
     if !section.cross_checks.is_empty() {
         out.push_str("cross-checks\n");
         let mut t = new_table(
@@ -239,11 +258,6 @@ fn render_section(section: &Section, options: TableOptions) -> String {
         }
         out.push_str(&format!("{t}\n"));
     }
-
-    for note in &section.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    out
 }
 
 fn profile_name(report: &Report) -> &'static str {
@@ -252,6 +266,22 @@ fn profile_name(report: &Report) -> &'static str {
         crate::report::Profile::Quick => "quick",
         crate::report::Profile::Full => "full",
     }
+}
+
+/// A [`crate::report::Table`] drawn plain (no color) `width` columns wide, its cells as they
+/// are, under its title and followed by a blank line: the form `proctor compare` prints.
+pub fn titled_table(table: &crate::report::Table, width: u16) -> String {
+    let options = TableOptions {
+        color: false,
+        width,
+        verbose: false,
+    };
+    let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+    let mut t = new_table(options, &columns);
+    for row in &table.rows {
+        t.add_row(row);
+    }
+    format!("{}\n{t}\n\n", table.title)
 }
 
 /// A table whose rows may wrap over several lines: separators between rows keep them apart.

@@ -1,5 +1,8 @@
 //! Renderer tests over the fixed fixture: inline snapshots for the text forms, properties for
 //! JSON, HTML and SVG.
+//!
+//! This file is long because the snapshots show each whole rendered report inline, which is
+//! the point of them: a change to any cell shows in review.
 
 use super::*;
 use crate::fixture;
@@ -600,30 +603,6 @@ fn svg_draws_every_series() {
         assert!(out.contains(&s.name), "legend names {}", s.name);
     }
     assert!(out.contains("<polyline"), "lines are drawn");
-}
-
-#[test]
-fn values_scale_with_their_unit() {
-    use crate::report::Unit;
-    let cases = [
-        (845.0, Unit::Ns, "845 ns"),
-        (12_340.0, Unit::Ns, "12.3 µs"),
-        (1_250_000.0, Unit::Ns, "1.25 ms"),
-        (2.5e9, Unit::Ns, "2.50 s"),
-        (512.0, Unit::Bytes, "512 B"),
-        (12_288.0, Unit::Bytes, "12.0 KiB"),
-        (1_153_433.0, Unit::Bytes, "1.10 MiB"),
-        (2.9e9, Unit::BytesPerSec, "2.90 GB/s"),
-        (512e6, Unit::BytesPerSec, "512 MB/s"),
-        (200_000.0, Unit::Count, "200,000"),
-        (7.0, Unit::Count, "7"),
-        (1.96, Unit::Ratio, "1.96×"),
-        (99.6, Unit::Percent, "99.6 %"),
-        (f64::NAN, Unit::Ns, "n/a"),
-    ];
-    for (v, unit, want) in cases {
-        assert_eq!(format_value(v, unit), want, "{v} {unit:?}");
-    }
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! One function per classic claim: its rule, its verdict and the evidence.
+//!
+//! This file is long because there are many claims: each function is short, one rule each.
 
+use super::keys;
 use super::*;
 
 pub(super) fn creation(f: &Figures) -> Claim {
@@ -7,8 +10,8 @@ pub(super) fn creation(f: &Figures) -> Claim {
         f,
         "creation",
         "process creation costs more than thread creation",
-        "spawn.fork",
-        "spawn.thread",
+        keys::SPAWN_FORK,
+        keys::SPAWN_THREAD,
         ("fork", "thread spawn"),
     )
 }
@@ -18,8 +21,8 @@ pub(super) fn switch(f: &Figures) -> Claim {
         f,
         "switch",
         "a switch between threads is cheaper than a switch between processes",
-        "switch.futex.process.pinned",
-        "switch.futex.thread.pinned",
+        keys::SWITCH_FUTEX_PROCESS_PINNED,
+        keys::SWITCH_FUTEX_THREAD_PINNED,
         ("process switch", "thread switch"),
     )
 }
@@ -29,8 +32,8 @@ pub(super) fn memory(f: &Figures) -> Claim {
         f,
         "memory",
         "processes use more memory per worker than threads",
-        "memory.uss_per_worker.process.10",
-        "memory.uss_per_worker.thread.10",
+        keys::MEMORY_USS_PER_WORKER_PROCESS_10,
+        keys::MEMORY_USS_PER_WORKER_THREAD_10,
         ("per process", "per thread"),
     )
 }
@@ -40,8 +43,8 @@ pub(super) fn synchronization(f: &Figures) -> Claim {
         f,
         "synchronization",
         "synchronizing processes costs more than synchronizing threads",
-        "sync.mutex.uncontended.process",
-        "sync.mutex.uncontended.thread",
+        keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
+        keys::SYNC_MUTEX_UNCONTENDED_THREAD,
         ("process-shared mutex", "thread mutex"),
     )
 }
@@ -74,9 +77,9 @@ pub(super) fn fastest(f: &Figures, partner: &str) -> Option<(String, &'static st
 pub(super) fn communication(f: &Figures) -> Claim {
     let (id, statement) = ("communication", "threads communicate faster than processes");
     let keys = [
-        "ipc.rtt.pipe.process.64",
-        "ipc.rtt.shm.process.64",
-        "ipc.rtt.channel.thread.64",
+        keys::IPC_RTT_PIPE_PROCESS_64,
+        keys::IPC_RTT_SHM_PROCESS_64,
+        keys::IPC_RTT_CHANNEL_THREAD_64,
     ];
     let (Some((thread_key, thread_via, _)), Some((process_key, process_via, _))) =
         (fastest(f, "thread"), fastest(f, "process"))
@@ -128,9 +131,9 @@ pub(super) fn isolation(f: &Figures) -> Claim {
         "a crash in a process leaves the others running, while a crash in a thread takes the whole program down",
     );
     let keys = [
-        "isolation.faults",
-        "isolation.survived.process",
-        "isolation.whole_program_died.thread",
+        keys::ISOLATION_FAULTS,
+        keys::ISOLATION_SURVIVED_PROCESS,
+        keys::ISOLATION_WHOLE_PROGRAM_DIED_THREAD,
     ];
     let (Some(faults), Some(survived), Some(died)) =
         (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
@@ -170,13 +173,13 @@ pub(super) fn race(f: &Figures) -> Claim {
         "an unsynchronized shared counter loses updates, and locks or atomics fix it",
     );
     let keys = [
-        "race.expected",
-        "race.final.unsync",
-        "race.final.mutex",
-        "race.final.atomic",
-        "race.ns_per_inc.unsync",
-        "race.ns_per_inc.mutex",
-        "race.ns_per_inc.atomic",
+        keys::RACE_EXPECTED,
+        keys::RACE_FINAL_UNSYNC,
+        keys::RACE_FINAL_MUTEX,
+        keys::RACE_FINAL_ATOMIC,
+        keys::RACE_NS_PER_INC_UNSYNC,
+        keys::RACE_NS_PER_INC_MUTEX,
+        keys::RACE_NS_PER_INC_ATOMIC,
     ];
     let [Some(expected), Some(unsync), Some(mutex), Some(atomic)] =
         [keys[0], keys[1], keys[2], keys[3]].map(|k| f.value(k))
@@ -213,7 +216,7 @@ pub(super) fn race(f: &Figures) -> Claim {
 
 pub(super) fn no_shared_memory(f: &Figures) -> Claim {
     let (id, statement) = ("no-shared-memory", "processes do not share ordinary memory");
-    let keys = ["race.parent_after.process_copy"];
+    let keys = [keys::RACE_PARENT_AFTER_PROCESS_COPY];
     let Some(after) = f.value(keys[0]) else {
         return not_measured(id, statement, &keys, f);
     };
@@ -237,9 +240,9 @@ pub(super) fn multi_core(f: &Figures) -> Claim {
         "both processes and threads use many cores for CPU-bound work (no GIL in Rust)",
     );
     let keys = [
-        "scaling.cores",
-        "scaling.speedup.thread.cores",
-        "scaling.speedup.process.cores",
+        keys::SCALING_CORES,
+        keys::SCALING_SPEEDUP_THREAD_CORES,
+        keys::SCALING_SPEEDUP_PROCESS_CORES,
     ];
     let (Some(cores), Some(thread), Some(process)) =
         (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
@@ -280,7 +283,7 @@ pub(super) fn over_threading(f: &Figures) -> Claim {
         "over-threading",
         "more CPU-bound threads than cores costs throughput (over-threading)",
     );
-    let keys = ["scaling.oversubscription.thread"];
+    let keys = [keys::SCALING_OVERSUBSCRIPTION_THREAD];
     let Some(ratio) = f.value(keys[0]) else {
         return not_measured(id, statement, &keys, f);
     };
@@ -301,9 +304,9 @@ pub(super) fn many_waits(f: &Figures) -> Claim {
         "threads or async tasks suit many concurrent waits better than processes",
     );
     let keys = [
-        "scaling.io.completion.process.1000",
-        "scaling.io.completion.thread.1000",
-        "scaling.io.completion.async.1000",
+        keys::SCALING_IO_COMPLETION_PROCESS_1000,
+        keys::SCALING_IO_COMPLETION_THREAD_1000,
+        keys::SCALING_IO_COMPLETION_ASYNC_1000,
     ];
     let (Some(process), Some(thread), Some(async_task)) =
         (f.value(keys[0]), f.value(keys[1]), f.value(keys[2]))
@@ -334,11 +337,11 @@ pub(super) fn ui(f: &Figures) -> Claim {
         "a CPU-heavy job on the UI thread drops frames; moved to a worker thread or process it does not",
     );
     let keys = [
-        "ui.period",
-        "ui.job.ui_thread",
-        "ui.missed.ui_thread",
-        "ui.missed.worker_thread",
-        "ui.missed.worker_process",
+        keys::UI_PERIOD,
+        keys::UI_JOB_UI_THREAD,
+        keys::UI_MISSED_UI_THREAD,
+        keys::UI_MISSED_WORKER_THREAD,
+        keys::UI_MISSED_WORKER_PROCESS,
     ];
     let [
         Some(period),
@@ -387,10 +390,10 @@ pub(super) fn leaks(f: &Figures) -> Claim {
         "a timed-out thread keeps its memory until its task returns; a killed worker process gives it back",
     );
     let keys = [
-        "leaks.ballast",
-        "leaks.timeout.process.held",
-        "leaks.timeout.process.after",
-        "leaks.timeout.thread.after",
+        keys::LEAKS_BALLAST,
+        keys::LEAKS_TIMEOUT_PROCESS_HELD,
+        keys::LEAKS_TIMEOUT_PROCESS_AFTER,
+        keys::LEAKS_TIMEOUT_THREAD_AFTER,
     ];
     let [
         Some(ballast),
@@ -436,10 +439,10 @@ pub(super) fn security(f: &Figures) -> Claim {
         "a sandboxed worker process stops what a compromised task can do on a thread or in a plain process",
     );
     let keys = [
-        "sandbox.tried.sandboxed",
-        "sandbox.stopped.sandboxed",
-        "sandbox.worked.process",
-        "sandbox.worked.thread",
+        keys::SANDBOX_TRIED_SANDBOXED,
+        keys::SANDBOX_STOPPED_SANDBOXED,
+        keys::SANDBOX_WORKED_PROCESS,
+        keys::SANDBOX_WORKED_THREAD,
     ];
     let [Some(tried), Some(stopped), Some(process), Some(thread)] = keys.map(|k| f.value(k)) else {
         return not_measured(id, statement, &keys, f);
@@ -483,9 +486,9 @@ pub(super) fn server_crash(f: &Figures) -> Claim {
         "prefork servers survive a handler crash; threaded die",
     );
     let keys = [
-        "servers.crash.kept_serving.prefork",
-        "servers.crash.kept_serving.threaded",
-        "servers.crash.kept_serving.async",
+        keys::SERVERS_CRASH_KEPT_SERVING_PREFORK,
+        keys::SERVERS_CRASH_KEPT_SERVING_THREADED,
+        keys::SERVERS_CRASH_KEPT_SERVING_ASYNC,
     ];
     let [Some(prefork), Some(threaded), Some(async_task)] = keys.map(|k| f.value(k)) else {
         return not_measured(id, statement, &keys, f);
@@ -532,9 +535,9 @@ pub(super) fn server_leak(f: &Figures) -> Claim {
         "recycled prefork workers give leaked memory back",
     );
     let keys = [
-        "servers.leak.leaked",
-        "servers.leak.held.prefork",
-        "servers.leak.held.threaded",
+        keys::SERVERS_LEAK_LEAKED,
+        keys::SERVERS_LEAK_HELD_PREFORK,
+        keys::SERVERS_LEAK_HELD_THREADED,
     ];
     let [Some(leaked), Some(prefork), Some(threaded)] = keys.map(|k| f.value(k)) else {
         return not_measured(id, statement, &keys, f);
@@ -566,7 +569,10 @@ pub(super) fn server_throughput(f: &Figures) -> Claim {
         "server-throughput",
         "prefork and threaded servers serve at the same rate",
     );
-    let keys = ["servers.rps.prefork.cpu.16", "servers.rps.threaded.cpu.16"];
+    let keys = [
+        keys::SERVERS_RPS_PREFORK_CPU_16,
+        keys::SERVERS_RPS_THREADED_CPU_16,
+    ];
     let (Some(prefork), Some(threaded)) = (f.value(keys[0]), f.value(keys[1])) else {
         return not_measured(id, statement, &keys, f);
     };
@@ -602,9 +608,9 @@ pub(super) fn server_throughput(f: &Figures) -> Claim {
 pub(super) fn containers(f: &Figures) -> Claim {
     let (id, statement) = ("containers", "thread < fork < namespaces in start-up cost");
     let keys = [
-        "containers.start.thread",
-        "containers.start.fork",
-        "containers.start.namespaces",
+        keys::CONTAINERS_START_THREAD,
+        keys::CONTAINERS_START_FORK,
+        keys::CONTAINERS_START_NAMESPACES,
     ];
     if keys.iter().any(|k| f.value(k).is_none()) {
         return not_measured(id, statement, &keys, f);
@@ -645,12 +651,12 @@ pub(super) fn race_every_run(f: &Figures) -> Claim {
         "lost updates vary by run; the fixes never lose one",
     );
     let keys = [
-        "race.dist.runs",
-        "race.dist.threads_2.lossy_runs",
-        "race.dist.threads_2.lost_min",
-        "race.dist.threads_2.lost_max",
-        "race.runs_exact.mutex",
-        "race.runs_exact.atomic",
+        keys::RACE_DIST_RUNS,
+        keys::RACE_DIST_THREADS_2_LOSSY_RUNS,
+        keys::RACE_DIST_THREADS_2_LOST_MIN,
+        keys::RACE_DIST_THREADS_2_LOST_MAX,
+        keys::RACE_RUNS_EXACT_MUTEX,
+        keys::RACE_RUNS_EXACT_ATOMIC,
     ];
     let [
         Some(runs),
@@ -699,9 +705,9 @@ pub(super) fn race_one_cpu(f: &Figures) -> Claim {
         "pinned to one CPU, far fewer runs lose updates",
     );
     let keys = [
-        "race.cpus",
-        "race.dist.threads_2.lossy_runs",
-        "race.dist.one_cpu.lossy_runs",
+        keys::RACE_CPUS,
+        keys::RACE_DIST_THREADS_2_LOSSY_RUNS,
+        keys::RACE_DIST_ONE_CPU_LOSSY_RUNS,
     ];
     let [Some(cores), Some(two), Some(one)] = keys.map(|k| f.value(k)) else {
         return not_measured(id, statement, &keys, f);
@@ -792,16 +798,17 @@ pub(super) fn distributed(f: &Figures) -> Claim {
         parts.join("; "),
         REMOTE_OVER_NETWORK,
     );
-    if let (Some(remote), Some(local)) =
-        (f.value("spawn.pool_remote"), f.value("spawn.pool_worker"))
-    {
+    if let (Some(remote), Some(local)) = (
+        f.value(keys::SPAWN_POOL_REMOTE),
+        f.value(keys::SPAWN_POOL_WORKER),
+    ) {
         evidence.push_str(&format!(
             "; a one-worker pool built, run once and dropped: remote {}, local forked {} ({:.1}×)",
             format_value(remote, Unit::Ns),
             format_value(local, Unit::Ns),
             remote / local,
         ));
-        keys.extend(["spawn.pool_remote", "spawn.pool_worker"].map(String::from));
+        keys.extend([keys::SPAWN_POOL_REMOTE, keys::SPAWN_POOL_WORKER].map(String::from));
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     claim(id, statement, &keys, verdict, evidence)

@@ -1,6 +1,12 @@
-//! The figure keys the verdicts read (the table in the module documentation).
+//! The figure keys the verdicts read (the table in the module documentation), one constant
+//! each: the single place a key is spelled.
+//!
+//! The experiments that produce a figure under one of these keys, the verdicts and headline
+//! that read it, and the fixture all name it through its constant here. This module is a leaf
+//! (it imports only [`crate::units`]), so producers may import it without reaching into the
+//! verdict logic. Tests spell keys out on purpose: they check the stable JSON names.
 
-use crate::report::Unit;
+use crate::units::Unit;
 
 /// A figure key the verdicts read, with its unit and meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,388 +23,102 @@ const fn key(key: &'static str, unit: Unit, meaning: &'static str) -> Key {
     Key { key, unit, meaning }
 }
 
-/// Every figure key [`judge`] reads; the module documentation shows the same table.
-pub const KEYS: &[Key] = &[
-    key(
-        "spawn.thread",
-        Unit::Ns,
-        "thread create + first instruction + exit + join",
-    ),
-    key(
-        "spawn.fork",
-        Unit::Ns,
-        "fork + first instruction + _exit + waitpid",
-    ),
-    key(
-        "spawn.pool_worker",
-        Unit::Ns,
-        "proctor worker forked from the fork server, ready",
-    ),
-    key("spawn.async", Unit::Ns, "async task spawn + completion"),
-    key(
-        "switch.futex.thread.pinned",
-        Unit::Ns,
-        "thread switch, futex, same CPU",
-    ),
-    key(
-        "switch.futex.process.pinned",
-        Unit::Ns,
-        "process switch, futex, same CPU",
-    ),
-    key(
-        "ipc.rtt.channel.thread.64",
-        Unit::Ns,
-        "64 B round trip, channel, threads",
-    ),
-    key(
-        "ipc.rtt.pipe.process.64",
-        Unit::Ns,
-        "64 B round trip, pipes, processes",
-    ),
-    key(
-        "ipc.rtt.shm.process.64",
-        Unit::Ns,
-        "64 B round trip, shm ring, processes",
-    ),
-    key(
-        "memory.uss_per_worker.thread.10",
-        Unit::Bytes,
-        "USS growth per thread worker (10)",
-    ),
-    key(
-        "memory.uss_per_worker.process.10",
-        Unit::Bytes,
-        "USS per process worker (10)",
-    ),
-    key(
-        "memory.per_task.async.10000",
-        Unit::Bytes,
-        "memory per async task (10 000)",
-    ),
-    key("isolation.faults", Unit::Count, "fault kinds tried"),
-    key(
-        "isolation.survived.process",
-        Unit::Count,
-        "fault kinds survived, process mode",
-    ),
-    key(
-        "isolation.survived.thread",
-        Unit::Count,
-        "fault kinds survived, thread mode",
-    ),
-    key(
-        "isolation.whole_program_died.thread",
-        Unit::Count,
-        "fault kinds fatal to the program, thread mode",
-    ),
-    key("race.expected", Unit::Count, "increments attempted"),
-    key(
-        "race.final.unsync",
-        Unit::Count,
-        "final counter, unsynchronized",
-    ),
-    key("race.final.mutex", Unit::Count, "final counter, Mutex"),
-    key("race.final.atomic", Unit::Count, "final counter, fetch_add"),
-    key(
-        "race.ns_per_inc.unsync",
-        Unit::Ns,
-        "time per increment, unsynchronized",
-    ),
-    key(
-        "race.ns_per_inc.mutex",
-        Unit::Ns,
-        "time per increment, Mutex",
-    ),
-    key(
-        "race.ns_per_inc.atomic",
-        Unit::Ns,
-        "time per increment, fetch_add",
-    ),
-    key(
-        "race.parent_after.process_copy",
-        Unit::Count,
-        "parent counter after a child incremented its copy",
-    ),
-    key(
-        "scaling.cores",
-        Unit::Count,
-        "logical CPUs = workers for the .cores speed-ups",
-    ),
-    key(
-        "scaling.speedup.thread.cores",
-        Unit::Ratio,
-        "CPU-bound speed-up, threads = cores",
-    ),
-    key(
-        "scaling.speedup.process.cores",
-        Unit::Ratio,
-        "CPU-bound speed-up, processes = cores",
-    ),
-    key(
-        "scaling.oversubscription.thread",
-        Unit::Ratio,
-        "throughput at 2x cores / at cores, threads",
-    ),
-    key(
-        "scaling.io.completion.thread.1000",
-        Unit::Ns,
-        "1 000 concurrent waits, threads",
-    ),
-    key(
-        "scaling.io.completion.process.1000",
-        Unit::Ns,
-        "1 000 concurrent waits, processes",
-    ),
-    key(
-        "scaling.io.completion.async.1000",
-        Unit::Ns,
-        "1 000 concurrent waits, async tasks",
-    ),
-    key(
-        "sync.mutex.uncontended.thread",
-        Unit::Ns,
-        "uncontended Mutex lock + unlock",
-    ),
-    key(
-        "sync.mutex.uncontended.process",
-        Unit::Ns,
-        "uncontended process-shared mutex lock + unlock",
-    ),
-    key("ui.period", Unit::Ns, "the UI loop's frame period"),
-    key(
-        "ui.job.ui_thread",
-        Unit::Ns,
-        "the job's own time on the UI thread",
-    ),
-    key(
-        "ui.missed.ui_thread",
-        Unit::Count,
-        "missed frames per run, job on the UI thread",
-    ),
-    key(
-        "ui.missed.worker_thread",
-        Unit::Count,
-        "missed frames per run, job on a worker thread",
-    ),
-    key(
-        "ui.missed.worker_process",
-        Unit::Count,
-        "missed frames per run, job in a worker process",
-    ),
-    key(
-        "leaks.ballast",
-        Unit::Bytes,
-        "memory the hanging task touches",
-    ),
-    key(
-        "leaks.timeout.process.held",
-        Unit::Bytes,
-        "worker USS growth while the task hung",
-    ),
-    key(
-        "leaks.timeout.process.after",
-        Unit::Bytes,
-        "replacement worker USS against the hung one's before",
-    ),
-    key(
-        "leaks.timeout.thread.after",
-        Unit::Bytes,
-        "process RSS growth once the thread pool served again",
-    ),
-    key(
-        "sandbox.tried.thread",
-        Unit::Count,
-        "attacks tried on a thread (not n/a)",
-    ),
-    key(
-        "sandbox.tried.process",
-        Unit::Count,
-        "attacks tried in a plain worker process",
-    ),
-    key(
-        "sandbox.tried.sandboxed",
-        Unit::Count,
-        "attacks tried in a sandboxed worker process",
-    ),
-    key(
-        "sandbox.worked.thread",
-        Unit::Count,
-        "attacks that worked on a thread",
-    ),
-    key(
-        "sandbox.worked.process",
-        Unit::Count,
-        "attacks that worked in a plain worker process",
-    ),
-    key(
-        "sandbox.stopped.sandboxed",
-        Unit::Count,
-        "attacks tried in a sandboxed worker process that did not work",
-    ),
-    key(
-        "sandbox.pool_broken",
-        Unit::Count,
-        "attacks after which the pool's next map was wrong",
-    ),
-    key(
-        "servers.rps.prefork.cpu.16",
-        Unit::PerSec,
-        "requests/s, prefork, /cpu, 16 connections",
-    ),
-    key(
-        "servers.rps.threaded.cpu.16",
-        Unit::PerSec,
-        "requests/s, threaded, /cpu, 16 connections",
-    ),
-    key(
-        "servers.rps.async.cpu.16",
-        Unit::PerSec,
-        "requests/s, async, /cpu, 16 connections",
-    ),
-    key(
-        "servers.crash.kept_serving.prefork",
-        Unit::Count,
-        "prefork served again after a handler crash (1/0)",
-    ),
-    key(
-        "servers.crash.kept_serving.threaded",
-        Unit::Count,
-        "threaded served again after a handler crash (1/0)",
-    ),
-    key(
-        "servers.crash.kept_serving.async",
-        Unit::Count,
-        "async served again after a handler crash (1/0)",
-    ),
-    key(
-        "servers.crash.lost.prefork",
-        Unit::Count,
-        "requests the other clients lost to the crash, prefork",
-    ),
-    key(
-        "servers.crash.lost.threaded",
-        Unit::Count,
-        "requests the other clients lost to the crash, threaded",
-    ),
-    key(
-        "servers.crash.lost.async",
-        Unit::Count,
-        "requests the other clients lost to the crash, async",
-    ),
-    key(
-        "servers.leak.leaked",
-        Unit::Bytes,
-        "memory /leak leaked in all",
-    ),
-    key(
-        "servers.leak.held.prefork",
-        Unit::Bytes,
-        "prefork server USS growth over the leak",
-    ),
-    key(
-        "servers.leak.held.threaded",
-        Unit::Bytes,
-        "threaded server USS growth over the leak",
-    ),
-    key(
-        "servers.leak.held.async",
-        Unit::Bytes,
-        "async server USS growth over the leak",
-    ),
-    key(
-        "containers.start.thread",
-        Unit::Ns,
-        "thread spawn to its first result",
-    ),
-    key(
-        "containers.start.fork",
-        Unit::Ns,
-        "fork to the child's first result",
-    ),
-    key(
-        "containers.start.namespaces",
-        Unit::Ns,
-        "fork + unshare + fork to the worker's first result",
-    ),
-    key("race.cpus", Unit::Count, "CPUs the race threads may use"),
-    key(
-        "race.dist.runs",
-        Unit::Count,
-        "runs per distribution setting",
-    ),
-    key(
-        "race.dist.threads_2.lossy_runs",
-        Unit::Count,
-        "runs that lost updates, 2 threads",
-    ),
-    key(
-        "race.dist.threads_2.lost_min",
-        Unit::Count,
-        "fewest lost updates in a run, 2 threads",
-    ),
-    key(
-        "race.dist.threads_2.lost_max",
-        Unit::Count,
-        "most lost updates in a run, 2 threads",
-    ),
-    key(
-        "race.dist.one_cpu.lossy_runs",
-        Unit::Count,
-        "runs that lost updates, 2 threads on one CPU",
-    ),
-    key(
-        "race.runs_exact.mutex",
-        Unit::Count,
-        "runs with the exact count, Mutex",
-    ),
-    key(
-        "race.runs_exact.atomic",
-        Unit::Count,
-        "runs with the exact count, fetch_add",
-    ),
-    key(
-        "spawn.pool_remote",
-        Unit::Ns,
-        "one-worker remote pool built, run once, dropped",
-    ),
-    key(
-        "ipc.pool_rtt.remote",
-        Unit::Ns,
-        "pool round trip to a remote worker, unpinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote.pinned",
-        Unit::Ns,
-        "pool round trip to a remote worker, pinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_tcp",
-        Unit::Ratio,
-        "remote pool round trip / raw TCP round trip, unpinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_tcp.pinned",
-        Unit::Ratio,
-        "remote pool round trip / raw TCP round trip, pinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_process",
-        Unit::Ratio,
-        "remote / local process pool round trip, unpinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_process.pinned",
-        Unit::Ratio,
-        "remote / local process pool round trip, pinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_thread",
-        Unit::Ratio,
-        "remote / thread pool round trip, unpinned",
-    ),
-    key(
-        "ipc.pool_rtt.remote_over_thread.pinned",
-        Unit::Ratio,
-        "remote / thread pool round trip, pinned",
-    ),
-];
+/// Declares each key as a constant named after it, and [`KEYS`] listing them all with unit
+/// and meaning, from one table, so that a constant and its row cannot drift apart.
+macro_rules! keys {
+    ($($name:ident = $key:literal, $unit:ident, $meaning:literal;)*) => {
+        $(
+            #[doc = concat!("`", $key, "`: ", $meaning, ".")]
+            pub const $name: &str = $key;
+        )*
+
+        /// Every figure key [`judge`](super::judge) reads; the module documentation shows the
+        /// same table.
+        pub const KEYS: &[Key] = &[$(key($name, Unit::$unit, $meaning)),*];
+    };
+}
+
+keys! {
+    SPAWN_THREAD = "spawn.thread", Ns, "thread create + first instruction + exit + join";
+    SPAWN_FORK = "spawn.fork", Ns, "fork + first instruction + _exit + waitpid";
+    SPAWN_POOL_WORKER = "spawn.pool_worker", Ns, "proctor worker forked from the fork server, ready";
+    SPAWN_ASYNC = "spawn.async", Ns, "async task spawn + completion";
+    SWITCH_FUTEX_THREAD_PINNED = "switch.futex.thread.pinned", Ns, "thread switch, futex, same CPU";
+    SWITCH_FUTEX_PROCESS_PINNED = "switch.futex.process.pinned", Ns, "process switch, futex, same CPU";
+    IPC_RTT_CHANNEL_THREAD_64 = "ipc.rtt.channel.thread.64", Ns, "64 B round trip, channel, threads";
+    IPC_RTT_PIPE_PROCESS_64 = "ipc.rtt.pipe.process.64", Ns, "64 B round trip, pipes, processes";
+    IPC_RTT_SHM_PROCESS_64 = "ipc.rtt.shm.process.64", Ns, "64 B round trip, shm ring, processes";
+    MEMORY_USS_PER_WORKER_THREAD_10 = "memory.uss_per_worker.thread.10", Bytes, "USS growth per thread worker (10)";
+    MEMORY_USS_PER_WORKER_PROCESS_10 = "memory.uss_per_worker.process.10", Bytes, "USS per process worker (10)";
+    MEMORY_PER_TASK_ASYNC_10000 = "memory.per_task.async.10000", Bytes, "memory per async task (10 000)";
+    ISOLATION_FAULTS = "isolation.faults", Count, "fault kinds tried";
+    ISOLATION_SURVIVED_PROCESS = "isolation.survived.process", Count, "fault kinds survived, process mode";
+    ISOLATION_SURVIVED_THREAD = "isolation.survived.thread", Count, "fault kinds survived, thread mode";
+    ISOLATION_WHOLE_PROGRAM_DIED_THREAD = "isolation.whole_program_died.thread", Count, "fault kinds fatal to the program, thread mode";
+    RACE_EXPECTED = "race.expected", Count, "increments attempted";
+    RACE_FINAL_UNSYNC = "race.final.unsync", Count, "final counter, unsynchronized";
+    RACE_FINAL_MUTEX = "race.final.mutex", Count, "final counter, Mutex";
+    RACE_FINAL_ATOMIC = "race.final.atomic", Count, "final counter, fetch_add";
+    RACE_NS_PER_INC_UNSYNC = "race.ns_per_inc.unsync", Ns, "time per increment, unsynchronized";
+    RACE_NS_PER_INC_MUTEX = "race.ns_per_inc.mutex", Ns, "time per increment, Mutex";
+    RACE_NS_PER_INC_ATOMIC = "race.ns_per_inc.atomic", Ns, "time per increment, fetch_add";
+    RACE_PARENT_AFTER_PROCESS_COPY = "race.parent_after.process_copy", Count, "parent counter after a child incremented its copy";
+    SCALING_CORES = "scaling.cores", Count, "logical CPUs = workers for the .cores speed-ups";
+    SCALING_SPEEDUP_THREAD_CORES = "scaling.speedup.thread.cores", Ratio, "CPU-bound speed-up, threads = cores";
+    SCALING_SPEEDUP_PROCESS_CORES = "scaling.speedup.process.cores", Ratio, "CPU-bound speed-up, processes = cores";
+    SCALING_OVERSUBSCRIPTION_THREAD = "scaling.oversubscription.thread", Ratio, "throughput at 2x cores / at cores, threads";
+    SCALING_IO_COMPLETION_THREAD_1000 = "scaling.io.completion.thread.1000", Ns, "1 000 concurrent waits, threads";
+    SCALING_IO_COMPLETION_PROCESS_1000 = "scaling.io.completion.process.1000", Ns, "1 000 concurrent waits, processes";
+    SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks";
+    SYNC_MUTEX_UNCONTENDED_THREAD = "sync.mutex.uncontended.thread", Ns, "uncontended Mutex lock + unlock";
+    SYNC_MUTEX_UNCONTENDED_PROCESS = "sync.mutex.uncontended.process", Ns, "uncontended process-shared mutex lock + unlock";
+    UI_PERIOD = "ui.period", Ns, "the UI loop's frame period";
+    UI_JOB_UI_THREAD = "ui.job.ui_thread", Ns, "the job's own time on the UI thread";
+    UI_MISSED_UI_THREAD = "ui.missed.ui_thread", Count, "missed frames per run, job on the UI thread";
+    UI_MISSED_WORKER_THREAD = "ui.missed.worker_thread", Count, "missed frames per run, job on a worker thread";
+    UI_MISSED_WORKER_PROCESS = "ui.missed.worker_process", Count, "missed frames per run, job in a worker process";
+    LEAKS_BALLAST = "leaks.ballast", Bytes, "memory the hanging task touches";
+    LEAKS_TIMEOUT_PROCESS_HELD = "leaks.timeout.process.held", Bytes, "worker USS growth while the task hung";
+    LEAKS_TIMEOUT_PROCESS_AFTER = "leaks.timeout.process.after", Bytes, "replacement worker USS against the hung one's before";
+    LEAKS_TIMEOUT_THREAD_AFTER = "leaks.timeout.thread.after", Bytes, "process RSS growth once the thread pool served again";
+    SANDBOX_TRIED_THREAD = "sandbox.tried.thread", Count, "attacks tried on a thread (not n/a)";
+    SANDBOX_TRIED_PROCESS = "sandbox.tried.process", Count, "attacks tried in a plain worker process";
+    SANDBOX_TRIED_SANDBOXED = "sandbox.tried.sandboxed", Count, "attacks tried in a sandboxed worker process";
+    SANDBOX_WORKED_THREAD = "sandbox.worked.thread", Count, "attacks that worked on a thread";
+    SANDBOX_WORKED_PROCESS = "sandbox.worked.process", Count, "attacks that worked in a plain worker process";
+    SANDBOX_STOPPED_SANDBOXED = "sandbox.stopped.sandboxed", Count, "attacks tried in a sandboxed worker process that did not work";
+    SANDBOX_POOL_BROKEN = "sandbox.pool_broken", Count, "attacks after which the pool's next map was wrong";
+    SERVERS_RPS_PREFORK_CPU_16 = "servers.rps.prefork.cpu.16", PerSec, "requests/s, prefork, /cpu, 16 connections";
+    SERVERS_RPS_THREADED_CPU_16 = "servers.rps.threaded.cpu.16", PerSec, "requests/s, threaded, /cpu, 16 connections";
+    SERVERS_RPS_ASYNC_CPU_16 = "servers.rps.async.cpu.16", PerSec, "requests/s, async, /cpu, 16 connections";
+    SERVERS_CRASH_KEPT_SERVING_PREFORK = "servers.crash.kept_serving.prefork", Count, "prefork served again after a handler crash (1/0)";
+    SERVERS_CRASH_KEPT_SERVING_THREADED = "servers.crash.kept_serving.threaded", Count, "threaded served again after a handler crash (1/0)";
+    SERVERS_CRASH_KEPT_SERVING_ASYNC = "servers.crash.kept_serving.async", Count, "async served again after a handler crash (1/0)";
+    SERVERS_CRASH_LOST_PREFORK = "servers.crash.lost.prefork", Count, "requests the other clients lost to the crash, prefork";
+    SERVERS_CRASH_LOST_THREADED = "servers.crash.lost.threaded", Count, "requests the other clients lost to the crash, threaded";
+    SERVERS_CRASH_LOST_ASYNC = "servers.crash.lost.async", Count, "requests the other clients lost to the crash, async";
+    SERVERS_LEAK_LEAKED = "servers.leak.leaked", Bytes, "memory /leak leaked in all";
+    SERVERS_LEAK_HELD_PREFORK = "servers.leak.held.prefork", Bytes, "prefork server USS growth over the leak";
+    SERVERS_LEAK_HELD_THREADED = "servers.leak.held.threaded", Bytes, "threaded server USS growth over the leak";
+    SERVERS_LEAK_HELD_ASYNC = "servers.leak.held.async", Bytes, "async server USS growth over the leak";
+    CONTAINERS_START_THREAD = "containers.start.thread", Ns, "thread spawn to its first result";
+    CONTAINERS_START_FORK = "containers.start.fork", Ns, "fork to the child's first result";
+    CONTAINERS_START_NAMESPACES = "containers.start.namespaces", Ns, "fork + unshare + fork to the worker's first result";
+    RACE_CPUS = "race.cpus", Count, "CPUs the race threads may use";
+    RACE_DIST_RUNS = "race.dist.runs", Count, "runs per distribution setting";
+    RACE_DIST_THREADS_2_LOSSY_RUNS = "race.dist.threads_2.lossy_runs", Count, "runs that lost updates, 2 threads";
+    RACE_DIST_THREADS_2_LOST_MIN = "race.dist.threads_2.lost_min", Count, "fewest lost updates in a run, 2 threads";
+    RACE_DIST_THREADS_2_LOST_MAX = "race.dist.threads_2.lost_max", Count, "most lost updates in a run, 2 threads";
+    RACE_DIST_ONE_CPU_LOSSY_RUNS = "race.dist.one_cpu.lossy_runs", Count, "runs that lost updates, 2 threads on one CPU";
+    RACE_RUNS_EXACT_MUTEX = "race.runs_exact.mutex", Count, "runs with the exact count, Mutex";
+    RACE_RUNS_EXACT_ATOMIC = "race.runs_exact.atomic", Count, "runs with the exact count, fetch_add";
+    SPAWN_POOL_REMOTE = "spawn.pool_remote", Ns, "one-worker remote pool built, run once, dropped";
+    IPC_POOL_RTT_REMOTE = "ipc.pool_rtt.remote", Ns, "pool round trip to a remote worker, unpinned";
+    IPC_POOL_RTT_REMOTE_PINNED = "ipc.pool_rtt.remote.pinned", Ns, "pool round trip to a remote worker, pinned";
+    IPC_POOL_RTT_REMOTE_OVER_TCP = "ipc.pool_rtt.remote_over_tcp", Ratio, "remote pool round trip / raw TCP round trip, unpinned";
+    IPC_POOL_RTT_REMOTE_OVER_TCP_PINNED = "ipc.pool_rtt.remote_over_tcp.pinned", Ratio, "remote pool round trip / raw TCP round trip, pinned";
+    IPC_POOL_RTT_REMOTE_OVER_PROCESS = "ipc.pool_rtt.remote_over_process", Ratio, "remote / local process pool round trip, unpinned";
+    IPC_POOL_RTT_REMOTE_OVER_PROCESS_PINNED = "ipc.pool_rtt.remote_over_process.pinned", Ratio, "remote / local process pool round trip, pinned";
+    IPC_POOL_RTT_REMOTE_OVER_THREAD = "ipc.pool_rtt.remote_over_thread", Ratio, "remote / thread pool round trip, unpinned";
+    IPC_POOL_RTT_REMOTE_OVER_THREAD_PINNED = "ipc.pool_rtt.remote_over_thread.pinned", Ratio, "remote / thread pool round trip, pinned";
+}

@@ -4,6 +4,11 @@
 //! rule per claim and returns the headline table and the claims. It never measures and never
 //! prints, so a test can perturb the figures and watch each verdict flip or hold.
 //!
+//! Here live the judging (`claims.rs`, one rule per claim), the headline table (`headline.rs`)
+//! and [`keys`], the one place each figure key is spelled. Others import [`judge`], [`KEYS`]
+//! and [`keys`]; the verdicts import only the report model, [`crate::units`] and
+//! [`crate::stats`], never an experiment or a renderer.
+//!
 //! # Figure keys
 //!
 //! The experiments produce exactly these keys ([`KEYS`] holds the same list, with units, for
@@ -109,8 +114,8 @@
 
 use std::collections::HashMap;
 
-use crate::render::format_value;
 use crate::report::{Claim, Figure, HeadlineRow, Section, Status, Unit, Verdict};
+use crate::units::format_value;
 
 /// Relative difference below which two costs count as the same (10 %).
 pub const TOLERANCE: f64 = 0.10;
@@ -136,7 +141,7 @@ pub const REMOTE_OVER_NETWORK: f64 = 1.5;
 
 mod claims;
 mod headline;
-mod keys;
+pub mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -217,7 +222,7 @@ impl<'a> Figures<'a> {
 
     /// The figure's value formatted with its unit, for the table cells.
     fn shown(&self, key: &str) -> Option<String> {
-        self.by_key.get(key).map(|f| crate::render::figure_value(f))
+        self.by_key.get(key).map(|f| f.shown())
     }
 
     /// The independent rounds behind the figure, where it has several.
@@ -230,7 +235,7 @@ impl<'a> Figures<'a> {
     fn shown_with_rounds(&self, key: &str) -> Option<String> {
         let shown = self.shown(key)?;
         Some(match self.rounds(key) {
-            Some(r) => format!("{shown} {}", crate::render::format_rounds_pct(r)),
+            Some(r) => format!("{shown} {}", r.shown_pct()),
             None => shown,
         })
     }

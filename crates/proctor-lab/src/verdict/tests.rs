@@ -1,3 +1,6 @@
+//! The verdicts' tests: every rule is perturbed until its verdict flips, and held where it
+//! must not. This file is long because each claim has such a pair, plus the headline's.
+
 use super::*;
 use crate::fixture;
 use crate::report::Rounds;
@@ -784,7 +787,7 @@ fn distributed_sets_the_remote_worker_beside_the_network_a_process_and_a_thread(
         let want = format!(
             "{words}: {} a task, {:.2}× a raw TCP 64 B round trip between processes, {:.1}× a \
              local worker process, {:.1}× a thread",
-            crate::render::format_value(over(&format!("ipc.pool_rtt.remote{suffix}")), Unit::Ns),
+            crate::units::format_value(over(&format!("ipc.pool_rtt.remote{suffix}")), Unit::Ns),
             over(&format!("ipc.pool_rtt.remote_over_tcp{suffix}")),
             over(&format!("ipc.pool_rtt.remote_over_process{suffix}")),
             over(&format!("ipc.pool_rtt.remote_over_thread{suffix}")),

@@ -10,6 +10,9 @@
 //! written is removed again. Whether an attack *worked* is decided by the lab from outside
 //! where it can be (see `judge` in the parent module); what a task returns here is its own
 //! account.
+//!
+//! This file is long on purpose: one short plain `fn` per attack, and a list of attacks is
+//! easier to audit side by side in one place than spread over files.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

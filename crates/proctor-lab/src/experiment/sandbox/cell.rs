@@ -1,5 +1,9 @@
 //! The lab's side of one attack in one place: the pool it runs on, the victim or terminal it
 //! needs, and the judgement from outside of whether it worked.
+//!
+//! This file is long because each attack is judged from outside in its own way (a victim's
+//! exit, the lab's pty, stdio and descriptor identities, the worker's memory and capabilities),
+//! and each of those probes lives beside the one `attempt` that uses it.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,6 +16,7 @@ use proctor::{Pool, PoolBuilder, Sandbox, TaskError};
 
 use super::attack::{self, Attack, Class, Try};
 use super::{CellResult, Outcome, Place};
+use crate::procfs;
 
 /// The pool's task timeout in the timeout attacks.
 pub(super) const TIMEOUT: Duration = Duration::from_millis(200);
@@ -572,20 +577,15 @@ fn foreign_fds(worker: u32, list: &str) -> Vec<String> {
 
 /// Resident memory of `pid` (VmRSS: anonymous, file and shared), bytes.
 fn rss(pid: u32) -> u64 {
-    status_field(pid, "VmRSS:")
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib << 10)
+    procfs::read(pid, "status")
+        .ok()
+        .and_then(|s| procfs::kib_field(&s, "VmRSS"))
+        .unwrap_or(0)
 }
 
 fn cap_eff(pid: u32) -> Option<String> {
-    status_field(pid, "CapEff:")
-}
-
-fn status_field(pid: u32, name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .map(|v| v.trim().to_string())
+    let status = procfs::read(pid, "status").ok()?;
+    procfs::status_value(&status, "CapEff").map(str::to_string)
 }
 
 /// The names of `pid`'s threads.

@@ -1,9 +1,9 @@
 //! `servers`: prefork processes vs worker threads vs async, under load and under crashes.
 //!
-//! Three minimal HTTP/1.1 servers with the same handler ([`http`]), each started as its own
-//! child process on a loopback port ([`model`]): **prefork** (worker processes accepting on one
+//! Three minimal HTTP/1.1 servers with the same handler (`http`), each started as its own
+//! child process on a loopback port (`model`): **prefork** (worker processes accepting on one
 //! shared socket, a master that forks dead workers again), **threaded** (a pool of threads
-//! accepting on it) and **async** (tokio). A load generator in the lab ([`load`]) drives each
+//! accepting on it) and **async** (tokio). A load generator in the lab (`load`) drives each
 //! with keep-alive connections for a fixed time, per handler (`/cpu`: ~50 µs of hashing,
 //! `/io`: a 5 ms wait, `/mixed`: both, a 1 ms wait) and connection count; it reports
 //! requests/s, latency percentiles from an hdrhistogram, errors, and the server's PSS and USS
@@ -20,6 +20,11 @@
 //! The blocking models serve one connection per worker, as Apache's prefork and worker MPMs
 //! do, so they get one worker per keep-alive connection and two spare ones; the async server
 //! runs one worker thread per CPU for any number of connections.
+//!
+//! The folder: `http.rs` is the request parser and the handler the three servers share,
+//! `model.rs` starts and stops each server model, `load.rs` is the load generator, `section.rs`
+//! turns a [`ServersResult`] into the section, and this file runs the experiment. Only
+//! [`Servers`] and the result types are for use outside the folder.
 
 use std::time::{Duration, Instant};
 
@@ -381,14 +386,9 @@ fn start(
 fn worker_count(server: &Server, m: Model) -> usize {
     match m {
         Model::Prefork => server.pids().len().saturating_sub(1),
-        Model::Threaded => std::fs::read_to_string(format!("/proc/{}/status", server.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Threads:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-            })
-            .map_or(0, |n| n.saturating_sub(1)),
+        Model::Threaded => {
+            crate::procfs::thread_count(server.pid).map_or(0, |n| (n as usize).saturating_sub(1))
+        }
         Model::Async => usize::MAX,
     }
 }
@@ -398,10 +398,9 @@ fn memory(server: &Server) -> (f64, f64, usize) {
     let pids = server.pids();
     let (mut pss, mut uss) = (0.0, 0.0);
     for pid in &pids {
-        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            let field = |n: &str| crate::procfs::kib_field(&t, n).map_or(0.0, |b| b as f64);
-            pss += field("Pss");
-            uss += field("Private_Clean") + field("Private_Dirty");
+        if let Ok(rollup) = crate::procfs::smaps_rollup(pid) {
+            pss += crate::procfs::or_zero(rollup.pss);
+            uss += rollup.uss_or_zero();
         }
     }
     (pss, uss, pids.len())

@@ -2,14 +2,66 @@
 
 use super::*;
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Series, Table, Unit};
+use crate::verdict::keys;
 
+/// The section of a servers run, in the order the report shows it: figures, tables, chart, notes.
 pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut section = Section::new(
         "servers",
         "Servers: prefork vs threaded vs async",
-        &format!(
-            "Three HTTP/1.1 keep-alive servers with one handler (httparse; /cpu: {} rounds of \
+        &method(r, s),
+    );
+    section.figures.push(Figure::new(
+        "servers.cpu_work",
+        "one /cpu hashing, measured in the lab",
+        r.cpu_ns,
+        Unit::Ns,
+    ));
+    cell_figures(&mut section, r);
+    model_notes(&mut section, r);
+    crash_figures(&mut section, r);
+    leak_figures(&mut section, r);
+    section.figures.push(Figure::new(
+        "servers.processes_left",
+        "server processes left after the experiment",
+        r.processes_left as f64,
+        Unit::Count,
+    ));
+    wrk_check(&mut section, r);
+    section.tables.push(load_table(r, s));
+    section.tables.push(crash_table(r));
+    section.tables.push(leak_table(r));
+    section.charts.push(throughput_chart(r));
+    limit_notes(&mut section, r);
+    section.set_data(r);
+    section
+}
+
+/// Where the load figures were taken: the servers and the generator share the CPUs.
+const PLACEMENT: &str = "unpinned, generator and server on the same CPUs";
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A latency cell in whole microseconds, `-` when there is none.
+fn us(ns: f64) -> String {
+    if ns.is_finite() {
+        format!("{:.0}", ns / 1e3)
+    } else {
+        "-".to_string()
+    }
+}
+
+/// A memory cell in MiB with one decimal.
+fn mib(b: f64) -> String {
+    format!("{:.1}", b / 1048576.0)
+}
+
+/// What the section measured and how, with the run's settings.
+fn method(r: &ServersResult, s: &Settings) -> String {
+    format!(
+        "Three HTTP/1.1 keep-alive servers with one handler (httparse; /cpu: {} rounds of \
              SipHash, calibrated to ~50 µs, measured {:.1} µs; /io: a 5 ms wait; /mixed: the \
              hashing then a 1 ms wait; a blocking worker sleeps its thread, the async server \
              awaits a tokio timer), each a child process forked from the lab on a loopback port: \
@@ -36,25 +88,21 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
              between the lab and the server's processes). Unpinned: the servers and the generator share the CPUs. \
              Every server is stopped (SIGTERM; its master kills and reaps its workers) and \
              reaped at the end.",
-            r.cpu_iters,
-            r.cpu_ns / 1e3,
-            r.cpus,
-            ms(s.warmup),
-            ms(s.measure),
-            s.rounds,
-            ms(s.crash_run),
-            ms(s.crash_at),
-            s.leak_requests,
-            r.recycle_after,
-        ),
-    );
-    let placement = "unpinned, generator and server on the same CPUs";
-    section.figures.push(Figure::new(
-        "servers.cpu_work",
-        "one /cpu hashing, measured in the lab",
-        r.cpu_ns,
-        Unit::Ns,
-    ));
+        r.cpu_iters,
+        r.cpu_ns / 1e3,
+        r.cpus,
+        ms(s.warmup),
+        ms(s.measure),
+        s.rounds,
+        ms(s.crash_run),
+        ms(s.crash_at),
+        s.leak_requests,
+        r.recycle_after,
+    )
+}
+
+/// Requests/s, p99 latency and errors of every cell, and the memory of the /cpu ones.
+fn cell_figures(section: &mut Section, r: &ServersResult) {
     for c in &r.cells {
         let id = format!("{}.{}.{}", c.model, c.handler, c.connections);
         let what = format!("{}, /{}, {} connections", c.model, c.handler, c.connections);
@@ -66,7 +114,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                 Unit::PerSec,
             )
             .with_rounds(&c.rounds_rps)
-            .placed(placement),
+            .placed(PLACEMENT),
         );
         section.figures.push(
             Figure::new(
@@ -75,7 +123,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                 c.p99_ns,
                 Unit::Ns,
             )
-            .placed(placement),
+            .placed(PLACEMENT),
         );
         section.figures.push(Figure::new(
             &format!("servers.errors.{id}"),
@@ -95,6 +143,10 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             ));
         }
     }
+}
+
+/// Prefork against threaded, and async against threaded, with a note where they differ.
+fn model_notes(section: &mut Section, r: &ServersResult) {
     let rps = |model: &str| {
         r.cells
             .iter()
@@ -140,6 +192,10 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             CRASH_CONNECTIONS + 2
         ));
     }
+}
+
+/// What a handler crash did to each model.
+fn crash_figures(section: &mut Section, r: &ServersResult) {
     for c in &r.crashes {
         let m = c.model;
         section.figures.push(Figure::new(
@@ -177,9 +233,13 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             Unit::Count,
         ));
     }
+}
+
+/// What a leaking handler left behind in each model.
+fn leak_figures(section: &mut Section, r: &ServersResult) {
     if let Some(l) = r.leaks.first() {
         section.figures.push(Figure::new(
-            "servers.leak.leaked",
+            keys::SERVERS_LEAK_LEAKED,
             "memory the /leak requests leaked in all",
             l.leaked_bytes,
             Unit::Bytes,
@@ -198,12 +258,10 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             .with_resolution(http::LEAK_BYTES as f64),
         );
     }
-    section.figures.push(Figure::new(
-        "servers.processes_left",
-        "server processes left after the experiment",
-        r.processes_left as f64,
-        Unit::Count,
-    ));
+}
+
+/// Our generator against wrk on the same server, or why wrk did not run.
+fn wrk_check(section: &mut Section, r: &ServersResult) {
     match &r.wrk {
         Some(w) => {
             section.figures.push(
@@ -213,7 +271,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                     w.ours_rps,
                     Unit::PerSec,
                 )
-                .placed(placement),
+                .placed(PLACEMENT),
             );
             if let Some(theirs) = w.wrk_rps {
                 section.figures.push(Figure::new(
@@ -255,16 +313,11 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             .notes
             .push("wrk is not run in this profile: no cross-check of the generator.".to_string()),
     }
+}
 
-    let us = |ns: f64| {
-        if ns.is_finite() {
-            format!("{:.0}", ns / 1e3)
-        } else {
-            "-".to_string()
-        }
-    };
-    let mib = |b: f64| format!("{:.1}", b / 1048576.0);
-    section.tables.push(Table {
+/// Every cell under load.
+fn load_table(r: &ServersResult, s: &Settings) -> Table {
+    Table {
         title: format!(
             "Under load: {:.0} ms per cell (median of {} rounds for /cpu at {CRASH_CONNECTIONS})",
             ms(s.measure),
@@ -306,8 +359,12 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// The handler crash, per model.
+fn crash_table(r: &ServersResult) -> Table {
+    Table {
         title: format!("A handler crash under {CRASH_CONNECTIONS} connections"),
         columns: [
             "model",
@@ -336,8 +393,12 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                 ]
             })
             .collect(),
-    });
-    section.tables.push(Table {
+    }
+}
+
+/// The leaking handler, per model.
+fn leak_table(r: &ServersResult) -> Table {
+    Table {
         title: "A leaking handler (1 MiB per request)".to_string(),
         columns: [
             "model",
@@ -365,7 +426,11 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                 ]
             })
             .collect(),
-    });
+    }
+}
+
+/// Requests/s of the /cpu handler per connection count, one series per model.
+fn throughput_chart(r: &ServersResult) -> Chart {
     let conns: Vec<usize> = {
         let mut v: Vec<usize> = r.cells.iter().map(|c| c.connections).collect();
         v.dedup();
@@ -373,7 +438,7 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
         v.dedup();
         v
     };
-    section.charts.push(Chart {
+    Chart {
         id: "throughput".to_string(),
         title: "Requests/s, /cpu handler".to_string(),
         kind: ChartKind::Bar,
@@ -398,7 +463,11 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
                     .collect(),
             })
             .collect(),
-    });
+    }
+}
+
+/// Connection counts the limits skipped, and server processes that outlived the experiment.
+fn limit_notes(section: &mut Section, r: &ServersResult) {
     if !r.skipped.is_empty() {
         section.notes.push(format!(
             "Skipped {:?} connections: the limits leave too little room for one worker per \
@@ -412,8 +481,6 @@ pub(super) fn section_from(r: &ServersResult, s: &Settings) -> Section {
             r.processes_left
         ));
     }
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
-    section
 }
 
 #[cfg(test)]

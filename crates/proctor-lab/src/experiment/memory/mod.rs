@@ -19,10 +19,14 @@ use anyhow::{Context, Result, bail};
 use nix::unistd::{gettid, pipe, read, write};
 use serde::{Deserialize, Serialize};
 
-use super::{Experiment, ROUNDS, median_round};
+use super::{Experiment, ROUNDS, Worker, median_round};
+use crate::procfs;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, fork_child};
 use crate::{LabConfig, Progress};
+
+mod section;
+use section::section_from;
 
 /// The idle-worker memory experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,8 +62,8 @@ pub struct MemoryResult {
 /// N idle processes or threads, per worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerPoint {
-    /// `process` or `thread`.
-    pub model: String,
+    /// Whether the workers are processes or threads.
+    pub model: Worker,
     /// N, the number of idle workers.
     pub workers: usize,
     /// Resident set size per worker, in bytes (counts every shared page once per process).
@@ -105,23 +109,20 @@ struct Usage {
 
 /// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
 fn usage(pid: &str) -> Result<Usage> {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let rollup = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let status_path = format!("/proc/{pid}/status");
-    let status =
-        std::fs::read_to_string(&status_path).with_context(|| format!("read {status_path}"))?;
-    let field = |t: &str, n: &str| crate::procfs::kib_field(t, n).map_or(0.0, |b| b as f64);
+    let rollup = procfs::smaps_rollup(pid)?;
+    let status = procfs::read(pid, "status")?;
+    let field = |n: &str| procfs::or_zero(procfs::kib_field(&status, n));
     Ok(Usage {
-        rss: field(&rollup, "Rss"),
-        pss: field(&rollup, "Pss"),
-        uss: field(&rollup, "Private_Clean") + field(&rollup, "Private_Dirty"),
-        pte: field(&status, "VmPTE"),
-        vsize: field(&status, "VmSize"),
+        rss: procfs::or_zero(rollup.rss),
+        pss: procfs::or_zero(rollup.pss),
+        uss: rollup.uss_or_zero(),
+        pte: field("VmPTE"),
+        vsize: field("VmSize"),
     })
 }
 
 fn kernel_stack() -> f64 {
-    crate::procfs::read_kib_field("/proc/meminfo", "KernelStack").map_or(0.0, |b| b as f64)
+    procfs::or_zero(procfs::kernel_stack_bytes())
 }
 
 /// Reads exactly `n` bytes from `fd` (ready signals), looping over partial reads.
@@ -253,7 +254,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     children.kill_all();
     let per = |x: f64| x / n as f64;
     Ok(WorkerPoint {
-        model: "process".to_string(),
+        model: Worker::Process,
         workers: n,
         rss_bytes: per(sum.rss),
         pss_bytes: per(sum.pss),
@@ -318,7 +319,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
     let (after, kstack_after) = measured;
     let per = |a: f64, b: f64| (a - b) / n as f64;
     Ok(WorkerPoint {
-        model: "thread".to_string(),
+        model: Worker::Thread,
         workers: n,
         rss_bytes: per(after.rss, before.rss),
         pss_bytes: per(after.pss, before.pss),
@@ -449,208 +450,21 @@ impl Experiment for Memory {
     }
 }
 
-fn section_from(result: &MemoryResult) -> Section {
-    let ws_kib = result.working_set_bytes / 1024;
-    let mut section = Section::new(
-        "memory",
-        "Memory per worker",
-        &format!(
-            "N idle workers each write a {ws_kib} KiB working set, report ready over a pipe and \
-             block reading another. Processes are forked children writing their copy of a buffer \
-             the parent allocated (so those pages are copied on write); the figures are the sum \
-             over the children of /proc/PID/smaps_rollup (Rss, Pss, Private_Clean+Private_Dirty = \
-             USS) and VmPTE, divided by N. Threads write their own {ws_kib} KiB, each in a fresh \
-             mmap (pages new to the process, not ones malloc kept from an ended thread); the \
-             figures are this process's growth divided by N. Async tasks are tokio tasks on a \
-             current-thread runtime, each parked on a oneshot receiver with no working set of its \
-             own; figures are the process's growth per task. Kernel stacks are the growth of \
-             KernelStack in /proc/meminfo, which is system-wide. Sampled once, after every worker \
-             said it was ready; every child is killed and reaped, every thread joined. USS at 10 \
-             workers: the median of 3 independent rounds (fresh workers each), with the rounds' \
-             run-to-run spread; async tasks are measured once, since a second round would reuse \
-             the memory the first one freed."
-        ),
-    );
-    // A growth of this process (threads, tasks) is counted in whole pages shared among the N
-    // workers: less than a page over N cannot be told from nothing (or from the allocator
-    // handing back memory meanwhile, which made such figures negative).
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096.0, |p| p as f64);
-    for p in &result.workers {
-        let n = p.workers;
-        let m = &p.model;
-        for (kind, v, what) in [
-            ("uss", p.uss_bytes, "USS"),
-            ("pss", p.pss_bytes, "PSS"),
-            ("rss", p.rss_bytes, "RSS (not additive)"),
-            ("pte", p.page_table_bytes, "page tables"),
-            ("kernel_stack", p.kernel_stack_bytes, "kernel stack"),
-        ] {
-            let figure = Figure::new(
-                &format!("memory.{kind}_per_worker.{m}.{n}"),
-                &format!("{what} per idle {m}, {n} workers"),
-                v,
-                Unit::Bytes,
-            );
-            let figure = if kind == "uss" {
-                figure.with_rounds(&p.rounds_uss_bytes)
-            } else {
-                figure
-            };
-            // Children's figures are sums of their own counters; a thread's is a growth.
-            section
-                .figures
-                .push(if m == "thread" || kind == "kernel_stack" {
-                    figure.with_resolution(page / n as f64)
-                } else {
-                    figure
-                });
-        }
-        if let Some(v) = p.virtual_bytes {
-            section.figures.push(Figure::new(
-                &format!("memory.virtual_per_worker.{m}.{n}"),
-                &format!("virtual size per idle {m}, {n} workers (reserved, not resident)"),
-                v,
-                Unit::Bytes,
-            ));
-        }
-    }
-    for t in &result.tasks {
-        section.figures.push(
-            Figure::new(
-                &format!("memory.per_task.async.{}", t.tasks),
-                &format!("USS per idle tokio task, {} tasks", t.tasks),
-                t.uss_bytes,
-                Unit::Bytes,
-            )
-            .with_resolution(page / t.tasks as f64),
-        );
-    }
-    section.figures.push(Figure::new(
-        "memory.thread_stack_reserved",
-        "default thread stack reservation (virtual)",
-        result.thread_stack_reserved_bytes as f64,
-        Unit::Bytes,
-    ));
-
-    let kib = |v: f64| format!("{:.1}", v / 1024.0);
-    let mut rows: Vec<Vec<String>> = result
-        .workers
-        .iter()
-        .map(|p| {
-            vec![
-                p.model.clone(),
-                p.workers.to_string(),
-                kib(p.uss_bytes),
-                kib(p.pss_bytes),
-                kib(p.rss_bytes),
-                kib(p.page_table_bytes),
-                kib(p.kernel_stack_bytes),
-                p.virtual_bytes.map_or("-".to_string(), kib),
-            ]
-        })
-        .collect();
-    rows.extend(result.tasks.iter().map(|t| {
-        vec![
-            "async task".to_string(),
-            t.tasks.to_string(),
-            kib(t.uss_bytes),
-            kib(t.pss_bytes),
-            kib(t.rss_bytes),
-            "-".to_string(),
-            "-".to_string(),
-            "-".to_string(),
-        ]
-    }));
-    section.tables.push(Table {
-        title: "Per idle worker (KiB)".to_string(),
-        columns: [
-            "model",
-            "N",
-            "USS",
-            "PSS",
-            "RSS",
-            "page tables",
-            "kernel stack",
-            "virtual",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    });
-
-    let series = |model: &str| Series {
-        name: model.to_string(),
-        points: result
-            .workers
-            .iter()
-            .filter(|p| p.model == model)
-            .map(|p| (p.workers as f64, p.uss_bytes.max(1.0)))
-            .collect(),
-    };
-    section.charts.push(Chart {
-        id: "uss-per-worker".to_string(),
-        title: "USS per idle worker".to_string(),
-        kind: ChartKind::Line,
-        x_label: "workers".to_string(),
-        y_label: "bytes per worker".to_string(),
-        x_log: true,
-        y_log: true,
-        categories: Vec::new(),
-        series: vec![
-            series("process"),
-            series("thread"),
-            Series {
-                name: "async task".to_string(),
-                points: result
-                    .tasks
-                    .iter()
-                    .map(|t| (t.tasks as f64, t.uss_bytes.max(1.0)))
-                    .collect(),
-            },
-        ],
-    });
-    section.notes.push(format!(
-        "Threads reserve a {} KiB stack each (Rust's default; glibc's pthread default is 8 MiB, \
-         `ulimit -s`), but only the pages they touch are resident: compare the virtual column \
-         with USS. A thread's first malloc may also create a new glibc arena, which reserves \
-         address space, not memory.",
-        result.thread_stack_reserved_bytes / 1024
-    ));
-    section.notes.push(
-        "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
-         hands them to new threads: rounds after the first can reuse them, so the thread figures \
-         are a slight lower bound. The working sets are fresh mappings, so a thread never reads \
-         less than the working set it wrote."
-            .to_string(),
-    );
-    section.notes.push(
-        "KernelStack is system-wide: other processes starting or ending during the sample move \
-         it, so the kernel-stack column is noisy on a shared machine. Figures for one worker are \
-         page-granular and noisy; the per-worker figures at larger N are the ones to read."
-            .to_string(),
-    );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
-    section
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn section_from_hand_made_points() {
-        let point = |model: &str, workers, uss_bytes| WorkerPoint {
-            model: model.to_string(),
+        let point = |model: Worker, workers, uss_bytes| WorkerPoint {
+            model,
             workers,
             rss_bytes: 2.0 * uss_bytes,
             pss_bytes: 1.5 * uss_bytes,
             uss_bytes,
             page_table_bytes: 8192.0,
             kernel_stack_bytes: 16384.0,
-            virtual_bytes: (model == "thread").then_some(2.0 * 1024.0 * 1024.0),
+            virtual_bytes: (model == Worker::Thread).then_some(2.0 * 1024.0 * 1024.0),
             rounds_uss_bytes: vec![uss_bytes],
         };
         let result = MemoryResult {
@@ -659,11 +473,11 @@ mod tests {
             workers: vec![
                 WorkerPoint {
                     rounds_uss_bytes: vec![150_000.0, 160_000.0, 200_000.0],
-                    ..point("process", 10, 160_000.0)
+                    ..point(Worker::Process, 10, 160_000.0)
                 },
-                point("thread", 10, 70_000.0),
+                point(Worker::Thread, 10, 70_000.0),
                 // A growth of 100 B over 10 workers is below a page / 10.
-                point("thread", 1, 100.0),
+                point(Worker::Thread, 1, 100.0),
             ],
             tasks: vec![TaskPoint {
                 tasks: 10_000,

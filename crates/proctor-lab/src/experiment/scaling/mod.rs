@@ -25,16 +25,21 @@ use crate::measure::allowed_cpus;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, fork_child, sleep_ns};
 use crate::stats::median_and_spread;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
+
+mod section;
+use section::section_from;
 
 /// The CPU- and I/O-bound scaling experiment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scaling;
 
-/// How a worker or unit is run.
+/// What runs a worker or unit: the thread/process pair of [`Worker`](super::Worker), plus
+/// a tokio task for the I/O-bound sweep. (Not `servers`' `Model`, which is a server design.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Model {
+pub enum Runner {
     /// An OS thread.
     Thread,
     /// A forked process.
@@ -43,12 +48,12 @@ pub enum Model {
     Async,
 }
 
-impl Model {
+impl Runner {
     fn name(self) -> &'static str {
         match self {
-            Model::Thread => "thread",
-            Model::Process => "process",
-            Model::Async => "async",
+            Runner::Thread => "thread",
+            Runner::Process => "process",
+            Runner::Async => "async",
         }
     }
 }
@@ -74,7 +79,7 @@ pub struct ScalingResult {
 /// One CPU-bound measurement: a model at a worker count W.
 pub struct CpuPoint {
     /// How the workers run.
-    pub model: Model,
+    pub model: Runner,
     /// The worker count W.
     pub workers: usize,
     /// Release to last result, per repetition.
@@ -95,7 +100,7 @@ pub struct CpuPoint {
 /// One I/O-bound measurement: a model at a unit count N.
 pub struct IoPoint {
     /// How the units run.
-    pub model: Model,
+    pub model: Runner,
     /// The unit count N.
     pub units: usize,
     /// Creation of the first unit to the end of the last, per repetition.
@@ -204,18 +209,18 @@ fn shares(total: u64, w: usize) -> Vec<u64> {
 }
 
 /// One CPU-bound run with `w` workers of `model`.
-fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
+fn cpu_run(model: Runner, w: usize, total: u64) -> Result<(Duration, u64)> {
     let pipes = Pipes::new()?;
     let shares = shares(total, w);
     match model {
-        Model::Thread => std::thread::scope(|s| {
+        Runner::Thread => std::thread::scope(|s| {
             for (i, &iters) in shares.iter().enumerate() {
                 let pipes = &pipes;
                 s.spawn(move || pipes.work(i as u64, iters));
             }
             pipes.release_and_collect(w)
         }),
-        Model::Process => {
+        Runner::Process => {
             let mut children = Children::new();
             for (i, &iters) in shares.iter().enumerate() {
                 let pipes = &pipes;
@@ -231,15 +236,13 @@ fn cpu_run(model: Model, w: usize, total: u64) -> Result<(Duration, u64)> {
             }
             Ok(r)
         }
-        Model::Async => bail!("the CPU-bound sweep runs threads and processes only"),
+        Runner::Async => bail!("the CPU-bound sweep runs threads and processes only"),
     }
 }
 
 /// Added USS of this process, in bytes, from `/proc/self/smaps_rollup`.
 fn uss(pid: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| crate::procfs::kib_field(&text, name).map_or(0.0, |b| b as f64);
-    Some(field("Private_Clean") + field("Private_Dirty"))
+    Some(crate::procfs::smaps_rollup(pid).ok()?.uss_or_zero())
 }
 
 /// Units alive now and the most alive at once; lives in shared memory for processes.
@@ -274,12 +277,12 @@ fn io_unit(alive: &Alive) {
 
 /// One I/O-bound run: returns (completion time, added memory, most alive at once).
 fn io_run(
-    model: Model,
+    model: Runner,
     n: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Duration, Option<f64>, i64)> {
     match model {
-        Model::Thread => {
+        Runner::Thread => {
             let alive = Alive::default();
             let before = uss("self");
             let t0 = Instant::now();
@@ -303,7 +306,7 @@ fn io_run(
             }
             Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
         }
-        Model::Process => {
+        Runner::Process => {
             let alive = SharedMem::new(Alive::default()).context("map shared memory")?;
             let mut children = Children::new();
             let t0 = Instant::now();
@@ -341,7 +344,7 @@ fn io_run(
             }
             Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
         }
-        Model::Async => runtime.block_on(async {
+        Runner::Async => runtime.block_on(async {
             let alive = Arc::new(Alive::default());
             let before = uss("self");
             let t0 = Instant::now();
@@ -477,7 +480,7 @@ impl Experiment for Scaling {
             io: Vec::new(),
             skipped: Vec::new(),
         };
-        for model in [Model::Thread, Model::Process] {
+        for model in [Runner::Thread, Runner::Process] {
             cpu_run(model, 1, total / 20)?; // warm-up
             let mut baseline = None;
             for &w in &counts {
@@ -504,11 +507,11 @@ impl Experiment for Scaling {
                 progress.advance(1, &format!("{w} {} workers, CPU-bound", model.name()));
             }
         }
-        for t in result.cpu.iter().filter(|p| p.model == Model::Thread) {
+        for t in result.cpu.iter().filter(|p| p.model == Runner::Thread) {
             let p = result
                 .cpu
                 .iter()
-                .find(|p| p.model == Model::Process && p.workers == t.workers);
+                .find(|p| p.model == Runner::Process && p.workers == t.workers);
             if p.is_some_and(|p| p.checksum != t.checksum) {
                 bail!(
                     "threads and processes computed different checksums at W = {}",
@@ -523,8 +526,8 @@ impl Experiment for Scaling {
             .build()
             .context("start a tokio runtime")?;
         for &n in &io_sizes {
-            for model in [Model::Thread, Model::Process, Model::Async] {
-                if model == Model::Process && n > cap {
+            for model in [Runner::Thread, Runner::Process, Runner::Async] {
+                if model == Runner::Process && n > cap {
                     result
                         .skipped
                         .push(format!("{n} processes not measured: {why}"));
@@ -579,366 +582,5 @@ impl Experiment for Scaling {
     }
 }
 
-fn section_from(r: &ScalingResult) -> Section {
-    let cpus = r.cpus;
-    let mut section = Section::new(
-        "scaling",
-        "Multi-core and I/O-bound scaling",
-        &format!(
-            "CPU-bound: {} rounds of xorshift64 into FNV-1a in total, split evenly over W workers \
-             (threads or forked processes, unpinned). Every worker is created and reports ready \
-             over a pipe first; the timed window runs from writing the release bytes to reading \
-             the last 8-byte result, so creation is outside it. Threads and processes run the \
-             same body over the same pipes, and their checksums must agree. Throughput = rounds \
-             per second; speed-up = T(1)/T(W) for the same model; efficiency = speed-up / W. \
-             Medians over the repetitions. I/O-bound: N units each sleep 10 ms three times, as \
-             threads (default stack), forked processes, and tokio tasks on one current-thread \
-             runtime; completion time runs from creating the first unit to the end of the last, \
-             creation included. Memory is the added USS when the last unit was created (for \
-             processes: the mean USS of up to 16 of the newest live children × the units alive \
-             then). Each repetition is an independent round (fresh workers): speed-ups at the \
-             CPU count and completion times show the rounds' run-to-run spread.",
-            r.total_iterations
-        ),
-    );
-    for p in &r.cpu {
-        let (m, w) = (p.model.name(), p.workers);
-        let spread = median_and_spread(&p.elapsed_ns).1;
-        let mut t = Figure::new(
-            &format!("scaling.throughput.{m}.{w}"),
-            &format!("CPU-bound throughput, {w} {m}s"),
-            p.throughput_per_sec,
-            Unit::PerSec,
-        )
-        .placed("unpinned");
-        if let Some(s) = spread {
-            // In elapsed ns, converted to throughput (the order flips).
-            let conv = |ns: f64| r.total_iterations as f64 / (ns / 1e9);
-            t = t.with_spread(crate::report::Spread {
-                min: conv(s.max),
-                p1: conv(s.p99),
-                p99: conv(s.p1),
-                max: conv(s.min),
-                ..s
-            });
-        }
-        section.figures.push(t);
-        section.figures.push(
-            Figure::new(
-                &format!("scaling.speedup.{m}.{w}"),
-                &format!("speed-up over 1 {m}, {w} {m}s"),
-                p.speedup,
-                Unit::Ratio,
-            )
-            .placed("unpinned"),
-        );
-    }
-    section.figures.push(Figure::new(
-        "scaling.cores",
-        "CPUs this process may use (the worker count of the `.cores` figures)",
-        cpus as f64,
-        Unit::Count,
-    ));
-    for model in [Model::Thread, Model::Process] {
-        let m = model.name();
-        let points: Vec<&CpuPoint> = r.cpu.iter().filter(|p| p.model == model).collect();
-        if let Some(p) = points.iter().find(|p| p.workers == cpus) {
-            // Each repetition is an independent round (fresh workers): its own T(1) / T(W).
-            let rounds: Vec<f64> = points
-                .iter()
-                .find(|b| b.workers == 1)
-                .map(|b| {
-                    b.elapsed_ns
-                        .iter()
-                        .zip(&p.elapsed_ns)
-                        .map(|(one, w)| one / w)
-                        .collect()
-                })
-                .unwrap_or_default();
-            section.figures.push(
-                Figure::new(
-                    &format!("scaling.speedup.{m}.cores"),
-                    &format!("speed-up with one {m} per CPU ({cpus})"),
-                    p.speedup,
-                    Unit::Ratio,
-                )
-                .with_rounds(&rounds)
-                .placed("unpinned"),
-            );
-        }
-        let at_cores = points.iter().find(|p| p.workers == cpus);
-        let most = points.iter().max_by_key(|p| p.workers);
-        if let (Some(c), Some(o)) = (at_cores, most) {
-            if o.workers >= 2 * cpus && c.throughput_per_sec > 0.0 {
-                section.figures.push(
-                    Figure::new(
-                        &format!("scaling.oversubscription.{m}"),
-                        &format!(
-                            "throughput with {} {m}s / with {} (one per CPU)",
-                            o.workers, c.workers
-                        ),
-                        o.throughput_per_sec / c.throughput_per_sec,
-                        Unit::Ratio,
-                    )
-                    .placed("unpinned"),
-                );
-            }
-        }
-        if let Some(p) = points.iter().max_by_key(|p| p.workers) {
-            section.figures.push(
-                Figure::new(
-                    &format!("scaling.efficiency.{m}.max"),
-                    &format!("efficiency at {} {m}s (largest W)", p.workers),
-                    p.efficiency,
-                    Unit::Ratio,
-                )
-                .placed("unpinned"),
-            );
-        }
-    }
-    for p in &r.io {
-        let (m, n) = (p.model.name(), p.units);
-        let spread = median_and_spread(&p.completion_ns).1;
-        let mut f = Figure::new(
-            &format!("scaling.io.completion.{m}.{n}"),
-            &format!("{n} I/O-bound {m} units (3 × 10 ms sleeps), creation to last finish"),
-            p.median_ns,
-            Unit::Ns,
-        )
-        .with_rounds(&p.completion_ns)
-        .placed("unpinned");
-        if let Some(s) = spread {
-            f = f.with_spread(s);
-        }
-        section.figures.push(f);
-        if let Some(bytes) = p.memory_bytes {
-            section.figures.push(Figure::new(
-                &format!("scaling.io.memory.{m}.{n}"),
-                &format!("added USS with {n} I/O-bound {m} units, at the last creation"),
-                bytes,
-                Unit::Bytes,
-            ));
-        }
-    }
-
-    section.tables.push(Table {
-        title: "CPU-bound: fixed total work".to_string(),
-        columns: [
-            "model",
-            "W",
-            "median ms",
-            "Mrounds/s",
-            "speed-up",
-            "efficiency",
-            "oversubscribed",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: r
-            .cpu
-            .iter()
-            .map(|p| {
-                vec![
-                    p.model.name().to_string(),
-                    p.workers.to_string(),
-                    format!("{:.1}", p.median_ns / 1e6),
-                    format!("{:.1}", p.throughput_per_sec / 1e6),
-                    format!("{:.2}", p.speedup),
-                    format!("{:.2}", p.efficiency),
-                    if p.workers > cpus { "yes" } else { "" }.to_string(),
-                ]
-            })
-            .collect(),
-    });
-    section.tables.push(Table {
-        title: "I/O-bound: 3 × 10 ms waits per unit".to_string(),
-        columns: [
-            "model",
-            "N",
-            "completion ms",
-            "added USS KiB",
-            "most alive at once",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: r
-            .io
-            .iter()
-            .map(|p| {
-                vec![
-                    p.model.name().to_string(),
-                    p.units.to_string(),
-                    format!("{:.1}", p.median_ns / 1e6),
-                    p.memory_bytes
-                        .map_or("-".to_string(), |b| format!("{:.0}", b / 1024.0)),
-                    p.max_alive.to_string(),
-                ]
-            })
-            .collect(),
-    });
-
-    let speedup_series = |model: Model| Series {
-        name: model.name().to_string(),
-        points: r
-            .cpu
-            .iter()
-            .filter(|p| p.model == model)
-            .map(|p| (p.workers as f64, p.speedup))
-            .collect(),
-    };
-    let mut ideal: Vec<(f64, f64)> = r
-        .cpu
-        .iter()
-        .filter(|p| p.model == Model::Thread)
-        .map(|p| (p.workers as f64, p.workers.min(cpus) as f64))
-        .collect();
-    ideal.dedup();
-    section.charts.push(Chart {
-        id: "speedup".to_string(),
-        title: format!("CPU-bound speed-up ({cpus} CPUs; beyond that, oversubscribed)"),
-        kind: ChartKind::Line,
-        x_label: "workers".to_string(),
-        y_label: "speed-up over one worker".to_string(),
-        x_log: false,
-        y_log: false,
-        categories: Vec::new(),
-        series: vec![
-            speedup_series(Model::Thread),
-            speedup_series(Model::Process),
-            Series {
-                name: "ideal (min(W, CPUs))".to_string(),
-                points: ideal,
-            },
-        ],
-    });
-    let io_series = |model: Model| Series {
-        name: model.name().to_string(),
-        points: r
-            .io
-            .iter()
-            .filter(|p| p.model == model)
-            .map(|p| (p.units as f64, p.median_ns / 1e6))
-            .collect(),
-    };
-    section.charts.push(Chart {
-        id: "io-completion".to_string(),
-        title: "I/O-bound completion time (ideal: 30 ms)".to_string(),
-        kind: ChartKind::Line,
-        x_label: "concurrent units".to_string(),
-        y_label: "ms, creation to last finish".to_string(),
-        x_log: true,
-        y_log: true,
-        categories: Vec::new(),
-        series: vec![
-            io_series(Model::Thread),
-            io_series(Model::Process),
-            io_series(Model::Async),
-        ],
-    });
-
-    section.notes.push(format!(
-        "Oversubscription starts above W = {cpus} (the CPUs this process may use){}.",
-        match r.physical_cores {
-            Some(p) if p < cpus => format!("; SMT starts above W = {p} physical cores"),
-            Some(_) => "; no SMT siblings among them".to_string(),
-            None => String::new(),
-        }
-    ));
-    section.notes.extend(r.skipped.iter().cloned());
-    section.notes.push(
-        "glibc keeps the stacks and malloc arenas of exited threads for reuse, with their pages \
-         still resident: after earlier rounds, thread memory figures are a lower bound."
-            .to_string(),
-    );
-    if let Some(p) = r.io.iter().find(|p| p.max_alive < p.units as i64) {
-        section.notes.push(format!(
-            "Where 'most alive at once' is below N (e.g. {} {} units: {}), creating the units \
-             took longer than one lives (30 ms): the run never had N waits in flight, and the \
-             memory figure covers the units alive at the last creation.",
-            p.units,
-            p.model.name(),
-            p.max_alive
-        ));
-    }
-    section.data = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
-    section
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn section_from_hand_made_points() {
-        let cpu = |model, workers, median_ns: f64, speedup: f64| CpuPoint {
-            model,
-            workers,
-            elapsed_ns: vec![median_ns; 3],
-            median_ns,
-            throughput_per_sec: 1e9 / median_ns,
-            speedup,
-            efficiency: speedup / workers as f64,
-            checksum: 7,
-        };
-        let io = |model, ms: f64| IoPoint {
-            model,
-            units: 1_000,
-            completion_ns: vec![ms * 1e6; 3],
-            median_ns: ms * 1e6,
-            memory_bytes: Some(1e6),
-            max_alive: 1_000,
-        };
-        let r = ScalingResult {
-            cpus: 2,
-            physical_cores: Some(1),
-            total_iterations: 1_000_000,
-            cpu: vec![
-                cpu(Model::Thread, 1, 100e6, 1.0),
-                cpu(Model::Thread, 2, 55e6, 100.0 / 55.0),
-                cpu(Model::Process, 1, 100e6, 1.0),
-                cpu(Model::Process, 2, 60e6, 100.0 / 60.0),
-            ],
-            io: vec![
-                io(Model::Thread, 120.0),
-                io(Model::Process, 900.0),
-                io(Model::Async, 40.0),
-            ],
-            skipped: vec![],
-        };
-        let mut r = r;
-        r.cpu[0].elapsed_ns = vec![100e6, 110e6, 90e6];
-        r.cpu[1].elapsed_ns = vec![50e6, 55e6, 60e6];
-        let s = section_from(&r);
-        let value = |k: &str| s.figure(k).map(|f| f.value);
-        assert_eq!(value("scaling.cores"), Some(2.0));
-        let rounds = s
-            .figure("scaling.speedup.thread.cores")
-            .and_then(|f| f.rounds.clone());
-        assert_eq!(rounds.map(|r| r.values), Some(vec![2.0, 2.0, 1.5]));
-        assert_eq!(value("scaling.speedup.thread.cores"), Some(100.0 / 55.0));
-        assert_eq!(value("scaling.speedup.process.cores"), Some(100.0 / 60.0));
-        assert_eq!(value("scaling.io.completion.process.1000"), Some(900e6));
-        assert_eq!(value("scaling.io.completion.async.1000"), Some(40e6));
-    }
-
-    #[test]
-    fn shares_add_up() {
-        assert_eq!(shares(10, 3), vec![4, 3, 3]);
-        assert_eq!(shares(10, 3).iter().sum::<u64>(), 10);
-    }
-
-    #[test]
-    fn worker_counts_cover_the_range() {
-        assert_eq!(worker_counts(2), vec![1, 2, 3, 4]);
-        let w = worker_counts(16);
-        assert_eq!((w[0], *w.last().expect("non-empty")), (1, 32));
-        assert!(w.contains(&16) && w.contains(&8));
-    }
-
-    #[test]
-    fn split_work_gives_the_same_checksum_in_any_model() {
-        let a = cpu_run(Model::Thread, 2, 1000).expect("threads");
-        let b = cpu_run(Model::Process, 2, 1000).expect("processes");
-        assert_eq!(a.1, b.1);
-    }
-}
+mod tests;

@@ -9,6 +9,10 @@
 //! mutex of the same design). Both sides start from the same spin gate, so thread or process
 //! creation is outside the timed window. Each figure is the median of per-batch means; batches
 //! are calibrated to last at least 10 ms (quick) and the calibration runs count as warm-up.
+//!
+//! This file is long because every synchronization primitive needs its own contended setup,
+//! between threads and between processes (a futex mutex in shared memory, a semaphore, a
+//! Condvar hand-off), each timed the same way.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
@@ -25,6 +29,10 @@ use crate::measure::{allowed_cpus, pin_to_raw};
 use crate::stats::median_and_spread;
 
 use super::{Experiment, ROUNDS, median_round};
+use crate::verdict::keys;
+
+mod section;
+use section::section_from;
 
 /// The synchronization experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -438,17 +446,17 @@ impl Experiment for SyncCost {
             })?;
             Ok((m, fm, at))
         })?;
-        rounds_of.push(("sync.mutex.uncontended.thread", m.1));
+        rounds_of.push((keys::SYNC_MUTEX_UNCONTENDED_THREAD, m.1));
         push(
-            "sync.mutex.uncontended.thread",
+            keys::SYNC_MUTEX_UNCONTENDED_THREAD,
             "Mutex lock+unlock, uncontended",
             &pinned,
             m.0,
         );
         progress.advance(1, "mutex, uncontended");
-        rounds_of.push(("sync.mutex.uncontended.process", fm.1));
+        rounds_of.push((keys::SYNC_MUTEX_UNCONTENDED_PROCESS, fm.1));
         push(
-            "sync.mutex.uncontended.process",
+            keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
             "futex mutex in shared memory, lock+unlock, uncontended",
             &pinned,
             fm.0,
@@ -609,11 +617,8 @@ impl Experiment for SyncCost {
     }
 }
 
-fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
-    let mut section = Section::new(
-        "sync",
-        "Synchronization cost",
-        "Uncontended: one thread pinned to one CPU runs lock+unlock (or fetch_add) in a loop. \
+/// How the section measured, in a few sentences.
+const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock (or fetch_add) in a loop. \
          Contended: two threads, or two forked processes, each pinned to its own CPU, run the \
          same op on one shared lock or atomic; one op is one lock+unlock pair (one fetch_add, \
          one acquire+release, one read or write lock+unlock), and the figure is wall time from \
@@ -624,88 +629,7 @@ fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
          threads. Batches are calibrated to at least 10 ms (the calibration runs are the \
          warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
          Uncontended mutexes: the median of 3 independent rounds, each with a fresh lock, with \
-         the rounds' run-to-run spread.",
-    );
-    for s in &result.scenarios {
-        let (median, spread) = median_and_spread(&s.samples_ns);
-        let mut f = Figure::new(&s.key, &s.label, median, Unit::Ns)
-            .with_rounds(&s.round_medians_ns)
-            .placed(&s.placement);
-        if let Some(spread) = spread {
-            f = f.with_spread(spread);
-        }
-        section.figures.push(f);
-    }
-    section.tables.push(Table {
-        title: "Cost per op (ns)".to_string(),
-        columns: [
-            "op",
-            "placement",
-            "median ns",
-            "min",
-            "max",
-            "batches",
-            "ops/side/batch",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: result
-            .scenarios
-            .iter()
-            .map(|s| {
-                let min = s.samples_ns.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = s.samples_ns.iter().copied().fold(0.0, f64::max);
-                vec![
-                    s.label.clone(),
-                    s.placement.clone(),
-                    format!("{:.1}", s.median_ns),
-                    format!("{min:.1}"),
-                    format!("{max:.1}"),
-                    s.samples_ns.len().to_string(),
-                    s.iterations_per_batch.to_string(),
-                ]
-            })
-            .collect(),
-    });
-    section.charts.push(Chart {
-        id: "cost".to_string(),
-        title: "Cost per synchronization op".to_string(),
-        kind: ChartKind::Bar,
-        x_label: "op".to_string(),
-        y_label: "ns per op".to_string(),
-        x_log: false,
-        y_log: true,
-        categories: result
-            .scenarios
-            .iter()
-            .map(|s| s.key.trim_start_matches("sync.").to_string())
-            .collect(),
-        series: vec![Series {
-            name: "median".to_string(),
-            points: result
-                .scenarios
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i as f64, s.median_ns))
-                .collect(),
-        }],
-    });
-    if result.process_mutex_ops > 0 {
-        section.notes.push(format!(
-            "The process-shared futex mutex made {} FUTEX_WAIT and {} FUTEX_WAKE calls over {} \
-             contended lock+unlock pairs ({:.2}% of ops slept in the kernel).",
-            result.process_mutex_futex_waits,
-            result.process_mutex_futex_wakes,
-            result.process_mutex_ops,
-            100.0 * result.process_mutex_futex_waits as f64 / result.process_mutex_ops as f64
-        ));
-    }
-    if !two_cpus {
-        section.notes.push("Only one CPU is allowed here: the contended figures ran unpinned on one CPU, so they measure time slicing, not cross-CPU contention.".to_string());
-    }
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
-    section
-}
+         the rounds' run-to-run spread.";
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,10 @@
 //!
 //! The forked partner runs in a child of a possibly multi-threaded process, so it only uses
 //! raw system calls (`read`, `write`, `futex`, `getrusage`) and `_exit`; it never allocates.
+//!
+//! This file is long because the ping-pong is written out twice over (pipe and futex, with a
+//! shared page both sides can reach whether they are threads or processes), beside the
+//! one-sided baselines and the cross-checks against `perf bench sched pipe`.
 
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, RawFd};
@@ -37,13 +41,17 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 use nix::unistd::pipe;
 use serde::Serialize;
 
-use super::{Partner, Placement};
+use super::{Placement, Worker};
 use crate::crosscheck;
 use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
+use crate::units::micros;
 use crate::{LabConfig, Progress};
+
+mod section;
+use section::section;
 
 /// The context-switch experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,18 +72,21 @@ const QUIT: u32 = 2;
 const EXPECTED_SWITCHES: f64 = 2.0;
 const SWITCH_TOLERANCE: f64 = 0.05;
 
+/// How the token is handed from one side to the other: over a pipe, or through a futex word.
+/// (The data field keeps its name, `transport`; the type is not called that, to keep it apart
+/// from the IPC transports.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Transport {
+enum Handoff {
     Pipe,
     Futex,
 }
 
-impl Transport {
+impl Handoff {
     fn key(self) -> &'static str {
         match self {
-            Transport::Pipe => "pipe",
-            Transport::Futex => "futex",
+            Handoff::Pipe => "pipe",
+            Handoff::Futex => "futex",
         }
     }
 }
@@ -83,8 +94,8 @@ impl Transport {
 /// One ping-pong run.
 #[derive(Debug, Serialize)]
 struct PingPong {
-    transport: Transport,
-    partner: Partner,
+    transport: Handoff,
+    partner: Worker,
     placement: Placement,
     footprint_bytes: usize,
     /// Per round trip: the round whose figure is the median of the rounds.
@@ -106,7 +117,7 @@ impl PingPong {
 /// The same syscalls in one thread, per round trip.
 #[derive(Debug, Serialize)]
 struct OneSided {
-    transport: Transport,
+    transport: Handoff,
     footprint_bytes: usize,
     cpu: usize,
     per_rtt: Measurement,
@@ -167,8 +178,8 @@ impl Experiment for Switch {
         };
         let cross = cpus.get(1).map(|&other| Placement::CrossCpu(cpu, other));
         let fps = footprints(config.profile);
-        let transports = [Transport::Pipe, Transport::Futex];
-        let partners = [Partner::Thread, Partner::Process];
+        let transports = [Handoff::Pipe, Handoff::Futex];
+        let partners = [Worker::Thread, Worker::Process];
         let steps = transports.len() * fps.len() * (1 + partners.len())
             + if cross.is_some() {
                 transports.len() * partners.len()
@@ -201,7 +212,7 @@ impl Experiment for Switch {
                     );
                     // The headline's figures (futex, same CPU, no footprint) come from
                     // independent rounds, each with a fresh partner.
-                    let rounds = if t == Transport::Futex && fp == 0 {
+                    let rounds = if t == Handoff::Futex && fp == 0 {
                         ROUNDS
                     } else {
                         1
@@ -244,7 +255,7 @@ impl Experiment for Switch {
         // Unpinned pipe runs, to compare with `perf bench sched pipe` as it runs by default.
         for p in partners {
             progress.advance(0, &format!("pipe {} unpinned", p.key()));
-            let r = ping_pong(Transport::Pipe, p, Placement::Unpinned, 0, &plan)
+            let r = ping_pong(Handoff::Pipe, p, Placement::Unpinned, 0, &plan)
                 .with_context(|| format!("pipe ping-pong between {}, unpinned", p.plural()))?;
             runs.push(r);
             progress.advance(1, "");
@@ -273,264 +284,6 @@ impl Experiment for Switch {
         progress.end();
         Ok(s)
     }
-}
-
-fn section(plan: &Plan, d: &Data, ncpus: usize) -> Section {
-    let method = format!(
-        "Two tasks ping-pong a token; the partner is a thread or a forked process, with identical \
-         syscalls, shared page (MAP_SHARED anonymous), non-private futex ops and placement. futex: \
-         store + FUTEX_WAKE, then FUTEX_WAIT while the word is unchanged; pipe: 4 bytes each way over \
-         two pipes (as perf bench sched pipe). One op = one round trip (RTT) = 2 switches on one CPU \
-         + 4 syscalls (pipe: 2 write, 2 read; futex: 2 wake, 2 wait). Per switch = RTT/2. Net = \
-         (RTT - the same syscalls timed in one thread without blocking) / 2, labelled 'syscall cost \
-         subtracted'. Switches per RTT are measured with getrusage(RUSAGE_THREAD) on both sides \
-         (ru_nvcsw + ru_nivcsw). Same CPU: both pinned to one CPU; cross-CPU: each pinned to its own \
-         CPU (wake-up latency, not a context switch). Each side writes one byte per 64-byte line of \
-         its own buffer (the footprint) every round trip. Figure = median over {} batches of the \
-         batch mean (batches >= {} ms after {} warm-up batches); spread = per-op (per round trip) \
-         timestamps, in batches of their own (the figure's batches are timed whole, without the clock \
-         read of ~{:.0} ns per op), when the timer costs < 5% of an op; \
-         outliers by modified Z-score > 3.5, kept. When other load preempts the \
-         measurement, the batch means absorb the preemption and the figure can sit above the \
-         per-op p99. futex, same CPU, no footprint: the median of 3 independent rounds, each with \
-         a fresh partner, with the rounds' run-to-run spread.",
-        plan.batches,
-        plan.min_batch.as_secs_f64() * 1e3,
-        plan.warmup_batches,
-        d.timer_ns,
-    );
-    let mut s = Section::new("switch", "Context switching", &method);
-    s.figures.push(Figure::new(
-        "switch.timer",
-        "cost of one Instant::now()",
-        d.timer_ns,
-        Unit::Ns,
-    ));
-
-    let one_sided_of = |t: Transport, fp: usize| {
-        d.one_sided
-            .iter()
-            .find(|o| o.transport == t && o.footprint_bytes == fp)
-            .map(|o| o.per_rtt.value())
-    };
-    let fp_suffix = |fp: usize| {
-        if fp == 0 {
-            String::new()
-        } else {
-            format!(".fp_{}kib", fp / KIB)
-        }
-    };
-    let fp_words = |fp: usize| {
-        if fp == 0 {
-            String::new()
-        } else {
-            format!(", {} KiB footprint", fp / KIB)
-        }
-    };
-
-    for o in &d.one_sided {
-        let key = format!(
-            "switch.{}.one_sided{}",
-            o.transport.key(),
-            fp_suffix(o.footprint_bytes)
-        );
-        let label = format!(
-            "{} syscalls of one round trip in one thread, no switch{}",
-            o.transport.key(),
-            fp_words(o.footprint_bytes)
-        );
-        s.figures.push(
-            o.per_rtt
-                .figure(&key, &label)
-                .placed(&format!("cpu {}", o.cpu)),
-        );
-    }
-
-    let mut rows = Vec::new();
-    for r in &d.ping_pong {
-        let base = format!(
-            "switch.{}.{}.{}{}",
-            r.transport.key(),
-            r.partner.key(),
-            r.placement.key(),
-            fp_suffix(r.footprint_bytes)
-        );
-        let place = r.placement.describe();
-        let what = format!(
-            "{} {}{}",
-            r.transport.key(),
-            r.partner.plural(),
-            fp_words(r.footprint_bytes)
-        );
-        let same_cpu = matches!(r.placement, Placement::Pinned(_));
-        let half = r.rtt.scaled(0.5);
-        let halves: Vec<f64> = r.rtt_rounds.iter().map(|v| v / 2.0).collect();
-        s.figures.push(
-            r.rtt
-                .figure(&format!("{base}.rtt"), &format!("round trip, {what}"))
-                .with_rounds(&r.rtt_rounds)
-                .placed(&place),
-        );
-        let one = match r.placement {
-            Placement::Pinned(_) => "switch",
-            Placement::CrossCpu(..) => "cross-CPU wake-up",
-            Placement::Unpinned => "switch or wake-up, unpinned",
-        };
-        s.figures.push(
-            half.figure(&base, &format!("{} {one} (RTT/2), {what}", r.partner.key()))
-                .with_rounds(&halves)
-                .placed(&place),
-        );
-        let net = if same_cpu {
-            one_sided_of(r.transport, r.footprint_bytes).map(|os| (r.rtt.value() - os) / 2.0)
-        } else {
-            None
-        };
-        if let Some(net) = net.filter(|&n| n < 0.05 * r.rtt.value()) {
-            s.notes.push(format!(
-                "{what} on {place}: the net switch cost ({net:.0} ns) is under 5% of the round trip, \
-                 within noise: the one-sided baseline (which includes touching both footprints) \
-                 takes nearly the whole round trip"
-            ));
-        }
-        if let Some(net) = net {
-            s.figures.push(
-                Figure::new(
-                    &format!("{base}.net"),
-                    &format!(
-                        "{} switch, syscall cost subtracted, {what}",
-                        r.partner.key()
-                    ),
-                    net,
-                    Unit::Ns,
-                )
-                .placed(&place),
-            );
-        }
-        s.figures.push(
-            Figure::new(
-                &format!("{base}.switches_per_rtt"),
-                &format!("measured context switches per round trip, {what}"),
-                r.switches_per_rtt(),
-                Unit::Count,
-            )
-            .placed(&place),
-        );
-        if same_cpu && (r.switches_per_rtt() / EXPECTED_SWITCHES - 1.0).abs() > SWITCH_TOLERANCE {
-            s.notes.push(format!(
-                "{what} on {place}: measured {:.2} switches per round trip, expected {EXPECTED_SWITCHES} \
-                 (other load preempting the pair adds involuntary switches)",
-                r.switches_per_rtt()
-            ));
-        }
-        let sum = r.rtt.summary();
-        rows.push(vec![
-            r.transport.key().to_string(),
-            r.partner.key().to_string(),
-            place,
-            format!("{} KiB", r.footprint_bytes / KIB),
-            fmt_us(r.rtt.value()),
-            fmt_us(sum.p1),
-            fmt_us(sum.p99),
-            fmt_us(half.value()),
-            net.map_or_else(|| "-".to_string(), fmt_us),
-            format!("{:.2}", r.switches_per_rtt()),
-            format!("{}/{}", sum.outliers, sum.samples),
-        ]);
-    }
-    for o in &d.one_sided {
-        let sum = o.per_rtt.summary();
-        rows.push(vec![
-            o.transport.key().to_string(),
-            "one thread (syscalls only)".into(),
-            format!("cpu {}", o.cpu),
-            format!("{} KiB", o.footprint_bytes / KIB),
-            fmt_us(o.per_rtt.value()),
-            fmt_us(sum.p1),
-            fmt_us(sum.p99),
-            "-".into(),
-            "-".into(),
-            "0".into(),
-            format!("{}/{}", sum.outliers, sum.samples),
-        ]);
-    }
-    s.tables.push(Table {
-        title: "Ping-pong round trips (one op = one round trip)".into(),
-        columns: [
-            "transport",
-            "partner",
-            "placement",
-            "footprint",
-            "RTT median",
-            "RTT p1",
-            "RTT p99",
-            "per switch (RTT/2)",
-            "net per switch (syscall cost subtracted)",
-            "switches/RTT (measured)",
-            "outliers",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    });
-
-    // Process over thread, per transport, same CPU, no footprint.
-    for t in [Transport::Pipe, Transport::Futex] {
-        let key = |p: &str| format!("switch.{}.{p}.pinned", t.key());
-        if let (Some(p), Some(th)) = (s.figure(&key("process")), s.figure(&key("thread"))) {
-            let ratio = p.value / th.value;
-            s.figures.push(Figure::new(
-                &format!("switch.{}.process_over_thread", t.key()),
-                &format!("process switch / thread switch ({}, same CPU)", t.key()),
-                ratio,
-                Unit::Ratio,
-            ));
-        }
-    }
-
-    let mut series = Vec::new();
-    for t in [Transport::Pipe, Transport::Futex] {
-        for p in [Partner::Thread, Partner::Process] {
-            let points = d
-                .ping_pong
-                .iter()
-                .filter(|r| {
-                    r.transport == t
-                        && r.partner == p
-                        && matches!(r.placement, Placement::Pinned(_))
-                })
-                .filter_map(|r| {
-                    let os = one_sided_of(t, r.footprint_bytes)?;
-                    Some((
-                        r.footprint_bytes as f64 / KIB as f64,
-                        (r.rtt.value() - os) / 2.0,
-                    ))
-                })
-                .collect();
-            series.push(Series {
-                name: format!("{} {}", t.key(), p.plural()),
-                points,
-            });
-        }
-    }
-    s.charts.push(Chart {
-        id: "net-switch-vs-footprint".into(),
-        title: "Net switch cost (syscall cost subtracted) against each side's footprint, same CPU"
-            .into(),
-        kind: ChartKind::Line,
-        x_label: "footprint per side (KiB)".into(),
-        y_label: "ns per switch".into(),
-        x_log: false,
-        y_log: false,
-        categories: Vec::new(),
-        series,
-    });
-    if ncpus < 2 {
-        s.notes
-            .push("only one CPU is allowed: no cross-CPU figures".into());
-    }
-    s.data = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
-    s
 }
 
 fn cross_checks(s: &Section, profile: Profile, cpu: usize) -> Vec<CrossCheck> {
@@ -586,10 +339,6 @@ fn cross_checks(s: &Section, profile: Profile, cpu: usize) -> Vec<CrossCheck> {
     }
     v.push(h);
     v
-}
-
-fn fmt_us(ns: f64) -> String {
-    format!("{:.2} µs", ns / 1e3)
 }
 
 /// The page both sides share; zero-filled, so every atomic starts at 0 (IDLE).
@@ -685,11 +434,11 @@ fn touch(buf: &mut [u8]) {
 
 /// The partner's side: answers round trips until told to stop, then writes its switch count
 /// and round trips into the shared page. Async-signal-safe: raw syscalls and atomics only.
-fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u8]) {
+fn partner_loop(t: Handoff, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u8]) {
     let before = measure::thread_context_switches_raw();
     let mut round_trips = 0u64;
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             while read_u32(rx) == Some(TOKEN) {
                 touch(buf);
                 if !write_u32(tx, TOKEN) {
@@ -698,7 +447,7 @@ fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut 
                 round_trips += 1;
             }
         }
-        Transport::Futex => loop {
+        Handoff::Futex => loop {
             let mut v = st.word.load(Ordering::Acquire);
             while v == IDLE {
                 futex_wait(&st.word, IDLE);
@@ -720,7 +469,7 @@ fn partner_loop(t: Transport, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut 
 
 /// Main's side of one round trip.
 fn main_round_trip(
-    t: Transport,
+    t: Handoff,
     st: &SharedState,
     rx: RawFd,
     tx: RawFd,
@@ -728,7 +477,7 @@ fn main_round_trip(
 ) -> Result<()> {
     touch(buf);
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             if !write_u32(tx, TOKEN) {
                 bail!(
                     "writing to the partner: {}",
@@ -740,7 +489,7 @@ fn main_round_trip(
                 other => bail!("the partner answered {other:?} instead of the token (did it die?)"),
             }
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             st.word.store(PING, Ordering::Release);
             futex_wake(&st.word, 1);
             while st.word.load(Ordering::Acquire) == PING {
@@ -751,12 +500,12 @@ fn main_round_trip(
     }
 }
 
-fn stop_partner(t: Transport, st: &SharedState, tx: RawFd) {
+fn stop_partner(t: Handoff, st: &SharedState, tx: RawFd) {
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             write_u32(tx, STOP);
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             st.word.store(QUIT, Ordering::Release);
             futex_wake(&st.word, 1);
         }
@@ -764,8 +513,8 @@ fn stop_partner(t: Transport, st: &SharedState, tx: RawFd) {
 }
 
 fn ping_pong(
-    t: Transport,
-    partner: Partner,
+    t: Handoff,
+    partner: Worker,
     placement: Placement,
     footprint: usize,
     plan: &Plan,
@@ -821,17 +570,12 @@ fn ping_pong(
 }
 
 /// The syscalls of one round trip, in one thread, without blocking.
-fn measure_one_sided(
-    t: Transport,
-    cpu: usize,
-    footprint: usize,
-    plan: &Plan,
-) -> Result<Measurement> {
+fn measure_one_sided(t: Handoff, cpu: usize, footprint: usize, plan: &Plan) -> Result<Measurement> {
     let _restore = measure::pin_current_thread(cpu)?;
     let mut a = vec![0u8; footprint];
     let mut b = vec![0u8; footprint];
     match t {
-        Transport::Pipe => {
+        Handoff::Pipe => {
             let (rx, tx) = pipe().context("pipe")?;
             let (rx, tx) = (rx.as_raw_fd(), tx.as_raw_fd());
             let half = |buf: &mut [u8]| -> Result<()> {
@@ -851,7 +595,7 @@ fn measure_one_sided(
                 })
             })
         }
-        Transport::Futex => {
+        Handoff::Futex => {
             let page = SharedPage::new()?;
             let word = &page.state().word;
             // Each half: store, wake with no waiter, and a wait whose expected value is stale,
@@ -874,102 +618,4 @@ fn measure_one_sided(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn section_from_hand_made_runs() {
-        use crate::fixture::measurement;
-        let d = Data {
-            timer_ns: 20.0,
-            one_sided: vec![OneSided {
-                transport: Transport::Futex,
-                footprint_bytes: 0,
-                cpu: 0,
-                per_rtt: measurement(400.0),
-            }],
-            ping_pong: vec![PingPong {
-                transport: Transport::Futex,
-                partner: Partner::Process,
-                placement: Placement::Pinned(0),
-                footprint_bytes: 0,
-                rtt: measurement(3_000.0),
-                rtt_rounds: vec![3_000.0, 2_700.0, 3_600.0],
-                round_trips: 1_000,
-                main_switches: 1_000,
-                partner_switches: 1_000,
-            }],
-        };
-        let s = section(&Plan::for_profile(Profile::Tiny), &d, 2);
-        let value = |k: &str| s.figure(k).map(|f| f.value);
-        assert_eq!(value("switch.futex.process.pinned.rtt"), Some(3_000.0));
-        assert_eq!(value("switch.futex.process.pinned"), Some(1_500.0));
-        let rounds = s
-            .figure("switch.futex.process.pinned")
-            .and_then(|f| f.rounds.clone());
-        let rounds = rounds.expect("the switch figure has its rounds");
-        assert_eq!(rounds.values, vec![1_500.0, 1_350.0, 1_800.0]);
-        assert_eq!(rounds.spread_pct, 20.0);
-        assert_eq!(value("switch.futex.process.pinned.net"), Some(1_300.0));
-        assert_eq!(
-            value("switch.futex.process.pinned.switches_per_rtt"),
-            Some(2.0)
-        );
-        assert_eq!(value("switch.futex.one_sided"), Some(400.0));
-        assert!(
-            s.figure("switch.futex.process.pinned")
-                .and_then(|f| f.placement.as_deref())
-                .is_some_and(|p| p.contains("same CPU"))
-        );
-    }
-    use crate::NoProgress;
-
-    #[test]
-    #[cfg_attr(not(target_os = "linux"), ignore)]
-    fn tiny_profile_gives_positive_finite_figures() {
-        let config = LabConfig {
-            profile: Profile::Tiny,
-            ..LabConfig::default()
-        };
-        let s = Switch.run(&config, &mut NoProgress).expect("switch runs");
-        assert_eq!(s.id, "switch");
-        for t in ["pipe", "futex"] {
-            for p in ["thread", "process"] {
-                for suffix in ["", ".rtt"] {
-                    let key = format!("switch.{t}.{p}.pinned{suffix}");
-                    let f = s
-                        .figure(&key)
-                        .unwrap_or_else(|| panic!("figure {key} is missing"));
-                    assert!(f.value > 0.0 && f.value.is_finite(), "{key} = {}", f.value);
-                    assert!(
-                        f.placement
-                            .as_deref()
-                            .is_some_and(|p| p.contains("same CPU"))
-                    );
-                }
-                let key = format!("switch.{t}.{p}.pinned.switches_per_rtt");
-                let spr = s.figure(&key).expect("switch count is reported").value;
-                // Pinned to one CPU, each side must block once per round trip.
-                assert!(spr >= 1.5, "{key} = {spr}");
-                assert!(s.figure(&format!("switch.{t}.{p}.pinned.net")).is_some());
-            }
-            let os = s
-                .figure(&format!("switch.{t}.one_sided"))
-                .expect("one-sided cost");
-            assert!(os.value > 0.0 && os.value.is_finite());
-        }
-        for f in &s.figures {
-            assert!(f.value.is_finite(), "{} = {}", f.key, f.value);
-        }
-        assert!(!s.cross_checks.is_empty());
-        assert!(s.method.contains("syscall cost subtracted"));
-    }
-
-    #[test]
-    fn one_sided_pipe_does_not_block() {
-        let plan = Plan::for_profile(Profile::Tiny);
-        let m = measure_one_sided(Transport::Pipe, measure::allowed_cpus()[0], 0, &plan)
-            .expect("pipe works");
-        assert!(m.value() > 0.0);
-    }
-}
+mod tests;

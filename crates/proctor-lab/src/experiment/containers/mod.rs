@@ -27,6 +27,10 @@
 //!
 //! The forked children live in a copy of a possibly multi-threaded process, so they make raw
 //! system calls only (`unshare`, `fork`, `read`, `write`, `waitpid`, `_exit`): no allocation.
+//!
+//! This file is long because each rung starts its worker its own way (a thread, a fork, a
+//! clone into new namespaces, a cgroup, a container runtime) and the cgroup and runtime
+//! helpers live here too; they are the next to move out (`cgroup.rs`, `runtime.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -42,6 +46,9 @@ use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, U
 use crate::shared_mem::{Children, SharedMem, die_with_parent, fork_child};
 use crate::stats::median_and_spread;
 use crate::{LabConfig, Progress};
+
+mod section;
+use section::section_from;
 
 /// The isolation-ladder experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -286,12 +293,8 @@ fn work() -> u64 {
 
 /// Memory of `pid` ("self" for this process): (RSS, USS) in bytes.
 fn rss_uss(pid: &str) -> Option<(f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| crate::procfs::kib_field(&text, name).map(|b| b as f64);
-    Some((
-        field("Rss")?,
-        field("Private_Clean")? + field("Private_Dirty")?,
-    ))
+    let rollup = crate::procfs::smaps_rollup(pid).ok()?;
+    Some((rollup.rss? as f64, rollup.uss()? as f64))
 }
 
 /// One sample of a rung: start-to-result and the worker's memory.
@@ -851,301 +854,5 @@ fn median(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| median_and_spread(xs).0)
 }
 
-/// The section for `result`: a figure per measured rung, a row per rung (refused ones with
-/// their reason), the probes and a chart.
-pub fn section_from(result: &ContainersResult) -> Section {
-    let mut section = Section::new(
-        "containers",
-        "The isolation ladder",
-        &format!(
-            "Start-to-first-result: from just before the create call to the parent reading the \
-             worker's 8-byte result from a pipe. Thread: std::thread::spawn, the result over a \
-             channel. Fork: the child is the worker. Namespaces: the child unshare()s every \
-             namespace kind the kernel permits here (user, PID, mount, network, each probed \
-             alone first) and forks the worker, which is pid 1 of the new PID namespace. \
-             Cgroup: the same, the child first moved into a fresh cgroup v2 with memory.max = \
-             {} MiB by the parent (the move is inside the interval; the cgroup is made once \
-             and removed afterwards). Container: docker/podman run --rm --network none --pull \
-             never of a local busybox/alpine image, until its first line of output. Memory: the \
-             worker's RSS and USS (Private_Clean + Private_Dirty, /proc/PID/smaps_rollup) while \
-             it waits, after its result, to be released; for the thread, this process's USS \
-             growth while the thread lived. The rungs interleave run by run after one warm-up \
-             run each; {} runs ({} at most for the container) in {} consecutive rounds: the \
-             figure is the median of the rounds' medians, with p1–p99 over every run and the \
-             rounds' run-to-run spread. Unpinned. A rung the machine refuses carries its reason and no figure.",
-            CGROUP_MEMORY_MAX >> 20,
-            result.repetitions,
-            result.repetitions.min(5),
-            result.rounds,
-        ),
-    );
-    let placement = "unpinned (the scheduler's choice); the rungs interleave run by run";
-    for r in result.rungs.iter().filter(|r| !r.start_ns.is_empty()) {
-        let (all, spread) = median_and_spread(&r.start_ns);
-        let rounds = round_medians(r, result.rounds);
-        let value = if rounds.len() > 1 {
-            crate::stats::median(&rounds)
-        } else {
-            all
-        };
-        let mut f = Figure::new(
-            &format!("containers.start.{}", r.rung.key()),
-            &format!("start to first result, {}", r.rung.label()),
-            value,
-            Unit::Ns,
-        )
-        .placed(placement);
-        if let Some(s) = spread {
-            f = f.with_spread(s);
-        }
-        section.figures.push(f.with_rounds(&rounds));
-        if let Some(uss) = median(&r.uss_bytes) {
-            section.figures.push(Figure::new(
-                &format!("containers.uss.{}", r.rung.key()),
-                &format!("worker USS, {}", r.rung.label()),
-                uss,
-                Unit::Bytes,
-            ));
-        }
-        if let Some(rss) = median(&r.rss_bytes) {
-            section.figures.push(Figure::new(
-                &format!("containers.rss.{}", r.rung.key()),
-                &format!("worker RSS, {}", r.rung.label()),
-                rss,
-                Unit::Bytes,
-            ));
-        }
-        if let Some(m) = median(&r.cgroup_memory_bytes) {
-            section.figures.push(Figure::new(
-                "containers.cgroup.memory_current",
-                "memory.current of the cgroup while its worker waited",
-                m,
-                Unit::Bytes,
-            ));
-        }
-    }
-    let permitted = result.namespaces.iter().filter(|p| p.permitted).count();
-    section.figures.push(Figure::new(
-        "containers.namespaces.permitted",
-        &format!("namespace kinds permitted, of {}", result.namespaces.len()),
-        permitted as f64,
-        Unit::Count,
-    ));
-
-    let shown = |xs: &[f64], unit: Unit| {
-        median(xs).map_or("-".to_string(), |v| crate::render::format_value(v, unit))
-    };
-    section.tables.push(Table {
-        title: "The ladder: start-to-first-result and memory (medians)".to_string(),
-        columns: [
-            "rung",
-            "what ran",
-            "runs",
-            "start to result",
-            "p99",
-            "worker RSS",
-            "worker USS",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: result
-            .rungs
-            .iter()
-            .map(|r| match &r.refused {
-                Some(why) => vec![
-                    r.rung.label().to_string(),
-                    format!("refused: {why}"),
-                    "0".to_string(),
-                    "-".to_string(),
-                    "-".to_string(),
-                    "-".to_string(),
-                    "-".to_string(),
-                ],
-                None => vec![
-                    r.rung.label().to_string(),
-                    r.what.clone(),
-                    r.start_ns.len().to_string(),
-                    shown(&r.start_ns, Unit::Ns),
-                    median_and_spread(&r.start_ns)
-                        .1
-                        .map_or("-".to_string(), |s| {
-                            crate::render::format_value(s.p99, Unit::Ns)
-                        }),
-                    shown(&r.rss_bytes, Unit::Bytes),
-                    shown(&r.uss_bytes, Unit::Bytes),
-                ],
-            })
-            .collect(),
-    });
-    section.tables.push(Table {
-        title: "Namespace kinds, each tried alone in a child".to_string(),
-        columns: ["namespace", "permitted", "reason"]
-            .map(String::from)
-            .to_vec(),
-        rows: result
-            .namespaces
-            .iter()
-            .map(|p| {
-                vec![
-                    p.kind.clone(),
-                    if p.permitted { "yes" } else { "no" }.to_string(),
-                    p.reason.clone().unwrap_or_else(|| "-".to_string()),
-                ]
-            })
-            .collect(),
-    });
-    let measured: Vec<&RungRuns> = result
-        .rungs
-        .iter()
-        .filter(|r| !r.start_ns.is_empty())
-        .collect();
-    section.charts.push(Chart {
-        id: "start-to-result".to_string(),
-        title: "Start to first result, by isolation".to_string(),
-        kind: ChartKind::Bar,
-        x_label: "rung".to_string(),
-        y_label: "ns".to_string(),
-        x_log: false,
-        y_log: true,
-        categories: measured
-            .iter()
-            .map(|r| r.rung.label().to_string())
-            .collect(),
-        series: vec![Series {
-            name: "median".to_string(),
-            points: measured
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (i as f64, median_and_spread(&r.start_ns).0))
-                .collect(),
-        }],
-    });
-    for r in result.rungs.iter() {
-        if let Some(why) = &r.refused {
-            section
-                .notes
-                .push(format!("{} rung not run: {why}", r.rung.label()));
-        }
-    }
-    for p in result.namespaces.iter().filter(|p| !p.permitted) {
-        section.notes.push(format!(
-            "The {} namespace is refused here ({}), so the namespace rungs run without it.",
-            p.kind,
-            p.reason.as_deref().unwrap_or("no reason")
-        ));
-    }
-    section.notes.push(
-        "The mount namespace is a copy of this one (no pivot_root, no private mounts), the \
-         network namespace has only a down loopback, and the user namespace has no uid map: \
-         the kernel objects a container runtime starts from, without its image, overlay \
-         filesystem or veth setup."
-            .to_string(),
-    );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
-    section
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rung(rung: Rung, start: &[f64], refused: Option<&str>) -> RungRuns {
-        let mut r = RungRuns::new(rung, "x".into(), refused.map(str::to_string));
-        r.start_ns = start.to_vec();
-        if refused.is_none() && rung != Rung::Container {
-            r.uss_bytes = vec![100_000.0; start.len()];
-        }
-        r
-    }
-
-    #[test]
-    fn refused_rungs_carry_a_reason_and_no_figure() {
-        let result = ContainersResult {
-            repetitions: 3,
-            rounds: 3,
-            namespaces: vec![NamespaceProbe {
-                kind: "net".into(),
-                permitted: false,
-                reason: Some("EPERM: Operation not permitted".into()),
-            }],
-            rungs: vec![
-                rung(Rung::Thread, &[20e3, 21e3, 22e3], None),
-                rung(Rung::Fork, &[100e3, 110e3, 120e3], None),
-                rung(Rung::Namespaces, &[400e3, 500e3, 600e3], None),
-                rung(Rung::Cgroup, &[], Some("no cgroup2 here")),
-                rung(Rung::Container, &[], Some("docker: not installed")),
-            ],
-            cgroup_path: None,
-            cgroup_removed: true,
-        };
-        let s = section_from(&result);
-        assert_eq!(
-            s.figure("containers.start.fork").map(|f| f.value),
-            Some(110e3)
-        );
-        assert_eq!(
-            s.figure("containers.start.namespaces").map(|f| f.value),
-            Some(500e3)
-        );
-        assert!(s.figure("containers.start.cgroup").is_none());
-        assert!(s.figure("containers.start.container").is_none());
-        assert_eq!(
-            s.figure("containers.namespaces.permitted").map(|f| f.value),
-            Some(0.0)
-        );
-        let rows = &s.tables[0].rows;
-        assert_eq!(rows.len(), 5);
-        assert!(
-            rows[3][1].contains("refused: no cgroup2 here"),
-            "{:?}",
-            rows[3]
-        );
-        assert_eq!(rows[3][3], "-");
-        assert!(s.notes.iter().any(|n| n.contains("docker: not installed")));
-        assert!(s.notes.iter().any(|n| n.contains("EPERM")));
-    }
-
-    #[test]
-    #[cfg_attr(not(target_os = "linux"), ignore)]
-    fn a_cgroup_is_removed_with_its_processes_or_refused_with_a_reason() {
-        use nix::sys::signal::Signal;
-        use nix::sys::wait::{WaitStatus, waitpid};
-        let root = match cgroup2_root() {
-            Ok(root) => root,
-            Err(why) => {
-                assert!(!why.is_empty());
-                let refused = Cgroup::with_memory_limit(1 << 20).expect_err("no cgroup2");
-                assert!(!refused.is_empty());
-                return;
-            }
-        };
-        let name = format!("proctor-lab-test-{}", std::process::id());
-        let Ok(cg) = Cgroup::create(&root, &name) else {
-            // Not writable here: the rung must say why instead of measuring.
-            let refused = Cgroup::with_memory_limit(1 << 20).expect_err("not writable");
-            assert!(!refused.is_empty());
-            return;
-        };
-        let path = cg.path().to_path_buf();
-        assert!(path.join("cgroup.procs").exists(), "a real cgroup");
-        let child = || {
-            loop {
-                // SAFETY: pause takes nothing and is async-signal-safe.
-                unsafe { libc::pause() };
-            }
-        };
-        // SAFETY: pause only.
-        let child = unsafe { fork_child(child) }.expect("fork");
-        cg.add(child.as_raw()).expect("move the child in");
-        assert_eq!(cg.pids(), vec![child.as_raw()]);
-        drop(cg);
-        assert!(!path.exists(), "{} is left behind", path.display());
-        assert!(
-            matches!(
-                waitpid(child, None),
-                Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _))
-            ),
-            "the process left in the cgroup was killed"
-        );
-    }
-}
+mod tests;

@@ -13,6 +13,10 @@
 //! child is an ordinary proctor worker, a copy of this program, so no re-execution and no
 //! hidden command-line hook is needed; the outer pool's memory limit doubles as the
 //! `RLIMIT_DATA` of the whole thread-mode program, the limit that makes the OOM fault fail.
+//!
+//! This file is long because the fault matrix needs its own machinery: the faulty task and
+//! its injections, and every thread-mode cell run inside a sacrificial child process, with
+//! the pipe protocol that brings its result back and the search for leftover processes.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -21,10 +25,15 @@ use anyhow::{Context, Result};
 use proctor::{Mode, Pool, TaskError};
 use serde::{Deserialize, Serialize};
 
-use super::Experiment;
+use super::{Experiment, Worker};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::median_and_spread as summarize;
+use crate::units::micros_or_millis;
+use crate::verdict::keys;
 use crate::{LabConfig, Progress};
+
+mod section;
+use section::section_from;
 
 /// The fault-isolation experiment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,33 +96,8 @@ impl Fault {
     }
 }
 
-/// Which kind of pool a cell ran on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// A pool of worker processes.
-    Process,
-    /// A pool of worker threads.
-    Thread,
-}
-
-impl Side {
-    const ALL: [Side; 2] = [Side::Process, Side::Thread];
-
-    fn name(self) -> &'static str {
-        match self {
-            Side::Process => "process",
-            Side::Thread => "thread",
-        }
-    }
-
-    fn mode(self) -> Mode {
-        match self {
-            Side::Process => Mode::Processes,
-            Side::Thread => Mode::Threads,
-        }
-    }
-}
+/// The kinds of pool the matrix runs, in report order.
+const SIDES: [Worker; 2] = [Worker::Process, Worker::Thread];
 
 /// The sizes and limits of one run; travels to the sacrificial child with each thread cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,7 +249,7 @@ pub struct CellOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     /// The kind of pool the cell ran on.
-    pub side: Side,
+    pub side: Worker,
     /// The fault the cell injected.
     pub fault: Fault,
     /// "the lab process" or "a sacrificial child process".
@@ -430,7 +414,7 @@ fn thread_cell_in_child(request: (Plan, Fault)) -> Result<CellOutcome, String> {
 
 fn process_cell(plan: &Plan, fault: Fault) -> Cell {
     let mut cell = Cell {
-        side: Side::Process,
+        side: Worker::Process,
         fault,
         ran_in: "the lab process".to_string(),
         program_death: None,
@@ -449,7 +433,7 @@ fn process_cell(plan: &Plan, fault: Fault) -> Cell {
 
 fn thread_cell(plan: &Plan, fault: Fault) -> Result<Cell> {
     let mut cell = Cell {
-        side: Side::Thread,
+        side: Worker::Thread,
         fault,
         ran_in: "a sacrificial child process".to_string(),
         program_death: None,
@@ -533,8 +517,9 @@ fn signal_name(sig: i32) -> String {
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
+/// This process's thread count.
 fn thread_count() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+    crate::procfs::thread_count("self").map(|n| n as usize)
 }
 
 /// Every process below `pid`, from `/proc/<pid>/task/<tid>/children` (the fork server, its
@@ -617,16 +602,16 @@ impl Experiment for Isolation {
             .shutdown();
         let before = descendants(std::process::id());
 
-        progress.begin("isolation", (Side::ALL.len() * Fault::ALL.len()) as u64);
+        progress.begin("isolation", (SIDES.len() * Fault::ALL.len()) as u64);
         let mut cells = Vec::new();
-        for side in Side::ALL {
+        for side in SIDES {
             for fault in Fault::ALL {
                 let cell = match side {
-                    Side::Process => process_cell(&plan, fault),
-                    Side::Thread => thread_cell(&plan, fault)?,
+                    Worker::Process => process_cell(&plan, fault),
+                    Worker::Thread => thread_cell(&plan, fault)?,
                 };
                 cells.push(cell);
-                progress.advance(1, &format!("{} × {}", side.mode(), fault.label()));
+                progress.advance(1, &format!("{} × {}", side.pool_mode(), fault.label()));
             }
         }
         progress.end();
@@ -647,290 +632,6 @@ impl Experiment for Isolation {
     }
 }
 
-fn time_text(ns: f64) -> String {
-    if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else {
-        format!("{:.2} ms", ns / 1e6)
-    }
-}
-
-fn section_from(result: &IsolationResult) -> Section {
-    let p = &result.plan;
-    let mut section = Section::new(
-        "isolation",
-        "Fault isolation",
-        &format!(
-            "Each fault (panic, abort(), a read through a dangling pointer into the unmapped first \
-             page, unbounded recursion, an allocation of {alloc} MiB under a {limit} MiB \
-             RLIMIT_DATA, a {hang} s sleep past a {timeout} ms task_timeout, exit(3)) is task {idx} \
-             of a batch of {batch} on a pool of {workers} workers; the other tasks compute a small \
-             sum and count as completed when their result is correct. The same task function runs \
-             on Pool::processes and Pool::threads. Process pools run in the lab process, with a \
-             {limit} MiB memory_limit per worker. Every thread-mode cell runs inside a sacrificial \
-             child process (a one-worker process pool with the same {limit} MiB limit, whose task \
-             builds the thread pool and runs the cell), so a fault that kills the whole program \
-             kills only that child and is reported as \"whole program died\" with its signal; \
-             the batch's results die with it and count as 0 completed. The pool survived when a \
-             further fault-free map of {probe} tasks all completed. Recovery time: on a warm \
-             one-worker pool of the same mode, from the faulty task's error being returned by \
-             join to the next task's result being returned, so that task ran on the replacement \
-             worker (a fresh process, or a fresh thread after a timeout); median of {reps}. It \
-             includes one task round trip, shown apart as the healthy round trip. Batch times \
-             with the fault are shown beside the same batch without it.",
-            alloc = p.oom_alloc_bytes >> 20,
-            limit = p.memory_limit_bytes >> 20,
-            hang = Duration::from_nanos(p.hang_ns).as_secs_f64(),
-            timeout = Duration::from_nanos(p.timeout_ns).as_millis(),
-            idx = p.fault_index,
-            batch = p.batch,
-            workers = p.workers,
-            probe = p.workers * 2,
-            reps = p.recovery_reps,
-        ),
-    );
-    let cell = |side: Side, fault: Fault| {
-        result
-            .cells
-            .iter()
-            .find(|c| c.side == side && c.fault == fault)
-            .expect("every cell of the matrix is run")
-    };
-
-    section.figures.push(Figure::new(
-        "isolation.faults",
-        "fault kinds tried",
-        Fault::ALL.len() as f64,
-        Unit::Count,
-    ));
-    section.figures.push(Figure::new(
-        "isolation.batch",
-        "tasks per batch (one of them faulty)",
-        p.batch as f64,
-        Unit::Count,
-    ));
-    for side in Side::ALL {
-        let survived = Fault::ALL
-            .iter()
-            .filter(|&&f| cell(side, f).survived)
-            .count();
-        section.figures.push(Figure::new(
-            &format!("isolation.survived.{}", side.name()),
-            &format!(
-                "fault kinds the {} pool survived, the rest of its batch completed",
-                side.name()
-            ),
-            survived as f64,
-            Unit::Count,
-        ));
-    }
-    let died = Fault::ALL
-        .iter()
-        .filter(|&&f| cell(Side::Thread, f).program_death.is_some())
-        .count();
-    section.figures.push(Figure::new(
-        "isolation.whole_program_died.thread",
-        "fault kinds that killed the whole program in thread mode",
-        died as f64,
-        Unit::Count,
-    ));
-    for side in Side::ALL {
-        for fault in Fault::ALL {
-            section.figures.push(Figure::new(
-                &format!("isolation.completed.{}.{}", side.name(), fault.name()),
-                &format!(
-                    "tasks completed of {} with one {} ({} pool)",
-                    p.batch,
-                    fault.label(),
-                    side.name()
-                ),
-                cell(side, fault).completed as f64,
-                Unit::Count,
-            ));
-        }
-    }
-    for fault in Fault::ALL {
-        let c = cell(Side::Process, fault);
-        let Some(o) = &c.outcome else { continue };
-        if o.recovery_ns.is_empty() {
-            continue;
-        }
-        let xs: Vec<f64> = o.recovery_ns.iter().map(|&x| x as f64).collect();
-        let (median, spread) = summarize(&xs);
-        let mut f = Figure::new(
-            &format!("isolation.recovery.process.{}", fault.name()),
-            &format!(
-                "process pool: from the {} error to the replacement's first result",
-                fault.label()
-            ),
-            median,
-            Unit::Ns,
-        )
-        .placed("unpinned");
-        if let Some(s) = spread {
-            f = f.with_spread(s);
-        }
-        section.figures.push(f);
-    }
-    section.figures.push(Figure::new(
-        "isolation.leftover_processes",
-        "processes left behind by the experiment",
-        result.leftover_processes.len() as f64,
-        Unit::Count,
-    ));
-
-    section.tables.push(Table {
-        title: "Fault matrix".to_string(),
-        columns: [
-            "fault",
-            "pool",
-            "completed",
-            "pool survived",
-            "what the faulty task got",
-            "recovery (median)",
-            "healthy round trip",
-            "batch: fault / no fault",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: Fault::ALL
-            .iter()
-            .flat_map(|&f| Side::ALL.map(|s| cell(s, f)))
-            .map(|c| {
-                let o = c.outcome.as_ref();
-                vec![
-                    c.fault.label().to_string(),
-                    c.side.name().to_string(),
-                    format!("{} of {}", c.completed, p.batch),
-                    match (&c.program_death, o) {
-                        (Some(_), _) => "no (program died)".to_string(),
-                        (None, Some(o)) if o.pool_alive => "yes".to_string(),
-                        _ => "no".to_string(),
-                    },
-                    c.verdict(),
-                    c.recovery_median_ns().map_or("-".to_string(), time_text),
-                    o.map_or("-".to_string(), |o| {
-                        time_text(o.healthy_round_trip_ns as f64)
-                    }),
-                    o.map_or("-".to_string(), |o| {
-                        format!(
-                            "{} / {}",
-                            time_text(o.batch_ns as f64),
-                            time_text(o.baseline_ns as f64)
-                        )
-                    }),
-                ]
-            })
-            .collect(),
-    });
-
-    let categories: Vec<String> = Fault::ALL.iter().map(|f| f.label().to_string()).collect();
-    section.charts.push(Chart {
-        id: "completed".to_string(),
-        title: format!(
-            "Tasks completed out of a batch of {} with one fault",
-            p.batch
-        ),
-        kind: ChartKind::Bar,
-        x_label: "fault".to_string(),
-        y_label: "tasks completed".to_string(),
-        x_log: false,
-        y_log: false,
-        categories: categories.clone(),
-        series: Side::ALL
-            .iter()
-            .map(|&s| Series {
-                name: format!("{} pool", s.name()),
-                points: Fault::ALL
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &f)| (i as f64, cell(s, f).completed as f64))
-                    .collect(),
-            })
-            .collect(),
-    });
-    section.charts.push(Chart {
-        id: "recovery".to_string(),
-        title: "Recovery: from the fault's error to the next task's result".to_string(),
-        kind: ChartKind::Bar,
-        x_label: "fault".to_string(),
-        y_label: "recovery (µs)".to_string(),
-        x_log: false,
-        y_log: true,
-        categories,
-        series: Side::ALL
-            .iter()
-            .map(|&s| Series {
-                name: format!("{} pool", s.name()),
-                points: Fault::ALL
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &f)| Some((i as f64, cell(s, f).recovery_median_ns()? / 1e3)))
-                    .collect(),
-            })
-            .collect(),
-    });
-
-    let leaked: Vec<String> = Fault::ALL
-        .iter()
-        .filter_map(|&f| {
-            let n = cell(Side::Thread, f).outcome.as_ref()?.leaked_threads?;
-            (n > 0).then(|| format!("{} thread(s) after the {}", n, f.label()))
-        })
-        .collect();
-    if !leaked.is_empty() {
-        section.notes.push(format!(
-            "Thread mode cannot kill a stuck thread: it reports TimedOut, starts a replacement and \
-             abandons the old thread, which runs on until its task returns. Still running after \
-             both pools were shut down: {}. In process mode the stuck worker is killed.",
-            leaked.join(", ")
-        ));
-    }
-    let failed: Vec<String> = result
-        .cells
-        .iter()
-        .filter_map(|c| {
-            let e = c
-                .error
-                .as_ref()
-                .or(c.outcome.as_ref().and_then(|o| o.recovery_error.as_ref()))?;
-            Some(format!("{} pool, {}: {e}", c.side.name(), c.fault.label()))
-        })
-        .collect();
-    if !failed.is_empty() {
-        section.notes.push(format!(
-            "Cells that did not run as planned: {}.",
-            failed.join("; ")
-        ));
-    }
-    if !result.leftover_check {
-        section.notes.push(
-            "/proc/<pid>/task/<tid>/children is not readable here, so leftover processes could \
-             not be looked for."
-                .to_string(),
-        );
-    }
-    if !result.leftover_processes.is_empty() {
-        section.notes.push(format!(
-            "Processes left behind by the experiment: {:?}.",
-            result.leftover_processes
-        ));
-    }
-    section.notes.push(
-        "A stack overflow ends with SIGABRT after Rust's overflow handler prints its note, or with \
-         a plain SIGSEGV where that handler is not installed (a fork server started before main). \
-         Crashing workers' stderr (the overflow note, \"memory allocation of N bytes failed\", a \
-         thread-mode panic message) is kept off the lab's terminal (pools built with \
-         forward_stderr(false)); its last lines are in each crash's error. The recovery \
-         repetitions fault with their stderr silenced. A caught panic is printed by the default \
-         panic hook in thread mode (with a backtrace when RUST_BACKTRACE is set, which can \
-         dominate that batch's time) and kept quiet in worker processes."
-            .to_string(),
-    );
-    section.data = serde_json::to_value(result).unwrap_or(serde_json::Value::Null);
-    section
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,12 +639,12 @@ mod tests {
     #[test]
     fn section_from_hand_made_cells() {
         let plan = plan_for(Profile::Tiny);
-        let cells = Side::ALL
+        let cells = SIDES
             .into_iter()
             .flat_map(|side| Fault::ALL.into_iter().map(move |fault| (side, fault)))
             .map(|(side, fault)| {
                 // Threads contain only a panic; processes contain everything.
-                let survived = side == Side::Process || matches!(fault, Fault::Panic);
+                let survived = side == Worker::Process || matches!(fault, Fault::Panic);
                 Cell {
                     side,
                     fault,
