@@ -168,46 +168,6 @@ fn probe(x: u64) -> u64 {
     x + 1
 }
 
-/// Memory figures of one process, in bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    rss: f64,
-    pss: f64,
-    uss: f64,
-    vsize: f64,
-    pte: f64,
-    threads: f64,
-}
-
-impl std::ops::Sub for Usage {
-    type Output = Usage;
-    fn sub(self, o: Usage) -> Usage {
-        Usage {
-            rss: self.rss - o.rss,
-            pss: self.pss - o.pss,
-            uss: self.uss - o.uss,
-            vsize: self.vsize - o.vsize,
-            pte: self.pte - o.pte,
-            threads: self.threads - o.threads,
-        }
-    }
-}
-
-/// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
-fn usage(pid: &str) -> Result<Usage> {
-    let rollup = procfs::smaps_rollup(pid)?;
-    let status = procfs::read(pid, "status")?;
-    let field = |n: &str| procfs::or_zero(procfs::kib_field(&status, n));
-    Ok(Usage {
-        rss: procfs::or_zero(rollup.rss),
-        pss: procfs::or_zero(rollup.pss),
-        uss: rollup.uss_or_zero(),
-        vsize: field("VmSize"),
-        pte: field("VmPTE"),
-        threads: procfs::threads_in(&status).unwrap_or(0) as f64,
-    })
-}
-
 /// Whether thread `tid` of this process still exists.
 fn thread_alive(tid: i32) -> bool {
     std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
@@ -444,12 +404,12 @@ fn on_cpu(tids: &[i32]) -> Option<(f64, f64)> {
 }
 
 fn leak_point(n: usize, plan: &Plan, cpu: usize, idle: Duration) -> Result<LeakPoint> {
-    let before = usage("self")?;
+    let before = procfs::usage("self")?;
     let ks_before = kernel_stack();
     let t = Instant::now();
     let mut blocked = Blocked::start(n)?;
     let spawn_ns = t.elapsed().as_nanos() as f64;
-    let during = usage("self")? - before;
+    let during = procfs::usage("self")? - before;
     let ks = kernel_stack() - ks_before;
     let ids = blocked
         .gate
@@ -506,13 +466,13 @@ fn process_timeout(ballast: u64, timeout: Duration) -> Result<TimeoutRun> {
         .worker_pids()
         .first()
         .context("a process pool has a worker")?;
-    let base = usage(&pid.to_string())?;
+    let base = procfs::usage(pid)?;
     let task = pool.submit(hang_holding, ballast);
     // Sample the worker while it hangs: its growth once the ballast is touched.
     let mut held = 0.0f64;
     let start = Instant::now();
     while !task.is_finished() && start.elapsed() < timeout.mul_f64(0.8) {
-        if let Ok(u) = usage(&pid.to_string()) {
+        if let Ok(u) = procfs::usage(pid) {
             held = held.max(u.uss - base.uss);
             if held >= ballast as f64 {
                 break;
@@ -533,7 +493,7 @@ fn process_timeout(ballast: u64, timeout: Duration) -> Result<TimeoutRun> {
         .worker_pids()
         .first()
         .context("the pool replaced its worker")?;
-    let after = usage(&new_pid.to_string())?;
+    let after = procfs::usage(new_pid)?;
     let old_worker_gone = new_pid != pid && !std::path::Path::new(&format!("/proc/{pid}")).exists();
     pool.shutdown();
     Ok(TimeoutRun {
@@ -559,7 +519,7 @@ fn thread_timeout(ballast: u64, timeout: Duration) -> Result<TimeoutRun> {
         .build()
         .context("build a one-worker thread pool")?;
     pool.submit(probe, 0).join().context("warm up the worker")?;
-    let base = usage("self")?;
+    let base = procfs::usage("self")?;
     let outcome = match pool.submit(hang_holding, ballast).join() {
         Ok(_) => bail!("the hanging task returned instead of timing out"),
         Err(e) => e,
@@ -567,13 +527,13 @@ fn thread_timeout(ballast: u64, timeout: Duration) -> Result<TimeoutRun> {
     let failed_at = Instant::now();
     let served = pool.submit(probe, 1).join();
     let recovery_ns = failed_at.elapsed().as_nanos() as f64;
-    let held = usage("self")? - base;
+    let held = procfs::usage("self")? - base;
     let stuck = STUCK_TID.load(Ordering::Acquire);
     let alive = stuck != 0 && thread_alive(stuck);
     // Let the stuck thread go, then wait until it has ended.
     set_gate(true);
     let ended = stuck == 0 || wait_for_thread_end(stuck, Duration::from_secs(5));
-    let released = usage("self")? - base;
+    let released = procfs::usage("self")? - base;
     pool.shutdown();
     served.context("the pool serves again after the timeout")?;
     if !ended {

@@ -97,30 +97,6 @@ pub struct TaskPoint {
     pub uss_bytes: f64,
 }
 
-/// Memory figures of one process, in bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    rss: f64,
-    pss: f64,
-    uss: f64,
-    pte: f64,
-    vsize: f64,
-}
-
-/// Reads `/proc/<pid>/smaps_rollup` and `/proc/<pid>/status` (`pid` "self" for this process).
-fn usage(pid: &str) -> Result<Usage> {
-    let rollup = procfs::smaps_rollup(pid)?;
-    let status = procfs::read(pid, "status")?;
-    let field = |n: &str| procfs::or_zero(procfs::kib_field(&status, n));
-    Ok(Usage {
-        rss: procfs::or_zero(rollup.rss),
-        pss: procfs::or_zero(rollup.pss),
-        uss: rollup.uss_or_zero(),
-        pte: field("VmPTE"),
-        vsize: field("VmSize"),
-    })
-}
-
 fn kernel_stack() -> f64 {
     procfs::or_zero(procfs::kernel_stack_bytes())
 }
@@ -240,9 +216,9 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     }
     read_n(&ready_r, n)?;
     let kstack_after = kernel_stack();
-    let mut sum = Usage::default();
+    let mut sum = procfs::Usage::default();
     for pid in children.pids() {
-        let u = usage(&pid.to_string())?;
+        let u = procfs::usage(pid)?;
         sum.rss += u.rss;
         sum.pss += u.pss;
         sum.uss += u.uss;
@@ -271,9 +247,9 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
     let (ready_r, ready_w) = pipe().context("pipe")?;
     let (go_r, go_w) = pipe().context("pipe")?;
     let ids = Mutex::new(Vec::with_capacity(n));
-    let before = usage("self")?;
+    let before = procfs::usage("self")?;
     let kstack_before = kernel_stack();
-    let measured = std::thread::scope(|s| -> Result<(Usage, f64)> {
+    let measured = std::thread::scope(|s| -> Result<(procfs::Usage, f64)> {
         let mut spawned = 0;
         let mut failure = None;
         for _ in 0..n {
@@ -305,7 +281,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
             }
         }
         let sample = read_n(&ready_r, spawned).and_then(|()| {
-            let after = usage("self")?;
+            let after = procfs::usage("self")?;
             Ok((after, kernel_stack()))
         });
         // Release every thread that started, whatever happened, so the scope can join them.
@@ -335,7 +311,7 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
 fn idle_tasks(runtime: &tokio::runtime::Runtime, n: usize) -> Result<TaskPoint> {
     runtime.block_on(async {
         let started = std::sync::Arc::new(AtomicUsize::new(0));
-        let before = usage("self")?;
+        let before = procfs::usage("self")?;
         let mut senders = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
@@ -351,7 +327,7 @@ fn idle_tasks(runtime: &tokio::runtime::Runtime, n: usize) -> Result<TaskPoint> 
         while started.load(Ordering::Relaxed) < n {
             tokio::task::yield_now().await;
         }
-        let after = usage("self")?;
+        let after = procfs::usage("self")?;
         for tx in senders {
             let _ = tx.send(());
         }
