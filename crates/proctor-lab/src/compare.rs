@@ -5,6 +5,7 @@
 //! key, same unit), each with its ratio to the first report's, and charts the process/thread
 //! ratio of every headline row per machine. Nothing is measured here.
 
+use crate::units::AxisUnit;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -296,6 +297,8 @@ fn ratios_chart(reports: &[Compared], labels: &[String], aspects: &[String]) -> 
         kind: ChartKind::Bar,
         x_label: "aspect".into(),
         y_label: "process / thread (×)".into(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: true,
         categories: with_ratio.iter().map(|a| (*a).clone()).collect(),

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
-pub use crate::units::Unit;
 use crate::units::format_value;
+pub use crate::units::{AxisUnit, Unit};
 
 /// Version of the JSON schema of [`Report`].
 pub const SCHEMA_VERSION: u32 = 1;
@@ -302,10 +302,16 @@ pub struct Chart {
     pub title: String,
     /// Line or bar chart.
     pub kind: ChartKind,
-    /// Label of the x axis.
+    /// Label of the x axis: what is measured, without the unit.
     pub x_label: String,
-    /// Label of the y axis.
+    /// Label of the y axis: what is measured, without the unit.
     pub y_label: String,
+    /// The unit of the x axis's numbers (absent in JSON when plain).
+    #[serde(default, skip_serializing_if = "AxisUnit::is_plain")]
+    pub x_unit: AxisUnit,
+    /// The unit of the y axis's numbers (absent in JSON when plain).
+    #[serde(default, skip_serializing_if = "AxisUnit::is_plain")]
+    pub y_unit: AxisUnit,
     /// Whether the x axis is logarithmic.
     pub x_log: bool,
     /// Whether the y axis is logarithmic.

@@ -27,6 +27,38 @@ pub enum Unit {
     Percent,
 }
 
+/// The unit of the numbers on a chart axis: what they measure and how large one is. The SVG
+/// renderer writes ticks in the most readable unit of the same quantity (`250 µs`, `4 KiB`),
+/// so an axis label names only what is measured ("time per switch"), never the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AxisUnit {
+    /// A count or a ratio: no unit.
+    #[default]
+    Plain,
+    /// Nanoseconds.
+    Ns,
+    /// Microseconds.
+    Us,
+    /// Milliseconds.
+    Ms,
+    /// Bytes.
+    Bytes,
+    /// KiB (1 024 bytes).
+    Kib,
+    /// MiB (2^20 bytes).
+    Mib,
+    /// Bytes per second.
+    BytesPerSec,
+}
+
+impl AxisUnit {
+    /// True for [`AxisUnit::Plain`] (for serde's `skip_serializing_if`).
+    pub fn is_plain(&self) -> bool {
+        *self == AxisUnit::Plain
+    }
+}
+
 /// Three significant digits, without a trailing exponent: 1.23, 12.3, 123, 1234.
 pub fn significant(v: f64) -> String {
     let a = v.abs();

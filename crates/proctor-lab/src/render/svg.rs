@@ -7,9 +7,9 @@
 //!
 //! The layout keeps text apart: the caption wraps above the plot, the legend sits in a band of
 //! its own below it (never on the data), bar charts are horizontal so that long category names
-//! have room, and tick labels are spaced by their estimated width. An axis whose label names a
-//! unit ("ns per switch", "parent RSS (MiB)") gets ticks in a readable unit (`250 µs`,
-//! `4 KiB`, `120 MB/s`) and a label without it ("time per switch", "parent RSS").
+//! have room, and tick labels are spaced by their estimated width. An axis carries its unit as
+//! data ([`AxisUnit`]), and its ticks are written in the most readable unit of that quantity
+//! (`250 µs`, `4 KiB`, `120 MB/s`) under a label that names only what is measured.
 //!
 //! Every `<text>` carries a class naming its role (`caption`, `note`, `axis-label`, `tick-x`,
 //! `tick-y`, `legend`, `value`, `message`), so tests and style sheets can tell them apart.
@@ -29,7 +29,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Chart, ChartKind};
-use crate::units::significant;
+use crate::units::{AxisUnit, significant};
 
 /// Width of a chart, in SVG user units (pixels), and the height of a line chart.
 pub const SIZE: (u32, u32) = (720, 400);
@@ -221,54 +221,18 @@ impl Quantity {
     }
 }
 
-/// A unit as an axis label names it: the quantity and how many base units (ns, bytes,
-/// bytes/s) one of it is.
-fn unit_token(token: &str) -> Option<(Quantity, f64)> {
-    Some(match token {
-        "ns" => (Quantity::Time, 1.0),
-        "µs" | "us" => (Quantity::Time, 1e3),
-        "ms" => (Quantity::Time, 1e6),
-        "s" => (Quantity::Time, 1e9),
-        "B" | "byte" | "bytes" => (Quantity::Bytes, 1.0),
-        "KiB" => (Quantity::Bytes, 1024.0),
-        "MiB" => (Quantity::Bytes, 1024.0 * 1024.0),
-        "GiB" => (Quantity::Bytes, 1024.0 * 1024.0 * 1024.0),
-        "B/s" | "bytes/s" => (Quantity::Rate, 1.0),
-        "kB/s" => (Quantity::Rate, 1e3),
-        "MB/s" => (Quantity::Rate, 1e6),
-        "GB/s" => (Quantity::Rate, 1e9),
-        _ => return None,
-    })
-}
-
-/// The quantity an axis label names, how many base units one data unit is, and the label
-/// without the unit: "ns per switch" → time, 1, "time per switch"; "parent RSS (MiB)" →
-/// bytes, 2^20, "parent RSS"; "bytes per second" → rate, 1, "throughput"; "workers" → plain.
-fn axis_unit(label: &str) -> (Quantity, f64, String) {
-    let label = label.trim();
-    // "… (unit)"
-    if let Some(open) = label.rfind(" (") {
-        if let Some(inner) = label[open + 2..].strip_suffix(')') {
-            if let Some((q, scale)) = unit_token(inner) {
-                return (q, scale, label[..open].to_string());
-            }
-        }
+/// What an axis unit measures, and how many base units (ns, bytes, bytes/s) one of it is.
+fn quantity_of(unit: AxisUnit) -> (Quantity, f64) {
+    match unit {
+        AxisUnit::Plain => (Quantity::Plain, 1.0),
+        AxisUnit::Ns => (Quantity::Time, 1.0),
+        AxisUnit::Us => (Quantity::Time, 1e3),
+        AxisUnit::Ms => (Quantity::Time, 1e6),
+        AxisUnit::Bytes => (Quantity::Bytes, 1.0),
+        AxisUnit::Kib => (Quantity::Bytes, 1024.0),
+        AxisUnit::Mib => (Quantity::Bytes, 1024.0 * 1024.0),
+        AxisUnit::BytesPerSec => (Quantity::Rate, 1.0),
     }
-    if label == "bytes per second" {
-        return (Quantity::Rate, 1.0, "throughput".to_string());
-    }
-    // "unit per …", "unit, …"
-    let end = label.find([' ', ',']).unwrap_or(label.len());
-    if let Some((q, scale)) = unit_token(&label[..end]) {
-        let desc = match q {
-            Quantity::Time => format!("time{}", &label[end..]),
-            Quantity::Rate => format!("throughput{}", &label[end..]),
-            // "bytes per worker" reads well above ticks in KiB.
-            Quantity::Bytes | Quantity::Plain => label.to_string(),
-        };
-        return (q, scale, desc);
-    }
-    (Quantity::Plain, 1.0, label.to_string())
 }
 
 /// One axis: whether it is logarithmic, what it measures, and the mapping from data to plot
@@ -282,16 +246,13 @@ struct Axis {
 }
 
 impl Axis {
-    fn new(log: bool, label: &str) -> (Axis, String) {
-        let (quantity, scale, desc) = axis_unit(label);
-        (
-            Axis {
-                log,
-                quantity,
-                scale,
-            },
-            desc,
-        )
+    fn new(log: bool, unit: AxisUnit) -> Axis {
+        let (quantity, scale) = quantity_of(unit);
+        Axis {
+            log,
+            quantity,
+            scale,
+        }
     }
 
     /// The plot coordinate of `v`, or `None` when the axis cannot show it.
@@ -673,8 +634,8 @@ fn body<'b>(
 }
 
 fn draw_line(root: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> DrawResult {
-    let (xa, x_desc) = Axis::new(chart.x_log, &chart.x_label);
-    let (ya, y_desc) = Axis::new(chart.y_log, &chart.y_label);
+    let (xa, x_desc) = (Axis::new(chart.x_log, chart.x_unit), &chart.x_label);
+    let (ya, y_desc) = (Axis::new(chart.y_log, chart.y_unit), &chart.y_label);
     let (series, skipped) = mapped(chart, xa, ya);
     let all = || series.iter().flat_map(|(_, p)| p.iter().copied());
     let (Some((x0, x1)), Some((y0, y1))) = (bounds(all().map(|p| p.0)), bounds(all().map(|p| p.1)))
@@ -765,8 +726,8 @@ fn draw_bar(root: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> DrawResult 
         quantity: Quantity::Plain,
         scale: 1.0,
     };
-    let (va, v_desc) = Axis::new(chart.y_log, &chart.y_label);
-    let (_, c_desc) = Axis::new(false, &chart.x_label);
+    let (va, v_desc) = (Axis::new(chart.y_log, chart.y_unit), &chart.y_label);
+    let c_desc = &chart.x_label;
     let (series, mut skipped) = mapped(chart, xa, va);
     let count = bar_count(chart);
     // Points whose x is not a category index have no bar to go in.

@@ -505,6 +505,8 @@ fn chart(kind: ChartKind, x_log: bool, y_log: bool, series: Vec<Series>) -> Char
         kind,
         x_label: "x".to_string(),
         y_label: "y".to_string(),
+        x_unit: crate::units::AxisUnit::Plain,
+        y_unit: crate::units::AxisUnit::Plain,
         x_log,
         y_log,
         categories: vec!["a".to_string(), "b".to_string()],
@@ -669,4 +671,58 @@ fn the_headline_explains_its_run_to_run_spread_in_every_format_when_it_shows_one
             "{out}"
         );
     }
+}
+
+#[test]
+fn an_axis_unit_is_data_and_its_ticks_are_written_in_a_readable_unit() {
+    use crate::units::AxisUnit;
+    let mut c = chart(
+        ChartKind::Line,
+        false,
+        false,
+        vec![series(&[(1.0, 250_000.0), (2.0, 750_000.0)])],
+    );
+    c.x_label = "footprint per side".to_string();
+    c.y_label = "time per switch".to_string();
+    c.x_unit = AxisUnit::Kib;
+    c.y_unit = AxisUnit::Ns;
+    let out = svg::render(&c);
+    let texts = |class: &str| -> Vec<String> {
+        out.split(&format!("class=\"{class}\""))
+            .skip(1)
+            .filter_map(|rest| {
+                let body = &rest[rest.find('>')? + 1..];
+                Some(body[..body.find('<')?].trim().to_string())
+            })
+            .collect()
+    };
+    let y_ticks = texts("tick-y");
+    assert!(
+        y_ticks.iter().any(|t| t.ends_with(" µs")) && y_ticks.iter().all(|t| !t.ends_with(" ns")),
+        "nanoseconds in the hundreds of thousands read as µs: {y_ticks:?}"
+    );
+    let x_ticks = texts("tick-x");
+    assert!(
+        x_ticks.iter().any(|t| t.ends_with(" KiB")),
+        "one KiB per data unit: {x_ticks:?}"
+    );
+    let labels = texts("axis-label");
+    assert!(
+        labels.iter().any(|l| l == "time per switch"),
+        "the label is shown as given: {labels:?}"
+    );
+
+    // In JSON a unit is a field of its own, left out when the axis is plain; a report written
+    // before units were fields still loads, with plain axes.
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["y_unit"], "ns");
+    assert_eq!(json["x_unit"], "kib");
+    let plain = serde_json::to_value(chart(ChartKind::Bar, false, false, vec![])).unwrap();
+    assert!(plain.get("x_unit").is_none() && plain.get("y_unit").is_none());
+    let mut old = json.clone();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("x_unit");
+    fields.remove("y_unit");
+    let back: Chart = serde_json::from_value(old).unwrap();
+    assert_eq!(back.y_unit, AxisUnit::Plain);
 }

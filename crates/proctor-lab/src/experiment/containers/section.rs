@@ -2,6 +2,7 @@
 //! rung, the ladder and probe tables, the chart and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section for `result`: a figure per measured rung, a row per rung (refused ones with
 /// their reason), the probes and a chart.
@@ -182,7 +183,9 @@ fn start_chart(result: &ContainersResult) -> Chart {
         title: "Start to first result, by isolation".to_string(),
         kind: ChartKind::Bar,
         x_label: "rung".to_string(),
-        y_label: "ns".to_string(),
+        y_label: "time".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Ns,
         x_log: false,
         y_log: true,
         categories: measured

@@ -2,6 +2,7 @@
 //! figures and table, the transports' table, the charts and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of an ipc run: every run's figures, the pool round trips, the tables, the
 /// charts and the notes, in the order the report shows them.
@@ -363,12 +364,14 @@ fn table(d: &Data) -> Table {
 }
 
 fn charts(d: &Data) -> Vec<Chart> {
-    let line = |id: &str, title: &str, y_label: &str, series: Vec<Series>| Chart {
+    let line = |id: &str, title: &str, y: (&str, AxisUnit), series: Vec<Series>| Chart {
         id: id.into(),
         title: title.into(),
         kind: ChartKind::Line,
-        x_label: "message size (bytes)".into(),
-        y_label: y_label.into(),
+        x_label: "message size".into(),
+        y_label: y.0.into(),
+        x_unit: AxisUnit::Bytes,
+        y_unit: y.1,
         x_log: true,
         y_log: true,
         categories: Vec::new(),
@@ -418,19 +421,19 @@ fn charts(d: &Data) -> Vec<Chart> {
         line(
             "rtt-process-unpinned",
             "Round trip between processes by message size (unpinned)",
-            "ns per round trip",
+            ("time per round trip", AxisUnit::Ns),
             rtt_series("unpinned"),
         ),
         line(
             "rtt-process-pinned",
             "Round trip between processes by message size (both on one CPU)",
-            "ns per round trip",
+            ("time per round trip", AxisUnit::Ns),
             rtt_series("pinned"),
         ),
         line(
             "throughput",
             "One-way throughput by message size (unpinned)",
-            "bytes per second",
+            ("throughput", AxisUnit::BytesPerSec),
             throughput_series("unpinned"),
         ),
     ];
@@ -441,7 +444,7 @@ fn charts(d: &Data) -> Vec<Chart> {
         charts.push(line(
             "throughput-cross-cpu",
             "One-way throughput by message size (each side on its own CPU)",
-            "bytes per second",
+            ("throughput", AxisUnit::BytesPerSec),
             throughput_series("cross_cpu"),
         ));
     }

@@ -2,6 +2,7 @@
 //! figures, its table, the charts and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of an isolation run: the fault matrix in figures, its table, the charts and
 /// the notes, in the order the report shows them.
@@ -217,6 +218,8 @@ fn completed_chart(result: &IsolationResult) -> Chart {
         kind: ChartKind::Bar,
         x_label: "fault".to_string(),
         y_label: "tasks completed".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: categories.clone(),
@@ -243,7 +246,9 @@ fn recovery_chart(result: &IsolationResult) -> Chart {
         title: "Recovery: from the fault's error to the next task's result".to_string(),
         kind: ChartKind::Bar,
         x_label: "fault".to_string(),
-        y_label: "recovery (µs)".to_string(),
+        y_label: "recovery".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Us,
         x_log: false,
         y_log: true,
         categories,

@@ -2,6 +2,7 @@
 //! and per hanging task, the tables, the charts and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a leaks run: figures per blocked-thread count and per hanging task, the
 /// tables, the charts and the notes, in the order the report shows them.
@@ -271,6 +272,8 @@ fn per_thread_chart(r: &LeaksResult) -> Chart {
         kind: ChartKind::Line,
         x_label: "blocked threads".to_string(),
         y_label: "KiB per thread".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Kib,
         x_log: true,
         y_log: true,
         categories: Vec::new(),
@@ -302,7 +305,9 @@ fn scheduler_chart(r: &LeaksResult) -> Chart {
         title: "Ping-pong round trip beside N blocked threads".to_string(),
         kind: ChartKind::Bar,
         x_label: "blocked threads".to_string(),
-        y_label: "round trip (µs)".to_string(),
+        y_label: "round trip".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Us,
         x_log: false,
         y_log: false,
         categories: r.points.iter().map(|p| p.threads.to_string()).collect(),

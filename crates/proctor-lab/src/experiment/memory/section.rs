@@ -2,6 +2,7 @@
 //! the table, the chart and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a memory run: the figures per worker and task, the table, the chart and the
 /// notes, in the order the report shows them.
@@ -169,6 +170,8 @@ fn per_worker_chart(result: &MemoryResult) -> Chart {
         kind: ChartKind::Line,
         x_label: "workers".to_string(),
         y_label: "bytes per worker".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Bytes,
         x_log: true,
         y_log: true,
         categories: Vec::new(),

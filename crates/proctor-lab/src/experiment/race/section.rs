@@ -2,6 +2,7 @@
 //! figures, the tables, the charts and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a race run: thread and process figures, the tables, the charts and the
 /// notes, in the order the report shows them.
@@ -217,7 +218,9 @@ fn cost_chart(result: &RaceResult) -> Chart {
         title: "Cost per increment by fix and thread count".to_string(),
         kind: ChartKind::Bar,
         x_label: "variant".to_string(),
-        y_label: "ns per increment".to_string(),
+        y_label: "time per increment".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Ns,
         x_log: false,
         y_log: true,
         categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
@@ -236,6 +239,8 @@ fn final_chart(result: &RaceResult) -> Chart {
         kind: ChartKind::Bar,
         x_label: "variant".to_string(),
         y_label: "final / expected".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: Variant::ALL.iter().map(|v| v.label().to_string()).collect(),
@@ -429,6 +434,8 @@ fn histogram_chart(result: &RaceResult, runs: usize) -> Chart {
         kind: ChartKind::Bar,
         x_label: "lost updates in a run".to_string(),
         y_label: "runs".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: labels,

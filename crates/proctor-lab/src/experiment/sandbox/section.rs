@@ -2,6 +2,7 @@
 //! the cost, the tables, the chart and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a sandbox run: the attack matrix's figures, the cost, the tables, the
 /// chart and the notes, in the order the report shows them.
@@ -396,6 +397,8 @@ fn worked_chart(r: &SandboxResult) -> Chart {
         kind: ChartKind::Bar,
         x_label: "where the task ran".to_string(),
         y_label: "attacks that worked".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: Place::ALL.iter().map(|p| p.label().to_string()).collect(),

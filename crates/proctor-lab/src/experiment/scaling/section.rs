@@ -2,6 +2,7 @@
 //! figures, their tables and charts, and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a scaling run: CPU-bound and I/O-bound figures, tables, charts and notes,
 /// in the order the report shows them.
@@ -262,6 +263,8 @@ fn speedup_chart(r: &ScalingResult) -> Chart {
         kind: ChartKind::Line,
         x_label: "workers".to_string(),
         y_label: "speed-up over one worker".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: Vec::new(),
@@ -292,7 +295,9 @@ fn io_chart(r: &ScalingResult) -> Chart {
         title: "I/O-bound completion time (ideal: 30 ms)".to_string(),
         kind: ChartKind::Line,
         x_label: "concurrent units".to_string(),
-        y_label: "ms, creation to last finish".to_string(),
+        y_label: "time, creation to last finish".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Ms,
         x_log: true,
         y_log: true,
         categories: Vec::new(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Series, Table, Unit};
+use crate::units::AxisUnit;
 use crate::verdict::keys;
 
 /// The section of a servers run, in the order the report shows it: figures, tables, chart, notes.
@@ -444,6 +445,8 @@ fn throughput_chart(r: &ServersResult) -> Chart {
         kind: ChartKind::Bar,
         x_label: "connections".to_string(),
         y_label: "requests/s".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Plain,
         x_log: false,
         y_log: false,
         categories: conns.iter().map(|c| c.to_string()).collect(),

@@ -2,6 +2,7 @@
 //! the table, the chart and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a spawn run: every method's figures, the ratios, the table, the chart and the
 /// notes, in the order the report shows them.
@@ -209,8 +210,10 @@ fn rss_chart(rows: &[Row]) -> Chart {
         id: "cost-vs-rss".into(),
         title: "Creation cost against parent RSS".into(),
         kind: ChartKind::Line,
-        x_label: "parent RSS (MiB)".into(),
-        y_label: "ns per create + exit + reap".into(),
+        x_label: "parent RSS".into(),
+        y_label: "time per create + exit + reap".into(),
+        x_unit: AxisUnit::Mib,
+        y_unit: AxisUnit::Ns,
         x_log: false,
         y_log: true,
         categories: Vec::new(),

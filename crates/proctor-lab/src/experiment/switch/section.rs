@@ -2,6 +2,7 @@
 //! ping-pong with its switch figures and table row, the ratios and the chart.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a switch run: the timer, every round trip and its switch figures, the table,
 /// the ratios and the chart, in the order the report shows them.
@@ -297,8 +298,10 @@ fn net_switch_chart(d: &Data) -> Chart {
         title: "Net switch cost (syscall cost subtracted) against each side's footprint, same CPU"
             .into(),
         kind: ChartKind::Line,
-        x_label: "footprint per side (KiB)".into(),
-        y_label: "ns per switch".into(),
+        x_label: "footprint per side".into(),
+        y_label: "time per switch".into(),
+        x_unit: AxisUnit::Kib,
+        y_unit: AxisUnit::Ns,
         x_log: false,
         y_log: false,
         categories: Vec::new(),

@@ -2,6 +2,7 @@
 //! the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a sync run: a figure per scenario, the table, the chart and the notes.
 pub(super) fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
@@ -77,7 +78,9 @@ fn cost_chart(result: &SyncResult) -> Chart {
         title: "Cost per synchronization op".to_string(),
         kind: ChartKind::Bar,
         x_label: "op".to_string(),
-        y_label: "ns per op".to_string(),
+        y_label: "time per op".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Ns,
         x_log: false,
         y_log: true,
         categories: result

@@ -2,6 +2,7 @@
 //! the chart and the notes.
 
 use super::*;
+use crate::units::AxisUnit;
 
 /// The section of a ui run: the frame figures per case, the table, the chart and the notes,
 /// in the order the report shows them.
@@ -161,7 +162,9 @@ fn frame_chart(result: &UiResult) -> Chart {
         title: "Frame time p99 by where the job runs".to_string(),
         kind: ChartKind::Bar,
         x_label: "where the job runs".to_string(),
-        y_label: "frame time p99 (ms)".to_string(),
+        y_label: "frame time p99".to_string(),
+        x_unit: AxisUnit::Plain,
+        y_unit: AxisUnit::Ms,
         x_log: false,
         y_log: true,
         categories: result.cases.iter().map(|c| c.case.label(cpus)).collect(),
