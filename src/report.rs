@@ -61,11 +61,17 @@ pub(crate) fn run(args: &ReportArgs) -> Result<()> {
     };
     let table = render::table::render_with(&report, options);
     crate::print(&table)?;
-    let files: Vec<String> = FILES
-        .iter()
-        .map(|(name, _)| args.out.join(name).display().to_string())
-        .collect();
-    crate::print(&format!("\nreport written to {}\n", files.join(", ")))?;
+    // The folder once, then the files' names: the paths stay whole and the line short.
+    let names: Vec<&str> = FILES.iter().map(|(name, _)| *name).collect();
+    let written = format!(
+        "report written to {}: {}",
+        args.out.join("").display(),
+        names.join(", ")
+    );
+    crate::print(&format!(
+        "\n{}\n",
+        render::table::wrap(&written, options.width, 2)
+    ))?;
 
     let failed: Vec<&Section> = report
         .sections

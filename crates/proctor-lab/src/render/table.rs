@@ -53,19 +53,23 @@ fn machine_lines(report: &Report, options: TableOptions) -> String {
     let m = &report.machine;
     out.push_str(&heading(
         &format!(
-            "Processes vs threads on {} ({} logical CPUs, kernel {})",
+            "Processes vs threads on {}, {} logical CPUs, {}",
             m.cpu_model, m.logical_cpus, m.kernel
         ),
         options.color,
+        options.width,
     ));
-    out.push_str(&format!(
-        "proctor {} · profile {} · {}\n",
+    let run = format!(
+        "proctor {} · profile {} · {}",
         report.proctor_version,
         profile_name(report),
         report.command_line
-    ));
+    );
+    out.push_str(&wrap(&run, options.width, 2));
+    out.push('\n');
     for warning in &m.warnings {
-        out.push_str(&format!("warning: {warning}\n"));
+        out.push_str(&wrap(&format!("warning: {warning}"), options.width, 9));
+        out.push('\n');
     }
     out
 }
@@ -73,7 +77,7 @@ fn machine_lines(report: &Report, options: TableOptions) -> String {
 /// The terminal form with explicit options.
 pub fn render_with(report: &Report, options: TableOptions) -> String {
     let mut out = machine_lines(report, options);
-    let heading = |text: &str| heading(text, options.color);
+    let heading = |text: &str| heading(text, options.color, options.width);
 
     out.push('\n');
     out.push_str(&heading("Comparison"));
@@ -104,7 +108,8 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
     out.push_str(&format!("{t}\n"));
     out.push_str("ratio = process / thread\n");
     if let Some(note) = super::rounds_note(report) {
-        out.push_str(&format!("{note}\n"));
+        out.push_str(&wrap(&note, options.width, 0));
+        out.push('\n');
     }
 
     if !report.claims.is_empty() {
@@ -142,9 +147,12 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
                 out.push_str(line.trim_end());
                 out.push('\n');
             }
-            out.push_str(
-                "the evidence for each verdict, and every section: --verbose, or the report files\n",
-            );
+            out.push_str(&wrap(
+                "the evidence for each verdict, and every section: --verbose, or the report files",
+                options.width,
+                0,
+            ));
+            out.push('\n');
         }
     }
 
@@ -166,34 +174,46 @@ fn render_section(section: &Section, options: TableOptions) -> String {
             format_value(section.elapsed_ms * 1e6, crate::report::Unit::Ns)
         ),
         options.color,
+        options.width,
     );
     match &section.status {
         Status::Ok => {}
         Status::Failed { error } => {
+            let text = wrap(&format!("FAILED: {error}"), options.width, 2);
+            let rest = text.strip_prefix("FAILED").unwrap_or(&text);
             out.push_str(&format!(
-                "{}: {error}\n",
+                "{}{rest}\n",
                 paint("FAILED", Color::Red, options.color)
             ));
         }
         Status::Skipped { reason } => {
+            let text = wrap(&format!("skipped: {reason}"), options.width, 2);
+            let rest = text.strip_prefix("skipped").unwrap_or(&text);
             out.push_str(&format!(
-                "{}: {reason}\n",
+                "{}{rest}\n",
                 paint("skipped", Color::Yellow, options.color)
             ));
         }
     }
-    out.push_str(&format!("method: {}\n", section.method));
+    let line = |out: &mut String, text: String| {
+        out.push_str(&wrap(&text, options.width, 2));
+        out.push('\n');
+    };
+    line(&mut out, format!("method: {}", section.method));
 
     figures(&mut out, section, options);
     tables(&mut out, section, options);
     for chart in &section.charts {
-        out.push_str(&format!("chart: {} (in the HTML report)\n", chart.title));
+        line(
+            &mut out,
+            format!("chart: {} (in the HTML report)", chart.title),
+        );
     }
 
     cross_checks(&mut out, section, options);
 
     for note in &section.notes {
-        out.push_str(&format!("note: {note}\n"));
+        line(&mut out, format!("note: {note}"));
     }
     out
 }
@@ -222,7 +242,8 @@ fn figures(out: &mut String, section: &Section, options: TableOptions) {
 /// The section's tables, every column but the first right-aligned.
 fn tables(out: &mut String, section: &Section, options: TableOptions) {
     for table in &section.tables {
-        out.push_str(&format!("{}\n", table.title));
+        out.push_str(&wrap(&table.title, options.width, 0));
+        out.push('\n');
         let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
         let mut t = new_table(options, &columns);
         right_align(&mut t, &(1..columns.len()).collect::<Vec<_>>());
@@ -347,11 +368,28 @@ fn paint(text: &str, color: Color, on: bool) -> String {
 }
 
 /// A heading line, underlined; bold when `color` is on.
-fn heading(text: &str, color: bool) -> String {
-    let line = "─".repeat(text.chars().count());
+/// A heading: `text` wrapped to `width` columns, bold when colored, over a rule as long as
+/// its longest line.
+fn heading(text: &str, color: bool, width: u16) -> String {
+    let text = wrap(text, width, 0);
+    let longest = text
+        .lines()
+        .map(textwrap::core::display_width)
+        .max()
+        .unwrap_or(0);
+    let line = "─".repeat(longest);
     if color {
         format!("\x1b[1m{text}\x1b[0m\n{line}\n")
     } else {
         format!("{text}\n{line}\n")
     }
+}
+
+/// `text` wrapped to `width` columns (at least 20) at spaces, and within a word only where a
+/// word alone is wider than a line (a long path); lines after the first indented by `indent`
+/// spaces. No trailing newline.
+pub fn wrap(text: &str, width: u16, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let options = textwrap::Options::new(usize::from(width.max(20))).subsequent_indent(&pad);
+    textwrap::wrap(text, options).join("\n")
 }

@@ -17,8 +17,8 @@ fn table_plain() {
     let out = table::render(&fixture::report(), false);
     assert!(!out.contains('\x1b'), "no ANSI codes without color");
     insta::assert_snapshot!(out, @"
-    Processes vs threads on AMD EPYC 7B13 (2 logical CPUs, kernel 6.8.0-1015-gcp)
-    ─────────────────────────────────────────────────────────────────────────────
+    Processes vs threads on AMD EPYC 7B13, 2 logical CPUs, 6.8.0-1015-gcp
+    ─────────────────────────────────────────────────────────────────────
     proctor 0.1.0 · profile quick · proctor report --profile quick
     warning: virtualized (kvm): switch and wake-up latencies include hypervisor exits
     warning: cpufreq governor not readable: frequency scaling unknown
@@ -149,7 +149,8 @@ fn table_plain() {
 
     Creation overhead [spawn] (4.31 s)
     ──────────────────────────────────
-    method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches; the first (cold) creation is reported apart.
+    method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches;
+      the first (cold) creation is reported apart.
     ┌───────────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
     │ figure                                ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
     ╞═══════════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
@@ -176,7 +177,8 @@ fn table_plain() {
 
     Context switching [switch] (6.02 s)
     ───────────────────────────────────
-    method: Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage.
+    method: Two threads, then two processes, ping-pong on one pinned CPU through a futex and through pipes. One switch is
+      half a round trip, with the same syscalls timed in one task subtracted. Switch counts verified with getrusage.
     ┌───────────────────────────┬─────────┬──────────────────────────┬──────────────────────────┬──────────────────────────┐
     │ figure                    ┆   value ┆                 p1 – p99 ┆ placement                ┆ key                      │
     ╞═══════════════════════════╪═════════╪══════════════════════════╪══════════════════════════╪══════════════════════════╡
@@ -209,7 +211,8 @@ fn table_plain() {
 
     Communication [ipc] (9.87 s)
     ────────────────────────────
-    method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket, shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
+    method: Round trip of one message and its reply between two threads (channel) or two processes (pipe, unix socket,
+      shared-memory ring with futex wait). p50 of per-op timestamps; unpinned.
     ┌─────────────────────────────┬───────────┬────────────────────────────┬──────────────────┬────────────────────────────┐
     │ figure                      ┆     value ┆                   p1 – p99 ┆ placement        ┆ key                        │
     ╞═════════════════════════════╪═══════════╪════════════════════════════╪══════════════════╪════════════════════════════╡
@@ -265,7 +268,8 @@ fn table_plain() {
     Resource usage [memory] (380 ms)
     ────────────────────────────────
     FAILED: reading /proc/4242/smaps_rollup: Permission denied (os error 13)
-    method: N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from /proc/PID/smaps_rollup.
+    method: N idle workers (1, 10, 100) as processes and as threads; USS, PSS and RSS per worker from
+      /proc/PID/smaps_rollup.
     ");
 }
 
@@ -725,4 +729,40 @@ fn an_axis_unit_is_data_and_its_ticks_are_written_in_a_readable_unit() {
     fields.remove("y_unit");
     let back: Chart = serde_json::from_value(old).unwrap();
     assert_eq!(back.y_unit, AxisUnit::Plain);
+}
+
+#[test]
+fn every_line_of_the_terminal_answer_fits_the_terminal() {
+    let mut report = fixture::report();
+    report.machine.cpu_model =
+        "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz with a long name".into();
+    report.command_line = format!(
+        "proctor report --profile quick --out {}",
+        "/home/someone/projects/proctor-runs/2026-12-07".repeat(3)
+    );
+    report.machine.warnings.push(
+        "running under a hypervisor (KVM): timings include VM exits and may shift between runs; \
+         compare ratios, not absolute figures"
+            .into(),
+    );
+    for width in [60u16, 80, 100] {
+        let options = table::TableOptions {
+            color: false,
+            width,
+            verbose: false,
+        };
+        let out = table::render_with(&report, options);
+        for line in out.lines() {
+            let shown = textwrap::core::display_width(line);
+            assert!(
+                shown <= usize::from(width),
+                "{shown} > {width} columns: {line:?}"
+            );
+        }
+    }
+    // Wrapped text keeps every word, and a path longer than a line is broken, not lost.
+    let wrapped = table::wrap(&report.command_line, 40, 2);
+    let words: String = report.command_line.split_whitespace().collect();
+    let back: String = wrapped.split_whitespace().collect();
+    assert_eq!(back, words);
 }
