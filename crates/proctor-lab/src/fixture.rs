@@ -590,6 +590,8 @@ pub(crate) fn all_sections() -> Vec<Section> {
             vec![
                 n(keys::SYNC_MUTEX_UNCONTENDED_THREAD, 17.9, Unit::Ns),
                 n(keys::SYNC_MUTEX_UNCONTENDED_PROCESS, 18.6, Unit::Ns),
+                n(keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD, 96.0, Unit::Ns),
+                n(keys::SYNC_MUTEX_CONTENDED_PROCESS, 99.8, Unit::Ns),
             ],
         ),
         figures_only(

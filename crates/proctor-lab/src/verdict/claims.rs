@@ -43,9 +43,9 @@ pub(super) fn synchronization(f: &Figures) -> Claim {
         f,
         "synchronization",
         "synchronizing processes costs more than synchronizing threads",
-        keys::SYNC_MUTEX_UNCONTENDED_PROCESS,
-        keys::SYNC_MUTEX_UNCONTENDED_THREAD,
-        ("process-shared mutex", "thread mutex"),
+        keys::SYNC_MUTEX_CONTENDED_PROCESS,
+        keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD,
+        ("2 processes", "2 threads, the same contended futex mutex"),
     )
 }
 

@@ -72,6 +72,8 @@ keys! {
     SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks";
     SYNC_MUTEX_UNCONTENDED_THREAD = "sync.mutex.uncontended.thread", Ns, "uncontended Mutex lock + unlock";
     SYNC_MUTEX_UNCONTENDED_PROCESS = "sync.mutex.uncontended.process", Ns, "uncontended process-shared mutex lock + unlock";
+    SYNC_FUTEX_MUTEX_CONTENDED_THREAD = "sync.futex_mutex.contended.thread", Ns, "contended futex mutex lock + unlock, 2 threads on two CPUs";
+    SYNC_MUTEX_CONTENDED_PROCESS = "sync.mutex.contended.process", Ns, "contended futex mutex lock + unlock in shared memory, 2 processes on two CPUs";
     UI_PERIOD = "ui.period", Ns, "the UI loop's frame period";
     UI_JOB_UI_THREAD = "ui.job.ui_thread", Ns, "the job's own time on the UI thread";
     UI_MISSED_UI_THREAD = "ui.missed.ui_thread", Count, "missed frames per run, job on the UI thread";

@@ -264,8 +264,8 @@ fn swapping_thread_and_process_flips_cost_claims() {
         // Within the tolerance either way round: still no clear difference.
         (
             "synchronization",
-            "sync.mutex.uncontended.process",
-            "sync.mutex.uncontended.thread",
+            "sync.mutex.contended.process",
+            "sync.futex_mutex.contended.thread",
             NoClearDifference,
         ),
         // The channel now slower than the pipe and the shm ring: threads lose to both.
@@ -378,12 +378,12 @@ fn each_rule_flips_or_holds_as_declared() {
         ),
         (
             "synchronization",
-            &[("sync.mutex.uncontended.process", 30.0)],
+            &[("sync.mutex.contended.process", 160.0)],
             Confirmed,
         ),
         (
             "synchronization",
-            &[("sync.mutex.uncontended.process", 10.0)],
+            &[("sync.mutex.contended.process", 55.0)],
             Refuted,
         ),
         // The 300 ms job lasts 18 deadlines: the UI thread must miss 9, a worker at most 1.

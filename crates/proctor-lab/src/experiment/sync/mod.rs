@@ -6,7 +6,8 @@
 //! wall time / all ops of both sides, i.e. the inverse of the aggregate throughput. Between
 //! processes the lock is Drepper's three-state futex mutex in a `MAP_SHARED` page
 //! ([`crate::shared_mem::FutexMutex`]); between threads it is `std::sync::Mutex` (itself a futex
-//! mutex of the same design). Both sides start from the same spin gate, so thread or process
+//! mutex of the same design), and, for the verdict, the processes' very `FutexMutex`: the same
+//! lock code on both sides, so what differs is only the process boundary. Both sides start from the same spin gate, so thread or process
 //! creation is outside the timed window. Each figure is the median of per-batch means; batches
 //! are calibrated to last at least 10 ms (quick) and the calibration runs count as warm-up.
 //!
@@ -388,7 +389,7 @@ impl Experiment for SyncCost {
             None => "unpinned (only one CPU allowed)".to_string(),
         };
 
-        progress.begin("sync", 11);
+        progress.begin("sync", 12);
         let mut scenarios = Vec::new();
         let mut push =
             |key: &str, label: &str, placement: &str, (iters, samples): (u64, Vec<f64>)| {
@@ -486,6 +487,33 @@ impl Experiment for SyncCost {
         );
         progress.advance(1, "mutex, 2 threads");
 
+        // The processes' lock, the very same code, between two threads: the pair that tells
+        // whether crossing a process boundary is what costs (std's Mutex differs in spinning).
+        let futex = FutexMutex::new(0u64);
+        let r = plan.run(|n| {
+            let before = *futex.lock();
+            let d = contended_threads(n, pair, &|_, _| {
+                let mut g = futex.lock();
+                *g = std::hint::black_box(*g + 1);
+            });
+            let after = *futex.lock();
+            if after - before != 2 * n {
+                bail!(
+                    "futex mutex lost updates between threads: {} of {}",
+                    after - before,
+                    2 * n
+                );
+            }
+            Ok((d, 2 * n))
+        })?;
+        push(
+            keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD,
+            "futex mutex (the processes' lock), lock+unlock, 2 threads",
+            &two,
+            r,
+        );
+        progress.advance(1, "futex mutex, 2 threads");
+
         let rw = &RwLock::new(0u64);
         let rwop = |write_every: u64, writes_are_rare: bool| {
             move |_: usize, i: u64| {
@@ -579,7 +607,7 @@ impl Experiment for SyncCost {
         })?;
         let (waits, wakes) = shared.mutex.futex_calls();
         push(
-            "sync.mutex.contended.process",
+            keys::SYNC_MUTEX_CONTENDED_PROCESS,
             "futex mutex in shared memory, lock+unlock, 2 processes",
             &two,
             r,
@@ -626,7 +654,8 @@ const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock
          figure is per hand-off from a producer to a consumer through a one-slot monitor. \
          Between processes the lock is Drepper's three-state futex mutex in a MAP_SHARED page \
          (shared, not private, futex operations); std's Mutex is the same design between \
-         threads. Batches are calibrated to at least 10 ms (the calibration runs are the \
+         threads, and the very same futex mutex also runs between two threads: the claim is \
+         judged on that pair, contended on two CPUs, where only the process boundary differs. Batches are calibrated to at least 10 ms (the calibration runs are the \
          warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
          Uncontended mutexes: the median of 3 independent rounds, each with a fresh lock, with \
          the rounds' run-to-run spread.";
