@@ -21,7 +21,7 @@
 //! | `spawn.fork` | ns | fork, the child's first instruction, `_exit`, `waitpid` (warm median) |
 //! | `spawn.pool_worker` | ns | a proctor process worker forked from the fork server, ready for work |
 //! | `spawn.async` | ns | spawn an empty async task and await its completion |
-//! | `switch.futex.thread.pinned` | ns | one switch between two threads ping-ponging on a futex, same CPU, syscall cost subtracted |
+//! | `switch.futex.thread.pinned` | ns | one switch between two threads ping-ponging on a futex, same CPU: half a round trip, its syscalls included (`….net` is the figure with them subtracted) |
 //! | `switch.futex.process.pinned` | ns | the same between two processes (futex in shared memory) |
 //! | `ipc.rtt.channel.thread.64` | ns | p50 round trip of 64 B between two threads over an in-process channel |
 //! | `ipc.rtt.pipe.process.64` | ns | p50 round trip of 64 B between two processes over a pair of pipes |
