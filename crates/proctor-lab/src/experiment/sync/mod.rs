@@ -489,28 +489,36 @@ impl Experiment for SyncCost {
 
         // The processes' lock, the very same code, between two threads: the pair that tells
         // whether crossing a process boundary is what costs (std's Mutex differs in spinning).
-        let futex = FutexMutex::new(0u64);
-        let r = plan.run(|n| {
-            let before = *futex.lock();
-            let d = contended_threads(n, pair, &|_, _| {
-                let mut g = futex.lock();
-                *g = std::hint::black_box(*g + 1);
-            });
-            let after = *futex.lock();
-            if after - before != 2 * n {
-                bail!(
-                    "futex mutex lost updates between threads: {} of {}",
-                    after - before,
-                    2 * n
-                );
-            }
-            Ok((d, 2 * n))
-        })?;
+        // Like the uncontended pair, the verdict's pair comes from independent rounds.
+        let r = median_round(
+            ROUNDS,
+            || {
+                let futex = FutexMutex::new(0u64);
+                plan.run(|n| {
+                    let before = *futex.lock();
+                    let d = contended_threads(n, pair, &|_, _| {
+                        let mut g = futex.lock();
+                        *g = std::hint::black_box(*g + 1);
+                    });
+                    let after = *futex.lock();
+                    if after - before != 2 * n {
+                        bail!(
+                            "futex mutex lost updates between threads: {} of {}",
+                            after - before,
+                            2 * n
+                        );
+                    }
+                    Ok((d, 2 * n))
+                })
+            },
+            round_median,
+        )?;
+        rounds_of.push((keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD, r.1));
         push(
             keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD,
             "futex mutex (the processes' lock), lock+unlock, 2 threads",
             &two,
-            r,
+            r.0,
         );
         progress.advance(1, "futex mutex, 2 threads");
 
@@ -591,26 +599,34 @@ impl Experiment for SyncCost {
         // Contended between two processes, through a MAP_SHARED page.
         let shared = SharedMem::new(ProcShared::default()).context("map shared memory")?;
         let mut mutex_ops = 0;
-        let r = plan.run(|n| {
-            let before = *shared.mutex.lock();
-            let d = contended_processes(&shared, n, pair, |s, _| {
-                let mut g = s.mutex.lock();
-                *g = std::hint::black_box(*g + 1);
-            })?;
-            // The mutex is only worth timing if it excluded: every increment must be there.
-            let after = *shared.mutex.lock();
-            if after - before != 2 * n {
-                bail!("futex mutex lost updates: {} of {}", after - before, 2 * n);
-            }
-            mutex_ops += 2 * n;
-            Ok((d, 2 * n))
-        })?;
+        let r = median_round(
+            ROUNDS,
+            || {
+                plan.run(|n| {
+                    let before = *shared.mutex.lock();
+                    let d = contended_processes(&shared, n, pair, |s, _| {
+                        let mut g = s.mutex.lock();
+                        *g = std::hint::black_box(*g + 1);
+                    })?;
+                    // The mutex is only worth timing if it excluded: every increment must be
+                    // there.
+                    let after = *shared.mutex.lock();
+                    if after - before != 2 * n {
+                        bail!("futex mutex lost updates: {} of {}", after - before, 2 * n);
+                    }
+                    mutex_ops += 2 * n;
+                    Ok((d, 2 * n))
+                })
+            },
+            round_median,
+        )?;
         let (waits, wakes) = shared.mutex.futex_calls();
+        rounds_of.push((keys::SYNC_MUTEX_CONTENDED_PROCESS, r.1));
         push(
             keys::SYNC_MUTEX_CONTENDED_PROCESS,
             "futex mutex in shared memory, lock+unlock, 2 processes",
             &two,
-            r,
+            r.0,
         );
         progress.advance(1, "futex mutex, 2 processes");
         let r = plan.run(|n| {
@@ -657,8 +673,8 @@ const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock
          threads, and the very same futex mutex also runs between two threads: the claim is \
          judged on that pair, contended on two CPUs, where only the process boundary differs. Batches are calibrated to at least 10 ms (the calibration runs are the \
          warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
-         Uncontended mutexes: the median of 3 independent rounds, each with a fresh lock, with \
-         the rounds' run-to-run spread.";
+         The uncontended mutexes and the contended futex mutex between two threads and between \
+         two processes: the median of 3 independent rounds, with the rounds' run-to-run spread.";
 
 #[cfg(test)]
 mod tests {
