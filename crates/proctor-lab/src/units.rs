@@ -59,6 +59,17 @@ impl AxisUnit {
     }
 }
 
+/// A quantity's unit names from the smallest up, and the step from one to the next: what
+/// [`format_value`] and the charts' ticks both scale through.
+pub type Ladder = (&'static [&'static str], f64);
+
+/// Times, from nanoseconds.
+pub const TIME_LADDER: Ladder = (&["ns", "µs", "ms", "s"], 1000.0);
+/// Sizes, from bytes, in binary multiples.
+pub const BYTE_LADDER: Ladder = (&["B", "KiB", "MiB", "GiB", "TiB"], 1024.0);
+/// Rates, from bytes per second, in decimal multiples (as the lab's tables state them).
+pub const RATE_LADDER: Ladder = (&["B/s", "kB/s", "MB/s", "GB/s", "TB/s"], 1000.0);
+
 /// Three significant digits, without a trailing exponent: 1.23, 12.3, 123, 1234.
 pub fn significant(v: f64) -> String {
     let a = v.abs();
@@ -73,8 +84,8 @@ pub fn significant(v: f64) -> String {
     }
 }
 
-/// Scales `v` down by `step` through `units` until it is below `step`.
-fn scaled(v: f64, step: f64, units: &[&str]) -> String {
+/// Scales `v` down by the ladder's step through its units until it is below the step.
+fn scaled(v: f64, (units, step): Ladder) -> String {
     let mut v = v;
     let mut i = 0;
     while v.abs() >= step && i + 1 < units.len() {
@@ -112,12 +123,12 @@ pub fn format_value(v: f64, unit: Unit) -> String {
             if v.abs() >= 1e9 {
                 format!("{} s", significant(v / 1e9))
             } else {
-                scaled(v, 1000.0, &["ns", "µs", "ms", "s"])
+                scaled(v, TIME_LADDER)
             }
         }
-        Unit::Bytes => scaled(v, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"]),
-        Unit::BytesPerSec => scaled(v, 1000.0, &["B/s", "kB/s", "MB/s", "GB/s", "TB/s"]),
-        Unit::PerSec => scaled(v, 1000.0, &["/s", "k/s", "M/s", "G/s"]),
+        Unit::Bytes => scaled(v, BYTE_LADDER),
+        Unit::BytesPerSec => scaled(v, RATE_LADDER),
+        Unit::PerSec => scaled(v, (&["/s", "k/s", "M/s", "G/s"], 1000.0)),
         Unit::Count if v.fract() == 0.0 => grouped(v),
         Unit::Count => significant(v),
         Unit::Ratio => format!("{}×", significant(v)),

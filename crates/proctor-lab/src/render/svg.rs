@@ -29,7 +29,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Chart, ChartKind};
-use crate::units::{AxisUnit, significant};
+use crate::units::{AxisUnit, BYTE_LADDER, Ladder, RATE_LADDER, TIME_LADDER, significant};
 
 /// Width of a chart, in SVG user units (pixels), and the height of a line chart.
 pub const SIZE: (u32, u32) = (720, 400);
@@ -192,12 +192,12 @@ enum Quantity {
 
 impl Quantity {
     /// The unit names from the smallest up, and the step between them.
-    fn units(self) -> (&'static [&'static str], f64) {
+    fn units(self) -> Ladder {
         match self {
             Quantity::Plain => (&[""], 1.0),
-            Quantity::Time => (&["ns", "µs", "ms", "s"], 1000.0),
-            Quantity::Bytes => (&["B", "KiB", "MiB", "GiB", "TiB"], 1024.0),
-            Quantity::Rate => (&["B/s", "kB/s", "MB/s", "GB/s", "TB/s"], 1000.0),
+            Quantity::Time => TIME_LADDER,
+            Quantity::Bytes => BYTE_LADDER,
+            Quantity::Rate => RATE_LADDER,
         }
     }
 
