@@ -138,8 +138,10 @@ impl Config {
                 "the agent already runs a fresh copy of the binary; leave start_method alone",
             );
         }
-        r.check(self.workers)
-            .map_err(|why| Error::invalid(format!("remote workers: {why}")))
+        match r.check(self.workers) {
+            Ok(()) => Ok(()),
+            Err(why) => refuse(&why),
+        }
     }
 
     /// Whether a sandbox was asked for.
