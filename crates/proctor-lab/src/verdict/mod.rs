@@ -50,6 +50,8 @@
 //! | `scaling.io.completion.async.1000` | ns | the same, one async task per wait |
 //! | `sync.mutex.uncontended.thread` | ns | lock + unlock of an uncontended thread-local `Mutex` |
 //! | `sync.mutex.uncontended.process` | ns | lock + unlock of an uncontended process-shared futex mutex |
+//! | `sync.futex_mutex.contended.thread` | ns | one lock + unlock of the processes' futex mutex, two threads on two CPUs hammering it (median of 3 rounds) |
+//! | `sync.mutex.contended.process` | ns | the same futex mutex in shared memory, two processes on the same two CPUs (median of 3 rounds) |
 //! | `ui.period` | ns | the UI loop's frame period (60 Hz) |
 //! | `ui.job.ui_thread` | ns | the CPU-heavy job's own time when it runs on the UI thread |
 //! | `ui.missed.ui_thread` | count | missed frames per run, the job on the UI thread (a frame time F above 1.5 periods misses round(F / period) − 1) |

@@ -841,3 +841,16 @@ fn distributed_sets_the_remote_worker_beside_the_network_a_process_and_a_thread(
         claim.evidence
     );
 }
+
+#[test]
+fn every_key_has_its_row_in_the_module_documentation() {
+    let doc = include_str!("mod.rs");
+    for k in crate::verdict::KEYS {
+        let row = format!("//! | `{}` |", k.key);
+        assert!(
+            doc.contains(&row),
+            "{} has no row in verdict/mod.rs's key table",
+            k.key
+        );
+    }
+}
