@@ -13,6 +13,7 @@ use crate::report::{
     Chart, ChartKind, CrossCheck, Figure, Profile, Report, SCHEMA_VERSION, Section, Series, Spread,
     Status, Table, Unit,
 };
+use crate::topology::{Cpu, Topology};
 use crate::verdict;
 use crate::verdict::keys;
 
@@ -55,6 +56,16 @@ pub(crate) fn machine() -> Machine {
             "virtualized (kvm): switch and wake-up latencies include hypervisor exits".to_string(),
             "cpufreq governor not readable: frequency scaling unknown".to_string(),
         ],
+        topology: Topology::from_cpus(
+            (0..2)
+                .map(|id| Cpu {
+                    id,
+                    core: 0,
+                    llc: 0,
+                    node: 0,
+                })
+                .collect(),
+        ),
     }
 }
 

@@ -37,6 +37,7 @@ pub mod render;
 pub mod report;
 pub mod shared_mem;
 pub mod stats;
+pub mod topology;
 pub mod units;
 pub mod verdict;
 

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::topology::Topology;
+
 /// The machine, as far as it can be read without privileges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Machine {
@@ -32,6 +34,9 @@ pub struct Machine {
     pub memory_bytes: u64,
     /// Warnings about the environment (virtualized, governor not `performance`).
     pub warnings: Vec<String>,
+    /// The allowed CPUs' cores, caches and nodes, from which placements are chosen.
+    #[serde(default)]
+    pub topology: Topology,
 }
 
 /// Reads the machine: CPU model and counts, kernel, governor and frequency, virtualization,
@@ -60,6 +65,7 @@ pub fn detect() -> Machine {
         mitigations: mitigations(),
         memory_bytes: total_memory_bytes().unwrap_or(0),
         warnings: Vec::new(),
+        topology: Topology::detect(),
     };
     m.warnings = warnings(&m);
     m

@@ -72,6 +72,9 @@ pub struct Section {
     pub charts: Vec<Chart>,
     /// Figures from established tools next to ours.
     pub cross_checks: Vec<CrossCheck>,
+    /// Published figures for the same quantity, with their source and hardware.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<Published>,
     /// Warnings and explanations worth showing with the section.
     pub notes: Vec<String>,
     /// The experiment's typed result, serialized, for readers who want every sample.
@@ -91,6 +94,7 @@ impl Section {
             tables: Vec::new(),
             charts: Vec::new(),
             cross_checks: Vec::new(),
+            published: Vec::new(),
             notes: Vec::new(),
             data: serde_json::Value::Null,
         }
@@ -116,6 +120,83 @@ impl Section {
     /// The figure with this key, if the experiment produced it.
     pub fn figure(&self, key: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.key == key)
+    }
+
+    /// The published figures beside ours, as a table every renderer draws after the
+    /// section's own tables; `None` when there are none.
+    pub fn published_table(&self) -> Option<Table> {
+        if self.published.is_empty() {
+            return None;
+        }
+        let rows = self
+            .published
+            .iter()
+            .map(|p| {
+                let ours = self.figure(&p.ours_key).map(|f| f.value);
+                vec![
+                    p.what.clone(),
+                    format_value(p.value, p.unit),
+                    ours.map_or_else(|| "–".to_string(), |v| format_value(v, p.unit)),
+                    ours.filter(|_| p.value > 0.0)
+                        .map_or_else(|| "–".to_string(), |v| format!("{:.2}×", v / p.value)),
+                    format!("{}; {}", p.source, p.hardware),
+                ]
+            })
+            .collect();
+        Some(Table {
+            title:
+                "published figures beside ours (other machines and years: an anchor, not a test)"
+                    .to_string(),
+            columns: [
+                "published figure",
+                "theirs",
+                "ours",
+                "ours / theirs",
+                "source; hardware",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        })
+    }
+}
+
+/// A published measurement of the quantity one of our figures measures: the anchor a reader
+/// checks ours against (issue 25: "print published figures beside ours where they exist").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    /// The key of our figure it stands beside (in the same section).
+    pub ours_key: String,
+    /// What was measured, in the source's terms ("fork() + wait, 1 MiB parent").
+    pub what: String,
+    /// The published value, in `unit`.
+    pub value: f64,
+    /// The unit of `value` and of our figure.
+    pub unit: Unit,
+    /// Author, year, title and table or figure ("Kerrisk 2010, TLPI table 28-3").
+    pub source: String,
+    /// The machine it was measured on ("Intel x86-32 2.2 GHz, Linux 2.6.27").
+    pub hardware: String,
+}
+
+impl Published {
+    /// A published figure beside our figure `ours_key`.
+    pub fn new(
+        ours_key: &str,
+        what: &str,
+        value: f64,
+        unit: Unit,
+        source: &str,
+        hardware: &str,
+    ) -> Published {
+        Published {
+            ours_key: ours_key.to_string(),
+            what: what.to_string(),
+            value,
+            unit,
+            source: source.to_string(),
+            hardware: hardware.to_string(),
+        }
     }
 }
 

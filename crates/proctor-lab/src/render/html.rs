@@ -247,7 +247,7 @@ fn section(out: &mut String, s: &Section) {
             chart(out, s, c);
         }
     }
-    for t in &s.tables {
+    for t in s.tables.iter().chain(s.published_table().as_ref()) {
         data_table(out, t);
     }
     cross_checks(out, s);

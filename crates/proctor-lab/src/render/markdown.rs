@@ -102,7 +102,7 @@ fn render_section(out: &mut String, s: &Section) {
         );
     }
 
-    for t in &s.tables {
+    for t in s.tables.iter().chain(s.published_table().as_ref()) {
         out.push_str(&format!("**{}**\n\n", text(&t.title)));
         let columns: Vec<&str> = t.columns.iter().map(String::as_str).collect();
         let right: Vec<bool> = (0..columns.len()).map(|i| i > 0).collect();

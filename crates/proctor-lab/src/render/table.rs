@@ -241,7 +241,8 @@ fn figures(out: &mut String, section: &Section, options: TableOptions) {
 
 /// The section's tables, every column but the first right-aligned.
 fn tables(out: &mut String, section: &Section, options: TableOptions) {
-    for table in &section.tables {
+    let published = section.published_table();
+    for table in section.tables.iter().chain(published.as_ref()) {
         out.push_str(&wrap(&table.title, options.width, 0));
         out.push('\n');
         let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();

@@ -766,3 +766,47 @@ fn every_line_of_the_terminal_answer_fits_the_terminal() {
     let back: String = wrapped.split_whitespace().collect();
     assert_eq!(back, words);
 }
+
+#[test]
+fn published_figures_are_drawn_beside_ours_in_every_format() {
+    use crate::report::{Published, Unit};
+    let mut report = fixture::report();
+    let spawn = report
+        .sections
+        .iter_mut()
+        .find(|s| s.figure("spawn.thread").is_some())
+        .expect("the fixture has a spawn section");
+    let ours = spawn.figure("spawn.thread").expect("figure").value;
+    spawn.published.push(Published::new(
+        "spawn.thread",
+        "pthread_create + join",
+        ours / 2.0,
+        Unit::Ns,
+        "Source 2018, table 1",
+        "Example CPU 3.0 GHz",
+    ));
+    let verbose = table::render_with(
+        &report,
+        table::TableOptions {
+            color: false,
+            width: 200,
+            verbose: true,
+        },
+    );
+    for out in [verbose, markdown::render(&report), html::render(&report)] {
+        assert!(out.contains("pthread_create + join"), "{out}");
+        assert!(out.contains("Source 2018, table 1; Example CPU 3.0 GHz"));
+        assert!(
+            out.contains("2.00×"),
+            "ours / theirs is ours over the published figure"
+        );
+    }
+    let json = serde_json::to_string(&report).expect("serializes");
+    let back: Report = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back, report);
+    let plain = serde_json::to_string(&fixture::report()).expect("serializes");
+    assert!(
+        !plain.contains("\"published\""),
+        "left out of the JSON when empty"
+    );
+}
