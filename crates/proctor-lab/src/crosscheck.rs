@@ -100,6 +100,34 @@ pub fn perf_sched_pipe(cpu: Option<usize>, threads: bool, loops: u64) -> ToolRun
     ToolRun { command, result }
 }
 
+/// Runs `perf bench futex hash` with one thread on one futex for `seconds`, pinned to `cpu`,
+/// private or shared (`-S`) futexes, and returns nanoseconds per operation (one `FUTEX_WAIT`
+/// whose value does not match, so it returns at once: the key lookup and the syscall).
+pub fn perf_futex_hash(cpu: usize, shared: bool, seconds: u64) -> ToolRun {
+    let mut args: Vec<String> = ["taskset", "-c", &cpu.to_string()]
+        .map(String::from)
+        .to_vec();
+    args.extend(["perf", "bench", "futex", "hash", "-t", "1", "-f", "1", "-r"].map(String::from));
+    args.push(seconds.max(1).to_string());
+    if shared {
+        args.push("-S".into());
+    }
+    let command = args.join(" ");
+    if which("perf").is_none() {
+        return missing(command, "perf", "linux-perf");
+    }
+    if which("taskset").is_none() {
+        return missing(command, "taskset", "util-linux");
+    }
+    let result = run_tool(&args).and_then(|out| {
+        parse_perf_futex_ops_per_sec(&out)
+            .filter(|ops| *ops > 0.0)
+            .map(|ops| 1e9 / ops)
+            .ok_or_else(|| format!("no `operations/sec` in perf's output: {}", tail(&out)))
+    });
+    ToolRun { command, result }
+}
+
 /// Runs `stress-ng --switch 1` pinned to `cpu` and returns nanoseconds per one-way switch.
 pub fn stress_ng_switch(cpu: usize, ops: u64) -> ToolRun {
     let args: Vec<String> = [
@@ -242,6 +270,16 @@ pub fn parse_perf_usecs_per_op(out: &str) -> Option<f64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The number after `Averaged` in `perf bench futex hash` output
+/// ("Averaged 804864 operations/sec (+- 0.00%), total secs = 1").
+pub fn parse_perf_futex_ops_per_sec(out: &str) -> Option<f64> {
+    out.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("Averaged")?;
+        let (n, _) = rest.split_once("operations/sec")?;
+        n.trim().parse().ok()
+    })
+}
+
 /// The number before `nanosecs per context switch` in `stress-ng --switch --metrics` output.
 pub fn parse_stress_ng_switch_ns(out: &str) -> Option<f64> {
     out.lines().find_map(|l| {
@@ -259,6 +297,15 @@ pub fn parse_hackbench_seconds(out: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perf_futex_hash_output_parses() {
+        let out = "Run summary [PID 4907]: 1 threads, each operating on 1 [private] futexes \
+                   for 1 secs.\n\n[thread  0] futex: 0x55 [ 804864 ops/sec ]\n\n\
+                   Averaged 804864 operations/sec (+- 0.00%), total secs = 1\n";
+        assert_eq!(parse_perf_futex_ops_per_sec(out), Some(804_864.0));
+        assert_eq!(parse_perf_futex_ops_per_sec("nothing here"), None);
+    }
 
     #[test]
     fn parses_perf_sched_pipe() {

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+pub mod conditions;
 pub mod crosscheck;
 pub mod experiment;
 pub mod ipc;
@@ -71,6 +72,7 @@ pub fn run_experiment(
     progress: &mut dyn Progress,
 ) -> report::Section {
     let start = std::time::Instant::now();
+    let before = conditions::Snapshot::take();
     let mut section = match experiment.run(config, progress) {
         Ok(section) => section,
         Err(err) => {
@@ -82,6 +84,10 @@ pub fn run_experiment(
         }
     };
     section.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+    section.conditions = Some(conditions::Conditions::between(
+        before,
+        conditions::Snapshot::take(),
+    ));
     section
 }
 

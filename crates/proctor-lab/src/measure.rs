@@ -190,7 +190,9 @@ impl Measurement {
 
     /// A figure in nanoseconds with this measurement's value and spread.
     pub fn figure(&self, key: &str, label: &str) -> Figure {
-        Figure::new(key, label, self.value(), Unit::Ns).with_spread(self.summary().spread())
+        Figure::new(key, label, self.value(), Unit::Ns)
+            .with_spread(self.summary().spread())
+            .with_batches(&self.batch_ns)
     }
 }
 

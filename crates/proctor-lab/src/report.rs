@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::conditions::Conditions;
 use crate::machine::Machine;
 use crate::units::format_value;
 pub use crate::units::{AxisUnit, Unit};
@@ -77,6 +78,9 @@ pub struct Section {
     pub published: Vec<Published>,
     /// Warnings and explanations worth showing with the section.
     pub notes: Vec<String>,
+    /// The machine's state before and after the section, and any interference meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Conditions>,
     /// The experiment's typed result, serialized, for readers who want every sample.
     pub data: serde_json::Value,
 }
@@ -96,6 +100,7 @@ impl Section {
             cross_checks: Vec::new(),
             published: Vec::new(),
             notes: Vec::new(),
+            conditions: None,
             data: serde_json::Value::Null,
         }
     }
@@ -120,6 +125,22 @@ impl Section {
     /// The figure with this key, if the experiment produced it.
     pub fn figure(&self, key: &str) -> Option<&Figure> {
         self.figures.iter().find(|f| f.key == key)
+    }
+
+    /// The section's notes, then the machine's state while it ran (and its interference,
+    /// if any): what every renderer lists under the section.
+    pub fn all_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        if let Some(c) = &self.conditions {
+            notes.push(format!("machine state meanwhile: {}", c.describe()));
+            if let Some(why) = &c.interference {
+                notes.push(format!(
+                    "measured under interference: {why}; claims on these figures are not \
+                     decided here"
+                ));
+            }
+        }
+        notes
     }
 
     /// The published figures beside ours, as a table every renderer draws after the
@@ -242,6 +263,10 @@ pub struct Figure {
     /// afresh: new threads, processes, pairs): its run-to-run spread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<Rounds>,
+    /// The measured batches' values, in order, where the figure is a median of batches: the
+    /// verdicts test them for a level shift and bootstrap their ratios' confidence intervals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<f64>,
 }
 
 impl Figure {
@@ -265,6 +290,7 @@ impl Figure {
             placement: None,
             resolution: None,
             rounds: None,
+            batches: Vec::new(),
         }
     }
 
@@ -288,6 +314,12 @@ impl Figure {
     /// True when the value lies below the method's resolution.
     pub fn below_resolution(&self) -> bool {
         self.resolution.is_some_and(|r| self.value < r)
+    }
+
+    /// The figure with the batch values its median was taken over, in measured order.
+    pub fn with_batches(mut self, batches: &[f64]) -> Figure {
+        self.batches = batches.to_vec();
+        self
     }
 
     /// The figure with this spread.
@@ -457,6 +489,9 @@ pub enum Verdict {
     NoClearDifference,
     /// The experiment behind it did not run or failed.
     NotMeasured,
+    /// The figures exist, but were taken under interference (another program busy, time
+    /// stolen) or shifted level between batches: this run cannot decide the claim.
+    NotDecided,
 }
 
 /// One row of the classic comparison table.

@@ -245,7 +245,19 @@ impl<T> Drop for FutexGuard<'_, T> {
 
 /// Sleeps while `*word == expected` (shared futex, so it works across processes).
 pub fn futex_wait(word: &AtomicU32, expected: u32) {
-    futex_wait_timespec(word, expected, std::ptr::null());
+    futex_wait_timespec(word, expected, std::ptr::null(), false);
+}
+
+/// One `FUTEX_WAIT` that cannot sleep (it expects a value `word` does not hold, so the kernel
+/// looks the futex up, compares and returns `EAGAIN`): the cost of the futex key lookup and
+/// the syscall, private (`FUTEX_PRIVATE_FLAG`: keyed by the address in this mm) or shared
+/// (keyed by the backing page or inode, which the kernel must look up). What `perf bench
+/// futex hash` times.
+pub fn futex_wait_mismatch(word: &AtomicU32, private: bool) {
+    let other = word
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(1);
+    futex_wait_timespec(word, other, std::ptr::null(), private);
 }
 
 /// Sleeps while `*word == expected`, for at most `timeout`. It may return early (woken, a
@@ -256,22 +268,22 @@ pub fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
         // Below 10^9, so it fits a `c_long` on every target.
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    futex_wait_timespec(word, expected, &ts);
+    futex_wait_timespec(word, expected, &ts, false);
 }
 
-/// The one `FUTEX_WAIT` call of the lab; `ts` is null (no timeout) or a live timespec.
-fn futex_wait_timespec(word: &AtomicU32, expected: u32, ts: *const libc::timespec) {
+/// The one `FUTEX_WAIT` call of the lab; `ts` is null (no timeout) or a live timespec;
+/// `private` adds `FUTEX_PRIVATE_FLAG` (only valid within one address space).
+fn futex_wait_timespec(word: &AtomicU32, expected: u32, ts: *const libc::timespec, private: bool) {
+    let op = if private {
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG
+    } else {
+        libc::FUTEX_WAIT
+    };
     // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference and sleeps; `ts` is null
     // (no timeout) or points to a timespec the caller keeps alive across the call. EAGAIN (value
     // changed), ETIMEDOUT and EINTR are fine: the caller re-checks.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            ts,
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, ts);
     }
 }
 

@@ -214,9 +214,131 @@ pub fn relative_gap(ours: f64, theirs: f64) -> f64 {
     ours / theirs - 1.0
 }
 
+/// A level shift between the first and the second half of a run of batches: the machine
+/// changed under the measurement (a frequency step, a neighbour starting, a migration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelShift {
+    /// Median of the first half.
+    pub first: f64,
+    /// Median of the second half.
+    pub second: f64,
+    /// The Mann–Whitney z score of the halves (normal approximation, no tie correction);
+    /// positive when the second half is higher.
+    pub z: f64,
+}
+
+/// Smallest relative gap between the halves' medians that counts as a shift.
+pub const SHIFT_MIN_GAP: f64 = 0.10;
+
+/// |z| a shift must pass: two-sided p < 0.01.
+pub const SHIFT_Z: f64 = 2.576;
+
+/// Tests `batches` (in measured order) for a level shift: the first half against the second
+/// by a Mann–Whitney U test, which needs no assumption about the distribution; a shift when
+/// |z| > [`SHIFT_Z`] and the medians differ by more than [`SHIFT_MIN_GAP`]. With 5 batches a
+/// side that means every batch of one half is above every batch of the other. `None` with
+/// fewer than 8 finite batches, or when there is no shift.
+pub fn level_shift(batches: &[f64]) -> Option<LevelShift> {
+    let finite: Vec<f64> = batches.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.len() < 8 {
+        return None;
+    }
+    let (a, b) = finite.split_at(finite.len() / 2);
+    let u: f64 = a
+        .iter()
+        .map(|x| {
+            b.iter()
+                .map(|y| match x.total_cmp(y) {
+                    std::cmp::Ordering::Less => 1.0,
+                    std::cmp::Ordering::Equal => 0.5,
+                    std::cmp::Ordering::Greater => 0.0,
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    let z = (u - n1 * n2 / 2.0) / sd;
+    let (first, second) = (median(a), median(b));
+    let gap = (second - first).abs() / first.min(second).abs().max(f64::MIN_POSITIVE);
+    (z.abs() > SHIFT_Z && gap > SHIFT_MIN_GAP).then_some(LevelShift { first, second, z })
+}
+
+/// A 95 % bootstrap confidence interval for `median(a) / median(b)`: 2 000 resamples of each
+/// side with replacement, the 2.5th and 97.5th percentiles of the ratios (the percentile
+/// method). Seeded from the data, so the same figures always give the same interval. `None`
+/// when either side has fewer than 3 finite, positive values.
+pub fn ratio_ci(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    let clean = |v: &[f64]| -> Vec<f64> {
+        v.iter()
+            .copied()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .collect()
+    };
+    let (a, b) = (clean(a), clean(b));
+    if a.len() < 3 || b.len() < 3 {
+        return None;
+    }
+    let seed = a.iter().chain(&b).fold(0x9e37_79b9_7f4a_7c15u64, |h, x| {
+        (h ^ x.to_bits()).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut resample = |v: &[f64], buf: &mut Vec<f64>| {
+        buf.clear();
+        buf.extend((0..v.len()).map(|_| v[rng.usize(..v.len())]));
+        median(buf)
+    };
+    let (mut ba, mut bb) = (Vec::with_capacity(a.len()), Vec::with_capacity(b.len()));
+    let mut ratios: Vec<f64> = (0..2_000)
+        .map(|_| resample(&a, &mut ba) / resample(&b, &mut bb))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Some((
+        percentile_sorted(&ratios, 2.5),
+        percentile_sorted(&ratios, 97.5),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_between_halves_is_a_level_shift_and_noise_is_not() {
+        let step = [10.0, 10.2, 9.9, 10.1, 10.0, 13.0, 13.1, 12.9, 13.2, 13.0];
+        let shift = level_shift(&step).expect("every later batch is 30 % slower");
+        assert!((shift.first - 10.0).abs() < 1e-9 && (shift.second - 13.0).abs() < 1e-9);
+        assert!(shift.z > SHIFT_Z, "positive: the second half is higher");
+        let noise = [10.0, 13.0, 9.9, 12.9, 10.1, 13.1, 10.0, 13.2, 10.2, 13.0];
+        assert_eq!(
+            level_shift(&noise),
+            None,
+            "alternating noise is not a shift"
+        );
+        let small = [10.0, 10.0, 10.0, 10.0, 10.0, 10.5, 10.5, 10.5, 10.5, 10.5];
+        assert_eq!(level_shift(&small), None, "a 5 % step is under the gap");
+        assert_eq!(level_shift(&step[..6]), None, "too few batches to tell");
+    }
+
+    #[test]
+    fn the_ratio_interval_brackets_the_ratio_and_is_reproducible() {
+        let a = [20.0, 21.0, 19.0, 20.5, 19.5, 20.2, 19.8, 20.1, 20.0, 19.9];
+        let b = [10.0, 10.5, 9.5, 10.2, 9.8, 10.1, 9.9, 10.0, 10.3, 9.7];
+        let (lo, hi) = ratio_ci(&a, &b).expect("enough values");
+        assert!(lo < 2.0 && 2.0 < hi, "{lo}–{hi}");
+        assert!(
+            lo > 1.8 && hi < 2.2,
+            "tight data, tight interval: {lo}–{hi}"
+        );
+        assert_eq!(ratio_ci(&a, &b), Some((lo, hi)), "seeded by the data");
+        let wide = [5.0, 40.0, 10.0, 30.0, 20.0];
+        let (wlo, whi) = ratio_ci(&wide, &b).expect("enough values");
+        assert!(
+            wlo < 1.0 && whi > 2.0,
+            "scattered data, wide interval: {wlo}–{whi}"
+        );
+        assert_eq!(ratio_ci(&a[..2], &b), None);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

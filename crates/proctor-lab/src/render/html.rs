@@ -40,7 +40,7 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 0.8em;
   font-weight: 600; white-space: nowrap; color: #fff; }
 .badge.confirmed { background: var(--ok); } .badge.refuted, .badge.failed { background: var(--bad); }
-.badge.depends { background: var(--mid); } .badge.no-clear-difference { background: #5b6b86; } .badge.not-measured, .badge.skipped { background: var(--na); }
+.badge.depends { background: var(--mid); } .badge.no-clear-difference { background: #5b6b86; } .badge.not-measured, .badge.not-decided-here, .badge.skipped { background: var(--na); }
 dl.machine { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px; margin: 0.5em 0; }
 dl.machine dt { color: var(--muted); } dl.machine dd { margin: 0; }
 .warnings { background: #fff8e5; border: 1px solid #f0d48a; border-radius: 6px; padding: 8px 14px 8px 30px; }
@@ -339,9 +339,10 @@ fn cross_checks(out: &mut String, s: &Section) {
 
 /// The section's notes, as a list.
 fn notes(out: &mut String, s: &Section) {
-    if !s.notes.is_empty() {
+    let all = s.all_notes();
+    if !all.is_empty() {
         out.push_str("<ul class=\"notes\">\n");
-        for n in &s.notes {
+        for n in &all {
             let _ = writeln!(out, "<li>{}</li>", esc(n));
         }
         out.push_str("</ul>\n");

@@ -137,7 +137,7 @@ fn render_section(out: &mut String, s: &Section) {
         );
     }
 
-    for note in &s.notes {
+    for note in &s.all_notes() {
         out.push_str(&format!("- {}\n", text(note)));
     }
     if !s.notes.is_empty() {

@@ -131,6 +131,7 @@ pub fn verdict_label(verdict: Verdict) -> &'static str {
         Verdict::Depends => "depends",
         Verdict::NoClearDifference => "no clear difference",
         Verdict::NotMeasured => "not measured",
+        Verdict::NotDecided => "not decided here",
     }
 }
 

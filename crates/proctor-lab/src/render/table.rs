@@ -212,7 +212,7 @@ fn render_section(section: &Section, options: TableOptions) -> String {
 
     cross_checks(&mut out, section, options);
 
-    for note in &section.notes {
+    for note in &section.all_notes() {
         line(&mut out, format!("note: {note}"));
     }
     out
@@ -341,7 +341,7 @@ fn verdict_color(verdict: Verdict) -> Color {
         Verdict::Refuted => Color::Red,
         Verdict::Depends => Color::Yellow,
         Verdict::NoClearDifference => Color::Blue,
-        Verdict::NotMeasured => Color::DarkGrey,
+        Verdict::NotMeasured | Verdict::NotDecided => Color::DarkGrey,
     }
 }
 

@@ -181,14 +181,41 @@ pub fn judge(sections: &[Section]) -> (Vec<HeadlineRow>, Vec<Claim>) {
         race_one_cpu(&f),
         distributed(&f),
     ];
+    let claims = claims.into_iter().map(|c| gate(&f, c)).collect::<Vec<_>>();
     let headline = headline(&f, &claims);
     (headline, claims)
+}
+
+/// A decided claim whose figures cannot decide it on this run (interference, a level shift)
+/// becomes [`Verdict::NotDecided`], its evidence saying why and what the figures said.
+fn gate(f: &Figures, mut c: Claim) -> Claim {
+    if c.verdict == Verdict::NotMeasured {
+        return c;
+    }
+    let mut reasons: Vec<String> = c
+        .figure_keys
+        .iter()
+        .filter_map(|k| f.undecided(k))
+        .collect();
+    reasons.dedup();
+    if !reasons.is_empty() {
+        c.evidence = format!(
+            "not decided here: {}. The figures alone said {} ({})",
+            reasons.join("; "),
+            crate::render::verdict_label(c.verdict),
+            c.evidence
+        );
+        c.verdict = Verdict::NotDecided;
+    }
+    c
 }
 
 /// The usable figures of the sections that ran, by key, and every section's status by id.
 struct Figures<'a> {
     by_key: HashMap<&'a str, &'a Figure>,
     status: HashMap<&'a str, &'a Status>,
+    /// Why a section's figures cannot decide a claim, by section id: interference.
+    interference: HashMap<&'a str, &'a str>,
 }
 
 impl<'a> Figures<'a> {
@@ -204,7 +231,53 @@ impl<'a> Figures<'a> {
             .filter(|f| f.value.is_finite())
             .map(|f| (f.key.as_str(), f))
             .collect();
-        Figures { by_key, status }
+        let interference = sections
+            .iter()
+            .filter_map(|s| {
+                let why = s.conditions.as_ref()?.interference.as_deref()?;
+                Some((s.id.as_str(), why))
+            })
+            .collect();
+        Figures {
+            by_key,
+            status,
+            interference,
+        }
+    }
+
+    /// Why `key`'s figure cannot decide a claim on this run, if it cannot: its section ran
+    /// under interference, or its batches shifted level half-way.
+    fn undecided(&self, key: &str) -> Option<String> {
+        let f = self.by_key.get(key)?;
+        let experiment = key.split('.').next().unwrap_or(key);
+        if let Some(why) = self.interference.get(experiment) {
+            return Some(format!(
+                "{experiment} was measured under interference ({why})"
+            ));
+        }
+        let shift = crate::stats::level_shift(&f.batches)?;
+        Some(format!(
+            "{key} shifted level between its batches (first half {}, second half {}, \
+             Mann–Whitney z = {:.1})",
+            format_value(shift.first, f.unit),
+            format_value(shift.second, f.unit),
+            shift.z
+        ))
+    }
+
+    /// The 95 % bootstrap interval of `costly / cheap` from their independent rounds where
+    /// they have at least three (how far a median moves from run to run), else from their
+    /// batches.
+    fn ratio_ci(&self, costly: &str, cheap: &str) -> Option<(f64, f64)> {
+        let samples = |key: &str| -> Option<Vec<f64>> {
+            let f = self.by_key.get(key)?;
+            match &f.rounds {
+                Some(r) if r.values.len() >= 3 => Some(r.values.clone()),
+                _ if f.batches.len() >= 3 => Some(f.batches.clone()),
+                _ => None,
+            }
+        };
+        crate::stats::ratio_ci(&samples(costly)?, &samples(cheap)?)
     }
 
     /// Why `key` has no usable figure, in words: "memory failed: <error>", "race did not run".
@@ -280,10 +353,14 @@ fn costs_more_clearly(f: &Figures, costly_key: &str, cheap_key: &str) -> (Verdic
         return (Verdict::NotMeasured, None);
     };
     let (verdict, ratio) = costs_more(costly, cheap);
-    let overlap = match (f.noise_range(costly_key), f.noise_range(cheap_key)) {
+    let ranges_overlap = match (f.noise_range(costly_key), f.noise_range(cheap_key)) {
         (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
         _ => false,
     };
+    let ci_spans_one = f
+        .ratio_ci(costly_key, cheap_key)
+        .is_some_and(|(lo, hi)| lo <= 1.0 && 1.0 <= hi);
+    let overlap = ranges_overlap || ci_spans_one;
     match verdict {
         Verdict::Confirmed | Verdict::Refuted if overlap => (Verdict::NoClearDifference, ratio),
         v => (v, ratio),
@@ -318,15 +395,23 @@ fn count(v: f64) -> String {
     format_value(v, Unit::Count)
 }
 
+/// " (95 % CI 1.21–1.45×)", or nothing without an interval.
+fn ci_words(ci: Option<(f64, f64)>) -> String {
+    ci.map_or_else(String::new, |(lo, hi)| {
+        format!(" (95 % CI {lo:.2}–{hi:.2}×)")
+    })
+}
+
 fn ratio_words(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Confirmed => "clearly more",
         Verdict::Refuted => "clearly less",
         Verdict::Depends => "it depends on the placement or size",
         Verdict::NoClearDifference => {
-            "no clear difference: within ±10 % or inside each other's p1–p99 or run-to-run range"
+            "no clear difference: within ±10 %, inside each other's p1–p99 or run-to-run range, \
+             or a ratio interval that holds 1"
         }
-        Verdict::NotMeasured => "not comparable",
+        Verdict::NotMeasured | Verdict::NotDecided => "not comparable",
     }
 }
 
@@ -346,12 +431,13 @@ fn cost_claim(
     let (verdict, ratio) = costs_more_clearly(f, costly_key, cheap_key);
     let evidence = match ratio {
         Some(r) => format!(
-            "{} {} vs {} {}: {:.2}× ({}); decided by {costly_key} / {cheap_key}",
+            "{} {} vs {} {}: {:.2}×{} ({}); decided by {costly_key} / {cheap_key}",
             what.0,
             f.shown(costly_key).unwrap_or_default(),
             what.1,
             f.shown(cheap_key).unwrap_or_default(),
             r,
+            ci_words(f.ratio_ci(costly_key, cheap_key)),
             ratio_words(verdict),
         ),
         None => format!("{costly_key} / {cheap_key} is not a usable ratio"),

@@ -854,3 +854,88 @@ fn every_key_has_its_row_in_the_module_documentation() {
         );
     }
 }
+
+/// The fixture with the synchronization pair at 30 ns (processes) against 10 ns (threads),
+/// each with ten batches: a 3× gap that decides the claim.
+fn sync_pair(process_batches: &[f64], thread_batches: &[f64]) -> Vec<Section> {
+    let mut sections = fixture::all_sections();
+    for (key, batches) in [
+        (keys::SYNC_MUTEX_CONTENDED_PROCESS, process_batches),
+        (keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD, thread_batches),
+    ] {
+        let f = figure_mut(&mut sections, key);
+        f.value = stats::median(batches);
+        f.rounds = None;
+        f.spread = None;
+        f.batches = batches.to_vec();
+    }
+    sections
+}
+
+fn claim_of(sections: &[Section], id: &str) -> Claim {
+    let (_, claims) = judge(sections);
+    claims
+        .into_iter()
+        .find(|c| c.id == id)
+        .expect("claim exists")
+}
+
+const STEADY_30: [f64; 10] = [30.0, 31.0, 29.0, 30.5, 29.5, 30.2, 29.8, 30.1, 30.0, 29.9];
+const STEADY_10: [f64; 10] = [10.0, 10.5, 9.5, 10.2, 9.8, 10.1, 9.9, 10.0, 10.3, 9.7];
+
+#[test]
+fn a_section_measured_under_interference_decides_no_claim() {
+    let mut sections = sync_pair(&STEADY_30, &STEADY_10);
+    let clean = claim_of(&sections, "synchronization");
+    assert_eq!(clean.verdict, Verdict::Confirmed, "{}", clean.evidence);
+    assert!(clean.evidence.contains("95 % CI"), "{}", clean.evidence);
+
+    let sync = sections.iter_mut().find(|s| s.id == "sync").expect("sync");
+    let busy = |others: u64| {
+        crate::conditions::Conditions::between(
+            crate::conditions::Snapshot::default(),
+            crate::conditions::Snapshot::default(),
+        )
+        .with_interference_for_tests(others)
+    };
+    sync.conditions = Some(busy(30));
+    let gated = claim_of(&sections, "synchronization");
+    assert_eq!(gated.verdict, Verdict::NotDecided);
+    assert!(
+        gated
+            .evidence
+            .contains("sync was measured under interference"),
+        "{}",
+        gated.evidence
+    );
+    assert!(
+        gated.evidence.contains("The figures alone said confirmed"),
+        "{}",
+        gated.evidence
+    );
+    let (rows, _) = judge(&sections);
+    assert!(
+        rows.iter().any(|r| r.verdict == Verdict::NotDecided),
+        "the headline follows"
+    );
+}
+
+#[test]
+fn a_level_shift_between_batches_decides_no_claim() {
+    let mut shifted = STEADY_30;
+    for b in &mut shifted[5..] {
+        *b *= 1.5;
+    }
+    let c = claim_of(&sync_pair(&shifted, &STEADY_10), "synchronization");
+    assert_eq!(c.verdict, Verdict::NotDecided, "{}", c.evidence);
+    assert!(c.evidence.contains("shifted level"), "{}", c.evidence);
+}
+
+#[test]
+fn a_ratio_interval_holding_one_is_no_clear_difference() {
+    // Medians 12 vs 10 (1.2×, past the tolerance), but the process batches scatter so widely
+    // that the bootstrap interval of the ratio holds 1.
+    let scattered = [4.0, 30.0, 12.0, 5.0, 25.0, 12.0, 6.0, 28.0, 12.0, 7.0];
+    let c = claim_of(&sync_pair(&scattered, &STEADY_10), "synchronization");
+    assert_eq!(c.verdict, Verdict::NoClearDifference, "{}", c.evidence);
+}

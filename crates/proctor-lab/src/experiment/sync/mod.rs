@@ -26,8 +26,9 @@ use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, U
 use crate::shared_mem::{Children, FutexMutex, SharedMem, fork_child, mono_ns};
 use crate::{LabConfig, Progress};
 
-use crate::measure::{allowed_cpus, pin_to_raw};
+use crate::measure::pin_to_raw;
 use crate::stats::median_and_spread;
+use crate::topology::Topology;
 
 use super::{Experiment, ROUNDS, median_round};
 use crate::verdict::keys;
@@ -51,6 +52,51 @@ pub struct SyncResult {
     pub process_mutex_futex_wakes: u64,
     /// Total lock+unlock pairs behind those counts.
     pub process_mutex_ops: u64,
+    /// The verdict's pair (the futex mutex, 2 threads against 2 processes) on each placement
+    /// farther than the one its figures were taken on, one round each.
+    #[serde(default)]
+    pub placements: Vec<PlacementRow>,
+}
+
+/// The contended futex mutex on one placement, threads against processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlacementRow {
+    /// e.g. "other LLC (cpu 0 → cpu 8)".
+    pub placement: String,
+    /// Median ns per lock+unlock, two threads.
+    pub thread_ns: f64,
+    /// The same, two processes.
+    pub process_ns: f64,
+}
+
+/// A `FUTEX_WAIT` that returns at once, private futex.
+pub const FUTEX_WAIT_PRIVATE: &str = "sync.futex_wait.private";
+/// The same, shared futex in a `MAP_SHARED` page.
+pub const FUTEX_WAIT_SHARED: &str = "sync.futex_wait.shared";
+
+/// `perf bench futex hash` beside our futex key-lookup figures, on the same CPU.
+fn futex_cross_checks(s: &Section, cpu: usize) -> Vec<crate::report::CrossCheck> {
+    [(false, FUTEX_WAIT_PRIVATE), (true, FUTEX_WAIT_SHARED)]
+        .into_iter()
+        .map(|(shared, key)| {
+            let mut c = crate::crosscheck::compare(
+                "perf bench futex hash",
+                key,
+                s.figure(key).map(|f| f.value),
+                crate::crosscheck::perf_futex_hash(cpu, shared, 1),
+                Unit::Ns,
+            );
+            if shared {
+                let why = "perf's shared futex lives in private memory, ours in a MAP_SHARED page \
+                           (what two processes need), so the kernel keys them differently";
+                c.note = Some(match c.note.take() {
+                    Some(n) => format!("{n}; {why}"),
+                    None => why.to_string(),
+                });
+            }
+            c
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,16 +426,20 @@ impl Experiment for SyncCost {
     fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
         let started = Instant::now();
         let plan = Plan::for_profile(config);
-        let cpus = allowed_cpus();
-        let first = cpus.first().copied().unwrap_or(0);
-        let pair = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+        // Placements from the topology: the uncontended ops on one CPU, the contended ones on
+        // the nearest pair of two CPUs (SMT siblings where the machine has them, else two
+        // cores sharing the last-level cache), the verdict's pair also on every other pair.
+        let topology = Topology::detect();
+        let first = topology.cpus.first().map_or(0, |c| c.id);
+        let cross = topology.nearest_cross();
+        let pair = cross.map(|p| (p.a, p.b));
         let pinned = format!("pinned to cpu {first}");
-        let two = match pair {
-            Some((a, b)) => format!("two CPUs (cpu {a} and cpu {b})"),
+        let two = match cross {
+            Some(p) => p.describe(),
             None => "unpinned (only one CPU allowed)".to_string(),
         };
 
-        progress.begin("sync", 12);
+        progress.begin("sync", 13);
         let mut scenarios = Vec::new();
         let mut push =
             |key: &str, label: &str, placement: &str, (iters, samples): (u64, Vec<f64>)| {
@@ -642,6 +692,69 @@ impl Experiment for SyncCost {
             r,
         );
         progress.advance(1, "atomic, 2 processes");
+
+        // The verdict's pair on every farther placement, one round each.
+        let mut placements = Vec::new();
+        for far in topology
+            .pairs()
+            .into_iter()
+            .filter(|p| p.a != p.b && Some(*p) != cross)
+        {
+            let cpus = Some((far.a, far.b));
+            let futex = FutexMutex::new(0u64);
+            let thread = plan.run(|n| {
+                let d = contended_threads(n, cpus, &|_, _| {
+                    let mut g = futex.lock();
+                    *g = std::hint::black_box(*g + 1);
+                });
+                Ok((d, 2 * n))
+            })?;
+            let process = plan.run(|n| {
+                let d = contended_processes(&shared, n, cpus, |s, _| {
+                    let mut g = s.mutex.lock();
+                    *g = std::hint::black_box(*g + 1);
+                })?;
+                Ok((d, 2 * n))
+            })?;
+            placements.push(PlacementRow {
+                placement: far.describe(),
+                thread_ns: median_and_spread(&thread.1).0,
+                process_ns: median_and_spread(&process.1).0,
+            });
+            progress.advance(0, "futex mutex, farther placements");
+        }
+
+        // The futex key lookup itself: a FUTEX_WAIT that returns at once, private (keyed by
+        // address, threads only) against shared (keyed by the backing page, what processes
+        // must use), on one CPU.
+        let (private, shared_wait) = on_pinned_thread(first, || -> Result<_> {
+            let word = AtomicU32::new(0);
+            let private = plan.run(|n| {
+                Ok(time_loop(n, |_| {
+                    crate::shared_mem::futex_wait_mismatch(&word, true)
+                }))
+            })?;
+            let page = SharedMem::new(AtomicU32::new(0)).context("map shared memory")?;
+            let shared_wait = plan.run(|n| {
+                Ok(time_loop(n, |_| {
+                    crate::shared_mem::futex_wait_mismatch(&page, false)
+                }))
+            })?;
+            Ok((private, shared_wait))
+        })?;
+        push(
+            FUTEX_WAIT_PRIVATE,
+            "FUTEX_WAIT returning at once, private futex (threads)",
+            &pinned,
+            private,
+        );
+        push(
+            FUTEX_WAIT_SHARED,
+            "FUTEX_WAIT returning at once, shared futex in a MAP_SHARED page (processes)",
+            &pinned,
+            shared_wait,
+        );
+        progress.advance(1, "futex key lookup");
         progress.end();
         for (key, rounds) in rounds_of {
             if let Some(s) = scenarios.iter_mut().find(|s| s.key == key) {
@@ -654,8 +767,12 @@ impl Experiment for SyncCost {
             process_mutex_futex_waits: waits,
             process_mutex_futex_wakes: wakes,
             process_mutex_ops: mutex_ops,
+            placements,
         };
         let mut section = section_from(&result, pair.is_some());
+        if config.profile != Profile::Tiny {
+            section.cross_checks = futex_cross_checks(&section, first);
+        }
         section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(section)
     }
@@ -671,8 +788,14 @@ const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock
          Between processes the lock is Drepper's three-state futex mutex in a MAP_SHARED page \
          (shared, not private, futex operations); std's Mutex is the same design between \
          threads, and the very same futex mutex also runs between two threads: the claim is \
-         judged on that pair, contended on two CPUs, where only the process boundary differs. Batches are calibrated to at least 10 ms (the calibration runs are the \
-         warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
+         judged on that pair, contended on the nearest pair of two CPUs the topology offers (SMT \
+         siblings, else two cores sharing the last-level cache), where only the process boundary \
+         differs; every farther pair (another cache, another NUMA node) gets one round of the \
+         same pair in its own table. The futex key lookup is timed on its own: a FUTEX_WAIT \
+         whose value does not match returns at once, private (keyed by address, what threads \
+         can use) against shared in a MAP_SHARED page (keyed by the page, what processes must \
+         use), beside `perf bench futex hash`. Batches are calibrated to at least 10 ms (the \
+         calibration runs are the warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
          The uncontended mutexes and the contended futex mutex between two threads and between \
          two processes: the median of 3 independent rounds, with the rounds' run-to-run spread.";
 
@@ -699,6 +822,11 @@ mod tests {
             process_mutex_futex_waits: 10,
             process_mutex_futex_wakes: 10,
             process_mutex_ops: 1_000,
+            placements: vec![PlacementRow {
+                placement: "other LLC (cpu 0 → cpu 8)".to_string(),
+                thread_ns: 40.0,
+                process_ns: 60.0,
+            }],
         };
         let s = section_from(&result, true);
         let f = s
@@ -709,5 +837,14 @@ mod tests {
         assert_eq!(f.placement.as_deref(), Some("pinned to cpu 0"));
         assert_eq!(f.rounds.as_ref().map(|r| r.spread_pct), Some(100.0));
         assert!(s.figure("sync.mutex.uncontended.thread").is_some());
+        let far = s
+            .tables
+            .iter()
+            .find(|t| t.title.contains("every placement"))
+            .expect("a table of the farther placements");
+        assert_eq!(
+            far.rows[0],
+            ["other LLC (cpu 0 → cpu 8)", "40.0", "60.0", "1.50×"]
+        );
     }
 }

@@ -18,6 +18,26 @@ pub(super) fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
         section.figures.push(f);
     }
     section.tables.push(scenario_table(result));
+    if !result.placements.is_empty() {
+        section.tables.push(placement_table(result));
+    }
+    let ns = |key: &str| {
+        result
+            .scenarios
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| s.median_ns)
+    };
+    if let (Some(p), Some(s)) = (ns(FUTEX_WAIT_PRIVATE), ns(FUTEX_WAIT_SHARED)) {
+        section.notes.push(format!(
+            "The futex key lookup: a shared futex costs {:.0} ns per FUTEX_WAIT against {:.0} ns \
+             private ({:.2}×). A process-shared lock pays this only when contention reaches the \
+             kernel; the contended figures above include it as often as that happens.",
+            s,
+            p,
+            s / p
+        ));
+    }
     section.charts.push(cost_chart(result));
     if result.process_mutex_ops > 0 {
         section.notes.push(format!(
@@ -34,6 +54,34 @@ pub(super) fn section_from(result: &SyncResult, two_cpus: bool) -> Section {
     }
     section.set_data(result);
     section
+}
+
+/// The verdict's pair on every farther placement: threads against processes.
+fn placement_table(result: &SyncResult) -> Table {
+    Table {
+        title: "The futex mutex contended on every placement (ns per lock+unlock, one round)"
+            .to_string(),
+        columns: [
+            "placement",
+            "2 threads",
+            "2 processes",
+            "processes / threads",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: result
+            .placements
+            .iter()
+            .map(|r| {
+                vec![
+                    r.placement.clone(),
+                    format!("{:.1}", r.thread_ns),
+                    format!("{:.1}", r.process_ns),
+                    format!("{:.2}×", r.process_ns / r.thread_ns),
+                ]
+            })
+            .collect(),
+    }
 }
 
 /// Every scenario: its cost and spread.
