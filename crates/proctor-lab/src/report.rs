@@ -470,7 +470,7 @@ pub struct CrossCheck {
     /// The unit of both figures.
     pub unit: Unit,
     /// Why there is no figure ("perf not installed: apt install linux-perf"), or an explanation
-    /// of a gap over 30%.
+    /// of a gap over 15 %.
     pub note: Option<String>,
 }
 

@@ -214,13 +214,13 @@ impl Topology {
             v.len()
         };
         let places: Vec<&str> = self.pairs().iter().map(|p| p.placement.words()).collect();
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         format!(
-            "{} CPUs: {} cores, {} LLC, {} NUMA node{}; placements: {}",
-            self.cpus.len(),
-            count(|c| c.core),
-            count(|c| c.llc),
-            count(|c| c.node),
-            if count(|c| c.node) == 1 { "" } else { "s" },
+            "{}: {}, {}, {}; placements: {}",
+            plural(self.cpus.len(), "CPU"),
+            plural(count(|c| c.core), "core"),
+            plural(count(|c| c.llc), "LLC"),
+            plural(count(|c| c.node), "NUMA node"),
             places.join(", ")
         )
     }
@@ -484,6 +484,11 @@ mod tests {
         assert_eq!(
             small.describe(),
             "2 CPUs: 2 cores, 1 LLC, 1 NUMA node; placements: same CPU, shared LLC"
+        );
+        assert_eq!(
+            big().describe(),
+            "6 CPUs: 4 cores, 3 LLCs, 2 NUMA nodes; placements: same CPU, SMT sibling, \
+             shared LLC, other LLC, other NUMA node"
         );
         let one = Topology::from_cpus(vec![cpu(3, 3, 3, 0)]);
         assert_eq!(one.nearest_cross(), None);

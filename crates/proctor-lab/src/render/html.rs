@@ -154,6 +154,7 @@ fn machine(out: &mut String, report: &Report) {
             esc(&format_value(m.memory_bytes as f64, Unit::Bytes)),
         ),
         ("kernel", esc(&m.kernel)),
+        ("topology", esc(&m.topology.describe())),
         ("governor", m.governor.as_deref().map_or_else(none, esc)),
         (
             "frequency",

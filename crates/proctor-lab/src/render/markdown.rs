@@ -20,6 +20,9 @@ pub fn render(report: &Report) -> String {
         text(&report.proctor_version),
         report.command_line.replace('`', "'"),
     ));
+    if !m.topology.cpus.is_empty() {
+        out.push_str(&format!("Topology: {}.\n\n", text(&m.topology.describe())));
+    }
     for warning in &m.warnings {
         out.push_str(&format!("> **Warning:** {}\n", text(warning)));
     }

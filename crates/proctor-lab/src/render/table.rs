@@ -67,6 +67,14 @@ fn machine_lines(report: &Report, options: TableOptions) -> String {
     );
     out.push_str(&wrap(&run, options.width, 2));
     out.push('\n');
+    if !m.topology.cpus.is_empty() {
+        out.push_str(&wrap(
+            &format!("topology: {}", m.topology.describe()),
+            options.width,
+            2,
+        ));
+        out.push('\n');
+    }
     for warning in &m.warnings {
         out.push_str(&wrap(&format!("warning: {warning}"), options.width, 9));
         out.push('\n');

@@ -20,6 +20,7 @@ fn table_plain() {
     Processes vs threads on AMD EPYC 7B13, 2 logical CPUs, 6.8.0-1015-gcp
     ─────────────────────────────────────────────────────────────────────
     proctor 0.1.0 · profile quick · proctor report --profile quick
+    topology: 2 CPUs: 1 core, 1 LLC, 1 NUMA node; placements: same CPU, SMT sibling
     warning: virtualized (kvm): switch and wake-up latencies include hypervisor exits
     warning: cpufreq governor not readable: frequency scaling unknown
 
@@ -287,6 +288,8 @@ fn markdown() {
     AMD EPYC 7B13 · 2 logical CPUs · kernel 6.8.0-1015-gcp · proctor 0.1.0 · `proctor report --profile quick`
 
     Each section states its method; `METHODS.md` in the proctor repository gathers them.
+
+    Topology: 2 CPUs: 1 core, 1 LLC, 1 NUMA node; placements: same CPU, SMT sibling.
 
     > **Warning:** virtualized (kvm): switch and wake-up latencies include hypervisor exits
     > **Warning:** cpufreq governor not readable: frequency scaling unknown
