@@ -127,10 +127,23 @@ impl Section {
         self.figures.iter().find(|f| f.key == key)
     }
 
-    /// The section's notes, then the machine's state while it ran (and its interference,
-    /// if any): what every renderer lists under the section.
+    /// The section's notes, then any figure whose batches shifted level, then the machine's
+    /// state while it ran (and its interference, if any): what every renderer lists under the
+    /// section.
     pub fn all_notes(&self) -> Vec<String> {
         let mut notes = self.notes.clone();
+        for f in &self.figures {
+            if let Some(shift) = crate::stats::level_shift(&f.batches) {
+                notes.push(format!(
+                    "{} shifted level between its batches: first half {}, second half {} \
+                     (Mann–Whitney z = {:.1}); the machine changed under it",
+                    f.key,
+                    format_value(shift.first, f.unit),
+                    format_value(shift.second, f.unit),
+                    shift.z
+                ));
+            }
+        }
         if let Some(c) = &self.conditions {
             notes.push(format!("machine state meanwhile: {}", c.describe()));
             if let Some(why) = &c.interference {

@@ -813,3 +813,30 @@ fn published_figures_are_drawn_beside_ours_in_every_format() {
         "left out of the JSON when empty"
     );
 }
+
+#[test]
+fn a_level_shift_and_interference_are_noted_under_their_section() {
+    let mut report = fixture::report();
+    let s = &mut report.sections[0];
+    let key = s.figures[0].key.clone();
+    s.figures[0].batches = vec![10.0, 10.1, 9.9, 10.0, 10.2, 15.0, 15.1, 14.9, 15.2, 15.0];
+    s.conditions = Some(
+        crate::conditions::Conditions::between(Default::default(), Default::default())
+            .with_interference_for_tests(40),
+    );
+    let notes = s.all_notes();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with(&format!("{key} shifted level"))),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("machine state meanwhile: others 40 %"))
+    );
+    assert!(notes.iter().any(|n| n.contains("not decided here")));
+    let md = markdown::render(&report);
+    assert!(md.contains("shifted level between its batches"));
+}
