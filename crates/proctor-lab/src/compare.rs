@@ -428,6 +428,7 @@ mod tests {
             process: Some("2.00 µs".into()),
             async_task: None,
             ratio: Some(switch_ns / 1000.0),
+            ratio_ci: None,
             claim: "threads switch faster".into(),
             verdict,
             deciding: String::new(),

@@ -520,6 +520,9 @@ pub struct HeadlineRow {
     pub async_task: Option<String>,
     /// process / thread, where both are numbers.
     pub ratio: Option<f64>,
+    /// The ratio's 95 % bootstrap interval, from the figures' rounds or batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_ci: Option<(f64, f64)>,
     /// The textbook claim, e.g. "switching between threads is faster".
     pub claim: String,
     /// The verdict on the claim.

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::{cross_check_ratio, figure_spread, format_ratio, svg, verdict_label};
+use super::{cross_check_ratio, figure_spread, format_ratio, format_ratio_ci, svg, verdict_label};
 use crate::report::{Chart, Report, Section, Status, Table, Unit, Verdict};
 use crate::units::format_value;
 
@@ -122,7 +122,7 @@ fn headline(out: &mut String, report: &Report) {
             value_cell(&r.thread),
             value_cell(&r.process),
             value_cell(&r.async_task),
-            esc(&format_ratio(r.ratio)),
+            esc(&format_ratio_ci(r.ratio, r.ratio_ci)),
             esc(&r.claim),
             badge(r.verdict, &format!("decided by {}", r.deciding)),
         );

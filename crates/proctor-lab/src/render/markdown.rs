@@ -2,7 +2,7 @@
 //! section per experiment with its figures, tables and cross-checks. Charts are only named;
 //! the HTML form draws them.
 
-use super::{cell, cross_check_ratio, figure_spread, format_ratio, verdict_label};
+use super::{cell, cross_check_ratio, figure_spread, format_ratio, format_ratio_ci, verdict_label};
 use crate::report::{Report, Section, Status, Unit};
 use crate::units::format_value;
 
@@ -43,7 +43,7 @@ pub fn render(report: &Report) -> String {
                 cell(&r.thread).to_string(),
                 cell(&r.process).to_string(),
                 cell(&r.async_task).to_string(),
-                format_ratio(r.ratio),
+                format_ratio_ci(r.ratio, r.ratio_ci),
                 r.claim.clone(),
                 format!("**{}**", verdict_label(r.verdict)),
             ]

@@ -73,6 +73,15 @@ pub fn format_ratio(ratio: Option<f64>) -> String {
     }
 }
 
+/// A ratio with its 95 % interval where it has one: `3.20× (2.90–3.55)`; for the HTML and
+/// Markdown headline (the terminal keeps the bare ratio, for width).
+pub fn format_ratio_ci(ratio: Option<f64>, ci: Option<(f64, f64)>) -> String {
+    match (format_ratio(ratio), ci) {
+        (r, Some((lo, hi))) if !r.is_empty() => format!("{r} ({lo:.2}–{hi:.2})"),
+        (r, _) => r,
+    }
+}
+
 /// The p1–p99 spread of a figure in its unit, with the sample count: `1.10 µs – 1.52 µs (n=30)`.
 pub fn format_spread(spread: &Spread, unit: Unit) -> String {
     let mut s = format!(

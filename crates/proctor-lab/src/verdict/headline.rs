@@ -315,6 +315,11 @@ impl Row<'_> {
             .as_ref()
             .and_then(|(p, t)| Some(f.value(p)? / f.value(t)?))
             .filter(|r| r.is_finite());
+        let ratio_ci = self
+            .ratio
+            .as_ref()
+            .filter(|_| ratio.is_some())
+            .and_then(|(p, t)| f.ratio_ci(p, t));
         let rounds = |i: usize| self.keys[i].as_deref().and_then(|k| f.rounds(k)).cloned();
         HeadlineRow {
             aspect: self.aspect.to_string(),
@@ -322,6 +327,7 @@ impl Row<'_> {
             process: self.process,
             async_task: self.async_task,
             ratio,
+            ratio_ci,
             claim: self.claim.to_string(),
             verdict: claim.verdict,
             deciding: claim.figure_keys.join(", "),

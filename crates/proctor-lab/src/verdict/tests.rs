@@ -939,3 +939,23 @@ fn a_ratio_interval_holding_one_is_no_clear_difference() {
     let c = claim_of(&sync_pair(&scattered, &STEADY_10), "synchronization");
     assert_eq!(c.verdict, Verdict::NoClearDifference, "{}", c.evidence);
 }
+
+#[test]
+fn the_headline_ratio_carries_its_interval() {
+    let sections = sync_pair(&STEADY_30, &STEADY_10);
+    let (rows, _) = judge(&sections);
+    let row = rows
+        .iter()
+        .find(|r| r.deciding.contains(keys::SYNC_MUTEX_CONTENDED_PROCESS))
+        .expect("a synchronization row");
+    let (lo, hi) = row.ratio_ci.expect("ten batches a side give an interval");
+    let ratio = row.ratio.expect("a ratio");
+    assert!(
+        lo < ratio && ratio < hi && lo > 2.5 && hi < 3.5,
+        "{lo}–{ratio}–{hi}"
+    );
+    assert_eq!(
+        crate::render::format_ratio_ci(row.ratio, row.ratio_ci),
+        format!("{ratio:.2}× ({lo:.2}–{hi:.2})")
+    );
+}
