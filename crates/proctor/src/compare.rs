@@ -1,0 +1,909 @@
+//! Threads or processes for *your* function: [`compare_modes`] runs it in both modes on this
+//! machine and says what processes cost here, per task, in throughput and in memory, and what
+//! a crash does in each.
+//!
+//! ```standalone_crate
+//! fn checksum(n: u64) -> u64 {
+//!     (0..20_000u64).fold(n, |acc, i| acc.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9))
+//! }
+//!
+//! fn main() -> Result<(), proctor::Error> {
+//!     proctor::init(); // first line of main: process mode needs the fork server
+//!     let cmp = proctor::CompareModes::new(checksum, 0..64u64)
+//!         .workers(2)
+//!         .round_time(std::time::Duration::from_millis(20))
+//!         .run()?;
+//!     // "processes cost +4 % per task here (52.1 µs vs 50.0 µs in threads: no clear
+//!     // difference); an abort or segfault is contained in a process and ends the program
+//!     // in a thread (the pool's contract)"
+//!     let verdict = cmp.to_string();
+//!     assert!(verdict.starts_with("processes cost "));
+//!     assert!(cmp.processes.per_task >= cmp.inline.per_task / 2);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Method
+//!
+//! The same lab rules as the `proctor` report: warm up, repeat, report medians of independent
+//! rounds with their range, and call two figures different only when they clear ±10 % *and*
+//! their rounds' ranges do not overlap.
+//!
+//! 1. The sample inputs go once through a thread pool (a failing input is an error here, not
+//!    a panic of the caller), then once through the task inline, which sizes a round: the
+//!    inputs repeated until the task alone takes about [`CompareModes::round_time`], rounded
+//!    up to a multiple of the workers so that each worker can get the same number of tasks.
+//! 2. One warm-up round per mode, then [`CompareModes::rounds`] rounds (5 by default, at
+//!    least 3), each running the same items inline on the calling thread, through
+//!    [`Pool::map`] on the thread pool and on the process pool, in an order that rotates
+//!    from round to round so that a drift of the machine's load falls on all three alike.
+//! 3. Per-task time of a pool is the round's wall time × workers ÷ tasks: the time one
+//!    worker spends per task, overhead included, comparable with the task's own time inline.
+//!    Throughput is tasks ÷ wall time. Each figure is the median of the rounds.
+//! 4. Memory per worker: in process mode, each worker process's `Rss`, `Pss` and private
+//!    pages from `/proc/<pid>/smaps_rollup` ([`Pool::worker_pids`]), averaged over the
+//!    workers; in thread mode, how much this program's own `Rss` grew from before the thread
+//!    pool was built to after its warm-up round, divided by the workers (it includes what
+//!    the allocator kept of the round's results).
+//! 5. A crash: with [`CompareModes::crash_input`], that input runs once in a fresh worker
+//!    process of its own pool (its stderr kept off the terminal, a 10 s timeout), then one
+//!    sample input on the same pool to show whether it went on. Only if it merely panicked
+//!    is it also run on a thread (a panic is caught there); an abort, a segfault or an
+//!    `exit` would end this program, so it is not run on a thread, and the outcome says so.
+//!    Without a crash input the verdict states the pool's contract instead.
+//!
+//! The task must end: an input that hangs hangs the comparison (except the crash input).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, TaskError};
+use crate::pool::{Mode, Pool};
+
+/// Two figures differ clearly only past this ratio either way (the lab's ±10 %).
+const TOLERANCE: f64 = 0.10;
+
+/// The most tasks one round holds, however cheap the task.
+const MAX_TASKS_PER_ROUND: usize = 1_000_000;
+
+/// How long the crash input may run before it is stopped.
+const CRASH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Measures `f` over `inputs` in thread mode and in process mode with the defaults of
+/// [`CompareModes`] (one worker per CPU, 5 rounds of about 100 ms of work each).
+///
+/// [`crate::init`] must have run (process mode needs the fork server). See the
+/// [module docs](crate::compare) for the method.
+///
+/// # Errors
+///
+/// No inputs; an input whose task fails (an [`Error`] holding its [`TaskError`]); a pool
+/// that could not be built (process mode unsupported here, or `init` not called).
+pub fn compare_modes<A, R, F>(
+    f: F,
+    inputs: impl IntoIterator<Item = A>,
+) -> Result<ModeComparison, Error>
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Clone + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    CompareModes::new(f, inputs).run()
+}
+
+/// Configures a comparison of one task in thread mode and in process mode; [`run`] measures.
+///
+/// [`run`]: CompareModes::run
+#[must_use = "a comparison measures nothing until .run() is called"]
+pub struct CompareModes<A, R, F> {
+    f: F,
+    inputs: Vec<A>,
+    workers: usize,
+    rounds: usize,
+    round_time: Duration,
+    crash_input: Option<A>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<A, R, F> fmt::Debug for CompareModes<A, R, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompareModes")
+            .field("task", &std::any::type_name::<F>())
+            .field("inputs", &self.inputs.len())
+            .field("workers", &self.workers)
+            .field("rounds", &self.rounds)
+            .field("round_time", &self.round_time)
+            .field("crash_input", &self.crash_input.is_some())
+            .finish()
+    }
+}
+
+impl<A, R, F> CompareModes<A, R, F>
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Clone + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// A comparison of `f` over the sample `inputs`: one worker per CPU, 5 rounds, each
+    /// about 100 ms of the task's own work.
+    ///
+    /// Like a pool's task, `f` is a plain `fn` or a closure that captures nothing. The inputs
+    /// should be typical of the real work: they are repeated to fill a round, so a few
+    /// dozen are enough.
+    pub fn new(f: F, inputs: impl IntoIterator<Item = A>) -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        CompareModes {
+            f,
+            inputs: inputs.into_iter().collect(),
+            workers,
+            rounds: 5,
+            round_time: Duration::from_millis(100),
+            crash_input: None,
+            _result: PhantomData,
+        }
+    }
+
+    /// How many workers each pool has (one per CPU by default).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// How many measured rounds, after a warm-up round (5 by default; at least 3, so that a
+    /// median means something).
+    pub fn rounds(mut self, n: usize) -> Self {
+        self.rounds = n;
+        self
+    }
+
+    /// About how long the task alone runs over one round's items (100 ms by default): the
+    /// sample inputs are repeated until they take this long inline, at most a million tasks.
+    pub fn round_time(mut self, d: Duration) -> Self {
+        self.round_time = d;
+        self
+    }
+
+    /// An input on which the task fails (panics, aborts, segfaults, exits...), to see what
+    /// each mode does with it. It runs first in a worker process, where whatever it does is
+    /// contained, and on a thread only if that showed a plain panic.
+    pub fn crash_input(mut self, input: A) -> Self {
+        self.crash_input = Some(input);
+        self
+    }
+
+    /// Measures the task in both modes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid setting (no inputs, zero workers, fewer than 3 rounds, a zero round
+    /// time); a sample input whose task fails in either mode (an [`Error`] of kind
+    /// [`ErrorKind::Task`] holding its [`TaskError`]); a pool that could not be built.
+    pub fn run(self) -> Result<ModeComparison, Error> {
+        self.validate()?;
+        let CompareModes {
+            f,
+            inputs,
+            workers,
+            rounds,
+            round_time,
+            crash_input,
+            ..
+        } = self;
+
+        // Thread pool first, measured by what this program grows by while it starts and
+        // warms up (before the process pool adds its own mappings here).
+        let rss_before = memory::own_rss();
+        let threads = Pool::threads(workers).build()?;
+        all_ok(threads.map(f, inputs.clone()))?;
+        let inline_pass = inline_time(f, inputs.clone())?;
+        let tasks = tasks_per_round(inputs.len(), inline_pass, round_time, workers);
+        let items = || {
+            inputs
+                .iter()
+                .cycle()
+                .take(tasks)
+                .cloned()
+                .collect::<Vec<A>>()
+        };
+        time_map(&threads, f, items(), workers)?;
+        let thread_growth_bytes = match (rss_before, memory::own_rss()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before) / workers as u64),
+            _ => None,
+        };
+
+        let processes = Pool::processes(workers).build()?;
+        time_map(&processes, f, items(), workers)?;
+
+        let mut per_mode: [Vec<Round>; 3] = Default::default();
+        for r in 0..rounds {
+            for k in 0..3 {
+                let which = (r + k) % 3;
+                let round = match which {
+                    0 => inline_round(f, items())?,
+                    1 => time_map(&threads, f, items(), workers)?,
+                    _ => time_map(&processes, f, items(), workers)?,
+                };
+                per_mode[which].push(round);
+            }
+        }
+        let [inline, in_threads, in_processes] = per_mode.map(|rounds| Timing::of(&rounds));
+
+        let per_worker = memory::workers(&processes.worker_pids());
+        let memory = Memory {
+            thread_growth_bytes,
+            process_rss_bytes: per_worker.map(|m| m.rss),
+            process_pss_bytes: per_worker.map(|m| m.pss),
+            process_private_bytes: per_worker.map(|m| m.private),
+        };
+        processes.shutdown();
+
+        let crash = match crash_input {
+            Some(bad) => probe_crash(f, bad, inputs[0].clone(), &threads)?,
+            None => Crash {
+                threads: CrashOutcome::NotTried,
+                processes: CrashOutcome::NotTried,
+            },
+        };
+        threads.shutdown();
+
+        Ok(ModeComparison {
+            workers,
+            tasks_per_round: tasks,
+            rounds,
+            inline,
+            threads: in_threads,
+            processes: in_processes,
+            memory,
+            crash,
+        })
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.inputs.is_empty() {
+            return Err(Error::invalid(
+                "compare_modes needs at least one sample input",
+            ));
+        }
+        if self.workers == 0 {
+            return Err(Error::invalid(
+                "compare_modes needs at least one worker, got workers(0)",
+            ));
+        }
+        if self.rounds < 3 {
+            return Err(Error::invalid(format!(
+                "compare_modes needs at least 3 rounds for a median, got rounds({})",
+                self.rounds
+            )));
+        }
+        if self.round_time.is_zero() {
+            return Err(Error::invalid("round_time must be longer than zero"));
+        }
+        Ok(())
+    }
+}
+
+/// What [`compare_modes`] measured: the task's per-task time and throughput alone, in
+/// threads and in processes, memory per worker, and what a crash did.
+///
+/// `Display` writes the verdict in one line, in the lab report's words: "processes cost
+/// +3 % per task here (12.1 µs vs 11.7 µs in threads: no clear difference); an abort or
+/// segfault is contained in a process and ends the program in a thread (the pool's
+/// contract)". The alternate form (`{:#}`) adds the figures behind it, a line each.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ModeComparison {
+    /// Workers in each pool.
+    pub workers: usize,
+    /// Tasks in each round (the sample inputs, repeated).
+    pub tasks_per_round: usize,
+    /// Measured rounds per mode (after one warm-up round).
+    pub rounds: usize,
+    /// The task alone, run inline on the calling thread: its own time.
+    pub inline: Timing,
+    /// The task through [`Pool::map`] on a thread pool.
+    pub threads: Timing,
+    /// The task through [`Pool::map`] on a process pool.
+    pub processes: Timing,
+    /// Memory per worker in each mode.
+    pub memory: Memory,
+    /// What the crash input did in each mode.
+    pub crash: Crash,
+}
+
+impl ModeComparison {
+    /// The figures of one mode.
+    pub fn timing(&self, mode: Mode) -> &Timing {
+        match mode {
+            Mode::Threads => &self.threads,
+            Mode::Processes => &self.processes,
+        }
+    }
+
+    /// Per-task time in processes ÷ per-task time in threads (medians).
+    pub fn process_cost_ratio(&self) -> f64 {
+        secs(self.processes.per_task) / secs(self.threads.per_task)
+    }
+
+    /// What a pool of `mode` adds to each task, over the task's own time inline (zero where
+    /// the pool's median came out below the inline one, which is noise).
+    pub fn overhead(&self, mode: Mode) -> Duration {
+        self.timing(mode)
+            .per_task
+            .saturating_sub(self.inline.per_task)
+    }
+
+    /// Whether processes cost clearly more per task than threads, clearly less, or neither:
+    /// clearly only past ±10 % and with the two modes' round ranges apart.
+    pub fn difference(&self) -> Difference {
+        Difference::between(&self.processes, &self.threads)
+    }
+
+    /// The one-line verdict (what `Display` writes).
+    fn verdict(&self) -> String {
+        let pct = (self.process_cost_ratio() - 1.0) * 100.0;
+        format!(
+            "processes cost {} per task here ({} vs {} in threads: {}); {}",
+            signed_percent(pct),
+            time(self.processes.per_task),
+            time(self.threads.per_task),
+            self.difference().words(),
+            self.crash.words(),
+        )
+    }
+}
+
+impl fmt::Display for ModeComparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.verdict())?;
+        if !f.alternate() {
+            return Ok(());
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "per task, {} workers, median of {} rounds of {} tasks (min–max):",
+            self.workers, self.rounds, self.tasks_per_round
+        )?;
+        writeln!(
+            f,
+            "  {:<14}  {:>9}  ({})",
+            "the task alone",
+            time(self.inline.per_task),
+            range(&self.inline)
+        )?;
+        for mode in [Mode::Threads, Mode::Processes] {
+            let t = self.timing(mode);
+            writeln!(
+                f,
+                "  {:<14}  {:>9}  ({}), {} over the task alone, {} tasks/s",
+                mode.to_string(),
+                time(t.per_task),
+                range(t),
+                signed_time(secs(t.per_task) - secs(self.inline.per_task)),
+                rate(t.throughput),
+            )?;
+        }
+        write!(f, "memory per worker: {}", self.memory.words())?;
+        if let Some(lines) = self.crash.detail() {
+            write!(f, "\n{lines}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One mode's figures: medians of the rounds, with the rounds' range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Timing {
+    /// Per-task time, the median round's: wall time × workers ÷ tasks (inline: wall time ÷
+    /// tasks).
+    pub per_task: Duration,
+    /// The fastest round's per-task time.
+    pub per_task_min: Duration,
+    /// The slowest round's per-task time.
+    pub per_task_max: Duration,
+    /// Tasks per second, the median round's.
+    pub throughput: f64,
+}
+
+impl Timing {
+    fn of(rounds: &[Round]) -> Timing {
+        let mut per_task: Vec<f64> = rounds.iter().map(|r| r.per_task).collect();
+        let mut rates: Vec<f64> = rounds.iter().map(|r| r.throughput).collect();
+        per_task.sort_by(f64::total_cmp);
+        rates.sort_by(f64::total_cmp);
+        let d = Duration::from_secs_f64;
+        Timing {
+            per_task: d(median(&per_task)),
+            per_task_min: d(per_task[0]),
+            per_task_max: d(per_task[per_task.len() - 1]),
+            throughput: median(&rates),
+        }
+    }
+}
+
+/// Processes against threads, per task, decided as the lab decides a cost claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Difference {
+    /// Processes cost more than 10 % more per task, and no round of the two overlaps.
+    ClearlyMore,
+    /// Processes cost more than 10 % less per task, and no round of the two overlaps.
+    ClearlyLess,
+    /// Within ±10 %, or the two modes' round ranges overlap.
+    NoClearDifference,
+}
+
+impl Difference {
+    fn between(costly: &Timing, cheap: &Timing) -> Difference {
+        let ratio = secs(costly.per_task) / secs(cheap.per_task);
+        let overlap =
+            costly.per_task_min <= cheap.per_task_max && cheap.per_task_min <= costly.per_task_max;
+        if !ratio.is_finite() || overlap {
+            Difference::NoClearDifference
+        } else if ratio > 1.0 + TOLERANCE {
+            Difference::ClearlyMore
+        } else if ratio < 1.0 / (1.0 + TOLERANCE) {
+            Difference::ClearlyLess
+        } else {
+            Difference::NoClearDifference
+        }
+    }
+
+    /// The lab report's words for it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Difference::ClearlyMore => "clearly more",
+            Difference::ClearlyLess => "clearly less",
+            Difference::NoClearDifference => "no clear difference",
+        }
+    }
+}
+
+/// Memory per worker, in bytes; `None` where `/proc` could not be read (or not on Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Memory {
+    /// How much this program's resident memory grew per worker thread, from before the
+    /// thread pool was built to after its warm-up round (stacks touched, the allocator's
+    /// per-thread arenas, what it kept of the round's results).
+    pub thread_growth_bytes: Option<u64>,
+    /// A worker process's resident memory, shared pages counted in full (mean of the
+    /// workers).
+    pub process_rss_bytes: Option<u64>,
+    /// A worker process's proportional share of memory: each shared page divided among the
+    /// processes that map it (mean of the workers). The fairest one figure for a process.
+    pub process_pss_bytes: Option<u64>,
+    /// A worker process's private pages, what it alone holds (mean of the workers).
+    pub process_private_bytes: Option<u64>,
+}
+
+impl Memory {
+    fn words(&self) -> String {
+        let process = match (
+            self.process_pss_bytes,
+            self.process_rss_bytes,
+            self.process_private_bytes,
+        ) {
+            (Some(pss), Some(rss), Some(private)) => format!(
+                "{} as a process (PSS; RSS {}, private {})",
+                bytes(pss),
+                bytes(rss),
+                bytes(private)
+            ),
+            _ => "unknown as a process (/proc unreadable)".to_string(),
+        };
+        let thread = match self.thread_growth_bytes {
+            Some(b) => format!("{} as a thread (this program's RSS growth)", bytes(b)),
+            None => "unknown as a thread (/proc unreadable)".to_string(),
+        };
+        format!("{process} vs {thread}")
+    }
+}
+
+/// What the crash input did in each mode.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Crash {
+    /// On a thread (run only if the process run showed a plain panic).
+    pub threads: CrashOutcome,
+    /// In a worker process.
+    pub processes: CrashOutcome,
+}
+
+/// What one mode did with the crash input.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CrashOutcome {
+    /// No crash input was given.
+    NotTried,
+    /// The crash input's task succeeded: it did not fail.
+    NoFailure,
+    /// The task failed with `error`, and the pool ran the next task (`pool_went_on`) or not.
+    Contained {
+        /// What the pool reported for the task.
+        error: TaskError,
+        /// Whether a sample input ran on the same pool afterwards.
+        pool_went_on: bool,
+    },
+    /// Not run in this mode, and why: what it would do here, from what the process run
+    /// showed and the pool's contract.
+    NotRun {
+        /// Why, in the report's words ("it would end this program: ...").
+        why: String,
+    },
+}
+
+impl Crash {
+    /// The verdict's clause on crashes.
+    fn words(&self) -> String {
+        use CrashOutcome::*;
+        match (&self.processes, &self.threads) {
+            (NotTried, _) => "an abort or segfault is contained in a process and ends the \
+                              program in a thread (the pool's contract)"
+                .to_string(),
+            (NoFailure, _) => "the crash input did not fail".to_string(),
+            (Contained { error, .. }, Contained { .. }) if error.is_panicked() => {
+                "the crash input's panic is caught in both modes".to_string()
+            }
+            (Contained { error, .. }, NotRun { .. }) if error.is_timed_out() => {
+                "the crash input hangs: a process is stopped, a thread would leak".to_string()
+            }
+            (Contained { error, .. }, NotRun { .. }) => format!(
+                "the crash input ({}) is contained in a process and would end the program \
+                 in a thread",
+                failure(error)
+            ),
+            (Contained { error, .. }, _) => {
+                format!(
+                    "the crash input ({}) is contained in a process",
+                    failure(error)
+                )
+            }
+            (NotRun { why }, _) => format!("the crash input was not run: {why}"),
+        }
+    }
+
+    /// The crash lines of the alternate `Display`, when a crash input was given.
+    fn detail(&self) -> Option<String> {
+        if self.processes == CrashOutcome::NotTried {
+            return None;
+        }
+        let line = |mode: &str, o: &CrashOutcome| match o {
+            CrashOutcome::NotTried => format!("  {mode}: not tried"),
+            CrashOutcome::NoFailure => format!("  {mode}: the task succeeded"),
+            CrashOutcome::Contained {
+                error,
+                pool_went_on,
+            } => format!(
+                "  {mode}: {error}; {}",
+                if *pool_went_on {
+                    "the pool went on"
+                } else {
+                    "the pool could not run the next task"
+                }
+            ),
+            CrashOutcome::NotRun { why } => format!("  {mode}: not run: {why}"),
+        };
+        Some(format!(
+            "the crash input:\n{}\n{}",
+            line("processes", &self.processes),
+            line("threads", &self.threads)
+        ))
+    }
+}
+
+/// "SIGABRT (abort)", "a panic", "exit code 3": how a task failed, in a few words.
+fn failure(e: &TaskError) -> String {
+    match e {
+        TaskError::Panicked { .. } => "a panic".to_string(),
+        TaskError::Crashed {
+            signal: Some(sig), ..
+        } => crate::error::signal_description(*sig),
+        TaskError::Crashed {
+            exit_code: Some(code),
+            ..
+        } => format!("exit code {code}"),
+        TaskError::Crashed { .. } => "a crash".to_string(),
+        TaskError::TimedOut { .. } => "a hang".to_string(),
+        TaskError::OutOfMemory { .. } => "out of memory".to_string(),
+        _ => "a failure".to_string(),
+    }
+}
+
+/// One round of one mode.
+struct Round {
+    /// Seconds per task (a pool's: wall × workers ÷ tasks).
+    per_task: f64,
+    /// Tasks per second.
+    throughput: f64,
+}
+
+/// The first failed task of a `map`, as an error.
+fn all_ok<R>(outcomes: Vec<Result<R, TaskError>>) -> Result<usize, Error> {
+    let n = outcomes.len();
+    match outcomes.into_iter().find_map(Result::err) {
+        Some(e) => Err(Error::new(ErrorKind::Task(e))),
+        None => Ok(n),
+    }
+}
+
+/// One round of `items` through `pool.map`, timed; the outcomes are dropped after the clock
+/// stops, as the inline round drops its results.
+fn time_map<A, R, F>(pool: &Pool, f: F, items: Vec<A>, workers: usize) -> Result<Round, Error>
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    let n = items.len();
+    let start = Instant::now();
+    let outcomes = pool.map(f, items);
+    let wall = start.elapsed().as_secs_f64();
+    all_ok(outcomes)?;
+    Ok(Round {
+        per_task: wall * workers as f64 / n as f64,
+        throughput: n as f64 / wall,
+    })
+}
+
+/// One round of the task alone on this thread.
+fn inline_round<A, R, F>(f: F, items: Vec<A>) -> Result<Round, Error>
+where
+    F: Fn(A) -> R,
+{
+    let n = items.len();
+    let wall = inline_time(f, items)?.as_secs_f64();
+    Ok(Round {
+        per_task: wall / n as f64,
+        throughput: n as f64 / wall,
+    })
+}
+
+/// How long `f` takes over `items` on this thread, its results kept until the clock stops.
+/// A panic (an input that passed through the thread pool, then panicked here) is an error.
+fn inline_time<A, R, F>(f: F, items: Vec<A>) -> Result<Duration, Error>
+where
+    F: Fn(A) -> R,
+{
+    let mut out = Vec::with_capacity(items.len());
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let start = Instant::now();
+        for a in items {
+            out.push(std::hint::black_box(f(a)));
+        }
+        start.elapsed()
+    }));
+    drop(out);
+    ran.map_err(|payload| {
+        let (message, _) = crate::panic::details(payload.as_ref());
+        Error::invalid(format!(
+            "a sample input's task panicked when run inline (after it succeeded in a thread \
+             pool): {message}"
+        ))
+    })
+}
+
+/// Tasks per round: the sample inputs repeated until the task alone takes about
+/// `round_time` (at least one pass), rounded up to a multiple of `workers`, at most
+/// [`MAX_TASKS_PER_ROUND`] (rounded down to a multiple of `workers` where that allows).
+fn tasks_per_round(inputs: usize, pass: Duration, round_time: Duration, workers: usize) -> usize {
+    let passes = if pass.is_zero() {
+        u64::MAX
+    } else {
+        (round_time.as_nanos() / pass.as_nanos()).max(1) as u64
+    };
+    let tasks = (inputs as u64)
+        .saturating_mul(passes)
+        .min(MAX_TASKS_PER_ROUND as u64) as usize;
+    let tasks = tasks.max(inputs.min(MAX_TASKS_PER_ROUND));
+    let rounded = tasks.div_ceil(workers) * workers;
+    if rounded > MAX_TASKS_PER_ROUND && tasks >= workers {
+        tasks / workers * workers
+    } else {
+        rounded
+    }
+}
+
+/// Runs the crash input in a worker process of its own pool, then on a thread if it only
+/// panicked there.
+fn probe_crash<A, R, F>(f: F, bad: A, good: A, threads: &Pool) -> Result<Crash, Error>
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Clone + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    let pool = Pool::processes(1)
+        .forward_stderr(false)
+        .task_timeout(CRASH_TIMEOUT)
+        .build()?;
+    let processes = run_crash(&pool, f, bad.clone(), good.clone());
+    pool.shutdown();
+    let threads = match &processes {
+        CrashOutcome::Contained { error, .. } if error.is_panicked() => {
+            run_crash(threads, f, bad, good)
+        }
+        CrashOutcome::Contained { error, .. } if error.is_timed_out() => CrashOutcome::NotRun {
+            why: "a thread cannot be stopped: it would run on, leaked (the pool's contract)"
+                .to_string(),
+        },
+        CrashOutcome::Contained { error, .. } => CrashOutcome::NotRun {
+            why: format!(
+                "it would end this program: in a process it ended with {} (the pool's \
+                 contract: only a panic is caught on a thread)",
+                failure(error)
+            ),
+        },
+        CrashOutcome::NoFailure => CrashOutcome::NoFailure,
+        other => other.clone(),
+    };
+    Ok(Crash { threads, processes })
+}
+
+fn run_crash<A, R, F>(pool: &Pool, f: F, bad: A, good: A) -> CrashOutcome
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    match pool.submit(f, bad).join() {
+        Ok(_) => CrashOutcome::NoFailure,
+        Err(error) => CrashOutcome::Contained {
+            error,
+            pool_went_on: pool.submit(f, good).join().is_ok(),
+        },
+    }
+}
+
+/// Reading memory figures from `/proc`.
+mod memory {
+    /// A worker process's memory, in bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct Usage {
+        pub(super) rss: u64,
+        pub(super) pss: u64,
+        pub(super) private: u64,
+    }
+
+    /// The mean usage of the processes `pids` (`None` if any cannot be read, or none given).
+    pub(super) fn workers(pids: &[u32]) -> Option<Usage> {
+        if pids.is_empty() {
+            return None;
+        }
+        let each: Option<Vec<Usage>> = pids
+            .iter()
+            .map(|pid| rollup(&format!("/proc/{pid}/smaps_rollup")))
+            .collect();
+        let each = each?;
+        let n = each.len() as u64;
+        let sum = |field: fn(&Usage) -> u64| each.iter().map(field).sum::<u64>() / n;
+        Some(Usage {
+            rss: sum(|u| u.rss),
+            pss: sum(|u| u.pss),
+            private: sum(|u| u.private),
+        })
+    }
+
+    /// This program's resident memory.
+    pub(super) fn own_rss() -> Option<u64> {
+        rollup("/proc/self/smaps_rollup").map(|u| u.rss)
+    }
+
+    fn rollup(path: &str) -> Option<Usage> {
+        parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// The `Rss`, `Pss` and `Private_*` lines of a `smaps_rollup` (kB, as the kernel writes).
+    pub(super) fn parse(text: &str) -> Option<Usage> {
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        };
+        Some(Usage {
+            rss: field("Rss")?,
+            pss: field("Pss")?,
+            private: field("Private_Clean")? + field("Private_Dirty")?,
+        })
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Three significant digits, as the lab's tables print: `845`, `12.3`, `1.25`.
+fn significant(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A duration scaled for reading: `845 ns`, `12.3 µs`, `1.25 ms`, `2.50 s`.
+fn time(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    if ns == 0.0 {
+        return "0 ns".to_string();
+    }
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    format!("{} {unit}", significant(v))
+}
+
+/// A difference of times with its sign: `+4.10 µs`, `−850 ns`, `+0 ns`.
+fn signed_time(secs: f64) -> String {
+    let sign = if secs < 0.0 { "−" } else { "+" };
+    format!("{sign}{}", time(Duration::from_secs_f64(secs.abs())))
+}
+
+/// A size scaled for reading: `512 B`, `12.0 KiB`, `1.10 MiB`.
+fn bytes(b: u64) -> String {
+    let mut v = b as f64;
+    let mut unit = 0;
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{} {}", significant(v), units[unit])
+    }
+}
+
+/// A rate in decimal multiples: `845`, `12.3 k`, `1.25 M`.
+fn rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{} M", significant(per_s / 1e6))
+    } else if per_s >= 1e3 {
+        format!("{} k", significant(per_s / 1e3))
+    } else {
+        significant(per_s)
+    }
+}
+
+/// A percentage with its sign: `+3 %`, `−12 %`, `+0.4 %`.
+fn signed_percent(p: f64) -> String {
+    let sign = if p < 0.0 { "−" } else { "+" };
+    let a = p.abs();
+    let digits = if a >= 10.0 {
+        format!("{a:.0}")
+    } else {
+        format!("{a:.1}")
+    };
+    format!("{sign}{digits} %")
+}
+
+/// A timing's rounds, min–max.
+fn range(t: &Timing) -> String {
+    format!("{}–{}", time(t.per_task_min), time(t.per_task_max))
+}
+
+#[cfg(test)]
+mod tests;
