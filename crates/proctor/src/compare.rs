@@ -43,8 +43,9 @@
 //! 4. Memory per worker: in process mode, each worker process's `Rss`, `Pss` and private
 //!    pages from `/proc/<pid>/smaps_rollup` ([`Pool::worker_pids`]), averaged over the
 //!    workers; in thread mode, how much this program's own `Rss` grew from before the thread
-//!    pool was built to after its warm-up round, divided by the workers (it includes what
-//!    the allocator kept of the round's results).
+//!    pool was built to after one pass of the sample inputs through it, divided by the
+//!    workers (stacks touched, the allocator's per-thread arenas, what the tasks kept). The
+//!    rounds' items are made later, so their copies are not counted as threads' memory.
 //! 5. A crash: with [`CompareModes::crash_input`], that input runs once in a fresh worker
 //!    process of its own pool (its stderr kept off the terminal, a 10 s timeout), then one
 //!    sample input on the same pool to show whether it went on. Only if it merely panicked
@@ -68,7 +69,7 @@ use crate::pool::{Mode, Pool};
 const TOLERANCE: f64 = 0.10;
 
 /// The most tasks one round holds, however cheap the task.
-const MAX_TASKS_PER_ROUND: usize = 1_000_000;
+const MAX_TASKS_PER_ROUND: usize = 250_000;
 
 /// How long the crash input may run before it is stopped.
 const CRASH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,7 +162,7 @@ where
     }
 
     /// About how long the task alone runs over one round's items (100 ms by default): the
-    /// sample inputs are repeated until they take this long inline, at most a million tasks.
+    /// sample inputs are repeated until they take this long inline, at most 250 000 tasks.
     pub fn round_time(mut self, d: Duration) -> Self {
         self.round_time = d;
         self
@@ -199,6 +200,10 @@ where
         let rss_before = memory::own_rss();
         let threads = Pool::threads(workers).build()?;
         all_ok(threads.map(f, inputs.clone()))?;
+        let thread_growth_bytes = match (rss_before, memory::own_rss()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before) / workers as u64),
+            _ => None,
+        };
         let inline_pass = inline_time(f, inputs.clone())?;
         let tasks = tasks_per_round(inputs.len(), inline_pass, round_time, workers);
         let items = || {
@@ -210,10 +215,6 @@ where
                 .collect::<Vec<A>>()
         };
         time_map(&threads, f, items(), workers)?;
-        let thread_growth_bytes = match (rss_before, memory::own_rss()) {
-            (Some(before), Some(after)) => Some(after.saturating_sub(before) / workers as u64),
-            _ => None,
-        };
 
         let processes = Pool::processes(workers).build()?;
         time_map(&processes, f, items(), workers)?;
@@ -366,7 +367,9 @@ impl fmt::Display for ModeComparison {
         writeln!(
             f,
             "per task, {} workers, median of {} rounds of {} tasks (min–max):",
-            self.workers, self.rounds, self.tasks_per_round
+            self.workers,
+            self.rounds,
+            grouped(self.tasks_per_round)
         )?;
         writeln!(
             f,
@@ -469,8 +472,8 @@ impl Difference {
 #[non_exhaustive]
 pub struct Memory {
     /// How much this program's resident memory grew per worker thread, from before the
-    /// thread pool was built to after its warm-up round (stacks touched, the allocator's
-    /// per-thread arenas, what it kept of the round's results).
+    /// thread pool was built to after one pass of the sample inputs through it (stacks
+    /// touched, the allocator's per-thread arenas, what the tasks kept).
     pub thread_growth_bytes: Option<u64>,
     /// A worker process's resident memory, shared pages counted in full (mean of the
     /// workers).
@@ -533,7 +536,7 @@ pub enum CrashOutcome {
     /// Not run in this mode, and why: what it would do here, from what the process run
     /// showed and the pool's contract.
     NotRun {
-        /// Why, in the report's words ("it would end this program: ...").
+        /// Why, in the report's words ("it would end this program (...)").
         why: String,
     },
 }
@@ -603,7 +606,11 @@ fn failure(e: &TaskError) -> String {
         TaskError::Panicked { .. } => "a panic".to_string(),
         TaskError::Crashed {
             signal: Some(sig), ..
-        } => crate::error::signal_description(*sig),
+        } => {
+            // "SIGABRT (abort)" → "SIGABRT": the verdict puts it in brackets already.
+            let sig = crate::error::signal_description(*sig);
+            sig.split(" (").next().unwrap_or(&sig).to_string()
+        }
         TaskError::Crashed {
             exit_code: Some(code),
             ..
@@ -733,8 +740,8 @@ where
         },
         CrashOutcome::Contained { error, .. } => CrashOutcome::NotRun {
             why: format!(
-                "it would end this program: in a process it ended with {} (the pool's \
-                 contract: only a panic is caught on a thread)",
+                "it would end this program (in a process it ended with {}; on a thread the \
+                 pool catches only a panic)",
                 failure(error)
             ),
         },
@@ -886,6 +893,19 @@ fn rate(per_s: f64) -> String {
     } else {
         significant(per_s)
     }
+}
+
+/// A count grouped by thousands: `250,000`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A percentage with its sign: `+3 %`, `−12 %`, `+0.4 %`.

@@ -113,7 +113,7 @@ fn the_alternate_form_adds_each_mode_memory_and_the_crash() {
     let short = cmp.to_string();
     assert!(
         short.ends_with(
-            "the crash input (SIGABRT (abort)) is contained in a process and would end the \
+            "the crash input (SIGABRT) is contained in a process and would end the \
              program in a thread"
         ),
         "{short}"
@@ -186,6 +186,8 @@ fn figures_are_scaled_for_reading() {
     assert_eq!(bytes(512), "512 B");
     assert_eq!(bytes(1_153_433), "1.10 MiB");
     assert_eq!(rate(18_600.0), "18.6 k");
+    assert_eq!(grouped(250_000), "250,000");
+    assert_eq!(grouped(999), "999");
     assert_eq!(signed_percent(3.04), "+3.0 %");
     assert_eq!(signed_percent(-12.4), "−12 %");
 }
