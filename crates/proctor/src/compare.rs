@@ -13,7 +13,7 @@
 //!         .workers(2)
 //!         .round_time(std::time::Duration::from_millis(20))
 //!         .run()?;
-//!     // "processes cost +4 % per task here (52.1 µs vs 50.0 µs in threads: no clear
+//!     // "processes cost +4.2 % per task here (52.1 µs vs 50.0 µs in threads: no clear
 //!     // difference); an abort or segfault is contained in a process and ends the program
 //!     // in a thread (the pool's contract)"
 //!     let verdict = cmp.to_string();
@@ -291,7 +291,7 @@ where
 /// threads and in processes, memory per worker, and what a crash did.
 ///
 /// `Display` writes the verdict in one line, in the lab report's words: "processes cost
-/// +3 % per task here (12.1 µs vs 11.7 µs in threads: no clear difference); an abort or
+/// +3.4 % per task here (12.1 µs vs 11.7 µs in threads: no clear difference); an abort or
 /// segfault is contained in a process and ends the program in a thread (the pool's
 /// contract)". The alternate form (`{:#}`) adds the figures behind it, a line each.
 #[derive(Debug, Clone)]
