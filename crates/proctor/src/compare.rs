@@ -41,11 +41,13 @@
 //!    worker spends per task, overhead included, comparable with the task's own time inline.
 //!    Throughput is tasks ÷ wall time. Each figure is the median of the rounds.
 //! 4. Memory per worker: in process mode, each worker process's `Rss`, `Pss` and private
-//!    pages from `/proc/<pid>/smaps_rollup` ([`Pool::worker_pids`]), averaged over the
-//!    workers; in thread mode, how much this program's own `Rss` grew from before the thread
+//!    pages from `/proc/<pid>/smaps_rollup` ([`Pool::worker_pids`]) and its page tables
+//!    (`VmPTE` of `/proc/<pid>/status`), averaged over the workers; in thread mode, how much this program's own `Rss` grew from before the thread
 //!    pool was built to after one pass of the sample inputs through it, divided by the
 //!    workers (stacks touched, the allocator's per-thread arenas, what the tasks kept). The
 //!    rounds' items are made later, so their copies are not counted as threads' memory.
+//!    Kernel stacks (16 KiB a thread, whether of a worker process or a worker thread, on
+//!    x86-64) are in neither figure.
 //! 5. A crash: with [`CompareModes::crash_input`], that input runs once in a fresh worker
 //!    process of its own pool (its stderr kept off the terminal, a 10 s timeout), then one
 //!    sample input on the same pool to show whether it went on. Only if it merely panicked
@@ -239,6 +241,7 @@ where
             process_rss_bytes: per_worker.map(|m| m.rss),
             process_pss_bytes: per_worker.map(|m| m.pss),
             process_private_bytes: per_worker.map(|m| m.private),
+            process_page_tables_bytes: per_worker.map(|m| m.page_tables),
         };
         processes.shutdown();
 
@@ -483,6 +486,9 @@ pub struct Memory {
     pub process_pss_bytes: Option<u64>,
     /// A worker process's private pages, what it alone holds (mean of the workers).
     pub process_private_bytes: Option<u64>,
+    /// A worker process's page tables (`VmPTE`), which no page count includes (mean of the
+    /// workers). A thread shares its process's.
+    pub process_page_tables_bytes: Option<u64>,
 }
 
 impl Memory {
@@ -491,12 +497,14 @@ impl Memory {
             self.process_pss_bytes,
             self.process_rss_bytes,
             self.process_private_bytes,
+            self.process_page_tables_bytes,
         ) {
-            (Some(pss), Some(rss), Some(private)) => format!(
-                "{} as a process (PSS; RSS {}, private {})",
+            (Some(pss), Some(rss), Some(private), Some(pte)) => format!(
+                "{} as a process (PSS; RSS {}, private {}, page tables {})",
                 bytes(pss),
                 bytes(rss),
-                bytes(private)
+                bytes(private),
+                bytes(pte)
             ),
             _ => "unknown as a process (/proc unreadable)".to_string(),
         };
@@ -774,6 +782,7 @@ mod memory {
         pub(super) rss: u64,
         pub(super) pss: u64,
         pub(super) private: u64,
+        pub(super) page_tables: u64,
     }
 
     /// The mean usage of the processes `pids` (`None` if any cannot be read, or none given).
@@ -781,41 +790,48 @@ mod memory {
         if pids.is_empty() {
             return None;
         }
-        let each: Option<Vec<Usage>> = pids
-            .iter()
-            .map(|pid| rollup(&format!("/proc/{pid}/smaps_rollup")))
-            .collect();
+        let each: Option<Vec<Usage>> = pids.iter().map(|&pid| usage(pid)).collect();
         let each = each?;
         let n = each.len() as u64;
-        let sum = |field: fn(&Usage) -> u64| each.iter().map(field).sum::<u64>() / n;
+        let mean = |field: fn(&Usage) -> u64| each.iter().map(field).sum::<u64>() / n;
         Some(Usage {
-            rss: sum(|u| u.rss),
-            pss: sum(|u| u.pss),
-            private: sum(|u| u.private),
+            rss: mean(|u| u.rss),
+            pss: mean(|u| u.pss),
+            private: mean(|u| u.private),
+            page_tables: mean(|u| u.page_tables),
         })
+    }
+
+    /// One process's figures: `smaps_rollup` for its pages, `status` for its page tables.
+    fn usage(pid: u32) -> Option<Usage> {
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok();
+        parse(&read("smaps_rollup")?, &read("status")?)
     }
 
     /// This program's resident memory.
     pub(super) fn own_rss() -> Option<u64> {
-        rollup("/proc/self/smaps_rollup").map(|u| u.rss)
+        kib_field(
+            &std::fs::read_to_string("/proc/self/smaps_rollup").ok()?,
+            "Rss",
+        )
     }
 
-    fn rollup(path: &str) -> Option<Usage> {
-        parse(&std::fs::read_to_string(path).ok()?)
-    }
-
-    /// The `Rss`, `Pss` and `Private_*` lines of a `smaps_rollup` (kB, as the kernel writes).
-    pub(super) fn parse(text: &str) -> Option<Usage> {
-        let field = |name: &str| -> Option<u64> {
-            let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        };
+    /// The `Rss`, `Pss` and `Private_*` lines of a `smaps_rollup`, and `VmPTE` of a `status`.
+    pub(super) fn parse(rollup: &str, status: &str) -> Option<Usage> {
+        let field = |name| kib_field(rollup, name);
         Some(Usage {
             rss: field("Rss")?,
             pss: field("Pss")?,
             private: field("Private_Clean")? + field("Private_Dirty")?,
+            page_tables: kib_field(status, "VmPTE")?,
         })
+    }
+
+    /// A `Name:   123 kB` line of a `/proc` file, in bytes.
+    fn kib_field(text: &str, name: &str) -> Option<u64> {
+        let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 }
 

@@ -24,6 +24,7 @@ fn comparison(threads: Timing, processes: Timing, crash: Crash) -> ModeCompariso
             process_rss_bytes: Some(3 << 20),
             process_pss_bytes: Some(1 << 20),
             process_private_bytes: Some(512 << 10),
+            process_page_tables_bytes: Some(96 << 10),
         },
         crash,
     }
@@ -125,7 +126,8 @@ fn the_alternate_form_adds_each_mode_memory_and_the_crash() {
         "  the task alone     100 µs  (99.0 µs–101 µs)",
         "  threads            100 µs  (98.0 µs–102 µs), +0 ns over the task alone, 20.0 k tasks/s",
         "  processes          110 µs  (108 µs–112 µs), +10.0 µs over the task alone",
-        "memory per worker: 1.00 MiB as a process (PSS; RSS 3.00 MiB, private 512 KiB) vs \
+        "memory per worker: 1.00 MiB as a process (PSS; RSS 3.00 MiB, private 512 KiB, page tables \
+         96.0 KiB) vs \
          64.0 KiB as a thread (this program's RSS growth)",
         "  processes: worker 0 was killed by SIGABRT (abort) while running task 0; the pool went on",
         "  threads: not run: it would end this program",
@@ -167,15 +169,18 @@ Private_Clean:       100 kB
 Private_Dirty:       548 kB
 Referenced:         2048 kB
 ";
+    let status = "Name:\tcompare\nVmRSS:\t    2048 kB\nVmPTE:\t      88 kB\nThreads:\t1\n";
     assert_eq!(
-        memory::parse(text),
+        memory::parse(text, status),
         Some(memory::Usage {
             rss: 2048 << 10,
             pss: 700 << 10,
             private: 648 << 10,
+            page_tables: 88 << 10,
         })
     );
-    assert_eq!(memory::parse("Rss: 12 kB\n"), None);
+    assert_eq!(memory::parse("Rss: 12 kB\n", status), None);
+    assert_eq!(memory::parse(text, "VmRSS: 2048 kB\n"), None);
 }
 
 #[test]

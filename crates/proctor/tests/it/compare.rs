@@ -76,6 +76,7 @@ fn a_one_millisecond_task_costs_at_least_a_millisecond_in_every_mode() {
         m.process_private_bytes.unwrap(),
     );
     assert!(pss > 0 && pss <= rss && private <= rss, "{m:?}");
+    assert!(m.process_page_tables_bytes.unwrap() > 0, "{m:?}");
     assert!(m.thread_growth_bytes.is_some(), "{m:?}");
 
     let verdict = cmp.to_string();
