@@ -29,10 +29,12 @@
 //! rounds with their range, and call two figures different only when they clear ±10 % *and*
 //! their rounds' ranges do not overlap.
 //!
-//! 1. The sample inputs go once through a thread pool (a failing input is an error here, not
-//!    a panic of the caller), then once through the task inline, which sizes a round: the
-//!    inputs repeated until the task alone takes about [`CompareModes::round_time`], rounded
-//!    up to a multiple of the workers so that each worker can get the same number of tasks.
+//! 1. Both pools are built (the process pool first: without [`crate::init`] that is the
+//!    error, before anything runs). The sample inputs go once through the thread pool (a
+//!    failing input is an error here, not a panic of the caller), then once through the
+//!    task inline, which sizes a round: the inputs repeated until the task alone takes
+//!    about [`CompareModes::round_time`], rounded up to a multiple of the workers so that
+//!    each worker can get the same number of tasks.
 //! 2. One warm-up round per mode, then [`CompareModes::rounds`] rounds (5 by default, at
 //!    least 3), each running the same items inline on the calling thread, through
 //!    [`Pool::map`] on the thread pool and on the process pool, in an order that rotates
@@ -42,12 +44,13 @@
 //!    Throughput is tasks ÷ wall time. Each figure is the median of the rounds.
 //! 4. Memory per worker: in process mode, each worker process's `Rss`, `Pss` and private
 //!    pages from `/proc/<pid>/smaps_rollup` ([`Pool::worker_pids`]) and its page tables
-//!    (`VmPTE` of `/proc/<pid>/status`), averaged over the workers; in thread mode, how much this program's own `Rss` grew from before the thread
-//!    pool was built to after one pass of the sample inputs through it, divided by the
-//!    workers (stacks touched, the allocator's per-thread arenas, what the tasks kept). The
-//!    rounds' items are made later, so their copies are not counted as threads' memory.
-//!    Kernel stacks (16 KiB a thread, whether of a worker process or a worker thread, on
-//!    x86-64) are in neither figure.
+//!    (`VmPTE` of `/proc/<pid>/status`), averaged over the workers, read after the rounds;
+//!    in thread mode, how much this program's own `Rss` grew from before the thread pool
+//!    was built to after one pass of the sample inputs through it, divided by the workers
+//!    (stacks touched, the allocator's per-thread arenas, what the tasks kept). The rounds'
+//!    items are made later, so their copies are not counted as threads' memory. Kernel
+//!    stacks (16 KiB a thread, whether of a worker process or a worker thread, on x86-64)
+//!    are in neither figure.
 //! 5. A crash: with [`CompareModes::crash_input`], that input runs once in a fresh worker
 //!    process of its own pool (its stderr kept off the terminal, a 10 s timeout), then one
 //!    sample input on the same pool to show whether it went on. Only if it merely panicked
@@ -197,8 +200,10 @@ where
             ..
         } = self;
 
-        // Thread pool first, measured by what this program grows by while it starts and
-        // warms up (before the process pool adds its own mappings here).
+        // The process pool first, so that a program without `init()` (or not on Linux)
+        // learns it before anything is measured, and so that its own mappings here are
+        // already in place when the thread pool is measured by what this program grows by.
+        let processes = Pool::processes(workers).build()?;
         let rss_before = memory::own_rss();
         let threads = Pool::threads(workers).build()?;
         all_ok(threads.map(f, inputs.clone()))?;
@@ -217,8 +222,6 @@ where
                 .collect::<Vec<A>>()
         };
         time_map(&threads, f, items(), workers)?;
-
-        let processes = Pool::processes(workers).build()?;
         time_map(&processes, f, items(), workers)?;
 
         let mut per_mode: [Vec<Round>; 3] = Default::default();
