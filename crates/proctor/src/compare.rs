@@ -299,7 +299,10 @@ where
 /// `Display` writes the verdict in one line, in the lab report's words: "processes cost
 /// +3.4 % per task here (12.1 µs vs 11.7 µs in threads: no clear difference); an abort or
 /// segfault is contained in a process and ends the program in a thread (the pool's
-/// contract)". The alternate form (`{:#}`) adds the figures behind it, a line each.
+/// contract)". The alternate form (`{:#}`) adds the figures behind it: a table of the
+/// per-task times, their rounds' range, the overhead over the task alone and the throughput
+/// of each mode, memory per worker, and the crash input's outcomes, in lines that fit an
+/// 80-column terminal (the pool's own sentence for a crash aside).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ModeComparison {
@@ -349,6 +352,11 @@ impl ModeComparison {
         Difference::between(&self.processes, &self.threads)
     }
 
+    /// The signed difference of `mode`'s per-task time from the task alone.
+    fn overhead_words(&self, mode: Mode) -> String {
+        signed_time(secs(self.timing(mode).per_task) - secs(self.inline.per_task))
+    }
+
     /// The one-line verdict (what `Display` writes).
     fn verdict(&self) -> String {
         let pct = (self.process_cost_ratio() - 1.0) * 100.0;
@@ -369,34 +377,40 @@ impl fmt::Display for ModeComparison {
         if !f.alternate() {
             return Ok(());
         }
+        // The lines under the verdict fit an 80-column terminal (the crash input's own
+        // error sentence aside).
         writeln!(f)?;
         writeln!(
             f,
-            "per task, {} workers, median of {} rounds of {} tasks (min–max):",
+            "{} workers, median of {} rounds of {} tasks:",
             self.workers,
             self.rounds,
             grouped(self.tasks_per_round)
         )?;
         writeln!(
             f,
-            "  {:<14}  {:>9}  ({})",
-            "the task alone",
-            time(self.inline.per_task),
-            range(&self.inline)
+            "  {:<14}{:>10}  {:<18}{:>11}{:>11}",
+            "", "per task", "rounds' range", "overhead", "tasks/s"
         )?;
-        for mode in [Mode::Threads, Mode::Processes] {
-            let t = self.timing(mode);
+        let rows = [
+            ("the task alone", &self.inline, String::new()),
+            ("threads", &self.threads, self.overhead_words(Mode::Threads)),
+            (
+                "processes",
+                &self.processes,
+                self.overhead_words(Mode::Processes),
+            ),
+        ];
+        for (what, t, overhead) in rows {
             writeln!(
                 f,
-                "  {:<14}  {:>9}  ({}), {} over the task alone, {} tasks/s",
-                mode.to_string(),
+                "  {what:<14}{:>10}  {:<18}{overhead:>11}{:>11}",
                 time(t.per_task),
                 range(t),
-                signed_time(secs(t.per_task) - secs(self.inline.per_task)),
                 rate(t.throughput),
             )?;
         }
-        write!(f, "memory per worker: {}", self.memory.words())?;
+        write!(f, "memory per worker:\n{}", self.memory.lines())?;
         if let Some(lines) = self.crash.detail() {
             write!(f, "\n{lines}")?;
         }
@@ -495,7 +509,8 @@ pub struct Memory {
 }
 
 impl Memory {
-    fn words(&self) -> String {
+    /// Two lines, a process's and a thread's.
+    fn lines(&self) -> String {
         let process = match (
             self.process_pss_bytes,
             self.process_rss_bytes,
@@ -503,19 +518,19 @@ impl Memory {
             self.process_page_tables_bytes,
         ) {
             (Some(pss), Some(rss), Some(private), Some(pte)) => format!(
-                "{} as a process (PSS; RSS {}, private {}, page tables {})",
+                "{} PSS (RSS {}, private {}, page tables {})",
                 bytes(pss),
                 bytes(rss),
                 bytes(private),
                 bytes(pte)
             ),
-            _ => "unknown as a process (/proc unreadable)".to_string(),
+            _ => "unknown (/proc unreadable)".to_string(),
         };
         let thread = match self.thread_growth_bytes {
-            Some(b) => format!("{} as a thread (this program's RSS growth)", bytes(b)),
-            None => "unknown as a thread (/proc unreadable)".to_string(),
+            Some(b) => format!("{} (this program's RSS growth, per thread)", bytes(b)),
+            None => "unknown (/proc unreadable)".to_string(),
         };
-        format!("{process} vs {thread}")
+        format!("  a process  {process}\n  a thread   {thread}")
     }
 }
 
@@ -547,7 +562,7 @@ pub enum CrashOutcome {
     /// Not run in this mode, and why: what it would do here, from what the process run
     /// showed and the pool's contract.
     NotRun {
-        /// Why, in the report's words ("it would end this program (...)").
+        /// Why, in the report's words ("SIGABRT would end this program (...)").
         why: String,
     },
 }
@@ -594,19 +609,19 @@ impl Crash {
                 error,
                 pool_went_on,
             } => format!(
-                "  {mode}: {error}; {}",
+                "  {mode}: {}\n    {error}",
                 if *pool_went_on {
-                    "the pool went on"
+                    "the pool went on after"
                 } else {
-                    "the pool could not run the next task"
+                    "the pool could not run the next task after"
                 }
             ),
             CrashOutcome::NotRun { why } => format!("  {mode}: not run: {why}"),
         };
         Some(format!(
             "the crash input:\n{}\n{}",
-            line("processes", &self.processes),
-            line("threads", &self.threads)
+            line("in a process", &self.processes),
+            line("on a thread", &self.threads)
         ))
     }
 }
@@ -751,8 +766,7 @@ where
         },
         CrashOutcome::Contained { error, .. } => CrashOutcome::NotRun {
             why: format!(
-                "it would end this program (in a process it ended with {}; on a thread the \
-                 pool catches only a panic)",
+                "{} would end this program (a thread catches only a panic)",
                 failure(error)
             ),
         },

@@ -86,7 +86,10 @@ fn a_one_millisecond_task_costs_at_least_a_millisecond_in_every_mode() {
     assert!(verdict.contains(cmp.difference().words()), "{verdict}");
     assert!(verdict.contains("contained in a process"), "{verdict}");
     let detail = format!("{cmp:#}");
-    assert!(detail.contains("memory per worker: "), "{detail}");
+    assert!(
+        detail.contains("memory per worker:\n  a process  "),
+        "{detail}"
+    );
     assert_eq!(cmp.crash.processes, CrashOutcome::NotTried);
 }
 
