@@ -103,6 +103,14 @@ where
 
 /// Configures a comparison of one task in thread mode and in process mode; [`run`] measures.
 ///
+/// The task obeys a pool's rules, since it runs in both pools: a plain `fn` or a closure that
+/// captures nothing, with serde arguments and results.
+///
+/// ```compile_fail
+/// let offset = 3u64;
+/// let _ = proctor::CompareModes::new(move |n: u64| n + offset, vec![1, 2]).run();
+/// ```
+///
 /// [`run`]: CompareModes::run
 #[must_use = "a comparison measures nothing until .run() is called"]
 pub struct CompareModes<A, R, F> {
