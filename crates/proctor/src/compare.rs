@@ -437,7 +437,7 @@ pub struct Timing {
     pub per_task_min: Duration,
     /// The slowest round's per-task time.
     pub per_task_max: Duration,
-    /// Tasks per second, the median round's.
+    /// Tasks per second, the median round's (inline: on the calling thread alone).
     pub throughput: f64,
 }
 
@@ -949,8 +949,12 @@ fn grouped(n: usize) -> String {
     out
 }
 
-/// A percentage with its sign: `+3 %`, `−12 %`, `+0.4 %`.
+/// A percentage with its sign: `+3.4 %`, `−12 %`, `+0.4 %` (`n/a` if not a number: a
+/// per-task time too short for the clock).
 fn signed_percent(p: f64) -> String {
+    if !p.is_finite() {
+        return "n/a".to_string();
+    }
     let sign = if p < 0.0 { "−" } else { "+" };
     let a = p.abs();
     let digits = if a >= 10.0 {

@@ -200,6 +200,8 @@ fn figures_are_scaled_for_reading() {
     assert_eq!(grouped(999), "999");
     assert_eq!(signed_percent(3.04), "+3.0 %");
     assert_eq!(signed_percent(-12.4), "−12 %");
+    assert_eq!(signed_percent(f64::INFINITY), "n/a");
+    assert_eq!(signed_percent(f64::NAN), "n/a");
 }
 
 #[test]
