@@ -62,13 +62,20 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, ErrorKind, TaskError};
+use crate::error::{Error, TaskError};
 use crate::pool::{Mode, Pool};
+
+mod measure;
+mod memory;
+mod text;
+
+use measure::{Round, all_ok, inline_round, inline_time, probe_crash, tasks_per_round, time_map};
+use text::{bytes, grouped, range, rate, signed_percent, signed_time, time};
 
 /// Two figures differ clearly only past this ratio either way (the lab's ±10 %).
 const TOLERANCE: f64 = 0.10;
@@ -195,7 +202,7 @@ where
     ///
     /// An invalid setting (no inputs, zero workers, fewer than 3 rounds, a zero round
     /// time); a sample input whose task fails in either mode (an [`Error`] of kind
-    /// [`ErrorKind::Task`] holding its [`TaskError`]); a pool that could not be built.
+    /// [`ErrorKind::Task`](crate::ErrorKind::Task) holding its [`TaskError`]); a pool that could not be built.
     pub fn run(self) -> Result<ModeComparison, Error> {
         self.validate()?;
         let CompareModes {
@@ -656,210 +663,6 @@ fn failure(e: &TaskError) -> String {
     }
 }
 
-/// One round of one mode.
-struct Round {
-    /// Seconds per task (a pool's: wall × workers ÷ tasks).
-    per_task: f64,
-    /// Tasks per second.
-    throughput: f64,
-}
-
-/// The first failed task of a `map`, as an error.
-fn all_ok<R>(outcomes: Vec<Result<R, TaskError>>) -> Result<usize, Error> {
-    let n = outcomes.len();
-    match outcomes.into_iter().find_map(Result::err) {
-        Some(e) => Err(Error::new(ErrorKind::Task(e))),
-        None => Ok(n),
-    }
-}
-
-/// One round of `items` through `pool.map`, timed; the outcomes are dropped after the clock
-/// stops, as the inline round drops its results.
-fn time_map<A, R, F>(pool: &Pool, f: F, items: Vec<A>, workers: usize) -> Result<Round, Error>
-where
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    let n = items.len();
-    let start = Instant::now();
-    let outcomes = pool.map(f, items);
-    let wall = start.elapsed().as_secs_f64();
-    all_ok(outcomes)?;
-    Ok(Round {
-        per_task: wall * workers as f64 / n as f64,
-        throughput: n as f64 / wall,
-    })
-}
-
-/// One round of the task alone on this thread.
-fn inline_round<A, R, F>(f: F, items: Vec<A>) -> Result<Round, Error>
-where
-    F: Fn(A) -> R,
-{
-    let n = items.len();
-    let wall = inline_time(f, items)?.as_secs_f64();
-    Ok(Round {
-        per_task: wall / n as f64,
-        throughput: n as f64 / wall,
-    })
-}
-
-/// How long `f` takes over `items` on this thread, its results kept until the clock stops.
-/// A panic (an input that passed through the thread pool, then panicked here) is an error.
-fn inline_time<A, R, F>(f: F, items: Vec<A>) -> Result<Duration, Error>
-where
-    F: Fn(A) -> R,
-{
-    let mut out = Vec::with_capacity(items.len());
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let start = Instant::now();
-        for a in items {
-            out.push(std::hint::black_box(f(a)));
-        }
-        start.elapsed()
-    }));
-    drop(out);
-    ran.map_err(|payload| {
-        let (message, _) = crate::panic::details(payload.as_ref());
-        Error::invalid(format!(
-            "a sample input's task panicked when run inline (after it succeeded in a thread \
-             pool): {message}"
-        ))
-    })
-}
-
-/// Tasks per round: the sample inputs repeated until the task alone takes about
-/// `round_time` (at least one pass), rounded up to a multiple of `workers`, at most
-/// [`MAX_TASKS_PER_ROUND`] (rounded down to a multiple of `workers` where that allows).
-fn tasks_per_round(inputs: usize, pass: Duration, round_time: Duration, workers: usize) -> usize {
-    let passes = if pass.is_zero() {
-        u64::MAX
-    } else {
-        (round_time.as_nanos() / pass.as_nanos()).max(1) as u64
-    };
-    let tasks = (inputs as u64)
-        .saturating_mul(passes)
-        .min(MAX_TASKS_PER_ROUND as u64) as usize;
-    let tasks = tasks.max(inputs.min(MAX_TASKS_PER_ROUND));
-    let rounded = tasks.div_ceil(workers) * workers;
-    if rounded > MAX_TASKS_PER_ROUND && tasks >= workers {
-        tasks / workers * workers
-    } else {
-        rounded
-    }
-}
-
-/// Runs the crash input in a worker process of its own pool, then on a thread if it only
-/// panicked there.
-fn probe_crash<A, R, F>(f: F, bad: A, good: A, threads: &Pool) -> Result<Crash, Error>
-where
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Clone + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    let pool = Pool::processes(1)
-        .forward_stderr(false)
-        .task_timeout(CRASH_TIMEOUT)
-        .build()?;
-    let processes = run_crash(&pool, f, bad.clone(), good.clone());
-    pool.shutdown();
-    let threads = match &processes {
-        CrashOutcome::Contained { error, .. } if error.is_panicked() => {
-            run_crash(threads, f, bad, good)
-        }
-        CrashOutcome::Contained { error, .. } if error.is_timed_out() => CrashOutcome::NotRun {
-            why: "a thread cannot be stopped: it would run on, leaked (the pool's contract)"
-                .to_string(),
-        },
-        CrashOutcome::Contained { error, .. } => CrashOutcome::NotRun {
-            why: format!(
-                "{} would end this program (a thread catches only a panic)",
-                failure(error)
-            ),
-        },
-        CrashOutcome::NoFailure => CrashOutcome::NoFailure,
-        other => other.clone(),
-    };
-    Ok(Crash { threads, processes })
-}
-
-fn run_crash<A, R, F>(pool: &Pool, f: F, bad: A, good: A) -> CrashOutcome
-where
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    match pool.submit(f, bad).join() {
-        Ok(_) => CrashOutcome::NoFailure,
-        Err(error) => CrashOutcome::Contained {
-            error,
-            pool_went_on: pool.submit(f, good).join().is_ok(),
-        },
-    }
-}
-
-/// Reading memory figures from `/proc`.
-mod memory {
-    /// A worker process's memory, in bytes.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) struct Usage {
-        pub(super) rss: u64,
-        pub(super) pss: u64,
-        pub(super) private: u64,
-        pub(super) page_tables: u64,
-    }
-
-    /// The mean usage of the processes `pids` (`None` if any cannot be read, or none given).
-    pub(super) fn workers(pids: &[u32]) -> Option<Usage> {
-        if pids.is_empty() {
-            return None;
-        }
-        let each: Option<Vec<Usage>> = pids.iter().map(|&pid| usage(pid)).collect();
-        let each = each?;
-        let n = each.len() as u64;
-        let mean = |field: fn(&Usage) -> u64| each.iter().map(field).sum::<u64>() / n;
-        Some(Usage {
-            rss: mean(|u| u.rss),
-            pss: mean(|u| u.pss),
-            private: mean(|u| u.private),
-            page_tables: mean(|u| u.page_tables),
-        })
-    }
-
-    /// One process's figures: `smaps_rollup` for its pages, `status` for its page tables.
-    fn usage(pid: u32) -> Option<Usage> {
-        let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok();
-        parse(&read("smaps_rollup")?, &read("status")?)
-    }
-
-    /// This program's resident memory.
-    pub(super) fn own_rss() -> Option<u64> {
-        kib_field(
-            &std::fs::read_to_string("/proc/self/smaps_rollup").ok()?,
-            "Rss",
-        )
-    }
-
-    /// The `Rss`, `Pss` and `Private_*` lines of a `smaps_rollup`, and `VmPTE` of a `status`.
-    pub(super) fn parse(rollup: &str, status: &str) -> Option<Usage> {
-        let field = |name| kib_field(rollup, name);
-        Some(Usage {
-            rss: field("Rss")?,
-            pss: field("Pss")?,
-            private: field("Private_Clean")? + field("Private_Dirty")?,
-            page_tables: kib_field(status, "VmPTE")?,
-        })
-    }
-
-    /// A `Name:   123 kB` line of a `/proc` file, in bytes.
-    fn kib_field(text: &str, name: &str) -> Option<u64> {
-        let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    }
-}
-
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -871,103 +674,6 @@ fn median(sorted: &[f64]) -> f64 {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
-}
-
-/// Three significant digits, as the lab's tables print: `845`, `12.3`, `1.25`.
-fn significant(v: f64) -> String {
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// A duration scaled for reading: `845 ns`, `12.3 µs`, `1.25 ms`, `2.50 s`.
-fn time(d: Duration) -> String {
-    let ns = d.as_nanos() as f64;
-    if ns == 0.0 {
-        return "0 ns".to_string();
-    }
-    let (v, unit) = if ns < 1e3 {
-        (ns, "ns")
-    } else if ns < 1e6 {
-        (ns / 1e3, "µs")
-    } else if ns < 1e9 {
-        (ns / 1e6, "ms")
-    } else {
-        (ns / 1e9, "s")
-    };
-    format!("{} {unit}", significant(v))
-}
-
-/// A difference of times with its sign: `+4.10 µs`, `−850 ns`, `+0 ns`.
-fn signed_time(secs: f64) -> String {
-    let sign = if secs < 0.0 { "−" } else { "+" };
-    format!("{sign}{}", time(Duration::from_secs_f64(secs.abs())))
-}
-
-/// A size scaled for reading: `512 B`, `12.0 KiB`, `1.10 MiB`.
-fn bytes(b: u64) -> String {
-    let mut v = b as f64;
-    let mut unit = 0;
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    while v >= 1024.0 && unit + 1 < units.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{} {}", significant(v), units[unit])
-    }
-}
-
-/// A rate in decimal multiples: `845`, `12.3 k`, `1.25 M`.
-fn rate(per_s: f64) -> String {
-    if per_s >= 1e6 {
-        format!("{} M", significant(per_s / 1e6))
-    } else if per_s >= 1e3 {
-        format!("{} k", significant(per_s / 1e3))
-    } else {
-        significant(per_s)
-    }
-}
-
-/// A count grouped by thousands: `250,000`.
-fn grouped(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A percentage with its sign: `+3.4 %`, `−12 %`, `+0.4 %` (`n/a` if not a number: a
-/// per-task time too short for the clock).
-fn signed_percent(p: f64) -> String {
-    if !p.is_finite() {
-        return "n/a".to_string();
-    }
-    let sign = if p < 0.0 { "−" } else { "+" };
-    let a = p.abs();
-    let digits = if a >= 10.0 {
-        format!("{a:.0}")
-    } else {
-        format!("{a:.1}")
-    };
-    format!("{sign}{digits} %")
-}
-
-/// A timing's rounds, min–max.
-fn range(t: &Timing) -> String {
-    format!("{}–{}", time(t.per_task_min), time(t.per_task_max))
 }
 
 #[cfg(test)]
