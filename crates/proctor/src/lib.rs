@@ -113,6 +113,12 @@
 //! [`TaskError::TimedOut`], the pool starts a replacement thread, and the stuck thread leaks
 //! until its task returns. That difference is the point of the lab in this repository.
 //!
+//! # Which mode, for my task?
+//!
+//! [`compare_modes`]`(f, sample_inputs)` runs your task in both modes on this machine and
+//! answers in the lab's words: what processes cost per task here, throughput, memory per
+//! worker, and what a crash does in each ([`compare`] has the method).
+//!
 //! # Testing
 //!
 //! The test harness starts threads before any test runs, too late for [`init`]. Put this one
@@ -130,6 +136,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod codec;
+pub mod compare;
 mod error;
 #[cfg(target_os = "linux")]
 mod exit;
@@ -189,6 +196,7 @@ pub mod __fuzz {
 
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
+pub use compare::{CompareModes, ModeComparison, compare_modes};
 pub use error::{Error, ErrorKind, TaskError};
 pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
 #[cfg(target_os = "linux")]

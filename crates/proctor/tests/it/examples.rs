@@ -83,3 +83,31 @@ fn race_counter_shows_exact_fixes_and_separate_memory() {
         .expect("racy count");
     assert!(racy <= 200_000);
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn compare_modes_prints_a_verdict_for_each_task_and_contains_the_abort() {
+    let out = run("compare_modes");
+    let verdicts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("processes cost "))
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{out}");
+    for v in &verdicts {
+        assert!(
+            v.contains(" per task here (") && v.contains(" in threads: "),
+            "{v}"
+        );
+    }
+    assert_eq!(out.matches("memory per worker:\n").count(), 2, "{out}");
+    assert!(
+        verdicts[1].ends_with(
+            "the crash input (SIGABRT) is contained in a process and would end the program in a thread"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("in a process: the pool went on after"),
+        "{out}"
+    );
+}

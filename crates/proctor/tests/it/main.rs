@@ -42,6 +42,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 
 mod attacks;
 mod capture;
+mod compare;
 mod engines;
 mod examples;
 mod exec;
