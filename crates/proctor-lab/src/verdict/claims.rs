@@ -32,9 +32,12 @@ pub(super) fn memory(f: &Figures) -> Claim {
         f,
         "memory",
         "processes use more memory per worker than threads",
-        keys::MEMORY_USS_PER_WORKER_PROCESS_10,
-        keys::MEMORY_USS_PER_WORKER_THREAD_10,
-        ("per process", "per thread"),
+        keys::MEMORY_OVERHEAD_PER_WORKER_PROCESS_100,
+        keys::MEMORY_OVERHEAD_PER_WORKER_THREAD_100,
+        (
+            "overhead per process (USS - working set + page tables + kernel stack, 100 workers)",
+            "per thread",
+        ),
     )
 }
 
