@@ -16,15 +16,29 @@ pub(super) fn creation(f: &Figures) -> Claim {
     )
 }
 
+/// Decided on the same-CPU pair only: there every hand-off is a context switch. Pairs on two
+/// CPUs measure a wake-up (an IPI, an idle exit), which is not what the claim is about.
 pub(super) fn switch(f: &Figures) -> Claim {
-    cost_claim(
+    let mut c = cost_claim(
         f,
         "switch",
         "a switch between threads is cheaper than a switch between processes",
         keys::SWITCH_FUTEX_PROCESS_PINNED,
         keys::SWITCH_FUTEX_THREAD_PINNED,
         ("process switch", "thread switch"),
-    )
+    );
+    if c.verdict != Verdict::NotMeasured {
+        let place = f
+            .by_key
+            .get(keys::SWITCH_FUTEX_PROCESS_PINNED)
+            .and_then(|fig| fig.placement.as_deref())
+            .unwrap_or("one CPU");
+        c.evidence.push_str(&format!(
+            "; matched placement: both partners on {place}, a switch per hand-off (pairs on two \
+             CPUs are wake-ups and do not decide it)"
+        ));
+    }
+    c
 }
 
 pub(super) fn memory(f: &Figures) -> Claim {
