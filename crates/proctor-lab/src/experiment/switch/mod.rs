@@ -191,6 +191,8 @@ struct Data {
     one_sided: Vec<OneSided>,
     /// The direct cost: no footprint, every placement.
     ping_pong: Vec<PingPong>,
+    /// How each sweep point was measured (fewer batches than the direct figures).
+    sweep_plan: Plan,
     /// The indirect-cost sweep's one-sided baselines, one per footprint, stride and sharing.
     sweep_one_sided: Vec<OneSided>,
     /// The indirect-cost sweep: pipes, same CPU, every footprint, stride, sharing and partner.
@@ -218,17 +220,19 @@ fn sweep_axes(profile: Profile) -> (Vec<usize>, Vec<usize>) {
     (footprints, strides)
 }
 
-/// The plan of one sweep point: fewer, shorter batches than the direct figures in the quick
-/// profile, since the sweep has many points and each point's effect is large.
+/// The plan of one sweep point: fewer, shorter batches than the direct figures, since the
+/// sweep has many points (25 in the full profile) and the effect it looks for is large.
 fn sweep_plan(plan: &Plan, profile: Profile) -> Plan {
-    match profile {
-        Profile::Quick => Plan {
-            warmup_batches: 1,
-            batches: 5,
-            min_batch: std::time::Duration::from_millis(5),
-            ..*plan
-        },
-        Profile::Tiny | Profile::Full => *plan,
+    let (warmup_batches, batches, ms) = match profile {
+        Profile::Tiny => return *plan,
+        Profile::Quick => (1, 5, 5),
+        Profile::Full => (2, 10, 10),
+    };
+    Plan {
+        warmup_batches,
+        batches,
+        min_batch: std::time::Duration::from_millis(ms),
+        ..*plan
     }
 }
 
@@ -387,6 +391,7 @@ impl Experiment for Switch {
             same_cpu: same,
             one_sided,
             ping_pong: runs,
+            sweep_plan,
             sweep_one_sided,
             sweep,
             facts: Facts::detect(),

@@ -57,7 +57,7 @@ fn method(plan: &Plan, d: &Data) -> String {
          every S bytes (the stride) of a buffer of F bytes (the footprint), its own or one \
          MAP_SHARED buffer both touch; total per switch = (RTT - the same touches and syscalls \
          in one thread) / 2, indirect = total - the zero-footprint total, threads and processes \
-         alike (the quick profile's sweep takes 5 batches of >= 5 ms per point). Figure = median over {} batches of the \
+         alike, each point the median of {sweep_batches} batches of >= {sweep_ms} ms. Figure = median over {} batches of the \
          batch mean (batches >= {} ms after {} warm-up batches); spread = per-op (per round trip) \
          timestamps, in batches of their own (the figure's batches are timed whole, without the clock \
          read of ~{:.0} ns per op), when the timer costs < 5% of an op; \
@@ -70,6 +70,8 @@ fn method(plan: &Plan, d: &Data) -> String {
         plan.warmup_batches,
         d.timer_ns,
         cpu = d.same_cpu.a,
+        sweep_batches = d.sweep_plan.batches,
+        sweep_ms = d.sweep_plan.min_batch.as_secs_f64() * 1e3,
     )
 }
 

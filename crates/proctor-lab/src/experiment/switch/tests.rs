@@ -55,6 +55,7 @@ fn hand_made(thread_big_rtt: f64, process_big_rtt: f64) -> Data {
     Data {
         timer_ns: 20.0,
         same_cpu: SAME,
+        sweep_plan: Plan::for_profile(Profile::Tiny),
         one_sided: vec![
             OneSided {
                 transport: Handoff::Futex,
