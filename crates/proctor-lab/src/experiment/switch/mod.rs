@@ -26,7 +26,8 @@
 //! **Indirect cost** (rule 5; Li, Ding & Shen 2007): on the same CPU, over pipes, each side
 //! touches a buffer of footprint F, one byte every S bytes (the stride), between hand-offs.
 //! The total cost per switch is (RTT − the same touches and syscalls in one thread) / 2, as
-//! their c2; the indirect cost is that total less the zero-footprint run's. It is swept over F
+//! their c2; the indirect cost is that total less the direct cost c1 (the same-CPU pipe
+//! figure, syscall cost subtracted, of the same partner kind). It is swept over F
 //! and S, for threads and for processes, with each side's own buffer (private) and with one
 //! buffer both sides touch (a `MAP_SHARED` mapping, for threads and processes alike). The
 //! machine facts that decide a process's extra indirect cost (PCID, page-table isolation,
@@ -195,7 +196,8 @@ struct Data {
     sweep_plan: Plan,
     /// The indirect-cost sweep's one-sided baselines, one per footprint, stride and sharing.
     sweep_one_sided: Vec<OneSided>,
-    /// The indirect-cost sweep: pipes, same CPU, every footprint, stride, sharing and partner.
+    /// The indirect-cost sweep: pipes, same CPU, every footprint above zero, stride, sharing and
+    /// partner.
     sweep: Vec<PingPong>,
     /// PCID, page-table isolation and IBPB: what decides a process switch's extra cost.
     facts: Facts,
@@ -236,10 +238,10 @@ fn sweep_plan(plan: &Plan, profile: Profile) -> Plan {
     }
 }
 
-/// Every work of the sweep: the zero footprint once, then each footprint at each stride, with
-/// private buffers and with a shared one.
+/// Every work of the sweep: each footprint above zero at each stride, with private buffers
+/// and with a shared one. (The zero footprint is the direct cost, measured apart.)
 fn sweep_works(footprints: &[usize], strides: &[usize]) -> Vec<Work> {
-    let mut works = vec![Work::NONE];
+    let mut works = Vec::new();
     for &footprint_bytes in footprints.iter().filter(|&&f| f > 0) {
         for &stride_bytes in strides {
             for sharing in [Sharing::Private, Sharing::Shared] {
@@ -618,11 +620,6 @@ impl Drop for Region {
         }
     }
 }
-
-// SAFETY: the mapping is owned by one Region and only read or written through atomics.
-unsafe impl Send for Region {}
-// SAFETY: as above: shared access goes through atomics only.
-unsafe impl Sync for Region {}
 
 /// The two sides' buffers for `work`: each its own, or one both touch.
 fn buffers(work: Work) -> Result<(Region, Option<Region>)> {

@@ -55,9 +55,9 @@ fn method(plan: &Plan, d: &Data) -> String {
          pinned to its own CPU: wake-up latency, not a context switch). Indirect cost (Li, Ding \
          & Shen 2007), pipes, same CPU: between hand-offs each side reads and writes one byte \
          every S bytes (the stride) of a buffer of F bytes (the footprint), its own or one \
-         MAP_SHARED buffer both touch; total per switch = (RTT - the same touches and syscalls \
-         in one thread) / 2, indirect = total - the zero-footprint total, threads and processes \
-         alike, each point the median of {sweep_batches} batches of >= {sweep_ms} ms. Figure = median over {} batches of the \
+         MAP_SHARED buffer both touch; total per switch c2 = (RTT - the same touches and \
+         syscalls in one thread) / 2, indirect = c2 - the direct cost c1 (the same-CPU pipe net \
+         switch of the same partner kind), threads and processes alike, each point the median of {sweep_batches} batches of >= {sweep_ms} ms. Figure = median over {} batches of the \
          batch mean (batches >= {} ms after {} warm-up batches); spread = per-op (per round trip) \
          timestamps, in batches of their own (the figure's batches are timed whole, without the clock \
          read of ~{:.0} ns per op), when the timer costs < 5% of an op; \
@@ -280,47 +280,44 @@ fn total_per_switch(d: &Data, r: &PingPong) -> Option<f64> {
     sweep_one_sided_of(d, r.work).map(|os| (r.rtt.value() - os) / 2.0)
 }
 
-/// The indirect cost per switch of a sweep run: its total less the zero-footprint run's, same
-/// partner. Zero for the zero-footprint run itself.
+/// The direct cost c1 of a switch between two `partner`s: the same-CPU pipe figure with the
+/// syscall cost subtracted (`switch.pipe.<partner>.pinned.net`), no footprint.
+fn direct_of(d: &Data, partner: Worker) -> Option<f64> {
+    let r = d.ping_pong.iter().find(|r| {
+        r.transport == Handoff::Pipe
+            && r.partner == partner
+            && matches!(r.placement, Placement::Pinned(_))
+    })?;
+    Some((r.rtt.value() - one_sided_of(d, Handoff::Pipe)?) / 2.0)
+}
+
+/// The indirect cost per switch of a sweep run: its total (c2) less the direct cost (c1) of
+/// the same partner kind.
 fn indirect_per_switch(d: &Data, r: &PingPong) -> Option<f64> {
-    let zero = d
-        .sweep
-        .iter()
-        .find(|z| z.partner == r.partner && z.work == Work::NONE)?;
-    Some(total_per_switch(d, r)? - total_per_switch(d, zero)?)
+    Some(total_per_switch(d, r)? - direct_of(d, r.partner)?)
 }
 
-/// The key fragment of a sweep point: `0kib` for no footprint, else `private.256kib.s64`
-/// (sharing, footprint, stride).
+/// The key fragment of a sweep point: `private.256kib.s64` (sharing, footprint, stride).
 pub(super) fn work_key(w: Work) -> String {
-    if w.footprint_bytes == 0 {
-        "0kib".to_string()
-    } else {
-        format!(
-            "{}.{}kib.s{}",
-            w.sharing.key(),
-            w.footprint_bytes / KIB,
-            w.stride_bytes
-        )
-    }
+    format!(
+        "{}.{}kib.s{}",
+        w.sharing.key(),
+        w.footprint_bytes / KIB,
+        w.stride_bytes
+    )
 }
 
-/// The words of a sweep point: "no footprint", "256 KiB every 64 B, own buffers".
+/// The words of a sweep point: "256 KiB every 64 B, own buffers".
 fn work_words(w: Work) -> String {
-    if w.footprint_bytes == 0 {
-        "no footprint".to_string()
-    } else {
-        format!(
-            "{} KiB every {} B, {}",
-            w.footprint_bytes / KIB,
-            w.stride_bytes,
-            w.sharing.words()
-        )
-    }
+    format!(
+        "{} KiB every {} B, {}",
+        w.footprint_bytes / KIB,
+        w.stride_bytes,
+        w.sharing.words()
+    )
 }
 
-/// The sweep's figures: the total per switch at every point, and the indirect cost at every
-/// point with a footprint.
+/// The sweep's figures: the total and the indirect cost per switch at every point.
 fn indirect_figures(s: &mut Section, d: &Data) {
     let place = d.same_cpu.describe();
     for r in &d.sweep {
@@ -341,15 +338,12 @@ fn indirect_figures(s: &mut Section, d: &Data) {
                 .placed(&place),
             );
         }
-        if w.footprint_bytes == 0 {
-            continue;
-        }
         if let Some(indirect) = indirect_per_switch(d, r) {
             s.figures.push(
                 Figure::new(
                     &format!("switch.indirect.{}.{}", p.key(), work_key(w)),
                     &format!(
-                        "{} switch, indirect cost (over the zero-footprint run), {}",
+                        "{} switch, indirect cost (total less the direct cost), {}",
                         p.key(),
                         work_words(w)
                     ),
@@ -370,19 +364,15 @@ fn indirect_table(d: &Data) -> Table {
         .iter()
         .map(|r| {
             let w = r.work;
-            let none = w.footprint_bytes == 0;
             vec![
                 r.partner.key().to_string(),
-                if none { "-" } else { w.sharing.words() }.to_string(),
+                w.sharing.words().to_string(),
                 format!("{} KiB", w.footprint_bytes / KIB),
-                if none {
-                    "-".to_string()
-                } else {
-                    format!("{} B", w.stride_bytes)
-                },
+                format!("{} B", w.stride_bytes),
                 micros(r.rtt.value(), 2),
                 opt(sweep_one_sided_of(d, w)),
                 opt(total_per_switch(d, r)),
+                opt(direct_of(d, r.partner)),
                 opt(indirect_per_switch(d, r)),
                 format!("{:.2}", r.switches_per_rtt()),
             ]
@@ -400,8 +390,9 @@ fn indirect_table(d: &Data) -> Table {
             "stride",
             "RTT",
             "same work, one thread",
-            "total per switch",
-            "indirect per switch",
+            "total per switch (c2)",
+            "direct (c1)",
+            "indirect (c2 - c1)",
             "switches/RTT",
         ]
         .map(String::from)
@@ -413,12 +404,7 @@ fn indirect_table(d: &Data) -> Table {
 /// The stride the chart and the summary note use: 64 B where swept, else the smallest above
 /// it, else the largest.
 fn chart_stride(d: &Data) -> usize {
-    let mut strides: Vec<usize> = d
-        .sweep
-        .iter()
-        .filter(|r| r.work.footprint_bytes > 0)
-        .map(|r| r.work.stride_bytes)
-        .collect();
+    let mut strides: Vec<usize> = d.sweep.iter().map(|r| r.work.stride_bytes).collect();
     strides.sort_unstable();
     strides
         .iter()
@@ -434,20 +420,23 @@ fn indirect_chart(d: &Data) -> Chart {
     let mut series = Vec::new();
     for sharing in [Sharing::Private, Sharing::Shared] {
         for p in [Worker::Thread, Worker::Process] {
-            let points = d
-                .sweep
-                .iter()
-                .filter(|r| {
-                    r.partner == p
-                        && (r.work == Work::NONE
-                            || (r.work.sharing == sharing && r.work.stride_bytes == stride))
-                })
-                .filter_map(|r| {
-                    Some((
-                        r.work.footprint_bytes as f64 / KIB as f64,
-                        indirect_per_switch(d, r)?,
-                    ))
-                })
+            // The direct cost is the indirect cost's zero, at no footprint.
+            let points = std::iter::once((0.0, 0.0))
+                .chain(
+                    d.sweep
+                        .iter()
+                        .filter(|r| {
+                            r.partner == p
+                                && r.work.sharing == sharing
+                                && r.work.stride_bytes == stride
+                        })
+                        .filter_map(|r| {
+                            Some((
+                                r.work.footprint_bytes as f64 / KIB as f64,
+                                indirect_per_switch(d, r)?,
+                            ))
+                        }),
+                )
                 .collect();
             series.push(Series {
                 name: format!("{}, {}", p.plural(), sharing.words()),
@@ -496,12 +485,25 @@ fn indirect_note(s: &mut Section, d: &Data) {
             .and_then(|r| indirect_per_switch(d, r))
     };
     let show = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| micros(v, 2));
+    let negative = d
+        .sweep
+        .iter()
+        .filter(|r| indirect_per_switch(d, r).is_some_and(|v| v < 0.0))
+        .count();
+    if negative > 0 {
+        s.notes.push(format!(
+            "{negative} of {} sweep points came out negative (the ping-pong took less than the \
+             same work in one thread plus the direct cost): there the run-to-run noise, e.g. \
+             memory bandwidth taken by other load, is larger than the indirect cost, which is \
+             not measurable here at that point",
+            d.sweep.len()
+        ));
+    }
     s.notes.push(format!(
         "Indirect cost at {} KiB per side, every {stride} B: threads {} and processes {} with \
          their own buffers; {} and {} touching one shared buffer. A process switch can cost more \
          here only through the address space (TLB refills, other page-table entries for the same \
-         pages); caches are refilled by threads and processes alike. Within a few hundred ns of \
-         zero is within noise.",
+         pages); caches are refilled by threads and processes alike.",
         largest / KIB,
         show(at(Worker::Thread, Sharing::Private)),
         show(at(Worker::Process, Sharing::Private)),
