@@ -31,8 +31,8 @@ fn method(result: &MemoryResult) -> String {
              figures are this process's growth divided by N. Async tasks are tokio tasks on a \
              current-thread runtime, each parked on a oneshot receiver with no working set of its \
              own; figures are the process's growth per task. Kernel stacks are the growth of \
-             KernelStack in /proc/meminfo, which is system-wide (16 KiB per thread assumed where \
-             it cannot be read, and said so). Before the threads, {drain} threads are parked so \
+             KernelStack in /proc/meminfo, which is system-wide (16 KiB per thread assumed where it \
+             cannot be read or did not grow, and said so). Before the threads, {drain} threads are parked so \
              that glibc's cache of exited threads' stacks is taken and every measured thread gets \
              a fresh stack. Sampled once, after every worker said it was ready; every child is \
              killed and reaped, every thread joined. Overhead per worker = USS - the {ws_kib} KiB \
