@@ -37,7 +37,7 @@ const SAME: Pair = Pair {
 };
 
 const BIG: Work = Work {
-    footprint_bytes: 1024 * KIB,
+    footprint_bytes: 2048 * KIB,
     stride_bytes: 64,
     sharing: Sharing::Private,
 };
@@ -127,19 +127,19 @@ fn section_from_hand_made_runs() {
     assert_eq!(value("switch.pipe.thread.pinned.net"), Some(1_500.0));
     assert_eq!(value("switch.pipe.process.pinned.net"), Some(2_000.0));
     assert_eq!(
-        value("switch.total.thread.private.1024kib.s64"),
+        value("switch.total.thread.private.2048kib.s64"),
         Some(11_500.0)
     );
     assert_eq!(
-        value("switch.indirect.thread.private.1024kib.s64"),
+        value("switch.indirect.thread.private.2048kib.s64"),
         Some(10_000.0)
     );
     assert_eq!(
-        value("switch.indirect.process.private.1024kib.s64"),
+        value("switch.indirect.process.private.2048kib.s64"),
         Some(13_000.0)
     );
     assert_eq!(
-        value("switch.indirect.process.shared.1024kib.s64"),
+        value("switch.indirect.process.shared.2048kib.s64"),
         Some(1_000.0)
     );
     let table = s
@@ -158,7 +158,7 @@ fn section_from_hand_made_runs() {
     assert!(
         s.notes
             .iter()
-            .any(|n| n.starts_with("Indirect cost at 1024 KiB"))
+            .any(|n| n.starts_with("Indirect cost at 2048 KiB"))
     );
     // Published anchors stand beside figures of ours that exist.
     let keys: Vec<&str> = s.published.iter().map(|p| p.ours_key.as_str()).collect();
@@ -166,13 +166,45 @@ fn section_from_hand_made_runs() {
         keys,
         [
             "switch.pipe.process.pinned.net",
-            "switch.total.process.private.1024kib.s64"
-        ]
+            "switch.total.process.private.2048kib.s64"
+        ],
+        "no futex thread figure here, so no anchor for it"
     );
     for p in &s.published {
         assert!(s.figure(&p.ours_key).is_some(), "{}", p.ours_key);
         assert!(p.source.contains("Li, Ding & Shen 2007"));
     }
+    // A sweep that stops below their largest arrays (2 MB) gets no anchor for its largest point.
+    let mut small = hand_made(64_000.0, 71_000.0);
+    for r in &mut small.sweep {
+        r.work.footprint_bytes = KIB * 512;
+    }
+    for o in &mut small.sweep_one_sided {
+        o.work.footprint_bytes = KIB * 512;
+    }
+    let s = section(&Plan::for_profile(Profile::Tiny), &small, true);
+    assert!(
+        s.figure("switch.total.process.private.512kib.s64")
+            .is_some()
+    );
+    assert!(
+        !s.published
+            .iter()
+            .any(|p| p.ours_key.starts_with("switch.total"))
+    );
+    let mut with_futex_threads = d;
+    with_futex_threads.ping_pong.push(PingPong {
+        transport: Handoff::Futex,
+        ..run(Worker::Thread, SAME, Work::NONE, 2_800.0)
+    });
+    let s = section(&Plan::for_profile(Profile::Tiny), &with_futex_threads, true);
+    let anchor = s
+        .published
+        .iter()
+        .find(|p| p.ours_key == "switch.futex.thread.pinned")
+        .expect("Bendersky's thread switch stands beside ours");
+    assert!(anchor.source.starts_with("Bendersky 2018"));
+    assert_eq!(s.figure(&anchor.ours_key).map(|f| f.value), Some(1_400.0));
 }
 
 #[test]
@@ -187,8 +219,8 @@ fn the_indirect_cost_follows_the_process_runs_both_ways() {
         );
         let v = |k: &str| s.figure(k).map(|f| f.value).expect(k);
         let (t, p) = (
-            v("switch.indirect.thread.private.1024kib.s64"),
-            v("switch.indirect.process.private.1024kib.s64"),
+            v("switch.indirect.thread.private.2048kib.s64"),
+            v("switch.indirect.process.private.2048kib.s64"),
         );
         assert_eq!(t > p, thread > process);
         assert!(s.notes.iter().any(|n| n.contains("no cross-CPU figures")));
@@ -202,7 +234,7 @@ fn the_indirect_cost_follows_the_process_runs_both_ways() {
         true,
     );
     let v = s
-        .figure("switch.indirect.thread.private.1024kib.s64")
+        .figure("switch.indirect.thread.private.2048kib.s64")
         .map(|f| f.value);
     assert_eq!(v, Some(-2_000.0));
     assert!(
