@@ -558,7 +558,8 @@ fn published(s: &mut Section, d: &Data) {
     // another point of their curve.
     if let Some(r) = largest.filter(|r| r.work.footprint_bytes >= 2 << 20) {
         let key = format!("switch.total.process.{}", work_key(r.work));
-        if s.figure(&key).is_some() {
+        // A total at or below zero is noise (see the notes), not a figure to set theirs beside.
+        if s.figure(&key).is_some_and(|f| f.value > 0.0) {
             s.published.push(Published::new(
                 &key,
                 "total cost per switch (c2, direct + indirect) at their largest arrays: \"more \

@@ -192,6 +192,21 @@ fn section_from_hand_made_runs() {
             .iter()
             .any(|p| p.ours_key.starts_with("switch.total"))
     );
+    // Nor does a largest point that came out negative (noise).
+    let s = section(
+        &Plan::for_profile(Profile::Tiny),
+        &hand_made(64_000.0, 40_000.0),
+        true,
+    );
+    assert!(
+        s.figure("switch.total.process.private.2048kib.s64")
+            .is_some_and(|f| f.value < 0.0)
+    );
+    assert!(
+        !s.published
+            .iter()
+            .any(|p| p.ours_key.starts_with("switch.total"))
+    );
     let mut with_futex_threads = d;
     with_futex_threads.ping_pong.push(PingPong {
         transport: Handoff::Futex,
