@@ -236,7 +236,9 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
             );
         }
         let t = figure(&s, &format!("memory.per_task.async.{n}"), Unit::Bytes);
-        assert!(t >= 0.0 || n == 1, "async task {n}: {t}");
+        // A growth of this process is page-granular: a few tasks may read one page below zero
+        // (the allocator handing a page back meanwhile), never more.
+        assert!(t >= -4096.0 / n as f64, "async task {n}: {t}");
         // Every worker brings at least its kernel stack beyond the working set it wrote, and a
         // process its page tables too.
         for m in ["thread", "process"] {
