@@ -532,10 +532,14 @@ pub(crate) fn all_sections() -> Vec<Section> {
             "memory",
             "Resource usage",
             vec![
-                n(keys::MEMORY_USS_PER_WORKER_THREAD_10, 12_288.0, Unit::Bytes),
                 n(
-                    keys::MEMORY_USS_PER_WORKER_PROCESS_10,
-                    1_153_433.0,
+                    keys::MEMORY_OVERHEAD_PER_WORKER_THREAD_100,
+                    32_768.0,
+                    Unit::Bytes,
+                ),
+                n(
+                    keys::MEMORY_OVERHEAD_PER_WORKER_PROCESS_100,
+                    286_720.0,
                     Unit::Bytes,
                 ),
                 n(keys::MEMORY_PER_TASK_ASYNC_10000, 412.0, Unit::Bytes),

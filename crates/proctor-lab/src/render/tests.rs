@@ -74,7 +74,10 @@ fn table_plain() {
     │ confirmed    ┆ a switch between threads is cheaper than a switch ┆ process switch 1.42 µs vs thread switch 1.18 µs:  │
     │              ┆ between processes                                 ┆ 1.20× (clearly more); decided by                  │
     │              ┆                                                   ┆ switch.futex.process.pinned /                     │
-    │              ┆                                                   ┆ switch.futex.thread.pinned                        │
+    │              ┆                                                   ┆ switch.futex.thread.pinned; matched placement:    │
+    │              ┆                                                   ┆ both partners on same CPU (cpu 0), a switch per   │
+    │              ┆                                                   ┆ hand-off (pairs on two CPUs are wake-ups and do   │
+    │              ┆                                                   ┆ not decide it)                                    │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ confirmed    ┆ threads communicate faster than processes         ┆ 64 B round trip, the fastest of each kind:        │
     │              ┆                                                   ┆ threads 2.35 µs (channel) vs processes 3.10 µs    │
@@ -316,10 +319,10 @@ fn markdown() {
     ## Claims
 
     - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread (figures: `spawn.fork`, `spawn.thread`)
-    - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
+    - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned; matched placement: both partners on same CPU (cpu 0), a switch per hand-off (pairs on two CPUs are wake-ups and do not decide it) (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
     - **confirmed**: threads communicate faster than processes. 64 B round trip, the fastest of each kind: threads 2.35 µs (channel) vs processes 3.10 µs (shm ring), 1.32×; over the same transport, threads vs processes: none measured (figures: `ipc.rtt.pipe.process.64`, `ipc.rtt.shm.process.64`, `ipc.rtt.channel.thread.64`)
     - **not measured**: a crash in a process leaves the others running, while a crash in a thread takes the whole program down. not measured: isolation did not run (figures: `isolation.faults`, `isolation.survived.process`, `isolation.whole_program_died.thread`)
-    - **not measured**: processes use more memory per worker than threads. not measured: memory failed: reading /proc/4242/smaps\_rollup: Permission denied (os error 13) (figures: `memory.uss_per_worker.process.10`, `memory.uss_per_worker.thread.10`)
+    - **not measured**: processes use more memory per worker than threads. not measured: memory failed: reading /proc/4242/smaps\_rollup: Permission denied (os error 13) (figures: `memory.overhead_per_worker.process.100`, `memory.overhead_per_worker.thread.100`)
     - **not measured**: an unsynchronized shared counter loses updates, and locks or atomics fix it. not measured: race did not run (figures: `race.expected`, `race.final.unsync`, `race.final.mutex`, `race.final.atomic`, `race.ns_per_inc.unsync`, `race.ns_per_inc.mutex`, `race.ns_per_inc.atomic`)
     - **not measured**: processes do not share ordinary memory. not measured: race did not run (figures: `race.parent_after.process_copy`)
     - **not measured**: both processes and threads use many cores for CPU-bound work (no GIL in Rust). not measured: scaling did not run (figures: `scaling.cores`, `scaling.speedup.thread.cores`, `scaling.speedup.process.cores`)

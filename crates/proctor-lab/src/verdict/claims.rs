@@ -16,15 +16,29 @@ pub(super) fn creation(f: &Figures) -> Claim {
     )
 }
 
+/// Decided on the same-CPU pair only: there every hand-off is a context switch. Pairs on two
+/// CPUs measure a wake-up (an IPI, an idle exit), which is not what the claim is about.
 pub(super) fn switch(f: &Figures) -> Claim {
-    cost_claim(
+    let mut c = cost_claim(
         f,
         "switch",
         "a switch between threads is cheaper than a switch between processes",
         keys::SWITCH_FUTEX_PROCESS_PINNED,
         keys::SWITCH_FUTEX_THREAD_PINNED,
         ("process switch", "thread switch"),
-    )
+    );
+    if c.verdict != Verdict::NotMeasured {
+        let place = f
+            .by_key
+            .get(keys::SWITCH_FUTEX_PROCESS_PINNED)
+            .and_then(|fig| fig.placement.as_deref())
+            .unwrap_or("one CPU");
+        c.evidence.push_str(&format!(
+            "; matched placement: both partners on {place}, a switch per hand-off (pairs on two \
+             CPUs are wake-ups and do not decide it)"
+        ));
+    }
+    c
 }
 
 pub(super) fn memory(f: &Figures) -> Claim {
@@ -32,9 +46,12 @@ pub(super) fn memory(f: &Figures) -> Claim {
         f,
         "memory",
         "processes use more memory per worker than threads",
-        keys::MEMORY_USS_PER_WORKER_PROCESS_10,
-        keys::MEMORY_USS_PER_WORKER_THREAD_10,
-        ("per process", "per thread"),
+        keys::MEMORY_OVERHEAD_PER_WORKER_PROCESS_100,
+        keys::MEMORY_OVERHEAD_PER_WORKER_THREAD_100,
+        (
+            "overhead per process (USS - working set + page tables + kernel stack, 100 workers)",
+            "per thread",
+        ),
     )
 }
 

@@ -48,8 +48,8 @@ keys! {
     IPC_RTT_CHANNEL_THREAD_64 = "ipc.rtt.channel.thread.64", Ns, "64 B round trip, channel, threads";
     IPC_RTT_PIPE_PROCESS_64 = "ipc.rtt.pipe.process.64", Ns, "64 B round trip, pipes, processes";
     IPC_RTT_SHM_PROCESS_64 = "ipc.rtt.shm.process.64", Ns, "64 B round trip, shm ring, processes";
-    MEMORY_USS_PER_WORKER_THREAD_10 = "memory.uss_per_worker.thread.10", Bytes, "USS growth per thread worker (10)";
-    MEMORY_USS_PER_WORKER_PROCESS_10 = "memory.uss_per_worker.process.10", Bytes, "USS per process worker (10)";
+    MEMORY_OVERHEAD_PER_WORKER_THREAD_100 = "memory.overhead_per_worker.thread.100", Bytes, "overhead per thread worker (100): USS growth - working set + page tables + kernel stack";
+    MEMORY_OVERHEAD_PER_WORKER_PROCESS_100 = "memory.overhead_per_worker.process.100", Bytes, "overhead per process worker (100): USS - working set + page tables + kernel stack";
     MEMORY_PER_TASK_ASYNC_10000 = "memory.per_task.async.10000", Bytes, "memory per async task (10 000)";
     ISOLATION_FAULTS = "isolation.faults", Count, "fault kinds tried";
     ISOLATION_SURVIVED_PROCESS = "isolation.survived.process", Count, "fault kinds survived, process mode";

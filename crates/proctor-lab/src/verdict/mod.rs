@@ -26,8 +26,8 @@
 //! | `ipc.rtt.channel.thread.64` | ns | p50 round trip of 64 B between two threads over an in-process channel |
 //! | `ipc.rtt.pipe.process.64` | ns | p50 round trip of 64 B between two processes over a pair of pipes |
 //! | `ipc.rtt.shm.process.64` | ns | p50 round trip of 64 B between two processes over the shared-memory ring (futex wait) |
-//! | `memory.uss_per_worker.thread.10` | bytes | process USS growth per idle thread worker, 10 workers |
-//! | `memory.uss_per_worker.process.10` | bytes | USS per idle worker process, 10 workers |
+//! | `memory.overhead_per_worker.thread.100` | bytes | what one idle thread adds beyond the 64 KiB working set it wrote: this process's USS growth per thread − the working set + its page-table growth (`VmPTE`) + its kernel stack (`KernelStack` growth, or 16 KiB where unreadable); 100 threads, fresh stacks (median of 3 rounds) |
+//! | `memory.overhead_per_worker.process.100` | bytes | the same for a forked idle worker process: its own USS − the working set + its page tables + its kernel stack; 100 children (median of 3 rounds) |
 //! | `memory.per_task.async.10000` | bytes | memory growth per pending async task, 10 000 tasks |
 //! | `isolation.faults` | count | fault kinds tried (panic, abort, segfault, stack overflow, ...) |
 //! | `isolation.survived.process` | count | fault kinds after which every other task completed, process mode |

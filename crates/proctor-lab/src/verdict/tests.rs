@@ -258,8 +258,8 @@ fn swapping_thread_and_process_flips_cost_claims() {
         ),
         (
             "memory",
-            "memory.uss_per_worker.process.10",
-            "memory.uss_per_worker.thread.10",
+            "memory.overhead_per_worker.process.100",
+            "memory.overhead_per_worker.thread.100",
             Refuted,
         ),
         // Within the tolerance either way round: still no clear difference.

@@ -220,7 +220,7 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
     // before main; it is the only child allowed to outlive the experiment.
     let before = live_children();
     let s = run_tiny("memory");
-    for n in [1, 10] {
+    for n in [10, 100] {
         for kind in ["uss", "pss", "rss"] {
             // A child's private copy of the working set is always there.
             positive(
@@ -236,7 +236,15 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
             );
         }
         let t = figure(&s, &format!("memory.per_task.async.{n}"), Unit::Bytes);
-        assert!(t >= 0.0 || n == 1, "async task {n}: {t}");
+        // A growth of this process is page-granular: a few tasks may read one page below zero
+        // (the allocator handing a page back meanwhile), never more.
+        assert!(t >= -4096.0 / n as f64, "async task {n}: {t}");
+        // Every worker brings at least its kernel stack beyond the working set it wrote, and a
+        // process its page tables too.
+        for m in ["thread", "process"] {
+            let key = format!("memory.overhead_per_worker.{m}.{n}");
+            assert!(figure(&s, &key, Unit::Bytes) > 0.0, "{key}");
+        }
     }
     let many = figure(&s, "memory.per_task.async.10000", Unit::Bytes);
     assert!(many > 0.0, "10 000 parked tasks take memory: {many}");
@@ -247,8 +255,8 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
 
     // No child left behind: each was reaped, and none is left at all.
     let pids = s.data["child_pids"].as_array().expect("child pids");
-    // 1 worker once, 10 workers in each of the headline's 3 independent rounds.
-    assert_eq!(pids.len(), 1 + 3 * 10);
+    // 10 workers once, 100 workers in each of the headline's 3 independent rounds.
+    assert_eq!(pids.len(), 10 + 3 * 100);
     for pid in pids {
         let pid = Pid::from_raw(pid.as_i64().expect("pid") as i32);
         assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
@@ -261,7 +269,7 @@ fn memory_reports_per_worker_and_leaves_nothing_behind() {
     );
     // Every worker thread was joined.
     let tids = s.data["thread_ids"].as_array().expect("thread ids");
-    assert_eq!(tids.len(), 1 + 3 * 10);
+    assert_eq!(tids.len(), 10 + 3 * 100);
     for tid in tids {
         let path = format!("/proc/self/task/{}", tid.as_i64().expect("tid"));
         assert!(!std::path::Path::new(&path).exists(), "{path} is gone");

@@ -8,6 +8,14 @@
 //! shared page once per process (LAB-METHODS rule 8). Kernel-side costs are reported apart:
 //! page tables (`VmPTE`) and kernel stacks (`KernelStack` in /proc/meminfo), and for threads the
 //! reserved (virtual) stack against what is resident.
+//!
+//! The claim is about what a worker *costs*, so its figure is the **overhead**: USS per worker
+//! less the working set the lab itself gave it, plus the page tables and the kernel stack the
+//! worker brought (both are kernel memory, outside USS), at [`HEADLINE_WORKERS`] workers in
+//! independent rounds. A thread's stack comes from glibc's cache of exited threads' stacks when
+//! one is there (pages already resident, so invisible in a growth); the lab first parks
+//! [`STACK_CACHE_DRAIN`] threads that take every cached stack, so the measured threads get
+//! fresh ones.
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
@@ -35,8 +43,17 @@ pub struct Memory;
 /// Bytes each worker writes before it parks: a small, representative working set.
 const WORKING_SET: usize = 64 * 1024;
 
-/// The worker count of the headline's figures.
-const HEADLINE_WORKERS: usize = 10;
+/// The worker count of the headline's figures (the overhead at N >= 100: one worker's pages
+/// are not lost among page-granular counters).
+const HEADLINE_WORKERS: usize = 100;
+
+/// Threads parked before a thread measurement, so that the measured threads' stacks are fresh
+/// mappings, not stacks from glibc's cache (40 MiB by default: 19 stacks of Rust's 2 MiB).
+const STACK_CACHE_DRAIN: usize = 32;
+
+/// The kernel stack of one thread where `/proc/meminfo` has no `KernelStack` line: x86-64 and
+/// arm64 use 16 KiB (`THREAD_SIZE`, without KASAN).
+const KERNEL_STACK_ESTIMATE: f64 = 16.0 * 1024.0;
 
 /// The task count every run includes for async tasks, whatever the worker counts.
 const MANY_TASKS: usize = 10_000;
@@ -74,14 +91,39 @@ pub struct WorkerPoint {
     pub uss_bytes: f64,
     /// Page tables (`VmPTE`).
     pub page_table_bytes: f64,
-    /// Growth of the system-wide `KernelStack` (noisy: other processes count too).
+    /// Growth of the system-wide `KernelStack` (noisy: other processes count too), or
+    /// [`KERNEL_STACK_ESTIMATE`] per thread where it cannot be read (see `kernel_stack_measured`).
     pub kernel_stack_bytes: f64,
+    /// Whether `kernel_stack_bytes` was measured (a growth of `KernelStack`) rather than
+    /// assumed (16 KiB per thread).
+    #[serde(default = "yes")]
+    pub kernel_stack_measured: bool,
     /// Growth of this process's virtual size (threads only: stacks are reserved, not resident).
     pub virtual_bytes: Option<f64>,
     /// USS per worker of each independent round (the point is the median round's); one
     /// unless the headline shows it.
     #[serde(default)]
     pub rounds_uss_bytes: Vec<f64>,
+    /// The overhead per worker ([`WorkerPoint::overhead`]) of each independent round.
+    #[serde(default)]
+    pub rounds_overhead_bytes: Vec<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl WorkerPoint {
+    /// What one worker costs beyond the `working_set` the lab gave it: USS less the working
+    /// set, plus page tables and kernel stack (kernel memory, which USS does not count).
+    pub fn overhead(&self, working_set: f64) -> f64 {
+        self.uss_bytes - working_set + self.page_table_bytes + self.kernel_stack_bytes
+    }
+
+    /// The same with PSS in place of USS: the worker's fair share of pages it shares.
+    pub fn overhead_pss(&self, working_set: f64) -> f64 {
+        self.pss_bytes - working_set + self.page_table_bytes + self.kernel_stack_bytes
+    }
 }
 
 /// N tokio tasks parked on a oneshot channel, per task.
@@ -97,8 +139,14 @@ pub struct TaskPoint {
     pub uss_bytes: f64,
 }
 
-fn kernel_stack() -> f64 {
-    procfs::or_zero(procfs::kernel_stack_bytes())
+/// The kernel stack per worker from two readings of `KernelStack` around `n` workers (one
+/// thread each): the growth when both readings exist and it is positive, otherwise
+/// [`KERNEL_STACK_ESTIMATE`]; and whether it was measured.
+fn kernel_stack_per_worker(before: Option<u64>, after: Option<u64>, n: usize) -> (f64, bool) {
+    match (before, after) {
+        (Some(b), Some(a)) if a > b => ((a - b) as f64 / n.max(1) as f64, true),
+        _ => (KERNEL_STACK_ESTIMATE, false),
+    }
 }
 
 /// Reads exactly `n` bytes from `fd` (ready signals), looping over partial reads.
@@ -196,7 +244,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     touch(&ws);
     let (ready_r, ready_w) = pipe().context("pipe")?;
     let (go_r, go_w) = pipe().context("pipe")?;
-    let kstack_before = kernel_stack();
+    let kstack_before = procfs::kernel_stack_bytes();
     let mut children = Children::new();
     for _ in 0..n {
         let (ws, ready_w, go_r) = (&*ws, &ready_w, &go_r);
@@ -215,7 +263,7 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
         pids.push(pid.as_raw());
     }
     read_n(&ready_r, n)?;
-    let kstack_after = kernel_stack();
+    let kstack_after = procfs::kernel_stack_bytes();
     let mut sum = procfs::Usage::default();
     for pid in children.pids() {
         let u = procfs::usage(pid)?;
@@ -229,6 +277,8 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
     drop(go_w);
     children.kill_all();
     let per = |x: f64| x / n as f64;
+    let (kernel_stack_bytes, kernel_stack_measured) =
+        kernel_stack_per_worker(kstack_before, kstack_after, n);
     Ok(WorkerPoint {
         model: Worker::Process,
         workers: n,
@@ -236,23 +286,50 @@ fn idle_processes(n: usize, pids: &mut Vec<i32>) -> Result<WorkerPoint> {
         pss_bytes: per(sum.pss),
         uss_bytes: per(sum.uss),
         page_table_bytes: per(sum.pte),
-        kernel_stack_bytes: per(kstack_after - kstack_before),
+        kernel_stack_bytes,
+        kernel_stack_measured,
         virtual_bytes: None,
         rounds_uss_bytes: vec![per(sum.uss)],
+        rounds_overhead_bytes: Vec::new(),
     })
 }
 
 /// N threads, each writing its own working set; returns the process's growth per worker.
+///
+/// [`STACK_CACHE_DRAIN`] threads are parked first, before the first sample: they take the
+/// stacks glibc cached from threads that ended (resident already, so a growth would not see
+/// them), and the N measured threads get fresh stacks, as the first threads of a new worker
+/// pool would.
 fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
     let (ready_r, ready_w) = pipe().context("pipe")?;
     let (go_r, go_w) = pipe().context("pipe")?;
     let ids = Mutex::new(Vec::with_capacity(n));
-    let before = procfs::usage("self")?;
-    let kstack_before = kernel_stack();
-    let measured = std::thread::scope(|s| -> Result<(procfs::Usage, f64)> {
-        let mut spawned = 0;
+    let measured = std::thread::scope(|s| -> Result<_> {
+        let mut parked = 0;
         let mut failure = None;
+        for _ in 0..STACK_CACHE_DRAIN {
+            let (ready_w, go_r) = (&ready_w, &go_r);
+            let spawn = std::thread::Builder::new().spawn_scoped(s, move || {
+                let _ = write(ready_w, b"r");
+                let mut b = [0u8; 1];
+                let _ = read(go_r, &mut b);
+            });
+            match spawn {
+                Ok(_) => parked += 1,
+                Err(e) => {
+                    failure = Some(anyhow::Error::from(e).context("spawn a stack-cache drain"));
+                    break;
+                }
+            }
+        }
+        let drained = read_n(&ready_r, parked);
+        let before = drained.and_then(|()| procfs::usage("self"));
+        let kstack_before = procfs::kernel_stack_bytes();
+        let mut spawned = 0;
         for _ in 0..n {
+            if failure.is_some() || before.is_err() {
+                break;
+            }
             let (ready_w, go_r, ids) = (&ready_w, &go_r, &ids);
             let ws = match FreshMapping::new(WORKING_SET) {
                 Ok(ws) => ws,
@@ -280,20 +357,23 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
                 }
             }
         }
-        let sample = read_n(&ready_r, spawned).and_then(|()| {
+        let sample = before.and_then(|before| {
+            read_n(&ready_r, spawned)?;
             let after = procfs::usage("self")?;
-            Ok((after, kernel_stack()))
+            Ok((before, after, kstack_before, procfs::kernel_stack_bytes()))
         });
         // Release every thread that started, whatever happened, so the scope can join them.
-        write_n(&go_w, spawned)?;
+        write_n(&go_w, parked + spawned)?;
         if let Some(e) = failure {
             return Err(e).context(format!("start thread {} of {n}", spawned + 1));
         }
         sample
     })?;
     tids.extend(ids.into_inner().expect("never poisoned"));
-    let (after, kstack_after) = measured;
+    let (before, after, kstack_before, kstack_after) = measured;
     let per = |a: f64, b: f64| (a - b) / n as f64;
+    let (kernel_stack_bytes, kernel_stack_measured) =
+        kernel_stack_per_worker(kstack_before, kstack_after, n);
     Ok(WorkerPoint {
         model: Worker::Thread,
         workers: n,
@@ -301,9 +381,11 @@ fn idle_threads(n: usize, tids: &mut Vec<i32>) -> Result<WorkerPoint> {
         pss_bytes: per(after.pss, before.pss),
         uss_bytes: per(after.uss, before.uss),
         page_table_bytes: per(after.pte, before.pte),
-        kernel_stack_bytes: per(kstack_after, kstack_before),
+        kernel_stack_bytes,
+        kernel_stack_measured,
         virtual_bytes: Some(per(after.vsize, before.vsize)),
         rounds_uss_bytes: vec![per(after.uss, before.uss)],
+        rounds_overhead_bytes: Vec::new(),
     })
 }
 
@@ -369,7 +451,7 @@ impl Experiment for Memory {
         let started = Instant::now();
         let counts: Vec<usize> = match (&config.workers, config.profile) {
             (Some(w), _) => w.iter().copied().filter(|&n| n > 0).collect(),
-            (None, Profile::Tiny) => vec![1, 10],
+            (None, Profile::Tiny) => vec![10, 100],
             (None, Profile::Quick) => vec![1, 10, 100],
             (None, Profile::Full) => vec![1, 10, 100, 1000],
         };
@@ -391,18 +473,18 @@ impl Experiment for Memory {
             thread_ids: Vec::new(),
         };
         for &n in &counts {
-            // The headline's figures (10 workers) come from independent rounds, each with
-            // fresh workers.
+            // The headline's figures (100 workers) come from independent rounds, each with
+            // fresh workers; the round kept is the one with the median overhead.
             let rounds = if n == HEADLINE_WORKERS { ROUNDS } else { 1 };
-            let uss = |p: &WorkerPoint| p.uss_bytes;
+            let overhead = |p: &WorkerPoint| p.overhead(WORKING_SET as f64);
             let pids = &mut result.child_pids;
-            let (mut p, all) = median_round(rounds, || idle_processes(n, pids), uss)?;
-            p.rounds_uss_bytes = all;
+            let (mut p, all) = median_round(rounds, || idle_processes(n, pids), overhead)?;
+            p.rounds_overhead_bytes = all;
             result.workers.push(p);
             progress.advance(1, &format!("{n} idle processes"));
             let tids = &mut result.thread_ids;
-            let (mut p, all) = median_round(rounds, || idle_threads(n, tids), uss)?;
-            p.rounds_uss_bytes = all;
+            let (mut p, all) = median_round(rounds, || idle_threads(n, tids), overhead)?;
+            p.rounds_overhead_bytes = all;
             result.workers.push(p);
             progress.advance(1, &format!("{n} idle threads"));
         }
@@ -430,31 +512,29 @@ impl Experiment for Memory {
 mod tests {
     use super::*;
 
-    #[test]
-    fn section_from_hand_made_points() {
-        let point = |model: Worker, workers, uss_bytes| WorkerPoint {
+    const WS: f64 = WORKING_SET as f64;
+
+    fn point(model: Worker, workers: usize, uss_bytes: f64, pte: f64) -> WorkerPoint {
+        WorkerPoint {
             model,
             workers,
             rss_bytes: 2.0 * uss_bytes,
-            pss_bytes: 1.5 * uss_bytes,
+            pss_bytes: uss_bytes + 4096.0,
             uss_bytes,
-            page_table_bytes: 8192.0,
+            page_table_bytes: pte,
             kernel_stack_bytes: 16384.0,
+            kernel_stack_measured: true,
             virtual_bytes: (model == Worker::Thread).then_some(2.0 * 1024.0 * 1024.0),
             rounds_uss_bytes: vec![uss_bytes],
-        };
-        let result = MemoryResult {
+            rounds_overhead_bytes: Vec::new(),
+        }
+    }
+
+    fn result(workers: Vec<WorkerPoint>) -> MemoryResult {
+        MemoryResult {
             working_set_bytes: WORKING_SET as u64,
             thread_stack_reserved_bytes: 2 << 20,
-            workers: vec![
-                WorkerPoint {
-                    rounds_uss_bytes: vec![150_000.0, 160_000.0, 200_000.0],
-                    ..point(Worker::Process, 10, 160_000.0)
-                },
-                point(Worker::Thread, 10, 70_000.0),
-                // A growth of 100 B over 10 workers is below a page / 10.
-                point(Worker::Thread, 1, 100.0),
-            ],
+            workers,
             tasks: vec![TaskPoint {
                 tasks: 10_000,
                 rss_bytes: 400.0,
@@ -463,18 +543,79 @@ mod tests {
             }],
             child_pids: vec![],
             thread_ids: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn section_from_hand_made_points() {
+        let result = result(vec![
+            WorkerPoint {
+                rounds_overhead_bytes: vec![300_000.0, 320_000.0, 400_000.0],
+                ..point(Worker::Process, 100, WS + 100_000.0, 200_000.0)
+            },
+            point(Worker::Thread, 100, WS + 8192.0, 4096.0),
+            // A growth of 100 B over 10 workers is below a page / 10.
+            point(Worker::Thread, 10, 100.0, 0.0),
+        ]);
         let s = section_from(&result);
         let f = |k: &str| s.figure(k).unwrap_or_else(|| panic!("{k}"));
-        assert_eq!(f("memory.uss_per_worker.process.10").value, 160_000.0);
-        let rounds = f("memory.uss_per_worker.process.10").rounds.clone();
-        assert_eq!(rounds.map(|r| r.spread_pct), Some(25.0));
-        assert_eq!(f("memory.uss_per_worker.thread.10").value, 70_000.0);
-        assert!(f("memory.uss_per_worker.thread.1").below_resolution());
-        assert!(!f("memory.uss_per_worker.process.10").below_resolution());
+        // USS less the working set, plus page tables and kernel stack.
+        let process = f("memory.overhead_per_worker.process.100");
+        assert_eq!(process.value, 100_000.0 + 200_000.0 + 16384.0);
+        let rounds = process
+            .rounds
+            .as_ref()
+            .expect("the headline figure has its rounds");
+        assert_eq!(rounds.values, vec![300_000.0, 320_000.0, 400_000.0]);
+        assert_eq!(
+            f("memory.overhead_per_worker.thread.100").value,
+            8192.0 + 4096.0 + 16384.0
+        );
+        assert_eq!(
+            f("memory.overhead_pss_per_worker.thread.100").value,
+            8192.0 + 4096.0 + 4096.0 + 16384.0
+        );
+        assert_eq!(f("memory.uss_per_worker.process.100").value, WS + 100_000.0);
+        assert!(f("memory.uss_per_worker.thread.10").below_resolution());
+        assert!(!f("memory.uss_per_worker.process.100").below_resolution());
         assert_eq!(f("memory.per_task.async.10000").value, 400.0);
         assert!(f("memory.per_task.async.10000").rounds.is_none());
-        assert_eq!(s.tables[0].rows.len(), 4);
+        assert_eq!(f("memory.working_set").value, WS);
+        // The overhead table first, one row per point; then every point and task count.
+        assert!(s.tables[0].title.starts_with("Overhead"));
+        assert_eq!(s.tables[0].rows.len(), 3);
+        assert_eq!(s.tables[1].rows.len(), 4);
         assert_eq!(s.data["workers"].as_array().map(Vec::len), Some(3));
+        assert!(s.notes.iter().all(|n| !n.contains("assumed, 16 KiB")));
+    }
+
+    #[test]
+    fn an_unreadable_kernel_stack_is_assumed_and_said_so() {
+        assert_eq!(
+            kernel_stack_per_worker(Some(1 << 20), Some((1 << 20) + 100 * 16384), 100),
+            (16384.0, true)
+        );
+        assert_eq!(
+            kernel_stack_per_worker(None, Some(1 << 20), 100),
+            (KERNEL_STACK_ESTIMATE, false)
+        );
+        // A reading that shrank (other processes ended meanwhile) is no measurement.
+        assert_eq!(
+            kernel_stack_per_worker(Some(1 << 20), Some(1 << 19), 100),
+            (KERNEL_STACK_ESTIMATE, false)
+        );
+        let mut p = point(Worker::Process, 100, WS, 8192.0);
+        p.kernel_stack_measured = false;
+        let s = section_from(&result(vec![p]));
+        let ks = s
+            .figure("memory.kernel_stack_per_worker.process.100")
+            .expect("kernel stack figure");
+        assert!(
+            ks.placement
+                .as_deref()
+                .is_some_and(|w| w.contains("assumed"))
+        );
+        assert!(s.tables[0].rows[0][5].contains("assumed"));
+        assert!(s.notes.iter().any(|n| n.contains("assumed, 16 KiB")));
     }
 }

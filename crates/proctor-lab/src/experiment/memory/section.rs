@@ -9,6 +9,8 @@ use crate::units::AxisUnit;
 pub(super) fn section_from(result: &MemoryResult) -> Section {
     let mut section = Section::new("memory", "Memory per worker", &method(result));
     worker_figures(&mut section, result);
+    overhead_figures(&mut section, result);
+    section.tables.push(overhead_table(result));
     section.tables.push(worker_table(result));
     section.charts.push(per_worker_chart(result));
     notes(&mut section, result);
@@ -29,11 +31,18 @@ fn method(result: &MemoryResult) -> String {
              figures are this process's growth divided by N. Async tasks are tokio tasks on a \
              current-thread runtime, each parked on a oneshot receiver with no working set of its \
              own; figures are the process's growth per task. Kernel stacks are the growth of \
-             KernelStack in /proc/meminfo, which is system-wide. Sampled once, after every worker \
-             said it was ready; every child is killed and reaped, every thread joined. USS at 10 \
-             workers: the median of 3 independent rounds (fresh workers each), with the rounds' \
-             run-to-run spread; async tasks are measured once, since a second round would reuse \
-             the memory the first one freed."
+             KernelStack in /proc/meminfo, which is system-wide (16 KiB per thread assumed where it \
+             cannot be read or did not grow, and said so). Before the threads, {drain} threads are parked so \
+             that glibc's cache of exited threads' stacks is taken and every measured thread gets \
+             a fresh stack. Sampled once, after every worker said it was ready; every child is \
+             killed and reaped, every thread joined. Overhead per worker = USS - the {ws_kib} KiB \
+             working set + page tables + kernel stack (the last two are kernel memory, outside \
+             USS); the PSS overhead is the same with PSS. Overhead at {headline} workers: the \
+             median of 3 independent rounds (fresh workers each), with the rounds' run-to-run \
+             spread; async tasks are measured once, since a second round would reuse the memory \
+             the first one freed.",
+        drain = STACK_CACHE_DRAIN,
+        headline = HEADLINE_WORKERS,
     )
 }
 
@@ -42,10 +51,7 @@ fn worker_figures(section: &mut Section, result: &MemoryResult) {
     // A growth of this process (threads, tasks) is counted in whole pages shared among the N
     // workers: less than a page over N cannot be told from nothing (or from the allocator
     // handing back memory meanwhile, which made such figures negative).
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096.0, |p| p as f64);
+    let page = page_size();
     for p in &result.workers {
         let n = p.workers;
         let m = p.model.key();
@@ -62,19 +68,24 @@ fn worker_figures(section: &mut Section, result: &MemoryResult) {
                 v,
                 Unit::Bytes,
             );
-            let figure = if kind == "uss" {
+            let figure = if kind == "uss" && p.rounds_uss_bytes.len() > 1 {
                 figure.with_rounds(&p.rounds_uss_bytes)
             } else {
                 figure
             };
+            let figure = if kind == "kernel_stack" && !p.kernel_stack_measured {
+                figure.placed("assumed: 16 KiB per thread (KernelStack unreadable)")
+            } else {
+                figure
+            };
             // Children's figures are sums of their own counters; a thread's is a growth.
-            section
-                .figures
-                .push(if m == "thread" || kind == "kernel_stack" {
+            section.figures.push(
+                if m == "thread" || (kind == "kernel_stack" && p.kernel_stack_measured) {
                     figure.with_resolution(page / n as f64)
                 } else {
                     figure
-                });
+                },
+            );
         }
         if let Some(v) = p.virtual_bytes {
             section.figures.push(Figure::new(
@@ -102,6 +113,100 @@ fn worker_figures(section: &mut Section, result: &MemoryResult) {
         result.thread_stack_reserved_bytes as f64,
         Unit::Bytes,
     ));
+}
+
+/// The page size, for the resolution of figures that are growths of page-granular counters.
+fn page_size() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096.0, |p| p as f64)
+}
+
+/// The overhead per worker at every count: USS (and PSS) less the working set, plus page
+/// tables and kernel stack; the figures the memory claim reads.
+fn overhead_figures(section: &mut Section, result: &MemoryResult) {
+    let ws = result.working_set_bytes as f64;
+    let page = page_size();
+    for p in &result.workers {
+        let (n, m) = (p.workers, p.model.key());
+        let parts = if p.kernel_stack_measured {
+            "USS - working set + page tables + kernel stack"
+        } else {
+            "USS - working set + page tables + kernel stack (16 KiB assumed)"
+        };
+        let mut figure = Figure::new(
+            &format!("memory.overhead_per_worker.{m}.{n}"),
+            &format!("overhead per idle {m} ({parts}), {n} workers"),
+            p.overhead(ws),
+            Unit::Bytes,
+        );
+        if p.rounds_overhead_bytes.len() > 1 {
+            figure = figure.with_rounds(&p.rounds_overhead_bytes);
+        }
+        // A thread's USS is a growth of this process, counted in pages shared among N.
+        if p.model == Worker::Thread {
+            figure = figure.with_resolution(page / n as f64);
+        }
+        section.figures.push(figure);
+        section.figures.push(Figure::new(
+            &format!("memory.overhead_pss_per_worker.{m}.{n}"),
+            &format!("overhead per idle {m} with PSS in place of USS, {n} workers"),
+            p.overhead_pss(ws),
+            Unit::Bytes,
+        ));
+    }
+    section.figures.push(Figure::new(
+        "memory.working_set",
+        "working set the lab gives each worker (subtracted from the overhead)",
+        ws,
+        Unit::Bytes,
+    ));
+}
+
+/// What one worker adds beyond its working set, part by part, at every count.
+fn overhead_table(result: &MemoryResult) -> Table {
+    let ws = result.working_set_bytes as f64;
+    let kib = |v: f64| format!("{:.1}", v / 1024.0);
+    let rows = result
+        .workers
+        .iter()
+        .map(|p| {
+            vec![
+                p.model.key().to_string(),
+                p.workers.to_string(),
+                kib(p.uss_bytes - ws),
+                kib(p.pss_bytes - ws),
+                kib(p.page_table_bytes),
+                if p.kernel_stack_measured {
+                    kib(p.kernel_stack_bytes)
+                } else {
+                    format!("{} (assumed)", kib(p.kernel_stack_bytes))
+                },
+                kib(p.overhead(ws)),
+                kib(p.overhead_pss(ws)),
+            ]
+        })
+        .collect();
+    Table {
+        title: format!(
+            "Overhead per idle worker (KiB), the {} KiB working set subtracted",
+            result.working_set_bytes / 1024
+        ),
+        columns: [
+            "model",
+            "N",
+            "USS - working set",
+            "PSS - working set",
+            "page tables",
+            "kernel stack",
+            "overhead (USS)",
+            "overhead (PSS)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
 }
 
 /// Every count of workers and tasks: what each adds.
@@ -161,12 +266,15 @@ fn per_worker_chart(result: &MemoryResult) -> Chart {
             .workers
             .iter()
             .filter(|p| p.model == model)
-            .map(|p| (p.workers as f64, p.uss_bytes.max(1.0)))
+            .map(|p| {
+                let overhead = p.overhead(result.working_set_bytes as f64);
+                (p.workers as f64, overhead.max(1.0))
+            })
             .collect(),
     };
     Chart {
-        id: "uss-per-worker".to_string(),
-        title: "USS per idle worker".to_string(),
+        id: "overhead-per-worker".to_string(),
+        title: "Overhead per idle worker (working set subtracted; async: USS per task)".to_string(),
         kind: ChartKind::Line,
         x_label: "workers".to_string(),
         y_label: "bytes per worker".to_string(),
@@ -199,13 +307,21 @@ fn notes(section: &mut Section, result: &MemoryResult) {
          address space, not memory.",
         result.thread_stack_reserved_bytes / 1024
     ));
-    section.notes.push(
-        "glibc caches the stacks and malloc arenas of exited threads, pages still resident, and \
-         hands them to new threads: rounds after the first can reuse them, so the thread figures \
-         are a slight lower bound. The working sets are fresh mappings, so a thread never reads \
-         less than the working set it wrote."
-            .to_string(),
-    );
+    section.notes.push(format!(
+        "glibc caches the stacks of exited threads (up to 40 MiB), pages still resident, and \
+         hands them to new threads, whose growth would then miss them: {STACK_CACHE_DRAIN} \
+         parked threads take that cache before each thread measurement. Malloc arenas of ended \
+         threads are still reused, so the thread figures may be a slight lower bound. The \
+         working sets are fresh mappings, so a thread never reads less than the working set it \
+         wrote."
+    ));
+    if result.workers.iter().any(|p| !p.kernel_stack_measured) {
+        section.notes.push(
+            "KernelStack could not be read (or did not grow) for some rows: their kernel stack \
+             is assumed, 16 KiB per thread (x86-64 and arm64 THREAD_SIZE)"
+                .to_string(),
+        );
+    }
     section.notes.push(
         "KernelStack is system-wide: other processes starting or ending during the sample move \
          it, so the kernel-stack column is noisy on a shared machine. Figures for one worker are \

@@ -18,11 +18,20 @@
 //! **The count is verified** (rule 2): each side reads its own `ru_nvcsw + ru_nivcsw`
 //! (RUSAGE_THREAD) before and after, and the report gives the measured switches per round trip.
 //!
-//! **Placement** (rule 3): same CPU (both pinned to one CPU: context switches), and two CPUs
-//! (each pinned to its own: cross-CPU wake-up latency, not a context switch).
+//! **Placement** (rule 3): pairs of CPUs from [`crate::topology`]: the same CPU (both pinned
+//! to one CPU: context switches, the figures the verdict reads), and every cross pair the
+//! machine offers (SMT sibling, shared LLC, other LLC, other node; each side pinned to its own
+//! CPU: cross-CPU wake-up latency, not a context switch), each labelled with its placement.
 //!
-//! **Footprint** (rule 5): each side writes one byte per cache line of its own buffer every
-//! round trip; the one-sided baseline touches both buffers too.
+//! **Indirect cost** (rule 5; Li, Ding & Shen 2007): on the same CPU, over pipes, each side
+//! touches a buffer of footprint F, one byte every S bytes (the stride), between hand-offs.
+//! The total cost per switch is (RTT − the same touches and syscalls in one thread) / 2, as
+//! their c2; the indirect cost is that total less the direct cost c1 (the same-CPU pipe
+//! figure, syscall cost subtracted, of the same partner kind). It is swept over F
+//! and S, for threads and for processes, with each side's own buffer (private) and with one
+//! buffer both sides touch (a `MAP_SHARED` mapping, for threads and processes alike). The
+//! machine facts that decide a process's extra indirect cost (PCID, page-table isolation,
+//! IBPB) are recorded beside it ([`facts`]).
 //!
 //! The forked partner runs in a child of a possibly multi-threaded process, so it only uses
 //! raw system calls (`read`, `write`, `futex`, `getrusage`) and `_exit`; it never allocates.
@@ -34,7 +43,7 @@
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
@@ -47,10 +56,13 @@ use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
+use crate::topology::{self, Pair, Topology};
 use crate::units::micros;
 use crate::{LabConfig, Progress};
 
+mod facts;
 mod section;
+use facts::Facts;
 use section::section;
 
 /// The context-switch experiment.
@@ -91,13 +103,60 @@ impl Handoff {
     }
 }
 
+/// Whether the two sides touch buffers of their own or one buffer they share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Sharing {
+    /// Each side its own private mapping (a forked partner's is its own copy).
+    Private,
+    /// One `MAP_SHARED` mapping both sides touch, threads and processes alike.
+    Shared,
+}
+
+impl Sharing {
+    fn key(self) -> &'static str {
+        match self {
+            Sharing::Private => "private",
+            Sharing::Shared => "shared",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Sharing::Private => "own buffers",
+            Sharing::Shared => "one shared buffer",
+        }
+    }
+}
+
+/// What each side does between hand-offs: touch `footprint_bytes`, one byte every
+/// `stride_bytes`, of its own buffer or of the shared one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct Work {
+    footprint_bytes: usize,
+    stride_bytes: usize,
+    sharing: Sharing,
+}
+
+impl Work {
+    /// No work between hand-offs: the direct cost.
+    const NONE: Work = Work {
+        footprint_bytes: 0,
+        stride_bytes: 64,
+        sharing: Sharing::Private,
+    };
+}
+
 /// One ping-pong run.
 #[derive(Debug, Serialize)]
 struct PingPong {
     transport: Handoff,
     partner: Worker,
     placement: Placement,
-    footprint_bytes: usize,
+    /// The CPUs from the topology and how they relate; `None` when unpinned.
+    pair: Option<Pair>,
+    #[serde(flatten)]
+    work: Work,
     /// Per round trip: the round whose figure is the median of the rounds.
     rtt: Measurement,
     /// The round trip of each independent round (one unless the headline shows it).
@@ -114,11 +173,12 @@ impl PingPong {
     }
 }
 
-/// The same syscalls in one thread, per round trip.
+/// The same syscalls (and touches) in one thread, per round trip.
 #[derive(Debug, Serialize)]
 struct OneSided {
     transport: Handoff,
-    footprint_bytes: usize,
+    #[serde(flatten)]
+    work: Work,
     cpu: usize,
     per_rtt: Measurement,
 }
@@ -126,25 +186,74 @@ struct OneSided {
 #[derive(Debug, Serialize)]
 struct Data {
     timer_ns: f64,
+    /// The same-CPU pair every switch figure (and the sweep) ran on.
+    same_cpu: Pair,
+    /// The direct cost's one-sided baselines (no footprint).
     one_sided: Vec<OneSided>,
+    /// The direct cost: no footprint, every placement.
     ping_pong: Vec<PingPong>,
+    /// How each sweep point was measured (fewer batches than the direct figures).
+    sweep_plan: Plan,
+    /// The indirect-cost sweep's one-sided baselines, one per footprint, stride and sharing.
+    sweep_one_sided: Vec<OneSided>,
+    /// The indirect-cost sweep: pipes, same CPU, every footprint above zero, stride, sharing and
+    /// partner.
+    sweep: Vec<PingPong>,
+    /// PCID, page-table isolation and IBPB: what decides a process switch's extra cost.
+    facts: Facts,
 }
 
-fn footprints(profile: Profile) -> Vec<usize> {
-    match profile {
-        Profile::Tiny => vec![0],
-        Profile::Quick => vec![0, 256 * KIB],
+/// The footprints and strides of the indirect-cost sweep (rule 5): each side's footprint
+/// from 0 to about the last-level cache (capped, since a VM may report a huge LLC and
+/// touching it every round trip would dominate the run), with cache-line and page strides.
+fn sweep_axes(profile: Profile) -> (Vec<usize>, Vec<usize>) {
+    let llc = crate::machine::cache_size(3).map_or(4 << 20, |b| b as usize);
+    let (mut footprints, strides) = match profile {
+        Profile::Tiny => (vec![0, 64 * KIB], vec![64]),
+        Profile::Quick => (vec![0, 256 * KIB, llc.min(8 << 20)], vec![64, 4096]),
         Profile::Full => {
-            // Rule 5: 0, 16 KiB, 256 KiB, about the L2 and about the LLC (capped, since a
-            // VM may report a huge LLC and touching it every round trip would dominate).
-            let mut v = vec![0, 16 * KIB, 256 * KIB];
+            let mut v = vec![0, 16 * KIB, 256 * KIB, llc.min(32 << 20)];
             v.extend(crate::machine::cache_size(2).map(|b| b as usize));
-            v.extend(crate::machine::cache_size(3).map(|b| (b as usize).min(32 << 20)));
-            v.sort_unstable();
-            v.dedup();
-            v
+            (v, vec![8, 64, 4096])
+        }
+    };
+    footprints.sort_unstable();
+    footprints.dedup();
+    (footprints, strides)
+}
+
+/// The plan of one sweep point: fewer, shorter batches than the direct figures, since the
+/// sweep has many points (25 in the full profile) and the effect it looks for is large.
+fn sweep_plan(plan: &Plan, profile: Profile) -> Plan {
+    let (warmup_batches, batches, ms) = match profile {
+        Profile::Tiny => return *plan,
+        Profile::Quick => (1, 5, 5),
+        Profile::Full => (2, 10, 10),
+    };
+    Plan {
+        warmup_batches,
+        batches,
+        min_batch: std::time::Duration::from_millis(ms),
+        ..*plan
+    }
+}
+
+/// Every work of the sweep: each footprint above zero at each stride, with private buffers
+/// and with a shared one. (The zero footprint is the direct cost, measured apart.)
+fn sweep_works(footprints: &[usize], strides: &[usize]) -> Vec<Work> {
+    let mut works = Vec::new();
+    for &footprint_bytes in footprints.iter().filter(|&&f| f > 0) {
+        for &stride_bytes in strides {
+            for sharing in [Sharing::Private, Sharing::Shared] {
+                works.push(Work {
+                    footprint_bytes,
+                    stride_bytes,
+                    sharing,
+                });
+            }
         }
     }
+    works
 }
 
 /// `perf bench sched pipe` loops: same CPU, then unpinned.
@@ -172,21 +281,25 @@ impl Experiment for Switch {
 
     fn run(&self, config: &LabConfig, progress: &mut dyn Progress) -> Result<Section> {
         let plan = Plan::for_profile(config.profile).with_iterations(config.iterations);
-        let cpus = measure::allowed_cpus();
-        let Some(&cpu) = cpus.first() else {
+        let sweep_plan = sweep_plan(&plan, config.profile);
+        let pairs = Topology::detect().pairs();
+        let Some(same) = pairs
+            .iter()
+            .copied()
+            .find(|p| p.placement == topology::Placement::SameCpu)
+        else {
             bail!("no CPU is allowed for this process (sched_getaffinity failed)");
         };
-        let cross = cpus.get(1).map(|&other| Placement::CrossCpu(cpu, other));
-        let fps = footprints(config.profile);
+        let cpu = same.a;
+        let crosses: Vec<Pair> = pairs.iter().copied().filter(|p| p.a != p.b).collect();
+        let (footprints, strides) = sweep_axes(config.profile);
+        let works = sweep_works(&footprints, &strides);
         let transports = [Handoff::Pipe, Handoff::Futex];
         let partners = [Worker::Thread, Worker::Process];
-        let steps = transports.len() * fps.len() * (1 + partners.len())
-            + if cross.is_some() {
-                transports.len() * partners.len()
-            } else {
-                0
-            }
+        let steps = transports.len() * (1 + partners.len())
+            + crosses.len() * transports.len() * partners.len()
             + partners.len()
+            + works.len() * (1 + partners.len())
             + 1;
         progress.begin("switch", steps as u64);
 
@@ -194,58 +307,42 @@ impl Experiment for Switch {
         let mut one_sided = Vec::new();
         let mut runs = Vec::new();
         for t in transports {
-            for &fp in &fps {
-                progress.advance(0, &format!("{} one-sided, {} KiB", t.key(), fp / KIB));
-                let m = measure_one_sided(t, cpu, fp, &plan)
-                    .with_context(|| format!("one-sided {} syscalls, footprint {fp} B", t.key()))?;
-                one_sided.push(OneSided {
-                    transport: t,
-                    footprint_bytes: fp,
-                    cpu,
-                    per_rtt: m,
-                });
+            progress.advance(0, &format!("{} one-sided", t.key()));
+            let m = measure_one_sided(t, cpu, Work::NONE, &plan)
+                .with_context(|| format!("one-sided {} syscalls", t.key()))?;
+            one_sided.push(OneSided {
+                transport: t,
+                work: Work::NONE,
+                cpu,
+                per_rtt: m,
+            });
+            progress.advance(1, "");
+            for p in partners {
+                progress.advance(0, &format!("{} {} same CPU", t.key(), p.key()));
+                // The headline's figures (futex, same CPU) come from independent rounds, each
+                // with a fresh partner.
+                let rounds = if t == Handoff::Futex { ROUNDS } else { 1 };
+                let (mut r, rtt_rounds) = median_round(
+                    rounds,
+                    || ping_pong(t, p, Some(same), Work::NONE, &plan),
+                    |r| r.rtt.value(),
+                )
+                .with_context(|| {
+                    format!("{} ping-pong between {} on cpu {cpu}", t.key(), p.plural())
+                })?;
+                r.rtt_rounds = rtt_rounds;
+                runs.push(r);
                 progress.advance(1, "");
-                for p in partners {
-                    progress.advance(
-                        0,
-                        &format!("{} {} same CPU, {} KiB", t.key(), p.key(), fp / KIB),
-                    );
-                    // The headline's figures (futex, same CPU, no footprint) come from
-                    // independent rounds, each with a fresh partner.
-                    let rounds = if t == Handoff::Futex && fp == 0 {
-                        ROUNDS
-                    } else {
-                        1
-                    };
-                    let (mut r, rtt_rounds) = median_round(
-                        rounds,
-                        || ping_pong(t, p, Placement::Pinned(cpu), fp, &plan),
-                        |r| r.rtt.value(),
-                    )
-                    .with_context(|| {
-                        format!(
-                            "{} ping-pong between {} on cpu {cpu}, footprint {fp} B",
-                            t.key(),
-                            p.plural()
-                        )
-                    })?;
-                    r.rtt_rounds = rtt_rounds;
-                    runs.push(r);
-                    progress.advance(1, "");
-                }
             }
         }
-        if let Some(place) = cross {
+        // Every cross pair the machine offers, each labelled by its placement: wake-ups.
+        for pair in &crosses {
             for t in transports {
                 for p in partners {
-                    progress.advance(0, &format!("{} {} cross-CPU", t.key(), p.key()));
-                    let r = ping_pong(t, p, place, 0, &plan).with_context(|| {
-                        format!(
-                            "{} ping-pong between {}, {}",
-                            t.key(),
-                            p.plural(),
-                            place.describe()
-                        )
+                    let place = pair.describe();
+                    progress.advance(0, &format!("{} {} {place}", t.key(), p.key()));
+                    let r = ping_pong(t, p, Some(*pair), Work::NONE, &plan).with_context(|| {
+                        format!("{} ping-pong between {}, {place}", t.key(), p.plural())
                     })?;
                     runs.push(r);
                     progress.advance(1, "");
@@ -255,20 +352,55 @@ impl Experiment for Switch {
         // Unpinned pipe runs, to compare with `perf bench sched pipe` as it runs by default.
         for p in partners {
             progress.advance(0, &format!("pipe {} unpinned", p.key()));
-            let r = ping_pong(Handoff::Pipe, p, Placement::Unpinned, 0, &plan)
+            let r = ping_pong(Handoff::Pipe, p, None, Work::NONE, &plan)
                 .with_context(|| format!("pipe ping-pong between {}, unpinned", p.plural()))?;
             runs.push(r);
             progress.advance(1, "");
         }
+        // The indirect cost: the footprint × stride sweep, pipes, same CPU.
+        let mut sweep_one_sided = Vec::new();
+        let mut sweep = Vec::new();
+        for &w in &works {
+            let what = format!(
+                "{} KiB every {} B, {}",
+                w.footprint_bytes / KIB,
+                w.stride_bytes,
+                w.sharing.words()
+            );
+            progress.advance(0, &format!("sweep one-sided, {what}"));
+            let m = measure_one_sided(Handoff::Pipe, cpu, w, &sweep_plan)
+                .with_context(|| format!("one-sided pipe syscalls touching {what}"))?;
+            sweep_one_sided.push(OneSided {
+                transport: Handoff::Pipe,
+                work: w,
+                cpu,
+                per_rtt: m,
+            });
+            progress.advance(1, "");
+            for p in partners {
+                progress.advance(0, &format!("sweep {}, {what}", p.plural()));
+                let r =
+                    ping_pong(Handoff::Pipe, p, Some(same), w, &sweep_plan).with_context(|| {
+                        format!("pipe ping-pong between {} touching {what}", p.plural())
+                    })?;
+                sweep.push(r);
+                progress.advance(1, "");
+            }
+        }
         progress.advance(0, "cross-checks (perf bench sched pipe...)");
         let data = Data {
             timer_ns,
+            same_cpu: same,
             one_sided,
             ping_pong: runs,
+            sweep_plan,
+            sweep_one_sided,
+            sweep,
+            facts: Facts::detect(),
         };
-        let mut s = section(&plan, &data, cpus.len());
+        let mut s = section(&plan, &data, !crosses.is_empty());
         s.cross_checks = cross_checks(&s, config.profile, cpu);
-        if cross.is_some() {
+        if !crosses.is_empty() {
             s.notes.push(
                 "the cross-CPU rows (each task pinned to its own CPU) have no cross-check: \
                  perf bench sched pipe cannot pin its two tasks apart"
@@ -424,23 +556,99 @@ fn read_u32(fd: RawFd) -> Option<u32> {
     Some(black_box(u32::from_ne_bytes(bytes)))
 }
 
-/// Writes one byte per cache line of `buf`.
-fn touch(buf: &mut [u8]) {
-    for b in buf.iter_mut().step_by(64) {
-        *b = b.wrapping_add(1);
+/// Reads and writes one byte every `stride` bytes of `buf` (relaxed atomics: plain loads and
+/// stores, which two sides taking turns may do on one shared buffer).
+fn touch(buf: &[AtomicU8], stride: usize) {
+    for b in buf.iter().step_by(stride.max(1)) {
+        b.store(b.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
     black_box(buf);
 }
 
+/// A buffer for the footprint: a fresh anonymous mapping, private or `MAP_SHARED`, unmapped on
+/// drop. A mapping rather than a heap buffer, so private and shared buffers differ only in that
+/// flag, and a forked partner's private buffer is its own copy of pages the parent never wrote.
+#[derive(Debug)]
+struct Region {
+    ptr: Option<NonNull<AtomicU8>>,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize, shared: bool) -> Result<Region> {
+        let Some(size) = std::num::NonZeroUsize::new(len) else {
+            return Ok(Region { ptr: None, len: 0 });
+        };
+        let flags = if shared {
+            MapFlags::MAP_SHARED
+        } else {
+            MapFlags::MAP_PRIVATE
+        };
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing aliases
+        // nothing; it is zero-filled, a valid array of AtomicU8.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                flags,
+            )
+        }
+        .with_context(|| format!("mmap of a {len}-byte footprint"))?;
+        Ok(Region {
+            ptr: Some(ptr.cast()),
+            len,
+        })
+    }
+
+    fn bytes(&self) -> &[AtomicU8] {
+        match self.ptr {
+            // SAFETY: the mapping lives as long as `self`, is `len` bytes long, and is only
+            // accessed through atomics.
+            Some(p) => unsafe { std::slice::from_raw_parts(p.as_ptr(), self.len) },
+            None => &[],
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(p) = self.ptr {
+            // SAFETY: the mapping was made by `new` with this length; no borrow of it outlives
+            // `self`.
+            let _ = unsafe { munmap(p.cast(), self.len) };
+        }
+    }
+}
+
+/// The two sides' buffers for `work`: each its own, or one both touch.
+fn buffers(work: Work) -> Result<(Region, Option<Region>)> {
+    let shared = work.sharing == Sharing::Shared;
+    let main = Region::new(work.footprint_bytes, shared)?;
+    let partner = if shared {
+        None
+    } else {
+        Some(Region::new(work.footprint_bytes, false)?)
+    };
+    Ok((main, partner))
+}
+
 /// The partner's side: answers round trips until told to stop, then writes its switch count
 /// and round trips into the shared page. Async-signal-safe: raw syscalls and atomics only.
-fn partner_loop(t: Handoff, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u8]) {
+fn partner_loop(
+    t: Handoff,
+    st: &SharedState,
+    rx: RawFd,
+    tx: RawFd,
+    buf: &[AtomicU8],
+    stride: usize,
+) {
     let before = measure::thread_context_switches_raw();
     let mut round_trips = 0u64;
     match t {
         Handoff::Pipe => {
             while read_u32(rx) == Some(TOKEN) {
-                touch(buf);
+                touch(buf, stride);
                 if !write_u32(tx, TOKEN) {
                     break;
                 }
@@ -456,7 +664,7 @@ fn partner_loop(t: Handoff, st: &SharedState, rx: RawFd, tx: RawFd, buf: &mut [u
             if v == QUIT {
                 break;
             }
-            touch(buf);
+            touch(buf, stride);
             st.word.store(IDLE, Ordering::Release);
             futex_wake(&st.word, 1);
             round_trips += 1;
@@ -473,9 +681,10 @@ fn main_round_trip(
     st: &SharedState,
     rx: RawFd,
     tx: RawFd,
-    buf: &mut [u8],
+    buf: &[AtomicU8],
+    stride: usize,
 ) -> Result<()> {
-    touch(buf);
+    touch(buf, stride);
     match t {
         Handoff::Pipe => {
             if !write_u32(tx, TOKEN) {
@@ -512,21 +721,29 @@ fn stop_partner(t: Handoff, st: &SharedState, tx: RawFd) {
     }
 }
 
+/// One ping-pong of `t` between main and a `partner` on `pair` (unpinned when `None`), each
+/// side doing `work` between hand-offs.
 fn ping_pong(
     t: Handoff,
     partner: Worker,
-    placement: Placement,
-    footprint: usize,
+    pair: Option<Pair>,
+    work: Work,
     plan: &Plan,
 ) -> Result<PingPong> {
+    let placement = match pair {
+        None => Placement::Unpinned,
+        Some(p) if p.a == p.b => Placement::Pinned(p.a),
+        Some(p) => Placement::CrossCpu(p.a, p.b),
+    };
     let page = SharedPage::new()?;
     let st = page.state();
     let (to_partner_rx, to_partner_tx) = pipe().context("pipe to the partner")?;
     let (to_main_rx, to_main_tx) = pipe().context("pipe to main")?;
     let (main_rx, main_tx) = (to_main_rx.as_raw_fd(), to_partner_tx.as_raw_fd());
-    let mut main_buf = vec![0u8; footprint];
-    let mut partner_buf = vec![0u8; footprint];
-    let pb = &mut partner_buf[..];
+    let (main_region, partner_region) = buffers(work)?;
+    let main_buf = main_region.bytes();
+    let pb = partner_region.as_ref().map_or(main_buf, Region::bytes);
+    let stride = work.stride_bytes;
 
     let mut round_trips = 0u64;
     // The partner owns its ends of the pipes: a forked partner's are closed in the parent at
@@ -534,7 +751,7 @@ fn ping_pong(
     // allocated before the fork (async-signal-safe).
     let partner_body = move || {
         let (rx, tx) = (to_partner_rx, to_main_tx);
-        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb);
+        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb, stride);
         0
     };
     let main_side = || -> Result<(Measurement, u64)> {
@@ -542,7 +759,7 @@ fn ping_pong(
         let m = measure::measure(plan, |n, sampler| {
             round_trips += n;
             time_ops(n, sampler, || {
-                main_round_trip(t, st, main_rx, main_tx, &mut main_buf)
+                main_round_trip(t, st, main_rx, main_tx, main_buf, stride)
             })
         });
         stop_partner(t, st, main_tx);
@@ -560,7 +777,8 @@ fn ping_pong(
         transport: t,
         partner,
         placement,
-        footprint_bytes: footprint,
+        pair,
+        work,
         rtt_rounds: vec![rtt.value()],
         rtt,
         round_trips,
@@ -569,17 +787,20 @@ fn ping_pong(
     })
 }
 
-/// The syscalls of one round trip, in one thread, without blocking.
-fn measure_one_sided(t: Handoff, cpu: usize, footprint: usize, plan: &Plan) -> Result<Measurement> {
+/// The syscalls of one round trip, and both sides' touches of `work`, in one thread, without
+/// blocking.
+fn measure_one_sided(t: Handoff, cpu: usize, work: Work, plan: &Plan) -> Result<Measurement> {
     let _restore = measure::pin_current_thread(cpu)?;
-    let mut a = vec![0u8; footprint];
-    let mut b = vec![0u8; footprint];
+    let (a_region, b_region) = buffers(work)?;
+    let a = a_region.bytes();
+    let b = b_region.as_ref().map_or(a, Region::bytes);
+    let stride = work.stride_bytes;
     match t {
         Handoff::Pipe => {
             let (rx, tx) = pipe().context("pipe")?;
             let (rx, tx) = (rx.as_raw_fd(), tx.as_raw_fd());
-            let half = |buf: &mut [u8]| -> Result<()> {
-                touch(buf);
+            let half = |buf: &[AtomicU8]| -> Result<()> {
+                touch(buf, stride);
                 if !write_u32(tx, TOKEN) || read_u32(rx) != Some(TOKEN) {
                     bail!(
                         "write + read on one pipe failed: {}",
@@ -590,8 +811,8 @@ fn measure_one_sided(t: Handoff, cpu: usize, footprint: usize, plan: &Plan) -> R
             };
             measure::measure(plan, |n, s| {
                 time_ops(n, s, || {
-                    half(&mut a)?;
-                    half(&mut b)
+                    half(a)?;
+                    half(b)
                 })
             })
         }
@@ -600,16 +821,16 @@ fn measure_one_sided(t: Handoff, cpu: usize, footprint: usize, plan: &Plan) -> R
             let word = &page.state().word;
             // Each half: store, wake with no waiter, and a wait whose expected value is stale,
             // so it returns EAGAIN at once: the futex syscalls of one side of a round trip.
-            let half = |buf: &mut [u8], store: u32, stale: u32| {
-                touch(buf);
+            let half = |buf: &[AtomicU8], store: u32, stale: u32| {
+                touch(buf, stride);
                 word.store(store, Ordering::Release);
                 futex_wake(word, 1);
                 futex_wait(word, stale);
             };
             measure::measure(plan, |n, s| {
                 time_ops(n, s, || {
-                    half(&mut a, PING, IDLE);
-                    half(&mut b, IDLE, PING);
+                    half(a, PING, IDLE);
+                    half(b, IDLE, PING);
                     Ok(())
                 })
             })
