@@ -88,12 +88,49 @@ fn ipc_has_every_transport_partner_and_size() {
             );
         }
     }
-    assert_eq!(s.tables.len(), 2, "the transport table and the pool table");
-    assert_eq!(s.tables[1].rows.len(), 4);
+    // The hand-off, in tiny on the same CPU: threads pass a pointer, processes copy, through
+    // shared memory and a pipe, at both ends of the sizes; the structured payloads at 64 B.
+    for size in [64, 4 << 20] {
+        for way in ["thread.box", "process.shm", "process.pipe"] {
+            let placed = positive(&s, &format!("ipc.handoff.{way}.{size}.pinned"), Unit::Ns);
+            assert!(
+                placed.is_some_and(|p| p.contains("same CPU")),
+                "{way} {size}"
+            );
+        }
+        positive(&s, &format!("ipc.shm_setup.{size}"), Unit::Ns);
+        positive(
+            &s,
+            &format!("ipc.handoff.copy_over_pointer.{size}.pinned"),
+            Unit::Ratio,
+        );
+    }
+    for way in ["thread.vec", "process.json"] {
+        positive(&s, &format!("ipc.handoff.{way}.64.pinned"), Unit::Ns);
+    }
+    assert!(
+        s.figure("ipc.handoff.process.json.4194304.pinned")
+            .is_none()
+    );
+    // Unpinned round trips say which placements they ran on.
+    let mixed = s
+        .figure("ipc.rtt.shm.process.64")
+        .and_then(|f| f.placement.clone());
+    assert!(
+        mixed.is_some_and(|p| p.starts_with("unpinned mixture:")),
+        "an unpinned round trip is described as a mixture"
+    );
+    assert_eq!(
+        s.tables.len(),
+        3,
+        "the hand-off table, the transport table and the pool table"
+    );
+    assert!(s.tables[0].title.starts_with("Hand-off"));
+    assert_eq!(s.tables[2].rows.len(), 4);
     assert!(s.notes.iter().any(|n| n.contains("no network")));
     assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
     assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
-    assert_eq!(s.charts.len(), 3);
+    assert_eq!(s.charts.len(), 4, "the hand-off's and the round trips'");
     assert!(s.charts.iter().all(|c| c.x_log && c.y_log));
     assert!(!s.tables.is_empty());
     assert!(!s.data.is_null());
@@ -114,6 +151,7 @@ fn ipc_honours_sizes_and_transports() {
         .run(&config, &mut NoProgress)
         .expect("ipc runs with one transport and one size");
     let keys: Vec<&str> = s.figures.iter().map(|f| f.key.as_str()).collect();
+    // Narrowed transports leave the hand-off out: only the pipe's figures, at 100 B.
     assert!(
         keys.iter()
             .all(|k| k.contains(".pipe.") && k.contains(".100")),

@@ -46,19 +46,23 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::{Placement, Worker};
-use crate::experiment::{Experiment, ROUNDS, median_round};
+use crate::experiment::Experiment;
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::stats::{self, Summary};
 use crate::units::{exact_size, micros};
 use crate::{LabConfig, Progress};
 
+mod handoff;
+mod handoff_section;
 mod pair;
 mod pool;
 mod section;
 #[cfg(test)]
 mod tests;
 
+use crate::topology::{Mixture, Topology};
+use handoff::{HandoffRun, JSON_MAX, SetupRun, Spot, Way, run_handoff, shm_setup};
 use pair::run_pair;
 use pool::pool_rtt;
 use section::section;
@@ -75,7 +79,8 @@ const ACK: u8 = 1;
 /// The first byte of every other throughput message.
 const NO_ACK: u8 = 0;
 
-/// The message size of the headline's round trips.
+/// The message size of the raw tcp round trip the pool rows are read against, and of the
+/// control round trips the notes compare.
 const HEADLINE_SIZE: usize = 64;
 
 /// Exit codes of a forked partner.
@@ -89,6 +94,28 @@ fn default_sizes(profile: Profile) -> Vec<usize> {
     match profile {
         Profile::Tiny => vec![64, 4 * KIB],
         Profile::Quick | Profile::Full => vec![64, 4 * KIB, 64 * KIB, MIB],
+    }
+}
+
+/// The default payload sizes of the hand-off: 64 B to 64 MiB in full, three in quick, and in
+/// tiny the two ends the claim reads.
+fn default_handoff_sizes(profile: Profile) -> Vec<usize> {
+    match profile {
+        Profile::Tiny => vec![64, 4 * MIB],
+        Profile::Quick => vec![64, 64 * KIB, 4 * MIB],
+        Profile::Full => vec![64, 4 * KIB, 64 * KIB, MIB, 4 * MIB, 64 * MIB],
+    }
+}
+
+/// The hand-off's plan: the round trips' plan, and in tiny 3 ops per batch (a 4 MiB op in a
+/// debug build takes milliseconds).
+fn handoff_plan(profile: Profile, iterations: Option<u64>) -> Plan {
+    match (profile, iterations) {
+        (Profile::Tiny, None) => Plan {
+            fixed_ops: Some(3),
+            ..plan(profile, None)
+        },
+        _ => plan(profile, iterations),
     }
 }
 
@@ -168,6 +195,9 @@ struct Run {
     messages: u64,
     /// `FUTEX_WAKE` calls over those messages (shm only; 0 elsewhere).
     futex_wakes: u64,
+    /// Unpinned round trips: the placements the two sides were seen on, batch by batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mixture: Option<Mixture>,
 }
 
 impl Run {
@@ -242,6 +272,8 @@ struct PoolRun {
 #[derive(Debug, Serialize)]
 struct Data {
     sizes: Vec<usize>,
+    /// The CPUs and how they relate: the words of every cross-CPU placement.
+    topology: Topology,
     #[serde(serialize_with = "serialize_kinds")]
     transports: Vec<TransportKind>,
     shm_spin_ns: u128,
@@ -250,6 +282,29 @@ struct Data {
     /// Why pool rows were not measured (all of them, or the process and remote ones).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pool_skipped: Vec<String>,
+    /// The hand-off's payload sizes (empty when it did not run).
+    handoff_sizes: Vec<usize>,
+    /// Where the hand-off ran, nearest first.
+    spots: Vec<Spot>,
+    handoffs: Vec<HandoffRun>,
+    /// The shared-memory setup, one per hand-off size.
+    setups: Vec<SetupRun>,
+}
+
+impl Data {
+    /// The words of a placement: "same CPU (cpu 0)", "shared LLC (cpu 0 → cpu 1)" from the
+    /// topology, or "unpinned".
+    fn words(&self, p: Placement) -> String {
+        match p {
+            Placement::CrossCpu(a, b) => crate::topology::Pair {
+                placement: self.topology.classify(a, b),
+                a,
+                b,
+            }
+            .describe(),
+            other => other.describe(),
+        }
+    }
 }
 
 /// A transport by its name, as the CLI and the figure keys spell it.
@@ -317,18 +372,36 @@ impl Experiment for Ipc {
         let plan = plan(config.profile, config.iterations);
         let kinds = transports(config)?;
         let sizes = sizes(config)?;
-        let cpus = measure::allowed_cpus();
-        let Some(&cpu) = cpus.first() else {
+        let topology = Topology::detect();
+        let spots = handoff::spots(&topology, config.profile);
+        let Some(cpu) = spots
+            .first()
+            .and_then(|s| s.placement.cpus())
+            .map(|(cpu, _)| cpu)
+        else {
             bail!("no CPU is allowed for this process (sched_getaffinity failed)");
         };
+        // The control round trips: same CPU, unpinned, and the nearest pair of two CPUs the
+        // topology offers (not in tiny).
         let mut placements = vec![Placement::Pinned(cpu), Placement::Unpinned];
-        // Split needs a second CPU; the tiny profile keeps to the two placements it checks.
-        match cpus.get(1) {
-            Some(&other) if config.profile != Profile::Tiny => {
-                placements.push(Placement::CrossCpu(cpu, other));
+        placements.extend(
+            spots
+                .iter()
+                .filter(|s| s.suffix == ".cross_cpu")
+                .map(|s| s.placement),
+        );
+        // The hand-off compares ways of handing data over, not transports: it runs unless
+        // the transports were narrowed.
+        let handoff_sizes = if config.transports.is_none() {
+            match &config.sizes {
+                Some(_) => sizes.clone(),
+                None => default_handoff_sizes(config.profile),
             }
-            _ => {}
-        }
+        } else {
+            Vec::new()
+        };
+        let handoff_plan = handoff_plan(config.profile, config.iterations);
+        let handoff_steps = handoff_sizes.len() * (1 + spots.len() * Way::ALL.len());
 
         let combos: usize = kinds.iter().map(|k| partners(*k).len()).sum();
         // The pool rows are read against raw tcp, so they come with it (and by default).
@@ -338,7 +411,7 @@ impl Experiment for Ipc {
         } else {
             0
         };
-        let steps = combos * sizes.len() * placements.len() * 2 + pool_steps;
+        let steps = combos * sizes.len() * placements.len() * 2 + pool_steps + handoff_steps;
         progress.begin("ipc", steps as u64);
         let mut runs = Vec::new();
         for &kind in &kinds {
@@ -355,26 +428,18 @@ impl Experiment for Ipc {
                                     placement.key()
                                 ),
                             );
-                            // The headline's figures (64 B round trips, unpinned) come from
-                            // independent rounds, each with a fresh pair and partner.
-                            let headline = mode == Pattern::Echo
-                                && size == HEADLINE_SIZE
-                                && placement == Placement::Unpinned;
-                            let rounds = if headline { ROUNDS } else { 1 };
-                            let (mut r, rounds_ns) = median_round(
-                                rounds,
-                                || run_pair(kind, partner, placement, mode, size, &plan),
-                                |r| r.measurement.value(),
-                            )
-                            .with_context(|| {
-                                format!(
-                                    "{kind} {} of {size}-byte messages between {}, {}",
-                                    mode.words(),
-                                    partner.plural(),
-                                    placement.describe()
-                                )
-                            })?;
-                            r.rounds_ns = rounds_ns;
+                            let mut r = run_pair(kind, partner, placement, mode, size, &plan)
+                                .with_context(|| {
+                                    format!(
+                                        "{kind} {} of {size}-byte messages between {}, {}",
+                                        mode.words(),
+                                        partner.plural(),
+                                        placement.describe()
+                                    )
+                                })?;
+                            if placement == Placement::Unpinned {
+                                r.mixture = r.mixture.take().filter(|_| mode == Pattern::Echo);
+                            }
                             runs.push(r);
                             progress.advance(1, "");
                         }
@@ -419,9 +484,22 @@ impl Experiment for Ipc {
                 }
             }
         }
+        // A debug build (the tests' tiny runs) serializes megabytes slowly.
+        let json_max = if config.profile == Profile::Tiny {
+            64 * KIB
+        } else {
+            JSON_MAX
+        };
+        let (handoffs, setups) =
+            measure_handoffs(&handoff_sizes, &spots, (&handoff_plan, json_max), progress)?;
         progress.end();
         let data = Data {
             sizes,
+            topology,
+            handoff_sizes,
+            spots,
+            handoffs,
+            setups,
             transports: kinds,
             shm_spin_ns: shm_spin().as_nanos(),
             runs,
@@ -430,6 +508,66 @@ impl Experiment for Ipc {
         };
         Ok(section(&plan, &data))
     }
+}
+
+/// The hand-off at every size and spot, and the shared-memory setup at every size. The
+/// structured payloads (a `Vec` moved, or serialized with serde_json) run up to `json_max`
+/// ([`JSON_MAX`] outside tiny) and only at the deciding spot (the nearest pair of two CPUs, else the same CPU): their cost
+/// is the encoding's, whatever the placement.
+fn measure_handoffs(
+    sizes: &[usize],
+    spots: &[Spot],
+    (plan, json_max): (&Plan, usize),
+    progress: &mut dyn Progress,
+) -> Result<(Vec<HandoffRun>, Vec<SetupRun>)> {
+    let deciding = deciding_spot(spots).map(|s| s.suffix.clone());
+    let mut runs = Vec::new();
+    let mut setups = Vec::new();
+    for &size in sizes {
+        progress.advance(0, &format!("shared-memory setup, {}", exact_size(size)));
+        setups.push(
+            shm_setup(size, plan)
+                .with_context(|| format!("the shared-memory setup of {}", exact_size(size)))?,
+        );
+        progress.advance(1, "");
+        for spot in spots {
+            for way in Way::ALL {
+                let here = Some(&spot.suffix) == deciding.as_ref();
+                if way.structured() && (size > json_max || !here) {
+                    progress.advance(1, "");
+                    continue;
+                }
+                progress.advance(
+                    0,
+                    &format!(
+                        "hand-off of {}, {}, {}",
+                        exact_size(size),
+                        way.words(),
+                        spot.words
+                    ),
+                );
+                runs.push(run_handoff(way, size, spot, plan).with_context(|| {
+                    format!(
+                        "the hand-off of {}, {}, {}",
+                        exact_size(size),
+                        way.words(),
+                        spot.words
+                    )
+                })?);
+                progress.advance(1, "");
+            }
+        }
+    }
+    Ok((runs, setups))
+}
+
+/// The spot the communication claim is decided at: the nearest pair of two CPUs (two
+/// workers that talk run side by side), else the same CPU.
+fn deciding_spot(spots: &[Spot]) -> Option<&Spot> {
+    spots
+        .iter()
+        .find(|s| s.suffix == ".cross_cpu")
+        .or_else(|| spots.first())
 }
 
 #[cfg(target_os = "linux")]
