@@ -11,11 +11,17 @@
 //!
 //! | way | partner | how the data crosses |
 //! |---|---|---|
-//! | `box` | thread | a `Box<[u8]>` moves through a crossbeam channel and comes back with the answer: a pointer, no copy |
+//! | `box` | thread | a `Box<[u8]>` moves into a slot both threads reach (a `Mutex<Option<_>>`) and back: a pointer, no copy |
 //! | `vec` | thread | a `Vec` of small structs moves the same way |
-//! | `shm` | process | the producer copies the bytes into a shared mapping made before the fork; the consumer reads them there (one copy); an 8-byte message on the lab's shm ring rings the bell |
+//! | `shm` | process | the producer copies the bytes into a shared mapping made before the fork; the consumer reads them there (one copy) |
 //! | `pipe` | process | the bytes go through a pipe into the consumer's buffer (two copies, through the kernel) |
 //! | `json` | process | the `Vec` of structs is serialized with serde_json into the shared mapping and deserialized by the consumer |
+//!
+//! **The bell is the same on every way but `pipe`**: an 8-byte message on the lab's shm ring
+//! (spin while the peer progresses, yield, futex), so threads and processes differ only in how
+//! the data crosses (LAB-METHODS rule 4). A thread's idiomatic channel (crossbeam: a short spin,
+//! then park) would bring its own wake-up cost into the comparison, which at small sizes
+//! outweighs the data; the pipe carries the data and the bell at once, as pipes do.
 //!
 //! **Shared-memory setup** is kept out of the `shm` and `json` ops (the mapping is made once,
 //! before timing) and measured on its own: map a fresh shared region, touch each of its pages
@@ -28,6 +34,7 @@
 //! allocating.
 
 use std::num::NonZeroUsize;
+use std::sync::Mutex;
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -48,9 +55,9 @@ pub(super) const JSON_MAX: usize = 4 * MIB;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum Way {
-    /// Threads: a `Box<[u8]>` moves through a channel.
+    /// Threads: a `Box<[u8]>` moves (a pointer) to the consumer and back.
     Box,
-    /// Threads: a `Vec` of small structs moves through a channel.
+    /// Threads: a `Vec` of small structs moves the same way.
     Vec,
     /// Processes: the bytes are copied into shared memory.
     Shm,
@@ -84,8 +91,8 @@ impl Way {
     /// Short words for labels, tables and chart series.
     pub(super) fn words(self) -> &'static str {
         match self {
-            Way::Box => "threads: Box<[u8]> through a channel",
-            Way::Vec => "threads: Vec of structs through a channel",
+            Way::Box => "threads: Box<[u8]> moved",
+            Way::Vec => "threads: Vec of structs moved",
             Way::Shm => "processes: copy into shared memory",
             Way::Pipe => "processes: through a pipe",
             Way::Json => "processes: serde_json into shared memory",
@@ -176,8 +183,10 @@ pub(super) struct HandoffRun {
     /// The bytes that crossed: `size_bytes`, or the JSON text's length.
     pub(super) wire_bytes: usize,
     pub(super) spot: Spot,
-    /// Per hand-off, in ns.
+    /// Per hand-off, in ns: the round whose figure is the median of the rounds.
     pub(super) measurement: Measurement,
+    /// The figure of each independent round (several only for the pair the claim reads).
+    pub(super) rounds_ns: Vec<f64>,
 }
 
 /// One measured shared-memory setup.
@@ -235,13 +244,16 @@ pub(super) fn run_handoff(way: Way, size: usize, spot: &Spot, plan: &Plan) -> Re
         size_bytes: size,
         wire_bytes,
         spot: spot.clone(),
+        rounds_ns: vec![measurement.value()],
         measurement,
     })
 }
 
-/// Threads pass `T` through a channel; the consumer answers with the sum it read and the
-/// value itself, so nothing is allocated per op.
-fn thread_pass<T: Send + 'static>(
+/// Threads hand `T` over by moving it into a slot both can reach (a pointer moves, nothing
+/// is copied) and ringing the same bell as the processes: an 8-byte message on the shm ring.
+/// The consumer takes the value, reads it, puts it back and answers with the sum; the
+/// producer takes it back. Nothing is allocated per op.
+fn thread_pass<T: Send>(
     data: T,
     placement: Placement,
     plan: &Plan,
@@ -249,43 +261,72 @@ fn thread_pass<T: Send + 'static>(
     touch: impl Fn(&T) -> u64 + Send,
     expected: u64,
 ) -> Result<Measurement> {
-    let (to_tx, to_rx) = crossbeam_channel::bounded::<T>(1);
-    let (back_tx, back_rx) = crossbeam_channel::bounded::<(T, u64)>(1);
-    let body = move || {
-        while let Ok(d) = to_rx.recv() {
-            let sum = touch(&d);
-            if back_tx.send((d, sum)).is_err() {
-                return EXIT_SEND;
-            }
-        }
-        EXIT_OK
-    };
-    let main = move || {
-        let mut slot = Some(data);
+    let slot: Mutex<Option<T>> = Mutex::new(None);
+    let (mut main, peer) = ipc::pair(TransportKind::Shm, 8).context("creating the bell")?;
+    let slot_ref = &slot;
+    let body = move || consume_slot(peer, slot_ref, touch);
+    let main_side = move || {
+        let mut held = Some(data);
         let mut seq = 0u8;
-        let m = measure::measure(plan, |n, sampler| {
-            time_ops(n, sampler, || {
+        let mut answer: Vec<u8> = Vec::with_capacity(8);
+        let m = measure::measure(plan, |ops, sampler| {
+            time_ops(ops, sampler, || {
                 seq = seq.wrapping_add(1).max(1);
-                let mut d = slot
+                let mut d = held
                     .take()
                     .expect("the value came back with the last answer");
                 stamp(&mut d, seq);
-                to_tx
-                    .send(d)
-                    .map_err(|_| anyhow::anyhow!("the consumer thread is gone"))?;
-                let (d, sum) = back_rx
-                    .recv()
-                    .map_err(|_| anyhow::anyhow!("the consumer thread is gone"))?;
-                slot = Some(d);
-                check(sum, expected * u64::from(seq))
+                *lock(slot_ref)? = Some(d);
+                main.send(&u64::from(seq).to_le_bytes())?;
+                main.recv(&mut answer)?;
+                held = lock(slot_ref)?.take();
+                if held.is_none() {
+                    bail!("the consumer thread did not put the value back");
+                }
+                let sum: [u8; 8] = answer
+                    .as_slice()
+                    .try_into()
+                    .context("the consumer's answer is not 8 bytes")?;
+                check(u64::from_le_bytes(sum), expected * u64::from(seq))
             })
         });
-        // Closing the channel ends the consumer's loop.
-        drop(to_tx);
-        m
+        let stopped = stop(&mut main);
+        let m = m?;
+        stopped?;
+        Ok(m)
     };
     // SAFETY: a thread partner: `body` is not forked, so it may do anything.
-    unsafe { Worker::Thread.run_pair(placement, body, main) }
+    unsafe { Worker::Thread.run_pair(placement, body, main_side) }
+}
+
+fn lock<T>(slot: &Mutex<Option<T>>) -> Result<std::sync::MutexGuard<'_, Option<T>>> {
+    slot.lock()
+        .map_err(|_| anyhow::anyhow!("the other thread panicked holding the slot"))
+}
+
+/// The consumer of [`thread_pass`]: on each bell, takes the value from the slot, reads it,
+/// puts it back and answers with the sum.
+fn consume_slot<T>(mut end: Endpoint, slot: &Mutex<Option<T>>, touch: impl Fn(&T) -> u64) -> i32 {
+    let mut buf: Vec<u8> = Vec::with_capacity(8);
+    loop {
+        if end.recv(&mut buf).is_err() {
+            return EXIT_RECV;
+        }
+        if buf.is_empty() {
+            return EXIT_OK;
+        }
+        let Some(d) = lock(slot).ok().and_then(|mut g| g.take()) else {
+            return EXIT_RECV;
+        };
+        let sum = touch(&d);
+        match lock(slot) {
+            Ok(mut g) => *g = Some(d),
+            Err(_) => return EXIT_SEND,
+        }
+        if end.send(&sum.to_le_bytes()).is_err() {
+            return EXIT_SEND;
+        }
+    }
 }
 
 fn thread_box(size: usize, placement: Placement, plan: &Plan) -> Result<Measurement> {

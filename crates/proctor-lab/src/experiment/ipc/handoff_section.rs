@@ -44,13 +44,17 @@ pub(super) fn method(d: &Data) -> String {
          afresh (one byte per 64-byte cache line, or one field per struct), hands it over and waits \
          for the consumer's 8-byte answer, the sum of what it read touching every cache line (or \
          struct); the producer checks the sum. Threads move a Box<[u8]> (or a Vec of 24-byte \
-         structs) through a crossbeam channel and get it back with the answer: a pointer, no copy. \
-         Processes copy the bytes into a shared mapping made before the fork and ring an 8-byte bell \
-         on the shm ring, the consumer reading them in place (one copy); or send them through a \
-         pipe into the consumer's buffer (two copies through the kernel); or serialize the Vec with \
-         serde_json into the shared mapping, the consumer deserializing it. Sizes: {}. The \
+         structs) into a slot both reach and get it back with the answer: a pointer, no copy. \
+         Processes copy the bytes into a shared mapping made before the fork, the consumer reading \
+         them in place (one copy); or send them through a pipe into the consumer's buffer (two \
+         copies through the kernel, the pipe ringing its own bell); or serialize the Vec with \
+         serde_json into the shared mapping, the consumer deserializing it. The bell is the same \
+         for threads and processes (an 8-byte message on the shm ring), so the two differ only in \
+         how the data crosses. Sizes: {}. The \
          structured payloads run up to {} (64 KiB in tiny) and only at the deciding placement (the nearest pair of \
-         two CPUs, else the same CPU), where the claim is decided. Shared-memory setup (map a fresh \
+         two CPUs, else the same CPU), where the claim is decided; there the Box and the shm copy are measured in 3 independent \
+         rounds (fresh partner and region each), the figure their median with their run-to-run \
+         spread. Shared-memory setup (map a fresh \
          region, touch each page, unmap) is kept out of the ops and reported on its own. Pinned on \
          the placements the topology offers: {}. ",
         d.handoff_sizes
@@ -107,6 +111,7 @@ pub(super) fn figures(d: &Data) -> Vec<Figure> {
                         r.way.words()
                     ),
                 )
+                .with_rounds(&r.rounds_ns)
                 .placed(&r.spot.words)
         })
         .collect();

@@ -43,6 +43,7 @@ fn handoff_data(box_4m: f64, shm_4m: f64) -> Data {
         wire_bytes: size,
         spot: spot.clone(),
         measurement: measurement(ns),
+        rounds_ns: vec![ns],
     };
     let mut handoffs = Vec::new();
     for spot in &spots {
