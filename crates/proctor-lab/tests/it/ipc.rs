@@ -112,6 +112,14 @@ fn ipc_has_every_transport_partner_and_size() {
         s.figure("ipc.handoff.process.json.4194304.pinned")
             .is_none()
     );
+    // The pair the claim reads (in tiny, on the same CPU) comes from independent rounds.
+    for key in [
+        "ipc.handoff.thread.box.4194304.pinned",
+        "ipc.handoff.process.shm.4194304.pinned",
+    ] {
+        let rounds = s.figure(key).and_then(|f| f.rounds.clone());
+        assert!(rounds.is_some_and(|r| r.values.len() == 3), "{key}");
+    }
     // Unpinned round trips say which placements they ran on.
     let mixed = s
         .figure("ipc.rtt.shm.process.64")
