@@ -120,6 +120,18 @@ fn ipc_has_every_transport_partner_and_size() {
         let rounds = s.figure(key).and_then(|f| f.rounds.clone());
         assert!(rounds.is_some_and(|r| r.values.len() == 3), "{key}");
     }
+    // perf bench sched messaging, processes and threads, beside the control (a row each,
+    // with the tool's figure or why there is none).
+    let messaging: Vec<_> = s
+        .cross_checks
+        .iter()
+        .filter(|c| c.tool == "perf bench sched messaging")
+        .collect();
+    assert_eq!(messaging.len(), 2);
+    assert!(messaging[1].command.ends_with("-t"));
+    if messaging.iter().all(|c| c.theirs.is_some()) {
+        assert!(s.notes.iter().any(|n| n.starts_with("second control")));
+    }
     // Unpinned round trips say which placements they ran on.
     let mixed = s
         .figure("ipc.rtt.shm.process.64")

@@ -506,8 +506,47 @@ impl Experiment for Ipc {
             pool_runs,
             pool_skipped,
         };
-        Ok(section(&plan, &data))
+        let mut s = section(&plan, &data);
+        // The same transport between many threads or many processes, from an established
+        // tool: a second control beside ours (the hand-off's runs when it did).
+        if !data.handoffs.is_empty() {
+            let (checks, note) = messaging_checks(config.profile);
+            s.cross_checks.extend(checks);
+            s.notes.extend(note);
+        }
+        Ok(s)
     }
+}
+
+/// `perf bench sched messaging` with processes and with threads (`-t`), and a note with the
+/// ratio of their total times when both ran.
+fn messaging_checks(profile: Profile) -> (Vec<crate::report::CrossCheck>, Option<String>) {
+    let loops = if profile == Profile::Tiny { 20 } else { 500 };
+    let runs = [false, true].map(|threads| {
+        let run = crate::crosscheck::perf_sched_messaging(threads, 1, loops);
+        let mut c =
+            crate::crosscheck::compare("perf bench sched messaging", "", None, run, Unit::Ns);
+        if c.theirs.is_some() {
+            c.note = Some(
+                "total time of 20 senders and 20 receivers passing 100-byte messages over \
+                 socketpairs: no figure of ours matches; it sits beside the control"
+                    .into(),
+            );
+        }
+        c
+    });
+    let note = match (runs[0].theirs, runs[1].theirs) {
+        (Some(p), Some(t)) if t > 0.0 => Some(format!(
+            "second control, an established tool over one transport: `{}` took {} with \
+             processes and {} with threads (`-t`), processes / threads = {:.2}x",
+            runs[0].command,
+            crate::units::micros_or_millis(p),
+            crate::units::micros_or_millis(t),
+            p / t
+        )),
+        _ => None,
+    };
+    (runs.into(), note)
 }
 
 /// The hand-off at every size and spot, and the shared-memory setup at every size. The
