@@ -140,6 +140,13 @@ fn ipc_has_every_transport_partner_and_size() {
         mixed.is_some_and(|p| p.starts_with("unpinned mixture:")),
         "an unpinned round trip is described as a mixture"
     );
+    let mixed = s
+        .figure("ipc.throughput.shm.process.64")
+        .and_then(|f| f.placement.clone());
+    assert!(
+        mixed.is_some_and(|p| p.starts_with("unpinned mixture:") && p.contains("per message")),
+        "so is an unpinned throughput"
+    );
     assert_eq!(
         s.tables.len(),
         3,

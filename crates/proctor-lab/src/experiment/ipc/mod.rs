@@ -1,5 +1,18 @@
-//! `ipc`: round-trip latency and one-way throughput of every `ipc` transport,
-//! between two threads and between two processes (LAB-METHODS rules 3, 4, 9, 10, 11 and 13).
+//! `ipc`: what handing data over costs between two threads and between two processes, and
+//! the round-trip latency and one-way throughput of every `ipc` transport (LAB-METHODS rules
+//! 3, 4, 9, 10, 11 and 13).
+//!
+//! **Hand-off** (`handoff.rs`), what the communication claim is about: a thread passes a
+//! pointer, a process copies the bytes (through shared memory or a pipe) or serializes the
+//! value, the consumer reading every cache line; against payload size, pinned on the pairs
+//! of CPUs the topology offers, with the shared-memory setup measured apart. The claim is
+//! decided there (`verdict/claims.rs`).
+//!
+//! **The round trip is the control**: one transport, the same bytes, between two threads or
+//! two processes. Over one transport the partner kind can only change the address-space
+//! switch, so these figures show that the kind of partner alone does not decide what
+//! communication costs; no verdict reads them. `perf bench sched messaging` with processes
+//! and with threads runs beside them.
 //!
 //! **Round trip** (one op): main sends a message of `size` bytes, the partner receives it
 //! into a buffer sized beforehand and sends the same bytes back, main receives them. That is
@@ -16,9 +29,13 @@
 //! never unwinds and leaves with `_exit`, as the transports' own tests do.
 //!
 //! **Placement** (rule 3): every round trip is measured pinned (both sides on one CPU:
-//! context switches), unpinned (the scheduler's choice) and, where two CPUs are allowed and the
-//! profile is not `tiny`, cross-CPU (main on the first allowed CPU, the partner on the second:
-//! cross-CPU wake-up latency). Throughput runs at the same placements.
+//! context switches), unpinned (the scheduler's choice) and, where the topology offers a pair
+//! of two CPUs and the profile is not `tiny`, cross-CPU on the nearest such pair (SMT
+//! siblings, else a shared last-level cache, ...: cross-CPU wake-up latency; the figure names
+//! the pair). Throughput runs at the same placements. An unpinned run is a mixture: each batch
+//! is tagged with the placement its two sides were seen on (`sched_getcpu` before and after;
+//! the partner writes its CPU in shared memory after each message), and the figure's
+//! placement gives each placement's share and median.
 //!
 //! **shm** (rule 9): the ring spins for at most a few µs (only when the peer last ran on
 //! another CPU), yields a few times, then sleeps on a futex; `FUTEX_WAKE` calls per message are
@@ -36,7 +53,8 @@
 //! timing. Not cross-CPU: the pool has no option to put its worker on another CPU than its
 //! own threads.
 //!
-//! This file runs the experiment; `section.rs` builds its section from the runs.
+//! This file runs the experiment; `section.rs` builds its section from the runs,
+//! `handoff_section.rs` the hand-off's part.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -195,7 +213,8 @@ struct Run {
     messages: u64,
     /// `FUTEX_WAKE` calls over those messages (shm only; 0 elsewhere).
     futex_wakes: u64,
-    /// Unpinned round trips: the placements the two sides were seen on, batch by batch.
+    /// Unpinned runs: the placements the two sides were seen on, batch by batch (values per
+    /// round trip, or per message for throughput).
     #[serde(skip_serializing_if = "Option::is_none")]
     mixture: Option<Mixture>,
 }
@@ -428,7 +447,7 @@ impl Experiment for Ipc {
                                     placement.key()
                                 ),
                             );
-                            let mut r = run_pair(kind, partner, placement, mode, size, &plan)
+                            let r = run_pair(kind, partner, placement, mode, size, &plan)
                                 .with_context(|| {
                                     format!(
                                         "{kind} {} of {size}-byte messages between {}, {}",
@@ -437,9 +456,6 @@ impl Experiment for Ipc {
                                         placement.describe()
                                     )
                                 })?;
-                            if placement == Placement::Unpinned {
-                                r.mixture = r.mixture.take().filter(|_| mode == Pattern::Echo);
-                            }
                             runs.push(r);
                             progress.advance(1, "");
                         }

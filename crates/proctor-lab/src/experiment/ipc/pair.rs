@@ -20,8 +20,8 @@ pub(super) fn run_pair(
     let (mut main, peer) = ipc::pair(kind, size).context("creating the pair")?;
     // Unpinned round trips record where the partner runs (its CPU after each message, in
     // shared memory), so each batch is tagged with the placement it ran on.
-    let seen = match (placement, mode) {
-        (Placement::Unpinned, Pattern::Echo) => {
+    let seen = match placement {
+        Placement::Unpinned => {
             Some(SharedMem::new(AtomicI32::new(-1)).context("mapping the partner's CPU word")?)
         }
         _ => None,
@@ -125,6 +125,7 @@ pub(super) fn main_side(
             // Sends return once the bytes are queued, so per-message timestamps would say
             // little: only the batch, ended by the acknowledgement, is timed.
             messages += n;
+            let before = cpus();
             let start = Instant::now();
             for i in 0..n {
                 msg[0] = if i + 1 == n { ACK } else { NO_ACK };
@@ -134,6 +135,10 @@ pub(super) fn main_side(
             let elapsed = start.elapsed();
             if buf.as_slice() != [ACK] {
                 bail!("the partner acknowledged with {} bytes", buf.len());
+            }
+            if let Some(t) = &topo {
+                let tag = topology::tag(t, before, cpus(), elapsed.as_nanos() as f64 / n as f64);
+                tags.push((n, tag));
             }
             Ok(elapsed)
         })?,

@@ -12,8 +12,12 @@ pub(super) fn section(plan: &Plan, d: &Data) -> Section {
     for r in &d.runs {
         // An unpinned round trip is a mixture of placements: its figure says which, in what
         // share, rather than pass for one measurement.
+        let per = match r.mode {
+            Pattern::Echo => "per round trip",
+            Pattern::Sink => "per message",
+        };
         let words = match &r.mixture {
-            Some(m) => m.describe(|v| micros(v, 2)),
+            Some(m) => m.describe(|v| format!("{} {per}", micros(v, 2))),
             None => d.words(r.placement),
         };
         run_figures(&mut s, r, &words);
