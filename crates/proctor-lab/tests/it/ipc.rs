@@ -4,6 +4,7 @@
 use proctor_lab::experiment::find;
 use proctor_lab::ipc::TransportKind;
 use proctor_lab::report::{Section, Unit};
+use proctor_lab::topology::Topology;
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
 use super::run_tiny;
@@ -88,36 +89,45 @@ fn ipc_has_every_transport_partner_and_size() {
             );
         }
     }
-    // The hand-off, in tiny on the same CPU: threads pass a pointer, processes copy, through
-    // shared memory and a pipe, at both ends of the sizes; the structured payloads at 64 B.
-    for size in [64, 4 << 20] {
-        for way in ["thread.box", "process.shm", "process.pipe"] {
-            let placed = positive(&s, &format!("ipc.handoff.{way}.{size}.pinned"), Unit::Ns);
-            assert!(
-                placed.is_some_and(|p| p.contains("same CPU")),
-                "{way} {size}"
+    // The hand-off, in tiny on the same CPU and on the nearest pair of two CPUs where the
+    // machine has one (the claim is decided there): threads pass a pointer, processes copy,
+    // through shared memory and a pipe, at both ends of the sizes; the structured payloads at
+    // 64 B, at the deciding placement only.
+    let deciding = if Topology::detect().nearest_cross().is_some() {
+        ".cross_cpu"
+    } else {
+        ".pinned"
+    };
+    for suffix in [".pinned", deciding] {
+        for size in [64, 4 << 20] {
+            for way in ["thread.box", "process.shm", "process.pipe"] {
+                positive(&s, &format!("ipc.handoff.{way}.{size}{suffix}"), Unit::Ns);
+            }
+            positive(
+                &s,
+                &format!("ipc.handoff.copy_over_pointer.{size}{suffix}"),
+                Unit::Ratio,
             );
         }
+    }
+    let placed = s
+        .figure("ipc.handoff.thread.box.64.pinned")
+        .and_then(|f| f.placement.clone());
+    assert!(placed.is_some_and(|p| p.contains("same CPU")));
+    for size in [64, 4 << 20] {
         positive(&s, &format!("ipc.shm_setup.{size}"), Unit::Ns);
-        positive(
-            &s,
-            &format!("ipc.handoff.copy_over_pointer.{size}.pinned"),
-            Unit::Ratio,
-        );
     }
     for way in ["thread.vec", "process.json"] {
-        positive(&s, &format!("ipc.handoff.{way}.64.pinned"), Unit::Ns);
+        positive(&s, &format!("ipc.handoff.{way}.64{deciding}"), Unit::Ns);
+        assert!(
+            s.figure(&format!("ipc.handoff.{way}.4194304{deciding}"))
+                .is_none()
+        );
     }
-    assert!(
-        s.figure("ipc.handoff.process.json.4194304.pinned")
-            .is_none()
-    );
-    // The pair the claim reads (in tiny, on the same CPU) comes from independent rounds.
-    for key in [
-        "ipc.handoff.thread.box.4194304.pinned",
-        "ipc.handoff.process.shm.4194304.pinned",
-    ] {
-        let rounds = s.figure(key).and_then(|f| f.rounds.clone());
+    // The pair the claim reads comes from independent rounds.
+    for way in ["thread.box", "process.shm"] {
+        let key = format!("ipc.handoff.{way}.4194304{deciding}");
+        let rounds = s.figure(&key).and_then(|f| f.rounds.clone());
         assert!(rounds.is_some_and(|r| r.values.len() == 3), "{key}");
     }
     // perf bench sched messaging, processes and threads, beside the control (a row each,
@@ -157,7 +167,12 @@ fn ipc_has_every_transport_partner_and_size() {
     assert!(s.notes.iter().any(|n| n.contains("no network")));
     assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
     assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
-    assert_eq!(s.charts.len(), 4, "the hand-off's and the round trips'");
+    let handoff_charts = if deciding == ".pinned" { 1 } else { 2 };
+    assert_eq!(
+        s.charts.len(),
+        3 + handoff_charts,
+        "a hand-off chart per placement, and the round trips' three"
+    );
     assert!(s.charts.iter().all(|c| c.x_log && c.y_log));
     assert!(!s.tables.is_empty());
     assert!(!s.data.is_null());

@@ -143,7 +143,8 @@ pub(super) struct Spot {
 }
 
 /// The pinned spots of a profile, from the topology: same CPU (`.pinned`), the nearest pair of
-/// two CPUs (`.cross_cpu`, not in tiny) and, in full, every other pair (`.<placement key>`).
+/// two CPUs (`.cross_cpu`, where the claim is decided, so in every profile) and, in full,
+/// every other pair (`.<placement key>`).
 pub(super) fn spots(topology: &Topology, profile: Profile) -> Vec<Spot> {
     let mut out = Vec::new();
     let spot = |pair: &Pair, suffix: String| Spot {
@@ -157,9 +158,6 @@ pub(super) fn spots(topology: &Topology, profile: Profile) -> Vec<Spot> {
     };
     if let Some(same) = topology.pair(TopoPlacement::SameCpu) {
         out.push(spot(&same, ".pinned".into()));
-    }
-    if profile == Profile::Tiny {
-        return out;
     }
     let nearest = topology.nearest_cross();
     if let Some(cross) = &nearest {

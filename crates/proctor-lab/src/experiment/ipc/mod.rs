@@ -401,14 +401,16 @@ impl Experiment for Ipc {
             bail!("no CPU is allowed for this process (sched_getaffinity failed)");
         };
         // The control round trips: same CPU, unpinned, and the nearest pair of two CPUs the
-        // topology offers (not in tiny).
+        // topology offers (not in tiny, which keeps to the two placements it checks).
         let mut placements = vec![Placement::Pinned(cpu), Placement::Unpinned];
-        placements.extend(
-            spots
-                .iter()
-                .filter(|s| s.suffix == ".cross_cpu")
-                .map(|s| s.placement),
-        );
+        if config.profile != Profile::Tiny {
+            placements.extend(
+                spots
+                    .iter()
+                    .filter(|s| s.suffix == ".cross_cpu")
+                    .map(|s| s.placement),
+            );
+        }
         // The hand-off compares ways of handing data over, not transports: it runs unless
         // the transports were narrowed.
         let handoff_sizes = if config.transports.is_none() {
