@@ -133,6 +133,19 @@ pub(super) fn items_for(size: usize) -> usize {
     (size / std::mem::size_of::<Item>()).max(1)
 }
 
+/// The structs of a payload of `size` bytes, their fields varied like real records (ids
+/// counting up, weights of one to three digits, flags alternating); `value` is the stamp.
+fn items(size: usize) -> Vec<Item> {
+    (0..items_for(size))
+        .map(|i| Item {
+            id: i as u64,
+            value: 0,
+            weight: (i % 1000) as u32,
+            flag: i % 2 == 0,
+        })
+        .collect()
+}
+
 /// Where a hand-off or a round trip runs: the experiment's placement, the figure keys' suffix
 /// and the words the figures carry.
 #[derive(Debug, Clone, Serialize)]
@@ -340,8 +353,8 @@ fn thread_box(size: usize, placement: Placement, plan: &Plan) -> Result<Measurem
 }
 
 fn thread_vec(size: usize, placement: Placement, plan: &Plan) -> Result<Measurement> {
-    let n = items_for(size);
-    let data = vec![Item::default(); n];
+    let data = items(size);
+    let n = data.len();
     thread_pass(
         data,
         placement,
@@ -365,8 +378,8 @@ fn process_shm(
     placement: Placement,
     plan: &Plan,
 ) -> Result<(Measurement, usize)> {
-    let n = items_for(size);
-    let mut items = vec![Item::default(); n];
+    let mut items = items(size);
+    let n = items.len();
     // The region holds the bytes, or the JSON text at its longest (every stamp 3 digits).
     let cap = if way == Way::Json {
         stamp_items(&mut items, u8::MAX);
