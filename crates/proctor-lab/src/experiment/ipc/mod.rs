@@ -2,7 +2,7 @@
 //! the round-trip latency and one-way throughput of every `ipc` transport (LAB-METHODS rules
 //! 3, 4, 9, 10, 11 and 13).
 //!
-//! **Hand-off** (`handoff.rs`), what the communication claim is about: a thread passes a
+//! **Hand-off** (`handoff/`), what the communication claim is about: a thread passes a
 //! pointer, a process copies the bytes (through shared memory or a pipe) or serializes the
 //! value, the consumer reading every cache line; against payload size, pinned on the pairs
 //! of CPUs the topology offers, with the shared-memory setup measured apart. The claim is
