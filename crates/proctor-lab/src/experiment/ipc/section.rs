@@ -2,6 +2,7 @@
 //! figures and table, the transports' table, the charts and the notes.
 
 use super::*;
+use crate::report::Published;
 use crate::units::AxisUnit;
 
 /// The section of an ipc run: every run's figures, the pool round trips, the tables, the
@@ -35,8 +36,45 @@ pub(super) fn section(plan: &Plan, d: &Data) -> Section {
     s.charts.extend(charts(d));
     s.notes.extend(handoff_section::notes(&s, d));
     s.notes.extend(notes(&s, d));
+    s.published.extend(published(d));
     s.set_data(d);
     s
+}
+
+/// goldsborough/ipc-bench's README table: 100-byte ping-pong between two processes, in
+/// messages per second, read as round trips per second (one message forth and back), beside
+/// our unpinned 64 B round trips (neither pins). Its shared-memory row busy-waits, unlike our
+/// ring, so it is left out.
+const IPC_BENCH: [(TransportKind, &str, f64); 4] = [
+    (TransportKind::Pipe, "pipes", 162_441.0),
+    (TransportKind::Unix, "domain sockets", 130_372.0),
+    (TransportKind::Tcp, "TCP sockets", 70_221.0),
+    (TransportKind::Mq, "message queues", 232_253.0),
+];
+
+/// The published round trips beside ours, for the transports measured.
+fn published(d: &Data) -> Vec<Published> {
+    if !d.sizes.contains(&HEADLINE_SIZE) {
+        return Vec::new();
+    }
+    IPC_BENCH
+        .iter()
+        .filter(|(kind, ..)| d.transports.contains(kind))
+        .map(|&(kind, name, per_sec)| {
+            Published::new(
+                &format!("ipc.rtt.{}.process.{HEADLINE_SIZE}", kind.name()),
+                &format!(
+                    "100 B ping-pong between two processes over {name}, unpinned: \
+                     {per_sec:.0} msg/s, read as round trips (ours: 64 B, unpinned)"
+                ),
+                1e9 / per_sec,
+                Unit::Ns,
+                "ipc-bench README, table \"Spectrum\" (P. Goldsborough, A. van Renen; \
+                 github.com/goldsborough/ipc-bench)",
+                "Intel Core i5-4590S @ 3.00 GHz, Ubuntu 20.04.1",
+            )
+        })
+        .collect()
 }
 
 /// What the section measured and how, with the run's settings.

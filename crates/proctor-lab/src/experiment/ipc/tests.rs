@@ -305,6 +305,11 @@ fn section_from_hand_made_runs() {
     let mbs = value("ipc.throughput.pipe.process.64").expect("a throughput figure");
     assert!((mbs - 64e3 * 1e3).abs() / mbs < 0.1, "{mbs}");
     assert!(value("ipc.throughput.pipe.thread.64").is_none());
+    // The published pipe round trip stands beside ours; no transport not measured does.
+    assert_eq!(s.published.len(), 1);
+    assert_eq!(s.published[0].ours_key, "ipc.rtt.pipe.process.64");
+    assert!((s.published[0].value - 1e9 / 162_441.0).abs() < 1e-6);
+    assert!(s.published_table().is_some());
     assert_eq!(s.tables.len(), 1, "no pool rows, no pool table");
     assert!(!s.figures.iter().any(|f| f.key.starts_with("ipc.pool_rtt")));
 }
