@@ -526,7 +526,8 @@ impl Experiment for Ipc {
         };
         let mut s = section(&plan, &data);
         // The same transport between many threads or many processes, from an established
-        // tool: a second control beside ours (the hand-off's runs when it did).
+        // tool: a second control beside ours. It runs with the hand-off (not when the
+        // transports were narrowed).
         if !data.handoffs.is_empty() {
             let (checks, note) = messaging_checks(config.profile);
             s.cross_checks.extend(checks);
@@ -569,8 +570,8 @@ fn messaging_checks(profile: Profile) -> (Vec<crate::report::CrossCheck>, Option
 
 /// The hand-off at every size and spot, and the shared-memory setup at every size. The
 /// structured payloads (a `Vec` moved, or serialized with serde_json) run up to `json_max`
-/// ([`JSON_MAX`] outside tiny) and only at the deciding spot (the nearest pair of two CPUs, else the same CPU): their cost
-/// is the encoding's, whatever the placement.
+/// ([`JSON_MAX`] outside tiny) and only at the deciding spot (the nearest pair of two CPUs,
+/// else the same CPU): their cost is the encoding's, whatever the placement.
 fn measure_handoffs(
     sizes: &[usize],
     spots: &[Spot],
