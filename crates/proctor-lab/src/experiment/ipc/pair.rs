@@ -18,8 +18,8 @@ pub(super) fn run_pair(
     plan: &Plan,
 ) -> Result<Run> {
     let (mut main, peer) = ipc::pair(kind, size).context("creating the pair")?;
-    // Unpinned round trips record where the partner runs (its CPU after each message, in
-    // shared memory), so each batch is tagged with the placement it ran on.
+    // Unpinned runs record where the partner runs (its CPU after each message, in shared
+    // memory), so each batch is tagged with the placement it ran on.
     let seen = match placement {
         Placement::Unpinned => {
             Some(SharedMem::new(AtomicI32::new(-1)).context("mapping the partner's CPU word")?)
