@@ -165,11 +165,14 @@ pub(crate) struct BenchArgs {
         value_delimiter = ',',
         value_parser = parse_size,
         long_help = "Message sizes for the IPC experiment, comma-separated, with an optional \
-                     K/KiB, M/MiB or G/GiB suffix (powers of 1024).\n\nExample: --sizes 64,4096,1MiB"
+                     K/KiB, M/MiB or G/GiB suffix (powers of 1024): the round trips' and \
+                     throughputs' messages and the hand-off's payloads.\n\nExample: --sizes \
+                     64,4096,1MiB"
     )]
     pub sizes: Option<Vec<usize>>,
 
-    /// Transports for the IPC experiment, comma-separated.
+    /// Transports for the IPC experiment, comma-separated (the hand-off, which compares
+    /// threads and processes handing data over, then does not run).
     #[arg(long, value_delimiter = ',', value_parser = transport_names())]
     pub transports: Option<Vec<String>>,
 

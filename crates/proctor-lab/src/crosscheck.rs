@@ -174,6 +174,31 @@ pub fn hackbench(loops: u64) -> ToolRun {
     ToolRun { command, result }
 }
 
+/// Runs `perf bench sched messaging -g GROUPS -l LOOPS`, with threads (`-t`) or processes,
+/// and returns its total time in nanoseconds: groups of 20 senders and 20 receivers passing
+/// 100-byte messages over socketpairs, the same transport for either kind.
+pub fn perf_sched_messaging(threads: bool, groups: u32, loops: u64) -> ToolRun {
+    let mut args: Vec<String> = ["perf", "bench", "sched", "messaging", "-g"]
+        .map(String::from)
+        .to_vec();
+    args.push(groups.to_string());
+    args.push("-l".into());
+    args.push(loops.to_string());
+    if threads {
+        args.push("-t".into());
+    }
+    let command = args.join(" ");
+    if which("perf").is_none() {
+        return missing(command, "perf", "linux-perf");
+    }
+    let result = run_tool(&args).and_then(|out| {
+        parse_perf_total_seconds(&out)
+            .map(|s| s * 1e9)
+            .ok_or_else(|| format!("no `Total time:` in perf's output: {}", tail(&out)))
+    });
+    ToolRun { command, result }
+}
+
 /// Runs `wrk -t THREADS -c CONNECTIONS -d SECONDSs http://127.0.0.1:PORT/PATH` and returns its
 /// requests per second.
 pub fn wrk(port: u16, path: &str, threads: usize, connections: usize, seconds: u64) -> ToolRun {
@@ -288,6 +313,18 @@ pub fn parse_stress_ng_switch_ns(out: &str) -> Option<f64> {
     })
 }
 
+/// The seconds after `Total time:` in `perf bench` output ("Total time: 0.452 [sec]").
+pub fn parse_perf_total_seconds(out: &str) -> Option<f64> {
+    out.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Total time:")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// The seconds after `Time:` in hackbench output.
 pub fn parse_hackbench_seconds(out: &str) -> Option<f64> {
     out.lines()
@@ -305,6 +342,13 @@ mod tests {
                    Averaged 804864 operations/sec (+- 0.00%), total secs = 1\n";
         assert_eq!(parse_perf_futex_ops_per_sec(out), Some(804_864.0));
         assert_eq!(parse_perf_futex_ops_per_sec("nothing here"), None);
+    }
+
+    #[test]
+    fn parses_perf_total_time() {
+        let out = "# Running 'sched/messaging' benchmark:\n# 20 sender and receiver threads per group\n# 1 groups == 40 threads run\n\n     Total time: 0.092 [sec]\n";
+        assert_eq!(parse_perf_total_seconds(out), Some(0.092));
+        assert_eq!(parse_perf_total_seconds("Total time: soon"), None);
     }
 
     #[test]

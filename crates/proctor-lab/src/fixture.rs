@@ -314,7 +314,7 @@ fn ipc() -> Section {
     s.elapsed_ms = 9_870.0;
     s.figures = vec![
         fig(
-            keys::IPC_RTT_CHANNEL_THREAD_64,
+            "ipc.rtt.channel.thread.64",
             "channel, 64 B",
             2_350.0,
             Unit::Ns,
@@ -322,7 +322,7 @@ fn ipc() -> Section {
         )
         .placed("unpinned"),
         fig(
-            keys::IPC_RTT_PIPE_PROCESS_64,
+            "ipc.rtt.pipe.process.64",
             "pipe, 64 B",
             9_800.0,
             Unit::Ns,
@@ -338,7 +338,7 @@ fn ipc() -> Section {
         )
         .placed("unpinned"),
         fig(
-            keys::IPC_RTT_SHM_PROCESS_64,
+            "ipc.rtt.shm.process.64",
             "shm ring (futex), 64 B",
             3_100.0,
             Unit::Ns,
@@ -353,6 +353,7 @@ fn ipc() -> Section {
             5.0,
         ),
     ];
+    s.figures.extend(handoffs());
     s.figures.extend(pool_round_trips());
     s.tables = vec![Table {
         title: "Round trip, p50 / p99".to_string(),
@@ -457,6 +458,47 @@ pub(crate) fn report() -> Report {
         claims,
         sections,
     }
+}
+
+/// The 4 MiB hand-off the communication claim reads, at the nearest pair of two CPUs and on
+/// one CPU.
+fn handoffs() -> Vec<Figure> {
+    let placed = "shared LLC (cpu 0 → cpu 1)";
+    let same = "same CPU (cpu 0)";
+    vec![
+        fig(
+            keys::IPC_HANDOFF_THREAD_BOX_4M_PINNED,
+            "hand-off of 4 MiB, threads: Box<[u8]> through a channel",
+            290_000.0,
+            Unit::Ns,
+            8.0,
+        )
+        .placed(same),
+        fig(
+            keys::IPC_HANDOFF_PROCESS_SHM_4M_PINNED,
+            "hand-off of 4 MiB, processes: copy into shared memory",
+            650_000.0,
+            Unit::Ns,
+            8.0,
+        )
+        .placed(same),
+        fig(
+            keys::IPC_HANDOFF_THREAD_BOX_4M_CROSS_CPU,
+            "hand-off of 4 MiB, threads: Box<[u8]> through a channel",
+            310_000.0,
+            Unit::Ns,
+            8.0,
+        )
+        .placed(placed),
+        fig(
+            keys::IPC_HANDOFF_PROCESS_SHM_4M_CROSS_CPU,
+            "hand-off of 4 MiB, processes: copy into shared memory",
+            720_000.0,
+            Unit::Ns,
+            8.0,
+        )
+        .placed(placed),
+    ]
 }
 
 /// The raw tcp round trips and the pool round trips of the ipc section at both placements,

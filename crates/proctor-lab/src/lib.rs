@@ -56,9 +56,10 @@ pub struct LabConfig {
     pub profile: Profile,
     /// Override the number of iterations (round trips, spawns...) per sample.
     pub iterations: Option<u64>,
-    /// Message sizes in bytes for the IPC experiment.
+    /// Message sizes in bytes for the IPC experiment (its round trips, throughputs and
+    /// hand-off payloads).
     pub sizes: Option<Vec<usize>>,
-    /// Transport names for the IPC experiment.
+    /// Transport names for the IPC experiment; when given, its hand-off does not run.
     pub transports: Option<Vec<String>>,
     /// Worker counts for memory/scaling experiments.
     pub workers: Option<Vec<usize>>,

@@ -179,30 +179,26 @@ fn memory_space_row(f: &Figures) -> Row<'static> {
     )
 }
 
-/// Communication: each kind's fastest transport (like with like: the evidence pairs the
-/// same transports).
+/// Communication: the pair the claim is decided on, a 4 MiB hand-off at matched placement:
+/// threads passing a `Box`, processes copying into shared memory.
 fn communication_row(f: &Figures) -> Row<'static> {
-    let fastest_thread = fastest(f, "thread");
-    let fastest_process = fastest(f, "process");
-    let shown = |fastest: &Option<(String, &str, f64)>| {
-        fastest
-            .as_ref()
-            .and_then(|(k, via, _)| Some(format!("{} ({via})", f.shown_with_rounds(k)?)))
+    let pair = handoff_pair(f);
+    let shown = |key: Option<&str>, via: &str| {
+        key.and_then(|k| Some(format!("{} ({via})", f.shown_with_rounds(k)?)))
     };
+    let process = pair.map(|(_, p, _)| p);
+    let thread = pair.map(|(_, _, t)| t);
     Row {
         aspect: "communication",
         claim: "threads communicate faster",
         claim_id: "communication",
-        thread: shown(&fastest_thread),
-        process: shown(&fastest_process),
+        thread: shown(thread, "Box"),
+        process: shown(process, "shm copy"),
         async_task: None,
-        ratio: fastest_process
-            .as_ref()
-            .zip(fastest_thread.as_ref())
-            .map(|(p, t)| (p.0.clone(), t.0.clone())),
+        ratio: pair.map(|(_, p, t)| (p.to_string(), t.to_string())),
         keys: [
-            fastest_thread.as_ref().map(|t| t.0.clone()),
-            fastest_process.as_ref().map(|p| p.0.clone()),
+            thread.map(str::to_string),
+            process.map(str::to_string),
             None,
         ],
     }

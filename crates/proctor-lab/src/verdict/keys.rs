@@ -45,9 +45,10 @@ keys! {
     SPAWN_ASYNC = "spawn.async", Ns, "async task spawn + completion";
     SWITCH_FUTEX_THREAD_PINNED = "switch.futex.thread.pinned", Ns, "thread switch, futex, same CPU";
     SWITCH_FUTEX_PROCESS_PINNED = "switch.futex.process.pinned", Ns, "process switch, futex, same CPU";
-    IPC_RTT_CHANNEL_THREAD_64 = "ipc.rtt.channel.thread.64", Ns, "64 B round trip, channel, threads";
-    IPC_RTT_PIPE_PROCESS_64 = "ipc.rtt.pipe.process.64", Ns, "64 B round trip, pipes, processes";
-    IPC_RTT_SHM_PROCESS_64 = "ipc.rtt.shm.process.64", Ns, "64 B round trip, shm ring, processes";
+    IPC_HANDOFF_THREAD_BOX_4M_CROSS_CPU = "ipc.handoff.thread.box.4194304.cross_cpu", Ns, "4 MiB hand-off, threads pass a Box through a channel, nearest pair of two CPUs";
+    IPC_HANDOFF_PROCESS_SHM_4M_CROSS_CPU = "ipc.handoff.process.shm.4194304.cross_cpu", Ns, "4 MiB hand-off, processes copy into shared memory, nearest pair of two CPUs";
+    IPC_HANDOFF_THREAD_BOX_4M_PINNED = "ipc.handoff.thread.box.4194304.pinned", Ns, "4 MiB hand-off, threads pass a Box through a channel, same CPU";
+    IPC_HANDOFF_PROCESS_SHM_4M_PINNED = "ipc.handoff.process.shm.4194304.pinned", Ns, "4 MiB hand-off, processes copy into shared memory, same CPU";
     MEMORY_OVERHEAD_PER_WORKER_THREAD_100 = "memory.overhead_per_worker.thread.100", Bytes, "overhead per thread worker (100): USS growth - working set + page tables + kernel stack";
     MEMORY_OVERHEAD_PER_WORKER_PROCESS_100 = "memory.overhead_per_worker.process.100", Bytes, "overhead per process worker (100): USS - working set + page tables + kernel stack";
     MEMORY_PER_TASK_ASYNC_10000 = "memory.per_task.async.10000", Bytes, "memory per async task (10 000)";

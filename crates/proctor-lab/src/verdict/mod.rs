@@ -23,8 +23,10 @@
 //! | `spawn.async` | ns | spawn an empty async task and await its completion |
 //! | `switch.futex.thread.pinned` | ns | one switch between two threads ping-ponging on a futex, same CPU: half a round trip, its syscalls included (`….net` is the figure with them subtracted) |
 //! | `switch.futex.process.pinned` | ns | the same between two processes (futex in shared memory) |
-//! | `ipc.rtt.channel.thread.64` | ns | p50 round trip of 64 B between two threads over an in-process channel |
-//! | `ipc.rtt.pipe.process.64` | ns | p50 round trip of 64 B between two processes over a pair of pipes |
+//! | `ipc.handoff.thread.box.4194304.cross_cpu` | ns | one hand-off of 4 MiB between two threads on the nearest pair of two CPUs: a `Box<[u8]>` through a channel, the consumer reading every cache line and answering |
+//! | `ipc.handoff.process.shm.4194304.cross_cpu` | ns | the same between two processes: the producer copies the bytes into shared memory made beforehand, the consumer reads them there |
+//! | `ipc.handoff.thread.box.4194304.pinned` | ns | the threads' 4 MiB hand-off with both on one CPU (read where the machine has a single CPU) |
+//! | `ipc.handoff.process.shm.4194304.pinned` | ns | the processes' 4 MiB hand-off with both on one CPU |
 //! | `ipc.rtt.shm.process.64` | ns | p50 round trip of 64 B between two processes over the shared-memory ring (futex wait) |
 //! | `memory.overhead_per_worker.thread.100` | bytes | what one idle thread adds beyond the 64 KiB working set it wrote: this process's USS growth per thread − the working set + its page-table growth (`VmPTE`) + its kernel stack (`KernelStack` growth, or 16 KiB where unreadable); 100 threads, fresh stacks (median of 3 rounds) |
 //! | `memory.overhead_per_worker.process.100` | bytes | the same for a forked idle worker process: its own USS − the working set + its page tables + its kernel stack; 100 children (median of 3 rounds) |

@@ -4,6 +4,7 @@
 use proctor_lab::experiment::find;
 use proctor_lab::ipc::TransportKind;
 use proctor_lab::report::{Section, Unit};
+use proctor_lab::topology::Topology;
 use proctor_lab::{LabConfig, NoProgress, Profile};
 
 use super::run_tiny;
@@ -88,12 +89,90 @@ fn ipc_has_every_transport_partner_and_size() {
             );
         }
     }
-    assert_eq!(s.tables.len(), 2, "the transport table and the pool table");
-    assert_eq!(s.tables[1].rows.len(), 4);
+    // The hand-off, in tiny on the same CPU and on the nearest pair of two CPUs where the
+    // machine has one (the claim is decided there): threads pass a pointer, processes copy,
+    // through shared memory and a pipe, at both ends of the sizes; the structured payloads at
+    // 64 B, at the deciding placement only.
+    let deciding = if Topology::detect().nearest_cross().is_some() {
+        ".cross_cpu"
+    } else {
+        ".pinned"
+    };
+    for suffix in [".pinned", deciding] {
+        for size in [64, 4 << 20] {
+            for way in ["thread.box", "process.shm", "process.pipe"] {
+                positive(&s, &format!("ipc.handoff.{way}.{size}{suffix}"), Unit::Ns);
+            }
+            positive(
+                &s,
+                &format!("ipc.handoff.copy_over_pointer.{size}{suffix}"),
+                Unit::Ratio,
+            );
+        }
+    }
+    let placed = s
+        .figure("ipc.handoff.thread.box.64.pinned")
+        .and_then(|f| f.placement.clone());
+    assert!(placed.is_some_and(|p| p.contains("same CPU")));
+    for size in [64, 4 << 20] {
+        positive(&s, &format!("ipc.shm_setup.{size}"), Unit::Ns);
+    }
+    for way in ["thread.vec", "process.json"] {
+        positive(&s, &format!("ipc.handoff.{way}.64{deciding}"), Unit::Ns);
+        assert!(
+            s.figure(&format!("ipc.handoff.{way}.4194304{deciding}"))
+                .is_none()
+        );
+    }
+    // The pair the claim reads comes from independent rounds.
+    for way in ["thread.box", "process.shm"] {
+        let key = format!("ipc.handoff.{way}.4194304{deciding}");
+        let rounds = s.figure(&key).and_then(|f| f.rounds.clone());
+        assert!(rounds.is_some_and(|r| r.values.len() == 3), "{key}");
+    }
+    // perf bench sched messaging, processes and threads, beside the control (a row each,
+    // with the tool's figure or why there is none).
+    let messaging: Vec<_> = s
+        .cross_checks
+        .iter()
+        .filter(|c| c.tool == "perf bench sched messaging")
+        .collect();
+    assert_eq!(messaging.len(), 2);
+    assert!(messaging[1].command.ends_with("-t"));
+    if messaging.iter().all(|c| c.theirs.is_some()) {
+        assert!(s.notes.iter().any(|n| n.starts_with("second control")));
+    }
+    // Unpinned round trips say which placements they ran on.
+    let mixed = s
+        .figure("ipc.rtt.shm.process.64")
+        .and_then(|f| f.placement.clone());
+    assert!(
+        mixed.is_some_and(|p| p.starts_with("unpinned mixture:")),
+        "an unpinned round trip is described as a mixture"
+    );
+    let mixed = s
+        .figure("ipc.throughput.shm.process.64")
+        .and_then(|f| f.placement.clone());
+    assert!(
+        mixed.is_some_and(|p| p.starts_with("unpinned mixture:") && p.contains("per message")),
+        "so is an unpinned throughput"
+    );
+    assert_eq!(
+        s.tables.len(),
+        3,
+        "the hand-off table, the transport table and the pool table"
+    );
+    assert!(s.tables[0].title.starts_with("Hand-off"));
+    assert_eq!(s.tables[2].rows.len(), 4);
     assert!(s.notes.iter().any(|n| n.contains("no network")));
     assert!(s.notes.iter().any(|n| n.contains("spin-then-futex")));
     assert!(s.notes.iter().any(|n| n.contains("TCP_NODELAY")));
-    assert_eq!(s.charts.len(), 3);
+    let handoff_charts = if deciding == ".pinned" { 1 } else { 2 };
+    assert_eq!(
+        s.charts.len(),
+        3 + handoff_charts,
+        "a hand-off chart per placement, and the round trips' three"
+    );
     assert!(s.charts.iter().all(|c| c.x_log && c.y_log));
     assert!(!s.tables.is_empty());
     assert!(!s.data.is_null());
@@ -114,6 +193,7 @@ fn ipc_honours_sizes_and_transports() {
         .run(&config, &mut NoProgress)
         .expect("ipc runs with one transport and one size");
     let keys: Vec<&str> = s.figures.iter().map(|f| f.key.as_str()).collect();
+    // Narrowed transports leave the hand-off out: only the pipe's figures, at 100 B.
     assert!(
         keys.iter()
             .all(|k| k.contains(".pipe.") && k.contains(".100")),

@@ -1,5 +1,18 @@
-//! `ipc`: round-trip latency and one-way throughput of every `ipc` transport,
-//! between two threads and between two processes (LAB-METHODS rules 3, 4, 9, 10, 11 and 13).
+//! `ipc`: what handing data over costs between two threads and between two processes, and
+//! the round-trip latency and one-way throughput of every `ipc` transport (LAB-METHODS rules
+//! 3, 4, 9, 10, 11 and 13).
+//!
+//! **Hand-off** (`handoff/`), what the communication claim is about: a thread passes a
+//! pointer, a process copies the bytes (through shared memory or a pipe) or serializes the
+//! value, the consumer reading every cache line; against payload size, pinned on the pairs
+//! of CPUs the topology offers, with the shared-memory setup measured apart. The claim is
+//! decided there (`verdict/claims.rs`).
+//!
+//! **The round trip is the control**: one transport, the same bytes, between two threads or
+//! two processes. Over one transport the partner kind can only change the address-space
+//! switch, so these figures show that the kind of partner alone does not decide what
+//! communication costs; no verdict reads them. `perf bench sched messaging` with processes
+//! and with threads runs beside them.
 //!
 //! **Round trip** (one op): main sends a message of `size` bytes, the partner receives it
 //! into a buffer sized beforehand and sends the same bytes back, main receives them. That is
@@ -16,9 +29,13 @@
 //! never unwinds and leaves with `_exit`, as the transports' own tests do.
 //!
 //! **Placement** (rule 3): every round trip is measured pinned (both sides on one CPU:
-//! context switches), unpinned (the scheduler's choice) and, where two CPUs are allowed and the
-//! profile is not `tiny`, cross-CPU (main on the first allowed CPU, the partner on the second:
-//! cross-CPU wake-up latency). Throughput runs at the same placements.
+//! context switches), unpinned (the scheduler's choice) and, where the topology offers a pair
+//! of two CPUs and the profile is not `tiny`, cross-CPU on the nearest such pair (SMT
+//! siblings, else a shared last-level cache, ...: cross-CPU wake-up latency; the figure names
+//! the pair). Throughput runs at the same placements. An unpinned run is a mixture: each batch
+//! is tagged with the placement its two sides were seen on (`sched_getcpu` before and after;
+//! the partner writes its CPU in shared memory after each message), and the figure's
+//! placement gives each placement's share and median.
 //!
 //! **shm** (rule 9): the ring spins for at most a few µs (only when the peer last ran on
 //! another CPU), yields a few times, then sleeps on a futex; `FUTEX_WAKE` calls per message are
@@ -36,7 +53,8 @@
 //! timing. Not cross-CPU: the pool has no option to put its worker on another CPU than its
 //! own threads.
 //!
-//! This file runs the experiment; `section.rs` builds its section from the runs.
+//! This file runs the experiment; `section.rs` builds its section from the runs,
+//! `handoff_section.rs` the hand-off's part.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -53,12 +71,16 @@ use crate::stats::{self, Summary};
 use crate::units::{exact_size, micros};
 use crate::{LabConfig, Progress};
 
+mod handoff;
+mod handoff_section;
 mod pair;
 mod pool;
 mod section;
 #[cfg(test)]
 mod tests;
 
+use crate::topology::{Mixture, Topology};
+use handoff::{HandoffRun, JSON_MAX, SetupRun, Spot, Way, run_handoff, shm_setup};
 use pair::run_pair;
 use pool::pool_rtt;
 use section::section;
@@ -75,7 +97,8 @@ const ACK: u8 = 1;
 /// The first byte of every other throughput message.
 const NO_ACK: u8 = 0;
 
-/// The message size of the headline's round trips.
+/// The message size of the raw tcp round trip the pool rows are read against, and of the
+/// control round trips the notes compare.
 const HEADLINE_SIZE: usize = 64;
 
 /// Exit codes of a forked partner.
@@ -89,6 +112,28 @@ fn default_sizes(profile: Profile) -> Vec<usize> {
     match profile {
         Profile::Tiny => vec![64, 4 * KIB],
         Profile::Quick | Profile::Full => vec![64, 4 * KIB, 64 * KIB, MIB],
+    }
+}
+
+/// The default payload sizes of the hand-off: 64 B to 64 MiB in full, three in quick, and in
+/// tiny the two ends the claim reads.
+fn default_handoff_sizes(profile: Profile) -> Vec<usize> {
+    match profile {
+        Profile::Tiny => vec![64, 4 * MIB],
+        Profile::Quick => vec![64, 64 * KIB, 4 * MIB],
+        Profile::Full => vec![64, 4 * KIB, 64 * KIB, MIB, 4 * MIB, 64 * MIB],
+    }
+}
+
+/// The hand-off's plan: the round trips' plan, and in tiny 3 ops per batch (a 4 MiB op in a
+/// debug build takes milliseconds).
+fn handoff_plan(profile: Profile, iterations: Option<u64>) -> Plan {
+    match (profile, iterations) {
+        (Profile::Tiny, None) => Plan {
+            fixed_ops: Some(3),
+            ..plan(profile, None)
+        },
+        _ => plan(profile, iterations),
     }
 }
 
@@ -168,6 +213,10 @@ struct Run {
     messages: u64,
     /// `FUTEX_WAKE` calls over those messages (shm only; 0 elsewhere).
     futex_wakes: u64,
+    /// Unpinned runs: the placements the two sides were seen on, batch by batch (values per
+    /// round trip, or per message for throughput).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mixture: Option<Mixture>,
 }
 
 impl Run {
@@ -242,6 +291,8 @@ struct PoolRun {
 #[derive(Debug, Serialize)]
 struct Data {
     sizes: Vec<usize>,
+    /// The CPUs and how they relate: the words of every cross-CPU placement.
+    topology: Topology,
     #[serde(serialize_with = "serialize_kinds")]
     transports: Vec<TransportKind>,
     shm_spin_ns: u128,
@@ -250,6 +301,29 @@ struct Data {
     /// Why pool rows were not measured (all of them, or the process and remote ones).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pool_skipped: Vec<String>,
+    /// The hand-off's payload sizes (empty when it did not run).
+    handoff_sizes: Vec<usize>,
+    /// Where the hand-off ran, nearest first.
+    spots: Vec<Spot>,
+    handoffs: Vec<HandoffRun>,
+    /// The shared-memory setup, one per hand-off size.
+    setups: Vec<SetupRun>,
+}
+
+impl Data {
+    /// The words of a placement: "same CPU (cpu 0)", "shared LLC (cpu 0 → cpu 1)" from the
+    /// topology, or "unpinned".
+    fn words(&self, p: Placement) -> String {
+        match p {
+            Placement::CrossCpu(a, b) => crate::topology::Pair {
+                placement: self.topology.classify(a, b),
+                a,
+                b,
+            }
+            .describe(),
+            other => other.describe(),
+        }
+    }
 }
 
 /// A transport by its name, as the CLI and the figure keys spell it.
@@ -317,18 +391,38 @@ impl Experiment for Ipc {
         let plan = plan(config.profile, config.iterations);
         let kinds = transports(config)?;
         let sizes = sizes(config)?;
-        let cpus = measure::allowed_cpus();
-        let Some(&cpu) = cpus.first() else {
+        let topology = Topology::detect();
+        let spots = handoff::spots(&topology, config.profile);
+        let Some(cpu) = spots
+            .first()
+            .and_then(|s| s.placement.cpus())
+            .map(|(cpu, _)| cpu)
+        else {
             bail!("no CPU is allowed for this process (sched_getaffinity failed)");
         };
+        // The control round trips: same CPU, unpinned, and the nearest pair of two CPUs the
+        // topology offers (not in tiny, which keeps to the two placements it checks).
         let mut placements = vec![Placement::Pinned(cpu), Placement::Unpinned];
-        // Split needs a second CPU; the tiny profile keeps to the two placements it checks.
-        match cpus.get(1) {
-            Some(&other) if config.profile != Profile::Tiny => {
-                placements.push(Placement::CrossCpu(cpu, other));
-            }
-            _ => {}
+        if config.profile != Profile::Tiny {
+            placements.extend(
+                spots
+                    .iter()
+                    .filter(|s| s.suffix == ".cross_cpu")
+                    .map(|s| s.placement),
+            );
         }
+        // The hand-off compares ways of handing data over, not transports: it runs unless
+        // the transports were narrowed.
+        let handoff_sizes = if config.transports.is_none() {
+            match &config.sizes {
+                Some(_) => sizes.clone(),
+                None => default_handoff_sizes(config.profile),
+            }
+        } else {
+            Vec::new()
+        };
+        let handoff_plan = handoff_plan(config.profile, config.iterations);
+        let handoff_steps = handoff_sizes.len() * (1 + spots.len() * Way::ALL.len());
 
         let combos: usize = kinds.iter().map(|k| partners(*k).len()).sum();
         // The pool rows are read against raw tcp, so they come with it (and by default).
@@ -338,7 +432,7 @@ impl Experiment for Ipc {
         } else {
             0
         };
-        let steps = combos * sizes.len() * placements.len() * 2 + pool_steps;
+        let steps = combos * sizes.len() * placements.len() * 2 + pool_steps + handoff_steps;
         progress.begin("ipc", steps as u64);
         let mut runs = Vec::new();
         for &kind in &kinds {
@@ -355,26 +449,15 @@ impl Experiment for Ipc {
                                     placement.key()
                                 ),
                             );
-                            // The headline's figures (64 B round trips, unpinned) come from
-                            // independent rounds, each with a fresh pair and partner.
-                            let headline = mode == Pattern::Echo
-                                && size == HEADLINE_SIZE
-                                && placement == Placement::Unpinned;
-                            let rounds = if headline { ROUNDS } else { 1 };
-                            let (mut r, rounds_ns) = median_round(
-                                rounds,
-                                || run_pair(kind, partner, placement, mode, size, &plan),
-                                |r| r.measurement.value(),
-                            )
-                            .with_context(|| {
-                                format!(
-                                    "{kind} {} of {size}-byte messages between {}, {}",
-                                    mode.words(),
-                                    partner.plural(),
-                                    placement.describe()
-                                )
-                            })?;
-                            r.rounds_ns = rounds_ns;
+                            let r = run_pair(kind, partner, placement, mode, size, &plan)
+                                .with_context(|| {
+                                    format!(
+                                        "{kind} {} of {size}-byte messages between {}, {}",
+                                        mode.words(),
+                                        partner.plural(),
+                                        placement.describe()
+                                    )
+                                })?;
                             runs.push(r);
                             progress.advance(1, "");
                         }
@@ -419,17 +502,144 @@ impl Experiment for Ipc {
                 }
             }
         }
+        // A debug build (the tests' tiny runs) serializes megabytes slowly.
+        let json_max = if config.profile == Profile::Tiny {
+            64 * KIB
+        } else {
+            JSON_MAX
+        };
+        let (handoffs, setups) =
+            measure_handoffs(&handoff_sizes, &spots, (&handoff_plan, json_max), progress)?;
         progress.end();
         let data = Data {
             sizes,
+            topology,
+            handoff_sizes,
+            spots,
+            handoffs,
+            setups,
             transports: kinds,
             shm_spin_ns: shm_spin().as_nanos(),
             runs,
             pool_runs,
             pool_skipped,
         };
-        Ok(section(&plan, &data))
+        let mut s = section(&plan, &data);
+        // The same transport between many threads or many processes, from an established
+        // tool: a second control beside ours. It runs with the hand-off (not when the
+        // transports were narrowed).
+        if !data.handoffs.is_empty() {
+            let (checks, note) = messaging_checks(config.profile);
+            s.cross_checks.extend(checks);
+            s.notes.extend(note);
+        }
+        Ok(s)
     }
+}
+
+/// `perf bench sched messaging` with processes and with threads (`-t`), and a note with the
+/// ratio of their total times when both ran.
+fn messaging_checks(profile: Profile) -> (Vec<crate::report::CrossCheck>, Option<String>) {
+    let loops = if profile == Profile::Tiny { 20 } else { 500 };
+    let runs = [false, true].map(|threads| {
+        let run = crate::crosscheck::perf_sched_messaging(threads, 1, loops);
+        let mut c =
+            crate::crosscheck::compare("perf bench sched messaging", "", None, run, Unit::Ns);
+        if c.theirs.is_some() {
+            c.note = Some(
+                "total time of 20 senders and 20 receivers passing 100-byte messages over \
+                 socketpairs: no figure of ours matches; it sits beside the control"
+                    .into(),
+            );
+        }
+        c
+    });
+    let note = match (runs[0].theirs, runs[1].theirs) {
+        (Some(p), Some(t)) if t > 0.0 => Some(format!(
+            "second control, an established tool over one transport: `{}` took {} with \
+             processes and {} with threads (`-t`), processes / threads = {:.2}x",
+            runs[0].command,
+            crate::units::micros_or_millis(p),
+            crate::units::micros_or_millis(t),
+            p / t
+        )),
+        _ => None,
+    };
+    (runs.into(), note)
+}
+
+/// The hand-off at every size and spot, and the shared-memory setup at every size. The
+/// structured payloads (a `Vec` moved, or serialized with serde_json) run up to `json_max`
+/// ([`JSON_MAX`] outside tiny) and only at the deciding spot (the nearest pair of two CPUs,
+/// else the same CPU): their cost is the encoding's, whatever the placement.
+fn measure_handoffs(
+    sizes: &[usize],
+    spots: &[Spot],
+    (plan, json_max): (&Plan, usize),
+    progress: &mut dyn Progress,
+) -> Result<(Vec<HandoffRun>, Vec<SetupRun>)> {
+    let deciding = deciding_spot(spots).map(|s| s.suffix.clone());
+    let mut runs = Vec::new();
+    let mut setups = Vec::new();
+    for &size in sizes {
+        progress.advance(0, &format!("shared-memory setup, {}", exact_size(size)));
+        setups.push(
+            shm_setup(size, plan)
+                .with_context(|| format!("the shared-memory setup of {}", exact_size(size)))?,
+        );
+        progress.advance(1, "");
+        for spot in spots {
+            for way in Way::ALL {
+                let here = Some(&spot.suffix) == deciding.as_ref();
+                if way.structured() && (size > json_max || !here) {
+                    progress.advance(1, "");
+                    continue;
+                }
+                progress.advance(
+                    0,
+                    &format!(
+                        "hand-off of {}, {}, {}",
+                        exact_size(size),
+                        way.words(),
+                        spot.words
+                    ),
+                );
+                // The pair the claim reads comes from independent rounds (each with a fresh
+                // partner and region), so that its verdict clears the run-to-run spread.
+                let rounds = if here && matches!(way, Way::Box | Way::Shm) {
+                    ROUNDS
+                } else {
+                    1
+                };
+                let (mut r, rounds_ns) = median_round(
+                    rounds,
+                    || run_handoff(way, size, spot, plan),
+                    |r| r.measurement.value(),
+                )
+                .with_context(|| {
+                    format!(
+                        "the hand-off of {}, {}, {}",
+                        exact_size(size),
+                        way.words(),
+                        spot.words
+                    )
+                })?;
+                r.rounds_ns = rounds_ns;
+                runs.push(r);
+                progress.advance(1, "");
+            }
+        }
+    }
+    Ok((runs, setups))
+}
+
+/// The spot the communication claim is decided at: the nearest pair of two CPUs (two
+/// workers that talk run side by side), else the same CPU.
+fn deciding_spot(spots: &[Spot]) -> Option<&Spot> {
+    spots
+        .iter()
+        .find(|s| s.suffix == ".cross_cpu")
+        .or_else(|| spots.first())
 }
 
 #[cfg(target_os = "linux")]

@@ -2,25 +2,79 @@
 //! figures and table, the transports' table, the charts and the notes.
 
 use super::*;
+use crate::report::Published;
 use crate::units::AxisUnit;
 
 /// The section of an ipc run: every run's figures, the pool round trips, the tables, the
 /// charts and the notes, in the order the report shows them.
 pub(super) fn section(plan: &Plan, d: &Data) -> Section {
     let mut s = Section::new("ipc", "Communication (IPC)", &method(plan, d));
+    s.figures.extend(handoff_section::figures(d));
     for r in &d.runs {
-        run_figures(&mut s, r);
+        // An unpinned round trip is a mixture of placements: its figure says which, in what
+        // share, rather than pass for one measurement.
+        let per = match r.mode {
+            Pattern::Echo => "per round trip",
+            Pattern::Sink => "per message",
+        };
+        let words = match &r.mixture {
+            Some(m) => m.describe(|v| format!("{} {per}", micros(v, 2))),
+            None => d.words(r.placement),
+        };
+        run_figures(&mut s, r, &words);
     }
 
     s.figures.extend(pool_figures(&s, d));
+    if let Some(t) = handoff_section::table(&s, d) {
+        s.tables.push(t);
+    }
     s.tables.push(table(d));
     if !d.pool_runs.is_empty() {
         s.tables.push(pool_table(&s, d));
     }
+    s.charts.extend(handoff_section::charts(d));
     s.charts.extend(charts(d));
+    s.notes.extend(handoff_section::notes(&s, d));
     s.notes.extend(notes(&s, d));
+    s.published.extend(published(d));
     s.set_data(d);
     s
+}
+
+/// goldsborough/ipc-bench's README table: 100-byte ping-pong between two processes, in
+/// messages per second, read as round trips per second (one message forth and back), beside
+/// our unpinned 64 B round trips (neither pins). Its shared-memory row busy-waits, unlike our
+/// ring, so it is left out.
+const IPC_BENCH: [(TransportKind, &str, f64); 4] = [
+    (TransportKind::Pipe, "pipes", 162_441.0),
+    (TransportKind::Unix, "domain sockets", 130_372.0),
+    (TransportKind::Tcp, "TCP sockets", 70_221.0),
+    (TransportKind::Mq, "message queues", 232_253.0),
+];
+
+/// The published round trips beside ours, for the transports measured.
+fn published(d: &Data) -> Vec<Published> {
+    if !d.sizes.contains(&HEADLINE_SIZE) {
+        return Vec::new();
+    }
+    IPC_BENCH
+        .iter()
+        .filter(|(kind, ..)| d.transports.contains(kind))
+        .map(|&(kind, name, per_sec)| {
+            Published::new(
+                &format!("ipc.rtt.{}.process.{HEADLINE_SIZE}", kind.name()),
+                &format!(
+                    "100 B ping-pong between two processes over {name}, unpinned: \
+                     {per_sec:.0} msg/s, read as round trips (ours: 64 B, unpinned)"
+                ),
+                1e9 / per_sec,
+                Unit::Ns,
+                "ipc-bench README, table \"Spectrum\" (P. Goldsborough, A. van Renen; \
+                 github.com/goldsborough/ipc-bench)",
+                "Intel Core i5-4590S @ 3.00 GHz, Ubuntu 20.04.1",
+            )
+        })
+        .collect()
 }
 
 /// What the section measured and how, with the run's settings.
@@ -30,15 +84,16 @@ fn method(plan: &Plan, d: &Data) -> String {
         None => format!("calibrated to >= {} ms", plan.min_batch.as_secs_f64() * 1e3),
     };
     format!(
-        "Round trip (one op): main sends a message of the given size, the partner receives it into a \
+        "{}Round trip (one op, the control): main sends a message of the given size, the partner receives it into a \
          buffer sized beforehand and sends the same bytes back, main receives them: 2 messages, at \
          least 2 sends + 2 receives, and on one CPU 2 context switches. Throughput (one op): main \
          sends one message one way; the partner drains, and answers the last message of each batch \
          with a 1-byte acknowledgement, so a batch ends when every message was received. The partner \
          is a thread or a process forked after the pair was created; transport, buffers, sizes and \
          placement are identical. Placement: pinned = both sides on one CPU (context switches); \
-         unpinned = the scheduler's choice; cross-CPU = main and partner each pinned to its own CPU \
-         (cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning while the peer \
+         unpinned = the scheduler's choice; cross-CPU = main and partner pinned to the nearest pair \
+         of two CPUs the topology offers (each figure names the pair and how its CPUs relate: \
+         cross-CPU wake-up latency). Throughput runs at the same placements. shm waits by spinning while the peer \
          makes progress, up to {} ns without progress (only when the peer last ran on another \
          CPU), then sched_yield, then FUTEX_WAIT, and its \
          FUTEX_WAKE calls per message are counted; tcp has TCP_NODELAY and its connect/accept happen \
@@ -46,9 +101,10 @@ fn method(plan: &Plan, d: &Data) -> String {
          warm-up batches; the quick profile shortens batches below 10 ms to fit its time budget); \
          spread = per-op (per round trip) timestamps, in batches of their own (the figure's batches \
          are timed whole), when the timer costs < 5% of an op, else over \
-         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. 64 B round trips, \
-         unpinned: the median of 3 independent rounds, each with a fresh pair and partner, with \
-         the rounds' run-to-run spread. Pool round trip (one op, measured with tcp): \
+         batch means; outliers by modified Z-score > 3.5, kept. MB/s are 10^6 bytes per second. Unpinned round trips \
+         are mixtures: each batch is tagged with the placement its two sides were seen on \
+         (sched_getcpu before and after), and the figure's placement gives each placement's share \
+         and median; no verdict reads them. Pool round trip (one op, measured with tcp): \
          pool.submit(add_one, n).join() on a fresh one-worker pool, a thread pool, a process pool \
          (worker forked by the fork server) or a remote pool (Pool::processes(1).remote(..) with \
          the command launcher: /bin/sh -c execs this binary as an agent on this host, which forks \
@@ -56,13 +112,16 @@ fn method(plan: &Plan, d: &Data) -> String {
          the build (the pool's threads and a remote agent inherit it) and the worker process pinned \
          in init_worker, checked before timing; unpinned = the scheduler's choice; no cross-CPU \
          row (the pool cannot place its worker apart from its own threads).",
-        d.shm_spin_ns, plan.batches, plan.warmup_batches,
+        handoff_section::method(d),
+        d.shm_spin_ns,
+        plan.batches,
+        plan.warmup_batches,
     )
 }
 
 /// The figures of one run: a round trip (with the shm ring's wake-ups) or a one-way
 /// throughput in bytes and messages per second.
-fn run_figures(s: &mut Section, r: &Run) {
+fn run_figures(s: &mut Section, r: &Run, placed: &str) {
     let base = format!(
         "{}.{}.{}",
         r.transport.name(),
@@ -82,7 +141,7 @@ fn run_figures(s: &mut Section, r: &Run) {
                 r.measurement
                     .figure(&key, &label)
                     .with_rounds(&r.rounds_ns)
-                    .placed(&r.placement.describe()),
+                    .placed(placed),
             );
             if r.transport == TransportKind::Shm {
                 s.figures.push(
@@ -99,7 +158,7 @@ fn run_figures(s: &mut Section, r: &Run) {
                         r.futex_wakes_per_msg(),
                         Unit::Count,
                     )
-                    .placed(&r.placement.describe()),
+                    .placed(placed),
                 );
             }
         }
@@ -116,7 +175,7 @@ fn run_figures(s: &mut Section, r: &Run) {
                     Unit::BytesPerSec,
                 )
                 .with_spread(t.spread())
-                .placed(&r.placement.describe()),
+                .placed(placed),
             );
             let m = r.messages_per_sec();
             s.figures.push(
@@ -130,7 +189,7 @@ fn run_figures(s: &mut Section, r: &Run) {
                     Unit::PerSec,
                 )
                 .with_spread(m.spread())
-                .placed(&r.placement.describe()),
+                .placed(placed),
             );
         }
     }
@@ -161,7 +220,7 @@ fn pool_figures(s: &Section, d: &Data) -> Vec<Figure> {
                         r.pool.label()
                     ),
                 )
-                .placed(&r.placement.describe())
+                .placed(&d.words(r.placement))
         })
         .collect();
     let value = |k: &str| {
