@@ -56,7 +56,7 @@ use crate::experiment::{Experiment, ROUNDS, median_round};
 use crate::measure::{self, Measurement, Plan, time_ops};
 use crate::report::{Chart, ChartKind, CrossCheck, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{futex_wait, futex_wake};
-use crate::topology::{self, Pair, Topology};
+use crate::topology::{self, Mixture, Pair, Topology, current_cpu, tag};
 use crate::units::micros;
 use crate::{LabConfig, Progress};
 
@@ -165,6 +165,9 @@ struct PingPong {
     round_trips: u64,
     main_switches: u64,
     partner_switches: u64,
+    /// Where an unpinned run's measured batches actually ran, by placement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mixture: Option<Mixture>,
 }
 
 impl PingPong {
@@ -485,6 +488,8 @@ struct SharedState {
     word: AtomicU32,
     partner_switches: AtomicU64,
     partner_round_trips: AtomicU64,
+    /// The CPU the partner last answered from, plus one (0: not known), in unpinned runs.
+    partner_cpu: AtomicU32,
 }
 
 const PAGE: usize = 4096;
@@ -642,12 +647,21 @@ fn partner_loop(
     tx: RawFd,
     buf: &[AtomicU8],
     stride: usize,
+    track_cpu: bool,
 ) {
     let before = measure::thread_context_switches_raw();
     let mut round_trips = 0u64;
+    // `sched_getcpu` is a vDSO read (RDPID or RDTSCP) and allocates nothing: safe in a forked
+    // child. Only unpinned runs pay for it.
+    let note_cpu = || {
+        if track_cpu && let Ok(cpu) = nix::sched::sched_getcpu() {
+            st.partner_cpu.store(cpu as u32 + 1, Ordering::Relaxed);
+        }
+    };
     match t {
         Handoff::Pipe => {
             while read_u32(rx) == Some(TOKEN) {
+                note_cpu();
                 touch(buf, stride);
                 if !write_u32(tx, TOKEN) {
                     break;
@@ -664,6 +678,7 @@ fn partner_loop(
             if v == QUIT {
                 break;
             }
+            note_cpu();
             touch(buf, stride);
             st.word.store(IDLE, Ordering::Release);
             futex_wake(&st.word, 1);
@@ -749,18 +764,35 @@ fn ping_pong(
     // The partner owns its ends of the pipes: a forked partner's are closed in the parent at
     // once, so a dead partner shows as EOF. As a child it only makes raw system calls on memory
     // allocated before the fork (async-signal-safe).
+    let track_cpu = pair.is_none();
     let partner_body = move || {
         let (rx, tx) = (to_partner_rx, to_main_tx);
-        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb, stride);
+        partner_loop(t, st, rx.as_raw_fd(), tx.as_raw_fd(), pb, stride, track_cpu);
         0
+    };
+    // In an unpinned run, each untimestamped batch tagged by where both sides were before
+    // and after it; the measured batches are the last `plan.batches` of those.
+    let topology = Topology::detect();
+    let mut tags = Vec::new();
+    let where_now = || {
+        let partner = st.partner_cpu.load(Ordering::Relaxed);
+        current_cpu().zip((partner > 0).then(|| partner as usize - 1))
     };
     let main_side = || -> Result<(Measurement, u64)> {
         let before = measure::context_switches(false);
         let m = measure::measure(plan, |n, sampler| {
             round_trips += n;
-            time_ops(n, sampler, || {
+            let start = where_now();
+            let d = time_ops(n, sampler, || {
                 main_round_trip(t, st, main_rx, main_tx, main_buf, stride)
-            })
+            })?;
+            if track_cpu
+                && !sampler.is_active()
+                && let (Some(b), Some(a)) = (start, where_now())
+            {
+                tags.push(tag(&topology, b, a, d.as_nanos() as f64 / n as f64));
+            }
+            Ok(d)
         });
         stop_partner(t, st, main_tx);
         Ok((m?, measure::context_switches(false).saturating_sub(before)))
@@ -769,6 +801,8 @@ fn ping_pong(
     // only (see above).
     let result = unsafe { partner.run_pair(placement, partner_body, main_side) };
     let (rtt, main_switches) = result?;
+    let measured = tags.len().saturating_sub(plan.batches.max(1) as usize);
+    let mixture = Mixture::of(&tags[measured..]);
     let partner_round_trips = st.partner_round_trips.load(Ordering::Acquire);
     if partner_round_trips != round_trips {
         bail!("main did {round_trips} round trips but the partner answered {partner_round_trips}");
@@ -784,6 +818,7 @@ fn ping_pong(
         round_trips,
         main_switches,
         partner_switches: st.partner_switches.load(Ordering::Acquire),
+        mixture,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::report::Published;
-use crate::units::AxisUnit;
+use crate::units::{AxisUnit, format_value};
 
 /// The section of a switch run: the timer, every round trip and its switch figures, the table,
 /// the ratios and the chart, in the order the report shows them.
@@ -95,11 +95,14 @@ fn place_key(r: &PingPong) -> &'static str {
 
 /// The words of a run's placement: "same CPU (cpu 0)", "shared LLC (cpu 0 → cpu 1),
 /// cross-CPU wake-up", "unpinned (the scheduler's choice)".
-fn place_words(r: &PingPong) -> String {
+pub(super) fn place_words(r: &PingPong) -> String {
     match r.pair {
         Some(p) if p.a == p.b => p.describe(),
         Some(p) => format!("{}, cross-CPU wake-up", p.describe()),
-        None => r.placement.describe(),
+        None => match &r.mixture {
+            Some(m) => m.describe(|ns| format!("{} per round trip", format_value(ns, Unit::Ns))),
+            None => r.placement.describe(),
+        },
     }
 }
 

@@ -18,6 +18,7 @@ fn run(partner: Worker, pair: Pair, work: Work, rtt: f64) -> PingPong {
         round_trips: 1_000,
         main_switches: 1_000,
         partner_switches: 1_000,
+        mixture: None,
     }
 }
 
@@ -345,4 +346,30 @@ fn one_sided_pipe_does_not_block() {
     let m = measure_one_sided(Handoff::Pipe, measure::allowed_cpus()[0], Work::NONE, &plan)
         .expect("pipe works");
     assert!(m.value() > 0.0);
+}
+
+#[test]
+fn an_unpinned_run_is_described_as_a_mixture_of_placements() {
+    let plan = Plan::for_profile(Profile::Tiny);
+    for partner in [Worker::Thread, Worker::Process] {
+        let r = ping_pong(Handoff::Pipe, partner, None, Work::NONE, &plan).expect("runs");
+        let m = r.mixture.as_ref().expect("the batches were tagged");
+        assert_eq!(
+            m.batches, plan.batches as usize,
+            "one tag per measured batch"
+        );
+        let total: f64 = m.modes.iter().map(|x| x.fraction).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        let words = section::place_words(&r);
+        assert!(words.starts_with("unpinned mixture: "), "{words}");
+    }
+    let pinned = ping_pong(
+        Handoff::Pipe,
+        Worker::Thread,
+        Topology::detect().pairs().first().copied(),
+        Work::NONE,
+        &plan,
+    )
+    .expect("runs");
+    assert!(pinned.mixture.is_none(), "a pinned run is not a mixture");
 }
