@@ -121,15 +121,20 @@ pub fn figure_spread(figure: &Figure) -> String {
 
 /// What the headline's `±` means, when some cell has one: the most rounds behind a cell.
 pub fn rounds_note(report: &crate::report::Report) -> Option<String> {
-    let most = report
+    let most = rounds_count(report)?;
+    Some(format!(
+        "± = run-to-run spread: each of {most} independent runs is within it of the median"
+    ))
+}
+
+/// The most independent rounds behind any headline figure, if any has several.
+pub fn rounds_count(report: &crate::report::Report) -> Option<usize> {
+    report
         .headline
         .iter()
         .flat_map(|r| [&r.thread_rounds, &r.process_rounds, &r.async_rounds])
         .filter_map(|r| r.as_ref().map(|r| r.values.len()))
-        .max()?;
-    Some(format!(
-        "± = run-to-run spread: each of {most} independent runs is within it of the median"
-    ))
+        .max()
 }
 
 /// How a verdict reads in every format.

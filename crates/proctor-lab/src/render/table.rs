@@ -114,11 +114,16 @@ pub fn render_with(report: &Report, options: TableOptions) -> String {
         t.add_row(cells);
     }
     out.push_str(&format!("{t}\n"));
-    out.push_str("ratio = process / thread\n");
-    if let Some(note) = super::rounds_note(report) {
-        out.push_str(&wrap(&note, options.width, 0));
-        out.push('\n');
-    }
+    // One legend line (the answer must fit a screen): the rounds' count as the long note in
+    // the HTML and Markdown says it.
+    let legend = match super::rounds_count(report) {
+        Some(n) => format!(
+            "ratio = process / thread · ± = spread of {n} independent runs around the median"
+        ),
+        None => "ratio = process / thread".to_string(),
+    };
+    out.push_str(&wrap(&legend, options.width, 0));
+    out.push('\n');
 
     if !report.claims.is_empty() {
         out.push('\n');

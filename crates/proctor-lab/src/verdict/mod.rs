@@ -247,12 +247,18 @@ impl<'a> Figures<'a> {
         }
     }
 
-    /// Why `key`'s figure cannot decide a claim on this run, if it cannot: its section ran
-    /// under interference, or its batches shifted level half-way.
+    /// Why `key`'s figure cannot decide a claim on this run, if it cannot: it is a time, a
+    /// rate or a ratio of them and its section ran under interference, or its batches shifted
+    /// level half-way. Counts, shares and sizes (updates lost, tasks contained, attacks
+    /// stopped, bytes per worker) do not depend on how busy the machine was.
     fn undecided(&self, key: &str) -> Option<String> {
         let f = self.by_key.get(key)?;
         let experiment = key.split('.').next().unwrap_or(key);
-        if let Some(why) = self.interference.get(experiment) {
+        let timed = matches!(
+            f.unit,
+            Unit::Ns | Unit::PerSec | Unit::BytesPerSec | Unit::Ratio
+        );
+        if let Some(why) = self.interference.get(experiment).filter(|_| timed) {
             return Some(format!(
                 "{experiment} was measured under interference ({why})"
             ));

@@ -1018,3 +1018,38 @@ fn the_headline_ratio_carries_its_interval() {
         format!("{ratio:.2}× ({lo:.2}–{hi:.2})")
     );
 }
+
+#[test]
+fn interference_leaves_claims_on_counts_decided() {
+    let mut sections = fixture::all_sections();
+    let before = verdicts(&sections);
+    for s in &mut sections {
+        s.conditions = Some(
+            crate::conditions::Conditions::between(Default::default(), Default::default())
+                .with_interference_for_tests(50),
+        );
+    }
+    let (_, claims) = judge(&sections);
+    let mut counts_only = 0;
+    for c in &claims {
+        let timed = c.figure_keys.iter().any(|k| {
+            sections.iter().find_map(|s| s.figure(k)).is_some_and(|f| {
+                matches!(
+                    f.unit,
+                    Unit::Ns | Unit::PerSec | Unit::BytesPerSec | Unit::Ratio
+                )
+            })
+        });
+        let was = before[&c.id];
+        if timed && was != Verdict::NotMeasured {
+            assert_eq!(c.verdict, Verdict::NotDecided, "{}: {}", c.id, c.evidence);
+        } else {
+            assert_eq!(c.verdict, was, "{} rests on counts or sizes only", c.id);
+            counts_only += usize::from(was != Verdict::NotMeasured);
+        }
+    }
+    assert!(
+        counts_only > 0,
+        "the fixture has claims on counts that stay decided"
+    );
+}
