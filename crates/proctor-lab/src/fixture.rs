@@ -84,14 +84,16 @@ fn spawn() -> Section {
             18_400.0,
             Unit::Ns,
             6.0,
-        ),
+        )
+        .placed("same CPU (cpu 0)"),
         fig(
             keys::SPAWN_FORK,
             "fork + _exit + waitpid",
             112_000.0,
             Unit::Ns,
             9.0,
-        ),
+        )
+        .placed("same CPU (cpu 0)"),
         fig(
             "spawn.posix_spawn",
             "posix_spawn + exec + wait",
@@ -524,8 +526,16 @@ fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
 /// synchronization are within the tolerance (depends).
 pub(crate) fn all_sections() -> Vec<Section> {
     let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
+    let across = |key: &str, value: f64| {
+        fig(key, key, value, Unit::Ns, 8.0).placed("shared LLC (cpu 0 → cpu 1)")
+    };
+    let mut spawn = spawn();
+    spawn.figures.extend([
+        across(keys::SPAWN_THREAD_CROSS_CPU, 61_200.0),
+        across(keys::SPAWN_FORK_CROSS_CPU, 273_000.0),
+    ]);
     vec![
-        spawn(),
+        spawn,
         switch(),
         ipc(),
         figures_only(

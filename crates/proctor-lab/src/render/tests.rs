@@ -68,7 +68,8 @@ fn table_plain() {
     ╞══════════════╪═══════════════════════════════════════════════════╪═══════════════════════════════════════════════════╡
     │ confirmed    ┆ process creation costs more than thread creation  ┆ fork 112 µs vs thread spawn 18.4 µs: 6.09×        │
     │              ┆                                                   ┆ (clearly more); decided by spawn.fork /           │
-    │              ┆                                                   ┆ spawn.thread                                      │
+    │              ┆                                                   ┆ spawn.thread on one matched placement: same CPU   │
+    │              ┆                                                   ┆ (cpu 0)                                           │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ confirmed    ┆ a switch between threads is cheaper than a switch ┆ process switch 1.42 µs vs thread switch 1.18 µs:  │
     │              ┆ between processes                                 ┆ 1.20× (clearly more); decided by                  │
@@ -151,17 +152,18 @@ fn table_plain() {
     ──────────────────────────────────
     method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches;
       the first (cold) creation is reported apart.
-    ┌───────────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
-    │ figure                                ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
-    ╞═══════════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
-    │ thread spawn + join                   ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
-    │ fork + _exit + waitpid                ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
-    │ posix_spawn + exec + wait             ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
-    │ pool worker from the fork server      ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
-    │ one-worker remote pool (loopback TCP) ┆ 4.20 ms ┆           3.78 ms – 5.04 ms (n=30) ┆           ┆ spawn.pool_remote │
-    │ built, run once, dropped              ┆         ┆                                    ┆           ┆                   │
-    │ async task spawn + await              ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
-    └───────────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
+    ┌───────────────────────────────────────┬─────────┬──────────────────────────┬──────────────────┬───────────────────┐
+    │ figure                                ┆   value ┆                 p1 – p99 ┆ placement        ┆ key               │
+    ╞═══════════════════════════════════════╪═════════╪══════════════════════════╪══════════════════╪═══════════════════╡
+    │ thread spawn + join                   ┆ 18.4 µs ┆ 17.3 µs – 20.6 µs (n=30) ┆ same CPU (cpu 0) ┆ spawn.thread      │
+    │ fork + _exit + waitpid                ┆  112 µs ┆   102 µs – 132 µs (n=30) ┆ same CPU (cpu 0) ┆ spawn.fork        │
+    │ posix_spawn + exec + wait             ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 ┆                  ┆ spawn.posix_spawn │
+    │                                       ┆         ┆                outliers) ┆                  ┆                   │
+    │ pool worker from the fork server      ┆ 74.0 µs ┆ 68.1 µs – 85.8 µs (n=30) ┆                  ┆ spawn.pool_worker │
+    │ one-worker remote pool (loopback TCP) ┆ 4.20 ms ┆ 3.78 ms – 5.04 ms (n=30) ┆                  ┆ spawn.pool_remote │
+    │ built, run once, dropped              ┆         ┆                          ┆                  ┆                   │
+    │ async task spawn + await              ┆ 1.15 µs ┆ 1.10 µs – 1.24 µs (n=30) ┆                  ┆ spawn.async       │
+    └───────────────────────────────────────┴─────────┴──────────────────────────┴──────────────────┴───────────────────┘
     Creation cost against the parent's resident memory
     ┌────────────┬─────────┬─────────────┬─────────┐
     │ parent RSS ┆    fork ┆ posix_spawn ┆  thread │
@@ -312,7 +314,7 @@ fn markdown() {
 
     ## Claims
 
-    - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread (figures: `spawn.fork`, `spawn.thread`)
+    - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread on one matched placement: same CPU (cpu 0) (figures: `spawn.fork`, `spawn.thread`)
     - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
     - **confirmed**: threads communicate faster than processes. 64 B round trip, the fastest of each kind: threads 2.35 µs (channel) vs processes 3.10 µs (shm ring), 1.32×; over the same transport, threads vs processes: none measured (figures: `ipc.rtt.pipe.process.64`, `ipc.rtt.shm.process.64`, `ipc.rtt.channel.thread.64`)
     - **not measured**: a crash in a process leaves the others running, while a crash in a thread takes the whole program down. not measured: isolation did not run (figures: `isolation.faults`, `isolation.survived.process`, `isolation.whole_program_died.thread`)
@@ -340,8 +342,8 @@ fn markdown() {
 
     | figure | value | p1 – p99 | placement | key |
     |---|---:|---:|---|---|
-    | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) |  | `spawn.thread` |
-    | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) |  | `spawn.fork` |
+    | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) | same CPU (cpu 0) | `spawn.thread` |
+    | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) | same CPU (cpu 0) | `spawn.fork` |
     | posix_spawn + exec + wait | 486 µs | 428 µs – 603 µs (n=30, 2 outliers) |  | `spawn.posix_spawn` |
     | pool worker from the fork server | 74.0 µs | 68.1 µs – 85.8 µs (n=30) |  | `spawn.pool_worker` |
     | one-worker remote pool (loopback TCP) built, run once, dropped | 4.20 ms | 3.78 ms – 5.04 ms (n=30) |  | `spawn.pool_remote` |

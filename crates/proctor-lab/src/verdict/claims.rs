@@ -5,15 +5,53 @@
 use super::keys;
 use super::*;
 
+/// Fork against a thread spawn, decided on one matched placement: both figures pinned with
+/// their child to the same CPU (their `placement` equal), by [`costs_more_clearly`]. Figures
+/// measured elsewhere, or on two different placements, decide nothing. The across-CPU pair,
+/// where measured, is shown beside it and does not decide: there two cross-CPU wake-ups per
+/// op add to both sides alike.
 pub(super) fn creation(f: &Figures) -> Claim {
-    cost_claim(
-        f,
+    let (id, statement) = (
         "creation",
         "process creation costs more than thread creation",
-        keys::SPAWN_FORK,
-        keys::SPAWN_THREAD,
-        ("fork", "thread spawn"),
-    )
+    );
+    let keys = [keys::SPAWN_FORK, keys::SPAWN_THREAD];
+    let mut c = cost_claim(f, id, statement, keys[0], keys[1], ("fork", "thread spawn"));
+    if c.verdict == Verdict::NotMeasured {
+        return c;
+    }
+    let place = |k: &str| f.by_key.get(k).and_then(|fig| fig.placement.clone());
+    let matched = match (place(keys[0]), place(keys[1])) {
+        (Some(a), Some(b)) if a == b => a,
+        (a, b) => {
+            return claim(
+                id,
+                statement,
+                &keys,
+                Verdict::NotMeasured,
+                format!(
+                    "not on one matched placement: fork {}, thread spawn {}; a creation \
+                     verdict needs both measured with their child on the same placement",
+                    a.as_deref().unwrap_or("placement not recorded"),
+                    b.as_deref().unwrap_or("placement not recorded"),
+                ),
+            );
+        }
+    };
+    c.evidence
+        .push_str(&format!(" on one matched placement: {matched}"));
+    let cross = [keys::SPAWN_FORK_CROSS_CPU, keys::SPAWN_THREAD_CROSS_CPU];
+    if let (Some(fork), Some(thread)) = (f.value(cross[0]), f.value(cross[1])) {
+        c.evidence.push_str(&format!(
+            "; across CPUs ({}): fork {} vs thread spawn {} ({:.2}×), shown, not deciding",
+            place(cross[0]).unwrap_or_else(|| "placement not recorded".to_string()),
+            f.shown(cross[0]).unwrap_or_default(),
+            f.shown(cross[1]).unwrap_or_default(),
+            fork / thread,
+        ));
+        c.figure_keys.extend(cross.map(String::from));
+    }
+    c
 }
 
 pub(super) fn switch(f: &Figures) -> Claim {

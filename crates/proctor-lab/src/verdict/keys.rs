@@ -39,8 +39,10 @@ macro_rules! keys {
 }
 
 keys! {
-    SPAWN_THREAD = "spawn.thread", Ns, "thread create + first instruction + exit + join";
-    SPAWN_FORK = "spawn.fork", Ns, "fork + first instruction + _exit + waitpid";
+    SPAWN_THREAD = "spawn.thread", Ns, "thread create + first instruction + exit + join, same CPU";
+    SPAWN_FORK = "spawn.fork", Ns, "fork + first instruction + _exit + waitpid, same CPU";
+    SPAWN_THREAD_CROSS_CPU = "spawn.thread.cross_cpu", Ns, "thread create + exit + join, child on the nearest other CPU";
+    SPAWN_FORK_CROSS_CPU = "spawn.fork.cross_cpu", Ns, "fork + _exit + waitpid, child on the nearest other CPU";
     SPAWN_POOL_WORKER = "spawn.pool_worker", Ns, "proctor worker forked from the fork server, ready";
     SPAWN_ASYNC = "spawn.async", Ns, "async task spawn + completion";
     SWITCH_FUTEX_THREAD_PINNED = "switch.futex.thread.pinned", Ns, "thread switch, futex, same CPU";

@@ -17,8 +17,10 @@
 //!
 //! | key | unit | meaning |
 //! |---|---|---|
-//! | `spawn.thread` | ns | create a thread, run its first instruction, exit and join (warm median) |
-//! | `spawn.fork` | ns | fork, the child's first instruction, `_exit`, `waitpid` (warm median) |
+//! | `spawn.thread` | ns | create a thread, run its first instruction, exit and join, parent and child pinned to one CPU (median of 3 rounds' per-op medians) |
+//! | `spawn.fork` | ns | fork, the child's first instruction, `_exit`, `waitpid`, pinned to one CPU as `spawn.thread` |
+//! | `spawn.thread.cross_cpu` | ns | `spawn.thread` with the child on the nearest other CPU (the ops that ran there) |
+//! | `spawn.fork.cross_cpu` | ns | `spawn.fork` with the child on the nearest other CPU |
 //! | `spawn.pool_worker` | ns | a proctor process worker forked from the fork server, ready for work |
 //! | `spawn.async` | ns | spawn an empty async task and await its completion |
 //! | `switch.futex.thread.pinned` | ns | one switch between two threads ping-ponging on a futex, same CPU: half a round trip, its syscalls included (`….net` is the figure with them subtracted) |

@@ -854,3 +854,45 @@ fn every_key_has_its_row_in_the_module_documentation() {
         );
     }
 }
+
+#[test]
+fn creation_is_decided_on_one_matched_placement_and_says_which() {
+    let creation = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "creation")
+            .expect("the creation claim")
+    };
+    let sections = fixture::all_sections();
+    let c = creation(&sections);
+    assert_eq!(c.verdict, Verdict::Confirmed);
+    assert!(
+        c.evidence
+            .contains("on one matched placement: same CPU (cpu 0)"),
+        "{}",
+        c.evidence
+    );
+    // The across-CPU pair is shown beside it, and does not decide: even refuted there, the
+    // same-CPU verdict stands.
+    assert!(
+        c.evidence
+            .contains("across CPUs (shared LLC (cpu 0 → cpu 1))")
+    );
+    assert!(c.figure_keys.iter().any(|k| k == "spawn.fork.cross_cpu"));
+    let refuted_across = perturbed(&[("spawn.fork.cross_cpu", 1_000.0)]);
+    assert_eq!(creation(&refuted_across).verdict, Verdict::Confirmed);
+    // Fork and thread measured on two different placements decide nothing.
+    let mut apart = fixture::all_sections();
+    figure_mut(&mut apart, "spawn.fork").placement = Some("shared LLC (cpu 0 → cpu 1)".into());
+    let c = creation(&apart);
+    assert_eq!(c.verdict, Verdict::NotMeasured);
+    assert!(
+        c.evidence.contains("not on one matched placement"),
+        "{}",
+        c.evidence
+    );
+    let mut unplaced = fixture::all_sections();
+    figure_mut(&mut unplaced, "spawn.thread").placement = None;
+    assert_eq!(creation(&unplaced).verdict, Verdict::NotMeasured);
+}
