@@ -525,6 +525,7 @@ fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
 /// With these figures every claim has a definite verdict: most are confirmed, over-threading and
 /// synchronization are within the tolerance (depends).
 pub(crate) fn all_sections() -> Vec<Section> {
+    const LADDER_CPU: &str = "same CPU (cpu 0)";
     let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
     let across = |key: &str, value: f64| {
         fig(key, key, value, Unit::Ns, 8.0).placed("shared LLC (cpu 0 → cpu 1)")
@@ -587,9 +588,10 @@ pub(crate) fn all_sections() -> Vec<Section> {
             "containers",
             "The isolation ladder",
             vec![
-                n(keys::CONTAINERS_START_THREAD, 49_800.0, Unit::Ns),
-                n(keys::CONTAINERS_START_FORK, 167_000.0, Unit::Ns),
-                n(keys::CONTAINERS_START_NAMESPACES, 972_000.0, Unit::Ns),
+                n(keys::CONTAINERS_START_THREAD, 49_800.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_START_FORK, 167_000.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_START_NAMESPACES, 972_000.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_CONTROL_FORK_EXIT, 160_000.0, Unit::Ns).placed(LADDER_CPU),
             ],
         ),
         figures_only(
@@ -603,6 +605,9 @@ pub(crate) fn all_sections() -> Vec<Section> {
                 n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns),
                 n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns),
                 n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns),
+                n(keys::SCALING_IO_CREATE_THREAD_1000, 48e6, Unit::Ns),
+                n(keys::SCALING_IO_CREATE_PROCESS_1000, 610e6, Unit::Ns),
+                n(keys::SCALING_IO_CREATE_ASYNC_1000, 1.2e6, Unit::Ns),
             ],
         ),
         figures_only(

@@ -69,9 +69,12 @@ keys! {
     SCALING_SPEEDUP_THREAD_CORES = "scaling.speedup.thread.cores", Ratio, "CPU-bound speed-up, threads = cores";
     SCALING_SPEEDUP_PROCESS_CORES = "scaling.speedup.process.cores", Ratio, "CPU-bound speed-up, processes = cores";
     SCALING_OVERSUBSCRIPTION_THREAD = "scaling.oversubscription.thread", Ratio, "throughput at 2x cores / at cores, threads";
-    SCALING_IO_COMPLETION_THREAD_1000 = "scaling.io.completion.thread.1000", Ns, "1 000 concurrent waits, threads";
-    SCALING_IO_COMPLETION_PROCESS_1000 = "scaling.io.completion.process.1000", Ns, "1 000 concurrent waits, processes";
-    SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks";
+    SCALING_IO_COMPLETION_THREAD_1000 = "scaling.io.completion.thread.1000", Ns, "1 000 concurrent waits, threads, all alive first: the wait phase";
+    SCALING_IO_COMPLETION_PROCESS_1000 = "scaling.io.completion.process.1000", Ns, "1 000 concurrent waits, processes: the wait phase";
+    SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks: the wait phase";
+    SCALING_IO_CREATE_THREAD_1000 = "scaling.io.create.thread.1000", Ns, "creating 1 000 waiting threads until all are alive";
+    SCALING_IO_CREATE_PROCESS_1000 = "scaling.io.create.process.1000", Ns, "creating 1 000 waiting processes until all are alive";
+    SCALING_IO_CREATE_ASYNC_1000 = "scaling.io.create.async.1000", Ns, "creating 1 000 waiting async tasks until all are alive";
     SYNC_MUTEX_UNCONTENDED_THREAD = "sync.mutex.uncontended.thread", Ns, "uncontended Mutex lock + unlock";
     SYNC_MUTEX_UNCONTENDED_PROCESS = "sync.mutex.uncontended.process", Ns, "uncontended process-shared mutex lock + unlock";
     SYNC_FUTEX_MUTEX_CONTENDED_THREAD = "sync.futex_mutex.contended.thread", Ns, "contended futex mutex lock + unlock, 2 threads on two CPUs";
@@ -108,6 +111,7 @@ keys! {
     CONTAINERS_START_THREAD = "containers.start.thread", Ns, "thread spawn to its first result";
     CONTAINERS_START_FORK = "containers.start.fork", Ns, "fork to the child's first result";
     CONTAINERS_START_NAMESPACES = "containers.start.namespaces", Ns, "fork + unshare + fork to the worker's first result";
+    CONTAINERS_CONTROL_FORK_EXIT = "containers.control.fork_exit", Ns, "fork + _exit + waitpid in the ladder's parent, same CPU";
     RACE_CPUS = "race.cpus", Count, "CPUs the race threads may use";
     RACE_DIST_RUNS = "race.dist.runs", Count, "runs per distribution setting";
     RACE_DIST_THREADS_2_LOSSY_RUNS = "race.dist.threads_2.lossy_runs", Count, "runs that lost updates, 2 threads";

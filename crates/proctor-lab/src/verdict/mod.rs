@@ -47,9 +47,12 @@
 //! | `scaling.speedup.thread.cores` | ratio | CPU-bound speed-up over one worker, threads, workers = cores |
 //! | `scaling.speedup.process.cores` | ratio | the same with processes |
 //! | `scaling.oversubscription.thread` | ratio | throughput with 2 × cores threads / throughput with one thread per CPU |
-//! | `scaling.io.completion.thread.1000` | ns | wall time until 1 000 concurrent waits (10 ms each) complete, one thread per wait |
+//! | `scaling.io.completion.thread.1000` | ns | 1 000 concurrent waits (3 × 10 ms sleeps each), one thread per wait, all created and blocked at a gate first: from the gate's opening to the last wait's end |
 //! | `scaling.io.completion.process.1000` | ns | the same, one process per wait |
 //! | `scaling.io.completion.async.1000` | ns | the same, one async task per wait |
+//! | `scaling.io.create.thread.1000` | ns | creating those 1 000 threads, from the first create until all are alive at the gate |
+//! | `scaling.io.create.process.1000` | ns | the same for 1 000 processes |
+//! | `scaling.io.create.async.1000` | ns | the same for 1 000 async tasks |
 //! | `sync.mutex.uncontended.thread` | ns | lock + unlock of an uncontended thread-local `Mutex` |
 //! | `sync.mutex.uncontended.process` | ns | lock + unlock of an uncontended process-shared futex mutex |
 //! | `sync.futex_mutex.contended.thread` | ns | one lock + unlock of the processes' futex mutex, two threads on two CPUs hammering it (median of 3 rounds) |
@@ -83,9 +86,10 @@
 //! | `servers.leak.held.prefork` | bytes | growth of the prefork server's summed USS over the leak (workers recycled) |
 //! | `servers.leak.held.threaded` | bytes | the same, threaded server |
 //! | `servers.leak.held.async` | bytes | the same, async server |
-//! | `containers.start.thread` | ns | start to first result: a thread spawned, its result received (median of rounds) |
+//! | `containers.start.thread` | ns | start to first result: a thread spawned, its result received (median of rounds), pinned with its worker to one CPU |
 //! | `containers.start.fork` | ns | the same for a forked process |
 //! | `containers.start.namespaces` | ns | the same for a process that unshares every permitted namespace and forks the worker |
+//! | `containers.control.fork_exit` | ns | fork + `_exit` + `waitpid` (the op of `spawn.fork`) in the ladder's parent, interleaved with the rungs, same CPU |
 //! | `race.cpus` | count | CPUs the race's threads were allowed (pinned thread i to CPU i mod this) |
 //! | `race.dist.runs` | count | runs per setting of the lost-update distribution (200 in the quick profile) |
 //! | `race.dist.threads_2.lossy_runs` | count | runs of 2 unsynchronized threads that lost at least one update |
