@@ -240,7 +240,7 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
     // Its claim is about namespaces against a plain fork: the cells name their rungs and the
     // ratio is theirs, not process / thread.
     assert_eq!(ladder.thread.as_deref(), Some("fork 167 µs"));
-    assert_eq!(ladder.process.as_deref(), Some("namespaces 972 µs"));
+    assert_eq!(ladder.process.as_deref(), Some("972 µs"));
     assert!((ladder.ratio.expect("a ratio") - 972.0 / 167.0).abs() < 1e-9);
     assert_eq!(ladder.verdict, by_id("containers"));
     assert!(ladder.deciding.contains("containers.start.fork"));
@@ -881,7 +881,7 @@ fn creation_is_decided_on_one_matched_placement_and_says_which() {
         c.evidence
             .contains("across CPUs (shared LLC (cpu 0 → cpu 1))")
     );
-    assert!(c.figure_keys.iter().any(|k| k == "spawn.fork.cross_cpu"));
+    assert_eq!(c.figure_keys, ["spawn.fork", "spawn.thread"]);
     let refuted_across = perturbed(&[("spawn.fork.cross_cpu", 1_000.0)]);
     assert_eq!(creation(&refuted_across).verdict, Verdict::Confirmed);
     // Fork and thread measured on two different placements decide nothing.

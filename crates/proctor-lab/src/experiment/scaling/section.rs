@@ -30,7 +30,9 @@ fn method(r: &ScalingResult) -> String {
              same body over the same pipes, and their checksums must agree. Throughput = rounds \
              per second; speed-up = T(1)/T(W) for the same model; efficiency = speed-up / W. \
              Medians over the repetitions. I/O-bound: N units each sleep 10 ms three times, as \
-             threads (default stack), forked processes, and tokio tasks on one current-thread \
+             threads (128 KiB stacks: 10 000 default stacks alive at once would leave the lab \
+             process mapped and paged for every later fork), forked processes (measured first at \
+             each N, before the threads grow the lab) and tokio tasks on one current-thread \
              runtime, in two phases timed apart. Creation: from the first create until all N are \
              alive and blocked at a gate (a futex word in shared memory for threads and \
              processes, a watch channel for tasks). Waiting (the completion figures, which the \
