@@ -305,7 +305,8 @@ fn rss_chart(rows: &[Row]) -> Chart {
         .collect();
     Chart {
         id: "cost-vs-rss".into(),
-        title: "Creation cost against parent RSS (same CPU; after Baumann et al. 2019, Figure 1)"
+        title: "Creation cost against parent RSS (same CPU, the pool rows unpinned; after Baumann \
+                et al. 2019, Figure 1)"
             .into(),
         kind: ChartKind::Line,
         x_label: "parent RSS".into(),
