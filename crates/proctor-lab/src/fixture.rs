@@ -526,6 +526,7 @@ fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
 /// synchronization are within the tolerance (depends).
 pub(crate) fn all_sections() -> Vec<Section> {
     const LADDER_CPU: &str = "same CPU (cpu 0)";
+    const IO_CPUS: &str = "unpinned over the 2 allowed CPUs, alike for every model";
     let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
     let across = |key: &str, value: f64| {
         fig(key, key, value, Unit::Ns, 8.0).placed("shared LLC (cpu 0 → cpu 1)")
@@ -602,9 +603,9 @@ pub(crate) fn all_sections() -> Vec<Section> {
                 n(keys::SCALING_SPEEDUP_THREAD_CORES, 1.96, Unit::Ratio),
                 n(keys::SCALING_SPEEDUP_PROCESS_CORES, 1.93, Unit::Ratio),
                 n(keys::SCALING_OVERSUBSCRIPTION_THREAD, 0.97, Unit::Ratio),
-                n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns),
-                n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns),
-                n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns),
+                n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns).placed(IO_CPUS),
+                n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns).placed(IO_CPUS),
+                n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns).placed(IO_CPUS),
                 n(keys::SCALING_IO_CREATE_THREAD_1000, 48e6, Unit::Ns),
                 n(keys::SCALING_IO_CREATE_PROCESS_1000, 610e6, Unit::Ns),
                 n(keys::SCALING_IO_CREATE_ASYNC_1000, 1.2e6, Unit::Ns),

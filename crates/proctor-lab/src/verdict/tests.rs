@@ -926,3 +926,36 @@ fn the_ladder_is_decided_by_namespaces_over_fork_on_one_placement() {
     figure_mut(&mut apart, "containers.start.fork").placement = Some("unpinned".into());
     assert_eq!(ladder(&apart).verdict, Verdict::NotMeasured);
 }
+
+#[test]
+fn many_waits_reads_the_wait_phase_on_one_placement_and_shows_creation() {
+    let waits = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "many-waits")
+            .expect("the many-waits claim")
+    };
+    let c = waits(&fixture::all_sections());
+    assert_eq!(c.verdict, Verdict::Confirmed);
+    assert!(
+        c.evidence.contains("decided by the wait phase alone"),
+        "{}",
+        c.evidence
+    );
+    assert!(
+        c.evidence
+            .contains("creating them first took processes 610 ms"),
+        "{}",
+        c.evidence
+    );
+    assert!(c.figure_keys.iter().all(|k| k.contains(".completion.")));
+    // Creation does not decide: processes created in no time change nothing.
+    let fast = perturbed(&[("scaling.io.create.process.1000", 1.0)]);
+    assert_eq!(waits(&fast).verdict, Verdict::Confirmed);
+    // Waits measured on different placements decide nothing.
+    let mut apart = fixture::all_sections();
+    figure_mut(&mut apart, "scaling.io.completion.async.1000").placement =
+        Some("same CPU (cpu 0)".into());
+    assert_eq!(waits(&apart).verdict, Verdict::NotMeasured);
+}

@@ -154,8 +154,18 @@ fn speedup_figures(section: &mut Section, r: &ScalingResult) {
     }
 }
 
+/// Where the I/O-bound units ran: every allowed CPU, the scheduler's choice, the same for every
+/// model (N units are no pair to pin).
+fn io_placement(r: &ScalingResult) -> String {
+    format!(
+        "unpinned over the {} allowed CPUs, alike for every model",
+        r.cpus
+    )
+}
+
 /// The wait phase, the creation phase and memory of every I/O-bound point.
 fn io_figures(section: &mut Section, r: &ScalingResult) {
+    let placement = io_placement(r);
     for p in &r.io {
         let (m, n) = (p.model.name(), p.units);
         let spread = median_and_spread(&p.completion_ns).1;
@@ -169,7 +179,7 @@ fn io_figures(section: &mut Section, r: &ScalingResult) {
             Unit::Ns,
         )
         .with_rounds(&p.completion_ns)
-        .placed("unpinned");
+        .placed(&placement);
         if let Some(s) = spread {
             f = f.with_spread(s);
         }
@@ -184,7 +194,7 @@ fn io_figures(section: &mut Section, r: &ScalingResult) {
                     Unit::Ns,
                 )
                 .with_rounds(&p.creation_ns)
-                .placed("unpinned"),
+                .placed(&placement),
             );
         }
         if let Some(bytes) = p.memory_bytes {

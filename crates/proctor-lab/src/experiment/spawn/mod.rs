@@ -506,17 +506,22 @@ impl Experiment for Spawn {
         }
         drop(current);
         progress.advance(0, "tokio task");
-        let ((tokio, _), rounds_ns) = median_round(
-            ROUNDS,
-            || measure_method(Method::TokioTask, &plan, &spawn_true),
-            |(m, _)| m.value(),
-        )
-        .context("measuring tokio task spawn")?;
+        // On the same CPU as the thread and fork figures it stands beside in the headline (a
+        // current-thread runtime runs its tasks on this very thread).
+        let ((tokio, _), rounds_ns) = {
+            let _placed = placed::place(&same)?;
+            median_round(
+                ROUNDS,
+                || measure_method(Method::TokioTask, &plan, &spawn_true),
+                |(m, _)| m.value(),
+            )
+            .context("measuring tokio task spawn")?
+        };
         let rss = measure::process_rss_bytes().unwrap_or(0);
         rows.push(Row {
             method: Method::TokioTask,
             thp: Thp::None,
-            pair: None,
+            pair: Some(same),
             ballast_bytes: 0,
             parent_rss_bytes: rss,
             anon_huge_bytes: ballast::anon_huge_bytes(),

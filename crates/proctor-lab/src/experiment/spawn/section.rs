@@ -54,11 +54,11 @@ fn method(plan: &Plan, sizing: &Sizing) -> String {
          connects back over loopback TCP with an HMAC challenge-response and forks the worker, \
          which connects and authenticates on its own; the drop closes the connections and waits \
          for the launched process to exit. Its time from the start of build() to the first result \
-         (no drop) is reported apart. The pool rows and tokio are unpinned (the fork server is a \
-         process of its own; a tokio task runs on this thread) and timed by the batch loop: \
-         figure = median over {} batches of the batch mean (batches calibrated to >= {} ms after \
-         {} warm-up batches), spread per op where the timer is cheap enough; tokio in 3 \
-         independent rounds. Outliers by modified Z-score > 3.5, kept. The first op of each kind \
+         (no drop) is reported apart. The pool rows are unpinned (the fork server is a process of \
+         its own, which pinning this thread does not place); tokio runs on this thread, pinned \
+         like the thread and fork rows. Both are timed by the batch loop: figure = median over \
+         {} batches of the batch mean (batches calibrated to >= {} ms after {} warm-up batches), \
+         spread per op where the timer is cheap enough; tokio in 3 independent rounds. Outliers by modified Z-score > 3.5, kept. The first op of each kind \
          is reported apart as the cold start.",
         plan.batches,
         plan.min_batch.as_secs_f64() * 1e3,

@@ -66,7 +66,8 @@ fn section_from_hand_made_rows() {
         row(Method::Fork, Some(SAME), 64 * MIB, Thp::Off, 400_000.0),
         row(Method::Fork, Some(SAME), 64 * MIB, Thp::On, 120_000.0),
         row(Method::Vfork, Some(SAME), 64 * MIB, Thp::Off, 26_000.0),
-        row(Method::TokioTask, None, 0, Thp::None, 400.0),
+        row(Method::TokioTask, Some(SAME), 0, Thp::None, 400.0),
+        row(Method::PoolWorker, None, 0, Thp::None, 500_000.0),
     ];
     let n = rows.len();
     let s = tiny_section(rows);
@@ -87,7 +88,8 @@ fn section_from_hand_made_rows() {
         placed("spawn.fork.cross_cpu").as_deref(),
         Some("shared LLC (cpu 0 → cpu 1) (25 of 30 ops)")
     );
-    assert_eq!(placed("spawn.async").as_deref(), Some("unpinned"));
+    assert_eq!(placed("spawn.async").as_deref(), Some("same CPU (cpu 0)"));
+    assert_eq!(placed("spawn.pool_worker").as_deref(), Some("unpinned"));
     assert_eq!(value("spawn.fork.cold"), Some(200_000.0));
     assert!(s.figure("spawn.fork.cross_cpu.cold").is_none());
     assert_eq!(value("spawn.fork.launch"), Some(25_000.0));
