@@ -479,7 +479,8 @@ impl Experiment for Spawn {
                         ..base
                     }),
                     None => skipped.push(format!(
-                        "{} on {}: fewer than half the ops ran there, so no figure ({})",
+                        "{} on {}: fewer than a quarter of the ops ran there, so no figure \
+                         ({})",
                         step.method.label(),
                         pair.describe(),
                         placed::mixture_of(&runs, &topology).map_or_else(

@@ -148,6 +148,9 @@ pub(super) fn place(pair: &Pair) -> Result<PinGuard> {
     pin_current_thread(pair.a)
 }
 
+/// The fewest ops that ran on a placement for it to have a figure.
+pub(super) const MIN_MATCHED: usize = 3;
+
 /// The ops of one placement's run that really ran on it, as a timing.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Placed {
@@ -198,8 +201,11 @@ fn tags(runs: &OpRuns, topology: &Topology) -> Vec<Tagged> {
         .collect()
 }
 
-/// The ops of `runs` that ran on `pair`; `None` when fewer than half did (then the placement
-/// cannot be said to have been measured).
+/// The ops of `runs` that ran on `pair`; `None` when fewer than a quarter of them, or fewer
+/// than [`MIN_MATCHED`], did (then the placement cannot be said to have been measured). A
+/// quarter, not a half: a new thread on a busy CPU often runs, and ends, before its parent can
+/// move it, and the ops that did run across are still hundreds of like ops; the figure's
+/// placement says how many of how many.
 pub(super) fn matched(runs: &OpRuns, pair: &Pair, topology: &Topology) -> Option<Placed> {
     let total = runs.rounds.iter().map(Vec::len).sum::<usize>();
     let kept: Vec<Vec<&Op>> = runs
@@ -211,7 +217,7 @@ pub(super) fn matched(runs: &OpRuns, pair: &Pair, topology: &Topology) -> Option
     let mixture = (matched < total)
         .then(|| Mixture::of(&tags(runs, topology)))
         .flatten();
-    if total == 0 || 2 * matched < total {
+    if total == 0 || 4 * matched < total || matched < MIN_MATCHED {
         return None;
     }
     let rounds_ns: Vec<f64> = kept
@@ -302,7 +308,7 @@ mod tests {
         let mixture = p.mixture.expect("a mixture: not every op ran across");
         assert_eq!(mixture.modes[0].placement, Placement::SharedCache);
         assert_eq!(mixture.modes[0].batches, 4);
-        // The same-CPU ops are a third: too few to stand for the same CPU.
+        // The same-CPU ops are a third, but only two: too few to stand for the same CPU.
         let same = topo.pair(Placement::SameCpu).expect("same cpu");
         assert!(matched(&runs, &same, &topo).is_none());
     }
@@ -313,10 +319,14 @@ mod tests {
         let same = topo.pair(Placement::SameCpu).expect("same cpu");
         let runs = OpRuns {
             cold: op(90.0, 0, None),
-            rounds: vec![vec![op(30.0, 0, None), op(32.0, 0, None)]],
+            rounds: vec![vec![
+                op(30.0, 0, None),
+                op(32.0, 0, None),
+                op(31.0, 0, None),
+            ]],
         };
         let p = matched(&runs, &same, &topo).expect("all on cpu 0");
-        assert_eq!((p.matched, p.total), (2, 2));
+        assert_eq!((p.matched, p.total), (3, 3));
         assert!(p.mixture.is_none());
         // A parent that moved mid-op is not on the pair.
         let mut moved = op(30.0, 0, None);

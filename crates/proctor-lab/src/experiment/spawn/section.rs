@@ -36,8 +36,9 @@ fn method(plan: &Plan, sizing: &Sizing) -> String {
          moved to the second by one sched_setaffinity (pthread_setaffinity_np for the thread) \
          right after the create call returns, inside the interval (two cross-CPU wake-ups per \
          op: the child's start and the parent's after the exit); the child reports the CPU it \
-         ran on, and only ops that ran on the placement make its figure, the rest are listed as \
-         a mixture. Per placement {rounds} rounds (thread and fork at the smallest \
+         ran on, and only ops that ran on the placement make its figure (none without a quarter \
+         of them), the rest are listed as a mixture (a new thread often runs, and ends, on the \
+         parent's CPU before it can be moved). Per placement {rounds} rounds (thread and fork at the smallest \
          parent; one round otherwise) of ops sized to about {target} ms (at least {min} ops) after \
          {warmup} warm-up ops; figure = median of the rounds' per-op medians, with p1–p99 over \
          every op and the rounds' run-to-run spread. Launch (thread, fork) = the create call's \

@@ -251,7 +251,7 @@ fn tiny_profile_gives_positive_finite_figures() {
             assert!(
                 s.notes
                     .iter()
-                    .any(|n| n.contains("fewer than half") || n.contains("only one CPU")),
+                    .any(|n| n.contains("fewer than a quarter") || n.contains("only one CPU")),
                 "{key} is missing without a reason"
             );
         }
