@@ -11,10 +11,13 @@
 //! returns a constant, and glibc's `clone` wrapper ends it with the raw `exit` system call, which
 //! runs no handler and touches no memory (glibc `sysdeps/unix/sysv/linux/x86_64/clone.S`).
 //!
-//! **Across CPUs** the parent, pinned to one CPU, moves the new child to another with one
-//! `sched_setaffinity` call right after the create call returns (a child inherits its
-//! parent's CPU mask, and the kernel offers no way to create it elsewhere); the call's own time
-//! is kept apart. A child that ran before it was moved says so by its CPU.
+//! **Across CPUs** a child must start on another CPU than its parent's, which a child
+//! inheriting its parent's CPU mask does not. A thread is made with glibc's
+//! `pthread_attr_setaffinity_np`: the new thread waits until its parent has set its CPU, so its
+//! body always runs there (std's spawn offers no such attribute, so this op is `pthread_create`
+//! and `pthread_join` with std's 2 MiB stack). A forked child is moved by the parent with one
+//! `sched_setaffinity` right after `fork` returns (the kernel offers no way to fork elsewhere),
+//! whose time is kept apart; a child that ran before it was moved says so by its CPU.
 //!
 //! **The child's CPU** travels in its exit status (`getcpu` + 1, so that 0 never means "ran");
 //! the thread returns it from its closure. `clone(CLONE_VM)` children do not report it (the
@@ -90,10 +93,62 @@ fn reap(child: Pid) -> Result<Option<usize>> {
     }
 }
 
-/// `std::thread::spawn` + `join`; the thread returns its CPU. With `move_to`, the new thread
-/// is moved to that CPU right after `spawn` returns (`pthread_setaffinity_np`); a thread that
-/// already exited by then cannot be moved, which its CPU shows.
+/// A thread on `cpu` from its first instruction: `pthread_create` with the affinity
+/// attribute (glibc sets the new thread's CPU while the thread waits for it) and std's 2 MiB
+/// stack, then `pthread_join`; the thread returns its CPU.
+#[cfg(target_env = "gnu")]
+pub(super) fn thread_on(cpu: usize) -> Result<Created> {
+    extern "C" fn start(_arg: *mut libc::c_void) -> *mut libc::c_void {
+        // The CPU + 1 as the thread's return value (0: unknown).
+        crate::topology::current_cpu().map_or(0, |c| c + 1) as *mut libc::c_void
+    }
+    let set = only(cpu)?;
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `attr` is initialised by pthread_attr_init before any other use and destroyed
+    // once below; `set` is a valid cpu_set_t (CpuSet is a transparent wrapper) of the size
+    // given; `start` is a valid thread function that touches nothing but its return value.
+    let (rc, tid) = unsafe {
+        if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+            bail!("pthread_attr_init failed");
+        }
+        libc::pthread_attr_setstacksize(attr.as_mut_ptr(), 2 << 20);
+        libc::pthread_attr_setaffinity_np(
+            attr.as_mut_ptr(),
+            std::mem::size_of::<libc::cpu_set_t>(),
+            std::ptr::from_ref(&set).cast::<libc::cpu_set_t>(),
+        );
+        let mut tid: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut tid, attr.as_ptr(), start, std::ptr::null_mut());
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        (rc, tid)
+    };
+    let launched = Instant::now();
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc)).context("pthread_create");
+    }
+    let mut ret: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `tid` is a joinable thread created above and joined exactly once; `ret` is a
+    // valid out-pointer.
+    let rc = unsafe { libc::pthread_join(tid, &mut ret) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc)).context("pthread_join");
+    }
+    Ok(Created {
+        launched,
+        child_cpu: (ret as usize).checked_sub(1),
+        moved: None,
+    })
+}
+
+/// `std::thread::spawn` + `join`; the thread returns its CPU. With `move_to`, the thread is made
+/// on that CPU: by [`thread_on`] where glibc offers it, else moved right after `spawn` returns
+/// (`pthread_setaffinity_np`; a thread that already ran to its end cannot be moved, which its
+/// CPU shows).
 pub(super) fn thread(move_to: Option<usize>) -> Result<Created> {
+    #[cfg(target_env = "gnu")]
+    if let Some(cpu) = move_to {
+        return thread_on(cpu);
+    }
     use std::os::unix::thread::JoinHandleExt;
     let input = black_box(7u64);
     let h = std::thread::Builder::new()
@@ -287,5 +342,9 @@ mod tests {
         let moved = fork_exit_wait(Some(last)).expect("fork, moved");
         assert!(moved.moved.is_some());
         assert!(moved.child_cpu.is_some());
+        // A thread made on a CPU runs its body there, every time.
+        for _ in 0..20 {
+            assert_eq!(thread(Some(last)).expect("thread").child_cpu, Some(last));
+        }
     }
 }

@@ -32,13 +32,14 @@ fn method(plan: &Plan, sizing: &Sizing) -> String {
          posix_spawn: {TRUE_PATH} with an empty environment, then waitpid. Placement: these are \
          timed op by op (Instant around each op) with parent and child pinned to one CPU (two \
          context switches per op, no wake-up across CPUs), and thread and fork at the smallest \
-         parent also across the nearest pair of CPUs: the parent pinned to the first, the child \
-         moved to the second by one sched_setaffinity (pthread_setaffinity_np for the thread) \
-         right after the create call returns, inside the interval (two cross-CPU wake-ups per \
-         op: the child's start and the parent's after the exit); the child reports the CPU it \
-         ran on, and only ops that ran on the placement make its figure (none without a quarter \
-         of them), the rest are listed as a mixture (a new thread often runs, and ends, on the \
-         parent's CPU before it can be moved). Per placement {rounds} rounds (thread and fork at the smallest \
+         parent also across the nearest pair of CPUs, the parent pinned to the first (two \
+         cross-CPU wake-ups per op: the child's start and the parent's after the exit): the \
+         thread is made there with pthread_create and glibc's affinity attribute (it waits \
+         until its CPU is set; std's spawn has no such attribute, so this op is pthread_create \
+         + pthread_join, with std's 2 MiB stack), the forked child is moved there by one \
+         sched_setaffinity right after fork returns, inside the interval. The child reports \
+         the CPU it ran on, and only ops that ran on the placement make its figure (none \
+         without a quarter of them); the rest are listed as a mixture. Per placement {rounds} rounds (thread and fork at the smallest \
          parent; one round otherwise) of ops sized to about {target} ms (at least {min} ops) after \
          {warmup} warm-up ops; figure = median of the rounds' per-op medians, with p1–p99 over \
          every op and the rounds' run-to-run spread. Launch (thread, fork) = the create call's \
@@ -81,9 +82,19 @@ fn placement(r: &Row) -> String {
     }
 }
 
-/// The label of a row: the method, its placement and its parent.
+/// What a row created: its method's label, except the across-CPU thread, which std cannot
+/// place before it runs (see `create::thread_on`).
+fn what(r: &Row) -> &'static str {
+    if r.method == Method::Thread && r.is_cross() && cfg!(target_env = "gnu") {
+        "pthread_create with an affinity attribute + pthread_join"
+    } else {
+        r.method.label()
+    }
+}
+
+/// The label of a row: what it created, its placement and its parent.
 fn label(r: &Row) -> String {
-    let mut label = r.method.label().to_string();
+    let mut label = what(r).to_string();
     if r.is_cross() {
         label.push_str(", across CPUs");
     } else if r.pair.is_some() {
@@ -256,7 +267,7 @@ fn rss_table(rows: &[Row]) -> Table {
             .map(|r| {
                 let sum = &r.timing.spread;
                 vec![
-                    r.method.label().to_string(),
+                    what(r).to_string(),
                     placement(r),
                     format!("{} MiB", r.ballast_bytes / MIB),
                     r.thp.words().to_string(),
@@ -449,8 +460,9 @@ fn notes(s: &mut Section, result: &SpawnResult) {
              with the child on another ({:.1}x): across CPUs the child's start and the parent's \
              wake-up after its exit are each a cross-CPU wake-up (an IPI and, on a VM, an idle \
              exit), which an unpinned figure mixes in at whatever share the scheduler chose. The \
-             across-CPU ops include moving the child there: create to moved {}. The creation \
-             verdict reads the same-CPU figures.",
+             across-CPU thread is made by pthread_create with an affinity attribute; the forked \
+             child is moved there after fork (create to moved: {}). The creation verdict reads \
+             the same-CPU figures.",
             micros(same, 1),
             micros(cross, 1),
             cross / same,
