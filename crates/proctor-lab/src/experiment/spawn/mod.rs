@@ -232,6 +232,26 @@ struct Row {
 }
 
 impl Row {
+    /// The row of `step` with its timing, the parent's RSS and huge pages as they were when it
+    /// was measured; unpinned, in one round, the optional parts empty.
+    fn new(step: Step, parent_rss_bytes: u64, anon_huge_bytes: Option<u64>, timing: Timing) -> Row {
+        Row {
+            method: step.method,
+            thp: step.thp,
+            pair: None,
+            ballast_bytes: step.size,
+            parent_rss_bytes,
+            anon_huge_bytes,
+            rounds_ns: vec![timing.value_ns],
+            timing,
+            launch_ns: None,
+            moved_ns: None,
+            matched: None,
+            mixture: None,
+            first_result_ns: None,
+        }
+    }
+
     /// Whether the row ran across two CPUs.
     fn is_cross(&self) -> bool {
         self.pair.is_some_and(|p| p.a != p.b)
@@ -416,34 +436,7 @@ impl Experiment for Spawn {
             };
             let rss = measure::process_rss_bytes().unwrap_or(0);
             let huge = ballast::anon_huge_bytes();
-            let base = Row {
-                method: step.method,
-                thp: step.thp,
-                pair: None,
-                ballast_bytes: step.size,
-                parent_rss_bytes: rss,
-                anon_huge_bytes: huge,
-                timing: Timing {
-                    value_ns: f64::NAN,
-                    spread: Summary {
-                        median: f64::NAN,
-                        mean: f64::NAN,
-                        min: f64::NAN,
-                        p1: f64::NAN,
-                        p99: f64::NAN,
-                        max: f64::NAN,
-                        samples: 0,
-                        outliers: 0,
-                    },
-                    cold_ns: f64::NAN,
-                },
-                rounds_ns: Vec::new(),
-                launch_ns: None,
-                moved_ns: None,
-                matched: None,
-                mixture: None,
-                first_result_ns: None,
-            };
+            let row = |timing: Timing| Row::new(step, rss, huge, timing);
             if step.method.is_placed() {
                 let pair = if step.cross {
                     cross.expect("cross steps exist only with two CPUs")
@@ -466,17 +459,16 @@ impl Experiment for Spawn {
                 match placed::matched(&runs, &pair, &topology) {
                     Some(p) => rows.push(Row {
                         pair: Some(pair),
-                        timing: Timing {
-                            value_ns: p.value_ns,
-                            spread: p.ops,
-                            cold_ns: p.cold_ns,
-                        },
                         rounds_ns: p.rounds_ns,
                         launch_ns: Some(p.launch),
                         moved_ns: p.moved,
                         matched: Some((p.matched, p.total)),
                         mixture: p.mixture,
-                        ..base
+                        ..row(Timing {
+                            value_ns: p.value_ns,
+                            spread: p.ops,
+                            cold_ns: p.cold_ns,
+                        })
                     }),
                     None => skipped.push(format!(
                         "{} on {}: fewer than a quarter of the ops ran there, so no figure \
@@ -497,10 +489,9 @@ impl Experiment for Spawn {
                 )
                 .with_context(context)?;
                 rows.push(Row {
-                    timing: Timing::of(&m),
                     rounds_ns,
                     first_result_ns,
-                    ..base
+                    ..row(Timing::of(&m))
                 });
             }
             progress.advance(1, "");
@@ -518,21 +509,22 @@ impl Experiment for Spawn {
             )
             .context("measuring tokio task spawn")?
         };
+        let tokio_step = Step {
+            size: 0,
+            thp: Thp::None,
+            method: Method::TokioTask,
+            cross: false,
+        };
         let rss = measure::process_rss_bytes().unwrap_or(0);
         rows.push(Row {
-            method: Method::TokioTask,
-            thp: Thp::None,
             pair: Some(same),
-            ballast_bytes: 0,
-            parent_rss_bytes: rss,
-            anon_huge_bytes: ballast::anon_huge_bytes(),
-            timing: Timing::of(&tokio),
             rounds_ns,
-            launch_ns: None,
-            moved_ns: None,
-            matched: None,
-            mixture: None,
-            first_result_ns: None,
+            ..Row::new(
+                tokio_step,
+                rss,
+                ballast::anon_huge_bytes(),
+                Timing::of(&tokio),
+            )
         });
         progress.advance(1, "");
         progress.end();
