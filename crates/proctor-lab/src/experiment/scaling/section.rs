@@ -4,6 +4,9 @@
 use super::*;
 use crate::units::AxisUnit;
 
+/// The smallest memory growth the I/O-bound sweep can tell from none: one page.
+const PAGE: f64 = 4096.0;
+
 /// The section of a scaling run: CPU-bound and I/O-bound figures, tables, charts and notes,
 /// in the order the report shows them.
 pub(super) fn section_from(r: &ScalingResult) -> Section {
@@ -198,12 +201,17 @@ fn io_figures(section: &mut Section, r: &ScalingResult) {
             );
         }
         if let Some(bytes) = p.memory_bytes {
-            section.figures.push(Figure::new(
-                &format!("scaling.io.memory.{m}.{n}"),
-                &format!("added USS with {n} I/O-bound {m} units, at the last creation"),
-                bytes,
-                Unit::Bytes,
-            ));
+            // USS moves by whole pages, and memory freed meanwhile can make the growth
+            // negative: below a page it is not a figure.
+            section.figures.push(
+                Figure::new(
+                    &format!("scaling.io.memory.{m}.{n}"),
+                    &format!("added USS with {n} I/O-bound {m} units, all alive at the gate"),
+                    bytes,
+                    Unit::Bytes,
+                )
+                .with_resolution(PAGE),
+            );
         }
     }
 }
@@ -275,8 +283,13 @@ fn io_table(r: &ScalingResult) -> Table {
                     ms(&p.creation_ns),
                     format!("{:.1}", p.median_ns / 1e6),
                     ms(&p.reaped_ns),
-                    p.memory_bytes
-                        .map_or("-".to_string(), |b| format!("{:.0}", b / 1024.0)),
+                    p.memory_bytes.map_or("-".to_string(), |b| {
+                        if b < PAGE {
+                            format!("< {:.0}", PAGE / 1024.0)
+                        } else {
+                            format!("{:.0}", b / 1024.0)
+                        }
+                    }),
                     p.max_alive.to_string(),
                 ]
             })

@@ -40,6 +40,8 @@ fn section_from_hand_made_points() {
         skipped: vec![],
     };
     let mut r = r;
+    // Memory freed meanwhile: a growth below zero.
+    r.io[2].memory_bytes = Some(-946_176.0);
     r.cpu[0].elapsed_ns = vec![100e6, 110e6, 90e6];
     r.cpu[1].elapsed_ns = vec![50e6, 55e6, 60e6];
     let s = section_from(&r);
@@ -71,6 +73,12 @@ fn section_from_hand_made_points() {
         "{phases}"
     );
     assert!(!s.notes.iter().any(|n| n.contains("a unit died early")));
+    // A growth below a page is no figure: "< 4.00 KiB", never a negative size.
+    let freed = s
+        .figure("scaling.io.memory.async.1000")
+        .expect("memory figure");
+    assert!(freed.below_resolution() && freed.value == 0.0);
+    assert_eq!(io_table.rows[2][5], "< 4");
 }
 
 #[test]
