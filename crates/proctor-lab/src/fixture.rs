@@ -84,14 +84,16 @@ fn spawn() -> Section {
             18_400.0,
             Unit::Ns,
             6.0,
-        ),
+        )
+        .placed("same CPU (cpu 0)"),
         fig(
             keys::SPAWN_FORK,
             "fork + _exit + waitpid",
             112_000.0,
             Unit::Ns,
             9.0,
-        ),
+        )
+        .placed("same CPU (cpu 0)"),
         fig(
             "spawn.posix_spawn",
             "posix_spawn + exec + wait",
@@ -565,9 +567,19 @@ fn figures_only(id: &str, title: &str, figures: Vec<Figure>) -> Section {
 /// With these figures every claim has a definite verdict: most are confirmed, over-threading and
 /// synchronization are within the tolerance (depends).
 pub(crate) fn all_sections() -> Vec<Section> {
+    const LADDER_CPU: &str = "same CPU (cpu 0)";
+    const IO_CPUS: &str = "unpinned over the 2 allowed CPUs, alike for every model";
     let n = |key: &str, value: f64, unit: Unit| Figure::new(key, key, value, unit);
+    let across = |key: &str, value: f64| {
+        fig(key, key, value, Unit::Ns, 8.0).placed("shared LLC (cpu 0 → cpu 1)")
+    };
+    let mut spawn = spawn();
+    spawn.figures.extend([
+        across(keys::SPAWN_THREAD_CROSS_CPU, 61_200.0),
+        across(keys::SPAWN_FORK_CROSS_CPU, 273_000.0),
+    ]);
     vec![
-        spawn(),
+        spawn,
         switch(),
         ipc(),
         figures_only(
@@ -623,9 +635,10 @@ pub(crate) fn all_sections() -> Vec<Section> {
             "containers",
             "The isolation ladder",
             vec![
-                n(keys::CONTAINERS_START_THREAD, 49_800.0, Unit::Ns),
-                n(keys::CONTAINERS_START_FORK, 167_000.0, Unit::Ns),
-                n(keys::CONTAINERS_START_NAMESPACES, 972_000.0, Unit::Ns),
+                n(keys::CONTAINERS_START_THREAD, 49_800.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_START_FORK, 167_000.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_START_NAMESPACES, 972_000.0, Unit::Ns).placed(LADDER_CPU),
+                n(keys::CONTAINERS_CONTROL_FORK_EXIT, 160_000.0, Unit::Ns).placed(LADDER_CPU),
             ],
         ),
         figures_only(
@@ -636,9 +649,12 @@ pub(crate) fn all_sections() -> Vec<Section> {
                 n(keys::SCALING_SPEEDUP_THREAD_CORES, 1.96, Unit::Ratio),
                 n(keys::SCALING_SPEEDUP_PROCESS_CORES, 1.93, Unit::Ratio),
                 n(keys::SCALING_OVERSUBSCRIPTION_THREAD, 0.97, Unit::Ratio),
-                n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns),
-                n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns),
-                n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns),
+                n(keys::SCALING_IO_COMPLETION_THREAD_1000, 48e6, Unit::Ns).placed(IO_CPUS),
+                n(keys::SCALING_IO_COMPLETION_PROCESS_1000, 610e6, Unit::Ns).placed(IO_CPUS),
+                n(keys::SCALING_IO_COMPLETION_ASYNC_1000, 12.6e6, Unit::Ns).placed(IO_CPUS),
+                n(keys::SCALING_IO_CREATE_THREAD_1000, 48e6, Unit::Ns),
+                n(keys::SCALING_IO_CREATE_PROCESS_1000, 610e6, Unit::Ns),
+                n(keys::SCALING_IO_CREATE_ASYNC_1000, 1.2e6, Unit::Ns),
             ],
         ),
         figures_only(

@@ -64,7 +64,8 @@ fn table_plain() {
     ╞══════════════╪═══════════════════════════════════════════════════╪═══════════════════════════════════════════════════╡
     │ confirmed    ┆ process creation costs more than thread creation  ┆ fork 112 µs vs thread spawn 18.4 µs: 6.09×        │
     │              ┆                                                   ┆ (clearly more); decided by spawn.fork /           │
-    │              ┆                                                   ┆ spawn.thread                                      │
+    │              ┆                                                   ┆ spawn.thread on one matched placement: same CPU   │
+    │              ┆                                                   ┆ (cpu 0)                                           │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ confirmed    ┆ a switch between threads is cheaper than a switch ┆ process switch 1.42 µs vs thread switch 1.18 µs:  │
     │              ┆ between processes                                 ┆ 1.20× (clearly more); decided by                  │
@@ -125,7 +126,8 @@ fn table_plain() {
     │ not measured ┆ prefork and threaded servers serve at the same    ┆ not measured: servers did not run                 │
     │              ┆ rate                                              ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-    │ not measured ┆ thread < fork < namespaces in start-up cost       ┆ not measured: containers did not run              │
+    │ not measured ┆ fresh namespaces cost more to start than a plain  ┆ not measured: containers did not run              │
+    │              ┆ fork                                              ┆                                                   │
     ├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
     │ not measured ┆ lost updates vary by run; the fixes never lose    ┆ not measured: race did not run                    │
     │              ┆ one                                               ┆                                                   │
@@ -152,17 +154,18 @@ fn table_plain() {
     ──────────────────────────────────
     method: One op is create + first instruction + exit + reap, timed by a handshake over a pipe. Warm median of 30 batches;
       the first (cold) creation is reported apart.
-    ┌───────────────────────────────────────┬─────────┬────────────────────────────────────┬───────────┬───────────────────┐
-    │ figure                                ┆   value ┆                           p1 – p99 ┆ placement ┆ key               │
-    ╞═══════════════════════════════════════╪═════════╪════════════════════════════════════╪═══════════╪═══════════════════╡
-    │ thread spawn + join                   ┆ 18.4 µs ┆           17.3 µs – 20.6 µs (n=30) ┆           ┆ spawn.thread      │
-    │ fork + _exit + waitpid                ┆  112 µs ┆             102 µs – 132 µs (n=30) ┆           ┆ spawn.fork        │
-    │ posix_spawn + exec + wait             ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 outliers) ┆           ┆ spawn.posix_spawn │
-    │ pool worker from the fork server      ┆ 74.0 µs ┆           68.1 µs – 85.8 µs (n=30) ┆           ┆ spawn.pool_worker │
-    │ one-worker remote pool (loopback TCP) ┆ 4.20 ms ┆           3.78 ms – 5.04 ms (n=30) ┆           ┆ spawn.pool_remote │
-    │ built, run once, dropped              ┆         ┆                                    ┆           ┆                   │
-    │ async task spawn + await              ┆ 1.15 µs ┆           1.10 µs – 1.24 µs (n=30) ┆           ┆ spawn.async       │
-    └───────────────────────────────────────┴─────────┴────────────────────────────────────┴───────────┴───────────────────┘
+    ┌───────────────────────────────────────┬─────────┬──────────────────────────┬──────────────────┬───────────────────┐
+    │ figure                                ┆   value ┆                 p1 – p99 ┆ placement        ┆ key               │
+    ╞═══════════════════════════════════════╪═════════╪══════════════════════════╪══════════════════╪═══════════════════╡
+    │ thread spawn + join                   ┆ 18.4 µs ┆ 17.3 µs – 20.6 µs (n=30) ┆ same CPU (cpu 0) ┆ spawn.thread      │
+    │ fork + _exit + waitpid                ┆  112 µs ┆   102 µs – 132 µs (n=30) ┆ same CPU (cpu 0) ┆ spawn.fork        │
+    │ posix_spawn + exec + wait             ┆  486 µs ┆ 428 µs – 603 µs (n=30, 2 ┆                  ┆ spawn.posix_spawn │
+    │                                       ┆         ┆                outliers) ┆                  ┆                   │
+    │ pool worker from the fork server      ┆ 74.0 µs ┆ 68.1 µs – 85.8 µs (n=30) ┆                  ┆ spawn.pool_worker │
+    │ one-worker remote pool (loopback TCP) ┆ 4.20 ms ┆ 3.78 ms – 5.04 ms (n=30) ┆                  ┆ spawn.pool_remote │
+    │ built, run once, dropped              ┆         ┆                          ┆                  ┆                   │
+    │ async task spawn + await              ┆ 1.15 µs ┆ 1.10 µs – 1.24 µs (n=30) ┆                  ┆ spawn.async       │
+    └───────────────────────────────────────┴─────────┴──────────────────────────┴──────────────────┴───────────────────┘
     Creation cost against the parent's resident memory
     ┌────────────┬─────────┬─────────────┬─────────┐
     │ parent RSS ┆    fork ┆ posix_spawn ┆  thread │
@@ -332,7 +335,7 @@ fn markdown() {
 
     ## Claims
 
-    - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread (figures: `spawn.fork`, `spawn.thread`)
+    - **confirmed**: process creation costs more than thread creation. fork 112 µs vs thread spawn 18.4 µs: 6.09× (clearly more); decided by spawn.fork / spawn.thread on one matched placement: same CPU (cpu 0) (figures: `spawn.fork`, `spawn.thread`)
     - **confirmed**: a switch between threads is cheaper than a switch between processes. process switch 1.42 µs vs thread switch 1.18 µs: 1.20× (clearly more); decided by switch.futex.process.pinned / switch.futex.thread.pinned; matched placement: both partners on same CPU (cpu 0), a switch per hand-off (pairs on two CPUs are wake-ups and do not decide it) (figures: `switch.futex.process.pinned`, `switch.futex.thread.pinned`)
     - **confirmed**: threads communicate faster than processes. 4 MiB hand-off, shared LLC (cpu 0 → cpu 1): processes copying into shared memory 720 µs vs threads passing a Box 310 µs: 2.32× (clearly more); decided by ipc.handoff.process.shm.4194304.cross\_cpu / ipc.handoff.thread.box.4194304.cross\_cpu (figures: `ipc.handoff.process.shm.4194304.cross_cpu`, `ipc.handoff.thread.box.4194304.cross_cpu`)
     - **not measured**: a crash in a process leaves the others running, while a crash in a thread takes the whole program down. not measured: isolation did not run (figures: `isolation.faults`, `isolation.survived.process`, `isolation.whole_program_died.thread`)
@@ -349,7 +352,7 @@ fn markdown() {
     - **not measured**: prefork servers survive a handler crash; threaded die. not measured: servers did not run (figures: `servers.crash.kept_serving.prefork`, `servers.crash.kept_serving.threaded`, `servers.crash.kept_serving.async`)
     - **not measured**: recycled prefork workers give leaked memory back. not measured: servers did not run (figures: `servers.leak.leaked`, `servers.leak.held.prefork`, `servers.leak.held.threaded`)
     - **not measured**: prefork and threaded servers serve at the same rate. not measured: servers did not run (figures: `servers.rps.prefork.cpu.16`, `servers.rps.threaded.cpu.16`)
-    - **not measured**: thread \< fork \< namespaces in start-up cost. not measured: containers did not run (figures: `containers.start.thread`, `containers.start.fork`, `containers.start.namespaces`)
+    - **not measured**: fresh namespaces cost more to start than a plain fork. not measured: containers did not run (figures: `containers.start.namespaces`, `containers.start.fork`)
     - **not measured**: lost updates vary by run; the fixes never lose one. not measured: race did not run (figures: `race.dist.runs`, `race.dist.threads_2.lossy_runs`, `race.dist.threads_2.lost_min`, `race.dist.threads_2.lost_max`, `race.runs_exact.mutex`, `race.runs_exact.atomic`)
     - **not measured**: pinned to one CPU, far fewer runs lose updates. not measured: race did not run (figures: `race.cpus`, `race.dist.threads_2.lossy_runs`, `race.dist.one_cpu.lossy_runs`)
     - **confirmed**: a worker process runs on another host for one round trip. pool submit().join() round trip to a remote worker (an agent on this host over loopback TCP): pinned: 12.4 µs a task, 1.17× a raw TCP 64 B round trip between processes, 3.0× a local worker process, 5.3× a thread; unpinned: 12.2 µs a task, 1.05× a raw TCP 64 B round trip between processes, 2.7× a local worker process, 4.9× a thread; the pool adds little to the network when it is at most 1.5× the raw round trip in every placement measured; a real network adds its own round-trip time to each task, which loopback does not measure; a one-worker pool built, run once and dropped: remote 4.20 ms, local forked 74.0 µs (56.8×) (figures: `ipc.pool_rtt.remote_over_tcp.pinned`, `ipc.pool_rtt.remote.pinned`, `ipc.pool_rtt.remote_over_process.pinned`, `ipc.pool_rtt.remote_over_thread.pinned`, `ipc.pool_rtt.remote_over_tcp`, `ipc.pool_rtt.remote`, `ipc.pool_rtt.remote_over_process`, `ipc.pool_rtt.remote_over_thread`, `spawn.pool_remote`, `spawn.pool_worker`)
@@ -360,8 +363,8 @@ fn markdown() {
 
     | figure | value | p1 – p99 | placement | key |
     |---|---:|---:|---|---|
-    | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) |  | `spawn.thread` |
-    | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) |  | `spawn.fork` |
+    | thread spawn + join | 18.4 µs | 17.3 µs – 20.6 µs (n=30) | same CPU (cpu 0) | `spawn.thread` |
+    | fork + _exit + waitpid | 112 µs | 102 µs – 132 µs (n=30) | same CPU (cpu 0) | `spawn.fork` |
     | posix_spawn + exec + wait | 486 µs | 428 µs – 603 µs (n=30, 2 outliers) |  | `spawn.posix_spawn` |
     | pool worker from the fork server | 74.0 µs | 68.1 µs – 85.8 µs (n=30) |  | `spawn.pool_worker` |
     | one-worker remote pool (loopback TCP) built, run once, dropped | 4.20 ms | 3.78 ms – 5.04 ms (n=30) |  | `spawn.pool_remote` |

@@ -39,8 +39,8 @@ macro_rules! keys {
 }
 
 keys! {
-    SPAWN_THREAD = "spawn.thread", Ns, "thread create + first instruction + exit + join";
-    SPAWN_FORK = "spawn.fork", Ns, "fork + first instruction + _exit + waitpid";
+    SPAWN_THREAD = "spawn.thread", Ns, "thread create + first instruction + exit + join, same CPU";
+    SPAWN_FORK = "spawn.fork", Ns, "fork + first instruction + _exit + waitpid, same CPU";
     SPAWN_POOL_WORKER = "spawn.pool_worker", Ns, "proctor worker forked from the fork server, ready";
     SPAWN_ASYNC = "spawn.async", Ns, "async task spawn + completion";
     SWITCH_FUTEX_THREAD_PINNED = "switch.futex.thread.pinned", Ns, "thread switch, futex, same CPU";
@@ -68,9 +68,12 @@ keys! {
     SCALING_SPEEDUP_THREAD_CORES = "scaling.speedup.thread.cores", Ratio, "CPU-bound speed-up, threads = cores";
     SCALING_SPEEDUP_PROCESS_CORES = "scaling.speedup.process.cores", Ratio, "CPU-bound speed-up, processes = cores";
     SCALING_OVERSUBSCRIPTION_THREAD = "scaling.oversubscription.thread", Ratio, "throughput at 2x cores / at cores, threads";
-    SCALING_IO_COMPLETION_THREAD_1000 = "scaling.io.completion.thread.1000", Ns, "1 000 concurrent waits, threads";
-    SCALING_IO_COMPLETION_PROCESS_1000 = "scaling.io.completion.process.1000", Ns, "1 000 concurrent waits, processes";
-    SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks";
+    SCALING_IO_COMPLETION_THREAD_1000 = "scaling.io.completion.thread.1000", Ns, "1 000 concurrent waits, threads, all alive first: the wait phase";
+    SCALING_IO_COMPLETION_PROCESS_1000 = "scaling.io.completion.process.1000", Ns, "1 000 concurrent waits, processes: the wait phase";
+    SCALING_IO_COMPLETION_ASYNC_1000 = "scaling.io.completion.async.1000", Ns, "1 000 concurrent waits, async tasks: the wait phase";
+    SCALING_IO_CREATE_THREAD_1000 = "scaling.io.create.thread.1000", Ns, "creating 1 000 waiting threads until all are alive";
+    SCALING_IO_CREATE_PROCESS_1000 = "scaling.io.create.process.1000", Ns, "creating 1 000 waiting processes until all are alive";
+    SCALING_IO_CREATE_ASYNC_1000 = "scaling.io.create.async.1000", Ns, "creating 1 000 waiting async tasks until all are alive";
     SYNC_MUTEX_UNCONTENDED_THREAD = "sync.mutex.uncontended.thread", Ns, "uncontended Mutex lock + unlock";
     SYNC_MUTEX_UNCONTENDED_PROCESS = "sync.mutex.uncontended.process", Ns, "uncontended process-shared mutex lock + unlock";
     SYNC_FUTEX_MUTEX_CONTENDED_THREAD = "sync.futex_mutex.contended.thread", Ns, "contended futex mutex lock + unlock, 2 threads on two CPUs";
@@ -107,6 +110,7 @@ keys! {
     CONTAINERS_START_THREAD = "containers.start.thread", Ns, "thread spawn to its first result";
     CONTAINERS_START_FORK = "containers.start.fork", Ns, "fork to the child's first result";
     CONTAINERS_START_NAMESPACES = "containers.start.namespaces", Ns, "fork + unshare + fork to the worker's first result";
+    CONTAINERS_CONTROL_FORK_EXIT = "containers.control.fork_exit", Ns, "fork + _exit + waitpid in the ladder's parent, same CPU";
     RACE_CPUS = "race.cpus", Count, "CPUs the race threads may use";
     RACE_DIST_RUNS = "race.dist.runs", Count, "runs per distribution setting";
     RACE_DIST_THREADS_2_LOSSY_RUNS = "race.dist.threads_2.lossy_runs", Count, "runs that lost updates, 2 threads";
@@ -125,3 +129,12 @@ keys! {
     IPC_POOL_RTT_REMOTE_OVER_THREAD = "ipc.pool_rtt.remote_over_thread", Ratio, "remote / thread pool round trip, unpinned";
     IPC_POOL_RTT_REMOTE_OVER_THREAD_PINNED = "ipc.pool_rtt.remote_over_thread.pinned", Ratio, "remote / thread pool round trip, pinned";
 }
+
+/// `spawn.thread.cross_cpu`: `spawn.thread` with the child on the nearest other CPU. Shown in
+/// the creation claim's evidence, never deciding, and not in [`KEYS`]: a machine with one CPU,
+/// or one where too few children ran across, has no such figure.
+pub const SPAWN_THREAD_CROSS_CPU: &str = "spawn.thread.cross_cpu";
+
+/// `spawn.fork.cross_cpu`: `spawn.fork` with the child on the nearest other CPU; as
+/// [`SPAWN_THREAD_CROSS_CPU`].
+pub const SPAWN_FORK_CROSS_CPU: &str = "spawn.fork.cross_cpu";

@@ -296,10 +296,11 @@ fn headline_has_every_aspect_with_its_claims_verdict() {
         .iter()
         .find(|r| r.aspect == "isolation ladder")
         .unwrap();
-    assert_eq!(ladder.thread.as_deref(), Some("49.8 µs"));
+    // Its claim is about namespaces against a plain fork: the cells name their rungs and the
+    // ratio is theirs, not process / thread.
+    assert_eq!(ladder.thread.as_deref(), Some("fork 167 µs"));
     assert_eq!(ladder.process.as_deref(), Some("972 µs"));
-    // Its claim is about namespaces against a plain fork, not process / thread: no ratio.
-    assert_eq!(ladder.ratio, None);
+    assert!((ladder.ratio.expect("a ratio") - 972.0 / 167.0).abs() < 1e-9);
     assert_eq!(ladder.verdict, by_id("containers"));
     assert!(ladder.deciding.contains("containers.start.fork"));
 }
@@ -469,7 +470,8 @@ fn each_rule_flips_or_holds_as_declared() {
             Confirmed,
         ),
         ("ui", &[("ui.period", 0.0)], NotMeasured),
-        // The ladder, step by step: 167 µs fork against a 49.8 µs thread, 972 µs in namespaces.
+        // The ladder: 972 µs in namespaces against a 167 µs fork; the 49.8 µs thread is shown
+        // for scale and decides nothing.
         (
             "containers",
             &[("containers.start.namespaces", 170_000.0)],
@@ -482,13 +484,13 @@ fn each_rule_flips_or_holds_as_declared() {
         ),
         (
             "containers",
-            &[("containers.start.fork", 30_000.0)],
+            &[("containers.start.fork", 1_500_000.0)],
             Refuted,
         ),
         (
             "containers",
-            &[("containers.start.thread", 160_000.0)],
-            NoClearDifference,
+            &[("containers.start.thread", 2_000_000.0)],
+            Confirmed,
         ),
         (
             "containers",
@@ -1052,4 +1054,107 @@ fn interference_leaves_claims_on_counts_decided() {
         counts_only > 0,
         "the fixture has claims on counts that stay decided"
     );
+}
+
+#[test]
+fn creation_is_decided_on_one_matched_placement_and_says_which() {
+    let creation = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "creation")
+            .expect("the creation claim")
+    };
+    let sections = fixture::all_sections();
+    let c = creation(&sections);
+    assert_eq!(c.verdict, Verdict::Confirmed);
+    assert!(
+        c.evidence
+            .contains("on one matched placement: same CPU (cpu 0)"),
+        "{}",
+        c.evidence
+    );
+    // The across-CPU pair is shown beside it, and does not decide: even refuted there, the
+    // same-CPU verdict stands.
+    assert!(
+        c.evidence
+            .contains("across CPUs (shared LLC (cpu 0 → cpu 1))")
+    );
+    assert_eq!(c.figure_keys, ["spawn.fork", "spawn.thread"]);
+    let refuted_across = perturbed(&[("spawn.fork.cross_cpu", 1_000.0)]);
+    assert_eq!(creation(&refuted_across).verdict, Verdict::Confirmed);
+    // Fork and thread measured on two different placements decide nothing.
+    let mut apart = fixture::all_sections();
+    figure_mut(&mut apart, "spawn.fork").placement = Some("shared LLC (cpu 0 → cpu 1)".into());
+    let c = creation(&apart);
+    assert_eq!(c.verdict, Verdict::NotMeasured);
+    assert!(
+        c.evidence.contains("not on one matched placement"),
+        "{}",
+        c.evidence
+    );
+    let mut unplaced = fixture::all_sections();
+    figure_mut(&mut unplaced, "spawn.thread").placement = None;
+    assert_eq!(creation(&unplaced).verdict, Verdict::NotMeasured);
+}
+
+#[test]
+fn the_ladder_is_decided_by_namespaces_over_fork_on_one_placement() {
+    let ladder = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "containers")
+            .expect("the ladder claim")
+    };
+    let c = ladder(&fixture::all_sections());
+    assert_eq!(c.verdict, Verdict::Confirmed);
+    assert!(c.evidence.contains("5.82×"), "{}", c.evidence);
+    assert!(
+        c.evidence
+            .contains("on one matched placement: same CPU (cpu 0)"),
+        "{}",
+        c.evidence
+    );
+    assert!(
+        c.evidence.contains("the op of spawn.fork) 160 µs"),
+        "{}",
+        c.evidence
+    );
+    let mut apart = fixture::all_sections();
+    figure_mut(&mut apart, "containers.start.fork").placement = Some("unpinned".into());
+    assert_eq!(ladder(&apart).verdict, Verdict::NotMeasured);
+}
+
+#[test]
+fn many_waits_reads_the_wait_phase_on_one_placement_and_shows_creation() {
+    let waits = |sections: &[Section]| {
+        let (_, claims) = judge(sections);
+        claims
+            .into_iter()
+            .find(|c| c.id == "many-waits")
+            .expect("the many-waits claim")
+    };
+    let c = waits(&fixture::all_sections());
+    assert_eq!(c.verdict, Verdict::Confirmed);
+    assert!(
+        c.evidence.contains("decided by the wait phase alone"),
+        "{}",
+        c.evidence
+    );
+    assert!(
+        c.evidence
+            .contains("creating them first took processes 610 ms"),
+        "{}",
+        c.evidence
+    );
+    assert!(c.figure_keys.iter().all(|k| k.contains(".completion.")));
+    // Creation does not decide: processes created in no time change nothing.
+    let fast = perturbed(&[("scaling.io.create.process.1000", 1.0)]);
+    assert_eq!(waits(&fast).verdict, Verdict::Confirmed);
+    // Waits measured on different placements decide nothing.
+    let mut apart = fixture::all_sections();
+    figure_mut(&mut apart, "scaling.io.completion.async.1000").placement =
+        Some("same CPU (cpu 0)".into());
+    assert_eq!(waits(&apart).verdict, Verdict::NotMeasured);
 }

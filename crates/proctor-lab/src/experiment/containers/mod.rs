@@ -15,6 +15,19 @@
 //! interleave run by run, after one warm-up run each, so drift on a shared machine hits every
 //! rung alike.
 //!
+//! **Placement**: the lab's thread is pinned to one CPU for the whole ladder and every worker
+//! (thread, child, grandchild in its namespaces) inherits the pin, so each start is the same
+//! two hand-offs on one CPU as `spawn`'s same-CPU figures, never a cross-CPU wake-up at the
+//! scheduler's whim; the namespace and fork rungs are compared on that one placement.
+//!
+//! **The fork rung against `spawn.fork`**: the rung times start to the child's first result
+//! (the parent blocked in `poll` on a pipe), without exit or reap, one run at a time between
+//! other rungs; `spawn.fork` times fork + `_exit` + `waitpid` back to back, at the start of
+//! the run. Fork's cost follows the parent's page tables, and the lab process grows as the
+//! report runs: a control, the very op of `spawn.fork`, is timed in every repetition here, in
+//! this parent at this point, and the parent's RSS and page-table size are recorded, so a
+//! difference between the rung and `spawn.fork` can be told apart from one in the parent.
+//!
 //! **Refusals**: each namespace kind is probed alone in a throw-away child first; a kind the
 //! kernel refuses (EPERM under a seccomp filter or without CAP_SYS_ADMIN, EINVAL, ENOSPC) is
 //! left out of the namespace rung and listed with its error. A rung that cannot run at all
@@ -42,9 +55,11 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{Experiment, ROUNDS};
+use crate::measure::pin_current_thread;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
 use crate::shared_mem::{Children, SharedMem, die_with_parent, fork_child};
 use crate::stats::median_and_spread;
+use crate::topology::{Pair, Placement, Topology};
 use crate::{LabConfig, Progress};
 
 mod section;
@@ -165,6 +180,20 @@ pub struct ContainersResult {
     pub cgroup_path: Option<String>,
     /// Whether the cgroup directory was gone after the experiment (true when none was made).
     pub cgroup_removed: bool,
+    /// The CPU every rung ran on (the lab's thread pinned, the workers inheriting the pin);
+    /// `None`: unpinned, when pinning failed.
+    #[serde(default)]
+    pub placement: Option<Pair>,
+    /// The control, per repetition: fork + `_exit` + `waitpid` in this parent, the op of
+    /// `spawn.fork`, interleaved with the rungs.
+    #[serde(default)]
+    pub control_ns: Vec<f64>,
+    /// This process's RSS when the measured runs began.
+    #[serde(default)]
+    pub parent_rss_bytes: Option<u64>,
+    /// Its page tables then (`VmPTE`): what fork copies.
+    #[serde(default)]
+    pub parent_page_tables_bytes: Option<u64>,
 }
 
 /// The namespace kinds the ladder tries, with their clone flags.
@@ -691,6 +720,21 @@ fn run_container(rt: &Runtime) -> Result<Sample> {
     })
 }
 
+/// The control: fork, the child `_exit`s at once, `waitpid`: the op `spawn.fork` times, here
+/// in this parent at this point of the run.
+fn run_control() -> Result<Duration> {
+    let start = Instant::now();
+    // SAFETY: the child returns at once into `_exit` (and sets its death signal): raw
+    // system calls only.
+    let pid = unsafe { fork_child(|| 0) }.context("fork the control")?;
+    let status = nix::sys::wait::waitpid(pid, None).context("reap the control")?;
+    let elapsed = start.elapsed();
+    if status != nix::sys::wait::WaitStatus::Exited(pid, 0) {
+        bail!("the control child ended with {status:?}");
+    }
+    Ok(elapsed)
+}
+
 impl Experiment for Containers {
     fn id(&self) -> &'static str {
         "containers"
@@ -714,6 +758,9 @@ impl Experiment for Containers {
             Profile::Full => 11,
         };
         progress.begin("containers", (repetitions + 2) as u64);
+        // Every rung on one CPU: this thread pinned, every worker inheriting the pin.
+        let placement = Topology::detect().pair(Placement::SameCpu);
+        let _pin = placement.map(|p| pin_current_thread(p.a)).transpose()?;
         let namespaces = probe_namespaces()?;
         let flags = NAMESPACES
             .iter()
@@ -790,6 +837,8 @@ impl Experiment for Containers {
                 }
             }
         };
+        let mut control_ns = Vec::with_capacity(repetitions);
+        let mut parent = (None, None);
         let result = (|| -> Result<()> {
             // Warm-up: one run of each rung, discarded. A rung that cannot run here (the
             // namespace kinds together refused, a cgroup that refuses the move) says why.
@@ -798,6 +847,11 @@ impl Experiment for Containers {
                     r.refused = Some(format!("{e:#}"));
                 }
             }
+            run_control()?;
+            parent = (
+                crate::measure::process_rss_bytes(),
+                crate::procfs::read_kib_field("/proc/self/status", "VmPTE"),
+            );
             for rep in 0..repetitions {
                 for r in rungs.iter_mut().filter(|r| r.refused.is_none()) {
                     if r.rung == Rung::Container && rep >= container_reps {
@@ -811,6 +865,7 @@ impl Experiment for Containers {
                     r.cgroup_memory_bytes.extend(s.cgroup_memory);
                     r.child_pids.extend(s.child);
                 }
+                control_ns.push(run_control()?.as_nanos() as f64);
                 progress.advance(1, &format!("round {} of {repetitions}", rep + 1));
             }
             Ok(())
@@ -830,6 +885,10 @@ impl Experiment for Containers {
             rungs,
             cgroup_path,
             cgroup_removed,
+            placement,
+            control_ns,
+            parent_rss_bytes: parent.0,
+            parent_page_tables_bytes: parent.1,
         };
         let mut section = section_from(&result);
         section.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;

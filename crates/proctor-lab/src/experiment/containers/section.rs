@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::units::AxisUnit;
+use crate::verdict::keys;
 
 /// The section for `result`: a figure per measured rung, a row per rung (refused ones with
 /// their reason), the probes and a chart.
@@ -17,8 +18,13 @@ pub(super) fn section_from(result: &ContainersResult) -> Section {
     section
 }
 
-/// Where the rungs ran.
-const PLACEMENT: &str = "unpinned (the scheduler's choice); the rungs interleave run by run";
+/// Where the rungs ran: the pinned CPU, or unpinned when pinning failed.
+fn placement(result: &ContainersResult) -> String {
+    match result.placement {
+        Some(p) => p.describe(),
+        None => "unpinned (the scheduler's choice)".to_string(),
+    }
+}
 
 /// What the section measured and how, with the run's settings.
 fn method(result: &ContainersResult) -> String {
@@ -37,11 +43,20 @@ fn method(result: &ContainersResult) -> String {
              growth while the thread lived. The rungs interleave run by run after one warm-up \
              run each; {} runs ({} at most for the container) in {} consecutive rounds: the \
              figure is the median of the rounds' medians, with p1–p99 over every run and the \
-             rounds' run-to-run spread. Unpinned. A rung the machine refuses carries its reason and no figure.",
+             rounds' run-to-run spread. Placement: {placement}: the lab's thread is pinned there \
+             and every worker inherits the pin, so each start is two hand-offs on one CPU, as \
+             spawn's same-CPU figures. A rung the machine refuses carries its reason and no \
+             figure. Control: in every repetition, after the rungs, fork + _exit + waitpid in \
+             this parent (the op spawn.fork times, on the same CPU), to tell the fork rung's \
+             method (start to the first result over a pipe, no exit or reap, a shared page and \
+             three pipes made before each run, one run between other rungs) apart from the \
+             parent's size, which fork's cost follows: the parent's RSS and page tables (VmPTE) \
+             are recorded when the measured runs begin.",
         CGROUP_MEMORY_MAX >> 20,
         result.repetitions,
         result.repetitions.min(5),
         result.rounds,
+        placement = placement(result),
     )
 }
 
@@ -62,7 +77,7 @@ fn rung_figures(section: &mut Section, result: &ContainersResult) {
             value,
             Unit::Ns,
         )
-        .placed(PLACEMENT);
+        .placed(&placement(result));
         if let Some(s) = spread {
             f = f.with_spread(s);
         }
@@ -92,6 +107,7 @@ fn rung_figures(section: &mut Section, result: &ContainersResult) {
             ));
         }
     }
+    control_figures(section, result);
     let permitted = result.namespaces.iter().filter(|p| p.permitted).count();
     section.figures.push(Figure::new(
         "containers.namespaces.permitted",
@@ -99,6 +115,55 @@ fn rung_figures(section: &mut Section, result: &ContainersResult) {
         permitted as f64,
         Unit::Count,
     ));
+}
+
+/// The ratio the verdict reads (namespaces against a plain fork, one placement), the control
+/// and the parent it ran in.
+fn control_figures(section: &mut Section, result: &ContainersResult) {
+    let value = |k: &str| section.figure(k).map(|f| f.value);
+    if let (Some(ns), Some(fork)) = (
+        value(keys::CONTAINERS_START_NAMESPACES),
+        value(keys::CONTAINERS_START_FORK),
+    ) {
+        section.figures.push(Figure::new(
+            "containers.namespaces_over_fork",
+            "start to first result: fresh namespaces / a plain fork (one placement)",
+            ns / fork,
+            Unit::Ratio,
+        ));
+    }
+    let (control, spread) = median_and_spread(&result.control_ns);
+    if control.is_finite() {
+        let mut f = Figure::new(
+            keys::CONTAINERS_CONTROL_FORK_EXIT,
+            "control: fork + _exit + waitpid in this parent (the op of spawn.fork)",
+            control,
+            Unit::Ns,
+        )
+        .placed(&placement(result));
+        if let Some(s) = spread {
+            f = f.with_spread(s);
+        }
+        section.figures.push(f);
+    }
+    for (key, label, bytes) in [
+        (
+            "containers.parent.rss",
+            "this process's RSS when the measured runs began",
+            result.parent_rss_bytes,
+        ),
+        (
+            "containers.parent.page_tables",
+            "its page tables then (VmPTE): what fork copies",
+            result.parent_page_tables_bytes,
+        ),
+    ] {
+        if let Some(b) = bytes {
+            section
+                .figures
+                .push(Figure::new(key, label, b as f64, Unit::Bytes));
+        }
+    }
 }
 
 /// The ladder: one row per rung, refused ones with their reason.
@@ -217,6 +282,33 @@ fn notes(section: &mut Section, result: &ContainersResult) {
             "The {} namespace is refused here ({}), so the namespace rungs run without it.",
             p.kind,
             p.reason.as_deref().unwrap_or("no reason")
+        ));
+    }
+    if let (Some(rung), Some(control)) = (
+        section.figure(keys::CONTAINERS_START_FORK).map(|f| f.value),
+        section
+            .figure(keys::CONTAINERS_CONTROL_FORK_EXIT)
+            .map(|f| f.value),
+    ) {
+        let mib = |b: Option<u64>| {
+            b.map_or("-".to_string(), |b| {
+                format!("{:.0} MiB", b as f64 / (1 << 20) as f64)
+            })
+        };
+        let kib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{} KiB", b >> 10));
+        section.notes.push(format!(
+            "The fork rung ({}, start to first result) against the control ({}, fork + _exit + \
+             waitpid, spawn.fork's op) in this parent, {} RSS with {} of page tables, on the \
+             same CPU: {:.2}x. The control is the op spawn.fork measures, on the same \
+             placement: where the control differs from spawn.fork, the moment does (the parent, \
+             whose page tables fork copies and which grows as a report runs, or the machine's \
+             load then: spawn runs first); where the rung differs from the control, the method \
+             does (start to the first result over a pipe here, no exit or reap).",
+            crate::units::micros(rung, 1),
+            crate::units::micros(control, 1),
+            mib(result.parent_rss_bytes),
+            kib(result.parent_page_tables_bytes),
+            rung / control,
         ));
     }
     section.notes.push(

@@ -28,6 +28,14 @@ fn refused_rungs_carry_a_reason_and_no_figure() {
         ],
         cgroup_path: None,
         cgroup_removed: true,
+        placement: Some(Pair {
+            placement: Placement::SameCpu,
+            a: 0,
+            b: 0,
+        }),
+        control_ns: vec![60e3, 70e3, 80e3],
+        parent_rss_bytes: Some(40 << 20),
+        parent_page_tables_bytes: Some(300 << 10),
     };
     let s = section_from(&result);
     assert_eq!(
@@ -38,6 +46,32 @@ fn refused_rungs_carry_a_reason_and_no_figure() {
         s.figure("containers.start.namespaces").map(|f| f.value),
         Some(500e3)
     );
+    // The ratio the verdict reads, the control and the parent it ran in; one placement.
+    let value = |k: &str| s.figure(k).map(|f| f.value);
+    assert_eq!(
+        value("containers.namespaces_over_fork"),
+        Some(500e3 / 110e3)
+    );
+    assert_eq!(value("containers.control.fork_exit"), Some(70e3));
+    assert_eq!(value("containers.parent.page_tables"), Some(300.0 * 1024.0));
+    for key in [
+        "containers.start.fork",
+        "containers.start.namespaces",
+        "containers.control.fork_exit",
+    ] {
+        let placed = s.figure(key).and_then(|f| f.placement.clone());
+        assert_eq!(placed.as_deref(), Some("same CPU (cpu 0)"), "{key}");
+    }
+    let control = s
+        .notes
+        .iter()
+        .find(|n| n.contains("against the control"))
+        .expect("a note on the fork rung against the control");
+    assert!(
+        control.contains("40 MiB RSS with 300 KiB of page tables"),
+        "{control}"
+    );
+    assert!(control.contains("1.57x"), "{control}");
     assert!(s.figure("containers.start.cgroup").is_none());
     assert!(s.figure("containers.start.container").is_none());
     assert_eq!(

@@ -7,12 +7,20 @@
 //! address space differs (LAB-METHODS rule 4). The checksums of both models must match.
 //!
 //! I/O-bound: N units that each sleep 10 ms three times, as threads, forked processes and tokio
-//! tasks on one thread, for N = 10…10 000. Completion time includes creating every unit: that is
-//! what launching N concurrent waits costs. Memory is sampled when the last unit was created.
+//! tasks on one thread, for N = 10…10 000, in two phases timed apart. Creation: every unit is
+//! created and blocks at a gate (a futex word in shared memory for threads and processes, a
+//! `watch` channel for tasks), until all N are alive; memory is sampled then. Waiting: the gate
+//! opens for all at once (one `FUTEX_WAKE` of every waiter, one `watch` send), and the phase
+//! ends when the last unit finishes its sleeps (each unit stamps `CLOCK_MONOTONIC` at its end);
+//! the exit and reap that follow are timed apart. So the concurrent waits are N waits in flight
+//! together, and the cost of creating N units does not hide in them (before, creating the
+//! processes took longer than one lived, and a run never had N in flight). Before creating N
+//! units the run checks `RLIMIT_NPROC`, `kernel.threads-max`, `kernel.pid_max` and the memory
+//! available, and lowers N with a note where they would not fit.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -23,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use super::Experiment;
 use crate::measure::allowed_cpus;
 use crate::report::{Chart, ChartKind, Figure, Profile, Section, Series, Table, Unit};
-use crate::shared_mem::{Children, SharedMem, fork_child, sleep_ns};
+use crate::shared_mem::{
+    Children, SharedMem, fork_child, futex_wait, futex_wake, mono_ns, sleep_ns,
+};
 use crate::stats::median_and_spread;
 use crate::verdict::keys;
 use crate::{LabConfig, Progress};
@@ -103,13 +113,21 @@ pub struct IoPoint {
     pub model: Runner,
     /// The unit count N.
     pub units: usize,
-    /// Creation of the first unit to the end of the last, per repetition.
+    /// The wait phase, per repetition: the gate opening to the last unit's finish, all N
+    /// created and blocked at the gate first.
     pub completion_ns: Vec<f64>,
     /// Median of `completion_ns`, in nanoseconds.
     pub median_ns: f64,
-    /// Added USS when the last unit was created (processes: estimated, see the notes).
+    /// The creation phase, per repetition: the first create to all N alive at the gate.
+    #[serde(default)]
+    pub creation_ns: Vec<f64>,
+    /// The gate opening to every unit joined, reaped or awaited (the wait phase plus the exit
+    /// and reap), per repetition.
+    #[serde(default)]
+    pub reaped_ns: Vec<f64>,
+    /// Added USS with all N units alive at the gate (processes: estimated, see the notes).
     pub memory_bytes: Option<f64>,
-    /// Most units alive at once: below `units` when creating them took longer than one lives.
+    /// Most units alive at once: N, since the gate holds them all before any wait begins.
     pub max_alive: i64,
 }
 
@@ -245,88 +263,172 @@ fn uss(pid: &str) -> Option<f64> {
     Some(crate::procfs::smaps_rollup(pid).ok()?.uss_or_zero())
 }
 
-/// Units alive now and the most alive at once; lives in shared memory for processes.
+/// What the units of one I/O-bound run share with the lab (in shared memory for processes):
+/// how many are alive, the most at once, the gate they wait at and when the last one finished.
 #[derive(Debug, Default)]
-struct Alive {
+struct Gate {
     now: AtomicI64,
     max: AtomicI64,
+    /// 0 while the units must wait; 1 once the lab opened the gate.
+    open: AtomicU32,
+    /// `CLOCK_MONOTONIC` when the last unit finished its waits.
+    last_finish_ns: AtomicU64,
 }
 
-impl Alive {
+impl Gate {
     fn enter(&self) {
         let n = self.now.fetch_add(1, Ordering::AcqRel) + 1;
         self.max.fetch_max(n, Ordering::AcqRel);
     }
 
-    fn leave(&self) {
+    fn finish(&self) {
+        self.last_finish_ns.fetch_max(mono_ns(), Ordering::AcqRel);
         self.now.fetch_sub(1, Ordering::AcqRel);
     }
+
+    /// Blocks until the gate opens: a futex wait on `open`, async-signal-safe.
+    fn wait_open(&self) {
+        while self.open.load(Ordering::Acquire) == 0 {
+            futex_wait(&self.open, 0);
+        }
+    }
+
+    /// Opens the gate for every waiter at once; returns when it opened (`CLOCK_MONOTONIC`).
+    fn open(&self) -> u64 {
+        let at = mono_ns();
+        self.open.store(1, Ordering::Release);
+        futex_wake(&self.open, i32::MAX as u32);
+        at
+    }
+
+    /// Waits until `n` units are alive at the gate; returns when they were seen
+    /// (`CLOCK_MONOTONIC`).
+    fn await_alive(&self, n: usize) -> Result<u64> {
+        let deadline = Instant::now() + ALIVE_TIMEOUT;
+        while self.now.load(Ordering::Acquire) < n as i64 {
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {n} units were alive after {ALIVE_TIMEOUT:?}",
+                    self.now.load(Ordering::Acquire)
+                );
+            }
+            sleep_ns(20_000);
+        }
+        Ok(mono_ns())
+    }
 }
+
+/// How long the lab waits for N created units to reach the gate.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The stack of an I/O-bound thread. A unit only sleeps; and 10 000 default 2 MiB stacks
+/// alive at once map 20 GiB and leave page tables and cached stacks behind that make every
+/// later `fork` of the lab process slower (measured: 0.25 ms to 5.7 ms), in this section and
+/// the ones after it.
+const IO_STACK: usize = 128 << 10;
 
 const IO_WAIT_NS: u64 = 10_000_000;
 const IO_WAITS: usize = 3;
 
-/// Units that mostly wait: three 10 ms sleeps.
-fn io_unit(alive: &Alive) {
-    alive.enter();
+/// A unit that mostly waits: at the gate, then three 10 ms sleeps. Atomics, futex and
+/// nanosleep only: async-signal-safe in a forked child.
+fn io_unit(gate: &Gate) {
+    gate.enter();
+    gate.wait_open();
     for _ in 0..IO_WAITS {
         sleep_ns(IO_WAIT_NS);
     }
-    alive.leave();
+    gate.finish();
 }
 
-/// One I/O-bound run: returns (completion time, added memory, most alive at once).
-fn io_run(
-    model: Runner,
-    n: usize,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<(Duration, Option<f64>, i64)> {
+/// One I/O-bound run, its phases in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct IoRun {
+    /// First create to all alive at the gate.
+    creation: f64,
+    /// Gate opened to the last unit's finish.
+    wait: f64,
+    /// Gate opened to every unit joined, reaped or awaited.
+    reaped: f64,
+    /// Added USS with all alive.
+    memory: Option<f64>,
+    /// Most alive at once.
+    max_alive: i64,
+}
+
+impl IoRun {
+    fn from(
+        gate: &Gate,
+        t0: u64,
+        alive: u64,
+        opened: u64,
+        done: u64,
+        memory: Option<f64>,
+    ) -> IoRun {
+        let last = gate.last_finish_ns.load(Ordering::Acquire);
+        IoRun {
+            creation: alive.saturating_sub(t0) as f64,
+            wait: last.saturating_sub(opened) as f64,
+            reaped: done.saturating_sub(opened) as f64,
+            memory,
+            max_alive: gate.max.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// One I/O-bound run: all `n` units created and alive at the gate, then the gate opened.
+fn io_run(model: Runner, n: usize, runtime: &tokio::runtime::Runtime) -> Result<IoRun> {
     match model {
         Runner::Thread => {
-            let alive = Alive::default();
+            let gate = Gate::default();
             let before = uss("self");
-            let t0 = Instant::now();
-            let (memory, failure) = std::thread::scope(|s| {
-                let mut failure = None;
+            let t0 = mono_ns();
+            std::thread::scope(|s| {
                 for i in 0..n {
-                    let alive = &alive;
-                    if let Err(e) =
-                        std::thread::Builder::new().spawn_scoped(s, move || io_unit(alive))
+                    let gate = &gate;
+                    if let Err(e) = std::thread::Builder::new()
+                        .stack_size(IO_STACK)
+                        .spawn_scoped(s, move || io_unit(gate))
                     {
-                        failure = Some(format!("thread {} of {n} could not start: {e}", i + 1));
-                        break;
+                        // Let the ones already started go, so the scope can join them.
+                        gate.open();
+                        bail!("thread {} of {n} could not start: {e}", i + 1);
                     }
                 }
+                let alive = match gate.await_alive(n) {
+                    Ok(at) => at,
+                    Err(e) => {
+                        gate.open();
+                        return Err(e);
+                    }
+                };
                 let memory = uss("self").zip(before).map(|(a, b)| a - b);
-                (memory, failure)
-            });
-            let elapsed = t0.elapsed();
-            if let Some(f) = failure {
-                bail!(f);
-            }
-            Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
+                let opened = gate.open();
+                Ok((alive, opened, memory))
+            })
+            .map(|(alive, opened, memory)| IoRun::from(&gate, t0, alive, opened, mono_ns(), memory))
         }
         Runner::Process => {
-            let alive = SharedMem::new(Alive::default()).context("map shared memory")?;
+            let gate = SharedMem::new(Gate::default()).context("map shared memory")?;
             let mut children = Children::new();
-            let t0 = Instant::now();
+            let t0 = mono_ns();
             for i in 0..n {
-                let alive = &*alive;
-                // Atomics and nanosleep only: async-signal-safe after fork.
+                let gate = &*gate;
+                // Atomics, futex and nanosleep only: async-signal-safe after fork.
                 let child = || {
-                    io_unit(alive);
+                    io_unit(gate);
                     0
                 };
-                // SAFETY: atomics and nanosleep only (see above).
+                // SAFETY: atomics, futex and nanosleep only (see above).
                 match unsafe { fork_child(child) } {
                     Ok(pid) => children.push(pid),
                     // Dropping `children` kills and reaps the ones already started.
                     Err(e) => bail!("process {} of {n} could not start: {e}", i + 1),
                 }
             }
-            // The most recent children are still sleeping: their mean USS times the units
-            // alive now estimates the memory in use (reading every child would outlast them).
-            let alive_now = alive.now.load(Ordering::Acquire);
+            let alive = gate.await_alive(n)?;
+            // Every child is alive and blocked: the mean USS of the newest ones times N
+            // estimates the memory in use (reading every child would take longer than a wait).
             let sampled: Vec<f64> = children
                 .pids()
                 .iter()
@@ -336,35 +438,51 @@ fn io_run(
                 .filter(|&u| u > 0.0)
                 .collect();
             let memory = (!sampled.is_empty())
-                .then(|| sampled.iter().sum::<f64>() / sampled.len() as f64 * alive_now as f64);
+                .then(|| sampled.iter().sum::<f64>() / sampled.len() as f64 * n as f64);
+            let opened = gate.open();
             let ok = children.wait_all();
-            let elapsed = t0.elapsed();
+            let done = mono_ns();
             if ok != n {
                 bail!("{} of {n} I/O-bound processes failed", n - ok);
             }
-            Ok((elapsed, memory, alive.max.load(Ordering::Acquire)))
+            Ok(IoRun::from(&gate, t0, alive, opened, done, memory))
         }
         Runner::Async => runtime.block_on(async {
-            let alive = Arc::new(Alive::default());
+            let gate = Arc::new(Gate::default());
+            let (open_tx, open_rx) = tokio::sync::watch::channel(false);
             let before = uss("self");
-            let t0 = Instant::now();
+            let t0 = mono_ns();
             let handles: Vec<_> = (0..n)
                 .map(|_| {
-                    let alive = alive.clone();
+                    let gate = gate.clone();
+                    let mut open = open_rx.clone();
                     tokio::spawn(async move {
-                        alive.enter();
+                        gate.enter();
+                        // The sender outlives every task: an error cannot happen.
+                        let _ = open.wait_for(|&o| o).await;
                         for _ in 0..IO_WAITS {
                             tokio::time::sleep(Duration::from_nanos(IO_WAIT_NS)).await;
                         }
-                        alive.leave();
+                        gate.finish();
                     })
                 })
                 .collect();
+            // On one thread the tasks reach the gate only while this one yields.
+            let deadline = Instant::now() + ALIVE_TIMEOUT;
+            while gate.now.load(Ordering::Acquire) < n as i64 {
+                if Instant::now() > deadline {
+                    bail!("only some of {n} tasks started within {ALIVE_TIMEOUT:?}");
+                }
+                tokio::task::yield_now().await;
+            }
+            let alive = mono_ns();
             let memory = uss("self").zip(before).map(|(a, b)| a - b);
+            let opened = mono_ns();
+            open_tx.send_replace(true);
             for h in handles {
                 h.await.context("join an I/O-bound task")?;
             }
-            Ok((t0.elapsed(), memory, alive.max.load(Ordering::Acquire)))
+            Ok(IoRun::from(&gate, t0, alive, opened, mono_ns(), memory))
         }),
     }
 }
@@ -396,33 +514,65 @@ fn worker_counts(cpus: usize) -> Vec<usize> {
     w
 }
 
-/// How many processes the I/O sweep may fork at once, and why not more.
-fn process_cap(profile: Profile) -> (usize, String) {
-    let (mut cap, mut why) = match profile {
-        Profile::Full => (10_000, String::new()),
-        _ => (
+/// The most units of `model` the I/O sweep may keep alive at once here, and why not more.
+///
+/// Processes are capped at 1 000 outside the full profile (creating 10 000 takes long). Both
+/// threads and processes count against `RLIMIT_NPROC` (tasks per user; others of this user
+/// too, so a margin is kept), `kernel.threads-max` and `kernel.pid_max`; and all of them are
+/// alive at once, so each must fit half the memory available: a process copies the page
+/// tables of this one's resident pages and has a kernel stack and a few pages of its own; a
+/// thread has a kernel stack and the pages of its stack it touched.
+fn unit_cap(profile: Profile, model: Runner) -> (usize, String) {
+    let mut cap = usize::MAX;
+    let mut why = String::new();
+    let mut lower = |limit: usize, reason: String| {
+        if limit < cap {
+            cap = limit;
+            why = reason;
+        }
+    };
+    if model == Runner::Async {
+        return (cap, why);
+    }
+    if model == Runner::Process && profile != Profile::Full {
+        lower(
             1_000,
             "processes are capped at 1 000 outside the full profile, to keep the run short"
                 .to_string(),
-        ),
-    };
+        );
+    }
     if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC) {
-        // Other processes of this user count against the same limit: keep a margin.
-        let limit = soft.saturating_sub(512) as usize;
-        if limit < cap {
-            cap = limit;
-            why = format!("RLIMIT_NPROC (ulimit -u) is {soft}");
+        lower(
+            soft.saturating_sub(512) as usize,
+            format!("RLIMIT_NPROC (ulimit -u) is {soft}"),
+        );
+    }
+    for (file, name) in [
+        ("/proc/sys/kernel/threads-max", "kernel.threads-max"),
+        ("/proc/sys/kernel/pid_max", "kernel.pid_max"),
+    ] {
+        if let Some(max) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+        {
+            lower(max / 2, format!("{name} is {max}"));
         }
     }
-    if let Some(pid_max) = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-    {
-        let limit = pid_max / 2;
-        if limit < cap {
-            cap = limit;
-            why = format!("kernel.pid_max is {pid_max}");
-        }
+    // A process: the page tables fork copies for this one's resident pages (8 bytes per 4 KiB
+    // page, doubled for the upper levels and margin), a kernel stack and its own few pages.
+    let per_unit = match model {
+        Runner::Process => crate::measure::process_rss_bytes().unwrap_or(0) / 256 + (256 << 10),
+        _ => 64 << 10,
+    };
+    if let Some(available) = crate::procfs::read_kib_field("/proc/meminfo", "MemAvailable") {
+        lower(
+            (available / 2 / per_unit.max(1)) as usize,
+            format!(
+                "half the available memory ({} MiB) fits that many at about {} KiB each",
+                available >> 20,
+                per_unit >> 10
+            ),
+        );
     }
     (cap, why)
 }
@@ -520,37 +670,42 @@ impl Experiment for Scaling {
             }
         }
 
-        let (cap, why) = process_cap(config.profile);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .context("start a tokio runtime")?;
-        for &n in &io_sizes {
-            for model in [Runner::Thread, Runner::Process, Runner::Async] {
-                if model == Runner::Process && n > cap {
-                    result
-                        .skipped
-                        .push(format!("{n} processes not measured: {why}"));
-                    progress.advance(1, &format!("{n} processes skipped"));
-                    continue;
+        for &asked in &io_sizes {
+            // Processes first: fork copies the lab's page tables, which the threads' stacks
+            // would have grown.
+            for model in [Runner::Process, Runner::Thread, Runner::Async] {
+                let (cap, why) = unit_cap(config.profile, model);
+                let n = asked.min(cap);
+                if n < asked {
+                    // Lowered onto a size the sweep measures anyway (or to none): not again.
+                    if n == 0 || io_sizes.contains(&n) {
+                        result.skipped.push(format!(
+                            "{asked} {} units not measured: {why}",
+                            model.name()
+                        ));
+                        progress.advance(1, &format!("{asked} {} units skipped", model.name()));
+                        continue;
+                    }
+                    result.skipped.push(format!(
+                        "{asked} {} units lowered to {n}: {why}",
+                        model.name()
+                    ));
                 }
-                // 10 000 threads take most of a second to create: once is enough outside full.
+                // 10 000 units take most of a second to create: once is enough outside full.
                 let reps = if n >= 10_000 && config.profile != Profile::Full {
                     1
                 } else {
                     reps
                 };
-                let mut completion = Vec::with_capacity(reps);
-                let mut memory = Vec::new();
-                let mut max_alive = 0;
+                let mut runs = Vec::with_capacity(reps);
                 let mut failed = None;
                 for _ in 0..reps {
                     match io_run(model, n, &runtime) {
-                        Ok((d, m, a)) => {
-                            completion.push(d.as_nanos() as f64);
-                            memory.extend(m);
-                            max_alive = max_alive.max(a);
-                        }
+                        Ok(run) => runs.push(run),
                         Err(e) => {
                             failed = Some(e);
                             break;
@@ -562,13 +717,17 @@ impl Experiment for Scaling {
                         .skipped
                         .push(format!("{n} {} units not measured: {e:#}", model.name()));
                 } else {
+                    let completion: Vec<f64> = runs.iter().map(|r| r.wait).collect();
+                    let memory: Vec<f64> = runs.iter().filter_map(|r| r.memory).collect();
                     result.io.push(IoPoint {
                         model,
                         units: n,
                         median_ns: median_and_spread(&completion).0,
                         completion_ns: completion,
+                        creation_ns: runs.iter().map(|r| r.creation).collect(),
+                        reaped_ns: runs.iter().map(|r| r.reaped).collect(),
                         memory_bytes: (!memory.is_empty()).then(|| median_and_spread(&memory).0),
-                        max_alive,
+                        max_alive: runs.iter().map(|r| r.max_alive).max().unwrap_or(0),
                     });
                 }
                 progress.advance(1, &format!("{n} {} units, I/O-bound", model.name()));

@@ -17,6 +17,8 @@ fn section_from_hand_made_points() {
         units: 1_000,
         completion_ns: vec![ms * 1e6; 3],
         median_ns: ms * 1e6,
+        creation_ns: vec![ms * 2e6; 3],
+        reaped_ns: vec![ms * 1.5e6; 3],
         memory_bytes: Some(1e6),
         max_alive: 1_000,
     };
@@ -38,6 +40,8 @@ fn section_from_hand_made_points() {
         skipped: vec![],
     };
     let mut r = r;
+    // Memory freed meanwhile: a growth below zero.
+    r.io[2].memory_bytes = Some(-946_176.0);
     r.cpu[0].elapsed_ns = vec![100e6, 110e6, 90e6];
     r.cpu[1].elapsed_ns = vec![50e6, 55e6, 60e6];
     let s = section_from(&r);
@@ -51,6 +55,57 @@ fn section_from_hand_made_points() {
     assert_eq!(value("scaling.speedup.process.cores"), Some(100.0 / 60.0));
     assert_eq!(value("scaling.io.completion.process.1000"), Some(900e6));
     assert_eq!(value("scaling.io.completion.async.1000"), Some(40e6));
+    // Creation and waiting apart: figures, table columns and a note with both.
+    assert_eq!(value("scaling.io.create.process.1000"), Some(1800e6));
+    let io_table = &s.tables[1];
+    assert_eq!(
+        &io_table.columns[2..5],
+        ["create ms", "wait ms", "wait + reap ms"]
+    );
+    assert_eq!(&io_table.rows[1][2..5], ["1800.0", "900.0", "1350.0"]);
+    let phases = s
+        .notes
+        .iter()
+        .find(|n| n.contains("the phases apart"))
+        .expect("a note on creation against waiting");
+    assert!(
+        phases.contains("process 1800.0 ms to create, 900.0 ms to wait"),
+        "{phases}"
+    );
+    assert!(!s.notes.iter().any(|n| n.contains("a unit died early")));
+    // A growth below a page is no figure: "< 4.00 KiB", never a negative size.
+    let freed = s
+        .figure("scaling.io.memory.async.1000")
+        .expect("memory figure");
+    assert!(freed.below_resolution() && freed.value == 0.0);
+    assert_eq!(io_table.rows[2][5], "< 4");
+}
+
+#[test]
+fn units_are_capped_by_the_machine_and_async_tasks_are_not() {
+    let (cap, why) = unit_cap(Profile::Quick, Runner::Process);
+    assert!((1..=1_000).contains(&cap), "{cap}");
+    assert!(!why.is_empty());
+    let (threads, _) = unit_cap(Profile::Full, Runner::Thread);
+    assert!(threads >= 1);
+    assert_eq!(unit_cap(Profile::Quick, Runner::Async).0, usize::MAX);
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn every_unit_is_alive_at_the_gate_before_the_waits_begin() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    for model in [Runner::Thread, Runner::Process, Runner::Async] {
+        let run = io_run(model, 12, &runtime).expect("an I/O-bound run");
+        assert_eq!(run.max_alive, 12, "{model:?}");
+        // Three 10 ms sleeps after the gate opened, at the least.
+        assert!(run.wait >= 30e6, "{model:?}: {}", run.wait);
+        assert!(run.reaped >= run.wait, "{model:?}");
+        assert!(run.creation > 0.0, "{model:?}");
+    }
 }
 
 #[test]
