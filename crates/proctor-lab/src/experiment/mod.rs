@@ -121,6 +121,29 @@ pub(crate) fn median_round<T>(
     Ok((all.swap_remove(middle), values))
 }
 
+/// [`median_round`] for a pair measured against each other: the rounds alternate (a, b, a,
+/// b, ...), so both sides see the same machine, whatever drifts under the run (the host's
+/// placement of a guest's vCPUs, a neighbour), and their ratio compares like with like.
+pub(crate) fn median_round_pair<A, B>(
+    n: usize,
+    mut round_a: impl FnMut() -> anyhow::Result<A>,
+    mut round_b: impl FnMut() -> anyhow::Result<B>,
+    value_a: impl Fn(&A) -> f64,
+    value_b: impl Fn(&B) -> f64,
+) -> anyhow::Result<((A, Vec<f64>), (B, Vec<f64>))> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..n.max(1) {
+        a.push(round_a()?);
+        b.push(round_b()?);
+    }
+    let mut a = a.into_iter().map(Ok);
+    let mut b = b.into_iter().map(Ok);
+    Ok((
+        median_round(n, || a.next().expect("one per round"), value_a)?,
+        median_round(n, || b.next().expect("one per round"), value_b)?,
+    ))
+}
+
 /// Remote workers on this host (`spawn`, `ipc`): the command launcher runs
 /// `/bin/sh -c 'exec <this binary>'`, which becomes an agent in `proctor::init()` and connects
 /// back to a pool listening on 127.0.0.1 only, so nothing leaves the machine.

@@ -30,7 +30,7 @@ use crate::measure::pin_to_raw;
 use crate::stats::median_and_spread;
 use crate::topology::Topology;
 
-use super::{Experiment, ROUNDS, median_round};
+use super::{Experiment, ROUNDS, median_round, median_round_pair};
 use crate::verdict::keys;
 
 mod section;
@@ -537,41 +537,6 @@ impl Experiment for SyncCost {
         );
         progress.advance(1, "mutex, 2 threads");
 
-        // The processes' lock, the very same code, between two threads: the pair that tells
-        // whether crossing a process boundary is what costs (std's Mutex differs in spinning).
-        // Like the uncontended pair, the verdict's pair comes from independent rounds.
-        let r = median_round(
-            ROUNDS,
-            || {
-                let futex = FutexMutex::new(0u64);
-                plan.run(|n| {
-                    let before = *futex.lock();
-                    let d = contended_threads(n, pair, &|_, _| {
-                        let mut g = futex.lock();
-                        *g = std::hint::black_box(*g + 1);
-                    });
-                    let after = *futex.lock();
-                    if after - before != 2 * n {
-                        bail!(
-                            "futex mutex lost updates between threads: {} of {}",
-                            after - before,
-                            2 * n
-                        );
-                    }
-                    Ok((d, 2 * n))
-                })
-            },
-            round_median,
-        )?;
-        rounds_of.push((keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD, r.1));
-        push(
-            keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD,
-            "futex mutex (the processes' lock), lock+unlock, 2 threads",
-            &two,
-            r.0,
-        );
-        progress.advance(1, "futex mutex, 2 threads");
-
         let rw = &RwLock::new(0u64);
         let rwop = |write_every: u64, writes_are_rare: bool| {
             move |_: usize, i: u64| {
@@ -648,9 +613,31 @@ impl Experiment for SyncCost {
 
         // Contended between two processes, through a MAP_SHARED page.
         let shared = SharedMem::new(ProcShared::default()).context("map shared memory")?;
+        // The verdict's pair: the processes' lock, the very same code, between two threads and
+        // between two processes, only the boundary differs. Their rounds alternate, so both
+        // see the same machine (a guest's vCPUs move between host cores over minutes).
         let mut mutex_ops = 0;
-        let r = median_round(
+        let futex = FutexMutex::new(0u64);
+        let (thread_pair, process_pair) = median_round_pair(
             ROUNDS,
+            || {
+                plan.run(|n| {
+                    let before = *futex.lock();
+                    let d = contended_threads(n, pair, &|_, _| {
+                        let mut g = futex.lock();
+                        *g = std::hint::black_box(*g + 1);
+                    });
+                    let after = *futex.lock();
+                    if after - before != 2 * n {
+                        bail!(
+                            "futex mutex lost updates between threads: {} of {}",
+                            after - before,
+                            2 * n
+                        );
+                    }
+                    Ok((d, 2 * n))
+                })
+            },
             || {
                 plan.run(|n| {
                     let before = *shared.mutex.lock();
@@ -669,16 +656,24 @@ impl Experiment for SyncCost {
                 })
             },
             round_median,
+            round_median,
         )?;
         let (waits, wakes) = shared.mutex.futex_calls();
-        rounds_of.push((keys::SYNC_MUTEX_CONTENDED_PROCESS, r.1));
+        rounds_of.push((keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD, thread_pair.1));
+        push(
+            keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD,
+            "futex mutex (the processes' lock), lock+unlock, 2 threads",
+            &two,
+            thread_pair.0,
+        );
+        rounds_of.push((keys::SYNC_MUTEX_CONTENDED_PROCESS, process_pair.1));
         push(
             keys::SYNC_MUTEX_CONTENDED_PROCESS,
             "futex mutex in shared memory, lock+unlock, 2 processes",
             &two,
-            r.0,
+            process_pair.0,
         );
-        progress.advance(1, "futex mutex, 2 processes");
+        progress.advance(2, "futex mutex, 2 threads and 2 processes");
         let r = plan.run(|n| {
             let d = contended_processes(&shared, n, pair, |s, _| {
                 std::hint::black_box(s.counter.fetch_add(1, Ordering::Relaxed));
@@ -797,7 +792,7 @@ const METHOD: &str = "Uncontended: one thread pinned to one CPU runs lock+unlock
          use), beside `perf bench futex hash`. Batches are calibrated to at least 10 ms (the \
          calibration runs are the warm-up); figures are medians of the batch means with min/p1/p99/max over the batches. \
          The uncontended mutexes and the contended futex mutex between two threads and between \
-         two processes: the median of 3 independent rounds, with the rounds' run-to-run spread.";
+         two processes: the median of 3 independent rounds, with the rounds' run-to-run spread; the threads' and the processes' rounds of that pair alternate, so both see the same machine.";
 
 #[cfg(test)]
 mod tests {
