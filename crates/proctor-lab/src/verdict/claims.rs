@@ -166,12 +166,14 @@ pub(super) fn communication(f: &Figures) -> Claim {
         .unwrap_or_else(|| suffix.trim_start_matches('.').replace('_', " "));
     let mut evidence = format!(
         "{} hand-off, {placed}: processes copying into shared memory {} vs threads passing a Box \
-         {}: {:.2}× ({}); decided by {process_key} / {thread_key}",
+         {}: {:.2}×{} ({}); decided by {process_key} / {thread_key}{}",
         crate::units::exact_size(HANDOFF_SIZE),
         f.shown(process_key).unwrap_or_default(),
         f.shown(thread_key).unwrap_or_default(),
         ratio.unwrap_or(f64::NAN),
+        ci_words(f.ratio_ci(process_key, thread_key)),
         ratio_words(verdict),
+        f.set_aside_words(&[process_key, thread_key]),
     );
     for (name, words) in [
         ("copy_over_pointer", "shm copy / Box by size"),

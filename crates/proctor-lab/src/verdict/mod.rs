@@ -133,6 +133,10 @@ use crate::units::format_value;
 /// Relative difference below which two costs count as the same (10 %).
 pub const TOLERANCE: f64 = 0.10;
 
+/// A single round slower than its figure's median by more than this factor, while the other
+/// rounds agree, is set aside as a stall (see `kept_rounds`).
+pub const STALL: f64 = 1.5;
+
 /// Parallel efficiency (speed-up / cores) at or above which a mode "uses many cores".
 pub const GOOD_EFFICIENCY: f64 = 0.75;
 
@@ -288,8 +292,8 @@ impl<'a> Figures<'a> {
     fn ratio_ci(&self, costly: &str, cheap: &str) -> Option<(f64, f64)> {
         let samples = |key: &str| -> Option<Vec<f64>> {
             let f = self.by_key.get(key)?;
-            match &f.rounds {
-                Some(r) if r.values.len() >= 3 => Some(r.values.clone()),
+            match self.kept_rounds(key) {
+                Some((kept, _)) if kept.len() >= 3 => Some(kept),
                 _ if f.batches.len() >= 3 => Some(f.batches.clone()),
                 _ => None,
             }
@@ -341,8 +345,56 @@ impl<'a> Figures<'a> {
     fn noise_range(&self, key: &str) -> Option<(f64, f64)> {
         let f = self.by_key.get(key)?;
         let samples = f.spread.as_ref().map(|s| (s.p1, s.p99));
-        let rounds = f.rounds.as_ref().map(|r| (r.min, r.max));
+        let rounds = self.kept_rounds(key).map(|(kept, _)| {
+            let min = kept.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = kept.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (min, max)
+        });
         rounds.or(samples)
+    }
+
+    /// The figure's independent rounds, less one that stalled. Interference only ever slows
+    /// a measurement down, so with three rounds or more, a single round slower than the
+    /// figure's median by more than [`STALL`] times (a longer time, a lower rate) while the
+    /// others agree within [`TOLERANCE`] measured something else (a stall, a compaction, a
+    /// neighbour's burst): it is set aside and named in the evidence. A fast outlier, two
+    /// slow ones, or rounds that disagree among themselves are the figure's real spread, kept.
+    /// Returns (kept, set aside).
+    fn kept_rounds(&self, key: &str) -> Option<(Vec<f64>, Vec<f64>)> {
+        let f = self.by_key.get(key)?;
+        let values = &f.rounds.as_ref()?.values;
+        let center = f.value;
+        let stalled = |v: f64| match f.unit {
+            Unit::Ns => v > center * STALL,
+            Unit::PerSec | Unit::BytesPerSec => v < center / STALL,
+            _ => false,
+        };
+        let (aside, kept): (Vec<f64>, Vec<f64>) = values.iter().partition(|v| stalled(**v));
+        let lo = kept.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = kept.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let others_agree = hi <= lo * (1.0 + TOLERANCE);
+        if values.len() >= 3 && aside.len() == 1 && others_agree {
+            Some((kept, aside))
+        } else {
+            Some((values.clone(), Vec::new()))
+        }
+    }
+
+    /// "; a round of KEY (1.20 ms) set aside as a stall: ..." for each figure of `keys` that
+    /// had one.
+    fn set_aside_words(&self, keys: &[&str]) -> String {
+        keys.iter()
+            .filter_map(|k| {
+                let f = self.by_key.get(k)?;
+                let (_, aside) = self.kept_rounds(k)?;
+                let v = aside.first()?;
+                Some(format!(
+                    "; a round of {k} ({}) set aside as a stall: over {STALL}× slower than \
+                     its median while the other rounds agree",
+                    format_value(*v, f.unit)
+                ))
+            })
+            .collect()
     }
 }
 
@@ -447,16 +499,18 @@ fn cost_claim(
     }
     let (verdict, ratio) = costs_more_clearly(f, costly_key, cheap_key);
     let evidence = match ratio {
-        Some(r) => format!(
-            "{} {} vs {} {}: {:.2}×{} ({}); decided by {costly_key} / {cheap_key}",
-            what.0,
-            f.shown(costly_key).unwrap_or_default(),
-            what.1,
-            f.shown(cheap_key).unwrap_or_default(),
-            r,
-            ci_words(f.ratio_ci(costly_key, cheap_key)),
-            ratio_words(verdict),
-        ),
+        Some(r) => {
+            format!(
+                "{} {} vs {} {}: {:.2}×{} ({}); decided by {costly_key} / {cheap_key}",
+                what.0,
+                f.shown(costly_key).unwrap_or_default(),
+                what.1,
+                f.shown(cheap_key).unwrap_or_default(),
+                r,
+                ci_words(f.ratio_ci(costly_key, cheap_key)),
+                ratio_words(verdict),
+            ) + &f.set_aside_words(&[costly_key, cheap_key])
+        }
         None => format!("{costly_key} / {cheap_key} is not a usable ratio"),
     };
     claim(id, statement, &keys, verdict, evidence)

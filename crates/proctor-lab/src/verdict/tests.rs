@@ -1158,3 +1158,32 @@ fn many_waits_reads_the_wait_phase_on_one_placement_and_shows_creation() {
         Some("same CPU (cpu 0)".into());
     assert_eq!(waits(&apart).verdict, Verdict::NotMeasured);
 }
+
+#[test]
+fn one_stalled_round_is_set_aside_and_named_two_are_the_spread() {
+    // Processes 30 ns and threads 10 ns over three rounds each: confirmed.
+    let mut sections = sync_pair(&STEADY_30, &STEADY_10);
+    let with_rounds = |sections: &mut Vec<Section>, thread_rounds: &[f64]| {
+        let f = figure_mut(sections, keys::SYNC_FUTEX_MUTEX_CONTENDED_THREAD);
+        f.value = 10.0;
+        f.rounds = Rounds::around(thread_rounds, 10.0);
+        let p = figure_mut(sections, keys::SYNC_MUTEX_CONTENDED_PROCESS);
+        p.value = 30.0;
+        p.rounds = Rounds::around(&[29.0, 30.0, 31.0], 30.0);
+    };
+    // One thread round stalled at 60 ns: without setting it aside, the ranges would overlap.
+    with_rounds(&mut sections, &[10.0, 60.0, 10.5]);
+    let c = claim_of(&sections, "synchronization");
+    assert_eq!(c.verdict, Verdict::Confirmed, "{}", c.evidence);
+    assert!(
+        c.evidence
+            .contains("a round of sync.futex_mutex.contended.thread (60.0 ns) set aside"),
+        "{}",
+        c.evidence
+    );
+    // Two stalled rounds are the figure's real spread: kept, and the ranges overlap.
+    with_rounds(&mut sections, &[10.0, 60.0, 45.0]);
+    let c = claim_of(&sections, "synchronization");
+    assert_eq!(c.verdict, Verdict::NoClearDifference, "{}", c.evidence);
+    assert!(!c.evidence.contains("set aside"), "{}", c.evidence);
+}
