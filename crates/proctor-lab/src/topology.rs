@@ -153,6 +153,21 @@ impl Topology {
         Topology { cpus }
     }
 
+    /// Two cores sharing one last-level cache, one NUMA node: a small VM, for tests.
+    #[cfg(test)]
+    pub(crate) fn two_cores_one_llc() -> Topology {
+        Topology::from_cpus(
+            (0..2)
+                .map(|id| Cpu {
+                    id,
+                    core: id,
+                    llc: 0,
+                    node: 0,
+                })
+                .collect(),
+        )
+    }
+
     fn cpu(&self, id: usize) -> Option<&Cpu> {
         self.cpus.iter().find(|c| c.id == id)
     }

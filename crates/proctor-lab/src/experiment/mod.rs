@@ -121,6 +121,9 @@ pub(crate) fn median_round<T>(
     Ok((all.swap_remove(middle), values))
 }
 
+/// What [`median_round`] returns: the median round and every round's value.
+pub(crate) type MedianRound<T> = (T, Vec<f64>);
+
 /// [`median_round`] for a pair measured against each other: the rounds alternate (a, b, a,
 /// b, ...), so both sides see the same machine, whatever drifts under the run (the host's
 /// placement of a guest's vCPUs, a neighbour), and their ratio compares like with like.
@@ -130,7 +133,7 @@ pub(crate) fn median_round_pair<A, B>(
     mut round_b: impl FnMut() -> anyhow::Result<B>,
     value_a: impl Fn(&A) -> f64,
     value_b: impl Fn(&B) -> f64,
-) -> anyhow::Result<((A, Vec<f64>), (B, Vec<f64>))> {
+) -> anyhow::Result<(MedianRound<A>, MedianRound<B>)> {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..n.max(1) {
         a.push(round_a()?);

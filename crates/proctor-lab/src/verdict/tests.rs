@@ -834,13 +834,7 @@ fn rounds_far_apart_are_no_clear_difference_and_the_headline_shows_their_spread(
 
 #[test]
 fn distributed_sets_the_remote_worker_beside_the_network_a_process_and_a_thread() {
-    let claim_of = |sections: &[Section]| {
-        let (_, claims) = judge(sections);
-        claims
-            .into_iter()
-            .find(|c| c.id == "distributed")
-            .expect("claim")
-    };
+    let claim_of = |sections: &[Section]| claim_of(sections, "distributed");
     let sections = fixture::all_sections();
     let claim = claim_of(&sections);
     // Each placement's ratios are the fixture's own figures of that placement.
@@ -1058,13 +1052,7 @@ fn interference_leaves_claims_on_counts_decided() {
 
 #[test]
 fn creation_is_decided_on_one_matched_placement_and_says_which() {
-    let creation = |sections: &[Section]| {
-        let (_, claims) = judge(sections);
-        claims
-            .into_iter()
-            .find(|c| c.id == "creation")
-            .expect("the creation claim")
-    };
+    let creation = |sections: &[Section]| claim_of(sections, "creation");
     let sections = fixture::all_sections();
     let c = creation(&sections);
     assert_eq!(c.verdict, Verdict::Confirmed);
@@ -1100,13 +1088,7 @@ fn creation_is_decided_on_one_matched_placement_and_says_which() {
 
 #[test]
 fn the_ladder_is_decided_by_namespaces_over_fork_on_one_placement() {
-    let ladder = |sections: &[Section]| {
-        let (_, claims) = judge(sections);
-        claims
-            .into_iter()
-            .find(|c| c.id == "containers")
-            .expect("the ladder claim")
-    };
+    let ladder = |sections: &[Section]| claim_of(sections, "containers");
     let c = ladder(&fixture::all_sections());
     assert_eq!(c.verdict, Verdict::Confirmed);
     assert!(c.evidence.contains("5.82×"), "{}", c.evidence);
@@ -1128,13 +1110,7 @@ fn the_ladder_is_decided_by_namespaces_over_fork_on_one_placement() {
 
 #[test]
 fn many_waits_reads_the_wait_phase_on_one_placement_and_shows_creation() {
-    let waits = |sections: &[Section]| {
-        let (_, claims) = judge(sections);
-        claims
-            .into_iter()
-            .find(|c| c.id == "many-waits")
-            .expect("the many-waits claim")
-    };
+    let waits = |sections: &[Section]| claim_of(sections, "many-waits");
     let c = waits(&fixture::all_sections());
     assert_eq!(c.verdict, Verdict::Confirmed);
     assert!(

@@ -9,7 +9,7 @@ use crate::topology::{Cpu, Placement as TopoPlacement};
 fn empty_data() -> Data {
     Data {
         sizes: Vec::new(),
-        topology: two_cpus(),
+        topology: Topology::two_cores_one_llc(),
         transports: Vec::new(),
         shm_spin_ns: 0,
         runs: Vec::new(),
@@ -22,21 +22,10 @@ fn empty_data() -> Data {
     }
 }
 
-/// Two cores sharing one last-level cache, as on a small VM.
-fn two_cpus() -> Topology {
-    let cpu = |id| Cpu {
-        id,
-        core: id,
-        llc: 0,
-        node: 0,
-    };
-    Topology::from_cpus(vec![cpu(0), cpu(1)])
-}
-
 /// Hand-offs at 64 B and 4 MiB on the same CPU and the nearest pair, threads passing a Box
 /// and processes copying, with the given 4 MiB figures at the pair; and the control.
 fn handoff_data(box_4m: f64, shm_4m: f64) -> Data {
-    let spots = spots(&two_cpus(), Profile::Quick);
+    let spots = spots(&Topology::two_cores_one_llc(), Profile::Quick);
     let run = |way, size, spot: &Spot, ns| HandoffRun {
         way,
         size_bytes: size,
@@ -100,7 +89,7 @@ fn handoff_data(box_4m: f64, shm_4m: f64) -> Data {
 
 #[test]
 fn spots_come_from_the_topology_per_profile() {
-    let t = two_cpus();
+    let t = Topology::two_cores_one_llc();
     let tiny = spots(&t, Profile::Tiny);
     assert_eq!(tiny[0].placement, Placement::Pinned(0));
     assert_eq!(tiny[0].suffix, ".pinned");

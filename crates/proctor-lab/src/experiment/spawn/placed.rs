@@ -251,7 +251,7 @@ pub(super) fn mixture_of(runs: &OpRuns, topology: &Topology) -> Option<Mixture> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Cpu, Placement};
+    use crate::topology::{Placement, Topology};
 
     fn op(ns: f64, parent: usize, child: Option<usize>) -> Op {
         Op {
@@ -261,16 +261,6 @@ mod tests {
             child,
             moved_ns: None,
         }
-    }
-
-    fn two_cpus() -> Topology {
-        let cpu = |id| Cpu {
-            id,
-            core: id,
-            llc: 0,
-            node: 0,
-        };
-        Topology::from_cpus(vec![cpu(0), cpu(1)])
     }
 
     #[test]
@@ -283,7 +273,7 @@ mod tests {
 
     #[test]
     fn only_ops_that_ran_across_the_pair_make_the_cross_figure() {
-        let topo = two_cpus();
+        let topo = Topology::two_cores_one_llc();
         let cross = topo.nearest_cross().expect("two cpus");
         let runs = OpRuns {
             cold: op(500.0, 0, Some(1)),
@@ -315,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_pinned_child_that_cannot_tell_its_cpu_counts_as_on_the_pin() {
-        let topo = two_cpus();
+        let topo = Topology::two_cores_one_llc();
         let same = topo.pair(Placement::SameCpu).expect("same cpu");
         let runs = OpRuns {
             cold: op(90.0, 0, None),
