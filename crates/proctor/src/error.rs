@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use arcstr::ArcStr;
+use serde::{Deserialize, Serialize};
 
 /// Why a single task produced no result.
 ///
@@ -14,7 +15,29 @@ use arcstr::ArcStr;
 /// returns one per item, and for a million small items the error's size is paid a million
 /// times, failed or not. Hence the one-word [`ArcStr`] texts, `u32` worker numbers and a
 /// `u8` exit code (all the kernel keeps of one).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// [`TaskError::kind`] names the variant as a plain [`TaskErrorKind`], to count or group
+/// failures without a `match`. It is `Serialize`, as an object whose `"kind"` field is that
+/// name, beside the variant's fields (durations as `after_ns`, the memory limit as
+/// `limit_bytes`):
+///
+/// ```
+/// use proctor::{TaskError, TaskErrorKind};
+/// # fn boom(n: u32) -> u32 { if n == 2 { panic!("no two") } n }
+/// let pool = proctor::Pool::threads(2).build().unwrap();
+/// let outcomes = pool.map(boom, vec![1, 2, 3]);
+/// let mut failed = std::collections::BTreeMap::<TaskErrorKind, usize>::new();
+/// for e in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+///     *failed.entry(e.kind()).or_default() += 1;
+/// }
+/// assert_eq!(failed[&TaskErrorKind::Panicked], 1);
+/// let e: &TaskError = outcomes[1].as_ref().unwrap_err();
+/// let json = serde_json::to_value(e).unwrap();
+/// assert_eq!(json["kind"], "Panicked");
+/// assert_eq!(json["message"], "no two");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind")]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The panic was caught and the worker lives on.
@@ -50,6 +73,7 @@ pub enum TaskError {
     #[error("task {task} timed out after {} on worker {worker}", human(*after))]
     TimedOut {
         /// How long the task had run when it was stopped.
+        #[serde(rename = "after_ns", serialize_with = "nanos")]
         after: Duration,
         /// The worker that ran it.
         worker: u32,
@@ -61,6 +85,7 @@ pub enum TaskError {
     #[error("task {task} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
     OutOfMemory {
         /// The pool's memory limit, in bytes.
+        #[serde(rename = "limit_bytes")]
         limit: u64,
         /// The last lines the worker wrote to stderr during the task's job.
         stderr_tail: ArcStr,
@@ -137,7 +162,96 @@ pub enum TaskError {
     },
 }
 
+/// What kind of [`TaskError`] a task ended with: its variant's name, without its fields.
+///
+/// A plain `Copy` value, to count failures by kind, use as a map key or print in a summary
+/// ([`TaskErrorKind::as_str`]); it serializes as that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// [`TaskError::Panicked`].
+    Panicked,
+    /// [`TaskError::Crashed`].
+    Crashed,
+    /// [`TaskError::TimedOut`].
+    TimedOut,
+    /// [`TaskError::OutOfMemory`].
+    OutOfMemory,
+    /// [`TaskError::Poisoned`].
+    Poisoned,
+    /// [`TaskError::NoWorker`].
+    NoWorker,
+    /// [`TaskError::SandboxViolation`].
+    SandboxViolation,
+    /// [`TaskError::Lost`].
+    Lost,
+    /// [`TaskError::Cancelled`].
+    Cancelled,
+    /// [`TaskError::Codec`].
+    Codec,
+}
+
+impl TaskErrorKind {
+    /// Every kind, in declaration order (to print a summary with a row for each).
+    pub const ALL: [TaskErrorKind; 10] = [
+        TaskErrorKind::Panicked,
+        TaskErrorKind::Crashed,
+        TaskErrorKind::TimedOut,
+        TaskErrorKind::OutOfMemory,
+        TaskErrorKind::Poisoned,
+        TaskErrorKind::NoWorker,
+        TaskErrorKind::SandboxViolation,
+        TaskErrorKind::Lost,
+        TaskErrorKind::Cancelled,
+        TaskErrorKind::Codec,
+    ];
+
+    /// The variant's name, as it is serialized: `"Panicked"`, `"TimedOut"`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskErrorKind::Panicked => "Panicked",
+            TaskErrorKind::Crashed => "Crashed",
+            TaskErrorKind::TimedOut => "TimedOut",
+            TaskErrorKind::OutOfMemory => "OutOfMemory",
+            TaskErrorKind::Poisoned => "Poisoned",
+            TaskErrorKind::NoWorker => "NoWorker",
+            TaskErrorKind::SandboxViolation => "SandboxViolation",
+            TaskErrorKind::Lost => "Lost",
+            TaskErrorKind::Cancelled => "Cancelled",
+            TaskErrorKind::Codec => "Codec",
+        }
+    }
+}
+
+impl fmt::Display for TaskErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl TaskError {
+    /// What kind of error this is, as a plain `Copy` value.
+    ///
+    /// ```
+    /// use proctor::{TaskError, TaskErrorKind};
+    /// let e = TaskError::TimedOut { after: std::time::Duration::from_secs(2), worker: 1, task: 7 };
+    /// assert_eq!(e.kind(), TaskErrorKind::TimedOut);
+    /// ```
+    pub fn kind(&self) -> TaskErrorKind {
+        match self {
+            TaskError::Panicked { .. } => TaskErrorKind::Panicked,
+            TaskError::Crashed { .. } => TaskErrorKind::Crashed,
+            TaskError::TimedOut { .. } => TaskErrorKind::TimedOut,
+            TaskError::OutOfMemory { .. } => TaskErrorKind::OutOfMemory,
+            TaskError::Poisoned { .. } => TaskErrorKind::Poisoned,
+            TaskError::NoWorker { .. } => TaskErrorKind::NoWorker,
+            TaskError::SandboxViolation { .. } => TaskErrorKind::SandboxViolation,
+            TaskError::Lost { .. } => TaskErrorKind::Lost,
+            TaskError::Cancelled { .. } => TaskErrorKind::Cancelled,
+            TaskError::Codec { .. } => TaskErrorKind::Codec,
+        }
+    }
+
     /// The id of the task this error belongs to.
     pub fn task(&self) -> u64 {
         match self {
@@ -193,6 +307,11 @@ impl TaskError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, TaskError::Cancelled { .. })
     }
+}
+
+/// A duration as whole nanoseconds (saturating), for `after_ns`.
+fn nanos<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn at(location: &Option<ArcStr>) -> String {
@@ -434,6 +553,106 @@ mod tests {
         assert_eq!(std::mem::size_of::<TaskError>(), 32);
         assert_eq!(std::mem::size_of::<Result<u64, TaskError>>(), 32);
         assert_eq!(std::mem::size_of::<Result<String, TaskError>>(), 32);
+    }
+
+    #[test]
+    fn kind_names_each_variant_and_serializes_as_its_name() {
+        let s = ArcStr::new;
+        let all = [
+            TaskError::Panicked {
+                message: s(),
+                location: None,
+                worker: 0,
+                task: 0,
+            },
+            TaskError::Crashed {
+                signal: None,
+                exit_code: None,
+                stderr_tail: s(),
+                worker: 0,
+                task: 0,
+            },
+            TaskError::TimedOut {
+                after: Duration::ZERO,
+                worker: 0,
+                task: 0,
+            },
+            TaskError::OutOfMemory {
+                limit: 0,
+                stderr_tail: s(),
+                worker: 0,
+                task: 0,
+            },
+            TaskError::Poisoned {
+                attempts: 2,
+                stderr_tail: s(),
+                worker: 0,
+                task: 0,
+            },
+            TaskError::NoWorker {
+                reason: s(),
+                task: 0,
+            },
+            TaskError::SandboxViolation {
+                syscall: s(),
+                worker: 0,
+                task: 0,
+            },
+            TaskError::Lost {
+                host: s(),
+                reason: s(),
+                worker: 0,
+                task: 0,
+            },
+            TaskError::Cancelled { task: 0 },
+            TaskError::Codec {
+                message: s(),
+                task: 0,
+            },
+        ];
+        let kinds: Vec<TaskErrorKind> = all.iter().map(TaskError::kind).collect();
+        assert_eq!(kinds, TaskErrorKind::ALL);
+        for e in &all {
+            let json = serde_json::to_value(e).unwrap();
+            assert_eq!(json["kind"], e.kind().as_str(), "{json}");
+            assert_eq!(serde_json::to_value(e.kind()).unwrap(), e.kind().as_str());
+            let back: TaskErrorKind = serde_json::from_value(json["kind"].clone()).unwrap();
+            assert_eq!(back, e.kind());
+        }
+    }
+
+    #[test]
+    fn serialized_fields_carry_their_units_and_texts() {
+        let t = TaskError::TimedOut {
+            after: Duration::from_millis(1500),
+            worker: 2,
+            task: 9,
+        };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "task": 9})
+        );
+        let c = TaskError::Crashed {
+            signal: Some(libc::SIGSEGV),
+            exit_code: None,
+            stderr_tail: "boom\n".into(),
+            worker: 3,
+            task: 17,
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["signal"], libc::SIGSEGV);
+        assert_eq!(json["exit_code"], serde_json::Value::Null);
+        assert_eq!(json["stderr_tail"], "boom\n");
+        let m = TaskError::OutOfMemory {
+            limit: 64 << 20,
+            stderr_tail: ArcStr::new(),
+            worker: 1,
+            task: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap()["limit_bytes"],
+            64u64 << 20
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@
 //! not cross between processes ([`Codec`](TaskError::Codec)), or the pool was dropped first
 //! ([`Cancelled`](TaskError::Cancelled)). [`Error`] is for the pool itself: it could not be
 //! built, or [`Pool::try_map`] met a failed task.
+//! [`TaskError::kind`] names the variant as a plain [`TaskErrorKind`] (to count failures by
+//! kind), and `TaskError` is `Serialize`, for a machine-readable summary.
 //!
 //! Every task ends with exactly one outcome, and an `Ok` is always the result of that task's
 //! own argument, whatever happens to the workers: a worker killed at any instant, a fork
@@ -197,7 +199,7 @@ pub mod __fuzz {
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
 pub use compare::{CompareModes, ModeComparison, compare_modes};
-pub use error::{Error, ErrorKind, TaskError};
+pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
 #[cfg(target_os = "linux")]
 pub use remote::Remote;
