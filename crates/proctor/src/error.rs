@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The panic was caught and the worker lives on.
-    #[error("task {task} panicked on worker {worker}{}: {message}", at(location))]
+    #[error("item {index} panicked on worker {worker}{}: {message}", at(location))]
     Panicked {
         /// The panic message (`panic!("...")`'s text, or a placeholder for other payloads).
         message: ArcStr,
@@ -49,12 +49,12 @@ pub enum TaskError {
         location: Option<ArcStr>,
         /// The worker that ran the task.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The worker process died while running the task (process mode only): a signal such as
     /// SIGSEGV or SIGABRT (an `abort()`, a failed allocation, a stack overflow), or an `exit`.
-    #[error("{}", crash_sentence(*worker, *task, *signal, *exit_code, stderr_tail))]
+    #[error("{}", crash_sentence(*worker, *index, *signal, *exit_code, stderr_tail))]
     Crashed {
         /// The signal that killed the worker, if a signal did.
         signal: Option<i32>,
@@ -64,25 +64,25 @@ pub enum TaskError {
         stderr_tail: ArcStr,
         /// The worker that died.
         worker: u32,
-        /// The task it was running.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task ran longer than the pool's `task_timeout`, measured from the moment it started
     /// on a worker. In process mode the worker was killed and replaced; in thread mode the
     /// thread cannot be killed and was abandoned (it leaks until the task returns).
-    #[error("task {task} timed out after {} on worker {worker}", human(*after))]
+    #[error("item {index} timed out after {} on worker {worker}", human(*after))]
     TimedOut {
         /// How long the task had run when it was stopped.
         #[serde(rename = "after_ns", serialize_with = "nanos")]
         after: Duration,
         /// The worker that ran it.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task allocated past the pool's `memory_limit` and its worker process was
     /// replaced (process mode only).
-    #[error("task {task} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
+    #[error("item {index} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
     OutOfMemory {
         /// The pool's memory limit, in bytes.
         #[serde(rename = "limit_bytes")]
@@ -91,14 +91,14 @@ pub enum TaskError {
         stderr_tail: ArcStr,
         /// The worker that died.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task never ran: its job killed `attempts` workers in a row before any task
     /// started (an argument whose decoding aborts the worker, say), so the pool blamed this,
     /// its first unstarted task, rather than try for ever (process mode only).
     #[error(
-        "task {task} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}",
+        "item {index} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}",
         said(stderr_tail)
     )]
     Poisoned {
@@ -108,32 +108,32 @@ pub enum TaskError {
         stderr_tail: ArcStr,
         /// The last worker that died.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// No worker process could be started to run the task (the fork server is gone, or
     /// the system refused a new process).
-    #[error("task {task} could not run: {reason}")]
+    #[error("item {index} could not run: {reason}")]
     NoWorker {
         /// Why no worker could be started.
         reason: ArcStr,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task made a system call its worker's sandbox forbids
     /// ([`crate::PoolBuilder::sandbox`]): the worker was stopped at the call, and replaced.
-    #[error("task {task} was stopped by its sandbox on worker {worker}: it called {syscall}")]
+    #[error("item {index} was stopped by its sandbox on worker {worker}: it called {syscall}")]
     SandboxViolation {
         /// The forbidden call, by name where known (`openat`, `socket`, `clone3`...).
         syscall: ArcStr,
         /// The worker that was stopped.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The host of the task's remote worker was lost (it stopped answering heartbeats, or
     /// its agent's connection broke) while the task ran.
-    #[error("task {task} was lost with its remote worker {worker} on {host}: {reason}")]
+    #[error("item {index} was lost with its remote worker {worker} on {host}: {reason}")]
     Lost {
         /// The host, as its agent named itself.
         host: ArcStr,
@@ -141,24 +141,24 @@ pub enum TaskError {
         reason: ArcStr,
         /// The worker that ran the task.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The pool was dropped before the task finished.
-    #[error("task {task} was cancelled because its pool was dropped before it finished")]
+    #[error("item {index} was cancelled because its pool was dropped before it finished")]
     Cancelled {
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task's argument or result could not be carried between processes: its
     /// `Serialize` or `Deserialize` returned an error (whose own text `message` quotes) or
     /// panicked, or it exceeds [`crate::PoolBuilder::max_payload`].
-    #[error("task {task} could not be carried to or from its worker: {message}")]
+    #[error("item {index} could not be carried to or from its worker: {message}")]
     Codec {
         /// What went wrong.
         message: ArcStr,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
 }
 
@@ -234,7 +234,7 @@ impl TaskError {
     ///
     /// ```
     /// use proctor::{TaskError, TaskErrorKind};
-    /// let e = TaskError::TimedOut { after: std::time::Duration::from_secs(2), worker: 1, task: 7 };
+    /// let e = TaskError::TimedOut { after: std::time::Duration::from_secs(2), worker: 1, index: 7 };
     /// assert_eq!(e.kind(), TaskErrorKind::TimedOut);
     /// ```
     pub fn kind(&self) -> TaskErrorKind {
@@ -252,20 +252,53 @@ impl TaskError {
         }
     }
 
-    /// The id of the task this error belongs to.
-    pub fn task(&self) -> u64 {
+    /// The index of the task's item in its call: its position in the input of
+    /// [`crate::Pool::map`], [`crate::Pool::try_map`] or a stream (counted from 0 over the
+    /// whole input, whatever the window), and 0 for [`crate::Pool::submit`], a call of one.
+    ///
+    /// ```
+    /// fn boom(n: u32) -> u32 { if n == 30 { panic!("no thirty") } n }
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let e = pool.try_map(boom, vec![10, 20, 30]).unwrap_err();
+    /// assert_eq!(e.task_error().unwrap().index(), 2);
+    /// assert!(e.to_string().starts_with("item 2 panicked"), "{e}");
+    /// ```
+    pub fn index(&self) -> u64 {
         match self {
-            TaskError::Panicked { task, .. }
-            | TaskError::Crashed { task, .. }
-            | TaskError::TimedOut { task, .. }
-            | TaskError::Cancelled { task }
-            | TaskError::Lost { task, .. }
-            | TaskError::OutOfMemory { task, .. }
-            | TaskError::Poisoned { task, .. }
-            | TaskError::NoWorker { task, .. }
-            | TaskError::SandboxViolation { task, .. }
-            | TaskError::Codec { task, .. } => *task,
+            TaskError::Panicked { index, .. }
+            | TaskError::Crashed { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Cancelled { index }
+            | TaskError::Lost { index, .. }
+            | TaskError::OutOfMemory { index, .. }
+            | TaskError::Poisoned { index, .. }
+            | TaskError::NoWorker { index, .. }
+            | TaskError::SandboxViolation { index, .. }
+            | TaskError::Codec { index, .. } => *index,
         }
+    }
+
+    /// The same error, for the item at `index` of its call.
+    pub(crate) fn at_index(mut self, at: u64) -> TaskError {
+        match &mut self {
+            TaskError::Panicked { index, .. }
+            | TaskError::Crashed { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Cancelled { index }
+            | TaskError::Lost { index, .. }
+            | TaskError::OutOfMemory { index, .. }
+            | TaskError::Poisoned { index, .. }
+            | TaskError::NoWorker { index, .. }
+            | TaskError::SandboxViolation { index, .. }
+            | TaskError::Codec { index, .. } => *index = at,
+        }
+        self
+    }
+
+    /// The index of the task's item in its call.
+    #[deprecated(note = "errors carry the item's index in its call now: use `index()`")]
+    pub fn task(&self) -> u64 {
+        self.index()
     }
 
     /// True if the task panicked.
@@ -348,7 +381,7 @@ fn human(d: Duration) -> String {
 
 fn crash_sentence(
     worker: u32,
-    task: u64,
+    index: u64,
     signal: Option<i32>,
     exit_code: Option<u8>,
     stderr_tail: &str,
@@ -358,7 +391,7 @@ fn crash_sentence(
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "vanished".to_string(),
     };
-    let mut s = format!("worker {worker} {how} while running task {task}");
+    let mut s = format!("worker {worker} {how} while running item {index}");
     if stderr_tail.contains("memory allocation of") {
         s.push_str(" (out of memory)");
     }
@@ -563,51 +596,51 @@ mod tests {
                 message: s(),
                 location: None,
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::Crashed {
                 signal: None,
                 exit_code: None,
                 stderr_tail: s(),
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::TimedOut {
                 after: Duration::ZERO,
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::OutOfMemory {
                 limit: 0,
                 stderr_tail: s(),
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::Poisoned {
                 attempts: 2,
                 stderr_tail: s(),
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::NoWorker {
                 reason: s(),
-                task: 0,
+                index: 0,
             },
             TaskError::SandboxViolation {
                 syscall: s(),
                 worker: 0,
-                task: 0,
+                index: 0,
             },
             TaskError::Lost {
                 host: s(),
                 reason: s(),
                 worker: 0,
-                task: 0,
+                index: 0,
             },
-            TaskError::Cancelled { task: 0 },
+            TaskError::Cancelled { index: 0 },
             TaskError::Codec {
                 message: s(),
-                task: 0,
+                index: 0,
             },
         ];
         let kinds: Vec<TaskErrorKind> = all.iter().map(TaskError::kind).collect();
@@ -626,18 +659,18 @@ mod tests {
         let t = TaskError::TimedOut {
             after: Duration::from_millis(1500),
             worker: 2,
-            task: 9,
+            index: 9,
         };
         assert_eq!(
             serde_json::to_value(&t).unwrap(),
-            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "task": 9})
+            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "index": 9})
         );
         let c = TaskError::Crashed {
             signal: Some(libc::SIGSEGV),
             exit_code: None,
             stderr_tail: "boom\n".into(),
             worker: 3,
-            task: 17,
+            index: 17,
         };
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["signal"], libc::SIGSEGV);
@@ -647,7 +680,7 @@ mod tests {
             limit: 64 << 20,
             stderr_tail: ArcStr::new(),
             worker: 1,
-            task: 1,
+            index: 1,
         };
         assert_eq!(
             serde_json::to_value(&m).unwrap()["limit_bytes"],
@@ -662,11 +695,11 @@ mod tests {
             exit_code: None,
             stderr_tail: ArcStr::new(),
             worker: 3,
-            task: 17,
+            index: 17,
         };
         assert_eq!(
             e.to_string(),
-            "worker 3 was killed by SIGSEGV (segmentation fault) while running task 17"
+            "worker 3 was killed by SIGSEGV (segmentation fault) while running item 17"
         );
     }
 
@@ -677,7 +710,7 @@ mod tests {
             exit_code: None,
             stderr_tail: "memory allocation of 1024 bytes failed\n".into(),
             worker: 1,
-            task: 2,
+            index: 2,
         };
         let s = e.to_string();
         assert!(s.contains("(out of memory)"), "{s}");
@@ -691,17 +724,17 @@ mod tests {
             exit_code: Some(3),
             stderr_tail: ArcStr::new(),
             worker: 0,
-            task: 4,
+            index: 4,
         };
         assert_eq!(
             e.to_string(),
-            "worker 0 exited with code 3 while running task 4"
+            "worker 0 exited with code 3 while running item 4"
         );
         let t = TaskError::TimedOut {
             after: Duration::from_millis(250),
             worker: 2,
-            task: 9,
+            index: 9,
         };
-        assert_eq!(t.to_string(), "task 9 timed out after 250ms on worker 2");
+        assert_eq!(t.to_string(), "item 9 timed out after 250ms on worker 2");
     }
 }

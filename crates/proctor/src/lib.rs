@@ -50,7 +50,7 @@
 //!
 //! [`Pool::map`] returns one `Result<R, TaskError>` per item, in input order. [`TaskError`]
 //! says what happened to a task in one sentence ("worker 3 was killed by SIGSEGV (segmentation
-//! fault) while running task 17"): it [`Panicked`](TaskError::Panicked), its worker
+//! fault) while running item 17"): it [`Panicked`](TaskError::Panicked), its worker
 //! [`Crashed`](TaskError::Crashed) under it, it ran [`OutOfMemory`](TaskError::OutOfMemory)
 //! under the pool's `memory_limit`, it [`TimedOut`](TaskError::TimedOut), its job was
 //! [`Poisoned`](TaskError::Poisoned) (it killed workers before any task started), no worker

@@ -71,7 +71,7 @@ fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped()
             out[1],
             Err(TaskError::Poisoned {
                 attempts: 2,
-                task: 1,
+                index: 1,
                 ..
             })
         ),

@@ -406,7 +406,7 @@ impl Shared {
     }
 
     /// The error of a task whose fate the machine decided; `cause` is the worker whose end
-    /// decided it, and how it ended.
+    /// decided it, and how it ended; `task` is the item's index in its call.
     fn task_error(
         &self,
         cause: Option<(&Worker, Option<Exit>)>,
@@ -422,7 +422,7 @@ impl Shared {
                         host: host.into(),
                         reason: reason.into(),
                         worker,
-                        task,
+                        index: task,
                     };
                 }
                 let (signal, exit_code) = match cause.and_then(|(_, e)| e) {
@@ -445,7 +445,7 @@ impl Shared {
                         return TaskError::SandboxViolation {
                             syscall: syscall.into(),
                             worker,
-                            task,
+                            index: task,
                         };
                     }
                 }
@@ -455,7 +455,7 @@ impl Shared {
                             limit,
                             stderr_tail,
                             worker,
-                            task,
+                            index: task,
                         }
                     }
                     _ => TaskError::Crashed {
@@ -463,39 +463,39 @@ impl Shared {
                         exit_code,
                         stderr_tail,
                         worker,
-                        task,
+                        index: task,
                     },
                 }
             }
             Fate::TimedOut { after } => TaskError::TimedOut {
                 after,
                 worker,
-                task,
+                index: task,
             },
             Fate::Poisoned { attempts } => TaskError::Poisoned {
                 attempts,
                 stderr_tail: cause.map(|(w, _)| w.job_stderr()).unwrap_or_default(),
                 worker,
-                task,
+                index: task,
             },
             Fate::Violation => TaskError::Codec {
                 message: "its worker broke the pool's protocol (an impossible arena header) \
                           and was killed"
                     .into(),
-                task,
+                index: task,
             },
             Fate::Unencodable => TaskError::Codec {
                 message: "its argument could not be encoded again to resume its job".into(),
-                task,
+                index: task,
             },
-            Fate::Cancelled => TaskError::Cancelled { task },
+            Fate::Cancelled => TaskError::Cancelled { index: task },
             Fate::NoWorker => TaskError::NoWorker {
                 reason: st
                     .spawn_error
                     .as_deref()
                     .unwrap_or("no worker process could be started")
                     .into(),
-                task,
+                index: task,
             },
         }
     }
@@ -547,7 +547,7 @@ fn deliver(d: &Delivery, records: &[u8]) {
     let Some(range) = d.bytes.clone() else {
         d.job.fail(d.from, d.n, |task| TaskError::Codec {
             message: "its worker's result arena is inconsistent".into(),
-            task,
+            index: task,
         });
         return;
     };
@@ -559,7 +559,7 @@ fn decode(d: &Delivery, buf: &[u8]) {
     let it = RecordIter {
         buf,
         worker: d.worker,
-        task: d.job.first_task + d.from as u64,
+        task: (d.job.first_index + d.from) as u64,
         left: d.n,
         broken: false,
     };

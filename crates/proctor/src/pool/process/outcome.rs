@@ -37,7 +37,9 @@ impl RawOutcome<'_> {
 
 /// Receives the outcomes of one `map` call or one submitted task.
 pub(crate) trait Sink: Send + Sync {
-    /// Outcomes for items `first_index..` (tasks `first_task..`), in order.
+    /// Outcomes for items `first_index..`, in order; `first_task` is the index their errors
+    /// carry (the same number: an error names its item's index in the call, not the
+    /// pool-wide task id that the wire carries).
     fn deliver(
         &self,
         first_index: usize,
@@ -181,14 +183,14 @@ fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
                 message: message.into(),
                 location: location.map(ArcStr::from),
                 worker,
-                task,
+                index: task,
             }
         }
         RecordTag::Codec | RecordTag::Ok => {
             let message: &str = postcard::from_bytes(payload).unwrap_or("unknown codec error");
             TaskError::Codec {
                 message: message.into(),
-                task,
+                index: task,
             }
         }
     }
@@ -199,7 +201,7 @@ fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
 fn corrupt(task: u64, why: &str) -> TaskError {
     TaskError::Codec {
         message: arcstr::format!("its outcome record is corrupt: {why}"),
-        task,
+        index: task,
     }
 }
 
@@ -226,7 +228,7 @@ fn undecodable(
     // this keeps one small call, the same for every result type.)
     TaskError::Codec {
         message: arcstr::format!("its result could not be decoded: {}", words(bytes, e)),
-        task,
+        index: task,
     }
 }
 
@@ -238,7 +240,7 @@ fn decode_panicked(payload: &(dyn std::any::Any + Send), task: u64) -> TaskError
         message: arcstr::format!(
             "its result could not be decoded: Deserialize panicked: {message}"
         ),
-        task,
+        index: task,
     }
 }
 
@@ -396,6 +398,7 @@ fn decode_oks<'a, R: DeserializeOwned, G: FnMut(Result<R, TaskError>)>(
 
 /// Holds the outcome of one submitted task.
 pub(super) struct SlotSink<R> {
+    /// The pool-wide task id (for `Debug`; its errors say index 0: a call of one item).
     pub(super) task: u64,
     pub(super) outcome: Mutex<Option<Result<R, TaskError>>>,
     pub(super) done: AtomicBool,
@@ -412,7 +415,7 @@ impl<R> SlotSink<R> {
     pub(super) fn take(&self) -> Result<R, TaskError> {
         lock(&self.outcome)
             .take()
-            .unwrap_or(Err(TaskError::Cancelled { task: self.task }))
+            .unwrap_or(Err(TaskError::Cancelled { index: 0 }))
     }
 }
 
@@ -436,7 +439,7 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
         outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
     ) {
         if let Some(o) = outcomes.next() {
-            let r = o.decode(self.task);
+            let r = o.decode(0);
             *lock(&self.outcome) = Some(r);
             // SeqCst with `awaited`: either this sees the waker, or the poll that registered
             // it sees `done` (each side stores, then loads the other's flag).
