@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The panic was caught and the worker lives on.
-    #[error("item {index} panicked on worker {worker}{}: {message}", at(location))]
+    #[error("item {index} panicked on worker {worker}{}{}: {message}", at(location), tries(*attempts))]
     Panicked {
         /// The panic message (`panic!("...")`'s text, or a placeholder for other payloads).
         message: ArcStr,
@@ -51,10 +51,14 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The worker process died while running the task (process mode only): a signal such as
     /// SIGSEGV or SIGABRT (an `abort()`, a failed allocation, a stack overflow), or an `exit`.
-    #[error("{}", crash_sentence(*worker, *index, *signal, *exit_code, stderr_tail))]
+    #[error("{}", crash_sentence(*worker, *index, *signal, *exit_code, stderr_tail, *attempts))]
     Crashed {
         /// The signal that killed the worker, if a signal did.
         signal: Option<i32>,
@@ -66,11 +70,15 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task ran longer than the pool's `task_timeout`, measured from the moment it started
     /// on a worker. In process mode the worker was killed and replaced; in thread mode the
     /// thread cannot be killed and was abandoned (it leaks until the task returns).
-    #[error("item {index} timed out after {} on worker {worker}", human(*after))]
+    #[error("item {index} timed out after {} on worker {worker}{}", human(*after), tries(*attempts))]
     TimedOut {
         /// How long the task had run when it was stopped.
         #[serde(rename = "after_ns", serialize_with = "nanos")]
@@ -79,10 +87,14 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task allocated past the pool's `memory_limit` and its worker process was
     /// replaced (process mode only).
-    #[error("item {index} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
+    #[error("item {index} ran out of memory on worker {worker} (memory_limit {}){}{}", bytes(*limit), tries(*attempts), said(stderr_tail))]
     OutOfMemory {
         /// The pool's memory limit, in bytes.
         #[serde(rename = "limit_bytes")]
@@ -93,6 +105,10 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task never ran: its job killed `attempts` workers in a row before any task
     /// started (an argument whose decoding aborts the worker, say), so the pool blamed this,
@@ -122,7 +138,7 @@ pub enum TaskError {
     },
     /// The task made a system call its worker's sandbox forbids
     /// ([`crate::PoolBuilder::sandbox`]): the worker was stopped at the call, and replaced.
-    #[error("item {index} was stopped by its sandbox on worker {worker}: it called {syscall}")]
+    #[error("item {index} was stopped by its sandbox on worker {worker}{}: it called {syscall}", tries(*attempts))]
     SandboxViolation {
         /// The forbidden call, by name where known (`openat`, `socket`, `clone3`...).
         syscall: ArcStr,
@@ -130,10 +146,14 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The host of the task's remote worker was lost (it stopped answering heartbeats, or
     /// its agent's connection broke) while the task ran.
-    #[error("item {index} was lost with its remote worker {worker} on {host}: {reason}")]
+    #[error("item {index} was lost with its remote worker {worker} on {host}{}: {reason}", tries(*attempts))]
     Lost {
         /// The host, as its agent named itself.
         host: ArcStr,
@@ -143,6 +163,10 @@ pub enum TaskError {
         worker: u32,
         /// The item's index in its call ([`TaskError::index`]).
         index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The pool was dropped before the task finished.
     #[error("item {index} was cancelled because its pool was dropped before it finished")]
@@ -234,7 +258,8 @@ impl TaskError {
     ///
     /// ```
     /// use proctor::{TaskError, TaskErrorKind};
-    /// let e = TaskError::TimedOut { after: std::time::Duration::from_secs(2), worker: 1, index: 7 };
+    /// let after = std::time::Duration::from_secs(2);
+    /// let e = TaskError::TimedOut { after, worker: 1, index: 7, attempts: 1 };
     /// assert_eq!(e.kind(), TaskErrorKind::TimedOut);
     /// ```
     pub fn kind(&self) -> TaskErrorKind {
@@ -275,6 +300,33 @@ impl TaskError {
             | TaskError::NoWorker { index, .. }
             | TaskError::SandboxViolation { index, .. }
             | TaskError::Codec { index, .. } => *index,
+        }
+    }
+
+    /// How many times the task was started on a worker: 1, or more when
+    /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it (then its
+    /// `Display` ends "after N attempts"). `None` for the errors that carry no count:
+    /// [`Poisoned`](TaskError::Poisoned), [`NoWorker`](TaskError::NoWorker),
+    /// [`Cancelled`](TaskError::Cancelled) and [`Codec`](TaskError::Codec).
+    ///
+    /// ```
+    /// fn boom(n: u32) -> u32 { if n == 1 { panic!("no one") } n }
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let out = pool.map(boom, vec![0, 1]);
+    /// assert_eq!(out[1].as_ref().unwrap_err().attempts(), Some(1));
+    /// ```
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            TaskError::Panicked { attempts, .. }
+            | TaskError::Crashed { attempts, .. }
+            | TaskError::TimedOut { attempts, .. }
+            | TaskError::OutOfMemory { attempts, .. }
+            | TaskError::SandboxViolation { attempts, .. }
+            | TaskError::Lost { attempts, .. } => Some(u32::from(*attempts)),
+            TaskError::Poisoned { .. }
+            | TaskError::NoWorker { .. }
+            | TaskError::Cancelled { .. }
+            | TaskError::Codec { .. } => None,
         }
     }
 
@@ -347,6 +399,15 @@ fn nanos<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// `, after 3 attempts` for a task run more than once; nothing otherwise.
+fn tries(attempts: u8) -> String {
+    if attempts > 1 {
+        format!(", after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
 fn at(location: &Option<ArcStr>) -> String {
     match location {
         Some(l) => format!(" at {l}"),
@@ -385,13 +446,17 @@ fn crash_sentence(
     signal: Option<i32>,
     exit_code: Option<u8>,
     stderr_tail: &str,
+    attempts: u8,
 ) -> String {
     let how = match (signal, exit_code) {
         (Some(sig), _) => format!("was killed by {}", signal_description(sig)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "vanished".to_string(),
     };
-    let mut s = format!("worker {worker} {how} while running item {index}");
+    let mut s = format!(
+        "worker {worker} {how} while running item {index}{}",
+        tries(attempts)
+    );
     if stderr_tail.contains("memory allocation of") {
         s.push_str(" (out of memory)");
     }
@@ -597,6 +662,7 @@ mod tests {
                 location: None,
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::Crashed {
                 signal: None,
@@ -604,17 +670,20 @@ mod tests {
                 stderr_tail: s(),
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::TimedOut {
                 after: Duration::ZERO,
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::OutOfMemory {
                 limit: 0,
                 stderr_tail: s(),
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::Poisoned {
                 attempts: 2,
@@ -630,12 +699,14 @@ mod tests {
                 syscall: s(),
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::Lost {
                 host: s(),
                 reason: s(),
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             TaskError::Cancelled { index: 0 },
             TaskError::Codec {
@@ -660,10 +731,11 @@ mod tests {
             after: Duration::from_millis(1500),
             worker: 2,
             index: 9,
+            attempts: 1,
         };
         assert_eq!(
             serde_json::to_value(&t).unwrap(),
-            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "index": 9})
+            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "index": 9, "attempts": 1})
         );
         let c = TaskError::Crashed {
             signal: Some(libc::SIGSEGV),
@@ -671,6 +743,7 @@ mod tests {
             stderr_tail: "boom\n".into(),
             worker: 3,
             index: 17,
+            attempts: 1,
         };
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["signal"], libc::SIGSEGV);
@@ -681,6 +754,7 @@ mod tests {
             stderr_tail: ArcStr::new(),
             worker: 1,
             index: 1,
+            attempts: 1,
         };
         assert_eq!(
             serde_json::to_value(&m).unwrap()["limit_bytes"],
@@ -696,6 +770,7 @@ mod tests {
             stderr_tail: ArcStr::new(),
             worker: 3,
             index: 17,
+            attempts: 1,
         };
         assert_eq!(
             e.to_string(),
@@ -711,6 +786,7 @@ mod tests {
             stderr_tail: "memory allocation of 1024 bytes failed\n".into(),
             worker: 1,
             index: 2,
+            attempts: 1,
         };
         let s = e.to_string();
         assert!(s.contains("(out of memory)"), "{s}");
@@ -725,6 +801,7 @@ mod tests {
             stderr_tail: ArcStr::new(),
             worker: 0,
             index: 4,
+            attempts: 1,
         };
         assert_eq!(
             e.to_string(),
@@ -734,6 +811,7 @@ mod tests {
             after: Duration::from_millis(250),
             worker: 2,
             index: 9,
+            attempts: 1,
         };
         assert_eq!(t.to_string(), "item 9 timed out after 250ms on worker 2");
     }

@@ -103,6 +103,7 @@ fn the_alternate_form_adds_each_mode_memory_and_the_crash() {
                 stderr_tail: ArcStr::new(),
                 worker: 0,
                 index: 0,
+                attempts: 1,
             },
             pool_went_on: true,
         },
@@ -149,6 +150,7 @@ fn a_panicking_crash_input_is_caught_in_both_modes() {
             location: None,
             worker: 1,
             index: 3,
+            attempts: 1,
         },
         pool_went_on: true,
     };

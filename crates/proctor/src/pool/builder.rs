@@ -182,6 +182,9 @@ impl<S: 'static> PoolBuilder<S> {
     /// a task whose worker died `max_retries` times (3 by default); proctor reruns nothing
     /// unless asked, and blames a task after two deaths.
     ///
+    /// A rerun task's error says how many times it was started ([`TaskError::attempts`];
+    /// its `Display` ends "after 3 attempts"), whatever it ended with.
+    ///
     /// Process mode only (a thread cannot die alone).
     pub fn retries(mut self, n: u32) -> Self {
         self.config.retries = n;

@@ -185,3 +185,76 @@ fn a_summary_groups_failures_by_kind_and_serializes_them() {
         "{json}"
     );
 }
+
+/// Item 1 aborts its worker every time; the others return themselves.
+fn aborts_on_1(n: u64) -> u64 {
+    if n == 1 {
+        std::process::abort();
+    }
+    n
+}
+
+/// The first time (no file at `path` yet) it leaves the file and aborts its worker; after
+/// that it panics: a task that crashed, was retried, then failed otherwise.
+fn crashes_then_panics(path: String) -> u64 {
+    if std::fs::metadata(&path).is_err() {
+        std::fs::write(&path, b"ran").unwrap();
+        std::process::abort();
+    }
+    panic!("second time unlucky");
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_retried_tasks_error_says_how_many_attempts_it_had() {
+    for retries in [0u32, 2] {
+        let pool = Pool::processes(2)
+            .retries(retries)
+            .forward_stderr(false)
+            .build()
+            .unwrap();
+        let out = pool.map(aborts_on_1, 0..4);
+        assert_eq!((out[0].clone(), out[2].clone()), (Ok(0), Ok(2)));
+        let e = out[1].as_ref().unwrap_err();
+        assert_eq!(e.kind(), TaskErrorKind::Crashed, "{e}");
+        assert_eq!((e.index(), e.attempts()), (1, Some(retries + 1)), "{e}");
+        let said = format!("after {} attempts", retries + 1);
+        assert_eq!(e.to_string().contains(&said), retries > 0, "{e}");
+        let json = serde_json::to_value(e).unwrap();
+        assert_eq!(json["attempts"], retries + 1);
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn a_task_that_crashed_then_panicked_counts_both_attempts() {
+    let dir = std::env::temp_dir().join(format!("proctor-attempts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool = Pool::processes(1)
+        .retries(1)
+        .forward_stderr(false)
+        .build()
+        .unwrap();
+    let paths: Vec<String> = (0..3)
+        .map(|i| dir.join(format!("item-{i}")).display().to_string())
+        .collect();
+    // Item 1's marker exists already: it panics at its first attempt.
+    std::fs::write(&paths[1], b"ran").unwrap();
+    let out = pool.map(crashes_then_panics, paths);
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let e = o.as_ref().unwrap_err();
+        assert_eq!(
+            (e.kind(), e.index()),
+            (TaskErrorKind::Panicked, i as u64),
+            "{e}"
+        );
+        let attempts = if i == 1 { 1 } else { 2 };
+        assert_eq!(e.attempts(), Some(attempts), "item {i}: {e}");
+        assert_eq!(
+            e.to_string().contains("after 2 attempts"),
+            attempts == 2,
+            "{e}"
+        );
+    }
+}

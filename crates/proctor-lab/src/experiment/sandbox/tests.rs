@@ -13,6 +13,7 @@ fn task_errors_map_to_outcomes() {
         syscall: "socket".into(),
         worker: 1,
         index: 2,
+        attempts: 1,
     }));
     assert_eq!(
         stopped,

@@ -161,7 +161,13 @@ impl Shared {
                     self.on_death(st, slot, Death::Died, out);
                 }
             }
-            Action::Deliver { slot, job, from, n } => {
+            Action::Deliver {
+                slot,
+                job,
+                from,
+                n,
+                retried,
+            } => {
                 let w = st.workers[slot]
                     .as_mut()
                     .expect("records come from a worker");
@@ -171,6 +177,7 @@ impl Shared {
                     n,
                     bytes: None,
                     worker: w.id,
+                    retried,
                 };
                 let mut large = 0;
                 let committed = arena::refresh(&mut w.arena, self.arena_max())
@@ -213,10 +220,16 @@ impl Shared {
                 from,
                 count,
                 fate,
+                started,
             } => {
                 st.delivered = true;
                 let cause = slot.and_then(|s| Some((st.workers[s].as_ref()?, st.exits[s])));
-                job.fail(from, count, |task| self.task_error(cause, fate, task, st));
+                // Only the first of the tasks can have been started (the one a death hit).
+                let first = (job.first_index + from) as u64;
+                job.fail(from, count, |task| {
+                    let started = if task == first { started } else { 0 };
+                    self.task_error(cause, fate, task, started, st)
+                });
             }
             Action::Respawn { slot, graceful } => {
                 if let Some(mut old) = st.workers[slot].take() {
@@ -406,15 +419,18 @@ impl Shared {
     }
 
     /// The error of a task whose fate the machine decided; `cause` is the worker whose end
-    /// decided it, and how it ended; `task` is the item's index in its call.
+    /// decided it, and how it ended; `task` is the item's index in its call, `started` how
+    /// many times it was started.
     fn task_error(
         &self,
         cause: Option<(&Worker, Option<Exit>)>,
         fate: Fate,
         task: u64,
+        started: u32,
         st: &State,
     ) -> TaskError {
         let worker = cause.map_or(0, |(w, _)| w.id);
+        let attempts = u8::try_from(started.max(1)).unwrap_or(u8::MAX);
         match fate {
             Fate::Crashed => {
                 if let Some((host, reason)) = cause.and_then(|(w, _)| w.host.lost()) {
@@ -423,6 +439,7 @@ impl Shared {
                         reason: reason.into(),
                         worker,
                         index: task,
+                        attempts,
                     };
                 }
                 let (signal, exit_code) = match cause.and_then(|(_, e)| e) {
@@ -446,6 +463,7 @@ impl Shared {
                             syscall: syscall.into(),
                             worker,
                             index: task,
+                            attempts,
                         };
                     }
                 }
@@ -456,6 +474,7 @@ impl Shared {
                             stderr_tail,
                             worker,
                             index: task,
+                            attempts,
                         }
                     }
                     _ => TaskError::Crashed {
@@ -464,6 +483,7 @@ impl Shared {
                         stderr_tail,
                         worker,
                         index: task,
+                        attempts,
                     },
                 }
             }
@@ -471,6 +491,7 @@ impl Shared {
                 after,
                 worker,
                 index: task,
+                attempts,
             },
             Fate::Poisoned { attempts } => TaskError::Poisoned {
                 attempts,
@@ -560,6 +581,8 @@ fn decode(d: &Delivery, buf: &[u8]) {
         buf,
         worker: d.worker,
         task: (d.job.first_index + d.from) as u64,
+        head: (d.job.first_index + d.from) as u64,
+        retried: d.retried,
         left: d.n,
         broken: false,
     };

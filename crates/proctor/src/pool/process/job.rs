@@ -137,4 +137,6 @@ pub(super) struct Delivery {
     pub(super) n: usize,
     pub(super) bytes: Option<Range<usize>>,
     pub(super) worker: u32,
+    /// Times the first of the tasks had been started before and lost to a crash.
+    pub(super) retried: u32,
 }

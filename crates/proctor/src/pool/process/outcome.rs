@@ -67,6 +67,8 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         task: 0,
         left: count.min(1 << 20),
         broken: false,
+        head: 0,
+        retried: 0,
     };
     // The captured-output path must see the same outcomes.
     let mut captured = it;
@@ -100,6 +102,10 @@ pub(crate) struct RecordIter<'a> {
     pub(super) task: u64,
     pub(super) left: usize,
     pub(super) broken: bool,
+    /// The first record's task, and the times it had been started before this run and lost
+    /// to a crash (rerun under `retries`): its error counts them.
+    pub(super) head: u64,
+    pub(super) retried: u32,
 }
 
 impl<'a> RecordIter<'a> {
@@ -165,7 +171,10 @@ impl<'a> Iterator for RecordIter<'a> {
         self.buf = &self.buf[used..];
         Some(match tag {
             RecordTag::Ok => RawOutcome::Ok(payload),
-            tag => RawOutcome::Err(failed(tag, payload, self.worker, task)),
+            tag => {
+                let retried = if task == self.head { self.retried } else { 0 };
+                RawOutcome::Err(failed(tag, payload, self.worker, task, retried))
+            }
         })
     }
 }
@@ -174,7 +183,7 @@ impl<'a> Iterator for RecordIter<'a> {
 /// `Ok` records.
 #[cold]
 #[inline(never)]
-fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
+fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64, retried: u32) -> TaskError {
     match tag {
         RecordTag::Panicked => {
             let (message, location): (&str, Option<&str>) =
@@ -184,6 +193,7 @@ fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
                 location: location.map(ArcStr::from),
                 worker,
                 index: task,
+                attempts: u8::try_from(retried.saturating_add(1)).unwrap_or(u8::MAX),
             }
         }
         RecordTag::Codec | RecordTag::Ok => {

@@ -38,6 +38,7 @@ pub(super) fn run_task<A, R, F, D>(
                 after,
                 worker,
                 index,
+                attempts: 1,
             }))
         }),
     );
@@ -54,6 +55,7 @@ pub(super) fn run_task<A, R, F, D>(
             after,
             worker,
             index,
+            attempts: 1,
         }));
     } else {
         finish(outcome);
@@ -115,6 +117,7 @@ pub(super) fn panicked(payload: &(dyn std::any::Any + Send), worker: u32, task: 
         location: location.map(Into::into),
         worker,
         index: task,
+        attempts: 1,
     }
 }
 

@@ -165,7 +165,9 @@ impl Sim {
                         hostile: false,
                     });
                 }
-                Action::Deliver { slot, job, from, n } => {
+                Action::Deliver {
+                    slot, job, from, n, ..
+                } => {
                     let w = match &dead {
                         Some((s, w)) if *s == slot => w,
                         _ => self.workers[slot]
@@ -192,6 +194,7 @@ impl Sim {
                     from,
                     count,
                     fate,
+                    ..
                 } => {
                     for i in from..from + count {
                         self.outcomes
