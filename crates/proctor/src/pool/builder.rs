@@ -155,17 +155,37 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
-    /// Whether what worker processes write to stderr reaches this program's stderr (the
-    /// default). Either way the last few KiB are kept for [`TaskError::Crashed`]'s
-    /// `stderr_tail`, so turning it off keeps a crashing worker's panic message, backtrace or
-    /// "memory allocation failed" off the terminal without losing it.
+    /// Whether what worker processes write to stderr reaches this program's stderr: all of
+    /// it (`true`) or none (`false`). Either way the last few KiB are kept for
+    /// [`TaskError::Crashed`]'s `stderr_tail`, so turning it off keeps a crashing worker's
+    /// panic message, backtrace or "memory allocation failed" off the terminal without
+    /// losing it.
+    ///
+    /// By default neither: the first 20 lines of each job's stderr (a job: the tasks sent to
+    /// a worker at once, see [`PoolBuilder::chunk_size`]) are forwarded and the rest of that
+    /// job's is held back, so that a few failures say what happened while a flood of
+    /// backtraces cannot bury a progress bar; holding lines back is logged (`log`, at `info`)
+    /// once per job. [`PoolBuilder::forward_stderr_lines`] sets another number.
     ///
     /// In thread mode tasks write to this program's own stderr, which no pool can filter;
     /// the option is accepted, so that switching the mode stays one word, and the pool's own
     /// output is quiet either way (a caught panic becomes `TaskError::Panicked` and prints
     /// nothing).
     pub fn forward_stderr(mut self, forward: bool) -> Self {
-        self.config.forward_stderr = forward;
+        self.config.forward_stderr = if forward { usize::MAX } else { 0 };
+        self
+    }
+
+    /// Forwards at most `lines` lines of each job's stderr to this program's stderr, and
+    /// holds back the rest of that job's (it still reaches a crash's `stderr_tail`). The
+    /// default is 20; see [`PoolBuilder::forward_stderr`].
+    ///
+    /// ```
+    /// let pool = proctor::Pool::threads(2).forward_stderr_lines(5).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn forward_stderr_lines(mut self, lines: usize) -> Self {
+        self.config.forward_stderr = lines;
         self
     }
 

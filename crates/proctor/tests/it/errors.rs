@@ -258,3 +258,66 @@ fn a_task_that_crashed_then_panicked_counts_both_attempts() {
         );
     }
 }
+
+/// Writes `n` numbered lines to stderr, then returns `n`.
+fn spams_stderr(n: u64) -> u64 {
+    for i in 0..n {
+        eprintln!("spam {i}");
+    }
+    n
+}
+
+/// Writes 100 lines to stderr, then aborts its worker.
+fn spams_then_aborts(n: u64) -> u64 {
+    spams_stderr(n);
+    std::process::abort();
+}
+
+#[test]
+#[ignore = "helper: run by stderr_is_forwarded_capped_per_job_by_default"]
+fn helper_spamming_pool() {
+    let b = Pool::processes(1);
+    let pool = match std::env::var("PROCTOR_STDERR").as_deref() {
+        Ok("all") => b.forward_stderr(true),
+        Ok("5") => b.forward_stderr_lines(5),
+        _ => b,
+    }
+    .build()
+    .unwrap();
+    // Two jobs of 100 lines each.
+    assert_eq!(pool.submit(spams_stderr, 100).join(), Ok(100));
+    assert_eq!(pool.submit(spams_stderr, 100).join(), Ok(100));
+    pool.shutdown();
+    println!("helper done");
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn stderr_is_forwarded_capped_per_job_by_default() {
+    for (setting, expect) in [("default", 2 * 20), ("5", 2 * 5), ("all", 2 * 100)] {
+        let out = crate::helper("errors::helper_spamming_pool", ("PROCTOR_STDERR", setting))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("helper done"), "{stdout}");
+        let spam: Vec<&str> = stderr.lines().filter(|l| l.starts_with("spam ")).collect();
+        assert_eq!(spam.len(), expect, "{setting}: {stderr}");
+        // What is forwarded is each job's first lines.
+        assert_eq!(spam.first(), Some(&"spam 0"), "{setting}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn stderr_held_back_still_reaches_a_crashs_tail() {
+    let pool = Pool::processes(1).forward_stderr_lines(1).build().unwrap();
+    let e = pool.submit(spams_then_aborts, 100).join().unwrap_err();
+    match &e {
+        TaskError::Crashed { stderr_tail, .. } => {
+            assert!(stderr_tail.contains("spam 99\n"), "{stderr_tail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -358,7 +358,8 @@ fn helper_chatty_pool() {
     let Ok(how) = std::env::var("PROCTOR_TEST_CHATTY") else {
         return;
     };
-    let mut b = Pool::processes(2);
+    // Everything forwarded (the default holds back a job's lines past 20).
+    let mut b = Pool::processes(2).forward_stderr(true);
     if how.contains("recycle") {
         b = b.max_tasks_per_worker(1);
     }
