@@ -608,7 +608,7 @@ impl fmt::Display for Error {
             ErrorKind::NotInitialized { reason } => write!(
                 f,
                 "process pool unavailable: {reason} (call proctor::init() as the first line of \
-                 main, or proctor::init_before_main!() in tests)"
+                 main, or proctor::init_before_main!() in tests and under #[tokio::main])"
             ),
             ErrorKind::InvalidConfig(msg) => write!(f, "invalid pool configuration: {msg}"),
             ErrorKind::Spawn(e) => write!(f, "could not start a worker: {e}"),

@@ -121,6 +121,27 @@
 //! answers in the lab's words: what processes cost per task here, throughput, memory per
 //! worker, and what a crash does in each ([`compare`] has the method).
 //!
+//! # Async programs (`#[tokio::main]`)
+//!
+//! `#[tokio::main]` starts the runtime's threads before the body of `main` runs, too late for
+//! [`init`] there. Two ways in. Write [`init_before_main!`] once at the top level of the
+//! binary crate, and keep `#[tokio::main]` as it is (the `tokio_main` example does this, and
+//! a test runs it). Or write a plain `main` that calls [`init`] first and builds the runtime
+//! by hand, which is what `#[tokio::main]` expands to:
+//!
+//! ```standalone_crate
+//! fn square(n: u64) -> u64 { n * n }
+//!
+//! fn main() {
+//!     proctor::init(); // before the runtime's threads exist
+//!     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//!     rt.block_on(async {
+//!         let pool = proctor::Pool::processes(2).build().unwrap();
+//!         assert_eq!(pool.submit(square, 7).await, Ok(49)); // a `Task` is a `Future`
+//!     });
+//! }
+//! ```
+//!
 //! # Testing
 //!
 //! The test harness starts threads before any test runs, too late for [`init`]. Put this one
@@ -217,7 +238,8 @@ pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 /// up after it (statics, environment) is not seen there. Send it with [`Pool::map_with`] or
 /// make it per worker with [`PoolBuilder::init_worker`].
 ///
-/// In tests, use [`init_before_main!`] instead.
+/// In tests, and under `#[tokio::main]` (whose threads start before `main`'s body), use
+/// [`init_before_main!`] instead.
 pub fn init() {
     #[cfg(target_os = "linux")]
     {
@@ -234,8 +256,11 @@ pub fn init() {
 }
 
 /// Runs [`init`] before `main`, from the program's constructor list (`.init_array`), while
-/// the program is certainly single-threaded. Meant for test crates, whose harness starts
-/// threads before any test runs. Write it once, at the top level of the crate:
+/// the program is certainly single-threaded. Meant for programs whose `main` cannot call
+/// [`init`] before threads exist: test crates, whose harness starts threads before any test
+/// runs, and binaries under `#[tokio::main]` (or any attribute that starts a runtime before
+/// `main`'s body; see the `tokio_main` example). Write it once, at the top level of the
+/// crate:
 ///
 /// ```ignore
 /// proctor::init_before_main!();
