@@ -161,11 +161,13 @@ impl<S: 'static> PoolBuilder<S> {
     /// panic message, backtrace or "memory allocation failed" off the terminal without
     /// losing it.
     ///
-    /// By default neither: the first 20 lines of each job's stderr (a job: the tasks sent to
-    /// a worker at once, see [`PoolBuilder::chunk_size`]) are forwarded and the rest of that
-    /// job's is held back, so that a few failures say what happened while a flood of
-    /// backtraces cannot bury a progress bar; holding lines back is logged (`log`, at `info`)
-    /// once per job. [`PoolBuilder::forward_stderr_lines`] sets another number.
+    /// By default neither: at most 20 lines per job (a job: the tasks sent to a worker at
+    /// once, see [`PoolBuilder::chunk_size`]) are forwarded, each job a worker starts letting
+    /// up to 20 more of its lines through, and the rest is held back, so that a few failures
+    /// say what happened while a flood of backtraces cannot bury a progress bar. (Lines are
+    /// counted as the pool reads them: a job's lines read after its worker's next job started
+    /// count against that one.) Holding lines back is logged (`log`, at `info`) once per
+    /// job. [`PoolBuilder::forward_stderr_lines`] sets another number.
     ///
     /// In thread mode tasks write to this program's own stderr, which no pool can filter;
     /// the option is accepted, so that switching the mode stays one word, and the pool's own

@@ -294,7 +294,9 @@ fn helper_spamming_pool() {
 #[test]
 #[cfg_attr(not(target_os = "linux"), ignore)]
 fn stderr_is_forwarded_capped_per_job_by_default() {
-    for (setting, expect) in [("default", 2 * 20), ("5", 2 * 5), ("all", 2 * 100)] {
+    // Two jobs of 100 lines: each job started lets `limit` more lines through (a job's
+    // lines read after the next job started count against that one).
+    for (setting, least, most) in [("default", 20, 40), ("5", 5, 10), ("all", 200, 200)] {
         let out = crate::helper("errors::helper_spamming_pool", ("PROCTOR_STDERR", setting))
             .output()
             .unwrap();
@@ -303,7 +305,11 @@ fn stderr_is_forwarded_capped_per_job_by_default() {
         assert!(out.status.success(), "{stdout}{stderr}");
         assert!(stdout.contains("helper done"), "{stdout}");
         let spam: Vec<&str> = stderr.lines().filter(|l| l.starts_with("spam ")).collect();
-        assert_eq!(spam.len(), expect, "{setting}: {stderr}");
+        assert!(
+            (least..=most).contains(&spam.len()),
+            "{setting}: {} lines: {stderr}",
+            spam.len()
+        );
         // What is forwarded is each job's first lines.
         assert_eq!(spam.first(), Some(&"spam 0"), "{setting}");
     }
