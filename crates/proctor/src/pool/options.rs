@@ -191,7 +191,7 @@ macro_rules! with_mode_options {
                     "the largest encoded argument or job's results; `Codec` past it",
                     "accepted; values move without being encoded";
                 forward_stderr:
-                    "workers' stderr to ours (each job's first 20 lines by default, or all), or only into `stderr_tail`",
+                    "workers' stderr to ours (at most 20 lines per job by default, or all), or only into `stderr_tail`",
                     "accepted; tasks write to our stderr directly";
                 init_worker:
                     "run in each worker process, before its first task",
