@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use arcstr::ArcStr;
+use serde::{Deserialize, Serialize};
 
 /// Why a single task produced no result.
 ///
@@ -14,11 +15,33 @@ use arcstr::ArcStr;
 /// returns one per item, and for a million small items the error's size is paid a million
 /// times, failed or not. Hence the one-word [`ArcStr`] texts, `u32` worker numbers and a
 /// `u8` exit code (all the kernel keeps of one).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// [`TaskError::kind`] names the variant as a plain [`TaskErrorKind`], to count or group
+/// failures without a `match`. It is `Serialize`, as an object whose `"kind"` field is that
+/// name, beside the variant's fields (durations as `after_ns`, the memory limit as
+/// `limit_bytes`):
+///
+/// ```
+/// use proctor::{TaskError, TaskErrorKind};
+/// # fn boom(n: u32) -> u32 { if n == 2 { panic!("no two") } n }
+/// let pool = proctor::Pool::threads(2).build().unwrap();
+/// let outcomes = pool.map(boom, vec![1, 2, 3]);
+/// let mut failed = std::collections::BTreeMap::<TaskErrorKind, usize>::new();
+/// for e in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+///     *failed.entry(e.kind()).or_default() += 1;
+/// }
+/// assert_eq!(failed[&TaskErrorKind::Panicked], 1);
+/// let e: &TaskError = outcomes[1].as_ref().unwrap_err();
+/// let json = serde_json::to_value(e).unwrap();
+/// assert_eq!(json["kind"], "Panicked");
+/// assert_eq!(json["message"], "no two");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind")]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked. The panic was caught and the worker lives on.
-    #[error("task {task} panicked on worker {worker}{}: {message}", at(location))]
+    #[error("item {index} panicked on worker {worker}{}{}: {message}", at(location), tries(*attempts))]
     Panicked {
         /// The panic message (`panic!("...")`'s text, or a placeholder for other payloads).
         message: ArcStr,
@@ -26,12 +49,16 @@ pub enum TaskError {
         location: Option<ArcStr>,
         /// The worker that ran the task.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The worker process died while running the task (process mode only): a signal such as
     /// SIGSEGV or SIGABRT (an `abort()`, a failed allocation, a stack overflow), or an `exit`.
-    #[error("{}", crash_sentence(*worker, *task, *signal, *exit_code, stderr_tail))]
+    #[error("{}", crash_sentence(*worker, *index, *signal, *exit_code, stderr_tail, *attempts))]
     Crashed {
         /// The signal that killed the worker, if a signal did.
         signal: Option<i32>,
@@ -41,39 +68,53 @@ pub enum TaskError {
         stderr_tail: ArcStr,
         /// The worker that died.
         worker: u32,
-        /// The task it was running.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task ran longer than the pool's `task_timeout`, measured from the moment it started
     /// on a worker. In process mode the worker was killed and replaced; in thread mode the
     /// thread cannot be killed and was abandoned (it leaks until the task returns).
-    #[error("task {task} timed out after {} on worker {worker}", human(*after))]
+    #[error("item {index} timed out after {} on worker {worker}{}", human(*after), tries(*attempts))]
     TimedOut {
         /// How long the task had run when it was stopped.
+        #[serde(rename = "after_ns", serialize_with = "nanos")]
         after: Duration,
         /// The worker that ran it.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task allocated past the pool's `memory_limit` and its worker process was
     /// replaced (process mode only).
-    #[error("task {task} ran out of memory on worker {worker} (memory_limit {}){}", bytes(*limit), said(stderr_tail))]
+    #[error("item {index} ran out of memory on worker {worker} (memory_limit {}){}{}", bytes(*limit), tries(*attempts), said(stderr_tail))]
     OutOfMemory {
         /// The pool's memory limit, in bytes.
+        #[serde(rename = "limit_bytes")]
         limit: u64,
         /// The last lines the worker wrote to stderr during the task's job.
         stderr_tail: ArcStr,
         /// The worker that died.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The task never ran: its job killed `attempts` workers in a row before any task
     /// started (an argument whose decoding aborts the worker, say), so the pool blamed this,
     /// its first unstarted task, rather than try for ever (process mode only).
     #[error(
-        "task {task} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}",
+        "item {index} was not run: its job killed {attempts} workers in a row before any task started (last on worker {worker}){}",
         said(stderr_tail)
     )]
     Poisoned {
@@ -83,32 +124,36 @@ pub enum TaskError {
         stderr_tail: ArcStr,
         /// The last worker that died.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// No worker process could be started to run the task (the fork server is gone, or
     /// the system refused a new process).
-    #[error("task {task} could not run: {reason}")]
+    #[error("item {index} could not run: {reason}")]
     NoWorker {
         /// Why no worker could be started.
         reason: ArcStr,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task made a system call its worker's sandbox forbids
     /// ([`crate::PoolBuilder::sandbox`]): the worker was stopped at the call, and replaced.
-    #[error("task {task} was stopped by its sandbox on worker {worker}: it called {syscall}")]
+    #[error("item {index} was stopped by its sandbox on worker {worker}{}: it called {syscall}", tries(*attempts))]
     SandboxViolation {
         /// The forbidden call, by name where known (`openat`, `socket`, `clone3`...).
         syscall: ArcStr,
         /// The worker that was stopped.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The host of the task's remote worker was lost (it stopped answering heartbeats, or
     /// its agent's connection broke) while the task ran.
-    #[error("task {task} was lost with its remote worker {worker} on {host}: {reason}")]
+    #[error("item {index} was lost with its remote worker {worker} on {host}{}: {reason}", tries(*attempts))]
     Lost {
         /// The host, as its agent named itself.
         host: ArcStr,
@@ -116,42 +161,196 @@ pub enum TaskError {
         reason: ArcStr,
         /// The worker that ran the task.
         worker: u32,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
+        /// How many times the task was started: more than 1 when
+        /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it
+        /// (counted up to 255). See [`TaskError::attempts`].
+        attempts: u8,
     },
     /// The pool was dropped before the task finished.
-    #[error("task {task} was cancelled because its pool was dropped before it finished")]
+    #[error("item {index} was cancelled because its pool was dropped before it finished")]
     Cancelled {
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
     /// The task's argument or result could not be carried between processes: its
     /// `Serialize` or `Deserialize` returned an error (whose own text `message` quotes) or
     /// panicked, or it exceeds [`crate::PoolBuilder::max_payload`].
-    #[error("task {task} could not be carried to or from its worker: {message}")]
+    #[error("item {index} could not be carried to or from its worker: {message}")]
     Codec {
         /// What went wrong.
         message: ArcStr,
-        /// The task's id.
-        task: u64,
+        /// The item's index in its call ([`TaskError::index`]).
+        index: u64,
     },
 }
 
-impl TaskError {
-    /// The id of the task this error belongs to.
-    pub fn task(&self) -> u64 {
+/// What kind of [`TaskError`] a task ended with: its variant's name, without its fields.
+///
+/// A plain `Copy` value, to count failures by kind, use as a map key or print in a summary
+/// ([`TaskErrorKind::as_str`]); it serializes as that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// [`TaskError::Panicked`].
+    Panicked,
+    /// [`TaskError::Crashed`].
+    Crashed,
+    /// [`TaskError::TimedOut`].
+    TimedOut,
+    /// [`TaskError::OutOfMemory`].
+    OutOfMemory,
+    /// [`TaskError::Poisoned`].
+    Poisoned,
+    /// [`TaskError::NoWorker`].
+    NoWorker,
+    /// [`TaskError::SandboxViolation`].
+    SandboxViolation,
+    /// [`TaskError::Lost`].
+    Lost,
+    /// [`TaskError::Cancelled`].
+    Cancelled,
+    /// [`TaskError::Codec`].
+    Codec,
+}
+
+impl TaskErrorKind {
+    /// Every kind, in declaration order (to print a summary with a row for each).
+    pub const ALL: [TaskErrorKind; 10] = [
+        TaskErrorKind::Panicked,
+        TaskErrorKind::Crashed,
+        TaskErrorKind::TimedOut,
+        TaskErrorKind::OutOfMemory,
+        TaskErrorKind::Poisoned,
+        TaskErrorKind::NoWorker,
+        TaskErrorKind::SandboxViolation,
+        TaskErrorKind::Lost,
+        TaskErrorKind::Cancelled,
+        TaskErrorKind::Codec,
+    ];
+
+    /// The variant's name, as it is serialized: `"Panicked"`, `"TimedOut"`...
+    pub fn as_str(self) -> &'static str {
         match self {
-            TaskError::Panicked { task, .. }
-            | TaskError::Crashed { task, .. }
-            | TaskError::TimedOut { task, .. }
-            | TaskError::Cancelled { task }
-            | TaskError::Lost { task, .. }
-            | TaskError::OutOfMemory { task, .. }
-            | TaskError::Poisoned { task, .. }
-            | TaskError::NoWorker { task, .. }
-            | TaskError::SandboxViolation { task, .. }
-            | TaskError::Codec { task, .. } => *task,
+            TaskErrorKind::Panicked => "Panicked",
+            TaskErrorKind::Crashed => "Crashed",
+            TaskErrorKind::TimedOut => "TimedOut",
+            TaskErrorKind::OutOfMemory => "OutOfMemory",
+            TaskErrorKind::Poisoned => "Poisoned",
+            TaskErrorKind::NoWorker => "NoWorker",
+            TaskErrorKind::SandboxViolation => "SandboxViolation",
+            TaskErrorKind::Lost => "Lost",
+            TaskErrorKind::Cancelled => "Cancelled",
+            TaskErrorKind::Codec => "Codec",
         }
+    }
+}
+
+impl fmt::Display for TaskErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TaskError {
+    /// What kind of error this is, as a plain `Copy` value.
+    ///
+    /// ```
+    /// use proctor::{TaskError, TaskErrorKind};
+    /// let after = std::time::Duration::from_secs(2);
+    /// let e = TaskError::TimedOut { after, worker: 1, index: 7, attempts: 1 };
+    /// assert_eq!(e.kind(), TaskErrorKind::TimedOut);
+    /// ```
+    pub fn kind(&self) -> TaskErrorKind {
+        match self {
+            TaskError::Panicked { .. } => TaskErrorKind::Panicked,
+            TaskError::Crashed { .. } => TaskErrorKind::Crashed,
+            TaskError::TimedOut { .. } => TaskErrorKind::TimedOut,
+            TaskError::OutOfMemory { .. } => TaskErrorKind::OutOfMemory,
+            TaskError::Poisoned { .. } => TaskErrorKind::Poisoned,
+            TaskError::NoWorker { .. } => TaskErrorKind::NoWorker,
+            TaskError::SandboxViolation { .. } => TaskErrorKind::SandboxViolation,
+            TaskError::Lost { .. } => TaskErrorKind::Lost,
+            TaskError::Cancelled { .. } => TaskErrorKind::Cancelled,
+            TaskError::Codec { .. } => TaskErrorKind::Codec,
+        }
+    }
+
+    /// The index of the task's item in its call: its position in the input of
+    /// [`crate::Pool::map`], [`crate::Pool::try_map`] or a stream (counted from 0 over the
+    /// whole input, whatever the window), and 0 for [`crate::Pool::submit`], a call of one.
+    ///
+    /// ```
+    /// fn boom(n: u32) -> u32 { if n == 30 { panic!("no thirty") } n }
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let e = pool.try_map(boom, vec![10, 20, 30]).unwrap_err();
+    /// assert_eq!(e.task_error().unwrap().index(), 2);
+    /// assert!(e.to_string().starts_with("item 2 panicked"), "{e}");
+    /// ```
+    pub fn index(&self) -> u64 {
+        match self {
+            TaskError::Panicked { index, .. }
+            | TaskError::Crashed { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Cancelled { index }
+            | TaskError::Lost { index, .. }
+            | TaskError::OutOfMemory { index, .. }
+            | TaskError::Poisoned { index, .. }
+            | TaskError::NoWorker { index, .. }
+            | TaskError::SandboxViolation { index, .. }
+            | TaskError::Codec { index, .. } => *index,
+        }
+    }
+
+    /// How many times the task was started on a worker: 1, or more when
+    /// [`crate::PoolBuilder::retries`] ran it again after its worker died under it (then its
+    /// `Display` ends "after N attempts"). `None` for the errors that carry no count:
+    /// [`Poisoned`](TaskError::Poisoned), [`NoWorker`](TaskError::NoWorker),
+    /// [`Cancelled`](TaskError::Cancelled) and [`Codec`](TaskError::Codec).
+    ///
+    /// ```
+    /// fn boom(n: u32) -> u32 { if n == 1 { panic!("no one") } n }
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let out = pool.map(boom, vec![0, 1]);
+    /// assert_eq!(out[1].as_ref().unwrap_err().attempts(), Some(1));
+    /// ```
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            TaskError::Panicked { attempts, .. }
+            | TaskError::Crashed { attempts, .. }
+            | TaskError::TimedOut { attempts, .. }
+            | TaskError::OutOfMemory { attempts, .. }
+            | TaskError::SandboxViolation { attempts, .. }
+            | TaskError::Lost { attempts, .. } => Some(u32::from(*attempts)),
+            TaskError::Poisoned { .. }
+            | TaskError::NoWorker { .. }
+            | TaskError::Cancelled { .. }
+            | TaskError::Codec { .. } => None,
+        }
+    }
+
+    /// The same error, for the item at `index` of its call.
+    pub(crate) fn at_index(mut self, at: u64) -> TaskError {
+        match &mut self {
+            TaskError::Panicked { index, .. }
+            | TaskError::Crashed { index, .. }
+            | TaskError::TimedOut { index, .. }
+            | TaskError::Cancelled { index }
+            | TaskError::Lost { index, .. }
+            | TaskError::OutOfMemory { index, .. }
+            | TaskError::Poisoned { index, .. }
+            | TaskError::NoWorker { index, .. }
+            | TaskError::SandboxViolation { index, .. }
+            | TaskError::Codec { index, .. } => *index = at,
+        }
+        self
+    }
+
+    /// The index of the task's item in its call.
+    #[deprecated(note = "errors carry the item's index in its call now: use `index()`")]
+    pub fn task(&self) -> u64 {
+        self.index()
     }
 
     /// True if the task panicked.
@@ -195,6 +394,20 @@ impl TaskError {
     }
 }
 
+/// A duration as whole nanoseconds (saturating), for `after_ns`.
+fn nanos<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `, after 3 attempts` for a task run more than once; nothing otherwise.
+fn tries(attempts: u8) -> String {
+    if attempts > 1 {
+        format!(", after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
 fn at(location: &Option<ArcStr>) -> String {
     match location {
         Some(l) => format!(" at {l}"),
@@ -229,17 +442,21 @@ fn human(d: Duration) -> String {
 
 fn crash_sentence(
     worker: u32,
-    task: u64,
+    index: u64,
     signal: Option<i32>,
     exit_code: Option<u8>,
     stderr_tail: &str,
+    attempts: u8,
 ) -> String {
     let how = match (signal, exit_code) {
         (Some(sig), _) => format!("was killed by {}", signal_description(sig)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "vanished".to_string(),
     };
-    let mut s = format!("worker {worker} {how} while running task {task}");
+    let mut s = format!(
+        "worker {worker} {how} while running item {index}{}",
+        tries(attempts)
+    );
     if stderr_tail.contains("memory allocation of") {
         s.push_str(" (out of memory)");
     }
@@ -391,7 +608,7 @@ impl fmt::Display for Error {
             ErrorKind::NotInitialized { reason } => write!(
                 f,
                 "process pool unavailable: {reason} (call proctor::init() as the first line of \
-                 main, or proctor::init_before_main!() in tests)"
+                 main, or proctor::init_before_main!() in tests and under #[tokio::main])"
             ),
             ErrorKind::InvalidConfig(msg) => write!(f, "invalid pool configuration: {msg}"),
             ErrorKind::Spawn(e) => write!(f, "could not start a worker: {e}"),
@@ -437,17 +654,127 @@ mod tests {
     }
 
     #[test]
+    fn kind_names_each_variant_and_serializes_as_its_name() {
+        let s = ArcStr::new;
+        let all = [
+            TaskError::Panicked {
+                message: s(),
+                location: None,
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::Crashed {
+                signal: None,
+                exit_code: None,
+                stderr_tail: s(),
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::TimedOut {
+                after: Duration::ZERO,
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::OutOfMemory {
+                limit: 0,
+                stderr_tail: s(),
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::Poisoned {
+                attempts: 2,
+                stderr_tail: s(),
+                worker: 0,
+                index: 0,
+            },
+            TaskError::NoWorker {
+                reason: s(),
+                index: 0,
+            },
+            TaskError::SandboxViolation {
+                syscall: s(),
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::Lost {
+                host: s(),
+                reason: s(),
+                worker: 0,
+                index: 0,
+                attempts: 1,
+            },
+            TaskError::Cancelled { index: 0 },
+            TaskError::Codec {
+                message: s(),
+                index: 0,
+            },
+        ];
+        let kinds: Vec<TaskErrorKind> = all.iter().map(TaskError::kind).collect();
+        assert_eq!(kinds, TaskErrorKind::ALL);
+        for e in &all {
+            let json = serde_json::to_value(e).unwrap();
+            assert_eq!(json["kind"], e.kind().as_str(), "{json}");
+            assert_eq!(serde_json::to_value(e.kind()).unwrap(), e.kind().as_str());
+            let back: TaskErrorKind = serde_json::from_value(json["kind"].clone()).unwrap();
+            assert_eq!(back, e.kind());
+        }
+    }
+
+    #[test]
+    fn serialized_fields_carry_their_units_and_texts() {
+        let t = TaskError::TimedOut {
+            after: Duration::from_millis(1500),
+            worker: 2,
+            index: 9,
+            attempts: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!({"kind": "TimedOut", "after_ns": 1_500_000_000u64, "worker": 2, "index": 9, "attempts": 1})
+        );
+        let c = TaskError::Crashed {
+            signal: Some(libc::SIGSEGV),
+            exit_code: None,
+            stderr_tail: "boom\n".into(),
+            worker: 3,
+            index: 17,
+            attempts: 1,
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["signal"], libc::SIGSEGV);
+        assert_eq!(json["exit_code"], serde_json::Value::Null);
+        assert_eq!(json["stderr_tail"], "boom\n");
+        let m = TaskError::OutOfMemory {
+            limit: 64 << 20,
+            stderr_tail: ArcStr::new(),
+            worker: 1,
+            index: 1,
+            attempts: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap()["limit_bytes"],
+            64u64 << 20
+        );
+    }
+
+    #[test]
     fn crash_sentence_names_worker_signal_and_task() {
         let e = TaskError::Crashed {
             signal: Some(libc::SIGSEGV),
             exit_code: None,
             stderr_tail: ArcStr::new(),
             worker: 3,
-            task: 17,
+            index: 17,
+            attempts: 1,
         };
         assert_eq!(
             e.to_string(),
-            "worker 3 was killed by SIGSEGV (segmentation fault) while running task 17"
+            "worker 3 was killed by SIGSEGV (segmentation fault) while running item 17"
         );
     }
 
@@ -458,7 +785,8 @@ mod tests {
             exit_code: None,
             stderr_tail: "memory allocation of 1024 bytes failed\n".into(),
             worker: 1,
-            task: 2,
+            index: 2,
+            attempts: 1,
         };
         let s = e.to_string();
         assert!(s.contains("(out of memory)"), "{s}");
@@ -472,17 +800,19 @@ mod tests {
             exit_code: Some(3),
             stderr_tail: ArcStr::new(),
             worker: 0,
-            task: 4,
+            index: 4,
+            attempts: 1,
         };
         assert_eq!(
             e.to_string(),
-            "worker 0 exited with code 3 while running task 4"
+            "worker 0 exited with code 3 while running item 4"
         );
         let t = TaskError::TimedOut {
             after: Duration::from_millis(250),
             worker: 2,
-            task: 9,
+            index: 9,
+            attempts: 1,
         };
-        assert_eq!(t.to_string(), "task 9 timed out after 250ms on worker 2");
+        assert_eq!(t.to_string(), "item 9 timed out after 250ms on worker 2");
     }
 }

@@ -50,7 +50,7 @@
 //!
 //! [`Pool::map`] returns one `Result<R, TaskError>` per item, in input order. [`TaskError`]
 //! says what happened to a task in one sentence ("worker 3 was killed by SIGSEGV (segmentation
-//! fault) while running task 17"): it [`Panicked`](TaskError::Panicked), its worker
+//! fault) while running item 17"): it [`Panicked`](TaskError::Panicked), its worker
 //! [`Crashed`](TaskError::Crashed) under it, it ran [`OutOfMemory`](TaskError::OutOfMemory)
 //! under the pool's `memory_limit`, it [`TimedOut`](TaskError::TimedOut), its job was
 //! [`Poisoned`](TaskError::Poisoned) (it killed workers before any task started), no worker
@@ -58,6 +58,8 @@
 //! not cross between processes ([`Codec`](TaskError::Codec)), or the pool was dropped first
 //! ([`Cancelled`](TaskError::Cancelled)). [`Error`] is for the pool itself: it could not be
 //! built, or [`Pool::try_map`] met a failed task.
+//! [`TaskError::kind`] names the variant as a plain [`TaskErrorKind`] (to count failures by
+//! kind), and `TaskError` is `Serialize`, for a machine-readable summary.
 //!
 //! Every task ends with exactly one outcome, and an `Ok` is always the result of that task's
 //! own argument, whatever happens to the workers: a worker killed at any instant, a fork
@@ -118,6 +120,27 @@
 //! [`compare_modes`]`(f, sample_inputs)` runs your task in both modes on this machine and
 //! answers in the lab's words: what processes cost per task here, throughput, memory per
 //! worker, and what a crash does in each ([`compare`] has the method).
+//!
+//! # Async programs (`#[tokio::main]`)
+//!
+//! `#[tokio::main]` starts the runtime's threads before the body of `main` runs, too late for
+//! [`init`] there. Two ways in. Write [`init_before_main!`] once at the top level of the
+//! binary crate, and keep `#[tokio::main]` as it is (the `tokio_main` example does this, and
+//! a test runs it). Or write a plain `main` that calls [`init`] first and builds the runtime
+//! by hand, which is what `#[tokio::main]` expands to:
+//!
+//! ```standalone_crate
+//! fn square(n: u64) -> u64 { n * n }
+//!
+//! fn main() {
+//!     proctor::init(); // before the runtime's threads exist
+//!     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//!     rt.block_on(async {
+//!         let pool = proctor::Pool::processes(2).build().unwrap();
+//!         assert_eq!(pool.submit(square, 7).await, Ok(49)); // a `Task` is a `Future`
+//!     });
+//! }
+//! ```
 //!
 //! # Testing
 //!
@@ -197,7 +220,7 @@ pub mod __fuzz {
 /// The one-word shared string in [`TaskError`]'s texts (re-exported from `arcstr`).
 pub use arcstr::ArcStr;
 pub use compare::{CompareModes, ModeComparison, compare_modes};
-pub use error::{Error, ErrorKind, TaskError};
+pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
 #[cfg(target_os = "linux")]
 pub use remote::Remote;
@@ -215,7 +238,8 @@ pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 /// up after it (statics, environment) is not seen there. Send it with [`Pool::map_with`] or
 /// make it per worker with [`PoolBuilder::init_worker`].
 ///
-/// In tests, use [`init_before_main!`] instead.
+/// In tests, and under `#[tokio::main]` (whose threads start before `main`'s body), use
+/// [`init_before_main!`] instead.
 pub fn init() {
     #[cfg(target_os = "linux")]
     {
@@ -232,8 +256,11 @@ pub fn init() {
 }
 
 /// Runs [`init`] before `main`, from the program's constructor list (`.init_array`), while
-/// the program is certainly single-threaded. Meant for test crates, whose harness starts
-/// threads before any test runs. Write it once, at the top level of the crate:
+/// the program is certainly single-threaded. Meant for programs whose `main` cannot call
+/// [`init`] before threads exist: test crates, whose harness starts threads before any test
+/// runs, and binaries under `#[tokio::main]` (or any attribute that starts a runtime before
+/// `main`'s body; see the `tokio_main` example). Write it once, at the top level of the
+/// crate:
 ///
 /// ```ignore
 /// proctor::init_before_main!();

@@ -102,7 +102,8 @@ fn the_alternate_form_adds_each_mode_memory_and_the_crash() {
                 exit_code: None,
                 stderr_tail: ArcStr::new(),
                 worker: 0,
-                task: 0,
+                index: 0,
+                attempts: 1,
             },
             pool_went_on: true,
         },
@@ -135,7 +136,7 @@ memory per worker:
   a thread   64.0 KiB (this program's RSS growth, per thread)
 the crash input:
   in a process: the pool went on after
-    worker 0 was killed by SIGABRT (abort) while running task 0
+    worker 0 was killed by SIGABRT (abort) while running item 0
   on a thread: not run: it would end this program"
     );
     assert!(rest.lines().all(|l| l.chars().count() <= 80), "{rest}");
@@ -148,7 +149,8 @@ fn a_panicking_crash_input_is_caught_in_both_modes() {
             message: "bad input".into(),
             location: None,
             worker: 1,
-            task: 3,
+            index: 3,
+            attempts: 1,
         },
         pool_went_on: true,
     };

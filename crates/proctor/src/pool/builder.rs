@@ -155,17 +155,39 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
-    /// Whether what worker processes write to stderr reaches this program's stderr (the
-    /// default). Either way the last few KiB are kept for [`TaskError::Crashed`]'s
-    /// `stderr_tail`, so turning it off keeps a crashing worker's panic message, backtrace or
-    /// "memory allocation failed" off the terminal without losing it.
+    /// Whether what worker processes write to stderr reaches this program's stderr: all of
+    /// it (`true`) or none (`false`). Either way the last few KiB are kept for
+    /// [`TaskError::Crashed`]'s `stderr_tail`, so turning it off keeps a crashing worker's
+    /// panic message, backtrace or "memory allocation failed" off the terminal without
+    /// losing it.
+    ///
+    /// By default neither: at most 20 lines per job (a job: the tasks sent to a worker at
+    /// once, see [`PoolBuilder::chunk_size`]) are forwarded, each job a worker starts letting
+    /// up to 20 more of its lines through, and the rest is held back, so that a few failures
+    /// say what happened while a flood of backtraces cannot bury a progress bar. (Lines are
+    /// counted as the pool reads them: a job's lines read after its worker's next job started
+    /// count against that one.) Holding lines back is logged (`log`, at `info`) once per
+    /// job. [`PoolBuilder::forward_stderr_lines`] sets another number.
     ///
     /// In thread mode tasks write to this program's own stderr, which no pool can filter;
     /// the option is accepted, so that switching the mode stays one word, and the pool's own
     /// output is quiet either way (a caught panic becomes `TaskError::Panicked` and prints
     /// nothing).
     pub fn forward_stderr(mut self, forward: bool) -> Self {
-        self.config.forward_stderr = forward;
+        self.config.forward_stderr = if forward { usize::MAX } else { 0 };
+        self
+    }
+
+    /// Forwards at most `lines` lines of each job's stderr to this program's stderr, and
+    /// holds back the rest of that job's (it still reaches a crash's `stderr_tail`). The
+    /// default is 20; see [`PoolBuilder::forward_stderr`].
+    ///
+    /// ```
+    /// let pool = proctor::Pool::threads(2).forward_stderr_lines(5).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn forward_stderr_lines(mut self, lines: usize) -> Self {
+        self.config.forward_stderr = lines;
         self
     }
 
@@ -181,6 +203,9 @@ impl<S: 'static> PoolBuilder<S> {
     /// task that killed 3 workers as `KilledWorker` (its `allowed-failures`), and Ray reruns
     /// a task whose worker died `max_retries` times (3 by default); proctor reruns nothing
     /// unless asked, and blames a task after two deaths.
+    ///
+    /// A rerun task's error says how many times it was started ([`TaskError::attempts`];
+    /// its `Display` ends "after 3 attempts"), whatever it ended with.
     ///
     /// Process mode only (a thread cannot die alone).
     pub fn retries(mut self, n: u32) -> Self {

@@ -495,7 +495,7 @@ fn context_failed<R>(n: usize, why: &str) -> Vec<Result<R, TaskError>> {
         .map(|task| {
             Err(TaskError::Codec {
                 message: arcstr::format!("its call's context could not be encoded: {why}"),
-                task,
+                index: task,
             })
         })
         .collect()

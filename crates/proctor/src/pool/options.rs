@@ -20,7 +20,8 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_worker: Option<usize>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) chunk_size: Option<usize>,
-    pub(crate) forward_stderr: bool,
+    /// Lines of each job's stderr forwarded to ours (`usize::MAX`: all; 0: none).
+    pub(crate) forward_stderr: usize,
     pub(crate) retries: u32,
     /// The worker initializer, run once in each worker before its first task.
     pub(crate) init: Option<crate::state::InitFn>,
@@ -34,6 +35,11 @@ pub(crate) struct Config {
     #[cfg(target_os = "linux")]
     pub(crate) remote: Option<crate::Remote>,
 }
+
+/// Lines of a job's stderr that reach the terminal by default: enough for a panic message or
+/// a short report, while a task that floods (a backtrace per failure, say) cannot bury the
+/// caller's own output. What is held back still reaches a crash's `stderr_tail`.
+pub(crate) const DEFAULT_STDERR_LINES: usize = 20;
 
 impl Config {
     /// The defaults of a pool of `workers` in `mode`.
@@ -50,7 +56,7 @@ impl Config {
             max_tasks_per_worker: None,
             memory_limit: None,
             chunk_size: None,
-            forward_stderr: true,
+            forward_stderr: DEFAULT_STDERR_LINES,
             retries: 0,
             init: None,
             capture_output: false,
@@ -185,7 +191,7 @@ macro_rules! with_mode_options {
                     "the largest encoded argument or job's results; `Codec` past it",
                     "accepted; values move without being encoded";
                 forward_stderr:
-                    "workers' stderr to ours, or only into `stderr_tail`",
+                    "workers' stderr to ours (at most 20 lines per job by default, or all), or only into `stderr_tail`",
                     "accepted; tasks write to our stderr directly";
                 init_worker:
                     "run in each worker process, before its first task",

@@ -111,3 +111,14 @@ fn compare_modes_prints_a_verdict_for_each_task_and_contains_the_abort() {
         "{out}"
     );
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn tokio_main_runs_process_pools_inside_a_runtime() {
+    let out = run("tokio_main");
+    assert!(
+        out.contains("Squares (Processes, under tokio): [1, 4, 9, 16, 25]"),
+        "{out}"
+    );
+    assert!(out.contains("map under tokio: [Ok(36), Ok(49)]"), "{out}");
+}

@@ -71,7 +71,7 @@ fn an_argument_too_big_to_decode_under_the_memory_limit_is_poisoned_not_looped()
             out[1],
             Err(TaskError::Poisoned {
                 attempts: 2,
-                task: 1,
+                index: 1,
                 ..
             })
         ),
@@ -358,7 +358,8 @@ fn helper_chatty_pool() {
     let Ok(how) = std::env::var("PROCTOR_TEST_CHATTY") else {
         return;
     };
-    let mut b = Pool::processes(2);
+    // Everything forwarded (the default holds back a job's lines past 20).
+    let mut b = Pool::processes(2).forward_stderr(true);
     if how.contains("recycle") {
         b = b.max_tasks_per_worker(1);
     }

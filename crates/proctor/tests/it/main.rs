@@ -44,6 +44,7 @@ mod attacks;
 mod capture;
 mod compare;
 mod engines;
+mod errors;
 mod examples;
 mod exec;
 mod faults;

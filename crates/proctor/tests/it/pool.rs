@@ -285,7 +285,7 @@ fn a_crash_report_names_worker_and_task() {
     let e = pool.submit(misbehave, Fault::Segfault).join().unwrap_err();
     let s = e.to_string();
     assert!(
-        s.starts_with("worker 0 was killed by SIGSEGV (segmentation fault) while running task "),
+        s.starts_with("worker 0 was killed by SIGSEGV (segmentation fault) while running item 0"),
         "{s}"
     );
     assert!(e.is_crashed());
@@ -341,7 +341,7 @@ fn memory_limit_turns_oom_into_a_typed_error_of_one_task() {
     assert_eq!(out[0], Ok(16 << 20));
     let e = out[1].as_ref().unwrap_err();
     assert!(
-        matches!(e, TaskError::OutOfMemory { limit: l, task: 1, .. } if *l == limit),
+        matches!(e, TaskError::OutOfMemory { limit: l, index: 1, .. } if *l == limit),
         "{e:?}"
     );
     assert!(e.is_out_of_memory());

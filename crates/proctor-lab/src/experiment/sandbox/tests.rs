@@ -12,7 +12,8 @@ fn task_errors_map_to_outcomes() {
     let stopped = Outcome::failed(Err(TaskError::SandboxViolation {
         syscall: "socket".into(),
         worker: 1,
-        task: 2,
+        index: 2,
+        attempts: 1,
     }));
     assert_eq!(
         stopped,
@@ -23,7 +24,7 @@ fn task_errors_map_to_outcomes() {
     assert!(stopped.cell().contains("at socket") && stopped.tried() && !stopped.worked());
     let broke = Outcome::failed(Err(TaskError::Codec {
         message: "bad record".into(),
-        task: 3,
+        index: 3,
     }));
     assert!(matches!(broke, Outcome::Broke { .. }) && !broke.worked());
     assert!(!Outcome::NotApplicable { why: "x".into() }.tried());

@@ -161,7 +161,13 @@ impl Shared {
                     self.on_death(st, slot, Death::Died, out);
                 }
             }
-            Action::Deliver { slot, job, from, n } => {
+            Action::Deliver {
+                slot,
+                job,
+                from,
+                n,
+                retried,
+            } => {
                 let w = st.workers[slot]
                     .as_mut()
                     .expect("records come from a worker");
@@ -171,6 +177,7 @@ impl Shared {
                     n,
                     bytes: None,
                     worker: w.id,
+                    retried,
                 };
                 let mut large = 0;
                 let committed = arena::refresh(&mut w.arena, self.arena_max())
@@ -213,10 +220,16 @@ impl Shared {
                 from,
                 count,
                 fate,
+                started,
             } => {
                 st.delivered = true;
                 let cause = slot.and_then(|s| Some((st.workers[s].as_ref()?, st.exits[s])));
-                job.fail(from, count, |task| self.task_error(cause, fate, task, st));
+                // Only the first of the tasks can have been started (the one a death hit).
+                let first = (job.first_index + from) as u64;
+                job.fail(from, count, |task| {
+                    let started = if task == first { started } else { 0 };
+                    self.task_error(cause, fate, task, started, st)
+                });
             }
             Action::Respawn { slot, graceful } => {
                 if let Some(mut old) = st.workers[slot].take() {
@@ -406,15 +419,18 @@ impl Shared {
     }
 
     /// The error of a task whose fate the machine decided; `cause` is the worker whose end
-    /// decided it, and how it ended.
+    /// decided it, and how it ended; `task` is the item's index in its call, `started` how
+    /// many times it was started.
     fn task_error(
         &self,
         cause: Option<(&Worker, Option<Exit>)>,
         fate: Fate,
         task: u64,
+        started: u32,
         st: &State,
     ) -> TaskError {
         let worker = cause.map_or(0, |(w, _)| w.id);
+        let attempts = u8::try_from(started.max(1)).unwrap_or(u8::MAX);
         match fate {
             Fate::Crashed => {
                 if let Some((host, reason)) = cause.and_then(|(w, _)| w.host.lost()) {
@@ -422,7 +438,8 @@ impl Shared {
                         host: host.into(),
                         reason: reason.into(),
                         worker,
-                        task,
+                        index: task,
+                        attempts,
                     };
                 }
                 let (signal, exit_code) = match cause.and_then(|(_, e)| e) {
@@ -445,7 +462,8 @@ impl Shared {
                         return TaskError::SandboxViolation {
                             syscall: syscall.into(),
                             worker,
-                            task,
+                            index: task,
+                            attempts,
                         };
                     }
                 }
@@ -455,7 +473,8 @@ impl Shared {
                             limit,
                             stderr_tail,
                             worker,
-                            task,
+                            index: task,
+                            attempts,
                         }
                     }
                     _ => TaskError::Crashed {
@@ -463,39 +482,41 @@ impl Shared {
                         exit_code,
                         stderr_tail,
                         worker,
-                        task,
+                        index: task,
+                        attempts,
                     },
                 }
             }
             Fate::TimedOut { after } => TaskError::TimedOut {
                 after,
                 worker,
-                task,
+                index: task,
+                attempts,
             },
             Fate::Poisoned { attempts } => TaskError::Poisoned {
                 attempts,
                 stderr_tail: cause.map(|(w, _)| w.job_stderr()).unwrap_or_default(),
                 worker,
-                task,
+                index: task,
             },
             Fate::Violation => TaskError::Codec {
                 message: "its worker broke the pool's protocol (an impossible arena header) \
                           and was killed"
                     .into(),
-                task,
+                index: task,
             },
             Fate::Unencodable => TaskError::Codec {
                 message: "its argument could not be encoded again to resume its job".into(),
-                task,
+                index: task,
             },
-            Fate::Cancelled => TaskError::Cancelled { task },
+            Fate::Cancelled => TaskError::Cancelled { index: task },
             Fate::NoWorker => TaskError::NoWorker {
                 reason: st
                     .spawn_error
                     .as_deref()
                     .unwrap_or("no worker process could be started")
                     .into(),
-                task,
+                index: task,
             },
         }
     }
@@ -547,7 +568,7 @@ fn deliver(d: &Delivery, records: &[u8]) {
     let Some(range) = d.bytes.clone() else {
         d.job.fail(d.from, d.n, |task| TaskError::Codec {
             message: "its worker's result arena is inconsistent".into(),
-            task,
+            index: task,
         });
         return;
     };
@@ -559,7 +580,9 @@ fn decode(d: &Delivery, buf: &[u8]) {
     let it = RecordIter {
         buf,
         worker: d.worker,
-        task: d.job.first_task + d.from as u64,
+        task: (d.job.first_index + d.from) as u64,
+        head: (d.job.first_index + d.from) as u64,
+        retried: d.retried,
         left: d.n,
         broken: false,
     };

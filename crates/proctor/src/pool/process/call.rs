@@ -49,7 +49,8 @@ impl ProcessPool {
         let mut frame = Vec::with_capacity(wire::RUN_HEADER_LEN + 32);
         wire::begin_run(&mut frame);
         let cap = wire::RUN_HEADER_LEN + wire::INBOX_MIN;
-        let deferred = match self.shared.encode_arg(&arg, &mut frame, cap, task) {
+        // A submitted task is a call of one item: its errors say index 0.
+        let deferred = match self.shared.encode_arg(&arg, &mut frame, cap, 0) {
             Err(e) => return TaskInner::Ready(Err(e)),
             Ok(None) => None,
             Ok(Some(len)) => {
@@ -111,7 +112,6 @@ impl ProcessPool {
 
     /// Runs `items` through the entry point `entry` as one call, its outcomes going to `sink`,
     /// and waits until `remaining` (the sink's count of outcomes still to come) is zero.
-    /// Returns the call's first task.
     fn run_call<A, S>(
         &self,
         entry: u64,
@@ -119,8 +119,7 @@ impl ProcessPool {
         context: Option<Arc<Context>>,
         sink: &Arc<S>,
         remaining: &AtomicUsize,
-    ) -> u64
-    where
+    ) where
         A: Serialize + Send + 'static,
         S: Sink + 'static,
     {
@@ -138,7 +137,6 @@ impl ProcessPool {
         self.shared.enqueue_items(batch, items);
         self.shared
             .wait_until(&|_| remaining.load(Ordering::Acquire) == 0);
-        first_task
     }
 
     /// `map`, with each task's captured output next to its outcome.
@@ -158,12 +156,11 @@ impl ProcessPool {
             orphans: Mutex::new(Default::default()),
             remaining: AtomicUsize::new(n),
         });
-        let first_task = self.run_call(entry_of(f), items, None, &sink, &sink.remaining);
+        self.run_call(entry_of(f), items, None, &sink, &sink.remaining);
         let results = std::mem::replace(&mut *lock(&sink.results), crate::pool::Assembler::new(0));
         results.finish(n, |i| {
-            let task = first_task + i as u64;
             (
-                Err(TaskError::Cancelled { task }),
+                Err(TaskError::Cancelled { index: i as u64 }),
                 crate::pool::Output::default(),
             )
         })
@@ -219,11 +216,9 @@ impl ProcessPool {
             remaining: AtomicUsize::new(n),
             _result: PhantomData,
         });
-        let first_task = self.run_call(entry_of(f), items, context, &sink, &sink.remaining);
+        self.run_call(entry_of(f), items, context, &sink, &sink.remaining);
         let results = lock(&sink.results).take();
-        results
-            .expect("map results are taken once")
-            .finish(n, first_task)
+        results.expect("map results are taken once").finish(n)
     }
 
     /// Starts a stream of `f` over `items` (see [`crate::Stream`]).
@@ -272,7 +267,7 @@ impl Shared {
 
     /// The error of an argument whose encoding outgrew [`Shared::arg_limit`] (serializing
     /// stops there: a huge argument is rejected without being encoded whole).
-    fn too_big(&self, task: u64) -> TaskError {
+    fn too_big(&self, index: u64) -> TaskError {
         let what = if self.remote.is_some() {
             "a remote worker's frame limit"
         } else {
@@ -283,11 +278,11 @@ impl Shared {
                 "its argument exceeds {what} of {} MiB",
                 self.arg_limit() >> 20
             ),
-            task,
+            index,
         }
     }
 
-    /// Appends the encoding of task `task`'s argument `arg` to `out` if `out` stays within
+    /// Appends the encoding of item `index`'s argument `arg` to `out` if `out` stays within
     /// `cap` bytes (`Ok(None)`); past that, measures it without building it (`Ok(Some(len))`,
     /// an argument to encode when sent, into the worker's inbox, with `out` left partly
     /// written). The task's `Codec` error if its `Serialize` fails or panics (it is the
@@ -297,11 +292,11 @@ impl Shared {
         arg: &A,
         out: &mut Vec<u8>,
         cap: usize,
-        task: u64,
+        index: u64,
     ) -> Result<Option<usize>, TaskError> {
         let unencodable = |why: String| TaskError::Codec {
             message: arcstr::format!("its argument could not be encoded: {why}"),
-            task,
+            index,
         };
         let failed = |e: postcard::Error| unencodable(crate::codec::ser_error(arg, &e));
         match crate::codec::guarded("Serialize", || wire::append_capped(arg, out, cap)) {
@@ -310,7 +305,7 @@ impl Shared {
                 let max = self.arg_limit();
                 match crate::codec::guarded("Serialize", || wire::encoded_len_capped(arg, max)) {
                     Ok(Ok(len)) => Ok(Some(len)),
-                    Ok(Err(postcard::Error::SerializeBufferFull)) => Err(self.too_big(task)),
+                    Ok(Err(postcard::Error::SerializeBufferFull)) => Err(self.too_big(index)),
                     Ok(Err(e)) => Err(failed(e)),
                     Err(why) => Err(unencodable(why)),
                 }
@@ -400,9 +395,10 @@ impl Shared {
             for k in i..end {
                 one.clear();
                 let task = first_task + k as u64;
+                let index = (base + k) as u64;
                 let encoded = {
                     let items = lock(&items.items);
-                    self.encode_arg(&items[k], &mut one, MAX_FRAME - wire::RUN_HEADER_LEN, task)
+                    self.encode_arg(&items[k], &mut one, MAX_FRAME - wire::RUN_HEADER_LEN, index)
                 };
                 if let Ok(Some(len)) = encoded {
                     // Too large for a frame, within the pool's limit: a job of its own, its
@@ -429,7 +425,7 @@ impl Shared {
                 if let Err(err) = encoded {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
-                    sink.deliver(base + k, task, &mut std::iter::once(RawOutcome::Err(err)));
+                    sink.deliver(base + k, index, &mut std::iter::once(RawOutcome::Err(err)));
                     job_start = k + 1;
                     in_job = 0;
                     continue;

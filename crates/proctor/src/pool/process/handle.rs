@@ -39,9 +39,14 @@ pub(super) enum Drained {
 }
 
 /// Copies a worker's stderr to ours a line at a time, so that lines from different workers
-/// never interleave mid-line on the terminal.
+/// never interleave mid-line on the terminal, and at most `limit` lines of each job.
 struct Forward {
-    on: bool,
+    /// Lines of a job forwarded at most (`usize::MAX`: all).
+    limit: usize,
+    /// Lines the current job may still forward.
+    left: usize,
+    /// The worker's id, for the log line that says a job's lines were held back.
+    worker: u32,
     /// A sandboxed worker's id: each of its lines is forwarded marked as the worker's, and
     /// stripped of control characters (escape sequences, carriage returns, bells), so that
     /// hostile output can neither pass for the parent's own nor drive the terminal.
@@ -54,18 +59,61 @@ impl Forward {
     /// The longest partial line held back before it is written anyway.
     const MAX_PARTIAL: usize = 64 << 10;
 
-    fn new(on: bool) -> Forward {
+    fn new(limit: usize, worker: u32) -> Forward {
         Forward {
-            on,
+            limit,
+            left: limit,
+            worker,
             marked: None,
             partial: Vec::new(),
         }
     }
 
+    /// A new job starts: `limit` more lines may pass.
+    fn restart(&mut self) {
+        self.left = self.limit;
+    }
+
     fn take(&mut self, bytes: &[u8]) {
-        if !self.on {
+        if self.left == 0 {
             return;
         }
+        let mut bytes = bytes;
+        let mut capped = false;
+        if self.limit != usize::MAX {
+            // The worker's word that it is ready is no line of the job's (it is not forwarded).
+            let ready = usize::from(find(bytes, crate::worker::READY_LINE).is_some());
+            // Up to the end of the last line this job may still forward.
+            match bytes
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'\n')
+                .map(|(i, _)| i)
+                .nth(self.left - 1 + ready)
+            {
+                Some(end) => {
+                    bytes = &bytes[..=end];
+                    self.left = 0;
+                    capped = true;
+                }
+                None => {
+                    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+                    self.left -= lines - ready;
+                }
+            }
+        }
+        self.forward(bytes);
+        if capped {
+            log::info!(
+                "worker {}: the rest of its job's stderr is held back after {} lines (a crash \
+                 still quotes its last lines; PoolBuilder::forward_stderr(true) forwards all)",
+                self.worker,
+                self.limit
+            );
+        }
+    }
+
+    fn forward(&mut self, bytes: &[u8]) {
         match bytes.iter().rposition(|&b| b == b'\n') {
             Some(end) => {
                 self.partial.extend_from_slice(&bytes[..=end]);
@@ -207,7 +255,7 @@ impl Worker {
         doorbell: RawFd,
         id: u32,
         memory_limit: Option<u64>,
-        forward: bool,
+        forward: usize,
         capture: bool,
         exec: bool,
     ) -> std::io::Result<Worker> {
@@ -245,7 +293,7 @@ impl Worker {
         hub: &crate::remote::hub::Hub,
         slot: usize,
         id: u32,
-        forward: bool,
+        forward: usize,
     ) -> std::io::Result<Worker> {
         let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         fcntl(err_r.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
@@ -267,7 +315,7 @@ impl Worker {
         arena: SharedMapping,
         inbox: SharedMapping,
         capture: Option<(File, File)>,
-        forward: bool,
+        forward: usize,
     ) -> std::io::Result<Worker> {
         let header = Arc::new(arena.prefix(arena::DATA_START)?);
         Ok(Worker {
@@ -281,7 +329,7 @@ impl Worker {
             context: 0,
             tail: Vec::new(),
             mark: 0,
-            forward: Forward::new(forward),
+            forward: Forward::new(forward, id),
             capture,
             inbox,
             ready: false,
@@ -436,6 +484,11 @@ impl Worker {
     /// its timeout clock starts now.
     pub(super) fn mark_job_start(&mut self, count: usize) {
         self.mark = self.tail.len();
+        // Up to `limit` more lines may pass. (No read of the pipe here, to count what is in
+        // it against the last job: that read cost a tenth of a submitted task's round trip.
+        // A job's lines read after the next job started count against that one, so it is
+        // at most `limit` lines per job started, whichever job wrote them.)
+        self.forward.restart();
         self.clock = arena::StartClock::new(crate::sys::monotonic_ns(), count as u64);
     }
 

@@ -121,9 +121,9 @@ impl JobData {
         Ok(Cow::Owned(frame))
     }
 
-    /// Tasks `from..from + count` get `err(task)`.
+    /// Tasks `from..from + count` get `err(index)`, each with its item's index in the call.
     pub(super) fn fail(&self, from: usize, count: usize, err: impl Fn(u64) -> TaskError) {
-        let base = self.first_task;
+        let base = self.first_index as u64;
         let mut it = (from..from + count).map(|k| RawOutcome::Err(err(base + k as u64)));
         self.sink
             .deliver(self.first_index + from, base + from as u64, &mut it);
@@ -137,4 +137,6 @@ pub(super) struct Delivery {
     pub(super) n: usize,
     pub(super) bytes: Option<Range<usize>>,
     pub(super) worker: u32,
+    /// Times the first of the tasks had been started before and lost to a crash.
+    pub(super) retried: u32,
 }

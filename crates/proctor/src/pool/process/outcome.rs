@@ -37,7 +37,9 @@ impl RawOutcome<'_> {
 
 /// Receives the outcomes of one `map` call or one submitted task.
 pub(crate) trait Sink: Send + Sync {
-    /// Outcomes for items `first_index..` (tasks `first_task..`), in order.
+    /// Outcomes for items `first_index..`, in order; `first_task` is the index their errors
+    /// carry (the same number: an error names its item's index in the call, not the
+    /// pool-wide task id that the wire carries).
     fn deliver(
         &self,
         first_index: usize,
@@ -65,6 +67,8 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         task: 0,
         left: count.min(1 << 20),
         broken: false,
+        head: 0,
+        retried: 0,
     };
     // The captured-output path must see the same outcomes.
     let mut captured = it;
@@ -98,6 +102,10 @@ pub(crate) struct RecordIter<'a> {
     pub(super) task: u64,
     pub(super) left: usize,
     pub(super) broken: bool,
+    /// The first record's task, and the times it had been started before this run and lost
+    /// to a crash (rerun under `retries`): its error counts them.
+    pub(super) head: u64,
+    pub(super) retried: u32,
 }
 
 impl<'a> RecordIter<'a> {
@@ -163,7 +171,10 @@ impl<'a> Iterator for RecordIter<'a> {
         self.buf = &self.buf[used..];
         Some(match tag {
             RecordTag::Ok => RawOutcome::Ok(payload),
-            tag => RawOutcome::Err(failed(tag, payload, self.worker, task)),
+            tag => {
+                let retried = if task == self.head { self.retried } else { 0 };
+                RawOutcome::Err(failed(tag, payload, self.worker, task, retried))
+            }
         })
     }
 }
@@ -172,7 +183,7 @@ impl<'a> Iterator for RecordIter<'a> {
 /// `Ok` records.
 #[cold]
 #[inline(never)]
-fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
+fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64, retried: u32) -> TaskError {
     match tag {
         RecordTag::Panicked => {
             let (message, location): (&str, Option<&str>) =
@@ -181,14 +192,15 @@ fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
                 message: message.into(),
                 location: location.map(ArcStr::from),
                 worker,
-                task,
+                index: task,
+                attempts: u8::try_from(retried.saturating_add(1)).unwrap_or(u8::MAX),
             }
         }
         RecordTag::Codec | RecordTag::Ok => {
             let message: &str = postcard::from_bytes(payload).unwrap_or("unknown codec error");
             TaskError::Codec {
                 message: message.into(),
-                task,
+                index: task,
             }
         }
     }
@@ -199,7 +211,7 @@ fn failed(tag: RecordTag, payload: &[u8], worker: u32, task: u64) -> TaskError {
 fn corrupt(task: u64, why: &str) -> TaskError {
     TaskError::Codec {
         message: arcstr::format!("its outcome record is corrupt: {why}"),
-        task,
+        index: task,
     }
 }
 
@@ -226,7 +238,7 @@ fn undecodable(
     // this keeps one small call, the same for every result type.)
     TaskError::Codec {
         message: arcstr::format!("its result could not be decoded: {}", words(bytes, e)),
-        task,
+        index: task,
     }
 }
 
@@ -238,7 +250,7 @@ fn decode_panicked(payload: &(dyn std::any::Any + Send), task: u64) -> TaskError
         message: arcstr::format!(
             "its result could not be decoded: Deserialize panicked: {message}"
         ),
-        task,
+        index: task,
     }
 }
 
@@ -396,6 +408,7 @@ fn decode_oks<'a, R: DeserializeOwned, G: FnMut(Result<R, TaskError>)>(
 
 /// Holds the outcome of one submitted task.
 pub(super) struct SlotSink<R> {
+    /// The pool-wide task id (for `Debug`; its errors say index 0: a call of one item).
     pub(super) task: u64,
     pub(super) outcome: Mutex<Option<Result<R, TaskError>>>,
     pub(super) done: AtomicBool,
@@ -412,7 +425,7 @@ impl<R> SlotSink<R> {
     pub(super) fn take(&self) -> Result<R, TaskError> {
         lock(&self.outcome)
             .take()
-            .unwrap_or(Err(TaskError::Cancelled { task: self.task }))
+            .unwrap_or(Err(TaskError::Cancelled { index: 0 }))
     }
 }
 
@@ -436,7 +449,7 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
         outcomes: &mut dyn Iterator<Item = RawOutcome<'_>>,
     ) {
         if let Some(o) = outcomes.next() {
-            let r = o.decode(self.task);
+            let r = o.decode(0);
             *lock(&self.outcome) = Some(r);
             // SeqCst with `awaited`: either this sees the waker, or the poll that registered
             // it sees `done` (each side stores, then loads the other's flag).

@@ -170,6 +170,10 @@ pub(crate) enum Action<J> {
         from: usize,
         /// How many records.
         n: usize,
+        /// Times the first of these tasks had been started before and lost to a crash
+        /// (rerun under `retries`): its error, if it has one, says so. Data only: no
+        /// decision here reads it.
+        retried: u32,
     },
     /// Tasks `from..from + count` of `job` end with `fate`.
     Fail {
@@ -184,6 +188,10 @@ pub(crate) enum Action<J> {
         count: usize,
         /// Why.
         fate: Fate,
+        /// Times the first of these tasks was started: its runs lost to crashes and rerun
+        /// under `retries`, and this one if it was running (0 if it never started). Its
+        /// error says so. Data only: no decision here reads it.
+        started: u32,
     },
     /// Stop the worker in `slot` (if it still lives) and start a replacement; report with
     /// [`Machine::replaced`]. `graceful`: the worker is idle and is being recycled, so let it
@@ -346,6 +354,7 @@ impl<J: Clone> Machine<J> {
             job: run.job.clone(),
             from: run.from,
             n,
+            retried: run.head_attempts,
         });
         if n < run.count {
             self.requeue(rest(&run, n, 0, 0), out);
@@ -406,21 +415,30 @@ impl<J: Clone> Machine<J> {
                 job: run.job.clone(),
                 from: run.from,
                 n: committed,
+                retried: run.head_attempts,
             });
         }
         let job = run.job.clone();
         let at = run.from + committed;
-        let fail = |count: usize, fate: Fate, out: &mut Vec<Action<J>>| {
+        // Times the task at `at` was started before this run (none if it was not its head).
+        let before = if committed == 0 { run.head_attempts } else { 0 };
+        let fail = |count: usize, fate: Fate, started: u32, out: &mut Vec<Action<J>>| {
             out.push(Action::Fail {
                 slot: Some(slot),
                 job: job.clone(),
                 from: at,
                 count,
                 fate,
+                started,
             });
         };
         if death == Death::Cancelled {
-            fail(count - committed, Fate::Cancelled, out);
+            fail(
+                count - committed,
+                Fate::Cancelled,
+                before + u32::from(running),
+                out,
+            );
             return;
         }
         if running {
@@ -435,7 +453,7 @@ impl<J: Clone> Machine<J> {
                 self.requeue(rest(&run, committed, attempts, 0), out);
                 return;
             }
-            fail(1, fate, out);
+            fail(1, fate, attempts, out);
             if committed + 1 < count {
                 self.requeue(rest(&run, committed + 1, 0, 0), out);
             }
@@ -452,7 +470,7 @@ impl<J: Clone> Machine<J> {
         // The head keeps its attempts if it is still the run's head: the same task.
         let head = if committed == 0 { run.head_attempts } else { 0 };
         if strikes >= POISON_LIMIT && left == 1 {
-            fail(1, Fate::Poisoned { attempts: strikes }, out);
+            fail(1, Fate::Poisoned { attempts: strikes }, head, out);
         } else if strikes >= POISON_LIMIT {
             // Something in the run kills its worker before any task starts (its frame is too
             // big to read under the memory limit, say). Halve it, so the strikes close in on
@@ -573,6 +591,7 @@ fn fail_all<J>(run: Run<J>, fate: Fate) -> Action<J> {
         from: run.from,
         count: run.count,
         fate,
+        started: run.head_attempts,
     }
 }
 

@@ -65,7 +65,7 @@ impl ProcessPool {
                     server,
                     config.task_timeout,
                     config.memory_limit,
-                    config.forward_stderr,
+                    config.forward_stderr > 0,
                     Arc::clone(&doorbell),
                 )
                 .map_err(|message| Error::new(ErrorKind::Remote { message }))?,

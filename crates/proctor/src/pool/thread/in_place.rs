@@ -52,12 +52,7 @@ impl MapThreads {
 
     /// The values in input order, or the failure with the lowest index. The run stops at
     /// the first failure: what a thread had not started by then never runs.
-    pub(crate) fn values<A, R, F>(
-        &self,
-        f: F,
-        items: Vec<A>,
-        first_task: u64,
-    ) -> Result<Vec<R>, TaskError>
+    pub(crate) fn values<A, R, F>(&self, f: F, items: Vec<A>) -> Result<Vec<R>, TaskError>
     where
         A: Send,
         R: Send,
@@ -76,7 +71,7 @@ impl MapThreads {
                     .enumerate()
                     .map(|(i, a)| match catch_unwind(AssertUnwindSafe(|| f(a))) {
                         Ok(v) => v,
-                        Err(payload) => stop(&first_failure, i, first_task, payload),
+                        Err(payload) => stop(&first_failure, i, payload),
                     })
                     .collect_into_vec(&mut out);
             }))
@@ -100,14 +95,9 @@ impl MapThreads {
 pub(super) fn stop(
     first_failure: &Mutex<Option<(usize, TaskError)>>,
     i: usize,
-    first_task: u64,
     payload: Box<dyn std::any::Any + Send>,
 ) -> ! {
-    let e = panicked(
-        payload.as_ref(),
-        MapThreads::worker(),
-        first_task + i as u64,
-    );
+    let e = panicked(payload.as_ref(), MapThreads::worker(), i as u64);
     let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
     if first.as_ref().is_none_or(|(j, _)| i < *j) {
         *first = Some((i, e));

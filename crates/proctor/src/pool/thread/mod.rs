@@ -466,9 +466,10 @@ impl ThreadPool {
         let limit = self.shared.config.task_timeout;
         let s = Arc::clone(&slot);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
-            None => s.finish(Err(TaskError::Cancelled { task })),
+            // A submitted task is a call of one item: its errors say index 0.
+            None => s.finish(Err(TaskError::Cancelled { index: 0 })),
             Some(_) if !s.claim() => {} // cancelled while queued: it already has its outcome
-            Some(ctx) => run_task(ctx, f, arg, task, limit, move |o| s.finish(o)),
+            Some(ctx) => run_task(ctx, f, arg, task, 0, limit, move |o| s.finish(o)),
         };
         self.shared.send(Job::Run(Box::new(run), 1));
         ThreadTask { rx, task, slot }
@@ -485,14 +486,14 @@ impl ThreadPool {
         if self.shared.config.task_timeout.is_some() {
             // Each item must be timed and abandonable on its own.
             let tasks: Vec<_> = items.into_iter().map(|a| self.submit(f, a)).collect();
-            let first_task = tasks.first().map_or(0, |t| t.task);
             let mut out = C::with_len(n);
             for (i, t) in tasks.into_iter().enumerate() {
-                out.add(i, std::iter::once(t.join()));
+                // Each was submitted alone (index 0): its error names its place in this call.
+                let outcome = t.join().map_err(|e| e.at_index(i as u64));
+                out.add(i, std::iter::once(outcome));
             }
-            return out.finish(n, first_task);
+            return out.finish(n);
         }
-        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
         let config = &self.shared.config;
         // Worker state lives in the pool's own threads, and a task limit retires them.
         if config.init.is_none() && config.max_tasks_per_worker.is_none() {
@@ -500,7 +501,7 @@ impl ThreadPool {
                 .map_threads
                 .get_or_init(|| MapThreads::start(config.workers, config.chunk_size.unwrap_or(1)));
             if let Some(threads) = threads {
-                match C::in_place(threads, f, items, first_task) {
+                match C::in_place(threads, f, items) {
                     Ok(out) => return out,
                     Err(back) => items = back,
                 }
@@ -519,7 +520,7 @@ impl ThreadPool {
             let len = part.len();
             let tx = tx.clone();
             let run = move |ctx: Option<&WorkerCtx>| {
-                let base = first_task + start as u64;
+                let base = start as u64;
                 let out = match ctx {
                     None => ChunkOut::Mixed(cancelled(base, len)),
                     Some(ctx) => run_chunk(f, part, ctx.id, base),
@@ -536,7 +537,7 @@ impl ThreadPool {
                 ChunkOut::Mixed(outcomes) => out.add_run(start, outcomes),
             }
         }
-        out.finish(n, first_task)
+        out.finish(n)
     }
 
     /// Starts a stream of `f` over `items` (see [`crate::Stream`]).

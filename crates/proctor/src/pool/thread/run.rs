@@ -9,12 +9,14 @@ use super::WorkerCtx;
 use crate::error::TaskError;
 
 /// Runs one task on `ctx`'s worker and hands its outcome to `finish`, exactly once: under a
-/// `limit` the watchdog may give up on it first and hand over `TimedOut` instead.
+/// `limit` the watchdog may give up on it first and hand over `TimedOut` instead. `task` is
+/// its pool-wide id (the watchdog's key), `index` its item's index in its call (its error's).
 pub(super) fn run_task<A, R, F, D>(
     ctx: &WorkerCtx,
     f: F,
     arg: A,
     task: u64,
+    index: u64,
     limit: Option<Duration>,
     finish: D,
 ) where
@@ -22,7 +24,7 @@ pub(super) fn run_task<A, R, F, D>(
     D: Fn(Result<R, TaskError>) + Send + Sync + 'static,
 {
     let Some(limit) = limit else {
-        finish(run_one(f, arg, ctx.id, task));
+        finish(run_one(f, arg, ctx.id, index));
         return;
     };
     let finish = Arc::new(finish);
@@ -35,12 +37,13 @@ pub(super) fn run_task<A, R, F, D>(
             expiring(Err(TaskError::TimedOut {
                 after,
                 worker,
-                task,
+                index,
+                attempts: 1,
             }))
         }),
     );
     let started = Instant::now();
-    let outcome = run_one(f, arg, ctx.id, task);
+    let outcome = run_one(f, arg, ctx.id, index);
     let after = started.elapsed();
     if !ctx.shared.finish_running(task) {
         // The watchdog gave up on it and delivered TimedOut.
@@ -51,19 +54,20 @@ pub(super) fn run_task<A, R, F, D>(
         finish(Err(TaskError::TimedOut {
             after,
             worker,
-            task,
+            index,
+            attempts: 1,
         }));
     } else {
         finish(outcome);
     }
 }
 
-/// The outcomes of `len` tasks from `first_task` on that never ran.
-pub(super) fn cancelled<R>(first_task: u64, len: usize) -> Vec<Result<R, TaskError>> {
+/// The outcomes of `len` tasks that never ran, items `first_index..` of their call.
+pub(super) fn cancelled<R>(first_index: u64, len: usize) -> Vec<Result<R, TaskError>> {
     (0..len as u64)
         .map(|k| {
             Err(TaskError::Cancelled {
-                task: first_task + k,
+                index: first_index + k,
             })
         })
         .collect()
@@ -75,7 +79,7 @@ pub(super) enum ChunkOut<R> {
     Mixed(Vec<Result<R, TaskError>>),
 }
 
-/// Runs a chunk of a `map`'s items, catching each task's panic.
+/// Runs a chunk of a `map`'s items, `base..` in their call, catching each task's panic.
 pub(super) fn run_chunk<A, R, F: Fn(A) -> R + Copy>(
     f: F,
     part: Vec<A>,
@@ -112,7 +116,8 @@ pub(super) fn panicked(payload: &(dyn std::any::Any + Send), worker: u32, task: 
         message: message.into(),
         location: location.map(Into::into),
         worker,
-        task,
+        index: task,
+        attempts: 1,
     }
 }
 

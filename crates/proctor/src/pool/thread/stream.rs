@@ -51,7 +51,7 @@ where
                 let ctx = match ctx {
                     Some(ctx) if !dropped.load(Ordering::Acquire) => ctx,
                     _ => {
-                        let _ = tx.send((start, cancelled(first_task, len)));
+                        let _ = tx.send((start, cancelled(start as u64, len)));
                         return;
                     }
                 };
@@ -60,13 +60,13 @@ where
                     let finish = move |o| {
                         let _ = tx.send((start, vec![o]));
                     };
-                    run_task(ctx, f, arg, first_task, limit, finish);
+                    run_task(ctx, f, arg, first_task, start as u64, limit, finish);
                     return;
                 }
                 let out = part
                     .into_iter()
                     .enumerate()
-                    .map(|(k, a)| run_one(f, a, ctx.id, first_task + k as u64))
+                    .map(|(k, a)| run_one(f, a, ctx.id, (start + k) as u64))
                     .collect();
                 let _ = tx.send((start, out));
             };

@@ -51,13 +51,14 @@ impl<R> Slot<R> {
     }
 
     /// The caller cancels the task: true if no worker had taken it (it then never runs).
-    pub(super) fn cancel(&self, task: u64) -> bool {
+    pub(super) fn cancel(&self) -> bool {
         let won = self
             .state
             .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if won {
-            self.finish(Err(TaskError::Cancelled { task }));
+            // A submitted task is a call of one item: index 0.
+            self.finish(Err(TaskError::Cancelled { index: 0 }));
         }
         won
     }
@@ -95,7 +96,7 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
 impl<R> ThreadTask<R> {
     /// Cancels the task if no worker has taken it yet; a running thread cannot be stopped.
     pub(crate) fn cancel(&self) -> bool {
-        self.slot.cancel(self.task)
+        self.slot.cancel()
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -109,7 +110,7 @@ impl<R> ThreadTask<R> {
     ) -> std::task::Poll<Result<R, TaskError>> {
         use crossbeam_channel::TryRecvError;
         use std::task::Poll;
-        let cancelled = || Err(TaskError::Cancelled { task: self.task });
+        let cancelled = || Err(TaskError::Cancelled { index: 0 });
         match self.rx.try_recv() {
             Ok(outcome) => return Poll::Ready(outcome),
             Err(TryRecvError::Disconnected) => return Poll::Ready(cancelled()),
@@ -132,15 +133,13 @@ impl<R> ThreadTask<R> {
         match self.rx.recv_deadline(deadline) {
             Ok(outcome) => Ok(outcome),
             Err(RecvTimeoutError::Timeout) => Err(self),
-            Err(RecvTimeoutError::Disconnected) => {
-                Ok(Err(TaskError::Cancelled { task: self.task }))
-            }
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(TaskError::Cancelled { index: 0 })),
         }
     }
 
     /// Waits for the task's outcome. With a task timeout the pool's watchdog delivers
     /// `TimedOut` on time, so this needs no clock of its own.
     pub(crate) fn join(self) -> Result<R, TaskError> {
-        recv_spinning(&self.rx).unwrap_or_else(|_| Err(TaskError::Cancelled { task: self.task }))
+        recv_spinning(&self.rx).unwrap_or_else(|_| Err(TaskError::Cancelled { index: 0 }))
     }
 }

@@ -28,8 +28,8 @@ fn a_chunk_keeps_values_alone_until_a_task_fails_then_every_outcome() {
         for (k, (o, n)) in out.iter().zip(&items).enumerate() {
             match o {
                 Ok(v) => assert_eq!(v, n),
-                Err(TaskError::Panicked { task, worker, .. }) => {
-                    assert_eq!((*task, *worker, n % 7), (100 + k as u64, 3, 0));
+                Err(TaskError::Panicked { index, worker, .. }) => {
+                    assert_eq!((*index, *worker, n % 7), (100 + k as u64, 3, 0));
                 }
                 Err(e) => panic!("{e:?}"),
             }

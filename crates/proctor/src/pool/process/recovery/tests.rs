@@ -165,7 +165,23 @@ impl Sim {
                         hostile: false,
                     });
                 }
-                Action::Deliver { slot, job, from, n } => {
+                Action::Deliver {
+                    slot,
+                    job,
+                    from,
+                    n,
+                    retried,
+                } => {
+                    // The count an error of the first record would carry: every start.
+                    if !self.tainted.contains(&(job, from)) {
+                        let starts = self.starts.get(&(job, from)).copied().unwrap_or(0);
+                        assert_eq!(
+                            retried + 1,
+                            starts,
+                            "task {:?}: starts miscounted",
+                            (job, from)
+                        );
+                    }
                     let w = match &dead {
                         Some((s, w)) if *s == slot => w,
                         _ => self.workers[slot]
@@ -192,7 +208,13 @@ impl Sim {
                     from,
                     count,
                     fate,
+                    started,
                 } => {
+                    // The count the first task's error carries: every start, this one's too.
+                    if count > 0 && !self.tainted.contains(&(job, from)) {
+                        let starts = self.starts.get(&(job, from)).copied().unwrap_or(0);
+                        assert_eq!(started, starts, "task {:?} ({fate:?})", (job, from));
+                    }
                     for i in from..from + count {
                         self.outcomes
                             .entry((job, i))
