@@ -50,7 +50,10 @@ impl ProcessPool {
         wire::begin_run(&mut frame);
         let cap = wire::RUN_HEADER_LEN + wire::INBOX_MIN;
         let deferred = match self.shared.encode_arg(&arg, &mut frame, cap, task) {
-            Err(e) => return TaskInner::Ready(Err(e)),
+            Err(e) => {
+                self.shared.config.stats.failed(&e);
+                return TaskInner::Ready(Err(e));
+            }
             Ok(None) => None,
             Ok(Some(len)) => {
                 // A large argument, encoded when sent, into the worker's inbox.
@@ -429,6 +432,7 @@ impl Shared {
                 if let Err(err) = encoded {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
+                    self.config.stats.failed(&err);
                     sink.deliver(base + k, task, &mut std::iter::once(RawOutcome::Err(err)));
                     job_start = k + 1;
                     in_job = 0;
@@ -473,6 +477,7 @@ where
         let batch: Vec<A> = self.items.by_ref().take(max).collect();
         let n = batch.len();
         if n > 0 {
+            self.shared.config.stats.submitted(n);
             let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
             let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
             let to = Batch {

@@ -122,9 +122,19 @@ impl JobData {
     }
 
     /// Tasks `from..from + count` get `err(task)`.
-    pub(super) fn fail(&self, from: usize, count: usize, err: impl Fn(u64) -> TaskError) {
+    pub(super) fn fail(
+        &self,
+        stats: &crate::pool::stats::Counters,
+        from: usize,
+        count: usize,
+        err: impl Fn(u64) -> TaskError,
+    ) {
         let base = self.first_task;
-        let mut it = (from..from + count).map(|k| RawOutcome::Err(err(base + k as u64)));
+        let mut it = (from..from + count).map(|k| {
+            let e = err(base + k as u64);
+            stats.failed(&e);
+            RawOutcome::Err(e)
+        });
         self.sink
             .deliver(self.first_index + from, base + from as u64, &mut it);
     }

@@ -65,6 +65,7 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         task: 0,
         left: count.min(1 << 20),
         broken: false,
+        stats: None,
     };
     // The captured-output path must see the same outcomes.
     let mut captured = it;
@@ -98,6 +99,8 @@ pub(crate) struct RecordIter<'a> {
     pub(super) task: u64,
     pub(super) left: usize,
     pub(super) broken: bool,
+    /// Where a failed record is counted (every record was counted a success beforehand).
+    pub(super) stats: Option<&'a crate::pool::stats::Counters>,
 }
 
 impl<'a> RecordIter<'a> {
@@ -147,24 +150,28 @@ impl<'a> Iterator for RecordIter<'a> {
         self.left -= 1;
         let task = self.task;
         self.task += 1;
-        if self.broken {
-            return Some(RawOutcome::Err(corrupt(
-                task,
-                "an earlier record was corrupt",
-            )));
-        }
-        let (tag, payload, used) = match wire::decode_record(self.buf) {
-            Ok(r) => r,
-            Err(e) => {
-                self.broken = true;
-                return Some(RawOutcome::Err(corrupt(task, &e.to_string())));
+        let e = if self.broken {
+            corrupt(task, "an earlier record was corrupt")
+        } else {
+            match wire::decode_record(self.buf) {
+                Ok((RecordTag::Ok, payload, used)) => {
+                    self.buf = &self.buf[used..];
+                    return Some(RawOutcome::Ok(payload));
+                }
+                Ok((tag, payload, used)) => {
+                    self.buf = &self.buf[used..];
+                    failed(tag, payload, self.worker, task)
+                }
+                Err(e) => {
+                    self.broken = true;
+                    corrupt(task, &e.to_string())
+                }
             }
         };
-        self.buf = &self.buf[used..];
-        Some(match tag {
-            RecordTag::Ok => RawOutcome::Ok(payload),
-            tag => RawOutcome::Err(failed(tag, payload, self.worker, task)),
-        })
+        if let Some(stats) = self.stats {
+            stats.failed_record(&e);
+        }
+        Some(RawOutcome::Err(e))
     }
 }
 
