@@ -111,3 +111,11 @@ fn compare_modes_prints_a_verdict_for_each_task_and_contains_the_abort() {
         "{out}"
     );
 }
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore)]
+fn progress_counts_every_outcome_and_each_crash() {
+    let out = run("progress");
+    assert!(out.contains("processes: 3000 outcomes, 33 failed"), "{out}");
+    assert!(out.contains("workers_replaced: 3,"), "{out}");
+}
