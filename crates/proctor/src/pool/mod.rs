@@ -2,9 +2,10 @@
 //!
 //! Room by room: `options.rs` holds the options and the option-by-mode table, `builder.rs`
 //! the [`PoolBuilder`], `task.rs` the [`Task`] handle, `collect.rs` how a `map`'s outcomes
-//! are put in order, `stream.rs` the streams both backends share. The backends import from
-//! here only those pieces (`Config`, `Collect`, `Assembler`, `Output`, `TaskInner`); nothing
-//! below `pool/` imports the backends.
+//! are put in order, `stream.rs` the streams both backends share, `stats.rs` the counters
+//! behind [`Pool::stats`]. The backends import from here only those pieces (`Config`,
+//! `Collect`, `Assembler`, `Output`, `TaskInner`, `Counters`); nothing below `pool/` imports
+//! the backends.
 
 use std::marker::PhantomData;
 

@@ -43,6 +43,13 @@ impl Failures {
 /// Each figure is read on its own while the pool works, so a snapshot taken mid-run may be
 /// a few tasks off between figures (a task counted done but still counted running); once
 /// the pool is quiet, `submitted == done` and `running`, `queued` and `busy_workers` are 0.
+///
+/// A task is counted once, when its outcome is delivered, whatever call made it. Two
+/// approximations, both after a [`Pool::try_map`](crate::Pool::try_map) has failed: it
+/// returns the first failure and keeps no other outcome, so in thread mode its items that
+/// ran on rayon's threads count as `cancelled`, and in process mode a later failure in the
+/// same worker's reply, which it never reads, counts as a success. `map`, streams and
+/// `submit` count every outcome by its kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PoolStats {
     /// Tasks handed to the pool: items of `map`-like calls, `submit`s, and the items streams
