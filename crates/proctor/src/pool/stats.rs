@@ -77,10 +77,16 @@ pub struct PoolStats {
     pub busy_workers: u64,
 }
 
-/// The pool's counters, shared by its backend's threads.
+/// The pool's counters, shared by its backend's threads. What the callers bump (`submitted`)
+/// and what the workers or the driver bump (the rest) live on cache lines of their own, so
+/// a round trip does not move one line between the two sides for counting.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    submitted: AtomicU64,
+    submitted: Padded<AtomicU64>,
+    /// Thread mode's own count of workers at work (the high 16 bits) and of their tasks
+    /// (the rest), one word so that a job costs two atomic operations (process mode reads
+    /// its scheduler's slots instead).
+    at_work: Padded<AtomicU64>,
     succeeded: AtomicU64,
     panicked: AtomicU64,
     crashed: AtomicU64,
@@ -91,11 +97,22 @@ pub(crate) struct Counters {
     retried: AtomicU64,
     workers_started: AtomicU64,
     workers_replaced: AtomicU64,
-    /// Thread mode's own count of tasks and workers at work (process mode reads its
-    /// scheduler's slots instead).
-    running: AtomicU64,
-    busy: AtomicU64,
 }
+
+/// A value alone on its cache line (two lines: the adjacent-line prefetcher pairs them).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Where the workers' count sits in `at_work`.
+const WORKER_SHIFT: u32 = 48;
 
 impl Counters {
     #[inline]
@@ -179,15 +196,15 @@ impl Counters {
     /// `workers` worker threads take a job of `count` tasks.
     #[inline]
     pub(crate) fn job_started(&self, workers: usize, count: usize) {
-        self.busy.fetch_add(workers as u64, Relaxed);
-        self.running.fetch_add(count as u64, Relaxed);
+        self.at_work
+            .fetch_add(((workers as u64) << WORKER_SHIFT) + count as u64, Relaxed);
     }
 
     /// The job of `count` tasks that `workers` threads took has delivered its outcomes.
     #[inline]
     pub(crate) fn job_ended(&self, workers: usize, count: usize) {
-        self.running.fetch_sub(count as u64, Relaxed);
-        self.busy.fetch_sub(workers as u64, Relaxed);
+        self.at_work
+            .fetch_sub(((workers as u64) << WORKER_SHIFT) + count as u64, Relaxed);
     }
 
     /// The snapshot; `at_work` is `(running tasks, busy workers)` where the backend knows
@@ -203,8 +220,10 @@ impl Counters {
         };
         let succeeded = self.succeeded.load(Relaxed);
         let done = succeeded + failed.total();
-        let (running, busy_workers) =
-            at_work.unwrap_or_else(|| (self.running.load(Relaxed), self.busy.load(Relaxed)));
+        let (running, busy_workers) = at_work.unwrap_or_else(|| {
+            let w = self.at_work.load(Relaxed);
+            (w & ((1 << WORKER_SHIFT) - 1), w >> WORKER_SHIFT)
+        });
         let submitted = self.submitted.load(Relaxed).max(done);
         // Counters read one by one: a task may be counted both done and running for a
         // moment, never a negative queue.
