@@ -77,6 +77,24 @@ fn a_map_with_panics_counts_every_outcome_by_kind() {
 }
 
 #[test]
+fn a_cancelled_task_counts_once_as_cancelled() {
+    for mode in modes() {
+        let pool = Pool::builder(mode, 1).build().unwrap();
+        let slow = pool.submit(crate::sleep_ms, 100);
+        let queued = pool.submit(double, 1);
+        let won = queued.cancel();
+        assert_eq!(slow.join(), Ok(100));
+        let outcome = queued.join();
+        assert_eq!(outcome.is_err(), won, "{mode}: {outcome:?}");
+        let s = pool.stats();
+        assert_quiet(&s);
+        assert_eq!(s.submitted, 2, "{mode}: {s:?}");
+        assert_eq!(s.failed.cancelled, u64::from(won), "{mode}: {s:?}");
+        assert_eq!(s.succeeded, 2 - u64::from(won), "{mode}: {s:?}");
+    }
+}
+
+#[test]
 fn a_try_map_that_stops_early_still_gives_every_task_one_count() {
     for mode in modes() {
         let pool = Pool::builder(mode, 2).build().unwrap();

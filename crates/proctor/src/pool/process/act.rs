@@ -332,7 +332,14 @@ impl Shared {
             st.exits[slot] = exit;
         }
         w.drain_stderr();
-        log::warn!(
+        // A worker killed to cancel its task ended as asked; any other end is news.
+        let level = if death == Death::Cancelled {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
             "proctor: worker {} (pid {}) in slot {slot} ended: {death:?}, exit {:?}",
             w.id,
             w.host.pid(),
