@@ -221,7 +221,9 @@ pub mod __fuzz {
 pub use arcstr::ArcStr;
 pub use compare::{CompareModes, ModeComparison, compare_modes};
 pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
-pub use pool::{Mode, Output, Pool, PoolBuilder, StartMethod, Stream, Task, Unordered};
+pub use pool::{
+    Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream, Task, Unordered,
+};
 #[cfg(target_os = "linux")]
 pub use remote::Remote;
 #[cfg(target_os = "linux")]

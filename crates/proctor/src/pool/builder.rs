@@ -342,6 +342,8 @@ impl<S: 'static> PoolBuilder<S> {
     /// platform, or a worker that could not be started.
     pub fn build(mut self) -> Result<Pool<S>, Error> {
         self.config.validate()?;
+        // Counters of its own, even when built from a clone of another pool's builder.
+        self.config.stats = Default::default();
         #[cfg(target_os = "linux")]
         if let Some(s) = self.config.sandbox.as_mut() {
             s.memory_limit = self.config.memory_limit;

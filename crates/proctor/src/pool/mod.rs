@@ -2,9 +2,10 @@
 //!
 //! Room by room: `options.rs` holds the options and the option-by-mode table, `builder.rs`
 //! the [`PoolBuilder`], `task.rs` the [`Task`] handle, `collect.rs` how a `map`'s outcomes
-//! are put in order, `stream.rs` the streams both backends share. The backends import from
-//! here only those pieces (`Config`, `Collect`, `Assembler`, `Output`, `TaskInner`); nothing
-//! below `pool/` imports the backends.
+//! are put in order, `stream.rs` the streams both backends share, `stats.rs` the counters
+//! behind [`Pool::stats`]. The backends import from here only those pieces (`Config`,
+//! `Collect`, `Assembler`, `Output`, `TaskInner`, `Counters`); nothing below `pool/` imports
+//! the backends.
 
 use std::marker::PhantomData;
 
@@ -18,6 +19,7 @@ mod collect;
 mod options;
 #[cfg(target_os = "linux")]
 mod process;
+mod stats;
 #[cfg(target_os = "linux")]
 pub(crate) use process::decode_records_for_fuzz;
 mod stream;
@@ -27,6 +29,7 @@ mod thread;
 pub use builder::PoolBuilder;
 pub(crate) use collect::{All, Assembler, Collect, UntilError};
 pub(crate) use options::Config;
+pub use stats::{Failures, PoolStats};
 pub use stream::{Stream, Unordered};
 pub use task::Task;
 pub(crate) use task::TaskInner;
@@ -193,6 +196,35 @@ impl<S: 'static> Pool<S> {
         }
     }
 
+    /// What the pool has done so far: tasks submitted, running, queued and done, failures
+    /// by kind, retries, workers started and replaced, busy workers (see [`PoolStats`]).
+    ///
+    /// Cheap enough to call from a progress loop: the pool keeps relaxed atomic counters
+    /// as it works, and this reads them (process mode also looks at which workers are busy,
+    /// under the scheduler's lock, for a moment). Another thread may call it while `map`,
+    /// a stream or `shutdown` runs, since it takes `&self`.
+    ///
+    /// ```
+    /// fn check(n: u64) -> u64 {
+    ///     assert!(n % 4 != 0, "a multiple of 4");
+    ///     n
+    /// }
+    ///
+    /// let pool = proctor::Pool::threads(2).build().unwrap();
+    /// let _ = pool.map(check, 1..=10);
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.submitted, stats.done, stats.succeeded), (10, 10, 8));
+    /// assert_eq!(stats.failed.panicked, 2);
+    /// assert_eq!((stats.running, stats.queued), (0, 0));
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        match &self.backend {
+            Backend::Threads(p) => p.config().stats.snapshot(None),
+            #[cfg(target_os = "linux")]
+            Backend::Processes(p) => p.stats(),
+        }
+    }
+
     /// Runs `f` on every item and returns one outcome per item, in input order.
     ///
     /// Every item gets exactly one outcome: its result or the [`TaskError`] that stopped it.
@@ -220,6 +252,7 @@ impl<S: 'static> Pool<S> {
     {
         assert_plain_fn::<F>();
         let items: Vec<A> = items.into_iter().collect();
+        self.config().stats.submitted(items.len());
         match &self.backend {
             Backend::Threads(p) => p.map::<A, R, F, C>(f, items),
             #[cfg(target_os = "linux")]
@@ -315,6 +348,7 @@ impl<S: 'static> Pool<S> {
     {
         assert_plain_fn::<F>();
         let items: Vec<A> = items.into_iter().collect();
+        self.config().stats.submitted(items.len());
         match &self.backend {
             Backend::Threads(p) => {
                 // One owned copy for the call (a round trip through the codec, so the bounds
@@ -329,7 +363,7 @@ impl<S: 'static> Pool<S> {
                     });
                 let context = match owned {
                     Ok(c) => std::sync::Arc::new(c),
-                    Err(why) => return context_failed(items.len(), &why),
+                    Err(why) => return self.context_failed(items.len(), &why),
                 };
                 let pairs = items
                     .into_iter()
@@ -344,7 +378,7 @@ impl<S: 'static> Pool<S> {
                     items,
                     Some(ctx),
                 ),
-                Err(why) => context_failed(items.len(), &why),
+                Err(why) => self.context_failed(items.len(), &why),
             },
         }
     }
@@ -379,13 +413,18 @@ impl<S: 'static> Pool<S> {
     {
         assert_plain_fn::<F>();
         match &self.backend {
+            // `map` counts them.
             Backend::Threads(_) => self
                 .map(f, items)
                 .into_iter()
                 .map(|o| (o, Output::default()))
                 .collect(),
             #[cfg(target_os = "linux")]
-            Backend::Processes(p) => p.map_captured(f, items.into_iter().collect()),
+            Backend::Processes(p) => {
+                let items: Vec<A> = items.into_iter().collect();
+                p.config().stats.submitted(items.len());
+                p.map_captured(f, items)
+            }
         }
     }
 
@@ -445,6 +484,13 @@ impl<S: 'static> Pool<S> {
         }
     }
 
+    /// The outcomes of a `map_with` call whose context could not be encoded (counted).
+    fn context_failed<R>(&self, n: usize, why: &str) -> Vec<Result<R, TaskError>> {
+        let out = context_failed(n, why);
+        self.config().stats.outcomes(&out);
+        out
+    }
+
     fn config(&self) -> &Config {
         match &self.backend {
             Backend::Threads(p) => p.config(),
@@ -461,6 +507,7 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         assert_plain_fn::<F>();
+        self.config().stats.submitted(1);
         let inner = match &self.backend {
             Backend::Threads(p) => TaskInner::Thread(p.submit(f, arg)),
             #[cfg(target_os = "linux")]

@@ -34,6 +34,8 @@ pub(crate) struct Config {
     /// Where worker processes run, when not forked on this host.
     #[cfg(target_os = "linux")]
     pub(crate) remote: Option<crate::Remote>,
+    /// What the pool has done so far (see [`crate::Pool::stats`]).
+    pub(crate) stats: std::sync::Arc<super::stats::Counters>,
 }
 
 /// Lines of a job's stderr that reach the terminal by default: enough for a panic message or
@@ -61,6 +63,7 @@ impl Config {
             init: None,
             capture_output: false,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            stats: Default::default(),
         }
     }
 

@@ -122,3 +122,10 @@ fn tokio_main_runs_process_pools_inside_a_runtime() {
     );
     assert!(out.contains("map under tokio: [Ok(36), Ok(49)]"), "{out}");
 }
+
+#[test]
+fn progress_counts_every_outcome_and_each_crash() {
+    let out = run("progress");
+    assert!(out.contains("processes: 3000 outcomes, 33 failed"), "{out}");
+    assert!(out.contains("workers_replaced: 3,"), "{out}");
+}

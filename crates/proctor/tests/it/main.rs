@@ -56,5 +56,6 @@ mod remote_attacks;
 mod sandbox;
 mod soak;
 mod state;
+mod stats;
 mod stream;
 mod thread_mode;

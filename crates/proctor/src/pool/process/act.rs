@@ -17,6 +17,7 @@ use super::{EXIT_WAIT, Shared, State};
 use crate::arena;
 use crate::error::TaskError;
 use crate::exit::ExitCode;
+use crate::pool::stats::Counters;
 use crate::server::Exit;
 use crate::sys::SharedMapping;
 use crate::wire;
@@ -60,6 +61,8 @@ impl Shared {
             // A failed write means the worker is already gone: its death is seen like any.
             let _ = w.host.send(&frames);
         }
+        self.config.stats.worker_started(false);
+        log::debug!("proctor: worker {id} started (pid {})", w.host.pid());
         Ok(w)
     }
 
@@ -93,7 +96,7 @@ impl Shared {
             st.delivered = true;
         }
         for d in deliveries.drain(..) {
-            deliver(&d, &records);
+            deliver(&d, &records, &self.config.stats);
         }
         st.deliveries = deliveries;
         st.records = records;
@@ -109,6 +112,10 @@ impl Shared {
         match action {
             Action::Send { slot } => {
                 let run = st.machine.busy(slot).expect("a run is sent to a busy slot");
+                if run.head_attempts > 0 {
+                    // Its first task is started again after its worker crashed.
+                    self.config.stats.retried();
+                }
                 let frame = match run.job.frame_for(run, self.server.secret) {
                     Ok(frame) => frame,
                     Err(why) => {
@@ -194,7 +201,7 @@ impl Shared {
                     // Large results (64 KiB or more each) are decoded in place, now, before the
                     // worker can be sent its next job: no copy as large as they are.
                     Some(r) if r.len() >= n.max(1) * wire::INBOX_MIN => {
-                        decode(&d, r);
+                        decode(&d, r, &self.config.stats);
                         large = r.len();
                         st.delivered = true;
                     }
@@ -226,7 +233,7 @@ impl Shared {
                 let cause = slot.and_then(|s| Some((st.workers[s].as_ref()?, st.exits[s])));
                 // Only the first of the tasks can have been started (the one a death hit).
                 let first = (job.first_index + from) as u64;
-                job.fail(from, count, |task| {
+                job.fail(&self.config.stats, from, count, |task| {
                     let started = if task == first { started } else { 0 };
                     self.task_error(cause, fate, task, started, st)
                 });
@@ -299,6 +306,11 @@ impl Shared {
         st.next_worker_id = st.next_worker_id.wrapping_add(1);
         match self.spawn_worker(slot, id) {
             Ok(w) => {
+                self.config.stats.worker_replaced();
+                log::info!(
+                    "proctor: worker {id} (pid {}) replaces the one in slot {slot}",
+                    w.host.pid()
+                );
                 st.workers[slot] = Some(w);
                 st.machine.replaced(slot, true, out);
             }
@@ -331,6 +343,19 @@ impl Shared {
             st.exits[slot] = exit;
         }
         w.drain_stderr();
+        // A worker killed to cancel its task ended as asked; any other end is news.
+        let level = if death == Death::Cancelled {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "proctor: worker {} (pid {}) in slot {slot} ended: {death:?}, exit {:?}",
+            w.id,
+            w.host.pid(),
+            st.exits[slot]
+        );
         // A local worker that never said it reached its first job died in its initializer,
         // its sandbox or its start: no fault of the job it was sent, and one that will strike
         // every replacement too. Its word is read from its stderr, which a task can neither
@@ -564,19 +589,22 @@ pub(super) fn seen(arena: &SharedMapping) -> Seen {
 }
 
 /// Decodes one delivery's records into its job's sink.
-fn deliver(d: &Delivery, records: &[u8]) {
+fn deliver(d: &Delivery, records: &[u8], stats: &Counters) {
     let Some(range) = d.bytes.clone() else {
-        d.job.fail(d.from, d.n, |task| TaskError::Codec {
+        d.job.fail(stats, d.from, d.n, |task| TaskError::Codec {
             message: "its worker's result arena is inconsistent".into(),
             index: task,
         });
         return;
     };
-    decode(d, &records[range]);
+    decode(d, &records[range], stats);
 }
 
 /// Hands the delivery's records, `buf`, to its job's sink.
-fn decode(d: &Delivery, buf: &[u8]) {
+fn decode(d: &Delivery, buf: &[u8], stats: &Counters) {
+    // Every record counts as a success until decoding finds it is not (a failed record is
+    // rare, and this keeps the decoder's loop over `Ok` records free of counting).
+    stats.succeeded(d.n);
     let it = RecordIter {
         buf,
         worker: d.worker,
@@ -585,6 +613,7 @@ fn decode(d: &Delivery, buf: &[u8]) {
         retried: d.retried,
         left: d.n,
         broken: false,
+        stats: Some(stats),
     };
     d.job.sink.deliver_records(d.job.first_index + d.from, it);
 }

@@ -51,7 +51,10 @@ impl ProcessPool {
         let cap = wire::RUN_HEADER_LEN + wire::INBOX_MIN;
         // A submitted task is a call of one item: its errors say index 0.
         let deferred = match self.shared.encode_arg(&arg, &mut frame, cap, 0) {
-            Err(e) => return TaskInner::Ready(Err(e)),
+            Err(e) => {
+                self.shared.config.stats.failed(&e);
+                return TaskInner::Ready(Err(e));
+            }
             Ok(None) => None,
             Ok(Some(len)) => {
                 // A large argument, encoded when sent, into the worker's inbox.
@@ -425,6 +428,7 @@ impl Shared {
                 if let Err(err) = encoded {
                     // Send what came before, then record this item's error on its own.
                     flush(&mut frame, job_start, in_job);
+                    self.config.stats.failed(&err);
                     sink.deliver(base + k, index, &mut std::iter::once(RawOutcome::Err(err)));
                     job_start = k + 1;
                     in_job = 0;
@@ -469,6 +473,7 @@ where
         let batch: Vec<A> = self.items.by_ref().take(max).collect();
         let n = batch.len();
         if n > 0 {
+            self.shared.config.stats.submitted(n);
             let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
             let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
             let to = Batch {

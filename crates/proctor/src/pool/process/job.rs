@@ -121,10 +121,21 @@ impl JobData {
         Ok(Cow::Owned(frame))
     }
 
-    /// Tasks `from..from + count` get `err(index)`, each with its item's index in the call.
-    pub(super) fn fail(&self, from: usize, count: usize, err: impl Fn(u64) -> TaskError) {
+    /// Tasks `from..from + count` get `err(index)`, each with its item's index in the call,
+    /// and each error is counted in `stats`.
+    pub(super) fn fail(
+        &self,
+        stats: &crate::pool::stats::Counters,
+        from: usize,
+        count: usize,
+        err: impl Fn(u64) -> TaskError,
+    ) {
         let base = self.first_index as u64;
-        let mut it = (from..from + count).map(|k| RawOutcome::Err(err(base + k as u64)));
+        let mut it = (from..from + count).map(|k| {
+            let e = err(base + k as u64);
+            stats.failed(&e);
+            RawOutcome::Err(e)
+        });
         self.sink
             .deliver(self.first_index + from, base + from as u64, &mut it);
     }

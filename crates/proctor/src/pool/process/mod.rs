@@ -393,6 +393,20 @@ impl ProcessPool {
         self.shared.config.workers
     }
 
+    /// The pool's counters, with the tasks and workers at work read from the scheduler.
+    pub(crate) fn stats(&self) -> crate::PoolStats {
+        let st = self.shared.lock();
+        let (mut running, mut busy) = (0, 0);
+        for slot in 0..st.workers.len() {
+            if let Some(run) = st.machine.busy(slot) {
+                running += run.count as u64;
+                busy += 1;
+            }
+        }
+        drop(st);
+        self.shared.config.stats.snapshot(Some((running, busy)))
+    }
+
     pub(crate) fn worker_pids(&self) -> Vec<u32> {
         self.shared
             .lock()

@@ -69,6 +69,7 @@ pub(crate) fn decode_records_for_fuzz(buf: &[u8], count: usize) -> usize {
         broken: false,
         head: 0,
         retried: 0,
+        stats: None,
     };
     // The captured-output path must see the same outcomes.
     let mut captured = it;
@@ -106,6 +107,8 @@ pub(crate) struct RecordIter<'a> {
     /// to a crash (rerun under `retries`): its error counts them.
     pub(super) head: u64,
     pub(super) retried: u32,
+    /// Where a failed record is counted (every record was counted a success beforehand).
+    pub(super) stats: Option<&'a crate::pool::stats::Counters>,
 }
 
 impl<'a> RecordIter<'a> {
@@ -155,27 +158,29 @@ impl<'a> Iterator for RecordIter<'a> {
         self.left -= 1;
         let task = self.task;
         self.task += 1;
-        if self.broken {
-            return Some(RawOutcome::Err(corrupt(
-                task,
-                "an earlier record was corrupt",
-            )));
-        }
-        let (tag, payload, used) = match wire::decode_record(self.buf) {
-            Ok(r) => r,
-            Err(e) => {
-                self.broken = true;
-                return Some(RawOutcome::Err(corrupt(task, &e.to_string())));
+        let e = if self.broken {
+            corrupt(task, "an earlier record was corrupt")
+        } else {
+            match wire::decode_record(self.buf) {
+                Ok((RecordTag::Ok, payload, used)) => {
+                    self.buf = &self.buf[used..];
+                    return Some(RawOutcome::Ok(payload));
+                }
+                Ok((tag, payload, used)) => {
+                    self.buf = &self.buf[used..];
+                    let retried = if task == self.head { self.retried } else { 0 };
+                    failed(tag, payload, self.worker, task, retried)
+                }
+                Err(e) => {
+                    self.broken = true;
+                    corrupt(task, &e.to_string())
+                }
             }
         };
-        self.buf = &self.buf[used..];
-        Some(match tag {
-            RecordTag::Ok => RawOutcome::Ok(payload),
-            tag => {
-                let retried = if task == self.head { self.retried } else { 0 };
-                RawOutcome::Err(failed(tag, payload, self.worker, task, retried))
-            }
-        })
+        if let Some(stats) = self.stats {
+            stats.failed_record(&e);
+        }
+        Some(RawOutcome::Err(e))
     }
 }
 

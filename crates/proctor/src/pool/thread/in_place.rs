@@ -18,6 +18,8 @@ pub(crate) struct MapThreads {
     threads: rayon::ThreadPool,
     /// The fewest items a thread takes at once (the pool's `chunk_size`, else 1).
     min_len: usize,
+    /// The pool's counters.
+    stats: std::sync::Arc<crate::pool::stats::Counters>,
 }
 
 impl std::fmt::Debug for MapThreads {
@@ -33,7 +35,11 @@ impl std::fmt::Debug for MapThreads {
 pub(super) struct Stop;
 
 impl MapThreads {
-    pub(super) fn start(workers: usize, min_len: usize) -> Option<MapThreads> {
+    pub(super) fn start(
+        workers: usize,
+        min_len: usize,
+        stats: std::sync::Arc<crate::pool::stats::Counters>,
+    ) -> Option<MapThreads> {
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("proctor-map-{i}"))
@@ -42,7 +48,11 @@ impl MapThreads {
             .start_handler(|_| crate::panic::set_quiet(true))
             .build()
             .ok()?;
-        Some(MapThreads { threads, min_len })
+        Some(MapThreads {
+            threads,
+            min_len,
+            stats,
+        })
     }
 
     /// The worker id of a map thread, as errors report it.
@@ -63,6 +73,8 @@ impl MapThreads {
         // before the lowest failure ran: the lowest one recorded is the call's first.
         let first_failure: Mutex<Option<(usize, TaskError)>> = Mutex::new(None);
         let mut out = Vec::new();
+        let (n, workers) = (items.len(), self.threads.current_num_threads());
+        self.stats.job_started(workers, n);
         let ran = self.threads.install(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 items
@@ -79,9 +91,20 @@ impl MapThreads {
         let first = first_failure
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
+        self.stats.job_ended(workers, n);
         match (ran, first) {
-            (Ok(()), _) => Ok(out),
-            (Err(_), Some((_, e))) => Err(e),
+            (Ok(()), _) => {
+                self.stats.succeeded(n);
+                Ok(out)
+            }
+            (Err(_), Some((_, e))) => {
+                // The call stops at its first failure and keeps no other outcome: the rest
+                // count as cancelled.
+                self.stats.failed(&e);
+                self.stats
+                    .failed_n(&TaskError::Cancelled { index: 0 }, n - 1);
+                Err(e)
+            }
             // Only `Stop` is raised, and only after a failure is recorded.
             (Err(payload), None) => std::panic::resume_unwind(payload),
         }

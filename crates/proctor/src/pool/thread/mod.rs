@@ -162,6 +162,11 @@ impl Shared {
         let Ok(handle) = spawned else {
             return Err(first);
         };
+        self.config.stats.worker_started(retiring.is_some());
+        match retiring {
+            Some(old) => log::debug!("proctor: worker thread {id} replaces {old}, retired"),
+            None => log::debug!("proctor: worker thread {id} started"),
+        }
         self.handles
             .lock()
             .expect("handles poisoned")
@@ -212,6 +217,13 @@ impl Shared {
         // be started the stuck worker stays one, and goes on once its task returns.
         let stopping = self.live.load(Ordering::Acquire) == 0;
         if stopping || self.spawn_worker(None, None).is_ok() {
+            if !stopping {
+                self.config.stats.worker_replaced();
+                log::warn!(
+                    "proctor: task {task} ran past its timeout; worker thread {} abandoned and replaced",
+                    r.worker
+                );
+            }
             r.status.abandoned.store(true, Ordering::Release);
             // Detach the stuck thread: shutdown must not wait for it.
             self.handles
@@ -308,7 +320,9 @@ fn worker_loop(ctx: WorkerCtx, mut first: Option<(RunFn, usize)>) {
         // and location, so the panic hook keeps them off stderr. Only while a job runs: a
         // panic in this loop itself would be a bug in the pool, and should be seen.
         crate::panic::set_quiet(true);
+        shared.config.stats.job_started(1, count);
         run(Some(&ctx));
+        shared.config.stats.job_ended(1, count);
         crate::panic::set_quiet(false);
         if ctx.status.abandoned.load(Ordering::Acquire) {
             // A replacement took this worker's place (and its `Exit`). Dropping the handle,
@@ -465,14 +479,30 @@ impl ThreadPool {
         let slot = Arc::new(slot);
         let limit = self.shared.config.task_timeout;
         let s = Arc::clone(&slot);
+        let stats = Arc::clone(&self.shared.config.stats);
         let run = move |ctx: Option<&WorkerCtx>| match ctx {
-            // A submitted task is a call of one item: its errors say index 0.
-            None => s.finish(Err(TaskError::Cancelled { index: 0 })),
+            None => {
+                // A submitted task is a call of one item: its errors say index 0.
+                let o = Err(TaskError::Cancelled { index: 0 });
+                if s.is_queued() {
+                    // Not cancelled by its caller already (which counted it).
+                    stats.outcome(&o);
+                }
+                s.finish(o);
+            }
             Some(_) if !s.claim() => {} // cancelled while queued: it already has its outcome
-            Some(ctx) => run_task(ctx, f, arg, task, 0, limit, move |o| s.finish(o)),
+            Some(ctx) => run_task(ctx, f, arg, task, 0, limit, move |o| {
+                stats.outcome(&o);
+                s.finish(o);
+            }),
         };
         self.shared.send(Job::Run(Box::new(run), 1));
-        ThreadTask { rx, task, slot }
+        ThreadTask {
+            rx,
+            task,
+            slot,
+            stats: Arc::clone(&self.shared.config.stats),
+        }
     }
 
     pub(crate) fn map<A, R, F, C>(&self, f: F, mut items: Vec<A>) -> C::Output
@@ -497,9 +527,13 @@ impl ThreadPool {
         let config = &self.shared.config;
         // Worker state lives in the pool's own threads, and a task limit retires them.
         if config.init.is_none() && config.max_tasks_per_worker.is_none() {
-            let threads = self
-                .map_threads
-                .get_or_init(|| MapThreads::start(config.workers, config.chunk_size.unwrap_or(1)));
+            let threads = self.map_threads.get_or_init(|| {
+                MapThreads::start(
+                    config.workers,
+                    config.chunk_size.unwrap_or(1),
+                    Arc::clone(&config.stats),
+                )
+            });
             if let Some(threads) = threads {
                 match C::in_place(threads, f, items) {
                     Ok(out) => return out,
@@ -519,12 +553,17 @@ impl ThreadPool {
         for (start, part) in parts.into_iter().rev() {
             let len = part.len();
             let tx = tx.clone();
+            let stats = Arc::clone(&self.shared.config.stats);
             let run = move |ctx: Option<&WorkerCtx>| {
                 let base = start as u64;
                 let out = match ctx {
                     None => ChunkOut::Mixed(cancelled(base, len)),
                     Some(ctx) => run_chunk(f, part, ctx.id, base),
                 };
+                match &out {
+                    ChunkOut::Values(values) => stats.succeeded(values.len()),
+                    ChunkOut::Mixed(outcomes) => stats.outcomes(outcomes),
+                }
                 let _ = tx.send((start, out));
             };
             self.shared.send(Job::Run(Box::new(run), len));

@@ -44,30 +44,36 @@ where
                 .shared
                 .next_task
                 .fetch_add(len as u64, Ordering::Relaxed);
+            self.shared.config.stats.submitted(len);
             let tx = self.tx.clone();
             let dropped = Arc::clone(&self.dropped);
             let f = self.f;
+            let stats = Arc::clone(&self.shared.config.stats);
             let run = move |ctx: Option<&WorkerCtx>| {
                 let ctx = match ctx {
                     Some(ctx) if !dropped.load(Ordering::Acquire) => ctx,
                     _ => {
-                        let _ = tx.send((start, cancelled(start as u64, len)));
+                        let out = cancelled(start as u64, len);
+                        stats.outcomes(&out);
+                        let _ = tx.send((start, out));
                         return;
                     }
                 };
                 if limit.is_some() {
                     let arg = part.into_iter().next().expect("a timed job holds one item");
                     let finish = move |o| {
+                        stats.outcome(&o);
                         let _ = tx.send((start, vec![o]));
                     };
                     run_task(ctx, f, arg, first_task, start as u64, limit, finish);
                     return;
                 }
-                let out = part
+                let out: Vec<_> = part
                     .into_iter()
                     .enumerate()
                     .map(|(k, a)| run_one(f, a, ctx.id, (start + k) as u64))
                     .collect();
+                stats.outcomes(&out);
                 let _ = tx.send((start, out));
             };
             self.shared.send(Job::Run(Box::new(run), len));

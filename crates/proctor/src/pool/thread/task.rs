@@ -50,6 +50,11 @@ impl<R> Slot<R> {
             .is_ok()
     }
 
+    /// Neither a worker nor the caller has taken the task yet.
+    pub(super) fn is_queued(&self) -> bool {
+        self.state.load(Ordering::Acquire) == QUEUED
+    }
+
     /// The caller cancels the task: true if no worker had taken it (it then never runs).
     pub(super) fn cancel(&self) -> bool {
         let won = self
@@ -83,6 +88,7 @@ pub(crate) struct ThreadTask<R> {
     pub(super) rx: Receiver<Result<R, TaskError>>,
     pub(super) task: u64,
     pub(super) slot: Arc<Slot<R>>,
+    pub(super) stats: Arc<crate::pool::stats::Counters>,
 }
 
 impl<R> std::fmt::Debug for ThreadTask<R> {
@@ -96,7 +102,12 @@ impl<R> std::fmt::Debug for ThreadTask<R> {
 impl<R> ThreadTask<R> {
     /// Cancels the task if no worker has taken it yet; a running thread cannot be stopped.
     pub(crate) fn cancel(&self) -> bool {
-        self.slot.cancel()
+        let won = self.slot.cancel();
+        if won {
+            // A submitted task is a call of one item: its error says index 0.
+            self.stats.failed(&TaskError::Cancelled { index: 0 });
+        }
+        won
     }
 
     pub(crate) fn is_finished(&self) -> bool {
