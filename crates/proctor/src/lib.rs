@@ -28,13 +28,23 @@
 //! to its process — abort, segfault, exit, leak, hang — stays in that process.
 //!
 //! The task function is a plain `fn` or a closure that captures nothing: it must be the same
-//! code in every worker, so it cannot carry data from the caller. A capturing closure is a
-//! compile-time error:
+//! code in every worker, so it cannot carry data from the caller. A capturing closure, or a
+//! `fn` pointer (`let f: fn(u64) -> u64 = ..`), is refused when the program is built, with
+//! one error whose last note names your call (`encountered while instantiating Pool::map`,
+//! then your file and line). `cargo check` does not see it: the check needs the concrete
+//! type, which only a build has. Pass the function by name instead.
 //!
 //! ```compile_fail
 //! let offset = 3u64;
 //! let pool = proctor::Pool::threads(2).build().unwrap();
 //! let _ = pool.map(move |n: u64| n + offset, vec![1, 2]);
+//! ```
+//!
+//! ```compile_fail
+//! fn double(n: u64) -> u64 { n * 2 }
+//! let f: fn(u64) -> u64 = double;
+//! let pool = proctor::Pool::threads(2).build().unwrap();
+//! let _ = pool.map(f, vec![1, 2]); // pass `double` itself
 //! ```
 //!
 //! Arguments and results must be serde types, in both modes, so switching the mode never

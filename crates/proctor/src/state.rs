@@ -105,8 +105,13 @@ pub(crate) fn with_context<C: 'static, R>(f: impl FnOnce(&C) -> R) -> R {
 
 /// Makes a value of the zero-sized task type `F`.
 pub(crate) fn conjure<F: Copy>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0) };
-    // SAFETY: `F` is zero-sized (asserted at compile time), so a value of it has no bytes
+    // Checked at run time: the public entry points refuse other types at compile time (see
+    // `pool::plain_fn`), and a second compile-time check here would only add a second error.
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "conjure: a task type with data"
+    );
+    // SAFETY: `F` is zero-sized (asserted just above), so a value of it has no bytes
     // and reading one from a dangling, well-aligned pointer is defined. Every value of a fn
     // item or closure type without captures is the same value. The pool only accepts
     // `F: Fn(..) -> R + Copy`, which on stable Rust only fn items, fn pointers and closures

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::options::{Config, mode_table_doc, with_mode_options};
 #[cfg(target_os = "linux")]
 use super::process;
-use super::{Backend, Mode, Pool, StartMethod, assert_plain_fn, thread};
+use super::{Backend, Mode, Pool, StartMethod, plain_fn, thread};
 use crate::error::Error;
 // Named in the setters' documentation, and by `build()` elsewhere than Linux.
 #[cfg(any(doc, not(target_os = "linux")))]
@@ -89,7 +89,7 @@ impl<S: 'static> PoolBuilder<S> {
         T: 'static,
         I: Fn() -> T + Copy + Send + Sync + 'static,
     {
-        assert_plain_fn::<I>();
+        plain_fn!(I);
         // A zero-sized fn: its type, in the entry point below, is all there is to keep.
         let _ = init;
         let mut config = self.config;

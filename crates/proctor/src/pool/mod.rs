@@ -240,6 +240,7 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        plain_fn!(F);
         self.collect::<A, R, F, All<R>>(f, items)
     }
 
@@ -250,7 +251,6 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         C: Collect<R>,
     {
-        assert_plain_fn::<F>();
         let items: Vec<A> = items.into_iter().collect();
         self.config().stats.submitted(items.len());
         match &self.backend {
@@ -279,6 +279,7 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        plain_fn!(F);
         self.collect::<A, R, F, UntilError<R>>(f, items)
             .map_err(|e| Error::new(ErrorKind::Task(e)))
     }
@@ -297,7 +298,8 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map(with_state(f), items)
+        plain_fn!(F);
+        self.collect::<A, R, _, All<R>>(with_state(f), items)
     }
 
     /// [`Pool::submit`] for a task that uses its worker's state: `f(&state, arg)`.
@@ -315,7 +317,8 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.submit(with_state(f), arg)
+        plain_fn!(F);
+        self.submit_unchecked(with_state(f), arg)
     }
 
     /// [`Pool::map`] with a read-only context shared by every item: `f(&context, item)`.
@@ -346,7 +349,7 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        assert_plain_fn::<F>();
+        plain_fn!(F);
         let items: Vec<A> = items.into_iter().collect();
         self.config().stats.submitted(items.len());
         match &self.backend {
@@ -411,11 +414,11 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        assert_plain_fn::<F>();
+        plain_fn!(F);
         match &self.backend {
-            // `map` counts them.
+            // `collect` counts them.
             Backend::Threads(_) => self
-                .map(f, items)
+                .collect::<A, R, F, All<R>>(f, items)
                 .into_iter()
                 .map(|o| (o, Output::default()))
                 .collect(),
@@ -453,6 +456,7 @@ impl<S: 'static> Pool<S> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
+        plain_fn!(F);
         Stream::new(self.batches(f, items.into_iter()), self.config())
     }
 
@@ -466,7 +470,8 @@ impl<S: 'static> Pool<S> {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        self.stream(f, items).unordered()
+        plain_fn!(F);
+        Stream::new(self.batches(f, items.into_iter()), self.config()).unordered()
     }
 
     fn batches<'p, A, R, F, I>(&'p self, f: F, items: I) -> Box<dyn stream::Batches<R> + 'p>
@@ -476,7 +481,6 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: Iterator<Item = A> + 'p,
     {
-        assert_plain_fn::<F>();
         match &self.backend {
             Backend::Threads(p) => p.stream(f, items),
             #[cfg(target_os = "linux")]
@@ -506,7 +510,17 @@ impl<S: 'static> Pool<S> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        assert_plain_fn::<F>();
+        plain_fn!(F);
+        self.submit_unchecked(f, arg)
+    }
+
+    /// [`Pool::submit`] for a task type its caller has checked.
+    fn submit_unchecked<A, R, F>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         self.config().stats.submitted(1);
         let inner = match &self.backend {
             Backend::Threads(p) => TaskInner::Thread(p.submit(f, arg)),
@@ -532,7 +546,6 @@ fn with_state<S: 'static, A, R, F>(f: F) -> impl Fn(A) -> R + Copy + Send + Sync
 where
     F: Fn(&S, A) -> R + Copy + Send + Sync + 'static,
 {
-    assert_plain_fn::<F>();
     move |a: A| crate::state::with_state::<S, R>(|s| f(s, a))
 }
 
@@ -548,13 +561,23 @@ fn context_failed<R>(n: usize, why: &str) -> Vec<Result<R, TaskError>> {
         .collect()
 }
 
-/// Rejects, at compile time, task functions that carry data: a worker process could not
-/// receive it. Fn items and non-capturing closures are zero-sized.
-fn assert_plain_fn<F>() {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "proctor runs a plain fn or a closure that captures nothing"
-        )
+/// Rejects, at compile time, a task type that carries data (a `fn` pointer, or a closure
+/// that captures something): a worker process could not receive it. Fn items and closures
+/// that capture nothing are zero-sized.
+///
+/// A macro, not a function, and used once in each public entry point and nowhere below it:
+/// the check is then a constant of the user's own instantiation, so the one error the
+/// compiler gives ends with "encountered while instantiating `Pool::map::<..>`" and the
+/// caller's file and line, and no second error comes from deeper in the library.
+macro_rules! plain_fn {
+    ($f:ty) => {
+        const {
+            assert!(
+                std::mem::size_of::<$f>() == 0,
+                "proctor runs a fn item or a closure that captures nothing; a `fn` pointer or a \
+                 capturing closure cannot reach a worker process: pass the function by name"
+            )
+        }
     };
 }
+pub(crate) use plain_fn;

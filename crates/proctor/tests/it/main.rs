@@ -51,6 +51,7 @@ mod faults;
 mod large;
 mod peers;
 mod pool;
+mod refusal;
 mod remote;
 mod remote_attacks;
 mod sandbox;
