@@ -157,6 +157,7 @@
 //! `PR_SET_PDEATHSIG`, memfd, `close_range` and child subreapers); elsewhere building a process
 //! pool returns an [`Error`] whose [`Error::is_unsupported`] is true.
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
 pub mod compare;
@@ -175,8 +176,12 @@ mod exec;
 #[cfg(target_os = "linux")]
 mod image;
 mod panic;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "remote"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
+#[cfg(all(target_os = "linux", not(feature = "remote")))]
+#[path = "remote_off.rs"]
+mod remote;
 #[cfg(target_os = "linux")]
 mod sandbox;
 #[cfg(target_os = "linux")]
@@ -211,7 +216,7 @@ pub mod __fuzz {
     /// messages, and as a remote worker's stream of finished jobs, each copied into a mirror
     /// arena that is then read as the driver reads it. Returns how many messages and jobs
     /// decoded. It must never panic, whatever `buf` holds.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "remote"))]
     pub fn decode_remote(buf: &[u8]) -> (usize, usize) {
         crate::remote::hub::decode_for_fuzz(buf)
     }
@@ -224,8 +229,11 @@ pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{
     Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream, Task, Unordered,
 };
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "remote"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use remote::Remote;
+#[cfg(all(target_os = "linux", not(feature = "remote")))]
+use remote::Remote;
 #[cfg(target_os = "linux")]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 
@@ -251,6 +259,7 @@ pub fn init() {
         // A worker of the `exec` start method becomes that worker here.
         exec::become_worker_if_asked();
         // A program a remote launcher started becomes that host's agent here.
+        #[cfg(feature = "remote")]
         remote::agent::become_agent_if_asked();
         server::start_once();
     }

@@ -327,7 +327,8 @@ impl<S: 'static> PoolBuilder<S> {
     /// let squares = pool.try_map(square, 0..1000u64)?;
     /// # Ok::<(), proctor::Error>(())
     /// ```
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "remote"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn remote(mut self, remote: crate::Remote) -> Self {
         self.config.remote = Some(remote);
         self

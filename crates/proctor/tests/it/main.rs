@@ -43,6 +43,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 mod attacks;
 mod capture;
 mod compare;
+#[cfg(feature = "remote")]
 mod engines;
 mod errors;
 mod examples;
@@ -51,7 +52,9 @@ mod faults;
 mod large;
 mod peers;
 mod pool;
+#[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "remote")]
 mod remote_attacks;
 mod sandbox;
 mod soak;
