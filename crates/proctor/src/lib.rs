@@ -182,7 +182,10 @@ pub mod remote;
 #[cfg(all(target_os = "linux", not(feature = "remote")))]
 #[path = "remote_off.rs"]
 mod remote;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
+mod sandbox;
+#[cfg(all(target_os = "linux", not(feature = "sandbox")))]
+#[path = "sandbox_off.rs"]
 mod sandbox;
 #[cfg(target_os = "linux")]
 mod server;
@@ -234,8 +237,11 @@ pub use pool::{
 pub use remote::Remote;
 #[cfg(all(target_os = "linux", not(feature = "remote")))]
 use remote::Remote;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
+#[cfg(all(target_os = "linux", not(feature = "sandbox")))]
+use sandbox::{Sandbox, SandboxReport};
 
 /// Prepares process mode: starts the fork server that will fork every worker process.
 ///

@@ -300,7 +300,8 @@ impl<S: 'static> PoolBuilder<S> {
     /// }
     /// # }
     /// ```
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "sandbox"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
     pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
         self.config.sandbox = Some(sandbox);
         self

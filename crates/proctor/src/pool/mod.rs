@@ -178,7 +178,8 @@ impl<S: 'static> Pool<S> {
 
     /// How each layer of the pool's sandbox came out in its workers, if it has one
     /// ([`PoolBuilder::sandbox`]).
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "sandbox"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
     pub fn sandbox_report(&self) -> Option<&crate::SandboxReport> {
         match &self.backend {
             Backend::Threads(_) => None,

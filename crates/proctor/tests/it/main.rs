@@ -40,6 +40,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+#[cfg(feature = "sandbox")]
 mod attacks;
 mod capture;
 mod compare;
@@ -56,6 +57,7 @@ mod pool;
 mod remote;
 #[cfg(feature = "remote")]
 mod remote_attacks;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod soak;
 mod state;

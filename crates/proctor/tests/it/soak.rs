@@ -90,6 +90,7 @@ struct Setup {
     /// Workers re-execute the binary (`StartMethod::Exec`).
     exec: bool,
     /// Workers run in `Sandbox::compute()`.
+    #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
     sandbox: bool,
     /// Workers are remote: agents started through the command launcher, over TCP.
     remote: bool,
@@ -153,6 +154,7 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     if setup.exec {
         b = b.start_method(proctor::StartMethod::Exec);
     }
+    #[cfg(feature = "sandbox")]
     if setup.sandbox {
         b = b.sandbox(proctor::Sandbox::compute());
     }
@@ -370,6 +372,7 @@ fn setups() -> Vec<Setup> {
     setups
         .into_iter()
         .filter(|s| cfg!(feature = "remote") || !s.remote)
+        .filter(|s| cfg!(feature = "sandbox") || !s.sandbox)
         .collect()
 }
 
