@@ -151,6 +151,24 @@
 //! proctor::init_before_main!();
 //! ```
 //!
+//! # Cargo features
+//!
+//! The package is `proctor-pool` and the crate `proctor`: `cargo add proctor-pool`, then
+//! `use proctor::Pool`. The default build is the local pool, everything above: threads and
+//! processes, crash isolation, timeouts, memory limits, retries, streams, worker state,
+//! captured output, `stats()` and `compare_modes`. Two features add what most programs do
+//! not need (`cargo add proctor-pool --features sandbox,remote`):
+//!
+//! | feature | what it gives | crates it adds |
+//! |---|---|---|
+//! | (none) | the local pool | 28 in all, this one included |
+//! | `sandbox` | `PoolBuilder::sandbox`, `Pool::sandbox_report`, `Sandbox` and its report types: seccomp, Landlock, rlimits, dropped capabilities, a file-system view and a network namespace for process workers running hostile input | 5 (`landlock`, `seccompiler`, `enumflags2` and its derive, a second `syn`) |
+//! | `remote` | `PoolBuilder::remote` and the `remote` module: worker processes on other hosts through ssh, Slurm or a command, over TLS 1.3 (rustls) with mutual authentication | 28 (`rustls`, `ring`, `rcgen`, `hmac`, `sha2`, `getrandom`, `zeroize` and theirs) |
+//!
+//! Without a feature its types and methods do not exist, and the rest of the pool is the
+//! same code. Both features are Linux-only, as process mode is. The repository's README
+//! has what each costs in clean build time.
+//!
 //! # Platform support
 //!
 //! Thread mode works everywhere Rust's std does. Process mode is Linux-only (it relies on

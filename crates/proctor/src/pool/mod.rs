@@ -188,7 +188,7 @@ impl<S: 'static> Pool<S> {
     }
 
     /// The process ids of the current worker processes (empty in thread mode). With
-    /// [`PoolBuilder::remote`], each is the pid on the worker's own host.
+    /// `PoolBuilder::remote` (feature `remote`), each is the pid on the worker's own host.
     pub fn worker_pids(&self) -> Vec<u32> {
         match &self.backend {
             Backend::Threads(_) => Vec::new(),
