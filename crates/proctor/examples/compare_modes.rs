@@ -8,7 +8,7 @@
 //! mode does with it.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example compare_modes
+//! cargo run --release -p proctor-pool --example compare_modes
 //! ```
 
 use std::collections::HashMap;

@@ -5,8 +5,8 @@
 //! every 100 ms with what the pool has done, then the final counts are printed.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example progress            # worker processes
-//! cargo run --release -p proctor --example progress -- threads # worker threads (no crashes)
+//! cargo run --release -p proctor-pool --example progress            # worker processes
+//! cargo run --release -p proctor-pool --example progress -- threads # worker threads (no crashes)
 //! ```
 
 use std::io::Write;

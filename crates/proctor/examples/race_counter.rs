@@ -7,7 +7,7 @@
 //!   counter, and the parent's stays at 0.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example race_counter
+//! cargo run --release -p proctor-pool --example race_counter
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,7 @@
 //! one second, not five.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example squares_processes
+//! cargo run --release -p proctor-pool --example squares_processes
 //! ```
 
 use std::time::{Duration, Instant};

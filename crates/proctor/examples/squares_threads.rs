@@ -3,7 +3,7 @@
 //! `Pool::threads(5)`, which returns results in input order.
 //!
 //! ```sh
-//! cargo run --release -p proctor --example squares_threads
+//! cargo run --release -p proctor-pool --example squares_threads
 //! ```
 
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@
 //! so it needs no macro feature of tokio:
 //!
 //! ```sh
-//! cargo run -p proctor --example tokio_main
+//! cargo run -p proctor-pool --example tokio_main
 //! ```
 
 // With `#[tokio::main]`, this line is all it takes.

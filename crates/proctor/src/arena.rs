@@ -178,6 +178,7 @@ impl StartClock {
 
     /// Starts the clock again for a new job seen at `now_ns` (an agent, which learns of a
     /// remote worker's jobs only from its header).
+    #[cfg(feature = "remote")]
     pub(crate) fn restart(&mut self, now_ns: u64) {
         *self = StartClock::new(now_ns, u64::MAX);
     }
@@ -253,6 +254,7 @@ pub(crate) fn records<'a>(map: &'a SharedMapping, p: &Progress) -> Option<&'a [u
 /// reads the worker's connection): the records of its current job, its counts, and, when
 /// the job is finished, its number. The driver then reads the mirror as it reads a local
 /// worker's arena.
+#[cfg(feature = "remote")]
 pub(crate) fn mirror(
     map: &mut SharedMapping,
     started: u64,
@@ -285,6 +287,7 @@ pub(crate) fn mirror(
 
 /// A remote worker's arena as its agent reads it after the worker died: the job it began,
 /// the last one it finished, and the counts.
+#[cfg(feature = "remote")]
 pub(crate) fn remote_view(map: &SharedMapping) -> (u64, u64, Progress) {
     let run = map.word(RUN_SEQ).load(Ordering::Acquire);
     let done = map.word(DONE_SEQ).load(Ordering::Acquire);
@@ -292,6 +295,7 @@ pub(crate) fn remote_view(map: &SharedMapping) -> (u64, u64, Progress) {
 }
 
 /// Marks an arena as timed (the agent's side: no parent resets a remote worker's header).
+#[cfg(feature = "remote")]
 pub(crate) fn set_timed(map: &SharedMapping, timed: bool) {
     map.word(TIMED).store(timed as u64, Ordering::Relaxed);
 }

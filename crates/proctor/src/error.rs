@@ -137,7 +137,8 @@ pub enum TaskError {
         index: u64,
     },
     /// The task made a system call its worker's sandbox forbids
-    /// ([`crate::PoolBuilder::sandbox`]): the worker was stopped at the call, and replaced.
+    /// (`PoolBuilder::sandbox`, feature `sandbox`): the worker was stopped at the call, and
+    /// replaced.
     #[error("item {index} was stopped by its sandbox on worker {worker}{}: it called {syscall}", tries(*attempts))]
     SandboxViolation {
         /// The forbidden call, by name where known (`openat`, `socket`, `clone3`...).
@@ -542,13 +543,13 @@ pub enum ErrorKind {
         /// What happened, with the panic's message.
         message: String,
     },
-    /// The pool's sandbox ([`crate::PoolBuilder::sandbox`]) could not be applied as asked
+    /// The pool's sandbox (`PoolBuilder::sandbox`, feature `sandbox`) could not be applied as asked
     /// in a worker (a layer this kernel cannot give, and no `allow_unavailable`).
     Sandbox {
         /// What failed, layer by layer.
         message: String,
     },
-    /// Remote workers ([`crate::PoolBuilder::remote`]) could not be started: a launcher
+    /// Remote workers (`PoolBuilder::remote`, feature `remote`) could not be started: a launcher
     /// failed, an agent never connected, or one refused the pool.
     Remote {
         /// What failed, with what the launcher or agent said.

@@ -161,12 +161,31 @@
 //! proctor::init_before_main!();
 //! ```
 //!
+//! # Cargo features
+//!
+//! The package is `proctor-pool` and the crate `proctor`: `cargo add proctor-pool`, then
+//! `use proctor::Pool`. The default build is the local pool, everything above: threads and
+//! processes, crash isolation, timeouts, memory limits, retries, streams, worker state,
+//! captured output, `stats()` and `compare_modes`. Two features add what most programs do
+//! not need (`cargo add proctor-pool --features sandbox,remote`):
+//!
+//! | feature | what it gives | crates it adds |
+//! |---|---|---|
+//! | (none) | the local pool | 28 in all, this one included |
+//! | `sandbox` | `PoolBuilder::sandbox`, `Pool::sandbox_report`, `Sandbox` and its report types: seccomp, Landlock, rlimits, dropped capabilities, a file-system view and a network namespace for process workers running hostile input | 5 (`landlock`, `seccompiler`, `enumflags2` and its derive, a second `syn`) |
+//! | `remote` | `PoolBuilder::remote` and the `remote` module: worker processes on other hosts through ssh, Slurm or a command, over TLS 1.3 (rustls) with mutual authentication | 28 (`rustls`, `ring`, `rcgen`, `hmac`, `sha2`, `getrandom`, `zeroize` and theirs) |
+//!
+//! Without a feature its types and methods do not exist, and the rest of the pool is the
+//! same code. Both features are Linux-only, as process mode is. The repository's README
+//! has what each costs in clean build time.
+//!
 //! # Platform support
 //!
 //! Thread mode works everywhere Rust's std does. Process mode is Linux-only (it relies on
 //! `PR_SET_PDEATHSIG`, memfd, `close_range` and child subreapers); elsewhere building a process
 //! pool returns an [`Error`] whose [`Error::is_unsupported`] is true.
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
 pub mod compare;
@@ -185,9 +204,16 @@ mod exec;
 #[cfg(target_os = "linux")]
 mod image;
 mod panic;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "remote"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "remote")))]
+#[path = "remote_off.rs"]
+mod remote;
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
+mod sandbox;
+#[cfg(all(target_os = "linux", not(feature = "sandbox")))]
+#[path = "sandbox_off.rs"]
 mod sandbox;
 #[cfg(target_os = "linux")]
 mod server;
@@ -221,7 +247,7 @@ pub mod __fuzz {
     /// messages, and as a remote worker's stream of finished jobs, each copied into a mirror
     /// arena that is then read as the driver reads it. Returns how many messages and jobs
     /// decoded. It must never panic, whatever `buf` holds.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "remote"))]
     pub fn decode_remote(buf: &[u8]) -> (usize, usize) {
         crate::remote::hub::decode_for_fuzz(buf)
     }
@@ -234,10 +260,16 @@ pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{
     Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream, Task, Unordered,
 };
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "remote"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use remote::Remote;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "remote")))]
+use remote::Remote;
+#[cfg(all(target_os = "linux", feature = "sandbox"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
+#[cfg(all(target_os = "linux", not(feature = "sandbox")))]
+use sandbox::{Sandbox, SandboxReport};
 
 /// Prepares process mode: starts the fork server that will fork every worker process.
 ///
@@ -261,6 +293,7 @@ pub fn init() {
         // A worker of the `exec` start method becomes that worker here.
         exec::become_worker_if_asked();
         // A program a remote launcher started becomes that host's agent here.
+        #[cfg(feature = "remote")]
         remote::agent::become_agent_if_asked();
         server::start_once();
     }

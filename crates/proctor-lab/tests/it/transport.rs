@@ -392,7 +392,7 @@ fn no_shm_or_mqueue_entry_survives() {
 
 /// A quick latency check, not a benchmark: 64-byte round trips between two processes for
 /// every kind, median and 99th percentile. Run it in release mode, pinned and unpinned:
-/// `cargo test --release -p proctor --test it rtt_64b -- --ignored --nocapture`, then the same
+/// `cargo test --release -p proctor-pool --test it rtt_64b -- --ignored --nocapture`, then the same
 /// under `taskset -c 0`; `PROCTOR_RTT_SPLIT=1` pins the parent to CPU 0 and the child to
 /// CPU 1, the cross-CPU case. The lab's ipc experiment is the real measurement.
 #[test]

@@ -22,6 +22,9 @@ use {super::Task, crate::error::TaskError};
 /// [`PoolBuilder::build`] that says why):
 ///
 #[doc = with_mode_options!(mode_table_doc)]
+// The table's `sandbox` row links to `PoolBuilder::sandbox`, which the `sandbox` feature
+// builds (docs.rs builds every feature); without it the row's links stay plain text.
+#[cfg_attr(not(feature = "sandbox"), allow(rustdoc::broken_intra_doc_links))]
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<S = ()> {
     config: Config,
@@ -140,7 +143,7 @@ impl<S: 'static> PoolBuilder<S> {
     ///
     /// The limit is also what a worker can make this program map: a task that claims a
     /// larger result is refused before anything is mapped or allocated, so a hostile task
-    /// (see [`sandbox`](PoolBuilder::sandbox)) costs at most this much address space per
+    /// (see `sandbox`, feature `sandbox`) costs at most this much address space per
     /// worker. Remote workers carry arguments inline in their frames, and keep their own,
     /// smaller limits (256 MiB per argument, 1 GiB of results per job).
     pub fn max_payload(mut self, bytes: usize) -> Self {
@@ -300,7 +303,8 @@ impl<S: 'static> PoolBuilder<S> {
     /// }
     /// # }
     /// ```
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "sandbox"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
     pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
         self.config.sandbox = Some(sandbox);
         self
@@ -327,7 +331,8 @@ impl<S: 'static> PoolBuilder<S> {
     /// let squares = pool.try_map(square, 0..1000u64)?;
     /// # Ok::<(), proctor::Error>(())
     /// ```
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "remote"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     pub fn remote(mut self, remote: crate::Remote) -> Self {
         self.config.remote = Some(remote);
         self

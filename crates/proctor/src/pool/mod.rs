@@ -178,7 +178,8 @@ impl<S: 'static> Pool<S> {
 
     /// How each layer of the pool's sandbox came out in its workers, if it has one
     /// ([`PoolBuilder::sandbox`]).
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "sandbox"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
     pub fn sandbox_report(&self) -> Option<&crate::SandboxReport> {
         match &self.backend {
             Backend::Threads(_) => None,
@@ -187,7 +188,7 @@ impl<S: 'static> Pool<S> {
     }
 
     /// The process ids of the current worker processes (empty in thread mode). With
-    /// [`PoolBuilder::remote`], each is the pid on the worker's own host.
+    /// `PoolBuilder::remote` (feature `remote`), each is the pid on the worker's own host.
     pub fn worker_pids(&self) -> Vec<u32> {
         match &self.backend {
             Backend::Threads(_) => Vec::new(),

@@ -97,6 +97,7 @@ pub(crate) fn seqpacket_pair(what: &str) -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 /// This process's address space (`VmSize`), in bytes.
+#[cfg(feature = "sandbox")]
 pub(crate) fn address_space_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmSize:"))?;

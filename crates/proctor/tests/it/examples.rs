@@ -12,7 +12,7 @@ fn example(name: &str) -> Option<PathBuf> {
     if !path.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "proctor", "--example", name]);
+        cmd.args(["build", "-p", "proctor-pool", "--example", name]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

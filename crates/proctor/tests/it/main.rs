@@ -40,9 +40,11 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+#[cfg(feature = "sandbox")]
 mod attacks;
 mod capture;
 mod compare;
+#[cfg(feature = "remote")]
 mod engines;
 mod errors;
 mod examples;
@@ -52,8 +54,11 @@ mod large;
 mod peers;
 mod pool;
 mod refusal;
+#[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "remote")]
 mod remote_attacks;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod soak;
 mod state;

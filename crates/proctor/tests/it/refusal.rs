@@ -34,7 +34,7 @@ fn make_crate() -> PathBuf {
         dir.join("Cargo.toml"),
         format!(
             "[package]\nname = \"refusal\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
-             [dependencies]\nproctor = {{ path = {:?} }}\n\n[workspace]\n",
+             [dependencies]\nproctor = {{ package = \"proctor-pool\", path = {:?} }}\n\n[workspace]\n",
             manifest_dir.display().to_string()
         ),
     )

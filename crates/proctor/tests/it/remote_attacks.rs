@@ -498,6 +498,8 @@ fn a_stolen_secret_claims_no_slot_and_no_token() {
 
 /// Finding 5 on a remote worker: the task of `crate::attacks::outlive_timeout` (a start
 /// at `u64::MAX`, or a header that looks finished), on the agent's clock and the pool's.
+/// (Built with the sandbox's attacks, whose task it borrows.)
+#[cfg(feature = "sandbox")]
 #[test]
 fn a_remote_task_cannot_turn_off_its_own_timeout() {
     let pool = Pool::processes(1)

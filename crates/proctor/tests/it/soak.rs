@@ -10,7 +10,7 @@
 //! (and are encoded again from there after a kill) while the rest go through the pipe.
 //!
 //! `PROCTOR_SOAK_TASKS` sets the size of the CI-sized run; the full run is
-//! `cargo test --release -p proctor --test it soak_full -- --ignored --nocapture`.
+//! `cargo test --release -p proctor-pool --test it soak_full -- --ignored --nocapture`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -90,10 +90,12 @@ struct Setup {
     /// Workers re-execute the binary (`StartMethod::Exec`).
     exec: bool,
     /// Workers run in `Sandbox::compute()`.
+    #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
     sandbox: bool,
     /// Workers are remote: agents started through the command launcher, over TCP.
     remote: bool,
     /// ... over TLS, both workers under one agent.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     tls: bool,
 }
 
@@ -123,10 +125,17 @@ struct Tally {
 }
 
 /// The parent of a remote worker: its agent (`None` if the worker is already gone).
+#[cfg(feature = "remote")]
 fn agent_of(worker: u32) -> Option<u32> {
     let parent = crate::remote::parent(worker)?;
     // A worker whose agent died already belongs to init (or a subreaper): leave it.
     (parent > 1 && parent != std::process::id()).then_some(parent)
+}
+
+/// Without the `remote` feature no setup is remote.
+#[cfg(not(feature = "remote"))]
+fn agent_of(_worker: u32) -> Option<u32> {
+    None
 }
 
 fn run_soak(n: u64, setup: Setup) -> Tally {
@@ -145,9 +154,11 @@ fn run_soak(n: u64, setup: Setup) -> Tally {
     if setup.exec {
         b = b.start_method(proctor::StartMethod::Exec);
     }
+    #[cfg(feature = "sandbox")]
     if setup.sandbox {
         b = b.sandbox(proctor::Sandbox::compute());
     }
+    #[cfg(feature = "remote")]
     if setup.remote && setup.tls {
         // Both workers under one agent, as on one host.
         b = b.remote(
@@ -330,7 +341,7 @@ fn setups() -> Vec<Setup> {
         tls: false,
     };
     let by = |setup: Setup, via, pad| Setup { via, pad, ..setup };
-    vec![
+    let setups = vec![
         s(true, None, None, 0),
         s(false, None, None, 0),
         s(true, Some(1), None, 0),
@@ -356,7 +367,13 @@ fn setups() -> Vec<Setup> {
             tls: true,
             ..by(s(false, Some(100), Some(500), 1), Via::Unordered, false)
         },
-    ]
+    ];
+    // The setups of a feature this build lacks are left out.
+    setups
+        .into_iter()
+        .filter(|s| cfg!(feature = "remote") || !s.remote)
+        .filter(|s| cfg!(feature = "sandbox") || !s.sandbox)
+        .collect()
 }
 
 #[test]

@@ -385,6 +385,7 @@ impl ProcessPool {
         &self.shared.config
     }
 
+    #[cfg(feature = "sandbox")]
     pub(crate) fn sandbox_report(&self) -> Option<&crate::SandboxReport> {
         self.sandbox_report.as_ref()
     }
