@@ -181,6 +181,8 @@ pub mod remote;
 mod sandbox;
 #[cfg(target_os = "linux")]
 mod server;
+#[cfg(target_os = "linux")]
+mod shared;
 mod state;
 #[cfg(target_os = "linux")]
 mod sys;
@@ -228,6 +230,8 @@ pub use pool::{
 pub use remote::Remote;
 #[cfg(target_os = "linux")]
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
+#[cfg(target_os = "linux")]
+pub use shared::{Shared, SharedBytes};
 
 /// Prepares process mode: starts the fork server that will fork every worker process.
 ///

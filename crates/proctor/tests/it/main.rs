@@ -54,6 +54,7 @@ mod pool;
 mod remote;
 mod remote_attacks;
 mod sandbox;
+mod shared;
 mod soak;
 mod state;
 mod stats;

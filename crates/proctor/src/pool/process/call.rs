@@ -170,12 +170,18 @@ impl ProcessPool {
     }
 
     /// The `Context` frame of a `map_with` call's context, or why it cannot be encoded.
+    ///
+    /// A context whose frame is the same, byte for byte, as the previous call's keeps that
+    /// call's id, so a worker that already holds it is not sent it again (thirty calls with
+    /// one context send it once per worker). A context holding a [`crate::Shared`] or
+    /// [`crate::SharedBytes`] is refused for workers that could not open its region.
     pub(crate) fn context<C>(&self, context: &C) -> Result<Arc<Context>, String>
     where
         C: Serialize + DeserializeOwned + 'static,
     {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let mut bytes = Vec::new();
+        crate::shared::take_serialized();
         crate::codec::guarded("Serialize", || {
             wire::append_capped(context, &mut bytes, MAX_FRAME - 64)
         })?
@@ -185,6 +191,22 @@ impl ProcessPool {
             }
             e => crate::codec::ser_error(context, &e),
         })?;
+        if crate::shared::take_serialized() {
+            if self.shared.config.sandbox.is_some() {
+                return Err(
+                    "it holds a Shared or SharedBytes, which a sandboxed worker cannot \
+                            map (it cannot open /proc)"
+                        .to_string(),
+                );
+            }
+            if self.shared.remote.is_some() {
+                return Err(
+                    "it holds a Shared or SharedBytes, which a remote worker cannot \
+                            map (its region is in this host's memory)"
+                        .to_string(),
+                );
+            }
+        }
         let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
         let entry = keep as usize as u64;
         let mut frame = Vec::new();
@@ -194,10 +216,17 @@ impl ProcessPool {
             entry ^ self.shared.server.secret,
             Some(&bytes),
         );
-        Ok(Arc::new(Context {
+        drop(bytes);
+        let mut last = lock(&self.last_context);
+        if let Some(prev) = last.as_ref().filter(|prev| prev.frame == frame) {
+            return Ok(Arc::clone(prev));
+        }
+        let context = Arc::new(Context {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             frame,
-        }))
+        });
+        *last = Some(Arc::clone(&context));
+        Ok(context)
     }
 
     /// `map`, with the call's context if it has one.
