@@ -108,6 +108,42 @@ fn a_worker_decodes_a_shared_value_once_however_many_calls_use_it() {
     }
 }
 
+fn plain_decodes(data: &Counted, _: u32) -> (u32, u64, usize) {
+    (
+        std::process::id(),
+        DECODES.load(Ordering::SeqCst),
+        data.0.len(),
+    )
+}
+
+#[test]
+fn a_plain_context_equal_to_the_last_calls_is_not_sent_again() {
+    let pool = Pool::processes(2).build().unwrap();
+    let decoded = |len: usize| {
+        let out = pool.map_with(&Counted(vec![1; len]), plain_decodes, 0..8);
+        let mut per_worker: HashMap<u32, u64> = HashMap::new();
+        for o in out {
+            let (pid, n, got) = o.unwrap();
+            assert_eq!(got, len);
+            per_worker.insert(pid, n);
+        }
+        per_worker
+    };
+    let mut before: HashMap<u32, u64> = HashMap::new();
+    for _ in 0..10 {
+        for (pid, n) in decoded(1000) {
+            // A worker decodes it when it first runs one of its tasks, never again.
+            assert_eq!(n, 1, "worker {pid} decoded the same context {n} times");
+            before.insert(pid, n);
+        }
+    }
+    // Another value is sent, and decoded.
+    for (pid, n) in decoded(1001) {
+        let had = before.get(&pid).copied().unwrap_or(0);
+        assert_eq!(n, had + 1, "worker {pid}");
+    }
+}
+
 fn write_into_region(data: &SharedBytes, how: u8) -> i32 {
     let page = data.as_ptr() as *mut libc::c_void;
     match how {
@@ -262,4 +298,32 @@ fn an_empty_region_works_in_both_modes() {
 
 fn unit_task(_: &Shared<()>, x: u8) -> u8 {
     x
+}
+
+#[test]
+fn a_remote_pool_refuses_a_shared_context_with_a_codec_error() {
+    let data = SharedBytes::new(b"abc").unwrap();
+    let pool = Pool::processes(1)
+        .remote(crate::remote::local_remote())
+        .build()
+        .unwrap();
+    let out = pool.map_with(&(data, 5u8), first_len_of_pair, [0u8, 1]);
+    for o in out {
+        match o {
+            Err(TaskError::Codec { message, .. }) => {
+                assert!(message.contains("remote worker"), "{message}")
+            }
+            other => panic!("a remote worker got a shared context: {other:?}"),
+        }
+    }
+    // A plain context still works there.
+    assert_eq!(pool.map_with(&7u8, plain_len, [1u8]), vec![Ok(8)]);
+}
+
+fn first_len_of_pair(ctx: &(SharedBytes, u8), _: u8) -> usize {
+    ctx.0.len()
+}
+
+fn plain_len(ctx: &u8, x: u8) -> u8 {
+    ctx + x
 }

@@ -171,15 +171,28 @@ impl ProcessPool {
 
     /// The `Context` frame of a `map_with` call's context, or why it cannot be encoded.
     ///
-    /// A context whose frame is the same, byte for byte, as the previous call's keeps that
-    /// call's id, so a worker that already holds it is not sent it again (thirty calls with
-    /// one context send it once per worker). A context holding a [`crate::Shared`] or
+    /// A context that encodes to the same bytes as the previous call's keeps that call's
+    /// frame and id, so a worker that already holds it is not sent it again (thirty calls
+    /// with one context send it once per worker); the comparison runs as it is encoded,
+    /// with nothing allocated. A context holding a [`crate::Shared`] or
     /// [`crate::SharedBytes`] is refused for workers that could not open its region.
     pub(crate) fn context<C>(&self, context: &C) -> Result<Arc<Context>, String>
     where
         C: Serialize + DeserializeOwned + 'static,
     {
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
+        let entry = keep as usize as u64;
+        let prev = lock(&self.last_context).clone();
+        if let Some(prev) = prev.filter(|p| p.entry == entry) {
+            crate::shared::take_serialized();
+            let same = crate::codec::guarded("Serialize", || same_encoding(context, prev.bytes()));
+            let shared = crate::shared::take_serialized();
+            if same == Ok(true) {
+                self.can_map(shared)?;
+                return Ok(prev);
+            }
+        }
         let mut bytes = Vec::new();
         crate::shared::take_serialized();
         crate::codec::guarded("Serialize", || {
@@ -191,24 +204,7 @@ impl ProcessPool {
             }
             e => crate::codec::ser_error(context, &e),
         })?;
-        if crate::shared::take_serialized() {
-            if self.shared.config.sandbox.is_some() {
-                return Err(
-                    "it holds a Shared or SharedBytes, which a sandboxed worker cannot \
-                            map (it cannot open /proc)"
-                        .to_string(),
-                );
-            }
-            if self.shared.remote.is_some() {
-                return Err(
-                    "it holds a Shared or SharedBytes, which a remote worker cannot \
-                            map (its region is in this host's memory)"
-                        .to_string(),
-                );
-            }
-        }
-        let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
-        let entry = keep as usize as u64;
+        self.can_map(crate::shared::take_serialized())?;
         let mut frame = Vec::new();
         wire::encode_call(
             &mut frame,
@@ -216,17 +212,36 @@ impl ProcessPool {
             entry ^ self.shared.server.secret,
             Some(&bytes),
         );
-        drop(bytes);
-        let mut last = lock(&self.last_context);
-        if let Some(prev) = last.as_ref().filter(|prev| prev.frame == frame) {
-            return Ok(Arc::clone(prev));
-        }
         let context = Arc::new(Context {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
+            entry,
+            body: frame.len() - bytes.len(),
             frame,
         });
-        *last = Some(Arc::clone(&context));
+        *lock(&self.last_context) = Some(Arc::clone(&context));
         Ok(context)
+    }
+
+    /// Why this pool's workers cannot take a context that holds a shared region (`shared`:
+    /// the context's encoding wrote a handle of one), if they cannot.
+    fn can_map(&self, shared: bool) -> Result<(), String> {
+        if !shared {
+            Ok(())
+        } else if self.shared.config.sandbox.is_some() {
+            Err(
+                "it holds a Shared or SharedBytes, which a sandboxed worker cannot map (it \
+                 cannot open /proc)"
+                    .to_string(),
+            )
+        } else if self.shared.remote.is_some() {
+            Err(
+                "it holds a Shared or SharedBytes, which a remote worker cannot map (its \
+                 region is in this host's memory)"
+                    .to_string(),
+            )
+        } else {
+            Ok(())
+        }
     }
 
     /// `map`, with the call's context if it has one.
@@ -272,6 +287,36 @@ impl ProcessPool {
             sink: Arc::new(StreamSink::new()),
         })
     }
+}
+
+/// Whether `value` encodes to exactly `prev`, found as it is encoded: nothing is allocated,
+/// and the encoding stops at the first byte that differs.
+fn same_encoding<T: Serialize + ?Sized>(value: &T, prev: &[u8]) -> bool {
+    struct Same<'a> {
+        prev: &'a [u8],
+        at: usize,
+    }
+    impl postcard::ser_flavors::Flavor for Same<'_> {
+        type Output = usize;
+        #[inline]
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            let end = self.at + data.len();
+            if self.prev.get(self.at..end) != Some(data) {
+                // Not an overflow: a difference, which ends the comparison.
+                return Err(postcard::Error::SerializeBufferFull);
+            }
+            self.at = end;
+            Ok(())
+        }
+        #[inline]
+        fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+            self.try_extend(&[b])
+        }
+        fn finalize(self) -> postcard::Result<usize> {
+            Ok(self.at)
+        }
+    }
+    postcard::serialize_with_flavor(value, Same { prev, at: 0 }) == Ok(prev.len())
 }
 
 /// Where `enqueue_items` puts a batch of items: tasks `first_task..` of the entry point
