@@ -363,6 +363,7 @@ impl<S: 'static> PoolBuilder<S> {
         };
         Ok(Pool {
             backend,
+            contexts: Default::default(),
             _state: PhantomData,
         })
     }

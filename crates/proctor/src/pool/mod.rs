@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, TaskError};
 
 mod builder;
 mod collect;
+mod context;
 mod options;
 #[cfg(target_os = "linux")]
 mod process;
@@ -28,6 +29,8 @@ mod thread;
 
 pub use builder::PoolBuilder;
 pub(crate) use collect::{All, Assembler, Collect, UntilError};
+#[cfg(target_os = "linux")]
+pub(crate) use context::same_encoding;
 pub(crate) use options::Config;
 pub use stats::{Failures, PoolStats};
 pub use stream::{Stream, Unordered};
@@ -111,6 +114,8 @@ impl Output {
 /// worker made: [`Pool::map_state`] and [`Pool::submit_state`] lend it to tasks.
 pub struct Pool<S = ()> {
     backend: Backend,
+    /// Thread mode's last `map_with` context, shared again by a call that repeats it.
+    contexts: context::ThreadContexts,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -351,18 +356,10 @@ impl<S: 'static> Pool<S> {
         self.config().stats.submitted(items.len());
         match &self.backend {
             Backend::Threads(p) => {
-                // One owned copy for the call (a round trip through the codec, so the bounds
-                // are those of process mode and no `Clone` is needed), shared by the threads.
-                // The `Serialize` and `Deserialize` are the user's: a panic or an error in
-                // either is every item's codec error, in the user's own words.
-                let owned = crate::codec::guarded("Serialize", || postcard::to_allocvec(context))
-                    .and_then(|r| r.map_err(|e| crate::codec::ser_error(context, &e)))
-                    .and_then(|b| {
-                        crate::codec::guarded("Deserialize", || postcard::from_bytes::<C>(&b))
-                            .and_then(|r| r.map_err(|e| crate::codec::de_error::<C>(&b, &e)))
-                    });
-                let context = match owned {
-                    Ok(c) => std::sync::Arc::new(c),
+                // One owned copy, shared by the threads (and by the next calls, while they
+                // repeat it).
+                let context = match self.contexts.get(context) {
+                    Ok(c) => c,
                     Err(why) => return self.context_failed(items.len(), &why),
                 };
                 let pairs = items

@@ -144,6 +144,49 @@ fn a_plain_context_equal_to_the_last_calls_is_not_sent_again() {
     }
 }
 
+/// Bytes whose every decoding in this process is counted (thread mode's own counter).
+#[derive(Serialize)]
+struct CountedHere(Vec<u8>);
+
+static DECODED_HERE: AtomicU64 = AtomicU64::new(0);
+
+impl<'de> Deserialize<'de> for CountedHere {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODED_HERE.fetch_add(1, Ordering::SeqCst);
+        Ok(CountedHere(Vec::deserialize(d)?))
+    }
+}
+
+fn here_len(data: &CountedHere, _: u32) -> usize {
+    data.0.len()
+}
+
+#[test]
+fn thread_mode_shares_one_copy_of_a_repeated_plain_context() {
+    let pool = Pool::threads(2).build().unwrap();
+    let ctx = CountedHere(vec![1; 1000]);
+    for _ in 0..10 {
+        let out = pool.map_with(&ctx, here_len, 0..8);
+        assert!(out.iter().all(|o| *o == Ok(1000)));
+    }
+    assert_eq!(
+        DECODED_HERE.load(Ordering::SeqCst),
+        1,
+        "one copy for ten calls"
+    );
+    let other = CountedHere(vec![1; 1001]);
+    assert!(
+        pool.map_with(&other, here_len, 0..8)
+            .iter()
+            .all(|o| *o == Ok(1001))
+    );
+    assert_eq!(
+        DECODED_HERE.load(Ordering::SeqCst),
+        2,
+        "another value, another copy"
+    );
+}
+
 fn write_into_region(data: &SharedBytes, how: u8) -> i32 {
     let page = data.as_ptr() as *mut libc::c_void;
     match how {
@@ -225,13 +268,16 @@ fn helper_many_regions() {
         .map(|i| SharedBytes::new(&vec![i as u8; 1000 + i]).unwrap())
         .collect();
     assert!(open_fds() >= before + 100, "a region holds its memfd open");
-    for mode in MODES {
-        let pool = Pool::builder(mode, 2).build().unwrap();
+    // A thread pool lives on past the drops below: it must not keep a region alive.
+    let threads = Pool::threads(2).build().unwrap();
+    let fds = open_fds();
+    for pool in [&threads, &pool] {
         let out = pool.map_with(&regions, total_len, 0..100);
         for (i, o) in out.into_iter().enumerate() {
-            assert_eq!(o, Ok((1000 + i, i as u8)), "{mode}");
+            assert_eq!(o, Ok((1000 + i, i as u8)), "{:?}", pool.mode());
         }
     }
+    assert_eq!(open_fds(), fds, "a call opened descriptors in this process");
     let copy = regions[7].clone();
     drop(regions);
     assert_eq!(
@@ -242,7 +288,7 @@ fn helper_many_regions() {
     assert_eq!(copy.len(), 1007);
     drop(copy);
     assert_eq!(open_fds(), before);
-    drop(pool);
+    drop((pool, threads));
     println!("all regions released");
 }
 
@@ -326,4 +372,17 @@ fn first_len_of_pair(ctx: &(SharedBytes, u8), _: u8) -> usize {
 
 fn plain_len(ctx: &u8, x: u8) -> u8 {
     ctx + x
+}
+
+#[test]
+fn re_executed_workers_map_regions_too() {
+    let bytes = pattern(1 << 20);
+    let data = SharedBytes::new(&bytes).unwrap();
+    let pool = Pool::processes(2)
+        .start_method(proctor::StartMethod::Exec)
+        .build()
+        .unwrap();
+    let out = pool.map_with(&data, sum_at, [(0, 1 << 19), (1 << 19, 1 << 20)]);
+    let want = |a: usize, b: usize| bytes[a..b].iter().map(|&x| x as u64).sum::<u64>();
+    assert_eq!(out, vec![Ok(want(0, 1 << 19)), Ok(want(1 << 19, 1 << 20))]);
 }

@@ -186,7 +186,9 @@ impl ProcessPool {
         let prev = lock(&self.last_context).clone();
         if let Some(prev) = prev.filter(|p| p.entry == entry) {
             crate::shared::take_serialized();
-            let same = crate::codec::guarded("Serialize", || same_encoding(context, prev.bytes()));
+            let same = crate::codec::guarded("Serialize", || {
+                crate::pool::same_encoding(context, prev.bytes())
+            });
             let shared = crate::shared::take_serialized();
             if same == Ok(true) {
                 self.can_map(shared)?;
@@ -287,36 +289,6 @@ impl ProcessPool {
             sink: Arc::new(StreamSink::new()),
         })
     }
-}
-
-/// Whether `value` encodes to exactly `prev`, found as it is encoded: nothing is allocated,
-/// and the encoding stops at the first byte that differs.
-fn same_encoding<T: Serialize + ?Sized>(value: &T, prev: &[u8]) -> bool {
-    struct Same<'a> {
-        prev: &'a [u8],
-        at: usize,
-    }
-    impl postcard::ser_flavors::Flavor for Same<'_> {
-        type Output = usize;
-        #[inline]
-        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-            let end = self.at + data.len();
-            if self.prev.get(self.at..end) != Some(data) {
-                // Not an overflow: a difference, which ends the comparison.
-                return Err(postcard::Error::SerializeBufferFull);
-            }
-            self.at = end;
-            Ok(())
-        }
-        #[inline]
-        fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-            self.try_extend(&[b])
-        }
-        fn finalize(self) -> postcard::Result<usize> {
-            Ok(self.at)
-        }
-    }
-    postcard::serialize_with_flavor(value, Same { prev, at: 0 }) == Ok(prev.len())
 }
 
 /// Where `enqueue_items` puts a batch of items: tasks `first_task..` of the entry point
