@@ -324,9 +324,25 @@ impl<S: 'static> Pool<S> {
     }
 
     /// [`Pool::map`] with a read-only context shared by every item: `f(&context, item)`.
-    /// The context crosses to each worker process once for the call (before the first job
-    /// of the call it runs), not once per item; thread workers share one copy. Use it for a
-    /// lookup table, a configuration, a model: whatever is the same for every item.
+    /// Use it for a lookup table, a configuration, a model: whatever is the same for every
+    /// item.
+    ///
+    /// What a call costs, as measured (`benches/shared.rs`, `benches/README.md`):
+    ///
+    /// * **Process mode**: the context is encoded once per call and crosses to each worker
+    ///   once (before the first of the call's jobs it runs), not once per item. A call whose
+    ///   context encodes to the same bytes as the previous call's is not sent again to the
+    ///   workers that hold it (the pool keeps that encoding till the next call): it is still
+    ///   encoded, to compare, at about the cost of a `memcmp`.
+    /// * **Thread mode**: one copy per call (a round trip through the codec, so the bounds are
+    ///   those of process mode and no `Clone` is needed), shared by the threads; a call that
+    ///   repeats the previous call's context, byte for byte, shares that copy (the pool keeps
+    ///   its encoding and value till the next call).
+    /// * **Large data**: wrap it in a [`crate::Shared`] (any value, decoded once per worker
+    ///   process) or a [`crate::SharedBytes`] (bytes read in place) and pass that as the
+    ///   context: only a handle of a few words is encoded per call, process workers map one
+    ///   sealed region (in memory once, whatever the number of workers), and threads share
+    ///   the very same value. Thirty calls with a 50 MB context then cost what one does.
     ///
     /// ```
     /// fn scale(factor: &f64, x: f64) -> f64 { x * factor }
@@ -370,11 +386,19 @@ impl<S: 'static> Pool<S> {
             }
             #[cfg(target_os = "linux")]
             Backend::Processes(p) => match p.context(context) {
-                Ok(ctx) => p.map_in::<A, R, _, All<R>>(
-                    move |a: A| crate::state::with_context::<C, R>(|c| f(c, a)),
-                    items,
-                    Some(ctx),
-                ),
+                Ok(ctx) => {
+                    let out = p.map_in::<A, R, _, All<R>>(
+                        move |a: A| crate::state::with_context::<C, R>(|c| f(c, a)),
+                        items,
+                        Some(ctx),
+                    );
+                    if out.iter().any(crate::state::is_context_error) {
+                        // Sent again next time: what failed may not fail twice (a region
+                        // that could not be mapped for want of a descriptor).
+                        p.forget_context();
+                    }
+                    out
+                }
                 Err(why) => self.context_failed(items.len(), &why),
             },
         }

@@ -223,6 +223,9 @@ fn resolve<V: Any + Send + Sync>(
 /// decodes a handle of a region it did not make (a worker's result holding one it made is an
 /// error): nothing a worker wrote is read as shared data.
 ///
+/// Each live region holds one descriptor open in the process that made it, and a worker's
+/// mapping counts towards its address space (so towards a pool's `memory_limit`).
+///
 /// The region is freed when the last handle in the parent drops and each worker that
 /// mapped it has let go of it (at its next `map_with` with another context, or when it
 /// exits). The seals make it read-only for every process, the parent included: a task
@@ -437,7 +440,8 @@ impl SharedBytes {
     }
 
     /// A region of `len` bytes (zeros until written), which `fill` writes in place before
-    /// it is sealed read-only: no other copy of the bytes is made.
+    /// it is sealed read-only: no other copy of the bytes is made. All `len` bytes take
+    /// memory from the start (the pages are made at once, faster than a fault per page).
     ///
     /// # Errors
     ///

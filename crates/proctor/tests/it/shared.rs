@@ -386,3 +386,36 @@ fn re_executed_workers_map_regions_too() {
     let want = |a: usize, b: usize| bytes[a..b].iter().map(|&x| x as u64).sum::<u64>();
     assert_eq!(out, vec![Ok(want(0, 1 << 19)), Ok(want(1 << 19, 1 << 20))]);
 }
+
+/// A context whose first decoding in each process fails.
+#[derive(Serialize)]
+struct FailsOnce(u8);
+
+static FAILS_ONCE: AtomicU64 = AtomicU64::new(0);
+
+impl<'de> Deserialize<'de> for FailsOnce {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if FAILS_ONCE.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(serde::de::Error::custom("not this time"));
+        }
+        Ok(FailsOnce(v))
+    }
+}
+
+fn add_once(ctx: &FailsOnce, x: u8) -> u8 {
+    ctx.0 + x
+}
+
+#[test]
+fn a_context_that_did_not_decode_is_sent_again_next_call() {
+    let pool = Pool::processes(1).build().unwrap();
+    let ctx = FailsOnce(10);
+    let out = pool.map_with(&ctx, add_once, [1u8]);
+    assert!(
+        matches!(&out[0], Err(TaskError::Codec { message, .. }) if message.contains("context could not be decoded")),
+        "{out:?}"
+    );
+    // The same bytes, sent again rather than taken for what the worker holds.
+    assert_eq!(pool.map_with(&ctx, add_once, [1u8]), vec![Ok(11)]);
+}

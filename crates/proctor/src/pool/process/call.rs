@@ -224,6 +224,11 @@ impl ProcessPool {
         Ok(context)
     }
 
+    /// Makes the next call's context a new one, sent to every worker whatever it holds.
+    pub(crate) fn forget_context(&self) {
+        *lock(&self.last_context) = None;
+    }
+
     /// Why this pool's workers cannot take a context that holds a shared region (`shared`:
     /// the context's encoding wrote a handle of one), if they cannot.
     fn can_map(&self, shared: bool) -> Result<(), String> {
