@@ -344,6 +344,11 @@ impl<S: 'static> Pool<S> {
     ///   sealed region (in memory once, whatever the number of workers), and threads share
     ///   the very same value. Thirty calls with a 50 MB context then cost what one does.
     ///
+    /// Thirty calls of 20 trivial items with the same 50 MB `ByteBuf` context, 2 workers, on
+    /// a loaded 2-CPU guest: 0.32 s in process mode (5.4 s when each call's context differs
+    /// and is sent), 0.17 s in thread mode (1.7 s); as a `Shared<ByteBuf>`, 0.15 s and 0.07 s,
+    /// making it included (one call: 0.14 s and 0.07 s).
+    ///
     /// ```
     /// fn scale(factor: &f64, x: f64) -> f64 { x * factor }
     ///
