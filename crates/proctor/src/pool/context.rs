@@ -111,3 +111,46 @@ fn holds_shared() -> bool {
     #[cfg(not(target_os = "linux"))]
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_encoding_is_true_only_for_exactly_the_same_bytes() {
+        let v = (7u32, "a context".to_string(), vec![1u8, 2, 3]);
+        let bytes = postcard::to_allocvec(&v).unwrap();
+        assert!(same_encoding(&v, &bytes));
+        // Another value of the same type and length, differing in its last byte.
+        assert!(!same_encoding(
+            &(7u32, "a context".to_string(), vec![1u8, 2, 4]),
+            &bytes
+        ));
+        // A prefix of the encoding, and an encoding with a byte more.
+        assert!(!same_encoding(&v, &bytes[..bytes.len() - 1]));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(!same_encoding(&v, &longer));
+        assert!(!same_encoding(&v, &[]));
+    }
+
+    #[test]
+    fn a_thread_context_is_reused_only_while_calls_repeat_it() {
+        let cache = ThreadContexts::default();
+        let a = cache.get(&vec![1u64, 2, 3]).unwrap();
+        let again = cache.get(&vec![1u64, 2, 3]).unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "the same bytes share one value");
+        let b = cache.get(&vec![1u64, 2, 4]).unwrap();
+        assert_eq!(*b, vec![1, 2, 4]);
+        // Another type with the same encoding is decoded as its own type.
+        let same_bytes = (3u8, 1u64, 2u64, 4u64);
+        assert!(same_encoding(
+            &same_bytes,
+            &postcard::to_allocvec(&*b).unwrap()
+        ));
+        let c = cache.get(&same_bytes);
+        assert_eq!(*c.unwrap(), (3, 1, 2, 4));
+        let d = cache.get(&vec![1u64, 2, 4]).unwrap();
+        assert!(!Arc::ptr_eq(&b, &d), "only the last context is kept");
+    }
+}
