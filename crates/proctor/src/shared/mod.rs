@@ -285,14 +285,13 @@ impl<T: Serialize + Send + Sync + 'static> Shared<T> {
         })
         .map_err(invalid)?
         .map_err(|e| invalid(crate::codec::ser_error(&value, &e)))?;
-        let value = std::cell::Cell::new(Some(value));
         let inner = make_region(
             len,
             false,
-            |buf| {
-                let v = value.take().expect("filled once");
-                let wrote = crate::codec::guarded("Serialize", || crate::wire::write_into(&v, buf));
-                (v, wrote)
+            move |buf| {
+                let wrote =
+                    crate::codec::guarded("Serialize", || crate::wire::write_into(&value, buf));
+                (value, wrote)
             },
             |handle, fd, (v, wrote)| match wrote {
                 Ok(Ok(n)) if n == len => Ok(Inner {

@@ -419,3 +419,20 @@ fn a_context_that_did_not_decode_is_sent_again_next_call() {
     // The same bytes, sent again rather than taken for what the worker holds.
     assert_eq!(pool.map_with(&ctx, add_once, [1u8]), vec![Ok(11)]);
 }
+
+/// A value whose `Serialize` always fails.
+#[derive(Debug)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not today"))
+    }
+}
+
+#[test]
+fn a_value_that_does_not_encode_is_an_invalid_data_error() {
+    let err = Shared::new(Unencodable).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("not today"), "{err}");
+}
