@@ -84,6 +84,10 @@
 //! * [`Pool::map_with`] (a read-only context sent to each worker once per call) and
 //!   [`PoolBuilder::init_worker`] with [`Pool::map_state`] (a value made once per worker):
 //!   see "Crash isolation" below for why process workers need them.
+//! * [`Shared`] and [`SharedBytes`] (Linux): large read-only data put once in a sealed memory
+//!   region, which each local worker process maps read-only (and a `Shared` decodes once,
+//!   however many calls use it) and thread mode shares as one `Arc`; use one as a
+//!   `map_with` context.
 //! * [`PoolBuilder::capture_output`] with [`Pool::map_captured`] and [`Task::join_captured`]:
 //!   each task's own stdout and stderr with its outcome (process mode).
 //! * Large arguments (64 KiB or more) cross through shared memory; for big byte buffers use
@@ -217,6 +221,8 @@ mod sandbox;
 mod sandbox;
 #[cfg(target_os = "linux")]
 mod server;
+#[cfg(target_os = "linux")]
+mod shared;
 mod state;
 #[cfg(target_os = "linux")]
 mod sys;
@@ -270,6 +276,8 @@ use remote::Remote;
 pub use sandbox::{Layer, LayerStatus, Sandbox, SandboxReport};
 #[cfg(all(target_os = "linux", not(feature = "sandbox")))]
 use sandbox::{Sandbox, SandboxReport};
+#[cfg(target_os = "linux")]
+pub use shared::{Shared, SharedBytes};
 
 /// Prepares process mode: starts the fork server that will fork every worker process.
 ///

@@ -87,6 +87,16 @@ pub(crate) fn context_entry<C: serde::de::DeserializeOwned + 'static>(bytes: &[u
     CONTEXT.with(|c| *c.borrow_mut() = Some(decoded));
 }
 
+/// How the error of a task whose call's context did not decode begins.
+#[cfg(target_os = "linux")]
+const CONTEXT_ERROR: &str = "the call's context could not be decoded: ";
+
+/// Whether `outcome` is the error of a task whose call's context did not decode.
+#[cfg(target_os = "linux")]
+pub(crate) fn is_context_error<R>(outcome: &Result<R, crate::TaskError>) -> bool {
+    matches!(outcome, Err(crate::TaskError::Codec { message, .. }) if message.starts_with(CONTEXT_ERROR))
+}
+
 /// Calls `f` with the context this worker was sent for the current call.
 #[cfg(target_os = "linux")]
 pub(crate) fn with_context<C: 'static, R>(f: impl FnOnce(&C) -> R) -> R {
@@ -96,9 +106,9 @@ pub(crate) fn with_context<C: 'static, R>(f: impl FnOnce(&C) -> R) -> R {
             None => panic!("this worker holds the context of another call"),
         },
         // The task's codec error, not a panic of its own.
-        Some(Err(why)) => std::panic::panic_any(crate::codec::Undecodable(format!(
-            "the call's context could not be decoded: {why}"
-        ))),
+        Some(Err(why)) => {
+            std::panic::panic_any(crate::codec::Undecodable(format!("{CONTEXT_ERROR}{why}")))
+        }
         None => panic!("this worker was sent no context for the call"),
     })
 }

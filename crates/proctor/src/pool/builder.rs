@@ -368,6 +368,7 @@ impl<S: 'static> PoolBuilder<S> {
         };
         Ok(Pool {
             backend,
+            contexts: Default::default(),
             _state: PhantomData,
         })
     }

@@ -60,6 +60,7 @@ mod remote;
 mod remote_attacks;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod shared;
 mod soak;
 mod state;
 mod stats;

@@ -170,12 +170,33 @@ impl ProcessPool {
     }
 
     /// The `Context` frame of a `map_with` call's context, or why it cannot be encoded.
+    ///
+    /// A context that encodes to the same bytes as the previous call's keeps that call's
+    /// frame and id, so a worker that already holds it is not sent it again (thirty calls
+    /// with one context send it once per worker); the comparison runs as it is encoded,
+    /// with nothing allocated. A context holding a [`crate::Shared`] or
+    /// [`crate::SharedBytes`] is refused for workers that could not open its region.
     pub(crate) fn context<C>(&self, context: &C) -> Result<Arc<Context>, String>
     where
         C: Serialize + DeserializeOwned + 'static,
     {
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
+        let entry = keep as usize as u64;
+        let prev = lock(&self.last_context).clone();
+        if let Some(prev) = prev.filter(|p| p.entry == entry) {
+            crate::shared::take_serialized();
+            let same = crate::codec::guarded("Serialize", || {
+                crate::pool::same_encoding(context, prev.bytes())
+            });
+            let shared = crate::shared::take_serialized();
+            if same == Ok(true) {
+                self.can_map(shared)?;
+                return Ok(prev);
+            }
+        }
         let mut bytes = Vec::new();
+        crate::shared::take_serialized();
         crate::codec::guarded("Serialize", || {
             wire::append_capped(context, &mut bytes, MAX_FRAME - 64)
         })?
@@ -185,8 +206,7 @@ impl ProcessPool {
             }
             e => crate::codec::ser_error(context, &e),
         })?;
-        let keep: crate::state::ContextFn = crate::state::context_entry::<C>;
-        let entry = keep as usize as u64;
+        self.can_map(crate::shared::take_serialized())?;
         let mut frame = Vec::new();
         wire::encode_call(
             &mut frame,
@@ -194,10 +214,41 @@ impl ProcessPool {
             entry ^ self.shared.server.secret,
             Some(&bytes),
         );
-        Ok(Arc::new(Context {
+        let context = Arc::new(Context {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
+            entry,
+            body: frame.len() - bytes.len(),
             frame,
-        }))
+        });
+        *lock(&self.last_context) = Some(Arc::clone(&context));
+        Ok(context)
+    }
+
+    /// Makes the next call's context a new one, sent to every worker whatever it holds.
+    pub(crate) fn forget_context(&self) {
+        *lock(&self.last_context) = None;
+    }
+
+    /// Why this pool's workers cannot take a context that holds a shared region (`shared`:
+    /// the context's encoding wrote a handle of one), if they cannot.
+    fn can_map(&self, shared: bool) -> Result<(), String> {
+        if !shared {
+            Ok(())
+        } else if self.shared.config.sandbox.is_some() {
+            Err(
+                "it holds a Shared or SharedBytes, which a sandboxed worker cannot map (it \
+                 cannot open /proc)"
+                    .to_string(),
+            )
+        } else if self.shared.remote.is_some() {
+            Err(
+                "it holds a Shared or SharedBytes, which a remote worker cannot map (its \
+                 region is in this host's memory)"
+                    .to_string(),
+            )
+        } else {
+            Ok(())
+        }
     }
 
     /// `map`, with the call's context if it has one.

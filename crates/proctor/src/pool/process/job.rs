@@ -83,7 +83,18 @@ pub(super) struct JobData {
 pub(crate) struct Context {
     /// Unique to the call: a worker that last received this id holds the context.
     pub(super) id: u64,
+    /// The `ContextFn` it is decoded by (one per context type).
+    pub(super) entry: u64,
+    /// Where in `frame` the encoded context begins.
+    pub(super) body: usize,
     pub(super) frame: Vec<u8>,
+}
+
+impl Context {
+    /// The encoded context.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.frame[self.body..]
+    }
 }
 
 pub(super) type Job = Arc<JobData>;

@@ -253,6 +253,9 @@ pub(crate) struct ProcessPool {
     supervisor: Option<JoinHandle<()>>,
     /// How the sandbox came out in the first worker, if the pool has one.
     sandbox_report: Option<crate::SandboxReport>,
+    /// The last `map_with` context, kept so that the next call with the same bytes is not
+    /// sent again to the workers that hold it (see `ProcessPool::context`).
+    last_context: Mutex<Option<Arc<job::Context>>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -109,6 +109,7 @@ impl ProcessPool {
             shared,
             supervisor: None,
             sandbox_report: None,
+            last_context: std::sync::Mutex::new(None),
         };
         for id in 0..n as u32 {
             let w = pool
