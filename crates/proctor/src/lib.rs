@@ -222,7 +222,8 @@ pub use arcstr::ArcStr;
 pub use compare::{CompareModes, ModeComparison, compare_modes};
 pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{
-    Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream, Task, Unordered,
+    Canceller, Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream,
+    StreamTimeout, Task, Unordered,
 };
 #[cfg(target_os = "linux")]
 pub use remote::Remote;

@@ -1,24 +1,96 @@
 //! [`ThreadStream`]: the thread-mode side of a stream.
+//!
+//! A job's outcomes go into a buffer it shares with the stream, and reach the stream's
+//! channel when the job ends, or as each finishes while the stream's iterator waits
+//! (`hungry`): the iterator, before it sleeps, takes what running jobs have finished, and a
+//! worker that finishes an item while the iterator sleeps sends it at once. So a slow item
+//! never holds the finished items of its own job.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::run::{cancelled, run_one, run_task};
 use super::{Job, Shared, WorkerCtx};
-use crate::pool::stream::OutcomeRun;
+use crate::pool::stream::{Next, OutcomeRun};
+
+/// The outcomes one running job has finished and not yet sent.
+struct Partial<R> {
+    /// The job's first item's index in the stream.
+    start: usize,
+    state: Mutex<PartialState<R>>,
+}
+
+struct PartialState<R> {
+    /// Outcomes of the job sent so far (the buffer holds the next ones).
+    sent: usize,
+    buf: Vec<Result<R, crate::TaskError>>,
+    done: bool,
+}
+
+impl<R> Partial<R> {
+    /// The buffered outcomes as a run, if there are any.
+    fn take(&self, st: &mut PartialState<R>) -> Option<OutcomeRun<R>> {
+        if st.buf.is_empty() {
+            return None;
+        }
+        let run = std::mem::take(&mut st.buf);
+        let at = self.start + st.sent;
+        st.sent += run.len();
+        Some((at, run))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The thread-mode side of a [`crate::Stream`]: each batch is a job whose outcomes come back
 /// through one channel (or, under a task timeout, one job per item, each timed on its own).
 pub(super) struct ThreadStream<'p, F, I, R> {
-    pub(super) shared: &'p Arc<Shared>,
-    pub(super) f: F,
-    pub(super) items: I,
-    pub(super) tx: Sender<OutcomeRun<R>>,
-    pub(super) rx: Receiver<OutcomeRun<R>>,
-    /// The stream was dropped: jobs not yet started are cancelled, not run.
-    pub(super) dropped: Arc<AtomicBool>,
+    shared: &'p Arc<Shared>,
+    f: F,
+    items: I,
+    tx: Sender<OutcomeRun<R>>,
+    rx: Receiver<OutcomeRun<R>>,
+    /// The stream was dropped or cancelled: items not yet started are not run.
+    dropped: Arc<AtomicBool>,
+    /// The iterator waits: a worker sends each outcome as it finishes.
+    hungry: Arc<AtomicBool>,
+    /// Jobs that may still hold finished outcomes.
+    active: Vec<Arc<Partial<R>>>,
+}
+
+impl<'p, F, I, R> ThreadStream<'p, F, I, R> {
+    pub(super) fn new(shared: &'p Arc<Shared>, f: F, items: I) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        ThreadStream {
+            shared,
+            f,
+            items,
+            tx,
+            rx,
+            dropped: Arc::new(AtomicBool::new(false)),
+            hungry: Arc::new(AtomicBool::new(false)),
+            active: Vec::new(),
+        }
+    }
+
+    /// What running jobs have finished and not sent, as one run (of one job).
+    fn take_finished(&mut self) -> Option<OutcomeRun<R>> {
+        let mut found = None;
+        self.active.retain(|p| {
+            if found.is_some() {
+                return true;
+            }
+            let mut st = lock(&p.state);
+            found = p.take(&mut st);
+            !st.done
+        });
+        found
+    }
 }
 
 impl<A, R, F, I> crate::pool::stream::Batches<R> for ThreadStream<'_, F, I, R>
@@ -28,7 +100,7 @@ where
     R: Send + 'static,
     I: Iterator<Item = A>,
 {
-    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> usize {
+    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> (usize, usize) {
         let limit = self.shared.config.task_timeout;
         // Under a timeout each item is timed and abandoned on its own.
         let chunk = if limit.is_some() { 1 } else { chunk.max(1) };
@@ -47,14 +119,27 @@ where
             self.shared.config.stats.submitted(len);
             let tx = self.tx.clone();
             let dropped = Arc::clone(&self.dropped);
+            let hungry = Arc::clone(&self.hungry);
             let f = self.f;
             let stats = Arc::clone(&self.shared.config.stats);
+            let partial = Arc::new(Partial {
+                start,
+                state: Mutex::new(PartialState {
+                    sent: 0,
+                    buf: Vec::new(),
+                    done: false,
+                }),
+            });
+            if limit.is_none() {
+                self.active.push(Arc::clone(&partial));
+            }
             let run = move |ctx: Option<&WorkerCtx>| {
                 let ctx = match ctx {
                     Some(ctx) if !dropped.load(Ordering::Acquire) => ctx,
                     _ => {
                         let out = cancelled(start as u64, len);
                         stats.outcomes(&out);
+                        lock(&partial.state).done = true;
                         let _ = tx.send((start, out));
                         return;
                     }
@@ -68,23 +153,80 @@ where
                     run_task(ctx, f, arg, first_task, start as u64, limit, finish);
                     return;
                 }
-                let out: Vec<_> = part
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, a)| run_one(f, a, ctx.id, (start + k) as u64))
-                    .collect();
-                stats.outcomes(&out);
-                let _ = tx.send((start, out));
+                let mut left = len;
+                for (k, a) in part.into_iter().enumerate() {
+                    if dropped.load(Ordering::Acquire) {
+                        // Cancelled: the rest never run (counted, sent to nobody).
+                        stats.outcomes(&cancelled::<R>((start + k) as u64, left));
+                        break;
+                    }
+                    let o = run_one(f, a, ctx.id, (start + k) as u64);
+                    stats.outcome(&o);
+                    left -= 1;
+                    let mut st = lock(&partial.state);
+                    st.buf.push(o);
+                    // SeqCst with the iterator's store of `hungry` and its look at the
+                    // buffer: either it sees this outcome there, or this sees it hungry.
+                    if hungry.load(Ordering::SeqCst) {
+                        if let Some(run) = partial.take(&mut st) {
+                            drop(st);
+                            let _ = tx.send(run);
+                        }
+                    }
+                }
+                let mut st = lock(&partial.state);
+                st.done = true;
+                if let Some(run) = partial.take(&mut st) {
+                    drop(st);
+                    let _ = tx.send(run);
+                }
             };
             self.shared.send(Job::Run(Box::new(run), len));
             taken += len;
         }
-        taken
+        (taken, 0)
     }
 
-    fn next_run(&mut self) -> Option<OutcomeRun<R>> {
-        // The stream holds a sender, so this waits until a run arrives.
-        self.rx.recv().ok()
+    fn next_run(&mut self, deadline: Option<Instant>) -> Next<R> {
+        loop {
+            if self.dropped.load(Ordering::Acquire) {
+                return Next::Closed;
+            }
+            if let Ok(run) = self.rx.try_recv() {
+                return Next::Run(run, 0);
+            }
+            self.hungry.store(true, Ordering::SeqCst);
+            if let Some(run) = self.take_finished() {
+                self.hungry.store(false, Ordering::SeqCst);
+                return Next::Run(run, 0);
+            }
+            // The stream holds a sender, so this waits until a run arrives.
+            let got = match deadline {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => self.rx.recv_deadline(d),
+            };
+            self.hungry.store(false, Ordering::SeqCst);
+            match got {
+                // (An empty run is the canceller's wake-up call.)
+                Ok(run) if run.1.is_empty() => continue,
+                Ok(run) => return Next::Run(run, 0),
+                Err(RecvTimeoutError::Timeout) => return Next::TimedOut,
+                Err(RecvTimeoutError::Disconnected) => return Next::Closed,
+            }
+        }
+    }
+
+    fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
+        let dropped = Arc::clone(&self.dropped);
+        let tx = self.tx.clone();
+        Box::new(move || {
+            dropped.store(true, Ordering::Release);
+            let _ = tx.send((usize::MAX, Vec::new()));
+        })
+    }
+
+    fn default_window(&self, workers: usize) -> usize {
+        crate::pool::stream::THREAD_WINDOW_PER_WORKER * workers
     }
 }
 
