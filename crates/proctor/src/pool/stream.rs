@@ -62,14 +62,18 @@ pub(crate) trait Batches<R> {
     fn default_window(&self, workers: usize) -> usize;
 }
 
-/// Jobs queued or running per worker: one running and the next ready for it.
+/// Jobs queued or running per worker, at least: one running and the next ready for it.
 const JOBS_PER_WORKER: usize = 2;
+
+/// Work queued or running per worker, at least (as far as the estimate of a task's time
+/// says): enough to keep a worker busy while the iterator's thread waits for a CPU.
+const QUEUE_TIME: Duration = Duration::from_millis(10);
 
 /// How long a job should take once the stream knows its tasks' times.
 const TARGET_JOB: Duration = Duration::from_millis(1);
 
 /// Outcomes arriving over at least this long make one estimate of a task's time.
-const SAMPLE: Duration = Duration::from_millis(2);
+const SAMPLE: Duration = Duration::from_millis(1);
 
 /// The most items in one job of a stream.
 const MAX_CHUNK: usize = 16_384;
@@ -78,7 +82,7 @@ const MAX_CHUNK: usize = 16_384;
 pub(crate) const WINDOW_BYTES: usize = 16 << 20;
 
 /// Thread mode's default window per worker (item counts are all it knows).
-pub(crate) const THREAD_WINDOW_PER_WORKER: usize = 4_096;
+pub(crate) const THREAD_WINDOW_PER_WORKER: usize = 8_192;
 
 /// Process mode's default window per worker (bytes bound it first for all but tiny items).
 pub(crate) const PROCESS_WINDOW_PER_WORKER: usize = 65_536;
@@ -263,7 +267,18 @@ impl<'p, R> Core<'p, R> {
         self.mark = Some(now);
         self.since_mark = 0;
         let want = (TARGET_JOB.as_secs_f64() / estimate.max(1e-9)).min(MAX_CHUNK as f64) as usize;
-        self.chunk = want.clamp(1, self.chunk.saturating_mul(4));
+        self.chunk = want.clamp(1, self.chunk.saturating_mul(8));
+    }
+
+    /// Items queued or running to keep every worker busy: [`JOBS_PER_WORKER`] jobs each, or
+    /// [`QUEUE_TIME`] of work each once a task's time is known, whichever is more.
+    fn in_flight_target(&self, chunk: usize) -> usize {
+        let jobs = JOBS_PER_WORKER * self.workers * chunk;
+        let timed = match self.per_item {
+            Some(t) => (QUEUE_TIME.as_secs_f64() / t.max(1e-9)).min(1e9) as usize * self.workers,
+            None => 0,
+        };
+        jobs.max(timed)
     }
 
     /// Starts more items while fewer than [`JOBS_PER_WORKER`] jobs per worker are in flight
@@ -272,7 +287,7 @@ impl<'p, R> Core<'p, R> {
         while !self.exhausted && !self.cancelled() {
             let chunk = self.chunk();
             let in_flight = self.fed - self.received;
-            if in_flight >= JOBS_PER_WORKER * self.workers * chunk {
+            if in_flight >= self.in_flight_target(chunk) {
                 return;
             }
             let room = self
@@ -585,14 +600,14 @@ impl<R> Unordered<'_, R> {
     pub fn next_timeout(
         &mut self,
         timeout: Duration,
-    ) -> Result<Option<(usize, Result<R, TaskError>)>, StreamTimeout> {
+    ) -> Result<Option<<Self as Iterator>::Item>, StreamTimeout> {
         self.next_by(Some(deadline_after(timeout)))
     }
 
     fn next_by(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<Option<(usize, Result<R, TaskError>)>, StreamTimeout> {
+    ) -> Result<Option<<Self as Iterator>::Item>, StreamTimeout> {
         loop {
             if self.core.cancelled() {
                 return Ok(None);

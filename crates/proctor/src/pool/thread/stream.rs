@@ -1,14 +1,13 @@
 //! [`ThreadStream`]: the thread-mode side of a stream.
 //!
 //! A job's outcomes go into a buffer it shares with the stream, and reach the stream's
-//! channel when the job ends, or as each finishes while the stream's iterator waits
-//! (`hungry`): the iterator, before it sleeps, takes what running jobs have finished, and a
-//! worker that finishes an item while the iterator sleeps sends it at once. So a slow item
-//! never holds the finished items of its own job.
+//! channel when the job ends. An iterator that has waited [`PEEK`] for a run takes what the
+//! running jobs have finished so far (and again every `PEEK` while it waits), so a slow item
+//! holds the finished items of its own job for at most that long.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -43,6 +42,10 @@ impl<R> Partial<R> {
     }
 }
 
+/// How long a waiting iterator waits for a job to end before it takes what the running jobs
+/// have finished so far.
+const PEEK: Duration = Duration::from_millis(1);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -57,8 +60,6 @@ pub(super) struct ThreadStream<'p, F, I, R> {
     rx: Receiver<OutcomeRun<R>>,
     /// The stream was dropped or cancelled: items not yet started are not run.
     dropped: Arc<AtomicBool>,
-    /// The iterator waits: a worker sends each outcome as it finishes.
-    hungry: Arc<AtomicBool>,
     /// Jobs that may still hold finished outcomes.
     active: Vec<Arc<Partial<R>>>,
 }
@@ -73,7 +74,6 @@ impl<'p, F, I, R> ThreadStream<'p, F, I, R> {
             tx,
             rx,
             dropped: Arc::new(AtomicBool::new(false)),
-            hungry: Arc::new(AtomicBool::new(false)),
             active: Vec::new(),
         }
     }
@@ -119,7 +119,6 @@ where
             self.shared.config.stats.submitted(len);
             let tx = self.tx.clone();
             let dropped = Arc::clone(&self.dropped);
-            let hungry = Arc::clone(&self.hungry);
             let f = self.f;
             let stats = Arc::clone(&self.shared.config.stats);
             let partial = Arc::new(Partial {
@@ -153,27 +152,22 @@ where
                     run_task(ctx, f, arg, first_task, start as u64, limit, finish);
                     return;
                 }
-                let mut left = len;
+                let mut ok = 0;
                 for (k, a) in part.into_iter().enumerate() {
                     if dropped.load(Ordering::Acquire) {
                         // Cancelled: the rest never run (counted, sent to nobody).
-                        stats.outcomes(&cancelled::<R>((start + k) as u64, left));
+                        stats.outcomes(&cancelled::<R>((start + k) as u64, len - k));
                         break;
                     }
                     let o = run_one(f, a, ctx.id, (start + k) as u64);
-                    stats.outcome(&o);
-                    left -= 1;
-                    let mut st = lock(&partial.state);
-                    st.buf.push(o);
-                    // SeqCst with the iterator's store of `hungry` and its look at the
-                    // buffer: either it sees this outcome there, or this sees it hungry.
-                    if hungry.load(Ordering::SeqCst) {
-                        if let Some(run) = partial.take(&mut st) {
-                            drop(st);
-                            let _ = tx.send(run);
-                        }
+                    match &o {
+                        Ok(_) => ok += 1,
+                        Err(e) => stats.failed(e),
                     }
+                    lock(&partial.state).buf.push(o);
                 }
+                // (Counted once per job: the counters are shared between the workers.)
+                stats.succeeded(ok);
                 let mut st = lock(&partial.state);
                 st.done = true;
                 if let Some(run) = partial.take(&mut st) {
@@ -192,26 +186,21 @@ where
             if self.dropped.load(Ordering::Acquire) {
                 return Next::Closed;
             }
-            if let Ok(run) = self.rx.try_recv() {
-                return Next::Run(run, 0);
-            }
-            self.hungry.store(true, Ordering::SeqCst);
-            if let Some(run) = self.take_finished() {
-                self.hungry.store(false, Ordering::SeqCst);
-                return Next::Run(run, 0);
-            }
-            // The stream holds a sender, so this waits until a run arrives.
-            let got = match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self.rx.recv_deadline(d),
-            };
-            self.hungry.store(false, Ordering::SeqCst);
-            match got {
+            let peek = Instant::now() + PEEK;
+            let until = deadline.map_or(peek, |d| d.min(peek));
+            match self.rx.recv_deadline(until) {
                 // (An empty run is the canceller's wake-up call.)
                 Ok(run) if run.1.is_empty() => continue,
                 Ok(run) => return Next::Run(run, 0),
-                Err(RecvTimeoutError::Timeout) => return Next::TimedOut,
                 Err(RecvTimeoutError::Disconnected) => return Next::Closed,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Nothing ended for a while: what running jobs finished so far.
+            if let Some(run) = self.take_finished() {
+                return Next::Run(run, 0);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Next::TimedOut;
             }
         }
     }
