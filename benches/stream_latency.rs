@@ -11,7 +11,8 @@
 //!
 //! ```sh
 //! cargo bench --bench stream_latency            # everything
-//! cargo bench --bench stream_latency -- first   # one part: first, rss, throughput, stop
+//! cargo bench --bench stream_latency -- first   # one part: first, rss, stop, throughput
+//! cargo bench --bench stream_latency -- trivial # the trivial items' throughput alone
 //! ```
 
 use std::time::{Duration, Instant};
@@ -179,7 +180,7 @@ fn rss() {
     }
 }
 
-fn throughput() {
+fn throughput(slow_too: bool) {
     for mode in [Mode::Processes, Mode::Threads] {
         let trivial_grid = [
             None,
@@ -195,6 +196,9 @@ fn throughput() {
             run(mode, s, trivial, (0..n).collect())
         });
         report(&trivial_grid, &times, n);
+        if !slow_too {
+            continue;
+        }
 
         let slow_grid = [
             None,
@@ -267,7 +271,7 @@ fn main() {
     if matches!(part, "all" | "stop") {
         stop();
     }
-    if matches!(part, "all" | "throughput") {
-        throughput();
+    if matches!(part, "all" | "throughput" | "trivial") {
+        throughput(part != "trivial");
     }
 }

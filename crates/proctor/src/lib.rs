@@ -68,9 +68,11 @@
 //!
 //! # Beyond `map`
 //!
-//! * [`Pool::stream`] and [`Pool::stream_unordered`]: outcomes as they are ready, over inputs
-//!   of any length, with a bounded window of items in flight; dropping the stream cancels what
-//!   has not started.
+//! * [`Pool::stream`] and [`Pool::stream_unordered`] (and [`Pool::stream_with`],
+//!   [`Pool::stream_state`]): outcomes as their tasks finish, over inputs of any length, in
+//!   bounded memory; [`Stream::next_timeout`] waits at most a given time, and a
+//!   [`Canceller`] ends a stream from another thread; dropping the stream cancels what has
+//!   not started.
 //! * [`Pool::map_with`] (a read-only context sent to each worker once per call) and
 //!   [`PoolBuilder::init_worker`] with [`Pool::map_state`] (a value made once per worker):
 //!   see "Crash isolation" below for why process workers need them.

@@ -422,15 +422,16 @@ impl<S: 'static> Pool<S> {
     /// input order as they are ready (see [`Stream`]): for inputs too big to hold, for
     /// progress, and to stop early.
     ///
-    /// With no tuning it holds a bounded part of the input (at most 4 096 items per worker in
+    /// With no tuning it holds a bounded part of the input (at most 8 192 items per worker in
     /// thread mode; in process mode about 16 MiB of arguments and results, at most 65 536
     /// items per worker), starts with jobs of one item so the first outcome comes after one
-    /// task, then sizes jobs to about a millisecond of work each, with two jobs per worker
-    /// queued or running. Measured on a shared 2-CPU machine with 2 process workers
-    /// (`benches/stream_latency.rs`): the first of 1 000 tasks of 1–2 ms came back within
-    /// a few milliseconds, a million 1 KiB items streamed with the caller's peak RSS near
-    /// 40 MiB, and the throughput stayed within the bench's noise of the best hand-set
-    /// `window`/`chunk_size`. Dropping the stream cancels the items not yet started;
+    /// task, then sizes jobs to about a millisecond of work each, with a couple of jobs per
+    /// worker queued or running. Measured on a shared 2-CPU machine with 2 process workers
+    /// (`benches/stream_latency.rs`): the first of 1 000 tasks of 1–2 ms came back after
+    /// 1.1 ms, a million 1 KiB items streamed with the caller's peak RSS at 13 MiB, and the
+    /// throughput of 1 ms tasks was within 1.03× of the best hand-set `window`/`chunk_size`
+    /// (trivial tasks: 0.9–1.4×, that machine's noise). Dropping the stream cancels the
+    /// items not yet started;
     /// [`Stream::canceller`] and [`Stream::next_timeout`] stop or bound it from elsewhere.
     ///
     /// ```

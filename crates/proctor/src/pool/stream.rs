@@ -6,9 +6,10 @@
 //! items from the caller's iterator as jobs for the workers and waits for runs of outcomes.
 //! Three bounds decide when it takes more:
 //!
-//! * **jobs in flight**: at most [`JOBS_PER_WORKER`] jobs' worth of items per worker are
-//!   queued or running, enough to keep every worker busy and no more (the pool's queue is
-//!   shared, so an idle worker takes the next job, never one stuck behind a slow item);
+//! * **jobs in flight**: [`JOBS_PER_WORKER`] jobs per worker (or [`QUEUE_TIME`] of work per
+//!   worker by the estimate below, if that is more) are queued or running, enough to keep
+//!   every worker busy while the iterator's thread waits for a CPU, and no more (the pool's
+//!   queue is shared, so an idle worker takes the next job, never one behind a slow item);
 //! * **the window**: at most `window` items are taken from the input and not yet handed back
 //!   (this also bounds the outcomes held for an ordered stream behind a slow item);
 //! * **bytes**: in process mode, every argument's encoded size and every result's record size
@@ -16,12 +17,15 @@
 //!
 //! Jobs start at one item each, so the first outcome comes back after one task. From the
 //! rate at which outcomes then arrive the core estimates one task's time and sizes the next
-//! jobs to take about [`TARGET_JOB`] each (growing at most fourfold per estimate): a few
-//! items per job for tasks of a millisecond, thousands for trivial ones. In thread mode a
-//! job's outcomes also reach a waiting iterator one by one as they finish (the worker hands
-//! over what it has whenever the iterator waits), so a slow item never holds finished ones;
-//! in process mode a job's outcomes arrive together when it ends, which the job size keeps to
-//! about a millisecond of work.
+//! jobs to take about [`TARGET_JOB`] each (growing at most eightfold per estimate, one a
+//! millisecond): one item per job for tasks of a millisecond or more, thousands for trivial
+//! ones. In thread
+//! mode an iterator that has waited a millisecond also takes what running jobs have finished
+//! so far, so a slow item holds no finished outcome for longer than that; in process mode a
+//! job's outcomes arrive together when it ends (reading a running job's records would take
+//! the recovery machine's bookkeeping apart), which the job size keeps to about a
+//! millisecond of work. In both, the items of a job after a slow one wait for it: at most a
+//! millisecond's worth by the estimate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -361,15 +365,17 @@ fn deadline_after(timeout: Duration) -> Instant {
 /// handed back, and in process mode also about [`window_bytes`](Stream::window_bytes) of
 /// them (their arguments' and results' encoded sizes, which process mode knows), so an
 /// input of any length runs in bounded memory: the input is read as outcomes are consumed.
-/// Defaults: 4 096 items per worker in thread mode; 65 536 per worker and 16 MiB in
-/// process mode. Measured (`benches/stream_latency.rs`, 2 process workers): a million
-/// 1 KiB items stream with the caller's peak RSS about 40 MiB.
+/// Defaults: 8 192 items per worker in thread mode; 65 536 per worker and 16 MiB in
+/// process mode. Measured (`benches/stream_latency.rs`, 2 process workers, a shared 2-CPU
+/// machine): a million 1 KiB items streamed with the caller's peak RSS at 13 MiB.
 ///
 /// **Latency.** Jobs start at one item each and grow, from the measured task time, to about
-/// a millisecond of work each; at most two jobs per worker are queued or running. So the
-/// first outcome comes back after about one task (measured: 1–3 ms for a 1 000-item
-/// stream of 1–2 ms tasks on 2 process workers), and the throughput stays near that of the
-/// best hand-set `window` and `chunk_size` (see the bench). Setting
+/// a millisecond of work each; two jobs per worker (or about 10 ms of work per worker, if
+/// that is more) are queued or running. So the first outcome comes back after about one
+/// task (measured: 1.1 ms for a 1 000-item stream of 1–2 ms tasks on 2 process workers,
+/// against 1.5 s with a window of 16 384 and 2 048-item chunks), and the throughput stays
+/// near that of the best hand-set `window` and `chunk_size` (1 ms tasks: within 1.03×;
+/// trivial ones: 0.9–1.4× on that noisy machine). Setting
 /// [`PoolBuilder::chunk_size`](crate::PoolBuilder::chunk_size) fixes the job size instead.
 ///
 /// **Stopping.** Dropping the stream stops it: items not yet started never run (running
@@ -412,7 +418,7 @@ impl<'p, R> Stream<'p, R> {
     }
 
     /// Keeps at most `items` items taken from the input and not yet handed back (default:
-    /// 4 096 per worker in thread mode, 65 536 per worker in process mode, where
+    /// 8 192 per worker in thread mode, 65 536 per worker in process mode, where
     /// [`window_bytes`](Stream::window_bytes) usually bounds them first). A larger window
     /// keeps the workers busy behind a slow item of an ordered stream; a smaller one holds
     /// less memory. Set it before the first `next`; 0 counts as 1.
