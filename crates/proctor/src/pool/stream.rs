@@ -543,7 +543,16 @@ impl<'p, R> Stream<'p, R> {
 impl<R> Iterator for Stream<'_, R> {
     type Item = Result<R, TaskError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        // The common case, kept small: the next outcome of the run at hand.
+        if !self.core.cancelled() {
+            if let Some(outcome) = self.current.next() {
+                self.next += 1;
+                self.core.yielded += 1;
+                return Some(outcome);
+            }
+        }
         self.next_by(None).unwrap_or(None)
     }
 
@@ -639,7 +648,17 @@ impl<R> Unordered<'_, R> {
 impl<R> Iterator for Unordered<'_, R> {
     type Item = (usize, Result<R, TaskError>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        // The common case, kept small: the next outcome of the run at hand.
+        if !self.core.cancelled() {
+            if let Some(outcome) = self.current.1.next() {
+                let index = self.current.0;
+                self.current.0 += 1;
+                self.core.yielded += 1;
+                return Some((index, outcome));
+            }
+        }
         self.next_by(None).unwrap_or(None)
     }
 

@@ -48,6 +48,10 @@ impl<R> Partial<R> {
 /// have finished so far.
 const PEEK: Duration = Duration::from_millis(1);
 
+/// Jobs in the list of those that may hold finished outcomes past which the ended ones are
+/// dropped from it.
+const ACTIVE_PRUNE: usize = 256;
+
 /// A job makes its finished outcomes visible to a waiting iterator in this many parts (or
 /// one by one, for a job of fewer items).
 const PUBLISH_PARTS: usize = 64;
@@ -136,6 +140,10 @@ where
                 }),
             });
             if limit.is_none() {
+                if self.active.len() >= ACTIVE_PRUNE {
+                    // Forget the jobs that ended (an endless stream must not keep them all).
+                    self.active.retain(|p| !lock(&p.state).done);
+                }
                 self.active.push(Arc::clone(&partial));
             }
             let run = move |ctx: Option<&WorkerCtx>| {
