@@ -428,11 +428,12 @@ impl<S: 'static> Pool<S> {
     /// task, then sizes jobs to about a millisecond of work each, with a couple of jobs per
     /// worker queued or running. Measured on a shared 2-CPU machine with 2 process workers
     /// (`benches/stream_latency.rs`): the first of 1 000 tasks of 1–2 ms came back after
-    /// 1.1 ms, a million 1 KiB items streamed with the caller's peak RSS at 13 MiB, and the
-    /// throughput of 1 ms tasks was within 1.03× of the best hand-set `window`/`chunk_size`
-    /// (trivial tasks: 0.9–1.4×, that machine's noise). Dropping the stream cancels the
-    /// items not yet started;
-    /// [`Stream::canceller`] and [`Stream::next_timeout`] stop or bound it from elsewhere.
+    /// 1.1 ms, a million 1 KiB items streamed with the caller's peak RSS at 10–13 MiB, and
+    /// the throughput of 1 ms tasks was within 1.03× of the best hand-set
+    /// `window`/`chunk_size` (ten million trivial tasks: 0.98× in process mode, 1.38× in
+    /// thread mode, whose window is smaller). Dropping the stream cancels the items not yet
+    /// started; [`Stream::canceller`] and [`Stream::next_timeout`] stop or bound it from
+    /// elsewhere.
     ///
     /// ```
     /// fn parse(line: String) -> usize { line.len() }

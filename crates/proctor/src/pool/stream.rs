@@ -367,15 +367,16 @@ fn deadline_after(timeout: Duration) -> Instant {
 /// input of any length runs in bounded memory: the input is read as outcomes are consumed.
 /// Defaults: 8 192 items per worker in thread mode; 65 536 per worker and 16 MiB in
 /// process mode. Measured (`benches/stream_latency.rs`, 2 process workers, a shared 2-CPU
-/// machine): a million 1 KiB items streamed with the caller's peak RSS at 13 MiB.
+/// machine): a million 1 KiB items streamed with the caller's peak RSS at 10–13 MiB.
 ///
 /// **Latency.** Jobs start at one item each and grow, from the measured task time, to about
 /// a millisecond of work each; two jobs per worker (or about 10 ms of work per worker, if
 /// that is more) are queued or running. So the first outcome comes back after about one
 /// task (measured: 1.1 ms for a 1 000-item stream of 1–2 ms tasks on 2 process workers,
 /// against 1.5 s with a window of 16 384 and 2 048-item chunks), and the throughput stays
-/// near that of the best hand-set `window` and `chunk_size` (1 ms tasks: within 1.03×;
-/// trivial ones: 0.9–1.4× on that noisy machine). Setting
+/// near that of the best hand-set `window` and `chunk_size` (1 ms tasks: within 1.03× in
+/// both modes; ten million trivial ones: 0.98× in process mode, 1.38× in thread mode, whose
+/// default window is small; the ramp from one-item jobs costs a few milliseconds). Setting
 /// [`PoolBuilder::chunk_size`](crate::PoolBuilder::chunk_size) fixes the job size instead.
 ///
 /// **Stopping.** Dropping the stream stops it: items not yet started never run (running
