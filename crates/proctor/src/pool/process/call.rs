@@ -530,11 +530,14 @@ where
     }
 
     fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
-        let shared = Arc::clone(self.shared);
+        // A canceller kept past the pool (in a Ctrl-C handler, say) must not keep it alive.
+        let shared = Arc::downgrade(self.shared);
         let sink = Arc::clone(&self.sink);
         Box::new(move || {
             sink.cancelled.store(true, Ordering::Release);
-            cancel_jobs(&shared, &sink, true);
+            if let Some(shared) = shared.upgrade() {
+                cancel_jobs(&shared, &sink, true);
+            }
         })
     }
 
