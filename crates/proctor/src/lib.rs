@@ -78,9 +78,11 @@
 //!
 //! # Beyond `map`
 //!
-//! * [`Pool::stream`] and [`Pool::stream_unordered`]: outcomes as they are ready, over inputs
-//!   of any length, with a bounded window of items in flight; dropping the stream cancels what
-//!   has not started.
+//! * [`Pool::stream`] and [`Pool::stream_unordered`] (and [`Pool::stream_with`],
+//!   [`Pool::stream_state`]): outcomes as their tasks finish, over inputs of any length, in
+//!   bounded memory; [`Stream::next_timeout`] waits at most a given time, and a
+//!   [`Canceller`] ends a stream from another thread; dropping the stream cancels what has
+//!   not started.
 //! * [`Pool::map_with`] (a read-only context sent to each worker once per call) and
 //!   [`PoolBuilder::init_worker`] with [`Pool::map_state`] (a value made once per worker):
 //!   see "Crash isolation" below for why process workers need them.
@@ -264,7 +266,8 @@ pub use arcstr::ArcStr;
 pub use compare::{CompareModes, ModeComparison, compare_modes};
 pub use error::{Error, ErrorKind, TaskError, TaskErrorKind};
 pub use pool::{
-    Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream, Task, Unordered,
+    Canceller, Failures, Mode, Output, Pool, PoolBuilder, PoolStats, StartMethod, Stream,
+    StreamTimeout, Task, Unordered,
 };
 #[cfg(all(target_os = "linux", feature = "remote"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]

@@ -7,15 +7,20 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::job::{Context, Items, Job, JobData, Reencode};
 use super::outcome::{CaptureSink, MapSink, RawOutcome, Sink, SlotSink, StreamSink};
+use super::recovery::Death;
 use super::{ProcessPool, ProcessTask, Shared, State, lock, recovery};
 use crate::error::TaskError;
 use crate::pool::TaskInner;
+use crate::pool::stream::Next;
 use crate::wire::{self, MAX_FRAME};
 use crate::worker::{EntryFn, entry};
 
@@ -275,11 +280,13 @@ impl ProcessPool {
         results.expect("map results are taken once").finish(n)
     }
 
-    /// Starts a stream of `f` over `items` (see [`crate::Stream`]).
+    /// Starts a stream of `f` over `items` (see [`crate::Stream`]), with the call's context
+    /// if it has one (`stream_with`).
     pub(crate) fn stream<'p, A, R, F, I>(
         &'p self,
         f: F,
         items: I,
+        context: Option<Arc<Context>>,
     ) -> Box<dyn crate::pool::stream::Batches<R> + 'p>
     where
         F: Fn(A) -> R + Copy + 'static,
@@ -292,6 +299,7 @@ impl ProcessPool {
             entry: entry_of(f),
             items,
             sink: Arc::new(StreamSink::new()),
+            context,
         })
     }
 }
@@ -369,8 +377,9 @@ impl Shared {
         }
     }
 
-    /// Encodes `items` into jobs and queues them (see [`Batch`]).
-    fn enqueue_items<A>(&self, to: Batch<'_>, items: Vec<A>)
+    /// Encodes `items` into jobs and queues them (see [`Batch`]); returns the size of their
+    /// encoded arguments.
+    fn enqueue_items<A>(&self, to: Batch<'_>, items: Vec<A>) -> usize
     where
         A: Serialize + Send + 'static,
     {
@@ -395,11 +404,13 @@ impl Shared {
         let mut frame = Vec::new();
         let mut job_start = 0usize;
         let mut in_job = 0usize;
+        let total = std::cell::Cell::new(0usize);
         wire::begin_run(&mut frame);
         let flush = |frame: &mut Vec<u8>, start: usize, count: usize| {
             if count == 0 {
                 return;
             }
+            total.set(total.get() + frame.len());
             // The next frame will be about as long: allocate it once, not by doubling.
             let mut f = std::mem::replace(frame, Vec::with_capacity(frame.len()));
             let first = first_task + start as u64;
@@ -458,6 +469,7 @@ impl Shared {
                     // Too large for a frame, within the pool's limit: a job of its own, its
                     // argument encoded when sent, into the worker's inbox.
                     flush(&mut frame, job_start, in_job);
+                    total.set(total.get() + len);
                     let mut header = Vec::with_capacity(wire::RUN_HEADER_LEN);
                     wire::begin_run(&mut header);
                     wire::finish_run(&mut header, task, entry, check, 1);
@@ -502,6 +514,7 @@ impl Shared {
             i = end;
         }
         flush(&mut frame, job_start, in_job);
+        total.get()
     }
 }
 
@@ -512,6 +525,7 @@ struct ProcessStream<'p, I, R> {
     entry: u64,
     items: I,
     sink: Arc<StreamSink<R>>,
+    context: Option<Arc<Context>>,
 }
 
 impl<A, R, I> crate::pool::stream::Batches<R> for ProcessStream<'_, I, R>
@@ -520,47 +534,98 @@ where
     R: DeserializeOwned + Send + 'static,
     I: Iterator<Item = A>,
 {
-    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> usize {
+    fn feed(&mut self, base: usize, max: usize, chunk: usize) -> (usize, usize) {
         let batch: Vec<A> = self.items.by_ref().take(max).collect();
         let n = batch.len();
-        if n > 0 {
-            self.shared.config.stats.submitted(n);
-            let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
-            let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
-            let to = Batch {
-                entry: self.entry,
-                first_task,
-                base,
-                chunk,
-                sink: &sink,
-                context: None,
-            };
-            self.shared.enqueue_items(to, batch);
+        if n == 0 {
+            return (0, 0);
         }
-        n
+        self.shared.config.stats.submitted(n);
+        let first_task = self.shared.next_task.fetch_add(n as u64, Ordering::Relaxed);
+        let sink: Arc<dyn Sink> = Arc::clone(&self.sink) as Arc<dyn Sink>;
+        let to = Batch {
+            entry: self.entry,
+            first_task,
+            base,
+            chunk,
+            sink: &sink,
+            context: self.context.clone(),
+        };
+        (n, self.shared.enqueue_items(to, batch))
     }
 
-    fn next_run(&mut self) -> Option<crate::pool::stream::OutcomeRun<R>> {
-        if let Some(run) = self.sink.pop() {
-            return Some(run);
+    fn next_run(&mut self, deadline: Option<Instant>) -> Next<R> {
+        if let Some((run, bytes)) = self.sink.pop() {
+            return Next::Run(run, bytes);
+        }
+        if deadline.is_some() {
+            // A wait that may end at once: take in what finished workers have first.
+            self.shared.poll();
         }
         let sink = &self.sink;
-        let ready = |st: &State| sink.ready.load(Ordering::Acquire) > 0 || st.machine.is_closed();
-        self.shared.wait_until(&ready);
-        self.sink.pop()
+        let ready = |st: &State| {
+            sink.ready.load(Ordering::Acquire) > 0
+                || sink.cancelled.load(Ordering::Acquire)
+                || st.machine.is_closed()
+        };
+        self.shared.wait_until_deadline(&ready, deadline);
+        match self.sink.pop() {
+            Some((run, bytes)) => Next::Run(run, bytes),
+            None if deadline.is_some_and(|d| Instant::now() >= d)
+                && !self.sink.cancelled.load(Ordering::Acquire) =>
+            {
+                Next::TimedOut
+            }
+            None => Next::Closed,
+        }
     }
+
+    fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
+        // A canceller kept past the pool (in a Ctrl-C handler, say) must not keep it alive.
+        let shared = Arc::downgrade(self.shared);
+        let sink = Arc::clone(&self.sink);
+        Box::new(move || {
+            sink.cancelled.store(true, Ordering::Release);
+            if let Some(shared) = shared.upgrade() {
+                cancel_jobs(&shared, &sink, true);
+            }
+        })
+    }
+
+    fn default_window(&self, workers: usize) -> usize {
+        crate::pool::stream::PROCESS_WINDOW_PER_WORKER * workers
+    }
+}
+
+/// Cancels the stream's jobs that are queued (they fail `Cancelled`, into a sink nobody
+/// reads), and with `kill`, kills the workers running the others (replaced as after a
+/// crash; their tasks end `Cancelled` too). Then wakes whoever waits or drives.
+fn cancel_jobs<R>(shared: &Shared, sink: &Arc<StreamSink<R>>, kill: bool) {
+    let me = Arc::as_ptr(sink) as *const ();
+    let is_mine = |job: &Job| Arc::as_ptr(&job.sink) as *const () == me;
+    let mut st = shared.lock();
+    let mut out = Vec::new();
+    loop {
+        match st.machine.cancel(is_mine, &mut out) {
+            recovery::Cancel::Queued => {}
+            recovery::Cancel::Running(slot) if kill => {
+                if let Some(w) = st.workers[slot].as_ref() {
+                    w.host.kill(Signal::SIGKILL);
+                }
+                shared.on_death(&mut st, slot, Death::Cancelled, &mut out);
+            }
+            recovery::Cancel::Running(_) | recovery::Cancel::Gone => break,
+        }
+    }
+    shared.act(&mut st, &mut out);
+    shared.notify(&mut st);
+    drop(st);
+    shared.doorbell.ring();
 }
 
 impl<I, R> Drop for ProcessStream<'_, I, R> {
     /// What is queued never runs; what runs finishes, into a sink nobody reads.
     fn drop(&mut self) {
-        let shared = self.shared;
-        let me = Arc::as_ptr(&self.sink) as *const ();
-        let is_mine = |job: &Job| Arc::as_ptr(&job.sink) as *const () == me;
-        let mut st = shared.lock();
-        let mut out = Vec::new();
-        while let recovery::Cancel::Queued = st.machine.cancel(is_mine, &mut out) {}
-        shared.act(&mut st, &mut out);
-        shared.notify(&mut st);
+        cancel_jobs(self.shared, &self.sink, false);
     }
 }

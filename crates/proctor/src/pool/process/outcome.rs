@@ -473,9 +473,12 @@ impl<R: DeserializeOwned + Send> Sink for SlotSink<R> {
 
 /// Collects a stream's outcomes in the runs they arrive in, for its iterator to take.
 pub(super) struct StreamSink<R> {
-    pub(super) runs: Mutex<std::collections::VecDeque<OutcomeRun<R>>>,
+    /// Each run with the encoded size of its results.
+    pub(super) runs: Mutex<std::collections::VecDeque<(OutcomeRun<R>, usize)>>,
     /// Runs waiting in `runs` (read without the lock by the waiting iterator).
     pub(super) ready: AtomicUsize,
+    /// The stream was cancelled: its iterator stops waiting.
+    pub(super) cancelled: AtomicBool,
 }
 
 impl<R> StreamSink<R> {
@@ -483,19 +486,20 @@ impl<R> StreamSink<R> {
         StreamSink {
             runs: Mutex::new(Default::default()),
             ready: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
         }
     }
 
-    fn push(&self, first_index: usize, run: Vec<Result<R, TaskError>>) {
+    fn push(&self, first_index: usize, run: Vec<Result<R, TaskError>>, bytes: usize) {
         if run.is_empty() {
             return;
         }
-        lock(&self.runs).push_back((first_index, run));
+        lock(&self.runs).push_back(((first_index, run), bytes));
         self.ready.fetch_add(1, Ordering::Release);
     }
 
-    /// The oldest run that arrived, if any.
-    pub(super) fn pop(&self) -> Option<OutcomeRun<R>> {
+    /// The oldest run that arrived, if any, with its results' encoded size.
+    pub(super) fn pop(&self) -> Option<(OutcomeRun<R>, usize)> {
         if self.ready.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -518,13 +522,14 @@ impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
             .enumerate()
             .map(|(k, o)| o.decode(base + k as u64))
             .collect();
-        self.push(first_index, run);
+        self.push(first_index, run, 0);
     }
 
     fn deliver_records(&self, first_index: usize, records: RecordIter<'_>) {
+        let bytes = records.buf.len();
         let mut run = Vec::with_capacity(records.left);
         Decoded::<R>::new(records).for_each(|o| run.push(o));
-        self.push(first_index, run);
+        self.push(first_index, run, bytes);
     }
 }
 

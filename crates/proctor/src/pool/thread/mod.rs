@@ -591,15 +591,7 @@ impl ThreadPool {
         R: Send + 'static,
         I: Iterator<Item = A> + 'p,
     {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Box::new(ThreadStream {
-            shared: &self.shared,
-            f,
-            items,
-            tx,
-            rx,
-            dropped: Arc::new(AtomicBool::new(false)),
-        })
+        Box::new(ThreadStream::new(&self.shared, f, items))
     }
 
     pub(crate) fn shutdown(self) {
