@@ -454,7 +454,11 @@ fn crash_races(mode: Mode, n: usize) {
                 signal: Some(libc::SIGKILL),
                 ..
             }) => killed += 1,
-            other => panic!("want Ok(true) or Crashed by SIGKILL, got {other:?}"),
+            // The race can also kill a worker that was given this item but had not started it,
+            // twice in a row (the item is resent after the first): the item never ran, and its
+            // one outcome says so. Seen once in CI with 4 workers.
+            Err(TaskError::Poisoned { .. }) => {}
+            other => panic!("want Ok(true), Crashed by SIGKILL or Poisoned, got {other:?}"),
         }
     }
     if n == 1 {
