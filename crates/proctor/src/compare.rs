@@ -105,7 +105,8 @@ where
     A: Serialize + DeserializeOwned + Clone + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    CompareModes::new(f, inputs).run()
+    crate::pool::plain_fn!(F);
+    CompareModes::unchecked(f, inputs).run()
 }
 
 /// Configures a comparison of one task in thread mode and in process mode; [`run`] measures.
@@ -156,6 +157,13 @@ where
     /// should be typical of the real work: they are repeated to fill a round, so a few
     /// dozen are enough.
     pub fn new(f: F, inputs: impl IntoIterator<Item = A>) -> Self {
+        crate::pool::plain_fn!(F);
+        Self::unchecked(f, inputs)
+    }
+
+    /// [`CompareModes::new`] for a task type its caller has checked: the check is in each
+    /// public entry point only, so a bad type is one error at the user's call.
+    fn unchecked(f: F, inputs: impl IntoIterator<Item = A>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         CompareModes {
             f,
@@ -221,7 +229,7 @@ where
         let processes = Pool::processes(workers).build()?;
         let rss_before = memory::own_rss();
         let threads = Pool::threads(workers).build()?;
-        all_ok(threads.map(f, inputs.clone()))?;
+        all_ok(threads.map_unchecked(f, inputs.clone()))?;
         let thread_growth_bytes = match (rss_before, memory::own_rss()) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before) / workers as u64),
             _ => None,

@@ -250,6 +250,21 @@ impl<S: 'static> Pool<S> {
         self.collect::<A, R, F, All<R>>(f, items)
     }
 
+    /// [`Pool::map`] for a task type its caller has checked (`compare_modes`, which checks at
+    /// its own entry so that a bad type is one error at the user's call).
+    pub(crate) fn map_unchecked<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+    ) -> Vec<Result<R, TaskError>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.collect::<A, R, F, All<R>>(f, items)
+    }
+
     fn collect<A, R, F, C>(&self, f: F, items: impl IntoIterator<Item = A>) -> C::Output
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
@@ -631,7 +646,7 @@ impl<S: 'static> Pool<S> {
     }
 
     /// [`Pool::submit`] for a task type its caller has checked.
-    fn submit_unchecked<A, R, F>(&self, f: F, arg: A) -> Task<R>
+    pub(crate) fn submit_unchecked<A, R, F>(&self, f: F, arg: A) -> Task<R>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + Send + 'static,

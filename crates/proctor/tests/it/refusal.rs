@@ -9,14 +9,19 @@ use std::process::Command;
 /// The call line in each program below (1-based), where the error must point.
 const CALL_LINE: usize = 6;
 
-fn program(task: &str) -> String {
+/// A program whose line 6 runs `task` through `call` (`map` or `compare_modes`).
+fn program(task: &str, call: &str) -> String {
+    let call = match call {
+        "map" => format!("pool.map({task}, vec![1u64, 2])"),
+        _ => format!("proctor::compare_modes({task}, vec![1u64, 2]).map(|c| c.to_string())"),
+    };
     format!(
         "#[allow(dead_code)] fn double(x: u64) -> u64 {{ x * 2 }}\n\
-         fn main() {{\n\
+         #[allow(unused)] fn main() {{\n\
          \x20   proctor::init();\n\
          \x20   let pool = proctor::Pool::processes(1).build().unwrap();\n\
          \x20   let offset = 1u64;\n\
-         \x20   let out = pool.map({task}, vec![1u64, 2]);\n\
+         \x20   let out = {call};\n\
          \x20   println!(\"{{out:?}} {{offset}}\");\n\
          }}\n"
     )
@@ -41,12 +46,14 @@ fn make_crate() -> PathBuf {
     .unwrap();
     // The workspace's versions, so the build needs nothing the workspace did not fetch.
     std::fs::copy(workspace.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    for (name, task) in [
-        ("item", "double"),
-        ("pointer", "{ let f: fn(u64) -> u64 = double; f }"),
-        ("capture", "move |x: u64| x + offset"),
+    let pointer = "{ let f: fn(u64) -> u64 = double; f }";
+    for (name, task, call) in [
+        ("item", "double", "map"),
+        ("pointer", pointer, "map"),
+        ("capture", "move |x: u64| x + offset", "map"),
+        ("compare_pointer", pointer, "compare_modes"),
     ] {
-        std::fs::write(bins.join(format!("{name}.rs")), program(task)).unwrap();
+        std::fs::write(bins.join(format!("{name}.rs")), program(task, call)).unwrap();
     }
     dir
 }
@@ -74,7 +81,7 @@ fn a_task_with_data_is_refused_once_at_the_callers_line() {
     let (ok, stderr) = build(&dir, "item");
     assert!(ok, "a fn item must build:\n{stderr}");
 
-    for bin in ["pointer", "capture"] {
+    for bin in ["pointer", "capture", "compare_pointer"] {
         let (ok, stderr) = build(&dir, bin);
         assert!(!ok, "{bin}: a task type with data must not build");
         assert_eq!(
