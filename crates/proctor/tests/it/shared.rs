@@ -442,3 +442,103 @@ fn a_value_that_does_not_encode_is_an_invalid_data_error() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("not today"), "{err}");
 }
+
+/// A result a hostile worker forges: in the worker it is the fields of a region handle, one
+/// of them edited, written into the worker's result record; in the parent the same bytes are
+/// decoded as the `SharedBytes` the parent's own code expects. The route of a task that
+/// writes its record by hand, through the pool's real arena and decoder.
+#[derive(Debug)]
+enum Forged {
+    /// In the worker: what it writes.
+    Out(ForgedHandle),
+    /// In the parent: what the bytes decoded to.
+    In(SharedBytes),
+}
+
+impl Serialize for Forged {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Forged::Out(h) => h.serialize(s),
+            Forged::In(data) => data.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Forged {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SharedBytes::deserialize(d).map(Forged::In)
+    }
+}
+
+/// The library's handle fields, in its order, so that this encodes as one.
+#[derive(Debug, Serialize, Deserialize)]
+struct ForgedHandle {
+    pid: u32,
+    nonce: u64,
+    id: u64,
+    fd: i32,
+    len: u64,
+    bytes: bool,
+}
+
+/// Copies the handle it was given and edits one field (`how`: 0 a length of 1 TiB, 1 another
+/// descriptor, 2 an id the parent never made).
+fn forge((data, how): (SharedBytes, u8)) -> Forged {
+    let mut h = serde_json::to_value(&data).unwrap();
+    match how {
+        0 => h["len"] = serde_json::json!(1u64 << 40),
+        1 => h["fd"] = serde_json::json!(0),
+        _ => h["id"] = serde_json::json!(h["id"].as_u64().unwrap() + 1_000_000),
+    }
+    Forged::Out(serde_json::from_value(h).unwrap())
+}
+
+#[test]
+fn a_forged_handle_in_a_result_never_makes_the_parent_trust_its_fields() {
+    let bytes = pattern(4096);
+    let data = SharedBytes::new(&bytes).unwrap();
+    let pool = Pool::processes(1).build().unwrap();
+    for how in [0u8, 1] {
+        // A live region's key with a forged length or descriptor: the parent hands back its
+        // own region, as it made it, and reads nothing the worker wrote about it.
+        match pool.submit(forge, (data.clone(), how)).join() {
+            Ok(Forged::In(got)) => {
+                assert_eq!(got.len(), bytes.len(), "forgery {how}");
+                assert_eq!(&*got, &bytes[..], "forgery {how}");
+            }
+            other => panic!("forgery {how}: want the parent's own region, got {other:?}"),
+        }
+    }
+    // A key the parent never made: refused, not mapped.
+    match pool.submit(forge, (data.clone(), 2)).join() {
+        Err(TaskError::Codec { .. }) => {}
+        other => panic!("an unknown region: want a Codec error, got {other:?}"),
+    }
+    // The pool goes on.
+    assert_eq!(pool.map_with(&data, first_len, [0u8]), vec![Ok(4096)]);
+}
+
+/// Opens the parent's descriptor `fd` through `/proc/<pid>/fd`, as a worker maps a region:
+/// true if it opened.
+#[cfg(feature = "sandbox")]
+fn open_parents_fd((pid, fd): (u32, i64)) -> bool {
+    std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).is_ok()
+}
+
+/// The pool refuses to send a region to a sandboxed worker; a task that goes around it and
+/// opens the region (or any descriptor of the parent) itself, the way a worker maps one, is
+/// stopped by the sandbox. The plain worker is the control: there the same open works.
+#[test]
+#[cfg(feature = "sandbox")]
+fn a_sandboxed_task_cannot_open_the_parents_region_through_proc() {
+    let data = SharedBytes::new(b"secret").unwrap();
+    let fd = serde_json::to_value(&data).unwrap()["fd"].as_i64().unwrap();
+    let target = (std::process::id(), fd);
+    let plain = Pool::processes(1).build().unwrap();
+    assert_eq!(plain.submit(open_parents_fd, target).join(), Ok(true));
+    let pool = crate::sandbox::sandboxed(Sandbox::compute());
+    match pool.submit(open_parents_fd, target).join() {
+        Ok(false) | Err(TaskError::SandboxViolation { .. }) => {}
+        other => panic!("a sandboxed task opened the parent's region: {other:?}"),
+    }
+}
